@@ -1,0 +1,230 @@
+"""The ``bayescale`` command line: a thin layer over the Python API (click).
+
+Errors a user can cause print one line on stderr and exit with status 2; ``--json`` prints exactly
+one JSON object on stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+import warnings
+from pathlib import Path
+
+import click
+
+from . import defaults
+from .errors import BayescaleError
+
+
+def _fmt(value: float) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.4g}"
+
+
+def _pairs(items, what: str) -> dict[str, str]:
+    """Parse repeated ``name=value`` options (commas separate several in one option)."""
+    from .data import parse_column_mapping
+
+    try:
+        return parse_column_mapping(items)
+    except BayescaleError as exc:
+        raise BayescaleError(f"{what}: {exc}") from None
+
+
+def _at_points(items) -> list[dict[str, float]]:
+    points = []
+    for item in items:
+        point = {}
+        for key, value in _pairs([item], "--at").items():
+            try:
+                point[key] = float(value)
+            except ValueError:
+                raise BayescaleError(f"--at {item!r}: {key}={value!r} is not a number") from None
+        points.append(point)
+    return points
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    click.echo(f"warning: {message}", err=True)
+
+
+def _ci_option(function):
+    return click.option("--ci-prob", type=float, default=defaults.CI_PROB, show_default=True,
+                        help="Probability of the credible and predictive intervals.")(function)
+
+
+def _json_option(function):
+    return click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")(function)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="bayescale")
+def cli():
+    """Bayesian inference of neural scaling laws: fit, summarise, forecast."""
+    warnings.showwarning = _show_warning
+    logging.basicConfig(level=logging.INFO, format="note: %(message)s", stream=sys.stderr)
+    for noisy in ("pymc", "pytensor", "arviz"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@cli.command("laws")
+def laws_command():
+    """List the law catalog."""
+    from .laws import catalog
+
+    for law in catalog().values():
+        click.echo(f"{law.name:<12} L({', '.join(law.inputs)}) = {law.formula.text}")
+        click.echo(f"{'':<12} {law.title}")
+
+
+@cli.command("fit")
+@click.argument("runs", type=click.Path(dir_okay=False))
+@click.option("--law", "law_spec", default="chinchilla", show_default=True,
+              help="A catalog name (see `bayescale laws`) or the path of a .toml law card.")
+@click.option("--columns", multiple=True, help="Map canonical names to yours: N='Model Size',C='Training FLOP'.")
+@click.option("--input", "inputs", multiple=True, help="Bind a law's generic input to a column: X=D.")
+@click.option("--prior", "priors", multiple=True, help="Override a prior: alpha='LogNormal(mu=log(0.3), sigma=0.3)'.")
+@click.option("--likelihood", default=defaults.LIKELIHOOD, show_default=True,
+              type=click.Choice(["studentt", "normal", "laplace"]), help="Noise model on log-loss.")
+@click.option("--draws", type=int, default=defaults.DRAWS, show_default=True)
+@click.option("--tune", type=int, default=defaults.TUNE, show_default=True)
+@click.option("--chains", type=int, default=defaults.CHAINS, show_default=True)
+@click.option("--cores", type=int, default=defaults.CORES, show_default=True)
+@click.option("--seed", type=int, default=defaults.SEED, show_default=True)
+@click.option("--sampler", default=defaults.SAMPLER, show_default=True, type=click.Choice(["pymc", "nutpie", "numpyro"]))
+@click.option("--target-accept", type=float, default=defaults.TARGET_ACCEPT, show_default=True)
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Where to save the fit (.nc).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def fit_command(runs, law_spec, columns, inputs, priors, likelihood, draws, tune, chains, cores, seed, sampler,
+                target_accept, out, quiet):
+    """Fit a law to a table of runs (CSV or Parquet) and save the posterior."""
+    from .fit import fit
+
+    if not str(out).endswith(".nc"):
+        raise BayescaleError(f"--out: fit files are netCDF, give a path ending in .nc (got {out!r})")
+    result = fit(runs, law_spec, columns=_pairs(columns, "--columns"), inputs=_pairs(inputs, "--input"),
+                 priors=_pairs(priors, "--prior"), likelihood=likelihood, draws=draws, tune=tune, chains=chains,
+                 cores=cores, seed=seed, sampler=sampler, target_accept=target_accept, progressbar=not quiet)
+    path = result.save(out)
+    _print_summary(result, defaults.CI_PROB)
+    click.echo(f"saved {path}")
+
+
+def _print_summary(fit, ci_prob: float) -> None:
+    table = fit.summary(ci_prob)
+    pct = f"{ci_prob:.0%}"
+    click.echo(f"{fit.law}  ({fit.likelihood.name} likelihood on log-loss, {fit.n_obs} runs)")
+    click.echo(f"{'param':<8} {'mean':>10} {'median':>10} {pct + ' lower':>11} {pct + ' upper':>11} "
+               f"{'ess_bulk':>9} {'r_hat':>6} {'reference':>10}")
+    for name, row in table.iterrows():
+        click.echo(f"{name:<8} {_fmt(row['mean']):>10} {_fmt(row['median']):>10} {_fmt(row['lower']):>11} "
+                   f"{_fmt(row['upper']):>11} {row['ess_bulk']:>9.0f} {row['r_hat']:>6.3f} "
+                   f"{_fmt(row['reference']):>10}")
+    d = fit.diagnostics
+    click.echo(f"diagnostics: {d.divergences} divergences, max R-hat {d.rhat_max:.3f}, "
+               f"min ESS bulk {d.ess_bulk_min:.0f}, min ESS tail {d.ess_tail_min:.0f} ({d.n_draws} draws)")
+    for problem in d.problems:
+        click.echo(f"warning: {problem}", err=True)
+
+
+@cli.command("summary")
+@click.argument("fit_path", type=click.Path(dir_okay=False))
+@_ci_option
+@_json_option
+def summary_command(fit_path, ci_prob, as_json):
+    """Parameter table of a saved fit, with credible intervals and diagnostics."""
+    from .fit import Fit
+
+    fit = Fit.load(fit_path)
+    if not as_json:
+        _print_summary(fit, ci_prob)
+        return
+    table = fit.summary(ci_prob)
+    d = fit.diagnostics
+    click.echo(json.dumps({
+        "law": fit.law.name, "ci_prob": ci_prob, "n_obs": fit.n_obs,
+        "params": {name: {k: float(row[k]) for k in ("mean", "median", "lower", "upper")}
+                   for name, row in table.iterrows()},
+        "diagnostics": {"divergences": d.divergences, "rhat_max": d.rhat_max, "ess_bulk_min": d.ess_bulk_min},
+    }))
+
+
+@cli.command("predict")
+@click.argument("fit_path", type=click.Path(dir_okay=False))
+@click.option("--at", "at", multiple=True, help="A point: N=7e10,D=1.4e12 (repeat for more points).")
+@click.option("--points", type=click.Path(dir_okay=False), help="A CSV of points (one column per input).")
+@_ci_option
+@_json_option
+def predict_command(fit_path, at, points, ci_prob, as_json):
+    """Forecast the loss at unseen scales: credible and predictive intervals."""
+    import pandas as pd
+
+    from .fit import Fit
+
+    if bool(at) == bool(points):
+        raise BayescaleError("give the points with --at N=...,D=... (repeatable) or with --points FILE.csv")
+    fit = Fit.load(fit_path)
+    if points:
+        if not Path(points).exists():
+            raise BayescaleError(f"--points: file {points!r} does not exist")
+        table = pd.read_csv(points)
+    else:
+        table = pd.DataFrame(_at_points(at))
+    result = fit.predict(table, ci_prob=ci_prob)
+    columns = [*fit.law.inputs, "median", "lower", "upper", "pred_lower", "pred_upper"]
+    extra = [c for c in table.columns if c not in columns]
+    if as_json:
+        records = [{k: float(v) for k, v in row.items()} for row in result[[*extra, *columns]].to_dict("records")]
+        click.echo(json.dumps({"ci_prob": ci_prob, "predictions": records}))
+        return
+    pct = f"{ci_prob:.0%}"
+    click.echo(f"{fit.law.name}: median loss, {pct} credible interval of the law, {pct} predictive interval of a run")
+    for _, row in result.iterrows():
+        where = ", ".join(f"{k}={row[k]:.3g}" for k in fit.law.inputs)
+        click.echo(f"{where}: {row['median']:.4f}  law [{row['lower']:.4f}, {row['upper']:.4f}]  "
+                   f"run [{row['pred_lower']:.4f}, {row['pred_upper']:.4f}]")
+
+
+@cli.command("demo")
+@click.option("--out", "out_dir", default="out", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for the demo fit.")
+@click.option("--draws", type=int, default=defaults.DRAWS, show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def demo_command(out_dir, draws, quiet):
+    """The main job on the embedded demo sweep: fit Chinchilla, summarise, forecast larger models."""
+    from .datasets import CHINCHILLA_TRUTH, demo_runs_path
+    from .fit import fit
+
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    click.echo(f"demo runs: {demo_runs_path()} (synthetic IsoFLOP sweep, truth {CHINCHILLA_TRUTH})")
+    result = fit(demo_runs_path(), "chinchilla", draws=draws, progressbar=not quiet)
+    path = result.save(Path(out_dir) / "demo_fit.nc")
+    _print_summary(result, defaults.CI_PROB)
+    forecast = result.predict(N=[7e10, 1.75e11], D=[1.4e12, 3.5e12])
+    for _, row in forecast.iterrows():
+        click.echo(f"forecast at N={row['N']:.3g}, D={row['D']:.3g}: loss {row['median']:.3f}; 90% of new runs "
+                   f"would land between {row['pred_lower']:.3f} and {row['pred_upper']:.3f}")
+    click.echo(f"saved {path}; try: .venv/bin/bayescale predict {path} --at N=1e10,D=2e11")
+
+
+def main(argv=None) -> int:
+    try:
+        cli.main(args=argv, standalone_mode=False)
+    except BayescaleError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return 2
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 1
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,223 @@
+"""The runs table: read CSV, Parquet or a DataFrame, map columns, derive inputs, validate.
+
+Canonical columns are ``N`` (parameters), ``D`` (training tokens), ``C`` (training FLOPs) and
+``loss`` (nats). A missing ``D`` is derived as C/(6N) and a missing ``C`` as 6ND, and the
+:class:`Runs` object records that it did so. Every problem is reported with the column and the
+rows at fault.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from .errors import DataError, UnitsWarning
+
+logger = logging.getLogger("bayescale")
+
+#: columns bayescale knows; a column mapping may only target these or a law's own inputs
+CANONICAL = ("N", "D", "C", "loss", "U", "N_no_embed", "step", "tokens", "run", "lr")
+POSITIVE = ("N", "D", "C", "loss", "U", "N_no_embed")
+#: below these maxima the units look wrong (a raw count is expected)
+_UNIT_FLOORS = {"N": (1e4, "millions or billions of parameters"), "D": (1e5, "millions or billions of tokens"),
+                "C": (1e10, "PF-days or another unit; C is in FLOPs (1 PF-day = 8.64e19 FLOPs)")}
+
+
+@dataclass
+class Runs:
+    """A validated runs table (``frame``) and what was done to it (``notes``)."""
+
+    frame: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+    source: str = "DataFrame"
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def __getitem__(self, column: str) -> np.ndarray:
+        return self.frame[column].to_numpy(dtype=float)
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.frame.columns)
+
+    def require(self, inputs: Iterable[str], n_params: int, law_name: str) -> None:
+        """Check that the table has the law's inputs and more rows than it has parameters."""
+        missing = [c for c in (*inputs, "loss") if c not in self.frame.columns]
+        if missing:
+            derivable = " (D is derived from C and N, C from N and D)" if {"D", "C"} & set(missing) else ""
+            raise DataError(f"law {law_name!r} needs column(s) {', '.join(missing)}, which the runs table "
+                            f"({self.source}) lacks{derivable}; it has {', '.join(self.columns)}. "
+                            "Map your names with columns={'N': 'your name', ...} or --columns N='your name'")
+        if len(self.frame) <= n_params:
+            raise DataError(f"the runs table has {len(self.frame)} rows but law {law_name!r} with its noise model "
+                            f"has {n_params} parameters; at least {n_params + 1} rows are needed")
+
+
+def _row_list(index: pd.Index, limit: int = 8) -> str:
+    rows = [str(i) for i in index[:limit]]
+    more = f" and {len(index) - limit} more" if len(index) > limit else ""
+    return ", ".join(rows) + more
+
+
+def _read(source) -> tuple[pd.DataFrame, str]:
+    if isinstance(source, pd.DataFrame):
+        return source.copy(), "DataFrame"
+    path = Path(source)
+    if not path.exists():
+        raise DataError(f"runs file {str(path)!r} does not exist")
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        return pd.read_parquet(path), str(path)
+    if suffix in (".csv", ".txt", ".tsv"):
+        return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ","), str(path)
+    raise DataError(f"runs file {str(path)!r}: unknown format {suffix!r}; use .csv, .tsv or .parquet")
+
+
+def parse_column_mapping(items: Iterable[str]) -> dict[str, str]:
+    """Turn CLI items like ``N='Model Size'`` or ``C=Training FLOP`` into a mapping."""
+    mapping = {}
+    for item in items:
+        for part in _split_top_level(item):
+            if "=" not in part:
+                raise DataError(f"column mapping {part!r} should look like N='Model Size'")
+            key, value = part.split("=", 1)
+            mapping[key.strip()] = value.strip().strip("'\"")
+    return mapping
+
+
+def _split_top_level(text: str) -> list[str]:
+    """Split on commas outside quotes: ``N='a, b',C=c`` -> ["N='a, b'", "C=c"]."""
+    parts, current, quote = [], "", None
+    for char in text:
+        if quote:
+            quote = None if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char == ",":
+            parts.append(current)
+            current = ""
+            continue
+        current += char
+    parts.append(current)
+    return [p for p in (p.strip() for p in parts) if p]
+
+
+def load_runs(source, columns: Mapping[str, str] | None = None, *, extra_inputs: Iterable[str] = (),
+              keep: Iterable[str] = ()) -> Runs:
+    """Read and validate a runs table.
+
+    ``columns`` maps canonical names to the table's names (``{"N": "Model Size"}``). ``extra_inputs``
+    are a law's own input names (also allowed as mapping targets). ``keep`` are further columns to
+    carry along unchanged (for example group columns).
+    """
+    if isinstance(source, Runs):
+        return source
+    frame, where = _read(source)
+    columns = dict(columns or {})
+    allowed = set(CANONICAL) | set(extra_inputs)
+    unknown = sorted(set(columns) - allowed)
+    if unknown:
+        raise DataError(f"column mapping names unknown column(s) {', '.join(unknown)}; "
+                        f"the known columns are {', '.join(sorted(allowed))}")
+    for canonical, theirs in columns.items():
+        if theirs not in frame.columns:
+            raise DataError(f"column {theirs!r} (mapped to {canonical}) is not in the runs table ({where}); "
+                            f"it has {', '.join(map(str, frame.columns))}")
+    renamed = frame.rename(columns={theirs: canonical for canonical, theirs in columns.items()})
+    wanted = [c for c in renamed.columns if c in allowed or c in set(keep)]
+    missing_keep = [c for c in keep if c not in renamed.columns]
+    if missing_keep:
+        raise DataError(f"column(s) {', '.join(missing_keep)} are not in the runs table ({where}); "
+                        f"it has {', '.join(map(str, renamed.columns))}")
+    table = renamed[wanted].copy()
+    table.index = pd.RangeIndex(len(table), name="row")
+    if "loss" not in table.columns:
+        raise DataError(f"the runs table ({where}) has no 'loss' column; it has {', '.join(map(str, frame.columns))}. "
+                        "Map it with columns={'loss': 'your name'} or --columns loss='your name'")
+    numeric = [c for c in table.columns if c in CANONICAL and c != "run"] + list(extra_inputs)
+    notes = _clean(table, numeric)
+    _warn_units(table)
+    for note in notes:
+        logger.info(note)
+    return Runs(table, notes, where)
+
+
+def _clean(table: pd.DataFrame, numeric: Iterable[str]) -> list[str]:
+    """Coerce numeric columns, derive D or C, check positivity; return notes on what was derived."""
+    for col in dict.fromkeys(c for c in numeric if c in table.columns):
+        table[col] = _numeric_column(table[col], col)
+    for col in (c for c in POSITIVE if c in table.columns):  # before deriving, so the user's column is named
+        bad = table.index[table[col] <= 0]
+        if len(bad):
+            raise DataError(f"column {col!r}: must be > 0, but rows {_row_list(bad)} are "
+                            f"{_row_list(pd.Index(table.loc[bad, col].tolist()))}")
+    notes: list[str] = []
+    _derive(table, notes)
+    return notes
+
+
+def prepare_points(points, inputs: Iterable[str]) -> pd.DataFrame:
+    """Validate the inputs of points to predict at (a DataFrame or a mapping of scalars/arrays)."""
+    inputs = list(inputs)
+    if isinstance(points, Mapping):
+        values = {k: np.atleast_1d(np.asarray(v, dtype=object)) for k, v in points.items()}
+        try:
+            table = pd.DataFrame(values)
+        except ValueError as exc:
+            raise DataError(f"prediction inputs must have matching lengths: {exc}") from None
+    else:
+        table = pd.DataFrame(points).copy()
+    table.index = pd.RangeIndex(len(table), name="point")
+    if not len(table):
+        raise DataError("no points to predict at")
+    _clean(table, [c for c in table.columns if c in (*POSITIVE, *inputs) and c != "loss"])
+    missing = [c for c in inputs if c not in table.columns]
+    if missing:
+        raise DataError(f"predicting needs input(s) {', '.join(missing)} (got {', '.join(map(str, table.columns))}); "
+                        "D can also be given as C with N")
+    for col in inputs:
+        bad = table.index[~(table[col] > 0)]
+        if len(bad):
+            raise DataError(f"input {col!r}: must be > 0, but points {_row_list(bad)} are not")
+    return table
+
+
+def _numeric_column(series: pd.Series, col: str) -> pd.Series:
+    values = pd.to_numeric(series, errors="coerce")
+    not_numbers = series.index[values.isna() & series.notna()]
+    if len(not_numbers):
+        shown = ", ".join(repr(series[i]) for i in not_numbers[:5])
+        raise DataError(f"column {col!r}: rows {_row_list(not_numbers)} are not numbers ({shown})")
+    missing = series.index[series.isna()]
+    if len(missing):
+        raise DataError(f"column {col!r}: rows {_row_list(missing)} are empty or NaN")
+    values = values.astype(float)
+    infinite = series.index[~np.isfinite(values)]
+    if len(infinite):
+        raise DataError(f"column {col!r}: rows {_row_list(infinite)} are infinite")
+    return values
+
+
+def _derive(table: pd.DataFrame, notes: list[str]) -> None:
+    has = set(table.columns)
+    if {"N", "C"} <= has and "D" not in has:
+        table["D"] = table["C"] / (6.0 * table["N"])
+        notes.append("D (training tokens) was derived as C / (6 N), the standard dense-transformer FLOP count")
+    elif {"N", "D"} <= has and "C" not in has:
+        table["C"] = 6.0 * table["N"] * table["D"]
+        notes.append("C (training FLOPs) was derived as 6 N D")
+
+
+def _warn_units(table: pd.DataFrame) -> None:
+    for col, (floor, hint) in _UNIT_FLOORS.items():
+        if col in table.columns and table[col].max() < floor:
+            warnings.warn(f"column {col!r}: every value is below {floor:g} (largest {table[col].max():g}); "
+                          f"bayescale expects a raw count. If these are {hint}, convert them first.",
+                          UnitsWarning, stacklevel=3)

@@ -1,0 +1,95 @@
+"""Data for demos and tests: a seeded synthetic sweep with known truth, and public-data loaders.
+
+bayescale ships no third-party data. :func:`load_epoch_chinchilla` reads Epoch AI's digitised
+Chinchilla points from a local path or downloads them once from their public URL into a cache.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .data import Runs, load_runs
+from .errors import BayescaleError
+
+#: Hoffmann et al. 2022 fit (approach 3): the ground truth of the synthetic sweep
+CHINCHILLA_TRUTH = {"E": 1.69, "A": 406.4, "alpha": 0.34, "B": 410.7, "beta": 0.28}
+
+EPOCH_URL = ("https://raw.githubusercontent.com/epoch-research/analyzing-chinchilla/"
+             "92258837425e1b5f2851d624287f0120583a3d0e/data/svg_extracted_data.csv")
+EPOCH_COLUMNS = {"N": "Model Size", "C": "Training FLOP"}
+
+
+def synthetic_sweep(seed: int = 0, *, budgets=(1e18, 3e18, 1e19, 3e19, 1e20, 3e20, 1e21),
+                    sizes_per_budget: int = 9, noise: float = 0.01, outlier_fraction: float = 0.03,
+                    truth: dict | None = None) -> pd.DataFrame:
+    """An IsoFLOP-style sweep with known Chinchilla truth.
+
+    For each compute budget C, model sizes are spread log-uniformly from 1/8 to 8 times the
+    compute-optimal size, D = C / (6N), and the loss is the law times log-normal noise (sd
+    ``noise`` on log-loss), with a few under-tuned runs whose loss is 3-10% too high.
+    """
+    truth = dict(CHINCHILLA_TRUTH if truth is None else truth)
+    rng = np.random.default_rng(seed)
+    a, b = truth["alpha"], truth["beta"]
+    g = (a * truth["A"] / (b * truth["B"])) ** (1 / (a + b))
+    rows = []
+    for c in budgets:
+        n_opt = g * (c / 6) ** (b / (a + b))
+        for n in n_opt * np.logspace(-np.log10(8), np.log10(8), sizes_per_budget):
+            n = float(np.round(n * rng.uniform(0.95, 1.05), -3))
+            d = c / (6 * n)
+            loss = truth["E"] + truth["A"] / n**a + truth["B"] / d**b
+            loss *= np.exp(rng.normal(0, noise))
+            if rng.uniform() < outlier_fraction:
+                loss *= rng.uniform(1.03, 1.10)
+            rows.append({"N": n, "D": d, "C": c, "loss": loss})
+    return pd.DataFrame(rows)
+
+
+def demo_runs_path() -> Path:
+    """The embedded demo table (``synthetic_sweep(seed=0)`` written as CSV)."""
+    return Path(__file__).resolve().parent / "demo" / "demo_runs.csv"
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("BAYESCALE_CACHE", Path.home() / ".cache" / "bayescale"))
+
+
+def _download(url: str, target: Path) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=target.parent, suffix=".part")
+    try:
+        with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+            shutil.copyfileobj(response, out)
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise BayescaleError(f"could not download {url}: {exc}; pass path= to a local copy instead") from None
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return target
+
+
+def load_epoch_chinchilla(path: str | Path | None = None, *, url: str = EPOCH_URL, drop_highest: int = 5,
+                          cache_dir: str | Path | None = None) -> Runs:
+    """Epoch AI's digitised Chinchilla points (Besiroglu et al. 2024) as a runs table.
+
+    D is derived as C / (6N). Epoch dropped the 5 highest-loss points before fitting (240 remain);
+    ``drop_highest`` does the same. Without ``path`` the CSV is downloaded once from ``url`` and
+    cached in ``cache_dir`` (default ``~/.cache/bayescale``, or ``$BAYESCALE_CACHE``).
+    """
+    if path is None:
+        cached = Path(cache_dir or _cache_dir()) / "epoch_svg_extracted_data.csv"
+        path = cached if cached.exists() else _download(url, cached)
+    frame = pd.read_csv(path)
+    if drop_highest:
+        frame = frame.drop(frame["loss"].nlargest(drop_highest).index).reset_index(drop=True)
+    runs = load_runs(frame, EPOCH_COLUMNS)
+    runs.source = str(path)
+    return runs

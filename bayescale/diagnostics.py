@@ -1,0 +1,83 @@
+"""Sampler diagnostics (divergences, R-hat, ESS) and the advice shown when they look bad.
+
+Trouble is never silenced: :func:`report` emits a :class:`~bayescale.errors.SamplerWarning` for
+every problem, with what to try, and the numbers are stored with the fit.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict, dataclass, field
+
+import arviz as az
+import numpy as np
+import xarray as xr
+
+from . import defaults
+from .errors import SamplerWarning
+
+
+@dataclass
+class Diagnostics:
+    divergences: int
+    n_draws: int
+    rhat_max: float
+    ess_bulk_min: float
+    ess_tail_min: float
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def diagnose(posterior: xr.Dataset, sample_stats: xr.Dataset, names: list[str]) -> Diagnostics:
+    """Compute diagnostics of ``names`` and list the problems with advice."""
+    params = posterior[names]
+    rhat = az.rhat(params)
+    ess_bulk = az.ess(params, method="bulk")
+    ess_tail = az.ess(params, method="tail")
+    divergences = int(sample_stats["diverging"].sum())
+    n_draws = int(params.sizes["chain"] * params.sizes["draw"])
+    rhat_by = {n: float(rhat[n]) for n in names}
+    bulk_by = {n: float(ess_bulk[n]) for n in names}
+    tail_by = {n: float(ess_tail[n]) for n in names}
+    problems = []
+    if divergences:
+        problems.append(
+            f"{divergences} of {n_draws} draws diverged: the posterior has regions the sampler cannot explore "
+            "reliably, so intervals may be wrong. Try a higher target_accept (--target-accept 0.95 or 0.99), "
+            "tighter priors on weakly identified parameters, or a simpler law.")
+    if params.sizes["chain"] > 1:
+        bad = {n: v for n, v in rhat_by.items() if not v <= defaults.RHAT_MAX}
+        if bad:
+            shown = ", ".join(f"{n} {v:.3f}" for n, v in bad.items())
+            problems.append(
+                f"R-hat above {defaults.RHAT_MAX} ({shown}): the chains disagree. Run longer (--tune 2000 "
+                "--draws 2000); if it persists the posterior may be multimodal (for example a break outside the "
+                "data): check the law and its priors.")
+    low = {n: min(bulk_by[n], tail_by[n]) for n in names if not min(bulk_by[n], tail_by[n]) >= defaults.ESS_MIN}
+    if low:
+        shown = ", ".join(f"{n} {v:.0f}" for n, v in low.items())
+        problems.append(
+            f"low effective sample size ({shown}; want at least {defaults.ESS_MIN}): interval ends are noisy. "
+            "Draw more (--draws 2000) or use more chains.")
+    return Diagnostics(divergences, n_draws, max(rhat_by.values()), min(bulk_by.values()),
+                       min(tail_by.values()), problems)
+
+
+def report(diagnostics: Diagnostics) -> None:
+    """Warn once per problem; nothing is printed for a clean fit."""
+    for problem in diagnostics.problems:
+        warnings.warn(problem, SamplerWarning, stacklevel=3)
+
+
+def from_dict(data: dict) -> Diagnostics:
+    data = dict(data)
+    data["problems"] = list(data.get("problems", []))
+    for key in ("rhat_max", "ess_bulk_min", "ess_tail_min"):
+        data[key] = float(data[key]) if data[key] is not None else np.nan
+    return Diagnostics(**data)

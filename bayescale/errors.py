@@ -1,0 +1,25 @@
+"""Exceptions and warnings that bayescale raises to its users.
+
+Every error a user can cause is a :class:`BayescaleError`: its message names the column, row,
+parameter or option at fault and says what is allowed, so the CLI can print it without a traceback.
+"""
+
+
+class BayescaleError(ValueError):
+    """A user-facing error: bad input, bad option, or a request the model cannot answer."""
+
+
+class DataError(BayescaleError):
+    """The runs table is malformed (missing columns, bad values, too few rows)."""
+
+
+class FormulaError(BayescaleError):
+    """A law formula or prior text uses something the safe compiler does not allow."""
+
+
+class SamplerWarning(UserWarning):
+    """The sampler reported trouble (divergences, R-hat, ESS); the message says what to try."""
+
+
+class UnitsWarning(UserWarning):
+    """A column's values look like they are in the wrong units."""

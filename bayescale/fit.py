@@ -1,0 +1,132 @@
+"""Fitting: runs + law + priors + likelihood -> sampled posterior, wrapped in a :class:`Fit`.
+
+The steps are plain calls into the other modules: validate the runs (:mod:`.data`), build the
+posterior (:mod:`.model`), precondition it (:mod:`.laplace`), sample (:mod:`.sampling`), store the
+pointwise log-likelihood, diagnose (:mod:`.diagnostics`). A :class:`Fit` answers questions
+(summary, predict) and saves itself (:mod:`.store`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from . import defaults
+from .data import Runs, load_runs
+from .diagnostics import Diagnostics, diagnose, report
+from .errors import BayescaleError
+from .laplace import laplace_approximation
+from .laws import Law, get_law
+from .likelihood import Likelihood, get_likelihood
+from .model import OBS_DIM, ModelSpec
+from .priors import Prior
+from .sampling import check_settings, draw_posterior
+
+
+class Fit:
+    """A sampled posterior over a law's parameters, with the data and settings that produced it."""
+
+    def __init__(self, law: Law, likelihood: Likelihood, runs: Runs, idata: xr.DataTree,
+                 settings: Mapping[str, Any], diagnostics: Diagnostics,
+                 noise_priors: Mapping[str, Prior] | None = None):
+        self.law = law
+        self.likelihood = likelihood
+        self.runs = runs
+        self.idata = idata
+        self.settings = dict(settings)
+        self.diagnostics = diagnostics
+        self.spec = ModelSpec.from_runs(law, likelihood, runs, noise_priors)
+
+    @property
+    def posterior(self) -> xr.Dataset:
+        return self.idata["posterior"].to_dataset()
+
+    @property
+    def n_obs(self) -> int:
+        return len(self.runs)
+
+    @property
+    def priors(self) -> dict[str, Prior]:
+        return dict(self.spec.priors)
+
+    def summary(self, ci_prob: float = defaults.CI_PROB) -> pd.DataFrame:
+        """Parameters in the card's convention with mean, median and equal-tailed interval."""
+        from .summary import parameter_table
+
+        return parameter_table(self, ci_prob)
+
+    def predict(self, points=None, *, ci_prob: float = defaults.CI_PROB, seed: int | None = None,
+                **inputs) -> pd.DataFrame:
+        """Credible and predictive intervals of the loss at new scales; see :func:`bayescale.predict.predict`."""
+        from .predict import predict
+
+        return predict(self, points, ci_prob=ci_prob, seed=seed, **inputs)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the fit to one netCDF file, atomically (an earlier file survives a failed save)."""
+        from .store import save
+
+        return save(self, path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Fit":
+        from .store import load
+
+        return load(path)
+
+    def __repr__(self) -> str:
+        return (f"<Fit {self.law.name} ({self.likelihood.name} likelihood), {self.n_obs} runs, "
+                f"{self.diagnostics.n_draws} draws, {'ok' if self.diagnostics.ok else 'WITH SAMPLER WARNINGS'}>")
+
+
+def _split_priors(priors: Mapping[str, Any] | None, law: Law, likelihood: Likelihood):
+    priors = dict(priors or {})
+    unknown = sorted(set(priors) - set(law.params) - set(likelihood.noise_params))
+    if unknown:
+        raise BayescaleError(f"no parameter(s) {', '.join(unknown)} to put a prior on; law {law.name!r} has "
+                             f"{', '.join(law.params)} and the {likelihood.name} likelihood has "
+                             f"{', '.join(likelihood.noise_params)}")
+    law_priors = {k: v for k, v in priors.items() if k in law.params}
+    noise_priors = {k: v for k, v in priors.items() if k in likelihood.noise_params}
+    return law_priors, noise_priors
+
+
+def fit(runs, law: Law | str = "chinchilla", *, columns: Mapping[str, str] | None = None,
+        inputs: Mapping[str, str] | None = None, priors: Mapping[str, Any] | None = None,
+        likelihood: str = defaults.LIKELIHOOD, draws: int = defaults.DRAWS, tune: int = defaults.TUNE,
+        chains: int = defaults.CHAINS, cores: int = defaults.CORES, seed: int = defaults.SEED,
+        sampler: str = defaults.SAMPLER, target_accept: float = defaults.TARGET_ACCEPT,
+        progressbar: bool = True) -> Fit:
+    """Fit ``law`` to ``runs`` (a path, DataFrame or :class:`Runs`) and return the :class:`Fit`.
+
+    ``columns`` maps canonical names to the table's (``{"N": "Model Size"}``); ``inputs`` binds a
+    law's generic inputs (``{"X": "D"}``); ``priors`` overrides priors of law or noise parameters
+    (``{"alpha": "LogNormal(mu=log(0.3), sigma=0.3)", "nu": ...}``).
+    """
+    check_settings(sampler=sampler, draws=draws, tune=tune, chains=chains, cores=cores,
+                   target_accept=target_accept)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise BayescaleError(f"seed must be a whole number >= 0, got {seed!r}")
+    law = get_law(law, inputs)
+    lik = get_likelihood(likelihood)
+    law_priors, noise_priors = _split_priors(priors, law, lik)
+    law = law.with_priors(law_priors)
+    runs = load_runs(runs, columns, extra_inputs=law.inputs)
+    spec = ModelSpec.from_runs(law, lik, runs, noise_priors)
+    laplace = laplace_approximation(spec, np.random.default_rng(seed))
+    model = spec.to_pymc(laplace.center, laplace.scale)
+    idata = draw_posterior(model, list(spec.names), sampler=sampler, draws=draws, tune=tune, chains=chains,
+                           cores=cores, seed=int(seed), target_accept=target_accept, progressbar=progressbar)
+    posterior = idata["posterior"].to_dataset()
+    idata["log_likelihood"] = xr.Dataset({"log_loss": spec.pointwise_log_likelihood(posterior)})
+    idata["constant_data"] = xr.Dataset({c: (OBS_DIM, runs.frame[c].to_numpy()) for c in runs.columns})
+    diagnostics = diagnose(posterior, idata["sample_stats"].to_dataset(), list(spec.names))
+    report(diagnostics)
+    settings = {"draws": draws, "tune": tune, "chains": chains, "cores": cores, "seed": int(seed),
+                "sampler": sampler, "target_accept": target_accept,
+                "mode": {k: float(v) for k, v in laplace.mode(spec).items()}}
+    return Fit(law, lik, runs, idata, settings, diagnostics, {k: Prior.parse(v) for k, v in noise_priors.items()})

@@ -1,0 +1,202 @@
+"""Laws: a parsed law card (inputs, formula, one prior per parameter) and the catalog in ``models/``.
+
+A card is what a researcher writes on a whiteboard and nothing else::
+
+    name = "chinchilla"
+    inputs = ["N", "D"]
+    formula = "E + A / N**alpha + B / D**beta"
+    [params.E]
+    prior = "LogNormal(mu=log(1.69), sigma=0.5)"
+    reference = { value = 1.69, source = "Hoffmann et al. 2022" }
+
+Nothing in the engine is specific to one law: a user's own law is a card file on disk or
+``Law.from_formula("E + A * N**(-alpha)", priors={...})``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import BayescaleError, FormulaError
+from .formula import Formula
+from .priors import Prior
+
+#: input names that :meth:`Law.from_formula` recognises without being told
+KNOWN_INPUTS = ("N", "D", "C", "U", "X", "step", "tokens")
+
+
+@dataclass(frozen=True)
+class Param:
+    """One law parameter: its prior and, where published, the reference value and its source."""
+
+    name: str
+    prior: Prior
+    reference: float | None = None
+    source: str | None = None
+    description: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"prior": self.prior.to_dict(), "description": self.description}
+        if self.reference is not None:
+            out["reference"] = {"value": self.reference, "source": self.source or ""}
+        return out
+
+
+@dataclass(frozen=True)
+class Law:
+    """A scaling law: named inputs, a formula for the loss, and a prior for every parameter."""
+
+    name: str
+    inputs: tuple[str, ...]
+    formula: Formula
+    params: Mapping[str, Param]
+    title: str = ""
+    source: str = ""
+    description: str = ""
+    card_path: str | None = field(default=None, compare=False)
+
+    def __post_init__(self):
+        context = f"law {self.name!r}"
+        if not self.inputs:
+            raise FormulaError(f"{context}: a law needs at least one input (for example N, D or C)")
+        clash = sorted(set(self.inputs) & set(self.params))
+        if clash:
+            raise FormulaError(f"{context}: {', '.join(clash)} cannot be both an input and a parameter")
+        self.formula.check_names(set(self.inputs) | set(self.params), context)
+        unused = [n for n in (*self.inputs, *self.params) if n not in self.formula.names]
+        if unused:
+            raise FormulaError(f"{context}: {', '.join(unused)} declared but not used in formula "
+                               f"{self.formula.text!r}")
+
+    # -- construction -------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, card: Mapping[str, Any], card_path: str | None = None) -> "Law":
+        where = card_path or "law card"
+        for key in ("name", "inputs", "formula", "params"):
+            if key not in card:
+                raise FormulaError(f"{where}: missing key {key!r} (a card needs name, inputs, formula, params)")
+        params = {}
+        for pname, table in card["params"].items():
+            if not isinstance(table, Mapping) or "prior" not in table:
+                raise FormulaError(f"{where}: parameter {pname!r} needs a prior, e.g. prior = \"Normal(0, 1)\"")
+            try:
+                prior = Prior.parse(table["prior"])
+            except FormulaError as exc:
+                raise FormulaError(f"{where}: prior of {pname!r}: {exc}") from None
+            ref = table.get("reference") or {}
+            params[pname] = Param(pname, prior, ref.get("value"), ref.get("source"), table.get("description", ""))
+        return cls(name=str(card["name"]), inputs=tuple(card["inputs"]), formula=Formula(card["formula"]),
+                   params=params, title=card.get("title", ""), source=card.get("source", ""),
+                   description=card.get("description", ""), card_path=card_path)
+
+    @classmethod
+    def from_card(cls, path: str | Path) -> "Law":
+        path = Path(path)
+        try:
+            card = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise BayescaleError(f"law card {str(path)!r} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise FormulaError(f"law card {str(path)!r} is not valid TOML: {exc}") from None
+        return cls.from_dict(card, card_path=str(path))
+
+    @classmethod
+    def from_formula(cls, formula: str, priors: Mapping[str, Any], *, inputs: tuple[str, ...] | None = None,
+                     name: str = "custom", title: str = "") -> "Law":
+        """A law from a formula string; names in ``inputs`` (default: N, D, C, ... found in it) are data."""
+        parsed = Formula(formula)
+        if inputs is None:
+            inputs = tuple(n for n in KNOWN_INPUTS if n in parsed.names)
+        missing = sorted(parsed.names - set(inputs) - set(priors))
+        if missing:
+            raise FormulaError(f"law {name!r}: no prior given for parameter(s) {', '.join(missing)}; "
+                               f"pass priors={{name: 'Normal(0, 1)', ...}} for every non-input name")
+        params = {}
+        for pname, spec in priors.items():
+            try:
+                params[pname] = Param(pname, Prior.parse(spec))
+            except FormulaError as exc:
+                raise FormulaError(f"law {name!r}: prior of {pname!r}: {exc}") from None
+        return cls(name=name, inputs=tuple(inputs), formula=parsed, params=params, title=title or formula)
+
+    # -- variants ------------------------------------------------------------------------------
+    def with_priors(self, overrides: Mapping[str, Any] | None) -> "Law":
+        """A copy with some priors replaced; names must be parameters of this law."""
+        if not overrides:
+            return self
+        unknown = sorted(set(overrides) - set(self.params))
+        if unknown:
+            raise BayescaleError(f"law {self.name!r} has no parameter(s) {', '.join(unknown)}; "
+                                 f"its parameters are {', '.join(self.params)}")
+        params = dict(self.params)
+        for pname, spec in overrides.items():
+            try:
+                params[pname] = replace(params[pname], prior=Prior.parse(spec))
+            except FormulaError as exc:
+                raise FormulaError(f"prior of {pname!r}: {exc}") from None
+        return replace(self, params=params)
+
+    def with_inputs(self, renames: Mapping[str, str] | None) -> "Law":
+        """Bind generic inputs to columns, e.g. ``{"X": "D"}`` for the saturating law in D."""
+        if not renames:
+            return self
+        unknown = sorted(set(renames) - set(self.inputs))
+        if unknown:
+            raise BayescaleError(f"law {self.name!r} has no input(s) {', '.join(unknown)}; "
+                                 f"its inputs are {', '.join(self.inputs)}")
+        inputs = tuple(renames.get(i, i) for i in self.inputs)
+        text = self.formula.text
+        import ast
+
+        tree = ast.parse(text, mode="eval")
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name) and node.id in renames:
+                node.id = renames[node.id]
+        bound = ", ".join(f"{k}={v}" for k, v in renames.items())
+        return replace(self, name=f"{self.name}[{bound}]", inputs=inputs, formula=Formula(ast.unparse(tree)))
+
+    # -- use -----------------------------------------------------------------------------------
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        return tuple(self.params)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "title": self.title, "source": self.source, "description": self.description,
+                "inputs": list(self.inputs), "formula": self.formula.text,
+                "params": {n: p.to_dict() for n, p in self.params.items()}}
+
+    def __str__(self) -> str:
+        return f"{self.name}: L({', '.join(self.inputs)}) = {self.formula.text}"
+
+
+def models_dir() -> Path:
+    """The catalog folder: inside the installed wheel, or ``models/`` of a source checkout."""
+    packaged = Path(str(resources.files("bayescale"))) / "models"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "models"
+
+
+def catalog() -> dict[str, Law]:
+    """Every law card shipped with bayescale, by name."""
+    laws = [Law.from_card(p) for p in sorted(models_dir().glob("*.toml"))]
+    return {law.name: law for law in laws}
+
+
+def get_law(spec: "Law | str | Path", inputs: Mapping[str, str] | None = None) -> Law:
+    """A Law from a Law, a catalog name, or a path to a card file; ``inputs`` binds generic inputs."""
+    if isinstance(spec, Law):
+        law = spec
+    elif str(spec).endswith(".toml") or Path(str(spec)).is_file():
+        law = Law.from_card(spec)
+    else:
+        laws = catalog()
+        if spec not in laws:
+            raise BayescaleError(f"unknown law {spec!r}; the catalog has {', '.join(laws)} "
+                                 "(or give the path of a .toml card)")
+        law = laws[spec]
+    return law.with_inputs(inputs)

@@ -1,0 +1,190 @@
+"""Priors: the one way to say a prior, from Python, a law card or the command line.
+
+A :class:`Prior` is a distribution name and its parameters. It can give its log-density in NumPy
+(for the mode search) and in PyTensor (for the PyMC model), draw samples, and map to and from an
+unconstrained real line (the coordinates the sampler works in). Prior text such as
+``"LogNormal(mu=-1.2, sigma=0.5)"`` is parsed with :mod:`ast`, never evaluated.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import numpy as np
+from scipy import special, stats
+
+from . import densities
+from .errors import FormulaError
+
+
+@dataclass(frozen=True)
+class _Support:
+    """Where a distribution lives, and the map from the real line onto it."""
+
+    kind: str  # "real", "positive" or "interval"
+    lower: float = -np.inf
+    upper: float = np.inf
+
+    def from_unconstrained(self, u, xp):
+        """Return (value, log |d value / d u|) for ``u`` on the real line; xp is numpy or pytensor."""
+        if self.kind == "real":
+            return u, 0.0 * u
+        if self.kind == "positive":
+            return xp.exp(u), u
+        width = self.upper - self.lower
+        log_sig, log_one_minus = -_softplus(-u, xp), -_softplus(u, xp)
+        return self.lower + width * xp.exp(log_sig), np.log(width) + log_sig + log_one_minus
+
+    def to_unconstrained(self, x):
+        x = np.asarray(x, dtype=float)
+        if self.kind == "real":
+            return x
+        if self.kind == "positive":
+            return np.log(x)
+        return special.logit((x - self.lower) / (self.upper - self.lower))
+
+
+def _softplus(u, xp):
+    if xp is np:
+        return np.logaddexp(0.0, u)
+    return xp.softplus(u)
+
+
+@dataclass(frozen=True)
+class _Family:
+    args: tuple[str, ...]
+    positive_args: tuple[str, ...]
+    scipy: Callable[..., Any]
+    logpdf: Callable[..., Any]
+    support: Callable[..., _Support]
+    pymc_name: str
+
+
+_REAL = lambda **_: _Support("real")  # noqa: E731
+_POSITIVE = lambda **_: _Support("positive")  # noqa: E731
+
+FAMILIES: dict[str, _Family] = {
+    "Normal": _Family(("mu", "sigma"), ("sigma",), lambda mu, sigma: stats.norm(mu, sigma), densities.normal, _REAL, "Normal"),
+    "StudentT": _Family(("nu", "mu", "sigma"), ("nu", "sigma"),
+                        lambda nu, mu, sigma: stats.t(nu, mu, sigma), densities.studentt, _REAL, "StudentT"),
+    "LogNormal": _Family(("mu", "sigma"), ("sigma",),
+                         lambda mu, sigma: stats.lognorm(s=sigma, scale=np.exp(mu)), densities.lognormal,
+                         _POSITIVE, "LogNormal"),
+    "HalfNormal": _Family(("sigma",), ("sigma",), lambda sigma: stats.halfnorm(scale=sigma),
+                          densities.halfnormal, _POSITIVE, "HalfNormal"),
+    "Gamma": _Family(("alpha", "beta"), ("alpha", "beta"),
+                     lambda alpha, beta: stats.gamma(alpha, scale=1.0 / beta), densities.gamma,
+                     _POSITIVE, "Gamma"),
+    "Exponential": _Family(("lam",), ("lam",), lambda lam: stats.expon(scale=1.0 / lam), densities.exponential,
+                           _POSITIVE, "Exponential"),
+    "Uniform": _Family(("lower", "upper"), (), lambda lower, upper: stats.uniform(lower, upper - lower), densities.uniform,
+                       lambda lower, upper: _Support("interval", lower, upper), "Uniform"),
+    "Beta": _Family(("alpha", "beta"), ("alpha", "beta"), lambda alpha, beta: stats.beta(alpha, beta), densities.beta,
+                    lambda **_: _Support("interval", 0.0, 1.0), "Beta"),
+}
+
+
+@dataclass(frozen=True)
+class Prior:
+    """A prior distribution: ``Prior("LogNormal", mu=-1.2, sigma=0.5)``."""
+
+    dist: str
+    params: Mapping[str, float] = field(default_factory=dict)
+
+    def __init__(self, dist: str, **params: float):
+        family = FAMILIES.get(dist)
+        if family is None:
+            raise FormulaError(f"unknown prior distribution {dist!r}; allowed: {', '.join(FAMILIES)}")
+        missing = [a for a in family.args if a not in params]
+        extra = [a for a in params if a not in family.args]
+        if missing or extra:
+            raise FormulaError(
+                f"{dist} takes parameters ({', '.join(family.args)}); "
+                + (f"missing {', '.join(missing)}" if missing else f"unknown {', '.join(extra)}"))
+        values = {}
+        for name in family.args:
+            value = params[name]
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+                raise FormulaError(f"{dist} parameter {name} must be a number, got {value!r}")
+            value = float(value)
+            if not np.isfinite(value) or (name in family.positive_args and value <= 0):
+                raise FormulaError(f"{dist} needs {name} > 0 and finite, got {value}")
+            values[name] = value
+        if dist == "Uniform" and not values["lower"] < values["upper"]:
+            raise FormulaError(f"Uniform needs lower < upper, got {values['lower']} and {values['upper']}")
+        object.__setattr__(self, "dist", dist)
+        object.__setattr__(self, "params", values)
+
+    # -- construction -------------------------------------------------------------------------
+    @classmethod
+    def parse(cls, spec: "Prior | str | Mapping[str, Any]") -> "Prior":
+        """Accept a Prior, text like ``"Normal(0.3, 0.1)"``, or a card table ``{dist=..., ...}``."""
+        if isinstance(spec, Prior):
+            return spec
+        if isinstance(spec, Mapping):
+            spec = dict(spec)
+            if "dist" not in spec:
+                raise FormulaError(f"a prior table needs a 'dist' key (one of {', '.join(FAMILIES)}), got {spec}")
+            return cls(spec.pop("dist"), **spec)
+        if isinstance(spec, str):
+            return cls._parse_text(spec)
+        raise FormulaError(f"a prior must be a Prior, a string or a table, got {type(spec).__name__}")
+
+    @classmethod
+    def _parse_text(cls, text: str) -> "Prior":
+        from .formula import constant_value  # numbers like log(400) or 8.8e13 are allowed
+
+        try:
+            node = ast.parse(text.strip(), mode="eval").body
+        except SyntaxError as exc:
+            raise FormulaError(f"cannot parse prior {text!r}: {exc.msg}") from None
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
+            raise FormulaError(f"a prior looks like 'LogNormal(mu=0, sigma=1)', got {text!r}")
+        dist = node.func.id
+        family = FAMILIES.get(dist)
+        if family is None:
+            raise FormulaError(f"unknown prior distribution {dist!r}; allowed: {', '.join(FAMILIES)}")
+        if len(node.args) > len(family.args):
+            raise FormulaError(f"{dist} takes at most {len(family.args)} parameters ({', '.join(family.args)})")
+        params = {name: constant_value(arg, text) for name, arg in zip(family.args, node.args)}
+        for kw in node.keywords:
+            if kw.arg is None:
+                raise FormulaError(f"'**' is not allowed in prior {text!r}")
+            params[kw.arg] = constant_value(kw.value, text)
+        return cls(dist, **params)
+
+    # -- behaviour ----------------------------------------------------------------------------
+    @property
+    def family(self) -> _Family:
+        return FAMILIES[self.dist]
+
+    @property
+    def support(self) -> _Support:
+        return self.family.support(**self.params)
+
+    def frozen(self):
+        return self.family.scipy(**self.params)
+
+    def logpdf(self, x):
+        return self.family.logpdf(x, **self.params)
+
+    def pytensor_logp(self, x):
+        import pymc as pm
+
+        return pm.logp(getattr(pm, self.family.pymc_name).dist(**self.params), x)
+
+    def sample(self, rng: np.random.Generator, size) -> np.ndarray:
+        return self.frozen().rvs(size=size, random_state=rng)
+
+    def median(self) -> float:
+        return float(self.frozen().median())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"dist": self.dist, **self.params}
+
+    def __str__(self) -> str:
+        return f"{self.dist}({', '.join(f'{k}={v:g}' for k, v in self.params.items())})"
+
+    __repr__ = __str__

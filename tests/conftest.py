@@ -1,0 +1,64 @@
+"""Shared fixtures: the real data folder (skip when absent, fail under CI) and fits without sampling."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import bayescale as bs
+from bayescale.diagnostics import diagnose
+from bayescale.fit import Fit
+from bayescale.likelihood import get_likelihood
+from bayescale.model import ModelSpec
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("BAYESCALE_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+def shared_file(relative: str) -> Path:
+    """A file of ../shared/data: skip the test when absent, fail when CI=true."""
+    path = SHARED_DATA / relative
+    if not path.exists():
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"real data {path} is missing under CI")
+        pytest.skip(f"real data {path} is absent")
+    return path
+
+
+@pytest.fixture(scope="session")
+def epoch_path() -> Path:
+    return shared_file("epoch-chinchilla/svg_extracted_data.csv")
+
+
+@pytest.fixture(scope="session")
+def demo_runs():
+    return bs.load_runs(bs.datasets.demo_runs_path())
+
+
+def fake_fit(runs, law="chinchilla", values=None, likelihood="studentt", draws=200, chains=2, spread=0.0,
+             seed=0) -> Fit:
+    """A Fit whose 'posterior' is hand-written draws around ``values`` (no sampling at all)."""
+    law = bs.get_law(law)
+    lik = get_likelihood(likelihood)
+    runs = bs.load_runs(runs)
+    spec = ModelSpec.from_runs(law, lik, runs)
+    values = dict(values or bs.datasets.CHINCHILLA_TRUTH)
+    values.setdefault("sigma", 0.01)
+    values.setdefault("nu", 5.0)
+    rng = np.random.default_rng(seed)
+    posterior = xr.Dataset({
+        n: (("chain", "draw"), values[n] * np.exp(spread * rng.standard_normal((chains, draws))))
+        for n in spec.names})
+    posterior = posterior.assign_coords(chain=np.arange(chains), draw=np.arange(draws))
+    stats = xr.Dataset({"diverging": (("chain", "draw"), np.zeros((chains, draws), bool))},
+                       coords=posterior.coords)
+    tree = xr.DataTree.from_dict({"posterior": posterior, "sample_stats": stats})
+    tree["log_likelihood"] = xr.Dataset({"log_loss": spec.pointwise_log_likelihood(posterior)})
+    tree["constant_data"] = xr.Dataset({c: ("obs", runs.frame[c].to_numpy()) for c in runs.columns})
+    settings = {"draws": draws, "tune": 0, "chains": chains, "cores": 1, "seed": seed, "sampler": "none",
+                "target_accept": 0.9}
+    with np.errstate(all="ignore"):
+        diag = diagnose(posterior, stats, list(spec.names))
+    return Fit(law, lik, runs, tree, settings, diag)

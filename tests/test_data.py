@@ -1,0 +1,91 @@
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import bayescale as bs
+from bayescale.data import parse_column_mapping, prepare_points
+from bayescale.errors import DataError, UnitsWarning
+
+
+def table(**overrides):
+    base = {"Model Size": [1e8, 2e8, 4e8, 8e8, 1.6e9, 3.2e9, 6.4e9, 1.28e10],
+            "Training FLOP": [1e19, 2e19, 4e19, 8e19, 1.6e20, 3.2e20, 6.4e20, 1.28e21],
+            "loss": [3.1, 3.0, 2.9, 2.8, 2.7, 2.6, 2.5, 2.4]}
+    base.update(overrides)
+    return pd.DataFrame(base)
+
+
+def test_column_mapping_and_derived_tokens_are_reported():
+    runs = bs.load_runs(table(), {"N": "Model Size", "C": "Training FLOP"})
+    np.testing.assert_allclose(runs["D"], runs["C"] / (6 * runs["N"]))
+    assert any("D (training tokens) was derived as C / (6 N)" in n for n in runs.notes)
+    derived_c = bs.load_runs(pd.DataFrame({"N": [1e8], "D": [2e9], "loss": [3.0]}))
+    assert derived_c["C"][0] == pytest.approx(6 * 1e8 * 2e9) and "6 N D" in derived_c.notes[0]
+
+
+def test_csv_and_parquet_give_the_same_table(tmp_path):
+    df = table().rename(columns={"Model Size": "N", "Training FLOP": "C"})
+    df.to_csv(tmp_path / "runs.csv", index=False)
+    df.to_parquet(tmp_path / "runs.parquet")
+    a, b = bs.load_runs(tmp_path / "runs.csv"), bs.load_runs(tmp_path / "runs.parquet")
+    pd.testing.assert_frame_equal(a.frame, b.frame)
+
+
+@pytest.mark.parametrize("kwargs, fragment", [
+    ({"columns": {"N": "Params"}}, "column 'Params' (mapped to N) is not in the runs table"),
+    ({"columns": {"Q": "Model Size"}}, "unknown column(s) Q"),
+])
+def test_mapping_errors_name_the_column(kwargs, fragment):
+    with pytest.raises(DataError) as info:
+        bs.load_runs(table(), **kwargs)
+    assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize("column, values, fragment", [
+    ("loss", [3.1, "abc", 2.9, 2.8, 2.7, 2.6, 2.5, 2.4], "column 'loss': rows 1 are not numbers ('abc')"),
+    ("loss", [3.1, 3.0, np.nan, 2.8, 2.7, 2.6, 2.5, np.nan], "column 'loss': rows 2, 7 are empty or NaN"),
+    ("Model Size", [1e8, np.inf, 4e8, 8e8, 1.6e9, 3.2e9, 6.4e9, 1.28e10], "column 'N': rows 1 are infinite"),
+    ("loss", [3.1, 3.0, 2.9, -2.8, 0.0, 2.6, 2.5, 2.4], "column 'loss': must be > 0, but rows 3, 4 are -2.8, 0.0"),
+    ("Training FLOP", [1e19, 2e19, 0, 8e19, 1.6e20, 3.2e20, 6.4e20, 1.28e21], "column 'C': must be > 0, but rows 2"),
+])
+def test_bad_values_name_column_and_rows(column, values, fragment):
+    with pytest.raises(DataError) as info:
+        bs.load_runs(table(**{column: values}), {"N": "Model Size", "C": "Training FLOP"})
+    assert fragment in str(info.value)
+
+
+def test_missing_inputs_and_too_few_rows(tmp_path):
+    runs = bs.load_runs(pd.DataFrame({"N": [1e8, 2e8], "loss": [3.0, 2.9]}))
+    with pytest.raises(DataError, match="needs column.*D.*lacks.*derived"):
+        runs.require(("N", "D"), 7, "chinchilla")
+    few = bs.load_runs(table().iloc[:5], {"N": "Model Size", "C": "Training FLOP"})
+    with pytest.raises(DataError, match="5 rows but law 'chinchilla'.*7 parameters; at least 8"):
+        bs.fit(few, "chinchilla")
+    with pytest.raises(DataError, match="no 'loss' column"):
+        bs.load_runs(pd.DataFrame({"N": [1e8]}))
+    with pytest.raises(DataError, match="does not exist"):
+        bs.load_runs(tmp_path / "nope.csv")
+
+
+def test_units_that_look_like_millions_warn():
+    with pytest.warns(UnitsWarning, match="column 'N': every value is below 10000.*largest 350"):
+        bs.load_runs(pd.DataFrame({"N": [70, 350], "D": [1e9, 2e9], "loss": [3.0, 2.9]}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        bs.load_runs(table(), {"N": "Model Size", "C": "Training FLOP"})
+
+
+def test_cli_style_column_mapping_parses_quotes_and_commas():
+    assert parse_column_mapping(["N='Model Size',C=Training FLOP", "loss=\"a, b\""]) == {
+        "N": "Model Size", "C": "Training FLOP", "loss": "a, b"}
+
+
+def test_prediction_points_are_validated_and_derived():
+    pts = prepare_points({"N": [1e9, 2e9], "C": [6e19, 1.2e20]}, ("N", "D"))
+    np.testing.assert_allclose(pts["D"], [1e10, 1e10])
+    with pytest.raises(DataError, match="needs input.*D"):
+        prepare_points({"N": 1e9}, ("N", "D"))
+    with pytest.raises(DataError, match="column 'N': must be > 0"):
+        prepare_points({"N": -1.0, "D": 1e9}, ("N", "D"))

@@ -1,0 +1,59 @@
+import numpy as np
+import pytest
+
+import bayescale as bs
+from bayescale.errors import BayescaleError, FormulaError
+from bayescale.laws import Law, models_dir
+
+
+def test_catalog_has_the_published_laws_with_sources():
+    laws = bs.catalog()
+    assert {"chinchilla", "kaplan_n", "kaplan_d", "kaplan_c", "kaplan_nd", "saturating"} <= set(laws)
+    chin = laws["chinchilla"]
+    assert chin.inputs == ("N", "D") and list(chin.params) == ["E", "A", "alpha", "B", "beta"]
+    refs = {n: p.reference for n, p in chin.params.items()}
+    assert refs == {"E": 1.69, "A": 406.4, "alpha": 0.34, "B": 410.7, "beta": 0.28}
+    # default priors are centred on the published values
+    for name, param in chin.params.items():
+        assert np.isclose(param.prior.median(), param.reference)
+    assert laws["kaplan_c"].params["Cc"].reference == pytest.approx(3.1e8 * 8.64e19)
+    assert laws["kaplan_nd"].params["Dc"].reference == 1.8e13
+    for law in laws.values():
+        assert law.source and law.title
+
+
+def test_kaplan_nd_formula_matches_the_paper():
+    law = bs.get_law("kaplan_nd")
+    p = {"Nc": 6.4e13, "alphaN": 0.076, "Dc": 1.8e13, "alphaD": 0.103}
+    n, d = 1e9, 1e10
+    expected = ((p["Nc"] / n) ** (p["alphaN"] / p["alphaD"]) + p["Dc"] / d) ** p["alphaD"]
+    assert law.formula.numpy({**p, "N": n, "D": d}) == pytest.approx(expected)
+
+
+def test_law_from_formula_and_from_card_file(tmp_path):
+    law = Law.from_formula("E + A * N**(-alpha)", priors={"E": "LogNormal(0.5, 0.5)", "A": "LogNormal(6, 2)",
+                                                          "alpha": "LogNormal(-1, 0.5)"})
+    assert law.inputs == ("N",)
+    card = tmp_path / "mine.toml"
+    card.write_text((models_dir() / "saturating.toml").read_text().replace('name = "saturating"', 'name = "mine"'))
+    assert bs.get_law(str(card)).name == "mine"
+    with pytest.raises(FormulaError, match="no prior given for parameter.*alpha"):
+        Law.from_formula("E + A * N**(-alpha)", priors={"E": "Normal(0, 1)", "A": "Normal(0, 1)"})
+
+
+def test_priors_can_be_overridden_and_inputs_bound():
+    law = bs.get_law("saturating", inputs={"X": "D"}).with_priors({"alpha": "LogNormal(mu=log(0.28), sigma=0.2)"})
+    assert law.inputs == ("D",) and "D" in law.formula.names
+    assert law.params["alpha"].prior.params["sigma"] == 0.2
+    with pytest.raises(BayescaleError, match="no parameter.*gamma.*E, A, alpha"):
+        law.with_priors({"gamma": "Normal(0, 1)"})
+    with pytest.raises(BayescaleError, match="has no input.*Z"):
+        bs.get_law("saturating", inputs={"Z": "D"})
+    with pytest.raises(BayescaleError, match="unknown law 'chinchila'.*chinchilla"):
+        bs.get_law("chinchila")
+
+
+def test_law_round_trips_through_its_dict():
+    law = bs.get_law("chinchilla")
+    again = Law.from_dict(law.to_dict())
+    assert again.formula.text == law.formula.text and again.params == law.params

@@ -1,0 +1,69 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+import bayescale as bs
+from bayescale.datasets import CHINCHILLA_TRUTH
+from conftest import fake_fit
+
+
+def chinchilla(n, d, p=CHINCHILLA_TRUTH):
+    return p["E"] + p["A"] / n ** p["alpha"] + p["B"] / d ** p["beta"]
+
+
+def test_credible_interval_collapses_on_the_law_when_draws_agree(demo_runs):
+    fit = fake_fit(demo_runs, spread=0.0)
+    out = fit.predict(N=[7e10, 1e9], D=[1.4e12, 2e10])
+    expected = chinchilla(np.array([7e10, 1e9]), np.array([1.4e12, 2e10]))
+    np.testing.assert_allclose(out["median"], expected, rtol=1e-12)
+    np.testing.assert_allclose(out["lower"], expected, rtol=1e-12)
+    np.testing.assert_allclose(out["upper"], expected, rtol=1e-12)
+    # the predictive interval adds Student-t noise of scale sigma on log-loss
+    ratio = np.log(out["pred_upper"] / out["median"])
+    assert np.all((ratio > 0.01) & (ratio < 0.05))
+    assert list(out.columns) == ["N", "D", "C", "mean", "median", "lower", "upper", "pred_lower", "pred_upper"]
+
+
+def test_predictive_interval_has_the_nominal_width_for_normal_noise(demo_runs):
+    fit = fake_fit(demo_runs, likelihood="normal", values={**CHINCHILLA_TRUTH, "sigma": 0.02}, draws=5000)
+    out = fit.predict(N=1e10, D=2e11, ci_prob=0.9)
+    half_width = np.log(out["pred_upper"] / out["median"]).item()
+    assert half_width == pytest.approx(1.6449 * 0.02, rel=0.05)
+
+
+def test_intervals_widen_with_ci_prob_and_parameter_uncertainty(demo_runs):
+    fit = fake_fit(demo_runs, spread=0.05)
+    narrow, wide = fit.predict(N=1e11, D=2e12, ci_prob=0.5), fit.predict(N=1e11, D=2e12, ci_prob=0.95)
+    assert wide["lower"].item() < narrow["lower"].item() < narrow["upper"].item() < wide["upper"].item()
+    assert wide["pred_lower"].item() < wide["lower"].item()
+
+
+def test_grid_table_and_compute_inputs(demo_runs):
+    fit = fake_fit(demo_runs)
+    g = bs.grid(N=[1e9, 1e10, 1e11], D=[1e11, 1e12])
+    assert len(g) == 6
+    by_grid = fit.predict(g)
+    by_compute = fit.predict(pd.DataFrame({"N": g["N"], "C": 6 * g["N"] * g["D"]}))
+    np.testing.assert_allclose(by_grid["median"], by_compute["median"], rtol=1e-12)
+
+
+def test_large_grids_are_processed_in_blocks_with_the_same_answer(demo_runs):
+    fit = fake_fit(demo_runs, spread=0.02, draws=50)
+    g = bs.grid(N=np.logspace(8, 11, 90), D=np.logspace(10, 13, 50))  # 4500 points: 3 blocks
+    out = fit.predict(g)
+    single = fit.predict(g.iloc[[4321]])
+    assert out["median"].iloc[4321] == pytest.approx(single["median"].item(), rel=1e-12)
+
+
+@pytest.mark.parametrize("kwargs, fragment", [
+    ({"N": 1e9}, "needs input(s) D"),
+    ({"N": 0.0, "D": 1e10}, "column 'N': must be > 0"),
+    ({"N": "big", "D": 1e10}, "not numbers"),
+    ({"N": 1e9, "D": 1e10, "ci_prob": 1.5}, "ci_prob must be a probability"),
+    ({}, "give points to predict at"),
+])
+def test_bad_prediction_requests_are_explained(demo_runs, kwargs, fragment):
+    fit = fake_fit(demo_runs)
+    with pytest.raises(bs.BayescaleError) as info:
+        fit.predict(**kwargs)
+    assert fragment in str(info.value)

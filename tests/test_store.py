@@ -1,0 +1,55 @@
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+import bayescale as bs
+from conftest import fake_fit
+
+
+def test_save_and_load_give_identical_summaries_and_predictions(demo_runs, tmp_path):
+    fit = fake_fit(demo_runs, spread=0.03)
+    path = fit.save(tmp_path / "fit.nc")
+    again = bs.load(path)
+    pd.testing.assert_frame_equal(again.summary(0.8), fit.summary(0.8))
+    pd.testing.assert_frame_equal(again.predict(N=[7e10], D=[1.4e12]), fit.predict(N=[7e10], D=[1.4e12]))
+    assert again.law.to_dict() == fit.law.to_dict() and again.priors == fit.priors
+    pd.testing.assert_frame_equal(again.runs.frame, fit.runs.frame)
+    assert again.settings == fit.settings and again.diagnostics == fit.diagnostics
+    raw = xr.open_datatree(path)
+    assert '"bayescale_version": "0.1.0"' in raw.attrs["bayescale"]
+    assert "log_likelihood" in raw.children and "constant_data" in raw.children
+    raw.close()
+
+
+def test_interrupted_save_keeps_the_earlier_good_file(demo_runs, tmp_path, monkeypatch):
+    good = fake_fit(demo_runs)
+    path = good.save(tmp_path / "fit.nc")
+    before = path.read_bytes()
+
+    def crash(self, target, **kwargs):
+        with open(target, "wb") as handle:
+            handle.write(b"half a file")
+        raise KeyboardInterrupt("power cut")
+
+    monkeypatch.setattr(xr.DataTree, "to_netcdf", crash)
+    with pytest.raises(KeyboardInterrupt):
+        fake_fit(demo_runs, spread=0.1).save(path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["fit.nc"]  # no temporary file left behind
+
+
+def test_bad_paths_and_foreign_files_are_explained(demo_runs, tmp_path):
+    fit = fake_fit(demo_runs)
+    with pytest.raises(bs.BayescaleError, match="ending in .nc"):
+        fit.save(tmp_path / "fit.pkl")
+    with pytest.raises(bs.BayescaleError, match="folder .* does not exist"):
+        fit.save(tmp_path / "missing" / "fit.nc")
+    with pytest.raises(bs.BayescaleError, match="does not exist"):
+        bs.load(tmp_path / "none.nc")
+    (tmp_path / "junk.nc").write_text("not netcdf")
+    with pytest.raises(bs.BayescaleError, match="not a readable fit file"):
+        bs.load(tmp_path / "junk.nc")
+    xr.Dataset({"x": ("a", np.arange(3))}).to_netcdf(tmp_path / "other.nc")
+    with pytest.raises(bs.BayescaleError, match="not a bayescale fit"):
+        bs.load(tmp_path / "other.nc")
