@@ -177,6 +177,10 @@ def prepare_points(points, inputs: Iterable[str]) -> pd.DataFrame:
     table.index = pd.RangeIndex(len(table), name="point")
     if not len(table):
         raise DataError("no points to predict at")
+    if {"N", "C", "D"} <= set(table.columns):  # points may mix D and C: fill each from the other
+        n, c, d = (pd.to_numeric(table[k], errors="coerce") for k in ("N", "C", "D"))
+        table["D"] = table["D"].where(table["D"].notna(), c / (6.0 * n))
+        table["C"] = table["C"].where(table["C"].notna(), 6.0 * n * d)
     _clean(table, [c for c in table.columns if c in (*POSITIVE, *inputs) and c != "loss"])
     missing = [c for c in inputs if c not in table.columns]
     if missing:

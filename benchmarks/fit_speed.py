@@ -1,0 +1,84 @@
+"""Speed of `bayescale fit` (Chinchilla, Epoch data, defaults) against the reference bootstrap.
+
+Measured side by side in one run on this machine:
+  reference  4000-resample bootstrap of the Huber/BFGS fit (started from the optimum), in-process
+  warm       `bayescale fit` as a whole new process, compile cache already filled
+  cold       `bayescale fit` as a whole new process with an empty PyTensor/Numba compile cache
+Targets (issue "bayescale core"): warm <= 0.5 x reference, cold <= 1.0 x reference, min ESS_bulk >= 1000.
+Usage: .venv/bin/python benchmarks/fit_speed.py [--epoch PATH] [--repeats 2]
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import reference_fit  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+BAYESCALE = Path(sys.executable).parent / "bayescale"
+
+
+def run_fit(csv: Path, out: Path, env: dict) -> float:
+    start = time.perf_counter()
+    subprocess.run([str(BAYESCALE), "fit", str(csv), "--law", "chinchilla", "--out", str(out), "--quiet"],
+                   check=True, env=env, capture_output=True, text=True)
+    return time.perf_counter() - start
+
+
+def diagnostics(path: Path) -> dict:
+    done = subprocess.run([str(BAYESCALE), "summary", str(path), "--json"], check=True, capture_output=True, text=True)
+    return json.loads(done.stdout)["diagnostics"]
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--epoch", default=str(ROOT.parent / "shared/data/epoch-chinchilla/svg_extracted_data.csv"))
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    import bayescale as bs
+
+    runs = bs.datasets.load_epoch_chinchilla(args.epoch)
+    n, d, loss = runs["N"], runs["D"], runs["loss"]
+    work = Path(tempfile.mkdtemp(prefix="bayescale-bench-"))
+    csv = work / "epoch240.csv"
+    runs.frame[["N", "D", "loss"]].to_csv(csv, index=False)
+
+    optimum = reference_fit.point_fit(n, d, loss)
+    start = time.perf_counter()
+    boot = reference_fit.bootstrap(n, d, loss, optimum)
+    reference = time.perf_counter() - start
+    ci = {k: np.percentile([reference_fit.to_params(p)[k] for p in boot], [2.5, 97.5]).round(4).tolist()
+          for k in ("E", "A", "alpha", "B", "beta")}
+
+    env = dict(os.environ)
+    warm = []
+    for i in range(args.repeats + 1):  # the first run fills the cache if it was empty
+        warm.append(run_fit(csv, work / f"warm{i}.nc", env))
+    cold_env = {**env, "PYTENSOR_FLAGS": f"base_compiledir={work / 'empty-cache'}"}
+    cold = run_fit(csv, work / "cold.nc", cold_env)
+    diag = [diagnostics(work / f"warm{i}.nc") for i in range(args.repeats + 1)] + [diagnostics(work / "cold.nc")]
+
+    warm_time = float(np.median(warm[1:]))
+    result = {
+        "machine": f"{os.cpu_count()} cpus", "reference_bootstrap_s": round(reference, 1),
+        "reference_95ci": ci, "warm_fit_s": [round(t, 1) for t in warm[1:]], "first_fit_s": round(warm[0], 1),
+        "cold_fit_s": round(cold, 1), "warm_over_reference": round(warm_time / reference, 3),
+        "cold_over_reference": round(cold / reference, 3), "diagnostics": diag,
+        "min_ess_bulk": round(min(x["ess_bulk_min"] for x in diag)),
+        "divergences": [x["divergences"] for x in diag],
+    }
+    print(json.dumps(result, indent=1))
+    (ROOT / "benchmarks" / "results").mkdir(exist_ok=True)
+    (ROOT / "benchmarks" / "results" / "fit_speed.json").write_text(json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from bayescale.cli import main
+from bayescale.datasets import demo_runs_path
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_laws_lists_the_catalog(capsys):
+    code, out, _ = run(capsys, "laws")
+    assert code == 0 and "chinchilla" in out and "E + A / N**alpha + B / D**beta" in out
+
+
+def test_installed_entry_point_runs():
+    exe = shutil.which("bayescale") or str((__import__("pathlib").Path(sys.executable).parent / "bayescale"))
+    done = subprocess.run([exe, "laws"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "kaplan_nd" in done.stdout
+
+
+@pytest.fixture(scope="module")
+def small_fit(tmp_path_factory):
+    """A real (small) fit through the CLI: demo runs, 2 chains x 200 draws."""
+    path = tmp_path_factory.mktemp("cli") / "fit.nc"
+    code = main(["fit", str(demo_runs_path()), "--law", "chinchilla", "--draws", "200", "--tune", "300",
+                 "--chains", "2", "--seed", "3", "--out", str(path), "--quiet"])
+    assert code == 0 and path.exists()
+    return path
+
+
+def test_summary_json_has_the_documented_shape(small_fit, capsys):
+    code, out, _ = run(capsys, "summary", str(small_fit), "--ci-prob", "0.8", "--json")
+    data = json.loads(out)
+    assert code == 0 and data["law"] == "chinchilla" and data["ci_prob"] == 0.8 and data["n_obs"] == 63
+    assert set(data["params"]) == {"E", "A", "alpha", "B", "beta", "sigma", "nu"}
+    for stats in data["params"].values():
+        assert stats["lower"] < stats["median"] < stats["upper"]
+    assert 0.2 < data["params"]["alpha"]["median"] < 0.5
+    assert set(data["diagnostics"]) == {"divergences", "rhat_max", "ess_bulk_min"}
+
+
+def test_predict_json_and_text(small_fit, capsys):
+    code, out, _ = run(capsys, "predict", str(small_fit), "--at", "N=7e10,D=1.4e12", "--at", "N=1e9,C=1.2e20", "--json")
+    data = json.loads(out)
+    assert code == 0 and data["ci_prob"] == 0.9 and len(data["predictions"]) == 2
+    first = data["predictions"][0]
+    assert first["N"] == 7e10 and first["D"] == 1.4e12
+    assert first["pred_lower"] < first["lower"] < first["median"] < first["upper"] < first["pred_upper"]
+    assert data["predictions"][1]["D"] == pytest.approx(1.2e20 / 6e9)
+    code, out, _ = run(capsys, "predict", str(small_fit), "--at", "N=7e10,D=1.4e12")
+    assert code == 0 and "N=7e+10, D=1.4e+12" in out
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["fit", str(demo_runs_path()), "--law", "chinchila", "--out", "x.nc"], "unknown law 'chinchila'"),
+    (["fit", str(demo_runs_path()), "--columns", "N=Params", "--out", "x.nc"], "column 'Params' (mapped to N)"),
+    (["fit", str(demo_runs_path()), "--prior", "alpha=Normal(mu=__import__('os'))", "--out", "x.nc"],
+     "unknown function '__import__'"),
+    (["fit", str(demo_runs_path()), "--draws", "0", "--out", "x.nc"], "draws must be a whole number >= 1"),
+    (["fit", "missing.csv", "--out", "x.nc"], "runs file 'missing.csv' does not exist"),
+    (["fit", str(demo_runs_path()), "--out", "x.pkl"], "ending in .nc"),
+    (["summary", "missing.nc"], "fit file 'missing.nc' does not exist"),
+])
+def test_errors_are_one_line_on_stderr_with_exit_2(capsys, argv, fragment):
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and out == "" and err.startswith("error: ") and fragment in err
+    assert "Traceback" not in err
+
+
+def test_predict_errors(small_fit, capsys):
+    for argv, fragment in [(["--at", "N=7e10"], "needs input(s) D"), (["--at", "N=big,D=1"], "not a number"),
+                           ([], "give the points")]:
+        code, _, err = run(capsys, "predict", str(small_fit), *argv)
+        assert code == 2 and fragment in err
+
+
+def test_a_failed_fit_never_overwrites_a_good_one(small_fit, tmp_path, capsys):
+    before = small_fit.read_bytes()
+    bad = tmp_path / "bad.csv"
+    bad.write_text("N,D,loss\n1e9,1e10,abc\n")
+    code, _, err = run(capsys, "fit", str(bad), "--out", str(small_fit))
+    assert code == 2 and "column 'loss'" in err and small_fit.read_bytes() == before
