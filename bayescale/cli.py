@@ -189,6 +189,27 @@ def predict_command(fit_path, at, points, ci_prob, as_json):
                    f"run [{row['pred_lower']:.4f}, {row['pred_upper']:.4f}]")
 
 
+@cli.command("plan")
+@click.argument("fit_path", type=click.Path(dir_okay=False))
+@click.option("--flops", type=float, required=True, help="Training compute budget in FLOPs (C = 6 N D).")
+@_ci_option
+@_json_option
+def plan_command(fit_path, flops, ci_prob, as_json):
+    """Compute-optimal model size and tokens for a FLOP budget, with intervals."""
+    from .fit import Fit
+
+    result = Fit.load(fit_path).plan(flops, ci_prob=ci_prob)
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    pct = f"{ci_prob:.0%}"
+    click.echo(f"compute-optimal allocation at C = {flops:.3g} FLOPs (median, {pct} interval):")
+    for key, label in (("N_opt", "parameters N*"), ("D_opt", "tokens D*"), ("tokens_per_param", "tokens per parameter"),
+                       ("loss_opt", "loss at the optimum")):
+        r = result[key]
+        click.echo(f"  {label:<22} {r['median']:.4g}  [{r['lower']:.4g}, {r['upper']:.4g}]")
+
+
 @cli.command("demo")
 @click.option("--out", "out_dir", default="out", show_default=True, type=click.Path(file_okay=False),
               help="Folder for the demo fit.")

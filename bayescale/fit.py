@@ -66,6 +66,12 @@ class Fit:
 
         return predict(self, points, ci_prob=ci_prob, seed=seed, **inputs)
 
+    def plan(self, flops: float, *, ci_prob: float = defaults.CI_PROB) -> dict:
+        """Compute-optimal N*, D*, D/N and loss for a FLOP budget; see :mod:`bayescale.plan`."""
+        from .plan import plan
+
+        return plan(self, flops, ci_prob)
+
     def save(self, path: str | Path) -> Path:
         """Write the fit to one netCDF file, atomically (an earlier file survives a failed save)."""
         from .store import save
