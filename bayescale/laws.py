@@ -15,6 +15,7 @@ Nothing in the engine is specific to one law: a user's own law is a card file on
 
 from __future__ import annotations
 
+import ast
 import tomllib
 from dataclasses import dataclass, field, replace
 from importlib import resources
@@ -149,10 +150,7 @@ class Law:
             raise BayescaleError(f"law {self.name!r} has no input(s) {', '.join(unknown)}; "
                                  f"its inputs are {', '.join(self.inputs)}")
         inputs = tuple(renames.get(i, i) for i in self.inputs)
-        text = self.formula.text
-        import ast
-
-        tree = ast.parse(text, mode="eval")
+        tree = ast.parse(self.formula.text, mode="eval")
         for node in ast.walk(tree):
             if isinstance(node, ast.Name) and node.id in renames:
                 node.id = renames[node.id]
