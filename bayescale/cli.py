@@ -88,6 +88,8 @@ def laws_command():
 @click.option("--columns", multiple=True, help="Map canonical names to yours: N='Model Size',C='Training FLOP'.")
 @click.option("--input", "inputs", multiple=True, help="Bind a law's generic input to a column: X=D.")
 @click.option("--prior", "priors", multiple=True, help="Override a prior: alpha='LogNormal(mu=log(0.3), sigma=0.3)'.")
+@click.option("--pool", "pool", multiple=True,
+              help="Let a parameter vary by a group column under a population prior: alpha=family (repeatable).")
 @click.option("--likelihood", default=defaults.LIKELIHOOD, show_default=True,
               type=click.Choice(["studentt", "normal", "laplace"]), help="Noise model on log-loss.")
 @click.option("--draws", type=int, default=defaults.DRAWS, show_default=True)
@@ -99,7 +101,7 @@ def laws_command():
 @click.option("--target-accept", type=float, default=defaults.TARGET_ACCEPT, show_default=True)
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Where to save the fit (.nc).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def fit_command(runs, law_spec, columns, inputs, priors, likelihood, draws, tune, chains, cores, seed, sampler,
+def fit_command(runs, law_spec, columns, inputs, priors, pool, likelihood, draws, tune, chains, cores, seed, sampler,
                 target_accept, out, quiet):
     """Fit a law to a table of runs (CSV or Parquet) and save the posterior."""
     from .fit import fit
@@ -107,7 +109,7 @@ def fit_command(runs, law_spec, columns, inputs, priors, likelihood, draws, tune
     if not str(out).endswith(".nc"):
         raise BayescaleError(f"--out: fit files are netCDF, give a path ending in .nc (got {out!r})")
     result = fit(runs, law_spec, columns=_pairs(columns, "--columns"), inputs=_pairs(inputs, "--input"),
-                 priors=_pairs(priors, "--prior"), likelihood=likelihood, draws=draws, tune=tune, chains=chains,
+                 priors=_pairs(priors, "--prior"), pool=_pairs(pool, "--pool"), likelihood=likelihood, draws=draws, tune=tune, chains=chains,
                  cores=cores, seed=seed, sampler=sampler, target_accept=target_accept, progressbar=not quiet)
     path = result.save(out)
     _print_summary(result, defaults.CI_PROB)
@@ -117,13 +119,24 @@ def fit_command(runs, law_spec, columns, inputs, priors, likelihood, draws, tune
 def _print_summary(fit, ci_prob: float) -> None:
     table = fit.summary(ci_prob)
     pct = f"{ci_prob:.0%}"
+    width = max(8, *(len(str(n)) for n in table.index))
     click.echo(f"{fit.law}  ({fit.likelihood.name} likelihood on log-loss, {fit.n_obs} runs)")
-    click.echo(f"{'param':<8} {'mean':>10} {'median':>10} {pct + ' lower':>11} {pct + ' upper':>11} "
+    for param, pooled in fit.spec.pooled.items():
+        click.echo(f"{param} varies by {pooled.column} ({', '.join(pooled.levels)}): population value {param}_pop, "
+                   f"spread {param}_sd on the {'log ' if fit.spec.priors[param].support.kind == 'positive' else ''}scale")
+    click.echo(f"{'param':<{width}} {'mean':>10} {'median':>10} {pct + ' lower':>11} {pct + ' upper':>11} "
                f"{'ess_bulk':>9} {'r_hat':>6} {'reference':>10}")
     for name, row in table.iterrows():
-        click.echo(f"{name:<8} {_fmt(row['mean']):>10} {_fmt(row['median']):>10} {_fmt(row['lower']):>11} "
+        click.echo(f"{name:<{width}} {_fmt(row['mean']):>10} {_fmt(row['median']):>10} {_fmt(row['lower']):>11} "
                    f"{_fmt(row['upper']):>11} {row['ess_bulk']:>9.0f} {row['r_hat']:>6.3f} "
                    f"{_fmt(row['reference']):>10}")
+    if fit.law.breaks:
+        from .derived import break_table
+
+        for name, row in break_table(fit, ci_prob).iterrows():
+            click.echo(f"break {name} along {row['input']}: median {_fmt(row['median'])} ({pct} {_fmt(row['lower'])}"
+                       f"-{_fmt(row['upper'])}); largest observed {_fmt(row['observed_max'])}; "
+                       f"P(break beyond the data) = {row['p_beyond_data']:.2f}")
     d = fit.diagnostics
     click.echo(f"diagnostics: {d.divergences} divergences, max R-hat {d.rhat_max:.3f}, "
                f"min ESS bulk {d.ess_bulk_min:.0f}, min ESS tail {d.ess_tail_min:.0f} ({d.n_draws} draws)")
@@ -143,12 +156,18 @@ def summary_command(fit_path, ci_prob, as_json):
     if not as_json:
         _print_summary(fit, ci_prob)
         return
+    from .derived import break_table
+
     table = fit.summary(ci_prob)
     d = fit.diagnostics
+    breaks = break_table(fit, ci_prob)
     click.echo(json.dumps({
         "law": fit.law.name, "ci_prob": ci_prob, "n_obs": fit.n_obs,
         "params": {name: {k: float(row[k]) for k in ("mean", "median", "lower", "upper")}
                    for name, row in table.iterrows()},
+        "breaks": {name: {"input": row["input"], **{k: float(row[k]) for k in ("median", "lower", "upper",
+                                                                            "observed_max", "p_beyond_data")}}
+                   for name, row in breaks.iterrows()},
         "diagnostics": {"divergences": d.divergences, "rhat_max": d.rhat_max, "ess_bulk_min": d.ess_bulk_min},
     }))
 
@@ -178,7 +197,8 @@ def predict_command(fit_path, at, points, ci_prob, as_json):
     columns = [*fit.law.inputs, "median", "lower", "upper", "pred_lower", "pred_upper"]
     extra = [c for c in table.columns if c not in columns]
     if as_json:
-        records = [{k: float(v) for k, v in row.items()} for row in result[[*extra, *columns]].to_dict("records")]
+        records = [{k: v if isinstance(v, str) else float(v) for k, v in row.items()}
+                   for row in result[[*extra, *columns]].to_dict("records")]
         click.echo(json.dumps({"ci_prob": ci_prob, "predictions": records}))
         return
     pct = f"{ci_prob:.0%}"
@@ -208,6 +228,91 @@ def plan_command(fit_path, flops, ci_prob, as_json):
                        ("loss_opt", "loss at the optimum")):
         r = result[key]
         click.echo(f"  {label:<22} {r['median']:.4g}  [{r['lower']:.4g}, {r['upper']:.4g}]")
+
+
+@cli.command("compare")
+@click.argument("fit_paths", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@_json_option
+def compare_command(fit_paths, as_json):
+    """Rank fits of different laws on the same runs by PSIS-LOO (elpd, differences, stacking weights)."""
+    from .compare import compare
+    from .fit import Fit
+
+    fits = {Path(p).stem: Fit.load(p) for p in fit_paths}
+    if len(fits) != len(fit_paths):
+        fits = {str(p): Fit.load(p) for p in fit_paths}
+    table = compare(fits)
+    if as_json:
+        click.echo(json.dumps({"fits": [
+            {"fit": name, "law": fits[name].law.name, **{k: float(row[k]) for k in ("elpd", "se", "elpd_diff", "dse", "p", "weight")},
+             "rank": int(row["rank"]), "high_pareto_k_rows": [int(i) for i in table.attrs["high_k"][name].index]}
+            for name, row in table.iterrows()]}))
+        return
+    click.echo(f"{'fit':<24} {'rank':>4} {'elpd':>9} {'se':>7} {'elpd_diff':>9} {'dse':>7} {'p_loo':>6} {'weight':>6} {'k>thr':>5}")
+    for name, row in table.iterrows():
+        click.echo(f"{name:<24} {row['rank']:>4.0f} {row['elpd']:>9.1f} {row['se']:>7.1f} {row['elpd_diff']:>9.1f} "
+                   f"{row['dse']:>7.1f} {row['p']:>6.1f} {row['weight']:>6.2f} {row['n_high_k']:>5.0f}")
+
+
+def _candidate(text: str):
+    """``chinchilla`` or ``"chinchilla likelihood=normal pool=E:dataset,alpha:dataset"`` -> Candidate."""
+    import shlex
+
+    from .backtest import Candidate
+
+    law, *options = shlex.split(text)
+    parsed = {}
+    for option in options:
+        key, _, value = option.partition("=")
+        if key == "pool":
+            parsed["pool"] = dict(item.split(":", 1) for item in value.split(",") if ":" in item)
+        elif key in ("likelihood", "sampler"):
+            parsed[key] = value
+        elif key == "prior":
+            name, _, prior = value.partition(":")
+            parsed.setdefault("priors", {})[name] = prior
+        else:
+            raise BayescaleError(f"--law {text!r}: unknown option {key!r}; use likelihood=..., pool=E:group,... "
+                                 "or prior=alpha:'LogNormal(...)'")
+    return Candidate(law, parsed)
+
+
+@cli.command("backtest")
+@click.argument("runs", type=click.Path(dir_okay=False))
+@click.option("--law", "laws", multiple=True, required=True,
+              help="A law to backtest, optionally with fit options: \"chinchilla likelihood=normal pool=E:dataset\" (repeatable).")
+@click.option("--holdout", required=True, help="Runs to forecast: 'N >= 2.9e9', 'C > 1e21 and D > 1e10' or 'top 10% C'.")
+@click.option("--columns", multiple=True, help="Map canonical names to yours: N='Model Size'.")
+@click.option("--draws", type=int, default=defaults.DRAWS, show_default=True)
+@click.option("--tune", type=int, default=defaults.TUNE, show_default=True)
+@click.option("--chains", type=int, default=defaults.CHAINS, show_default=True)
+@click.option("--seed", type=int, default=defaults.SEED, show_default=True)
+@click.option("--processes", type=int, default=None, help="Parallel fits (default: one per core).")
+@click.option("--out", type=click.Path(dir_okay=False), help="Save the result as JSON (for bayescale report).")
+@_json_option
+def backtest_command(runs, laws, holdout, columns, draws, tune, chains, seed, processes, out, as_json):
+    """Leave-future-out: fit each law on the runs outside --holdout, forecast the held-out runs, score them."""
+    from .backtest import backtest
+
+    candidates = [_candidate(text) for text in laws]
+    result = backtest(runs, candidates, holdout, columns=_pairs(columns, "--columns"), draws=draws, tune=tune,
+                      chains=chains, seed=seed, processes=processes,
+                      progress=lambda msg: click.echo(msg, err=True))
+    if out:
+        result.save(out)
+    if as_json:
+        click.echo(json.dumps(result.to_dict()))
+        return
+    click.echo(f"holdout {holdout!r}: fitted on {result.n_train} runs, forecast {result.n_heldout}")
+    click.echo(f"{'rank':>4} {'law':<40} {'cov50':>6} {'cov80':>6} {'cov90':>6} {'med|rel err|':>12} {'heldout lpd':>11}")
+    for label, row in result.table.iterrows():
+        click.echo(f"{row['rank']:>4.0f} {label:<40} {row['coverage_0.5']:>6.2f} {row['coverage_0.8']:>6.2f} "
+                   f"{row['coverage_0.9']:>6.2f} {row['median_abs_rel_error']:>12.2%} {row['heldout_lpd']:>11.1f}")
+    for label, r in result.results.items():
+        for message in r.get("warnings", []):
+            click.echo(f"warning: {label}: {message}", err=True)
+    if out:
+        click.echo(f"saved {out}")
 
 
 @cli.command("demo")

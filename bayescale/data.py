@@ -160,6 +160,11 @@ def _clean(table: pd.DataFrame, numeric: Iterable[str]) -> list[str]:
                             f"{_row_list(pd.Index(table.loc[bad, col].tolist()))}")
     notes: list[str] = []
     _derive(table, notes)
+    if {"U", "D"} <= set(table.columns):
+        bad = table.index[table["U"] > table["D"] * (1 + 1e-9)]
+        if len(bad):
+            raise DataError(f"column 'U' (unique tokens) cannot exceed D (tokens trained on), but rows "
+                            f"{_row_list(bad)} have U > D")
     return notes
 
 

@@ -93,3 +93,33 @@ def load_epoch_chinchilla(path: str | Path | None = None, *, url: str = EPOCH_UR
     runs = load_runs(frame, EPOCH_COLUMNS)
     runs.source = str(path)
     return runs
+
+
+#: the validation losses of the Gadre et al. over-training grid (one column each in the flat CSV)
+GADRE_LOSSES = ("loss_c4_val", "loss_openlm", "loss_paloma_c4_en", "loss_paloma_falcon-refinedweb",
+                "loss_paloma_redpajama", "loss_paloma_ptb", "loss_paloma_dolma_100_programing_languages",
+                "loss_de-en")
+
+
+def load_gadre(path: str | Path, *, loss: str = "loss_c4_val") -> Runs:
+    """Gadre et al. 2024 over-training grid (``DERIVED_flat_losses.csv``): N, D, loss, ``dataset``.
+
+    ``loss`` picks the evaluation (default C4 validation loss, the one the paper fits); N counts
+    embeddings (as the paper does); C is recomputed as 6ND (the file's C column overflowed).
+    """
+    if loss not in GADRE_LOSSES:
+        raise BayescaleError(f"unknown Gadre loss {loss!r}; choose one of {', '.join(GADRE_LOSSES)}")
+    frame = pd.read_csv(path)[["N", "D", loss, "dataset", "N_no_embed"]].rename(columns={loss: "loss"})
+    runs = load_runs(frame, keep=["dataset"])
+    runs.source = f"{path} ({loss})"
+    return runs
+
+
+def load_datablations(path: str | Path) -> Runs:
+    """Muennighoff et al. 2023 data-constrained runs: N, D, U (unique tokens = tokens / epochs), loss."""
+    raw = pd.read_csv(path)
+    frame = pd.DataFrame({"N": raw["num_params"], "D": raw["token_num"], "U": raw["token_num"] / raw["epochs"],
+                          "loss": raw["openLM_loss"], "epochs": raw["epochs"]})
+    runs = load_runs(frame, keep=["epochs"])
+    runs.source = str(path)
+    return runs

@@ -42,9 +42,9 @@ def diagnose(posterior: xr.Dataset, sample_stats: xr.Dataset, names: list[str]) 
     ess_tail = az.ess(params, method="tail")
     divergences = int(sample_stats["diverging"].sum())
     n_draws = int(params.sizes["chain"] * params.sizes["draw"])
-    rhat_by = {n: float(rhat[n]) for n in names}
-    bulk_by = {n: float(ess_bulk[n]) for n in names}
-    tail_by = {n: float(ess_tail[n]) for n in names}
+    rhat_by = {n: float(rhat[n].max()) for n in names}  # pooled parameters: the worst group
+    bulk_by = {n: float(ess_bulk[n].min()) for n in names}
+    tail_by = {n: float(ess_tail[n].min()) for n in names}
     problems = []
     if divergences:
         problems.append(

@@ -33,13 +33,15 @@ class Fit:
     def __init__(self, law: Law, likelihood: Likelihood, runs: Runs, idata: xr.DataTree,
                  settings: Mapping[str, Any], diagnostics: Diagnostics,
                  noise_priors: Mapping[str, Prior] | None = None):
+        """``settings["pool"]`` and ``settings["sd_priors"]`` (if any) rebuild the pooling."""
         self.law = law
         self.likelihood = likelihood
         self.runs = runs
         self.idata = idata
         self.settings = dict(settings)
         self.diagnostics = diagnostics
-        self.spec = ModelSpec.from_runs(law, likelihood, runs, noise_priors)
+        self.spec = ModelSpec.from_runs(law, likelihood, runs, noise_priors, self.settings.get("pool"),
+                                        self.settings.get("sd_priors"))
 
     @property
     def posterior(self) -> xr.Dataset:
@@ -89,21 +91,25 @@ class Fit:
                 f"{self.diagnostics.n_draws} draws, {'ok' if self.diagnostics.ok else 'WITH SAMPLER WARNINGS'}>")
 
 
-def _split_priors(priors: Mapping[str, Any] | None, law: Law, likelihood: Likelihood):
+def _split_priors(priors: Mapping[str, Any] | None, law: Law, likelihood: Likelihood, pool: Mapping[str, str]):
+    """Sort prior overrides into law, noise and group-spread (``alpha_sd``) priors."""
     priors = dict(priors or {})
-    unknown = sorted(set(priors) - set(law.params) - set(likelihood.noise_params))
+    spreads = {f"{p}_sd" for p in pool}
+    unknown = sorted(set(priors) - set(law.params) - set(likelihood.noise_params) - spreads)
     if unknown:
+        pooled = f" and the group spreads {', '.join(sorted(spreads))}" if spreads else ""
         raise BayescaleError(f"no parameter(s) {', '.join(unknown)} to put a prior on; law {law.name!r} has "
-                             f"{', '.join(law.params)} and the {likelihood.name} likelihood has "
-                             f"{', '.join(likelihood.noise_params)}")
+                             f"{', '.join(law.params)}, the {likelihood.name} likelihood has "
+                             f"{', '.join(likelihood.noise_params)}{pooled}")
     law_priors = {k: v for k, v in priors.items() if k in law.params}
     noise_priors = {k: v for k, v in priors.items() if k in likelihood.noise_params}
-    return law_priors, noise_priors
+    sd_priors = {k: Prior.parse(v).to_dict() for k, v in priors.items() if k in spreads}
+    return law_priors, noise_priors, sd_priors
 
 
 def fit(runs, law: Law | str = "chinchilla", *, columns: Mapping[str, str] | None = None,
         inputs: Mapping[str, str] | None = None, priors: Mapping[str, Any] | None = None,
-        likelihood: str = defaults.LIKELIHOOD, draws: int = defaults.DRAWS, tune: int = defaults.TUNE,
+        pool: Mapping[str, str] | None = None, likelihood: str = defaults.LIKELIHOOD, draws: int = defaults.DRAWS, tune: int = defaults.TUNE,
         chains: int = defaults.CHAINS, cores: int = defaults.CORES, seed: int = defaults.SEED,
         sampler: str = defaults.SAMPLER, target_accept: float = defaults.TARGET_ACCEPT,
         progressbar: bool = True) -> Fit:
@@ -111,18 +117,25 @@ def fit(runs, law: Law | str = "chinchilla", *, columns: Mapping[str, str] | Non
 
     ``columns`` maps canonical names to the table's (``{"N": "Model Size"}``); ``inputs`` binds a
     law's generic inputs (``{"X": "D"}``); ``priors`` overrides priors of law or noise parameters
-    (``{"alpha": "LogNormal(mu=log(0.3), sigma=0.3)", "nu": ...}``).
+    (``{"alpha": "LogNormal(mu=log(0.3), sigma=0.3)", "nu": ...}``). ``pool`` lets parameters vary by
+    a group column under a population prior (``{"alpha": "family"}``; see :mod:`bayescale.pooling`);
+    ``priors`` may then also set the spread between groups (``{"alpha_sd": "HalfNormal(sigma=0.1)"}``).
     """
+    from .pooling import parse_pool
+
     check_settings(sampler=sampler, draws=draws, tune=tune, chains=chains, cores=cores,
                    target_accept=target_accept)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise BayescaleError(f"seed must be a whole number >= 0, got {seed!r}")
     law = get_law(law, inputs)
     lik = get_likelihood(likelihood)
-    law_priors, noise_priors = _split_priors(priors, law, lik)
+    pool = parse_pool(pool or {})
+    law_priors, noise_priors, sd_priors = _split_priors(priors, law, lik, pool)
     law = law.with_priors(law_priors)
-    runs = load_runs(runs, columns, extra_inputs=law.inputs)
-    spec = ModelSpec.from_runs(law, lik, runs, noise_priors)
+    runs = load_runs(runs, columns, extra_inputs=law.inputs, keep=sorted(set(pool.values())))
+    runs.require(law.inputs, len(law.params) + len(lik.noise_params), law.name)
+    law = law.bind_data({name: runs[name] for name in law.inputs})
+    spec = ModelSpec.from_runs(law, lik, runs, noise_priors, pool, sd_priors)
     laplace = laplace_approximation(spec, np.random.default_rng(seed))
     model = spec.to_pymc(laplace.center, laplace.scale)
     idata = draw_posterior(model, list(spec.names), sampler=sampler, draws=draws, tune=tune, chains=chains,
@@ -134,5 +147,5 @@ def fit(runs, law: Law | str = "chinchilla", *, columns: Mapping[str, str] | Non
     report(diagnostics)
     settings = {"draws": draws, "tune": tune, "chains": chains, "cores": cores, "seed": int(seed),
                 "sampler": sampler, "target_accept": target_accept,
-                "mode": {k: float(v) for k, v in laplace.mode(spec).items()}}
+                "mode": laplace.mode(spec), "pool": pool, "sd_priors": sd_priors}
     return Fit(law, lik, runs, idata, settings, diagnostics, {k: Prior.parse(v) for k, v in noise_priors.items()})

@@ -109,13 +109,15 @@ def _variable_names(tree: ast.AST) -> frozenset[str]:
     return frozenset(n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and id(n) not in functions)
 
 
-def constant_value(node: ast.AST, text: str) -> float:
-    """Evaluate a checked expression without names (for prior parameters like ``log(400)``)."""
+def constant_value(node: ast.AST, text: str, env: Mapping[str, float] | None = None) -> float:
+    """Evaluate a checked expression whose only names are in ``env`` (prior parameters like ``log(400)``)."""
     _check(node, text)
-    names = sorted(_variable_names(node))
+    env = env or {}
+    names = sorted(_variable_names(node) - set(env))
     if names:
-        raise FormulaError(f"in {text!r}: prior parameters must be numbers, found name(s) {', '.join(names)}")
-    return float(_evaluate(node, {}, _NUMPY))
+        allowed = f"; allowed names are {', '.join(sorted(env))}" if env else ""
+        raise FormulaError(f"in {text!r}: prior parameters must be numbers, found name(s) {', '.join(names)}{allowed}")
+    return float(_evaluate(node, env, _NUMPY))
 
 
 class Formula:

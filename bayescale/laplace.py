@@ -26,8 +26,9 @@ class LaplaceApproximation:
     log_density: float     # at the mode
     converged: bool
 
-    def mode(self, spec: ModelSpec) -> dict[str, float]:
-        return spec.constrain(self.center)[0]
+    def mode(self, spec: ModelSpec) -> dict[str, object]:
+        """Parameter values at the mode (lists for pooled parameters)."""
+        return {k: np.asarray(v).tolist() for k, v in spec.constrain(self.center)[0].items()}
 
 
 def _starts(spec: ModelSpec, rng: np.random.Generator, n_random: int) -> list[np.ndarray]:

@@ -22,9 +22,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
+
 from .errors import BayescaleError, FormulaError
 from .formula import Formula
-from .priors import Prior
+from .priors import Prior, ScaledPrior
 
 #: input names that :meth:`Law.from_formula` recognises without being told
 KNOWN_INPUTS = ("N", "D", "C", "U", "X", "step", "tokens")
@@ -35,7 +37,7 @@ class Param:
     """One law parameter: its prior and, where published, the reference value and its source."""
 
     name: str
-    prior: Prior
+    prior: Prior | ScaledPrior
     reference: float | None = None
     source: str | None = None
     description: str = ""
@@ -45,6 +47,18 @@ class Param:
         if self.reference is not None:
             out["reference"] = {"value": self.reference, "source": self.source or ""}
         return out
+
+
+@dataclass(frozen=True)
+class Derived:
+    """A quantity computed from the parameters, e.g. the slope after a break: ``-(c0 + c1)``."""
+
+    name: str
+    formula: Formula
+    description: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"formula": self.formula.text, "description": self.description}
 
 
 @dataclass(frozen=True)
@@ -59,6 +73,9 @@ class Law:
     source: str = ""
     description: str = ""
     card_path: str | None = field(default=None, compare=False)
+    derived: Mapping[str, Derived] = field(default_factory=dict)
+    #: break locations (a parameter or derived quantity) -> the input they lie along
+    breaks: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
         context = f"law {self.name!r}"
@@ -68,6 +85,21 @@ class Law:
         if clash:
             raise FormulaError(f"{context}: {', '.join(clash)} cannot be both an input and a parameter")
         self.formula.check_names(set(self.inputs) | set(self.params), context)
+        for pname, param in self.params.items():
+            if isinstance(param.prior, ScaledPrior) and not param.prior.columns <= set(self.inputs):
+                raise FormulaError(f"{context}: the prior of {pname!r} ({param.prior}) refers to the range of "
+                                   f"{', '.join(sorted(param.prior.columns - set(self.inputs)))}, which is not an "
+                                   f"input; inputs are {', '.join(self.inputs)}")
+        for dname, quantity in self.derived.items():
+            if dname in self.params or dname in self.inputs:
+                raise FormulaError(f"{context}: derived quantity {dname!r} clashes with a parameter or input")
+            quantity.formula.check_names(set(self.params), f"{context}, derived quantity {dname!r}")
+        for where, along in self.breaks.items():
+            if where not in self.params and where not in self.derived:
+                raise FormulaError(f"{context}: break location {where!r} is neither a parameter nor a derived quantity")
+            if along not in self.inputs:
+                raise FormulaError(f"{context}: break {where!r} lies along {along!r}, which is not an input "
+                                   f"({', '.join(self.inputs)})")
         unused = [n for n in (*self.inputs, *self.params) if n not in self.formula.names]
         if unused:
             raise FormulaError(f"{context}: {', '.join(unused)} declared but not used in formula "
@@ -90,9 +122,15 @@ class Law:
                 raise FormulaError(f"{where}: prior of {pname!r}: {exc}") from None
             ref = table.get("reference") or {}
             params[pname] = Param(pname, prior, ref.get("value"), ref.get("source"), table.get("description", ""))
+        derived = {}
+        for dname, table in (card.get("derived") or {}).items():
+            if not isinstance(table, Mapping) or "formula" not in table:
+                raise FormulaError(f"{where}: derived quantity {dname!r} needs a formula")
+            derived[dname] = Derived(dname, Formula(table["formula"]), table.get("description", ""))
         return cls(name=str(card["name"]), inputs=tuple(card["inputs"]), formula=Formula(card["formula"]),
                    params=params, title=card.get("title", ""), source=card.get("source", ""),
-                   description=card.get("description", ""), card_path=card_path)
+                   description=card.get("description", ""), card_path=card_path, derived=derived,
+                   breaks=dict(card.get("breaks") or {}))
 
     @classmethod
     def from_card(cls, path: str | Path) -> "Law":
@@ -154,8 +192,23 @@ class Law:
         for node in ast.walk(tree):
             if isinstance(node, ast.Name) and node.id in renames:
                 node.id = renames[node.id]
+        params = {n: replace(p, prior=p.prior.renamed(renames)) if isinstance(p.prior, ScaledPrior) else p
+                  for n, p in self.params.items()}
         bound = ", ".join(f"{k}={v}" for k, v in renames.items())
-        return replace(self, name=f"{self.name}[{bound}]", inputs=inputs, formula=Formula(ast.unparse(tree)))
+        return replace(self, name=f"{self.name}[{bound}]", inputs=inputs, formula=Formula(ast.unparse(tree)),
+                       params=params, breaks={k: renames.get(v, v) for k, v in self.breaks.items()})
+
+    def bind_data(self, columns: Mapping[str, "np.ndarray"]) -> "Law":
+        """Turn priors stated relative to the data (``X_max``) into numbers for these runs."""
+        if not any(isinstance(p.prior, ScaledPrior) for p in self.params.values()):
+            return self
+        scales = {}
+        for name in self.inputs:
+            values = np.asarray(columns[name], dtype=float)
+            scales[f"{name}_min"], scales[f"{name}_max"] = float(values.min()), float(values.max())
+        params = {n: replace(p, prior=p.prior.bind(scales)) if isinstance(p.prior, ScaledPrior) else p
+                  for n, p in self.params.items()}
+        return replace(self, params=params)
 
     # -- use -----------------------------------------------------------------------------------
     @property
@@ -165,7 +218,8 @@ class Law:
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "title": self.title, "source": self.source, "description": self.description,
                 "inputs": list(self.inputs), "formula": self.formula.text,
-                "params": {n: p.to_dict() for n, p in self.params.items()}}
+                "params": {n: p.to_dict() for n, p in self.params.items()},
+                "derived": {n: d.to_dict() for n, d in self.derived.items()}, "breaks": dict(self.breaks)}
 
     def __str__(self) -> str:
         return f"{self.name}: L({', '.join(self.inputs)}) = {self.formula.text}"

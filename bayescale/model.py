@@ -1,7 +1,8 @@
 """Law + priors + likelihood + runs -> the posterior density, in NumPy and as a PyMC model.
 
-Every parameter (the law's and the noise model's) is mapped to an unconstrained coordinate ``u``
-(log for positive parameters, logit for bounded ones). The PyMC model samples whitened coordinates
+Every free coordinate is unconstrained: log for positive parameters, logit for bounded ones, and
+for a pooled parameter (see :mod:`bayescale.pooling`) its population value, the log of its group
+spread, and one standard-normal offset per group. The PyMC model samples whitened coordinates
 ``z`` with ``u = center + scale @ z``, where ``center`` and ``scale`` come from a Laplace
 approximation (see :mod:`bayescale.laplace`). That affine map has a constant Jacobian, so the
 posterior is exactly the one the priors and likelihood define; it only makes the geometry round
@@ -12,7 +13,7 @@ Parameters are stored and reported in the law card's own convention.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping
 
 import numpy as np
@@ -21,6 +22,7 @@ import xarray as xr
 from .data import Runs
 from .laws import Law
 from .likelihood import Likelihood
+from .pooling import PooledParam, pooled_params
 from .priors import Prior
 
 OBS_DIM = "obs"
@@ -28,56 +30,116 @@ OBS_DIM = "obs"
 
 @dataclass
 class ModelSpec:
-    """Everything that defines one posterior: law, priors of all parameters, noise model, data."""
+    """Everything that defines one posterior: law, priors of all parameters, noise model, data, pooling."""
 
     law: Law
     likelihood: Likelihood
     priors: Mapping[str, Prior]       # law parameters first, then noise parameters, in order
     inputs: Mapping[str, np.ndarray]  # one array per law input
     log_loss: np.ndarray
+    pooled: Mapping[str, PooledParam] = field(default_factory=dict)
 
     @classmethod
     def from_runs(cls, law: Law, likelihood: Likelihood, runs: Runs,
-                  noise_priors: Mapping[str, object] | None = None) -> "ModelSpec":
+                  noise_priors: Mapping[str, object] | None = None, pool: Mapping[str, str] | None = None,
+                  sd_priors: Mapping[str, object] | None = None) -> "ModelSpec":
         priors = {name: p.prior for name, p in law.params.items()}
         noise = dict(likelihood.noise_priors)
         for name, spec in (noise_priors or {}).items():
             noise[name] = Prior.parse(spec)
         priors.update(noise)
-        runs.require(law.inputs, len(priors), law.name)
+        pooled = pooled_params(pool or {}, law.params, runs.frame, sd_priors)
+        n_free = len(priors) + sum(len(p.free_names) - 1 for p in pooled.values())
+        runs.require(law.inputs, n_free, law.name)
         inputs = {name: runs[name] for name in law.inputs}
-        return cls(law, likelihood, priors, inputs, np.log(runs["loss"]))
+        return cls(law, likelihood, priors, inputs, np.log(runs["loss"]), pooled)
 
     @property
     def names(self) -> tuple[str, ...]:
-        return tuple(self.priors)
+        """Posterior variables: every parameter, then each pooled parameter's population value and spread."""
+        hyper = [n for p in self.pooled.values() for n in (p.pop_name, p.sd_name)]
+        return (*self.priors, *hyper)
+
+    @property
+    def free_names(self) -> list[str]:
+        """The sampler's coordinates, in order."""
+        out = []
+        for name in self.priors:
+            out += self.pooled[name].free_names if name in self.pooled else [name]
+        return out
 
     # -- NumPy side ---------------------------------------------------------------------------
-    def constrain(self, u: np.ndarray) -> tuple[dict[str, float], float]:
+    def _split(self, u, xp):
+        """Walk the coordinates: yield (name, prior, pooled or None, slice of u)."""
+        i = 0
+        for name, prior in self.priors.items():
+            pooled = self.pooled.get(name)
+            width = len(pooled.free_names) if pooled else 1
+            yield name, prior, pooled, u[i:i + width] if pooled else u[i]
+            i += width
+
+    def _values(self, u, xp):
+        """Parameter values (group arrays for pooled ones, plus _pop and _sd), log prior, log Jacobian."""
+        values, log_prior, log_jac = {}, 0.0, 0.0
+        for name, prior, pooled, part in self._split(u, xp):
+            if pooled is None:
+                values[name], jac = prior.support.from_unconstrained(part, xp)
+                log_prior = log_prior + prior.logpdf(values[name]) if xp is np else log_prior + prior.pytensor_logp(values[name])
+                log_jac = log_jac + jac
+                continue
+            pop, jac_pop = prior.support.from_unconstrained(part[0], xp)
+            sd, jac_sd = pooled.sd_prior.support.from_unconstrained(part[1], xp)
+            offsets = part[2:]
+            values[pooled.pop_name], values[pooled.sd_name] = pop, sd
+            values[name] = prior.support.from_unconstrained(part[0] + sd * offsets, xp)[0]
+            if xp is np:
+                log_prior = log_prior + prior.logpdf(pop) + pooled.sd_prior.logpdf(sd) - 0.5 * float(np.sum(offsets ** 2))
+            else:
+                log_prior = log_prior + prior.pytensor_logp(pop) + pooled.sd_prior.pytensor_logp(sd) - 0.5 * xp.sum(offsets ** 2)
+            log_jac = log_jac + jac_pop + jac_sd
+        return values, log_prior, log_jac
+
+    def per_observation(self, values: Mapping, codes: Mapping[str, np.ndarray] | None = None) -> dict:
+        """Law parameter values with pooled ones spread to one value per observation."""
+        out = {n: values[n] for n in self.law.param_names}
+        for name, pooled in self.pooled.items():
+            out[name] = values[name][pooled.codes if codes is None else codes[name]]
+        return out
+
+    def constrain(self, u: np.ndarray) -> tuple[dict[str, object], float]:
         """Parameter values for unconstrained ``u`` and the log-Jacobian of the map."""
-        values, log_jac = {}, 0.0
-        for u_i, (name, prior) in zip(u, self.priors.items()):
-            values[name], jac = prior.support.from_unconstrained(u_i, np)
-            log_jac += jac
+        values, _, log_jac = self._values(np.asarray(u, dtype=float), np)
         return values, log_jac
 
     def unconstrain(self, values: Mapping[str, float]) -> np.ndarray:
-        return np.array([self.priors[n].support.to_unconstrained(values[n]) for n in self.names])
+        """Coordinates for scalar parameter values; pooled ones start with no spread between groups."""
+        u = []
+        for name, prior in self.priors.items():
+            x = prior.support.to_unconstrained(values[name])
+            if name in self.pooled:
+                pooled = self.pooled[name]
+                u += [x, pooled.sd_prior.support.to_unconstrained(pooled.sd_prior.median()), *([0.0] * len(pooled.levels))]
+            else:
+                u.append(x)
+        return np.array(u, dtype=float)
 
     def log_density(self, u: np.ndarray) -> float:
         """Log posterior density (up to a constant) in unconstrained coordinates; -inf if invalid."""
-        values, log_jac = self.constrain(u)
         with np.errstate(all="ignore"):
-            log_prior = sum(float(self.priors[n].logpdf(values[n])) for n in self.names)
-            mu = np.log(self.law.formula.numpy({**self.inputs, **values}))
+            values, log_prior, log_jac = self._values(np.asarray(u, dtype=float), np)
+            params = self.per_observation(values)
+            mu = np.log(self.law.formula.numpy({**self.inputs, **params}))
             log_lik = float(np.sum(self.likelihood.logpdf(self.log_loss, mu, values)))
-        total = log_prior + log_lik + log_jac
+        total = float(log_prior) + log_lik + float(log_jac)
         return total if np.isfinite(total) else -np.inf
 
     def pointwise_log_likelihood(self, posterior: xr.Dataset) -> xr.DataArray:
         """log p(y_i | draw) for every posterior draw and observation, as (chain, draw, obs)."""
         inputs = {k: xr.DataArray(v, dims=OBS_DIM) for k, v in self.inputs.items()}
-        params = {n: posterior[n] for n in self.names}
+        params = {n: posterior[n] for n in self.priors}
+        for name, pooled in self.pooled.items():
+            params[name] = posterior[name].isel({pooled.column: xr.DataArray(pooled.codes, dims=OBS_DIM)},
+                                                drop=True)
         with np.errstate(all="ignore"):
             mu = np.log(self.law.formula.numpy({**inputs, **params}))
             y = xr.DataArray(self.log_loss, dims=OBS_DIM)
@@ -90,17 +152,18 @@ class ModelSpec:
         import pymc as pm
         import pytensor.tensor as pt
 
-        coords = {"free": list(self.names), OBS_DIM: np.arange(len(self.log_loss))}
+        coords = {"free": self.free_names, OBS_DIM: np.arange(len(self.log_loss))}
+        for pooled in self.pooled.values():
+            coords[pooled.column] = list(pooled.levels)
         with pm.Model(coords=coords) as model:
             z = pm.Flat("z", dims="free")
             u = pt.as_tensor(center) + pt.dot(pt.as_tensor(scale), z)
-            values, log_prior = {}, 0.0
-            for i, (name, prior) in enumerate(self.priors.items()):
-                value, log_jac = prior.support.from_unconstrained(u[i], pt)
-                values[name] = pm.Deterministic(name, value)
-                log_prior = log_prior + prior.pytensor_logp(value) + log_jac
-            pm.Potential("log_prior", log_prior)
+            values, log_prior, log_jac = self._values(u, pt)
+            for name in self.names:
+                dims = self.pooled[name].column if name in self.pooled else None
+                values[name] = pm.Deterministic(name, values[name], dims=dims)
+            pm.Potential("log_prior", log_prior + log_jac)
             inputs = {k: pt.as_tensor(v) for k, v in self.inputs.items()}
-            mu = pt.log(self.law.formula.pytensor({**inputs, **values}))
+            mu = pt.log(self.law.formula.pytensor({**inputs, **self.per_observation(values)}))
             self.likelihood.pymc_observed("log_loss", mu, values, self.log_loss, dims=OBS_DIM)
         return model

@@ -28,6 +28,9 @@ def _check(fit: "Fit", flops: float) -> float:
     if not {"N", "D"} <= set(fit.law.inputs):
         raise BayescaleError(f"planning needs a law in N and D; law {fit.law.name!r} has inputs "
                              f"{', '.join(fit.law.inputs)}")
+    if fit.spec.pooled:
+        raise BayescaleError(f"planning a pooled fit is not supported yet: {', '.join(fit.spec.pooled)} vary by group; "
+                             "fit the group you plan for without pooling")
     if isinstance(flops, bool) or not isinstance(flops, (int, float, np.floating)) or not np.isfinite(flops) \
             or flops <= 0:
         raise BayescaleError(f"the compute budget must be a positive, finite number of FLOPs, got {flops!r}")

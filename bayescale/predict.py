@@ -38,15 +38,41 @@ def grid(**axes) -> pd.DataFrame:
 
 
 def flat_draws(fit: "Fit") -> dict[str, np.ndarray]:
-    """Each parameter's posterior draws as a flat array (chains stacked)."""
+    """Each variable's posterior draws with chains stacked: (draws,) or (draws, groups) when pooled."""
     posterior = fit.posterior
-    return {n: posterior[n].to_numpy().reshape(-1) for n in fit.spec.names}
+    n_draws = posterior.sizes["chain"] * posterior.sizes["draw"]
+    return {n: posterior[n].to_numpy().reshape(n_draws, -1).squeeze(axis=1) if n not in fit.spec.pooled
+            else posterior[n].to_numpy().reshape(n_draws, -1) for n in fit.spec.names}
+
+
+def params_at(fit: "Fit", params: Mapping[str, np.ndarray], table: pd.DataFrame,
+              rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Law parameters for every draw (rows) and point (columns, or one broadcast column).
+
+    A pooled parameter takes its group's draws; a group the fit never saw gets a fresh draw from
+    the population (one per draw and new group), so its forecast carries the spread between groups.
+    """
+    out = {n: params[n][:, None] for n in fit.law.param_names if n not in fit.spec.pooled}
+    for name, pooled in fit.spec.pooled.items():
+        if pooled.column not in table.columns:
+            raise BayescaleError(f"{name!r} is pooled by {pooled.column!r}: give a {pooled.column!r} for every point "
+                                 f"(seen groups: {', '.join(pooled.levels)}; any other name is a new group)")
+        labels = table[pooled.column].astype(str).to_numpy()
+        codes = pooled.codes_for(labels)
+        values = params[name][:, np.maximum(codes, 0)]
+        support = fit.spec.priors[name].support
+        for label in dict.fromkeys(labels[codes < 0]):
+            u_pop = support.to_unconstrained(params[pooled.pop_name])
+            fresh = support.from_unconstrained(u_pop + params[pooled.sd_name] * rng.standard_normal(len(u_pop)), np)[0]
+            values[:, labels == label] = fresh[:, None]
+        out[name] = values
+    return out
 
 
 def log_law(fit: "Fit", params: Mapping[str, np.ndarray], table: pd.DataFrame) -> np.ndarray:
-    """log of the law's value for every draw (rows) and point (columns)."""
+    """log of the law's value for every draw (rows) and point (columns); ``params`` from :func:`params_at`."""
     env = {name: table[name].to_numpy(dtype=float)[None, :] for name in fit.law.inputs}
-    env.update({n: params[n][:, None] for n in fit.law.param_names})
+    env.update({n: params[n] for n in fit.law.param_names})
     with np.errstate(all="ignore"):
         return np.log(fit.law.formula.numpy(env))
 
@@ -64,11 +90,13 @@ def predict(fit: "Fit", points=None, *, ci_prob: float = defaults.CI_PROB, seed:
     table = prepare_points(points, fit.law.inputs)
     params = flat_draws(fit)
     rng = np.random.default_rng(fit.settings["seed"] if seed is None else seed)
+    params = {**params, **params_at(fit, params, table, rng)}
     lo, hi = (1 - ci_prob) / 2, (1 + ci_prob) / 2
     blocks = []
     for start in range(0, len(table), _BLOCK):
         part = table.iloc[start:start + _BLOCK]
-        mu = log_law(fit, params, part)
+        mu = log_law(fit, {n: v[:, start:start + _BLOCK] if v.shape[1] > 1 else v
+                           for n, v in params.items() if n in fit.law.params}, part)
         noise = fit.likelihood.standard_noise(rng, params, mu.shape)
         y = mu + params["sigma"][:, None] * noise
         law_q = np.exp(np.nanquantile(mu, [lo, 0.5, hi], axis=0))

@@ -9,6 +9,7 @@ unconstrained real line (the coordinates the sampler works in). Prior text such 
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -119,12 +120,17 @@ class Prior:
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
-    def parse(cls, spec: "Prior | str | Mapping[str, Any]") -> "Prior":
-        """Accept a Prior, text like ``"Normal(0.3, 0.1)"``, or a card table ``{dist=..., ...}``."""
-        if isinstance(spec, Prior):
+    def parse(cls, spec: "Prior | ScaledPrior | str | Mapping[str, Any]") -> "Prior | ScaledPrior":
+        """Accept a Prior, text like ``"Normal(0.3, 0.1)"``, or a card table ``{dist=..., ...}``.
+
+        Text that refers to the data's range (``X_max``, ``N_min``) gives a :class:`ScaledPrior`.
+        """
+        if isinstance(spec, (Prior, ScaledPrior)):
             return spec
         if isinstance(spec, Mapping):
             spec = dict(spec)
+            if "text" in spec:
+                return cls.parse(spec["text"])
             if "dist" not in spec:
                 raise FormulaError(f"a prior table needs a 'dist' key (one of {', '.join(FAMILIES)}), got {spec}")
             return cls(spec.pop("dist"), **spec)
@@ -133,8 +139,8 @@ class Prior:
         raise FormulaError(f"a prior must be a Prior, a string or a table, got {type(spec).__name__}")
 
     @classmethod
-    def _parse_text(cls, text: str) -> "Prior":
-        from .formula import constant_value  # numbers like log(400) or 8.8e13 are allowed
+    def _parse_text(cls, text: str, scales: Mapping[str, float] | None = None) -> "Prior | ScaledPrior":
+        from .formula import _variable_names, constant_value  # numbers like log(400) or 8.8e13 are allowed
 
         try:
             node = ast.parse(text.strip(), mode="eval").body
@@ -148,11 +154,14 @@ class Prior:
             raise FormulaError(f"unknown prior distribution {dist!r}; allowed: {', '.join(FAMILIES)}")
         if len(node.args) > len(family.args):
             raise FormulaError(f"{dist} takes at most {len(family.args)} parameters ({', '.join(family.args)})")
-        params = {name: constant_value(arg, text) for name, arg in zip(family.args, node.args)}
+        args = [*node.args, *(kw.value for kw in node.keywords)]
+        if scales is None and any(_SCALE_NAME.match(n) for a in args for n in _variable_names(a)):
+            return ScaledPrior(text.strip())
+        params = {name: constant_value(arg, text, scales) for name, arg in zip(family.args, node.args)}
         for kw in node.keywords:
             if kw.arg is None:
                 raise FormulaError(f"'**' is not allowed in prior {text!r}")
-            params[kw.arg] = constant_value(kw.value, text)
+            params[kw.arg] = constant_value(kw.value, text, scales)
         return cls(dist, **params)
 
     # -- behaviour ----------------------------------------------------------------------------
@@ -186,5 +195,44 @@ class Prior:
 
     def __str__(self) -> str:
         return f"{self.dist}({', '.join(f'{k}={v:g}' for k, v in self.params.items())})"
+
+    __repr__ = __str__
+
+
+#: names a prior may use for the observed range of an input: ``X_min``, ``N_max``, ...
+_SCALE_NAME = re.compile(r"^(?P<column>[A-Za-z]\w*?)_(?P<stat>min|max)$")
+
+
+@dataclass(frozen=True)
+class ScaledPrior:
+    """A prior stated relative to the observed range of an input, bound to numbers at fit time.
+
+    ``LogNormal(mu=log(X_max), sigma=1.5)`` puts a break location's median at the largest observed
+    X; :meth:`bind` gives the :class:`Prior` for one data set. Used where no fixed number fits
+    every data set (the scale of an input differs by orders of magnitude between sweeps).
+    """
+
+    text: str
+
+    @property
+    def columns(self) -> set[str]:
+        return set(m.group("column") for m in map(_SCALE_NAME.match, re.findall(r"[A-Za-z_]\w*", self.text)) if m)
+
+    def bind(self, scales: Mapping[str, float]) -> Prior:
+        """The concrete prior; ``scales`` maps names like ``X_max`` to numbers."""
+        return Prior._parse_text(self.text, scales)
+
+    def renamed(self, renames: Mapping[str, str]) -> "ScaledPrior":
+        """The same prior after inputs are bound to columns (``{"X": "D"}``: ``X_max`` -> ``D_max``)."""
+        def swap(match: re.Match) -> str:
+            return f"{renames.get(match.group('column'), match.group('column'))}_{match.group('stat')}"
+        return ScaledPrior(re.sub(r"\b([A-Za-z]\w*?)_(min|max)\b",
+                                  lambda m: swap(_SCALE_NAME.match(m.group(0))), self.text))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"text": self.text}
+
+    def __str__(self) -> str:
+        return self.text
 
     __repr__ = __str__

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import arviz as az
 import numpy as np
 import pandas as pd
+import xarray as xr
 
 from . import defaults
 from .predict import check_ci_prob
@@ -16,22 +17,34 @@ if TYPE_CHECKING:
 
 
 def parameter_table(fit: "Fit", ci_prob: float = defaults.CI_PROB) -> pd.DataFrame:
-    """mean, median, sd, equal-tailed interval, ESS and R-hat of every parameter, plus its reference."""
+    """mean, median, sd, equal-tailed interval, ESS and R-hat of every parameter, plus its reference.
+
+    The law's derived quantities (for example slopes around a break) follow the parameters.
+    """
+    from .derived import derived_draws
+
     ci_prob = check_ci_prob(ci_prob)
-    names = list(fit.spec.names)
-    stats = az.summary(fit.posterior[names], kind="all", ci_kind=defaults.CI_KIND, ci_prob=ci_prob,
-                       round_to="none")
-    stats = pd.DataFrame(stats)
-    lower, upper = [c for c in stats.columns if c.endswith("_lb")][0], [c for c in stats.columns if c.endswith("_ub")][0]
+    draws = xr.merge([fit.posterior[list(fit.spec.names)], derived_draws(fit)])
+    stats = pd.DataFrame(az.summary(draws, kind="all", ci_kind=defaults.CI_KIND, ci_prob=ci_prob, round_to="none"))
+    lower = [c for c in stats.columns if c.endswith("_lb")][0]
+    upper = [c for c in stats.columns if c.endswith("_ub")][0]
+    medians, references = {}, {}
+    for name, var in draws.data_vars.items():
+        stacked = var.stack(sample=("chain", "draw")).median("sample")
+        group_dims = [d for d in var.dims if d not in ("chain", "draw")]
+        labels = [name] if not group_dims else [f"{name}[{level}]" for level in var[group_dims[0]].to_numpy()]
+        for label, value in zip(labels, np.atleast_1d(stacked.to_numpy())):
+            medians[label] = float(value)
+            references[label] = fit.law.params[name].reference if name in fit.law.params else np.nan
     table = pd.DataFrame({
         "mean": stats["mean"].astype(float),
-        "median": [float(fit.posterior[n].median()) for n in names],
+        "median": pd.Series(medians),
         "sd": stats["sd"].astype(float),
         "lower": stats[lower].astype(float),
         "upper": stats[upper].astype(float),
         "ess_bulk": stats["ess_bulk"].astype(float),
         "r_hat": stats["r_hat"].astype(float),
-        "reference": [fit.law.params[n].reference if n in fit.law.params else np.nan for n in names],
-    }, index=pd.Index(names, name="param"))
+        "reference": pd.Series(references, dtype=float),
+    }, index=pd.Index(stats.index, name="param"))
     table.attrs["ci_prob"] = ci_prob
     return table

@@ -1,0 +1,268 @@
+"""Leave-future-out backtests: fit on the smaller runs, forecast the larger ones, score the forecasts.
+
+A holdout rule picks the "future": a comparison on a column (``"N >= 2.9e9"``, ``"C > 1e21 and
+D > 1e10"``) or the top share of a column (``"top 10% C"``). Each candidate (a law, with fit options
+such as a likelihood or pooling) is fitted on the rest in its own process, and scored on the held-out
+runs by the coverage of its 50/80/90% predictive intervals, the median absolute relative error of
+its median forecast, and the held-out log predictive density (a proper score: higher is better).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy.special import logsumexp
+
+from . import defaults
+from .data import Runs, load_runs
+from .errors import BayescaleError, DataError
+
+LEVELS = (0.5, 0.8, 0.9)
+_OPS = {ast.GtE: np.greater_equal, ast.Gt: np.greater, ast.LtE: np.less_equal, ast.Lt: np.less}
+_TOP = re.compile(r"^\s*top\s+(?P<pct>[0-9.]+)\s*%\s*(?:of\s+)?(?P<col>\w+)\s*$", re.IGNORECASE)
+
+
+def holdout_mask(frame: pd.DataFrame, rule: str) -> np.ndarray:
+    """Which rows a holdout rule selects; errors when it selects nothing or everything."""
+    match = _TOP.match(rule)
+    if match:
+        column, pct = match.group("col"), float(match.group("pct"))
+        _require_column(frame, column, rule)
+        if not 0 < pct < 100:
+            raise BayescaleError(f"holdout {rule!r}: the share must be between 0 and 100%")
+        values = frame[column].to_numpy(dtype=float)
+        mask = values >= np.quantile(values, 1 - pct / 100)
+    else:
+        mask = _comparison(frame, rule)
+    if not mask.any():
+        raise BayescaleError(f"holdout {rule!r} selects none of the {len(frame)} runs: nothing to forecast")
+    if mask.all():
+        raise BayescaleError(f"holdout {rule!r} selects all {len(frame)} runs: nothing left to fit on")
+    return mask
+
+
+def _require_column(frame: pd.DataFrame, column: str, rule: str) -> None:
+    if column not in frame.columns:
+        raise DataError(f"holdout {rule!r}: no column {column!r}; the runs have {', '.join(map(str, frame.columns))}")
+
+
+def _comparison(frame: pd.DataFrame, rule: str) -> np.ndarray:
+    usage = "a holdout looks like 'N >= 2.9e9', 'C > 1e21 and D > 1e10' or 'top 10% C'"
+    try:
+        node = ast.parse(rule.strip(), mode="eval").body
+    except SyntaxError:
+        raise BayescaleError(f"cannot parse holdout {rule!r}: {usage}") from None
+    parts = node.values if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.And) else [node]
+    mask = np.ones(len(frame), dtype=bool)
+    for part in parts:
+        if not (isinstance(part, ast.Compare) and len(part.ops) == 1 and type(part.ops[0]) in _OPS
+                and isinstance(part.left, ast.Name) and isinstance(part.comparators[0], ast.Constant)
+                and isinstance(part.comparators[0].value, (int, float))):
+            raise BayescaleError(f"cannot read holdout {rule!r}: {usage}")
+        _require_column(frame, part.left.id, rule)
+        mask &= _OPS[type(part.ops[0])](frame[part.left.id].to_numpy(dtype=float), float(part.comparators[0].value))
+    return mask
+
+
+@dataclass
+class Candidate:
+    """One way to forecast: a law and the fit options to use with it (likelihood, pooling, priors...)."""
+
+    law: str
+    options: dict[str, Any] = field(default_factory=dict)
+    label: str = ""
+
+    def __post_init__(self):
+        if not self.label:
+            extras = ", ".join(f"{k}={v}" for k, v in self.options.items())
+            self.label = f"{Path(self.law).stem}" + (f" ({extras})" if extras else "")
+
+
+def score(fit, heldout: Runs, seed: int) -> dict[str, Any]:
+    """Forecast the held-out runs with ``fit`` and score the forecasts."""
+    inputs = list(dict.fromkeys([*fit.law.inputs, *(p.column for p in fit.spec.pooled.values())]))
+    points = heldout.frame[inputs]
+    loss = heldout["loss"]
+    per_level = {level: fit.predict(points, ci_prob=level, seed=seed) for level in LEVELS}
+    forecast = per_level[0.9]
+    coverage = {str(level): float(np.mean((p["pred_lower"] <= loss) & (loss <= p["pred_upper"])))
+                for level, p in per_level.items()}
+    rel_error = np.abs(forecast["median"].to_numpy() / loss - 1)
+    lpd = heldout_lpd(fit, heldout, seed)
+    runs = heldout.frame[inputs].copy()
+    runs["loss"] = loss
+    runs["median"] = forecast["median"].to_numpy()
+    runs["pred_lower"] = forecast["pred_lower"].to_numpy()
+    runs["pred_upper"] = forecast["pred_upper"].to_numpy()
+    runs["inside_90"] = (runs["pred_lower"] <= loss) & (loss <= runs["pred_upper"])
+    return {"coverage": coverage, "median_abs_rel_error": float(np.median(rel_error)), "heldout_lpd": lpd,
+            "runs": runs, "diagnostics": fit.diagnostics.to_dict()}
+
+
+def heldout_lpd(fit, heldout: Runs, seed: int) -> float:
+    """Sum over held-out runs of log mean_draws p(loss | draw); a group the fit never saw is drawn from its population."""
+    from .predict import flat_draws, log_law, params_at
+
+    params = flat_draws(fit)
+    params = {**params, **params_at(fit, params, heldout.frame, np.random.default_rng(seed))}
+    mu = log_law(fit, {n: params[n] for n in fit.law.param_names}, heldout.frame)
+    noise = {n: params[n][:, None] for n in fit.likelihood.noise_params}
+    with np.errstate(all="ignore"):
+        pointwise = fit.likelihood.logpdf(np.log(heldout["loss"])[None, :], mu, noise)
+    return float(np.sum(logsumexp(pointwise, axis=0) - np.log(pointwise.shape[0])))
+
+
+def _run_job(job_path: Path) -> None:
+    """Worker process: fit one candidate on the training runs, score it, write the result next to the job."""
+    import warnings
+
+    from .errors import SamplerWarning
+    from .fit import fit
+
+    job = json.loads(job_path.read_text())
+    candidate = Candidate(**job["candidate"])
+    keep = sorted(set((candidate.options.get("pool") or {}).values()))
+    out = job_path.with_suffix(".result.json")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", SamplerWarning)
+            result = fit(load_runs(pd.read_parquet(job["train"]), keep=keep), candidate.law, **candidate.options,
+                         **job["settings"])
+        scored = score(result, load_runs(pd.read_parquet(job["heldout"]), keep=keep), job["settings"]["seed"])
+        scored["warnings"] = [str(w.message) for w in caught if issubclass(w.category, SamplerWarning)]
+        scored["runs"] = json.loads(scored["runs"].to_json(orient="records"))
+    except BayescaleError as exc:
+        scored = {"error": str(exc)}
+    out.write_text(json.dumps(scored))
+
+
+def _run_parallel(jobs: list[Path], processes: int, progress: Callable[[Path, dict], None]) -> dict[Path, dict]:
+    """Run worker processes (``python -m bayescale.backtest JOB``), at most ``processes`` at a time."""
+    pending, running, results = list(jobs), {}, {}
+    while pending or running:
+        while pending and len(running) < processes:
+            job = pending.pop(0)
+            running[job] = subprocess.Popen([sys.executable, "-m", "bayescale.backtest", str(job)],
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for job, proc in list(running.items()):
+            if proc.poll() is None:
+                continue
+            stderr = proc.stderr.read()
+            del running[job]
+            result_path = job.with_suffix(".result.json")
+            if proc.returncode or not result_path.exists():
+                raise BayescaleError(f"backtest worker for {job.stem} failed (exit {proc.returncode}): "
+                                     f"{stderr.strip().splitlines()[-1] if stderr.strip() else 'no message'}")
+            results[job] = json.loads(result_path.read_text())
+            if "error" in results[job]:
+                raise BayescaleError(f"backtest of {json.loads(job.read_text())['candidate']['label']}: "
+                                     f"{results[job]['error']}")
+            progress(job, results[job])
+        time.sleep(0.2)
+    return results
+
+
+@dataclass
+class BacktestResult:
+    """Scores of every candidate on the held-out runs; ``table`` ranks them."""
+
+    holdout: str
+    n_train: int
+    n_heldout: int
+    results: dict[str, dict[str, Any]]
+
+    @property
+    def table(self) -> pd.DataFrame:
+        rows = []
+        for label, r in self.results.items():
+            rows.append({"candidate": label, **{f"coverage_{k}": v for k, v in r["coverage"].items()},
+                         "median_abs_rel_error": r["median_abs_rel_error"], "heldout_lpd": r["heldout_lpd"]})
+        table = pd.DataFrame(rows).set_index("candidate").sort_values("heldout_lpd", ascending=False)
+        table.insert(0, "rank", np.arange(1, len(table) + 1))
+        return table
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"holdout": self.holdout, "n_train": self.n_train, "n_heldout": self.n_heldout,
+                "laws": [{"law": label, "coverage": r["coverage"], "median_abs_rel_error": r["median_abs_rel_error"],
+                          "heldout_lpd": r["heldout_lpd"], "warnings": r.get("warnings", []),
+                          "runs": json.loads(r["runs"].to_json(orient="records"))}
+                         for label, r in self.results.items()]}
+
+    def save(self, path: str | Path) -> Path:
+        """Write the result as JSON, atomically."""
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            tmp.write_text(json.dumps(self.to_dict(), indent=1))
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "BacktestResult":
+        try:
+            data = json.loads(Path(path).read_text())
+            results = {law["law"]: {**law, "runs": pd.DataFrame(law["runs"])} for law in data["laws"]}
+            return cls(data["holdout"], data["n_train"], data["n_heldout"], results)
+        except (OSError, ValueError, KeyError) as exc:
+            raise BayescaleError(f"cannot read backtest result {str(path)!r}: {exc}") from None
+
+
+def backtest(runs, candidates: Sequence[Candidate | str], holdout: str, *, columns: Mapping[str, str] | None = None,
+             draws: int = defaults.DRAWS, tune: int = defaults.TUNE, chains: int = defaults.CHAINS,
+             seed: int = defaults.SEED, processes: int | None = None,
+             progress: Callable[[str], None] | None = None) -> BacktestResult:
+    """Fit every candidate on the runs outside ``holdout`` (in parallel processes) and score the forecasts."""
+    candidates = [c if isinstance(c, Candidate) else Candidate(str(c)) for c in candidates]
+    if not candidates:
+        raise BayescaleError("a backtest needs at least one law")
+    labels = [c.label for c in candidates]
+    if len(set(labels)) != len(labels):
+        raise BayescaleError(f"backtest candidates must differ; got {', '.join(labels)}")
+    keep = sorted({col for c in candidates for col in (c.options.get("pool") or {}).values()})
+    table = load_runs(runs, columns, keep=keep).frame
+    mask = holdout_mask(table, holdout)
+    train, heldout = table[~mask].reset_index(drop=True), table[mask].reset_index(drop=True)
+    processes = max(1, min(processes or os.cpu_count() or 1, len(candidates)))
+    settings = {"draws": draws, "tune": tune, "chains": chains, "seed": seed, "progressbar": False,
+                "cores": max(1, (os.cpu_count() or 1) // processes)}
+    with tempfile.TemporaryDirectory(prefix="bayescale-backtest-") as work:
+        work = Path(work)
+        train.to_parquet(work / "train.parquet")
+        heldout.to_parquet(work / "heldout.parquet")
+        jobs = []
+        for i, candidate in enumerate(candidates):
+            job = work / f"job{i}.json"
+            job.write_text(json.dumps({"candidate": asdict(candidate), "settings": settings,
+                                       "train": str(work / "train.parquet"),
+                                       "heldout": str(work / "heldout.parquet")}))
+            jobs.append(job)
+        done = []
+
+        def report(job: Path, r: dict) -> None:
+            done.append(job)
+            if progress:
+                label = candidates[jobs.index(job)].label
+                progress(f"[{len(done)}/{len(jobs)}] {label}: 90% coverage {r['coverage']['0.9']:.2f}, "
+                         f"median abs rel error {r['median_abs_rel_error']:.2%}")
+
+        raw = _run_parallel(jobs, processes, report)
+    results = {c.label: {**raw[job], "runs": pd.DataFrame(raw[job]["runs"])} for c, job in zip(candidates, jobs)}
+    return BacktestResult(holdout, len(train), len(heldout), results)
+
+
+if __name__ == "__main__":
+    _run_job(Path(sys.argv[1]))
