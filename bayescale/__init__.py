@@ -10,6 +10,8 @@
 __version__ = "0.1.0"
 
 from . import datasets  # noqa: E402
+from .backtesting import Candidate, backtest  # noqa: E402
+from .comparison import compare  # noqa: E402
 from .data import Runs, load_runs  # noqa: E402
 from .errors import BayescaleError, DataError, FormulaError, SamplerWarning, UnitsWarning  # noqa: E402
 from .fit import Fit, fit  # noqa: E402
@@ -19,5 +21,5 @@ from .priors import Prior  # noqa: E402
 
 load = Fit.load
 
-__all__ = ["BayescaleError", "DataError", "Fit", "FormulaError", "Law", "Prior", "Runs", "SamplerWarning",
+__all__ = ["BayescaleError", "Candidate", "DataError", "Fit", "backtest", "compare", "FormulaError", "Law", "Prior", "Runs", "SamplerWarning",
            "UnitsWarning", "catalog", "datasets", "fit", "get_law", "grid", "load", "load_runs", "__version__"]

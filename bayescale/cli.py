@@ -14,6 +14,7 @@ import warnings
 from pathlib import Path
 
 import click
+import pandas as pd
 
 from . import defaults
 from .errors import BayescaleError
@@ -180,7 +181,6 @@ def summary_command(fit_path, ci_prob, as_json):
 @_json_option
 def predict_command(fit_path, at, points, ci_prob, as_json):
     """Forecast the loss at unseen scales: credible and predictive intervals."""
-    import pandas as pd
 
     from .fit import Fit
 
@@ -212,15 +212,38 @@ def predict_command(fit_path, at, points, ci_prob, as_json):
 @cli.command("plan")
 @click.argument("fit_path", type=click.Path(dir_okay=False))
 @click.option("--flops", type=float, required=True, help="Training compute budget in FLOPs (C = 6 N D).")
+@click.option("--cost", default=None, help="Cost formula in N and D instead of 6*N*D, e.g. '6*N*D + 2*N*1e12'.")
+@click.option("--unique-tokens", type=float, default=None, help="Cap on unique training tokens (data-limited planning).")
+@click.option("--candidate", "candidate_points", multiple=True, help="Score an option: N=7e10,D=1.4e12 (repeatable).")
+@click.option("--marginal", default=None, help="Marginal value at N=...,D=...: 2x N vs 2x D, 10x compute.")
+@click.option("--frontier", default=None, help="Budgets for the frontier table, comma-separated: 1e21,1e22,1e23.")
 @_ci_option
 @_json_option
-def plan_command(fit_path, flops, ci_prob, as_json):
+def plan_command(fit_path, flops, cost, unique_tokens, candidate_points, marginal, frontier, ci_prob, as_json):
     """Compute-optimal model size and tokens for a FLOP budget, with intervals."""
+    from . import plan as planning
     from .fit import Fit
 
-    result = Fit.load(fit_path).plan(flops, ci_prob=ci_prob)
+    fit = Fit.load(fit_path)
+    result = fit.plan(flops, ci_prob=ci_prob, cost=cost, unique_tokens=unique_tokens)
+    budget = planning.Budget.make(cost, unique_tokens)
+    extra = {}
+    if candidate_points:
+        extra["candidates"] = planning.candidates(fit, _at_points(candidate_points), ci_prob, budget)
+    if marginal:
+        point = _at_points([marginal])[0]
+        if set(point) != {"N", "D"}:
+            raise BayescaleError(f"--marginal {marginal!r}: give exactly N=...,D=...")
+        extra["marginal"] = planning.marginal_value(fit, point["N"], point["D"], ci_prob, budget)
+    if frontier:
+        try:
+            budgets = [float(x) for x in frontier.split(",")]
+        except ValueError:
+            raise BayescaleError(f"--frontier {frontier!r}: give budgets in FLOPs separated by commas") from None
+        extra["frontier"] = planning.frontier(fit, budgets, ci_prob, budget)
     if as_json:
-        click.echo(json.dumps(result))
+        tables = {k: json.loads(v.to_json(orient="records")) for k, v in extra.items() if isinstance(v, pd.DataFrame)}
+        click.echo(json.dumps({**result, **{k: v for k, v in extra.items() if isinstance(v, dict)}, **tables}))
         return
     pct = f"{ci_prob:.0%}"
     click.echo(f"compute-optimal allocation at C = {flops:.3g} FLOPs (median, {pct} interval):")
@@ -228,6 +251,29 @@ def plan_command(fit_path, flops, ci_prob, as_json):
                        ("loss_opt", "loss at the optimum")):
         r = result[key]
         click.echo(f"  {label:<22} {r['median']:.4g}  [{r['lower']:.4g}, {r['upper']:.4g}]")
+    if "p_data_limited" in result:
+        click.echo(f"  data-limited ({result['data_constraint']}) in {result['p_data_limited']:.0%} of draws")
+    if "candidates" in extra:
+        click.echo(f"candidates (loss median [{pct}], P(best), expected regret vs best / vs compute-optimal):")
+        for _, row in extra["candidates"].iterrows():
+            click.echo(f"  N={row['N']:.3g} D={row['D']:.3g}: {row['loss_median']:.4f} [{row['loss_lower']:.4f}, "
+                       f"{row['loss_upper']:.4f}]  P(best) {row['p_best']:.2f}  regret {row['regret_vs_best']:.4f} / "
+                       f"{row['regret_vs_optimum']:.4f}")
+    if "marginal" in extra:
+        m = extra["marginal"]
+        for key, label in (("drop_double_N", "loss drop from 2x N"), ("drop_double_D", "loss drop from 2x D"),
+                           ("drop_10x_compute", "drop from 10x compute (frontier)"),
+                           ("drop_next_10x_compute", "drop from the next 10x"),
+                           ("diminishing_ratio", "next / first 10x drop")):
+            r = m[key]
+            click.echo(f"  {label:<34} {r['median']:.4g}  [{r['lower']:.4g}, {r['upper']:.4g}]")
+        click.echo(f"  P(doubling N beats doubling D) = {m['p_double_N_better']:.2f}")
+    if "frontier" in extra:
+        click.echo(f"frontier (median [{pct}]):")
+        for _, row in extra["frontier"].iterrows():
+            click.echo(f"  C={row['flops']:.3g}: N* {row['N_opt_median']:.3g} [{row['N_opt_lower']:.3g}, "
+                       f"{row['N_opt_upper']:.3g}]  D* {row['D_opt_median']:.3g}  L* {row['loss_opt_median']:.4f} "
+                       f"[{row['loss_opt_lower']:.4f}, {row['loss_opt_upper']:.4f}]")
 
 
 @cli.command("compare")
@@ -235,7 +281,7 @@ def plan_command(fit_path, flops, ci_prob, as_json):
 @_json_option
 def compare_command(fit_paths, as_json):
     """Rank fits of different laws on the same runs by PSIS-LOO (elpd, differences, stacking weights)."""
-    from .compare import compare
+    from .comparison import compare
     from .fit import Fit
 
     fits = {Path(p).stem: Fit.load(p) for p in fit_paths}
@@ -258,7 +304,7 @@ def _candidate(text: str):
     """``chinchilla`` or ``"chinchilla likelihood=normal pool=E:dataset,alpha:dataset"`` -> Candidate."""
     import shlex
 
-    from .backtest import Candidate
+    from .backtesting import Candidate
 
     law, *options = shlex.split(text)
     parsed = {}
@@ -292,7 +338,7 @@ def _candidate(text: str):
 @_json_option
 def backtest_command(runs, laws, holdout, columns, draws, tune, chains, seed, processes, out, as_json):
     """Leave-future-out: fit each law on the runs outside --holdout, forecast the held-out runs, score them."""
-    from .backtest import backtest
+    from .backtesting import backtest
 
     candidates = [_candidate(text) for text in laws]
     result = backtest(runs, candidates, holdout, columns=_pairs(columns, "--columns"), draws=draws, tune=tune,

@@ -19,7 +19,7 @@ from . import defaults
 from .data import Runs, load_runs
 from .diagnostics import Diagnostics, diagnose, report
 from .errors import BayescaleError
-from .laplace import laplace_approximation
+from .laplace import choose_centring, laplace_approximation
 from .laws import Law, get_law
 from .likelihood import Likelihood, get_likelihood
 from .model import OBS_DIM, ModelSpec
@@ -68,11 +68,15 @@ class Fit:
 
         return predict(self, points, ci_prob=ci_prob, seed=seed, **inputs)
 
-    def plan(self, flops: float, *, ci_prob: float = defaults.CI_PROB) -> dict:
-        """Compute-optimal N*, D*, D/N and loss for a FLOP budget; see :mod:`bayescale.plan`."""
+    def plan(self, flops: float, *, ci_prob: float = defaults.CI_PROB, cost: str | None = None,
+             unique_tokens: float | None = None) -> dict:
+        """Compute-optimal N*, D*, D/N and loss for a FLOP budget; see :mod:`bayescale.plan`.
+
+        ``cost`` is a formula in N and D (default ``6*N*D``); ``unique_tokens`` caps the fresh data.
+        """
         from .plan import plan
 
-        return plan(self, flops, ci_prob)
+        return plan(self, flops, ci_prob, cost=cost, unique_tokens=unique_tokens)
 
     def save(self, path: str | Path) -> Path:
         """Write the fit to one netCDF file, atomically (an earlier file survives a failed save)."""
@@ -137,6 +141,9 @@ def fit(runs, law: Law | str = "chinchilla", *, columns: Mapping[str, str] | Non
     law = law.bind_data({name: runs[name] for name in law.inputs})
     spec = ModelSpec.from_runs(law, lik, runs, noise_priors, pool, sd_priors)
     laplace = laplace_approximation(spec, np.random.default_rng(seed))
+    chosen = choose_centring(spec, laplace)
+    if chosen.free_names != spec.free_names:
+        spec, laplace = chosen, laplace_approximation(chosen, np.random.default_rng(seed))
     model = spec.to_pymc(laplace.center, laplace.scale)
     idata = draw_posterior(model, list(spec.names), sampler=sampler, draws=draws, tune=tune, chains=chains,
                            cores=cores, seed=int(seed), target_accept=target_accept, progressbar=progressbar)

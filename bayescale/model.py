@@ -87,15 +87,25 @@ class ModelSpec:
                 log_prior = log_prior + prior.logpdf(values[name]) if xp is np else log_prior + prior.pytensor_logp(values[name])
                 log_jac = log_jac + jac
                 continue
-            pop, jac_pop = prior.support.from_unconstrained(part[0], xp)
             sd, jac_sd = pooled.sd_prior.support.from_unconstrained(part[1], xp)
-            offsets = part[2:]
+            n_groups = len(pooled.levels)
+            if pooled.centred:  # coordinates: loc, log sd, u_g
+                u_groups = part[2:]
+                u_pop = xp.mean(u_groups) + sd / np.sqrt(n_groups) * part[0]
+                jac_loc = xp.log(sd) - 0.5 * np.log(n_groups)
+                group_logp = -0.5 * xp.sum(((u_groups - u_pop) / sd) ** 2) - n_groups * xp.log(sd)
+            else:               # coordinates: u_pop, log sd, offsets
+                u_pop, jac_loc = part[0], 0.0
+                u_groups = u_pop + sd * part[2:]
+                group_logp = -0.5 * xp.sum(part[2:] ** 2)
+            pop, jac_pop = prior.support.from_unconstrained(u_pop, xp)
             values[pooled.pop_name], values[pooled.sd_name] = pop, sd
-            values[name] = prior.support.from_unconstrained(part[0] + sd * offsets, xp)[0]
+            values[name] = prior.support.from_unconstrained(u_groups, xp)[0]
             if xp is np:
-                log_prior = log_prior + prior.logpdf(pop) + pooled.sd_prior.logpdf(sd) - 0.5 * float(np.sum(offsets ** 2))
+                log_prior = log_prior + prior.logpdf(pop) + pooled.sd_prior.logpdf(sd) + float(group_logp)
             else:
-                log_prior = log_prior + prior.pytensor_logp(pop) + pooled.sd_prior.pytensor_logp(sd) - 0.5 * xp.sum(offsets ** 2)
+                log_prior = log_prior + prior.pytensor_logp(pop) + pooled.sd_prior.pytensor_logp(sd) + group_logp
+            log_jac = log_jac + jac_loc
             log_jac = log_jac + jac_pop + jac_sd
         return values, log_prior, log_jac
 
@@ -118,7 +128,9 @@ class ModelSpec:
             x = prior.support.to_unconstrained(values[name])
             if name in self.pooled:
                 pooled = self.pooled[name]
-                u += [x, pooled.sd_prior.support.to_unconstrained(pooled.sd_prior.median()), *([0.0] * len(pooled.levels))]
+                sd = pooled.sd_prior.support.to_unconstrained(pooled.sd_prior.median())
+                groups = [x] * len(pooled.levels) if pooled.centred else [0.0] * len(pooled.levels)
+                u += [0.0 if pooled.centred else x, sd, *groups]
             else:
                 u.append(x)
         return np.array(u, dtype=float)

@@ -1,19 +1,25 @@
 """Compute-optimal allocation: the N and D that minimise the loss for a FLOP budget, per posterior draw.
 
-With C = 6 N D, D = C / (6N) and the loss along the budget is a function of log N alone. For every
-draw we locate the minimum on a log grid, then refine it by golden-section search, vectorised over
-draws. For the Chinchilla law the closed form (Hoffmann et al. 2022, eq. 4) is available to check it.
+With C = 6 N D (or a user's cost formula in N and D, solved for D), the loss along the budget is a
+function of log N alone. For every draw we locate the minimum on a log grid, then refine it by
+golden-section search, vectorised over draws. A cap on unique tokens either enters the law (a
+law with a ``U`` input, such as ``data_constrained``, is evaluated with U = min(cap, D)) or, for
+other laws, becomes the constraint D <= cap. For the Chinchilla law the closed form (Hoffmann et
+al. 2022, eq. 4) is available to check the solver. On top of it: the frontier over budgets,
+candidate configurations (probability of being best, regret) and the marginal value of scale.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 import pandas as pd
 
 from . import defaults
 from .errors import BayescaleError
+from .formula import Formula
 from .predict import check_ci_prob, flat_draws
 
 if TYPE_CHECKING:
@@ -22,6 +28,65 @@ if TYPE_CHECKING:
 _GRID = 241                 # log-N grid points over the search range
 _LOG_N_RANGE = (3.0, 16.0)  # search N between 1e3 and 1e16 parameters
 _GOLDEN = (np.sqrt(5) - 1) / 2
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How a compute budget constrains (N, D): a cost formula (default 6ND) and an optional unique-token cap."""
+
+    cost: Formula | None = None
+    unique_tokens: float | None = None
+
+    @classmethod
+    def make(cls, cost: str | None = None, unique_tokens: float | None = None) -> "Budget":
+        formula = None
+        if cost is not None and cost.replace(" ", "") not in ("6*N*D", "6*D*N"):
+            formula = Formula(cost)
+            formula.check_names({"N", "D"}, "cost function")
+            n, d = np.array([1e9, 1e9]), np.array([1e10, 2e10])
+            with np.errstate(all="ignore"):
+                values = np.broadcast_to(formula.numpy({"N": n, "D": d}), (2,))
+            if not (np.all(np.isfinite(values)) and values[1] > values[0] > 0):
+                raise BayescaleError(f"cost function {cost!r} must be positive and grow with D (tokens); "
+                                     f"at N=1e9 it gives {values[0]:g} for D=1e10 and {values[1]:g} for D=2e10")
+        if unique_tokens is not None and not (np.isfinite(unique_tokens) and unique_tokens > 0):
+            raise BayescaleError(f"unique_tokens must be a positive, finite number of tokens, got {unique_tokens!r}")
+        return cls(formula, None if unique_tokens is None else float(unique_tokens))
+
+    @property
+    def cost_text(self) -> str:
+        return self.cost.text if self.cost is not None else "6*N*D"
+
+    def cost_of(self, n, d):
+        if self.cost is None:
+            return 6.0 * n * d
+        with np.errstate(all="ignore"):
+            return self.cost.numpy({"N": n, "D": d})
+
+    def tokens_for(self, n: np.ndarray, flops: float) -> np.ndarray:
+        """D with cost(N, D) = flops for each N (NaN where no D in [1e3, 1e17] does it)."""
+        if self.cost is None:
+            return flops / (6.0 * n)
+        lo, hi = np.full(np.shape(n), 3.0), np.full(np.shape(n), 17.0)
+        reachable = (self.cost_of(n, 10.0 ** lo) <= flops) & (self.cost_of(n, 10.0 ** hi) >= flops)
+        for _ in range(60):  # bisection on log10 D, all N at once (cost grows with D)
+            mid = (lo + hi) / 2
+            below = self.cost_of(n, 10.0 ** mid) < flops
+            lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
+        return np.where(reachable, 10.0 ** ((lo + hi) / 2), np.nan)
+
+
+    def size_for_tokens(self, d: float, flops: float) -> float:
+        """log10 N with cost(N, d) = flops (cost grows with N); NaN when no N in [1e3, 1e16] does it."""
+        if self.cost is None:
+            return float(np.log10(flops / (6.0 * d)))
+        lo, hi = 3.0, 16.0
+        if not self.cost_of(10.0 ** lo, d) <= flops <= self.cost_of(10.0 ** hi, d):
+            return float("nan")
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if self.cost_of(10.0 ** mid, d) < flops else (lo, mid)
+        return (lo + hi) / 2
 
 
 def _check(fit: "Fit", flops: float) -> float:
@@ -37,45 +102,69 @@ def _check(fit: "Fit", flops: float) -> float:
     return float(flops)
 
 
-def _loss(fit: "Fit", params: dict, log_n: np.ndarray, flops: float) -> np.ndarray:
-    n = 10.0 ** log_n
-    env = {**{k: params[k] for k in fit.law.param_names}, "N": n, "D": flops / (6.0 * n)}
+def _law_loss(fit: "Fit", params: dict, n, d, budget: Budget):
+    env = {**{k: params[k] for k in fit.law.param_names}, "N": n, "D": d}
+    if "U" in fit.law.inputs:
+        if budget.unique_tokens is None:
+            env["U"] = d  # no cap given: every token is fresh
+        else:
+            env["U"] = np.minimum(budget.unique_tokens, d)
     with np.errstate(all="ignore"):
         return fit.law.formula.numpy(env)
 
 
-def optimal_allocation(fit: "Fit", flops: float) -> pd.DataFrame:
-    """Per posterior draw: N*, D*, D*/N* and the loss at the optimum for budget ``flops`` (C = 6ND)."""
+def _loss(fit: "Fit", params: dict, log_n: np.ndarray, flops: float, budget: Budget) -> np.ndarray:
+    n = 10.0 ** log_n
+    d = budget.tokens_for(n, flops)
+    loss = _law_loss(fit, params, n, d, budget)
+    if budget.unique_tokens is not None and "U" not in fit.law.inputs:
+        loss = np.where(d <= budget.unique_tokens * (1 + 1e-9), loss, np.inf)  # the cap is a hard constraint
+    return np.where(np.isfinite(loss), loss, np.inf)
+
+
+def optimal_allocation(fit: "Fit", flops: float, budget: Budget | None = None) -> pd.DataFrame:
+    """Per posterior draw: N*, D*, D*/N* and the loss at the optimum for budget ``flops``."""
     flops = _check(fit, flops)
+    budget = budget or Budget()
     params = flat_draws(fit)
-    lo, hi = _LOG_N_RANGE[0], min(_LOG_N_RANGE[1], np.log10(flops / 6.0) - 3.0)
+    lo, hi = _LOG_N_RANGE[0], min(_LOG_N_RANGE[1], np.log10(flops / 6.0) - 3.0) if budget.cost is None \
+        else _LOG_N_RANGE[1]
     if not hi > lo:
         raise BayescaleError(f"the budget {flops:g} FLOPs is too small to train any model of at least 1e3 "
                              "parameters on 1e3 tokens")
     grid = np.linspace(lo, hi, _GRID)
     cols = {k: v[:, None] for k, v in params.items()}
-    losses = _loss(fit, cols, grid[None, :], flops)
-    losses = np.where(np.isfinite(losses), losses, np.inf)
+    losses = _loss(fit, cols, grid[None, :], flops, budget)
+    if not np.isfinite(losses).any():
+        cap = f" with at most {budget.unique_tokens:g} tokens" if budget.unique_tokens else ""
+        raise BayescaleError(f"no model of 1e3 to 1e16 parameters meets the budget of {flops:g} FLOPs under cost "
+                             f"{budget.cost_text!r}{cap}: the cost never equals the budget there")
     best = np.argmin(losses, axis=1)
-    at_edge = (best == 0) | (best == _GRID - 1)
+    valid = np.isfinite(losses)
+    first_valid, last_valid = valid.argmax(axis=1), _GRID - 1 - valid[:, ::-1].argmax(axis=1)
+    at_edge = ((best == 0) | (best == _GRID - 1)) & ~((best == first_valid) & (first_valid > 0))
     if at_edge.mean() > 0.5:
         raise BayescaleError(f"for most posterior draws the loss at {flops:g} FLOPs keeps falling towards the edge of "
                              "the search range (N from 1e3 to C/6e3): the law has no compute-optimal size there")
-    a = grid[np.clip(best - 1, 0, _GRID - 1)]
-    b = grid[np.clip(best + 1, 0, _GRID - 1)]
-    a = np.where(best == 0, grid[0], a)
-    b = np.where(best == _GRID - 1, grid[-1], b)
+    a = grid[np.clip(best - 1, first_valid, last_valid)]
+    b = grid[np.clip(best + 1, first_valid, last_valid)]
+    if budget.unique_tokens is not None and "U" not in fit.law.inputs:  # the cap can bind between grid points
+        boundary = budget.size_for_tokens(budget.unique_tokens, flops)
+        if np.isfinite(boundary):
+            a = np.where(best == first_valid, np.maximum(boundary, lo), a)
     for _ in range(60):  # golden-section search, all draws at once
         c = b - _GOLDEN * (b - a)
         d = a + _GOLDEN * (b - a)
-        left = _loss(fit, params, c, flops) < _loss(fit, params, d, flops)
+        left = _loss(fit, params, c, flops, budget) < _loss(fit, params, d, flops, budget)
         b = np.where(left, d, b)
         a = np.where(left, a, c)
     log_n = (a + b) / 2
     n_opt = 10.0 ** log_n
-    d_opt = flops / (6.0 * n_opt)
+    d_opt = budget.tokens_for(n_opt, flops)
+    capped = np.zeros(len(n_opt), bool) if budget.unique_tokens is None else d_opt >= budget.unique_tokens * 0.99
     return pd.DataFrame({"N_opt": n_opt, "D_opt": d_opt, "tokens_per_param": d_opt / n_opt,
-                         "loss_opt": _loss(fit, params, log_n, flops), "at_edge": at_edge})
+                         "loss_opt": _law_loss(fit, params, n_opt, d_opt, budget), "at_edge": at_edge,
+                         "capped": capped})
 
 
 def chinchilla_closed_form(params: dict, flops: float) -> tuple[np.ndarray, np.ndarray]:
@@ -85,21 +174,109 @@ def chinchilla_closed_form(params: dict, flops: float) -> tuple[np.ndarray, np.n
     return g * (flops / 6.0) ** (b / (a + b)), (flops / 6.0) ** (a / (a + b)) / g
 
 
-def frontier_exponents(fit: "Fit", low: float = 1e21, high: float = 1e25) -> pd.DataFrame:
+def _interval(values, ci_prob: float) -> dict[str, float]:
+    lower, median, upper = np.nanquantile(np.asarray(values, dtype=float), [(1 - ci_prob) / 2, 0.5, (1 + ci_prob) / 2])
+    return {"median": float(median), "lower": float(lower), "upper": float(upper)}
+
+
+def frontier_exponents(fit: "Fit", low: float = 1e21, high: float = 1e25, budget: Budget | None = None) -> pd.DataFrame:
     """Per draw, the exponents a and b of N* ~ C^a and D* ~ C^b between two budgets."""
-    lo, hi = optimal_allocation(fit, low), optimal_allocation(fit, high)
+    lo, hi = optimal_allocation(fit, low, budget), optimal_allocation(fit, high, budget)
     span = np.log(high / low)
     return pd.DataFrame({"a": np.log(hi["N_opt"] / lo["N_opt"]) / span,
                          "b": np.log(hi["D_opt"] / lo["D_opt"]) / span})
 
 
-def plan(fit: "Fit", flops: float, ci_prob: float = defaults.CI_PROB) -> dict:
+def frontier(fit: "Fit", budgets: Iterable[float], ci_prob: float = defaults.CI_PROB,
+             budget: Budget | None = None) -> pd.DataFrame:
+    """N*, D*, D*/N* and L* against compute: one row per budget with median and interval columns."""
+    ci_prob = check_ci_prob(ci_prob)
+    rows = []
+    for flops in budgets:
+        draws = optimal_allocation(fit, flops, budget)
+        row = {"flops": float(flops)}
+        for key in ("N_opt", "D_opt", "tokens_per_param", "loss_opt"):
+            for stat, value in _interval(draws[key], ci_prob).items():
+                row[f"{key}_{stat}"] = value
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    table.attrs["ci_prob"] = ci_prob
+    return table
+
+
+def _loss_at(fit: "Fit", n, d, budget: Budget) -> np.ndarray:
+    """The law's loss for every draw (rows) at the points (columns)."""
+    params = {k: v[:, None] for k, v in flat_draws(fit).items()}
+    return _law_loss(fit, params, np.asarray(n, float)[None, :], np.asarray(d, float)[None, :], budget)
+
+
+def candidates(fit: "Fit", configs, ci_prob: float = defaults.CI_PROB, budget: Budget | None = None) -> pd.DataFrame:
+    """Score (N, D) options: expected loss and interval, P(best of the list), and regret.
+
+    ``regret_vs_best`` is the expected excess loss over the best option of the list in the same draw;
+    ``regret_vs_optimum`` the expected excess over the compute-optimal allocation at the option's own cost.
+    """
+    ci_prob = check_ci_prob(ci_prob)
+    budget = budget or Budget()
+    table = pd.DataFrame(configs).reset_index(drop=True)
+    for col in ("N", "D"):
+        if col not in table.columns:
+            raise BayescaleError(f"candidate configurations need columns N and D, got {', '.join(map(str, table.columns))}")
+        bad = table.index[~(pd.to_numeric(table[col], errors="coerce") > 0)]
+        if len(bad):
+            raise BayescaleError(f"candidate {col} must be positive numbers; rows {', '.join(map(str, bad))} are not")
+    if len(table) < 1:
+        raise BayescaleError("give at least one candidate configuration")
+    losses = _loss_at(fit, table["N"], table["D"], budget)
+    best = np.argmin(losses, axis=1)
+    out = table[["N", "D"]].astype(float).copy()
+    out["C"] = budget.cost_of(out["N"].to_numpy(), out["D"].to_numpy())
+    out["expected_loss"] = losses.mean(axis=0)
+    for stat in ("median", "lower", "upper"):
+        out[f"loss_{stat}"] = [_interval(losses[:, i], ci_prob)[stat] for i in range(len(out))]
+    out["p_best"] = [float(np.mean(best == i)) for i in range(len(out))]
+    out["regret_vs_best"] = (losses - losses.min(axis=1, keepdims=True)).mean(axis=0)
+    out["regret_vs_optimum"] = [float(np.mean(losses[:, i] - optimal_allocation(fit, c, budget)["loss_opt"].to_numpy()))
+                                for i, c in enumerate(out["C"])]
+    out.attrs["ci_prob"] = ci_prob
+    return out
+
+
+def marginal_value(fit: "Fit", n: float, d: float, ci_prob: float = defaults.CI_PROB,
+                   budget: Budget | None = None) -> dict:
+    """At (N, D): the loss drop from doubling N, from doubling D, and from 10x and 100x compute on the frontier."""
+    ci_prob = check_ci_prob(ci_prob)
+    budget = budget or Budget()
+    for name, value in (("N", n), ("D", d)):
+        if not (np.isfinite(value) and value > 0):
+            raise BayescaleError(f"{name} must be a positive, finite number, got {value!r}")
+    losses = _loss_at(fit, [n, 2 * n, n], [d, d, 2 * d], budget)
+    drop_n, drop_d = losses[:, 0] - losses[:, 1], losses[:, 0] - losses[:, 2]
+    flops = float(budget.cost_of(n, d))
+    frontier_losses = [optimal_allocation(fit, flops * k, budget)["loss_opt"].to_numpy() for k in (1, 10, 100)]
+    drop_10 = frontier_losses[0] - frontier_losses[1]
+    drop_100 = frontier_losses[1] - frontier_losses[2]
+    return {"N": float(n), "D": float(d), "flops": flops, "ci_prob": ci_prob,
+            "loss": _interval(losses[:, 0], ci_prob),
+            "drop_double_N": _interval(drop_n, ci_prob), "drop_double_D": _interval(drop_d, ci_prob),
+            "p_double_N_better": float(np.mean(drop_n > drop_d)),
+            "drop_10x_compute": _interval(drop_10, ci_prob), "drop_next_10x_compute": _interval(drop_100, ci_prob),
+            "diminishing_ratio": _interval(drop_100 / drop_10, ci_prob)}
+
+
+def plan(fit: "Fit", flops: float, ci_prob: float = defaults.CI_PROB, *, cost: str | None = None,
+         unique_tokens: float | None = None) -> dict:
     """Median and equal-tailed interval of N*, D*, D*/N* and the optimal loss."""
     ci_prob = check_ci_prob(ci_prob)
-    draws = optimal_allocation(fit, flops)
-    q = [(1 - ci_prob) / 2, 0.5, (1 + ci_prob) / 2]
+    budget = Budget.make(cost, unique_tokens)
+    draws = optimal_allocation(fit, flops, budget)
     out = {"flops": float(flops), "ci_prob": ci_prob}
     for key in ("N_opt", "D_opt", "tokens_per_param", "loss_opt"):
-        lower, median, upper = np.quantile(draws[key], q)
-        out[key] = {"median": float(median), "lower": float(lower), "upper": float(upper)}
+        out[key] = _interval(draws[key], ci_prob)
+    if cost is not None:
+        out["cost"] = budget.cost_text
+    if unique_tokens is not None:
+        out["unique_tokens"] = float(unique_tokens)
+        out["p_data_limited"] = float(draws["capped"].mean())
+        out["data_constraint"] = "law (repetition-aware)" if "U" in fit.law.inputs else "D <= unique tokens"
     return out

@@ -3,7 +3,14 @@
 ``pool={"alpha": "family"}`` gives every level of the ``family`` column its own ``alpha``, drawn
 from a population: on the parameter's unconstrained scale (log for positive parameters)
 
-    u_g = u_pop + sd * offset_g,   offset_g ~ Normal(0, 1)   (non-centred)
+    u_g ~ Normal(u_pop, sd)
+
+Groups whose data say little about them are sampled non-centred (u_g = u_pop + sd * offset_g,
+offset_g ~ Normal(0, 1)), which avoids the funnel. Groups whose data pin u_g down more tightly than
+the groups differ are sampled centred (u_g itself), with the population value written relative to
+the groups' mean, u_pop = mean(u_g) + sd / sqrt(G) * loc, which removes the funnel between u_pop
+and sd that few groups would otherwise leave. :func:`bayescale.laplace.choose_centring` decides per
+parameter at the posterior mode. Both are the same model; only the sampler's coordinates differ.
 
 The card's prior for ``alpha`` becomes the prior of the population value ``alpha_pop`` (the
 median of the population on the parameter's own scale), and ``alpha_sd`` (the spread between
@@ -35,6 +42,7 @@ class PooledParam:
     levels: tuple[str, ...]
     codes: np.ndarray            # level index of every observation
     sd_prior: Prior = DEFAULT_SD_PRIOR
+    centred: bool = False        # sampler coordinates: centred (u_g) or non-centred (offsets, the default)
 
     @property
     def pop_name(self) -> str:
@@ -46,6 +54,8 @@ class PooledParam:
 
     @property
     def free_names(self) -> list[str]:
+        if self.centred:
+            return [f"{self.param}_loc", self.sd_name, *(f"{self.param}_u[{lvl}]" for lvl in self.levels)]
         return [self.pop_name, self.sd_name, *(f"{self.param}_offset[{lvl}]" for lvl in self.levels)]
 
     def codes_for(self, values) -> np.ndarray:

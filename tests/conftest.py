@@ -42,7 +42,8 @@ def fake_fit(runs, law="chinchilla", values=None, likelihood="studentt", draws=2
     """A Fit whose 'posterior' is hand-written draws around ``values`` (no sampling at all)."""
     law = bs.get_law(law)
     lik = get_likelihood(likelihood)
-    runs = bs.load_runs(runs)
+    runs = bs.load_runs(runs, extra_inputs=law.inputs)
+    law = law.bind_data({n: runs[n] for n in law.inputs})
     spec = ModelSpec.from_runs(law, lik, runs)
     values = dict(values or bs.datasets.CHINCHILLA_TRUTH)
     values.setdefault("sigma", 0.01)

@@ -62,3 +62,101 @@ def test_cli_plan_json(spread_fit, tmp_path, capsys):
     assert data["flops"] == 5.88e23 and set(data) == {"flops", "ci_prob", "N_opt", "D_opt", "tokens_per_param", "loss_opt"}
     assert main(["plan", str(path), "--flops", "-1"]) == 2
     assert "positive, finite" in capsys.readouterr().err
+
+
+from bayescale.plan import Budget, candidates, frontier, marginal_value  # noqa: E402
+
+
+def test_a_custom_cost_that_is_6ND_gives_the_same_answer(spread_fit):
+    default = spread_fit.plan(1e22)
+    same = spread_fit.plan(1e22, cost="3*N*D + 3*D*N")
+    for key in ("N_opt", "D_opt", "loss_opt"):
+        assert same[key]["median"] == pytest.approx(default[key]["median"], rel=1e-3)
+    assert same["cost"] == "3*N*D + 3*D*N"
+
+
+def test_inference_cost_pushes_towards_smaller_models(spread_fit):
+    """Serving 1e13 tokens costs 2N per token: the optimum trains a smaller model on more tokens."""
+    train_only = spread_fit.plan(1e23)
+    with_serving = spread_fit.plan(1e23, cost="6*N*D + 2*N*1e13")
+    assert with_serving["N_opt"]["median"] < 0.8 * train_only["N_opt"]["median"]
+    assert with_serving["tokens_per_param"]["median"] > train_only["tokens_per_param"]["median"]
+
+
+@pytest.mark.parametrize("cost, fragment", [
+    ("6*N*D + 1e30", "never equals the budget"),
+    ("6*N/D", "must be positive and grow with D"),
+    ("6*N*D*K", "unknown name.*'K'"),
+    ("__import__('os')", "not allowed|unknown"),
+])
+def test_bad_cost_functions_are_refused(spread_fit, cost, fragment):
+    with pytest.raises(bs.BayescaleError, match=fragment):
+        spread_fit.plan(1e22, cost=cost)
+
+
+def test_frontier_table_is_monotone_in_compute(spread_fit):
+    table = frontier(spread_fit, [1e20, 1e22, 1e24], ci_prob=0.8)
+    assert list(table["flops"]) == [1e20, 1e22, 1e24]
+    assert table["N_opt_median"].is_monotonic_increasing and table["loss_opt_median"].is_monotonic_decreasing
+    assert (table["N_opt_lower"] < table["N_opt_median"]).all() and (table["N_opt_median"] < table["N_opt_upper"]).all()
+
+
+def test_candidates_rank_the_compute_optimal_option_first(spread_fit):
+    flops = 1e23
+    opt = spread_fit.plan(flops)
+    n = opt["N_opt"]["median"]
+    options = [{"N": n, "D": flops / (6 * n)}, {"N": n / 8, "D": 8 * flops / (6 * n)}, {"N": 8 * n, "D": flops / (48 * n)}]
+    table = candidates(spread_fit, options)
+    assert table["p_best"].sum() == pytest.approx(1.0)
+    assert table["p_best"].idxmax() == 0 and table["regret_vs_best"].idxmin() == 0
+    assert (table["regret_vs_optimum"] >= 0).all()  # nothing beats the per-draw optimum at the same cost
+    assert table["regret_vs_optimum"].idxmin() == 0 and (table.loc[1:, "regret_vs_optimum"] > 0.02).all()
+    with pytest.raises(bs.BayescaleError, match="candidate N must be positive.*rows 0"):
+        candidates(spread_fit, [{"N": -1, "D": 1e10}])
+
+
+def test_marginal_value_at_an_undertrained_model_favours_data(spread_fit):
+    m = marginal_value(spread_fit, 7e10, 1e10)  # 0.14 tokens per parameter: starved of data
+    assert m["drop_double_D"]["median"] > m["drop_double_N"]["median"] > 0
+    assert m["p_double_N_better"] < 0.05
+    assert 0 < m["diminishing_ratio"]["median"] < 1  # each 10x of compute buys less than the previous one
+    truth = bs.datasets.CHINCHILLA_TRUTH
+    loss = lambda n, d: truth["E"] + truth["A"] / n ** truth["alpha"] + truth["B"] / d ** truth["beta"]  # noqa: E731
+    assert m["drop_double_D"]["median"] == pytest.approx(loss(7e10, 1e10) - loss(7e10, 2e10), rel=0.05)
+
+
+def test_data_limited_plan_without_a_repetition_law_caps_tokens(spread_fit):
+    free = spread_fit.plan(1e24)
+    cap = free["D_opt"]["median"] / 4
+    limited = spread_fit.plan(1e24, unique_tokens=cap)
+    assert limited["D_opt"]["upper"] <= cap * 1.001 and limited["p_data_limited"] > 0.8
+    assert limited["N_opt"]["median"] > 3 * free["N_opt"]["median"]
+    assert limited["loss_opt"]["median"] > free["loss_opt"]["median"]
+    assert limited["data_constraint"] == "D <= unique tokens"
+    with pytest.raises(bs.BayescaleError, match="unique_tokens must be a positive"):
+        spread_fit.plan(1e24, unique_tokens=-5)
+
+
+def test_data_limited_plan_with_the_data_constrained_law_repeats_data(demo_runs):
+    frame = demo_runs.frame.assign(U=demo_runs.frame["D"])
+    values = {**bs.datasets.CHINCHILLA_TRUTH, "Rstar": 15.4}
+    fit = fake_fit(frame, law="data_constrained", values=values, spread=0.02)
+    free = fit.plan(1e24)
+    cap = free["D_opt"]["median"] / 4
+    limited = fit.plan(1e24, unique_tokens=cap)
+    assert limited["data_constraint"] == "law (repetition-aware)"
+    assert limited["D_opt"]["median"] > 1.5 * cap  # repeating the data beats stopping at the cap
+    capped = fake_fit(demo_runs, spread=0.02).plan(1e24, unique_tokens=cap)
+    assert limited["loss_opt"]["median"] < capped["loss_opt"]["median"] + 1e-3
+
+
+def test_cli_plan_with_candidates_marginal_and_frontier(spread_fit, tmp_path, capsys):
+    path = spread_fit.save(tmp_path / "fit.nc")
+    code = main(["plan", str(path), "--flops", "1e23", "--unique-tokens", "5e11", "--candidate", "N=3e10,D=5e11",
+                 "--candidate", "N=1e11,D=1.6e11", "--marginal", "N=3e10,D=5e11", "--frontier", "1e21,1e23", "--json"])
+    assert code == 0
+    data = json.loads(capsys.readouterr().out)
+    assert len(data["candidates"]) == 2 and len(data["frontier"]) == 2 and "drop_double_N" in data["marginal"]
+    assert data["unique_tokens"] == 5e11 and 0 <= data["p_data_limited"] <= 1
+    assert main(["plan", str(path), "--flops", "1e23", "--marginal", "N=3e10"]) == 2
+    assert "give exactly N=...,D=..." in capsys.readouterr().err

@@ -56,3 +56,42 @@ def test_held_out_larger_models_are_forecast_to_within_a_few_percent(epoch_path)
     assert np.median(rel_error) < 0.03
     inside = (large["loss"].to_numpy() >= out["pred_lower"]) & (large["loss"].to_numpy() <= out["pred_upper"])
     assert inside.mean() > 0.3  # plain posteriors are overconfident far out; see issue "honest intervals"
+
+
+BNSL_X = [160, 192, 256, 320, 384, 448, 480, 512, 544, 576, 608, 640, 672, 736, 800, 864, 928]
+BNSL_Y = [2.1381, 2.1181, 2.0896, 2.0699, 2.0540, 2.0384, 2.0281, 2.0050, 1.9558, 1.8631, 1.7089, 1.5064,
+          1.2975, 0.9656, 0.7586, 0.6477, 0.5570]
+
+
+def test_bnsl_forecasts_the_four_digit_addition_curve_past_its_break():
+    """Caballero et al. 2023: fit the first 14 points, forecast the last 3 (their point fit: RMSLE ~0.011)."""
+    import pandas as pd
+
+    runs = pd.DataFrame({"X": BNSL_X, "loss": BNSL_Y})
+    fit = bs.fit(runs.iloc[:14], "bnsl_1", progressbar=False)
+    forecast = fit.predict(X=BNSL_X[14:])
+    truth = np.array(BNSL_Y[14:])
+    assert ((forecast["pred_lower"] <= truth) & (truth <= forecast["pred_upper"])).all(), forecast
+    rmsle = np.sqrt(np.mean((np.log(forecast["median"]) - np.log(truth)) ** 2))
+    assert rmsle <= 0.02, rmsle
+    from bayescale.derived import break_table
+
+    breaks = break_table(fit)
+    assert 550 < breaks.loc["d1", "median"] < 700 and breaks.loc["d1", "p_beyond_data"] < 0.05
+
+
+def test_gadre_pooled_exponents_beat_one_law_for_all_corpora_by_loo():
+    """Gadre et al. 2024 grid, C4 validation loss, fit <= 411M: E, alpha, beta partially pooled by corpus."""
+    from conftest import shared_file
+
+    runs = bs.datasets.load_gadre(shared_file("gadre-overtrain/DERIVED_flat_losses.csv"))
+    small = runs.frame[runs.frame["N"] < 1e9].reset_index(drop=True)
+    pooled = bs.fit(small, "chinchilla", pool={"E": "dataset", "alpha": "dataset", "beta": "dataset"},
+                    progressbar=False)
+    plain = bs.fit(small[["N", "D", "loss"]], "chinchilla", progressbar=False)
+    table = bs.compare({"pooled": pooled, "plain": plain})
+    assert table.index[0] == "pooled" and table.loc["plain", "elpd_diff"] < -2 * table.loc["plain", "dse"]
+    large = runs.frame[runs.frame["N"] >= 1e9].reset_index(drop=True)
+    forecast = pooled.predict(large[["N", "D", "dataset"]])
+    rel = np.abs(forecast["median"] / large["loss"] - 1)
+    assert np.median(rel) < 0.03

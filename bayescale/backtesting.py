@@ -154,7 +154,7 @@ def _run_parallel(jobs: list[Path], processes: int, progress: Callable[[Path, di
     while pending or running:
         while pending and len(running) < processes:
             job = pending.pop(0)
-            running[job] = subprocess.Popen([sys.executable, "-m", "bayescale.backtest", str(job)],
+            running[job] = subprocess.Popen([sys.executable, "-m", "bayescale.backtesting", str(job)],
                                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         for job, proc in list(running.items()):
             if proc.poll() is None:

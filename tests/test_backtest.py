@@ -1,0 +1,84 @@
+"""Leave-future-out backtests: holdout rules, scoring, and the CLI end to end (small real fits)."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import bayescale as bs
+from bayescale.backtesting import BacktestResult, holdout_mask, score
+from bayescale.cli import main
+from bayescale.datasets import CHINCHILLA_TRUTH, demo_runs_path
+from conftest import fake_fit
+
+
+@pytest.fixture
+def frame():
+    return pd.DataFrame({"N": [1e8, 1e9, 1e10, 1e11], "D": [2e9, 2e10, 2e11, 2e12], "loss": [3.0, 2.6, 2.3, 2.1]})
+
+
+def test_holdout_rules(frame):
+    assert holdout_mask(frame, "N >= 1e10").tolist() == [False, False, True, True]
+    assert holdout_mask(frame, "N > 1e8 and D < 1e11").tolist() == [False, True, False, False]
+    assert holdout_mask(frame, "top 25% N").tolist() == [False, False, False, True]
+    assert holdout_mask(frame, "top 50% of D").tolist() == [False, False, True, True]
+
+
+@pytest.mark.parametrize("rule, fragment", [
+    ("N >= 1e20", "selects none of the 4 runs"),
+    ("N > 0", "selects all 4 runs: nothing left to fit on"),
+    ("params >= 3", "no column 'params'"),
+    ("N >= __import__('os')", "cannot read holdout"),
+    ("N >=", "cannot parse holdout"),
+    ("top 150% N", "share must be between 0 and 100%"),
+])
+def test_bad_holdout_rules(frame, rule, fragment):
+    with pytest.raises(bs.BayescaleError, match=fragment):
+        holdout_mask(frame, rule)
+
+
+def test_scores_of_a_known_posterior(demo_runs):
+    frame = demo_runs.frame
+    train, heldout = frame[frame.C < 1e21], frame[frame.C >= 1e21].reset_index(drop=True)
+    fit = fake_fit(train, values={**CHINCHILLA_TRUTH, "sigma": 0.01, "nu": 30.0}, spread=0.0)
+    result = score(fit, bs.load_runs(heldout), seed=0)
+    runs = result["runs"]
+    assert len(runs) == len(heldout) and set(result["coverage"]) == {"0.5", "0.8", "0.9"}
+    expected_err = np.median(np.abs(runs["median"] / heldout["loss"] - 1))
+    assert result["median_abs_rel_error"] == pytest.approx(expected_err)
+    assert result["coverage"]["0.9"] == pytest.approx(np.mean(runs["inside_90"]))
+    assert result["coverage"]["0.5"] <= result["coverage"]["0.8"] <= result["coverage"]["0.9"]
+    # one draw, Student-t noise: the held-out lpd is the sum of the pointwise densities
+    from scipy import stats
+    mu = np.log(runs["median"].to_numpy())
+    lpd = stats.t(df=30.0, loc=mu, scale=0.01).logpdf(np.log(heldout["loss"])).sum()
+    assert result["heldout_lpd"] == pytest.approx(lpd, rel=1e-6)
+
+
+def test_backtest_cli_end_to_end(tmp_path, capsys):
+    out = tmp_path / "bt.json"
+    code = main(["backtest", str(demo_runs_path()), "--law", "chinchilla", "--law", "chinchilla likelihood=normal",
+                 "--holdout", "C >= 1e21", "--draws", "150", "--tune", "200", "--chains", "2", "--out", str(out),
+                 "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    data = json.loads(captured.out)
+    assert data["holdout"] == "C >= 1e21" and data["n_heldout"] == 9 and data["n_train"] == 54
+    assert [law["law"] for law in data["laws"]] == ["chinchilla", "chinchilla (likelihood=normal)"]
+    for law in data["laws"]:
+        assert set(law["coverage"]) == {"0.5", "0.8", "0.9"}
+        assert 0 <= law["median_abs_rel_error"] < 0.05 and np.isfinite(law["heldout_lpd"])
+        assert len(law["runs"]) == 9
+        assert set(law["runs"][0]) >= {"N", "D", "loss", "median", "pred_lower", "pred_upper"}
+        assert all(r["pred_lower"] < r["median"] < r["pred_upper"] for r in law["runs"])
+    assert "[2/2]" in captured.err  # progress
+    loaded = BacktestResult.load(out)
+    assert list(loaded.table.columns[:4]) == ["rank", "coverage_0.5", "coverage_0.8", "coverage_0.9"]
+
+
+def test_backtest_cli_errors(capsys):
+    code = main(["backtest", str(demo_runs_path()), "--law", "chinchilla", "--holdout", "N > 1e20"])
+    assert code == 2 and "selects none" in capsys.readouterr().err
+    code = main(["backtest", str(demo_runs_path()), "--law", "chinchilla colour=red", "--holdout", "N > 1e9"])
+    assert code == 2 and "unknown option 'colour'" in capsys.readouterr().err

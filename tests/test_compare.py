@@ -1,0 +1,46 @@
+"""LOO comparison (on hand-written posteriors) and its errors."""
+
+import warnings
+
+import pytest
+
+import bayescale as bs
+from bayescale.comparison import compare, loo
+from bayescale.datasets import CHINCHILLA_TRUTH
+from conftest import fake_fit
+
+
+def test_the_law_that_generated_the_data_wins(demo_runs):
+    good = fake_fit(demo_runs, values=CHINCHILLA_TRUTH, spread=0.002)
+    bad = fake_fit(demo_runs, values={**CHINCHILLA_TRUTH, "E": 1.9, "beta": 0.2}, spread=0.002)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bs.SamplerWarning)
+        table = compare({"truth": good, "wrong": bad})
+    assert list(table.index) == ["truth", "wrong"] and list(table["rank"]) == [1, 2]
+    assert table.loc["wrong", "elpd_diff"] < -4 * table.loc["wrong", "dse"]
+    assert table.loc["truth", "weight"] > 0.9
+    assert table.loc["truth", "elpd"] == pytest.approx(float(loo(good).elpd))
+
+
+def test_high_pareto_k_runs_are_named(demo_runs):
+    frame = demo_runs.frame.copy()
+    frame.loc[5, "loss"] *= 1.6  # a gross outlier under a thin-tailed likelihood
+    sharp = fake_fit(frame, values=CHINCHILLA_TRUTH, likelihood="normal", spread=0.02)
+    other = fake_fit(frame, values={**CHINCHILLA_TRUTH, "E": 1.7}, likelihood="normal", spread=0.02)
+    with pytest.warns(bs.SamplerWarning, match=r"Pareto k > 0\.\d+.*row 5 \(N="):
+        table = compare([sharp, other])
+    assert 5 in table.attrs["high_k"]["chinchilla"].index
+    assert list(table.index) == ["chinchilla", "chinchilla (2)"]
+
+
+def test_fits_on_different_data_are_refused(demo_runs):
+    full = fake_fit(demo_runs)
+    fewer = fake_fit(demo_runs.frame.iloc[:-1])
+    with pytest.raises(bs.BayescaleError, match="not on the same observations: 63 and 62 runs"):
+        compare([full, fewer])
+    changed = demo_runs.frame.copy()
+    changed.loc[[3, 7], "loss"] += 0.01
+    with pytest.raises(bs.BayescaleError, match="losses differ in rows 3, 7"):
+        compare([full, fake_fit(changed)])
+    with pytest.raises(bs.BayescaleError, match="at least two fits"):
+        compare([full])

@@ -1,0 +1,103 @@
+"""Partial pooling: density under pooling, clear errors, and a small real pooled fit."""
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import bayescale as bs
+from bayescale.datasets import CHINCHILLA_TRUTH, synthetic_sweep
+from bayescale.errors import BayescaleError, DataError
+from bayescale.likelihood import get_likelihood
+from bayescale.model import ModelSpec
+
+
+def two_families(shift=0.25, seed=0, budgets_b=(1e19, 1e20)):
+    """Two sweeps whose irreducible loss E differs by ``shift``; family 'b' has only a few budgets."""
+    a = synthetic_sweep(seed, noise=0.005, outlier_fraction=0).assign(family="a")
+    b = synthetic_sweep(seed + 1, budgets=budgets_b, noise=0.005, outlier_fraction=0,
+                        truth={**CHINCHILLA_TRUTH, "E": CHINCHILLA_TRUTH["E"] + shift}).assign(family="b")
+    return pd.concat([a, b], ignore_index=True)
+
+
+@pytest.mark.parametrize("centred, coords", [
+    (False, ["E_pop", "E_sd", "E_offset[a]", "E_offset[b]"]),
+    (True, ["E_loc", "E_sd", "E_u[a]", "E_u[b]"]),
+])
+def test_pooled_density_is_the_same_in_numpy_and_pymc(centred, coords):
+    runs = bs.load_runs(two_families(), keep=["family"])
+    spec = ModelSpec.from_runs(bs.get_law("chinchilla"), get_likelihood("studentt"), runs,
+                               pool={"E": "family", "alpha": "family"})
+    spec.pooled["E"] = replace(spec.pooled["E"], centred=centred)
+    assert spec.free_names[:4] == coords
+    assert spec.names[-4:] == ("E_pop", "E_sd", "alpha_pop", "alpha_sd")
+    rng = np.random.default_rng(0)
+    k = len(spec.free_names)
+    center = spec.unconstrain({**CHINCHILLA_TRUTH, "sigma": 0.01, "nu": 5.0})
+    scale = np.linalg.qr(rng.standard_normal((k, k)))[0] * 0.2
+    model = spec.to_pymc(center, scale)
+    logp = model.compile_logp()
+    z1, z2 = rng.standard_normal(k) * 0.3, rng.standard_normal(k) * 0.3
+    assert logp({"z": z1}) - logp({"z": z2}) == pytest.approx(
+        spec.log_density(center + scale @ z1) - spec.log_density(center + scale @ z2), rel=1e-9)
+    e_values = model.compile_fn(model["E"], inputs=[model["z"]])({"z": z1})
+    np.testing.assert_allclose(e_values, spec.constrain(center + scale @ z1)[0]["E"])
+    assert e_values.shape == (2,)
+
+
+@pytest.mark.parametrize("pool, error, fragment", [
+    ({"gamma": "family"}, BayescaleError, "cannot pool 'gamma'.*parameters: E, A, alpha, B, beta"),
+    ({"E": "corpus"}, DataError, "corpus"),
+])
+def test_pooling_errors_name_the_parameter_or_column(pool, error, fragment):
+    with pytest.raises(error, match=fragment):
+        bs.fit(two_families(), "chinchilla", pool=pool, draws=10, tune=10, chains=1)
+
+
+def test_pooling_a_column_with_one_group_is_refused():
+    with pytest.raises(DataError, match="pooling column 'family' has only one group \\('a'\\)"):
+        bs.fit(two_families().query("family == 'a'"), "chinchilla", pool={"E": "family"}, draws=10, tune=10, chains=1)
+
+
+def test_spread_prior_names_are_checked():
+    with pytest.raises(BayescaleError, match="no parameter.*beta_sd.*group spreads E_sd"):
+        bs.fit(two_families(), "chinchilla", pool={"E": "family"}, priors={"beta_sd": "HalfNormal(sigma=0.1)"},
+               draws=10, tune=10, chains=1)
+
+
+@pytest.fixture(scope="module")
+def pooled_fit():
+    return bs.fit(two_families(), "chinchilla", pool={"E": "family"}, draws=300, tune=400, chains=2, seed=5,
+                  progressbar=False)
+
+
+def test_pooled_fit_separates_the_groups_and_predicts_new_ones(pooled_fit, tmp_path):
+    table = pooled_fit.summary(0.9)
+    assert {"E[a]", "E[b]", "E_pop", "E_sd"} <= set(table.index)
+    diff = (pooled_fit.posterior["E"].sel(family="b") - pooled_fit.posterior["E"].sel(family="a")).to_numpy()
+    assert 0.1 < np.median(diff) < 0.4  # truth 0.25
+    point = {"N": [7e10] * 3, "D": [1.4e12] * 3, "family": ["a", "b", "unseen"]}
+    forecast = pooled_fit.predict(point)
+    assert forecast.loc[1, "median"] > forecast.loc[0, "median"]
+    widths = forecast["upper"] - forecast["lower"]
+    assert widths[2] > 2 * max(widths[0], widths[1])  # a new group carries the spread between groups
+    with pytest.raises(BayescaleError, match="'E' is pooled by 'family': give a 'family'"):
+        pooled_fit.predict(N=7e10, D=1.4e12)
+    path = pooled_fit.save(tmp_path / "pooled.nc")
+    loaded = bs.load(path)
+    pd.testing.assert_frame_equal(loaded.summary(), table)
+    pd.testing.assert_frame_equal(loaded.predict(point), forecast)
+
+
+def test_centring_is_chosen_per_group_from_the_curvature_at_the_mode():
+    """E differs between the families and each has many runs (centred); alpha is shared (non-centred)."""
+    from bayescale.laplace import choose_centring, laplace_approximation
+
+    runs = bs.load_runs(two_families(shift=0.4), keep=["family"])
+    spec = ModelSpec.from_runs(bs.get_law("chinchilla"), get_likelihood("normal"), runs,
+                               pool={"E": "family", "alpha": "family"})
+    laplace = laplace_approximation(spec, np.random.default_rng(0))
+    chosen = choose_centring(spec, laplace)
+    assert chosen.pooled["E"].centred
+    assert not chosen.pooled["alpha"].centred
