@@ -4,13 +4,19 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test test-fast bench clean
+.PHONY: setup demo test test-fast bench notebooks clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else "bayescale needs Python >= 3.12, but $(PYTHON) is " + sys.version.split()[0] + ": run make PYTHON=/path/to/python3.12")'
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(VENV)/bin/python -m pip install --quiet -e '.[test]'
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+		{ echo "installing Debian's chromium (the report's browser test needs it)"; \
+		  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		  $$SUDO apt-get install -y -qq chromium >/dev/null 2>&1 || \
+		  { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; } || \
+		  echo "warning: could not install chromium; the browser test will be skipped (and fail under CI=true)"; }
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -23,6 +29,9 @@ test: setup
 
 test-fast: setup
 	$(VENV)/bin/python -m pytest -q -ra -m "not slow"
+
+notebooks: setup  # re-execute the notebooks in place so they are committed with outputs
+	for nb in notebooks/*.ipynb; do BAYESCALE_NB_DRAWS=500 $(VENV)/bin/python -c "import sys, nbformat; from nbclient import NotebookClient; nb = nbformat.read(sys.argv[1], 4); NotebookClient(nb, timeout=1200, kernel_name='python3', resources={'metadata': {'path': 'notebooks'}}).execute(); nbformat.write(nb, sys.argv[1])" $$nb || exit 1; done
 
 bench: setup
 	$(VENV)/bin/python benchmarks/fit_speed.py

@@ -115,9 +115,12 @@ def heldout_lpd(fit, heldout: Runs, seed: int) -> float:
     """Sum over held-out runs of log mean_draws p(loss | draw); a group the fit never saw is drawn from its population."""
     from .predict import flat_draws, log_law, params_at
 
+    rng = np.random.default_rng(seed)
     params = flat_draws(fit)
-    params = {**params, **params_at(fit, params, heldout.frame, np.random.default_rng(seed))}
+    params = {**params, **params_at(fit, params, heldout.frame, rng)}
     mu = log_law(fit, {n: params[n] for n in fit.law.param_names}, heldout.frame)
+    if fit.discrepancy is not None:
+        mu = fit.discrepancy.widen(mu, heldout.frame, rng)
     noise = {n: params[n][:, None] for n in fit.likelihood.noise_params}
     with np.errstate(all="ignore"):
         pointwise = fit.likelihood.logpdf(np.log(heldout["loss"])[None, :], mu, noise)

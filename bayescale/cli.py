@@ -93,6 +93,9 @@ def laws_command():
               help="Let a parameter vary by a group column under a population prior: alpha=family (repeatable).")
 @click.option("--likelihood", default=defaults.LIKELIHOOD, show_default=True,
               type=click.Choice(["studentt", "normal", "laplace"]), help="Noise model on log-loss.")
+@click.option("--extrapolation", default=defaults.EXTRAPOLATION, show_default=True,
+              type=click.Choice(["calibrated", "none"]),
+              help="Widen forecasts beyond the observed runs by a discrepancy calibrated on internal backtests.")
 @click.option("--draws", type=int, default=defaults.DRAWS, show_default=True)
 @click.option("--tune", type=int, default=defaults.TUNE, show_default=True)
 @click.option("--chains", type=int, default=defaults.CHAINS, show_default=True)
@@ -102,7 +105,7 @@ def laws_command():
 @click.option("--target-accept", type=float, default=defaults.TARGET_ACCEPT, show_default=True)
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Where to save the fit (.nc).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def fit_command(runs, law_spec, columns, inputs, priors, pool, likelihood, draws, tune, chains, cores, seed, sampler,
+def fit_command(runs, law_spec, columns, inputs, priors, pool, likelihood, extrapolation, draws, tune, chains, cores, seed, sampler,
                 target_accept, out, quiet):
     """Fit a law to a table of runs (CSV or Parquet) and save the posterior."""
     from .fit import fit
@@ -110,7 +113,8 @@ def fit_command(runs, law_spec, columns, inputs, priors, pool, likelihood, draws
     if not str(out).endswith(".nc"):
         raise BayescaleError(f"--out: fit files are netCDF, give a path ending in .nc (got {out!r})")
     result = fit(runs, law_spec, columns=_pairs(columns, "--columns"), inputs=_pairs(inputs, "--input"),
-                 priors=_pairs(priors, "--prior"), pool=_pairs(pool, "--pool"), likelihood=likelihood, draws=draws, tune=tune, chains=chains,
+                 priors=_pairs(priors, "--prior"), pool=_pairs(pool, "--pool"), likelihood=likelihood,
+                 extrapolation=extrapolation, draws=draws, tune=tune, chains=chains,
                  cores=cores, seed=seed, sampler=sampler, target_accept=target_accept, progressbar=not quiet)
     path = result.save(out)
     _print_summary(result, defaults.CI_PROB)
@@ -131,6 +135,11 @@ def _print_summary(fit, ci_prob: float) -> None:
         click.echo(f"{name:<{width}} {_fmt(row['mean']):>10} {_fmt(row['median']):>10} {_fmt(row['lower']):>11} "
                    f"{_fmt(row['upper']):>11} {row['ess_bulk']:>9.0f} {row['r_hat']:>6.3f} "
                    f"{_fmt(row['reference']):>10}")
+    if fit.discrepancy is not None:
+        calibration = fit.discrepancy.calibration
+        click.echo(f"kappa: extrapolation discrepancy, sd of log-loss per e-fold beyond the runs, calibrated on "
+                   f"{int((calibration['distance'] > 0).sum())} internal forecasts up to "
+                   f"{fit.discrepancy.supported_distance:.2f} e-folds out")
     if fit.law.breaks:
         from .derived import break_table
 
@@ -194,7 +203,8 @@ def predict_command(fit_path, at, points, ci_prob, as_json):
     else:
         table = pd.DataFrame(_at_points(at))
     result = fit.predict(table, ci_prob=ci_prob)
-    columns = [*fit.law.inputs, "median", "lower", "upper", "pred_lower", "pred_upper"]
+    columns = [*fit.law.inputs, "median", "lower", "upper", "pred_lower", "pred_upper",
+               *(f"{name}_vs_max" for name in fit.law.inputs), "extrapolation"]
     extra = [c for c in table.columns if c not in columns]
     if as_json:
         records = [{k: v if isinstance(v, str) else float(v) for k, v in row.items()}
@@ -205,8 +215,10 @@ def predict_command(fit_path, at, points, ci_prob, as_json):
     click.echo(f"{fit.law.name}: median loss, {pct} credible interval of the law, {pct} predictive interval of a run")
     for _, row in result.iterrows():
         where = ", ".join(f"{k}={row[k]:.3g}" for k in fit.law.inputs)
+        beyond = (f"  ({', '.join(f'{k} {row[k + '_vs_max']:.2g}x' for k in fit.law.inputs)} the largest run; "
+                  f"{row['extrapolation']:.2f} e-folds outside the data)" if row["extrapolation"] > 0 else "")
         click.echo(f"{where}: {row['median']:.4f}  law [{row['lower']:.4f}, {row['upper']:.4f}]  "
-                   f"run [{row['pred_lower']:.4f}, {row['pred_upper']:.4f}]")
+                   f"run [{row['pred_lower']:.4f}, {row['pred_upper']:.4f}]{beyond}")
 
 
 @cli.command("plan")
@@ -310,16 +322,17 @@ def _candidate(text: str):
     parsed = {}
     for option in options:
         key, _, value = option.partition("=")
-        if key == "pool":
-            parsed["pool"] = dict(item.split(":", 1) for item in value.split(",") if ":" in item)
-        elif key in ("likelihood", "sampler"):
+        if key in ("pool", "input"):
+            parsed["pool" if key == "pool" else "inputs"] = dict(item.split(":", 1) for item in value.split(",")
+                                                                 if ":" in item)
+        elif key in ("likelihood", "sampler", "extrapolation"):
             parsed[key] = value
         elif key == "prior":
             name, _, prior = value.partition(":")
             parsed.setdefault("priors", {})[name] = prior
         else:
-            raise BayescaleError(f"--law {text!r}: unknown option {key!r}; use likelihood=..., pool=E:group,... "
-                                 "or prior=alpha:'LogNormal(...)'")
+            raise BayescaleError(f"--law {text!r}: unknown option {key!r}; use likelihood=..., pool=E:group,..., "
+                                 "input=X:C or prior=alpha:'LogNormal(...)'")
     return Candidate(law, parsed)
 
 
@@ -359,6 +372,28 @@ def backtest_command(runs, laws, holdout, columns, draws, tune, chains, seed, pr
             click.echo(f"warning: {label}: {message}", err=True)
     if out:
         click.echo(f"saved {out}")
+
+
+@cli.command("report")
+@click.argument("fit_paths", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--backtest", "backtest_path", type=click.Path(dir_okay=False), help="A backtest result (from backtest --out).")
+@click.option("--at", "at", multiple=True, help="Forecast at N=7e10,D=1.4e12 (repeatable; default 10x and 100x the largest run).")
+@click.option("--format", "fmt", type=click.Choice(["html", "markdown"]), default="html", show_default=True)
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The report file to write.")
+@_ci_option
+def report_command(fit_paths, backtest_path, at, fmt, out, ci_prob):
+    """One self-contained report (HTML or Markdown, images inline) for one or more fits."""
+    from .backtesting import BacktestResult
+    from .fit import Fit
+    from .report import build_report, write_report
+
+    fits = {Path(p).stem: Fit.load(p) for p in fit_paths}
+    if len(fits) != len(fit_paths):
+        raise BayescaleError("report: give each fit file once (names come from the file names)")
+    backtest = BacktestResult.load(backtest_path) if backtest_path else None
+    text = build_report(fits, backtest=backtest, points=_at_points(at) or None, ci_prob=ci_prob, fmt=fmt,
+                        progress=lambda step: click.echo(f"report: {step}", err=True))
+    click.echo(f"saved {write_report(out, text)}")
 
 
 @cli.command("demo")

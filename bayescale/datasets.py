@@ -123,3 +123,17 @@ def load_datablations(path: str | Path) -> Runs:
     runs = load_runs(frame, keep=["epochs"])
     runs.source = str(path)
     return runs
+
+
+def load_misfitting_final(path: str | Path) -> Runs:
+    """Li, Kudugunta, Zettlemoyer 2025 final checkpoints (``scaling_results_last_ckpt_only.csv``).
+
+    One run per (model, D) cell with the best peak learning rate (the static fit's convention);
+    C is recomputed as 6ND (the file's C columns overflowed). Keeps ``model`` and ``peak_lr``.
+    """
+    raw = pd.read_csv(path)
+    best = raw.loc[raw.groupby(["model", "D"])["loss"].idxmin()]
+    frame = best[["N", "D", "loss", "model", "peak_lr"]].rename(columns={"peak_lr": "lr"}).reset_index(drop=True)
+    runs = load_runs(frame, keep=["model"])
+    runs.source = str(path)
+    return runs

@@ -17,3 +17,5 @@ LIKELIHOOD = "studentt"
 
 RHAT_MAX = 1.01         # above this a parameter is reported as not converged
 ESS_MIN = 400           # below this (bulk or tail) a parameter is reported as poorly sampled
+#: forecasts beyond the observed runs carry a discrepancy calibrated by internal backtests ("none" to turn off)
+EXTRAPOLATION = "calibrated"

@@ -23,3 +23,7 @@ class SamplerWarning(UserWarning):
 
 class UnitsWarning(UserWarning):
     """A column's values look like they are in the wrong units."""
+
+
+class ExtrapolationWarning(UserWarning):
+    """A forecast reaches further beyond the observed runs than the internal backtests did."""

@@ -42,6 +42,12 @@ class Fit:
         self.diagnostics = diagnostics
         self.spec = ModelSpec.from_runs(law, likelihood, runs, noise_priors, self.settings.get("pool"),
                                         self.settings.get("sd_priors"))
+        self.discrepancy = None
+        extrapolation = self.settings.get("extrapolation") or {}
+        if extrapolation.get("method") == "calibrated" and "kappa" in self.posterior:
+            from .extrapolation import Discrepancy
+
+            self.discrepancy = Discrepancy.from_settings(extrapolation, self.posterior["kappa"].to_numpy().reshape(-1))
 
     @property
     def posterior(self) -> xr.Dataset:
@@ -113,7 +119,8 @@ def _split_priors(priors: Mapping[str, Any] | None, law: Law, likelihood: Likeli
 
 def fit(runs, law: Law | str = "chinchilla", *, columns: Mapping[str, str] | None = None,
         inputs: Mapping[str, str] | None = None, priors: Mapping[str, Any] | None = None,
-        pool: Mapping[str, str] | None = None, likelihood: str = defaults.LIKELIHOOD, draws: int = defaults.DRAWS, tune: int = defaults.TUNE,
+        pool: Mapping[str, str] | None = None, likelihood: str = defaults.LIKELIHOOD,
+        extrapolation: str = defaults.EXTRAPOLATION, draws: int = defaults.DRAWS, tune: int = defaults.TUNE,
         chains: int = defaults.CHAINS, cores: int = defaults.CORES, seed: int = defaults.SEED,
         sampler: str = defaults.SAMPLER, target_accept: float = defaults.TARGET_ACCEPT,
         progressbar: bool = True) -> Fit:
@@ -124,11 +131,16 @@ def fit(runs, law: Law | str = "chinchilla", *, columns: Mapping[str, str] | Non
     (``{"alpha": "LogNormal(mu=log(0.3), sigma=0.3)", "nu": ...}``). ``pool`` lets parameters vary by
     a group column under a population prior (``{"alpha": "family"}``; see :mod:`bayescale.pooling`);
     ``priors`` may then also set the spread between groups (``{"alpha_sd": "HalfNormal(sigma=0.1)"}``).
+    ``extrapolation="calibrated"`` (default) widens forecasts beyond the observed runs by a
+    discrepancy calibrated on internal backtests (see :mod:`bayescale.extrapolation`); ``"none"``
+    gives the plain posterior.
     """
     from .pooling import parse_pool
 
     check_settings(sampler=sampler, draws=draws, tune=tune, chains=chains, cores=cores,
                    target_accept=target_accept)
+    if extrapolation not in ("calibrated", "none"):
+        raise BayescaleError(f"extrapolation must be 'calibrated' or 'none', got {extrapolation!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise BayescaleError(f"seed must be a whole number >= 0, got {seed!r}")
     law = get_law(law, inputs)
@@ -152,7 +164,16 @@ def fit(runs, law: Law | str = "chinchilla", *, columns: Mapping[str, str] | Non
     idata["constant_data"] = xr.Dataset({c: (OBS_DIM, runs.frame[c].to_numpy()) for c in runs.columns})
     diagnostics = diagnose(posterior, idata["sample_stats"].to_dataset(), list(spec.names))
     report(diagnostics)
-    settings = {"draws": draws, "tune": tune, "chains": chains, "cores": cores, "seed": int(seed),
+    extrapolation_settings = {"method": "none"}
+    if extrapolation == "calibrated":
+        from .extrapolation import calibrate
+
+        discrepancy = calibrate(runs, law, lik, lambda r: ModelSpec.from_runs(law, lik, r, noise_priors, pool, sd_priors),
+                                chains * draws, int(seed))
+        if discrepancy is not None:
+            idata["posterior"] = posterior.assign(kappa=(("chain", "draw"), discrepancy.kappa.reshape(chains, draws)))
+            extrapolation_settings = discrepancy.to_settings()
+    settings = {"extrapolation": extrapolation_settings, "draws": draws, "tune": tune, "chains": chains, "cores": cores, "seed": int(seed),
                 "sampler": sampler, "target_accept": target_accept,
                 "mode": laplace.mode(spec), "pool": pool, "sd_priors": sd_priors}
     return Fit(law, lik, runs, idata, settings, diagnostics, {k: Prior.parse(v) for k, v in noise_priors.items()})

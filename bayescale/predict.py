@@ -77,6 +77,17 @@ def log_law(fit: "Fit", params: Mapping[str, np.ndarray], table: pd.DataFrame) -
         return np.log(fit.law.formula.numpy(env))
 
 
+def extrapolation_columns(fit: "Fit", table: pd.DataFrame) -> pd.DataFrame:
+    """How far each point lies beyond the runs: ratio to the largest observed input, log-distance outside them."""
+    from .extrapolation import distance, observed_ranges
+
+    ranges = observed_ranges(fit.runs, fit.law.inputs)
+    out = pd.DataFrame({f"{name}_vs_max": table[name].to_numpy(dtype=float) / high
+                        for name, (_, high) in ranges.items()}, index=table.index)
+    out["extrapolation"] = distance(table, ranges)
+    return out
+
+
 def predict(fit: "Fit", points=None, *, ci_prob: float = defaults.CI_PROB, seed: int | None = None,
             **inputs) -> pd.DataFrame:
     """Credible and predictive intervals of the loss at ``points`` (a DataFrame, mapping or keywords)."""
@@ -89,7 +100,9 @@ def predict(fit: "Fit", points=None, *, ci_prob: float = defaults.CI_PROB, seed:
         raise BayescaleError("give the points either as a table or as keywords, not both")
     table = prepare_points(points, fit.law.inputs)
     params = flat_draws(fit)
-    rng = np.random.default_rng(fit.settings["seed"] if seed is None else seed)
+    seed = fit.settings["seed"] if seed is None else seed
+    rng = np.random.default_rng(seed)
+    discrepancy_rng = np.random.default_rng([seed, 1])  # its own stream: points inside the data are unaffected
     params = {**params, **params_at(fit, params, table, rng)}
     lo, hi = (1 - ci_prob) / 2, (1 + ci_prob) / 2
     blocks = []
@@ -97,6 +110,8 @@ def predict(fit: "Fit", points=None, *, ci_prob: float = defaults.CI_PROB, seed:
         part = table.iloc[start:start + _BLOCK]
         mu = log_law(fit, {n: v[:, start:start + _BLOCK] if v.shape[1] > 1 else v
                            for n, v in params.items() if n in fit.law.params}, part)
+        if fit.discrepancy is not None:
+            mu = fit.discrepancy.widen(mu, part, discrepancy_rng)
         noise = fit.likelihood.standard_noise(rng, params, mu.shape)
         y = mu + params["sigma"][:, None] * noise
         law_q = np.exp(np.nanquantile(mu, [lo, 0.5, hi], axis=0))
@@ -104,6 +119,6 @@ def predict(fit: "Fit", points=None, *, ci_prob: float = defaults.CI_PROB, seed:
         blocks.append(pd.DataFrame({"mean": np.nanmean(np.exp(mu), axis=0), "median": law_q[1],
                                     "lower": law_q[0], "upper": law_q[2],
                                     "pred_lower": pred_q[0], "pred_upper": pred_q[1]}, index=part.index))
-    out = pd.concat([table, pd.concat(blocks)], axis=1)
+    out = pd.concat([table, pd.concat(blocks), extrapolation_columns(fit, table)], axis=1)
     out.attrs["ci_prob"] = ci_prob
     return out

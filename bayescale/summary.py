@@ -24,7 +24,8 @@ def parameter_table(fit: "Fit", ci_prob: float = defaults.CI_PROB) -> pd.DataFra
     from .derived import derived_draws
 
     ci_prob = check_ci_prob(ci_prob)
-    draws = xr.merge([fit.posterior[list(fit.spec.names)], derived_draws(fit)])
+    extra = ["kappa"] if "kappa" in fit.posterior else []  # the extrapolation discrepancy
+    draws = xr.merge([fit.posterior[[*fit.spec.names, *extra]], derived_draws(fit)])
     stats = pd.DataFrame(az.summary(draws, kind="all", ci_kind=defaults.CI_KIND, ci_prob=ci_prob, round_to="none"))
     lower = [c for c in stats.columns if c.endswith("_lb")][0]
     upper = [c for c in stats.columns if c.endswith("_ub")][0]

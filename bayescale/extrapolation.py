@@ -1,0 +1,147 @@
+"""Honest intervals beyond the data: a discrepancy that grows with the distance from the observed runs.
+
+A posterior fitted to the runs is certain of the law's form, so its bands stay narrow far past the
+largest run, where the form itself is the main doubt. bayescale adds a model-discrepancy term to
+the log-loss of a forecast,
+
+    log L(x) = log f(x; theta) + kappa * d(x) * z,   z ~ Normal(0, 1) (one z per posterior draw),
+
+where d(x) is the log-distance of the point outside the box of observed inputs (0 inside it, so
+in-sample intervals are untouched) and kappa the discrepancy per e-fold of extrapolation. kappa
+has a half-normal prior and its posterior comes from the data themselves: internal
+leave-future-out splits of the runs (the largest runs by compute held out, fitted by the Laplace
+approximation) give forecast errors at known distances, and kappa is what makes those errors
+plausible next to each internal forecast's own predictive spread.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .data import Runs
+from .errors import BayescaleError, ExtrapolationWarning
+from .laplace import laplace_approximation
+from .priors import Prior
+
+#: prior of kappa: sd of the log-loss discrepancy per e-fold of extrapolation
+KAPPA_PRIOR = Prior("HalfNormal", sigma=0.05)
+#: internal splits: the share of the runs (largest by compute) held out in each
+SPLITS = (0.15, 0.3)
+_GRID = np.linspace(0.0, 0.5, 1001)[1:]
+_INTERNAL_DRAWS = 1000
+
+
+def observed_ranges(runs: Runs, inputs) -> dict[str, tuple[float, float]]:
+    return {name: (float(np.min(runs[name])), float(np.max(runs[name]))) for name in inputs}
+
+
+def distance(table: pd.DataFrame, ranges: Mapping[str, tuple[float, float]]) -> np.ndarray:
+    """Euclidean distance in natural-log units outside the box of observed inputs (0 inside it)."""
+    total = np.zeros(len(table))
+    for name, (low, high) in ranges.items():
+        x = np.log(table[name].to_numpy(dtype=float))
+        total += np.maximum(0.0, x - np.log(high)) ** 2 + np.maximum(0.0, np.log(low) - x) ** 2
+    return np.sqrt(total)
+
+
+@dataclass
+class Discrepancy:
+    """The extrapolation discrepancy of one fit: observed box, kappa draws, and its calibration."""
+
+    ranges: dict[str, tuple[float, float]]
+    kappa: np.ndarray             # posterior draws, flat
+    calibration: pd.DataFrame     # internal forecast errors: split, distance, error, predictive scale
+    supported_distance: float     # the largest distance the internal splits reached
+
+    def to_settings(self) -> dict:
+        return {"method": "calibrated", "ranges": {k: list(v) for k, v in self.ranges.items()},
+                "supported_distance": self.supported_distance, "prior": KAPPA_PRIOR.to_dict(),
+                "calibration": self.calibration.to_dict(orient="list")}
+
+    @classmethod
+    def from_settings(cls, settings: Mapping, kappa: np.ndarray) -> "Discrepancy":
+        return cls({k: tuple(v) for k, v in settings["ranges"].items()}, kappa,
+                   pd.DataFrame(settings["calibration"]), float(settings["supported_distance"]))
+
+    def widen(self, log_law: np.ndarray, table: pd.DataFrame, rng: np.random.Generator) -> np.ndarray:
+        """Add the discrepancy to log-law draws (rows) at the points (columns)."""
+        d = distance(table, self.ranges)
+        if np.any(d > 2 * self.supported_distance + 1e-12):
+            far = int(np.argmax(d))
+            warnings.warn(f"point {far} lies {d[far]:.2f} e-folds beyond the observed runs, more than twice what the "
+                          f"internal backtests checked ({self.supported_distance:.2f}); its interval rests on the "
+                          "prior for the extrapolation discrepancy", ExtrapolationWarning, stacklevel=4)
+        # one z per draw: the discrepancy is a smooth deviation of the law, shared by nearby points
+        return log_law + self.kappa[:, None] * d[None, :] * rng.standard_normal((log_law.shape[0], 1))
+
+
+def _scale_order(frame: pd.DataFrame, inputs) -> np.ndarray:
+    """Runs from small to large: by compute when known, else by the sum of log inputs."""
+    if "C" in frame.columns:
+        return frame["C"].to_numpy(dtype=float)
+    return np.sum([np.log(frame[n].to_numpy(dtype=float)) for n in inputs], axis=0)
+
+
+def _internal_forecast(spec_factory, train: Runs, heldout: Runs, law, likelihood, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Median error and predictive scale of a Laplace-approximation forecast of ``heldout`` from ``train``."""
+    spec = spec_factory(train)
+    laplace = laplace_approximation(spec, rng, n_random_starts=4)
+    u = laplace.center + rng.standard_normal((_INTERNAL_DRAWS, len(laplace.center))) @ laplace.scale.T
+    draws = [spec.constrain(row)[0] for row in u]
+    params = {}
+    for name in law.param_names:
+        values = np.array([np.broadcast_to(d[name], np.shape(d[name])) for d in draws])
+        if name in spec.pooled:
+            codes = spec.pooled[name].codes_for(heldout.frame[spec.pooled[name].column].astype(str))
+            pop = np.array([d[spec.pooled[name].pop_name] for d in draws])[:, None]
+            values = np.where(codes[None, :] >= 0, values[:, np.maximum(codes, 0)], pop)
+        else:
+            values = values[:, None]
+        params[name] = values
+    env = {**{n: heldout[n][None, :] for n in law.inputs}, **params}
+    with np.errstate(all="ignore"):
+        mu = np.log(law.formula.numpy(env))
+    noise = {n: np.array([d[n] for d in draws]) for n in likelihood.noise_params}
+    y = mu + noise["sigma"][:, None] * likelihood.standard_noise(rng, noise, mu.shape)
+    lo, med, hi = np.nanquantile(y, [0.1587, 0.5, 0.8413], axis=0)
+    return np.log(heldout["loss"]) - med, (hi - lo) / 2
+
+
+def calibrate(runs: Runs, law, likelihood, spec_factory, n_draws: int, seed: int) -> Discrepancy | None:
+    """Posterior draws of kappa from internal leave-future-out splits of ``runs`` (None if too few runs)."""
+    rng = np.random.default_rng(seed)
+    frame = runs.frame.reset_index(drop=True)
+    order = _scale_order(frame, law.inputs)
+    rows = []
+    for share in SPLITS:
+        held = order >= np.quantile(order, 1 - share)
+        if held.all() or not held.any():
+            continue
+        train = Runs(frame[~held].reset_index(drop=True), source=runs.source)
+        heldout = Runs(frame[held].reset_index(drop=True), source=runs.source)
+        try:
+            error, scale = _internal_forecast(spec_factory, train, heldout, law, likelihood, rng)
+        except BayescaleError:
+            continue  # too few runs left to fit: this split says nothing
+        d = distance(heldout.frame, observed_ranges(train, law.inputs))
+        rows += [{"split": share, "distance": di, "error": ei, "scale": si} for di, ei, si in zip(d, error, scale)]
+    table = pd.DataFrame(rows, columns=["split", "distance", "error", "scale"])
+    table = table[np.isfinite(table["error"]) & np.isfinite(table["scale"])]
+    outside = table[table["distance"] > 0]
+    if len(outside) < 2:
+        return None
+    # grid posterior: error ~ Normal(0, sqrt(scale^2 + (kappa d)^2)), kappa ~ HalfNormal
+    sd = np.sqrt(outside["scale"].to_numpy()[None, :] ** 2
+                 + (_GRID[:, None] * outside["distance"].to_numpy()[None, :]) ** 2)
+    log_post = stats.norm.logpdf(outside["error"].to_numpy()[None, :], 0, sd).sum(axis=1) + KAPPA_PRIOR.logpdf(_GRID)
+    weights = np.exp(log_post - log_post.max())
+    step = _GRID[1] - _GRID[0]
+    kappa = rng.choice(_GRID, size=n_draws, p=weights / weights.sum()) + rng.uniform(-step / 2, step / 2, n_draws)
+    return Discrepancy(observed_ranges(runs, law.inputs), np.abs(kappa), table.reset_index(drop=True),
+                       float(outside["distance"].max()))

@@ -1,0 +1,190 @@
+"""Figures: each function takes fits or results and returns a matplotlib Figure.
+
+- :func:`forecast_fan` - the runs, the fitted law with credible and predictive bands over the
+  observed and the extrapolated range (log axes), held-out runs marked with their forecasts;
+- :func:`prior_posterior` - each parameter's prior against its posterior;
+- :func:`correlated_pairs` - scatter plots of strongly correlated parameter pairs;
+- :func:`loo_comparison` - elpd with standard errors from :func:`bayescale.compare`;
+- :func:`calibration` - backtest coverage, nominal against observed;
+- :func:`frontier_bands` - the compute-optimal N*, D* and L* against compute, with bands.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import matplotlib
+
+matplotlib.use("Agg")  # files, never windows: reports are built headless
+import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from . import defaults  # noqa: E402
+
+if TYPE_CHECKING:
+    from .backtesting import BacktestResult
+    from .fit import Fit
+
+_TRAIN, _HELD, _LAW, _PRED = "#4d4d4d", "#d62728", "#1f77b4", "#9ecae1"
+
+
+def _path(fit: "Fit", x: str, grid: np.ndarray) -> pd.DataFrame:
+    """Points along ``x``; other inputs follow the runs' median ratio to x (D = r N), group = first level."""
+    frame = fit.runs.frame
+    points = pd.DataFrame({x: grid})
+    for name in fit.law.inputs:
+        if name != x:
+            ratio = np.median(frame[name] / frame[x])
+            points[name] = ratio * grid
+    for pooled in fit.spec.pooled.values():
+        points[pooled.column] = pooled.levels[0]
+    if {"N", "D", "C"} <= set(frame.columns) and "C" not in points and {"N", "D"} <= set(points):
+        points["C"] = 6 * points["N"] * points["D"]
+    return points
+
+
+def forecast_fan(fit: "Fit", x: str | None = None, *, heldout: pd.DataFrame | None = None, extend: float = 30.0,
+                 ci_prob: float = defaults.CI_PROB):
+    """The runs and the law's bands along ``x`` (default: the first input), out to ``extend`` times the data."""
+    x = x or fit.law.inputs[0]
+    frame = fit.runs.frame
+    low, high = frame[x].min(), frame[x].max()
+    far = max(high * extend, heldout[x].max() * 1.5 if heldout is not None and len(heldout) else 0)
+    grid = np.geomspace(low, far, 120)
+    path = _path(fit, x, grid)
+    forecast = fit.predict(path, ci_prob=ci_prob)
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    pct = f"{ci_prob:.0%}"
+    ax.fill_between(grid, forecast["pred_lower"], forecast["pred_upper"], color=_PRED, alpha=0.5,
+                    label=f"{pct} predictive (a new run)")
+    ax.fill_between(grid, forecast["lower"], forecast["upper"], color=_LAW, alpha=0.35, label=f"{pct} credible (the law)")
+    ax.plot(grid, forecast["median"], color=_LAW, lw=1.5, label="posterior median")
+    ax.scatter(frame[x], frame["loss"], s=10, color=_TRAIN, alpha=0.6, label=f"fitted runs ({len(frame)})", zorder=3)
+    if heldout is not None and len(heldout):
+        held = fit.predict(heldout[[c for c in heldout.columns if c != "loss" and c in
+                                    (*fit.law.inputs, *(p.column for p in fit.spec.pooled.values()))]], ci_prob=ci_prob)
+        inside = (held["pred_lower"] <= heldout["loss"].to_numpy()) & (heldout["loss"].to_numpy() <= held["pred_upper"])
+        ax.errorbar(heldout[x], held["median"], yerr=[held["median"] - held["pred_lower"], held["pred_upper"] - held["median"]],
+                    fmt="none", ecolor=_HELD, alpha=0.5, lw=1, zorder=4)
+        ax.scatter(heldout[x], heldout["loss"], s=28, marker="D", color=_HELD, zorder=5,
+                   label=f"held-out runs ({int(inside.sum())}/{len(heldout)} inside {pct})")
+    ax.axvspan(high, far, color="0.93", zorder=0)
+    ax.text(high * 1.1, ax.get_ylim()[1], "extrapolation", va="top", fontsize=8, color="0.4")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%.1f"))
+    others = ", ".join(f"{n} = {np.median(frame[n] / frame[x]):.3g}·{x}" for n in fit.law.inputs if n != x)
+    ax.set_xlabel(x + (f"   (bands along {others})" if others else ""))
+    ax.set_ylabel("loss (nats)")
+    ax.set_title(f"{fit.law.name}: forecast with credible and predictive bands")
+    ax.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+def prior_posterior(fit: "Fit"):
+    """One panel per law parameter: posterior histogram and prior density (log scale for positive ones)."""
+    names = [n for n in fit.law.param_names if n not in fit.spec.pooled]
+    cols = min(3, len(names))
+    rows = int(np.ceil(len(names) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 2.6 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        draws = fit.posterior[name].to_numpy().reshape(-1)
+        prior = fit.spec.priors[name]
+        positive = prior.support.kind == "positive" and np.all(draws > 0)
+        lo, hi = np.quantile(draws, [0.001, 0.999])
+        span = (np.log(hi / lo) if positive else hi - lo) or 1.0
+        if positive:
+            xs = np.geomspace(lo / np.exp(span), hi * np.exp(span), 400)
+            bins = np.geomspace(lo, hi, 40)
+        else:
+            xs = np.linspace(lo - span, hi + span, 400)
+            bins = np.linspace(lo, hi, 40)
+        ax.hist(draws, bins=bins, density=True, color=_LAW, alpha=0.6, label="posterior")
+        with np.errstate(all="ignore"):
+            ax.plot(xs, np.exp(prior.logpdf(xs)), color="0.3", lw=1, ls="--", label="prior")
+        if positive:
+            ax.set_xscale("log")
+        ax.set_title(name, fontsize=10)
+        ax.set_yticks([])
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle("prior (dashed) against posterior", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def correlated_pairs(fit: "Fit", threshold: float = 0.5, max_pairs: int = 6):
+    """Scatter plots of the parameter pairs whose posterior correlation (of logs, if positive) exceeds ``threshold``."""
+    names = [n for n in fit.law.param_names if n not in fit.spec.pooled]
+    draws = {}
+    for n in names:
+        values = fit.posterior[n].to_numpy().reshape(-1)
+        draws[n] = np.log(values) if np.all(values > 0) else values
+    corr = np.corrcoef(np.array([draws[n] for n in names]))
+    pairs = sorted(((abs(corr[i, j]), i, j) for i in range(len(names)) for j in range(i + 1, len(names))
+                    if abs(corr[i, j]) >= threshold), reverse=True)[:max_pairs]
+    if not pairs:
+        fig, ax = plt.subplots(figsize=(4, 1.2))
+        ax.axis("off")
+        ax.text(0.5, 0.5, f"no parameter pair correlated beyond |r| = {threshold}", ha="center", va="center")
+        return fig
+    fig, axes = plt.subplots(1, len(pairs), figsize=(3.2 * len(pairs), 3), squeeze=False)
+    for ax, (_, i, j) in zip(axes.flat, pairs):
+        ax.scatter(draws[names[i]], draws[names[j]], s=2, alpha=0.25, color=_LAW)
+        ax.set_xlabel(f"log {names[i]}" if np.all(fit.posterior[names[i]] > 0) else names[i])
+        ax.set_ylabel(f"log {names[j]}" if np.all(fit.posterior[names[j]] > 0) else names[j])
+        ax.set_title(f"r = {corr[i, j]:.2f}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def loo_comparison(table: pd.DataFrame):
+    """elpd (PSIS-LOO) of each fit with its standard error, best on top."""
+    table = table.sort_values("elpd")
+    fig, ax = plt.subplots(figsize=(6, 0.6 + 0.45 * len(table)))
+    ax.errorbar(table["elpd"], range(len(table)), xerr=table["se"], fmt="o", color=_LAW, capsize=3)
+    ax.set_yticks(range(len(table)), table.index)
+    ax.set_xlabel("elpd (PSIS-LOO), higher is better")
+    fig.tight_layout()
+    return fig
+
+
+def calibration(result: "BacktestResult"):
+    """Observed coverage of the held-out runs against the nominal probability, one line per candidate."""
+    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    ax.plot([0, 1], [0, 1], color="0.6", ls=":", lw=1)
+    for label, r in result.results.items():
+        levels = sorted(float(k) for k in r["coverage"])
+        ax.plot(levels, [r["coverage"][str(k)] for k in levels], marker="o", label=label)
+    ax.set_xlim(0.4, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("nominal probability of the predictive interval")
+    ax.set_ylabel(f"share of {result.n_heldout} held-out runs inside")
+    ax.set_title(f"backtest calibration ({result.holdout})", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def frontier_bands(fit: "Fit", budgets=None, ci_prob: float = defaults.CI_PROB):
+    """N*, D* and the optimal loss against compute, with their posterior bands."""
+    from .plan import frontier
+
+    budgets = np.geomspace(1e20, 1e26, 13) if budgets is None else budgets
+    table = frontier(fit, budgets, ci_prob)
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.3))
+    for ax, key, label in zip(axes, ("N_opt", "D_opt", "loss_opt"), ("parameters N*", "tokens D*", "loss at optimum")):
+        ax.fill_between(table["flops"], table[f"{key}_lower"], table[f"{key}_upper"], color=_PRED, alpha=0.6)
+        ax.plot(table["flops"], table[f"{key}_median"], color=_LAW)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("compute C (FLOPs)")
+        ax.set_title(label, fontsize=10)
+    fig.suptitle(f"compute-optimal frontier, median and {ci_prob:.0%} band", fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,82 @@
+"""The extrapolation discrepancy: distance, calibration by internal backtests, wider forecasts only outside."""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import bayescale as bs
+from bayescale.errors import ExtrapolationWarning
+from bayescale.extrapolation import Discrepancy, calibrate, distance
+from bayescale.likelihood import get_likelihood
+from bayescale.model import ModelSpec
+from conftest import fake_fit
+
+
+def test_distance_is_zero_inside_and_log_euclidean_outside():
+    ranges = {"N": (1e8, 1e10), "D": (1e9, 1e11)}
+    table = pd.DataFrame({"N": [1e9, 1e11, 1e11, 1e7], "D": [1e10, 1e10, 1e12, 1e10]})
+    np.testing.assert_allclose(distance(table, ranges), [0, np.log(10), np.sqrt(2) * np.log(10), np.log(10)])
+
+
+def with_discrepancy(fit, kappa=0.02, supported=1.0):
+    ranges = {n: (float(fit.runs[n].min()), float(fit.runs[n].max())) for n in fit.law.inputs}
+    fit.discrepancy = Discrepancy(ranges, np.full(fit.diagnostics.n_draws, kappa), pd.DataFrame(), supported)
+    return fit
+
+
+def test_forecasts_widen_only_outside_the_observed_runs(demo_runs):
+    plain = fake_fit(demo_runs, spread=0.01)
+    wide = with_discrepancy(fake_fit(demo_runs, spread=0.01))
+    inside = {"N": [1e9], "D": [2e10]}
+    a, b = plain.predict(inside), wide.predict(inside)
+    assert b.loc[0, "extrapolation"] == 0
+    pd.testing.assert_frame_equal(a, b)
+    far = {"N": [7e10 * 4], "D": [1.4e12 * 4]}
+    a, b = plain.predict(far), wide.predict(far)
+    d = b.loc[0, "extrapolation"]
+    assert d > 1 and b.loc[0, "N_vs_max"] > 10
+    ratio = (b.loc[0, "pred_upper"] - b.loc[0, "pred_lower"]) / (a.loc[0, "pred_upper"] - a.loc[0, "pred_lower"])
+    assert ratio > 2
+    assert b.loc[0, "median"] == pytest.approx(a.loc[0, "median"], rel=2e-3)
+
+
+def test_forecasts_far_beyond_the_calibration_warn(demo_runs):
+    fit = with_discrepancy(fake_fit(demo_runs), supported=0.5)
+    with pytest.warns(ExtrapolationWarning, match="e-folds beyond the observed runs.*internal backtests"):
+        fit.predict(N=1e13, D=1e14)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ExtrapolationWarning)
+        fit.predict(N=1e9, D=2e10)
+
+
+def test_calibration_learns_a_small_discrepancy_when_the_law_is_right_and_a_large_one_when_wrong(demo_runs):
+    law, lik = bs.get_law("chinchilla"), get_likelihood("studentt")
+
+    def kappa_for(frame):
+        runs = bs.load_runs(frame)
+        result = calibrate(runs, law, lik, lambda r: ModelSpec.from_runs(law, lik, r), 2000, seed=0)
+        assert set(result.calibration.columns) == {"split", "distance", "error", "scale"}
+        assert result.supported_distance > 0 and (result.kappa >= 0).all()
+        return np.median(result.kappa)
+
+    right = kappa_for(demo_runs.frame)
+    frame = demo_runs.frame.copy()
+    frame["loss"] = frame["loss"] * (frame["C"] / 1e18) ** -0.02  # the law misses a drift that grows with scale
+    wrong = kappa_for(frame)
+    assert right < 0.01 and wrong > 1.5 * right
+
+
+def test_a_calibrated_fit_saves_and_reports_kappa(tmp_path):
+    sweep = bs.datasets.synthetic_sweep(3)
+    fit = bs.fit(sweep, "chinchilla", draws=200, tune=300, chains=2, progressbar=False)
+    assert fit.discrepancy is not None and "kappa" in fit.summary().index
+    assert fit.settings["extrapolation"]["method"] == "calibrated"
+    loaded = bs.load(fit.save(tmp_path / "f.nc"))
+    far = {"N": [1e12], "D": [1e13]}
+    pd.testing.assert_frame_equal(loaded.predict(far), fit.predict(far))
+    plain = bs.fit(sweep, "chinchilla", draws=200, tune=300, chains=2, progressbar=False, extrapolation="none")
+    assert plain.discrepancy is None and "kappa" not in plain.summary().index
+    with pytest.raises(bs.BayescaleError, match="extrapolation must be 'calibrated' or 'none'"):
+        bs.fit(sweep, "chinchilla", extrapolation="inflate")

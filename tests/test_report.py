@@ -1,0 +1,120 @@
+"""Plots, the HTML/Markdown report, and the report checked in headless Chromium."""
+
+import base64
+import os
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import bayescale as bs
+from bayescale import plots
+from bayescale.backtesting import BacktestResult, score
+from bayescale.cli import main
+from bayescale.mathtext import formula_latex
+from bayescale.report import build_report, human
+from conftest import ROOT, fake_fit
+
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+def test_laws_are_written_as_mathematics():
+    assert formula_latex("E + A / N**alpha + B / D**beta") == r"E + \frac{A}{N^{\alpha}} + \frac{B}{D^{\beta}}"
+    assert formula_latex("((Nc / N)**(alphaN / alphaD) + Dc / D)**alphaD").startswith(
+        r"\left(\left(\frac{N_{c}}{N}\right)^{\frac{\alpha_{N}}{\alpha_{D}}}")
+    assert formula_latex("(1 + (X / d1)**(1 / f1))**(-c1 * f1)").endswith(r"^{-c_{1}\,f_{1}}")
+    assert human(7e10) == "70B" and human(1.4e12) == "1.4T"
+
+
+def test_every_plot_returns_a_figure(demo_runs):
+    import matplotlib.figure
+
+    fit = fake_fit(demo_runs, spread=0.02)
+    held = pd.DataFrame({"N": [2e10], "D": [4e11], "loss": [2.05]})
+    figures = [plots.forecast_fan(fit, heldout=held), plots.prior_posterior(fit), plots.correlated_pairs(fit, 0.0),
+               plots.frontier_bands(fit, [1e21, 1e23])]
+    assert all(isinstance(f, matplotlib.figure.Figure) for f in figures)
+    fan = figures[0].axes[0]
+    assert fan.get_xscale() == "log" and "held-out runs (1/1" in " ".join(t.get_text() for t in fan.get_legend().texts)
+
+
+@pytest.fixture(scope="module")
+def report_inputs(demo_runs):
+    frame = demo_runs.frame
+    train, held = frame[frame.C < 1e21].reset_index(drop=True), frame[frame.C >= 1e21].reset_index(drop=True)
+    fit = fake_fit(train, spread=0.01)
+    scored = score(fit, bs.load_runs(held), seed=0)
+    return fit, BacktestResult("C >= 1e21", len(train), len(held), {"chinchilla": scored})
+
+
+def test_html_report_is_self_contained_and_says_it_in_words(report_inputs):
+    fit, backtest = report_inputs
+    text = build_report({"demo": fit}, backtest=backtest, points=[{"N": 7e10, "D": 1.4e12}])
+    assert "<img" in text and "src='http" not in text and 'src="http' not in text  # images inline
+    images = re.findall(r"src='data:image/png;base64,([^']+)'", text)
+    assert len(images) >= 6 and all(base64.b64decode(i)[:4] == b"\x89PNG" for i in images)
+    assert re.search(r"At N = 70B and D = 1.4T the forecast loss is \d\.\d{3}; 90% of new runs would land between "
+                     r"\d\.\d{3} and \d\.\d{3}", text)
+    assert "Backtest: forecasting 9 held-out runs" in text and "90% lower" in text
+
+
+def test_markdown_report(report_inputs, tmp_path, capsys):
+    fit, backtest = report_inputs
+    text = build_report({"demo": fit}, fmt="markdown")
+    assert "$$\nL = E + \\frac{A}{N^{\\alpha}}" in text and "| alpha " in text and "![" in text
+    with pytest.raises(bs.BayescaleError, match="format must be 'html' or 'markdown'"):
+        build_report({"demo": fit}, fmt="pdf")
+
+
+def _browser_check(html_path: Path, screenshot: Path) -> dict:
+    """Open the report in headless Chromium: console errors, image sizes, a screenshot of the fan chart."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("chromium is missing under CI (make setup installs it)")
+        pytest.skip("chromium is not installed")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1000, "height": 1200})
+        errors = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(html_path.resolve().as_uri())
+        page.wait_for_load_state("load")
+        sizes = page.evaluate("Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight])")
+        screenshot.parent.mkdir(exist_ok=True)
+        page.locator("figure").first.screenshot(path=str(screenshot))
+        browser.close()
+    return {"errors": errors, "sizes": sizes}
+
+
+def test_report_cli_passes_the_browser_check(report_inputs, tmp_path, capsys):
+    fit, backtest = report_inputs
+    fit_path, bt_path = fit.save(tmp_path / "demo.nc"), backtest.save(tmp_path / "bt.json")
+    out = tmp_path / "report.html"
+    assert main(["report", str(fit_path), "--backtest", str(bt_path), "--at", "N=7e10,D=1.4e12", "--out", str(out)]) == 0
+    assert "report: fan chart" in capsys.readouterr().err  # progress
+    result = _browser_check(out, ARTIFACTS / "report_demo.png")
+    assert result["errors"] == []
+    assert len(result["sizes"]) >= 6 and all(ok and w > 0 and h > 0 for ok, w, h in result["sizes"])
+    assert (ARTIFACTS / "report_demo.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_epoch_report_shows_held_out_runs_in_a_real_browser(epoch_path, tmp_path):
+    """Fit Epoch on N < 2.9e9, score the 32 larger runs, report, open in Chromium, keep a screenshot."""
+    runs = bs.datasets.load_epoch_chinchilla(epoch_path).frame
+    train, held = runs[runs.N < 2.9e9].reset_index(drop=True), runs[runs.N >= 2.9e9].reset_index(drop=True)
+    fit = bs.fit(train, "chinchilla", progressbar=False)
+    backtest = BacktestResult("N >= 2.9e9", len(train), len(held), {"chinchilla": score(fit, bs.load_runs(held), 0)})
+    assert backtest.results["chinchilla"]["coverage"]["0.9"] >= 0.8
+    out = tmp_path / "epoch.html"
+    assert main(["report", str(fit.save(tmp_path / "epoch.nc")), "--backtest", str(backtest.save(tmp_path / "bt.json")),
+                 "--at", "N=7e10,D=1.4e12", "--out", str(out)]) == 0
+    result = _browser_check(out, ARTIFACTS / "report_epoch.png")
+    assert result["errors"] == [] and all(ok and w > 0 and h > 0 for ok, w, h in result["sizes"])
