@@ -14,6 +14,7 @@ import warnings
 from pathlib import Path
 
 import click
+import numpy as np
 import pandas as pd
 
 from . import defaults
@@ -394,6 +395,45 @@ def report_command(fit_paths, backtest_path, at, fmt, out, ci_prob):
     text = build_report(fits, backtest=backtest, points=_at_points(at) or None, ci_prob=ci_prob, fmt=fmt,
                         progress=lambda step: click.echo(f"report: {step}", err=True))
     click.echo(f"saved {write_report(out, text)}")
+
+
+@cli.command("curve")
+@click.argument("runs", type=click.Path(dir_okay=False))
+@click.option("--law", "law_spec", default="curve_power", show_default=True, help="A learning-curve law (input step).")
+@click.option("--run", "run_id", default=None, help="Forecast only this run (default: all runs).")
+@click.option("--upto", type=float, required=True, help="Fit on checkpoints up to this step, or this fraction (<= 1) of each run.")
+@click.option("--horizon", type=float, default=None, help="Forecast to this step (default: each run's last recorded step).")
+@click.option("--delta", type=float, default=0.01, show_default=True,
+              help="Loss drop that counts as an improvement; saturation is a gain below it per 1,000 steps.")
+@click.option("--columns", multiple=True, help="Map canonical names to yours: run=name,step=iteration.")
+@click.option("--warmup", type=float, default=0.05, show_default=True,
+              help="Exclude warm-up: a fraction of each run's planned steps, or a step number (>= 1); 0 keeps all.")
+@click.option("--draws", type=int, default=defaults.DRAWS, show_default=True)
+@click.option("--tune", type=int, default=defaults.TUNE, show_default=True)
+@click.option("--seed", type=int, default=defaults.SEED, show_default=True)
+@_ci_option
+@_json_option
+def curve_command(runs, law_spec, run_id, upto, horizon, delta, columns, warmup, draws, tune, seed, ci_prob, as_json):
+    """Forecast the rest of training runs from their checkpoints so far (joint fit, pooled by run)."""
+    from .curves import fit_curves, forecast_curves, load_checkpoints
+
+    table = load_checkpoints(runs, _pairs(columns, "--columns"), warmup=warmup)
+    fit = fit_curves(table, law_spec, upto=upto, draws=draws, tune=tune, seed=seed, progressbar=not as_json)
+    result = forecast_curves(fit, table, upto=upto, horizon=horizon, delta=delta, ci_prob=ci_prob, run=run_id)
+    if as_json:
+        click.echo(json.dumps({"ci_prob": ci_prob, "runs": [
+            {"run": r["run"], "upto_step": r["upto_step"], "horizon_step": r["horizon_step"],
+             "final": {"median": r["final_median"], "pred_lower": r["final_pred_lower"], "pred_upper": r["final_pred_upper"]},
+             "p_improve": r["p_improve"],
+             "saturation_step": None if np.isnan(r["saturation_step"]) else r["saturation_step"]}
+            for r in result.to_dict("records")]}))
+        return
+    pct = f"{ci_prob:.0%}"
+    for r in result.to_dict("records"):
+        saturated = "not within 100x the horizon" if np.isnan(r["saturation_step"]) else f"step {r['saturation_step']:.0f}"
+        click.echo(f"{r['run']}: seen to step {r['upto_step']:.0f}; final loss at step {r['horizon_step']:.0f}: "
+                   f"{r['final_median']:.4f} ({pct} of runs [{r['final_pred_lower']:.4f}, {r['final_pred_upper']:.4f}]); "
+                   f"P(drop > {delta:g}) = {r['p_improve']:.2f}; gain per 1,000 steps below {delta:g} after {saturated}")
 
 
 @cli.command("demo")

@@ -66,7 +66,7 @@ def _row_list(index: pd.Index, limit: int = 8) -> str:
     return ", ".join(rows) + more
 
 
-def _read(source) -> tuple[pd.DataFrame, str]:
+def read_table(source) -> tuple[pd.DataFrame, str]:
     if isinstance(source, pd.DataFrame):
         return source.copy(), "DataFrame"
     path = Path(source)
@@ -119,7 +119,7 @@ def load_runs(source, columns: Mapping[str, str] | None = None, *, extra_inputs:
     """
     if isinstance(source, Runs):
         return source
-    frame, where = _read(source)
+    frame, where = read_table(source)
     columns = dict(columns or {})
     allowed = set(CANONICAL) | set(extra_inputs)
     unknown = sorted(set(columns) - allowed)

@@ -137,3 +137,33 @@ def load_misfitting_final(path: str | Path) -> Runs:
     runs = load_runs(frame, keep=["model"])
     runs.source = str(path)
     return runs
+
+
+def load_misfitting_curves(path: str | Path) -> pd.DataFrame:
+    """Li, Kudugunta, Zettlemoyer 2025 checkpoints (``scaling_results.csv``) as a checkpoint table.
+
+    A run is one (model, total_steps, peak_lr); columns run, step, loss, N, total_steps, model, lr.
+    The file has a few checkpoints past a run's planned length and repeated (run, step) rows from
+    resumed sweeps; those are dropped (the last copy kept) and each run is sorted by step.
+    Pass the result to :func:`bayescale.curves.load_checkpoints`.
+    """
+    raw = pd.read_csv(path)
+    run = raw["model"] + "|T=" + raw["total_steps"].astype(str) + "|lr=" + raw["peak_lr"].astype(str)
+    table = pd.DataFrame({"run": run, "step": raw["current_steps"], "loss": raw["loss"], "N": raw["N"],
+                          "total_steps": raw["total_steps"], "model": raw["model"], "lr": raw["peak_lr"]})
+    table = table[table["step"] <= table["total_steps"]]
+    table = table.drop_duplicates(["run", "step"], keep="last").sort_values(["run", "step"], kind="stable")
+    return table.reset_index(drop=True)
+
+
+def synthetic_curves(seed: int = 0, *, n_runs: int = 4, points: int = 20, noise: float = 0.005) -> pd.DataFrame:
+    """Learning curves with known truth: L = E_r + A_r step^(-alpha), runs differing in E and A."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for r in range(n_runs):
+        total = int(rng.choice([4000, 8000, 16000]))
+        e, a = 2.0 + 0.1 * rng.standard_normal(), 30.0 * np.exp(0.2 * rng.standard_normal())
+        for step in np.unique(np.geomspace(50, total, points).round()):
+            loss = (e + a * step ** -0.45) * np.exp(rng.normal(0, noise))
+            rows.append({"run": f"run{r}", "step": step, "loss": loss, "total_steps": total})
+    return pd.DataFrame(rows)

@@ -52,24 +52,56 @@ def hessian(f, x: np.ndarray, step: float = 1e-4) -> np.ndarray:
     return h
 
 
+#: above this many coordinates the mode search and curvature use PyTensor gradients, not finite differences
+_GRADIENT_DIMENSIONS = 25
+
+
+def _compiled_objective(spec: ModelSpec):
+    """-log density, its gradient and Hessian, compiled from the PyMC model in unwhitened coordinates."""
+    k = len(spec.free_names)
+    model = spec.to_pymc(np.zeros(k), np.eye(k))
+    logp, dlogp = model.compile_logp(), model.compile_dlogp()
+    d2logp = model.compile_d2logp(negate_output=False)  # the Hessian of log p itself
+
+    def value_and_grad(u):
+        value = -float(logp({"z": u}))
+        if not np.isfinite(value):
+            return 1e300, np.zeros(k)
+        return value, -np.asarray(dlogp({"z": u}), dtype=float)
+
+    return value_and_grad, lambda u: -np.asarray(d2logp({"z": u}), dtype=float)
+
+
 def laplace_approximation(spec: ModelSpec, rng: np.random.Generator, n_random_starts: int = 8
                           ) -> LaplaceApproximation:
-    """Find the posterior mode (best of several starts) and a whitening map around it."""
+    """Find the posterior mode (best of several starts) and a whitening map around it.
+
+    Small models use NumPy with finite differences; models with many coordinates (pooling over
+    many groups) use PyTensor's gradient and Hessian of the same density.
+    """
     def objective(u):
         value = -spec.log_density(u)
         return value if np.isfinite(value) else 1e300
 
+    large = len(spec.free_names) > _GRADIENT_DIMENSIONS
+    if large:
+        value_and_grad, curvature = _compiled_objective(spec)
+        n_random_starts = min(n_random_starts, 2)
     best = None
     for start in _starts(spec, rng, n_random_starts):
         if not np.isfinite(spec.log_density(start)):
             continue
-        result = optimize.minimize(objective, start, method="L-BFGS-B")
+        if large:
+            result = optimize.minimize(value_and_grad, start, jac=True, method="L-BFGS-B",
+                                       options={"maxiter": 5000})
+        else:
+            result = optimize.minimize(objective, start, method="L-BFGS-B")
         if best is None or result.fun < best.fun:
             best = result
     if best is None:  # no start had finite density: fall back to the prior scale
         center = _starts(spec, rng, 0)[0]
         return LaplaceApproximation(center, np.eye(len(center)), -np.inf, False)
-    h = hessian(objective, best.x)
+    h = curvature(best.x) if large else hessian(objective, best.x)
     h = np.where(np.isfinite(h), h, 0.0)
     h = (h + h.T) / 2
     eigenvalues, eigenvectors = np.linalg.eigh(h)

@@ -76,6 +76,8 @@ class Law:
     derived: Mapping[str, Derived] = field(default_factory=dict)
     #: break locations (a parameter or derived quantity) -> the input they lie along
     breaks: Mapping[str, str] = field(default_factory=dict)
+    #: an additive loss floor that the sampler reaches through the loss at the data's centre (see model.py)
+    anchor: str | None = None
 
     def __post_init__(self):
         context = f"law {self.name!r}"
@@ -100,10 +102,24 @@ class Law:
             if along not in self.inputs:
                 raise FormulaError(f"{context}: break {where!r} lies along {along!r}, which is not an input "
                                    f"({', '.join(self.inputs)})")
+        if self.anchor is not None:
+            self._check_anchor(context)
         unused = [n for n in (*self.inputs, *self.params) if n not in self.formula.names]
         if unused:
             raise FormulaError(f"{context}: {', '.join(unused)} declared but not used in formula "
                                f"{self.formula.text!r}")
+
+    def _check_anchor(self, context: str) -> None:
+        """The anchor must be a parameter that enters the formula additively (loss = anchor + rest)."""
+        if self.anchor not in self.params:
+            raise FormulaError(f"{context}: anchor {self.anchor!r} is not a parameter ({', '.join(self.params)})")
+        rng = np.random.default_rng(0)
+        env = {n: rng.uniform(0.5, 2.0, 3) for n in (*self.inputs, *self.params)}
+        with np.errstate(all="ignore"):
+            shifted = self.formula.numpy({**env, self.anchor: env[self.anchor] + 1.0}) - self.formula.numpy(env)
+        if not np.allclose(shifted, 1.0):
+            raise FormulaError(f"{context}: anchor {self.anchor!r} must enter the formula additively "
+                               f"(loss = {self.anchor} + ...), as a loss floor does")
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
@@ -130,7 +146,7 @@ class Law:
         return cls(name=str(card["name"]), inputs=tuple(card["inputs"]), formula=Formula(card["formula"]),
                    params=params, title=card.get("title", ""), source=card.get("source", ""),
                    description=card.get("description", ""), card_path=card_path, derived=derived,
-                   breaks=dict(card.get("breaks") or {}))
+                   breaks=dict(card.get("breaks") or {}), anchor=card.get("anchor"))
 
     @classmethod
     def from_card(cls, path: str | Path) -> "Law":
@@ -219,7 +235,8 @@ class Law:
         return {"name": self.name, "title": self.title, "source": self.source, "description": self.description,
                 "inputs": list(self.inputs), "formula": self.formula.text,
                 "params": {n: p.to_dict() for n, p in self.params.items()},
-                "derived": {n: d.to_dict() for n, d in self.derived.items()}, "breaks": dict(self.breaks)}
+                "derived": {n: d.to_dict() for n, d in self.derived.items()}, "breaks": dict(self.breaks),
+                **({"anchor": self.anchor} if self.anchor else {})}
 
     def __str__(self) -> str:
         return f"{self.name}: L({', '.join(self.inputs)}) = {self.formula.text}"

@@ -38,6 +38,8 @@ class ModelSpec:
     inputs: Mapping[str, np.ndarray]  # one array per law input
     log_loss: np.ndarray
     pooled: Mapping[str, PooledParam] = field(default_factory=dict)
+    #: the data's centre (geometric mean of each input) where an anchored floor is reached; None: no anchor
+    reference: Mapping[str, float] | None = None
 
     @classmethod
     def from_runs(cls, law: Law, likelihood: Likelihood, runs: Runs,
@@ -52,7 +54,15 @@ class ModelSpec:
         n_free = len(priors) + sum(len(p.free_names) - 1 for p in pooled.values())
         runs.require(law.inputs, n_free, law.name)
         inputs = {name: runs[name] for name in law.inputs}
-        return cls(law, likelihood, priors, inputs, np.log(runs["loss"]), pooled)
+        reference = None
+        if law.anchor is not None and not pooled:
+            reference = {name: float(np.exp(np.mean(np.log(values)))) for name, values in inputs.items()}
+        return cls(law, likelihood, priors, inputs, np.log(runs["loss"]), pooled, reference)
+
+    @property
+    def anchor(self) -> str | None:
+        """The floor parameter reached through the loss at the data's centre, if any."""
+        return self.law.anchor if self.reference is not None else None
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -65,7 +75,10 @@ class ModelSpec:
         """The sampler's coordinates, in order."""
         out = []
         for name in self.priors:
-            out += self.pooled[name].free_names if name in self.pooled else [name]
+            if name == self.anchor:
+                out.append(f"log_loss_at_centre (sets {name})")
+            else:
+                out += self.pooled[name].free_names if name in self.pooled else [name]
         return out
 
     # -- NumPy side ---------------------------------------------------------------------------
@@ -82,6 +95,8 @@ class ModelSpec:
         """Parameter values (group arrays for pooled ones, plus _pop and _sd), log prior, log Jacobian."""
         values, log_prior, log_jac = {}, 0.0, 0.0
         for name, prior, pooled, part in self._split(u, xp):
+            if name == self.anchor:
+                continue  # needs the other parameters first; see below
             if pooled is None:
                 values[name], jac = prior.support.from_unconstrained(part, xp)
                 log_prior = log_prior + prior.logpdf(values[name]) if xp is np else log_prior + prior.pytensor_logp(values[name])
@@ -105,9 +120,26 @@ class ModelSpec:
                 log_prior = log_prior + prior.logpdf(pop) + pooled.sd_prior.logpdf(sd) + float(group_logp)
             else:
                 log_prior = log_prior + prior.pytensor_logp(pop) + pooled.sd_prior.pytensor_logp(sd) + group_logp
-            log_jac = log_jac + jac_loc
-            log_jac = log_jac + jac_pop + jac_sd
+            log_jac = log_jac + jac_loc + jac_pop + jac_sd
+        if self.anchor is not None:
+            values, log_prior, log_jac = self._anchored(u, xp, values, log_prior, log_jac)
         return values, log_prior, log_jac
+
+    def _anchored(self, u, xp, values, log_prior, log_jac):
+        """floor = loss at the data's centre - the rest of the law there.
+
+        With the Chinchilla law, a lower beta is offset by a lower E: a curved ridge in (E, B, beta)
+        that no linear map straightens. The loss at the centre of the data is pinned down by the
+        data whatever beta is, so sampling its log instead of E (a triangular change of variables
+        whose Jacobian is that loss) leaves a nearly linear ridge that the whitening removes.
+        """
+        u_centre = u[list(self.priors).index(self.anchor)]
+        env = {**self.reference, **values, self.anchor: 0.0}
+        rest = self.law.formula.numpy(env) if xp is np else self.law.formula.pytensor(env)
+        floor = xp.exp(u_centre) - rest
+        prior = self.priors[self.anchor]
+        log_prior = log_prior + (prior.logpdf(floor) if xp is np else prior.pytensor_logp(floor))
+        return {**values, self.anchor: floor}, log_prior, log_jac + u_centre
 
     def per_observation(self, values: Mapping, codes: Mapping[str, np.ndarray] | None = None) -> dict:
         """Law parameter values with pooled ones spread to one value per observation."""
@@ -118,13 +150,18 @@ class ModelSpec:
 
     def constrain(self, u: np.ndarray) -> tuple[dict[str, object], float]:
         """Parameter values for unconstrained ``u`` and the log-Jacobian of the map."""
-        values, _, log_jac = self._values(np.asarray(u, dtype=float), np)
+        with np.errstate(all="ignore"):  # extreme coordinates give inf/nan values, judged by the caller
+            values, _, log_jac = self._values(np.asarray(u, dtype=float), np)
         return values, log_jac
 
     def unconstrain(self, values: Mapping[str, float]) -> np.ndarray:
         """Coordinates for scalar parameter values; pooled ones start with no spread between groups."""
         u = []
         for name, prior in self.priors.items():
+            if name == self.anchor:
+                with np.errstate(all="ignore"):
+                    u.append(float(np.log(self.law.formula.numpy({**self.reference, **values}))))
+                continue
             x = prior.support.to_unconstrained(values[name])
             if name in self.pooled:
                 pooled = self.pooled[name]

@@ -33,6 +33,15 @@ def epoch_path() -> Path:
 
 
 @pytest.fixture(scope="session")
+def epoch_split(epoch_path):
+    """Epoch's 240 points split at N = 2.9e9, and the default fit on the smaller runs (real sampling)."""
+    frame = bs.datasets.load_epoch_chinchilla(epoch_path).frame
+    small = frame[frame["N"] < 2.9e9].reset_index(drop=True)
+    large = frame[frame["N"] >= 2.9e9].reset_index(drop=True)
+    return small, large, bs.fit(small, "chinchilla", progressbar=False)
+
+
+@pytest.fixture(scope="session")
 def demo_runs():
     return bs.load_runs(bs.datasets.demo_runs_path())
 

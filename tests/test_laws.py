@@ -57,3 +57,30 @@ def test_law_round_trips_through_its_dict():
     law = bs.get_law("chinchilla")
     again = Law.from_dict(law.to_dict())
     assert again.formula.text == law.formula.text and again.params == law.params
+
+
+def test_an_anchor_must_be_an_additive_parameter():
+    base = {"name": "t", "inputs": ["N"], "formula": "E + A * N**(-alpha)",
+            "params": {p: {"prior": "LogNormal(0, 1)"} for p in ("E", "A", "alpha")}}
+    assert Law.from_dict({**base, "anchor": "E"}).anchor == "E"
+    with pytest.raises(FormulaError, match="anchor 'A' must enter the formula additively"):
+        Law.from_dict({**base, "anchor": "A"})
+    with pytest.raises(FormulaError, match="anchor 'F' is not a parameter"):
+        Law.from_dict({**base, "anchor": "F"})
+
+
+def test_anchored_floor_round_trips_through_the_loss_at_the_centre(demo_runs):
+    from bayescale.likelihood import get_likelihood
+    from bayescale.model import ModelSpec
+
+    spec = ModelSpec.from_runs(bs.get_law("chinchilla"), get_likelihood("normal"), demo_runs)
+    assert spec.anchor == "E" and spec.free_names[0] == "log_loss_at_centre (sets E)"
+    values = {**bs.datasets.CHINCHILLA_TRUTH, "sigma": 0.01}
+    u = spec.unconstrain(values)
+    centre = spec.law.formula.numpy({**spec.reference, **values})
+    assert u[0] == pytest.approx(np.log(centre))
+    back = spec.constrain(u)[0]
+    assert {k: pytest.approx(v) for k, v in back.items()} == values
+    below_the_rest = u.copy()
+    below_the_rest[0] = np.log(centre - values["E"] - 0.01)  # the loss at the centre below the other terms: E < 0
+    assert spec.log_density(below_the_rest) == -np.inf

@@ -26,8 +26,8 @@ def test_epoch_fit_contains_the_replication_estimates(epoch_fit):
         width_ratio = (row["upper"] - row["lower"]) / (high - low)
         assert 0.25 < width_ratio < 4, (name, width_ratio)  # same order as Epoch's bootstrap
     d = epoch_fit.diagnostics
-    # R-hat reaches 1.012 on the default seed (E-beta ridge of this posterior); see benchmarks/README.md
-    assert d.divergences == 0 and d.rhat_max < 1.02, d
+    # the anchored floor (models/chinchilla.toml) removes the E-beta ridge: ESS 1430-1630 on seeds 1-4 and the default
+    assert d.divergences == 0 and d.rhat_max <= 1.01 and d.ess_bulk_min >= 1000, d
 
 
 def test_epoch_fit_stores_pointwise_log_likelihood_for_loo(epoch_fit):
@@ -46,16 +46,15 @@ def test_parameters_of_the_synthetic_sweep_are_recovered(demo_runs):
     assert fit.diagnostics.divergences == 0
 
 
-def test_held_out_larger_models_are_forecast_to_within_a_few_percent(epoch_path):
-    runs = bs.datasets.load_epoch_chinchilla(epoch_path)
-    small = runs.frame[runs.frame["N"] < 2.9e9]
-    large = runs.frame[runs.frame["N"] >= 2.9e9]
-    fit = bs.fit(small, "chinchilla", progressbar=False, draws=500)
+def test_held_out_larger_models_get_honest_intervals(epoch_split):
+    """Fit N < 2.9e9, forecast the 32 larger runs: the default's 90% interval holds >= 80% (a plain posterior ~50%)."""
+    small, large, fit = epoch_split
     out = fit.predict(large[["N", "D"]])
     rel_error = np.abs(out["median"].to_numpy() / large["loss"].to_numpy() - 1)
-    assert np.median(rel_error) < 0.03
+    assert np.median(rel_error) <= 0.012
     inside = (large["loss"].to_numpy() >= out["pred_lower"]) & (large["loss"].to_numpy() <= out["pred_upper"])
-    assert inside.mean() > 0.3  # plain posteriors are overconfident far out; see issue "honest intervals"
+    assert inside.mean() >= 0.8
+    assert (out["extrapolation"] > 0).all() and out["N_vs_max"].max() > 5
 
 
 BNSL_X = [160, 192, 256, 320, 384, 448, 480, 512, 544, 576, 608, 640, 672, 736, 800, 864, 928]

@@ -106,11 +106,9 @@ def test_report_cli_passes_the_browser_check(report_inputs, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_epoch_report_shows_held_out_runs_in_a_real_browser(epoch_path, tmp_path):
+def test_epoch_report_shows_held_out_runs_in_a_real_browser(epoch_split, tmp_path):
     """Fit Epoch on N < 2.9e9, score the 32 larger runs, report, open in Chromium, keep a screenshot."""
-    runs = bs.datasets.load_epoch_chinchilla(epoch_path).frame
-    train, held = runs[runs.N < 2.9e9].reset_index(drop=True), runs[runs.N >= 2.9e9].reset_index(drop=True)
-    fit = bs.fit(train, "chinchilla", progressbar=False)
+    train, held, fit = epoch_split
     backtest = BacktestResult("N >= 2.9e9", len(train), len(held), {"chinchilla": score(fit, bs.load_runs(held), 0)})
     assert backtest.results["chinchilla"]["coverage"]["0.9"] >= 0.8
     out = tmp_path / "epoch.html"

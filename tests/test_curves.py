@@ -1,0 +1,96 @@
+"""Learning curves: checkpoint validation, the warm-up rule, joint fits and forecasts of the rest of a run."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import bayescale as bs
+from bayescale.cli import main
+from bayescale.curves import fit_curves, forecast_curves, load_checkpoints, upto_steps
+from bayescale.errors import DataError
+
+
+@pytest.fixture(scope="module")
+def curves():
+    return bs.datasets.synthetic_curves(0)
+
+
+def test_checkpoint_errors_name_the_run_and_rows(curves):
+    shuffled = curves.copy()
+    shuffled.loc[[3, 4], "step"] = shuffled.loc[[4, 3], "step"].to_numpy()
+    with pytest.raises(DataError, match="run 'run0': steps must increase within a run, but rows 4"):
+        load_checkpoints(shuffled)
+    with pytest.raises(DataError, match="needs a 'run' column"):
+        load_checkpoints(curves.drop(columns="run"))
+    negative = curves.copy()
+    negative.loc[2, "step"] = -5
+    with pytest.raises(DataError, match="column 'step': must be > 0, but rows 2"):
+        load_checkpoints(negative)
+    with pytest.raises(bs.BayescaleError, match="warmup must be"):
+        load_checkpoints(curves, warmup=-1)
+
+
+def test_warm_up_rule(curves):
+    runs = load_checkpoints(curves, warmup=0.05)
+    limit = 0.05 * curves["total_steps"]
+    assert len(runs) == int((curves["step"] > limit).sum()) and "warm-up checkpoints" in runs.notes[-1]
+    assert len(load_checkpoints(curves, warmup=0)) == len(curves)
+    assert (load_checkpoints(curves, warmup=1000).frame["step"] > 1000).all()
+    np.testing.assert_allclose(upto_steps(runs.frame, 0.5), 0.5 * runs.frame["total_steps"])
+
+
+def test_a_single_run_with_too_few_checkpoints_is_refused(curves):
+    runs = load_checkpoints(curves[curves.run == "run0"].head(4), warmup=0)
+    with pytest.raises(DataError, match="rows but law 'curve_power'.*parameters"):
+        fit_curves(runs, upto=0.5, draws=10, tune=10)
+
+
+def test_a_law_that_needs_learning_rates_says_so(curves):
+    law = bs.Law.from_formula("E + A * step**(-alpha) * lr**(-g)", priors={
+        "E": "LogNormal(0.7, 0.5)", "A": "LogNormal(3, 2)", "alpha": "LogNormal(-0.7, 0.5)", "g": "LogNormal(-2, 1)"},
+        inputs=("step", "lr"))
+    with pytest.raises(DataError, match="needs column\\(s\\) lr"):
+        fit_curves(load_checkpoints(curves), law, upto=0.5, draws=10, tune=10)
+
+
+@pytest.fixture(scope="module")
+def curve_fit(curves):
+    runs = load_checkpoints(curves)
+    return runs, fit_curves(runs, upto=0.5, draws=300, tune=400, chains=2, progressbar=False, extrapolation="none")
+
+
+@pytest.mark.slow
+def test_forecast_of_the_rest_of_each_run(curve_fit, curves):
+    runs, fit = curve_fit
+    assert set(fit.spec.pooled) == {"E", "A", "alpha"} and fit.spec.pooled["E"].column == "run"
+    out = forecast_curves(fit, runs, upto=0.5, delta=0.01)
+    assert list(out["run"]) == ["run0", "run1", "run2", "run3"]
+    final = curves.groupby("run")["loss"].last().to_numpy()
+    rel = np.abs(out["final_median"] / final - 1)
+    assert np.median(rel) < 0.03
+    assert ((out["final_pred_lower"] < out["final_median"]) & (out["final_median"] < out["final_pred_upper"])).all()
+    assert out["p_improve"].between(0, 1).all() and (out["p_improve"] > 0.5).all()  # halfway, loss still falls
+    assert (out["saturation_step"] > out["upto_step"]).all()
+    longer = forecast_curves(fit, runs, upto=0.5, horizon=1e6)
+    assert (longer["final_median"] < out["final_median"]).all() and (longer["horizon_step"] == 1e6).all()
+
+
+@pytest.mark.slow
+def test_curve_cli_json(tmp_path, curves, curve_fit, capsys, monkeypatch):
+    import bayescale.curves
+
+    monkeypatch.setattr(bayescale.curves, "fit_curves", lambda *args, **kwargs: curve_fit[1])  # plumbing only
+    path = tmp_path / "curves.csv"
+    curves.to_csv(path, index=False)
+    code = main(["curve", str(path), "--upto", "0.5", "--run", "run1", "--draws", "150", "--tune", "200", "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    data = json.loads(captured.out)
+    assert data["ci_prob"] == 0.9 and len(data["runs"]) == 1
+    record = data["runs"][0]
+    assert record["run"] == "run1" and set(record["final"]) == {"median", "pred_lower", "pred_upper"}
+    assert {"upto_step", "horizon_step", "p_improve", "saturation_step"} <= set(record)
+    assert main(["curve", str(path), "--upto", "0.5", "--run", "nope", "--draws", "20", "--tune", "20"]) == 2
+    assert "no run 'nope'" in capsys.readouterr().err
