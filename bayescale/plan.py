@@ -214,7 +214,8 @@ def candidates(fit: "Fit", configs, ci_prob: float = defaults.CI_PROB, budget: B
     """Score (N, D) options: expected loss and interval, P(best of the list), and regret.
 
     ``regret_vs_best`` is the expected excess loss over the best option of the list in the same draw;
-    ``regret_vs_optimum`` the expected excess over the compute-optimal allocation at the option's own cost.
+    ``regret_vs_optimum`` the expected excess over the compute-optimal allocation at the option's own cost
+    (NaN for an option that needs more than the unique-token cap, which ``feasible`` marks).
     """
     ci_prob = check_ci_prob(ci_prob)
     budget = budget or Budget()
@@ -236,8 +237,10 @@ def candidates(fit: "Fit", configs, ci_prob: float = defaults.CI_PROB, budget: B
         out[f"loss_{stat}"] = [_interval(losses[:, i], ci_prob)[stat] for i in range(len(out))]
     out["p_best"] = [float(np.mean(best == i)) for i in range(len(out))]
     out["regret_vs_best"] = (losses - losses.min(axis=1, keepdims=True)).mean(axis=0)
+    capped = budget.unique_tokens is not None and "U" not in fit.law.inputs
+    out["feasible"] = out["D"] <= budget.unique_tokens * (1 + 1e-9) if capped else True
     out["regret_vs_optimum"] = [float(np.mean(losses[:, i] - optimal_allocation(fit, c, budget)["loss_opt"].to_numpy()))
-                                for i, c in enumerate(out["C"])]
+                                if feasible else np.nan for i, (c, feasible) in enumerate(zip(out["C"], out["feasible"]))]
     out.attrs["ci_prob"] = ci_prob
     return out
 

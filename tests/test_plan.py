@@ -111,6 +111,9 @@ def test_candidates_rank_the_compute_optimal_option_first(spread_fit):
     assert table["p_best"].idxmax() == 0 and table["regret_vs_best"].idxmin() == 0
     assert (table["regret_vs_optimum"] >= 0).all()  # nothing beats the per-draw optimum at the same cost
     assert table["regret_vs_optimum"].idxmin() == 0 and (table.loc[1:, "regret_vs_optimum"] > 0.02).all()
+    capped = candidates(spread_fit, options, budget=Budget.make(unique_tokens=options[0]["D"]))
+    assert list(capped["feasible"]) == [True, False, True] and np.isnan(capped.loc[1, "regret_vs_optimum"])
+    assert (capped["regret_vs_optimum"].dropna() >= -1e-9).all()
     with pytest.raises(bs.BayescaleError, match="candidate N must be positive.*rows 0"):
         candidates(spread_fit, [{"N": -1, "D": 1e10}])
 
