@@ -1,6 +1,5 @@
 """Every notebook in notebooks/ runs top to bottom (with few draws)."""
 
-import os
 from pathlib import Path
 
 import nbformat
