@@ -12,8 +12,9 @@ learning rate and group columns. Rules, checked with errors that name the run an
 Checkpoints of one run are not independent draws: they share the run's own curve. bayescale fits
 all runs jointly with the run's parameters pooled (``pool={"E": "run", "A": "run", "alpha": "run"}``
 by default): a run-level effect on every parameter, partially pooled, so a run with few
-checkpoints borrows the shape of the others. (Autocorrelated residuals were the alternative; with
-the run effect the residuals left are measurement noise of the evaluation, which is nearly white.)
+checkpoints borrows the shape of the others. (Autocorrelated residuals were the alternative; the
+run effect was chosen because most of the correlation between a run's checkpoints is its own
+curve, which the run's parameters carry. Whether the residuals left are white is not yet checked.)
 """
 
 from __future__ import annotations

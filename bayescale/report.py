@@ -204,7 +204,7 @@ def build_report(fits: "dict[str, Fit]", *, backtest: "BacktestResult | None" = 
         doc.heading("Law comparison (PSIS-LOO)")
         try:
             table = compare(fits)
-            doc.table(table.drop(columns=[]))
+            doc.table(table)
             doc.figure(plots.loo_comparison(table), "elpd with standard errors; higher is better")
         except BayescaleError as exc:
             doc.para(f"Not compared: {exc}")
