@@ -115,3 +115,17 @@ def test_epoch_report_shows_held_out_runs_in_a_real_browser(epoch_split, tmp_pat
                  "--at", "N=7e10,D=1.4e12", "--out", str(out)]) == 0
     result = _browser_check(out, ARTIFACTS / "report_epoch.png")
     assert result["errors"] == [] and all(ok and w > 0 and h > 0 for ok, w, h in result["sizes"])
+
+
+def test_a_report_on_several_fits_compares_them_or_says_why_not(demo_runs):
+    import warnings
+
+    truth = bs.datasets.CHINCHILLA_TRUTH
+    good, bad = fake_fit(demo_runs, spread=0.002), fake_fit(demo_runs, values={**truth, "E": 1.9}, spread=0.002)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bs.SamplerWarning)
+        text = build_report({"truth": good, "wrong": bad}, points=[{"N": 7e10, "D": 1.4e12}], fmt="markdown")
+    assert "## Law comparison (PSIS-LOO)" in text and "| truth" in text and "elpd with standard errors" in text
+    fewer = fake_fit(demo_runs.frame.iloc[:-1], spread=0.002)
+    text = build_report({"all": good, "fewer": fewer}, points=[{"N": 7e10, "D": 1.4e12}], fmt="markdown")
+    assert "Not compared: fits 'all' and 'fewer' are not on the same observations" in text
