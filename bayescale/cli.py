@@ -408,17 +408,42 @@ def report_command(fit_paths, backtest_path, at, fmt, out, ci_prob):
 @click.option("--columns", multiple=True, help="Map canonical names to yours: run=name,step=iteration.")
 @click.option("--warmup", type=float, default=0.05, show_default=True,
               help="Exclude warm-up: a fraction of each run's planned steps, or a step number (>= 1); 0 keeps all.")
+@click.option("--schedule", "schedules", multiple=True, metavar="NAME=SCHEDULE",
+              help="What if --run had followed this schedule (schedule-aware laws), e.g. "
+                   "long='cosine(peak=1e-3, total=32000, warmup=50, final=0.1)'; repeat to compare several.")
 @click.option("--draws", type=int, default=defaults.DRAWS, show_default=True)
 @click.option("--tune", type=int, default=defaults.TUNE, show_default=True)
 @click.option("--seed", type=int, default=defaults.SEED, show_default=True)
 @_ci_option
 @_json_option
-def curve_command(runs, law_spec, run_id, upto, horizon, delta, columns, warmup, draws, tune, seed, ci_prob, as_json):
-    """Forecast the rest of training runs from their checkpoints so far (joint fit, pooled by run)."""
-    from .curves import fit_curves, forecast_curves, load_checkpoints
+def curve_command(runs, law_spec, run_id, upto, horizon, delta, columns, warmup, schedules, draws, tune, seed, ci_prob,
+                  as_json):
+    """Forecast the rest of training runs from their checkpoints so far (joint fit with a run effect)."""
+    from .curves import compare_schedules, fit_curves, forecast_curves, load_checkpoints
 
+    if schedules and run_id is None:
+        raise click.UsageError("--schedule needs --run: the run whose schedule is changed")
     table = load_checkpoints(runs, _pairs(columns, "--columns"), warmup=warmup)
     fit = fit_curves(table, law_spec, upto=upto, draws=draws, tune=tune, seed=seed, progressbar=not as_json)
+    if schedules:
+        named = {}
+        for item in schedules:
+            name, eq, text = item.partition("=")
+            if not eq or not name.strip():
+                raise BayescaleError(f"--schedule {item!r} should look like NAME='cosine(peak=1e-3, total=16000)'")
+            named[name.strip()] = text
+        result = compare_schedules(fit, table, named, run=run_id, ci_prob=ci_prob)
+        if as_json:
+            click.echo(json.dumps({"ci_prob": ci_prob, "run": run_id, "schedules": result.to_dict("records")}))
+            return
+        pct = f"{ci_prob:.0%}"
+        click.echo(f"run {run_id}: final loss under each schedule ({pct} intervals: the law, then new runs)")
+        for r in result.to_dict("records"):
+            flag = "  [peak outside the fitted runs]" if r["peak_outside_fitted"] else ""
+            click.echo(f"{r['schedule']}: {r['spec']}: {r['final_median']:.4f} [{r['final_lower']:.4f}, "
+                       f"{r['final_upper']:.4f}], new run [{r['final_pred_lower']:.4f}, {r['final_pred_upper']:.4f}]; "
+                       f"P(best) = {r['p_best']:.2f}{flag}")
+        return
     result = forecast_curves(fit, table, upto=upto, horizon=horizon, delta=delta, ci_prob=ci_prob, run=run_id)
     if as_json:
         click.echo(json.dumps({"ci_prob": ci_prob, "runs": [

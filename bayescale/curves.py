@@ -10,15 +10,19 @@ learning rate and group columns. Rules, checked with errors that name the run an
 - a run keeps all its checkpoints together: a fit sees a prefix of each run (``upto``).
 
 Checkpoints of one run are not independent draws: they share the run's own curve. bayescale fits
-all runs jointly with the run's parameters pooled (``pool={"E": "run", "A": "run", "alpha": "run"}``
-by default): a run-level effect on every parameter, partially pooled, so a run with few
-checkpoints borrows the shape of the others. (Autocorrelated residuals were the alternative; the
-run effect was chosen because most of the correlation between a run's checkpoints is its own
-curve, which the run's parameters carry. Whether the residuals left are white is not yet checked.)
+all runs jointly with a run effect: the parameters a card names in ``run_effect`` (the floor and
+the scale of the step term in the built-in cards) vary by run around a population, partially pooled, so a run with few checkpoints borrows from the others
+and a run with none is forecast from the population (:func:`default_pool`). A run effect was
+chosen over autocorrelated residuals because most of the correlation between a run's checkpoints
+is its own level, which the effect carries, and because it is what a new run needs: a population
+to be drawn from. The decay exponent is shared (pooling it too is possible, ``pool=...``, but the
+per-run (E, A, alpha) ridge then makes sampling several times slower for little gain). Whether the
+residuals left are white is not checked.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
@@ -26,15 +30,15 @@ import pandas as pd
 
 from . import defaults
 from .data import Runs, load_runs, read_table
-from .errors import BayescaleError, DataError
-from .predict import check_ci_prob
+from .errors import BayescaleError, DataError, ExtrapolationWarning
+from .laws import RUN_OFFSET, Law, get_law
+from .predict import check_ci_prob, loss_draws
+from .schedules import SCHEDULE_COLUMNS, Schedule, add_schedule_inputs, run_areas, run_schedule, schedule_areas
 
 if TYPE_CHECKING:
     from .fit import Fit
 
 WARMUP_FRACTION = 0.05
-#: default pooling for the per-run learning-curve law
-CURVE_POOL = {"E": "run", "A": "run", "alpha": "run"}
 
 
 def _rows(index) -> str:
@@ -46,7 +50,7 @@ def load_checkpoints(source, columns: Mapping[str, str] | None = None, *, warmup
                      keep=()) -> Runs:
     """Read and validate a checkpoint table (``run``, ``step``, ``loss``, ...) and drop warm-up rows."""
     raw, where = (source.frame.copy(), source.source) if isinstance(source, Runs) else read_table(source)
-    keep = [*(["total_steps"] if "total_steps" in raw.columns else []), *keep]
+    keep = [*(c for c in (*SCHEDULE_COLUMNS, "S1", "S2") if c in raw.columns), *keep]
     runs = load_runs(raw, columns, extra_inputs=("step",), keep=keep)
     runs.source = where
     frame = runs.frame
@@ -89,19 +93,85 @@ def upto_steps(frame: pd.DataFrame, upto: float) -> pd.Series:
     return pd.Series(float(upto), index=frame.index)
 
 
-def fit_curves(runs: Runs, law: str = "curve_power", *, upto: float = 1.0, pool: Mapping[str, str] | None = None,
+def _needs_schedule(law: Law) -> bool:
+    return bool({"S1", "S2"} & set(law.inputs))
+
+
+def default_pool(law: Law) -> dict[str, str]:
+    """The run effect: the card's ``run_effect`` parameters vary by run (else its anchor, the loss floor)."""
+    names = law.run_effect or ((law.anchor,) if law.anchor else ())
+    return {name: "run" for name in names}
+
+
+def fit_curves(runs: Runs, law: str | Law = "curve_power", *, upto: float = 1.0, pool: Mapping[str, str] | None = None,
                **options) -> "Fit":
-    """Fit ``law`` jointly to every run's checkpoints up to ``upto`` (pooled by run by default)."""
+    """Fit ``law`` jointly to every run's checkpoints up to ``upto``, with a run effect.
+
+    By default the card's ``run_effect`` parameters vary by run (:func:`default_pool`). When
+    ``pool`` groups parameters by something else (``{"L0": "model", "A": "model"}``: by model
+    size), the run effect is an additive ``run_offset`` per run (:meth:`Law.with_run_offset`,
+    spread ``run_offset_sd`` with a HalfNormal(0.05) prior unless ``priors`` says otherwise).
+
+    A schedule-aware law (inputs S1, S2) gets them from each run's schedule or ``lr`` column
+    (:mod:`bayescale.schedules`). The likelihood defaults to ``normal``: along a run the loss is
+    smooth, and where the law misfits it misfits whole runs (an unstable high-learning-rate run),
+    which the run effect and the noise scale should absorb. A heavy-tailed likelihood instead
+    writes such runs off as outliers: on the misfitting runs Student-t's nu fell below 0.5 and
+    the posterior lost its mode.
+    """
     from .fit import fit
 
+    options.setdefault("likelihood", "normal")
+    law = get_law(law)
     frame = runs.frame
+    if _needs_schedule(law) and not {"S1", "S2"} <= set(frame.columns):
+        frame = add_schedule_inputs(frame)
     seen = frame[frame["step"] <= upto_steps(frame, upto)].reset_index(drop=True)
     if len(seen) == 0:
         raise BayescaleError(f"no checkpoints at or before upto={upto}: nothing to fit")
-    pool = dict(CURVE_POOL if pool is None else pool)
-    if pool and seen["run"].nunique() < 2:
-        pool = {}
+    pool = default_pool(law) if pool is None else dict(pool)
+    if seen["run"].nunique() < 2:
+        pool = {param: column for param, column in pool.items() if column != "run"}
+    elif "run" not in pool.values():
+        law = law.with_run_offset()
+        pool[RUN_OFFSET] = "run"
+        options["priors"] = {f"{RUN_OFFSET}_sd": "HalfNormal(sigma=0.05)", **(options.get("priors") or {})}
     return fit(Runs(seen, list(runs.notes), runs.source), law, pool=pool, **options)
+
+
+def _points(fit: "Fit", part: pd.DataFrame, run: str, steps: np.ndarray, schedule: Schedule | None = None) -> pd.DataFrame:
+    """The law's inputs for one run at ``steps``: step, S1/S2 from its schedule, its other inputs and groups."""
+    points = pd.DataFrame({"step": steps, "run": run})
+    if _needs_schedule(fit.law):
+        areas = schedule_areas(schedule, steps) if schedule is not None else run_areas(part, run, steps)
+        points[["S1", "S2"]] = areas[["S1", "S2"]].to_numpy()
+    for col in (*fit.law.inputs, *(p.column for p in fit.spec.pooled.values())):
+        if col not in points.columns:
+            if col not in part.columns:
+                raise BayescaleError(f"run {run!r} has no {col!r}, which the fit needs to forecast it")
+            points[col] = part[col].iloc[0]
+    return points
+
+
+def _run_rows(runs: Runs, run: str) -> pd.DataFrame:
+    part = runs.frame[runs.frame["run"] == str(run)]
+    if part.empty:
+        raise BayescaleError(f"no run {run!r}; runs are {', '.join(runs.frame['run'].unique()[:10])}")
+    return part
+
+
+def run_points(fit: "Fit", runs: Runs, run: str, steps) -> pd.DataFrame:
+    """Points along one run of ``runs`` at ``steps``, ready for :meth:`Fit.predict` (credible and predictive bands)."""
+    return _points(fit, _run_rows(runs, run), str(run), np.asarray(steps, dtype=float))
+
+
+def _last_step(fit: "Fit", part: pd.DataFrame, run: str, wanted: float) -> float:
+    """How far a run's curve can be followed: its schedule's end for a schedule-aware law, else ``wanted``."""
+    if _needs_schedule(fit.law):
+        schedule = run_schedule(part, run)
+        if schedule is not None:
+            return float(schedule.total_steps)
+    return wanted
 
 
 def forecast_curves(fit: "Fit", runs: Runs, *, upto: float = 1.0, horizon: float | None = None, delta: float = 0.01,
@@ -110,46 +180,85 @@ def forecast_curves(fit: "Fit", runs: Runs, *, upto: float = 1.0, horizon: float
 
     The horizon defaults to each run's last recorded step. The saturation step is the first step
     after ``upto`` at which the expected gain over the next 1,000 steps falls below ``delta``
-    (NaN if that does not happen before 100 times the horizon).
+    (NaN if that does not happen before 100 times the horizon, or before a schedule-aware run's
+    last scheduled step).
     """
-    from .predict import flat_draws, log_law, params_at
-
     ci_prob = check_ci_prob(ci_prob)
-    frame = runs.frame
-    if run is not None:
-        frame = frame[frame["run"] == str(run)]
-        if frame.empty:
-            raise BayescaleError(f"no run {run!r}; runs are {', '.join(runs.frame['run'].unique()[:10])}")
+    frame = runs.frame if run is None else _run_rows(runs, run)
     ends = frame.assign(upto_step=upto_steps(frame, upto)).groupby("run", sort=False)
-    rng = np.random.default_rng(fit.settings["seed"] if seed is None else seed)
-    draws = flat_draws(fit)
+    seed = fit.settings["seed"] if seed is None else seed
+    lo, hi = (1 - ci_prob) / 2, (1 + ci_prob) / 2
     rows = []
     for name, part in ends:
-        upto_step = float(min(part["upto_step"].iloc[0], part["step"].max()))
-        seen = part[part["step"] <= upto_step]
-        upto_step = float(seen["step"].max()) if len(seen) else upto_step
+        seen = part[part["step"] <= part["upto_step"].iloc[0]]
+        upto_step = float(seen["step"].max()) if len(seen) else float(part["upto_step"].iloc[0])
         horizon_step = float(horizon or part["step"].max())
-        grid = np.unique(np.concatenate([[upto_step, horizon_step],
-                                         np.geomspace(upto_step, 100 * horizon_step, 60)]))
-        points = pd.DataFrame({"step": np.concatenate([grid, grid + 1000.0]), "run": name})
-        for col in fit.law.inputs:
-            if col != "step":
-                points[col] = part[col].iloc[0]
-        params = {**draws, **params_at(fit, draws, points, rng)}
-        law = np.exp(log_law(fit, {n: params[n] for n in fit.law.param_names}, points))
-        now, later = law[:, :len(grid)], law[:, len(grid):]
+        end = _last_step(fit, part, name, 100 * horizon_step)
+        if horizon_step > end:
+            raise BayescaleError(f"run {name!r}: horizon {horizon_step:g} is past its schedule's last step {end:g}")
+        grid = np.unique(np.concatenate([[upto_step, horizon_step], np.geomspace(upto_step, end, 60)]))
+        later = np.minimum(grid + 1000.0, end)
+        mu, y = next(loss_draws(fit, _points(fit, part, name, np.concatenate([grid, later])), seed))
+        law = np.exp(mu)
+        now, after = law[:, :len(grid)], law[:, len(grid):]
         at = {s: i for i, s in enumerate(grid)}
         final = law[:, at[horizon_step]]
-        noisy = np.log(final) + draws["sigma"] * fit.likelihood.standard_noise(rng, draws, (len(final), 1))[:, 0]
-        lo, hi = (1 - ci_prob) / 2, (1 + ci_prob) / 2
-        gain = (now - later).mean(axis=0)
-        after = np.flatnonzero((grid >= upto_step) & (gain < delta))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            gain = (now - after).mean(axis=0) * 1000.0 / (later - grid)
+        saturated = np.flatnonzero((grid >= upto_step) & (later > grid) & (gain < delta))
+        noisy = y[:, at[horizon_step]]
         rows.append({"run": name, "upto_step": upto_step, "horizon_step": horizon_step,
                      "final_median": float(np.median(final)), "final_pred_lower": float(np.exp(np.quantile(noisy, lo))),
                      "final_pred_upper": float(np.exp(np.quantile(noisy, hi))),
                      "p_improve": float(np.mean(now[:, at[upto_step]] - final > delta)),
-                     "saturation_step": float(grid[after[0]]) if len(after) else np.nan,
+                     "saturation_step": float(grid[saturated[0]]) if len(saturated) else np.nan,
                      "n_seen": int(len(seen))})
     out = pd.DataFrame(rows)
+    out.attrs["ci_prob"] = ci_prob
+    return out
+
+
+def compare_schedules(fit: "Fit", runs: Runs, schedules: Mapping[str, Schedule | str], *, run: str,
+                      ci_prob: float = defaults.CI_PROB, seed: int | None = None) -> pd.DataFrame:
+    """What if ``run`` had followed another schedule? Its final loss under each, and P(each is best).
+
+    ``run`` names a run in ``runs`` (its size, groups and run effect are kept; a run the fit never
+    saw is a new group, drawn from the population). Each schedule's final loss is the law at its
+    last step; the same posterior draws serve every schedule, so P(best) compares them draw by draw.
+    A peak learning rate outside the fitted runs' range is flagged: the law has no term for a
+    learning rate that is too high, so it cannot see the loss rise there.
+    """
+    if not _needs_schedule(fit.law):
+        raise BayescaleError(f"law {fit.law.name!r} has no schedule inputs (S1, S2); fit a schedule-aware law "
+                             "(schedule_aware, schedule_aware_n) to compare schedules")
+    if not schedules:
+        raise BayescaleError("give at least one schedule to compare")
+    ci_prob = check_ci_prob(ci_prob)
+    part = _run_rows(runs, run)
+    parsed = {name: s if isinstance(s, Schedule) else Schedule.parse(s) for name, s in schedules.items()}
+    seed = fit.settings["seed"] if seed is None else seed
+    finals, noisy = [], []
+    for schedule in parsed.values():
+        points = _points(fit, part, str(run), np.array([float(schedule.total_steps)]), schedule)
+        mu, y = next(loss_draws(fit, points, seed))
+        finals.append(np.exp(mu[:, 0]))
+        noisy.append(np.exp(y[:, 0]))
+    finals = np.array(finals)
+    best = np.argmin(finals, axis=0)
+    lo, hi = (1 - ci_prob) / 2, (1 + ci_prob) / 2
+    peaks = fit.runs.frame["peak_lr"] if "peak_lr" in fit.runs.frame.columns else None
+    rows = []
+    for i, (name, schedule) in enumerate(parsed.items()):
+        outside = peaks is not None and not (peaks.min() <= schedule.peak_lr <= peaks.max())
+        rows.append({"schedule": name, "spec": str(schedule), "final_median": float(np.median(finals[i])),
+                     "final_lower": float(np.quantile(finals[i], lo)), "final_upper": float(np.quantile(finals[i], hi)),
+                     "final_pred_lower": float(np.quantile(noisy[i], lo)),
+                     "final_pred_upper": float(np.quantile(noisy[i], hi)),
+                     "p_best": float(np.mean(best == i)), "peak_outside_fitted": bool(outside)})
+    out = pd.DataFrame(rows)
+    if out["peak_outside_fitted"].any():
+        warnings.warn(f"schedule(s) {', '.join(out.loc[out['peak_outside_fitted'], 'schedule'])} have a peak learning "
+                      f"rate outside the fitted runs' {peaks.min():g} .. {peaks.max():g}: the law cannot see the loss "
+                      "rise at a learning rate that is too high", ExtrapolationWarning, stacklevel=2)
     out.attrs["ci_prob"] = ci_prob
     return out

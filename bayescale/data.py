@@ -24,6 +24,8 @@ logger = logging.getLogger("bayescale")
 #: columns bayescale knows; a column mapping may only target these or a law's own inputs
 CANONICAL = ("N", "D", "C", "loss", "U", "N_no_embed", "step", "tokens", "run", "lr")
 POSITIVE = ("N", "D", "C", "loss", "U", "N_no_embed")
+#: law inputs that may be zero (the annealing area S2 is zero until the learning rate first drops)
+NONNEGATIVE = ("S2",)
 #: below these maxima the units look wrong (a raw count is expected)
 _UNIT_FLOORS = {"N": (1e4, "millions or billions of parameters"), "D": (1e5, "millions or billions of tokens"),
                 "C": (1e10, "PF-days or another unit; C is in FLOPs (1 PF-day = 8.64e19 FLOPs)")}
@@ -192,9 +194,10 @@ def prepare_points(points, inputs: Iterable[str]) -> pd.DataFrame:
         raise DataError(f"predicting needs input(s) {', '.join(missing)} (got {', '.join(map(str, table.columns))}); "
                         "D can also be given as C with N")
     for col in inputs:
-        bad = table.index[~(table[col] > 0)]
+        bad = table.index[~(table[col] >= 0 if col in NONNEGATIVE else table[col] > 0)]
         if len(bad):
-            raise DataError(f"input {col!r}: must be > 0, but points {_row_list(bad)} are not")
+            bound = ">= 0" if col in NONNEGATIVE else "> 0"
+            raise DataError(f"input {col!r}: must be {bound}, but points {_row_list(bad)} are not")
     return table
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .data import Runs, load_runs
-from .errors import BayescaleError
+from .errors import BayescaleError, DataError
 
 #: Hoffmann et al. 2022 fit (approach 3): the ground truth of the synthetic sweep
 CHINCHILLA_TRUTH = {"E": 1.69, "A": 406.4, "alpha": 0.34, "B": 410.7, "beta": 0.28}
@@ -133,16 +133,22 @@ def load_misfitting_final(path: str | Path) -> Runs:
     """
     raw = pd.read_csv(path)
     best = raw.loc[raw.groupby(["model", "D"])["loss"].idxmin()]
-    frame = best[["N", "D", "loss", "model", "peak_lr"]].rename(columns={"peak_lr": "lr"}).reset_index(drop=True)
-    runs = load_runs(frame, keep=["model"])
+    frame = best[["N", "D", "loss", "model", "peak_lr"]].reset_index(drop=True)
+    runs = load_runs(frame, keep=["model", "peak_lr"])
     runs.source = str(path)
     return runs
+
+
+#: the misfitting sweeps' schedule (open_lm defaults and the sweep settings in the paper's repository,
+#: hadasah/scaling_laws open_lm/constants/slurm_constants.py): 50 warm-up steps, cosine to 10% of the peak
+MISFITTING_SCHEDULE = {"warmup_steps": 50, "decay": "cosine", "final_lr_ratio": 0.1}
 
 
 def load_misfitting_curves(path: str | Path) -> pd.DataFrame:
     """Li, Kudugunta, Zettlemoyer 2025 checkpoints (``scaling_results.csv``) as a checkpoint table.
 
-    A run is one (model, total_steps, peak_lr); columns run, step, loss, N, total_steps, model, lr.
+    A run is one (model, total_steps, peak_lr); columns run, step, loss, N, model and the schedule
+    columns peak_lr, total_steps, warmup_steps, decay, final_lr_ratio (:data:`MISFITTING_SCHEDULE`).
     The file has a few checkpoints past a run's planned length and repeated (run, step) rows from
     resumed sweeps; those are dropped (the last copy kept) and each run is sorted by step.
     Pass the result to :func:`bayescale.curves.load_checkpoints`.
@@ -150,7 +156,8 @@ def load_misfitting_curves(path: str | Path) -> pd.DataFrame:
     raw = pd.read_csv(path)
     run = raw["model"] + "|T=" + raw["total_steps"].astype(str) + "|lr=" + raw["peak_lr"].astype(str)
     table = pd.DataFrame({"run": run, "step": raw["current_steps"], "loss": raw["loss"], "N": raw["N"],
-                          "total_steps": raw["total_steps"], "model": raw["model"], "lr": raw["peak_lr"]})
+                          "total_steps": raw["total_steps"], "model": raw["model"], "peak_lr": raw["peak_lr"],
+                          **MISFITTING_SCHEDULE})
     table = table[table["step"] <= table["total_steps"]]
     table = table.drop_duplicates(["run", "step"], keep="last").sort_values(["run", "step"], kind="stable")
     return table.reset_index(drop=True)
@@ -167,3 +174,48 @@ def synthetic_curves(seed: int = 0, *, n_runs: int = 4, points: int = 20, noise:
             loss = (e + a * step ** -0.45) * np.exp(rng.normal(0, noise))
             rows.append({"run": f"run{r}", "step": step, "loss": loss, "total_steps": total})
     return pd.DataFrame(rows)
+
+
+#: the law behind :func:`synthetic_schedule_curves`
+SCHEDULE_TRUTH = {"L0": 2.5, "A": 0.6, "alpha": 0.5, "C": 0.4}
+
+
+def synthetic_schedule_curves(seed: int = 0, *, noise: float = 0.003, every: int = 250) -> pd.DataFrame:
+    """Runs of one model under cosine and WSD schedules of several lengths and peaks, from the schedule-aware law.
+
+    L = L0 + A * S1^(-alpha) - C * S2 with :data:`SCHEDULE_TRUTH`; a checkpoint every ``every`` steps;
+    schedule columns peak_lr, total_steps, warmup_steps, decay, final_lr_ratio.
+    """
+    from .schedules import Schedule, schedule_areas
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    plans = [("cosine", 4000, 1e-3), ("cosine", 8000, 1e-3), ("wsd", 8000, 2e-3), ("cosine", 6000, 2e-3)]
+    for i, (decay, total, peak) in enumerate(plans):
+        schedule = Schedule(peak, total, warmup_steps=100, decay=decay, final_lr_ratio=0.1)
+        steps = np.arange(every, total + 1, every, dtype=float)
+        areas = schedule_areas(schedule, steps)
+        t = SCHEDULE_TRUTH
+        law = t["L0"] + t["A"] * areas["S1"] ** -t["alpha"] - t["C"] * areas["S2"]
+        for step, value in zip(steps, law):
+            rows.append({"run": f"{decay}-{total}-{peak:g}", "step": step, "loss": value * np.exp(rng.normal(0, noise)),
+                         "peak_lr": peak, "total_steps": total, "warmup_steps": 100, "decay": decay,
+                         "final_lr_ratio": 0.1})
+    return pd.DataFrame(rows)
+
+
+def load_revisiting(path: str | Path, domain: str) -> pd.DataFrame:
+    """One domain (``LM``, ``NMT``, ...) of the Revisiting benchmark (Alabdulmohsin et al. 2022) as a checkpoint table.
+
+    Columns run (the ``Model`` column), step (``Seen Examples``), loss and ``training``: 1 for the
+    part to fit, 0 for the part to forecast (the benchmark's own split). The files repeat each
+    (model, examples) row several times; one copy is kept.
+    """
+    raw = pd.read_csv(path)
+    if domain not in set(raw["Domain"]):
+        raise DataError(f"no domain {domain!r} in {path}; it has {', '.join(sorted(set(raw['Domain'])))}")
+    raw = raw[raw["Domain"] == domain]
+    table = pd.DataFrame({"run": raw["Model"].astype(str), "step": raw["Seen Examples"], "loss": raw["Loss"],
+                          "training": raw["Training"].astype(int)})
+    table = table.drop_duplicates(["run", "step"]).sort_values(["run", "step"], kind="stable")
+    return table.reset_index(drop=True)

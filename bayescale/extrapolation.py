@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .data import Runs
+from .data import NONNEGATIVE, Runs
 from .errors import BayescaleError, ExtrapolationWarning
 from .laplace import laplace_approximation
 from .priors import Prior
@@ -41,12 +41,18 @@ def observed_ranges(runs: Runs, inputs) -> dict[str, tuple[float, float]]:
     return {name: (float(np.min(runs[name])), float(np.max(runs[name]))) for name in inputs}
 
 
+def _log_scale(name: str, x):
+    """Natural log; log(1 + x) for an input that may be zero (S2)."""
+    return np.log1p(x) if name in NONNEGATIVE else np.log(x)
+
+
 def distance(table: pd.DataFrame, ranges: Mapping[str, tuple[float, float]]) -> np.ndarray:
     """Euclidean distance in natural-log units outside the box of observed inputs (0 inside it)."""
     total = np.zeros(len(table))
     for name, (low, high) in ranges.items():
-        x = np.log(table[name].to_numpy(dtype=float))
-        total += np.maximum(0.0, x - np.log(high)) ** 2 + np.maximum(0.0, np.log(low) - x) ** 2
+        x = _log_scale(name, table[name].to_numpy(dtype=float))
+        total += (np.maximum(0.0, x - _log_scale(name, high)) ** 2
+                  + np.maximum(0.0, _log_scale(name, low) - x) ** 2)
     return np.sqrt(total)
 
 
@@ -85,7 +91,7 @@ def _scale_order(frame: pd.DataFrame, inputs) -> np.ndarray:
     """Runs from small to large: by compute when known, else by the sum of log inputs."""
     if "C" in frame.columns:
         return frame["C"].to_numpy(dtype=float)
-    return np.sum([np.log(frame[n].to_numpy(dtype=float)) for n in inputs], axis=0)
+    return np.sum([_log_scale(n, frame[n].to_numpy(dtype=float)) for n in inputs], axis=0)
 
 
 def _internal_forecast(spec_factory, train: Runs, heldout: Runs, law, likelihood, rng) -> tuple[np.ndarray, np.ndarray]:

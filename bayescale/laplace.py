@@ -8,6 +8,8 @@ the sampled posterior is exact whatever the mode search finds.
 
 from __future__ import annotations
 
+import warnings
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,7 +63,9 @@ def _compiled_objective(spec: ModelSpec):
     k = len(spec.free_names)
     model = spec.to_pymc(np.zeros(k), np.eye(k))
     logp, dlogp = model.compile_logp(), model.compile_dlogp()
-    d2logp = model.compile_d2logp(negate_output=False)  # the Hessian of log p itself
+    with warnings.catch_warnings():  # the Student-t Hessian needs trigamma, which Numba runs in object mode: slower, not wrong
+        warnings.filterwarnings("ignore", message="Numba will use object mode", category=UserWarning)
+        d2logp = model.compile_d2logp(negate_output=False)  # the Hessian of log p itself
 
     def value_and_grad(u):
         value = -float(logp({"z": u}))
@@ -111,13 +115,14 @@ def laplace_approximation(spec: ModelSpec, rng: np.random.Generator, n_random_st
 
 
 def choose_centring(spec: ModelSpec, laplace: LaplaceApproximation) -> ModelSpec:
-    """Sample a pooled parameter centred when its groups' data pin them down more than the groups differ.
+    """Sample a pooled group centred when its data pin it down more than the groups differ.
 
     At the mode of the non-centred posterior, each group's data precision is read off the curvature
-    of its offset (``sd^2 * precision + 1``). Centring pays when every group's data standard error
-    is below the spread of the group values and the groups clearly differ (spread above a tenth of
-    the spread prior's median); groups that look alike stay non-centred, where a spread that may be
-    near zero does no harm. Only the sampler's efficiency depends on this choice.
+    of its offset (``sd^2 * precision + 1``). Centring pays for a group whose data standard error
+    is below the spread of the group values, when the groups clearly differ (spread above a tenth
+    of the spread prior's median); groups that look alike stay non-centred, where a spread that may
+    be near zero does no harm, and so do groups with little data of their own (a run with no
+    checkpoints yet). Only the sampler's efficiency depends on this choice.
     """
     from dataclasses import replace
 
@@ -126,13 +131,13 @@ def choose_centring(spec: ModelSpec, laplace: LaplaceApproximation) -> ModelSpec
     names, values = spec.free_names, spec.constrain(laplace.center)[0]
     pooled = dict(spec.pooled)
     for param, group in spec.pooled.items():
-        if group.centred:
+        if group.centring.any():
             continue
         sd = float(values[group.sd_name])
         u_groups = spec.priors[param].support.to_unconstrained(np.asarray(values[param]))
         curvature = np.array([laplace.hessian[i, i] for i, n in enumerate(names) if n.startswith(f"{param}_offset[")])
         data_sd = sd / np.sqrt(np.maximum(curvature - 1, 1e-12))
-        spread = np.std(u_groups)
-        distinct = spread > 0.1 * group.sd_prior.median()
-        pooled[param] = replace(group, centred=bool(distinct and np.all(data_sd < spread)))
+        distinct = np.std(u_groups) > 0.1 * group.sd_prior.median()
+        centred = (data_sd < np.std(u_groups)) & distinct
+        pooled[param] = replace(group, centred=bool(centred[0]) if np.all(centred == centred[0]) else tuple(centred.tolist()))
     return replace(spec, pooled=pooled)

@@ -28,6 +28,8 @@ from .errors import BayescaleError, FormulaError
 from .formula import Formula
 from .priors import Prior, ScaledPrior
 
+#: the parameter :meth:`Law.with_run_offset` adds
+RUN_OFFSET = "run_offset"
 #: input names that :meth:`Law.from_formula` recognises without being told
 KNOWN_INPUTS = ("N", "D", "C", "U", "X", "step", "tokens")
 
@@ -78,6 +80,8 @@ class Law:
     breaks: Mapping[str, str] = field(default_factory=dict)
     #: an additive loss floor that the sampler reaches through the loss at the data's centre (see model.py)
     anchor: str | None = None
+    #: for learning curves: the parameters that vary by run in a joint fit of many runs (bayescale.curves)
+    run_effect: tuple[str, ...] = ()
 
     def __post_init__(self):
         context = f"law {self.name!r}"
@@ -104,6 +108,10 @@ class Law:
                                    f"({', '.join(self.inputs)})")
         if self.anchor is not None:
             self._check_anchor(context)
+        stray = [n for n in self.run_effect if n not in self.params]
+        if stray:
+            raise FormulaError(f"{context}: run_effect names {', '.join(stray)}, which are not parameters "
+                               f"({', '.join(self.params)})")
         unused = [n for n in (*self.inputs, *self.params) if n not in self.formula.names]
         if unused:
             raise FormulaError(f"{context}: {', '.join(unused)} declared but not used in formula "
@@ -146,7 +154,8 @@ class Law:
         return cls(name=str(card["name"]), inputs=tuple(card["inputs"]), formula=Formula(card["formula"]),
                    params=params, title=card.get("title", ""), source=card.get("source", ""),
                    description=card.get("description", ""), card_path=card_path, derived=derived,
-                   breaks=dict(card.get("breaks") or {}), anchor=card.get("anchor"))
+                   breaks=dict(card.get("breaks") or {}), anchor=card.get("anchor"),
+                   run_effect=tuple(card.get("run_effect") or ()))
 
     @classmethod
     def from_card(cls, path: str | Path) -> "Law":
@@ -214,6 +223,19 @@ class Law:
         return replace(self, name=f"{self.name}[{bound}]", inputs=inputs, formula=Formula(ast.unparse(tree)),
                        params=params, breaks={k: renames.get(v, v) for k, v in self.breaks.items()})
 
+    def with_run_offset(self) -> "Law":
+        """The law plus ``run_offset``: a run's additive deviation from it, meant to be pooled by run.
+
+        Its card-level prior is the prior of the population value, pinned at zero (the law itself is
+        the population's curve); the spread between runs is ``run_offset_sd``.
+        """
+        if RUN_OFFSET in self.params:
+            return self
+        param = Param(RUN_OFFSET, Prior.parse("Normal(mu=0, sigma=0.001)"),
+                      description="a run's additive deviation from the law (nats), pooled by run")
+        return replace(self, name=f"{self.name}+{RUN_OFFSET}", formula=Formula(f"({self.formula.text}) + {RUN_OFFSET}"),
+                       params={**self.params, RUN_OFFSET: param})
+
     def bind_data(self, columns: Mapping[str, "np.ndarray"]) -> "Law":
         """Turn priors stated relative to the data (``X_max``) into numbers for these runs."""
         if not any(isinstance(p.prior, ScaledPrior) for p in self.params.values()):
@@ -236,7 +258,8 @@ class Law:
                 "inputs": list(self.inputs), "formula": self.formula.text,
                 "params": {n: p.to_dict() for n, p in self.params.items()},
                 "derived": {n: d.to_dict() for n, d in self.derived.items()}, "breaks": dict(self.breaks),
-                **({"anchor": self.anchor} if self.anchor else {})}
+                **({"anchor": self.anchor} if self.anchor else {}),
+                **({"run_effect": list(self.run_effect)} if self.run_effect else {})}
 
     def __str__(self) -> str:
         return f"{self.name}: L({', '.join(self.inputs)}) = {self.formula.text}"

@@ -28,6 +28,11 @@ from .priors import Prior
 OBS_DIM = "obs"
 
 
+def _centre(values: np.ndarray) -> float:
+    """The geometric mean of an input; the arithmetic mean for one that can be zero (S2)."""
+    return float(np.exp(np.mean(np.log(values)))) if np.all(values > 0) else float(np.mean(values))
+
+
 @dataclass
 class ModelSpec:
     """Everything that defines one posterior: law, priors of all parameters, noise model, data, pooling."""
@@ -55,8 +60,8 @@ class ModelSpec:
         runs.require(law.inputs, n_free, law.name)
         inputs = {name: runs[name] for name in law.inputs}
         reference = None
-        if law.anchor is not None and not pooled:
-            reference = {name: float(np.exp(np.mean(np.log(values)))) for name, values in inputs.items()}
+        if law.anchor is not None and (law.anchor not in pooled or priors[law.anchor].support.kind == "positive"):
+            reference = {name: _centre(values) for name, values in inputs.items()}
         return cls(law, likelihood, priors, inputs, np.log(runs["loss"]), pooled, reference)
 
     @property
@@ -76,7 +81,8 @@ class ModelSpec:
         out = []
         for name in self.priors:
             if name == self.anchor:
-                out.append(f"log_loss_at_centre (sets {name})")
+                centre = f"log_loss_at_centre (sets {name}{'_pop' if name in self.pooled else ''})"
+                out += [centre, *self.pooled[name].free_names[1:]] if name in self.pooled else [centre]
             else:
                 out += self.pooled[name].free_names if name in self.pooled else [name]
         return out
@@ -94,52 +100,72 @@ class ModelSpec:
     def _values(self, u, xp):
         """Parameter values (group arrays for pooled ones, plus _pop and _sd), log prior, log Jacobian."""
         values, log_prior, log_jac = {}, 0.0, 0.0
+        anchored = None
         for name, prior, pooled, part in self._split(u, xp):
             if name == self.anchor:
-                continue  # needs the other parameters first; see below
+                anchored = (prior, pooled, part)  # needs the other parameters first; see _anchored
+                continue
             if pooled is None:
                 values[name], jac = prior.support.from_unconstrained(part, xp)
-                log_prior = log_prior + prior.logpdf(values[name]) if xp is np else log_prior + prior.pytensor_logp(values[name])
+                log_prior = log_prior + self._logp(prior, values[name], xp)
                 log_jac = log_jac + jac
-                continue
-            sd, jac_sd = pooled.sd_prior.support.from_unconstrained(part[1], xp)
-            n_groups = len(pooled.levels)
-            if pooled.centred:  # coordinates: loc, log sd, u_g
-                u_groups = part[2:]
-                u_pop = xp.mean(u_groups) + sd / np.sqrt(n_groups) * part[0]
-                jac_loc = xp.log(sd) - 0.5 * np.log(n_groups)
-                group_logp = -0.5 * xp.sum(((u_groups - u_pop) / sd) ** 2) - n_groups * xp.log(sd)
-            else:               # coordinates: u_pop, log sd, offsets
-                u_pop, jac_loc = part[0], 0.0
-                u_groups = u_pop + sd * part[2:]
-                group_logp = -0.5 * xp.sum(part[2:] ** 2)
-            pop, jac_pop = prior.support.from_unconstrained(u_pop, xp)
-            values[pooled.pop_name], values[pooled.sd_name] = pop, sd
-            values[name] = prior.support.from_unconstrained(u_groups, xp)[0]
-            if xp is np:
-                log_prior = log_prior + prior.logpdf(pop) + pooled.sd_prior.logpdf(sd) + float(group_logp)
             else:
-                log_prior = log_prior + prior.pytensor_logp(pop) + pooled.sd_prior.pytensor_logp(sd) + group_logp
-            log_jac = log_jac + jac_loc + jac_pop + jac_sd
-        if self.anchor is not None:
-            values, log_prior, log_jac = self._anchored(u, xp, values, log_prior, log_jac)
+                lp, jac = self._pooled(name, prior, pooled, part, xp, values)
+                log_prior, log_jac = log_prior + lp, log_jac + jac
+        if anchored is not None:
+            lp, jac = self._anchored(*anchored, xp, values)
+            log_prior, log_jac = log_prior + lp, log_jac + jac
         return values, log_prior, log_jac
 
-    def _anchored(self, u, xp, values, log_prior, log_jac):
-        """floor = loss at the data's centre - the rest of the law there.
+    @staticmethod
+    def _logp(prior, value, xp):
+        return prior.logpdf(value) if xp is np else prior.pytensor_logp(value)
+
+    def _pooled(self, name, prior, pooled, part, xp, values, u_pop=None):
+        """Group values of one pooled parameter into ``values``; returns its log prior and log Jacobian.
+
+        ``u_pop`` given (an anchored floor): the population value is not a coordinate of its own.
+        """
+        sd, jac_sd = pooled.sd_prior.support.from_unconstrained(part[1], xp)
+        n_groups = len(pooled.levels)
+        if pooled.all_centred and u_pop is None:  # coordinates: loc, log sd, u_g
+            u_groups = part[2:]
+            u_pop = xp.mean(u_groups) + sd / np.sqrt(n_groups) * part[0]
+            jac_loc = xp.log(sd) - 0.5 * np.log(n_groups)
+            group_logp = -0.5 * xp.sum(((u_groups - u_pop) / sd) ** 2) - n_groups * xp.log(sd)
+        else:  # coordinates: u_pop (or the anchor's), log sd, then per group u_g (centred) or its offset
+            centred = pooled.centring
+            u_pop, jac_loc, coords = (part[0] if u_pop is None else u_pop), 0.0, part[2:]
+            u_groups = xp.where(centred, coords, u_pop + sd * coords)
+            z = xp.where(centred, (coords - u_pop) / sd, coords)
+            group_logp = -0.5 * xp.sum(z ** 2) - int(centred.sum()) * xp.log(sd)
+        pop, jac_pop = prior.support.from_unconstrained(u_pop, xp)
+        values[pooled.pop_name], values[pooled.sd_name] = pop, sd
+        values[name] = prior.support.from_unconstrained(u_groups, xp)[0]
+        log_prior = self._logp(prior, pop, xp) + self._logp(pooled.sd_prior, sd, xp) + group_logp
+        return log_prior, jac_loc + jac_pop + jac_sd
+
+    def _anchored(self, prior, pooled, part, xp, values):
+        """floor = loss at the data's centre - the rest of the law there; returns log prior and log Jacobian.
 
         With the Chinchilla law, a lower beta is offset by a lower E: a curved ridge in (E, B, beta)
         that no linear map straightens. The loss at the centre of the data is pinned down by the
         data whatever beta is, so sampling its log instead of E (a triangular change of variables
         whose Jacobian is that loss) leaves a nearly linear ridge that the whitening removes.
+        A pooled floor is anchored through its population value: the loss at the centre under
+        the population values of every pooled parameter.
         """
-        u_centre = u[list(self.priors).index(self.anchor)]
-        env = {**self.reference, **values, self.anchor: 0.0}
+        u_centre = part if pooled is None else part[0]
+        population = {p.param: values[p.pop_name] for p in self.pooled.values() if p.param != self.anchor}
+        env = {**self.reference, **values, **population, self.anchor: 0.0}
         rest = self.law.formula.numpy(env) if xp is np else self.law.formula.pytensor(env)
         floor = xp.exp(u_centre) - rest
-        prior = self.priors[self.anchor]
-        log_prior = log_prior + (prior.logpdf(floor) if xp is np else prior.pytensor_logp(floor))
-        return {**values, self.anchor: floor}, log_prior, log_jac + u_centre
+        if pooled is None:
+            values[self.anchor] = floor
+            return self._logp(prior, floor, xp), u_centre
+        u_pop = xp.log(floor)  # the floor's support is positive (checked in from_runs)
+        log_prior, log_jac = self._pooled(self.anchor, prior, pooled, part, xp, values, u_pop=u_pop)
+        return log_prior, log_jac + u_centre - u_pop
 
     def per_observation(self, values: Mapping, codes: Mapping[str, np.ndarray] | None = None) -> dict:
         """Law parameter values with pooled ones spread to one value per observation."""
@@ -158,18 +184,18 @@ class ModelSpec:
         """Coordinates for scalar parameter values; pooled ones start with no spread between groups."""
         u = []
         for name, prior in self.priors.items():
+            x = prior.support.to_unconstrained(values[name])
             if name == self.anchor:
                 with np.errstate(all="ignore"):
-                    u.append(float(np.log(self.law.formula.numpy({**self.reference, **values}))))
-                continue
-            x = prior.support.to_unconstrained(values[name])
+                    first = float(np.log(self.law.formula.numpy({**self.reference, **values})))
+            else:
+                first = 0.0 if name in self.pooled and self.pooled[name].all_centred else x
             if name in self.pooled:
                 pooled = self.pooled[name]
                 sd = pooled.sd_prior.support.to_unconstrained(pooled.sd_prior.median())
-                groups = [x] * len(pooled.levels) if pooled.centred else [0.0] * len(pooled.levels)
-                u += [0.0 if pooled.centred else x, sd, *groups]
+                u += [first, sd, *(x if c else 0.0 for c in pooled.centring)]
             else:
-                u.append(x)
+                u.append(first)
         return np.array(u, dtype=float)
 
     def log_density(self, u: np.ndarray) -> float:

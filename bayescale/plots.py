@@ -6,7 +6,8 @@
 - :func:`correlated_pairs` - scatter plots of strongly correlated parameter pairs;
 - :func:`loo_comparison` - elpd with standard errors from :func:`bayescale.compare`;
 - :func:`calibration` - backtest coverage, nominal against observed;
-- :func:`frontier_bands` - the compute-optimal N*, D* and L* against compute, with bands.
+- :func:`frontier_bands` - the compute-optimal N*, D* and L* against compute, with bands;
+- :func:`learning_curves` - runs' checkpoints, the part a fit saw and the forecast of the rest.
 """
 
 from __future__ import annotations
@@ -186,5 +187,48 @@ def frontier_bands(fit: "Fit", budgets=None, ci_prob: float = defaults.CI_PROB):
         ax.set_xlabel("compute C (FLOPs)")
         ax.set_title(label, fontsize=10)
     fig.suptitle(f"compute-optimal frontier, median and {ci_prob:.0%} band", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def learning_curves(fit: "Fit", runs, *, upto: float = 1.0, show: list[str] | None = None, max_runs: int = 6,
+                    ci_prob: float = defaults.CI_PROB):
+    """One panel per run: checkpoints the fit saw, the forecast of the rest with bands, the checkpoints it did not see.
+
+    ``runs`` is the whole checkpoint table (:func:`bayescale.curves.load_checkpoints`), ``upto`` the
+    cut the fit used; ``show`` picks runs (default: up to ``max_runs``, spread over the table).
+    """
+    from .curves import _last_step, run_points, upto_steps
+
+    frame = runs.frame.assign(upto_step=upto_steps(runs.frame, upto))
+    names = list(dict.fromkeys(frame["run"]))
+    if show is None:
+        show = [names[i] for i in np.unique(np.linspace(0, len(names) - 1, min(max_runs, len(names))).round().astype(int))]
+    cols = min(3, len(show))
+    rows = int(np.ceil(len(show) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    pct = f"{ci_prob:.0%}"
+    for ax, name in zip(axes.flat, show):
+        part = frame[frame["run"] == str(name)]
+        cut = part["upto_step"].iloc[0]
+        seen, rest = part[part["step"] <= cut], part[part["step"] > cut]
+        end = min(_last_step(fit, part, name, part["step"].max()), part["step"].max())
+        grid = np.linspace(part["step"].min(), end, 120)
+        band = fit.predict(run_points(fit, runs, name, grid), ci_prob=ci_prob)
+        ax.fill_between(grid, band["pred_lower"], band["pred_upper"], color=_PRED, alpha=0.5, label=f"{pct} predictive")
+        ax.fill_between(grid, band["lower"], band["upper"], color=_LAW, alpha=0.35, label=f"{pct} credible")
+        ax.plot(grid, band["median"], color=_LAW, lw=1.2, label="posterior median")
+        ax.scatter(seen["step"], seen["loss"], s=8, color=_TRAIN, label="seen by the fit", zorder=3)
+        if len(rest):
+            ax.scatter(rest["step"], rest["loss"], s=12, marker="D", facecolors="none", edgecolors=_HELD,
+                       label="not seen", zorder=4)
+        ax.axvline(cut, color="0.5", ls=":", lw=1)
+        ax.set_title(str(name), fontsize=9)
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss")
+    for ax in list(axes.flat)[len(show):]:
+        ax.set_visible(False)
+    axes.flat[0].legend(fontsize=7, loc="upper right")
+    fig.suptitle(f"{fit.law.name}: forecasts of the rest of each run from checkpoints up to the dotted line", fontsize=10)
     fig.tight_layout()
     return fig

@@ -7,10 +7,12 @@ from a population: on the parameter's unconstrained scale (log for positive para
 
 Groups whose data say little about them are sampled non-centred (u_g = u_pop + sd * offset_g,
 offset_g ~ Normal(0, 1)), which avoids the funnel. Groups whose data pin u_g down more tightly than
-the groups differ are sampled centred (u_g itself), with the population value written relative to
-the groups' mean, u_pop = mean(u_g) + sd / sqrt(G) * loc, which removes the funnel between u_pop
-and sd that few groups would otherwise leave. :func:`bayescale.laplace.choose_centring` decides per
-parameter at the posterior mode. Both are the same model; only the sampler's coordinates differ.
+the groups differ are sampled centred (u_g itself). When every group is centred, the population
+value is written relative to the groups' mean, u_pop = mean(u_g) + sd / sqrt(G) * loc, which
+removes the funnel between u_pop and sd that few groups would otherwise leave; when only some are
+(runs with many checkpoints next to runs with none), u_pop is a coordinate of its own.
+:func:`bayescale.laplace.choose_centring` decides per group at the posterior mode. All are the same
+model; only the sampler's coordinates differ.
 
 The card's prior for ``alpha`` becomes the prior of the population value ``alpha_pop`` (the
 median of the population on the parameter's own scale), and ``alpha_sd`` (the spread between
@@ -42,7 +44,17 @@ class PooledParam:
     levels: tuple[str, ...]
     codes: np.ndarray            # level index of every observation
     sd_prior: Prior = DEFAULT_SD_PRIOR
-    centred: bool = False        # sampler coordinates: centred (u_g) or non-centred (offsets, the default)
+    #: sampler coordinates: centred (u_g) or non-centred (offsets, the default), for all groups or per group
+    centred: bool | tuple[bool, ...] = False
+
+    @property
+    def centring(self) -> np.ndarray:
+        """Per group: sampled centred?"""
+        return np.broadcast_to(np.asarray(self.centred, dtype=bool), (len(self.levels),))
+
+    @property
+    def all_centred(self) -> bool:
+        return bool(self.centring.all())
 
     @property
     def pop_name(self) -> str:
@@ -54,9 +66,10 @@ class PooledParam:
 
     @property
     def free_names(self) -> list[str]:
-        if self.centred:
+        if self.all_centred:
             return [f"{self.param}_loc", self.sd_name, *(f"{self.param}_u[{lvl}]" for lvl in self.levels)]
-        return [self.pop_name, self.sd_name, *(f"{self.param}_offset[{lvl}]" for lvl in self.levels)]
+        return [self.pop_name, self.sd_name, *(f"{self.param}_{'u' if c else 'offset'}[{lvl}]"
+                                               for lvl, c in zip(self.levels, self.centring))]
 
     def codes_for(self, values) -> np.ndarray:
         """Level index of each value; -1 for a level the fit never saw (a new group)."""

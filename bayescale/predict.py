@@ -88,6 +88,25 @@ def extrapolation_columns(fit: "Fit", table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def loss_draws(fit: "Fit", table: pd.DataFrame, seed: int):
+    """Per block of points: log-law draws (with the extrapolation discrepancy) and log-loss draws of new runs.
+
+    Rows are posterior draws, columns points. Yields (mu, y) for blocks of :data:`_BLOCK` points.
+    """
+    params = flat_draws(fit)
+    rng = np.random.default_rng(seed)
+    discrepancy_rng = np.random.default_rng([seed, 1])  # its own stream: points inside the data are unaffected
+    params = {**params, **params_at(fit, params, table, rng)}
+    for start in range(0, len(table), _BLOCK):
+        part = table.iloc[start:start + _BLOCK]
+        mu = log_law(fit, {n: v[:, start:start + _BLOCK] if v.shape[1] > 1 else v
+                           for n, v in params.items() if n in fit.law.params}, part)
+        if fit.discrepancy is not None:
+            mu = fit.discrepancy.widen(mu, part, discrepancy_rng)
+        y = mu + params["sigma"][:, None] * fit.likelihood.standard_noise(rng, params, mu.shape)
+        yield mu, y
+
+
 def predict(fit: "Fit", points=None, *, ci_prob: float = defaults.CI_PROB, seed: int | None = None,
             **inputs) -> pd.DataFrame:
     """Credible and predictive intervals of the loss at ``points`` (a DataFrame, mapping or keywords)."""
@@ -99,26 +118,16 @@ def predict(fit: "Fit", points=None, *, ci_prob: float = defaults.CI_PROB, seed:
     elif inputs:
         raise BayescaleError("give the points either as a table or as keywords, not both")
     table = prepare_points(points, fit.law.inputs)
-    params = flat_draws(fit)
     seed = fit.settings["seed"] if seed is None else seed
-    rng = np.random.default_rng(seed)
-    discrepancy_rng = np.random.default_rng([seed, 1])  # its own stream: points inside the data are unaffected
-    params = {**params, **params_at(fit, params, table, rng)}
     lo, hi = (1 - ci_prob) / 2, (1 + ci_prob) / 2
     blocks = []
-    for start in range(0, len(table), _BLOCK):
-        part = table.iloc[start:start + _BLOCK]
-        mu = log_law(fit, {n: v[:, start:start + _BLOCK] if v.shape[1] > 1 else v
-                           for n, v in params.items() if n in fit.law.params}, part)
-        if fit.discrepancy is not None:
-            mu = fit.discrepancy.widen(mu, part, discrepancy_rng)
-        noise = fit.likelihood.standard_noise(rng, params, mu.shape)
-        y = mu + params["sigma"][:, None] * noise
+    for start, (mu, y) in zip(range(0, len(table), _BLOCK), loss_draws(fit, table, seed)):
         law_q = np.exp(np.nanquantile(mu, [lo, 0.5, hi], axis=0))
         pred_q = np.exp(np.nanquantile(y, [lo, hi], axis=0))
         blocks.append(pd.DataFrame({"mean": np.nanmean(np.exp(mu), axis=0), "median": law_q[1],
                                     "lower": law_q[0], "upper": law_q[2],
-                                    "pred_lower": pred_q[0], "pred_upper": pred_q[1]}, index=part.index))
+                                    "pred_lower": pred_q[0], "pred_upper": pred_q[1]},
+                                   index=table.index[start:start + _BLOCK]))
     out = pd.concat([table, pd.concat(blocks), extrapolation_columns(fit, table)], axis=1)
     out.attrs["ci_prob"] = ci_prob
     return out

@@ -104,7 +104,10 @@ class _Doc:
 
 
 def default_points(fit: "Fit") -> list[dict]:
-    """Forecast points when none are asked for: 10x and 100x the largest run (D = 20 N for N, D laws)."""
+    """Forecast points when none are asked for: 10x and 100x the largest run (D = 20 N for N, D laws).
+
+    A pooled fit is forecast for a new group (a level the fit never saw, drawn from the population).
+    """
     largest = {n: float(np.max(fit.runs[n])) for n in fit.law.inputs}
     points = []
     for k in (10, 100):
@@ -114,6 +117,7 @@ def default_points(fit: "Fit") -> list[dict]:
             point.update({i: largest[i] * k for i in fit.law.inputs if i not in point})
         else:
             point = {i: v * k for i, v in largest.items()}
+        point.update({p.column: "(new group)" for p in fit.spec.pooled.values()})
         points.append(point)
     return points
 
@@ -156,15 +160,25 @@ def _fit_section(doc: _Doc, fit: "Fit", name: str, points, ci_prob: float, heldo
         doc.heading("Breaks", 3)
         doc.table(break_table(fit, ci_prob))
     doc.heading("Forecasts", 3)
-    forecast = fit.predict(pd.DataFrame(points), ci_prob=ci_prob)
-    shown = [*fit.law.inputs, "median", "lower", "upper", "pred_lower", "pred_upper", "extrapolation"]
-    doc.table(forecast[[c for c in shown if c in forecast.columns]])
-    for _, row in forecast.iterrows():
-        doc.para(_plain_words(row, fit.law.inputs, ci_prob), "plain")
-    progress("fan chart")
-    doc.figure(plots.forecast_fan(fit, heldout=heldout, ci_prob=ci_prob),
-               "The runs and the fitted law with credible (dark) and predictive (light) bands"
-               + ("; diamonds are held-out runs with their forecast intervals" if heldout is not None else ""))
+    if points:
+        forecast = fit.predict(pd.DataFrame(points), ci_prob=ci_prob)
+        shown = [*fit.law.inputs, "median", "lower", "upper", "pred_lower", "pred_upper", "extrapolation"]
+        doc.table(forecast[[c for c in shown if c in forecast.columns]])
+        for _, row in forecast.iterrows():
+            doc.para(_plain_words(row, fit.law.inputs, ci_prob), "plain")
+    else:
+        doc.para("Each run's forecast is in the learning-curve figure below; `bayescale curve` gives the final "
+                 "loss, P(improvement) and the saturation step of every run, and what-if schedules.")
+    if {"run", "step"} <= set(fit.runs.columns):
+        progress("learning curves")
+        doc.figure(plots.learning_curves(fit, fit.runs, ci_prob=ci_prob),
+                   "Checkpoints of each run and the fitted curve with credible (dark) and predictive (light) bands, "
+                   "to the end of the run's schedule where the law knows it")
+    else:
+        progress("fan chart")
+        doc.figure(plots.forecast_fan(fit, heldout=heldout, ci_prob=ci_prob),
+                   "The runs and the fitted law with credible (dark) and predictive (light) bands"
+                   + ("; diamonds are held-out runs with their forecast intervals" if heldout is not None else ""))
     progress("prior and posterior")
     doc.figure(plots.prior_posterior(fit), "Prior against posterior for each parameter")
     doc.figure(plots.correlated_pairs(fit), "Strongly correlated parameter pairs")
@@ -195,7 +209,7 @@ def build_report(fits: "dict[str, Fit]", *, backtest: "BacktestResult | None" = 
         heldout = first[[c for c in first.columns if c not in ("median", "pred_lower", "pred_upper", "inside_90")]]
     for name, fit in fits.items():
         progress(f"section for {name}")
-        fit_points = points or default_points(fit)
+        fit_points = points or ([] if {"run", "step"} <= set(fit.runs.columns) else default_points(fit))
         _fit_section(doc, fit, name, fit_points, ci_prob,
                      heldout if heldout is not None and set(fit.law.inputs) <= set(heldout.columns) else None, progress)
     if len(fits) > 1:

@@ -21,16 +21,19 @@ def two_families(shift=0.25, seed=0, budgets_b=(1e19, 1e20)):
     return pd.concat([a, b], ignore_index=True)
 
 
-@pytest.mark.parametrize("centred, coords", [
-    (False, ["E_pop", "E_sd", "E_offset[a]", "E_offset[b]"]),
-    (True, ["E_loc", "E_sd", "E_u[a]", "E_u[b]"]),
+@pytest.mark.parametrize("param, centred, coords", [
+    ("alpha", False, ["alpha_pop", "alpha_sd", "alpha_offset[a]", "alpha_offset[b]"]),
+    ("alpha", True, ["alpha_loc", "alpha_sd", "alpha_u[a]", "alpha_u[b]"]),
+    ("alpha", (True, False), ["alpha_pop", "alpha_sd", "alpha_u[a]", "alpha_offset[b]"]),
+    ("E", False, ["log_loss_at_centre (sets E_pop)", "E_sd", "E_offset[a]", "E_offset[b]"]),  # the anchored floor
+    ("E", True, ["log_loss_at_centre (sets E_pop)", "E_sd", "E_u[a]", "E_u[b]"]),
 ])
-def test_pooled_density_is_the_same_in_numpy_and_pymc(centred, coords):
+def test_pooled_density_is_the_same_in_numpy_and_pymc(param, centred, coords):
     runs = bs.load_runs(two_families(), keep=["family"])
     spec = ModelSpec.from_runs(bs.get_law("chinchilla"), get_likelihood("studentt"), runs,
                                pool={"E": "family", "alpha": "family"})
-    spec.pooled["E"] = replace(spec.pooled["E"], centred=centred)
-    assert spec.free_names[:4] == coords
+    spec.pooled[param] = replace(spec.pooled[param], centred=centred)
+    assert [n for n in spec.free_names if n.startswith(param) or f"sets {param}" in n] == coords
     assert spec.names[-4:] == ("E_pop", "E_sd", "alpha_pop", "alpha_sd")
     rng = np.random.default_rng(0)
     k = len(spec.free_names)
@@ -44,6 +47,25 @@ def test_pooled_density_is_the_same_in_numpy_and_pymc(centred, coords):
     e_values = model.compile_fn(model["E"], inputs=[model["z"]])({"z": z1})
     np.testing.assert_allclose(e_values, spec.constrain(center + scale @ z1)[0]["E"])
     assert e_values.shape == (2,)
+
+
+def test_a_pooled_floor_is_anchored_through_its_population_value():
+    """Same posterior as plain coordinates: the densities differ by exactly the log-Jacobian of the change."""
+    runs = bs.load_runs(two_families(), keep=["family"])
+    anchored = ModelSpec.from_runs(bs.get_law("chinchilla"), get_likelihood("studentt"), runs,
+                                   pool={"E": "family", "A": "family"})
+    plain = replace(anchored, reference=None)
+    assert anchored.anchor == "E" and plain.anchor is None
+    rng = np.random.default_rng(1)
+    base = anchored.unconstrain({**CHINCHILLA_TRUTH, "sigma": 0.01, "nu": 5.0})
+    for _ in range(3):
+        u = base + 0.05 * rng.standard_normal(len(base))
+        values = anchored.constrain(u)[0]
+        u_plain = u.copy()
+        u_plain[0] = np.log(values["E_pop"])  # every other coordinate means the same in both
+        np.testing.assert_allclose(plain.constrain(u_plain)[0]["E"], values["E"])
+        jacobian = u[0] - np.log(values["E_pop"])
+        assert anchored.log_density(u) - plain.log_density(u_plain) == pytest.approx(jacobian, abs=1e-9)
 
 
 @pytest.mark.parametrize("pool, error, fragment", [

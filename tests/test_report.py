@@ -40,6 +40,24 @@ def test_every_plot_returns_a_figure(demo_runs):
     assert fan.get_xscale() == "log" and "held-out runs (1/1" in " ".join(t.get_text() for t in fan.get_legend().texts)
 
 
+def test_learning_curve_plot_marks_what_the_fit_saw():
+    from bayescale.curves import load_checkpoints
+    from bayescale.schedules import add_schedule_inputs
+
+    runs = load_checkpoints(add_schedule_inputs(bs.datasets.synthetic_schedule_curves(0)), warmup=0)
+    fit = fake_fit(runs, "schedule_aware", bs.datasets.SCHEDULE_TRUTH, spread=0.01)
+    fig = plots.learning_curves(fit, runs, upto=0.5, show=["cosine-4000-0.001", "wsd-8000-0.002"])
+    first, second = fig.axes[:2]
+    assert first.get_title() == "cosine-4000-0.001" and len(fig.axes) == 2
+    seen, unseen = (c.get_offsets() for c in first.collections[2:4])
+    assert len(seen) == 8 and len(unseen) == 8 and seen[:, 0].max() <= 2000 < unseen[:, 0].min()
+    median = first.lines[0].get_ydata()
+    assert median[-1] == pytest.approx(unseen[-1, 1], rel=0.02)  # the band reaches the run's true end
+    assert second.get_xlim()[1] >= 8000  # a WSD run is followed to the end of its schedule
+    text = build_report({"curves": fit}, fmt="markdown")
+    assert "Checkpoints of each run and the fitted curve" in text and "L = L_{0}" in text
+
+
 @pytest.fixture(scope="module")
 def report_inputs(demo_runs):
     frame = demo_runs.frame
