@@ -408,6 +408,9 @@ def report_command(fit_paths, backtest_path, at, fmt, out, ci_prob):
 @click.option("--columns", multiple=True, help="Map canonical names to yours: run=name,step=iteration.")
 @click.option("--warmup", type=float, default=0.05, show_default=True,
               help="Exclude warm-up: a fraction of each run's planned steps, or a step number (>= 1); 0 keeps all.")
+@click.option("--pool", "pool_items", multiple=True, metavar="PARAM=COLUMN",
+              help="Let a parameter vary by a group column (e.g. L0=model); each run then gets an additive "
+                   "run_offset. Default: the card's run_effect parameters vary by run.")
 @click.option("--schedule", "schedules", multiple=True, metavar="NAME=SCHEDULE",
               help="What if --run had followed this schedule (schedule-aware laws), e.g. "
                    "long='cosine(peak=1e-3, total=32000, warmup=50, final=0.1)'; repeat to compare several.")
@@ -416,15 +419,19 @@ def report_command(fit_paths, backtest_path, at, fmt, out, ci_prob):
 @click.option("--seed", type=int, default=defaults.SEED, show_default=True)
 @_ci_option
 @_json_option
-def curve_command(runs, law_spec, run_id, upto, horizon, delta, columns, warmup, schedules, draws, tune, seed, ci_prob,
-                  as_json):
+def curve_command(runs, law_spec, run_id, upto, horizon, delta, columns, warmup, pool_items, schedules, draws, tune, seed,
+                  ci_prob, as_json):
     """Forecast the rest of training runs from their checkpoints so far (joint fit with a run effect)."""
     from .curves import compare_schedules, fit_curves, forecast_curves, load_checkpoints
 
     if schedules and run_id is None:
         raise click.UsageError("--schedule needs --run: the run whose schedule is changed")
-    table = load_checkpoints(runs, _pairs(columns, "--columns"), warmup=warmup)
-    fit = fit_curves(table, law_spec, upto=upto, draws=draws, tune=tune, seed=seed, progressbar=not as_json)
+    from .pooling import parse_pool
+
+    pool = parse_pool(pool_items) or None
+    table = load_checkpoints(runs, _pairs(columns, "--columns"), warmup=warmup,
+                             keep=sorted(set(pool.values()) - {"run"}) if pool else ())
+    fit = fit_curves(table, law_spec, upto=upto, pool=pool, draws=draws, tune=tune, seed=seed, progressbar=not as_json)
     if schedules:
         named = {}
         for item in schedules:

@@ -7,7 +7,10 @@ the log-loss of a forecast,
     log L(x) = log f(x; theta) + kappa * d(x) * z,   z ~ Normal(0, 1) (one z per posterior draw),
 
 where d(x) is the log-distance of the point outside the box of observed inputs (0 inside it, so
-in-sample intervals are untouched) and kappa the discrepancy per e-fold of extrapolation. kappa
+in-sample intervals are untouched) and kappa the discrepancy per e-fold of extrapolation. For
+learning curves (a table with ``run`` and ``step``) the distance is along each run instead: the log
+of the step over the last step the fit saw of that run (a run the fit never saw is measured
+against the box), and the internal splits hold out the later part of every run. kappa
 has a half-normal prior and its posterior comes from the data themselves: internal
 leave-future-out splits of the runs (the largest runs by compute held out, fitted by the Laplace
 approximation) give forecast errors at known distances, and kappa is what makes those errors
@@ -33,6 +36,8 @@ from .priors import Prior
 KAPPA_PRIOR = Prior("HalfNormal", sigma=0.05)
 #: internal splits: the share of the runs (largest by compute) held out in each
 SPLITS = (0.15, 0.3)
+#: internal splits of learning curves: checkpoints past this fraction of each run's last seen step are held out
+CURVE_SPLITS = (0.5, 0.75)
 _GRID = np.linspace(0.0, 0.5, 1001)[1:]
 _INTERNAL_DRAWS = 1000
 
@@ -56,6 +61,22 @@ def distance(table: pd.DataFrame, ranges: Mapping[str, tuple[float, float]]) -> 
     return np.sqrt(total)
 
 
+def is_curves(frame: pd.DataFrame) -> bool:
+    """A checkpoint table: extrapolation is measured along each run."""
+    return {"run", "step"} <= set(frame.columns)
+
+
+def last_seen_steps(frame: pd.DataFrame) -> dict[str, float]:
+    return {str(k): float(v) for k, v in frame.groupby("run")["step"].max().items()}
+
+
+def run_distance(table: pd.DataFrame, last_seen: Mapping[str, float], ranges) -> np.ndarray:
+    """log(step / the run's last seen step), 0 before it; the box distance for a run never seen."""
+    last = table["run"].astype(str).map(last_seen).to_numpy(dtype=float)
+    along = np.maximum(0.0, np.log(table["step"].to_numpy(dtype=float) / last))
+    return np.where(np.isnan(last), distance(table, ranges), along)
+
+
 @dataclass
 class Discrepancy:
     """The extrapolation discrepancy of one fit: observed box, kappa draws, and its calibration."""
@@ -64,20 +85,29 @@ class Discrepancy:
     kappa: np.ndarray             # posterior draws, flat
     calibration: pd.DataFrame     # internal forecast errors: split, distance, error, predictive scale
     supported_distance: float     # the largest distance the internal splits reached
+    last_seen: dict[str, float] | None = None  # learning curves: each run's last step seen by the fit
 
     def to_settings(self) -> dict:
         return {"method": "calibrated", "ranges": {k: list(v) for k, v in self.ranges.items()},
                 "supported_distance": self.supported_distance, "prior": KAPPA_PRIOR.to_dict(),
-                "calibration": self.calibration.to_dict(orient="list")}
+                "calibration": self.calibration.to_dict(orient="list"),
+                **({"last_seen": self.last_seen} if self.last_seen is not None else {})}
 
     @classmethod
     def from_settings(cls, settings: Mapping, kappa: np.ndarray) -> "Discrepancy":
         return cls({k: tuple(v) for k, v in settings["ranges"].items()}, kappa,
-                   pd.DataFrame(settings["calibration"]), float(settings["supported_distance"]))
+                   pd.DataFrame(settings["calibration"]), float(settings["supported_distance"]),
+                   settings.get("last_seen"))
+
+    def distance(self, table: pd.DataFrame) -> np.ndarray:
+        """How far each point lies beyond what the fit saw (e-folds)."""
+        if self.last_seen is not None and is_curves(table):
+            return run_distance(table, self.last_seen, self.ranges)
+        return distance(table, self.ranges)
 
     def widen(self, log_law: np.ndarray, table: pd.DataFrame, rng: np.random.Generator) -> np.ndarray:
         """Add the discrepancy to log-law draws (rows) at the points (columns)."""
-        d = distance(table, self.ranges)
+        d = self.distance(table)
         if np.any(d > 2 * self.supported_distance + 1e-12):
             far = int(np.argmax(d))
             warnings.warn(f"point {far} lies {d[far]:.2f} e-folds beyond the observed runs, more than twice what the "
@@ -119,14 +149,27 @@ def _internal_forecast(spec_factory, train: Runs, heldout: Runs, law, likelihood
     return np.log(heldout["loss"]) - med, (hi - lo) / 2
 
 
+def _splits(frame: pd.DataFrame, inputs):
+    """Internal leave-future-out splits: (label, held-out mask, distance of the held-out points from the rest)."""
+    if is_curves(frame):
+        last = frame.groupby("run")["step"].transform("max").to_numpy(dtype=float)
+        for share in CURVE_SPLITS:
+            held = frame["step"].to_numpy(dtype=float) > share * last
+            yield share, held, lambda heldout, train: run_distance(
+                heldout.frame, last_seen_steps(train.frame), observed_ranges(train, inputs))
+        return
+    order = _scale_order(frame, inputs)
+    for share in SPLITS:
+        held = order >= np.quantile(order, 1 - share)
+        yield share, held, lambda heldout, train: distance(heldout.frame, observed_ranges(train, inputs))
+
+
 def calibrate(runs: Runs, law, likelihood, spec_factory, n_draws: int, seed: int) -> Discrepancy | None:
     """Posterior draws of kappa from internal leave-future-out splits of ``runs`` (None if too few runs)."""
     rng = np.random.default_rng(seed)
     frame = runs.frame.reset_index(drop=True)
-    order = _scale_order(frame, law.inputs)
     rows = []
-    for share in SPLITS:
-        held = order >= np.quantile(order, 1 - share)
+    for share, held, distance_of in _splits(frame, law.inputs):
         if held.all() or not held.any():
             continue
         train = Runs(frame[~held].reset_index(drop=True), source=runs.source)
@@ -135,7 +178,7 @@ def calibrate(runs: Runs, law, likelihood, spec_factory, n_draws: int, seed: int
             error, scale = _internal_forecast(spec_factory, train, heldout, law, likelihood, rng)
         except BayescaleError:
             continue  # too few runs left to fit: this split says nothing
-        d = distance(heldout.frame, observed_ranges(train, law.inputs))
+        d = distance_of(heldout, train)
         rows += [{"split": share, "distance": di, "error": ei, "scale": si} for di, ei, si in zip(d, error, scale)]
     table = pd.DataFrame(rows, columns=["split", "distance", "error", "scale"])
     table = table[np.isfinite(table["error"]) & np.isfinite(table["scale"])]
@@ -150,4 +193,4 @@ def calibrate(runs: Runs, law, likelihood, spec_factory, n_draws: int, seed: int
     step = _GRID[1] - _GRID[0]
     kappa = rng.choice(_GRID, size=n_draws, p=weights / weights.sum()) + rng.uniform(-step / 2, step / 2, n_draws)
     return Discrepancy(observed_ranges(runs, law.inputs), np.abs(kappa), table.reset_index(drop=True),
-                       float(outside["distance"].max()))
+                       float(outside["distance"].max()), last_seen_steps(frame) if is_curves(frame) else None)

@@ -84,7 +84,7 @@ def extrapolation_columns(fit: "Fit", table: pd.DataFrame) -> pd.DataFrame:
     ranges = observed_ranges(fit.runs, fit.law.inputs)
     out = pd.DataFrame({f"{name}_vs_max": table[name].to_numpy(dtype=float) / high
                         for name, (_, high) in ranges.items()}, index=table.index)
-    out["extrapolation"] = distance(table, ranges)
+    out["extrapolation"] = fit.discrepancy.distance(table) if fit.discrepancy is not None else distance(table, ranges)
     return out
 
 

@@ -80,3 +80,16 @@ def test_a_calibrated_fit_saves_and_reports_kappa(tmp_path):
     assert plain.discrepancy is None and "kappa" not in plain.summary().index
     with pytest.raises(bs.BayescaleError, match="extrapolation must be 'calibrated' or 'none'"):
         bs.fit(sweep, "chinchilla", extrapolation="inflate")
+
+
+def test_learning_curves_are_measured_along_each_run():
+    from bayescale.extrapolation import _splits, run_distance
+
+    ranges = {"step": (100.0, 1000.0)}
+    table = pd.DataFrame({"run": ["a", "a", "b", "new"], "step": [500.0, 2000.0, 4000.0, 3000.0]})
+    d = run_distance(table, {"a": 1000.0, "b": 4000.0}, ranges)
+    np.testing.assert_allclose(d, [0.0, np.log(2), 0.0, np.log(3)])  # a never-seen run: the box distance
+    frame = pd.DataFrame({"run": ["a"] * 4 + ["b"] * 2, "step": [100, 200, 300, 400, 1000, 2000], "loss": 1.0})
+    held = {share: mask for share, mask, _ in _splits(frame, ["step"])}
+    assert held[0.5].tolist() == [False, False, True, True, False, True]  # the later part of every run
+    assert held[0.75].tolist() == [False, False, False, True, False, True]

@@ -94,3 +94,20 @@ def test_gadre_pooled_exponents_beat_one_law_for_all_corpora_by_loo():
     forecast = pooled.predict(large[["N", "D", "dataset"]])
     rel = np.abs(forecast["median"] / large["loss"] - 1)
     assert np.median(rel) < 0.03
+
+
+def test_revisiting_nmt_curves_are_forecast_past_the_fitted_part():
+    """The Revisiting benchmark's own split: fit on Training = 1, forecast the Training = 0 points (2x further)."""
+    from conftest import shared_file
+    from bayescale.curves import fit_curves, load_checkpoints
+
+    table = bs.datasets.load_revisiting(shared_file("colpret-curves/revisiting_lang.csv"), "NMT")
+    train = load_checkpoints(table[table["training"] == 1].drop(columns="training"))
+    target = table[table["training"] == 0].reset_index(drop=True)
+    fit = fit_curves(train, "curve_power", progressbar=False)
+    assert set(fit.spec.pooled) == {"E", "A"} and fit.diagnostics.divergences == 0
+    forecast = fit.predict(target[["run", "step"]], ci_prob=0.9)
+    inside = (forecast["pred_lower"] <= target["loss"]) & (target["loss"] <= forecast["pred_upper"])
+    assert inside.sum() >= 4  # 5 of 5 in benchmarks/results/curve_forecast.json
+    assert np.median(np.abs(forecast["median"] / target["loss"] - 1)) < 0.03
+    assert (forecast["extrapolation"] > 0.6).all()  # twice the last fitted step: log 2 along each run

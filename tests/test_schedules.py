@@ -148,3 +148,18 @@ def test_curve_cli_compares_schedules(truth_fit, tmp_path, capsys, monkeypatch):
     assert "long: cosine(peak=0.001, total=16000, warmup=100, final=0.1)" in capsys.readouterr().out
     assert main(["curve", str(path), "--upto", "0.5", "--schedule", "x=cosine(peak=1e-3, total=10)"]) == 2
     assert "--schedule needs --run" in capsys.readouterr().err
+
+
+def test_runs_grouped_by_size_get_a_pooled_run_offset(monkeypatch):
+    import sys
+
+    seen = {}
+    monkeypatch.setattr(sys.modules["bayescale.fit"], "fit", lambda runs, law, pool, **options: seen.update(law=law, pool=pool, **options))
+    table = bs.datasets.synthetic_schedule_curves(0).assign(model=lambda t: np.where(t.peak_lr > 1e-3, "big", "small"))
+    runs = load_checkpoints(table, keep=["model"])
+    fit_curves(runs, "schedule_aware", upto=0.5, pool={"L0": "model", "A": "model"})
+    assert seen["pool"] == {"L0": "model", "A": "model", "run_offset": "run"}
+    assert seen["law"].formula.text == "(L0 + A * S1**(-alpha) - C * S2) + run_offset"
+    assert seen["priors"] == {"run_offset_sd": "HalfNormal(sigma=0.05)"} and seen["likelihood"] == "normal"
+    fit_curves(runs, "schedule_aware", upto=0.5)  # the card's run effect: floor and scale by run
+    assert seen["pool"] == {"L0": "run", "A": "run"} and "run_offset" not in seen["law"].params
