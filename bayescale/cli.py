@@ -462,7 +462,8 @@ def curve_command(runs, law_spec, run_id, upto, horizon, delta, columns, warmup,
         return
     pct = f"{ci_prob:.0%}"
     for r in result.to_dict("records"):
-        saturated = "not within 100x the horizon" if np.isnan(r["saturation_step"]) else f"step {r['saturation_step']:.0f}"
+        saturated = ("not within the forecast range (100x the horizon, or the schedule's end)"
+                     if np.isnan(r["saturation_step"]) else f"step {r['saturation_step']:.0f}")
         click.echo(f"{r['run']}: seen to step {r['upto_step']:.0f}; final loss at step {r['horizon_step']:.0f}: "
                    f"{r['final_median']:.4f} ({pct} of runs [{r['final_pred_lower']:.4f}, {r['final_pred_upper']:.4f}]); "
                    f"P(drop > {delta:g}) = {r['p_improve']:.2f}; gain per 1,000 steps below {delta:g} after {saturated}")
