@@ -18,8 +18,9 @@ from .fit import Fit, fit  # noqa: E402
 from .laws import Law, catalog, get_law  # noqa: E402
 from .predict import grid  # noqa: E402
 from .priors import Prior  # noqa: E402
+from .sweep import fit_many  # noqa: E402
 
 load = Fit.load
 
 __all__ = ["BayescaleError", "Candidate", "DataError", "Fit", "backtest", "compare", "FormulaError", "Law", "Prior", "Runs", "SamplerWarning",
-           "UnitsWarning", "catalog", "datasets", "fit", "get_law", "grid", "load", "load_runs", "__version__"]
+           "UnitsWarning", "catalog", "datasets", "fit", "fit_many", "get_law", "grid", "load", "load_runs", "__version__"]

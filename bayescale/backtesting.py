@@ -2,7 +2,8 @@
 
 A holdout rule picks the "future": a comparison on a column (``"N >= 2.9e9"``, ``"C > 1e21 and
 D > 1e10"``) or the top share of a column (``"top 10% C"``). Each candidate (a law, with fit options
-such as a likelihood or pooling) is fitted on the rest in its own process, and scored on the held-out
+such as a likelihood or pooling) is fitted on the rest as one task of :mod:`bayescale.executor`
+(local worker processes or a Dask cluster), and scored on the held-out
 runs by the coverage of its 50/80/90% predictive intervals, the median absolute relative error of
 its median forecast, and the held-out log predictive density (a proper score: higher is better).
 """
@@ -13,10 +14,6 @@ import ast
 import json
 import os
 import re
-import subprocess
-import sys
-import tempfile
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -127,54 +124,25 @@ def heldout_lpd(fit, heldout: Runs, seed: int) -> float:
     return float(np.sum(logsumexp(pointwise, axis=0) - np.log(pointwise.shape[0])))
 
 
-def _run_job(job_path: Path) -> None:
-    """Worker process: fit one candidate on the training runs, score it, write the result next to the job."""
+def fit_and_score(candidate: dict, settings: dict, train: pd.DataFrame, heldout: pd.DataFrame) -> dict:
+    """One backtest task (runs in a worker): fit ``candidate`` on ``train``, score it on ``heldout``.
+
+    Returns plain data (JSON-ready), with the sampler warnings the fit raised.
+    """
     import warnings
 
     from .errors import SamplerWarning
     from .fit import fit
 
-    job = json.loads(job_path.read_text())
-    candidate = Candidate(**job["candidate"])
+    candidate = Candidate(**candidate)
     keep = sorted(set((candidate.options.get("pool") or {}).values()))
-    out = job_path.with_suffix(".result.json")
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", SamplerWarning)
-            result = fit(load_runs(pd.read_parquet(job["train"]), keep=keep), candidate.law, **candidate.options,
-                         **job["settings"])
-        scored = score(result, load_runs(pd.read_parquet(job["heldout"]), keep=keep), job["settings"]["seed"])
-        scored["warnings"] = [str(w.message) for w in caught if issubclass(w.category, SamplerWarning)]
-        scored["runs"] = json.loads(scored["runs"].to_json(orient="records"))
-    except BayescaleError as exc:
-        scored = {"error": str(exc)}
-    out.write_text(json.dumps(scored))
-
-
-def _run_parallel(jobs: list[Path], processes: int, progress: Callable[[Path, dict], None]) -> dict[Path, dict]:
-    """Run worker processes (``python -m bayescale.backtest JOB``), at most ``processes`` at a time."""
-    pending, running, results = list(jobs), {}, {}
-    while pending or running:
-        while pending and len(running) < processes:
-            job = pending.pop(0)
-            running[job] = subprocess.Popen([sys.executable, "-m", "bayescale.backtesting", str(job)],
-                                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        for job, proc in list(running.items()):
-            if proc.poll() is None:
-                continue
-            stderr = proc.stderr.read()
-            del running[job]
-            result_path = job.with_suffix(".result.json")
-            if proc.returncode or not result_path.exists():
-                raise BayescaleError(f"backtest worker for {job.stem} failed (exit {proc.returncode}): "
-                                     f"{stderr.strip().splitlines()[-1] if stderr.strip() else 'no message'}")
-            results[job] = json.loads(result_path.read_text())
-            if "error" in results[job]:
-                raise BayescaleError(f"backtest of {json.loads(job.read_text())['candidate']['label']}: "
-                                     f"{results[job]['error']}")
-            progress(job, results[job])
-        time.sleep(0.2)
-    return results
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SamplerWarning)
+        result = fit(load_runs(train, keep=keep), candidate.law, **candidate.options, **settings)
+    scored = score(result, load_runs(heldout, keep=keep), settings["seed"])
+    scored["warnings"] = [str(w.message) for w in caught if issubclass(w.category, SamplerWarning)]
+    scored["runs"] = json.loads(scored["runs"].to_json(orient="records"))
+    return scored
 
 
 @dataclass
@@ -187,9 +155,17 @@ class BacktestResult:
     results: dict[str, dict[str, Any]]
 
     @property
+    def errors(self) -> dict[str, str]:
+        """Candidates whose fit failed, with the error."""
+        return {label: r["error"] for label, r in self.results.items() if "error" in r}
+
+    @property
     def table(self) -> pd.DataFrame:
+        """Scored candidates ranked by held-out log predictive density (failed ones are in :attr:`errors`)."""
         rows = []
         for label, r in self.results.items():
+            if "error" in r:
+                continue
             rows.append({"candidate": label, **{f"coverage_{k}": v for k, v in r["coverage"].items()},
                          "median_abs_rel_error": r["median_abs_rel_error"], "heldout_lpd": r["heldout_lpd"]})
         table = pd.DataFrame(rows).set_index("candidate").sort_values("heldout_lpd", ascending=False)
@@ -198,7 +174,8 @@ class BacktestResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"holdout": self.holdout, "n_train": self.n_train, "n_heldout": self.n_heldout,
-                "laws": [{"law": label, "coverage": r["coverage"], "median_abs_rel_error": r["median_abs_rel_error"],
+                "laws": [{"law": label, "error": r["error"]} if "error" in r else
+                         {"law": label, "coverage": r["coverage"], "median_abs_rel_error": r["median_abs_rel_error"],
                           "heldout_lpd": r["heldout_lpd"], "warnings": r.get("warnings", []),
                           "runs": json.loads(r["runs"].to_json(orient="records"))}
                          for label, r in self.results.items()]}
@@ -218,17 +195,31 @@ class BacktestResult:
     def load(cls, path: str | Path) -> "BacktestResult":
         try:
             data = json.loads(Path(path).read_text())
-            results = {law["law"]: {**law, "runs": pd.DataFrame(law["runs"])} for law in data["laws"]}
+            results = {law["law"]: law if "error" in law else {**law, "runs": pd.DataFrame(law["runs"])}
+                       for law in data["laws"]}
             return cls(data["holdout"], data["n_train"], data["n_heldout"], results)
         except (OSError, ValueError, KeyError) as exc:
             raise BayescaleError(f"cannot read backtest result {str(path)!r}: {exc}") from None
 
 
-def backtest(runs, candidates: Sequence[Candidate | str], holdout: str, *, columns: Mapping[str, str] | None = None,
-             draws: int = defaults.DRAWS, tune: int = defaults.TUNE, chains: int = defaults.CHAINS,
-             seed: int = defaults.SEED, processes: int | None = None,
-             progress: Callable[[str], None] | None = None) -> BacktestResult:
-    """Fit every candidate on the runs outside ``holdout`` (in parallel processes) and score the forecasts."""
+def backtest(runs, candidates: Sequence[Candidate | str], holdout: str | Sequence[str], *,
+             columns: Mapping[str, str] | None = None, draws: int = defaults.DRAWS, tune: int = defaults.TUNE,
+             chains: int = defaults.CHAINS, seed: int = defaults.SEED, executor: Any = None,
+             scheduler: str | None = None, processes: int | None = None, fail_fast: bool = False,
+             progress: Callable[[str], None] | None = None) -> "BacktestResult | list[BacktestResult]":
+    """Fit every candidate on the runs outside ``holdout`` and score its forecasts of the held-out runs.
+
+    Each (candidate, holdout) fit is one task on an executor (:func:`bayescale.executor.fan_out`):
+    local worker processes by default (``processes``, default one per core), or ``executor=`` (any
+    ``concurrent.futures.Executor`` or a Dask ``Client``), or ``scheduler="tcp://host:8786"``. A
+    candidate whose fit fails is reported in :attr:`BacktestResult.errors` and the others finish,
+    unless ``fail_fast``. Several holdout rules give a list of results, one per rule.
+    """
+    from .executor import describe, fan_out, plan_workers
+
+    rules = [holdout] if isinstance(holdout, str) else list(holdout)
+    if not rules:
+        raise BayescaleError("a backtest needs at least one holdout rule")
     candidates = [c if isinstance(c, Candidate) else Candidate(str(c)) for c in candidates]
     if not candidates:
         raise BayescaleError("a backtest needs at least one law")
@@ -237,35 +228,39 @@ def backtest(runs, candidates: Sequence[Candidate | str], holdout: str, *, colum
         raise BayescaleError(f"backtest candidates must differ; got {', '.join(labels)}")
     keep = sorted({col for c in candidates for col in (c.options.get("pool") or {}).values()})
     table = load_runs(runs, columns, keep=keep).frame
-    mask = holdout_mask(table, holdout)
-    train, heldout = table[~mask].reset_index(drop=True), table[mask].reset_index(drop=True)
-    processes = max(1, min(processes or os.cpu_count() or 1, len(candidates)))
-    settings = {"draws": draws, "tune": tune, "chains": chains, "seed": seed, "progressbar": False,
-                "cores": max(1, (os.cpu_count() or 1) // processes)}
-    with tempfile.TemporaryDirectory(prefix="bayescale-backtest-") as work:
-        work = Path(work)
-        train.to_parquet(work / "train.parquet")
-        heldout.to_parquet(work / "heldout.parquet")
-        jobs = []
-        for i, candidate in enumerate(candidates):
-            job = work / f"job{i}.json"
-            job.write_text(json.dumps({"candidate": asdict(candidate), "settings": settings,
-                                       "train": str(work / "train.parquet"),
-                                       "heldout": str(work / "heldout.parquet")}))
-            jobs.append(job)
-        done = []
+    splits = {}
+    for rule in rules:
+        mask = holdout_mask(table, rule)
+        splits[rule] = (table[~mask].reset_index(drop=True), table[mask].reset_index(drop=True))
+    workers, cores = plan_workers(len(rules) * len(candidates), processes)
+    settings = {"draws": draws, "tune": tune, "chains": chains, "seed": seed, "progressbar": False, "cores": cores}
+    tasks = {(rule, c.label): (fit_and_score, (asdict(c), settings, *splits[rule]), {})
+             for rule in rules for c in candidates}
 
-        def report(job: Path, r: dict) -> None:
-            done.append(job)
-            if progress:
-                label = candidates[jobs.index(job)].label
-                progress(f"[{len(done)}/{len(jobs)}] {label}: 90% coverage {r['coverage']['0.9']:.2f}, "
-                         f"median abs rel error {r['median_abs_rel_error']:.2%}")
+    def report(outcome, done: int, total: int) -> None:
+        if progress is None:
+            return
+        rule, label = outcome.key
+        where = f"{label}" + (f" on {rule!r}" if len(rules) > 1 else "")
+        if outcome.ok:
+            r = outcome.result
+            progress(f"[{done}/{total}] {where}: 90% coverage {r['coverage']['0.9']:.2f}, "
+                     f"median abs rel error {r['median_abs_rel_error']:.2%}")
+        else:
+            progress(f"[{done}/{total}] {where}: failed: {describe(outcome.error)}")
 
-        raw = _run_parallel(jobs, processes, report)
-    results = {c.label: {**raw[job], "runs": pd.DataFrame(raw[job]["runs"])} for c, job in zip(candidates, jobs)}
-    return BacktestResult(holdout, len(train), len(heldout), results)
-
-
-if __name__ == "__main__":
-    _run_job(Path(sys.argv[1]))
+    outcomes = fan_out(tasks, executor=executor, scheduler=scheduler, max_workers=workers, fail_fast=fail_fast,
+                       progress=report)
+    results = []
+    for rule in rules:
+        scored = {}
+        for c in candidates:
+            outcome = outcomes[(rule, c.label)]
+            scored[c.label] = ({**outcome.result, "runs": pd.DataFrame(outcome.result["runs"])} if outcome.ok
+                               else {"error": describe(outcome.error)})
+        if all("error" in r for r in scored.values()):
+            raise BayescaleError(f"backtest on {rule!r}: every fit failed: "
+                                 + "; ".join(f"{label}: {r['error']}" for label, r in scored.items()))
+        train, heldout = splits[rule]
+        results.append(BacktestResult(rule, len(train), len(heldout), scored))
+    return results[0] if isinstance(holdout, str) else results

@@ -337,33 +337,39 @@ def _candidate(text: str):
     return Candidate(law, parsed)
 
 
-@cli.command("backtest")
-@click.argument("runs", type=click.Path(dir_okay=False))
-@click.option("--law", "laws", multiple=True, required=True,
-              help="A law to backtest, optionally with fit options: \"chinchilla likelihood=normal pool=E:dataset\" (repeatable).")
-@click.option("--holdout", required=True, help="Runs to forecast: 'N >= 2.9e9', 'C > 1e21 and D > 1e10' or 'top 10% C'.")
-@click.option("--columns", multiple=True, help="Map canonical names to yours: N='Model Size'.")
-@click.option("--draws", type=int, default=defaults.DRAWS, show_default=True)
-@click.option("--tune", type=int, default=defaults.TUNE, show_default=True)
-@click.option("--chains", type=int, default=defaults.CHAINS, show_default=True)
-@click.option("--seed", type=int, default=defaults.SEED, show_default=True)
-@click.option("--processes", type=int, default=None, help="Parallel fits (default: one per core).")
-@click.option("--out", type=click.Path(dir_okay=False), help="Save the result as JSON (for bayescale report).")
-@_json_option
-def backtest_command(runs, laws, holdout, columns, draws, tune, chains, seed, processes, out, as_json):
-    """Leave-future-out: fit each law on the runs outside --holdout, forecast the held-out runs, score them."""
-    from .backtesting import backtest
+def _fan_out_options(function):
+    """Options of the commands that fit many models at once (see bayescale.executor)."""
+    for option in reversed([
+        click.option("--processes", type=int, default=None, help="Parallel local fits (default: one per core)."),
+        click.option("--scheduler", default=None, metavar="ADDRESS",
+                     help="Run the fits on a Dask cluster: its scheduler address, e.g. tcp://host:8786 "
+                          "(needs pip install 'bayescale[dask]', and bayescale on the workers)."),
+        click.option("--fail-fast", is_flag=True, help="Cancel the other fits when one fails (default: let them finish)."),
+    ]):
+        function = option(function)
+    return function
 
-    candidates = [_candidate(text) for text in laws]
-    result = backtest(runs, candidates, holdout, columns=_pairs(columns, "--columns"), draws=draws, tune=tune,
-                      chains=chains, seed=seed, processes=processes,
-                      progress=lambda msg: click.echo(msg, err=True))
-    if out:
-        result.save(out)
-    if as_json:
-        click.echo(json.dumps(result.to_dict()))
-        return
-    click.echo(f"holdout {holdout!r}: fitted on {result.n_train} runs, forecast {result.n_heldout}")
+
+def _sampling_options(function):
+    for option in reversed([
+        click.option("--draws", type=int, default=defaults.DRAWS, show_default=True),
+        click.option("--tune", type=int, default=defaults.TUNE, show_default=True),
+        click.option("--chains", type=int, default=defaults.CHAINS, show_default=True),
+        click.option("--seed", type=int, default=defaults.SEED, show_default=True),
+    ]):
+        function = option(function)
+    return function
+
+
+def _check_fan_out(processes, scheduler) -> None:
+    if processes is not None and scheduler is not None:
+        raise BayescaleError("give --processes (local fits) or --scheduler (a Dask cluster), not both")
+    if processes is not None and processes < 1:
+        raise BayescaleError(f"--processes must be at least 1, got {processes}")
+
+
+def _print_backtest(result) -> None:
+    click.echo(f"holdout {result.holdout!r}: fitted on {result.n_train} runs, forecast {result.n_heldout}")
     click.echo(f"{'rank':>4} {'law':<40} {'cov50':>6} {'cov80':>6} {'cov90':>6} {'med|rel err|':>12} {'heldout lpd':>11}")
     for label, row in result.table.iterrows():
         click.echo(f"{row['rank']:>4.0f} {label:<40} {row['coverage_0.5']:>6.2f} {row['coverage_0.8']:>6.2f} "
@@ -371,8 +377,114 @@ def backtest_command(runs, laws, holdout, columns, draws, tune, chains, seed, pr
     for label, r in result.results.items():
         for message in r.get("warnings", []):
             click.echo(f"warning: {label}: {message}", err=True)
+    for label, message in result.errors.items():
+        click.echo(f"error: {label} on {result.holdout!r} failed: {message}", err=True)
+
+
+@cli.command("backtest")
+@click.argument("runs", type=click.Path(dir_okay=False))
+@click.option("--law", "laws", multiple=True, required=True,
+              help="A law to backtest, optionally with fit options: \"chinchilla likelihood=normal pool=E:dataset\" (repeatable).")
+@click.option("--holdout", "holdouts", multiple=True, required=True,
+              help="Runs to forecast: 'N >= 2.9e9', 'C > 1e21 and D > 1e10' or 'top 10% C' (repeatable).")
+@click.option("--columns", multiple=True, help="Map canonical names to yours: N='Model Size'.")
+@_sampling_options
+@_fan_out_options
+@click.option("--out", type=click.Path(dir_okay=False), help="Save the result as JSON (for bayescale report).")
+@_json_option
+def backtest_command(runs, laws, holdouts, columns, draws, tune, chains, seed, processes, scheduler, fail_fast, out,
+                     as_json):
+    """Leave-future-out: fit each law on the runs outside --holdout, forecast the held-out runs, score them.
+
+    Every (law, holdout) fit is an independent task: on local worker processes, or on a Dask
+    cluster with --scheduler. A law whose fit fails is reported and the others finish (exit
+    status 1), unless --fail-fast.
+    """
+    from .backtesting import backtest
+
+    _check_fan_out(processes, scheduler)
+    candidates = [_candidate(text) for text in laws]
+    results = backtest(runs, candidates, list(holdouts), columns=_pairs(columns, "--columns"), draws=draws, tune=tune,
+                       chains=chains, seed=seed, processes=processes, scheduler=scheduler, fail_fast=fail_fast,
+                       progress=lambda msg: click.echo(msg, err=True))
     if out:
-        click.echo(f"saved {out}")
+        if len(results) > 1:
+            for result in results:
+                click.echo(f"saved {result.save(_numbered(out, result.holdout, holdouts))}")
+        else:
+            results[0].save(out)
+    if as_json:
+        data = [r.to_dict() for r in results]
+        click.echo(json.dumps(data[0] if len(data) == 1 else {"backtests": data}))
+    else:
+        for result in results:
+            _print_backtest(result)
+        if out and len(results) == 1:
+            click.echo(f"saved {out}")
+    if any(r.errors for r in results):
+        raise click.exceptions.Exit(1)
+
+
+def _numbered(out: str, rule: str, rules) -> Path:
+    """``bt.json`` -> ``bt.1.json`` for the first of several holdout rules."""
+    path = Path(out)
+    return path.with_name(f"{path.stem}.{list(rules).index(rule) + 1}{path.suffix}")
+
+
+@cli.command("sweep")
+@click.argument("runs", type=click.Path(dir_okay=False))
+@click.option("--law", "laws", multiple=True, required=True,
+              help="A law to fit, optionally with fit options: \"chinchilla likelihood=normal\" (repeatable).")
+@click.option("--by", default=None, help="Fit each group of this column separately (e.g. dataset); default: all runs.")
+@click.option("--columns", multiple=True, help="Map canonical names to yours: N='Model Size'.")
+@_sampling_options
+@_fan_out_options
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder for fits/*.nc, comparison.csv and report.html.")
+@click.option("--no-report", is_flag=True, help="Skip the HTML report.")
+@_json_option
+def sweep_command(runs, laws, by, columns, draws, tune, chains, seed, processes, scheduler, fail_fast, out_dir,
+                  no_report, as_json):
+    """Fit every law to every group of a table at once, and compare the laws within each group by PSIS-LOO.
+
+    Writes one fit file per group and law, one comparison table and one report. A fit that fails
+    is reported and the others finish (exit status 1), unless --fail-fast.
+    """
+    from .sweep import fit_many
+
+    _check_fan_out(processes, scheduler)
+    candidates = [_candidate(text) for text in laws]
+    sweep = fit_many(runs, candidates, by=by, columns=_pairs(columns, "--columns"), draws=draws, tune=tune,
+                     chains=chains, seed=seed, processes=processes, scheduler=scheduler, fail_fast=fail_fast,
+                     progress=lambda msg: click.echo(msg, err=True))
+    written = sweep.save(out_dir)
+    if not no_report:
+        from .report import build_sweep_report, write_report
+
+        text = build_sweep_report(sweep, progress=lambda step: click.echo(f"report: {step}", err=True))
+        written["report"] = write_report(Path(out_dir) / "report.html", text)
+    table = sweep.comparison()
+    if as_json:
+        records = json.loads(table.to_json(orient="records"))
+        click.echo(json.dumps({"by": by, "comparison": records, "files": {k: str(v) for k, v in written.items()}}))
+    else:
+        click.echo(f"{'group':<16} {'law':<28} {'rank':>4} {'elpd':>9} {'elpd_diff':>9} {'dse':>6} {'weight':>6} "
+                   f"{'div':>4} {'r_hat':>6} {'ess':>6}")
+        for row in table.to_dict("records"):
+            if row["error"]:
+                continue
+            click.echo(f"{row['group']:<16} {row['law']:<28} {row['rank']:>4} {row['elpd']:>9.1f} "
+                       f"{row['elpd_diff']:>9.1f} {row['dse']:>6.1f} {row['weight']:>6.2f} {row['divergences']:>4} "
+                       f"{row['rhat_max']:>6.3f} {row['ess_bulk_min']:>6.0f}")
+        click.echo(f"saved {', '.join(str(p) for p in written.values() if p.suffix != '.nc')} and "
+                   f"{len(sweep.fits)} fits in {Path(out_dir) / 'fits'}")
+    for (group, label), messages in sweep.warnings.items():
+        for message in messages:
+            click.echo(f"warning: {label} on {group}: {message}", err=True)
+    for (group, label), message in sweep.errors.items():
+        click.echo(f"error: {label} on {group} failed: {message}", err=True)
+    if sweep.errors:
+        raise click.exceptions.Exit(1)
 
 
 @cli.command("report")
@@ -492,18 +604,20 @@ def demo_command(out_dir, draws, quiet):
 
 
 def main(argv=None) -> int:
+    """Run the command line; returns the exit status (2 for a user error, 130 after Ctrl-C)."""
     try:
-        cli.main(args=argv, standalone_mode=False)
+        result = cli.main(args=argv, standalone_mode=False)
     except BayescaleError as exc:
         click.echo(f"error: {exc}", err=True)
         return 2
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        return 1
+    except click.exceptions.Abort as exc:
+        interrupted = isinstance(exc.__context__, KeyboardInterrupt)
+        click.echo("interrupted: every running fit was cancelled" if interrupted else "aborted", err=True)
+        return 130 if interrupted else 1
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
-    return 0
+    return result if isinstance(result, int) else 0
 
 
 if __name__ == "__main__":

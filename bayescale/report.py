@@ -25,6 +25,7 @@ from .mathtext import formula_latex
 if TYPE_CHECKING:
     from .backtesting import BacktestResult
     from .fit import Fit
+    from .sweep import Sweep
 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;color:#222;line-height:1.45}
 table{border-collapse:collapse;font-size:0.9em;margin:0.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
@@ -229,6 +230,40 @@ def build_report(fits: "dict[str, Fit]", *, backtest: "BacktestResult | None" = 
         doc.table(backtest.table)
         doc.figure(plots.calibration(backtest), "Share of held-out runs inside each predictive interval")
     return doc.render("bayescale report")
+
+
+def build_sweep_report(sweep: "Sweep", *, ci_prob: float = defaults.CI_PROB, fmt: str = "html",
+                       progress: Callable[[str], None] | None = None) -> str:
+    """One report for a sweep: the comparison table of every group and law, then each group's fits."""
+    if fmt not in ("html", "markdown"):
+        raise BayescaleError(f"report format must be 'html' or 'markdown', got {fmt!r}")
+    progress = progress or (lambda _: None)
+    doc = _Doc(fmt)
+    doc.heading("bayescale sweep report", 1)
+    split = f"split by {sweep.by!r} into {len(sweep.groups)} groups" if sweep.by else "on all runs"
+    doc.para(f"Generated {datetime.date.today().isoformat()} by bayescale {__version__}: every law fitted {split}. "
+             f"Within each group the laws are ranked by PSIS-LOO (higher elpd is better; elpd_diff is the distance "
+             f"from the group's best with its standard error dse; weight is the stacking weight). Intervals are "
+             f"equal-tailed at {ci_prob:.0%}.")
+    comparison = sweep.comparison()
+    doc.table(comparison.set_index(["group", "law"]))
+    for (group, label), message in sweep.errors.items():
+        doc.para(f"{label} on {group}: the fit failed: {message}", "warn")
+    for group in sweep.groups:
+        fits = {label: fit for (g, label), fit in sweep.fits.items() if g == group}
+        if not fits:
+            continue
+        doc.heading(f"{sweep.by} = {group}" if sweep.by else "All runs")
+        rows = comparison[(comparison["group"] == group) & (comparison["error"] == "")]
+        if len(rows) > 1:
+            doc.figure(plots.loo_comparison(rows.set_index("law")), f"{group}: elpd with standard errors; higher is better")
+        for label, fit in fits.items():
+            progress(f"section for {label} on {group}")
+            points = [] if {"run", "step"} <= set(fit.runs.columns) else default_points(fit)
+            _fit_section(doc, fit, f"{label} on {group}", points, ci_prob, None, progress)
+            for message in sweep.warnings.get((group, label), []):
+                doc.para("Warning: " + message, "warn")
+    return doc.render("bayescale sweep report")
 
 
 def write_report(path: str | Path, text: str) -> Path:
