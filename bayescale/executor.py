@@ -125,32 +125,32 @@ class LocalExecutor(cf.Executor):
         with self._lock:
             self._closing = True
             if cancel_futures:
-                while self._pending:
-                    self._pending.popleft().future.cancel()
+                self._cancel_pending()
         if cancel_futures:
             self.terminate()
         self._wake()
         if wait:
             self._thread.join()
 
-    def terminate(self) -> None:
-        """Kill every worker now; running tasks fail with a :class:`WorkerError`, pending ones are cancelled."""
+    def terminate(self, reason: str = "the executor was terminated") -> None:
+        """Kill every worker now; running tasks fail with a :class:`WorkerError` giving ``reason``, pending ones are cancelled."""
         with self._lock:
             self._closing = True
-            while self._pending:
-                self._pending.popleft().future.cancel()
+            self._cancel_pending()
             for worker in self._workers:  # the dispatcher sees each connection close and cleans up
                 if worker.process.poll() is None:
                     worker.process.kill()
                 task = worker.task
                 if task is not None and not task.future.done():
-                    task.future.set_exception(WorkerError("cancelled: the executor was terminated"))
+                    task.future.set_exception(WorkerError(f"cancelled: {reason}"))
         self._wake()
 
-    @property
-    def worker_pids(self) -> list[int]:
-        with self._lock:
-            return [w.process.pid for w in self._workers]
+    def _cancel_pending(self) -> None:
+        """Cancel tasks not yet started (lock held), waking anyone waiting on them (``as_completed``)."""
+        while self._pending:
+            future = self._pending.popleft().future
+            future.cancel()
+            future.set_running_or_notify_cancel()
 
     def _wake(self) -> None:
         try:
@@ -312,31 +312,32 @@ def fan_out(tasks: Mapping[Hashable, tuple[Callable, tuple, dict]], *, executor:
     executor, owned = executor_for(executor, scheduler=scheduler, max_workers=max_workers)
     outcomes: dict[Hashable, Outcome] = {}
     futures: dict[cf.Future, Hashable] = {}
-    interrupted = False
+    interrupted, stopped_by = False, ""
     try:
         for key, (fn, args, kwargs) in tasks.items():
             futures[executor.submit(fn, *args, **kwargs)] = key
         for future in cf.as_completed(futures):
             key = futures[future]
             if future.cancelled():
-                outcome = Outcome(key, error=WorkerError("cancelled after an earlier task failed (fail-fast)"))
+                outcome = Outcome(key, error=WorkerError(f"cancelled: {stopped_by}"))
             else:
                 error = future.exception()
                 outcome = Outcome(key, error=error) if error is not None else Outcome(key, future.result())
             outcomes[key] = outcome
             if progress:
                 progress(outcome, len(outcomes), len(futures))
-            if fail_fast and not outcome.ok:
+            if fail_fast and not outcome.ok and stopped_by == "":
+                stopped_by = f"{key} failed first (fail-fast)"
                 for other in futures:
                     other.cancel()
                 if isinstance(executor, LocalExecutor):
-                    executor.terminate()
+                    executor.terminate(stopped_by)
     except KeyboardInterrupt:
         interrupted = True
         for future in futures:
             future.cancel()
         if isinstance(executor, LocalExecutor):
-            executor.terminate()
+            executor.terminate("interrupted (Ctrl-C)")
         raise
     finally:
         if owned:

@@ -42,6 +42,17 @@ def epoch_split(epoch_path):
 
 
 @pytest.fixture(scope="session")
+def dask_client():
+    """A real 2-worker Dask cluster on 127.0.0.1 for the whole session, stopped at its end."""
+    distributed = pytest.importorskip("distributed")
+    tests = str(Path(__file__).resolve().parent)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        client.run(lambda path: __import__("sys").path.insert(0, path), tests)  # the tests' task modules
+        yield client
+
+
+@pytest.fixture(scope="session")
 def demo_runs():
     return bs.load_runs(bs.datasets.demo_runs_path())
 

@@ -82,3 +82,46 @@ def test_backtest_cli_errors(capsys):
     assert code == 2 and "selects none" in capsys.readouterr().err
     code = main(["backtest", str(demo_runs_path()), "--law", "chinchilla colour=red", "--holdout", "N > 1e9"])
     assert code == 2 and "unknown option 'colour'" in capsys.readouterr().err
+
+
+TINY = {"draws": 150, "tune": 200, "chains": 2}
+
+
+def _numbers(result) -> dict:
+    """Every number a backtest reports, per law (sampler warnings aside)."""
+    return {law["law"]: {k: law[k] for k in ("coverage", "median_abs_rel_error", "heldout_lpd", "runs")}
+            for law in result.to_dict()["laws"]}
+
+
+def test_same_numbers_serial_local_pool_and_dask(demo_runs, dask_client):
+    laws = ["chinchilla", bs.Candidate("chinchilla", {"likelihood": "normal"})]
+    args = (demo_runs, laws, "C >= 1e21")
+    bs.backtest(*args, **TINY, processes=1)  # warm the compile cache: freshly compiled code differs at 1e-14
+    serial = bs.backtest(*args, **TINY, processes=1)
+    pool = bs.backtest(*args, **TINY, processes=2)
+    dask = bs.backtest(*args, **TINY, executor=dask_client)
+    assert _numbers(serial) == _numbers(pool) == _numbers(dask)
+    assert len(serial.results) == 2 and not serial.errors
+
+
+def test_a_failing_law_is_reported_and_the_others_finish(tmp_path, capsys):
+    out = tmp_path / "bt.json"
+    code = main(["backtest", str(demo_runs_path()), "--law", "chinchilla likelihood=normal",
+                 "--law", "chinchilla prior=gamma:'Normal(0, 1)'", "--holdout", "C >= 1e21",
+                 "--draws", "150", "--tune", "200", "--chains", "2", "--out", str(out), "--json"])
+    captured = capsys.readouterr()
+    assert code == 1, captured.err
+    data = json.loads(captured.out)
+    good, bad = data["laws"]
+    assert good["law"] == "chinchilla (likelihood=normal)" and len(good["runs"]) == 9
+    assert bad["law"].startswith("chinchilla (priors=") and "no parameter(s) gamma to put a prior on" in bad["error"]
+    assert "failed: no parameter(s) gamma" in captured.err
+    loaded = BacktestResult.load(out)
+    assert list(loaded.table.index) == ["chinchilla (likelihood=normal)"] and set(loaded.errors) == {bad["law"]}
+
+
+def test_several_holdouts_fan_out_together(demo_runs):
+    results = bs.backtest(demo_runs, [bs.Candidate("chinchilla", {"likelihood": "normal"})],
+                          ["C >= 1e21", "top 20% N"], **TINY)
+    assert [r.holdout for r in results] == ["C >= 1e21", "top 20% N"]
+    assert results[0].n_heldout == 9 and results[1].n_heldout == int(np.sum(demo_runs["N"] >= np.quantile(demo_runs["N"], 0.8)))
