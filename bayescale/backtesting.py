@@ -87,8 +87,22 @@ class Candidate:
             self.label = f"{Path(self.law).stem}" + (f" ({extras})" if extras else "")
 
 
+def as_candidates(laws: Sequence[Candidate | str], what: str) -> tuple[list[Candidate], list[str]]:
+    """Laws as distinct :class:`Candidate` objects, and the group columns their pooling needs."""
+    candidates = [law if isinstance(law, Candidate) else Candidate(str(law)) for law in laws]
+    if not candidates:
+        raise BayescaleError(f"a {what} needs at least one law")
+    labels = [c.label for c in candidates]
+    if len(set(labels)) != len(labels):
+        raise BayescaleError(f"{what} laws must differ; got {', '.join(labels)}")
+    return candidates, sorted({col for c in candidates for col in (c.options.get("pool") or {}).values()})
+
+
 def score(fit, heldout: Runs, seed: int) -> dict[str, Any]:
-    """Forecast the held-out runs with ``fit`` and score the forecasts."""
+    """Forecast the held-out runs with ``fit`` (their N counted as the fit counts it) and score the forecasts."""
+    from .data import count_parameters
+
+    heldout = count_parameters(heldout, fit.settings.get("params", "total"))
     inputs = list(dict.fromkeys([*fit.law.inputs, *(p.column for p in fit.spec.pooled.values())]))
     points = heldout.frame[inputs]
     loss = heldout["loss"]
@@ -220,13 +234,7 @@ def backtest(runs, candidates: Sequence[Candidate | str], holdout: str | Sequenc
     rules = [holdout] if isinstance(holdout, str) else list(holdout)
     if not rules:
         raise BayescaleError("a backtest needs at least one holdout rule")
-    candidates = [c if isinstance(c, Candidate) else Candidate(str(c)) for c in candidates]
-    if not candidates:
-        raise BayescaleError("a backtest needs at least one law")
-    labels = [c.label for c in candidates]
-    if len(set(labels)) != len(labels):
-        raise BayescaleError(f"backtest candidates must differ; got {', '.join(labels)}")
-    keep = sorted({col for c in candidates for col in (c.options.get("pool") or {}).values()})
+    candidates, keep = as_candidates(candidates, "backtest")
     table = load_runs(runs, columns, keep=keep).frame
     splits = {}
     for rule in rules:

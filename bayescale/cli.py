@@ -97,6 +97,10 @@ def laws_command():
 @click.option("--extrapolation", default=defaults.EXTRAPOLATION, show_default=True,
               type=click.Choice(["calibrated", "none"]),
               help="Widen forecasts beyond the observed runs by a discrepancy calibrated on internal backtests.")
+@click.option("--params", "param_count", default="total", show_default=True,
+              type=click.Choice(["total", "non-embedding", "non_embedding"]),
+              help="What N counts: as given (total), or non-embedding parameters (column N_no_embed, or "
+                   "12*n_layers*d_model^2).")
 @click.option("--draws", type=int, default=defaults.DRAWS, show_default=True)
 @click.option("--tune", type=int, default=defaults.TUNE, show_default=True)
 @click.option("--chains", type=int, default=defaults.CHAINS, show_default=True)
@@ -106,8 +110,8 @@ def laws_command():
 @click.option("--target-accept", type=float, default=defaults.TARGET_ACCEPT, show_default=True)
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Where to save the fit (.nc).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def fit_command(runs, law_spec, columns, inputs, priors, pool, likelihood, extrapolation, draws, tune, chains, cores, seed, sampler,
-                target_accept, out, quiet):
+def fit_command(runs, law_spec, columns, inputs, priors, pool, likelihood, extrapolation, param_count, draws, tune, chains,
+                cores, seed, sampler, target_accept, out, quiet):
     """Fit a law to a table of runs (CSV or Parquet) and save the posterior."""
     from .fit import fit
 
@@ -115,7 +119,7 @@ def fit_command(runs, law_spec, columns, inputs, priors, pool, likelihood, extra
         raise BayescaleError(f"--out: fit files are netCDF, give a path ending in .nc (got {out!r})")
     result = fit(runs, law_spec, columns=_pairs(columns, "--columns"), inputs=_pairs(inputs, "--input"),
                  priors=_pairs(priors, "--prior"), pool=_pairs(pool, "--pool"), likelihood=likelihood,
-                 extrapolation=extrapolation, draws=draws, tune=tune, chains=chains,
+                 extrapolation=extrapolation, params=param_count, draws=draws, tune=tune, chains=chains,
                  cores=cores, seed=seed, sampler=sampler, target_accept=target_accept, progressbar=not quiet)
     path = result.save(out)
     _print_summary(result, defaults.CI_PROB)
@@ -127,6 +131,8 @@ def _print_summary(fit, ci_prob: float) -> None:
     pct = f"{ci_prob:.0%}"
     width = max(8, *(len(str(n)) for n in table.index))
     click.echo(f"{fit.law}  ({fit.likelihood.name} likelihood on log-loss, {fit.n_obs} runs)")
+    if fit.settings.get("params") == "non_embedding":
+        click.echo("N counts non-embedding parameters: give forecasts N in the same convention")
     for param, pooled in fit.spec.pooled.items():
         click.echo(f"{param} varies by {pooled.column} ({', '.join(pooled.levels)}): population value {param}_pop, "
                    f"spread {param}_sd on the {'log ' if fit.spec.priors[param].support.kind == 'positive' else ''}scale")
@@ -326,14 +332,14 @@ def _candidate(text: str):
         if key in ("pool", "input"):
             parsed["pool" if key == "pool" else "inputs"] = dict(item.split(":", 1) for item in value.split(",")
                                                                  if ":" in item)
-        elif key in ("likelihood", "sampler", "extrapolation"):
+        elif key in ("likelihood", "sampler", "extrapolation", "params"):
             parsed[key] = value
         elif key == "prior":
             name, _, prior = value.partition(":")
             parsed.setdefault("priors", {})[name] = prior
         else:
             raise BayescaleError(f"--law {text!r}: unknown option {key!r}; use likelihood=..., pool=E:group,..., "
-                                 "input=X:C or prior=alpha:'LogNormal(...)'")
+                                 "input=X:C, params=non_embedding or prior=alpha:'LogNormal(...)'")
     return Candidate(law, parsed)
 
 

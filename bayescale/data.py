@@ -22,8 +22,10 @@ from .errors import DataError, UnitsWarning
 logger = logging.getLogger("bayescale")
 
 #: columns bayescale knows; a column mapping may only target these or a law's own inputs
-CANONICAL = ("N", "D", "C", "loss", "U", "N_no_embed", "step", "tokens", "run", "lr")
-POSITIVE = ("N", "D", "C", "loss", "U", "N_no_embed")
+CANONICAL = ("N", "D", "C", "loss", "U", "N_no_embed", "n_layers", "d_model", "step", "tokens", "run", "lr")
+POSITIVE = ("N", "D", "C", "loss", "U", "N_no_embed", "n_layers", "d_model")
+#: what the law's N counts: ``total`` (N as the table gives it) or ``non_embedding`` parameters
+PARAMETER_COUNTS = ("total", "non_embedding")
 #: law inputs that may be zero (the annealing area S2 is zero until the learning rate first drops)
 NONNEGATIVE = ("S2",)
 #: below these maxima the units look wrong (a raw count is expected)
@@ -168,6 +170,36 @@ def _clean(table: pd.DataFrame, numeric: Iterable[str]) -> list[str]:
             raise DataError(f"column 'U' (unique tokens) cannot exceed D (tokens trained on), but rows "
                             f"{_row_list(bad)} have U > D")
     return notes
+
+
+def count_parameters(runs: Runs, count: str) -> Runs:
+    """The runs with N counting ``total`` parameters (as given) or ``non_embedding`` ones.
+
+    Kaplan et al. 2020 counted non-embedding parameters, Hoffmann et al. 2022 all of them, and the
+    choice moves fitted exponents at small scales (Porian et al. 2024, Pearce & Song 2024). For
+    ``non_embedding``, N is taken from column ``N_no_embed``, or derived as 12 n_layers d_model^2
+    (Kaplan's count) from ``n_layers`` and ``d_model``; the total count is kept as ``N_total``.
+    """
+    count = str(count).replace("-", "_")
+    if count not in PARAMETER_COUNTS:
+        raise DataError(f"params must be one of {', '.join(PARAMETER_COUNTS)} (what N counts), got {count!r}")
+    if count == "total" or "N_total" in runs.columns:
+        return runs
+    frame = runs.frame.copy()
+    if "N_no_embed" in frame.columns:
+        counted, how = frame["N_no_embed"], "column N_no_embed"
+    elif {"n_layers", "d_model"} <= set(frame.columns):
+        counted, how = 12.0 * frame["n_layers"] * frame["d_model"] ** 2, "12 n_layers d_model^2 (Kaplan et al. 2020)"
+    else:
+        raise DataError(f"params='non_embedding' needs the non-embedding parameter count: a column N_no_embed "
+                        f"(map yours with --columns N_no_embed='your name'), or n_layers and d_model to derive "
+                        f"12 n_layers d_model^2; the runs table ({runs.source}) has {', '.join(runs.columns)}")
+    if "N" in frame.columns:
+        frame["N_total"] = frame["N"]
+    frame["N"] = counted.to_numpy(dtype=float)
+    note = f"N counts non-embedding parameters, from {how}"
+    logger.info(note)
+    return Runs(frame, [*runs.notes, note], runs.source)
 
 
 def prepare_points(points, inputs: Iterable[str]) -> pd.DataFrame:

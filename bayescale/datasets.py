@@ -129,11 +129,12 @@ def load_misfitting_final(path: str | Path) -> Runs:
     """Li, Kudugunta, Zettlemoyer 2025 final checkpoints (``scaling_results_last_ckpt_only.csv``).
 
     One run per (model, D) cell with the best peak learning rate (the static fit's convention);
-    C is recomputed as 6ND (the file's C columns overflowed). Keeps ``model`` and ``peak_lr``.
+    C is recomputed as 6ND (the file's C columns overflowed). N counts all parameters and
+    ``N_no_embed`` the non-embedding ones (the file's ``N_no_emb``). Keeps ``model`` and ``peak_lr``.
     """
-    raw = pd.read_csv(path)
+    raw = pd.read_csv(path).rename(columns={"N_no_emb": "N_no_embed"})
     best = raw.loc[raw.groupby(["model", "D"])["loss"].idxmin()]
-    frame = best[["N", "D", "loss", "model", "peak_lr"]].reset_index(drop=True)
+    frame = best[["N", "N_no_embed", "D", "loss", "model", "peak_lr"]].reset_index(drop=True)
     runs = load_runs(frame, keep=["model", "peak_lr"])
     runs.source = str(path)
     return runs

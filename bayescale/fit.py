@@ -16,7 +16,7 @@ import pandas as pd
 import xarray as xr
 
 from . import defaults
-from .data import Runs, load_runs
+from .data import Runs, count_parameters, load_runs
 from .diagnostics import Diagnostics, diagnose, report
 from .errors import BayescaleError
 from .laplace import choose_centring, laplace_approximation
@@ -119,7 +119,7 @@ def _split_priors(priors: Mapping[str, Any] | None, law: Law, likelihood: Likeli
 
 def fit(runs, law: Law | str = "chinchilla", *, columns: Mapping[str, str] | None = None,
         inputs: Mapping[str, str] | None = None, priors: Mapping[str, Any] | None = None,
-        pool: Mapping[str, str] | None = None, likelihood: str = defaults.LIKELIHOOD,
+        pool: Mapping[str, str] | None = None, likelihood: str = defaults.LIKELIHOOD, params: str = "total",
         extrapolation: str = defaults.EXTRAPOLATION, draws: int = defaults.DRAWS, tune: int = defaults.TUNE,
         chains: int = defaults.CHAINS, cores: int = defaults.CORES, seed: int = defaults.SEED,
         sampler: str = defaults.SAMPLER, target_accept: float = defaults.TARGET_ACCEPT,
@@ -131,7 +131,9 @@ def fit(runs, law: Law | str = "chinchilla", *, columns: Mapping[str, str] | Non
     (``{"alpha": "LogNormal(mu=log(0.3), sigma=0.3)", "nu": ...}``). ``pool`` lets parameters vary by
     a group column under a population prior (``{"alpha": "family"}``; see :mod:`bayescale.pooling`);
     ``priors`` may then also set the spread between groups (``{"alpha_sd": "HalfNormal(sigma=0.1)"}``).
-    ``extrapolation="calibrated"`` (default) widens forecasts beyond the observed runs by a
+    ``params`` says what N counts: ``"total"`` (as the table gives it) or ``"non_embedding"`` (from
+    column ``N_no_embed``, or 12 n_layers d_model^2; see :func:`bayescale.data.count_parameters`);
+    forecasts then take N in that convention. ``extrapolation="calibrated"`` (default) widens forecasts beyond the observed runs by a
     discrepancy calibrated on internal backtests (see :mod:`bayescale.extrapolation`); ``"none"``
     gives the plain posterior.
     """
@@ -148,7 +150,7 @@ def fit(runs, law: Law | str = "chinchilla", *, columns: Mapping[str, str] | Non
     pool = parse_pool(pool or {})
     law_priors, noise_priors, sd_priors = _split_priors(priors, law, lik, pool)
     law = law.with_priors(law_priors)
-    runs = load_runs(runs, columns, extra_inputs=law.inputs, keep=sorted(set(pool.values())))
+    runs = count_parameters(load_runs(runs, columns, extra_inputs=law.inputs, keep=sorted(set(pool.values()))), params)
     runs.require(law.inputs, len(law.params) + len(lik.noise_params), law.name)
     law = law.bind_data({name: runs[name] for name in law.inputs})
     spec = ModelSpec.from_runs(law, lik, runs, noise_priors, pool, sd_priors)
@@ -174,6 +176,6 @@ def fit(runs, law: Law | str = "chinchilla", *, columns: Mapping[str, str] | Non
             idata["posterior"] = posterior.assign(kappa=(("chain", "draw"), discrepancy.kappa.reshape(chains, draws)))
             extrapolation_settings = discrepancy.to_settings()
     settings = {"extrapolation": extrapolation_settings, "draws": draws, "tune": tune, "chains": chains, "cores": cores, "seed": int(seed),
-                "sampler": sampler, "target_accept": target_accept,
+                "sampler": sampler, "target_accept": target_accept, "params": params.replace("-", "_"),
                 "mode": laplace.mode(spec), "pool": pool, "sd_priors": sd_priors}
     return Fit(law, lik, runs, idata, settings, diagnostics, {k: Prior.parse(v) for k, v in noise_priors.items()})

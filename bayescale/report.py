@@ -246,7 +246,8 @@ def build_sweep_report(sweep: "Sweep", *, ci_prob: float = defaults.CI_PROB, fmt
              f"from the group's best with its standard error dse; weight is the stacking weight). Intervals are "
              f"equal-tailed at {ci_prob:.0%}.")
     comparison = sweep.comparison()
-    doc.table(comparison.set_index(["group", "law"]))
+    shown = comparison.drop(columns=["se", "n_runs", *(["error"] if not sweep.errors else [])], errors="ignore")
+    doc.table(shown.set_index(["group", "law"]))
     for (group, label), message in sweep.errors.items():
         doc.para(f"{label} on {group}: the fit failed: {message}", "warn")
     for group in sweep.groups:

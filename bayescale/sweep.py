@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 import pandas as pd
 
 from . import defaults
-from .backtesting import Candidate
+from .backtesting import Candidate, as_candidates
 from .data import load_runs
 from .errors import BayescaleError, SamplerWarning
 
@@ -137,14 +137,8 @@ def fit_many(runs, laws: Sequence[Candidate | str], *, by: str | None = None,
     """
     from .executor import describe, fan_out, plan_workers
 
-    candidates = [law if isinstance(law, Candidate) else Candidate(str(law)) for law in laws]
-    if not candidates:
-        raise BayescaleError("a sweep needs at least one law")
-    labels = [c.label for c in candidates]
-    if len(set(labels)) != len(labels):
-        raise BayescaleError(f"sweep laws must differ; got {', '.join(labels)}")
-    keep = sorted({col for c in candidates for col in (c.options.get("pool") or {}).values()} | ({by} if by else set()))
-    table = load_runs(runs, columns, keep=keep).frame
+    candidates, keep = as_candidates(laws, "sweep")
+    table = load_runs(runs, columns, keep=sorted({*keep, *([by] if by else [])})).frame
     if by is None:
         groups = {ALL: table}
     else:

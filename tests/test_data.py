@@ -89,3 +89,35 @@ def test_prediction_points_are_validated_and_derived():
         prepare_points({"N": 1e9}, ("N", "D"))
     with pytest.raises(DataError, match="column 'N': must be > 0"):
         prepare_points({"N": -1.0, "D": 1e9}, ("N", "D"))
+
+
+def test_parameter_counts():
+    from bayescale.data import count_parameters
+
+    frame = pd.DataFrame({"N": [1e8, 1e9, 1e10], "N_no_embed": [6e7, 8e8, 9e9], "D": [2e9, 2e10, 2e11],
+                          "loss": [3.0, 2.6, 2.3]})
+    runs = bs.load_runs(frame)
+    assert count_parameters(runs, "total") is runs
+    counted = count_parameters(runs, "non-embedding")
+    assert counted["N"].tolist() == [6e7, 8e8, 9e9] and counted["N_total"].tolist() == [1e8, 1e9, 1e10]
+    assert "N counts non-embedding parameters, from column N_no_embed" in counted.notes
+    assert count_parameters(counted, "non_embedding") is counted  # never counted twice
+    shapes = bs.load_runs(pd.DataFrame({"N": [1e8, 1e9], "n_layers": [12, 24], "d_model": [768, 2048],
+                                        "D": [2e9, 2e10], "loss": [3.0, 2.6]}))
+    assert count_parameters(shapes, "non_embedding")["N"].tolist() == [12 * 12 * 768 ** 2, 12 * 24 * 2048 ** 2]
+    with pytest.raises(bs.DataError, match="needs the non-embedding parameter count: a column N_no_embed"):
+        count_parameters(bs.load_runs(frame.drop(columns="N_no_embed")), "non_embedding")
+    with pytest.raises(bs.DataError, match="params must be one of total, non_embedding"):
+        count_parameters(runs, "embedding")
+
+
+def test_held_out_runs_are_scored_in_the_fit_s_parameter_count(demo_runs):
+    from bayescale.backtesting import score
+    from conftest import fake_fit
+
+    frame = demo_runs.frame.assign(N_no_embed=lambda f: 0.5 * f["N"])
+    train, heldout = frame[frame.C < 1e21], frame[frame.C >= 1e21].reset_index(drop=True)
+    fit = fake_fit(bs.load_runs(train).frame.assign(N=lambda f: f["N_no_embed"]), spread=0.0)
+    fit.settings["params"] = "non_embedding"
+    scored = score(fit, bs.load_runs(heldout), seed=0)
+    assert np.allclose(scored["runs"]["N"], heldout["N_no_embed"])

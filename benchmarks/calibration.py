@@ -1,0 +1,259 @@
+"""Calibration of forecasts on every real dataset: many leave-future-out splits, three methods.
+
+Each split fits on the "past" and forecasts the "future" with default settings (no per-dataset flag):
+  default     bayescale's default (the calibrated extrapolation discrepancy)
+  plain       the same fit's plain posterior (the discrepancy left out)
+  bootstrap   the reference point fit (Huber loss on log-loss, BFGS, Besiroglu et al. 2024) with a
+              400-resample bootstrap plus its residual noise: the scipy-plus-bootstrap habit
+              (Chinchilla-law splits only)
+and scores every held-out point: coverage of the 50/80/90% predictive bands, the interval score of
+Gneiting and Raftery (2007) for the 90% band (relative to the loss, lower is better), and the
+median |relative error|. Every split is one task of bayescale's executor (local worker processes,
+or a Dask cluster with --scheduler). Results merge into results/calibration.json, so subsets can
+be run separately.
+
+    .venv/bin/python benchmarks/calibration.py [--only epoch gadre ...] [--scheduler tcp://host:8786]
+"""
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE.parents[0].parent / "shared" / "data"
+OUT = HERE / "results" / "calibration.json"
+LEVELS = (0.5, 0.8, 0.9)
+#: BNSL paper, 4-digit addition (fit the first 14 points, forecast the last 3)
+BNSL_X = [160, 192, 256, 320, 384, 448, 480, 512, 544, 576, 608, 640, 672, 736, 800, 864, 928]
+BNSL_Y = [2.1381, 2.1181, 2.0896, 2.0699, 2.0540, 2.0384, 2.0281, 2.0050, 1.9558, 1.8631, 1.7089, 1.5064,
+          1.2975, 0.9656, 0.7586, 0.6477, 0.5570]
+#: the README's many-sizes learning-curve recipe on misfitting
+CURVE_POOL = {"L0": "model", "alpha": "model", "C": "model", "A": "run"}
+
+
+@dataclass
+class Split:
+    name: str
+    dataset: str
+    kind: str                      # "static" (a holdout rule) or "curve" (cut each run at a share of its steps)
+    law: str
+    rule: str = ""
+    options: dict = field(default_factory=dict)
+    cut: float = 0.0
+
+
+def splits() -> list[Split]:
+    out = [Split(f"epoch top {p}% {c}", "epoch", "static", "chinchilla", f"top {p}% {c}")
+           for c in ("N", "C") for p in (10, 20, 30)]
+    out += [Split(f"gadre {corpus} N >= 1e9", f"gadre:{corpus}", "static", "chinchilla", "N >= 1e9")
+            for corpus in ("c4_original", "rpj", "rw_original")]
+    out += [Split("misfitting finals, two largest sizes", "misfitting_final", "static", "chinchilla", "N >= 5e8"),
+            Split("datablations top 20% N", "datablations", "static", "data_constrained", "top 20% N"),
+            Split("bnsl 4-digit addition, last 3", "bnsl", "static", "bnsl_1", "N > 700",
+                  {"inputs": {"X": "N"}})]
+    out += [Split(f"misfitting curves cut at {int(cut * 100)}%", "misfitting_curves", "curve", "schedule_aware",
+                  options={"pool": CURVE_POOL}, cut=cut) for cut in (0.25, 0.5, 0.75)]
+    out += [Split(f"revisiting {domain}", f"revisiting:{domain}", "curve", "curve_power") for domain in ("LM", "NMT")]
+    return out
+
+
+def load_static(dataset: str) -> pd.DataFrame:
+    import bayescale as bs
+
+    name, _, part = dataset.partition(":")
+    if name == "epoch":
+        return bs.datasets.load_epoch_chinchilla(DATA / "epoch-chinchilla" / "svg_extracted_data.csv").frame
+    if name == "gadre":
+        frame = bs.datasets.load_gadre(DATA / "gadre-overtrain" / "DERIVED_flat_losses.csv").frame
+        return frame[frame["dataset"] == part].drop(columns="dataset").reset_index(drop=True)
+    if name == "misfitting_final":
+        return bs.datasets.load_misfitting_final(DATA / "misfitting" / "scaling_results_last_ckpt_only.csv").frame
+    if name == "datablations":
+        return bs.datasets.load_datablations(DATA / "colpret-curves" / "datablations_contour_losses.csv").frame
+    if name == "bnsl":  # N stands for the x axis (bnsl_1 binds its input X to it)
+        return pd.DataFrame({"N": BNSL_X, "loss": BNSL_Y})
+    raise ValueError(dataset)
+
+
+def bands(frame: pd.DataFrame, actual, median, lower: dict, upper: dict) -> pd.DataFrame:
+    rows = pd.DataFrame({"actual": np.asarray(actual, float), "median": np.asarray(median, float)})
+    for level in LEVELS:
+        rows[f"lo{level}"], rows[f"hi{level}"] = np.asarray(lower[level], float), np.asarray(upper[level], float)
+    return rows
+
+
+def static_task(split: Split, seed: int) -> dict:
+    """Fit on the runs outside the holdout rule, forecast the held-out ones with every method."""
+    import bayescale as bs
+    from bayescale.backtesting import holdout_mask
+
+    warnings.simplefilter("ignore")
+    frame = load_static(split.dataset)
+    mask = holdout_mask(frame, split.rule)
+    train, test = frame[~mask].reset_index(drop=True), frame[mask].reset_index(drop=True)
+    start = time.time()
+    fit = bs.fit(train, split.law, progressbar=False, seed=seed, **split.options)
+    seconds = time.time() - start
+    inputs = list(fit.law.inputs)
+    methods = {}
+    for method in ("default", "plain"):
+        if method == "plain":
+            fit.discrepancy = None
+        forecasts = {level: fit.predict(test[inputs], ci_prob=level, seed=seed) for level in LEVELS}
+        methods[method] = bands(test, test["loss"], forecasts[0.9]["median"],
+                                {k: f["pred_lower"] for k, f in forecasts.items()},
+                                {k: f["pred_upper"] for k, f in forecasts.items()})
+    if split.law == "chinchilla":
+        methods["bootstrap"] = bootstrap_baseline(train, test, seed)
+    d = fit.diagnostics
+    return {"n_train": len(train), "n_test": len(test), "fit_seconds": round(seconds, 1),
+            "diagnostics": {"divergences": d.divergences, "rhat_max": round(d.rhat_max, 4),
+                            "ess_bulk_min": round(d.ess_bulk_min)},
+            "methods": {m: rows.to_dict("list") for m, rows in methods.items()}}
+
+
+def bootstrap_baseline(train: pd.DataFrame, test: pd.DataFrame, seed: int, resamples: int = 400) -> pd.DataFrame:
+    sys.path.insert(0, str(HERE))
+    import reference_fit
+
+    n, d, loss = (train[c].to_numpy(float) for c in ("N", "D", "loss"))
+    optimum = reference_fit.point_fit(n, d, loss)
+    draws = reference_fit.bootstrap(n, d, loss, optimum, resamples=resamples, seed=seed)
+
+    def log_law(p, nn, dd):
+        a, b, e, alpha, beta = p
+        return np.logaddexp(np.logaddexp(a - alpha * np.log(nn), b - beta * np.log(dd)), e)
+
+    resid_sd = float(np.std(np.log(loss) - log_law(optimum, n, d)))
+    mu = np.stack([log_law(p, test["N"].to_numpy(float), test["D"].to_numpy(float)) for p in draws])
+    rng = np.random.default_rng(seed)
+    y = mu + resid_sd * rng.standard_normal(mu.shape)
+    lower = {lv: np.exp(np.quantile(y, (1 - lv) / 2, axis=0)) for lv in LEVELS}
+    upper = {lv: np.exp(np.quantile(y, (1 + lv) / 2, axis=0)) for lv in LEVELS}
+    return bands(test, test["loss"], np.exp(log_law(optimum, test["N"], test["D"])), lower, upper)
+
+
+def curve_task(split: Split, seed: int) -> dict:
+    """Fit learning curves on each run's early part (or the benchmark's own split), forecast the rest."""
+    from bayescale.curves import fit_curves, forecast_curves, load_checkpoints
+    from bayescale.datasets import load_misfitting_curves, load_revisiting
+
+    warnings.simplefilter("ignore")
+    name, _, domain = split.dataset.partition(":")
+    start = time.time()
+    methods = {}
+    if name == "misfitting_curves":
+        table = load_misfitting_curves(DATA / "misfitting" / "scaling_results.csv")
+        runs = load_checkpoints(table, keep=["model"])
+        final = runs.frame.loc[runs.frame.groupby("run")["step"].idxmax()].set_index("run")
+        fit = fit_curves(runs, split.law, upto=split.cut, pool=split.options.get("pool"), progressbar=False, seed=seed)
+        seconds = time.time() - start
+        for method in ("default", "plain"):
+            if method == "plain":
+                fit.discrepancy = None
+            forecasts = {lv: forecast_curves(fit, runs, upto=split.cut, ci_prob=lv, seed=seed).set_index("run")
+                         for lv in LEVELS}
+            index = forecasts[0.9].index
+            methods[method] = bands(None, final.loc[index, "loss"], forecasts[0.9]["final_median"],
+                                    {lv: f.loc[index, "final_pred_lower"] for lv, f in forecasts.items()},
+                                    {lv: f.loc[index, "final_pred_upper"] for lv, f in forecasts.items()})
+    else:
+        table = load_revisiting(DATA / "colpret-curves" / "revisiting_lang.csv", domain)
+        train = load_checkpoints(table[table["training"] == 1].drop(columns="training"))
+        target = table[table["training"] == 0][["run", "step", "loss"]].reset_index(drop=True)
+        fit = fit_curves(train, split.law, progressbar=False, seed=seed)
+        seconds = time.time() - start
+        for method in ("default", "plain"):
+            if method == "plain":
+                fit.discrepancy = None
+            forecasts = {lv: fit.predict(target[["run", "step"]], ci_prob=lv, seed=seed) for lv in LEVELS}
+            methods[method] = bands(None, target["loss"], forecasts[0.9]["median"],
+                                    {lv: f["pred_lower"] for lv, f in forecasts.items()},
+                                    {lv: f["pred_upper"] for lv, f in forecasts.items()})
+    d = fit.diagnostics
+    return {"n_train": int(fit.n_obs), "n_test": len(methods["default"]), "fit_seconds": round(seconds, 1),
+            "diagnostics": {"divergences": d.divergences, "rhat_max": round(d.rhat_max, 4),
+                            "ess_bulk_min": round(d.ess_bulk_min)},
+            "methods": {m: rows.to_dict("list") for m, rows in methods.items()}}
+
+
+def run_split(split: Split, seed: int) -> dict:
+    return (static_task if split.kind == "static" else curve_task)(split, seed)
+
+
+def scores(rows: dict) -> dict:
+    """Coverage per level, the relative 90% interval score and the median |relative error|."""
+    frame = pd.DataFrame(rows)
+    y = frame["actual"].to_numpy()
+    out = {f"coverage_{lv}": round(float(np.mean((frame[f"lo{lv}"] <= y) & (y <= frame[f"hi{lv}"]))), 3)
+           for lv in LEVELS}
+    lo, hi, alpha = frame["lo0.9"].to_numpy(), frame["hi0.9"].to_numpy(), 0.1
+    interval_score = (hi - lo) + 2 / alpha * np.maximum(lo - y, 0) + 2 / alpha * np.maximum(y - hi, 0)
+    out["interval_score_90"] = round(float(np.mean(interval_score / y)), 5)
+    out["median_abs_rel_error"] = round(float(np.median(np.abs(frame["median"].to_numpy() / y - 1))), 5)
+    return out
+
+
+def table(results: dict) -> pd.DataFrame:
+    rows = []
+    for name, r in results.items():
+        if "error" in r:
+            rows.append({"split": name, "method": "-", "n_test": None, "error": r["error"]})
+            continue
+        for method, s in r["scores"].items():
+            rows.append({"split": name, "method": method, "n_test": r["n_test"], **s})
+    return pd.DataFrame(rows)
+
+
+def pooled(results: dict) -> dict:
+    """Coverage over every held-out point of every split, per method."""
+    out = {}
+    for method in ("default", "plain", "bootstrap"):
+        frames = [pd.DataFrame(r["methods"][method]) for r in results.values() if method in r.get("methods", {})]
+        if frames:
+            out[method] = {"splits": len(frames), **scores(pd.concat(frames).to_dict("list"))}
+    return out
+
+
+def main():
+    from bayescale.executor import describe, fan_out
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--only", nargs="*", help="datasets to run (epoch gadre misfitting_final datablations bnsl "
+                                                  "misfitting_curves revisiting); default all")
+    parser.add_argument("--scheduler", default=None, help="a Dask scheduler address")
+    parser.add_argument("--processes", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=20240417)
+    args = parser.parse_args()
+    chosen = [s for s in splits() if not args.only or s.dataset.partition(":")[0] in args.only]
+    tasks = {s.name: (run_split, (s, args.seed), {}) for s in chosen}
+    start = time.time()
+    outcomes = fan_out(tasks, scheduler=args.scheduler, max_workers=args.processes,
+                       progress=lambda o, done, total: print(f"[{done}/{total}] {o.key}: "
+                                                             f"{'done' if o.ok else describe(o.error)}", file=sys.stderr))
+    results = json.loads(OUT.read_text())["splits"] if OUT.exists() else {}
+    for name, outcome in outcomes.items():
+        if outcome.ok:
+            r = outcome.result
+            r["scores"] = {m: scores(rows) for m, rows in r["methods"].items()}
+            results[name] = r
+        else:
+            results[name] = {"error": describe(outcome.error)}
+    import bayescale as bs
+
+    OUT.parent.mkdir(exist_ok=True)
+    OUT.write_text(json.dumps({"bayescale_version": bs.__version__, "pooled": pooled(results), "splits": results}) + "\n")
+    print(table(results).to_string(index=False))
+    print(json.dumps(pooled(results), indent=1))
+    print(f"{time.time() - start:.0f} s", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
