@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 
 from . import datasets  # noqa: E402
 from .backtesting import Candidate, backtest  # noqa: E402
-from .comparison import compare  # noqa: E402
+from .comparison import compare, predict_stacked  # noqa: E402
 from .data import Runs, load_runs  # noqa: E402
 from .errors import BayescaleError, DataError, FormulaError, SamplerWarning, UnitsWarning  # noqa: E402
 from .fit import Fit, fit  # noqa: E402
@@ -23,4 +23,4 @@ from .sweep import fit_many  # noqa: E402
 load = Fit.load
 
 __all__ = ["BayescaleError", "Candidate", "DataError", "Fit", "backtest", "compare", "FormulaError", "Law", "Prior", "Runs", "SamplerWarning",
-           "UnitsWarning", "catalog", "datasets", "fit", "fit_many", "get_law", "grid", "load", "load_runs", "__version__"]
+           "UnitsWarning", "catalog", "datasets", "fit", "fit_many", "get_law", "grid", "load", "load_runs", "predict_stacked", "__version__"]

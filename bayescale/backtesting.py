@@ -98,6 +98,18 @@ def as_candidates(laws: Sequence[Candidate | str], what: str) -> tuple[list[Cand
     return candidates, sorted({col for c in candidates for col in (c.options.get("pool") or {}).values()})
 
 
+def interval_score(actual, lower, upper, prob: float) -> np.ndarray:
+    """Interval score of central ``prob`` intervals (Gneiting and Raftery 2007), relative to the actual loss.
+
+    The width, plus 2/(1 - prob) times the distance by which the actual value falls outside: a
+    proper score (lower is better) that rewards narrow bands only while they hold.
+    """
+    actual, lower, upper = (np.asarray(a, dtype=float) for a in (actual, lower, upper))
+    alpha = 1.0 - prob
+    score = (upper - lower) + 2 / alpha * np.maximum(lower - actual, 0) + 2 / alpha * np.maximum(actual - upper, 0)
+    return score / actual
+
+
 def score(fit, heldout: Runs, seed: int) -> dict[str, Any]:
     """Forecast the held-out runs with ``fit`` (their N counted as the fit counts it) and score the forecasts."""
     from .data import count_parameters
@@ -111,6 +123,7 @@ def score(fit, heldout: Runs, seed: int) -> dict[str, Any]:
     coverage = {str(level): float(np.mean((p["pred_lower"] <= loss) & (loss <= p["pred_upper"])))
                 for level, p in per_level.items()}
     rel_error = np.abs(forecast["median"].to_numpy() / loss - 1)
+    interval = float(np.mean(interval_score(loss, forecast["pred_lower"], forecast["pred_upper"], 0.9)))
     lpd = heldout_lpd(fit, heldout, seed)
     runs = heldout.frame[inputs].copy()
     runs["loss"] = loss
@@ -118,8 +131,8 @@ def score(fit, heldout: Runs, seed: int) -> dict[str, Any]:
     runs["pred_lower"] = forecast["pred_lower"].to_numpy()
     runs["pred_upper"] = forecast["pred_upper"].to_numpy()
     runs["inside_90"] = (runs["pred_lower"] <= loss) & (loss <= runs["pred_upper"])
-    return {"coverage": coverage, "median_abs_rel_error": float(np.median(rel_error)), "heldout_lpd": lpd,
-            "runs": runs, "diagnostics": fit.diagnostics.to_dict()}
+    return {"coverage": coverage, "median_abs_rel_error": float(np.median(rel_error)), "interval_score_90": interval,
+            "heldout_lpd": lpd, "runs": runs, "diagnostics": fit.diagnostics.to_dict()}
 
 
 def heldout_lpd(fit, heldout: Runs, seed: int) -> float:
@@ -181,7 +194,8 @@ class BacktestResult:
             if "error" in r:
                 continue
             rows.append({"candidate": label, **{f"coverage_{k}": v for k, v in r["coverage"].items()},
-                         "median_abs_rel_error": r["median_abs_rel_error"], "heldout_lpd": r["heldout_lpd"]})
+                         "median_abs_rel_error": r["median_abs_rel_error"],
+                         "interval_score_90": r.get("interval_score_90", np.nan), "heldout_lpd": r["heldout_lpd"]})
         table = pd.DataFrame(rows).set_index("candidate").sort_values("heldout_lpd", ascending=False)
         table.insert(0, "rank", np.arange(1, len(table) + 1))
         return table
@@ -190,7 +204,7 @@ class BacktestResult:
         return {"holdout": self.holdout, "n_train": self.n_train, "n_heldout": self.n_heldout,
                 "laws": [{"law": label, "error": r["error"]} if "error" in r else
                          {"law": label, "coverage": r["coverage"], "median_abs_rel_error": r["median_abs_rel_error"],
-                          "heldout_lpd": r["heldout_lpd"], "warnings": r.get("warnings", []),
+                          "interval_score_90": r.get("interval_score_90"), "heldout_lpd": r["heldout_lpd"], "warnings": r.get("warnings", []),
                           "runs": json.loads(r["runs"].to_json(orient="records"))}
                          for label, r in self.results.items()]}
 

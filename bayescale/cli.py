@@ -190,40 +190,55 @@ def summary_command(fit_path, ci_prob, as_json):
 
 
 @cli.command("predict")
-@click.argument("fit_path", type=click.Path(dir_okay=False))
+@click.argument("fit_paths", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--at", "at", multiple=True, help="A point: N=7e10,D=1.4e12 (repeat for more points).")
 @click.option("--points", type=click.Path(dir_okay=False), help="A CSV of points (one column per input).")
 @_ci_option
 @_json_option
-def predict_command(fit_path, at, points, ci_prob, as_json):
-    """Forecast the loss at unseen scales: credible and predictive intervals."""
+def predict_command(fit_paths, at, points, ci_prob, as_json):
+    """Forecast the loss at unseen scales: credible and predictive intervals.
 
+    With several fits (of different laws to the same runs) the forecast mixes their posteriors by
+    LOO stacking weights, so the intervals also carry the uncertainty about the law's form.
+    """
+    from .comparison import predict_stacked
     from .fit import Fit
 
     if bool(at) == bool(points):
         raise BayescaleError("give the points with --at N=...,D=... (repeatable) or with --points FILE.csv")
-    fit = Fit.load(fit_path)
+    fits = {Path(p).stem: Fit.load(p) for p in fit_paths}
+    if len(fits) != len(fit_paths):
+        fits = {str(p): Fit.load(p) for p in fit_paths}
     if points:
         if not Path(points).exists():
             raise BayescaleError(f"--points: file {points!r} does not exist")
         table = pd.read_csv(points)
     else:
         table = pd.DataFrame(_at_points(at))
-    result = fit.predict(table, ci_prob=ci_prob)
-    columns = [*fit.law.inputs, "median", "lower", "upper", "pred_lower", "pred_upper",
-               *(f"{name}_vs_max" for name in fit.law.inputs), "extrapolation"]
+    fit = next(iter(fits.values()))
+    inputs = list(dict.fromkeys(i for f in fits.values() for i in f.law.inputs))
+    if len(fits) > 1:
+        result = predict_stacked(fits, table, ci_prob=ci_prob)
+        columns = [*inputs, "median", "lower", "upper", "pred_lower", "pred_upper"]
+        title = "stacked (" + ", ".join(f"{name} {w:.2f}" for name, w in result.attrs["weights"].items()) + ")"
+    else:
+        result = fit.predict(table, ci_prob=ci_prob)
+        columns = [*inputs, "median", "lower", "upper", "pred_lower", "pred_upper",
+                   *(f"{name}_vs_max" for name in inputs), "extrapolation"]
+        title = fit.law.name
     extra = [c for c in table.columns if c not in columns]
     if as_json:
         records = [{k: v if isinstance(v, str) else float(v) for k, v in row.items()}
                    for row in result[[*extra, *columns]].to_dict("records")]
-        click.echo(json.dumps({"ci_prob": ci_prob, "predictions": records}))
+        weights = {"weights": result.attrs["weights"]} if len(fits) > 1 else {}
+        click.echo(json.dumps({"ci_prob": ci_prob, **weights, "predictions": records}))
         return
     pct = f"{ci_prob:.0%}"
-    click.echo(f"{fit.law.name}: median loss, {pct} credible interval of the law, {pct} predictive interval of a run")
+    click.echo(f"{title}: median loss, {pct} credible interval of the law, {pct} predictive interval of a run")
     for _, row in result.iterrows():
-        where = ", ".join(f"{k}={row[k]:.3g}" for k in fit.law.inputs)
-        beyond = (f"  ({', '.join(f'{k} {row[k + '_vs_max']:.2g}x' for k in fit.law.inputs)} the largest run; "
-                  f"{row['extrapolation']:.2f} e-folds outside the data)" if row["extrapolation"] > 0 else "")
+        where = ", ".join(f"{k}={row[k]:.3g}" for k in inputs)
+        beyond = (f"  ({', '.join(f'{k} {row[k + '_vs_max']:.2g}x' for k in inputs)} the largest run; "
+                  f"{row['extrapolation']:.2f} e-folds outside the data)" if row.get("extrapolation", 0) > 0 else "")
         click.echo(f"{where}: {row['median']:.4f}  law [{row['lower']:.4f}, {row['upper']:.4f}]  "
                    f"run [{row['pred_lower']:.4f}, {row['pred_upper']:.4f}]{beyond}")
 
@@ -376,10 +391,14 @@ def _check_fan_out(processes, scheduler) -> None:
 
 def _print_backtest(result) -> None:
     click.echo(f"holdout {result.holdout!r}: fitted on {result.n_train} runs, forecast {result.n_heldout}")
-    click.echo(f"{'rank':>4} {'law':<40} {'cov50':>6} {'cov80':>6} {'cov90':>6} {'med|rel err|':>12} {'heldout lpd':>11}")
+    click.echo(f"{'rank':>4} {'law':<40} {'cov50':>6} {'cov80':>6} {'cov90':>6} {'med|rel err|':>12} "
+               f"{'IS90':>7} {'heldout lpd':>11}")
     for label, row in result.table.iterrows():
         click.echo(f"{row['rank']:>4.0f} {label:<40} {row['coverage_0.5']:>6.2f} {row['coverage_0.8']:>6.2f} "
-                   f"{row['coverage_0.9']:>6.2f} {row['median_abs_rel_error']:>12.2%} {row['heldout_lpd']:>11.1f}")
+                   f"{row['coverage_0.9']:>6.2f} {row['median_abs_rel_error']:>12.2%} {row['interval_score_90']:>7.2%} "
+                   f"{row['heldout_lpd']:>11.1f}")
+    click.echo("IS90: interval score of the 90% band relative to the loss (Gneiting and Raftery 2007; width plus "
+               "20x any miss; lower is better)")
     for label, r in result.results.items():
         for message in r.get("warnings", []):
             click.echo(f"warning: {label}: {message}", err=True)

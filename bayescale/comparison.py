@@ -1,8 +1,10 @@
-"""Choosing between laws: PSIS-LOO through ArviZ, elpd differences, stacking weights.
+"""Choosing between laws, or combining them: PSIS-LOO through ArviZ, elpd differences, stacking.
 
 Every fit stores its pointwise log-likelihood, so any set of fits on the same observations can be
 compared. Observations whose Pareto k is too high (LOO is unreliable for them; usually outliers
 or runs at the edge of the data) are named, with their inputs, so the user can look at them.
+:func:`predict_stacked` forecasts with several laws at once, mixing their posterior draws by
+stacking weights, so the band also carries the uncertainty about the law's form.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import arviz as az
 import numpy as np
 import pandas as pd
 
+from . import defaults
 from .errors import BayescaleError, SamplerWarning
 
 if TYPE_CHECKING:
@@ -100,3 +103,58 @@ def compare(fits: "Mapping[str, Fit] | Sequence[Fit]", *, method: str = "stackin
 
 def _describe_run(row: pd.Series, inputs: Sequence[str]) -> str:
     return ", ".join(f"{c}={row[c]:.3g}" for c in (*inputs, "loss") if c in row)
+
+
+def predict_stacked(fits: "Mapping[str, Fit] | Sequence[Fit]", points=None, *, weights: Mapping[str, float] | None = None,
+                    ci_prob: float = defaults.CI_PROB, seed: int | None = None, **inputs) -> pd.DataFrame:
+    """Forecasts from several laws' posteriors mixed by weight: credible and predictive intervals of the mixture.
+
+    ``weights`` default to the LOO stacking weights of :func:`compare` (the fits must then share
+    their observations); give them explicitly to mix fits of different data. Each law contributes
+    that share of the draws, so where the laws disagree the band spans their disagreement. The
+    table's ``attrs["weights"]`` holds the weights used.
+    """
+    from .data import prepare_points
+    from .predict import check_ci_prob, loss_draws
+
+    named = _named(fits)
+    ci_prob = check_ci_prob(ci_prob)
+    if weights is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SamplerWarning)
+            weights = compare(named)["weight"].to_dict()
+    weights = _check_weights(weights, named)
+    if points is None:
+        points = inputs
+    elif inputs:
+        raise BayescaleError("give the points either as a table or as keywords, not both")
+    seed = next(iter(named.values())).settings["seed"] if seed is None else seed
+    rng = np.random.default_rng([seed, 2])
+    n_draws = min(fit.posterior.sizes["chain"] * fit.posterior.sizes["draw"] for fit in named.values())
+    counts = rng.multinomial(n_draws, [weights[name] for name in named])
+    mus, ys, table = [], [], None
+    for (name, fit), count in zip(named.items(), counts):
+        table = prepare_points(points, fit.law.inputs)
+        mu, y = (np.concatenate(parts, axis=1) for parts in zip(*loss_draws(fit, table, seed)))
+        keep = rng.choice(mu.shape[0], size=count, replace=count > mu.shape[0])
+        mus.append(mu[keep])
+        ys.append(y[keep])
+    mu, y = np.concatenate(mus), np.concatenate(ys)
+    lo, hi = (1 - ci_prob) / 2, (1 + ci_prob) / 2
+    law_q = np.exp(np.nanquantile(mu, [lo, 0.5, hi], axis=0))
+    pred_q = np.exp(np.nanquantile(y, [lo, hi], axis=0))
+    out = pd.concat([table, pd.DataFrame({"mean": np.nanmean(np.exp(mu), axis=0), "median": law_q[1], "lower": law_q[0],
+                                          "upper": law_q[2], "pred_lower": pred_q[0], "pred_upper": pred_q[1]},
+                                         index=table.index)], axis=1)
+    out.attrs.update(ci_prob=ci_prob, weights=weights)
+    return out
+
+
+def _check_weights(weights: Mapping[str, float], named: Mapping[str, "Fit"]) -> dict[str, float]:
+    if set(weights) != set(named):
+        raise BayescaleError(f"weights must name exactly the fits {', '.join(named)}; got {', '.join(map(str, weights))}")
+    values = {k: float(v) for k, v in weights.items()}
+    if any(not np.isfinite(v) or v < 0 for v in values.values()) or sum(values.values()) <= 0:
+        raise BayescaleError(f"weights must be finite, >= 0 and not all 0; got {values}")
+    total = sum(values.values())
+    return {k: v / total for k, v in values.items()}

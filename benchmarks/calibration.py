@@ -190,13 +190,13 @@ def run_split(split: Split, seed: int) -> dict:
 
 def scores(rows: dict) -> dict:
     """Coverage per level, the relative 90% interval score and the median |relative error|."""
+    from bayescale.backtesting import interval_score
+
     frame = pd.DataFrame(rows)
     y = frame["actual"].to_numpy()
     out = {f"coverage_{lv}": round(float(np.mean((frame[f"lo{lv}"] <= y) & (y <= frame[f"hi{lv}"]))), 3)
            for lv in LEVELS}
-    lo, hi, alpha = frame["lo0.9"].to_numpy(), frame["hi0.9"].to_numpy(), 0.1
-    interval_score = (hi - lo) + 2 / alpha * np.maximum(lo - y, 0) + 2 / alpha * np.maximum(y - hi, 0)
-    out["interval_score_90"] = round(float(np.mean(interval_score / y)), 5)
+    out["interval_score_90"] = round(float(np.mean(interval_score(y, frame["lo0.9"], frame["hi0.9"], 0.9))), 5)
     out["median_abs_rel_error"] = round(float(np.median(np.abs(frame["median"].to_numpy() / y - 1))), 5)
     return out
 

@@ -49,11 +49,23 @@ def test_scores_of_a_known_posterior(demo_runs):
     assert result["median_abs_rel_error"] == pytest.approx(expected_err)
     assert result["coverage"]["0.9"] == pytest.approx(np.mean(runs["inside_90"]))
     assert result["coverage"]["0.5"] <= result["coverage"]["0.8"] <= result["coverage"]["0.9"]
+    from bayescale.backtesting import interval_score
+    assert result["interval_score_90"] == pytest.approx(
+        np.mean(interval_score(heldout["loss"], runs["pred_lower"], runs["pred_upper"], 0.9)))
     # one draw, Student-t noise: the held-out lpd is the sum of the pointwise densities
     from scipy import stats
     mu = np.log(runs["median"].to_numpy())
     lpd = stats.t(df=30.0, loc=mu, scale=0.01).logpdf(np.log(heldout["loss"])).sum()
     assert result["heldout_lpd"] == pytest.approx(lpd, rel=1e-6)
+
+
+def test_interval_score_rewards_narrow_bands_only_while_they_hold():
+    from bayescale.backtesting import interval_score
+
+    # inside: the width; below by 0.1 at 90%: width + 20 * 0.1; above by 0.05 at 50%: width + 4 * 0.05 (all / y)
+    got = interval_score([2.0, 1.8, 2.6], [1.9, 1.9, 2.4], [2.1, 2.1, 2.55], 0.9)
+    assert got[0] == pytest.approx(0.2 / 2.0) and got[1] == pytest.approx((0.2 + 20 * 0.1) / 1.8)
+    assert interval_score([2.6], [2.4], [2.55], 0.5)[0] == pytest.approx((0.15 + 4 * 0.05) / 2.6)
 
 
 def test_backtest_cli_end_to_end(tmp_path, capsys):

@@ -88,3 +88,24 @@ def test_a_failed_fit_never_overwrites_a_good_one(small_fit, tmp_path, capsys):
     bad.write_text("N,D,loss\n1e9,1e10,abc\n")
     code, _, err = run(capsys, "fit", str(bad), "--out", str(small_fit))
     assert code == 2 and "column 'loss'" in err and small_fit.read_bytes() == before
+
+
+def test_predict_with_several_fits_stacks_them(small_fit, tmp_path, capsys):
+    other = tmp_path / "kaplan.nc"
+    assert main(["fit", str(demo_runs_path()), "--law", "kaplan_nd", "--draws", "200", "--tune", "300",
+                 "--chains", "2", "--out", str(other), "--quiet"]) == 0
+    capsys.readouterr()
+    code, out, _ = run(capsys, "predict", str(small_fit), str(other), "--at", "N=7e10,D=1.4e12", "--json")
+    data = json.loads(out)
+    assert code == 0 and set(data["weights"]) == {"fit", "kaplan"}
+    assert sum(data["weights"].values()) == pytest.approx(1.0)
+    alone = {}
+    for path in (small_fit, other):
+        _, text, _ = run(capsys, "predict", str(path), "--at", "N=7e10,D=1.4e12", "--json")
+        alone[path.stem] = json.loads(text)["predictions"][0]
+    stacked = data["predictions"][0]
+    lows, highs = sorted(p["median"] for p in alone.values()), sorted(p["pred_upper"] for p in alone.values())
+    assert lows[0] <= stacked["median"] <= lows[1] + 1e-9 or min(data["weights"].values()) < 0.05
+    assert stacked["pred_lower"] >= min(p["pred_lower"] for p in alone.values()) - 0.05
+    code, out, _ = run(capsys, "predict", str(small_fit), str(other), "--at", "N=7e10,D=1.4e12")
+    assert code == 0 and out.startswith("stacked (fit ")

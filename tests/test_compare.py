@@ -44,3 +44,29 @@ def test_fits_on_different_data_are_refused(demo_runs):
         compare([full, fake_fit(changed)])
     with pytest.raises(bs.BayescaleError, match="at least two fits"):
         compare([full])
+
+
+def test_stacked_forecast_spans_the_laws_it_mixes(demo_runs):
+    from conftest import fake_fit
+
+    low = fake_fit(demo_runs, values={**bs.datasets.CHINCHILLA_TRUTH, "E": 1.60}, spread=0.002, seed=1)
+    high = fake_fit(demo_runs, values={**bs.datasets.CHINCHILLA_TRUTH, "E": 1.80}, spread=0.002, seed=2)
+    point = {"N": 7e10, "D": 1.4e12}
+    alone = {name: fit.predict(**point).iloc[0] for name, fit in (("low", low), ("high", high))}
+    half = bs.predict_stacked({"low": low, "high": high}, weights={"low": 1, "high": 1}, **point).iloc[0]
+    assert half["lower"] <= alone["low"]["median"] and alone["high"]["median"] <= half["upper"]
+    assert half["upper"] - half["lower"] > 2 * max(a["upper"] - a["lower"] for a in alone.values())
+    only_low = bs.predict_stacked({"low": low, "high": high}, weights={"low": 1, "high": 0}, **point).iloc[0]
+    assert only_low["median"] == pytest.approx(alone["low"]["median"], rel=2e-3)
+    assert only_low["pred_upper"] == pytest.approx(alone["low"]["pred_upper"], rel=5e-3)
+    with pytest.raises(bs.BayescaleError, match="weights must name exactly the fits low, high"):
+        bs.predict_stacked({"low": low, "high": high}, weights={"low": 1}, **point)
+
+
+def test_stacking_weights_come_from_loo_by_default(demo_runs):
+    from conftest import fake_fit
+
+    right = fake_fit(demo_runs, spread=0.002, seed=1)
+    wrong = fake_fit(demo_runs, values={**bs.datasets.CHINCHILLA_TRUTH, "E": 2.2}, spread=0.002, seed=2)
+    stacked = bs.predict_stacked({"right": right, "wrong": wrong}, N=7e10, D=1.4e12)
+    assert stacked.attrs["weights"]["right"] > 0.99
