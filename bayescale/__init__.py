@@ -5,22 +5,39 @@
     fit = bs.fit(runs, "chinchilla")
     fit.summary()
     fit.predict(N=7e10, D=1.4e12)
+
+The public names load on first use (PEP 562), so ``bayescale laws`` and ``--help`` do not pay for
+PyMC, ArviZ and matplotlib.
 """
+
+import importlib
 
 __version__ = "0.1.0"
 
-from . import datasets  # noqa: E402
-from .backtesting import Candidate, backtest  # noqa: E402
-from .comparison import compare, predict_stacked  # noqa: E402
-from .data import Runs, load_runs  # noqa: E402
-from .errors import BayescaleError, DataError, FormulaError, SamplerWarning, UnitsWarning  # noqa: E402
-from .fit import Fit, fit  # noqa: E402
-from .laws import Law, catalog, get_law  # noqa: E402
-from .predict import grid  # noqa: E402
-from .priors import Prior  # noqa: E402
-from .sweep import fit_many  # noqa: E402
+#: public name -> the module that defines it
+_EXPORTS = {
+    "BayescaleError": "errors", "DataError": "errors", "FormulaError": "errors", "SamplerWarning": "errors",
+    "UnitsWarning": "errors", "Candidate": "backtesting", "backtest": "backtesting", "compare": "comparison",
+    "predict_stacked": "comparison", "Runs": "data", "load_runs": "data", "Fit": "fitting", "fit": "fitting",
+    "Law": "laws", "catalog": "laws", "get_law": "laws", "grid": "predict", "Prior": "priors", "fit_many": "sweep",
+}
+_MODULES = ("datasets",)
 
-load = Fit.load
+__all__ = sorted([*_EXPORTS, *_MODULES, "load", "__version__"])
 
-__all__ = ["BayescaleError", "Candidate", "DataError", "Fit", "backtest", "compare", "FormulaError", "Law", "Prior", "Runs", "SamplerWarning",
-           "UnitsWarning", "catalog", "datasets", "fit", "fit_many", "get_law", "grid", "load", "load_runs", "predict_stacked", "__version__"]
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    elif name in _MODULES:
+        value = importlib.import_module(f".{name}", __name__)
+    elif name == "load":
+        value = importlib.import_module(".fitting", __name__).Fit.load
+    else:
+        raise AttributeError(f"module 'bayescale' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__

@@ -159,7 +159,7 @@ def fit_and_score(candidate: dict, settings: dict, train: pd.DataFrame, heldout:
     import warnings
 
     from .errors import SamplerWarning
-    from .fit import fit
+    from .fitting import fit
 
     candidate = Candidate(**candidate)
     keep = sorted(set((candidate.options.get("pool") or {}).values()))

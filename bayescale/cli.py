@@ -113,7 +113,7 @@ def laws_command():
 def fit_command(runs, law_spec, columns, inputs, priors, pool, likelihood, extrapolation, param_count, draws, tune, chains,
                 cores, seed, sampler, target_accept, out, quiet):
     """Fit a law to a table of runs (CSV or Parquet) and save the posterior."""
-    from .fit import fit
+    from .fitting import fit
 
     if not str(out).endswith(".nc"):
         raise BayescaleError(f"--out: fit files are netCDF, give a path ending in .nc (got {out!r})")
@@ -167,7 +167,7 @@ def _print_summary(fit, ci_prob: float) -> None:
 @_json_option
 def summary_command(fit_path, ci_prob, as_json):
     """Parameter table of a saved fit, with credible intervals and diagnostics."""
-    from .fit import Fit
+    from .fitting import Fit
 
     fit = Fit.load(fit_path)
     if not as_json:
@@ -202,7 +202,7 @@ def predict_command(fit_paths, at, points, ci_prob, as_json):
     LOO stacking weights, so the intervals also carry the uncertainty about the law's form.
     """
     from .comparison import predict_stacked
-    from .fit import Fit
+    from .fitting import Fit
 
     if bool(at) == bool(points):
         raise BayescaleError("give the points with --at N=...,D=... (repeatable) or with --points FILE.csv")
@@ -256,7 +256,7 @@ def predict_command(fit_paths, at, points, ci_prob, as_json):
 def plan_command(fit_path, flops, cost, unique_tokens, candidate_points, marginal, frontier, ci_prob, as_json):
     """Compute-optimal model size and tokens for a FLOP budget, with intervals."""
     from . import plan as planning
-    from .fit import Fit
+    from .fitting import Fit
 
     fit = Fit.load(fit_path)
     result = fit.plan(flops, ci_prob=ci_prob, cost=cost, unique_tokens=unique_tokens)
@@ -316,7 +316,7 @@ def plan_command(fit_path, flops, cost, unique_tokens, candidate_points, margina
 def compare_command(fit_paths, as_json):
     """Rank fits of different laws on the same runs by PSIS-LOO (elpd, differences, stacking weights)."""
     from .comparison import compare
-    from .fit import Fit
+    from .fitting import Fit
 
     fits = {Path(p).stem: Fit.load(p) for p in fit_paths}
     if len(fits) != len(fit_paths):
@@ -522,7 +522,7 @@ def sweep_command(runs, laws, by, columns, draws, tune, chains, seed, processes,
 def report_command(fit_paths, backtest_path, at, fmt, out, ci_prob):
     """One self-contained report (HTML or Markdown, images inline) for one or more fits."""
     from .backtesting import BacktestResult
-    from .fit import Fit
+    from .fitting import Fit
     from .report import build_report, write_report
 
     fits = {Path(p).stem: Fit.load(p) for p in fit_paths}
@@ -614,7 +614,7 @@ def curve_command(runs, law_spec, run_id, upto, horizon, delta, columns, warmup,
 def demo_command(out_dir, draws, quiet):
     """The main job on the embedded demo sweep: fit Chinchilla, summarise, forecast larger models."""
     from .datasets import CHINCHILLA_TRUTH, demo_runs_path
-    from .fit import fit
+    from .fitting import fit
 
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     click.echo(f"demo runs: {demo_runs_path()} (synthetic IsoFLOP sweep, truth {CHINCHILLA_TRUTH})")

@@ -20,7 +20,7 @@ from . import defaults
 from .errors import BayescaleError, SamplerWarning
 
 if TYPE_CHECKING:
-    from .fit import Fit
+    from .fitting import Fit
 
 
 def _named(fits: "Mapping[str, Fit] | Sequence[Fit]") -> dict[str, "Fit"]:

@@ -36,7 +36,7 @@ from .predict import check_ci_prob, loss_draws
 from .schedules import SCHEDULE_COLUMNS, Schedule, add_schedule_inputs, run_areas, run_schedule, schedule_areas
 
 if TYPE_CHECKING:
-    from .fit import Fit
+    from .fitting import Fit
 
 WARMUP_FRACTION = 0.05
 
@@ -119,7 +119,7 @@ def fit_curves(runs: Runs, law: str | Law = "curve_power", *, upto: float = 1.0,
     writes such runs off as outliers: on the misfitting runs Student-t's nu fell below 0.5 and
     the posterior lost its mode.
     """
-    from .fit import fit
+    from .fitting import fit
 
     options.setdefault("likelihood", "normal")
     law = get_law(law)

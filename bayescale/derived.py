@@ -18,7 +18,7 @@ from . import defaults
 from .predict import check_ci_prob
 
 if TYPE_CHECKING:
-    from .fit import Fit
+    from .fitting import Fit
 
 
 def derived_draws(fit: "Fit") -> xr.Dataset:

@@ -23,7 +23,7 @@ from .formula import Formula
 from .predict import check_ci_prob, flat_draws
 
 if TYPE_CHECKING:
-    from .fit import Fit
+    from .fitting import Fit
 
 _GRID = 241                 # log-N grid points over the search range
 _LOG_N_RANGE = (3.0, 16.0)  # search N between 1e3 and 1e16 parameters

@@ -26,7 +26,7 @@ from . import defaults  # noqa: E402
 
 if TYPE_CHECKING:
     from .backtesting import BacktestResult
-    from .fit import Fit
+    from .fitting import Fit
 
 _TRAIN, _HELD, _LAW, _PRED = "#4d4d4d", "#d62728", "#1f77b4", "#9ecae1"
 

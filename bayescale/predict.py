@@ -19,7 +19,7 @@ from .data import prepare_points
 from .errors import BayescaleError
 
 if TYPE_CHECKING:
-    from .fit import Fit
+    from .fitting import Fit
 
 _BLOCK = 2000  # points per block: 4000 draws x 2000 points x 8 bytes = 64 MB per array
 

@@ -24,7 +24,7 @@ from .mathtext import formula_latex
 
 if TYPE_CHECKING:
     from .backtesting import BacktestResult
-    from .fit import Fit
+    from .fitting import Fit
     from .sweep import Sweep
 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;color:#222;line-height:1.45}

@@ -62,7 +62,7 @@ def save(fit, path: str | Path) -> Path:
 
 
 def load(path: str | Path):
-    from .fit import Fit
+    from .fitting import Fit
 
     path = Path(path)
     if not path.exists():

@@ -13,7 +13,7 @@ from . import defaults
 from .predict import check_ci_prob
 
 if TYPE_CHECKING:
-    from .fit import Fit
+    from .fitting import Fit
 
 
 def parameter_table(fit: "Fit", ci_prob: float = defaults.CI_PROB) -> pd.DataFrame:

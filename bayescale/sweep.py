@@ -25,7 +25,7 @@ from .data import load_runs
 from .errors import BayescaleError, SamplerWarning
 
 if TYPE_CHECKING:
-    from .fit import Fit
+    from .fitting import Fit
 
 #: the group name when a sweep is not split by a column
 ALL = "all"
@@ -33,7 +33,7 @@ ALL = "all"
 
 def fit_to_netcdf(candidate: dict, settings: dict, frame: pd.DataFrame) -> dict:
     """One sweep task (runs in a worker): fit the candidate, return the fit file's bytes and its sampler warnings."""
-    from .fit import fit
+    from .fitting import fit
 
     candidate = Candidate(**candidate)
     keep = sorted(set((candidate.options.get("pool") or {}).values()))

@@ -9,7 +9,7 @@ import xarray as xr
 
 import bayescale as bs
 from bayescale.diagnostics import diagnose
-from bayescale.fit import Fit
+from bayescale.fitting import Fit
 from bayescale.likelihood import get_likelihood
 from bayescale.model import ModelSpec
 

@@ -154,7 +154,7 @@ def test_runs_grouped_by_size_get_a_pooled_run_offset(monkeypatch):
     import sys
 
     seen = {}
-    monkeypatch.setattr(sys.modules["bayescale.fit"], "fit", lambda runs, law, pool, **options: seen.update(law=law, pool=pool, **options))
+    monkeypatch.setattr(sys.modules["bayescale.fitting"], "fit", lambda runs, law, pool, **options: seen.update(law=law, pool=pool, **options))
     table = bs.datasets.synthetic_schedule_curves(0).assign(model=lambda t: np.where(t.peak_lr > 1e-3, "big", "small"))
     runs = load_checkpoints(table, keep=["model"])
     fit_curves(runs, "schedule_aware", upto=0.5, pool={"L0": "model", "A": "model"})
