@@ -56,7 +56,7 @@ def splits() -> list[Split]:
             for corpus in ("c4_original", "rpj", "rw_original")]
     out += [Split("misfitting finals, two largest sizes", "misfitting_final", "static", "chinchilla", "N >= 5e8"),
             Split("datablations top 20% N", "datablations", "static", "data_constrained", "top 20% N"),
-            Split("bnsl 4-digit addition, last 3", "bnsl", "static", "bnsl_1", "N > 700",
+            Split("bnsl 4-digit addition, last 3", "bnsl", "static", "bnsl_1", "N > 750",
                   {"inputs": {"X": "N"}})]
     out += [Split(f"misfitting curves cut at {int(cut * 100)}%", "misfitting_curves", "curve", "schedule_aware",
                   options={"pool": CURVE_POOL}, cut=cut) for cut in (0.25, 0.5, 0.75)]
@@ -189,15 +189,21 @@ def run_split(split: Split, seed: int) -> dict:
 
 
 def scores(rows: dict) -> dict:
-    """Coverage per level, the relative 90% interval score and the median |relative error|."""
+    """Coverage per level, the relative 90% interval score and the median |relative error|.
+
+    A point without a forecast (NaN: every draw of the law was an impossible, non-positive loss)
+    counts as a miss in coverage and is counted in ``no_forecast``; the other scores are over the
+    points that have one.
+    """
     from bayescale.backtesting import interval_score
 
     frame = pd.DataFrame(rows)
     y = frame["actual"].to_numpy()
     out = {f"coverage_{lv}": round(float(np.mean((frame[f"lo{lv}"] <= y) & (y <= frame[f"hi{lv}"]))), 3)
            for lv in LEVELS}
-    out["interval_score_90"] = round(float(np.mean(interval_score(y, frame["lo0.9"], frame["hi0.9"], 0.9))), 5)
-    out["median_abs_rel_error"] = round(float(np.median(np.abs(frame["median"].to_numpy() / y - 1))), 5)
+    out["interval_score_90"] = round(float(np.nanmean(interval_score(y, frame["lo0.9"], frame["hi0.9"], 0.9))), 5)
+    out["median_abs_rel_error"] = round(float(np.nanmedian(np.abs(frame["median"].to_numpy() / y - 1))), 5)
+    out["no_forecast"] = int(frame["median"].isna().sum())
     return out
 
 
@@ -240,12 +246,10 @@ def main():
                                                              f"{'done' if o.ok else describe(o.error)}", file=sys.stderr))
     results = json.loads(OUT.read_text())["splits"] if OUT.exists() else {}
     for name, outcome in outcomes.items():
-        if outcome.ok:
-            r = outcome.result
+        results[name] = outcome.result if outcome.ok else {"error": describe(outcome.error)}
+    for r in results.values():
+        if "methods" in r:
             r["scores"] = {m: scores(rows) for m, rows in r["methods"].items()}
-            results[name] = r
-        else:
-            results[name] = {"error": describe(outcome.error)}
     import bayescale as bs
 
     OUT.parent.mkdir(exist_ok=True)
