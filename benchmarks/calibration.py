@@ -10,13 +10,14 @@ and scores every held-out point: coverage of the 50/80/90% predictive bands, the
 Gneiting and Raftery (2007) for the 90% band (relative to the loss, lower is better), and the
 median |relative error|. Every split is one task of bayescale's executor (local worker processes,
 or a Dask cluster with --scheduler). Results merge into results/calibration.json, so subsets can
-be run separately.
+be run separately; results/calibration.png is the reliability plot.
 
     .venv/bin/python benchmarks/calibration.py [--only epoch gadre ...] [--scheduler tcp://host:8786]
 """
 
 import argparse
 import json
+import os
 import sys
 import time
 import warnings
@@ -27,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 HERE = Path(__file__).resolve().parent
-DATA = HERE.parents[0].parent / "shared" / "data"
+DATA = Path(os.environ.get("BAYESCALE_SHARED_DATA", HERE.parents[0].parent / "shared" / "data"))
 OUT = HERE / "results" / "calibration.json"
 LEVELS = (0.5, 0.8, 0.9)
 #: BNSL paper, 4-digit addition (fit the first 14 points, forecast the last 3)
@@ -228,6 +229,35 @@ def pooled(results: dict) -> dict:
     return out
 
 
+def reliability_plot(results: dict, path: Path) -> None:
+    """Observed against nominal coverage: one thin line per split, the pooled coverage thick, per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = ("default", "plain", "bootstrap")
+    fig, axes = plt.subplots(1, 3, figsize=(12, 4.2), sharey=True)
+    pooled_scores = pooled(results)
+    for ax, method in zip(axes, methods):
+        ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls="--")
+        ax.axhspan(0.80, 0.97, xmin=0.80, xmax=0.867, color="tab:green", alpha=0.2)  # at x = 0.9 of 0.4..1
+        for name, r in results.items():
+            if method in r.get("scores", {}):
+                ax.plot(LEVELS, [r["scores"][method][f"coverage_{lv}"] for lv in LEVELS], color="tab:blue",
+                        alpha=0.35, lw=1, marker="o", ms=2)
+        if method in pooled_scores:
+            ax.plot(LEVELS, [pooled_scores[method][f"coverage_{lv}"] for lv in LEVELS], color="black", lw=2.5,
+                    marker="o", label="all held-out points")
+        ax.set(title=method, xlabel="nominal probability of the predictive band", xlim=(0.4, 1), ylim=(0, 1.02))
+        ax.legend(loc="lower right", fontsize=8)
+    axes[0].set_ylabel("share of held-out points inside")
+    fig.suptitle("Calibration on every split (thin: one split; shaded: the 90% target 0.80-0.97)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
 def main():
     from bayescale.executor import describe, fan_out
 
@@ -237,7 +267,11 @@ def main():
     parser.add_argument("--scheduler", default=None, help="a Dask scheduler address")
     parser.add_argument("--processes", type=int, default=None)
     parser.add_argument("--seed", type=int, default=20240417)
+    parser.add_argument("--plot-only", action="store_true", help="redraw the reliability plot from the saved results")
     args = parser.parse_args()
+    if args.plot_only:
+        reliability_plot(json.loads(OUT.read_text())["splits"], OUT.with_suffix(".png"))
+        return
     chosen = [s for s in splits() if not args.only or s.dataset.partition(":")[0] in args.only]
     tasks = {s.name: (run_split, (s, args.seed), {}) for s in chosen}
     start = time.time()
@@ -254,6 +288,7 @@ def main():
 
     OUT.parent.mkdir(exist_ok=True)
     OUT.write_text(json.dumps({"bayescale_version": bs.__version__, "pooled": pooled(results), "splits": results}) + "\n")
+    reliability_plot(results, OUT.with_suffix(".png"))
     print(table(results).to_string(index=False))
     print(json.dumps(pooled(results), indent=1))
     print(f"{time.time() - start:.0f} s", file=sys.stderr)
