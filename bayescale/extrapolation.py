@@ -7,7 +7,9 @@ the log-loss of a forecast,
     log L(x) = log f(x; theta) + kappa * d(x) * z,   z ~ Normal(0, 1) (one z per posterior draw),
 
 where d(x) is the log-distance of the point outside the box of observed inputs (0 inside it, so
-in-sample intervals are untouched) and kappa the discrepancy per e-fold of extrapolation. For
+in-sample intervals are untouched; for a law in N and D the box also bounds compute C = 6ND, so a
+run beyond the compute frontier counts as extrapolation even inside the ranges of N and D) and
+kappa the discrepancy per e-fold of extrapolation. For
 learning curves (a table with ``run`` and ``step``) the distance is along each run instead: the log
 of the step over the last step the fit saw of that run (a run the fit never saw is measured
 against the box), and the internal splits hold out the later part of every run. kappa
@@ -42,8 +44,27 @@ _GRID = np.linspace(0.0, 0.5, 1001)[1:]
 _INTERNAL_DRAWS = 1000
 
 
+def distance_axes(inputs) -> list[str]:
+    """The axes extrapolation is measured along: the law's inputs, plus compute C = 6ND for a law in N and D.
+
+    A run at more compute than any seen can lie inside the observed ranges of N and of D (an
+    IsoFLOP grid covers both at lower compute), yet it is beyond the data where it matters most.
+    """
+    axes = list(inputs)
+    if {"N", "D"} <= set(axes) and "C" not in axes:
+        axes.append("C")
+    return axes
+
+
+def axis_values(table: pd.DataFrame, name: str) -> np.ndarray:
+    if name == "C" and "C" not in table.columns:
+        return 6.0 * table["N"].to_numpy(dtype=float) * table["D"].to_numpy(dtype=float)
+    return table[name].to_numpy(dtype=float)
+
+
 def observed_ranges(runs: Runs, inputs) -> dict[str, tuple[float, float]]:
-    return {name: (float(np.min(runs[name])), float(np.max(runs[name]))) for name in inputs}
+    frame = runs.frame if isinstance(runs, Runs) else runs
+    return {name: (float(np.min(axis_values(frame, name))), float(np.max(axis_values(frame, name)))) for name in distance_axes(inputs)}
 
 
 def _log_scale(name: str, x):
@@ -52,10 +73,13 @@ def _log_scale(name: str, x):
 
 
 def distance(table: pd.DataFrame, ranges: Mapping[str, tuple[float, float]]) -> np.ndarray:
-    """Euclidean distance in natural-log units outside the box of observed inputs (0 inside it)."""
+    """Euclidean distance in natural-log units outside the box of observed inputs (0 inside it).
+
+    ``ranges`` come from :func:`observed_ranges`: for a law in N and D they include compute C = 6ND.
+    """
     total = np.zeros(len(table))
     for name, (low, high) in ranges.items():
-        x = _log_scale(name, table[name].to_numpy(dtype=float))
+        x = _log_scale(name, axis_values(table, name))
         total += (np.maximum(0.0, x - _log_scale(name, high)) ** 2
                   + np.maximum(0.0, _log_scale(name, low) - x) ** 2)
     return np.sqrt(total)

@@ -79,11 +79,11 @@ def log_law(fit: "Fit", params: Mapping[str, np.ndarray], table: pd.DataFrame) -
 
 def extrapolation_columns(fit: "Fit", table: pd.DataFrame) -> pd.DataFrame:
     """How far each point lies beyond the runs: ratio to the largest observed input, log-distance outside them."""
-    from .extrapolation import distance, observed_ranges
+    from .extrapolation import axis_values, distance, observed_ranges
 
     ranges = observed_ranges(fit.runs, fit.law.inputs)
-    out = pd.DataFrame({f"{name}_vs_max": table[name].to_numpy(dtype=float) / high
-                        for name, (_, high) in ranges.items()}, index=table.index)
+    out = pd.DataFrame({f"{name}_vs_max": axis_values(table, name) / high for name, (_, high) in ranges.items()},
+                       index=table.index)
     out["extrapolation"] = fit.discrepancy.distance(table) if fit.discrepancy is not None else distance(table, ranges)
     return out
 

@@ -268,9 +268,11 @@ def main():
     parser.add_argument("--processes", type=int, default=None)
     parser.add_argument("--seed", type=int, default=20240417)
     parser.add_argument("--plot-only", action="store_true", help="redraw the reliability plot from the saved results")
+    parser.add_argument("--out", type=Path, default=OUT, help="results file (merged into if it exists)")
     args = parser.parse_args()
+    out = args.out
     if args.plot_only:
-        reliability_plot(json.loads(OUT.read_text())["splits"], OUT.with_suffix(".png"))
+        reliability_plot(json.loads(out.read_text())["splits"], out.with_suffix(".png"))
         return
     chosen = [s for s in splits() if not args.only or s.dataset.partition(":")[0] in args.only]
     tasks = {s.name: (run_split, (s, args.seed), {}) for s in chosen}
@@ -278,7 +280,7 @@ def main():
     outcomes = fan_out(tasks, scheduler=args.scheduler, max_workers=args.processes,
                        progress=lambda o, done, total: print(f"[{done}/{total}] {o.key}: "
                                                              f"{'done' if o.ok else describe(o.error)}", file=sys.stderr))
-    results = json.loads(OUT.read_text())["splits"] if OUT.exists() else {}
+    results = json.loads(out.read_text())["splits"] if out.exists() else {}
     for name, outcome in outcomes.items():
         results[name] = outcome.result if outcome.ok else {"error": describe(outcome.error)}
     for r in results.values():
@@ -286,9 +288,9 @@ def main():
             r["scores"] = {m: scores(rows) for m, rows in r["methods"].items()}
     import bayescale as bs
 
-    OUT.parent.mkdir(exist_ok=True)
-    OUT.write_text(json.dumps({"bayescale_version": bs.__version__, "pooled": pooled(results), "splits": results}) + "\n")
-    reliability_plot(results, OUT.with_suffix(".png"))
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps({"bayescale_version": bs.__version__, "pooled": pooled(results), "splits": results}) + "\n")
+    reliability_plot(results, out.with_suffix(".png"))
     print(table(results).to_string(index=False))
     print(json.dumps(pooled(results), indent=1))
     print(f"{time.time() - start:.0f} s", file=sys.stderr)

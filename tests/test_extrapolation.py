@@ -26,6 +26,19 @@ def with_discrepancy(fit, kappa=0.02, supported=1.0):
     return fit
 
 
+def test_beyond_the_compute_frontier_is_extrapolation_even_inside_the_n_and_d_ranges():
+    from bayescale.extrapolation import observed_ranges
+
+    # an IsoFLOP-like grid: the largest N was trained on few tokens, the most tokens on a small model
+    runs = pd.DataFrame({"N": [1e8, 1e8, 1e10, 1e9], "D": [1e9, 1e11, 1e9, 1e10], "loss": [3.0, 2.6, 2.6, 2.5]})
+    ranges = observed_ranges(runs, ["N", "D"])
+    assert ranges["C"] == (6 * 1e8 * 1e9, 6 * 1e10 * 1e9)
+    frontier = pd.DataFrame({"N": [1e10], "D": [1e11]})  # each inside its own range, 100x the largest compute
+    assert distance(frontier, ranges)[0] == pytest.approx(np.log(100))
+    assert distance(pd.DataFrame({"N": [1e9], "D": [1e10]}), ranges)[0] == 0
+    assert "C" not in observed_ranges(runs.assign(step=1.0), ["step"])
+
+
 def test_forecasts_widen_only_outside_the_observed_runs(demo_runs):
     plain = fake_fit(demo_runs, spread=0.01)
     wide = with_discrepancy(fake_fit(demo_runs, spread=0.01))

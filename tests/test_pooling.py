@@ -102,8 +102,11 @@ def test_pooled_fit_separates_the_groups_and_predicts_new_ones(pooled_fit, tmp_p
     point = {"N": [7e10] * 3, "D": [1.4e12] * 3, "family": ["a", "b", "unseen"]}
     forecast = pooled_fit.predict(point)
     assert forecast.loc[1, "median"] > forecast.loc[0, "median"]
-    widths = forecast["upper"] - forecast["lower"]
-    assert widths[2] > 2 * max(widths[0], widths[1])  # a new group carries the spread between groups
+    # inside the runs (no extrapolation discrepancy), a new group carries the spread between groups
+    inside = pooled_fit.predict({"N": [3e8] * 3, "D": [6e9] * 3, "family": ["a", "b", "unseen"]})
+    assert (inside["extrapolation"] == 0).all()
+    widths = inside["upper"] - inside["lower"]
+    assert widths[2] > 2 * max(widths[0], widths[1])
     with pytest.raises(BayescaleError, match="'E' is pooled by 'family': give a 'family'"):
         pooled_fit.predict(N=7e10, D=1.4e12)
     path = pooled_fit.save(tmp_path / "pooled.nc")
