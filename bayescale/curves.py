@@ -32,7 +32,7 @@ from . import defaults
 from .data import Runs, load_runs, read_table
 from .errors import BayescaleError, DataError, ExtrapolationWarning
 from .laws import RUN_OFFSET, Law, get_law
-from .predict import check_ci_prob, loss_draws
+from .predict import check_ci_prob, loss_draws, warn_invalid_draws
 from .schedules import SCHEDULE_COLUMNS, Schedule, add_schedule_inputs, run_areas, run_schedule, schedule_areas
 
 if TYPE_CHECKING:
@@ -188,7 +188,7 @@ def forecast_curves(fit: "Fit", runs: Runs, *, upto: float = 1.0, horizon: float
     ends = frame.assign(upto_step=upto_steps(frame, upto)).groupby("run", sort=False)
     seed = fit.settings["seed"] if seed is None else seed
     lo, hi = (1 - ci_prob) / 2, (1 + ci_prob) / 2
-    rows = []
+    rows, invalid = [], []
     for name, part in ends:
         seen = part[part["step"] <= part["upto_step"].iloc[0]]
         upto_step = float(seen["step"].max()) if len(seen) else float(part["upto_step"].iloc[0])
@@ -203,16 +203,24 @@ def forecast_curves(fit: "Fit", runs: Runs, *, upto: float = 1.0, horizon: float
         now, after = law[:, :len(grid)], law[:, len(grid):]
         at = {s: i for i, s in enumerate(grid)}
         final = law[:, at[horizon_step]]
+        invalid.append((mu[:, at[horizon_step]], f"run {name} at step {horizon_step:g}"))
         with np.errstate(invalid="ignore", divide="ignore"):
-            gain = (now - after).mean(axis=0) * 1000.0 / (later - grid)
+            gain = np.nanmean(now - after, axis=0) * 1000.0 / (later - grid)
         saturated = np.flatnonzero((grid >= upto_step) & (later > grid) & (gain < delta))
         noisy = y[:, at[horizon_step]]
-        rows.append({"run": name, "upto_step": upto_step, "horizon_step": horizon_step,
-                     "final_median": float(np.median(final)), "final_pred_lower": float(np.exp(np.quantile(noisy, lo))),
-                     "final_pred_upper": float(np.exp(np.quantile(noisy, hi))),
-                     "p_improve": float(np.mean(now[:, at[upto_step]] - final > delta)),
-                     "saturation_step": float(grid[saturated[0]]) if len(saturated) else np.nan,
-                     "n_seen": int(len(seen))})
+        drop = now[:, at[upto_step]] - final  # NaN for a draw whose law is invalid at either step
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all draws invalid: NaN, and warn_invalid_draws says so
+            rows.append({"run": name, "upto_step": upto_step, "horizon_step": horizon_step,
+                         "final_median": float(np.nanmedian(final)),
+                         "final_pred_lower": float(np.exp(np.nanquantile(noisy, lo))),
+                         "final_pred_upper": float(np.exp(np.nanquantile(noisy, hi))),
+                         "p_improve": float(np.nanmean(np.where(np.isfinite(drop), drop > delta, np.nan))),
+                         "saturation_step": float(grid[saturated[0]]) if len(saturated) else np.nan,
+                         "n_seen": int(len(seen))})
+    draws, labels = zip(*invalid) if invalid else ((), ())
+    if draws:
+        warn_invalid_draws(np.column_stack(draws), labels)
     out = pd.DataFrame(rows)
     out.attrs["ci_prob"] = ci_prob
     return out

@@ -9,6 +9,7 @@ the next run will land"). Points are processed in blocks so that large grids sta
 from __future__ import annotations
 
 import itertools
+import warnings
 from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
@@ -16,7 +17,7 @@ import pandas as pd
 
 from . import defaults
 from .data import prepare_points
-from .errors import BayescaleError
+from .errors import BayescaleError, ExtrapolationWarning
 
 if TYPE_CHECKING:
     from .fitting import Fit
@@ -107,6 +108,29 @@ def loss_draws(fit: "Fit", table: pd.DataFrame, seed: int):
         yield mu, y
 
 
+def warn_invalid_draws(mu: np.ndarray, labels) -> None:
+    """Warn, naming the points, where some posterior draws of the law give no valid loss (non-positive or undefined).
+
+    ``mu`` holds log-law draws (rows) at the points (columns). Forecasts there rest on the valid
+    draws only (and are NaN where none is valid); the law itself breaks down at such points.
+    """
+    share = np.mean(~np.isfinite(mu), axis=0)
+    bad = np.flatnonzero(share > 0)
+    if not len(bad):
+        return
+    shown = "; ".join(f"{labels[i]}: {share[i]:.0%} of draws" for i in bad[:5])
+    more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+    none = " Where no draw is valid the forecast is NaN." if np.any(share[bad] == 1) else ""
+    warnings.warn(f"the law gives a non-positive or undefined loss for some posterior draws at {len(bad)} point(s) "
+                  f"({shown}{more}): it breaks down there, and those forecasts rest on the remaining draws only.{none} "
+                  "Treat them with care, or compare a law that stays positive.", ExtrapolationWarning, stacklevel=3)
+
+
+def _label(row: pd.Series, inputs) -> str:
+    return ", ".join(f"{name}={row[name]:.3g}" if isinstance(row[name], (int, float, np.floating)) else f"{name}={row[name]}"
+                     for name in inputs)
+
+
 def predict(fit: "Fit", points=None, *, ci_prob: float = defaults.CI_PROB, seed: int | None = None,
             **inputs) -> pd.DataFrame:
     """Credible and predictive intervals of the loss at ``points`` (a DataFrame, mapping or keywords)."""
@@ -122,10 +146,15 @@ def predict(fit: "Fit", points=None, *, ci_prob: float = defaults.CI_PROB, seed:
     lo, hi = (1 - ci_prob) / 2, (1 + ci_prob) / 2
     blocks = []
     for start, (mu, y) in zip(range(0, len(table), _BLOCK), loss_draws(fit, table, seed)):
-        law_q = np.exp(np.nanquantile(mu, [lo, 0.5, hi], axis=0))
-        pred_q = np.exp(np.nanquantile(y, [lo, hi], axis=0))
-        blocks.append(pd.DataFrame({"mean": np.nanmean(np.exp(mu), axis=0), "median": law_q[1],
-                                    "lower": law_q[0], "upper": law_q[2],
+        if not np.isfinite(mu).all():
+            part = table.iloc[start:start + _BLOCK]
+            warn_invalid_draws(mu, [_label(row, fit.law.inputs) for _, row in part.iterrows()])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # points with no valid draw: NaN, named just above
+            law_q = np.exp(np.nanquantile(mu, [lo, 0.5, hi], axis=0))
+            pred_q = np.exp(np.nanquantile(y, [lo, hi], axis=0))
+            mean = np.nanmean(np.exp(mu), axis=0)
+        blocks.append(pd.DataFrame({"mean": mean, "median": law_q[1], "lower": law_q[0], "upper": law_q[2],
                                     "pred_lower": pred_q[0], "pred_upper": pred_q[1]},
                                    index=table.index[start:start + _BLOCK]))
     out = pd.concat([table, pd.concat(blocks), extrapolation_columns(fit, table)], axis=1)

@@ -264,6 +264,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--only", nargs="*", help="datasets to run (epoch gadre misfitting_final datablations bnsl "
                                                   "misfitting_curves revisiting); default all")
+    parser.add_argument("--split", default=None, help="only the splits whose name contains this text")
     parser.add_argument("--scheduler", default=None, help="a Dask scheduler address")
     parser.add_argument("--processes", type=int, default=None)
     parser.add_argument("--seed", type=int, default=20240417)
@@ -274,7 +275,8 @@ def main():
     if args.plot_only:
         reliability_plot(json.loads(out.read_text())["splits"], out.with_suffix(".png"))
         return
-    chosen = [s for s in splits() if not args.only or s.dataset.partition(":")[0] in args.only]
+    chosen = [s for s in splits() if (not args.only or s.dataset.partition(":")[0] in args.only)
+              and (args.split is None or args.split in s.name)]
     tasks = {s.name: (run_split, (s, args.seed), {}) for s in chosen}
     start = time.time()
     outcomes = fan_out(tasks, scheduler=args.scheduler, max_workers=args.processes,

@@ -95,3 +95,27 @@ def test_curve_cli_json(tmp_path, curves, capsys, monkeypatch):
     assert {"upto_step", "horizon_step", "p_improve", "saturation_step"} <= set(record)
     assert main(["curve", str(path), "--upto", "0.5", "--run", "nope", "--draws", "20", "--tune", "20"]) == 2
     assert "no run 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_draws_where_the_curve_law_breaks_down_are_named_and_left_out(curve_fit):
+    import copy
+    import warnings
+
+    from bayescale.errors import ExtrapolationWarning
+
+    runs, fit = curve_fit
+    broken = copy.copy(fit)
+    broken.idata = fit.idata.copy()
+    posterior = fit.idata["posterior"].to_dataset()
+    floor = posterior["E"].copy()
+    floor[:, :30] = -50.0  # 30 of 300 draws per chain: the law is negative everywhere for them
+    broken.idata["posterior"] = posterior.assign(E=floor)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = forecast_curves(broken, runs, upto=0.5)
+    assert [w.category for w in caught] == [ExtrapolationWarning], [str(w.message) for w in caught]
+    assert "run run0 at step" in str(caught[0].message) and "10% of draws" in str(caught[0].message)
+    reference = forecast_curves(fit, runs, upto=0.5)
+    assert np.isfinite(out["final_median"]).all()
+    np.testing.assert_allclose(out["final_median"], reference["final_median"], rtol=0.01)

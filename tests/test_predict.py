@@ -1,3 +1,4 @@
+import warnings
 import numpy as np
 import pandas as pd
 import pytest
@@ -70,3 +71,19 @@ def test_bad_prediction_requests_are_explained(demo_runs, kwargs, fragment):
     with pytest.raises(bs.BayescaleError) as info:
         fit.predict(**kwargs)
     assert fragment in str(info.value)
+
+
+def test_draws_where_the_law_breaks_down_are_named_not_silently_dropped(demo_runs):
+    from bayescale.errors import ExtrapolationWarning
+
+    fit = fake_fit(demo_runs, spread=0.0)
+    fit.law = bs.Law.from_formula("E - A / N**alpha", priors={"E": "LogNormal(0.5, 0.5)", "A": "LogNormal(6, 2)",
+                                                               "alpha": "LogNormal(-1.1, 0.5)"})
+    draws = fit.posterior.sizes["chain"] * fit.posterior.sizes["draw"]
+    # E - A / N**alpha < 0 for small N: every draw breaks down at N = 1e3, none at N = 1e12
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = fit.predict(N=[1e3, 1e12])
+    assert [w.category for w in caught] == [ExtrapolationWarning]  # one warning in the user's terms, no NumPy noise
+    assert "non-positive or undefined loss for some posterior draws at 1 point(s) (N=1e+03: 100% of draws)" in str(caught[0].message)
+    assert np.isnan(out.loc[0, "median"]) and np.isfinite(out.loc[1, "median"]) and draws > 0
