@@ -8,6 +8,8 @@ pointwise log-likelihood, diagnose (:mod:`.diagnostics`). A :class:`Fit` answers
 
 from __future__ import annotations
 
+import contextlib
+import time
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -25,6 +27,28 @@ from .likelihood import Likelihood, get_likelihood
 from .model import OBS_DIM, ModelSpec
 from .priors import Prior
 from .sampling import check_settings, draw_posterior
+
+
+class StageTimer:
+    """Wall seconds per stage of a fit (stored as ``fit.settings["timings"]``; ``benchmarks/stages.py`` reads them)."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = round(self.seconds.get(stage, 0.0) + time.perf_counter() - start, 3)
+
+    def split(self, stage: str, part: str, part_seconds: float, rest: str) -> None:
+        """Split ``stage`` into ``part`` (measured inside it, e.g. the sampler's own clock) and the ``rest``."""
+        if stage in self.seconds and np.isfinite(part_seconds):
+            total = self.seconds.pop(stage)
+            self.seconds[rest] = round(max(total - part_seconds, 0.0), 3)
+            self.seconds[part] = round(part_seconds, 3)
 
 
 class Fit:
@@ -145,37 +169,49 @@ def fit(runs, law: Law | str = "chinchilla", *, columns: Mapping[str, str] | Non
         raise BayescaleError(f"extrapolation must be 'calibrated' or 'none', got {extrapolation!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise BayescaleError(f"seed must be a whole number >= 0, got {seed!r}")
-    law = get_law(law, inputs)
-    lik = get_likelihood(likelihood)
-    pool = parse_pool(pool or {})
-    law_priors, noise_priors, sd_priors = _split_priors(priors, law, lik, pool)
-    law = law.with_priors(law_priors)
-    runs = count_parameters(load_runs(runs, columns, extra_inputs=law.inputs, keep=sorted(set(pool.values()))), params)
-    runs.require(law.inputs, len(law.params) + len(lik.noise_params), law.name)
-    law = law.bind_data({name: runs[name] for name in law.inputs})
-    spec = ModelSpec.from_runs(law, lik, runs, noise_priors, pool, sd_priors)
-    laplace = laplace_approximation(spec, np.random.default_rng(seed))
-    chosen = choose_centring(spec, laplace)
-    if chosen.free_names != spec.free_names:
-        spec, laplace = chosen, laplace_approximation(chosen, np.random.default_rng(seed))
-    model = spec.to_pymc(laplace.center, laplace.scale)
-    idata = draw_posterior(model, list(spec.names), sampler=sampler, draws=draws, tune=tune, chains=chains,
-                           cores=cores, seed=int(seed), target_accept=target_accept, progressbar=progressbar)
+    timer = StageTimer()
+    with timer("read and validate"):
+        law = get_law(law, inputs)
+        lik = get_likelihood(likelihood)
+        pool = parse_pool(pool or {})
+        law_priors, noise_priors, sd_priors = _split_priors(priors, law, lik, pool)
+        law = law.with_priors(law_priors)
+        runs = count_parameters(load_runs(runs, columns, extra_inputs=law.inputs, keep=sorted(set(pool.values()))),
+                                params)
+        runs.require(law.inputs, len(law.params) + len(lik.noise_params), law.name)
+        law = law.bind_data({name: runs[name] for name in law.inputs})
+    with timer("mode search"):
+        spec = ModelSpec.from_runs(law, lik, runs, noise_priors, pool, sd_priors)
+        laplace = laplace_approximation(spec, np.random.default_rng(seed))
+        chosen = choose_centring(spec, laplace)
+        if chosen.free_names != spec.free_names:
+            spec, laplace = chosen, laplace_approximation(chosen, np.random.default_rng(seed))
+    with timer("build model"):
+        model = spec.to_pymc(laplace.center, laplace.scale)
+    with timer("compile and sample"):
+        idata = draw_posterior(model, list(spec.names), sampler=sampler, draws=draws, tune=tune, chains=chains,
+                               cores=cores, seed=int(seed), target_accept=target_accept, progressbar=progressbar)
     posterior = idata["posterior"].to_dataset()
-    idata["log_likelihood"] = xr.Dataset({"log_loss": spec.pointwise_log_likelihood(posterior)})
-    idata["constant_data"] = xr.Dataset({c: (OBS_DIM, runs.frame[c].to_numpy()) for c in runs.columns})
-    diagnostics = diagnose(posterior, idata["sample_stats"].to_dataset(), list(spec.names))
+    timer.split("compile and sample", "sampling", float(posterior.attrs.get("sampling_time", np.nan)),
+                "compile and set-up")
+    with timer("log-likelihood"):
+        idata["log_likelihood"] = xr.Dataset({"log_loss": spec.pointwise_log_likelihood(posterior)})
+        idata["constant_data"] = xr.Dataset({c: (OBS_DIM, runs.frame[c].to_numpy()) for c in runs.columns})
+    with timer("diagnostics"):
+        diagnostics = diagnose(posterior, idata["sample_stats"].to_dataset(), list(spec.names))
     report(diagnostics)
     extrapolation_settings = {"method": "none"}
     if extrapolation == "calibrated":
         from .extrapolation import calibrate
 
-        discrepancy = calibrate(runs, law, lik, lambda r: ModelSpec.from_runs(law, lik, r, noise_priors, pool, sd_priors),
-                                chains * draws, int(seed))
+        with timer("calibration"):
+            discrepancy = calibrate(runs, law, lik,
+                                    lambda r: ModelSpec.from_runs(law, lik, r, noise_priors, pool, sd_priors),
+                                    chains * draws, int(seed))
         if discrepancy is not None:
             idata["posterior"] = posterior.assign(kappa=(("chain", "draw"), discrepancy.kappa.reshape(chains, draws)))
             extrapolation_settings = discrepancy.to_settings()
-    settings = {"extrapolation": extrapolation_settings, "draws": draws, "tune": tune, "chains": chains, "cores": cores, "seed": int(seed),
-                "sampler": sampler, "target_accept": target_accept, "params": params.replace("-", "_"),
-                "mode": laplace.mode(spec), "pool": pool, "sd_priors": sd_priors}
+    settings = {"extrapolation": extrapolation_settings, "draws": draws, "tune": tune, "chains": chains, "cores": cores,
+                "seed": int(seed), "sampler": sampler, "target_accept": target_accept, "params": params.replace("-", "_"),
+                "mode": laplace.mode(spec), "pool": pool, "sd_priors": sd_priors, "timings": timer.seconds}
     return Fit(law, lik, runs, idata, settings, diagnostics, {k: Prior.parse(v) for k, v in noise_priors.items()})

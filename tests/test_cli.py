@@ -45,6 +45,11 @@ def test_summary_json_has_the_documented_shape(small_fit, capsys):
         assert stats["lower"] < stats["median"] < stats["upper"]
     assert 0.2 < data["params"]["alpha"]["median"] < 0.5
     assert set(data["diagnostics"]) == {"divergences", "rhat_max", "ess_bulk_min"}
+    from bayescale import load
+    timings = load(small_fit).settings["timings"]  # where the fit's time went, saved with it
+    assert {"read and validate", "mode search", "build model", "compile and set-up", "sampling", "log-likelihood",
+            "diagnostics", "calibration"} == set(timings) and all(v >= 0 for v in timings.values())
+    assert 0 < timings["sampling"] < sum(timings.values())
 
 
 def test_predict_json_and_text(small_fit, capsys):
