@@ -17,13 +17,15 @@ from typing import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from .errors import DataError, UnitsWarning
+from .errors import DataError, DataWarning, UnitsWarning
 
 logger = logging.getLogger("bayescale")
 
 #: columns bayescale knows; a column mapping may only target these or a law's own inputs
 CANONICAL = ("N", "D", "C", "loss", "U", "N_no_embed", "n_layers", "d_model", "step", "tokens", "run", "lr")
 POSITIVE = ("N", "D", "C", "loss", "U", "N_no_embed", "n_layers", "d_model")
+#: every loss above this (in nats) looks like perplexity (e^loss), not a loss
+PERPLEXITY_FLOOR = 10.0
 #: what the law's N counts: ``total`` (N as the table gives it) or ``non_embedding`` parameters
 PARAMETER_COUNTS = ("total", "non_embedding")
 #: law inputs that may be zero (the annealing area S2 is zero until the learning rate first drops)
@@ -148,6 +150,7 @@ def load_runs(source, columns: Mapping[str, str] | None = None, *, extra_inputs:
     numeric = [c for c in table.columns if c in CANONICAL and c != "run"] + list(extra_inputs)
     notes = _clean(table, numeric)
     _warn_units(table)
+    _warn_duplicates(table)
     for note in notes:
         logger.info(note)
     return Runs(table, notes, where)
@@ -259,9 +262,25 @@ def _derive(table: pd.DataFrame, notes: list[str]) -> None:
         notes.append("C (training FLOPs) was derived as 6 N D")
 
 
+_SILENCE = "If this is deliberate, silence it with warnings.filterwarnings('ignore', category=bayescale.{})."
+
+
 def _warn_units(table: pd.DataFrame) -> None:
     for col, (floor, hint) in _UNIT_FLOORS.items():
         if col in table.columns and table[col].max() < floor:
             warnings.warn(f"column {col!r}: every value is below {floor:g} (largest {table[col].max():g}); "
-                          f"bayescale expects a raw count. If these are {hint}, convert them first.",
-                          UnitsWarning, stacklevel=3)
+                          f"bayescale expects a raw count. If these are {hint}, convert them first. "
+                          + _SILENCE.format("UnitsWarning"), UnitsWarning, stacklevel=3)
+    if "loss" in table.columns and table["loss"].min() > PERPLEXITY_FLOOR:
+        warnings.warn(f"column 'loss': every value is above {PERPLEXITY_FLOOR:g} (smallest {table['loss'].min():.3g}); "
+                      "cross-entropy losses in nats rarely are. If these are perplexities, give loss = ln(perplexity). "
+                      + _SILENCE.format("UnitsWarning"), UnitsWarning, stacklevel=3)
+
+
+def _warn_duplicates(table: pd.DataFrame) -> None:
+    """Identical rows are usually a table concatenated twice; each would count as another run."""
+    repeated = table.index[table.duplicated(keep="first")]
+    if len(repeated):
+        warnings.warn(f"rows {_row_list(repeated)} repeat earlier rows exactly (every column); each counts as another "
+                      "run, which overstates the evidence. Drop them unless they are genuine repeats. "
+                      + _SILENCE.format("DataWarning"), DataWarning, stacklevel=3)

@@ -25,5 +25,9 @@ class UnitsWarning(UserWarning):
     """A column's values look like they are in the wrong units."""
 
 
+class DataWarning(UserWarning):
+    """The runs table looks suspicious (for example exact duplicate rows) but can be fitted."""
+
+
 class ExtrapolationWarning(UserWarning):
     """A forecast reaches further beyond the observed runs than the internal backtests did."""

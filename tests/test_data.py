@@ -121,3 +121,17 @@ def test_held_out_runs_are_scored_in_the_fit_s_parameter_count(demo_runs):
     fit.settings["params"] = "non_embedding"
     scored = score(fit, bs.load_runs(heldout), seed=0)
     assert np.allclose(scored["runs"]["N"], heldout["N_no_embed"])
+
+
+def test_implausible_tables_warn_and_say_how_to_silence_it():
+    from bayescale.errors import DataWarning
+
+    frame = pd.DataFrame({"N": [1e8, 1e9, 1e10], "D": [2e9, 2e10, 2e11], "loss": [42.0, 20.1, 14.2]})
+    with pytest.warns(UnitsWarning, match=r"every value is above 10 .*perplexities, give loss = ln\(perplexity\)"):
+        bs.load_runs(frame)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # ln(perplexity) is plausible: no warning
+        bs.load_runs(frame.assign(loss=np.log(frame["loss"])))
+    doubled = pd.concat([frame.assign(loss=[3.0, 2.6, 2.3])] * 2, ignore_index=True)
+    with pytest.warns(DataWarning, match=r"rows 3, 4, 5 repeat earlier rows exactly.*category=bayescale.DataWarning"):
+        bs.load_runs(doubled)
