@@ -23,7 +23,7 @@ import pandas as pd
 from scipy.special import logsumexp
 
 from . import defaults
-from .data import Runs, load_runs
+from .data import Runs, column_list, load_runs
 from .errors import BayescaleError, DataError
 
 LEVELS = (0.5, 0.8, 0.9)
@@ -52,7 +52,7 @@ def holdout_mask(frame: pd.DataFrame, rule: str) -> np.ndarray:
 
 def _require_column(frame: pd.DataFrame, column: str, rule: str) -> None:
     if column not in frame.columns:
-        raise DataError(f"holdout {rule!r}: no column {column!r}; the runs have {', '.join(map(str, frame.columns))}")
+        raise DataError(f"holdout {rule!r}: no column {column!r}; the runs have {column_list(frame.columns, [column])}")
 
 
 def _comparison(frame: pd.DataFrame, rule: str) -> np.ndarray:

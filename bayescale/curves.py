@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from . import defaults
-from .data import Runs, load_runs, read_table
+from .data import Runs, column_list, load_runs, read_table
 from .errors import BayescaleError, DataError, ExtrapolationWarning
 from .laws import RUN_OFFSET, Law, get_law
 from .predict import check_ci_prob, loss_draws, warn_invalid_draws
@@ -57,7 +57,7 @@ def load_checkpoints(source, columns: Mapping[str, str] | None = None, *, warmup
     for col in ("run", "step"):
         if col not in frame.columns:
             raise DataError(f"a checkpoint table needs a {col!r} column (map yours with columns={{'{col}': ...}}); "
-                            f"it has {', '.join(map(str, frame.columns))}")
+                            f"it has {column_list(frame.columns, [col])}")
     bad = frame.index[~(frame["step"] > 0)]
     if len(bad):
         raise DataError(f"column 'step': must be > 0, but rows {_rows(bad)} are not")

@@ -8,6 +8,7 @@ rows at fault.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import warnings
 from dataclasses import dataclass, field
@@ -59,11 +60,19 @@ class Runs:
         if missing:
             derivable = " (D is derived from C and N, C from N and D)" if {"D", "C"} & set(missing) else ""
             raise DataError(f"law {law_name!r} needs column(s) {', '.join(missing)}, which the runs table "
-                            f"({self.source}) lacks{derivable}; it has {', '.join(self.columns)}. "
+                            f"({self.source}) lacks{derivable}; it has {column_list(self.columns, missing)}. "
                             "Map your names with columns={'N': 'your name', ...} or --columns N='your name'")
         if len(self.frame) <= n_params:
             raise DataError(f"the runs table has {len(self.frame)} rows but law {law_name!r} with its noise model "
                             f"has {n_params} parameters; at least {n_params + 1} rows are needed")
+
+
+def column_list(columns, near: Iterable[str] = (), limit: int = 8) -> str:
+    """At most ``limit`` column names, those closest to the ``near`` names first, and how many more there are."""
+    names = [str(c) for c in columns]
+    close = [m for n in near for m in difflib.get_close_matches(str(n), names, n=3, cutoff=0.5)]
+    shown = list(dict.fromkeys([*close, *names]))[:limit]
+    return ", ".join(shown) + (f" and {len(names) - len(shown)} more" if len(names) > len(shown) else "")
 
 
 def _row_list(index: pd.Index, limit: int = 8) -> str:
@@ -135,17 +144,17 @@ def load_runs(source, columns: Mapping[str, str] | None = None, *, extra_inputs:
     for canonical, theirs in columns.items():
         if theirs not in frame.columns:
             raise DataError(f"column {theirs!r} (mapped to {canonical}) is not in the runs table ({where}); "
-                            f"it has {', '.join(map(str, frame.columns))}")
+                            f"it has {column_list(frame.columns, [theirs])}")
     renamed = frame.rename(columns={theirs: canonical for canonical, theirs in columns.items()})
     wanted = [c for c in renamed.columns if c in allowed or c in set(keep)]
     missing_keep = [c for c in keep if c not in renamed.columns]
     if missing_keep:
         raise DataError(f"column(s) {', '.join(missing_keep)} are not in the runs table ({where}); "
-                        f"it has {', '.join(map(str, renamed.columns))}")
+                        f"it has {column_list(renamed.columns, missing_keep)}")
     table = renamed[wanted].copy()
     table.index = pd.RangeIndex(len(table), name="row")
     if "loss" not in table.columns:
-        raise DataError(f"the runs table ({where}) has no 'loss' column; it has {', '.join(map(str, frame.columns))}. "
+        raise DataError(f"the runs table ({where}) has no 'loss' column; it has {column_list(frame.columns, ['loss'])}. "
                         "Map it with columns={'loss': 'your name'} or --columns loss='your name'")
     numeric = [c for c in table.columns if c in CANONICAL and c != "run"] + list(extra_inputs)
     notes = _clean(table, numeric)
@@ -196,7 +205,7 @@ def count_parameters(runs: Runs, count: str) -> Runs:
     else:
         raise DataError(f"params='non_embedding' needs the non-embedding parameter count: a column N_no_embed "
                         f"(map yours with --columns N_no_embed='your name'), or n_layers and d_model to derive "
-                        f"12 n_layers d_model^2; the runs table ({runs.source}) has {', '.join(runs.columns)}")
+                        f"12 n_layers d_model^2; the runs table ({runs.source}) has {column_list(runs.columns, ['N_no_embed'])}")
     if "N" in frame.columns:
         frame["N_total"] = frame["N"]
     frame["N"] = counted.to_numpy(dtype=float)
@@ -226,7 +235,7 @@ def prepare_points(points, inputs: Iterable[str]) -> pd.DataFrame:
     _clean(table, [c for c in table.columns if c in (*POSITIVE, *inputs) and c != "loss"])
     missing = [c for c in inputs if c not in table.columns]
     if missing:
-        raise DataError(f"predicting needs input(s) {', '.join(missing)} (got {', '.join(map(str, table.columns))}); "
+        raise DataError(f"predicting needs input(s) {', '.join(missing)} (got {column_list(table.columns, missing)}); "
                         "D can also be given as C with N")
     for col in inputs:
         bad = table.index[~(table[col] >= 0 if col in NONNEGATIVE else table[col] > 0)]

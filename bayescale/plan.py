@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from . import defaults
+from .data import column_list
 from .errors import BayescaleError
 from .formula import Formula
 from .predict import check_ci_prob, flat_draws
@@ -222,7 +223,7 @@ def candidates(fit: "Fit", configs, ci_prob: float = defaults.CI_PROB, budget: B
     table = pd.DataFrame(configs).reset_index(drop=True)
     for col in ("N", "D"):
         if col not in table.columns:
-            raise BayescaleError(f"candidate configurations need columns N and D, got {', '.join(map(str, table.columns))}")
+            raise BayescaleError(f"candidate configurations need columns N and D, got {column_list(table.columns, ['N', 'D'])}")
         bad = table.index[~(pd.to_numeric(table[col], errors="coerce") > 0)]
         if len(bad):
             raise BayescaleError(f"candidate {col} must be positive numbers; rows {', '.join(map(str, bad))} are not")

@@ -28,7 +28,8 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from .errors import DataError, BayescaleError
+from .data import column_list
+from .errors import BayescaleError, DataError
 from .priors import Prior
 
 #: spread between groups on the unconstrained scale: 0.3 on a log scale is about +-30% between groups
@@ -100,7 +101,7 @@ def pooled_params(pool: Mapping[str, str], law_params, frame: pd.DataFrame,
                                  f"(parameters: {', '.join(law_params)})")
         if column not in frame.columns:
             raise DataError(f"pooling column {column!r} (for {param!r}) is not in the runs table; it has "
-                            f"{', '.join(map(str, frame.columns))}")
+                            f"{column_list(frame.columns, [column])}")
         labels = frame[column]
         missing = frame.index[labels.isna()]
         if len(missing):

@@ -135,3 +135,11 @@ def test_implausible_tables_warn_and_say_how_to_silence_it():
     doubled = pd.concat([frame.assign(loss=[3.0, 2.6, 2.3])] * 2, ignore_index=True)
     with pytest.warns(DataWarning, match=r"rows 3, 4, 5 repeat earlier rows exactly.*category=bayescale.DataWarning"):
         bs.load_runs(doubled)
+
+
+def test_errors_list_a_handful_of_columns_closest_first():
+    frame = pd.DataFrame({f"metric_{i}": [1.0] for i in range(98)} | {"Model Size": [1e9], "loss": [2.0]})
+    with pytest.raises(DataError) as error:
+        bs.load_runs(frame, {"N": "Model Sizes"})
+    message = str(error.value)
+    assert "it has Model Size, " in message and message.endswith("and 92 more") and len(message) < 400
