@@ -173,6 +173,8 @@ class LocalExecutor(cf.Executor):
                         self._wake_read.recv(4096)
                     else:
                         self._collect(busy[item])
+        except BaseException as exc:  # noqa: BLE001 - never leave a caller waiting on a future nobody will set
+            self._fail_all(exc)
         finally:
             for worker in self._workers:
                 worker.kill()
@@ -181,8 +183,22 @@ class LocalExecutor(cf.Executor):
             self._wake_write.close()
             self._folder.cleanup()
 
+    def _fail_all(self, exc: BaseException) -> None:
+        """The dispatcher itself failed: every task not yet done fails with that error."""
+        error = f"the executor failed: {type(exc).__name__}: {exc}"
+        with self._lock:
+            self._closing = True
+            futures = [t.future for t in self._pending] + [w.task.future for w in self._workers if w.task is not None]
+            self._pending.clear()
+        for future in futures:
+            if not future.done():
+                future.set_exception(WorkerError(error))
+
     def _assign(self) -> None:
         """Give pending tasks to idle workers, starting workers up to ``max_workers`` (lock held)."""
+        for dead in [w for w in self._workers if w.task is None and w.process.poll() is not None]:
+            self._workers.remove(dead)  # died while idle (killed from outside): replaced below
+            dead.kill()
         while self._pending:
             idle = next((w for w in self._workers if w.task is None), None)
             if idle is None and len(self._workers) < self.max_workers:

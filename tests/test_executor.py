@@ -145,3 +145,26 @@ def test_scheduler_address_connects_and_an_unreachable_one_is_a_clear_error(dask
     assert fan_out({"a": (tasks.add, (1, 2), {})}, scheduler=address)["a"].result == 3
     with pytest.raises(BayescaleError, match="cannot reach the Dask scheduler at 'tcp://127.0.0.1:9'"):
         executor_for(scheduler="tcp://127.0.0.1:9")
+
+
+def test_a_worker_killed_while_idle_is_replaced():
+    with LocalExecutor(1) as executor:
+        pid = executor.submit(os.getpid).result(timeout=60)
+        os.kill(pid, signal.SIGKILL)
+        assert _wait_until(lambda: not _alive(pid), 10)
+        assert executor.submit(tasks.add, 1, 1).result(timeout=60) == 2
+        assert executor.submit(os.getpid).result(timeout=60) != pid
+
+
+def test_a_failing_dispatcher_fails_the_futures_instead_of_hanging(monkeypatch):
+    import bayescale.executor as executor_module
+
+    def cannot_start(self, folder, index):
+        raise OSError("no more processes")
+
+    monkeypatch.setattr(executor_module._Worker, "__init__", cannot_start)
+    executor = LocalExecutor(1)
+    futures = [executor.submit(tasks.add, 1, 1), executor.submit(tasks.add, 2, 2)]
+    for future in futures:
+        with pytest.raises(WorkerError, match="the executor failed: OSError: no more processes"):
+            future.result(timeout=30)
