@@ -164,7 +164,8 @@ def test_a_failing_dispatcher_fails_the_futures_instead_of_hanging(monkeypatch):
 
     monkeypatch.setattr(executor_module._Worker, "__init__", cannot_start)
     executor = LocalExecutor(1)
-    futures = [executor.submit(tasks.add, 1, 1), executor.submit(tasks.add, 2, 2)]
-    for future in futures:
-        with pytest.raises(WorkerError, match="the executor failed: OSError: no more processes"):
-            future.result(timeout=30)
+    future = executor.submit(tasks.add, 1, 1)
+    with pytest.raises(WorkerError, match="the executor failed: OSError: no more processes"):
+        future.result(timeout=30)
+    with pytest.raises(RuntimeError, match="shut down"):  # a broken executor takes no more work
+        executor.submit(tasks.add, 2, 2)
