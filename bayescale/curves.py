@@ -188,7 +188,7 @@ def forecast_curves(fit: "Fit", runs: Runs, *, upto: float = 1.0, horizon: float
     ends = frame.assign(upto_step=upto_steps(frame, upto)).groupby("run", sort=False)
     seed = fit.settings["seed"] if seed is None else seed
     lo, hi = (1 - ci_prob) / 2, (1 + ci_prob) / 2
-    rows, invalid = [], []
+    rows, invalid, far = [], [], []
     for name, part in ends:
         seen = part[part["step"] <= part["upto_step"].iloc[0]]
         upto_step = float(seen["step"].max()) if len(seen) else float(part["upto_step"].iloc[0])
@@ -198,7 +198,13 @@ def forecast_curves(fit: "Fit", runs: Runs, *, upto: float = 1.0, horizon: float
             raise BayescaleError(f"run {name!r}: horizon {horizon_step:g} is past its schedule's last step {end:g}")
         grid = np.unique(np.concatenate([[upto_step, horizon_step], np.geomspace(upto_step, end, 60)]))
         later = np.minimum(grid + 1000.0, end)
-        mu, y = next(loss_draws(fit, _points(fit, part, name, np.concatenate([grid, later])), seed))
+        points = _points(fit, part, name, np.concatenate([grid, later]))
+        with warnings.catch_warnings():  # the grid reaches past the horizon; only the horizon is the user's point
+            warnings.simplefilter("ignore", ExtrapolationWarning)
+            mu, y = next(loss_draws(fit, points, seed))
+        if fit.discrepancy is not None:
+            far.append((float(fit.discrepancy.distance(points.iloc[[int(np.searchsorted(grid, horizon_step))]])[0]),
+                        f"run {name} at step {horizon_step:g}"))
         law = np.exp(mu)
         now, after = law[:, :len(grid)], law[:, len(grid):]
         at = {s: i for i, s in enumerate(grid)}
@@ -221,6 +227,14 @@ def forecast_curves(fit: "Fit", runs: Runs, *, upto: float = 1.0, horizon: float
     draws, labels = zip(*invalid) if invalid else ((), ())
     if draws:
         warn_invalid_draws(np.column_stack(draws), labels)
+    beyond = [(d, label) for d, label in far if d > 2 * fit.discrepancy.supported_distance + 1e-12]
+    if beyond:
+        d, label = max(beyond)
+        warnings.warn(f"the forecast of {label} lies {d:.2f} e-folds beyond the checkpoints the fit saw, more than "
+                      f"twice what the internal backtests checked ({fit.discrepancy.supported_distance:.2f})"
+                      + (f", as do {len(beyond) - 1} other runs' forecasts" if len(beyond) > 1 else "")
+                      + "; its interval rests on the prior for the extrapolation discrepancy",
+                      ExtrapolationWarning, stacklevel=2)
     out = pd.DataFrame(rows)
     out.attrs["ci_prob"] = ci_prob
     return out

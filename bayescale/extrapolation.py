@@ -134,9 +134,13 @@ class Discrepancy:
         d = self.distance(table)
         if np.any(d > 2 * self.supported_distance + 1e-12):
             far = int(np.argmax(d))
-            warnings.warn(f"point {far} lies {d[far]:.2f} e-folds beyond the observed runs, more than twice what the "
-                          f"internal backtests checked ({self.supported_distance:.2f}); its interval rests on the "
-                          "prior for the extrapolation discrepancy", ExtrapolationWarning, stacklevel=4)
+            row = table.iloc[far]
+            names = ("run", "step") if is_curves(table) else [k for k in self.ranges if k in table.columns]
+            where = ", ".join(f"{k}={row[k]:.3g}" if isinstance(row[k], (int, float, np.number)) else f"{k}={row[k]}"
+                              for k in names)
+            warnings.warn(f"the forecast at {where} lies {d[far]:.2f} e-folds beyond the observed runs, more than "
+                          f"twice what the internal backtests checked ({self.supported_distance:.2f}); its interval "
+                          "rests on the prior for the extrapolation discrepancy", ExtrapolationWarning, stacklevel=4)
         # one z per draw: the discrepancy is a smooth deviation of the law, shared by nearby points
         return log_law + self.kappa[:, None] * d[None, :] * rng.standard_normal((log_law.shape[0], 1))
 

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import bayescale as bs
@@ -119,3 +120,24 @@ def test_draws_where_the_curve_law_breaks_down_are_named_and_left_out(curve_fit)
     reference = forecast_curves(fit, runs, upto=0.5)
     assert np.isfinite(out["final_median"]).all()
     np.testing.assert_allclose(out["final_median"], reference["final_median"], rtol=0.01)
+
+
+@pytest.mark.slow
+def test_far_forecast_warnings_name_the_run_asked_about_not_internal_grid_points(curve_fit):
+    import copy
+    import warnings
+
+    from bayescale.errors import ExtrapolationWarning
+    from bayescale.extrapolation import Discrepancy, last_seen_steps, observed_ranges
+
+    runs, fit = curve_fit
+    seen = runs.frame[runs.frame["step"] <= 0.5 * runs.frame.groupby("run")["step"].transform("max")]
+    widened = copy.copy(fit)
+    widened.discrepancy = Discrepancy(observed_ranges(fit.runs, fit.law.inputs), np.full(fit.diagnostics.n_draws, 0.01),
+                                      pd.DataFrame(), 0.2, last_seen_steps(seen))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        forecast_curves(widened, runs, upto=0.5)
+    messages = [str(w.message) for w in caught if w.category is ExtrapolationWarning]
+    assert len(messages) == 1 and messages[0].startswith("the forecast of run run") and "at step" in messages[0]
+    assert "as do 3 other runs' forecasts" in messages[0]

@@ -57,8 +57,9 @@ def test_forecasts_widen_only_outside_the_observed_runs(demo_runs):
 
 def test_forecasts_far_beyond_the_calibration_warn(demo_runs):
     fit = with_discrepancy(fake_fit(demo_runs), supported=0.5)
-    with pytest.warns(ExtrapolationWarning, match="e-folds beyond the observed runs.*internal backtests"):
-        fit.predict(N=1e13, D=1e14)
+    with pytest.warns(ExtrapolationWarning, match=r"the forecast at N=1e\+13, D=1e\+14 lies .* e-folds beyond the "
+                                                  r"observed runs.*internal backtests"):
+        fit.predict(N=[1e9, 1e13], D=[2e10, 1e14])  # named by the user's inputs, not by an index
     with warnings.catch_warnings():
         warnings.simplefilter("error", ExtrapolationWarning)
         fit.predict(N=1e9, D=2e10)
