@@ -40,6 +40,10 @@ from .errors import BayescaleError
 
 #: how much of a failed task's stderr an error message keeps
 STDERR_TAIL = 4000
+#: a worker's acknowledgement that it received a task (a task never acknowledged is re-sent elsewhere)
+STARTED = b"started"
+#: how often a task that no worker acknowledged is sent again before it fails
+MAX_SENDS = 3
 #: the environment variable that hands the caller's ``sys.path`` to worker processes
 SYS_PATH_VARIABLE = "BAYESCALE_WORKER_SYS_PATH"
 
@@ -54,6 +58,8 @@ class _Task:
     fn: Callable
     args: tuple
     kwargs: dict
+    message: bytes | None = None  # the pickled task, once sent
+    sends: int = 0
 
 
 class _Worker:
@@ -71,12 +77,14 @@ class _Worker:
         child.close()
         self.connection = Connection(parent.detach())
         self.task: _Task | None = None
+        self.started = False  # the worker acknowledged the current task
         self.stderr_offset = 0
 
-    def send(self, task: _Task, message: bytes) -> None:
-        self.task = task
+    def send(self, task: _Task) -> None:
+        self.task, self.started = task, False
+        task.sends += 1
         self.stderr_offset = self.stderr_path.stat().st_size
-        self.connection.send_bytes(message)
+        self.connection.send_bytes(task.message)
 
     def stderr_tail(self) -> str:
         """What the current task wrote to stderr (its last ``STDERR_TAIL`` characters)."""
@@ -148,9 +156,12 @@ class LocalExecutor(cf.Executor):
     def _cancel_pending(self) -> None:
         """Cancel tasks not yet started (lock held), waking anyone waiting on them (``as_completed``)."""
         while self._pending:
-            future = self._pending.popleft().future
-            future.cancel()
-            future.set_running_or_notify_cancel()
+            task = self._pending.popleft()
+            if task.message is None:
+                task.future.cancel()
+                task.future.set_running_or_notify_cancel()
+            elif not task.future.done():  # already running, waiting to be sent again
+                task.future.set_exception(WorkerError("cancelled before it could run"))
 
     def _wake(self) -> None:
         try:
@@ -208,26 +219,40 @@ class LocalExecutor(cf.Executor):
             if idle is None:
                 return
             task = self._pending.popleft()
-            if not task.future.set_running_or_notify_cancel():
-                continue
+            if task.message is None:  # first time out: mark running, pickle once
+                if not task.future.set_running_or_notify_cancel():
+                    continue
+                try:
+                    task.message = cloudpickle.dumps((task.fn, task.args, task.kwargs))
+                except Exception as exc:  # noqa: BLE001 - e.g. an open file among the arguments
+                    task.future.set_exception(WorkerError(
+                        f"cannot send {_name(task.fn)} to a worker process ({type(exc).__name__}: {exc}); "
+                        "its arguments must be picklable"))
+                    continue
             try:
-                message = cloudpickle.dumps((task.fn, task.args, task.kwargs))
-            except Exception as exc:  # noqa: BLE001 - e.g. an open file among the arguments
-                task.future.set_exception(WorkerError(
-                    f"cannot send {_name(task.fn)} to a worker process ({type(exc).__name__}: {exc}); "
-                    "its arguments must be picklable"))
-                continue
-            idle.send(task, message)
+                idle.send(task)
+            except OSError:  # the worker is gone: replace it, try again
+                self._workers.remove(idle)
+                idle.kill()
+                self._pending.appendleft(task)
 
     def _collect(self, worker: _Worker) -> None:
         task = worker.task
         try:
-            ok, payload = pickle.loads(worker.connection.recv_bytes())
+            data = worker.connection.recv_bytes()
+            if data == STARTED:
+                worker.started = True
+                return
+            ok, payload = pickle.loads(data)
         except (EOFError, OSError, pickle.UnpicklingError):
             code = worker.process.wait()
             with self._lock:
                 if worker in self._workers:
                     self._workers.remove(worker)
+                if (task is not None and not worker.started and not task.future.done() and not self._closing
+                        and task.sends < MAX_SENDS):
+                    self._pending.appendleft(task)  # it never reached the worker: run it on another
+                    task = None
             if task is not None and not task.future.done():
                 tail = worker.stderr_tail().strip()
                 task.future.set_exception(WorkerError(

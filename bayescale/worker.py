@@ -25,7 +25,7 @@ def _exit_when_orphaned(parent: int, interval: float = 1.0) -> None:
 
 
 def serve(fd: int) -> None:
-    from .executor import SYS_PATH_VARIABLE, run_task
+    from .executor import STARTED, SYS_PATH_VARIABLE, run_task
 
     sys.path[:] = list(dict.fromkeys([*json.loads(os.environ.get(SYS_PATH_VARIABLE, "[]")), *sys.path]))
     threading.Thread(target=_exit_when_orphaned, args=(os.getppid(),), daemon=True).start()
@@ -35,6 +35,7 @@ def serve(fd: int) -> None:
             message = connection.recv_bytes()
         except (EOFError, OSError):
             return
+        connection.send_bytes(STARTED)  # the parent may re-send a task that was never acknowledged
         fn, args, kwargs = pickle.loads(message)
         reply = run_task(fn, args, kwargs)
         sys.stdout.flush()

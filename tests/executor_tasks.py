@@ -24,6 +24,11 @@ def fail(message: str):
     raise ValueError(message)
 
 
+def fail_after(seconds: float, message: str):
+    time.sleep(seconds)
+    raise ValueError(message)
+
+
 def die(code: int):
     print("dying now", file=sys.stderr, flush=True)
     os._exit(code)

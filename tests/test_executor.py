@@ -66,7 +66,7 @@ def test_a_failing_task_reports_its_error_and_the_others_finish():
 
 
 def test_fail_fast_cancels_the_rest(tmp_path):
-    outcomes = fan_out({"bad": (tasks.fail, ("stop",), {}),
+    outcomes = fan_out({"bad": (tasks.fail_after, (1.0, "stop"), {}),  # the others are running by then
                         **{f"slow{i}": (tasks.sleep_and_record, (str(tmp_path), 60), {}) for i in range(3)}},
                        max_workers=2, fail_fast=True)
     assert str(outcomes["bad"].error) == "stop"
