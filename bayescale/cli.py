@@ -122,11 +122,12 @@ def fit_command(runs, law_spec, columns, inputs, priors, pool, likelihood, extra
                  extrapolation=extrapolation, params=param_count, draws=draws, tune=tune, chains=chains,
                  cores=cores, seed=seed, sampler=sampler, target_accept=target_accept, progressbar=not quiet)
     path = result.save(out)
-    _print_summary(result, defaults.CI_PROB)
+    _print_summary(result, defaults.CI_PROB, show_problems=False)
     click.echo(f"saved {path}")
 
 
-def _print_summary(fit, ci_prob: float) -> None:
+def _print_summary(fit, ci_prob: float, show_problems: bool = True) -> None:
+    """The parameter table and diagnostics; ``show_problems=False`` right after a fit, which already warned."""
     table = fit.summary(ci_prob)
     pct = f"{ci_prob:.0%}"
     width = max(8, *(len(str(n)) for n in table.index))
@@ -157,7 +158,7 @@ def _print_summary(fit, ci_prob: float) -> None:
     d = fit.diagnostics
     click.echo(f"diagnostics: {d.divergences} divergences, max R-hat {d.rhat_max:.3f}, "
                f"min ESS bulk {d.ess_bulk_min:.0f}, min ESS tail {d.ess_tail_min:.0f} ({d.n_draws} draws)")
-    for problem in d.problems:
+    for problem in d.problems if show_problems else ():
         click.echo(f"warning: {problem}", err=True)
 
 
@@ -554,10 +555,11 @@ def report_command(fit_paths, backtest_path, at, fmt, out, ci_prob):
 @click.option("--draws", type=int, default=defaults.DRAWS, show_default=True)
 @click.option("--tune", type=int, default=defaults.TUNE, show_default=True)
 @click.option("--seed", type=int, default=defaults.SEED, show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
 @_ci_option
 @_json_option
 def curve_command(runs, law_spec, run_id, upto, horizon, delta, columns, warmup, pool_items, schedules, draws, tune, seed,
-                  ci_prob, as_json):
+                  quiet, ci_prob, as_json):
     """Forecast the rest of training runs from their checkpoints so far (joint fit with a run effect)."""
     from .curves import compare_schedules, fit_curves, forecast_curves, load_checkpoints
 
@@ -568,7 +570,7 @@ def curve_command(runs, law_spec, run_id, upto, horizon, delta, columns, warmup,
     pool = parse_pool(pool_items) or None
     table = load_checkpoints(runs, _pairs(columns, "--columns"), warmup=warmup,
                              keep=sorted(set(pool.values()) - {"run"}) if pool else ())
-    fit = fit_curves(table, law_spec, upto=upto, pool=pool, draws=draws, tune=tune, seed=seed, progressbar=not as_json)
+    fit = fit_curves(table, law_spec, upto=upto, pool=pool, draws=draws, tune=tune, seed=seed, progressbar=not (as_json or quiet))
     if schedules:
         named = {}
         for item in schedules:
@@ -620,7 +622,7 @@ def demo_command(out_dir, draws, quiet):
     click.echo(f"demo runs: {demo_runs_path()} (synthetic IsoFLOP sweep, truth {CHINCHILLA_TRUTH})")
     result = fit(demo_runs_path(), "chinchilla", draws=draws, progressbar=not quiet)
     path = result.save(Path(out_dir) / "demo_fit.nc")
-    _print_summary(result, defaults.CI_PROB)
+    _print_summary(result, defaults.CI_PROB, show_problems=False)
     forecast = result.predict(N=[7e10, 1.75e11], D=[1.4e12, 3.5e12])
     for _, row in forecast.iterrows():
         click.echo(f"forecast at N={row['N']:.3g}, D={row['D']:.3g}: loss {row['median']:.3f}; 90% of new runs "

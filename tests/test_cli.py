@@ -114,3 +114,13 @@ def test_predict_with_several_fits_stacks_them(small_fit, tmp_path, capsys):
     assert stacked["pred_lower"] >= min(p["pred_lower"] for p in alone.values()) - 0.05
     code, out, _ = run(capsys, "predict", str(small_fit), str(other), "--at", "N=7e10,D=1.4e12")
     assert code == 0 and out.startswith("stacked (fit ")
+
+
+def test_fit_prints_each_sampler_warning_once_with_advice_for_api_and_cli(tmp_path):
+    exe = shutil.which("bayescale") or str(__import__("pathlib").Path(sys.executable).parent / "bayescale")
+    done = subprocess.run([exe, "fit", str(demo_runs_path()), "--draws", "30", "--tune", "30", "--chains", "2",
+                           "--out", str(tmp_path / "short.nc"), "--quiet"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("low effective sample size") == 1, done.stderr  # 60 draws: ESS is surely short
+    assert "Draw more (draws=2000; CLI: --draws 2000)" in done.stderr
+    assert "warning" not in done.stdout

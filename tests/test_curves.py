@@ -83,7 +83,8 @@ def test_curve_cli_json(tmp_path, curves, capsys, monkeypatch):
 
     fit = fake_fit(load_checkpoints(curves.query("run == 'run1'")), "curve_power",
                    {"E": 2.0, "A": 30.0, "alpha": 0.45}, spread=0.01)
-    monkeypatch.setattr(bayescale.curves, "fit_curves", lambda *args, **kwargs: fit)  # plumbing only
+    asked = {}
+    monkeypatch.setattr(bayescale.curves, "fit_curves", lambda *args, **kwargs: asked.update(kwargs) or fit)  # plumbing
     path = tmp_path / "curves.csv"
     curves.to_csv(path, index=False)
     code = main(["curve", str(path), "--upto", "0.5", "--run", "run1", "--draws", "150", "--tune", "200", "--json"])
@@ -94,6 +95,8 @@ def test_curve_cli_json(tmp_path, curves, capsys, monkeypatch):
     record = data["runs"][0]
     assert record["run"] == "run1" and set(record["final"]) == {"median", "pred_lower", "pred_upper"}
     assert {"upto_step", "horizon_step", "p_improve", "saturation_step"} <= set(record)
+    assert main(["curve", str(path), "--upto", "0.5", "--run", "run1", "--quiet"]) == 0
+    assert asked["progressbar"] is False
     assert main(["curve", str(path), "--upto", "0.5", "--run", "nope", "--draws", "20", "--tune", "20"]) == 2
     assert "no run 'nope'" in capsys.readouterr().err
 
