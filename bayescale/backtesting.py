@@ -23,7 +23,7 @@ import pandas as pd
 from scipy.special import logsumexp
 
 from . import defaults
-from .data import Runs, column_list, load_runs
+from .data import Runs, column_list, count_parameters, load_runs
 from .errors import BayescaleError, DataError
 
 LEVELS = (0.5, 0.8, 0.9)
@@ -112,8 +112,6 @@ def interval_score(actual, lower, upper, prob: float) -> np.ndarray:
 
 def score(fit, heldout: Runs, seed: int) -> dict[str, Any]:
     """Forecast the held-out runs with ``fit`` (their N counted as the fit counts it) and score the forecasts."""
-    from .data import count_parameters
-
     heldout = count_parameters(heldout, fit.settings.get("params", "total"))
     inputs = list(dict.fromkeys([*fit.law.inputs, *(p.column for p in fit.spec.pooled.values())]))
     points = heldout.frame[inputs]
@@ -151,11 +149,8 @@ def heldout_lpd(fit, heldout: Runs, seed: int) -> float:
     return float(np.sum(logsumexp(pointwise, axis=0) - np.log(pointwise.shape[0])))
 
 
-def fit_and_score(candidate: dict, settings: dict, train: pd.DataFrame, heldout: pd.DataFrame) -> dict:
-    """One backtest task (runs in a worker): fit ``candidate`` on ``train``, score it on ``heldout``.
-
-    Returns plain data (JSON-ready), with the sampler warnings the fit raised.
-    """
+def fit_candidate(candidate: dict, settings: dict, frame: pd.DataFrame):
+    """Fit a candidate (as ``asdict(Candidate)``) to a runs table in a worker; the fit and its sampler warnings."""
     import warnings
 
     from .errors import SamplerWarning
@@ -165,9 +160,19 @@ def fit_and_score(candidate: dict, settings: dict, train: pd.DataFrame, heldout:
     keep = sorted(set((candidate.options.get("pool") or {}).values()))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SamplerWarning)
-        result = fit(load_runs(train, keep=keep), candidate.law, **candidate.options, **settings)
+        result = fit(load_runs(frame, keep=keep), candidate.law, **candidate.options, **settings)
+    return result, [str(w.message) for w in caught if issubclass(w.category, SamplerWarning)]
+
+
+def fit_and_score(candidate: dict, settings: dict, train: pd.DataFrame, heldout: pd.DataFrame) -> dict:
+    """One backtest task (runs in a worker): fit ``candidate`` on ``train``, score it on ``heldout``.
+
+    Returns plain data (JSON-ready), with the sampler warnings the fit raised.
+    """
+    result, caught = fit_candidate(candidate, settings, train)
+    keep = sorted(set((result.settings.get("pool") or {}).values()))
     scored = score(result, load_runs(heldout, keep=keep), settings["seed"])
-    scored["warnings"] = [str(w.message) for w in caught if issubclass(w.category, SamplerWarning)]
+    scored["warnings"] = caught
     scored["runs"] = json.loads(scored["runs"].to_json(orient="records"))
     return scored
 

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from . import defaults
+from .data import point_label
 from .errors import BayescaleError, SamplerWarning
 
 if TYPE_CHECKING:
@@ -91,7 +92,8 @@ def compare(fits: "Mapping[str, Fit] | Sequence[Fit]", *, method: str = "stackin
         bad = high_pareto_k(fit, results[name])
         high_k[name] = bad
         if len(bad):
-            shown = "; ".join(f"row {i} ({_describe_run(row, fit.law.inputs)}, k={row['pareto_k']:.2f})"
+            shown = "; ".join(f"row {i} ({point_label(row, [c for c in (*fit.law.inputs, 'loss') if c in row])}, "
+                              f"k={row['pareto_k']:.2f})"
                               for i, row in bad.head(6).iterrows())
             warnings.warn(f"{name}: {len(bad)} run(s) have Pareto k > {results[name].good_k:.2f}, so their LOO "
                           f"value is unreliable: {shown}. Check them for outliers, or compare by backtest instead.",
@@ -99,10 +101,6 @@ def compare(fits: "Mapping[str, Fit] | Sequence[Fit]", *, method: str = "stackin
     table["n_high_k"] = [len(high_k[name]) for name in table.index]
     table.attrs["high_k"] = high_k
     return table
-
-
-def _describe_run(row: pd.Series, inputs: Sequence[str]) -> str:
-    return ", ".join(f"{c}={row[c]:.3g}" for c in (*inputs, "loss") if c in row)
 
 
 def predict_stacked(fits: "Mapping[str, Fit] | Sequence[Fit]", points=None, *, weights: Mapping[str, float] | None = None,

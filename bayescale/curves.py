@@ -202,12 +202,12 @@ def forecast_curves(fit: "Fit", runs: Runs, *, upto: float = 1.0, horizon: float
         with warnings.catch_warnings():  # the grid reaches past the horizon; only the horizon is the user's point
             warnings.simplefilter("ignore", ExtrapolationWarning)
             mu, y = next(loss_draws(fit, points, seed))
+        at = {s: i for i, s in enumerate(grid)}
         if fit.discrepancy is not None:
-            far.append((float(fit.discrepancy.distance(points.iloc[[int(np.searchsorted(grid, horizon_step))]])[0]),
+            far.append((float(fit.discrepancy.distance(points.iloc[[at[horizon_step]]])[0]),
                         f"run {name} at step {horizon_step:g}"))
         law = np.exp(mu)
         now, after = law[:, :len(grid)], law[:, len(grid):]
-        at = {s: i for i, s in enumerate(grid)}
         final = law[:, at[horizon_step]]
         invalid.append((mu[:, at[horizon_step]], f"run {name} at step {horizon_step:g}"))
         with np.errstate(invalid="ignore", divide="ignore"):

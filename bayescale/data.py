@@ -75,6 +75,12 @@ def column_list(columns, near: Iterable[str] = (), limit: int = 8) -> str:
     return ", ".join(shown) + (f" and {len(names) - len(shown)} more" if len(names) > len(shown) else "")
 
 
+def point_label(row: pd.Series, names: Iterable[str]) -> str:
+    """A point in the user's terms: ``N=7e+10, D=1.4e+12`` (numbers to 3 significant digits)."""
+    return ", ".join(f"{name}={row[name]:.3g}" if isinstance(row[name], (int, float, np.number)) else f"{name}={row[name]}"
+                     for name in names)
+
+
 def _row_list(index: pd.Index, limit: int = 8) -> str:
     rows = [str(i) for i in index[:limit]]
     more = f" and {len(index) - limit} more" if len(index) > limit else ""

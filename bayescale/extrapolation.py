@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .data import NONNEGATIVE, Runs
+from .data import NONNEGATIVE, Runs, point_label
 from .errors import BayescaleError, ExtrapolationWarning
 from .laplace import laplace_approximation
 from .priors import Prior
@@ -64,7 +64,8 @@ def axis_values(table: pd.DataFrame, name: str) -> np.ndarray:
 
 def observed_ranges(runs: Runs, inputs) -> dict[str, tuple[float, float]]:
     frame = runs.frame if isinstance(runs, Runs) else runs
-    return {name: (float(np.min(axis_values(frame, name))), float(np.max(axis_values(frame, name)))) for name in distance_axes(inputs)}
+    return {name: (float(np.min(values)), float(np.max(values)))
+            for name in distance_axes(inputs) for values in [axis_values(frame, name)]}
 
 
 def _log_scale(name: str, x):
@@ -136,8 +137,7 @@ class Discrepancy:
             far = int(np.argmax(d))
             row = table.iloc[far]
             names = ("run", "step") if is_curves(table) else [k for k in self.ranges if k in table.columns]
-            where = ", ".join(f"{k}={row[k]:.3g}" if isinstance(row[k], (int, float, np.number)) else f"{k}={row[k]}"
-                              for k in names)
+            where = point_label(row, names)
             warnings.warn(f"the forecast at {where} lies {d[far]:.2f} e-folds beyond the observed runs, more than "
                           f"twice what the internal backtests checked ({self.supported_distance:.2f}); its interval "
                           "rests on the prior for the extrapolation discrepancy", ExtrapolationWarning, stacklevel=4)

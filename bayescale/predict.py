@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from . import defaults
-from .data import prepare_points
+from .data import point_label, prepare_points
 from .errors import BayescaleError, ExtrapolationWarning
 
 if TYPE_CHECKING:
@@ -126,11 +126,6 @@ def warn_invalid_draws(mu: np.ndarray, labels) -> None:
                   "Treat them with care, or compare a law that stays positive.", ExtrapolationWarning, stacklevel=3)
 
 
-def _label(row: pd.Series, inputs) -> str:
-    return ", ".join(f"{name}={row[name]:.3g}" if isinstance(row[name], (int, float, np.floating)) else f"{name}={row[name]}"
-                     for name in inputs)
-
-
 def predict(fit: "Fit", points=None, *, ci_prob: float = defaults.CI_PROB, seed: int | None = None,
             **inputs) -> pd.DataFrame:
     """Credible and predictive intervals of the loss at ``points`` (a DataFrame, mapping or keywords)."""
@@ -148,7 +143,7 @@ def predict(fit: "Fit", points=None, *, ci_prob: float = defaults.CI_PROB, seed:
     for start, (mu, y) in zip(range(0, len(table), _BLOCK), loss_draws(fit, table, seed)):
         if not np.isfinite(mu).all():
             part = table.iloc[start:start + _BLOCK]
-            warn_invalid_draws(mu, [_label(row, fit.law.inputs) for _, row in part.iterrows()])
+            warn_invalid_draws(mu, [point_label(row, fit.law.inputs) for _, row in part.iterrows()])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # points with no valid draw: NaN, named just above
             law_q = np.exp(np.nanquantile(mu, [lo, 0.5, hi], axis=0))

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 import pandas as pd
 
 from . import defaults
-from .backtesting import Candidate, as_candidates
+from .backtesting import Candidate, as_candidates, fit_candidate
 from .data import load_runs
 from .errors import BayescaleError, SamplerWarning
 
@@ -33,17 +33,11 @@ ALL = "all"
 
 def fit_to_netcdf(candidate: dict, settings: dict, frame: pd.DataFrame) -> dict:
     """One sweep task (runs in a worker): fit the candidate, return the fit file's bytes and its sampler warnings."""
-    from .fitting import fit
-
-    candidate = Candidate(**candidate)
-    keep = sorted(set((candidate.options.get("pool") or {}).values()))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", SamplerWarning)
-        result = fit(load_runs(frame, keep=keep), candidate.law, **candidate.options, **settings)
+    result, caught = fit_candidate(candidate, settings, frame)
     with tempfile.TemporaryDirectory(prefix="bayescale-sweep-") as folder:
         path = result.save(Path(folder) / "fit.nc")
         data = path.read_bytes()
-    return {"netcdf": data, "warnings": [str(w.message) for w in caught if issubclass(w.category, SamplerWarning)]}
+    return {"netcdf": data, "warnings": caught}
 
 
 def _fit_from_netcdf(data: bytes) -> "Fit":
