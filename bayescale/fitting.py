@@ -108,6 +108,44 @@ class Fit:
 
         return plan(self, flops, ci_prob, cost=cost, unique_tokens=unique_tokens)
 
+    @property
+    def model(self):
+        """The generative PyMC model of this fit: named variables, ``pm.Data`` inputs, observed ``log_loss``.
+
+        See :mod:`bayescale.generative`; the sampler explored the same posterior in whitened coordinates.
+        """
+        if getattr(self, "_model", None) is None:
+            from .generative import build_generative
+
+            self._model = build_generative(self.spec)
+        return self._model
+
+    def prior_predictive(self, draws: int = 500, *, seed: int | None = None) -> xr.DataTree:
+        """Draw from the priors and the likelihood: adds ArviZ groups ``prior`` and ``prior_predictive``."""
+        import pymc as pm
+
+        seed = self.settings["seed"] if seed is None else seed
+        drawn = pm.sample_prior_predictive(draws, model=self.model, random_seed=seed)
+        return self._add_groups(drawn, ("prior", "prior_predictive", "observed_data"))
+
+    def posterior_predictive(self, *, seed: int | None = None) -> xr.DataTree:
+        """Replicate the observed log-loss from every posterior draw: adds ``posterior_predictive``."""
+        import pymc as pm
+        from .generative import OBSERVED, posterior_offsets
+
+        seed = self.settings["seed"] if seed is None else seed
+        free = [rv.name for rv in self.model.free_RVs]
+        trace = self.posterior.merge(posterior_offsets(self.spec, self.posterior))[free]
+        drawn = pm.sample_posterior_predictive(trace, model=self.model, var_names=[OBSERVED], random_seed=seed,
+                                               progressbar=False)
+        return self._add_groups(drawn, ("posterior_predictive", "observed_data"))
+
+    def _add_groups(self, drawn: xr.DataTree, groups) -> xr.DataTree:
+        for group in groups:
+            if group in drawn.children:
+                self.idata[group] = drawn[group].to_dataset()
+        return self.idata
+
     def save(self, path: str | Path) -> Path:
         """Write the fit to one netCDF file, atomically (an earlier file survives a failed save)."""
         from .store import save

@@ -1,0 +1,110 @@
+"""The named-variable PyMC model of a fit: what a PyMC user reads, extends and predicts with.
+
+:func:`build_generative` turns a :class:`~bayescale.model.ModelSpec` into a generative
+``pm.Model``: one random variable per law parameter with the card's prior as the PyMC
+distribution of that name, pooled parameters as hierarchical variables (population value
+``<p>_pop``, spread ``<p>_sd`` and standard-normal ``<p>_offset`` with the group column as its
+``dims``, the group values ``<p>`` a Deterministic), the noise parameters named, every input and
+each pooling column's group index as ``pm.Data``, and the observed log-loss ``log_loss``.
+
+It is the same posterior the sampler explores: :mod:`bayescale.model` samples whitened (and, for
+an anchored floor, re-parameterised) coordinates of it, because NUTS mixes far better there, and
+``tests/test_generative.py`` checks at random points that the two log-densities differ only by the
+Jacobian of that change of coordinates. PyMC's default transforms (log for positive variables,
+log-odds for bounded ones) are the unconstrained coordinates :mod:`bayescale.priors` uses, so the
+sampler's coordinates map one to one onto this model's value variables.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from .model import OBS_DIM, ModelSpec
+
+#: the observed variable's name in the generative model and in ArviZ groups
+OBSERVED = "log_loss"
+
+
+def group_index_name(column: str) -> str:
+    """The ``pm.Data`` holding each observation's group index for a pooling column."""
+    return f"{column}_idx"
+
+
+def _prior_variable(pm, name: str, prior, dims=None):
+    """A PyMC random variable with ``prior``'s distribution (the family table names the PyMC class)."""
+    return getattr(pm, prior.family.pymc_name)(name, **prior.params, dims=dims)
+
+
+def _unconstrained(prior, value, pt):
+    """The map of :mod:`bayescale.priors` from ``prior``'s support to the real line, in PyTensor."""
+    support = prior.support
+    if support.kind == "real":
+        return value
+    if support.kind == "positive":
+        return pt.log(value)
+    return pt.log(value - support.lower) - pt.log(support.upper - value)
+
+
+def build_generative(spec: ModelSpec):
+    """The generative PyMC model of ``spec`` (see the module docstring)."""
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    coords = {OBS_DIM: np.arange(len(spec.log_loss))}
+    for pooled in spec.pooled.values():
+        coords[pooled.column] = list(pooled.levels)
+    with pm.Model(coords=coords) as model:
+        inputs = {name: pm.Data(name, np.asarray(values, dtype=float), dims=OBS_DIM)
+                  for name, values in spec.inputs.items()}
+        index = {}
+        for pooled in spec.pooled.values():
+            if pooled.column not in index:
+                index[pooled.column] = pm.Data(group_index_name(pooled.column), pooled.codes, dims=OBS_DIM)
+        values = {}
+        for name, prior in spec.priors.items():
+            pooled = spec.pooled.get(name)
+            if pooled is None:
+                values[name] = _prior_variable(pm, name, prior)
+                continue
+            population = _prior_variable(pm, pooled.pop_name, prior)
+            spread = _prior_variable(pm, pooled.sd_name, pooled.sd_prior)
+            offset = pm.Normal(f"{name}_offset", 0.0, 1.0, dims=pooled.column)
+            u_groups = _unconstrained(prior, population, pt) + spread * offset
+            group_values, _ = prior.support.from_unconstrained(u_groups, pt)
+            values[name] = pm.Deterministic(name, group_values, dims=pooled.column)
+        per_obs = {n: values[n][index[spec.pooled[n].column]] if n in spec.pooled else values[n]
+                   for n in spec.law.param_names}
+        mu = pt.log(spec.law.formula.pytensor({**inputs, **per_obs}))
+        spec.likelihood.pymc_observed(OBSERVED, mu, values, spec.log_loss, dims=OBS_DIM)
+    return model
+
+
+def free_variable_values(spec: ModelSpec, values) -> dict[str, np.ndarray]:
+    """Values of the generative model's free variables for parameter ``values`` (as from ``spec.constrain``).
+
+    Pooled parameters give their standard-normal offsets, ``(u_g - u_pop) / sd`` on the
+    unconstrained scale. Works on scalars per draw and on xarray posteriors alike.
+    """
+    out = {}
+    for name, prior in spec.priors.items():
+        pooled = spec.pooled.get(name)
+        if pooled is None:
+            out[name] = values[name]
+            continue
+        pop, sd = values[pooled.pop_name], values[pooled.sd_name]
+        out[pooled.pop_name], out[pooled.sd_name] = pop, sd
+        out[f"{name}_offset"] = ((_unconstrained(prior, values[name], np) - _unconstrained(prior, pop, np)) / sd)
+    return out
+
+
+def posterior_offsets(spec: ModelSpec, posterior: xr.Dataset) -> xr.Dataset:
+    """The pooled parameters' ``<p>_offset`` draws, so the posterior holds every free variable of the model."""
+    out = {}
+    for name, pooled in spec.pooled.items():
+        prior = spec.priors[name]
+        with np.errstate(all="ignore"):
+            u_groups = _unconstrained(prior, posterior[name], np)
+            u_pop = _unconstrained(prior, posterior[pooled.pop_name], np)
+        out[f"{name}_offset"] = (u_groups - u_pop) / posterior[pooled.sd_name]
+    return xr.Dataset(out)

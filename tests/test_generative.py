@@ -1,0 +1,123 @@
+"""The named-variable PyMC model: same posterior as the sampler's coordinates, prior and posterior predictive."""
+
+from dataclasses import replace
+
+import numpy as np
+import pymc as pm
+import pytensor
+import pytest
+
+import bayescale as bs
+from bayescale.datasets import CHINCHILLA_TRUTH
+from bayescale.generative import build_generative, free_variable_values
+from bayescale.likelihood import get_likelihood
+from bayescale.model import ModelSpec
+from test_pooling import two_families
+
+pytestmark = pytest.mark.filterwarnings("ignore::bayescale.errors.SamplerWarning")  # tiny fits on purpose
+
+
+def _forward_transforms(model):
+    """PyMC's own transform of every free variable, compiled once: value -> value variable."""
+    out = {}
+    for rv in model.free_RVs:
+        transform = model.rvs_to_transforms.get(rv)
+        x = rv.type()
+        out[rv.name] = (lambda v: v) if transform is None else pytensor.function(
+            [x], transform.forward(x, *rv.owner.inputs), on_unused_input="ignore")
+    return out
+
+
+def _value_point(model, spec, u):
+    """The generative model's value variables (transformed, as PyMC samples them) at sampler coordinates ``u``."""
+    free = free_variable_values(spec, spec.constrain(u)[0])
+    forward = model.forward_transforms
+    return {model.rvs_to_values[rv].name: forward[rv.name](np.asarray(free[rv.name], dtype=float))
+            for rv in model.free_RVs}
+
+
+def _log_jacobian(model, spec, u, step=1e-6):
+    """log |det d(value variables) / du| by central differences: independent of both implementations."""
+    def flat(x):
+        return np.concatenate([np.ravel(v) for v in _value_point(model, spec, x).values()])
+    columns = [(flat(u + e) - flat(u - e)) / (2 * step) for e in np.eye(len(u)) * step]
+    return np.linalg.slogdet(np.array(columns).T)[1]
+
+
+def _specs():
+    demo = bs.load_runs(bs.datasets.demo_runs_path())
+    law = bs.get_law("chinchilla")
+    yield "anchored floor", ModelSpec.from_runs(law, get_likelihood("studentt"), demo)
+    yield "kaplan, normal", ModelSpec.from_runs(bs.get_law("kaplan_n"), get_likelihood("normal"), demo)
+    families = bs.load_runs(two_families(), keep=["family"])
+    pooled = ModelSpec.from_runs(law, get_likelihood("laplace"), families, pool={"E": "family", "alpha": "family"})
+    yield "pooled, non-centred", pooled
+    pooled = replace(pooled, pooled={**pooled.pooled, "alpha": replace(pooled.pooled["alpha"], centred=(True, False))})
+    yield "pooled, partly centred", pooled
+
+
+@pytest.mark.parametrize("label, spec", list(_specs()), ids=[label for label, _ in _specs()])
+def test_generative_density_is_the_sampled_density_up_to_the_change_of_coordinates(label, spec):
+    model = build_generative(spec)
+    model.forward_transforms = _forward_transforms(model)
+    logp = model.compile_logp(jacobian=True)
+    rng = np.random.default_rng(3)
+    base = spec.unconstrain({**CHINCHILLA_TRUTH, "sigma": 0.02, "nu": 5.0, "Nc": 8.8e13, "alphaN": 0.076})
+    gaps = []
+    for _ in range(4):
+        u = base + 0.05 * rng.standard_normal(len(base))
+        assert np.isfinite(spec.log_density(u))
+        gaps.append(spec.log_density(u) - logp(_value_point(model, spec, u)) - _log_jacobian(model, spec, u))
+    np.testing.assert_allclose(gaps, gaps[0], atol=1e-5)
+
+
+def test_generative_model_has_named_variables_data_inputs_and_group_dims():
+    families = bs.load_runs(two_families(), keep=["family"])
+    spec = ModelSpec.from_runs(bs.get_law("chinchilla"), get_likelihood("studentt"), families,
+                               pool={"alpha": "family"})
+    model = build_generative(spec)
+    assert [rv.name for rv in model.free_RVs] == ["E", "A", "alpha_pop", "alpha_sd", "alpha_offset", "B", "beta",
+                                                  "sigma", "nu"]
+    assert {"N", "D", "family_idx"} <= set(model.named_vars) and model["N"] in model.data_vars
+    assert model.named_vars_to_dims["alpha"] == ("family",) and model.named_vars_to_dims["log_loss"] == ("obs",)
+    assert type(model["A"].owner.op).__name__ == "LogNormalRV"
+    prior = pm.sample_prior_predictive(draws=50, model=model, random_seed=1)
+    assert prior["prior_predictive"]["log_loss"].shape == (1, 50, len(families.frame))
+    assert prior["prior"]["alpha"].shape == (1, 50, 2)
+
+
+@pytest.fixture(scope="module")
+def tiny_fit(demo_runs):
+    return bs.fit(demo_runs, "chinchilla", draws=200, tune=200, chains=2, extrapolation="none", progressbar=False)
+
+
+def test_fit_adds_prior_and_posterior_predictive_groups_and_saves_them(tiny_fit, tmp_path):
+    n = tiny_fit.n_obs
+    tree = tiny_fit.prior_predictive(draws=40)
+    assert tree["prior_predictive"]["log_loss"].shape == (1, 40, n)
+    assert set(tree["prior"].data_vars) >= {"E", "A", "alpha", "B", "beta", "sigma", "nu"}
+    tree = tiny_fit.posterior_predictive()
+    replicated = tree["posterior_predictive"]["log_loss"]
+    assert replicated.shape == (2, 200, n)
+    observed = tree["observed_data"]["log_loss"].to_numpy()
+    np.testing.assert_allclose(observed, np.log(tiny_fit.runs["loss"]))
+    inside = np.mean((replicated.quantile(0.05, ("chain", "draw")) <= observed)
+                     & (observed <= replicated.quantile(0.95, ("chain", "draw"))))
+    assert inside > 0.8  # the demo data are drawn from the law: the replicates cover them
+    again = bs.Fit.load(tiny_fit.save(tmp_path / "fit.nc"))
+    assert {"prior", "prior_predictive", "posterior_predictive"} <= set(again.idata.children)
+    assert len(again.runs) == n  # constant_data is still the runs table
+
+
+def test_set_data_and_posterior_predictive_reproduce_predict(tiny_fit):
+    points = {"N": np.array([1e10, 7e10]), "D": np.array([2e11, 1.4e12])}
+    model = tiny_fit.model.copy()
+    trace = tiny_fit.posterior[[rv.name for rv in model.free_RVs]]
+    with model:
+        pm.set_data(points, coords={"obs": np.arange(2)})
+        drawn = pm.sample_posterior_predictive(trace, var_names=["log_loss"], predictions=True, random_seed=5,
+                                               progressbar=False)
+    loss = np.exp(drawn["predictions"]["log_loss"])
+    ours = tiny_fit.predict(points, ci_prob=0.9)
+    for q, column in ((0.05, "pred_lower"), (0.5, "median"), (0.95, "pred_upper")):
+        np.testing.assert_allclose(loss.quantile(q, ("chain", "draw")), ours[column], rtol=0.01)
