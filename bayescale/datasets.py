@@ -205,18 +205,46 @@ def synthetic_schedule_curves(seed: int = 0, *, noise: float = 0.003, every: int
     return pd.DataFrame(rows)
 
 
-def load_revisiting(path: str | Path, domain: str) -> pd.DataFrame:
-    """One domain (``LM``, ``NMT``, ...) of the Revisiting benchmark (Alabdulmohsin et al. 2022) as a checkpoint table.
+def load_revisiting(path: str | Path, domain: str, task: str | None = None) -> pd.DataFrame:
+    """One domain (``LM``, ``NMT``, ``IC``, ...) of the Revisiting benchmark (Alabdulmohsin et al. 2022) as a checkpoint table.
 
     Columns run (the ``Model`` column), step (``Seen Examples``), loss and ``training``: 1 for the
-    part to fit, 0 for the part to forecast (the benchmark's own split). The files repeat each
-    (model, examples) row several times; one copy is kept.
+    part to fit, 0 for the part to forecast (the benchmark's own split). The vision file holds
+    several tasks per domain (``bird_5``, ``inet_10``, ...; error rates, not losses): pass ``task``.
+    The language files repeat each (model, examples) row several times; one copy is kept.
     """
     raw = pd.read_csv(path)
     if domain not in set(raw["Domain"]):
         raise DataError(f"no domain {domain!r} in {path}; it has {', '.join(sorted(set(raw['Domain'])))}")
     raw = raw[raw["Domain"] == domain]
+    if task is not None:
+        if "Task" not in raw.columns or task not in set(raw["Task"]):
+            found = ", ".join(sorted(set(raw["Task"]))) if "Task" in raw.columns else "no Task column"
+            raise DataError(f"no task {task!r} in domain {domain!r} of {path}; it has {found}")
+        raw = raw[raw["Task"] == task]
     table = pd.DataFrame({"run": raw["Model"].astype(str), "step": raw["Seen Examples"], "loss": raw["Loss"],
                           "training": raw["Training"].astype(int)})
+    table = table.drop_duplicates(["run", "step"]).sort_values(["run", "step"], kind="stable")
+    return table.reset_index(drop=True)
+
+
+_SIZE_SUFFIX = {"m": 1e6, "b": 1e9}
+
+
+def load_opt_trajectories(path: str | Path) -> pd.DataFrame:
+    """OPT (Zhang et al. 2022) validation perplexity along training, as a checkpoint table.
+
+    One run per model size (125m ... 175b); columns run, step, loss (the log of the perplexity),
+    N (the size in parameters) and tokens (the file stores log10 of the token count).
+    """
+    raw = pd.read_csv(path)
+    size = raw["model_size"].astype(str).str.lower()
+    bad = size[~size.str.fullmatch(r"[0-9.]+[mb]")]
+    if len(bad):
+        raise DataError(f"column 'model_size': expected sizes like 125m or 6.7b, got {bad.iloc[0]!r} "
+                        f"in row {bad.index[0] + 1}")
+    n = size.str[:-1].astype(float) * size.str[-1].map(_SIZE_SUFFIX)
+    table = pd.DataFrame({"run": raw["model_size"].astype(str), "step": raw["steps"], "loss": np.log(raw["ppl"]),
+                          "N": n, "tokens": 10.0 ** raw["num_token"]})
     table = table.drop_duplicates(["run", "step"]).sort_values(["run", "step"], kind="stable")
     return table.reset_index(drop=True)

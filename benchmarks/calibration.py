@@ -35,6 +35,8 @@ LEVELS = (0.5, 0.8, 0.9)
 BNSL_X = [160, 192, 256, 320, 384, 448, 480, 512, 544, 576, 608, 640, 672, 736, 800, 864, 928]
 BNSL_Y = [2.1381, 2.1181, 2.0896, 2.0699, 2.0540, 2.0384, 2.0281, 2.0050, 1.9558, 1.8631, 1.7089, 1.5064,
           1.2975, 0.9656, 0.7586, 0.6477, 0.5570]
+#: the Revisiting benchmark's image-classification tasks (error rates; each its own fit, as in the paper)
+VISION_TASKS = [f"{data}_{shots}" for data in ("bird", "c", "cal", "inet") for shots in (5, 10, 25)]
 #: the README's many-sizes learning-curve recipe on misfitting
 CURVE_POOL = {"L0": "model", "alpha": "model", "C": "model", "A": "run"}
 
@@ -62,6 +64,9 @@ def splits() -> list[Split]:
     out += [Split(f"misfitting curves cut at {int(cut * 100)}%", "misfitting_curves", "curve", "schedule_aware",
                   options={"pool": CURVE_POOL}, cut=cut) for cut in (0.25, 0.5, 0.75)]
     out += [Split(f"revisiting {domain}", f"revisiting:{domain}", "curve", "curve_power") for domain in ("LM", "NMT")]
+    out += [Split(f"revisiting vision {task}", f"revisiting_vision:{task}", "curve", "curve_power")
+            for task in VISION_TASKS]
+    out += [Split("opt trajectories cut at 50%", "opt", "curve", "curve_power", cut=0.5)]
     return out
 
 
@@ -144,7 +149,7 @@ def bootstrap_baseline(train: pd.DataFrame, test: pd.DataFrame, seed: int, resam
 def curve_task(split: Split, seed: int) -> dict:
     """Fit learning curves on each run's early part (or the benchmark's own split), forecast the rest."""
     from bayescale.curves import fit_curves, forecast_curves, load_checkpoints
-    from bayescale.datasets import load_misfitting_curves, load_revisiting
+    from bayescale.datasets import load_misfitting_curves, load_opt_trajectories, load_revisiting
 
     warnings.simplefilter("ignore")
     name, _, domain = split.dataset.partition(":")
@@ -166,15 +171,21 @@ def curve_task(split: Split, seed: int) -> dict:
                                     {lv: f.loc[index, "final_pred_lower"] for lv, f in forecasts.items()},
                                     {lv: f.loc[index, "final_pred_upper"] for lv, f in forecasts.items()})
     else:
-        table = load_revisiting(DATA / "colpret-curves" / "revisiting_lang.csv", domain)
+        if name == "opt":  # each run fitted up to a share of its recorded steps, every later checkpoint forecast
+            table = load_opt_trajectories(DATA / "colpret-curves" / "opt_trajectories.csv")
+            table["training"] = (table["step"] <= split.cut * table.groupby("run")["step"].transform("max")).astype(int)
+        elif name == "revisiting_vision":
+            table = load_revisiting(DATA / "colpret-curves" / "revisiting_vision.csv", "IC", domain)
+        else:
+            table = load_revisiting(DATA / "colpret-curves" / "revisiting_lang.csv", domain)
         train = load_checkpoints(table[table["training"] == 1].drop(columns="training"))
-        target = table[table["training"] == 0][["run", "step", "loss"]].reset_index(drop=True)
+        target = table[table["training"] == 0].drop(columns="training").reset_index(drop=True)
         fit = fit_curves(train, split.law, progressbar=False, seed=seed)
         seconds = time.time() - start
         for method in ("default", "plain"):
             if method == "plain":
                 fit.discrepancy = None
-            forecasts = {lv: fit.predict(target[["run", "step"]], ci_prob=lv, seed=seed) for lv in LEVELS}
+            forecasts = {lv: fit.predict(target.drop(columns="loss"), ci_prob=lv, seed=seed) for lv in LEVELS}
             methods[method] = bands(None, target["loss"], forecasts[0.9]["median"],
                                     {lv: f["pred_lower"] for lv, f in forecasts.items()},
                                     {lv: f["pred_upper"] for lv, f in forecasts.items()})
@@ -263,7 +274,7 @@ def main():
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--only", nargs="*", help="datasets to run (epoch gadre misfitting_final datablations bnsl "
-                                                  "misfitting_curves revisiting); default all")
+                                                  "misfitting_curves revisiting revisiting_vision opt); default all")
     parser.add_argument("--split", default=None, help="only the splits whose name contains this text")
     parser.add_argument("--scheduler", default=None, help="a Dask scheduler address")
     parser.add_argument("--processes", type=int, default=None)
