@@ -179,6 +179,57 @@ def _split_priors(priors: Mapping[str, Any] | None, law: Law, likelihood: Likeli
     return law_priors, noise_priors, sd_priors
 
 
+def _prepare(runs, law, columns, inputs, priors, pool, likelihood, params, keep=()):
+    """Read and check everything a model needs: the law with its priors bound to the data, the runs, the pooling."""
+    from .pooling import parse_pool
+
+    law = get_law(law, inputs)
+    lik = get_likelihood(likelihood)
+    pool = parse_pool(pool or {})
+    law_priors, noise_priors, sd_priors = _split_priors(priors, law, lik, pool)
+    law = law.with_priors(law_priors)
+    runs = count_parameters(load_runs(runs, columns, extra_inputs=law.inputs,
+                                      keep=sorted({*pool.values(), *keep})), params)
+    runs.require(law.inputs, len(law.params) + len(lik.noise_params), law.name)
+    law = law.bind_data({name: runs[name] for name in law.inputs})
+    return law, lik, runs, pool, noise_priors, sd_priors
+
+
+def build_model(runs, law: Law | str = "chinchilla", *, columns: Mapping[str, str] | None = None,
+                inputs: Mapping[str, str] | None = None, priors: Mapping[str, Any] | None = None,
+                pool: Mapping[str, str] | None = None, likelihood: str = defaults.LIKELIHOOD,
+                params: str = "total", groups=(), terms=()):
+    """The generative PyMC model :func:`fit` would sample, with terms of your own added to the mean log-loss.
+
+    Same arguments as :func:`fit`, plus ``groups`` (columns to index: coords and a ``<column>_idx``
+    ``pm.Data`` each) and ``terms``: functions of the model under construction that return a tensor
+    added to the mean log-loss (``lambda m: pm.Normal("shift", 0, 0.1, dims="corpus")[m["corpus_idx"]]``).
+    Sample it with :func:`sample_model` (the package's sampler settings and diagnostics).
+    """
+    from .generative import build_generative
+
+    law, lik, runs, pool, noise_priors, sd_priors = _prepare(runs, law, columns, inputs, priors, pool,
+                                                             likelihood, params, keep=groups)
+    spec = ModelSpec.from_runs(law, lik, runs, noise_priors, pool, sd_priors)
+    return build_generative(spec, {c: runs.frame[c].to_numpy() for c in groups}, terms)
+
+
+def sample_model(model, *, draws: int = defaults.DRAWS, tune: int = defaults.TUNE, chains: int = defaults.CHAINS,
+                 cores: int = defaults.CORES, seed: int = defaults.SEED, sampler: str = defaults.SAMPLER,
+                 target_accept: float = defaults.TARGET_ACCEPT, progressbar: bool = True) -> xr.DataTree:
+    """Sample any PyMC model with bayescale's sampler settings; sampler trouble is reported as warnings.
+
+    Unlike :func:`fit`, the model is sampled in its own coordinates (no whitening: bayescale cannot
+    whiten terms it did not write), so it may need more tuning.
+    """
+    names = [v.name for v in (*model.free_RVs, *model.deterministics)]
+    idata = draw_posterior(model, names, sampler=sampler, draws=draws, tune=tune, chains=chains, cores=cores,
+                           seed=int(seed), target_accept=target_accept, progressbar=progressbar)
+    free = [rv.name for rv in model.free_RVs]
+    report(diagnose(idata["posterior"].to_dataset(), idata["sample_stats"].to_dataset(), free))
+    return idata
+
+
 def fit(runs, law: Law | str = "chinchilla", *, columns: Mapping[str, str] | None = None,
         inputs: Mapping[str, str] | None = None, priors: Mapping[str, Any] | None = None,
         pool: Mapping[str, str] | None = None, likelihood: str = defaults.LIKELIHOOD, params: str = "total",
@@ -199,8 +250,6 @@ def fit(runs, law: Law | str = "chinchilla", *, columns: Mapping[str, str] | Non
     discrepancy calibrated on internal backtests (see :mod:`bayescale.extrapolation`); ``"none"``
     gives the plain posterior.
     """
-    from .pooling import parse_pool
-
     check_settings(sampler=sampler, draws=draws, tune=tune, chains=chains, cores=cores,
                    target_accept=target_accept)
     if extrapolation not in ("calibrated", "none"):
@@ -209,15 +258,8 @@ def fit(runs, law: Law | str = "chinchilla", *, columns: Mapping[str, str] | Non
         raise BayescaleError(f"seed must be a whole number >= 0, got {seed!r}")
     timer = StageTimer()
     with timer("read and validate"):
-        law = get_law(law, inputs)
-        lik = get_likelihood(likelihood)
-        pool = parse_pool(pool or {})
-        law_priors, noise_priors, sd_priors = _split_priors(priors, law, lik, pool)
-        law = law.with_priors(law_priors)
-        runs = count_parameters(load_runs(runs, columns, extra_inputs=law.inputs, keep=sorted(set(pool.values()))),
-                                params)
-        runs.require(law.inputs, len(law.params) + len(lik.noise_params), law.name)
-        law = law.bind_data({name: runs[name] for name in law.inputs})
+        law, lik, runs, pool, noise_priors, sd_priors = _prepare(runs, law, columns, inputs, priors, pool,
+                                                                 likelihood, params)
     with timer("mode search"):
         spec = ModelSpec.from_runs(law, lik, runs, noise_priors, pool, sd_priors)
         laplace = laplace_approximation(spec, np.random.default_rng(seed))

@@ -46,21 +46,30 @@ def _unconstrained(prior, value, pt):
     return pt.log(value - support.lower) - pt.log(support.upper - value)
 
 
-def build_generative(spec: ModelSpec):
-    """The generative PyMC model of ``spec`` (see the module docstring)."""
+def build_generative(spec: ModelSpec, groups: dict[str, np.ndarray] | None = None, terms=()):
+    """The generative PyMC model of ``spec`` (see the module docstring).
+
+    ``groups`` maps more group columns to their labels per observation (each gets coords and a
+    ``<column>_idx`` ``pm.Data``); each of ``terms`` is called with the model under construction
+    and returns a tensor added to the mean log-loss (one value per observation, or a scalar).
+    """
     import pymc as pm
     import pytensor.tensor as pt
 
     coords = {OBS_DIM: np.arange(len(spec.log_loss))}
+    group_codes = {}
     for pooled in spec.pooled.values():
         coords[pooled.column] = list(pooled.levels)
+        group_codes[pooled.column] = pooled.codes
+    for column, labels in (groups or {}).items():
+        if column not in coords:
+            levels, codes = np.unique(np.asarray(labels).astype(str), return_inverse=True)
+            coords[column], group_codes[column] = list(levels), codes
     with pm.Model(coords=coords) as model:
         inputs = {name: pm.Data(name, np.asarray(values, dtype=float), dims=OBS_DIM)
                   for name, values in spec.inputs.items()}
-        index = {}
-        for pooled in spec.pooled.values():
-            if pooled.column not in index:
-                index[pooled.column] = pm.Data(group_index_name(pooled.column), pooled.codes, dims=OBS_DIM)
+        index = {column: pm.Data(group_index_name(column), codes, dims=OBS_DIM)
+                 for column, codes in group_codes.items()}
         values = {}
         for name, prior in spec.priors.items():
             pooled = spec.pooled.get(name)
@@ -76,6 +85,8 @@ def build_generative(spec: ModelSpec):
         per_obs = {n: values[n][index[spec.pooled[n].column]] if n in spec.pooled else values[n]
                    for n in spec.law.param_names}
         mu = pt.log(spec.law.formula.pytensor({**inputs, **per_obs}))
+        for term in terms:
+            mu = mu + term(model)
         spec.likelihood.pymc_observed(OBSERVED, mu, values, spec.log_loss, dims=OBS_DIM)
     return model
 

@@ -4,6 +4,7 @@ import pytest
 
 import bayescale as bs
 from bayescale.datasets import synthetic_sweep
+from conftest import shared_file
 
 
 def test_synthetic_sweep_is_seeded_and_isoflop_shaped():
@@ -37,3 +38,20 @@ def test_epoch_loader_downloads_once_into_its_cache(epoch_path, tmp_path):
     pd.testing.assert_frame_equal(runs.frame, again.frame)
     with pytest.raises(bs.BayescaleError, match="could not download"):
         bs.datasets.load_epoch_chinchilla(url="file:///nonexistent", cache_dir=tmp_path / "empty")
+
+
+def test_opt_trajectories_become_a_checkpoint_table_with_losses_in_nats():
+    table = bs.datasets.load_opt_trajectories(shared_file("colpret-curves/opt_trajectories.csv"))
+    assert sorted(table["run"].unique()) == ["1.3b", "125m", "13b", "175b", "30b", "6.7b"]
+    assert table.groupby("run")["step"].apply(lambda s: s.is_monotonic_increasing).all()
+    first = table.iloc[0]
+    assert first["N"] == 1.3e9 and first["tokens"] == pytest.approx(2e9) and first["loss"] == pytest.approx(np.log(44.2), abs=1.5)
+    assert table["loss"].between(2.0, 4.5).all()  # ln of perplexities 10-70
+
+
+def test_revisiting_vision_needs_a_task_and_names_the_ones_it_has():
+    path = shared_file("colpret-curves/revisiting_vision.csv")
+    table = bs.datasets.load_revisiting(path, "IC", "cal_5")
+    assert table["run"].nunique() == 6 and set(table["training"]) == {0, 1}
+    with pytest.raises(bs.DataError, match="no task 'cal_7' in domain 'IC'.*bird_10"):
+        bs.datasets.load_revisiting(path, "IC", "cal_7")

@@ -121,3 +121,25 @@ def test_set_data_and_posterior_predictive_reproduce_predict(tiny_fit):
     ours = tiny_fit.predict(points, ci_prob=0.9)
     for q, column in ((0.05, "pred_lower"), (0.5, "median"), (0.95, "pred_upper")):
         np.testing.assert_allclose(loss.quantile(q, ("chain", "draw")), ours[column], rtol=0.01)
+
+
+def test_a_user_term_is_added_to_build_model_and_sampled_with_the_package_settings():
+    """The README's recipe: a per-family shift of the log-loss, estimated next to the law."""
+    table = two_families(shift=0.0)
+    table.loc[table["family"] == "b", "loss"] *= np.exp(0.05)  # family b reads 5% higher on every run
+
+    def family_shift(model):
+        shift = pm.Normal("family_shift", 0.0, 0.1, dims="family")
+        pm.Deterministic("b_minus_a", shift[1] - shift[0])
+        return shift[model["family_idx"]]
+
+    model = bs.build_model(table, "chinchilla", likelihood="normal", groups=["family"], terms=[family_shift])
+    assert "family_shift" in [rv.name for rv in model.free_RVs]
+    with pytest.raises(bs.BayescaleError, match="unknown sampler"):
+        bs.sample_model(model, sampler="gibbs")
+    idata = bs.sample_model(model, draws=300, tune=500, chains=2, progressbar=False)
+    difference = idata["posterior"]["b_minus_a"]
+    assert float(difference.quantile(0.05)) < 0.05 < float(difference.quantile(0.95))
+    assert float(difference.quantile(0.05)) > 0.02
+    with pytest.raises(bs.DataError, match="corpus are not in the runs table"):
+        bs.build_model(table, "chinchilla", groups=["corpus"])
