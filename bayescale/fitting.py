@@ -135,7 +135,8 @@ class Fit:
 
         seed = self.settings["seed"] if seed is None else seed
         free = [rv.name for rv in self.model.free_RVs]
-        trace = self.posterior.merge(posterior_offsets(self.spec, self.posterior))[free]
+        posterior = self.posterior
+        trace = posterior.merge(posterior_offsets(self.spec, posterior))[free]
         drawn = pm.sample_posterior_predictive(trace, model=self.model, var_names=[OBSERVED], random_seed=seed,
                                                progressbar=False)
         return self._add_groups(drawn, ("posterior_predictive", "observed_data"))

@@ -111,11 +111,6 @@ def free_variable_values(spec: ModelSpec, values) -> dict[str, np.ndarray]:
 
 def posterior_offsets(spec: ModelSpec, posterior: xr.Dataset) -> xr.Dataset:
     """The pooled parameters' ``<p>_offset`` draws, so the posterior holds every free variable of the model."""
-    out = {}
-    for name, pooled in spec.pooled.items():
-        prior = spec.priors[name]
-        with np.errstate(all="ignore"):
-            u_groups = _unconstrained(prior, posterior[name], np)
-            u_pop = _unconstrained(prior, posterior[pooled.pop_name], np)
-        out[f"{name}_offset"] = (u_groups - u_pop) / posterior[pooled.sd_name]
-    return xr.Dataset(out)
+    with np.errstate(all="ignore"):
+        free = free_variable_values(spec, posterior)
+    return xr.Dataset({f"{name}_offset": free[f"{name}_offset"] for name in spec.pooled})
