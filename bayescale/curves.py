@@ -181,7 +181,8 @@ def forecast_curves(fit: "Fit", runs: Runs, *, upto: float = 1.0, horizon: float
     The horizon defaults to each run's last recorded step. The saturation step is the first step
     after ``upto`` at which the expected gain over the next 1,000 steps falls below ``delta``
     (NaN if that does not happen before 100 times the horizon, or before a schedule-aware run's
-    last scheduled step).
+    last scheduled step). ``distance`` is how far the horizon lies beyond what the fit saw of the run
+    (e-folds of steps; NaN without the extrapolation discrepancy).
     """
     ci_prob = check_ci_prob(ci_prob)
     frame = runs.frame if run is None else _run_rows(runs, run)
@@ -203,9 +204,10 @@ def forecast_curves(fit: "Fit", runs: Runs, *, upto: float = 1.0, horizon: float
             warnings.simplefilter("ignore", ExtrapolationWarning)
             mu, y = next(loss_draws(fit, points, seed))
         at = {s: i for i, s in enumerate(grid)}
+        beyond_seen = (float(fit.discrepancy.distance(points.iloc[[at[horizon_step]]])[0])
+                       if fit.discrepancy is not None else np.nan)
         if fit.discrepancy is not None:
-            far.append((float(fit.discrepancy.distance(points.iloc[[at[horizon_step]]])[0]),
-                        f"run {name} at step {horizon_step:g}"))
+            far.append((beyond_seen, f"run {name} at step {horizon_step:g}"))
         law = np.exp(mu)
         now, after = law[:, :len(grid)], law[:, len(grid):]
         final = law[:, at[horizon_step]]
@@ -223,7 +225,7 @@ def forecast_curves(fit: "Fit", runs: Runs, *, upto: float = 1.0, horizon: float
                          "final_pred_upper": float(np.exp(np.nanquantile(noisy, hi))),
                          "p_improve": float(np.nanmean(np.where(np.isfinite(drop), drop > delta, np.nan))),
                          "saturation_step": float(grid[saturated[0]]) if len(saturated) else np.nan,
-                         "n_seen": int(len(seen))})
+                         "n_seen": int(len(seen)), "distance": beyond_seen})
     draws, labels = zip(*invalid) if invalid else ((), ())
     if draws:
         warn_invalid_draws(np.column_stack(draws), labels)

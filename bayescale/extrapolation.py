@@ -27,20 +27,23 @@ from typing import Mapping
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from .data import NONNEGATIVE, Runs, point_label
 from .errors import BayescaleError, ExtrapolationWarning
-from .laplace import laplace_approximation
+from .laplace import choose_centring, laplace_approximation
 from .priors import Prior
 
-#: prior of kappa: sd of the log-loss discrepancy per e-fold of extrapolation
-KAPPA_PRIOR = Prior("HalfNormal", sigma=0.05)
+#: prior of kappa (sd of the log-loss discrepancy per e-fold of extrapolation) per kind of
+#: extrapolation: "sweep" (beyond the box of observed runs) and "curve" (further along a run).
+#: Provisional until fitted across datasets by benchmarks/discrepancy_prior.py.
+KAPPA_PRIORS = {"sweep": Prior("LogNormal", mu=float(np.log(0.03)), sigma=1.0),
+                "curve": Prior("LogNormal", mu=float(np.log(0.03)), sigma=1.0)}
 #: internal splits: the share of the runs (largest by compute) held out in each
 SPLITS = (0.15, 0.3)
 #: internal splits of learning curves: checkpoints past this fraction of each run's last seen step are held out
 CURVE_SPLITS = (0.5, 0.75)
-_GRID = np.linspace(0.0, 0.5, 1001)[1:]
+#: where kappa's posterior is evaluated: log-spaced, from far below any measured discrepancy to 100% per e-fold
+KAPPA_GRID = np.geomspace(1e-5, 1.0, 801)
 _INTERNAL_DRAWS = 1000
 
 
@@ -108,13 +111,18 @@ class Discrepancy:
 
     ranges: dict[str, tuple[float, float]]
     kappa: np.ndarray             # posterior draws, flat
-    calibration: pd.DataFrame     # internal forecast errors: split, distance, error, predictive scale
+    calibration: pd.DataFrame     # internal forecast errors: split, shares_with (run or "all"), distance, error, predictive scale
     supported_distance: float     # the largest distance the internal splits reached
     last_seen: dict[str, float] | None = None  # learning curves: each run's last step seen by the fit
 
+    @property
+    def kind(self) -> str:
+        return "curve" if self.last_seen is not None else "sweep"
+
     def to_settings(self) -> dict:
         return {"method": "calibrated", "ranges": {k: list(v) for k, v in self.ranges.items()},
-                "supported_distance": self.supported_distance, "prior": KAPPA_PRIOR.to_dict(),
+                "supported_distance": self.supported_distance, "kind": self.kind,
+                "prior": KAPPA_PRIORS[self.kind].to_dict(),
                 "calibration": self.calibration.to_dict(orient="list"),
                 **({"last_seen": self.last_seen} if self.last_seen is not None else {})}
 
@@ -141,8 +149,14 @@ class Discrepancy:
             warnings.warn(f"the forecast at {where} lies {d[far]:.2f} e-folds beyond the observed runs, more than "
                           f"twice what the internal backtests checked ({self.supported_distance:.2f}); its interval "
                           "rests on the prior for the extrapolation discrepancy", ExtrapolationWarning, stacklevel=4)
-        # one z per draw: the discrepancy is a smooth deviation of the law, shared by nearby points
-        return log_law + self.kappa[:, None] * d[None, :] * rng.standard_normal((log_law.shape[0], 1))
+        # one z per draw: the discrepancy is a smooth deviation of the law, shared by all points of a
+        # sweep; learning curves bend away each in its own way, so one z per draw and run
+        if self.last_seen is not None and is_curves(table):
+            runs, codes = np.unique(table["run"].astype(str).to_numpy(), return_inverse=True)
+            z = rng.standard_normal((log_law.shape[0], len(runs)))[:, codes]
+        else:
+            z = rng.standard_normal((log_law.shape[0], 1))
+        return log_law + self.kappa[:, None] * d[None, :] * z
 
 
 def _scale_order(frame: pd.DataFrame, inputs) -> np.ndarray:
@@ -152,10 +166,20 @@ def _scale_order(frame: pd.DataFrame, inputs) -> np.ndarray:
     return np.sum([_log_scale(n, frame[n].to_numpy(dtype=float)) for n in inputs], axis=0)
 
 
-def _internal_forecast(spec_factory, train: Runs, heldout: Runs, law, likelihood, rng) -> tuple[np.ndarray, np.ndarray]:
-    """Median error and predictive scale of a Laplace-approximation forecast of ``heldout`` from ``train``."""
+def _internal_forecast(spec_factory, train: Runs, heldout: Runs, law, likelihood, rng,
+                       start_values=None) -> tuple[np.ndarray, np.ndarray]:
+    """Median error and predictive scale of a Laplace-approximation forecast of ``heldout`` from ``train``.
+
+    ``start_values`` (the full fit's mode, as :meth:`ModelSpec.named_values`) is the first start of
+    the mode search: the fit on fewer runs has its mode nearby.
+    """
     spec = spec_factory(train)
-    laplace = laplace_approximation(spec, rng, n_random_starts=4)
+    starts = () if start_values is None else (spec.unconstrain(start_values),)
+    laplace = laplace_approximation(spec, rng, n_random_starts=4, starts=starts)
+    chosen = choose_centring(spec, laplace)  # as the fit does: groups the data pin down, centred
+    if chosen.free_names != spec.free_names:
+        start = chosen.unconstrain(spec.named_values(laplace.center))
+        spec, laplace = chosen, laplace_approximation(chosen, rng, n_random_starts=0, starts=(start,))
     u = laplace.center + rng.standard_normal((_INTERNAL_DRAWS, len(laplace.center))) @ laplace.scale.T
     draws = [spec.constrain(row)[0] for row in u]
     params = {}
@@ -192,8 +216,42 @@ def _splits(frame: pd.DataFrame, inputs):
         yield share, held, lambda heldout, train: distance(heldout.frame, observed_ranges(train, inputs))
 
 
-def calibrate(runs: Runs, law, likelihood, spec_factory, n_draws: int, seed: int) -> Discrepancy | None:
-    """Posterior draws of kappa from internal leave-future-out splits of ``runs`` (None if too few runs)."""
+def kappa_log_likelihood(error, scale, distance, shared) -> np.ndarray:
+    """log p(errors | kappa) on :data:`KAPPA_GRID`; points with the same ``shared`` label share one discrepancy.
+
+    Such points err by ``kappa * d_i * z + scale_i * eps_i`` with one z ~ Normal(0, 1): the law bends
+    away from the truth the same way for all of them (every run of a sweep; the checkpoints of one
+    learning curve), as :meth:`Discrepancy.widen` assumes. They are jointly Normal with covariance
+    diag(scale^2) + kappa^2 d d', so forty points that err together are about one observation of
+    kappa, not forty.
+    """
+    error, scale, distance = (np.asarray(x, float) for x in (error, scale, distance))
+    shared = np.asarray(shared)
+    k2 = KAPPA_GRID[:, None] ** 2
+    total = np.zeros(len(KAPPA_GRID))
+    for label in np.unique(shared):
+        at = shared == label
+        e, s2, d = error[at], scale[at] ** 2, distance[at]
+        a, b = np.sum(d * d / s2), np.sum(e * d / s2)
+        quad = np.sum(e * e / s2) - k2[:, 0] * b ** 2 / (1 + k2[:, 0] * a)
+        total += -0.5 * (len(e) * np.log(2 * np.pi) + np.sum(np.log(s2)) + np.log1p(k2[:, 0] * a) + quad)
+    return total
+
+
+def draw_kappa(log_posterior: np.ndarray, n_draws: int, rng: np.random.Generator) -> np.ndarray:
+    """Draws from a posterior given on :data:`KAPPA_GRID` (spread uniformly in log within each cell)."""
+    weights = np.exp(log_posterior - log_posterior.max())
+    step = np.log(KAPPA_GRID[1] / KAPPA_GRID[0])
+    cells = rng.choice(len(KAPPA_GRID), size=n_draws, p=weights / weights.sum())
+    return KAPPA_GRID[cells] * np.exp(rng.uniform(-step / 2, step / 2, n_draws))
+
+
+def calibrate(runs: Runs, law, likelihood, spec_factory, n_draws: int, seed: int,
+              start_values=None) -> Discrepancy | None:
+    """Posterior draws of kappa from internal leave-future-out splits of ``runs`` (None if too few runs).
+
+    ``start_values``: the fit's mode (:meth:`ModelSpec.named_values`), where each internal mode search starts.
+    """
     rng = np.random.default_rng(seed)
     frame = runs.frame.reset_index(drop=True)
     rows = []
@@ -203,22 +261,23 @@ def calibrate(runs: Runs, law, likelihood, spec_factory, n_draws: int, seed: int
         train = Runs(frame[~held].reset_index(drop=True), source=runs.source)
         heldout = Runs(frame[held].reset_index(drop=True), source=runs.source)
         try:
-            error, scale = _internal_forecast(spec_factory, train, heldout, law, likelihood, rng)
+            error, scale = _internal_forecast(spec_factory, train, heldout, law, likelihood, rng, start_values)
         except BayescaleError:
             continue  # too few runs left to fit: this split says nothing
         d = distance_of(heldout, train)
-        rows += [{"split": share, "distance": di, "error": ei, "scale": si} for di, ei, si in zip(d, error, scale)]
-    table = pd.DataFrame(rows, columns=["split", "distance", "error", "scale"])
+        shared = heldout.frame["run"].astype(str) if is_curves(frame) else np.full(len(d), "all")
+        rows += [{"split": share, "shares_with": gi, "distance": di, "error": ei, "scale": si}
+                 for gi, di, ei, si in zip(shared, d, error, scale)]
+    table = pd.DataFrame(rows, columns=["split", "shares_with", "distance", "error", "scale"])
     table = table[np.isfinite(table["error"]) & np.isfinite(table["scale"])]
     outside = table[table["distance"] > 0]
     if len(outside) < 2:
         return None
-    # grid posterior: error ~ Normal(0, sqrt(scale^2 + (kappa d)^2)), kappa ~ HalfNormal
-    sd = np.sqrt(outside["scale"].to_numpy()[None, :] ** 2
-                 + (_GRID[:, None] * outside["distance"].to_numpy()[None, :]) ** 2)
-    log_post = stats.norm.logpdf(outside["error"].to_numpy()[None, :], 0, sd).sum(axis=1) + KAPPA_PRIOR.logpdf(_GRID)
-    weights = np.exp(log_post - log_post.max())
-    step = _GRID[1] - _GRID[0]
-    kappa = rng.choice(_GRID, size=n_draws, p=weights / weights.sum()) + rng.uniform(-step / 2, step / 2, n_draws)
-    return Discrepancy(observed_ranges(runs, law.inputs), np.abs(kappa), table.reset_index(drop=True),
-                       float(outside["distance"].max()), last_seen_steps(frame) if is_curves(frame) else None)
+    kind = "curve" if is_curves(frame) else "sweep"
+    # the grid is even in log kappa: the prior's density per unit of log kappa is p(kappa) * kappa
+    log_posterior = KAPPA_PRIORS[kind].logpdf(KAPPA_GRID) + np.log(KAPPA_GRID) + kappa_log_likelihood(
+        outside["error"], outside["scale"], outside["distance"],
+        outside["split"].astype(str) + "/" + outside["shares_with"].astype(str))
+    return Discrepancy(observed_ranges(runs, law.inputs), draw_kappa(log_posterior, n_draws, rng),
+                       table.reset_index(drop=True), float(outside["distance"].max()),
+                       last_seen_steps(frame) if is_curves(frame) else None)

@@ -288,7 +288,7 @@ def fit(runs, law: Law | str = "chinchilla", *, columns: Mapping[str, str] | Non
         with timer("calibration"):
             discrepancy = calibrate(runs, law, lik,
                                     lambda r: ModelSpec.from_runs(law, lik, r, noise_priors, pool, sd_priors),
-                                    chains * draws, int(seed))
+                                    chains * draws, int(seed), spec.named_values(laplace.center))
         if discrepancy is not None:
             idata["posterior"] = posterior.assign(kappa=(("chain", "draw"), discrepancy.kappa.reshape(chains, draws)))
             extrapolation_settings = discrepancy.to_settings()

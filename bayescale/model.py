@@ -180,23 +180,50 @@ class ModelSpec:
             values, _, log_jac = self._values(np.asarray(u, dtype=float), np)
         return values, log_jac
 
-    def unconstrain(self, values: Mapping[str, float]) -> np.ndarray:
-        """Coordinates for scalar parameter values; pooled ones start with no spread between groups."""
+    def unconstrain(self, values: Mapping[str, object]) -> np.ndarray:
+        """Coordinates for parameter values.
+
+        A pooled parameter's value is one number (every group starts there, no spread) or a mapping
+        from group level to value (a level it lacks starts at the population value); ``<p>_pop`` and
+        ``<p>_sd`` may be given too. So the mode of a fit on other runs (:meth:`named_values`) is a
+        start for a fit on a subset of them.
+        """
         u = []
         for name, prior in self.priors.items():
-            x = prior.support.to_unconstrained(values[name])
+            pooled = self.pooled.get(name)
+            given = values[name]
+            if pooled is not None and isinstance(given, Mapping):
+                pop = values.get(pooled.pop_name, float(np.median(list(given.values()))))
+                groups = [given.get(level, pop) for level in pooled.levels]
+            else:
+                pop, groups = given, None
+            x = prior.support.to_unconstrained(pop)
             if name == self.anchor:
+                population = {p.param: values.get(p.pop_name, values[p.param]) for p in self.pooled.values()
+                              if p.param != name}
                 with np.errstate(all="ignore"):
-                    first = float(np.log(self.law.formula.numpy({**self.reference, **values})))
+                    first = float(np.log(self.law.formula.numpy({**self.reference, **values, **population,
+                                                                 name: pop})))
             else:
-                first = 0.0 if name in self.pooled and self.pooled[name].all_centred else x
-            if name in self.pooled:
-                pooled = self.pooled[name]
-                sd = pooled.sd_prior.support.to_unconstrained(pooled.sd_prior.median())
-                u += [first, sd, *(x if c else 0.0 for c in pooled.centring)]
-            else:
+                first = x
+            if pooled is None:
                 u.append(first)
+                continue
+            sd = values.get(pooled.sd_name, pooled.sd_prior.median())
+            u_sd = pooled.sd_prior.support.to_unconstrained(sd)
+            u_groups = (np.full(len(pooled.levels), x) if groups is None
+                        else np.asarray(prior.support.to_unconstrained(np.asarray(groups, float)), float))
+            if pooled.all_centred and name != self.anchor:
+                first = (x - u_groups.mean()) * np.sqrt(len(u_groups)) / sd
+            u += [first, u_sd, *np.where(pooled.centring, u_groups, (u_groups - x) / sd)]
         return np.array(u, dtype=float)
+
+    def named_values(self, u: np.ndarray) -> dict[str, object]:
+        """Parameter values at ``u``, pooled ones as {level: value}: the form :meth:`unconstrain` takes."""
+        values = dict(self.constrain(u)[0])
+        for name, pooled in self.pooled.items():
+            values[name] = {level: float(v) for level, v in zip(pooled.levels, np.ravel(values[name]))}
+        return values
 
     def log_density(self, u: np.ndarray) -> float:
         """Log posterior density (up to a constant) in unconstrained coordinates; -inf if invalid."""

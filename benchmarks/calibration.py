@@ -95,6 +95,17 @@ def bands(frame: pd.DataFrame, actual, median, lower: dict, upper: dict) -> pd.D
     return rows
 
 
+def discrepancy_record(fit, distance, runs=None) -> dict:
+    """What the discrepancy saw and did: each held-out point's distance and run, kappa, the internal splits."""
+    if fit.discrepancy is None:
+        return {"distance": None, "kind": None, "kappa": None, "internal": None}
+    kappa = fit.discrepancy.kappa
+    return {"distance": [float(x) for x in distance], "kind": fit.discrepancy.kind,
+            "shares_with": ["all"] * len(distance) if runs is None else [str(r) for r in runs],
+            "kappa": {"median": float(np.median(kappa)), "mean_square": float(np.mean(kappa ** 2))},
+            "internal": fit.discrepancy.calibration.to_dict("list")}
+
+
 def static_task(split: Split, seed: int) -> dict:
     """Fit on the runs outside the holdout rule, forecast the held-out ones with every method."""
     import bayescale as bs
@@ -109,6 +120,7 @@ def static_task(split: Split, seed: int) -> dict:
     seconds = time.time() - start
     inputs = list(fit.law.inputs)
     methods = {}
+    record = discrepancy_record(fit, fit.discrepancy.distance(test) if fit.discrepancy is not None else None)
     for method in ("default", "plain"):
         if method == "plain":
             fit.discrepancy = None
@@ -122,7 +134,7 @@ def static_task(split: Split, seed: int) -> dict:
     return {"n_train": len(train), "n_test": len(test), "fit_seconds": round(seconds, 1),
             "diagnostics": {"divergences": d.divergences, "rhat_max": round(d.rhat_max, 4),
                             "ess_bulk_min": round(d.ess_bulk_min)},
-            "methods": {m: rows.to_dict("list") for m, rows in methods.items()}}
+            "methods": {m: rows.to_dict("list") for m, rows in methods.items()}, "discrepancy": record}
 
 
 def bootstrap_baseline(train: pd.DataFrame, test: pd.DataFrame, seed: int, resamples: int = 400) -> pd.DataFrame:
@@ -167,6 +179,8 @@ def curve_task(split: Split, seed: int) -> dict:
             forecasts = {lv: forecast_curves(fit, runs, upto=split.cut, ci_prob=lv, seed=seed).set_index("run")
                          for lv in LEVELS}
             index = forecasts[0.9].index
+            if method == "default":
+                record = discrepancy_record(fit, forecasts[0.9]["distance"], index)
             methods[method] = bands(None, final.loc[index, "loss"], forecasts[0.9]["final_median"],
                                     {lv: f.loc[index, "final_pred_lower"] for lv, f in forecasts.items()},
                                     {lv: f.loc[index, "final_pred_upper"] for lv, f in forecasts.items()})
@@ -182,6 +196,8 @@ def curve_task(split: Split, seed: int) -> dict:
         target = table[table["training"] == 0].drop(columns="training").reset_index(drop=True)
         fit = fit_curves(train, split.law, progressbar=False, seed=seed)
         seconds = time.time() - start
+        record = discrepancy_record(fit, fit.discrepancy.distance(target) if fit.discrepancy is not None else None,
+                                    target["run"])
         for method in ("default", "plain"):
             if method == "plain":
                 fit.discrepancy = None
@@ -193,7 +209,7 @@ def curve_task(split: Split, seed: int) -> dict:
     return {"n_train": int(fit.n_obs), "n_test": len(methods["default"]), "fit_seconds": round(seconds, 1),
             "diagnostics": {"divergences": d.divergences, "rhat_max": round(d.rhat_max, 4),
                             "ess_bulk_min": round(d.ess_bulk_min)},
-            "methods": {m: rows.to_dict("list") for m, rows in methods.items()}}
+            "methods": {m: rows.to_dict("list") for m, rows in methods.items()}, "discrepancy": record}
 
 
 def run_split(split: Split, seed: int) -> dict:

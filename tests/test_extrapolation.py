@@ -71,7 +71,7 @@ def test_calibration_learns_a_small_discrepancy_when_the_law_is_right_and_a_larg
     def kappa_for(frame):
         runs = bs.load_runs(frame)
         result = calibrate(runs, law, lik, lambda r: ModelSpec.from_runs(law, lik, r), 2000, seed=0)
-        assert set(result.calibration.columns) == {"split", "distance", "error", "scale"}
+        assert set(result.calibration.columns) == {"split", "shares_with", "distance", "error", "scale"}
         assert result.supported_distance > 0 and (result.kappa >= 0).all()
         return np.median(result.kappa)
 
@@ -107,3 +107,55 @@ def test_learning_curves_are_measured_along_each_run():
     held = {share: mask for share, mask, _ in _splits(frame, ["step"])}
     assert held[0.5].tolist() == [False, False, True, True, False, True]  # the later part of every run
     assert held[0.75].tolist() == [False, False, False, True, False, True]
+
+
+def test_the_kappa_likelihood_is_the_joint_normal_of_a_shared_discrepancy():
+    """Per split, errors ~ MVN(0, diag(scale^2) + kappa^2 d d'): checked against scipy's dense form."""
+    from scipy import stats
+
+    from bayescale.extrapolation import KAPPA_GRID, kappa_log_likelihood
+
+    rng = np.random.default_rng(1)
+    error, scale, d = rng.normal(0, 0.02, 7), rng.uniform(0.005, 0.03, 7), rng.uniform(0, 1.5, 7)
+    split = np.array([0.15] * 4 + [0.3] * 3)
+    ll = kappa_log_likelihood(error, scale, d, split)
+    for i in (0, 200, 500, 800):
+        k = KAPPA_GRID[i]
+        dense = sum(stats.multivariate_normal(np.zeros(at.sum()), np.diag(scale[at] ** 2)
+                                              + k ** 2 * np.outer(d[at], d[at])).logpdf(error[at])
+                    for at in (split == 0.15, split == 0.3))
+        assert ll[i] == pytest.approx(dense, rel=1e-9)
+    # many points that err together are about one observation of kappa, not many
+    shared = kappa_log_likelihood(np.full(50, 0.05), np.full(50, 0.01), np.ones(50), np.zeros(50))
+    kappa_hat = KAPPA_GRID[np.argmax(shared)]
+    assert 0.03 < kappa_hat < 0.07
+
+
+def test_learning_curves_bend_away_each_in_its_own_way():
+    """A sweep shares one discrepancy draw across points; each learning curve has its own."""
+    from bayescale.extrapolation import Discrepancy
+
+    table = pd.DataFrame({"run": ["a", "a", "b"], "step": [2000.0, 4000.0, 4000.0]})
+    curves = Discrepancy({"step": (1.0, 1000.0)}, np.full(4000, 0.05), pd.DataFrame(), 1.0,
+                         last_seen={"a": 1000.0, "b": 1000.0})
+    shift = curves.widen(np.zeros((4000, 3)), table, np.random.default_rng(0))
+    assert np.corrcoef(shift[:, 0], shift[:, 1])[0, 1] > 0.99      # one run: one bend
+    assert abs(np.corrcoef(shift[:, 1], shift[:, 2])[0, 1]) < 0.1  # two runs: independent
+    np.testing.assert_allclose(shift.std(axis=0), 0.05 * np.log([2, 4, 4]), rtol=0.05)
+
+
+def test_sharp_learning_curves_get_internal_forecasts_as_sharp_as_their_noise():
+    """Runs pinned down by their checkpoints are fitted centred in the internal splits too (as in the fit)."""
+    from bayescale.curves import default_pool, load_checkpoints
+    from bayescale.datasets import synthetic_curves
+    from bayescale.fitting import _prepare
+
+    runs = load_checkpoints(synthetic_curves(0, n_runs=4, points=30, noise=0.001))
+    law, lik, runs, pool, noise_priors, sd_priors = _prepare(runs, "curve_power", None, None, None,
+                                                             default_pool(bs.get_law("curve_power")), "normal", "total")
+    result = calibrate(runs, law, lik, lambda r: ModelSpec.from_runs(law, lik, r, noise_priors, pool, sd_priors),
+                       1000, seed=0)
+    table = result.calibration
+    assert set(table["shares_with"]) == set(runs.frame["run"].astype(str))
+    assert table["scale"].median() < 0.01            # not the prior's width: the mode search found the mode
+    assert np.median(np.abs(table["error"])) < 0.01  # the law is right: internal forecasts are close
