@@ -83,7 +83,8 @@ def predictive_log_density(split: dict, log_prior: np.ndarray) -> np.ndarray:
     """log p(held-out errors | internal errors) for log priors of kappa stacked on the leading axes."""
     post = normalise(log_prior + split["ll_internal"])
     top = split["ll_heldout"].max()
-    return np.log(np.sum(post * np.exp(split["ll_heldout"] - top), axis=-1)) + top
+    with np.errstate(divide="ignore"):  # a prior far from every plausible kappa: log 0, left out by the posterior
+        return np.log(np.sum(post * np.exp(split["ll_heldout"] - top), axis=-1)) + top
 
 
 def fit_prior(splits: list[dict], kind: str) -> tuple[float, float]:
@@ -138,7 +139,7 @@ def main():
                 print(f"{s['name']:38s} n={len(s['error']):5d} prior mu={mu:6.2f} sigma={tau:4.2f} kappa={kappa:.4f} "
                       + " ".join(f"{lv}:{c:.2f}" for lv, c in cov.items()))
     if args.out:
-        args.out.write_text(json.dumps({"source": str(args.results), "prior": {k: {"mu": m, "sigma": t}
+        args.out.write_text(json.dumps({"source": args.results.name, "prior": {k: {"mu": m, "sigma": t}
                                         for k, (m, t) in fitted.items()}, "leave_one_dataset_out": rows}, indent=1) + "\n")
 
 
