@@ -4,19 +4,23 @@ A posterior fitted to the runs is certain of the law's form, so its bands stay n
 largest run, where the form itself is the main doubt. bayescale adds a model-discrepancy term to
 the log-loss of a forecast,
 
-    log L(x) = log f(x; theta) + kappa * d(x) * z,   z ~ Normal(0, 1) (one z per posterior draw),
+    log L(x) = log f(x; theta) + kappa * d(x) * z,   z ~ Normal(0, 1),
 
 where d(x) is the log-distance of the point outside the box of observed inputs (0 inside it, so
 in-sample intervals are untouched; for a law in N and D the box also bounds compute C = 6ND, so a
 run beyond the compute frontier counts as extrapolation even inside the ranges of N and D) and
-kappa the discrepancy per e-fold of extrapolation. For
-learning curves (a table with ``run`` and ``step``) the distance is along each run instead: the log
-of the step over the last step the fit saw of that run (a run the fit never saw is measured
-against the box), and the internal splits hold out the later part of every run. kappa
-has a half-normal prior and its posterior comes from the data themselves: internal
-leave-future-out splits of the runs (the largest runs by compute held out, fitted by the Laplace
-approximation) give forecast errors at known distances, and kappa is what makes those errors
-plausible next to each internal forecast's own predictive spread.
+kappa the discrepancy per e-fold of extrapolation. One z per posterior draw is shared by every
+point of a sweep (the law bends away from the truth the same way for all larger runs). For
+learning curves (a table with ``run`` and ``step``) the distance is along each run instead, the
+log of the step over the last step the fit saw of that run (a run the fit never saw is measured
+against the box), and each run has its own z: curves bend away each in their own way.
+
+kappa has a prior per kind of extrapolation (sweep or curve), fitted across ten public datasets
+(:data:`KAPPA_PRIORS`), and each fit updates it with its own internal leave-future-out splits:
+the largest runs by compute (or the later part of every run) held out, fitted by the Laplace
+approximation from the fit's own mode, give forecast errors at known distances. Errors that share
+a z are jointly Normal (:func:`kappa_log_likelihood`), so forty runs that err together count as
+about one observation of kappa, not forty.
 """
 
 from __future__ import annotations

@@ -8,7 +8,9 @@ alternatives, selected by name.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import sys
 import warnings
 
 from .errors import BayescaleError
@@ -31,7 +33,11 @@ def check_settings(*, sampler: str, draws: int, tune: int, chains: int, cores: i
 
 def draw_posterior(model, var_names: list[str], *, sampler: str, draws: int, tune: int, chains: int,
                    cores: int, seed: int, target_accept: float, progressbar: bool):
-    """Sample ``model`` and return the DataTree (posterior restricted to ``var_names``)."""
+    """Sample ``model`` and return the DataTree (posterior restricted to ``var_names``).
+
+    The progress bar is drawn on stderr, and only when stderr is a terminal: stdout stays clean for
+    pipes and ``--json``, and logs and notebooks get no frozen progress tables.
+    """
     import pymc as pm
 
     check_settings(sampler=sampler, draws=draws, tune=tune, chains=chains, cores=cores,
@@ -40,7 +46,9 @@ def draw_posterior(model, var_names: list[str], *, sampler: str, draws: int, tun
         # implementation chatter, not sampler trouble (that is diagnosed in bayescale.diagnostics):
         warnings.filterwarnings("ignore", message=".*fork\\(\\) may lead to deadlocks.*", category=DeprecationWarning)
         warnings.filterwarnings("ignore", message="overflow encountered", category=RuntimeWarning)
-        idata = pm.sample(draws, tune=tune, chains=chains, cores=min(cores, chains), random_seed=seed,
-                          nuts_sampler=sampler, target_accept=target_accept, progressbar=progressbar,
-                          var_names=var_names, compute_convergence_checks=False, model=model)
+        with contextlib.redirect_stdout(sys.stderr):  # the samplers' progress tables print to sys.stdout
+            idata = pm.sample(draws, tune=tune, chains=chains, cores=min(cores, chains), random_seed=seed,
+                              nuts_sampler=sampler, target_accept=target_accept,
+                              progressbar=progressbar and sys.stderr.isatty(),
+                              var_names=var_names, compute_convergence_checks=False, model=model)
     return idata

@@ -67,3 +67,16 @@ def test_pointwise_log_likelihood_matches_pymc(spec):
     mu = np.log(spec.law.formula.numpy({**spec.inputs, **values}))
     expected = pm.logp(pm.StudentT.dist(nu=6.0, mu=mu, sigma=0.02), spec.log_loss).eval()
     np.testing.assert_allclose(ours, expected, atol=1e-7)
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_the_progress_bar_never_writes_to_stdout(capsys, monkeypatch, terminal):
+    """stdout stays clean for pipes and --json; the bar is drawn on stderr, and only on a terminal."""
+    import sys
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: terminal)
+    bs.fit(bs.datasets.synthetic_sweep(3), "kaplan_n", draws=60, tune=60, chains=2, progressbar=True,
+           extrapolation="none")
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert ("draws/s" in err) == terminal
