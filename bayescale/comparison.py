@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from . import defaults
-from .data import point_label
+from .data import point_label, row_numbers
 from .errors import BayescaleError, SamplerWarning
 
 if TYPE_CHECKING:
@@ -50,9 +50,8 @@ def check_same_observations(named: Mapping[str, "Fit"]) -> None:
                                  f"{len(y0)} and {len(y)} runs. LOO compares laws only on identical data")
         differ = np.flatnonzero(~np.isclose(y, y0, rtol=0, atol=1e-12))
         if len(differ):
-            rows = ", ".join(map(str, differ[:8]))
             raise BayescaleError(f"fits {first_name!r} and {name!r} are not on the same observations: the losses "
-                                 f"differ in rows {rows}{' ...' if len(differ) > 8 else ''}")
+                                 f"differ in {row_numbers(differ)}")
 
 
 def loo(fit: "Fit"):

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from . import defaults
-from .data import Runs, column_list, load_runs, read_table
+from .data import Runs, column_list, load_runs, read_table, row_numbers
 from .errors import BayescaleError, DataError, ExtrapolationWarning
 from .laws import RUN_OFFSET, Law, get_law
 from .predict import check_ci_prob, loss_draws, warn_invalid_draws
@@ -39,11 +39,6 @@ if TYPE_CHECKING:
     from .fitting import Fit
 
 WARMUP_FRACTION = 0.05
-
-
-def _rows(index) -> str:
-    rows = [str(i) for i in list(index)[:8]]
-    return ", ".join(rows) + (f" and {len(index) - 8} more" if len(index) > 8 else "")
 
 
 def load_checkpoints(source, columns: Mapping[str, str] | None = None, *, warmup: float = WARMUP_FRACTION,
@@ -60,13 +55,13 @@ def load_checkpoints(source, columns: Mapping[str, str] | None = None, *, warmup
                             f"it has {column_list(frame.columns, [col])}")
     bad = frame.index[~(frame["step"] > 0)]
     if len(bad):
-        raise DataError(f"column 'step': must be > 0, but rows {_rows(bad)} are not")
+        raise DataError(f"column 'step': must be > 0, but {row_numbers(bad)} are not")
     frame["run"] = frame["run"].astype(str)
     for run, part in frame.groupby("run", sort=False):
         steps = part["step"].to_numpy()
         back = part.index[1:][np.diff(steps) <= 0]
         if len(back):
-            raise DataError(f"run {run!r}: steps must increase within a run, but rows {_rows(back)} do not "
+            raise DataError(f"run {run!r}: steps must increase within a run, but {row_numbers(back)} do not "
                             f"(steps {', '.join(f'{s:g}' for s in part.loc[back, 'step'][:5])})")
     if not (isinstance(warmup, (int, float)) and warmup >= 0):
         raise BayescaleError(f"warmup must be a fraction in [0, 1) or a number of steps >= 1, got {warmup!r}")

@@ -81,10 +81,12 @@ def point_label(row: pd.Series, names: Iterable[str]) -> str:
                      for name in names)
 
 
-def _row_list(index: pd.Index, limit: int = 8) -> str:
-    rows = [str(i) for i in index[:limit]]
-    more = f" and {len(index) - limit} more" if len(index) > limit else ""
-    return ", ".join(rows) + more
+def row_numbers(index, noun: str = "rows", limit: int = 8) -> str:
+    """'rows 3, 8 and 2 more (1 = the first data row)': counted from 1, as a spreadsheet counts a table's rows."""
+    numbers = [int(i) + 1 if isinstance(i, (int, np.integer)) else i for i in list(index)]
+    shown = ", ".join(map(str, numbers[:limit])) + (f" and {len(numbers) - limit} more" if len(numbers) > limit else "")
+    first = "the first point" if noun == "points" else "the first data row"
+    return f"{noun} {shown} (1 = {first})"
 
 
 def read_table(source) -> tuple[pd.DataFrame, str]:
@@ -178,15 +180,16 @@ def _clean(table: pd.DataFrame, numeric: Iterable[str]) -> list[str]:
     for col in (c for c in POSITIVE if c in table.columns):  # before deriving, so the user's column is named
         bad = table.index[table[col] <= 0]
         if len(bad):
-            raise DataError(f"column {col!r}: must be > 0, but rows {_row_list(bad)} are "
-                            f"{_row_list(pd.Index(table.loc[bad, col].tolist()))}")
+            values = table.loc[bad, col].tolist()
+            raise DataError(f"column {col!r}: must be > 0, but {row_numbers(bad)} are "
+                            f"{', '.join(map(str, values[:8]))}{' ...' if len(values) > 8 else ''}")
     notes: list[str] = []
     _derive(table, notes)
     if {"U", "D"} <= set(table.columns):
         bad = table.index[table["U"] > table["D"] * (1 + 1e-9)]
         if len(bad):
-            raise DataError(f"column 'U' (unique tokens) cannot exceed D (tokens trained on), but rows "
-                            f"{_row_list(bad)} have U > D")
+            raise DataError(f"column 'U' (unique tokens) cannot exceed D (tokens trained on), but "
+                            f"{row_numbers(bad)} have U > D")
     return notes
 
 
@@ -247,7 +250,7 @@ def prepare_points(points, inputs: Iterable[str]) -> pd.DataFrame:
         bad = table.index[~(table[col] >= 0 if col in NONNEGATIVE else table[col] > 0)]
         if len(bad):
             bound = ">= 0" if col in NONNEGATIVE else "> 0"
-            raise DataError(f"input {col!r}: must be {bound}, but points {_row_list(bad)} are not")
+            raise DataError(f"input {col!r}: must be {bound}, but {row_numbers(bad, "points")} are not")
     return table
 
 
@@ -256,14 +259,14 @@ def _numeric_column(series: pd.Series, col: str) -> pd.Series:
     not_numbers = series.index[values.isna() & series.notna()]
     if len(not_numbers):
         shown = ", ".join(repr(series[i]) for i in not_numbers[:5])
-        raise DataError(f"column {col!r}: rows {_row_list(not_numbers)} are not numbers ({shown})")
+        raise DataError(f"column {col!r}: {row_numbers(not_numbers)} are not numbers ({shown})")
     missing = series.index[series.isna()]
     if len(missing):
-        raise DataError(f"column {col!r}: rows {_row_list(missing)} are empty or NaN")
+        raise DataError(f"column {col!r}: {row_numbers(missing)} are empty or NaN")
     values = values.astype(float)
     infinite = series.index[~np.isfinite(values)]
     if len(infinite):
-        raise DataError(f"column {col!r}: rows {_row_list(infinite)} are infinite")
+        raise DataError(f"column {col!r}: {row_numbers(infinite)} are infinite")
     return values
 
 
@@ -296,6 +299,6 @@ def _warn_duplicates(table: pd.DataFrame) -> None:
     """Identical rows are usually a table concatenated twice; each would count as another run."""
     repeated = table.index[table.duplicated(keep="first")]
     if len(repeated):
-        warnings.warn(f"rows {_row_list(repeated)} repeat earlier rows exactly (every column); each counts as another "
+        warnings.warn(f"{row_numbers(repeated)} repeat earlier rows exactly (every column); each counts as another "
                       "run, which overstates the evidence. Drop them unless they are genuine repeats. "
                       + _SILENCE.format("DataWarning"), DataWarning, stacklevel=3)

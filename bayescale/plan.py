@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from . import defaults
-from .data import column_list
+from .data import column_list, row_numbers
 from .errors import BayescaleError
 from .formula import Formula
 from .predict import check_ci_prob, flat_draws
@@ -226,7 +226,7 @@ def candidates(fit: "Fit", configs, ci_prob: float = defaults.CI_PROB, budget: B
             raise BayescaleError(f"candidate configurations need columns N and D, got {column_list(table.columns, ['N', 'D'])}")
         bad = table.index[~(pd.to_numeric(table[col], errors="coerce") > 0)]
         if len(bad):
-            raise BayescaleError(f"candidate {col} must be positive numbers; rows {', '.join(map(str, bad))} are not")
+            raise BayescaleError(f"candidate {col} must be positive numbers; {row_numbers(bad)} are not")
     if len(table) < 1:
         raise BayescaleError("give at least one candidate configuration")
     losses = _loss_at(fit, table["N"], table["D"], budget)

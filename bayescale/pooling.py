@@ -28,7 +28,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from .data import column_list
+from .data import column_list, row_numbers
 from .errors import BayescaleError, DataError
 from .priors import Prior
 
@@ -105,7 +105,7 @@ def pooled_params(pool: Mapping[str, str], law_params, frame: pd.DataFrame,
         labels = frame[column]
         missing = frame.index[labels.isna()]
         if len(missing):
-            raise DataError(f"pooling column {column!r}: rows {', '.join(map(str, missing[:8]))} have no group")
+            raise DataError(f"pooling column {column!r}: {row_numbers(missing)} have no group")
         labels = labels.astype(str)
         levels = tuple(dict.fromkeys(labels))
         if len(levels) < 2:

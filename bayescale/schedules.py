@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
+from .data import row_numbers
 from .errors import BayescaleError, DataError
 
 #: lam in m_i = lam * m_{i-1} + (eta_{i-1} - eta_i), from Tissue et al. 2024
@@ -160,7 +161,7 @@ def run_areas(part: pd.DataFrame, run: str, steps, decay: float = ANNEAL_DECAY) 
         if "lr" not in part.columns or not (part["lr"] > 0).all():
             bad = part.index if "lr" not in part.columns else part.index[~(part["lr"] > 0)]
             raise DataError(f"column 'lr': run {run!r} needs a learning rate > 0 at every checkpoint, "
-                            f"rows {', '.join(map(str, bad[:8]))} have none")
+                            f"{row_numbers(bad)} have none")
         grid = np.arange(1, int(np.ceil(max(steps.max(), part["step"].max()))) + 1, dtype=float)
         rates, warmup = np.interp(grid, part["step"].to_numpy(dtype=float), part["lr"].to_numpy(dtype=float)), 0
     s1, s2 = areas(rates, warmup, decay)

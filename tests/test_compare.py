@@ -40,7 +40,7 @@ def test_fits_on_different_data_are_refused(demo_runs):
         compare([full, fewer])
     changed = demo_runs.frame.copy()
     changed.loc[[3, 7], "loss"] += 0.01
-    with pytest.raises(bs.BayescaleError, match="losses differ in rows 3, 7"):
+    with pytest.raises(bs.BayescaleError, match=r"losses differ in rows 4, 8 \(1 = the first data row\)"):
         compare([full, fake_fit(changed)])
     with pytest.raises(bs.BayescaleError, match="at least two fits"):
         compare([full])

@@ -20,13 +20,13 @@ def curves():
 def test_checkpoint_errors_name_the_run_and_rows(curves):
     shuffled = curves.copy()
     shuffled.loc[[3, 4], "step"] = shuffled.loc[[4, 3], "step"].to_numpy()
-    with pytest.raises(DataError, match="run 'run0': steps must increase within a run, but rows 4"):
+    with pytest.raises(DataError, match="run 'run0': steps must increase within a run, but rows 5 "):
         load_checkpoints(shuffled)
     with pytest.raises(DataError, match="needs a 'run' column"):
         load_checkpoints(curves.drop(columns="run"))
     negative = curves.copy()
     negative.loc[2, "step"] = -5
-    with pytest.raises(DataError, match="column 'step': must be > 0, but rows 2"):
+    with pytest.raises(DataError, match="column 'step': must be > 0, but rows 3 "):
         load_checkpoints(negative)
     with pytest.raises(bs.BayescaleError, match="warmup must be"):
         load_checkpoints(curves, warmup=-1)

@@ -44,11 +44,11 @@ def test_mapping_errors_name_the_column(kwargs, fragment):
 
 
 @pytest.mark.parametrize("column, values, fragment", [
-    ("loss", [3.1, "abc", 2.9, 2.8, 2.7, 2.6, 2.5, 2.4], "column 'loss': rows 1 are not numbers ('abc')"),
-    ("loss", [3.1, 3.0, np.nan, 2.8, 2.7, 2.6, 2.5, np.nan], "column 'loss': rows 2, 7 are empty or NaN"),
-    ("Model Size", [1e8, np.inf, 4e8, 8e8, 1.6e9, 3.2e9, 6.4e9, 1.28e10], "column 'N': rows 1 are infinite"),
-    ("loss", [3.1, 3.0, 2.9, -2.8, 0.0, 2.6, 2.5, 2.4], "column 'loss': must be > 0, but rows 3, 4 are -2.8, 0.0"),
-    ("Training FLOP", [1e19, 2e19, 0, 8e19, 1.6e20, 3.2e20, 6.4e20, 1.28e21], "column 'C': must be > 0, but rows 2"),
+    ("loss", [3.1, "abc", 2.9, 2.8, 2.7, 2.6, 2.5, 2.4], "column 'loss': rows 2 (1 = the first data row) are not numbers ('abc')"),
+    ("loss", [3.1, 3.0, np.nan, 2.8, 2.7, 2.6, 2.5, np.nan], "column 'loss': rows 3, 8 (1 = the first data row) are empty or NaN"),
+    ("Model Size", [1e8, np.inf, 4e8, 8e8, 1.6e9, 3.2e9, 6.4e9, 1.28e10], "column 'N': rows 2 (1 = the first data row) are infinite"),
+    ("loss", [3.1, 3.0, 2.9, -2.8, 0.0, 2.6, 2.5, 2.4], "column 'loss': must be > 0, but rows 4, 5 (1 = the first data row) are -2.8, 0.0"),
+    ("Training FLOP", [1e19, 2e19, 0, 8e19, 1.6e20, 3.2e20, 6.4e20, 1.28e21], "column 'C': must be > 0, but rows 3 (1 = the first data row)"),
 ])
 def test_bad_values_name_column_and_rows(column, values, fragment):
     with pytest.raises(DataError) as info:
@@ -133,7 +133,7 @@ def test_implausible_tables_warn_and_say_how_to_silence_it():
         warnings.simplefilter("error")  # ln(perplexity) is plausible: no warning
         bs.load_runs(frame.assign(loss=np.log(frame["loss"])))
     doubled = pd.concat([frame.assign(loss=[3.0, 2.6, 2.3])] * 2, ignore_index=True)
-    with pytest.warns(DataWarning, match=r"rows 3, 4, 5 repeat earlier rows exactly.*category=bayescale.DataWarning"):
+    with pytest.warns(DataWarning, match=r"rows 4, 5, 6 \(1 = the first data row\) repeat earlier rows exactly.*category=bayescale.DataWarning"):
         bs.load_runs(doubled)
 
 

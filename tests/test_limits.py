@@ -87,7 +87,7 @@ def test_data_constrained_law_reduces_to_chinchilla_without_repetition():
 
 def test_unique_tokens_cannot_exceed_tokens():
     frame = pd.DataFrame({"N": [1e9, 1e9], "D": [1e10, 1e10], "U": [5e9, 2e10], "loss": [3.0, 3.1]})
-    with pytest.raises(DataError, match="'U' .*cannot exceed D.*rows 1"):
+    with pytest.raises(DataError, match="'U' .*cannot exceed D.*rows 2 "):
         bs.load_runs(frame)
 
 

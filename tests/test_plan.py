@@ -114,7 +114,7 @@ def test_candidates_rank_the_compute_optimal_option_first(spread_fit):
     capped = candidates(spread_fit, options, budget=Budget.make(unique_tokens=options[0]["D"]))
     assert list(capped["feasible"]) == [True, False, True] and np.isnan(capped.loc[1, "regret_vs_optimum"])
     assert (capped["regret_vs_optimum"].dropna() >= -1e-9).all()
-    with pytest.raises(bs.BayescaleError, match="candidate N must be positive.*rows 0"):
+    with pytest.raises(bs.BayescaleError, match="candidate N must be positive.*rows 1 "):
         candidates(spread_fit, [{"N": -1, "D": 1e10}])
 
 

@@ -67,7 +67,7 @@ def test_missing_learning_rates_are_named():
         fit_curves(load_checkpoints(bare), "schedule_aware", draws=10, tune=10)
     holes = bare.assign(lr=1e-3)
     holes.loc[5, "lr"] = np.nan
-    with pytest.raises(DataError, match="column 'lr': run 'cosine-4000-0.001' needs a learning rate > 0.*rows 5"):
+    with pytest.raises(DataError, match="column 'lr': run 'cosine-4000-0.001' needs a learning rate > 0.*rows 6 "):
         add_schedule_inputs(holes)
     late = table.copy()
     late.loc[late.run == "cosine-4000-0.001", "total_steps"] = 3000
