@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 
 #: public name -> the module that defines it
 _EXPORTS = {
-    "BayescaleError": "errors", "DataError": "errors", "DataWarning": "errors", "ExtrapolationWarning": "errors", "FormulaError": "errors", "SamplerWarning": "errors",
+    "BayescaleError": "errors", "DataError": "errors", "DataWarning": "errors", "ExtrapolationWarning": "errors", "FormulaError": "errors", "SamplerWarning": "errors", "SamplingExtended": "errors",
     "UnitsWarning": "errors", "Candidate": "backtesting", "backtest": "backtesting", "compare": "comparison",
     "predict_stacked": "comparison", "Runs": "data", "load_runs": "data", "Fit": "fitting", "fit": "fitting", "build_model": "fitting", "sample_model": "fitting",
     "Law": "laws", "catalog": "laws", "get_law": "laws", "grid": "predict", "Prior": "priors", "fit_many": "sweep",

@@ -108,10 +108,12 @@ def laws_command():
 @click.option("--seed", type=int, default=defaults.SEED, show_default=True)
 @click.option("--sampler", default=defaults.SAMPLER, show_default=True, type=click.Choice(["pymc", "nutpie", "numpyro"]))
 @click.option("--target-accept", type=float, default=defaults.TARGET_ACCEPT, show_default=True)
+@click.option("--extend/--no-extend", default=True, show_default=True,
+              help="When R-hat or ESS fall short (no divergences), sample once more with twice the tune and draws.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Where to save the fit (.nc).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def fit_command(runs, law_spec, columns, inputs, priors, pool, likelihood, extrapolation, param_count, draws, tune, chains,
-                cores, seed, sampler, target_accept, out, quiet):
+                cores, seed, sampler, target_accept, extend, out, quiet):
     """Fit a law to a table of runs (CSV or Parquet) and save the posterior."""
     from .fitting import fit
 
@@ -120,7 +122,8 @@ def fit_command(runs, law_spec, columns, inputs, priors, pool, likelihood, extra
     result = fit(runs, law_spec, columns=_pairs(columns, "--columns"), inputs=_pairs(inputs, "--input"),
                  priors=_pairs(priors, "--prior"), pool=_pairs(pool, "--pool"), likelihood=likelihood,
                  extrapolation=extrapolation, params=param_count, draws=draws, tune=tune, chains=chains,
-                 cores=cores, seed=seed, sampler=sampler, target_accept=target_accept, progressbar=not quiet)
+                 cores=cores, seed=seed, sampler=sampler, target_accept=target_accept, extend=extend,
+                 progressbar=not quiet)
     path = result.save(out)
     _print_summary(result, defaults.CI_PROB, show_problems=False)
     click.echo(f"saved {path}")

@@ -17,5 +17,6 @@ LIKELIHOOD = "studentt"
 
 RHAT_MAX = 1.01         # above this a parameter is reported as not converged
 ESS_MIN = 400           # below this (bulk or tail) a parameter is reported as poorly sampled
+EXTEND_FACTOR = 2       # R-hat or ESS short (no divergences): sample once more with this many times tune and draws
 #: forecasts beyond the observed runs carry a discrepancy calibrated by internal backtests ("none" to turn off)
 EXTRAPOLATION = "calibrated"

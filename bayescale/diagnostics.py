@@ -30,6 +30,11 @@ class Diagnostics:
     def ok(self) -> bool:
         return not self.problems
 
+    @property
+    def more_draws_would_help(self) -> bool:
+        """R-hat or ESS short without divergences: longer chains usually fix it (divergences they do not)."""
+        return bool(self.problems) and self.divergences == 0
+
     def to_dict(self) -> dict:
         return asdict(self)
 

@@ -21,6 +21,10 @@ class SamplerWarning(UserWarning):
     """The sampler reported trouble (divergences, R-hat, ESS); the message says what to try."""
 
 
+class SamplingExtended(UserWarning):
+    """R-hat or ESS fell short, so the fit sampled again with more tuning and draws; the message says how it went."""
+
+
 class UnitsWarning(UserWarning):
     """A column's values look like they are in the wrong units."""
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -20,7 +21,7 @@ import xarray as xr
 from . import defaults
 from .data import Runs, count_parameters, load_runs
 from .diagnostics import Diagnostics, diagnose, report
-from .errors import BayescaleError
+from .errors import BayescaleError, SamplingExtended
 from .laplace import choose_centring, laplace_approximation
 from .laws import Law, get_law
 from .likelihood import Likelihood, get_likelihood
@@ -237,7 +238,7 @@ def fit(runs, law: Law | str = "chinchilla", *, columns: Mapping[str, str] | Non
         extrapolation: str = defaults.EXTRAPOLATION, draws: int = defaults.DRAWS, tune: int = defaults.TUNE,
         chains: int = defaults.CHAINS, cores: int = defaults.CORES, seed: int = defaults.SEED,
         sampler: str = defaults.SAMPLER, target_accept: float = defaults.TARGET_ACCEPT,
-        progressbar: bool = True) -> Fit:
+        extend: bool = True, progressbar: bool = True) -> Fit:
     """Fit ``law`` to ``runs`` (a path, DataFrame or :class:`Runs`) and return the :class:`Fit`.
 
     ``columns`` maps canonical names to the table's (``{"N": "Model Size"}``); ``inputs`` binds a
@@ -249,7 +250,9 @@ def fit(runs, law: Law | str = "chinchilla", *, columns: Mapping[str, str] | Non
     column ``N_no_embed``, or 12 n_layers d_model^2; see :func:`bayescale.data.count_parameters`);
     forecasts then take N in that convention. ``extrapolation="calibrated"`` (default) widens forecasts beyond the observed runs by a
     discrepancy calibrated on internal backtests (see :mod:`bayescale.extrapolation`); ``"none"``
-    gives the plain posterior.
+    gives the plain posterior. ``extend``: when R-hat or ESS fall short without divergences at the
+    default draws and tuning (or more), sample once more with ``defaults.EXTEND_FACTOR`` times both, and say so
+    (:class:`~bayescale.errors.SamplingExtended`); problems left after that are reported as usual.
     """
     check_settings(sampler=sampler, draws=draws, tune=tune, chains=chains, cores=cores,
                    target_accept=target_accept)
@@ -269,18 +272,30 @@ def fit(runs, law: Law | str = "chinchilla", *, columns: Mapping[str, str] | Non
             spec, laplace = chosen, laplace_approximation(chosen, np.random.default_rng(seed))
     with timer("build model"):
         model = spec.to_pymc(laplace.center, laplace.scale)
+    sampling = dict(sampler=sampler, chains=chains, cores=cores, seed=int(seed), target_accept=target_accept,
+                    progressbar=progressbar)
     with timer("compile and sample"):
-        idata = draw_posterior(model, list(spec.names), sampler=sampler, draws=draws, tune=tune, chains=chains,
-                               cores=cores, seed=int(seed), target_accept=target_accept, progressbar=progressbar)
+        idata = draw_posterior(model, list(spec.names), draws=draws, tune=tune, **sampling)
     posterior = idata["posterior"].to_dataset()
     timer.split("compile and sample", "sampling", float(posterior.attrs.get("sampling_time", np.nan)),
                 "compile and set-up")
+    with timer("diagnostics"):
+        diagnostics = diagnose(posterior, idata["sample_stats"].to_dataset(), list(spec.names))
+    at_defaults = draws >= defaults.DRAWS and tune >= defaults.TUNE  # fewer draws asked for: speed was chosen
+    if extend and at_defaults and diagnostics.more_draws_would_help:
+        short = f"R-hat {diagnostics.rhat_max:.3f}, min ESS {diagnostics.ess_bulk_min:.0f} at tune={tune}, draws={draws}"
+        draws, tune = defaults.EXTEND_FACTOR * draws, defaults.EXTEND_FACTOR * tune
+        with timer("sampling again"):
+            idata = draw_posterior(model, list(spec.names), draws=draws, tune=tune, **sampling)
+            posterior = idata["posterior"].to_dataset()
+            diagnostics = diagnose(posterior, idata["sample_stats"].to_dataset(), list(spec.names))
+        warnings.warn(f"{short}: sampled again with tune={tune}, draws={draws}; now R-hat {diagnostics.rhat_max:.3f}, "
+                      f"min ESS {diagnostics.ess_bulk_min:.0f}" + ("" if diagnostics.ok else " (still short: see below)"),
+                      SamplingExtended, stacklevel=2)
+    report(diagnostics)
     with timer("log-likelihood"):
         idata["log_likelihood"] = xr.Dataset({"log_loss": spec.pointwise_log_likelihood(posterior)})
         idata["constant_data"] = xr.Dataset({c: (OBS_DIM, runs.frame[c].to_numpy()) for c in runs.columns})
-    with timer("diagnostics"):
-        diagnostics = diagnose(posterior, idata["sample_stats"].to_dataset(), list(spec.names))
-    report(diagnostics)
     extrapolation_settings = {"method": "none"}
     if extrapolation == "calibrated":
         from .extrapolation import calibrate

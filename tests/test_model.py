@@ -1,5 +1,7 @@
 """The posterior without sampling: densities, gradients and the mode, bambi-style."""
 
+import warnings
+
 import numpy as np
 import pymc as pm
 import pytest
@@ -80,3 +82,24 @@ def test_the_progress_bar_never_writes_to_stdout(capsys, monkeypatch, terminal):
     out, err = capsys.readouterr()
     assert out == ""
     assert ("draws/s" in err) == terminal
+
+
+def test_short_r_hat_or_ess_at_defaults_samples_again_and_says_so(monkeypatch):
+    """The fit extends sampling itself (twice the tune and draws) before warning; extend=False does not."""
+    from bayescale import defaults
+    from bayescale.errors import SamplerWarning, SamplingExtended
+
+    monkeypatch.setattr(defaults, "DRAWS", 40)  # 4 x 40 draws: ESS short of 400 for sure
+    monkeypatch.setattr(defaults, "TUNE", 40)
+    sweep = bs.datasets.synthetic_sweep(3)
+    options = dict(draws=40, tune=40, chains=4, progressbar=False, extrapolation="none")
+    with pytest.warns(SamplingExtended, match=r"min ESS \d+ at tune=40, draws=40: sampled again with tune=80, draws=80"):
+        with pytest.warns(SamplerWarning, match="low effective sample size"):  # still short after 80: reported
+            extended = bs.fit(sweep, "kaplan_n", **options)
+    assert extended.posterior.sizes["draw"] == 80 and extended.settings["draws"] == 80
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plain = bs.fit(sweep, "kaplan_n", extend=False, **options)
+    assert plain.posterior.sizes["draw"] == 40
+    assert not [w for w in caught if w.category is SamplingExtended]
+    assert [w for w in caught if w.category is SamplerWarning]
