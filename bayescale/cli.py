@@ -267,7 +267,7 @@ def plan_command(fit_path, flops, cost, unique_tokens, candidate_points, margina
     budget = planning.Budget.make(cost, unique_tokens)
     extra = {}
     if candidate_points:
-        extra["candidates"] = planning.candidates(fit, _at_points(candidate_points), ci_prob, budget)
+        extra["candidates"] = planning.candidates(fit, _at_points(candidate_points), ci_prob, budget, flops)
     if marginal:
         point = _at_points([marginal])[0]
         if set(point) != {"N", "D"}:
@@ -289,14 +289,24 @@ def plan_command(fit_path, flops, cost, unique_tokens, candidate_points, margina
                        ("loss_opt", "loss at the optimum")):
         r = result[key]
         click.echo(f"  {label:<22} {r['median']:.4g}  [{r['lower']:.4g}, {r['upper']:.4g}]")
+    run = result["run_at_plan"]
+    click.echo(f"  a run at N* {run['N']:.3g}, D* {run['D']:.3g}: loss {run['median']:.4f}, {pct} predictive "
+               f"[{run['pred_lower']:.4f}, {run['pred_upper']:.4f}] (as predict gives it)")
+    if result["flops_vs_largest_run"] > 1:
+        click.echo(f"  note: the budget is {result['flops_vs_largest_run']:.3g}x the compute of the largest run fitted "
+                   f"({run['extrapolation']:.2f} e-folds beyond the data): the predictive band includes the "
+                   "extrapolation discrepancy")
     if "p_data_limited" in result:
         click.echo(f"  data-limited ({result['data_constraint']}) in {result['p_data_limited']:.0%} of draws")
     if "candidates" in extra:
-        click.echo(f"candidates (loss median [{pct}], P(best), expected regret vs best / vs compute-optimal):")
+        click.echo(f"candidates (loss median, {pct} band of the law / of a run, P(best), expected regret vs best / "
+                   "vs compute-optimal):")
         for _, row in extra["candidates"].iterrows():
-            click.echo(f"  N={row['N']:.3g} D={row['D']:.3g}: {row['loss_median']:.4f} [{row['loss_lower']:.4f}, "
-                       f"{row['loss_upper']:.4f}]  P(best) {row['p_best']:.2f}  regret {row['regret_vs_best']:.4f} / "
-                       f"{row['regret_vs_optimum']:.4f}")
+            flag = f"  OVER BUDGET (C = {row['C']:.3g} > {flops:.3g})" if row.get("over_budget") else ""
+            click.echo(f"  N={row['N']:.3g} D={row['D']:.3g}: {row['loss_median']:.4f} law [{row['loss_lower']:.4f}, "
+                       f"{row['loss_upper']:.4f}] run [{row['pred_lower']:.4f}, {row['pred_upper']:.4f}]  "
+                       f"P(best) {row['p_best']:.2f}  regret {row['regret_vs_best']:.4f} / "
+                       f"{row['regret_vs_optimum']:.4f}{flag}")
     if "marginal" in extra:
         m = extra["marginal"]
         for key, label in (("drop_double_N", "loss drop from 2x N"), ("drop_double_D", "loss drop from 2x D"),

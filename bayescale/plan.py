@@ -103,13 +103,15 @@ def _check(fit: "Fit", flops: float) -> float:
     return float(flops)
 
 
+def _unique_tokens(d, budget: Budget):
+    """Unique tokens seen when training on ``d`` tokens: all of them without a cap, else at most the cap."""
+    return d if budget.unique_tokens is None else np.minimum(budget.unique_tokens, d)
+
+
 def _law_loss(fit: "Fit", params: dict, n, d, budget: Budget):
     env = {**{k: params[k] for k in fit.law.param_names}, "N": n, "D": d}
     if "U" in fit.law.inputs:
-        if budget.unique_tokens is None:
-            env["U"] = d  # no cap given: every token is fresh
-        else:
-            env["U"] = np.minimum(budget.unique_tokens, d)
+        env["U"] = _unique_tokens(d, budget)
     with np.errstate(all="ignore"):
         return fit.law.formula.numpy(env)
 
@@ -211,12 +213,17 @@ def _loss_at(fit: "Fit", n, d, budget: Budget) -> np.ndarray:
     return _law_loss(fit, params, np.asarray(n, float)[None, :], np.asarray(d, float)[None, :], budget)
 
 
-def candidates(fit: "Fit", configs, ci_prob: float = defaults.CI_PROB, budget: Budget | None = None) -> pd.DataFrame:
+def candidates(fit: "Fit", configs, ci_prob: float = defaults.CI_PROB, budget: Budget | None = None,
+               flops: float | None = None) -> pd.DataFrame:
     """Score (N, D) options: expected loss and interval, P(best of the list), and regret.
 
-    ``regret_vs_best`` is the expected excess loss over the best option of the list in the same draw;
-    ``regret_vs_optimum`` the expected excess over the compute-optimal allocation at the option's own cost
-    (NaN for an option that needs more than the unique-token cap, which ``feasible`` marks).
+    ``loss_lower``/``loss_upper`` bound the law; ``pred_lower``/``pred_upper`` are the predictive
+    band of a run there, the same as :func:`bayescale.predict.predict` gives (noise and the
+    extrapolation discrepancy), with ``extrapolation`` and ``C_vs_max`` saying how far it lies
+    beyond the runs. ``regret_vs_best`` is the expected excess loss over the best option of the list
+    in the same draw; ``regret_vs_optimum`` the expected excess over the compute-optimal allocation
+    at the option's own cost (NaN for an option that needs more than the unique-token cap, which
+    ``feasible`` marks). With ``flops`` (the budget), ``over_budget`` marks options that cost more.
     """
     ci_prob = check_ci_prob(ci_prob)
     budget = budget or Budget()
@@ -236,6 +243,13 @@ def candidates(fit: "Fit", configs, ci_prob: float = defaults.CI_PROB, budget: B
     out["expected_loss"] = losses.mean(axis=0)
     for stat in ("median", "lower", "upper"):
         out[f"loss_{stat}"] = [_interval(losses[:, i], ci_prob)[stat] for i in range(len(out))]
+    points = out[["N", "D"]].assign(**({"U": _unique_tokens(out["D"], budget)} if "U" in fit.law.inputs else {}))
+    forecast = fit.predict(points, ci_prob=ci_prob)
+    for col in ("pred_lower", "pred_upper", "extrapolation", "C_vs_max"):
+        if col in forecast.columns:
+            out[col] = forecast[col].to_numpy()
+    if flops is not None:
+        out["over_budget"] = out["C"] > flops * (1 + 1e-9)
     out["p_best"] = [float(np.mean(best == i)) for i in range(len(out))]
     out["regret_vs_best"] = (losses - losses.min(axis=1, keepdims=True)).mean(axis=0)
     capped = budget.unique_tokens is not None and "U" not in fit.law.inputs
@@ -270,13 +284,23 @@ def marginal_value(fit: "Fit", n: float, d: float, ci_prob: float = defaults.CI_
 
 def plan(fit: "Fit", flops: float, ci_prob: float = defaults.CI_PROB, *, cost: str | None = None,
          unique_tokens: float | None = None) -> dict:
-    """Median and equal-tailed interval of N*, D*, D*/N* and the optimal loss."""
+    """Median and equal-tailed interval of N*, D*, D*/N* and the optimal loss (of the law).
+
+    ``run_at_plan`` is the forecast of a run at the median N*, D*, exactly as ``predict`` gives it
+    (predictive band with noise and the extrapolation discrepancy); ``flops_vs_largest_run`` says
+    how far the budget lies beyond the runs the fit saw.
+    """
     ci_prob = check_ci_prob(ci_prob)
     budget = Budget.make(cost, unique_tokens)
     draws = optimal_allocation(fit, flops, budget)
-    out = {"flops": float(flops), "ci_prob": ci_prob}
+    out = {"flops": float(flops), "ci_prob": ci_prob,
+           "flops_vs_largest_run": float(flops / np.max(budget.cost_of(fit.runs["N"], fit.runs["D"])))}
     for key in ("N_opt", "D_opt", "tokens_per_param", "loss_opt"):
         out[key] = _interval(draws[key], ci_prob)
+    n, d = out["N_opt"]["median"], out["D_opt"]["median"]
+    point = pd.DataFrame({"N": [n], "D": [d], **({"U": [_unique_tokens(d, budget)]} if "U" in fit.law.inputs else {})})
+    forecast = fit.predict(point, ci_prob=ci_prob).iloc[0]
+    out["run_at_plan"] = {k: float(forecast[k]) for k in ("N", "D", "median", "pred_lower", "pred_upper", "extrapolation")}
     if cost is not None:
         out["cost"] = budget.cost_text
     if unique_tokens is not None:

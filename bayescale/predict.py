@@ -89,6 +89,16 @@ def extrapolation_columns(fit: "Fit", table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _noise(fit: "Fit", params: Mapping[str, np.ndarray], part: pd.DataFrame, seed: int, n_draws: int) -> np.ndarray:
+    """Unit noise draws (rows) per point (columns), each point's from its own stream keyed by its values.
+
+    So a point's predictive band is the same whichever other points are asked for with it.
+    """
+    keys = pd.util.hash_pandas_object(part, index=False).to_numpy()
+    return np.column_stack([fit.likelihood.standard_noise(np.random.default_rng([seed, 2, int(key)]), params,
+                                                          (n_draws, 1))[:, 0] for key in keys])
+
+
 def loss_draws(fit: "Fit", table: pd.DataFrame, seed: int):
     """Per block of points: log-law draws (with the extrapolation discrepancy) and log-loss draws of new runs.
 
@@ -104,7 +114,7 @@ def loss_draws(fit: "Fit", table: pd.DataFrame, seed: int):
                            for n, v in params.items() if n in fit.law.params}, part)
         if fit.discrepancy is not None:
             mu = fit.discrepancy.widen(mu, part, discrepancy_rng)
-        y = mu + params["sigma"][:, None] * fit.likelihood.standard_noise(rng, params, mu.shape)
+        y = mu + params["sigma"][:, None] * _noise(fit, params, part, seed, mu.shape[0])
         yield mu, y
 
 

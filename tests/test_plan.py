@@ -59,7 +59,8 @@ def test_cli_plan_json(spread_fit, tmp_path, capsys):
     path = spread_fit.save(tmp_path / "fit.nc")
     assert main(["plan", str(path), "--flops", "5.88e23", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["flops"] == 5.88e23 and set(data) == {"flops", "ci_prob", "N_opt", "D_opt", "tokens_per_param", "loss_opt"}
+    assert data["flops"] == 5.88e23 and set(data) == {"flops", "ci_prob", "N_opt", "D_opt", "tokens_per_param", "loss_opt",
+                                                 "flops_vs_largest_run", "run_at_plan"}
     assert main(["plan", str(path), "--flops", "-1"]) == 2
     assert "positive, finite" in capsys.readouterr().err
 
@@ -163,3 +164,26 @@ def test_cli_plan_with_candidates_marginal_and_frontier(spread_fit, tmp_path, ca
     assert data["unique_tokens"] == 5e11 and 0 <= data["p_data_limited"] <= 1
     assert main(["plan", str(path), "--flops", "1e23", "--marginal", "N=3e10"]) == 2
     assert "give exactly N=...,D=..." in capsys.readouterr().err
+
+
+def test_plan_and_candidates_give_the_bands_predict_gives(demo_runs):
+    """The same point has the same predictive band in plan, candidates and predict; costs and reach are flagged."""
+    from bayescale.extrapolation import Discrepancy, observed_ranges
+
+    fit = fake_fit(demo_runs, spread=0.05, draws=300)
+    fit.discrepancy = Discrepancy(observed_ranges(fit.runs, fit.law.inputs), np.full(fit.diagnostics.n_draws, 0.02),
+                                  __import__("pandas").DataFrame(), 5.0)
+    flops = 1e24
+    result = fit.plan(flops)
+    run = result["run_at_plan"]
+    direct = fit.predict(N=run["N"], D=run["D"]).iloc[0]
+    assert run["N"] == pytest.approx(result["N_opt"]["median"])
+    for key in ("median", "pred_lower", "pred_upper", "extrapolation"):
+        assert run[key] == pytest.approx(direct[key])
+    assert run["pred_upper"] - run["pred_lower"] > 1.5 * (result["loss_opt"]["upper"] - result["loss_opt"]["lower"])
+    assert result["flops_vs_largest_run"] == pytest.approx(flops / (6 * demo_runs["N"] * demo_runs["D"]).max())
+    table = candidates(fit, [{"N": run["N"], "D": run["D"]}, {"N": 2 * run["N"], "D": flops / (6 * run["N"])}],
+                       flops=flops)
+    assert list(table["over_budget"]) == [run["N"] * run["D"] * 6 > flops, True]
+    assert table.loc[0, "pred_lower"] == pytest.approx(direct["pred_lower"])
+    assert table.loc[0, "pred_upper"] == pytest.approx(direct["pred_upper"])

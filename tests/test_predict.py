@@ -39,7 +39,17 @@ def test_intervals_widen_with_ci_prob_and_parameter_uncertainty(demo_runs):
     fit = fake_fit(demo_runs, spread=0.05)
     narrow, wide = fit.predict(N=1e11, D=2e12, ci_prob=0.5), fit.predict(N=1e11, D=2e12, ci_prob=0.95)
     assert wide["lower"].item() < narrow["lower"].item() < narrow["upper"].item() < wide["upper"].item()
-    assert wide["pred_lower"].item() < wide["lower"].item()
+    sharp = fake_fit(demo_runs, spread=0.002).predict(N=1e11, D=2e12, ci_prob=0.95)  # noise (1%) dominates
+    assert sharp["pred_lower"].item() < sharp["lower"].item() < sharp["upper"].item() < sharp["pred_upper"].item()
+
+
+def test_a_points_band_does_not_depend_on_the_other_points_asked_for(demo_runs):
+    """Each point's noise comes from its own stream: asked alone or with others, the same band."""
+    fit = fake_fit(demo_runs, spread=0.05)
+    alone = fit.predict(N=1e11, D=2e12)
+    together = fit.predict(N=[3e9, 1e11, 1e12], D=[6e10, 2e12, 2e13])
+    for key in ("median", "lower", "upper", "pred_lower", "pred_upper"):
+        assert together.loc[1, key] == alone.loc[0, key]
 
 
 def test_grid_table_and_compute_inputs(demo_runs):
