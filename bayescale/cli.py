@@ -10,6 +10,7 @@ import json
 import logging
 import math
 import sys
+import textwrap
 import warnings
 from pathlib import Path
 
@@ -329,7 +330,7 @@ def plan_command(fit_path, flops, cost, unique_tokens, candidate_points, margina
 @_json_option
 def compare_command(fit_paths, as_json):
     """Rank fits of different laws on the same runs by PSIS-LOO (elpd, differences, stacking weights)."""
-    from .comparison import compare
+    from .comparison import LEGEND, compare, verdict
     from .fitting import Fit
 
     fits = {Path(p).stem: Fit.load(p) for p in fit_paths}
@@ -340,12 +341,16 @@ def compare_command(fit_paths, as_json):
         click.echo(json.dumps({"fits": [
             {"fit": name, "law": fits[name].law.name, **{k: float(row[k]) for k in ("elpd", "se", "elpd_diff", "dse", "p", "weight")},
              "rank": int(row["rank"]), "high_pareto_k_rows": [int(i) for i in table.attrs["high_k"][name].index]}
-            for name, row in table.iterrows()]}))
+            for name, row in table.iterrows()], "verdict": verdict(table)}))
         return
     click.echo(f"{'fit':<24} {'rank':>4} {'elpd':>9} {'se':>7} {'elpd_diff':>9} {'dse':>7} {'p_loo':>6} {'weight':>6} {'k>thr':>5}")
     for name, row in table.iterrows():
         click.echo(f"{name:<24} {row['rank']:>4.0f} {row['elpd']:>9.1f} {row['se']:>7.1f} {row['elpd_diff']:>9.1f} "
                    f"{row['dse']:>7.1f} {row['p']:>6.1f} {row['weight']:>6.2f} {row['n_high_k']:>5.0f}")
+    click.echo(textwrap.fill(LEGEND, 100))
+    click.echo("")
+    for line in verdict(table):
+        click.echo(textwrap.fill(line, 100))
 
 
 def _candidate(text: str):

@@ -91,7 +91,7 @@ def compare(fits: "Mapping[str, Fit] | Sequence[Fit]", *, method: str = "stackin
         bad = high_pareto_k(fit, results[name])
         high_k[name] = bad
         if len(bad):
-            shown = "; ".join(f"row {i} ({point_label(row, [c for c in (*fit.law.inputs, 'loss') if c in row])}, "
+            shown = "; ".join(f"row {i + 1} ({point_label(row, [c for c in (*fit.law.inputs, 'loss') if c in row])}, "
                               f"k={row['pareto_k']:.2f})"
                               for i, row in bad.head(6).iterrows())
             warnings.warn(f"{name}: {len(bad)} run(s) have Pareto k > {results[name].good_k:.2f}, so their LOO "
@@ -100,6 +100,41 @@ def compare(fits: "Mapping[str, Fit] | Sequence[Fit]", *, method: str = "stackin
     table["n_high_k"] = [len(high_k[name]) for name in table.index]
     table.attrs["high_k"] = high_k
     return table
+
+
+#: what each column of the comparison table means (printed under it by the CLI)
+LEGEND = ("elpd: expected log predictive density of a left-out run (PSIS-LOO; higher is better), se its standard "
+          "error; elpd_diff: how far below the best, dse the standard error of that difference; p_loo: effective "
+          "number of parameters; weight: stacking weight (the mix of laws that predicts left-out runs best, not "
+          "the probability that a law is right); k>thr: runs whose LOO value is unreliable (Pareto k)")
+
+#: below this elpd difference two laws predict left-out runs about equally well (Sivula et al. 2022)
+SMALL_ELPD_DIFF = 4.0
+
+
+def verdict(table: pd.DataFrame) -> list[str]:
+    """The comparison in words: which differences matter, what the weights say, and what LOO cannot."""
+    best = table.index[0]
+    lines = []
+    for name, row in table.iloc[1:].iterrows():
+        diff, dse = abs(float(row["elpd_diff"])), float(row["dse"])  # ArviZ 1.x: negative = below the best
+        if diff < SMALL_ELPD_DIFF:
+            judged = "a small difference: LOO does not separate them"
+        elif diff < 2 * dse:
+            judged = "large, but within two standard errors: not clearly worse"
+        else:
+            judged = "clearly worse"
+        lines.append(f"{name} vs {best}: elpd {diff:.1f} lower (+- {dse:.1f}), {judged}.")
+    carried = table[table["weight"] > 0.05]
+    if len(carried) > 1:
+        lines.append("The stacking weights share the forecast between " + ", ".join(
+            f"{name} ({w:.2f})" for name, w in carried["weight"].items())
+            + ": each predicts some left-out runs better than the others (a lower-ranked law can carry more "
+              "weight than a higher one).")
+    lines.append("LOO scores how well each law describes these runs. For forecasts of larger runs, compare by "
+                 "leave-future-out (bayescale backtest with the same laws): the two can disagree, and for "
+                 "extrapolation the backtest is the one to trust.")
+    return lines
 
 
 def predict_stacked(fits: "Mapping[str, Fit] | Sequence[Fit]", points=None, *, weights: Mapping[str, float] | None = None,

@@ -5,7 +5,7 @@ import warnings
 import pytest
 
 import bayescale as bs
-from bayescale.comparison import compare, loo
+from bayescale.comparison import compare, loo, verdict
 from bayescale.datasets import CHINCHILLA_TRUTH
 from conftest import fake_fit
 
@@ -20,6 +20,18 @@ def test_the_law_that_generated_the_data_wins(demo_runs):
     assert table.loc["wrong", "elpd_diff"] < -4 * table.loc["wrong", "dse"]
     assert table.loc["truth", "weight"] > 0.9
     assert table.loc["truth", "elpd"] == pytest.approx(float(loo(good).elpd))
+    words = verdict(table)
+    assert words[0].startswith("wrong vs truth: elpd") and words[0].endswith("clearly worse.")
+    assert "leave-future-out" in words[-1]
+
+
+def test_the_verdict_says_when_loo_cannot_separate_two_laws(demo_runs):
+    a = fake_fit(demo_runs, values=CHINCHILLA_TRUTH, spread=0.002, seed=1)
+    b = fake_fit(demo_runs, values=CHINCHILLA_TRUTH, spread=0.002, seed=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bs.SamplerWarning)
+        table = compare({"a": a, "b": b})
+    assert "a small difference: LOO does not separate them" in verdict(table)[0]
 
 
 def test_high_pareto_k_runs_are_named(demo_runs):
@@ -27,7 +39,7 @@ def test_high_pareto_k_runs_are_named(demo_runs):
     frame.loc[5, "loss"] *= 1.6  # a gross outlier under a thin-tailed likelihood
     sharp = fake_fit(frame, values=CHINCHILLA_TRUTH, likelihood="normal", spread=0.02)
     other = fake_fit(frame, values={**CHINCHILLA_TRUTH, "E": 1.7}, likelihood="normal", spread=0.02)
-    with pytest.warns(bs.SamplerWarning, match=r"Pareto k > 0\.\d+.*row 5 \(N="):
+    with pytest.warns(bs.SamplerWarning, match=r"Pareto k > 0\.\d+.*row 6 \(N="):
         table = compare([sharp, other])
     assert 5 in table.attrs["high_k"]["chinchilla"].index
     assert list(table.index) == ["chinchilla", "chinchilla (2)"]
@@ -70,3 +82,20 @@ def test_stacking_weights_come_from_loo_by_default(demo_runs):
     wrong = fake_fit(demo_runs, values={**bs.datasets.CHINCHILLA_TRUTH, "E": 2.2}, spread=0.002, seed=2)
     stacked = bs.predict_stacked({"right": right, "wrong": wrong}, N=7e10, D=1.4e12)
     assert stacked.attrs["weights"]["right"] > 0.99
+
+
+def test_cli_compare_prints_a_legend_and_a_verdict(demo_runs, tmp_path, capsys):
+    import json
+
+    from bayescale.cli import main
+
+    good = fake_fit(demo_runs, values=CHINCHILLA_TRUTH, spread=0.002).save(tmp_path / "truth.nc")
+    bad = fake_fit(demo_runs, values={**CHINCHILLA_TRUTH, "E": 1.9, "beta": 0.2}, spread=0.002).save(tmp_path / "wrong.nc")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bs.SamplerWarning)
+        assert main(["compare", str(good), str(bad)]) == 0
+        text = capsys.readouterr().out
+        assert "elpd: expected log predictive density" in text and "wrong vs truth" in text and "clearly worse" in text
+        assert main(["compare", str(good), str(bad), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["verdict"][0].startswith("wrong vs truth")
