@@ -325,6 +325,32 @@ def plan_command(fit_path, flops, cost, unique_tokens, candidate_points, margina
                        f"[{row['loss_opt_lower']:.4f}, {row['loss_opt_upper']:.4f}]")
 
 
+@cli.command("check")
+@click.argument("fit_path", type=click.Path(dir_okay=False))
+@click.option("--prior-draws", type=int, default=500, show_default=True, help="Draws from the priors.")
+@click.option("--seed", type=int, default=None, help="Seed of the predictive draws (default: the fit's).")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
+              help="Save the three checks as a PNG figure.")
+@_json_option
+def check_command(fit_path, prior_draws, seed, plot_path, as_json):
+    """Check a fit: do the priors allow the data, does the posterior reproduce it, are left-out runs forecast calibrated."""
+    from .fitting import Fit
+
+    fit = Fit.load(fit_path)
+    result = fit.check(prior_draws=prior_draws, seed=seed)
+    if plot_path:
+        from .plots import model_checks, save_figure
+
+        save_figure(model_checks(fit, result), plot_path)
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    for line in result["findings"]:
+        click.echo(textwrap.fill(line, 100, subsequent_indent="  "))
+    if plot_path:
+        click.echo(f"figure: {plot_path}")
+
+
 @cli.command("compare")
 @click.argument("fit_paths", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @_json_option

@@ -142,6 +142,12 @@ class Fit:
                                                progressbar=False)
         return self._add_groups(drawn, ("posterior_predictive", "observed_data"))
 
+    def check(self, *, prior_draws: int = 500, seed: int | None = None) -> dict:
+        """Prior predictive, posterior predictive and LOO-PIT checks, with findings in words (:mod:`bayescale.checks`)."""
+        from .checks import check
+
+        return check(self, prior_draws=prior_draws, seed=seed)
+
     def _add_groups(self, drawn: xr.DataTree, groups) -> xr.DataTree:
         for group in groups:
             if group in drawn.children:

@@ -232,3 +232,59 @@ def learning_curves(fit: "Fit", runs, *, upto: float = 1.0, show: list[str] | No
     fig.suptitle(f"{fit.law.name}: forecasts of the rest of each run from checkpoints up to the dotted line", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def model_checks(fit: "Fit", result: dict):
+    """Three panels: prior predictive vs observed losses, in-sample posterior predictive bands, LOO-PIT ECDF."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    observed = np.log(fit.runs["loss"])
+    prior = fit.idata["prior_predictive"]["log_loss"].to_numpy().ravel()
+    ax = axes[0]
+    ax.hist(prior[np.isfinite(prior)], bins=80, density=True, color="0.75", label="prior predictive")
+    ax.hist(observed, bins=30, density=True, color="tab:blue", alpha=0.7, label="observed runs")
+    ax.set(title="prior predictive", xlabel="log loss", yticks=[])
+    ax.legend(fontsize=8)
+    replicated = fit.idata["posterior_predictive"]["log_loss"].to_numpy()
+    replicated = replicated.reshape(-1, replicated.shape[-1])
+    order = np.argsort(observed)
+    lo, mid, hi = np.quantile(replicated[:, order], [0.05, 0.5, 0.95], axis=0)
+    ax = axes[1]
+    x = np.arange(len(order))
+    ax.fill_between(x, lo, hi, color="tab:blue", alpha=0.25, label="90% posterior predictive")
+    ax.plot(x, mid, color="tab:blue", lw=1)
+    ax.plot(x, observed[order], "k.", ms=3, label="observed")
+    ax.set(title=f"posterior predictive ({result['posterior_predictive']['coverage_0.9']:.0%} inside 90%)",
+           xlabel="runs, sorted by loss", ylabel="log loss")
+    ax.legend(fontsize=8)
+    pit = np.sort(result["loo_pit"]["values"])
+    ecdf = np.arange(1, len(pit) + 1) / len(pit)
+    band = 1.36 / np.sqrt(len(pit))  # 95% Kolmogorov-Smirnov band around the uniform
+    ax = axes[2]
+    ax.fill_between([0, 1], [-band, -band], [band, band], color="0.85", label="95% band of a calibrated fit")
+    ax.step(pit, ecdf - pit, where="post", color="tab:blue", label="LOO-PIT")
+    ax.axhline(0, color="0.5", lw=0.8)
+    ax.set(title=f"LOO-PIT (KS p = {result['loo_pit']['p_value']:.2f})", xlabel="PIT value",
+           ylabel="ECDF - uniform", xlim=(0, 1))
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig, path) -> "Path":
+    """Write a figure as PNG atomically (an earlier file survives a failed write) and close it."""
+    import os
+    from pathlib import Path
+
+    from .errors import BayescaleError
+
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise BayescaleError(f"cannot write the figure to {str(path)!r}: folder {str(path.parent)!r} does not exist")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fig.savefig(tmp, format="png", dpi=100)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+        plt.close(fig)
+    return path

@@ -1,0 +1,66 @@
+"""Model checks: prior predictive, posterior predictive and LOO-PIT, through the generative model."""
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+import bayescale as bs
+from bayescale.checks import check
+from bayescale.cli import main
+from conftest import fake_fit
+
+
+@pytest.fixture(scope="module")
+def sampled():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return bs.fit(bs.datasets.synthetic_sweep(3, outlier_fraction=0), "chinchilla", draws=300, tune=300,
+                      chains=2, progressbar=False, extrapolation="none")
+
+
+def test_a_good_fit_passes_every_check_and_gains_arviz_groups(sampled):
+    result = sampled.check(seed=1)
+    assert {"prior", "prior_predictive", "posterior_predictive", "observed_data"} <= set(sampled.idata.children)
+    assert result["prior_predictive"]["outside"] == 0
+    assert 0.8 <= result["posterior_predictive"]["coverage_0.9"] <= 1.0
+    assert len(result["loo_pit"]["values"]) == result["n_runs"] and result["loo_pit"]["p_value"] > 0.01
+    assert result["findings"][0].startswith("prior predictive: every run")
+    assert result["findings"][2].startswith("LOO-PIT: consistent with calibrated")
+
+
+def test_a_noise_scale_ten_times_too_small_is_caught(demo_runs):
+    """Hand-written posterior with sigma 0.001 on data with 1% noise: bands far too narrow, in and out of sample."""
+    narrow = fake_fit(demo_runs, values={**bs.datasets.CHINCHILLA_TRUTH, "sigma": 0.001, "nu": 30.0},
+                      likelihood="studentt", draws=300, spread=0.002)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = check(narrow, seed=0)
+    assert result["posterior_predictive"]["coverage_0.9"] < 0.8
+    assert result["loo_pit"]["p_value"] < 0.01 and result["loo_pit"]["share_outside_central_90"] > 0.3
+    assert "bands too narrow" in result["findings"][2]
+    assert "misses something" in result["findings"][1]
+
+
+def test_losses_in_the_wrong_units_are_ruled_out_by_the_priors():
+    from bayescale.checks import findings
+
+    result = {"n_runs": 10, "prior_predictive": {"band": 0.99, "outside": 10, "outside_rows": list(range(1, 11)),
+                                                 "loss_range": [0.7, 1300.0], "observed_range": [2300.0, 4000.0]},
+              "posterior_predictive": {"coverage_0.5": 0.5, "coverage_0.9": 0.9},
+              "loo_pit": {"p_value": 0.5, "mean": 0.5, "share_outside_central_90": 0.1}}
+    assert "check the units of the table" in findings(result)[0] and "rows 1, 2, 3" in findings(result)[0]
+
+
+def test_cli_check_prints_findings_json_and_a_figure(sampled, tmp_path, capsys):
+    path = sampled.save(tmp_path / "fit.nc")
+    assert main(["check", str(path), "--plot", str(tmp_path / "checks.png")]) == 0
+    out = capsys.readouterr().out
+    assert "prior predictive:" in out and "LOO-PIT:" in out
+    assert (tmp_path / "checks.png").stat().st_size > 10_000
+    assert main(["check", str(path), "--json", "--prior-draws", "200"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert set(data) >= {"prior_predictive", "posterior_predictive", "loo_pit", "findings"}
+    assert main(["check", str(path), "--plot", str(tmp_path / "missing" / "c.png")]) == 2
+    assert "folder" in capsys.readouterr().err
