@@ -1,0 +1,131 @@
+"""Simulation-based calibration (Talts et al. 2018) of bayescale's own inference.
+
+If the sampler, the whitening, the anchored floor and the mode search are right, then for data
+simulated from the prior (parameters drawn from the priors, losses from the law and the noise
+model of ``fit.model``), the rank of each true parameter among its posterior draws is uniform.
+Each simulation is fitted by ``bs.fit`` with its default path (mode search, whitening, nutpie),
+so this checks the inference a user gets, not PyMC's plain sampler on the generative model. The
+design is the demo's (an IsoFLOP sweep of 63 runs); every fit is one task of bayescale's executor.
+
+Reported per parameter: a chi-square test of the rank histogram (20 bins) and the largest gap
+between the ranks' ECDF and the uniform; results/sbc.json and results/sbc.png.
+
+    .venv/bin/python benchmarks/sbc.py [--law chinchilla] [--simulations 100] [--draws 500]
+"""
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+#: posterior draws kept per fit, evenly thinned, so ranks run from 0 to THIN
+THIN = 99
+BINS = 20
+
+
+def simulate(law: str, simulations: int, seed: int):
+    """Draws from the prior predictive of the generative model on the demo design: (truth per simulation, losses)."""
+    import pymc as pm
+
+    import bayescale as bs
+
+    design = bs.load_runs(bs.datasets.demo_runs_path()).frame[["N", "D", "C"]].assign(loss=1.0)
+    model = bs.build_model(design, law)
+    drawn = pm.sample_prior_predictive(simulations, model=model, random_seed=seed)
+    prior = drawn["prior"].to_dataset()
+    names = [rv.name for rv in model.free_RVs]
+    truths = [{n: float(prior[n].to_numpy().ravel()[i]) for n in names} for i in range(simulations)]
+    losses = np.exp(drawn["prior_predictive"]["log_loss"].to_numpy().reshape(simulations, -1))
+    return design, truths, losses
+
+
+def rank_task(law: str, design, truth: dict, loss: np.ndarray, seed: int, draws: int) -> dict:
+    """Fit one simulated sweep; the rank of each true parameter among THIN evenly thinned draws."""
+    import bayescale as bs
+
+    warnings.simplefilter("ignore")
+    fit = bs.fit(design.assign(loss=loss), law, draws=draws, tune=draws, seed=seed, progressbar=False,
+                 extrapolation="none", extend=False)
+    flat = {n: fit.posterior[n].to_numpy().reshape(-1) for n in truth}
+    keep = np.linspace(0, len(next(iter(flat.values()))) - 1, THIN).astype(int)
+    d = fit.diagnostics
+    return {"ranks": {n: int(np.sum(values[keep] < truth[n])) for n, values in flat.items()},
+            "divergences": d.divergences, "rhat_max": d.rhat_max, "ess_bulk_min": d.ess_bulk_min}
+
+
+def uniformity(ranks: np.ndarray) -> dict:
+    from scipy import stats
+
+    counts = np.histogram(ranks, bins=BINS, range=(-0.5, THIN + 0.5))[0]
+    chi2 = stats.chisquare(counts)
+    ecdf = np.sort(ranks) / THIN
+    gap = float(np.max(np.abs(ecdf - np.arange(1, len(ranks) + 1) / len(ranks))))
+    return {"chi2_p_value": float(chi2.pvalue), "max_ecdf_gap": gap, "counts": counts.tolist()}
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(results["parameters"])
+    fig, axes = plt.subplots(1, len(names), figsize=(2.6 * len(names), 2.6), sharey=True)
+    n = results["simulations_fitted"]
+    for ax, name in zip(np.atleast_1d(axes), names):
+        counts = results["parameters"][name]["counts"]
+        ax.bar(range(BINS), counts, width=1.0, color="tab:blue", alpha=0.7)
+        expected = n / BINS
+        band = 2 * np.sqrt(expected * (1 - 1 / BINS))
+        ax.axhspan(expected - band, expected + band, color="0.85", zorder=0)
+        ax.set(title=f"{name} (p = {results['parameters'][name]['chi2_p_value']:.2f})", xticks=[])
+    np.atleast_1d(axes)[0].set_ylabel("simulations per rank bin")
+    fig.suptitle(f"SBC of bs.fit, law {results['law']}: {n} simulated sweeps (grey: +-2 sd of a uniform)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def main():
+    from bayescale.executor import describe, fan_out
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--law", default="chinchilla")
+    parser.add_argument("--simulations", type=int, default=100)
+    parser.add_argument("--draws", type=int, default=500, help="draws and tuning steps per chain of each fit")
+    parser.add_argument("--seed", type=int, default=20240417)
+    parser.add_argument("--processes", type=int, default=None)
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "sbc.json")
+    args = parser.parse_args()
+    start = time.time()
+    design, truths, losses = simulate(args.law, args.simulations, args.seed)
+    seeds = np.random.SeedSequence(args.seed).generate_state(args.simulations)
+    tasks = {i: (rank_task, (args.law, design, truths[i], losses[i], int(seeds[i]), args.draws), {})
+             for i in range(args.simulations)}
+    outcomes = fan_out(tasks, max_workers=args.processes,
+                       progress=lambda o, done, total: print(f"[{done}/{total}] {o.key}: "
+                                                             f"{'done' if o.ok else describe(o.error)}", file=sys.stderr))
+    fitted = [o.result for o in outcomes.values() if o.ok]
+    names = list(truths[0])
+    results = {"law": args.law, "simulations": args.simulations, "simulations_fitted": len(fitted),
+               "draws_per_chain": args.draws, "thinned_to": THIN,
+               "failed": {str(k): describe(o.error) for k, o in outcomes.items() if not o.ok},
+               "fits_with_divergences": sum(r["divergences"] > 0 for r in fitted),
+               "fits_with_rhat_over_1.01": sum(r["rhat_max"] > 1.01 for r in fitted),
+               "parameters": {n: uniformity(np.array([r["ranks"][n] for r in fitted])) for n in names},
+               "seconds": round(time.time() - start)}
+    args.out.parent.mkdir(exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=1) + "\n")
+    plot(results, args.out.with_suffix(".png"))
+    print(json.dumps({k: v for k, v in results.items() if k != "parameters"}, indent=1))
+    for name, u in results["parameters"].items():
+        print(f"{name:8s} chi2 p = {u['chi2_p_value']:.3f}  max ECDF gap = {u['max_ecdf_gap']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
