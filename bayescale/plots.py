@@ -7,16 +7,20 @@
 - :func:`loo_comparison` - elpd with standard errors from :func:`bayescale.compare`;
 - :func:`calibration` - backtest coverage, nominal against observed;
 - :func:`frontier_bands` - the compute-optimal N*, D* and L* against compute, with bands;
-- :func:`learning_curves` - runs' checkpoints, the part a fit saw and the forecast of the rest.
+- :func:`learning_curves` - runs' checkpoints, the part a fit saw and the forecast of the rest;
+- :func:`model_checks` - prior predictive, posterior predictive and LOO-PIT (:mod:`bayescale.checks`).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import sys
+
 import matplotlib
 
-matplotlib.use("Agg")  # files, never windows: reports are built headless
+if "ipykernel" not in sys.modules:  # in a notebook the inline backend draws the figures
+    matplotlib.use("Agg")  # elsewhere files, never windows: reports are built headless
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402

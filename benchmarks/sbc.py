@@ -7,10 +7,10 @@ Each simulation is fitted by ``bs.fit`` with its default path (mode search, whit
 so this checks the inference a user gets, not PyMC's plain sampler on the generative model. The
 design is the demo's (an IsoFLOP sweep of 63 runs); every fit is one task of bayescale's executor.
 
-Reported per parameter: a chi-square test of the rank histogram (20 bins) and the largest gap
+Reported per parameter: a chi-square test of the rank histogram (about five simulations per bin) and the largest gap
 between the ranks' ECDF and the uniform; results/sbc.json and results/sbc.png.
 
-    .venv/bin/python benchmarks/sbc.py [--law chinchilla] [--simulations 100] [--draws 500]
+    .venv/bin/python benchmarks/sbc.py [--law chinchilla] [--simulations 100] [--draws 400]
 """
 
 import argparse
@@ -25,7 +25,11 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 #: posterior draws kept per fit, evenly thinned, so ranks run from 0 to THIN
 THIN = 99
-BINS = 20
+
+
+def n_bins(n: int) -> int:
+    """Rank-histogram bins: about five simulations per bin, 4 to 20 bins."""
+    return max(4, min(20, n // 5))
 
 
 def simulate(law: str, simulations: int, seed: int):
@@ -61,7 +65,7 @@ def rank_task(law: str, design, truth: dict, loss: np.ndarray, seed: int, draws:
 def uniformity(ranks: np.ndarray) -> dict:
     from scipy import stats
 
-    counts = np.histogram(ranks, bins=BINS, range=(-0.5, THIN + 0.5))[0]
+    counts = np.histogram(ranks, bins=n_bins(len(ranks)), range=(-0.5, THIN + 0.5))[0]
     chi2 = stats.chisquare(counts)
     ecdf = np.sort(ranks) / THIN
     gap = float(np.max(np.abs(ecdf - np.arange(1, len(ranks) + 1) / len(ranks))))
@@ -79,9 +83,10 @@ def plot(results: dict, path: Path) -> None:
     n = results["simulations_fitted"]
     for ax, name in zip(np.atleast_1d(axes), names):
         counts = results["parameters"][name]["counts"]
-        ax.bar(range(BINS), counts, width=1.0, color="tab:blue", alpha=0.7)
-        expected = n / BINS
-        band = 2 * np.sqrt(expected * (1 - 1 / BINS))
+        bins = len(counts)
+        ax.bar(range(bins), counts, width=1.0, color="tab:blue", alpha=0.7)
+        expected = n / bins
+        band = 2 * np.sqrt(expected * (1 - 1 / bins))
         ax.axhspan(expected - band, expected + band, color="0.85", zorder=0)
         ax.set(title=f"{name} (p = {results['parameters'][name]['chi2_p_value']:.2f})", xticks=[])
     np.atleast_1d(axes)[0].set_ylabel("simulations per rank bin")
@@ -97,7 +102,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--law", default="chinchilla")
     parser.add_argument("--simulations", type=int, default=100)
-    parser.add_argument("--draws", type=int, default=500, help="draws and tuning steps per chain of each fit")
+    parser.add_argument("--draws", type=int, default=400, help="draws and tuning steps per chain of each fit")
     parser.add_argument("--seed", type=int, default=20240417)
     parser.add_argument("--processes", type=int, default=None)
     parser.add_argument("--out", type=Path, default=HERE / "results" / "sbc.json")

@@ -16,3 +16,6 @@ def test_notebook_runs(path, monkeypatch):
     NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
+    figures = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert figures, f"{path.name} drew no figure"  # plots show inline, not only in files
+    assert not any("draws/s" in str(o) for o in outputs)  # no frozen progress tables off a terminal
