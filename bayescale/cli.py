@@ -671,7 +671,10 @@ def demo_command(out_dir, draws, quiet):
     for _, row in forecast.iterrows():
         click.echo(f"forecast at N={row['N']:.3g}, D={row['D']:.3g}: loss {row['median']:.3f}; 90% of new runs "
                    f"would land between {row['pred_lower']:.3f} and {row['pred_upper']:.3f}")
-    click.echo(f"saved {path}; try: .venv/bin/bayescale predict {path} --at N=1e10,D=2e11")
+    from .plots import forecast_fan, save_figure
+
+    figure = save_figure(forecast_fan(result), Path(out_dir) / "demo_forecast.png")
+    click.echo(f"saved {path} and {figure}; try: .venv/bin/bayescale predict {path} --at N=1e10,D=2e11")
 
 
 def main(argv=None) -> int:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import sys
+import warnings
 
 import matplotlib
 
@@ -27,6 +28,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from . import defaults  # noqa: E402
+from .errors import ExtrapolationWarning  # noqa: E402
 
 if TYPE_CHECKING:
     from .backtesting import BacktestResult
@@ -59,7 +61,9 @@ def forecast_fan(fit: "Fit", x: str | None = None, *, heldout: pd.DataFrame | No
     far = max(high * extend, heldout[x].max() * 1.5 if heldout is not None and len(heldout) else 0)
     grid = np.geomspace(low, far, 120)
     path = _path(fit, x, grid)
-    forecast = fit.predict(path, ci_prob=ci_prob)
+    with warnings.catch_warnings():  # the drawing grid is not the user's question: no warnings about its far end
+        warnings.simplefilter("ignore", ExtrapolationWarning)
+        forecast = fit.predict(path, ci_prob=ci_prob)
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     pct = f"{ci_prob:.0%}"
     ax.fill_between(grid, forecast["pred_lower"], forecast["pred_upper"], color=_PRED, alpha=0.5,

@@ -123,13 +123,21 @@ def main():
                "fits_with_divergences": sum(r["divergences"] > 0 for r in fitted),
                "fits_with_rhat_over_1.01": sum(r["rhat_max"] > 1.01 for r in fitted),
                "parameters": {n: uniformity(np.array([r["ranks"][n] for r in fitted])) for n in names},
+               "clean_fits": {"n": len(clean := [r for r in fitted if r["divergences"] == 0 and r["rhat_max"] <= 1.01]),
+                              "parameters": {n: uniformity(np.array([r["ranks"][n] for r in clean])) for n in names}
+                              if len(clean) >= 20 else None},
+               "fits": [{"truth": truths[k], **o.result} for k, o in outcomes.items() if o.ok],
                "seconds": round(time.time() - start)}
     args.out.parent.mkdir(exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1) + "\n")
     plot(results, args.out.with_suffix(".png"))
-    print(json.dumps({k: v for k, v in results.items() if k != "parameters"}, indent=1))
+    print(json.dumps({k: v for k, v in results.items() if k not in ("parameters", "fits", "clean_fits")}, indent=1))
     for name, u in results["parameters"].items():
         print(f"{name:8s} chi2 p = {u['chi2_p_value']:.3f}  max ECDF gap = {u['max_ecdf_gap']:.3f}")
+    if results["clean_fits"]["parameters"]:
+        print(f"only the {results['clean_fits']['n']} fits without divergences and with R-hat <= 1.01:")
+        for name, u in results["clean_fits"]["parameters"].items():
+            print(f"{name:8s} chi2 p = {u['chi2_p_value']:.3f}  max ECDF gap = {u['max_ecdf_gap']:.3f}")
 
 
 if __name__ == "__main__":

@@ -124,3 +124,11 @@ def test_fit_prints_each_sampler_warning_once_with_advice_for_api_and_cli(tmp_pa
     assert done.stderr.count("low effective sample size") == 1, done.stderr  # 60 draws: ESS is surely short
     assert "Draw more (draws=2000; CLI: --draws 2000)" in done.stderr
     assert "warning" not in done.stdout
+
+
+def test_demo_fits_forecasts_and_draws_the_fan_chart(tmp_path, capsys):
+    """The README's first command: the main job on the embedded demo sweep."""
+    assert main(["demo", "--out", str(tmp_path), "--draws", "150", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "forecast at N=7e+10, D=1.4e+12" in out and "90% of new runs would land between" in out
+    assert (tmp_path / "demo_fit.nc").exists() and (tmp_path / "demo_forecast.png").stat().st_size > 10_000

@@ -159,3 +159,13 @@ def test_sharp_learning_curves_get_internal_forecasts_as_sharp_as_their_noise():
     assert set(table["shares_with"]) == set(runs.frame["run"].astype(str))
     assert table["scale"].median() < 0.01            # not the prior's width: the mode search found the mode
     assert np.median(np.abs(table["error"])) < 0.01  # the law is right: internal forecasts are close
+
+
+def test_the_fan_charts_own_grid_raises_no_extrapolation_warning(demo_runs):
+    """Warnings name the user's points, never the far end of a chart's drawing grid."""
+    from bayescale.plots import forecast_fan
+
+    fit = with_discrepancy(fake_fit(demo_runs), supported=0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ExtrapolationWarning)
+        forecast_fan(fit, extend=1000.0)
