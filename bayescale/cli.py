@@ -353,21 +353,26 @@ def check_command(fit_path, prior_draws, seed, plot_path, as_json):
 
 @cli.command("compare")
 @click.argument("fit_paths", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--backtest", "backtest_path", type=click.Path(dir_okay=False), default=None,
+              help="A backtest of the same laws (from backtest --out): say where it and LOO disagree.")
 @_json_option
-def compare_command(fit_paths, as_json):
+def compare_command(fit_paths, backtest_path, as_json):
     """Rank fits of different laws on the same runs by PSIS-LOO (elpd, differences, stacking weights)."""
-    from .comparison import LEGEND, compare, verdict
+    from .backtesting import BacktestResult
+    from .comparison import LEGEND, against_backtest, compare, verdict
     from .fitting import Fit
 
     fits = {Path(p).stem: Fit.load(p) for p in fit_paths}
     if len(fits) != len(fit_paths):
         fits = {str(p): Fit.load(p) for p in fit_paths}
     table = compare(fits)
+    versus = against_backtest(table, fits, BacktestResult.load(backtest_path)) if backtest_path else []
     if as_json:
         click.echo(json.dumps({"fits": [
             {"fit": name, "law": fits[name].law.name, **{k: float(row[k]) for k in ("elpd", "se", "elpd_diff", "dse", "p", "weight")},
              "rank": int(row["rank"]), "high_pareto_k_rows": [int(i) for i in table.attrs["high_k"][name].index]}
-            for name, row in table.iterrows()], "verdict": verdict(table)}))
+            for name, row in table.iterrows()], "verdict": verdict(table),
+            **({"against_backtest": versus} if backtest_path else {})}))
         return
     click.echo(f"{'fit':<24} {'rank':>4} {'elpd':>9} {'se':>7} {'elpd_diff':>9} {'dse':>7} {'p_loo':>6} {'weight':>6} {'k>thr':>5}")
     for name, row in table.iterrows():
@@ -377,6 +382,10 @@ def compare_command(fit_paths, as_json):
     click.echo("")
     for line in verdict(table):
         click.echo(textwrap.fill(line, 100))
+    if versus:
+        click.echo("")
+        for line in versus:
+            click.echo(textwrap.fill(line, 100))
 
 
 def _candidate(text: str):

@@ -21,6 +21,7 @@ from .data import point_label, row_numbers
 from .errors import BayescaleError, SamplerWarning
 
 if TYPE_CHECKING:
+    from .backtesting import BacktestResult
     from .fitting import Fit
 
 
@@ -190,3 +191,39 @@ def _check_weights(weights: Mapping[str, float], named: Mapping[str, "Fit"]) -> 
         raise BayescaleError(f"weights must be finite, >= 0 and not all 0; got {values}")
     total = sum(values.values())
     return {k: v / total for k, v in values.items()}
+
+
+def against_backtest(table: pd.DataFrame, fits: Mapping[str, "Fit"], backtest: "BacktestResult") -> list[str]:
+    """Where LOO (describing these runs) and a leave-future-out backtest (forecasting larger ones) disagree.
+
+    A fit is matched to the backtest candidate of the same law (the first word of its label); fits
+    whose law the backtest did not score, or scored in several variants, are named as unmatched.
+    """
+    scored = backtest.table
+    by_law: dict[str, list[str]] = {}
+    for label in scored.index:
+        by_law.setdefault(label.split()[0], []).append(label)
+    laws = [fits[name].law.name for name in table.index]
+    matched = {name: by_law[law][0] for name, law in zip(table.index, laws)
+               if len(by_law.get(law, [])) == 1 and laws.count(law) == 1}
+    lines = []
+    unmatched = [name for name in table.index if name not in matched]
+    if unmatched:
+        lines.append(f"not in the backtest (or in several variants): {', '.join(unmatched)}.")
+    if len(matched) < 2:
+        return lines + ["The backtest scores fewer than two of these fits: nothing to set against LOO."]
+    for name, label in matched.items():
+        row = scored.loc[label]
+        lines.append(f"{name}: LOO rank {int(table.loc[name, 'rank'])}; backtest on {backtest.holdout!r} "
+                     f"({backtest.n_heldout} runs): rank {int(row['rank'])}, 90% band holds "
+                     f"{row['coverage_0.9']:.2f}, median error {row['median_abs_rel_error']:.2%}.")
+    loo_best = next(name for name in table.index if name in matched)
+    future_best = min(matched, key=lambda name: scored.loc[matched[name], "rank"])
+    if loo_best == future_best:
+        lines.append(f"LOO and the backtest agree: {loo_best} is best at describing these runs and at forecasting "
+                     "the held-out larger ones.")
+    else:
+        lines.append(f"They disagree: LOO prefers {loo_best} (it describes these runs best), the backtest prefers "
+                     f"{future_best} (it forecast the held-out larger runs best). For forecasts beyond the data, "
+                     f"trust the backtest: use {future_best}, or mix the laws (predict with both fits).")
+    return lines

@@ -99,3 +99,26 @@ def test_cli_compare_prints_a_legend_and_a_verdict(demo_runs, tmp_path, capsys):
         assert main(["compare", str(good), str(bad), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["verdict"][0].startswith("wrong vs truth")
+
+
+def test_compare_says_where_loo_and_a_backtest_disagree(demo_runs, tmp_path, capsys):
+    """LOO ranks the fits on these runs; a backtest of the same laws may rank them the other way round."""
+    import pandas as pd
+
+    from bayescale.backtesting import BacktestResult
+    from bayescale.cli import main
+
+    good = fake_fit(demo_runs, values=CHINCHILLA_TRUTH, spread=0.002).save(tmp_path / "chin.nc")
+    kaplan = fake_fit(demo_runs, law="kaplan_nd", values={"Nc": 8.8e13, "alphaN": 0.076, "Dc": 5.4e13, "alphaD": 0.095},
+                      spread=0.002).save(tmp_path / "kap.nc")
+    runs = pd.DataFrame({"N": [1e11], "D": [2e12], "loss": [1.9]})
+    scored = {"chinchilla": (0.2, 0.03, -5.0), "kaplan_nd": (1.0, 0.005, 20.0)}  # the backtest prefers kaplan_nd
+    backtest = BacktestResult("N >= 5e10", 50, 13, {
+        law: {"coverage": {"0.5": cov, "0.8": cov, "0.9": cov}, "median_abs_rel_error": err, "heldout_lpd": lpd,
+              "runs": runs} for law, (cov, err, lpd) in scored.items()}).save(tmp_path / "bt.json")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bs.SamplerWarning)
+        assert main(["compare", str(good), str(kaplan), "--backtest", str(backtest)]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "They disagree: LOO prefers chin" in text and "the backtest prefers kap" in text
+    assert "kap: LOO rank 2; backtest on 'N >= 5e10' (13 runs): rank 1, 90% band holds 1.00" in text
