@@ -1,8 +1,9 @@
 """Observation noise on log-loss: Student-t (default, robust), Normal or Laplace.
 
-Each likelihood gives the same density three ways from one definition: the PyMC observed
-variable for sampling, a NumPy log-density for the mode search and the stored pointwise
-log-likelihood (so LOO always works), and noise draws for predictive intervals.
+Each likelihood names a family of the one distribution table (:data:`bayescale.priors.FAMILIES`,
+keyed by PyMC names), which gives the PyMC observed variable for sampling, the NumPy log-density
+for the mode search and the stored pointwise log-likelihood (so LOO always works), and noise draws
+for predictive intervals.
 """
 
 from __future__ import annotations
@@ -11,54 +12,53 @@ from dataclasses import dataclass
 from typing import Mapping
 
 import numpy as np
-from . import densities
 from .errors import BayescaleError
-from .priors import Prior
+from .priors import FAMILIES, Prior
 
 
 @dataclass(frozen=True)
 class Likelihood:
+    """A noise model on log-loss: a location-scale family of :data:`bayescale.priors.FAMILIES` (by its PyMC name).
+
+    ``sigma`` is always the noise scale (the family calls it ``scale``: ``b`` for Laplace); other
+    noise parameters (``nu``) pass to the family by name.
+    """
+
     name: str
+    family: str
     noise_priors: Mapping[str, Prior]
     description: str
+    scale: str = "sigma"
 
     @property
     def noise_params(self) -> tuple[str, ...]:
         return tuple(self.noise_priors)
 
+    def _args(self, mu, p: Mapping) -> dict:
+        return {"mu": mu, self.scale: p["sigma"], **{k: p[k] for k in self.noise_params if k != "sigma"}}
+
     def logpdf(self, y, mu, p: Mapping):
         """Pointwise log-density of observed log-loss ``y`` given ``mu`` (NumPy or xarray)."""
-        if self.name == "normal":
-            return densities.normal(y, mu, p["sigma"])
-        if self.name == "laplace":
-            return densities.laplace(y, mu, p["sigma"])
-        return densities.studentt(y, p["nu"], mu, p["sigma"])
+        return FAMILIES[self.family].logpdf(y, **self._args(mu, p))
 
     def pymc_observed(self, name: str, mu, p: Mapping, observed, dims: str):
         import pymc as pm
 
-        if self.name == "normal":
-            return pm.Normal(name, mu=mu, sigma=p["sigma"], observed=observed, dims=dims)
-        if self.name == "laplace":
-            return pm.Laplace(name, mu=mu, b=p["sigma"], observed=observed, dims=dims)
-        return pm.StudentT(name, nu=p["nu"], mu=mu, sigma=p["sigma"], observed=observed, dims=dims)
+        return getattr(pm, FAMILIES[self.family].pymc_name)(name, **self._args(mu, p), observed=observed, dims=dims)
 
     def standard_noise(self, rng: np.random.Generator, p: Mapping, shape: tuple[int, ...]) -> np.ndarray:
-        """Unit-scale noise draws of ``shape`` = (chain, draw, point); nu broadcasts per draw."""
-        if self.name == "normal":
-            return rng.standard_normal(shape)
-        if self.name == "laplace":
-            return rng.laplace(0.0, 1.0, shape)
-        nu = np.asarray(p["nu"])[..., None]
-        return rng.standard_t(np.broadcast_to(nu, shape))
+        """Unit-scale noise draws of ``shape`` = (draw, point); nu and the like broadcast per draw."""
+        shape_args = {k: np.broadcast_to(np.asarray(p[k])[..., None], shape) for k in self.noise_params if k != "sigma"}
+        return FAMILIES[self.family].standard(rng, shape, **shape_args)
 
 
 _SIGMA = Prior("HalfNormal", sigma=0.1)
 LIKELIHOODS: dict[str, Likelihood] = {
-    "studentt": Likelihood("studentt", {"sigma": _SIGMA, "nu": Prior("Gamma", alpha=2.0, beta=0.1)},
+    "studentt": Likelihood("studentt", "StudentT", {"sigma": _SIGMA, "nu": Prior("Gamma", alpha=2.0, beta=0.1)},
                            "Student-t on log-loss: robust to outlying runs (the default)"),
-    "normal": Likelihood("normal", {"sigma": _SIGMA}, "Normal on log-loss (multiplicative Gaussian noise)"),
-    "laplace": Likelihood("laplace", {"sigma": _SIGMA}, "Laplace on log-loss (absolute-error, like a Huber fit)"),
+    "normal": Likelihood("normal", "Normal", {"sigma": _SIGMA}, "Normal on log-loss (multiplicative Gaussian noise)"),
+    "laplace": Likelihood("laplace", "Laplace", {"sigma": _SIGMA},
+                          "Laplace on log-loss (absolute-error, like a Huber fit)", scale="b"),
 }
 
 

@@ -55,21 +55,32 @@ def _softplus(u, xp):
 
 @dataclass(frozen=True)
 class _Family:
+    """One distribution, keyed in :data:`FAMILIES` by its PyMC name: arguments, SciPy form, NumPy density, support.
+
+    ``standard`` (location-scale families used as noise models) draws the family at location 0 and
+    scale 1: ``standard(rng, shape, **shape_args)``.
+    """
+
     args: tuple[str, ...]
     positive_args: tuple[str, ...]
     scipy: Callable[..., Any]
     logpdf: Callable[..., Any]
     support: Callable[..., _Support]
     pymc_name: str
+    standard: Callable[..., Any] | None = None
 
 
 _REAL = lambda **_: _Support("real")  # noqa: E731
 _POSITIVE = lambda **_: _Support("positive")  # noqa: E731
 
 FAMILIES: dict[str, _Family] = {
-    "Normal": _Family(("mu", "sigma"), ("sigma",), lambda mu, sigma: stats.norm(mu, sigma), densities.normal, _REAL, "Normal"),
+    "Normal": _Family(("mu", "sigma"), ("sigma",), lambda mu, sigma: stats.norm(mu, sigma), densities.normal, _REAL,
+                      "Normal", lambda rng, shape: rng.standard_normal(shape)),
     "StudentT": _Family(("nu", "mu", "sigma"), ("nu", "sigma"),
-                        lambda nu, mu, sigma: stats.t(nu, mu, sigma), densities.studentt, _REAL, "StudentT"),
+                        lambda nu, mu, sigma: stats.t(nu, mu, sigma), densities.studentt, _REAL, "StudentT",
+                        lambda rng, shape, nu: rng.standard_t(nu, shape)),
+    "Laplace": _Family(("mu", "b"), ("b",), lambda mu, b: stats.laplace(mu, b), densities.laplace, _REAL, "Laplace",
+                       lambda rng, shape: rng.laplace(0.0, 1.0, shape)),
     "LogNormal": _Family(("mu", "sigma"), ("sigma",),
                          lambda mu, sigma: stats.lognorm(s=sigma, scale=np.exp(mu)), densities.lognormal,
                          _POSITIVE, "LogNormal"),

@@ -22,6 +22,19 @@ def test_likelihood_numpy_density_matches_pymc(name):
     np.testing.assert_allclose(lik.logpdf(y, mu, params), pm.logp(dist, y).eval(), atol=1e-7)
 
 
+@pytest.mark.parametrize("name", list(LIKELIHOODS))
+def test_likelihood_noise_draws_follow_its_family(name):
+    """Predictive noise is drawn from the same family the fit's density uses (KS test at unit scale)."""
+    from scipy import stats
+
+    lik = get_likelihood(name)
+    draws = lik.standard_noise(np.random.default_rng(3), {"sigma": 1.0, "nu": np.full(4000, 4.0)}, (4000, 1))[:, 0]
+    reference = {"normal": stats.norm(), "laplace": stats.laplace(), "studentt": stats.t(4.0)}[name]
+    assert stats.kstest(draws, reference.cdf).pvalue > 0.01
+    other = stats.norm() if name != "normal" else stats.laplace()
+    assert stats.kstest(draws, other.cdf).pvalue < 0.01  # and the test can tell families apart
+
+
 def test_unknown_likelihood_is_refused():
     with pytest.raises(bs.BayescaleError, match="unknown likelihood 'huber'; choose one of studentt, normal, laplace"):
         get_likelihood("huber")

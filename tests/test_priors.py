@@ -8,7 +8,7 @@ from bayescale.priors import FAMILIES, Prior
 EXAMPLES = [Prior("Normal", mu=0.3, sigma=2.0), Prior("StudentT", nu=3.0, mu=1.0, sigma=0.5),
             Prior("LogNormal", mu=-1.0, sigma=0.5), Prior("HalfNormal", sigma=0.1),
             Prior("Gamma", alpha=2.0, beta=0.1), Prior("Exponential", lam=2.0),
-            Prior("Uniform", lower=-1.0, upper=3.0), Prior("Beta", alpha=2.0, beta=5.0)]
+            Prior("Uniform", lower=-1.0, upper=3.0), Prior("Beta", alpha=2.0, beta=5.0), Prior("Laplace", mu=0.5, b=0.3)]
 
 
 def test_every_family_has_an_example():
