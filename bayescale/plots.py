@@ -53,12 +53,19 @@ def _path(fit: "Fit", x: str, grid: np.ndarray) -> pd.DataFrame:
 
 
 def forecast_fan(fit: "Fit", x: str | None = None, *, heldout: pd.DataFrame | None = None, extend: float = 30.0,
-                 ci_prob: float = defaults.CI_PROB):
-    """The runs and the law's bands along ``x`` (default: the first input), out to ``extend`` times the data."""
+                 ci_prob: float = defaults.CI_PROB, points: pd.DataFrame | None = None):
+    """The runs and the law's bands along ``x`` (default: the first input), out to ``extend`` times the data.
+
+    ``heldout`` runs are drawn with their forecast at their own inputs: the backtest's own forecast
+    (columns ``median``, ``pred_lower``, ``pred_upper`` of a fit that did not see them, 90% bands)
+    when the table has it, so the chart and the backtest table agree; else this fit's. ``points``
+    (the user's forecast points) are drawn with their predictive bands.
+    """
     x = x or fit.law.inputs[0]
     frame = fit.runs.frame
     low, high = frame[x].min(), frame[x].max()
-    far = max(high * extend, heldout[x].max() * 1.5 if heldout is not None and len(heldout) else 0)
+    far = max(high * extend, *(float(t[x].max()) * 1.5 for t in (heldout, points)
+                               if t is not None and len(t) and x in t.columns))
     grid = np.geomspace(low, far, 120)
     path = _path(fit, x, grid)
     with warnings.catch_warnings():  # the drawing grid is not the user's question: no warnings about its far end
@@ -72,13 +79,23 @@ def forecast_fan(fit: "Fit", x: str | None = None, *, heldout: pd.DataFrame | No
     ax.plot(grid, forecast["median"], color=_LAW, lw=1.5, label="posterior median")
     ax.scatter(frame[x], frame["loss"], s=10, color=_TRAIN, alpha=0.6, label=f"fitted runs ({len(frame)})", zorder=3)
     if heldout is not None and len(heldout):
-        held = fit.predict(heldout[[c for c in heldout.columns if c != "loss" and c in
-                                    (*fit.law.inputs, *(p.column for p in fit.spec.pooled.values()))]], ci_prob=ci_prob)
-        inside = (held["pred_lower"] <= heldout["loss"].to_numpy()) & (heldout["loss"].to_numpy() <= held["pred_upper"])
+        scored = {"median", "pred_lower", "pred_upper"} <= set(heldout.columns)
+        held = heldout if scored else fit.predict(
+            heldout[[c for c in heldout.columns if c != "loss" and c in
+                     (*fit.law.inputs, *(p.column for p in fit.spec.pooled.values()))]], ci_prob=ci_prob)
+        loss = heldout["loss"].to_numpy()
+        inside = (held["pred_lower"].to_numpy() <= loss) & (loss <= held["pred_upper"].to_numpy())
         ax.errorbar(heldout[x], held["median"], yerr=[held["median"] - held["pred_lower"], held["pred_upper"] - held["median"]],
                     fmt="none", ecolor=_HELD, alpha=0.5, lw=1, zorder=4)
-        ax.scatter(heldout[x], heldout["loss"], s=28, marker="D", color=_HELD, zorder=5,
-                   label=f"held-out runs ({int(inside.sum())}/{len(heldout)} inside {pct})")
+        label = (f"held-out runs, backtest forecasts ({int(inside.sum())}/{len(heldout)} inside 90%)" if scored else
+                 f"held-out runs ({int(inside.sum())}/{len(heldout)} inside {pct})")
+        ax.scatter(heldout[x], loss, s=28, marker="D", color=_HELD, zorder=5, label=label)
+    if points is not None and len(points):
+        asked = fit.predict(points, ci_prob=ci_prob)
+        ax.errorbar(asked[x], asked["median"], yerr=[asked["median"] - asked["pred_lower"],
+                                                     asked["pred_upper"] - asked["median"]],
+                    fmt="X", color="black", ms=7, lw=1.2, capsize=3, zorder=6,
+                    label=f"asked points ({pct} predictive, at their own inputs)")
     ax.axvspan(high, far, color="0.93", zorder=0)
     ax.text(high * 1.1, ax.get_ylim()[1], "extrapolation", va="top", fontsize=8, color="0.4")
     ax.set_xscale("log")

@@ -177,9 +177,11 @@ def _fit_section(doc: _Doc, fit: "Fit", name: str, points, ci_prob: float, heldo
                    "to the end of the run's schedule where the law knows it")
     else:
         progress("fan chart")
-        doc.figure(plots.forecast_fan(fit, heldout=heldout, ci_prob=ci_prob),
+        doc.figure(plots.forecast_fan(fit, heldout=heldout, ci_prob=ci_prob,
+                                      points=pd.DataFrame(points) if points else None),
                    "The runs and the fitted law with credible (dark) and predictive (light) bands"
-                   + ("; diamonds are held-out runs with their forecast intervals" if heldout is not None else ""))
+                   + ("; diamonds are the held-out runs with the backtest's forecasts (a fit without them)"
+                      if heldout is not None else "") + ("; crosses are the forecast points" if points else ""))
     progress("prior and posterior")
     doc.figure(plots.prior_posterior(fit), "Prior against posterior for each parameter")
     doc.figure(plots.correlated_pairs(fit), "Strongly correlated parameter pairs")
@@ -189,6 +191,19 @@ def _fit_section(doc: _Doc, fit: "Fit", name: str, points, ci_prob: float, heldo
             doc.figure(plots.frontier_bands(fit, ci_prob=ci_prob), "Compute-optimal frontier")
         except BayescaleError as exc:
             doc.para(f"No compute-optimal frontier: {exc}")
+
+
+def backtest_runs(backtest: "BacktestResult | None", fit: "Fit") -> pd.DataFrame | None:
+    """The held-out runs with the backtest's forecasts by the same law as ``fit`` (None if it has no such entry).
+
+    The same numbers as the backtest table, never this fit's forecasts of runs it was trained on.
+    """
+    if backtest is None:
+        return None
+    same_law = [r for label, r in backtest.results.items() if "error" not in r and label.split()[0] == fit.law.name]
+    if len(same_law) != 1 or not set(fit.law.inputs) <= set(same_law[0]["runs"].columns):
+        return None
+    return same_law[0]["runs"]
 
 
 def build_report(fits: "dict[str, Fit]", *, backtest: "BacktestResult | None" = None, points: Sequence[dict] | None = None,
@@ -204,15 +219,10 @@ def build_report(fits: "dict[str, Fit]", *, backtest: "BacktestResult | None" = 
     doc.heading("bayescale report", 1)
     doc.para(f"Generated {datetime.date.today().isoformat()} by bayescale {__version__}. Intervals are "
              f"equal-tailed at {ci_prob:.0%}: credible for the law, predictive for a new run.")
-    heldout = None
-    if backtest is not None:
-        first = next(iter(backtest.results.values()))["runs"]
-        heldout = first[[c for c in first.columns if c not in ("median", "pred_lower", "pred_upper", "inside_90")]]
     for name, fit in fits.items():
         progress(f"section for {name}")
         fit_points = points or ([] if {"run", "step"} <= set(fit.runs.columns) else default_points(fit))
-        _fit_section(doc, fit, name, fit_points, ci_prob,
-                     heldout if heldout is not None and set(fit.law.inputs) <= set(heldout.columns) else None, progress)
+        _fit_section(doc, fit, name, fit_points, ci_prob, backtest_runs(backtest, fit), progress)
     if len(fits) > 1:
         from .comparison import compare
 

@@ -147,3 +147,25 @@ def test_a_report_on_several_fits_compares_them_or_says_why_not(demo_runs):
     fewer = fake_fit(demo_runs.frame.iloc[:-1], spread=0.002)
     text = build_report({"all": good, "fewer": fewer}, points=[{"N": 7e10, "D": 1.4e12}], fmt="markdown")
     assert "Not compared: fits 'all' and 'fewer' are not on the same observations" in text
+
+
+def test_the_fan_chart_scores_held_out_runs_as_the_backtest_did(demo_runs):
+    """Held-out runs carry the backtest's forecasts (a fit without them), not this fit's: chart and table agree."""
+    from bayescale.report import backtest_runs
+
+    frame = demo_runs.frame
+    train, held = frame[frame.C < 1e21].reset_index(drop=True), frame[frame.C >= 1e21].reset_index(drop=True)
+    wrong = fake_fit(train, values={**bs.datasets.CHINCHILLA_TRUTH, "E": 2.3}, spread=0.01)  # misses every held-out run
+    scored = score(wrong, bs.load_runs(held), seed=0)
+    assert not scored["runs"]["inside_90"].any()
+    backtest = BacktestResult("C >= 1e21", len(train), len(held), {"chinchilla": scored,
+                                                                   "kaplan_nd": {"error": "did not fit"}})
+    full = fake_fit(frame, spread=0.01)  # the reported fit saw the held-out runs and would cover them
+    runs = backtest_runs(backtest, full)
+    assert runs is scored["runs"]
+    fan = plots.forecast_fan(full, heldout=runs, points=pd.DataFrame({"N": [3e11], "D": [6e12]})).axes[0]
+    legend = " ".join(t.get_text() for t in fan.get_legend().texts)
+    assert f"held-out runs, backtest forecasts (0/{len(held)} inside 90%)" in legend
+    assert "asked points" in legend and fan.get_xlim()[1] > 3e11
+    other_law = fake_fit(frame, law="kaplan_nd", values={"Nc": 8.8e13, "alphaN": 0.076, "Dc": 5.4e13, "alphaD": 0.095})
+    assert backtest_runs(backtest, other_law) is None  # its backtest entry failed: no held-out markers
