@@ -276,6 +276,8 @@ def calibrate(runs: Runs, law, likelihood, spec_factory, n_draws: int, seed: int
         shared = heldout.frame["run"].astype(str) if is_curves(frame) else np.full(len(d), "all")
         rows += [{"split": share, "shares_with": gi, "distance": di, "error": ei, "scale": si}
                  for gi, di, ei, si in zip(shared, d, error, scale)]
+    if not rows:
+        return None  # no internal split could be fitted: nothing to calibrate on
     table = pd.DataFrame(rows, columns=["split", "shares_with", "distance", "error", "scale"])
     table = table[np.isfinite(table["error"]) & np.isfinite(table["scale"])]
     outside = table[table["distance"] > 0]

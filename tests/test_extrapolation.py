@@ -169,3 +169,10 @@ def test_the_fan_charts_own_grid_raises_no_extrapolation_warning(demo_runs):
     with warnings.catch_warnings():
         warnings.simplefilter("error", ExtrapolationWarning)
         forecast_fan(fit, extend=1000.0)
+
+
+def test_no_internal_split_that_can_be_fitted_means_no_discrepancy(demo_runs):
+    """Too few runs for any internal fit: calibrate says so (None) instead of failing."""
+    law, lik = bs.get_law("chinchilla"), get_likelihood("studentt")
+    runs = bs.load_runs(demo_runs.frame.iloc[:9])  # 7 parameters: the internal training sets are too small
+    assert calibrate(runs, law, lik, lambda r: ModelSpec.from_runs(law, lik, r), 100, seed=0) is None
