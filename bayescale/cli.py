@@ -597,8 +597,10 @@ def report_command(fit_paths, backtest_path, at, fmt, out, ci_prob):
 @click.option("--delta", type=float, default=0.01, show_default=True,
               help="Loss drop that counts as an improvement; saturation is a gain below it per 1,000 steps.")
 @click.option("--columns", multiple=True, help="Map canonical names to yours: run=name,step=iteration.")
-@click.option("--warmup", type=float, default=0.05, show_default=True,
-              help="Exclude warm-up: a fraction of each run's planned steps, or a step number (>= 1); 0 keeps all.")
+@click.option("--warmup", type=float, default=None,
+              help="Exclude the early phase: a fraction of each run's planned steps, or a step number (>= 1); 0 keeps "
+                   "all. Default: 20% of a run's total_steps (at most half of what --upto lets the fit see), 5% of "
+                   "the last recorded step for a run without total_steps.")
 @click.option("--pool", "pool_items", multiple=True, metavar="PARAM=COLUMN",
               help="Let a parameter vary by a group column (e.g. L0=model); each run then gets an additive "
                    "run_offset. Default: the card's run_effect parameters vary by run.")
@@ -621,7 +623,7 @@ def curve_command(runs, law_spec, run_id, upto, horizon, delta, columns, warmup,
     from .pooling import parse_pool
 
     pool = parse_pool(pool_items) or None
-    table = load_checkpoints(runs, _pairs(columns, "--columns"), warmup=warmup,
+    table = load_checkpoints(runs, _pairs(columns, "--columns"), warmup=warmup, upto=upto,
                              keep=sorted(set(pool.values()) - {"run"}) if pool else ())
     fit = fit_curves(table, law_spec, upto=upto, pool=pool, draws=draws, tune=tune, seed=seed, progressbar=not (as_json or quiet))
     if schedules:

@@ -64,8 +64,8 @@ def forecast_fan(fit: "Fit", x: str | None = None, *, heldout: pd.DataFrame | No
     x = x or fit.law.inputs[0]
     frame = fit.runs.frame
     low, high = frame[x].min(), frame[x].max()
-    far = max(high * extend, *(float(t[x].max()) * 1.5 for t in (heldout, points)
-                               if t is not None and len(t) and x in t.columns))
+    far = max([high * extend, *(float(t[x].max()) * 1.5 for t in (heldout, points)
+                                if t is not None and len(t) and x in t.columns)])
     grid = np.geomspace(low, far, 120)
     path = _path(fit, x, grid)
     with warnings.catch_warnings():  # the drawing grid is not the user's question: no warnings about its far end

@@ -169,7 +169,7 @@ def curve_task(split: Split, seed: int) -> dict:
     methods = {}
     if name == "misfitting_curves":
         table = load_misfitting_curves(DATA / "misfitting" / "scaling_results.csv")
-        runs = load_checkpoints(table, keep=["model"])
+        runs = load_checkpoints(table, keep=["model"], upto=split.cut)
         final = runs.frame.loc[runs.frame.groupby("run")["step"].idxmax()].set_index("run")
         fit = fit_curves(runs, split.law, upto=split.cut, pool=split.options.get("pool"), progressbar=False, seed=seed)
         seconds = time.time() - start

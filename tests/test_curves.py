@@ -35,8 +35,17 @@ def test_checkpoint_errors_name_the_run_and_rows(curves):
 def test_warm_up_rule(curves):
     runs = load_checkpoints(curves, warmup=0.05)
     limit = 0.05 * curves["total_steps"]
-    assert len(runs) == int((curves["step"] > limit).sum()) and "warm-up checkpoints" in runs.notes[-1]
+    assert len(runs) == int((curves["step"] > limit).sum()) and "early-phase checkpoints" in runs.notes[-1]
     assert len(load_checkpoints(curves, warmup=0)) == len(curves)
+    # the default: 20% of the planned steps, at most half of what the fit will see; 5% without total_steps
+    default = load_checkpoints(curves)
+    assert (default.frame["step"] > 0.2 * default.frame["total_steps"]).all()
+    assert len(default) == int((curves["step"] > 0.2 * curves["total_steps"]).sum())
+    early = load_checkpoints(curves, upto=0.25)
+    assert len(early) == int((curves["step"] > 0.125 * curves["total_steps"]).sum())
+    unplanned = load_checkpoints(curves.drop(columns="total_steps"))
+    last = curves.groupby("run")["step"].transform("max")
+    assert len(unplanned) == int((curves["step"] > 0.05 * last).sum())
     assert (load_checkpoints(curves, warmup=1000).frame["step"] > 1000).all()
     np.testing.assert_allclose(upto_steps(runs.frame, 0.5), 0.5 * runs.frame["total_steps"])
 
@@ -57,7 +66,7 @@ def test_a_law_that_needs_learning_rates_says_so(curves):
 
 @pytest.fixture(scope="module")
 def curve_fit(curves):
-    runs = load_checkpoints(curves)
+    runs = load_checkpoints(curves, warmup=0.05)  # geometric checkpoints: the default 20% would leave few
     return runs, fit_curves(runs, upto=0.5, draws=300, tune=400, chains=2, progressbar=False, extrapolation="none")
 
 

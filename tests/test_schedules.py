@@ -118,7 +118,7 @@ def test_forecast_stops_at_the_end_of_a_schedule(truth_fit):
 
 @pytest.mark.slow
 def test_schedule_aware_fit_recovers_the_truth_and_forecasts_the_end():
-    runs = load_checkpoints(bs.datasets.synthetic_schedule_curves(1))
+    runs = load_checkpoints(bs.datasets.synthetic_schedule_curves(1), warmup=0.05)  # recovery, not the warm-up rule
     fit = fit_curves(runs, "schedule_aware", upto=0.5, draws=500, tune=500, chains=2, progressbar=False,
                      extrapolation="none")
     assert fit.diagnostics.divergences == 0
