@@ -96,7 +96,11 @@ def test_executor_for_accepts_executors_and_rejects_the_rest():
 
 
 SCRIPT = """
+import signal
 import sys
+# a user at a terminal: Ctrl-C raises KeyboardInterrupt even when the test runner was started in the
+# background by a shell that set SIGINT to be ignored (which the script would otherwise inherit)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.path.insert(0, {tests!r})
 import executor_tasks
 from bayescale.executor import fan_out
