@@ -297,19 +297,15 @@ def model_checks(fit: "Fit", result: dict):
 
 def save_figure(fig, path) -> "Path":
     """Write a figure as PNG atomically (an earlier file survives a failed write) and close it."""
-    import os
     from pathlib import Path
 
     from .errors import BayescaleError
+    from .store import atomic_write
 
     path = Path(path)
     if not path.parent.is_dir():
         raise BayescaleError(f"cannot write the figure to {str(path)!r}: folder {str(path.parent)!r} does not exist")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        fig.savefig(tmp, format="png", dpi=100)
-        os.replace(tmp, path)
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     finally:
-        tmp.unlink(missing_ok=True)
         plt.close(fig)
-    return path

@@ -11,7 +11,6 @@ import base64
 import datetime
 import html
 import io
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
@@ -21,6 +20,7 @@ import pandas as pd
 from . import __version__, defaults, plots
 from .errors import BayescaleError
 from .mathtext import formula_latex
+from .store import atomic_write
 
 if TYPE_CHECKING:
     from .backtesting import BacktestResult
@@ -282,10 +282,4 @@ def write_report(path: str | Path, text: str) -> Path:
     path = Path(path)
     if not path.parent.is_dir():
         raise BayescaleError(f"cannot write the report to {str(path)!r}: folder {str(path.parent)!r} does not exist")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return atomic_write(path, lambda tmp: tmp.write_text(text))

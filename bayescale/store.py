@@ -43,6 +43,22 @@ def _to_datatree(fit) -> xr.DataTree:
     return tree
 
 
+def atomic_write(path: Path, write) -> Path:
+    """Call ``write(tmp)`` on a temporary file next to ``path``, then rename it over ``path``.
+
+    A failed or interrupted write leaves an earlier file at ``path`` as it was.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
 def save(fit, path: str | Path) -> Path:
     path = Path(path)
     if path.suffix != ".nc":
@@ -50,15 +66,7 @@ def save(fit, path: str | Path) -> Path:
     if not path.parent.is_dir():
         raise BayescaleError(f"cannot save to {str(path)!r}: folder {str(path.parent)!r} does not exist")
     tree = _to_datatree(fit)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tree.to_netcdf(tmp, engine="netcdf4")
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return atomic_write(path, lambda tmp: tree.to_netcdf(tmp, engine="netcdf4"))
 
 
 def load(path: str | Path):

@@ -10,7 +10,6 @@ finish.
 
 from __future__ import annotations
 
-import os
 import tempfile
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -23,6 +22,7 @@ from . import defaults
 from .backtesting import Candidate, as_candidates, fit_candidate
 from .data import load_runs
 from .errors import BayescaleError, SamplerWarning
+from .store import atomic_write
 
 if TYPE_CHECKING:
     from .fitting import Fit
@@ -103,14 +103,8 @@ class Sweep:
         written = {}
         for (group, label), fit in self.fits.items():
             written[f"{group}--{label}"] = fit.save(folder / "fits" / f"{_file_name(group)}--{_file_name(label)}.nc")
-        path = folder / "comparison.csv"
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            self.comparison().to_csv(tmp, index=False)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        written["comparison"] = path
+        comparison = self.comparison()
+        written["comparison"] = atomic_write(folder / "comparison.csv", lambda tmp: comparison.to_csv(tmp, index=False))
         return written
 
 
