@@ -124,22 +124,26 @@ class Fit:
     def prior_predictive(self, draws: int = 500, *, seed: int | None = None) -> xr.DataTree:
         """Draw from the priors and the likelihood: adds ArviZ groups ``prior`` and ``prior_predictive``."""
         import pymc as pm
+        from .sampling import reproducible_compilation
 
         seed = self.settings["seed"] if seed is None else seed
-        drawn = pm.sample_prior_predictive(draws, model=self.model, random_seed=seed)
+        with reproducible_compilation():
+            drawn = pm.sample_prior_predictive(draws, model=self.model, random_seed=seed)
         return self._add_groups(drawn, ("prior", "prior_predictive", "observed_data"))
 
     def posterior_predictive(self, *, seed: int | None = None) -> xr.DataTree:
         """Replicate the observed log-loss from every posterior draw: adds ``posterior_predictive``."""
         import pymc as pm
         from .generative import OBSERVED, posterior_offsets
+        from .sampling import reproducible_compilation
 
         seed = self.settings["seed"] if seed is None else seed
         free = [rv.name for rv in self.model.free_RVs]
         posterior = self.posterior
         trace = posterior.merge(posterior_offsets(self.spec, posterior))[free]
-        drawn = pm.sample_posterior_predictive(trace, model=self.model, var_names=[OBSERVED], random_seed=seed,
-                                               progressbar=False)
+        with reproducible_compilation():
+            drawn = pm.sample_posterior_predictive(trace, model=self.model, var_names=[OBSERVED],
+                                                   random_seed=seed, progressbar=False)
         return self._add_groups(drawn, ("posterior_predictive", "observed_data"))
 
     def check(self, *, prior_draws: int = 500, seed: int | None = None) -> dict:

@@ -18,6 +18,23 @@ from .errors import BayescaleError
 SAMPLERS = ("pymc", "nutpie", "numpyro")
 
 
+@contextlib.contextmanager
+def reproducible_compilation():
+    """Compile PyTensor graphs with Numba's fastmath off, so a seed gives the same draws in every process.
+
+    With fastmath, LLVM may reassociate and contract arithmetic differently when a function is
+    compiled in one piece (cold compile cache) than when its parts are loaded from the on-disk
+    cache (warm): log-densities then differ at 1e-14 and NUTS amplifies that into different draws.
+    Without fastmath both give the same bits; sampling speed on our models is unchanged (measured
+    in ``benchmarks/README.md``). Scoped to bayescale's own compiles, the user's settings elsewhere
+    are left alone.
+    """
+    import pytensor
+
+    with pytensor.config.change_flags(numba__fastmath=False):
+        yield
+
+
 def check_settings(*, sampler: str, draws: int, tune: int, chains: int, cores: int, target_accept: float) -> None:
     """Raise a clear error for impossible sampler settings."""
     if sampler not in SAMPLERS:
@@ -46,7 +63,7 @@ def draw_posterior(model, var_names: list[str], *, sampler: str, draws: int, tun
         # implementation chatter, not sampler trouble (that is diagnosed in bayescale.diagnostics):
         warnings.filterwarnings("ignore", message=".*fork\\(\\) may lead to deadlocks.*", category=DeprecationWarning)
         warnings.filterwarnings("ignore", message="overflow encountered", category=RuntimeWarning)
-        with contextlib.redirect_stdout(sys.stderr):  # the samplers' progress tables print to sys.stdout
+        with contextlib.redirect_stdout(sys.stderr), reproducible_compilation():  # progress tables print to stdout
             idata = pm.sample(draws, tune=tune, chains=chains, cores=min(cores, chains), random_seed=seed,
                               nuts_sampler=sampler, target_accept=target_accept,
                               progressbar=progressbar and sys.stderr.isatty(),

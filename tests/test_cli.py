@@ -132,3 +132,29 @@ def test_demo_fits_forecasts_and_draws_the_fan_chart(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "forecast at N=7e+10, D=1.4e+12" in out and "90% of new runs would land between" in out
     assert (tmp_path / "demo_fit.nc").exists() and (tmp_path / "demo_forecast.png").stat().st_size > 10_000
+
+
+def test_same_seed_gives_the_same_posterior_with_a_cold_and_a_warm_compile_cache(tmp_path):
+    """Issue "Every number agrees", point 5: two fresh processes, the first on an empty compile cache.
+
+    With Numba's fastmath on, code compiled fresh and code loaded from the cache differ at 1e-14 and
+    NUTS turns that into different draws; bayescale compiles without fastmath so the draws agree.
+    """
+    import os
+
+    import xarray as xr
+
+    import bayescale as bs
+
+    exe = shutil.which("bayescale") or str(__import__("pathlib").Path(sys.executable).parent / "bayescale")
+    cache = tmp_path / "compile-cache"
+    env = {**os.environ, "PYTENSOR_FLAGS": f"base_compiledir={cache}"}
+    for name in ("cold", "warm"):
+        done = subprocess.run([exe, "fit", str(demo_runs_path()), "--draws", "300", "--tune", "300",
+                               "--out", str(tmp_path / f"{name}.nc"), "--quiet"],
+                              capture_output=True, text=True, timeout=600, env=env)
+        assert done.returncode == 0, done.stderr
+        if name == "cold":
+            assert any((cache / "numba").iterdir()), "the first run should have filled the empty cache"
+    cold, warm = (bs.load(tmp_path / f"{name}.nc").posterior for name in ("cold", "warm"))
+    xr.testing.assert_equal(cold, warm)
