@@ -283,7 +283,7 @@ def fit(runs, law: Law | str = "chinchilla", *, columns: Mapping[str, str] | Non
     with timer("build model"):
         model = spec.to_pymc(laplace.center, laplace.scale)
     sampling = dict(sampler=sampler, chains=chains, cores=cores, seed=int(seed), target_accept=target_accept,
-                    progressbar=progressbar)
+                    progressbar=progressbar, reuse_key=spec.structure_key())
     with timer("compile and sample"):
         idata = draw_posterior(model, list(spec.names), draws=draws, tune=tune, **sampling)
     posterior = idata["posterior"].to_dataset()

@@ -13,7 +13,9 @@ Parameters are stored and reported in the law card's own convention.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hashlib
+import json
+from dataclasses import dataclass, field, replace
 from typing import Mapping
 
 import numpy as np
@@ -26,6 +28,11 @@ from .pooling import PooledParam, pooled_params
 from .priors import Prior
 
 OBS_DIM = "obs"
+
+
+def group_index_name(column: str) -> str:
+    """The ``pm.Data`` holding each observation's group index for a pooling column."""
+    return f"{column}_idx"
 
 
 def _centre(values: np.ndarray) -> float:
@@ -249,23 +256,54 @@ class ModelSpec:
         return out.transpose("chain", "draw", OBS_DIM)
 
     # -- PyMC side ----------------------------------------------------------------------------
+    def structure_key(self) -> str:
+        """A hash of everything the sampler's compiled log-density depends on, but not the data's numbers.
+
+        Law formula, priors (bound to the data's scale where a card says so), likelihood, pooling
+        (column, number of groups, centring), anchor and the number of sampler coordinates. Runs,
+        the whitening and the data's centre are ``pm.Data`` inputs of :meth:`to_pymc`, so two fits
+        with the same key can share one compiled sampler (:mod:`bayescale.sampling`).
+        """
+        parts = {
+            "formula": self.law.formula.text, "inputs": list(self.inputs), "likelihood": self.likelihood.name,
+            "priors": [(name, prior.to_dict()) for name, prior in self.priors.items()],
+            "pooled": [(name, p.column, len(p.levels), p.sd_prior.to_dict(), p.centring.tolist(), p.all_centred)
+                       for name, p in self.pooled.items()],
+            "anchor": self.anchor, "free": len(self.free_names),
+        }
+        return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
     def to_pymc(self, center: np.ndarray, scale: np.ndarray):
-        """The PyMC model that samples whitened coordinates ``z`` (``u = center + scale @ z``)."""
+        """The PyMC model that samples whitened coordinates ``z`` (``u = center + scale @ z``).
+
+        Every number that comes from the runs is a ``pm.Data`` input: the whitening (``whitening_center``,
+        ``whitening_scale``), each law input, the group codes (``<column>_idx``), the data's centre
+        (``<input>_at_centre``) and the observed log-loss (``log_loss_observed``). The graph itself
+        depends only on :meth:`structure_key`.
+        """
         import pymc as pm
         import pytensor.tensor as pt
 
-        coords = {"free": self.free_names, OBS_DIM: np.arange(len(self.log_loss))}
+        coords = {"free": self.free_names}
         for pooled in self.pooled.values():
             coords[pooled.column] = list(pooled.levels)
         with pm.Model(coords=coords) as model:
             z = pm.Flat("z", dims="free")
-            u = pt.as_tensor(center) + pt.dot(pt.as_tensor(scale), z)
-            values, log_prior, log_jac = self._values(u, pt)
+            u = pm.Data("whitening_center", center) + pt.dot(pm.Data("whitening_scale", scale), z)
+            spec = self
+            if self.reference is not None:
+                spec = replace(self, reference={k: pm.Data(f"{k}_at_centre", v) for k, v in self.reference.items()})
+            values, log_prior, log_jac = spec._values(u, pt)
             for name in self.names:
                 dims = self.pooled[name].column if name in self.pooled else None
                 values[name] = pm.Deterministic(name, values[name], dims=dims)
             pm.Potential("log_prior", log_prior + log_jac)
-            inputs = {k: pt.as_tensor(v) for k, v in self.inputs.items()}
-            mu = pt.log(self.law.formula.pytensor({**inputs, **self.per_observation(values)}))
-            self.likelihood.pymc_observed("log_loss", mu, values, self.log_loss, dims=OBS_DIM)
+            inputs = {k: pm.Data(k, v) for k, v in self.inputs.items()}
+            by_column = {p.column: p.codes for p in self.pooled.values()}
+            codes = {column: pm.Data(group_index_name(column), c) for column, c in by_column.items()}
+            params = self.per_observation(values, {n: codes[p.column] for n, p in self.pooled.items()})
+            mu = pt.log(self.law.formula.pytensor({**inputs, **params}))
+            # no dims: the number of runs is not part of the compiled graph
+            self.likelihood.pymc_observed("log_loss", mu, values, pm.Data("log_loss_observed", self.log_loss),
+                                          dims=None)
         return model

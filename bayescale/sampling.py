@@ -10,12 +10,23 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import os
 import sys
+import threading
+import time
 import warnings
+from collections import OrderedDict
 
 from .errors import BayescaleError
 
 SAMPLERS = ("pymc", "nutpie", "numpyro")
+
+#: nutpie's compiled models by :meth:`bayescale.model.ModelSpec.structure_key`, least recently used first
+_COMPILED: OrderedDict[str, object] = OrderedDict()
+_COMPILED_KEEP = 8
+_COMPILE_LOCK = threading.Lock()
+#: set to 0 to compile every model afresh (the on-disk Numba cache still applies)
+REUSE_ENV = "BAYESCALE_REUSE_COMPILED"
 
 
 @contextlib.contextmanager
@@ -49,9 +60,12 @@ def check_settings(*, sampler: str, draws: int, tune: int, chains: int, cores: i
 
 
 def draw_posterior(model, var_names: list[str], *, sampler: str, draws: int, tune: int, chains: int,
-                   cores: int, seed: int, target_accept: float, progressbar: bool):
+                   cores: int, seed: int, target_accept: float, progressbar: bool, reuse_key: str | None = None):
     """Sample ``model`` and return the DataTree (posterior restricted to ``var_names``).
 
+    With nutpie and a ``reuse_key`` (a model whose data are all ``pm.Data``, keyed by its structure),
+    the compiled sampler of an earlier model with the same key is reused with this model's data:
+    the same draws as a fresh compile, without paying for it again in this process.
     The progress bar is drawn on stderr, and only when stderr is a terminal: stdout stays clean for
     pipes and ``--json``, and logs and notebooks get no frozen progress tables.
     """
@@ -59,13 +73,56 @@ def draw_posterior(model, var_names: list[str], *, sampler: str, draws: int, tun
 
     check_settings(sampler=sampler, draws=draws, tune=tune, chains=chains, cores=cores,
                    target_accept=target_accept)
+    progressbar = progressbar and sys.stderr.isatty()
     with warnings.catch_warnings():
         # implementation chatter, not sampler trouble (that is diagnosed in bayescale.diagnostics):
         warnings.filterwarnings("ignore", message=".*fork\\(\\) may lead to deadlocks.*", category=DeprecationWarning)
         warnings.filterwarnings("ignore", message="overflow encountered", category=RuntimeWarning)
         with contextlib.redirect_stdout(sys.stderr), reproducible_compilation():  # progress tables print to stdout
-            idata = pm.sample(draws, tune=tune, chains=chains, cores=min(cores, chains), random_seed=seed,
-                              nuts_sampler=sampler, target_accept=target_accept,
-                              progressbar=progressbar and sys.stderr.isatty(),
-                              var_names=var_names, compute_convergence_checks=False, model=model)
+            if sampler == "nutpie":
+                return _sample_nutpie(model, var_names, draws=draws, tune=tune, chains=chains,
+                                      cores=min(cores, chains), seed=seed, target_accept=target_accept,
+                                      progressbar=progressbar, reuse_key=reuse_key)
+            return pm.sample(draws, tune=tune, chains=chains, cores=min(cores, chains), random_seed=seed,
+                             nuts_sampler=sampler, target_accept=target_accept, progressbar=progressbar,
+                             var_names=var_names, compute_convergence_checks=False, model=model)
+
+
+def _sample_nutpie(model, var_names, *, draws, tune, chains, cores, seed, target_accept, progressbar, reuse_key):
+    """nutpie on ``model``, as ``pm.sample(nuts_sampler="nutpie")`` runs it, with the compiled sampler reused."""
+    import nutpie
+    import numpy as np
+    from pymc.backends.arviz import patch_nutpie_idata
+    from pymc.progress_bar.progress import NutpieProgressBarManager
+
+    compiled = _compiled_nutpie(model, var_names, reuse_key)
+    chain_seeds = [rng.integers(2**30) for rng in np.random.default_rng(seed).spawn(chains)]  # as pm.sample
+    progress = NutpieProgressBarManager(chains=chains, draws=draws, progressbar=progressbar, progressbar_theme=None)
+    start = time.time()
+    with progress:
+        idata = nutpie.sample(compiled, draws=draws, tune=max(tune, 1), chains=chains, cores=cores,
+                              seed=int(chain_seeds[0]), target_accept=target_accept, progress_bar=False,
+                              progress_callback=progress.update)
+    patch_nutpie_idata(idata, model, sampling_time=time.time() - start)
+    posterior = idata["posterior"].to_dataset()  # group levels as this model names them, not the compiled one
+    idata["posterior"] = posterior.assign_coords({dim: list(model.coords[dim]) for dim in posterior.dims
+                                                  if dim in model.coords})
     return idata
+
+
+def _compiled_nutpie(model, var_names, reuse_key):
+    """nutpie's compiled ``model``: compiled now, or an earlier one with the same key given this model's data."""
+    import nutpie
+
+    if reuse_key is None or os.environ.get(REUSE_ENV, "1") == "0":
+        return nutpie.compile_pymc_model(model, var_names=var_names)
+    with _COMPILE_LOCK:
+        compiled = _COMPILED.get(reuse_key)
+        if compiled is None:
+            compiled = _COMPILED[reuse_key] = nutpie.compile_pymc_model(model, var_names=var_names)
+            while len(_COMPILED) > _COMPILED_KEEP:
+                _COMPILED.popitem(last=False)
+            return compiled
+        _COMPILED.move_to_end(reuse_key)
+    used = {shared.name for shared in compiled.shared_var_keys}
+    return compiled.with_data(**{data.name: data.get_value() for data in model.data_vars if data.name in used})

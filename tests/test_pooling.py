@@ -146,3 +146,24 @@ def test_centring_is_chosen_per_group_from_the_curvature_at_the_mode():
     chosen = choose_centring(spec, laplace)
     assert chosen.pooled["E"].centred
     assert not chosen.pooled["alpha"].centred
+
+
+def test_a_second_fit_of_the_same_structure_reuses_the_compiled_sampler_and_draws_the_same(pooled_fit):
+    """Issue "Answers in seconds": data are pm.Data inputs, so a law, pooling and likelihood compile once per
+    process. The reused sampler gets the new runs, group names and whitening, and draws exactly what a
+    fresh compile draws."""
+    import xarray as xr
+
+    from bayescale import sampling
+
+    other = two_families(shift=0.15, seed=3, budgets_b=(1e19, 1e20, 1e21)).replace({"family": {"a": "x", "b": "y"}})
+    settings = dict(pool={"E": "family"}, draws=300, tune=400, chains=2, seed=5, extrapolation="none",
+                    progressbar=False)
+    reused = bs.fit(other, "chinchilla", **settings)
+    assert reused.settings["timings"]["compile and set-up"] < 1.0, reused.settings["timings"]
+    assert list(reused.posterior["family"].values) == ["x", "y"]
+    assert reused.n_obs != pooled_fit.n_obs
+    sampling._COMPILED.clear()
+    fresh = bs.fit(other, "chinchilla", **settings)
+    assert fresh.settings["timings"]["compile and set-up"] > 1.0
+    xr.testing.assert_equal(reused.posterior, fresh.posterior)
