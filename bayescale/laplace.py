@@ -8,14 +8,15 @@ the sampled posterior is exact whatever the mode search finds.
 
 from __future__ import annotations
 
-import warnings
-
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import optimize
 
 from .model import ModelSpec
+from .sampling import reproducible_compilation
 
 #: curvature floor: no whitened direction is wider than 10 units of the unconstrained scale
 _MIN_EIGENVALUE = 1e-2
@@ -58,14 +59,33 @@ def hessian(f, x: np.ndarray, step: float = 1e-4) -> np.ndarray:
 _GRADIENT_DIMENSIONS = 25
 
 
+#: per thread: compiled (model, -log density with gradient) by ModelSpec.structure_key, most recent last
+_OBJECTIVES = threading.local()
+_OBJECTIVES_KEEP = 4
+
+
 def _compiled_objective(spec: ModelSpec):
-    """-log density, its gradient and Hessian, compiled from the PyMC model in unwhitened coordinates."""
+    """-log density with its gradient, compiled from the PyMC model in unwhitened coordinates.
+
+    The model's data are ``pm.Data``, so the function is compiled once per structure key (and
+    thread) and a later spec of the same structure swaps its numbers into the shared inputs:
+    internal splits, backtests and refits pay for one compile.
+    """
     k = len(spec.free_names)
     model = spec.to_pymc(np.zeros(k), np.eye(k))
-    logp, dlogp = model.compile_logp(), model.compile_dlogp()
-    with warnings.catch_warnings():  # the Student-t Hessian needs trigamma, which Numba runs in object mode: slower, not wrong
-        warnings.filterwarnings("ignore", message="Numba will use object mode", category=UserWarning)
-        d2logp = model.compile_d2logp(negate_output=False)  # the Hessian of log p itself
+    cache = _OBJECTIVES.__dict__.setdefault("compiled", OrderedDict())
+    key = spec.structure_key()
+    if key in cache:
+        cache.move_to_end(key)
+        compiled_model, logp, dlogp = cache[key]
+        for data in model.data_vars:
+            compiled_model[data.name].set_value(data.get_value())
+    else:
+        with reproducible_compilation():  # the same mode, to the bit, on a cold or a warm compile cache
+            logp, dlogp = model.compile_logp(), model.compile_dlogp()
+        cache[key] = (model, logp, dlogp)
+        while len(cache) > _OBJECTIVES_KEEP:
+            cache.popitem(last=False)
 
     def value_and_grad(u):
         value = -float(logp({"z": u}))
@@ -73,7 +93,22 @@ def _compiled_objective(spec: ModelSpec):
             return 1e300, np.zeros(k)
         return value, -np.asarray(dlogp({"z": u}), dtype=float)
 
-    return value_and_grad, lambda u: -np.asarray(d2logp({"z": u}), dtype=float)
+    return value_and_grad
+
+
+def gradient_hessian(value_and_grad, x: np.ndarray, step: float = 1e-5) -> np.ndarray:
+    """Hessian by central differences of an exact gradient: 2k gradients, no second-derivative graph.
+
+    PyTensor's Hessian of a model with hundreds of coordinates took longer to compile and run than
+    the whole mode search (a gradient per row, in a scan); this is accurate to ``step**2``.
+    """
+    k = len(x)
+    h = np.empty((k, k))
+    for i in range(k):
+        e = np.zeros(k)
+        e[i] = step
+        h[i] = (value_and_grad(x + e)[1] - value_and_grad(x - e)[1]) / (2 * step)
+    return (h + h.T) / 2
 
 
 def laplace_approximation(spec: ModelSpec, rng: np.random.Generator, n_random_starts: int = 8,
@@ -84,7 +119,7 @@ def laplace_approximation(spec: ModelSpec, rng: np.random.Generator, n_random_st
     posteriors (a noise scale of 0.1% on log-loss) have saddles and poor local modes that the
     prior's median and random draws do not escape. Small models use NumPy with finite
     differences; models with many coordinates (pooling over many groups) use PyTensor's gradient
-    and Hessian of the same density.
+    of the same density, and differences of that gradient for the Hessian.
     """
     def objective(u):
         value = -spec.log_density(u)
@@ -92,7 +127,7 @@ def laplace_approximation(spec: ModelSpec, rng: np.random.Generator, n_random_st
 
     large = len(spec.free_names) > _GRADIENT_DIMENSIONS
     if large:
-        value_and_grad, curvature = _compiled_objective(spec)
+        value_and_grad = _compiled_objective(spec)
         n_random_starts = min(n_random_starts, 2)
     best = None
     for start in [*starts, *_starts(spec, rng, n_random_starts)]:
@@ -108,7 +143,7 @@ def laplace_approximation(spec: ModelSpec, rng: np.random.Generator, n_random_st
     if best is None:  # no start had finite density: fall back to the prior scale
         center = _starts(spec, rng, 0)[0]
         return LaplaceApproximation(center, np.eye(len(center)), -np.inf, False)
-    h = curvature(best.x) if large else hessian(objective, best.x)
+    h = gradient_hessian(value_and_grad, best.x) if large else hessian(objective, best.x)
     h = np.where(np.isfinite(h), h, 0.0)
     h = (h + h.T) / 2
     eigenvalues, eigenvectors = np.linalg.eigh(h)

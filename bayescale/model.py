@@ -52,6 +52,8 @@ class ModelSpec:
     pooled: Mapping[str, PooledParam] = field(default_factory=dict)
     #: the data's centre (geometric mean of each input) where an anchored floor is reached; None: no anchor
     reference: Mapping[str, float] | None = None
+    #: the PyMC model's per-group centring masks (``pm.Data``) in place of each pooled parameter's own
+    centring_inputs: Mapping[str, object] | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def from_runs(cls, law: Law, likelihood: Likelihood, runs: Runs,
@@ -141,11 +143,11 @@ class ModelSpec:
             jac_loc = xp.log(sd) - 0.5 * np.log(n_groups)
             group_logp = -0.5 * xp.sum(((u_groups - u_pop) / sd) ** 2) - n_groups * xp.log(sd)
         else:  # coordinates: u_pop (or the anchor's), log sd, then per group u_g (centred) or its offset
-            centred = pooled.centring
+            centred = (self.centring_inputs or {}).get(name, pooled.centring)
             u_pop, jac_loc, coords = (part[0] if u_pop is None else u_pop), 0.0, part[2:]
             u_groups = xp.where(centred, coords, u_pop + sd * coords)
             z = xp.where(centred, (coords - u_pop) / sd, coords)
-            group_logp = -0.5 * xp.sum(z ** 2) - int(centred.sum()) * xp.log(sd)
+            group_logp = -0.5 * xp.sum(z ** 2) - xp.sum(centred) * xp.log(sd)
         pop, jac_pop = prior.support.from_unconstrained(u_pop, xp)
         values[pooled.pop_name], values[pooled.sd_name] = pop, sd
         values[name] = prior.support.from_unconstrained(u_groups, xp)[0]
@@ -260,14 +262,15 @@ class ModelSpec:
         """A hash of everything the sampler's compiled log-density depends on, but not the data's numbers.
 
         Law formula, priors (bound to the data's scale where a card says so), likelihood, pooling
-        (column, number of groups, centring), anchor and the number of sampler coordinates. Runs,
-        the whitening and the data's centre are ``pm.Data`` inputs of :meth:`to_pymc`, so two fits
+        (column, number of groups, all groups centred or not), anchor and the number of sampler
+        coordinates. Runs, the whitening, the data's centre and which groups are centred are
+        ``pm.Data`` inputs of :meth:`to_pymc`, so two fits
         with the same key can share one compiled sampler (:mod:`bayescale.sampling`).
         """
         parts = {
             "formula": self.law.formula.text, "inputs": list(self.inputs), "likelihood": self.likelihood.name,
             "priors": [(name, prior.to_dict()) for name, prior in self.priors.items()],
-            "pooled": [(name, p.column, len(p.levels), p.sd_prior.to_dict(), p.centring.tolist(), p.all_centred)
+            "pooled": [(name, p.column, len(p.levels), p.sd_prior.to_dict(), p.all_centred)
                        for name, p in self.pooled.items()],
             "anchor": self.anchor, "free": len(self.free_names),
         }
@@ -278,8 +281,9 @@ class ModelSpec:
 
         Every number that comes from the runs is a ``pm.Data`` input: the whitening (``whitening_center``,
         ``whitening_scale``), each law input, the group codes (``<column>_idx``), the data's centre
-        (``<input>_at_centre``) and the observed log-loss (``log_loss_observed``). The graph itself
-        depends only on :meth:`structure_key`.
+        (``<input>_at_centre``), which groups are sampled centred (``<param>_centred``) and the
+        observed log-loss (``log_loss_observed``). The graph itself depends only on
+        :meth:`structure_key`.
         """
         import pymc as pm
         import pytensor.tensor as pt
@@ -290,9 +294,11 @@ class ModelSpec:
         with pm.Model(coords=coords) as model:
             z = pm.Flat("z", dims="free")
             u = pm.Data("whitening_center", center) + pt.dot(pm.Data("whitening_scale", scale), z)
-            spec = self
-            if self.reference is not None:
-                spec = replace(self, reference={k: pm.Data(f"{k}_at_centre", v) for k, v in self.reference.items()})
+            masks = {name: pm.Data(f"{name}_centred", p.centring.astype(np.int8))
+                     for name, p in self.pooled.items() if not p.all_centred}
+            reference = None if self.reference is None else {k: pm.Data(f"{k}_at_centre", v)
+                                                             for k, v in self.reference.items()}
+            spec = replace(self, reference=reference, centring_inputs=masks)
             values, log_prior, log_jac = spec._values(u, pt)
             for name in self.names:
                 dims = self.pooled[name].column if name in self.pooled else None

@@ -85,9 +85,9 @@ def test_gadre_pooled_exponents_beat_one_law_for_all_corpora_by_loo():
 
     runs = bs.datasets.load_gadre(shared_file("gadre-overtrain/DERIVED_flat_losses.csv"))
     small = runs.frame[runs.frame["N"] < 1e9].reset_index(drop=True)
-    pooled = bs.fit(small, "chinchilla", pool={"E": "dataset", "alpha": "dataset", "beta": "dataset"},
-                    progressbar=False)
-    plain = bs.fit(small[["N", "D", "loss"]], "chinchilla", progressbar=False)
+    quick = dict(draws=500, tune=500, extrapolation="none", progressbar=False)  # LOO and medians need no more
+    pooled = bs.fit(small, "chinchilla", pool={"E": "dataset", "alpha": "dataset", "beta": "dataset"}, **quick)
+    plain = bs.fit(small[["N", "D", "loss"]], "chinchilla", **quick)
     table = bs.compare({"pooled": pooled, "plain": plain})
     assert table.index[0] == "pooled" and table.loc["plain", "elpd_diff"] < -2 * table.loc["plain", "dse"]
     large = runs.frame[runs.frame["N"] >= 1e9].reset_index(drop=True)
