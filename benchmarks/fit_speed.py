@@ -4,8 +4,11 @@ Measured side by side in one run on this machine:
   reference  4000-resample bootstrap of the Huber/BFGS fit (started from the optimum), in-process
   warm       `bayescale fit` as a whole new process, compile cache already filled
   cold       `bayescale fit` as a whole new process with an empty PyTensor/Numba compile cache
-Targets (issue "bayescale core"): warm <= 0.5 x reference, cold <= 1.0 x reference, min ESS_bulk >= 1000.
-Usage: .venv/bin/python benchmarks/fit_speed.py [--epoch PATH] [--repeats 2]
+  curve      the README's many-sizes learning-curve recipe as a whole process (`bayescale curve` on the
+             misfitting checkpoints, schedule_aware, --upto 0.5, pooled by model size and run), cache warm
+Targets (issue "Answers in seconds"): warm <= 0.2 x reference, cold <= 0.6 x reference, curve <= 2 x
+reference, min ESS_bulk >= 1000; the cold and warm posteriors must be identical (same seed).
+Usage: .venv/bin/python benchmarks/fit_speed.py [--epoch PATH] [--repeats 2] [--no-curve]
 """
 
 import argparse
@@ -33,6 +36,21 @@ def run_fit(csv: Path, out: Path, env: dict) -> float:
     return time.perf_counter() - start
 
 
+def run_curve(csv: Path, env: dict) -> float:
+    start = time.perf_counter()
+    subprocess.run([str(BAYESCALE), "curve", str(csv), "--law", "schedule_aware", "--upto", "0.5", "--pool", "L0=model",
+                    "--pool", "alpha=model", "--pool", "C=model", "--pool", "A=run", "--json", "--quiet"],
+                   check=True, env=env, capture_output=True, text=True)
+    return time.perf_counter() - start
+
+
+def same_posterior(a: Path, b: Path) -> bool:
+    import xarray as xr
+
+    first, second = (xr.open_datatree(p)["posterior"].to_dataset() for p in (a, b))
+    return bool(first.equals(second))
+
+
 def diagnostics(path: Path) -> dict:
     done = subprocess.run([str(BAYESCALE), "summary", str(path), "--json"], check=True, capture_output=True, text=True)
     return json.loads(done.stdout)["diagnostics"]
@@ -42,6 +60,8 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--epoch", default=str(ROOT.parent / "shared/data/epoch-chinchilla/svg_extracted_data.csv"))
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--misfitting", default=str(ROOT.parent / "shared/data/misfitting/scaling_results.csv"))
+    parser.add_argument("--no-curve", action="store_true", help="skip the learning-curve recipe")
     args = parser.parse_args()
     import bayescale as bs
 
@@ -66,6 +86,13 @@ def main():
     cold = run_fit(csv, work / "cold.nc", cold_env)
     diag = [diagnostics(work / f"warm{i}.nc") for i in range(args.repeats + 1)] + [diagnostics(work / "cold.nc")]
 
+    curve = None
+    if not args.no_curve:
+        checkpoints = work / "misfitting_checkpoints.csv"
+        bs.datasets.load_misfitting_curves(args.misfitting).to_csv(checkpoints, index=False)
+        run_curve(checkpoints, env)  # fills the compile cache for this law
+        curve = run_curve(checkpoints, env)
+
     warm_time = float(np.median(warm[1:]))
     result = {
         "machine": f"{os.cpu_count()} cpus", "reference_bootstrap_s": round(reference, 1),
@@ -74,6 +101,9 @@ def main():
         "cold_over_reference": round(cold / reference, 3), "diagnostics": diag,
         "min_ess_bulk": round(min(x["ess_bulk_min"] for x in diag)),
         "divergences": [x["divergences"] for x in diag],
+        "cold_and_warm_posteriors_identical": same_posterior(work / "cold.nc", work / "warm1.nc"),
+        "curve_fit_s": None if curve is None else round(curve, 1),
+        "curve_over_reference": None if curve is None else round(curve / reference, 3),
     }
     print(json.dumps(result, indent=1))
     (ROOT / "benchmarks" / "results").mkdir(exist_ok=True)
