@@ -69,7 +69,8 @@ def _compiled_objective(spec: ModelSpec):
 
     The model's data are ``pm.Data``, so the function is compiled once per structure key (and
     thread) and a later spec of the same structure swaps its numbers into the shared inputs:
-    internal splits, backtests and refits pay for one compile.
+    internal splits, backtests and refits pay for one compile. The returned function evaluates the
+    latest spec given for its key, so use it before asking for another of the same structure.
     """
     k = len(spec.free_names)
     model = spec.to_pymc(np.zeros(k), np.eye(k))
