@@ -657,10 +657,12 @@ def curve_command(runs, law_spec, run_id, upto, horizon, delta, columns, warmup,
     pct = f"{ci_prob:.0%}"
     for r in result.to_dict("records"):
         saturated = ("not within the forecast range (100x the horizon, or the schedule's end)"
-                     if np.isnan(r["saturation_step"]) else f"step {r['saturation_step']:.0f}")
+                     if np.isnan(r["saturation_step"]) else f"from step {r['saturation_step']:.0f}")
         click.echo(f"{r['run']}: seen to step {r['upto_step']:.0f}; final loss at step {r['horizon_step']:.0f}: "
                    f"{r['final_median']:.4f} ({pct} of runs [{r['final_pred_lower']:.4f}, {r['final_pred_upper']:.4f}]); "
-                   f"P(drop > {delta:g}) = {r['p_improve']:.2f}; gain per 1,000 steps below {delta:g} after {saturated}")
+                   f"P(loss falls by more than {delta:g} between steps {r['upto_step']:.0f} and "
+                   f"{r['horizon_step']:.0f}) = {r['p_improve']:.2f}; each further 1,000 steps gains less than "
+                   f"{delta:g} {saturated}")
 
 
 @cli.command("demo")

@@ -217,10 +217,11 @@ def candidates(fit: "Fit", configs, ci_prob: float = defaults.CI_PROB, budget: B
                flops: float | None = None) -> pd.DataFrame:
     """Score (N, D) options: expected loss and interval, P(best of the list), and regret.
 
-    ``loss_lower``/``loss_upper`` bound the law; ``pred_lower``/``pred_upper`` are the predictive
-    band of a run there, the same as :func:`bayescale.predict.predict` gives (noise and the
-    extrapolation discrepancy), with ``extrapolation`` and ``C_vs_max`` saying how far it lies
-    beyond the runs. ``regret_vs_best`` is the expected excess loss over the best option of the list
+    ``loss_median``/``loss_lower``/``loss_upper`` (the law) and ``pred_lower``/``pred_upper`` (a
+    run) are exactly what :func:`bayescale.predict.predict` gives there, extrapolation discrepancy
+    included, with ``extrapolation`` and ``C_vs_max`` saying how far it lies beyond the runs.
+    ``expected_loss``, ``p_best`` and the regrets compare the options draw by draw under the fitted
+    law. ``regret_vs_best`` is the expected excess loss over the best option of the list
     in the same draw; ``regret_vs_optimum`` the expected excess over the compute-optimal allocation
     at the option's own cost (NaN for an option that needs more than the unique-token cap, which
     ``feasible`` marks). With ``flops`` (the budget), ``over_budget`` marks options that cost more.
@@ -241,10 +242,10 @@ def candidates(fit: "Fit", configs, ci_prob: float = defaults.CI_PROB, budget: B
     out = table[["N", "D"]].astype(float).copy()
     out["C"] = budget.cost_of(out["N"].to_numpy(), out["D"].to_numpy())
     out["expected_loss"] = losses.mean(axis=0)
-    for stat in ("median", "lower", "upper"):
-        out[f"loss_{stat}"] = [_interval(losses[:, i], ci_prob)[stat] for i in range(len(out))]
     points = out[["N", "D"]].assign(**({"U": _unique_tokens(out["D"], budget)} if "U" in fit.law.inputs else {}))
     forecast = fit.predict(points, ci_prob=ci_prob)
+    for stat in ("median", "lower", "upper"):
+        out[f"loss_{stat}"] = forecast[stat].to_numpy()
     for col in ("pred_lower", "pred_upper", "extrapolation", "C_vs_max"):
         if col in forecast.columns:
             out[col] = forecast[col].to_numpy()

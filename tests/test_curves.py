@@ -106,6 +106,9 @@ def test_curve_cli_json(tmp_path, curves, capsys, monkeypatch):
     assert {"upto_step", "horizon_step", "p_improve", "saturation_step"} <= set(record)
     assert main(["curve", str(path), "--upto", "0.5", "--run", "run1", "--quiet"]) == 0
     assert asked["progressbar"] is False
+    text = capsys.readouterr().out  # the total drop and the per-1,000-step gain are told apart
+    assert f"P(loss falls by more than 0.01 between steps {record['upto_step']:.0f} and " in text
+    assert "each further 1,000 steps gains less than 0.01" in text
     assert main(["curve", str(path), "--upto", "0.5", "--run", "nope", "--draws", "20", "--tune", "20"]) == 2
     assert "no run 'nope'" in capsys.readouterr().err
 

@@ -187,3 +187,5 @@ def test_plan_and_candidates_give_the_bands_predict_gives(demo_runs):
     assert list(table["over_budget"]) == [run["N"] * run["D"] * 6 > flops, True]
     assert table.loc[0, "pred_lower"] == pytest.approx(direct["pred_lower"])
     assert table.loc[0, "pred_upper"] == pytest.approx(direct["pred_upper"])
+    for stat in ("median", "lower", "upper"):  # the law's band too, discrepancy included, as predict prints it
+        assert table.loc[0, f"loss_{stat}"] == pytest.approx(direct[stat])
