@@ -87,12 +87,14 @@ def load_checkpoints(source, columns: Mapping[str, str] | None = None, *, warmup
     if warmup is not None and not (isinstance(warmup, (int, float)) and warmup >= 0):
         raise BayescaleError(f"warmup must be a fraction in [0, 1) or a number of steps >= 1, got {warmup!r}")
     if warmup is None or warmup:
-        planned = frame["total_steps"] if "total_steps" in frame.columns else frame.groupby("run")["step"].transform("max")
         if warmup is None:
             limit = default_warmup(frame, upto)
-            rule = "the default early-phase cut (20% of a run's planned steps, at most half the part fitted; 5% " \
-                   "of the last recorded step for a run without total_steps; --warmup to change)"
+            rule = (f"the default early-phase cut ({SCHEDULED_WARMUP:.0%} of a run's planned steps, at most half the "
+                    f"part fitted; {WARMUP_FRACTION:.0%} of the last recorded step for a run without total_steps; "
+                    "--warmup to change)")
         else:
+            planned = (frame["total_steps"] if "total_steps" in frame.columns
+                       else frame.groupby("run")["step"].transform("max"))
             limit = warmup * planned if warmup < 1 else pd.Series(float(warmup), index=frame.index)
             rule = f"{warmup:.0%} of each run's planned steps" if warmup < 1 else f"step {warmup:g}"
         dropped = frame.index[frame["step"] <= limit]

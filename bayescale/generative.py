@@ -20,10 +20,15 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from .model import OBS_DIM, ModelSpec, group_index_name
+from .model import OBS_DIM, ModelSpec
 
 #: the observed variable's name in the generative model and in ArviZ groups
 OBSERVED = "log_loss"
+
+
+def group_index_name(column: str) -> str:
+    """The ``pm.Data`` holding each observation's group index for a pooling column."""
+    return f"{column}_idx"
 
 
 def _prior_variable(pm, name: str, prior, dims=None):

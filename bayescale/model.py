@@ -30,11 +30,6 @@ from .priors import Prior
 OBS_DIM = "obs"
 
 
-def group_index_name(column: str) -> str:
-    """The ``pm.Data`` holding each observation's group index for a pooling column."""
-    return f"{column}_idx"
-
-
 def _centre(values: np.ndarray) -> float:
     """The geometric mean of an input; the arithmetic mean for one that can be zero (S2)."""
     return float(np.exp(np.mean(np.log(values)))) if np.all(values > 0) else float(np.mean(values))
