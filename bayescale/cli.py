@@ -290,8 +290,14 @@ def plan_command(fit_path, flops, cost, unique_tokens, candidate_points, margina
                        ("loss_opt", "loss at the optimum")):
         r = result[key]
         click.echo(f"  {label:<22} {r['median']:.4g}  [{r['lower']:.4g}, {r['upper']:.4g}]")
+    tuned = [name for name in ("lr", "batch") if f"{name}_opt" in result]
+    for name in tuned:
+        r = result[f"{name}_opt"]
+        click.echo(f"  {'best ' + name + ' there':<22} {r['median']:.4g}  [{r['lower']:.4g}, {r['upper']:.4g}]  "
+                   "(the loss assumes it: a tuned run)")
     run = result["run_at_plan"]
-    click.echo(f"  a run at N* {run['N']:.3g}, D* {run['D']:.3g}: loss {run['median']:.4f}, {pct} predictive "
+    at_tuned = "".join(f", {name} {run[name]:.3g}" for name in tuned)
+    click.echo(f"  a run at N* {run['N']:.3g}, D* {run['D']:.3g}{at_tuned}: loss {run['median']:.4f}, {pct} predictive "
                f"[{run['pred_lower']:.4f}, {run['pred_upper']:.4f}] (as predict gives it)")
     if result["flops_vs_largest_run"] > 1:
         click.echo(f"  note: the budget is {result['flops_vs_largest_run']:.3g}x the compute of the largest run fitted "
@@ -304,7 +310,8 @@ def plan_command(fit_path, flops, cost, unique_tokens, candidate_points, margina
                    "vs compute-optimal):")
         for _, row in extra["candidates"].iterrows():
             flag = f"  OVER BUDGET (C = {row['C']:.3g} > {flops:.3g})" if row.get("over_budget") else ""
-            click.echo(f"  N={row['N']:.3g} D={row['D']:.3g}: {row['loss_median']:.4f} law [{row['loss_lower']:.4f}, "
+            at_tuned = "".join(f" {name}*={row[name + '_opt']:.3g}" for name in tuned)
+            click.echo(f"  N={row['N']:.3g} D={row['D']:.3g}{at_tuned}: {row['loss_median']:.4f} law [{row['loss_lower']:.4f}, "
                        f"{row['loss_upper']:.4f}] run [{row['pred_lower']:.4f}, {row['pred_upper']:.4f}]  "
                        f"P(best) {row['p_best']:.2f}  regret {row['regret_vs_best']:.4f} / "
                        f"{row['regret_vs_optimum']:.4f}{flag}")
@@ -508,6 +515,140 @@ def _numbered(out: str, rule: str, rules) -> Path:
     """``bt.json`` -> ``bt.1.json`` for the first of several holdout rules."""
     path = Path(out)
     return path.with_name(f"{path.stem}.{list(rules).index(rule) + 1}{path.suffix}")
+
+
+def _band(row, prefix: str) -> dict[str, float]:
+    return {k: float(row[f"{prefix}_{k}"]) for k in ("median", "lower", "upper")}
+
+
+def _tune_records(table: pd.DataFrame) -> list[dict]:
+    """``tuning.tune``'s flat table as one nested JSON record per point."""
+    names = table.attrs["tunable"]
+    records = []
+    for _, row in table.iterrows():
+        record = {k: float(row[k]) for k in table.columns if k in ("N", "D", "C", "U")}
+        for name in names:
+            record[f"{name}_opt"] = {**_band(row, f"{name}_opt"), "beyond_data": bool(row[f"{name}_opt_beyond_data"])}
+            record[f"{name}_penalty_2x"] = {"high": _band(row, f"{name}_penalty_high"),
+                                           "low": _band(row, f"{name}_penalty_low")}
+        record["loss"] = {**_band(row, "loss"), **{k: float(row[k]) for k in ("pred_lower", "pred_upper",
+                                                                             "extrapolation")}}
+        if "given_penalty_median" in table.columns:
+            given = [n for n in names if f"{n}_given" in table.columns]
+            record["given"] = {**{n: float(row[f"{n}_given"]) for n in given},
+                               "p_within_2x": {n: float(row[f"{n}_p_within_2x"]) for n in given},
+                               "penalty": _band(row, "given_penalty"),
+                               "loss": {"median": float(row["given_loss_median"]),
+                                        "pred_lower": float(row["given_pred_lower"]),
+                                        "pred_upper": float(row["given_pred_upper"])}}
+        records.append(record)
+    return records
+
+
+def _print_tune(table: pd.DataFrame, fit, ci_prob: float) -> None:
+    pct = f"{ci_prob:.0%}"
+    names = table.attrs["tunable"]
+    click.echo(f"{fit.law.name}: best {', '.join(names)} (median, {pct} interval), the loss of a run there "
+               f"(law and run bands), and the loss given up away from it")
+    for _, row in table.iterrows():
+        where = ", ".join(f"{k}={row[k]:.3g}" for k in ("N", "D") if k in table.columns)
+        best = "; ".join(f"{n}* {row[f'{n}_opt_median']:.3g} [{row[f'{n}_opt_lower']:.3g}, {row[f'{n}_opt_upper']:.3g}]"
+                         for n in names)
+        click.echo(f"{where}: {best}; loss {row['loss_median']:.4f} law [{row['loss_lower']:.4f}, "
+                   f"{row['loss_upper']:.4f}] run [{row['pred_lower']:.4f}, {row['pred_upper']:.4f}]")
+        for n in names:
+            click.echo(f"  {n} 2x too high costs {row[f'{n}_penalty_high_median']:.4f} "
+                       f"[{row[f'{n}_penalty_high_lower']:.4f}, {row[f'{n}_penalty_high_upper']:.4f}] nats, "
+                       f"2x too low {row[f'{n}_penalty_low_median']:.4f} [{row[f'{n}_penalty_low_lower']:.4f}, "
+                       f"{row[f'{n}_penalty_low_upper']:.4f}]")
+            if row[f"{n}_opt_beyond_data"]:
+                tried = fit.runs[n]
+                click.echo(f"  note: {n}* lies outside the values the runs tried ({tried.min():.3g} to "
+                           f"{tried.max():.3g}): the basin is extrapolated there")
+        if "given_penalty_median" in table.columns:
+            given = ", ".join(f"{n} {row[f'{n}_given']:.3g}" for n in names if f"{n}_given" in table.columns)
+            within = ", ".join(f"P({n} within 2x of the best) {row[f'{n}_p_within_2x']:.2f}"
+                               for n in names if f"{n}_given" in table.columns)
+            click.echo(f"  {given}: costs {row['given_penalty_median']:.4f} [{row['given_penalty_lower']:.4f}, "
+                       f"{row['given_penalty_upper']:.4f}] nats ({within}); a run there: "
+                       f"{row['given_loss_median']:.4f} [{row['given_pred_lower']:.4f}, {row['given_pred_upper']:.4f}]")
+    if (table["extrapolation"] > 0).any():
+        click.echo("note: the run bands include the extrapolation discrepancy beyond the fitted runs")
+
+
+def _print_tune_backtest(result: dict) -> None:
+    click.echo(f"{result['law']}, holdout {result['holdout']!r}: fitted on {result['n_train']} runs, "
+               f"forecast {result['n_heldout']} at their own settings")
+    names = [k for k in ("lr", "batch") if result["runs"] and k in result["runs"][0]]
+    for run in result["runs"]:
+        where = ", ".join(f"{k}={run[k]:.3g}" for k in ("N", "D", *names))
+        flag = "" if run["inside_90"] else "  (outside the 90% band)"
+        click.echo(f"  {where}: loss {run['loss']:.4f}, forecast {run['median']:.4f} "
+                   f"[{run['pred_lower']:.4f}, {run['pred_upper']:.4f}]{flag}")
+    cov = result["coverage"]
+    click.echo(f"coverage of the predictive bands: 50% {cov['0.5']:.2f}, 80% {cov['0.8']:.2f}, 90% {cov['0.9']:.2f}; "
+               f"median |relative error| {result['median_abs_rel_error']:.2%}")
+    for cell in result["cells"]:
+        where = ", ".join(f"{k}={cell[k]:.3g}" for k in ("N", "D") if k in cell)
+        mark = "ranked first" if cell["ranked_first"] else f"forecast prefers {cell['forecast_best']:.3g}"
+        low, high = cell["observed_best_bracket"]
+        bracket = f"{'0' if low is None else f'{low:.3g}'} to {'inf' if high is None else f'{high:.3g}'}"
+        opt = cell["opt_forecast"]
+        click.echo(f"  {where}: observed best {cell['tunable']} {cell['observed_best']:.3g} of "
+                   f"{', '.join(f'{v:.3g}' for v in cell['values'])} (best between {bracket}): {mark}, "
+                   f"P(best) {cell['p_observed_best']:.2f}; forecast {cell['tunable']}* {opt['median']:.3g} "
+                   f"[{opt['lower']:.3g}, {opt['upper']:.3g}]")
+    click.echo(f"the forecast ranks the observed best value first in {result['cells_ranked_first']} of "
+               f"{result['n_cells']} held-out cells")
+
+
+@cli.command("tune")
+@click.argument("runs", type=click.Path(dir_okay=False))
+@click.option("--at", "at", multiple=True, help="A point: N=3e9,D=6e10 (repeat for more points).")
+@click.option("--law", "law_spec", default="chinchilla_lr_asym", show_default=True,
+              help="A law with a learning-rate (lr) or batch-size (batch) input: catalog name or .toml card.")
+@click.option("--columns", multiple=True, help="Map canonical names to yours: lr=peak_lr,batch='Batch tokens'.")
+@click.option("--lr", type=float, default=None, help="A peak learning rate to price against the best one.")
+@click.option("--batch", type=float, default=None, help="A batch size (tokens) to price against the best one.")
+@click.option("--holdout", default=None,
+              help="Backtest instead: fit without these runs ('N >= 5e8'), forecast them and rank each cell's rates.")
+@_sampling_options
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Also save the fit (.nc).")
+@_ci_option
+@_json_option
+def tune_command(runs, at, law_spec, columns, lr, batch, holdout, draws, tune, chains, seed, out, ci_prob, as_json):
+    """The best peak learning rate (and batch size) at unseen N and D, with intervals and the cost of missing it.
+
+    RUNS is a runs table (fitted here) or a saved fit (.nc) of a law with an lr or batch input.
+    """
+    from . import tuning
+    from .fitting import Fit, fit
+
+    given = {k: v for k, v in (("lr", lr), ("batch", batch)) if v is not None}
+    options = dict(columns=_pairs(columns, "--columns"), draws=draws, tune=tune, chains=chains, seed=seed,
+                   progressbar=False)
+    if holdout:
+        if str(runs).endswith(".nc"):
+            raise BayescaleError("--holdout refits on part of the runs: give the runs table, not a saved fit")
+        result = tuning.backtest(runs, law_spec, holdout, **options)
+        fitted = result.pop("fit")
+        if out:
+            click.echo(f"saved {fitted.save(out)}", err=as_json)
+        if as_json:
+            click.echo(json.dumps(result))
+        else:
+            _print_tune_backtest(result)
+        return
+    if not at:
+        raise BayescaleError("give the points to tune at with --at N=...,D=... (repeatable), or --holdout RULE")
+    fitted = Fit.load(runs) if str(runs).endswith(".nc") else fit(runs, law_spec, **options)
+    if out:
+        click.echo(f"saved {fitted.save(out)}", err=as_json)
+    table = tuning.tune(fitted, pd.DataFrame(_at_points(at)), given=given, ci_prob=ci_prob)
+    if as_json:
+        click.echo(json.dumps({"law": fitted.law.name, "ci_prob": ci_prob, "predictions": _tune_records(table)}))
+    else:
+        _print_tune(table, fitted, ci_prob)
 
 
 @cli.command("sweep")

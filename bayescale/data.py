@@ -43,6 +43,8 @@ class Runs:
     frame: pd.DataFrame
     notes: list[str] = field(default_factory=list)
     source: str = "DataFrame"
+    #: the column names as the user's table had them, before mapping and selection (for error messages)
+    original_columns: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -60,7 +62,7 @@ class Runs:
         if missing:
             derivable = " (D is derived from C and N, C from N and D)" if {"D", "C"} & set(missing) else ""
             raise DataError(f"law {law_name!r} needs column(s) {', '.join(missing)}, which the runs table "
-                            f"({self.source}) lacks{derivable}; it has {column_list(self.columns, missing)}. "
+                            f"({self.source}) lacks{derivable}; it has {column_list(self.original_columns or self.columns, missing)}. "
                             "Map your names with columns={'N': 'your name', ...} or --columns N='your name'")
         if len(self.frame) <= n_params:
             raise DataError(f"the runs table has {len(self.frame)} rows but law {law_name!r} with its noise model "
@@ -170,7 +172,7 @@ def load_runs(source, columns: Mapping[str, str] | None = None, *, extra_inputs:
     _warn_duplicates(table)
     for note in notes:
         logger.info(note)
-    return Runs(table, notes, where)
+    return Runs(table, notes, where, [str(c) for c in frame.columns])
 
 
 def _clean(table: pd.DataFrame, numeric: Iterable[str]) -> list[str]:
@@ -220,7 +222,7 @@ def count_parameters(runs: Runs, count: str) -> Runs:
     frame["N"] = counted.to_numpy(dtype=float)
     note = f"N counts non-embedding parameters, from {how}"
     logger.info(note)
-    return Runs(frame, [*runs.notes, note], runs.source)
+    return Runs(frame, [*runs.notes, note], runs.source, runs.original_columns)
 
 
 def prepare_points(points, inputs: Iterable[str]) -> pd.DataFrame:

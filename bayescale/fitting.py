@@ -28,6 +28,7 @@ from .likelihood import Likelihood, get_likelihood
 from .model import OBS_DIM, ModelSpec
 from .priors import Prior
 from .sampling import check_settings, draw_posterior
+from .tuning import check_columns as check_tunable_columns, check_runs as check_tunable_runs
 
 
 class StageTimer:
@@ -202,7 +203,9 @@ def _prepare(runs, law, columns, inputs, priors, pool, likelihood, params, keep=
     law = law.with_priors(law_priors)
     runs = count_parameters(load_runs(runs, columns, extra_inputs=law.inputs,
                                       keep=sorted({*pool.values(), *keep})), params)
+    check_tunable_columns(runs, law)
     runs.require(law.inputs, len(law.params) + len(lik.noise_params), law.name)
+    check_tunable_runs(runs, law)
     law = law.bind_data({name: runs[name] for name in law.inputs})
     return law, lik, runs, pool, noise_priors, sd_priors
 

@@ -22,6 +22,7 @@ from .data import column_list, row_numbers
 from .errors import BayescaleError
 from .formula import Formula
 from .predict import check_ci_prob, flat_draws
+from .tuning import profile_loss, search_range, tunable_inputs, tuned_points
 
 if TYPE_CHECKING:
     from .fitting import Fit
@@ -108,12 +109,20 @@ def _unique_tokens(d, budget: Budget):
     return d if budget.unique_tokens is None else np.minimum(budget.unique_tokens, d)
 
 
-def _law_loss(fit: "Fit", params: dict, n, d, budget: Budget):
-    env = {**{k: params[k] for k in fit.law.param_names}, "N": n, "D": d}
-    if "U" in fit.law.inputs:
-        env["U"] = _unique_tokens(d, budget)
-    with np.errstate(all="ignore"):
-        return fit.law.formula.numpy(env)
+def _law_loss(fit: "Fit", params: dict, n, d, budget: Budget, with_best: bool = False):
+    """The law's loss at (N, D); a law with a tunable input (learning rate) at its best value, per draw.
+
+    ``with_best`` also returns the log best values ({} for a law without tunable inputs).
+    """
+    law_params = {k: params[k] for k in fit.law.param_names}
+    env = {"N": n, "D": d, **({"U": _unique_tokens(d, budget)} if "U" in fit.law.inputs else {})}
+    if tunable_inputs(fit.law):
+        ranges = {name: search_range(fit.runs, name) for name in tunable_inputs(fit.law)}
+        loss, best = profile_loss(fit.law, law_params, env, ranges)
+    else:
+        with np.errstate(all="ignore"):
+            loss, best = fit.law.formula.numpy({**law_params, **env}), {}
+    return (loss, best) if with_best else loss
 
 
 def _loss(fit: "Fit", params: dict, log_n: np.ndarray, flops: float, budget: Budget) -> np.ndarray:
@@ -165,9 +174,10 @@ def optimal_allocation(fit: "Fit", flops: float, budget: Budget | None = None) -
     n_opt = 10.0 ** log_n
     d_opt = budget.tokens_for(n_opt, flops)
     capped = np.zeros(len(n_opt), bool) if budget.unique_tokens is None else d_opt >= budget.unique_tokens * 0.99
+    loss_opt, best = _law_loss(fit, params, n_opt, d_opt, budget, with_best=True)
     return pd.DataFrame({"N_opt": n_opt, "D_opt": d_opt, "tokens_per_param": d_opt / n_opt,
-                         "loss_opt": _law_loss(fit, params, n_opt, d_opt, budget), "at_edge": at_edge,
-                         "capped": capped})
+                         "loss_opt": loss_opt, "at_edge": at_edge, "capped": capped,
+                         **{f"{name}_opt": np.exp(value) for name, value in best.items()}})
 
 
 def chinchilla_closed_form(params: dict, flops: float) -> tuple[np.ndarray, np.ndarray]:
@@ -242,8 +252,11 @@ def candidates(fit: "Fit", configs, ci_prob: float = defaults.CI_PROB, budget: B
     out = table[["N", "D"]].astype(float).copy()
     out["C"] = budget.cost_of(out["N"].to_numpy(), out["D"].to_numpy())
     out["expected_loss"] = losses.mean(axis=0)
-    points = out[["N", "D"]].assign(**({"U": _unique_tokens(out["D"], budget)} if "U" in fit.law.inputs else {}))
+    points = tuned_points(fit, out[["N", "D"]].assign(**({"U": _unique_tokens(out["D"], budget)}
+                                                        if "U" in fit.law.inputs else {})))
     forecast = fit.predict(points, ci_prob=ci_prob)
+    for name in tunable_inputs(fit.law):
+        out[f"{name}_opt"] = points[name].to_numpy()
     for stat in ("median", "lower", "upper"):
         out[f"loss_{stat}"] = forecast[stat].to_numpy()
     for col in ("pred_lower", "pred_upper", "extrapolation", "C_vs_max"):
@@ -299,9 +312,12 @@ def plan(fit: "Fit", flops: float, ci_prob: float = defaults.CI_PROB, *, cost: s
     for key in ("N_opt", "D_opt", "tokens_per_param", "loss_opt"):
         out[key] = _interval(draws[key], ci_prob)
     n, d = out["N_opt"]["median"], out["D_opt"]["median"]
+    for name in tunable_inputs(fit.law):  # the best value per draw at that draw's optimum
+        out[f"{name}_opt"] = _interval(draws[f"{name}_opt"], ci_prob)
     point = pd.DataFrame({"N": [n], "D": [d], **({"U": [_unique_tokens(d, budget)]} if "U" in fit.law.inputs else {})})
-    forecast = fit.predict(point, ci_prob=ci_prob).iloc[0]
-    out["run_at_plan"] = {k: float(forecast[k]) for k in ("N", "D", "median", "pred_lower", "pred_upper", "extrapolation")}
+    forecast = fit.predict(tuned_points(fit, point), ci_prob=ci_prob).iloc[0]
+    out["run_at_plan"] = {k: float(forecast[k]) for k in ("N", "D", *tunable_inputs(fit.law), "median", "pred_lower",
+                                                          "pred_upper", "extrapolation")}
     if cost is not None:
         out["cost"] = budget.cost_text
     if unique_tokens is not None:
