@@ -53,6 +53,40 @@ def synthetic_sweep(seed: int = 0, *, budgets=(1e18, 3e18, 1e19, 3e19, 1e20, 3e2
     return pd.DataFrame(rows)
 
 
+#: ground truth of :func:`synthetic_tuning_sweep` (card ``chinchilla_lr_batch``): best rate
+#: 1e-3 (N/1e9)^-0.5 (D/2e10)^0.2, best batch 5e5 (D/2e10)^0.5 tokens
+TUNING_TRUTH = {**CHINCHILLA_TRUTH, "l0": float(np.log(1e-3)), "a": -0.5, "b": 0.2, "c": 0.08,
+                "g0": float(np.log(5e5)), "g": 0.5, "cb": 0.03}
+
+
+def simulate_runs(law, truth: dict, design: pd.DataFrame, *, noise: float = 0.01, seed: int = 0) -> pd.DataFrame:
+    """Runs at the ``design`` points (one column per input of ``law``) with losses from the law at ``truth``,
+    times log-normal noise (sd ``noise`` on log-loss)."""
+    from .laws import get_law
+
+    law = get_law(law)
+    missing = sorted(set(law.param_names) - set(truth))
+    if missing:
+        raise BayescaleError(f"simulating law {law.name!r} needs a value for {', '.join(missing)}")
+    env = {**{name: design[name].to_numpy(dtype=float) for name in law.inputs}, **truth}
+    loss = law.formula.numpy(env) * np.exp(np.random.default_rng(seed).normal(0.0, noise, len(design)))
+    return design.assign(loss=loss)
+
+
+def synthetic_tuning_sweep(seed: int = 0, *, noise: float = 0.01, truth: dict | None = None) -> pd.DataFrame:
+    """A learning-rate and batch-size sweep with known optima (:data:`TUNING_TRUTH`, card ``chinchilla_lr_batch``).
+
+    Five sizes from 2e7 to 5e8 parameters, 10 to 40 tokens per parameter, and at each (N, D) the
+    fixed grids practitioners sweep: peak rates 3e-4 to 1e-2 and batches of 1.3e5 to 2.1e6 tokens.
+    """
+    sizes, ratios = (2e7, 5e7, 1e8, 2e8, 5e8), (10, 20, 40)
+    rates, batches = (3e-4, 1e-3, 3e-3, 1e-2), (131072, 524288, 2097152)
+    design = pd.DataFrame([{"N": n, "D": n * r, "lr": lr, "batch": float(b)}
+                           for n in sizes for r in ratios for lr in rates for b in batches])
+    return simulate_runs("chinchilla_lr_batch", dict(TUNING_TRUTH if truth is None else truth), design,
+                         noise=noise, seed=seed)
+
+
 def demo_runs_path() -> Path:
     """The embedded demo table (``synthetic_sweep(seed=0)`` written as CSV)."""
     return Path(__file__).resolve().parent / "demo" / "demo_runs.csv"

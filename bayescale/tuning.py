@@ -74,10 +74,12 @@ def check_runs(runs: Runs, law: "Law") -> None:
         bad = frame.index[~((values > low) & (values <= high))]
         if len(bad):
             shown = ", ".join(f"{v:g}" for v in values[bad][:6])
-            other = ("a batch size or a step count" if name == "lr" else "a learning rate")
+            other = ("a batch size or a step count" if name == "lr" else "a learning rate or a count of sequences")
+            hint = (f"If the column holds {other}, map the right one with --columns {name}='your name'"
+                    if (values[bad] > high).any() or (name == "batch" and (values[bad] > 0).any())
+                    else "Drop those runs or fix their values")
             raise DataError(f"column {name!r} ({TUNABLE[name]}) must lie in ({low:g}, {high:g}], but "
-                            f"{row_numbers(bad)} are {shown}. If the column holds {other}, map the right one with "
-                            f"--columns {name}='your name'")
+                            f"{row_numbers(bad)} are {shown}. {hint}")
         scale = other_inputs(law) + [n for n in tunable_inputs(law) if n != name]
         per_cell = frame.groupby([frame[c].round(12) for c in scale])[name].nunique() if scale else \
             pd.Series([values.nunique()])
