@@ -748,27 +748,31 @@ def report_command(fit_paths, backtest_path, at, fmt, out, ci_prob):
 @click.option("--schedule", "schedules", multiple=True, metavar="NAME=SCHEDULE",
               help="What if --run had followed this schedule (schedule-aware laws), e.g. "
                    "long='cosine(peak=1e-3, total=32000, warmup=50, final=0.1)'; repeat to compare several.")
+@click.option("--peak-lr", "peaks", multiple=True, type=float,
+              help="What if --run had this peak learning rate, its schedule otherwise as planned (repeatable); "
+                   "compared with the run as planned.")
 @click.option("--draws", type=int, default=defaults.DRAWS, show_default=True)
 @click.option("--tune", type=int, default=defaults.TUNE, show_default=True)
 @click.option("--seed", type=int, default=defaults.SEED, show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_ci_option
 @_json_option
-def curve_command(runs, law_spec, run_id, upto, horizon, delta, columns, warmup, pool_items, schedules, draws, tune, seed,
-                  quiet, ci_prob, as_json):
+def curve_command(runs, law_spec, run_id, upto, horizon, delta, columns, warmup, pool_items, schedules, peaks, draws,
+                  tune, seed, quiet, ci_prob, as_json):
     """Forecast the rest of training runs from their checkpoints so far (joint fit with a run effect)."""
-    from .curves import compare_schedules, fit_curves, forecast_curves, load_checkpoints
+    from .curves import compare_schedules, fit_curves, forecast_curves, load_checkpoints, peak_rate_variants
 
-    if schedules and run_id is None:
-        raise click.UsageError("--schedule needs --run: the run whose schedule is changed")
+    if (schedules or peaks) and run_id is None:
+        raise click.UsageError(f"{'--schedule' if schedules else '--peak-lr'} needs --run: the run whose schedule is "
+                               "changed")
     from .pooling import parse_pool
 
     pool = parse_pool(pool_items) or None
     table = load_checkpoints(runs, _pairs(columns, "--columns"), warmup=warmup, upto=upto,
                              keep=sorted(set(pool.values()) - {"run"}) if pool else ())
     fit = fit_curves(table, law_spec, upto=upto, pool=pool, draws=draws, tune=tune, seed=seed, progressbar=not (as_json or quiet))
-    if schedules:
-        named = {}
+    if schedules or peaks:
+        named = peak_rate_variants(table, run_id, peaks) if peaks else {}
         for item in schedules:
             name, eq, text = item.partition("=")
             if not eq or not name.strip():

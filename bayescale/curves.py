@@ -25,6 +25,8 @@ residuals left are white is not checked.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import warnings
 from typing import TYPE_CHECKING, Mapping
 
@@ -262,6 +264,24 @@ def forecast_curves(fit: "Fit", runs: Runs, *, upto: float = 1.0, horizon: float
                       ExtrapolationWarning, stacklevel=2)
     out = pd.DataFrame(rows)
     out.attrs["ci_prob"] = ci_prob
+    return out
+
+
+def peak_rate_variants(runs: Runs, run: str, peaks) -> dict[str, Schedule]:
+    """``run``'s own schedule ("as run") and the same schedule at each other peak learning rate.
+
+    For a run in progress: what would its final loss be with another peak rate, everything else
+    as planned? Feed the result to :func:`compare_schedules`.
+    """
+    schedule = run_schedule(_run_rows(runs, run), str(run))
+    if schedule is None:
+        raise BayescaleError(f"run {run!r} has no schedule columns (peak_lr, total_steps): give the other peak rates "
+                             "as whole schedules, e.g. --schedule hot='cosine(peak=3e-3, total=16000, warmup=50)'")
+    out = {"as run": schedule}
+    for peak in peaks:
+        if not (np.isfinite(peak) and 0 < peak <= 1):
+            raise BayescaleError(f"peak learning rate {peak!r} must lie in (0, 1]")
+        out[f"peak {peak:g}"] = replace(schedule, peak_lr=float(peak))
     return out
 
 

@@ -1,11 +1,13 @@
 """Learning-rate schedules, the S1/S2 transforms, and what-if forecasts under other schedules."""
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
 
 import bayescale as bs
-from bayescale.curves import compare_schedules, fit_curves, forecast_curves, load_checkpoints
+from bayescale.curves import compare_schedules, fit_curves, forecast_curves, load_checkpoints, peak_rate_variants
 from bayescale.errors import DataError, ExtrapolationWarning
 from bayescale.schedules import ANNEAL_DECAY, Schedule, add_schedule_inputs, areas, schedule_areas
 
@@ -106,6 +108,23 @@ def test_what_if_schedules_follow_the_law(truth_fit):
         compare_schedules(fit, runs, options, run="nope")
 
 
+def test_what_if_another_peak_rate_keeps_the_rest_of_the_runs_schedule(truth_fit):
+    runs, fit = truth_fit
+    variants = peak_rate_variants(runs, "cosine-8000-0.001", [2e-3, 2.5e-3])
+    assert list(variants) == ["as run", "peak 0.002", "peak 0.0025"]
+    assert variants["peak 0.002"] == replace(variants["as run"], peak_lr=2e-3)
+    with pytest.warns(ExtrapolationWarning, match=r"peak 0\.0025 have a peak learning rate outside"):
+        table = compare_schedules(fit, runs, variants, run="cosine-8000-0.001").set_index("schedule")
+    t = bs.datasets.SCHEDULE_TRUTH
+    for name, schedule in variants.items():
+        a = schedule_areas(schedule, [schedule.total_steps])
+        law = t["L0"] + t["A"] * a["S1"][0] ** -t["alpha"] - t["C"] * a["S2"][0]
+        assert table.loc[name, "final_median"] == pytest.approx(law, rel=1e-9)
+    assert table["peak_outside_fitted"].tolist() == [False, False, True]
+    with pytest.raises(bs.BayescaleError, match=r"peak learning rate -0.001 must lie in \(0, 1\]"):
+        peak_rate_variants(runs, "cosine-8000-0.001", [-1e-3])
+
+
 def test_forecast_stops_at_the_end_of_a_schedule(truth_fit):
     runs, fit = truth_fit
     out = forecast_curves(fit, runs, upto=0.5).set_index("run")
@@ -148,6 +167,10 @@ def test_curve_cli_compares_schedules(truth_fit, tmp_path, capsys, monkeypatch):
     assert "long: cosine(peak=0.001, total=16000, warmup=100, final=0.1)" in capsys.readouterr().out
     assert main(["curve", str(path), "--upto", "0.5", "--schedule", "x=cosine(peak=1e-3, total=10)"]) == 2
     assert "--schedule needs --run" in capsys.readouterr().err
+    assert main([*args[:7], "--peak-lr", "2e-3", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [s["schedule"] for s in data["schedules"]] == ["as run", "peak 0.002"]
+    assert data["schedules"][1]["spec"].startswith("cosine(peak=0.002, total=8000")
 
 
 def test_runs_grouped_by_size_get_a_pooled_run_offset(monkeypatch):
