@@ -167,7 +167,7 @@ def test_curve_cli_compares_schedules(truth_fit, tmp_path, capsys, monkeypatch):
     assert "long: cosine(peak=0.001, total=16000, warmup=100, final=0.1)" in capsys.readouterr().out
     assert main(["curve", str(path), "--upto", "0.5", "--schedule", "x=cosine(peak=1e-3, total=10)"]) == 2
     assert "--schedule needs --run" in capsys.readouterr().err
-    assert main([*args[:7], "--peak-lr", "2e-3", "--json"]) == 0
+    assert main([*args[:8], "--peak-lr", "2e-3", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert [s["schedule"] for s in data["schedules"]] == ["as run", "peak 0.002"]
     assert data["schedules"][1]["spec"].startswith("cosine(peak=0.002, total=8000")
