@@ -91,13 +91,23 @@ class Budget:
         return (lo + hi) / 2
 
 
-def _check(fit: "Fit", flops: float) -> float:
+def _check_law(fit: "Fit") -> None:
+    """Planning varies N and D (and tunes lr or batch): the law must depend on nothing else."""
     if not {"N", "D"} <= set(fit.law.inputs):
         raise BayescaleError(f"planning needs a law in N and D; law {fit.law.name!r} has inputs "
                              f"{', '.join(fit.law.inputs)}")
+    extra = [name for name in fit.law.inputs if name not in ("N", "D", "U", *tunable_inputs(fit.law))]
+    if extra:
+        raise BayescaleError(f"planning varies N and D alone; law {fit.law.name!r} also needs "
+                             f"{', '.join(extra)}, which is not a function of them. Plan with a law in N and D "
+                             "(and a tunable lr or batch), such as chinchilla_lr_asym")
     if fit.spec.pooled:
         raise BayescaleError(f"planning a pooled fit is not supported yet: {', '.join(fit.spec.pooled)} vary by group; "
                              "fit the group you plan for without pooling")
+
+
+def _check(fit: "Fit", flops: float) -> float:
+    _check_law(fit)
     if isinstance(flops, bool) or not isinstance(flops, (int, float, np.floating)) or not np.isfinite(flops) \
             or flops <= 0:
         raise BayescaleError(f"the compute budget must be a positive, finite number of FLOPs, got {flops!r}")
@@ -237,6 +247,7 @@ def candidates(fit: "Fit", configs, ci_prob: float = defaults.CI_PROB, budget: B
     ``feasible`` marks). With ``flops`` (the budget), ``over_budget`` marks options that cost more.
     """
     ci_prob = check_ci_prob(ci_prob)
+    _check_law(fit)
     budget = budget or Budget()
     table = pd.DataFrame(configs).reset_index(drop=True)
     for col in ("N", "D"):
@@ -278,6 +289,7 @@ def marginal_value(fit: "Fit", n: float, d: float, ci_prob: float = defaults.CI_
                    budget: Budget | None = None) -> dict:
     """At (N, D): the loss drop from doubling N, from doubling D, and from 10x and 100x compute on the frontier."""
     ci_prob = check_ci_prob(ci_prob)
+    _check_law(fit)
     budget = budget or Budget()
     for name, value in (("N", n), ("D", d)):
         if not (np.isfinite(value) and value > 0):

@@ -126,3 +126,14 @@ def test_misfitting_backtest_ranks_the_best_rate_of_the_held_out_sizes(capsys):
     assert result["coverage"]["0.9"] >= 0.8
     assert result["median_abs_rel_error"] < 0.02
     assert result["cells_ranked_first"] >= 5
+
+
+def test_a_law_with_inputs_other_than_n_and_d_cannot_be_planned_and_says_why():
+    runs = synthetic_tuning_sweep().assign(N_no_embed=lambda t: 0.8 * t["N"])
+    fit = fake_fit(runs, "chinchilla_lr_ne", values=ASYM)
+    for call in (lambda: fit.plan(1e21), lambda: plan.candidates(fit, [{"N": 1e9, "D": 2e10}]),
+                 lambda: plan.marginal_value(fit, 1e9, 2e10)):
+        with pytest.raises(BayescaleError, match="also needs N_no_embed, which is not a function of them"):
+            call()
+    table = tuning.tune(fit, {"N": [3e9], "D": [6e10], "N_no_embed": [2.4e9]})
+    assert table["lr_opt_median"].iloc[0] == pytest.approx(best_rate(ASYM, 2.4e9, 6e10), rel=1e-4)
