@@ -80,7 +80,8 @@ def laws_command():
     from .laws import catalog
 
     for law in catalog().values():
-        click.echo(f"{law.name:<12} L({', '.join(law.inputs)}) = {law.formula.text}")
+        what = "L" if law.kind == "loss" else "accuracy"
+        click.echo(f"{law.name:<12} {what}({', '.join(law.inputs)}) = {law.formula.text}")
         click.echo(f"{'':<12} {law.title}")
 
 
@@ -649,6 +650,112 @@ def tune_command(runs, at, law_spec, columns, lr, batch, holdout, draws, tune, c
         click.echo(json.dumps({"law": fitted.law.name, "ci_prob": ci_prob, "predictions": _tune_records(table)}))
     else:
         _print_tune(table, fitted, ci_prob)
+
+
+def _print_downstream(table: pd.DataFrame, metric: str, ci_prob: float) -> None:
+    pct = f"{ci_prob:.0%}"
+    click.echo(f"loss, then {metric} (median, {pct} band of the laws, {pct} band of a run; both steps' "
+               "uncertainty chained)")
+    for _, row in table.iterrows():
+        where = ", ".join(f"{k}={row[k]:.3g}" if not isinstance(row[k], str) else f"{k}={row[k]}"
+                          for k in table.columns if k in ("N", "D", "group") or k == table.attrs.get("group"))
+        click.echo(f"{where}: loss {row['loss_median']:.4f} [{row['loss_lower']:.4f}, {row['loss_upper']:.4f}] run "
+                   f"[{row['loss_pred_lower']:.4f}, {row['loss_pred_upper']:.4f}]; {metric} {row['median']:.4f} "
+                   f"[{row['lower']:.4f}, {row['upper']:.4f}] run [{row['pred_lower']:.4f}, {row['pred_upper']:.4f}]; "
+                   f"P(above chance) {row['p_above_chance']:.2f}")
+        if row["p_above_chance"] < 0.9:
+            click.echo(f"  not predictable yet: in {1 - row['p_above_chance']:.0%} of draws the law stays within "
+                       "2 points of chance there")
+
+
+def _downstream_records(table: pd.DataFrame) -> list[dict]:
+    records = []
+    for _, row in table.iterrows():
+        record = {k: (row[k] if isinstance(row[k], str) else float(row[k]))
+                  for k in table.columns if k in ("N", "D", "C", "chance") or k == table.attrs.get("group")}
+        record["loss"] = {k: float(row[f"loss_{k}"]) for k in ("median", "lower", "upper", "pred_lower", "pred_upper")}
+        record["metric"] = {k: float(row[k]) for k in ("median", "lower", "upper", "pred_lower", "pred_upper")}
+        record["p_above_chance"] = float(row["p_above_chance"])
+        record["metric_extrapolation"] = float(row["metric_extrapolation"])
+        records.append(record)
+    return records
+
+
+@cli.command("downstream")
+@click.argument("runs", type=click.Path(dir_okay=False))
+@click.option("--metric", required=True, help="The accuracy column (fractions in [0, 1]).")
+@click.option("--group", default=None, help="Training-corpus column: the loss each group needs for an accuracy differs "
+                                            "(partially pooled shift); the loss law's E is pooled by it too.")
+@click.option("--metric-law", default="metric_exp", show_default=True,
+              help="Loss -> metric card: metric_exp (Gadre et al.), metric_sigmoid (chance floor), or a .toml card.")
+@click.option("--law", "law_spec", default="chinchilla", show_default=True, help="The loss law in N and D.")
+@click.option("--columns", multiple=True, help="Map canonical names to yours: N='params',loss='c4_loss'.")
+@click.option("--chance", type=float, default=None, help="The random baseline (fraction) when there is no chance column.")
+@click.option("--at", "at", multiple=True, help="A point: N=7e9,D=1.4e11[,dataset=rpj] (repeatable).")
+@click.option("--holdout", default=None, help="Backtest both steps: fit without these runs ('N >= 1e9'), forecast them.")
+@_sampling_options
+@_ci_option
+@_json_option
+def downstream_command(runs, metric, group, metric_law, law_spec, columns, chance, at, holdout, draws, tune, chains,
+                       seed, ci_prob, as_json):
+    """Forecast a downstream accuracy at unseen N and D: the loss law, then a law from loss to accuracy.
+
+    RUNS has N, D, loss, the metric column (and the group column; optionally chance and n, the
+    number of questions). Both laws are fitted here; the forecast carries both uncertainties.
+    """
+    from . import downstream
+    from .data import read_table
+    from .fitting import fit
+
+    table, _ = read_table(runs)
+    mapping = _pairs(columns, "--columns")
+    missing = [theirs for theirs in mapping.values() if theirs not in table.columns]
+    if missing:
+        raise BayescaleError(f"--columns: no column(s) {', '.join(missing)} in {runs}")
+    table = table.rename(columns={theirs: ours for ours, theirs in mapping.items()})
+    downstream.check_metric(table, metric)
+    pool = {"E": group} if group else None
+    options = dict(draws=draws, tune=tune, chains=chains, progressbar=False)
+    if holdout:
+        result = downstream.backtest(table, metric, holdout, loss_law=law_spec, metric_law=metric_law, group=group,
+                                     pool=pool, chance=chance, seed=seed, **options)
+        result.pop("fits")
+        if as_json:
+            click.echo(json.dumps(result))
+            return
+        click.echo(f"holdout {holdout!r}: both steps fitted on {result['n_train']} runs ({result['loss_law']}, then "
+                   f"{result['metric_law']}); {metric} of the {result['n_heldout']} held-out runs:")
+        for r in result["runs"]:
+            where = ", ".join(f"{k}={r[k]:.3g}" if not isinstance(r[k], str) else f"{k}={r[k]}"
+                              for k in ("N", "D", group) if k)
+            flag = "" if r["inside_90"] else "  (outside the 90% band)"
+            click.echo(f"  {where}: {r['metric']:.4f}, forecast {r['median']:.4f} [{r['pred_lower']:.4f}, "
+                       f"{r['pred_upper']:.4f}]{flag}")
+        cov = result["coverage"]
+        click.echo(f"coverage 50% {cov['0.5']:.2f}, 80% {cov['0.8']:.2f}, 90% {cov['0.9']:.2f}; median |error| "
+                   f"{result['median_abs_error']:.4f} ({result['median_abs_error'] * 100:.2f} points)")
+        return
+    if not at:
+        raise BayescaleError("give the points with --at N=...,D=...[,group=...] (repeatable), or --holdout RULE")
+    points = []
+    for item in at:
+        point = {}
+        for key, value in _pairs([item], "--at").items():
+            try:
+                point[key] = value if key == group else float(value)
+            except ValueError:
+                raise BayescaleError(f"--at {item!r}: {key}={value!r} is not a number") from None
+        points.append(point)
+    loss_fit = fit(table, law_spec, pool=pool, seed=seed, **options)
+    metric_fit = downstream.fit_metric(table, metric, metric_law, group=group, chance=chance, seed=seed,
+                                       draws=draws, tune=tune, chains=chains)
+    result = downstream.chained(loss_fit, metric_fit, pd.DataFrame(points), ci_prob=ci_prob, seed=seed)
+    result.attrs["group"] = group
+    if as_json:
+        click.echo(json.dumps({"ci_prob": ci_prob, "loss_law": loss_fit.law.name, "metric_law": metric_fit.law.name,
+                               "predictions": _downstream_records(result)}))
+    else:
+        _print_downstream(result, metric, ci_prob)
 
 
 @cli.command("sweep")

@@ -149,6 +149,37 @@ def load_gadre(path: str | Path, *, loss: str = "loss_c4_val") -> Runs:
     return runs
 
 
+def load_gadre_downstream(folder: str | Path, *, per_task: bool = False, loss: str = "loss_c4_val") -> pd.DataFrame:
+    """Gadre et al. 2024 models with their 46 downstream accuracies (``evals/*.json``, ``eval_metadata.csv``).
+
+    One row per model: ``name``, ``dataset`` (training corpus), N, D, ``loss`` (C4 validation by
+    default), ``accuracy`` (the mean over the tasks) and ``chance`` (the mean random baseline, as a
+    fraction). With ``per_task``: one row per (model, task) with that task's ``accuracy``,
+    ``chance`` and ``n`` (its number of questions) and a ``task`` column.
+    """
+    import json
+
+    folder = Path(folder)
+    models = pd.read_csv(folder / "DERIVED_flat_losses.csv")[["name", "dataset", "N", "D", loss]]
+    meta = pd.read_csv(folder / "eval_metadata.csv").set_index("Eval Task")
+    rows = []
+    for path in sorted((folder / "evals").glob("evaluation_*_heavy.json")):
+        name = path.name.removeprefix("evaluation_").removesuffix("_heavy.json")
+        for task, value in json.loads(path.read_text())["eval_metrics"]["icl"].items():
+            rows.append({"name": name, "task": task, "accuracy": float(value)})
+    scores = pd.DataFrame(rows)
+    unknown = sorted(set(scores["task"]) - set(meta.index))
+    if unknown:
+        raise DataError(f"{folder / 'eval_metadata.csv'} lacks task(s) {', '.join(unknown)}")
+    scores["chance"] = meta.loc[scores["task"], "Random baseline"].to_numpy() / 100.0
+    scores["n"] = meta.loc[scores["task"], "#datapoints"].to_numpy().astype(float)
+    table = models.rename(columns={loss: "loss"}).merge(scores, on="name", validate="one_to_many")
+    if per_task:
+        return table.reset_index(drop=True)
+    mean = table.groupby("name")[["accuracy", "chance"]].mean()
+    return models.rename(columns={loss: "loss"}).merge(mean, left_on="name", right_index=True).reset_index(drop=True)
+
+
 def load_datablations(path: str | Path) -> Runs:
     """Muennighoff et al. 2023 data-constrained runs: N, D, U (unique tokens = tokens / epochs), loss."""
     raw = pd.read_csv(path)

@@ -224,7 +224,7 @@ def _splits(frame: pd.DataFrame, inputs):
         yield share, held, lambda heldout, train: distance(heldout.frame, observed_ranges(train, inputs))
 
 
-def kappa_log_likelihood(error, scale, distance, shared) -> np.ndarray:
+def kappa_log_likelihood(error, scale, distance, shared, grid: np.ndarray = KAPPA_GRID) -> np.ndarray:
     """log p(errors | kappa) on :data:`KAPPA_GRID`; points with the same ``shared`` label share one discrepancy.
 
     Such points err by ``kappa * d_i * z + scale_i * eps_i`` with one z ~ Normal(0, 1): the law bends
@@ -235,8 +235,8 @@ def kappa_log_likelihood(error, scale, distance, shared) -> np.ndarray:
     """
     error, scale, distance = (np.asarray(x, float) for x in (error, scale, distance))
     shared = np.asarray(shared)
-    k2 = KAPPA_GRID[:, None] ** 2
-    total = np.zeros(len(KAPPA_GRID))
+    k2 = grid[:, None] ** 2
+    total = np.zeros(len(grid))
     for label in np.unique(shared):
         at = shared == label
         e, s2, d = error[at], scale[at] ** 2, distance[at]
@@ -246,12 +246,13 @@ def kappa_log_likelihood(error, scale, distance, shared) -> np.ndarray:
     return total
 
 
-def draw_kappa(log_posterior: np.ndarray, n_draws: int, rng: np.random.Generator) -> np.ndarray:
-    """Draws from a posterior given on :data:`KAPPA_GRID` (spread uniformly in log within each cell)."""
+def draw_kappa(log_posterior: np.ndarray, n_draws: int, rng: np.random.Generator,
+               grid: np.ndarray = KAPPA_GRID) -> np.ndarray:
+    """Draws from a posterior given on ``grid`` (log-spaced; spread uniformly in log within each cell)."""
     weights = np.exp(log_posterior - log_posterior.max())
-    step = np.log(KAPPA_GRID[1] / KAPPA_GRID[0])
-    cells = rng.choice(len(KAPPA_GRID), size=n_draws, p=weights / weights.sum())
-    return KAPPA_GRID[cells] * np.exp(rng.uniform(-step / 2, step / 2, n_draws))
+    step = np.log(grid[1] / grid[0])
+    cells = rng.choice(len(grid), size=n_draws, p=weights / weights.sum())
+    return grid[cells] * np.exp(rng.uniform(-step / 2, step / 2, n_draws))
 
 
 def calibrate(runs: Runs, law, likelihood, spec_factory, n_draws: int, seed: int,

@@ -197,6 +197,9 @@ def _prepare(runs, law, columns, inputs, priors, pool, likelihood, params, keep=
     from .pooling import parse_pool
 
     law = get_law(law, inputs)
+    if law.kind != "loss":
+        raise BayescaleError(f"law {law.name!r} maps the loss to a downstream metric, it is not a scaling law of the "
+                             "loss; fit it with bayescale.downstream (bayescale downstream RUNS --metric COLUMN)")
     lik = get_likelihood(likelihood)
     pool = parse_pool(pool or {})
     law_priors, noise_priors, sd_priors = _split_priors(priors, law, lik, pool)

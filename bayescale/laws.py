@@ -32,6 +32,8 @@ from .priors import Prior, ScaledPrior
 RUN_OFFSET = "run_offset"
 #: input names that :meth:`Law.from_formula` recognises without being told
 KNOWN_INPUTS = ("N", "D", "C", "U", "X", "step", "tokens")
+#: what a law's formula gives (see Law.kind)
+KINDS = ("loss", "metric")
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,9 @@ class Law:
     anchor: str | None = None
     #: for learning curves: the parameters that vary by run in a joint fit of many runs (bayescale.curves)
     run_effect: tuple[str, ...] = ()
+    #: what the formula gives: "loss" (a scaling law), or "metric" (a downstream accuracy from the loss,
+    #: bayescale.downstream)
+    kind: str = "loss"
 
     def __post_init__(self):
         context = f"law {self.name!r}"
@@ -106,6 +111,11 @@ class Law:
             if along not in self.inputs:
                 raise FormulaError(f"{context}: break {where!r} lies along {along!r}, which is not an input "
                                    f"({', '.join(self.inputs)})")
+        if self.kind not in KINDS:
+            raise FormulaError(f"{context}: kind {self.kind!r} is not known; use one of {', '.join(KINDS)}")
+        if self.kind == "metric" and "loss" not in self.inputs:
+            raise FormulaError(f"{context}: a metric law maps the loss to a downstream metric, so 'loss' must be "
+                               f"an input (inputs are {', '.join(self.inputs)})")
         if self.anchor is not None:
             self._check_anchor(context)
         stray = [n for n in self.run_effect if n not in self.params]
@@ -155,7 +165,7 @@ class Law:
                    params=params, title=card.get("title", ""), source=card.get("source", ""),
                    description=card.get("description", ""), card_path=card_path, derived=derived,
                    breaks=dict(card.get("breaks") or {}), anchor=card.get("anchor"),
-                   run_effect=tuple(card.get("run_effect") or ()))
+                   run_effect=tuple(card.get("run_effect") or ()), kind=str(card.get("kind", "loss")))
 
     @classmethod
     def from_card(cls, path: str | Path) -> "Law":
