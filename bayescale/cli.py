@@ -668,6 +668,13 @@ def _print_downstream(table: pd.DataFrame, metric: str, ci_prob: float) -> None:
                        "2 points of chance there")
 
 
+def _save_downstream_plot(path, loss_fit, metric_fit, heldout, ci_prob: float, quiet: bool) -> None:
+    from .plots import downstream_fan, save_figure
+
+    saved = save_figure(downstream_fan(loss_fit, metric_fit, heldout=heldout, ci_prob=ci_prob), path)
+    click.echo(f"saved {saved}", err=quiet)
+
+
 def _downstream_records(table: pd.DataFrame) -> list[dict]:
     records = []
     for _, row in table.iterrows():
@@ -693,17 +700,20 @@ def _downstream_records(table: pd.DataFrame) -> list[dict]:
 @click.option("--chance", type=float, default=None, help="The random baseline (fraction) when there is no chance column.")
 @click.option("--at", "at", multiple=True, help="A point: N=7e9,D=1.4e11[,dataset=rpj] (repeatable).")
 @click.option("--holdout", default=None, help="Backtest both steps: fit without these runs ('N >= 1e9'), forecast them.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
+              help="Save the two-step fan chart (accuracy against loss, then against compute) as a PNG.")
 @_sampling_options
 @_ci_option
 @_json_option
-def downstream_command(runs, metric, group, metric_law, law_spec, columns, chance, at, holdout, draws, tune, chains,
-                       seed, ci_prob, as_json):
+def downstream_command(runs, metric, group, metric_law, law_spec, columns, chance, at, holdout, plot_path, draws, tune,
+                       chains, seed, ci_prob, as_json):
     """Forecast a downstream accuracy at unseen N and D: the loss law, then a law from loss to accuracy.
 
     RUNS has N, D, loss, the metric column (and the group column; optionally chance and n, the
     number of questions). Both laws are fitted here; the forecast carries both uncertainties.
     """
     from . import downstream
+    from .backtesting import holdout_mask
     from .data import read_table
     from .fitting import fit
 
@@ -719,7 +729,9 @@ def downstream_command(runs, metric, group, metric_law, law_spec, columns, chanc
     if holdout:
         result = downstream.backtest(table, metric, holdout, loss_law=law_spec, metric_law=metric_law, group=group,
                                      pool=pool, chance=chance, seed=seed, **options)
-        result.pop("fits")
+        loss_fit, metric_fit = result.pop("fits")
+        if plot_path:
+            _save_downstream_plot(plot_path, loss_fit, metric_fit, table[holdout_mask(table, holdout)], ci_prob, as_json)
         if as_json:
             click.echo(json.dumps(result))
             return
@@ -751,6 +763,8 @@ def downstream_command(runs, metric, group, metric_law, law_spec, columns, chanc
                                        draws=draws, tune=tune, chains=chains)
     result = downstream.chained(loss_fit, metric_fit, pd.DataFrame(points), ci_prob=ci_prob, seed=seed)
     result.attrs["group"] = group
+    if plot_path:
+        _save_downstream_plot(plot_path, loss_fit, metric_fit, None, ci_prob, as_json)
     if as_json:
         click.echo(json.dumps({"ci_prob": ci_prob, "loss_law": loss_fit.law.name, "metric_law": metric_fit.law.name,
                                "predictions": _downstream_records(result)}))

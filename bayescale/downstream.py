@@ -323,6 +323,39 @@ def _interval(values: np.ndarray, ci_prob: float) -> dict[str, np.ndarray]:
     return {"median": median, "lower": lower, "upper": upper}
 
 
+def _through_metric(metric_fit: MetricFit, losses: list[np.ndarray], table: pd.DataFrame, pick: np.ndarray,
+                    rng: np.random.Generator) -> list[np.ndarray]:
+    """The metric law (with its discrepancy below ``loss_min``) at each array of loss draws (rows: draws ``pick``).
+
+    One z per draw is shared by every point and every array, as the loss discrepancy does.
+    """
+    shift = _shifts(metric_fit, table, pick, rng)
+    chances = chance_levels(metric_fit.law, table, metric_fit.settings.get("chance"))[None, :]
+    params = {name: metric_fit.flat(name)[pick][:, None] for name in metric_fit.law.param_names}
+    kappa_z = (metric_fit.kappa[pick] * rng.standard_normal(len(pick)))[:, None]
+    out = []
+    for loss in losses:
+        with np.errstate(all="ignore"):
+            mean = metric_fit.law.formula.numpy({**params, "loss": loss - shift, "chance": chances})
+            beyond = np.maximum(0.0, np.log(metric_fit.loss_min) - np.log(loss))
+        out.append(np.clip(_expit(_logit(np.clip(mean, _EPS, 1 - _EPS)) + kappa_z * beyond), _EPS, 1 - _EPS))
+    return out
+
+
+def metric_at_loss(metric_fit: MetricFit, loss, *, group: str | None = None, ci_prob: float = defaults.CI_PROB,
+                   seed: int | None = None) -> pd.DataFrame:
+    """The metric law's band (median, lower, upper) at given losses, for ``group`` (a new one if unseen)."""
+    loss = np.asarray(loss, dtype=float)
+    table = pd.DataFrame({"loss": loss})
+    if metric_fit.group:
+        table[metric_fit.group] = group if group is not None else (metric_fit.levels or ["new"])[0]
+    seed = metric_fit.settings.get("seed", defaults.SEED) if seed is None else seed
+    rng = np.random.default_rng([seed, 5])
+    pick = rng.permutation(len(metric_fit.flat("phi")))
+    (metric,) = _through_metric(metric_fit, [np.broadcast_to(loss, (len(pick), len(loss)))], table, pick, rng)
+    return table.assign(**_interval(metric, check_ci_prob(ci_prob)))
+
+
 def chained(loss_fit: "Fit", metric_fit: MetricFit, points, *, ci_prob: float = defaults.CI_PROB,
             seed: int | None = None) -> pd.DataFrame:
     """Loss and metric forecasts at ``points`` (the loss law's inputs, the group column, optionally chance).
@@ -339,27 +372,14 @@ def chained(loss_fit: "Fit", metric_fit: MetricFit, points, *, ci_prob: float = 
     seed = loss_fit.settings["seed"] if seed is None else seed
     rng = np.random.default_rng([seed, 3])
     mu, y = (np.concatenate(parts, axis=1) for parts in zip(*loss_draws(loss_fit, table, seed)))
-    law_params = {name: metric_fit.flat(name) for name in metric_fit.law.param_names}
     phi = metric_fit.flat("phi")
     draws = min(len(mu), len(phi))
     pick_loss, pick_metric = rng.permutation(len(mu))[:draws], rng.permutation(len(phi))[:draws]
     loss_law, loss_run = np.exp(mu[pick_loss]), np.exp(y[pick_loss])
-    shift = _shifts(metric_fit, table, pick_metric, rng)
-    chances = chance_levels(metric_fit.law, table, metric_fit.settings.get("chance"))[None, :]
-    params = {name: values[pick_metric][:, None] for name, values in law_params.items()}
-    with np.errstate(all="ignore"):
-        metric_law = np.clip(metric_fit.law.formula.numpy({**params, "loss": loss_law - shift, "chance": chances}),
-                             _EPS, 1 - _EPS)
-        metric_mean = np.clip(metric_fit.law.formula.numpy({**params, "loss": loss_run - shift, "chance": chances}),
-                              _EPS, 1 - _EPS)
-    kappa_z = (metric_fit.kappa[pick_metric] * rng.standard_normal(draws))[:, None]  # one z per draw, all points
-    with np.errstate(all="ignore"):
-        beyond_law = np.maximum(0.0, np.log(metric_fit.loss_min) - np.log(loss_law))
-        beyond_run = np.maximum(0.0, np.log(metric_fit.loss_min) - np.log(loss_run))
-    metric_law = np.clip(_expit(_logit(metric_law) + kappa_z * beyond_law), _EPS, 1 - _EPS)
-    metric_mean = np.clip(_expit(_logit(metric_mean) + kappa_z * beyond_run), _EPS, 1 - _EPS)
+    metric_law, metric_mean = _through_metric(metric_fit, [loss_law, loss_run], table, pick_metric, rng)
     precision = phi[pick_metric][:, None]
     metric_run = rng.beta(metric_mean * precision, (1 - metric_mean) * precision)
+    chances = chance_levels(metric_fit.law, table, metric_fit.settings.get("chance"))[None, :]
     out = table.copy()
     for key, value in _interval(loss_law, ci_prob).items():
         out[f"loss_{key}"] = value
@@ -370,7 +390,8 @@ def chained(loss_fit: "Fit", metric_fit: MetricFit, points, *, ci_prob: float = 
     run = _interval(metric_run, ci_prob)
     out["pred_lower"], out["pred_upper"] = run["lower"], run["upper"]
     out["p_above_chance"] = np.mean(metric_law > chances + ABOVE_CHANCE, axis=0)
-    out["metric_extrapolation"] = np.median(beyond_law, axis=0)
+    with np.errstate(all="ignore"):
+        out["metric_extrapolation"] = np.median(np.maximum(0.0, np.log(metric_fit.loss_min) - np.log(loss_law)), axis=0)
     out.attrs["ci_prob"] = ci_prob
     return out
 

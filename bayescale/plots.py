@@ -8,7 +8,9 @@
 - :func:`calibration` - backtest coverage, nominal against observed;
 - :func:`frontier_bands` - the compute-optimal N*, D* and L* against compute, with bands;
 - :func:`learning_curves` - runs' checkpoints, the part a fit saw and the forecast of the rest;
-- :func:`model_checks` - prior predictive, posterior predictive and LOO-PIT (:mod:`bayescale.checks`).
+- :func:`model_checks` - prior predictive, posterior predictive and LOO-PIT (:mod:`bayescale.checks`);
+- :func:`downstream_fan` - the two steps of a downstream forecast: accuracy against loss, then
+  accuracy against compute with both laws' uncertainty chained.
 """
 
 from __future__ import annotations
@@ -291,6 +293,70 @@ def model_checks(fit: "Fit", result: dict):
     ax.set(title=f"LOO-PIT (KS p = {result['loo_pit']['p_value']:.2f})", xlabel="PIT value",
            ylabel="ECDF - uniform", xlim=(0, 1))
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def downstream_fan(loss_fit: "Fit", metric_fit, *, heldout: pd.DataFrame | None = None, extend: float = 30.0,
+                   ci_prob: float = defaults.CI_PROB):
+    """Two panels: the metric law against the loss (step 2), and the chained forecast against compute.
+
+    Each group (training corpus) gets its colour; the right panel follows each group's runs at their
+    median tokens per parameter out to ``extend`` times the largest N. ``heldout`` runs (N, D, loss,
+    the metric and the group) are drawn as diamonds with their forecasts.
+    """
+    from .downstream import chained, metric_at_loss
+
+    table, metric, group = metric_fit.table, metric_fit.metric, metric_fit.group
+    levels = metric_fit.levels or [None]
+    colours = dict(zip(levels, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
+    pct = f"{ci_prob:.0%}"
+    low = min(table["loss"].min(), heldout["loss"].min() if heldout is not None else np.inf) * 0.9
+    grid = np.linspace(low, table["loss"].max(), 100)
+    frame = loss_fit.runs.frame
+    for level in levels:
+        colour = colours[level]
+        rows = table if level is None else table[table[group].astype(str) == level]
+        band = metric_at_loss(metric_fit, grid, group=level, ci_prob=ci_prob)
+        left.fill_between(grid, band["lower"], band["upper"], color=colour, alpha=0.25)
+        left.plot(grid, band["median"], color=colour, lw=1.2, label=f"{level or 'law'} ({pct} credible)")
+        left.scatter(rows["loss"], rows[metric], s=12, color=colour, alpha=0.7)
+        runs = frame if level is None else frame[frame[group].astype(str) == level]
+        ratio = float(np.median(runs["D"] / runs["N"]))
+        n = np.geomspace(runs["N"].min(), runs["N"].max() * extend, 60)
+        path = pd.DataFrame({"N": n, "D": ratio * n, **({group: level} if group else {})})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExtrapolationWarning)
+            forecast = chained(loss_fit, metric_fit, path, ci_prob=ci_prob)
+        compute = 6.0 * path["N"] * path["D"]
+        right.fill_between(compute, forecast["pred_lower"], forecast["pred_upper"], color=colour, alpha=0.15)
+        right.fill_between(compute, forecast["lower"], forecast["upper"], color=colour, alpha=0.3)
+        right.plot(compute, forecast["median"], color=colour, lw=1.2, label=f"{level or 'forecast'} (D = {ratio:.0f} N)")
+        right.scatter(6.0 * rows["N"].astype(float) * rows["D"], rows[metric], s=12, color=colour, alpha=0.7)
+        if heldout is not None and len(heldout):
+            held = heldout if level is None else heldout[heldout[group].astype(str) == level]
+            if len(held):
+                left.scatter(held["loss"], held[metric], s=30, marker="D", color=colour, edgecolor="black", zorder=5)
+                asked = chained(loss_fit, metric_fit, held[[c for c in held.columns if c in
+                                                            ("N", "D", group, "chance") and c]], ci_prob=ci_prob)
+                c = 6.0 * held["N"].astype(float) * held["D"]
+                right.errorbar(c, asked["median"], yerr=[asked["median"] - asked["pred_lower"],
+                                                         asked["pred_upper"] - asked["median"]],
+                               fmt="none", ecolor=colour, lw=1, capsize=3, zorder=4)
+                right.scatter(c, held[metric], s=30, marker="D", color=colour, edgecolor="black", zorder=5)
+    left.axvline(metric_fit.loss_min, color="0.5", lw=0.8, ls=":")
+    left.text(metric_fit.loss_min, left.get_ylim()[1], " lowest fitted loss", va="top", fontsize=8, color="0.4")
+    left.invert_xaxis()
+    left.set_xlabel("loss (nats; lower is better)")
+    left.set_ylabel(metric)
+    left.set_title(f"step 2: {metric_fit.law.name}, {metric} from the loss")
+    left.legend(fontsize=8)
+    right.set_xscale("log")
+    right.set_xlabel("compute C = 6ND (FLOPs)")
+    right.set_ylabel(metric)
+    right.set_title(f"both steps: {loss_fit.law.name} then {metric_fit.law.name} ({pct} law and run bands)")
+    right.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     return fig
 
