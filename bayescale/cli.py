@@ -577,15 +577,20 @@ def _print_tune(table: pd.DataFrame, fit, ci_prob: float) -> None:
         click.echo("note: the run bands include the extrapolation discrepancy beyond the fitted runs")
 
 
+def _print_heldout(runs: list[dict], keys, observed: str, label: str | None = None) -> None:
+    """One line per held-out run: where it is, what it scored, its forecast and 90% predictive band."""
+    for run in runs:
+        where = ", ".join(f"{k}={run[k]}" if isinstance(run[k], str) else f"{k}={run[k]:.3g}" for k in keys)
+        flag = "" if run["inside_90"] else "  (outside the 90% band)"
+        click.echo(f"  {where}: {label or observed} {run[observed]:.4f}, forecast {run['median']:.4f} "
+                   f"[{run['pred_lower']:.4f}, {run['pred_upper']:.4f}]{flag}")
+
+
 def _print_tune_backtest(result: dict) -> None:
     click.echo(f"{result['law']}, holdout {result['holdout']!r}: fitted on {result['n_train']} runs, "
                f"forecast {result['n_heldout']} at their own settings")
     names = [k for k in ("lr", "batch") if result["runs"] and k in result["runs"][0]]
-    for run in result["runs"]:
-        where = ", ".join(f"{k}={run[k]:.3g}" for k in ("N", "D", *names))
-        flag = "" if run["inside_90"] else "  (outside the 90% band)"
-        click.echo(f"  {where}: loss {run['loss']:.4f}, forecast {run['median']:.4f} "
-                   f"[{run['pred_lower']:.4f}, {run['pred_upper']:.4f}]{flag}")
+    _print_heldout(result["runs"], ("N", "D", *names), "loss")
     cov = result["coverage"]
     click.echo(f"coverage of the predictive bands: 50% {cov['0.5']:.2f}, 80% {cov['0.8']:.2f}, 90% {cov['0.9']:.2f}; "
                f"median |relative error| {result['median_abs_rel_error']:.2%}")
@@ -737,12 +742,7 @@ def downstream_command(runs, metric, group, metric_law, law_spec, columns, chanc
             return
         click.echo(f"holdout {holdout!r}: both steps fitted on {result['n_train']} runs ({result['loss_law']}, then "
                    f"{result['metric_law']}); {metric} of the {result['n_heldout']} held-out runs:")
-        for r in result["runs"]:
-            where = ", ".join(f"{k}={r[k]:.3g}" if not isinstance(r[k], str) else f"{k}={r[k]}"
-                              for k in ("N", "D", group) if k)
-            flag = "" if r["inside_90"] else "  (outside the 90% band)"
-            click.echo(f"  {where}: {r['metric']:.4f}, forecast {r['median']:.4f} [{r['pred_lower']:.4f}, "
-                       f"{r['pred_upper']:.4f}]{flag}")
+        _print_heldout(result["runs"], [k for k in ("N", "D", group) if k], "metric", metric)
         cov = result["coverage"]
         click.echo(f"coverage 50% {cov['0.5']:.2f}, 80% {cov['0.8']:.2f}, 90% {cov['0.9']:.2f}; median |error| "
                    f"{result['median_abs_error']:.4f} ({result['median_abs_error'] * 100:.2f} points)")
