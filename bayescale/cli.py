@@ -680,6 +680,16 @@ def _save_downstream_plot(path, loss_fit, metric_fit, heldout, ci_prob: float, q
     click.echo(f"saved {saved}", err=quiet)
 
 
+def _write_downstream_report(path, loss_fit, metric_fit, forecast, backtest, heldout, ci_prob: float,
+                             quiet: bool) -> None:
+    from .report import build_downstream_report, write_report
+
+    fmt = "markdown" if str(path).endswith(".md") else "html"
+    text = build_downstream_report(loss_fit, metric_fit, forecast, backtest=backtest, heldout=heldout,
+                                   ci_prob=ci_prob, fmt=fmt)
+    click.echo(f"saved {write_report(path, text)}", err=quiet)
+
+
 def _downstream_records(table: pd.DataFrame) -> list[dict]:
     records = []
     for _, row in table.iterrows():
@@ -707,11 +717,13 @@ def _downstream_records(table: pd.DataFrame) -> list[dict]:
 @click.option("--holdout", default=None, help="Backtest both steps: fit without these runs ('N >= 1e9'), forecast them.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
               help="Save the two-step fan chart (accuracy against loss, then against compute) as a PNG.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None,
+              help="Write an HTML report (.html) or Markdown (.md): both laws, the forecast, the fan chart.")
 @_sampling_options
 @_ci_option
 @_json_option
-def downstream_command(runs, metric, group, metric_law, law_spec, columns, chance, at, holdout, plot_path, draws, tune,
-                       chains, seed, ci_prob, as_json):
+def downstream_command(runs, metric, group, metric_law, law_spec, columns, chance, at, holdout, plot_path, report_path,
+                       draws, tune, chains, seed, ci_prob, as_json):
     """Forecast a downstream accuracy at unseen N and D: the loss law, then a law from loss to accuracy.
 
     RUNS has N, D, loss, the metric column (and the group column; optionally chance and n, the
@@ -735,8 +747,12 @@ def downstream_command(runs, metric, group, metric_law, law_spec, columns, chanc
         result = downstream.backtest(table, metric, holdout, loss_law=law_spec, metric_law=metric_law, group=group,
                                      pool=pool, chance=chance, seed=seed, **options)
         loss_fit, metric_fit = result.pop("fits")
+        heldout = table[holdout_mask(table, holdout)]
         if plot_path:
-            _save_downstream_plot(plot_path, loss_fit, metric_fit, table[holdout_mask(table, holdout)], ci_prob, as_json)
+            _save_downstream_plot(plot_path, loss_fit, metric_fit, heldout, ci_prob, as_json)
+        if report_path:
+            forecast = downstream.chained(loss_fit, metric_fit, heldout, ci_prob=ci_prob, seed=seed)
+            _write_downstream_report(report_path, loss_fit, metric_fit, forecast, result, heldout, ci_prob, as_json)
         if as_json:
             click.echo(json.dumps(result))
             return
@@ -765,6 +781,8 @@ def downstream_command(runs, metric, group, metric_law, law_spec, columns, chanc
     result.attrs["group"] = group
     if plot_path:
         _save_downstream_plot(plot_path, loss_fit, metric_fit, None, ci_prob, as_json)
+    if report_path:
+        _write_downstream_report(report_path, loss_fit, metric_fit, result, None, None, ci_prob, as_json)
     if as_json:
         click.echo(json.dumps({"ci_prob": ci_prob, "loss_law": loss_fit.law.name, "metric_law": metric_fit.law.name,
                                "predictions": _downstream_records(result)}))

@@ -242,6 +242,44 @@ def build_report(fits: "dict[str, Fit]", *, backtest: "BacktestResult | None" = 
     return doc.render("bayescale report")
 
 
+def build_downstream_report(loss_fit: "Fit", metric_fit, forecast: pd.DataFrame, *, backtest: dict | None = None,
+                            heldout: pd.DataFrame | None = None, ci_prob: float = defaults.CI_PROB,
+                            fmt: str = "html") -> str:
+    """A downstream forecast as a report: both laws, their parameters, the chained forecast and the fan chart."""
+    if fmt not in ("html", "markdown"):
+        raise BayescaleError(f"report format must be 'html' or 'markdown', got {fmt!r}")
+    metric, law = metric_fit.metric, metric_fit.law
+    doc = _Doc(fmt)
+    doc.heading(f"bayescale downstream report: {metric}", 1)
+    doc.para(f"Generated {datetime.date.today().isoformat()} by bayescale {__version__}. Two steps, both posteriors: "
+             f"the loss at (N, D) from {loss_fit.law.name}, then {metric} from the loss by {law.name}; every draw of "
+             f"the loss goes through a draw of the metric law. Intervals are equal-tailed at {ci_prob:.0%}.")
+    doc.heading(f"Step 1: {loss_fit.law.title or loss_fit.law.name}")
+    doc.math("L = " + formula_latex(loss_fit.law.formula.text))
+    doc.table(loss_fit.summary(ci_prob)[["mean", "median", "lower", "upper", "ess_bulk", "r_hat"]])
+    doc.heading(f"Step 2: {law.title or law.name}")
+    doc.math(f"\\mathrm{{{metric.replace('_', ' ')}}} = " + formula_latex(law.formula.text))
+    doc.para(f"{law.description} Source: {law.source}".strip())
+    doc.table(metric_fit.summary(ci_prob))
+    for fit_diagnostics in (loss_fit.diagnostics, metric_fit.diagnostics):
+        for problem in fit_diagnostics.problems:
+            doc.para("Warning: " + problem, "warn")
+    doc.heading("Forecast")
+    shown = [c for c in forecast.columns if c in ("N", "D", metric_fit.group, "loss_median", "median", "lower",
+                                                   "upper", "pred_lower", "pred_upper", "p_above_chance") and c]
+    doc.table(forecast[shown])
+    if backtest is not None:
+        cov = backtest["coverage"]
+        doc.para(f"Backtest ({backtest['holdout']}): both steps fitted on {backtest['n_train']} runs; of the "
+                 f"{backtest['n_heldout']} held-out runs {cov['0.9']:.0%} fall inside the 90% predictive band "
+                 f"(80%: {cov['0.8']:.0%}, 50%: {cov['0.5']:.0%}); median |error| "
+                 f"{backtest['median_abs_error'] * 100:.2f} points.")
+    doc.figure(plots.downstream_fan(loss_fit, metric_fit, heldout=heldout, ci_prob=ci_prob),
+               f"Left: {metric} against the loss, the metric law per group with its credible band (diamonds: held-out "
+               f"runs). Right: {metric} against compute, both steps chained, law and run bands.")
+    return doc.render(f"bayescale downstream report: {metric}")
+
+
 def build_sweep_report(sweep: "Sweep", *, ci_prob: float = defaults.CI_PROB, fmt: str = "html",
                        progress: Callable[[str], None] | None = None) -> str:
     """One report for a sweep: the comparison table of every group and law, then each group's fits."""

@@ -91,11 +91,13 @@ def test_gadre_protocol_average_accuracy_of_the_held_out_models(tmp_path, capsys
     folder = shared_file("gadre-overtrain/DERIVED_flat_losses.csv").parent
     path = tmp_path / "gadre.csv"
     bs.datasets.load_gadre_downstream(folder).to_csv(path, index=False)
-    figure = tmp_path / "fan.png"
+    figure, report = tmp_path / "fan.png", tmp_path / "downstream.html"
     assert main(["downstream", str(path), "--metric", "accuracy", "--group", "dataset", "--holdout", "N >= 1e9",
-                 "--plot", str(figure), "--json"]) == 0
+                 "--plot", str(figure), "--report", str(report), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert figure.stat().st_size > 20_000  # the two-step fan chart
+    text = report.read_text()
+    assert "Step 2: Downstream error decaying exponentially" in text and text.count("data:image/png") >= 3
     assert result["n_heldout"] == 9 and result["n_train"] == 95
     assert {"N", "D", "metric", "median", "pred_lower", "pred_upper"} <= set(result["runs"][0])
     assert sum(r["inside_90"] for r in result["runs"]) >= 8
