@@ -9,7 +9,8 @@ from nbclient import NotebookClient
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 #: notebooks that read ../shared/data, and a file each needs (skipped when absent, failed under CI)
-NEEDS_DATA = {"downstream.ipynb": "gadre-overtrain/DERIVED_flat_losses.csv"}
+NEEDS_DATA = {"downstream.ipynb": "gadre-overtrain/DERIVED_flat_losses.csv",
+              "pymc_model.ipynb": "gadre-overtrain/DERIVED_flat_losses.csv"}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
