@@ -25,7 +25,7 @@ demo: setup
 	$(VENV)/bin/bayescale demo --out out
 
 test: setup
-	$(VENV)/bin/python -m pytest -q -ra
+	$(VENV)/bin/python -m pytest -q -ra --durations=20
 
 test-fast: setup
 	$(VENV)/bin/python -m pytest -q -ra -m "not slow"
