@@ -185,9 +185,10 @@ def tune(fit: "Fit", points, *, given: Mapping[str, float] | None = None, ci_pro
     :data:`OFF_FACTOR` x too high or too low (``t_penalty_high_*``, ``t_penalty_low_*``: the law's loss
     there minus at the best value, draw by draw). ``loss_median/lower/upper``, ``pred_lower/upper``
     and ``extrapolation`` are ``predict``'s forecast of a run at the median best values. With
-    ``given`` (``{"lr": 3e-4}``): ``t_given``, the penalty of that value ``t_penalty_*``, the
-    probability that it is within 2x of the best (``t_p_within_2x``) and the forecast of a run with
-    it (``given_loss_median``, ``given_pred_lower/upper``).
+    ``given`` (``{"lr": 3e-4}``): ``t_given``, the loss given up by the given values
+    (``given_penalty_median/lower/upper``), the probability that each is within 2x of the best
+    (``t_p_within_2x``) and the forecast of a run with them (``given_loss_median``,
+    ``given_pred_lower/upper``).
     """
     ci_prob = check_ci_prob(ci_prob)
     names = tunable_inputs(fit.law)
