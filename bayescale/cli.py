@@ -538,7 +538,7 @@ def _tune_records(table: pd.DataFrame) -> list[dict]:
             given = [n for n in names if f"{n}_given" in table.columns]
             record["given"] = {**{n: float(row[f"{n}_given"]) for n in given},
                                "p_within_2x": {n: float(row[f"{n}_p_within_2x"]) for n in given},
-                               "penalty": _band(row, "given_penalty"),
+                               "penalty": {**_band(row, "given_penalty"), "mean": float(row["given_penalty_mean"])},
                                "loss": {"median": float(row["given_loss_median"]),
                                         "pred_lower": float(row["given_pred_lower"]),
                                         "pred_upper": float(row["given_pred_upper"])}}
@@ -570,8 +570,9 @@ def _print_tune(table: pd.DataFrame, fit, ci_prob: float) -> None:
             given = ", ".join(f"{n} {row[f'{n}_given']:.3g}" for n in names if f"{n}_given" in table.columns)
             within = ", ".join(f"P({n} within 2x of the best) {row[f'{n}_p_within_2x']:.2f}"
                                for n in names if f"{n}_given" in table.columns)
-            click.echo(f"  {given}: costs {row['given_penalty_median']:.4f} [{row['given_penalty_lower']:.4f}, "
-                       f"{row['given_penalty_upper']:.4f}] nats ({within}); a run there: "
+            click.echo(f"  {given}: costs {row['given_penalty_mean']:.4f} nats expected, median "
+                       f"{row['given_penalty_median']:.4f} [{row['given_penalty_lower']:.4f}, "
+                       f"{row['given_penalty_upper']:.4f}] ({within}); a run there: "
                        f"{row['given_loss_median']:.4f} [{row['given_pred_lower']:.4f}, {row['given_pred_upper']:.4f}]")
     if (table["extrapolation"] > 0).any():
         click.echo("note: the run bands include the extrapolation discrepancy beyond the fitted runs")

@@ -186,7 +186,7 @@ def tune(fit: "Fit", points, *, given: Mapping[str, float] | None = None, ci_pro
     there minus at the best value, draw by draw). ``loss_median/lower/upper``, ``pred_lower/upper``
     and ``extrapolation`` are ``predict``'s forecast of a run at the median best values. With
     ``given`` (``{"lr": 3e-4}``): ``t_given``, the loss given up by the given values
-    (``given_penalty_median/lower/upper``), the probability that each is within 2x of the best
+    (``given_penalty_mean`` - the expected loss given up - and ``_median/lower/upper``), the probability that each is within 2x of the best
     (``t_p_within_2x``) and the forecast of a run with them (``given_loss_median``,
     ``given_pred_lower/upper``).
     """
@@ -228,6 +228,7 @@ def tune(fit: "Fit", points, *, given: Mapping[str, float] | None = None, ci_pro
             out[f"{name}_given"] = value
             out[f"{name}_p_within_2x"] = np.mean(np.abs(np.log(value) - best[name]) < np.log(2.0), axis=0)
         _put(out, "given_penalty", penalty, ci_prob)
+        out["given_penalty_mean"] = np.nanmean(penalty, axis=0)  # the expected loss given up
         run = fit.predict(table.assign(**{**{n: out[f"{n}_opt_median"] for n in names}, **given}), ci_prob=ci_prob,
                           seed=seed)
         out["given_loss_median"] = run["median"].to_numpy()

@@ -67,6 +67,7 @@ def test_tune_cli_json_and_text(asym_fit, tmp_path, capsys):
     assert set(record["loss"]) == {"median", "lower", "upper", "pred_lower", "pred_upper", "extrapolation"}
     assert record["lr_penalty_2x"]["low"]["median"] > record["lr_penalty_2x"]["high"]["median"] > 0
     assert record["given"]["lr"] == 3e-4 and record["given"]["penalty"]["median"] > 0
+    assert record["given"]["penalty"]["mean"] == pytest.approx(record["given"]["penalty"]["median"], rel=1e-3)
     assert main(["tune", str(path), "--at", "N=3e9,D=6e10"]) == 0
     text = capsys.readouterr().out
     assert "lr 2x too high costs" in text and "lr* " in text
