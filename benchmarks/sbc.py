@@ -11,6 +11,7 @@ Reported per parameter: a chi-square test of the rank histogram (about five simu
 between the ranks' ECDF and the uniform; results/sbc.json and results/sbc.png.
 
     .venv/bin/python benchmarks/sbc.py [--law chinchilla] [--simulations 100] [--draws 400]
+    .venv/bin/python benchmarks/sbc.py --pool E --out benchmarks/results/sbc_pooled.json   # E pooled over 3 groups
 """
 
 import argparse
@@ -32,30 +33,67 @@ def n_bins(n: int) -> int:
     return max(4, min(20, n // 5))
 
 
-def simulate(law: str, simulations: int, seed: int):
-    """Draws from the prior predictive of the generative model on the demo design: (truth per simulation, losses)."""
+#: the group column of the pooled design: the demo's runs dealt round-robin into three groups
+GROUP = "group"
+GROUPS = ("a", "b", "c")
+
+
+def design_table(pool: dict):
+    """The demo's IsoFLOP design (63 runs); with pooling, a group column dealing the runs into three groups."""
+    import bayescale as bs
+
+    design = bs.load_runs(bs.datasets.demo_runs_path()).frame[["N", "D", "C"]].assign(loss=1.0)
+    if pool:
+        design[GROUP] = [GROUPS[i % len(GROUPS)] for i in range(len(design))]
+    return design
+
+
+def simulate(law: str, simulations: int, seed: int, pool: dict):
+    """Draws from the prior predictive of the generative model on the demo design: (truth per simulation, losses).
+
+    A pooled parameter's truth is its population value ``<p>_pop``, its spread ``<p>_sd`` and its
+    value in each group (``<p>[a]``, ...), the quantities ``bs.fit`` reports.
+    """
     import pymc as pm
 
     import bayescale as bs
 
-    design = bs.load_runs(bs.datasets.demo_runs_path()).frame[["N", "D", "C"]].assign(loss=1.0)
-    model = bs.build_model(design, law)
+    design = design_table(pool)
+    model = bs.build_model(design, law, pool=pool)
     drawn = pm.sample_prior_predictive(simulations, model=model, random_seed=seed)
     prior = drawn["prior"].to_dataset()
-    names = [rv.name for rv in model.free_RVs]
-    truths = [{n: float(prior[n].to_numpy().ravel()[i]) for n in names} for i in range(simulations)]
+    names = [rv.name for rv in model.free_RVs if not rv.name.endswith("_offset")] + list(pool)
+    truths = []
+    for i in range(simulations):
+        truth = {}
+        for name in names:
+            values = prior[name].to_numpy().reshape(simulations, -1)[i]
+            if name in pool:
+                truth.update({f"{name}[{g}]": float(v) for g, v in zip(prior[name].coords[GROUP].values, values)})
+            else:
+                truth[name] = float(values[0])
+        truths.append(truth)
     losses = np.exp(drawn["prior_predictive"]["log_loss"].to_numpy().reshape(simulations, -1))
     return design, truths, losses
 
 
-def rank_task(law: str, design, truth: dict, loss: np.ndarray, seed: int, draws: int) -> dict:
+def _draws_of(fit, key: str) -> np.ndarray:
+    """Flat posterior draws of ``key``: a variable, or one group of a pooled one (``E[a]``)."""
+    name, _, group = key.partition("[")
+    values = fit.posterior[name]
+    if group:
+        values = values.sel({GROUP: group.rstrip("]")})
+    return values.to_numpy().reshape(-1)
+
+
+def rank_task(law: str, design, truth: dict, loss: np.ndarray, seed: int, draws: int, pool: dict) -> dict:
     """Fit one simulated sweep; the rank of each true parameter among THIN evenly thinned draws."""
     import bayescale as bs
 
     warnings.simplefilter("ignore")
-    fit = bs.fit(design.assign(loss=loss), law, draws=draws, tune=draws, seed=seed, progressbar=False,
+    fit = bs.fit(design.assign(loss=loss), law, pool=pool, draws=draws, tune=draws, seed=seed, progressbar=False,
                  extrapolation="none", extend=False)
-    flat = {n: fit.posterior[n].to_numpy().reshape(-1) for n in truth}
+    flat = {key: _draws_of(fit, key) for key in truth}
     keep = np.linspace(0, len(next(iter(flat.values()))) - 1, THIN).astype(int)
     d = fit.diagnostics
     return {"ranks": {n: int(np.sum(values[keep] < truth[n])) for n, values in flat.items()},
@@ -90,7 +128,8 @@ def plot(results: dict, path: Path) -> None:
         ax.axhspan(expected - band, expected + band, color="0.85", zorder=0)
         ax.set(title=f"{name} (p = {results['parameters'][name]['chi2_p_value']:.2f})", xticks=[])
     np.atleast_1d(axes)[0].set_ylabel("simulations per rank bin")
-    fig.suptitle(f"SBC of bs.fit, law {results['law']}: {n} simulated sweeps (grey: +-2 sd of a uniform)")
+    pooled = f", {', '.join(results.get('pool') or {})} pooled by group" if results.get("pool") else ""
+    fig.suptitle(f"SBC of bs.fit, law {results['law']}{pooled}: {n} simulated sweeps (grey: +-2 sd of a uniform)")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -101,6 +140,8 @@ def main():
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--law", default="chinchilla")
+    parser.add_argument("--pool", action="append", default=[], metavar="PARAM",
+                        help="pool this parameter by a three-level group column (repeatable), e.g. --pool E")
     parser.add_argument("--simulations", type=int, default=100)
     parser.add_argument("--draws", type=int, default=400, help="draws and tuning steps per chain of each fit")
     parser.add_argument("--seed", type=int, default=20240417)
@@ -108,16 +149,17 @@ def main():
     parser.add_argument("--out", type=Path, default=HERE / "results" / "sbc.json")
     args = parser.parse_args()
     start = time.time()
-    design, truths, losses = simulate(args.law, args.simulations, args.seed)
+    pool = {name: GROUP for name in args.pool}
+    design, truths, losses = simulate(args.law, args.simulations, args.seed, pool)
     seeds = np.random.SeedSequence(args.seed).generate_state(args.simulations)
-    tasks = {i: (rank_task, (args.law, design, truths[i], losses[i], int(seeds[i]), args.draws), {})
+    tasks = {i: (rank_task, (args.law, design, truths[i], losses[i], int(seeds[i]), args.draws, pool), {})
              for i in range(args.simulations)}
     outcomes = fan_out(tasks, max_workers=args.processes,
                        progress=lambda o, done, total: print(f"[{done}/{total}] {o.key}: "
                                                              f"{'done' if o.ok else describe(o.error)}", file=sys.stderr))
     fitted = [o.result for o in outcomes.values() if o.ok]
     names = list(truths[0])
-    results = {"law": args.law, "simulations": args.simulations, "simulations_fitted": len(fitted),
+    results = {"law": args.law, "pool": pool, "simulations": args.simulations, "simulations_fitted": len(fitted),
                "draws_per_chain": args.draws, "thinned_to": THIN,
                "failed": {str(k): describe(o.error) for k, o in outcomes.items() if not o.ok},
                "fits_with_divergences": sum(r["divergences"] > 0 for r in fitted),
