@@ -7,8 +7,9 @@ Each simulation is fitted by ``bs.fit`` with its default path (mode search, whit
 so this checks the inference a user gets, not PyMC's plain sampler on the generative model. The
 design is the demo's (an IsoFLOP sweep of 63 runs); every fit is one task of bayescale's executor.
 
-Reported per parameter: a chi-square test of the rank histogram (about five simulations per bin) and the largest gap
-between the ranks' ECDF and the uniform; results/sbc.json and results/sbc.png.
+Reported per parameter: a chi-square test of the rank histogram (about five simulations per bin),
+its p-value adjusted for testing every parameter of the law (Holm), and the largest gap between
+the ranks' ECDF and the uniform; results/sbc.json and results/sbc.png.
 
     .venv/bin/python benchmarks/sbc.py [--law chinchilla] [--simulations 100] [--draws 400]
     .venv/bin/python benchmarks/sbc.py --pool E --out benchmarks/results/sbc_pooled.json   # E pooled over 3 groups
@@ -110,6 +111,25 @@ def uniformity(ranks: np.ndarray) -> dict:
     return {"chi2_p_value": float(chi2.pvalue), "max_ecdf_gap": gap, "counts": counts.tolist()}
 
 
+def holm(p_values: dict[str, float]) -> dict[str, float]:
+    """Holm-Bonferroni adjusted p-values (one family: the parameters of one law)."""
+    order = sorted(p_values, key=p_values.get)
+    adjusted, running = {}, 0.0
+    for i, name in enumerate(order):
+        running = max(running, min(1.0, (len(order) - i) * p_values[name]))
+        adjusted[name] = running
+    return adjusted
+
+
+def add_corrected(results: dict) -> dict:
+    """Each parameter's chi-square p-value adjusted for testing every parameter of the law (Holm)."""
+    for part in (results["parameters"], (results.get("clean_fits") or {}).get("parameters") or {}):
+        adjusted = holm({name: u["chi2_p_value"] for name, u in part.items()})
+        for name, u in part.items():
+            u["holm_p_value"] = adjusted[name]
+    return results
+
+
 def plot(results: dict, path: Path) -> None:
     import matplotlib
 
@@ -170,12 +190,14 @@ def main():
                               if len(clean) >= 20 else None},
                "fits": [{"truth": truths[k], **o.result} for k, o in outcomes.items() if o.ok],
                "seconds": round(time.time() - start)}
+    add_corrected(results)
     args.out.parent.mkdir(exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1) + "\n")
     plot(results, args.out.with_suffix(".png"))
     print(json.dumps({k: v for k, v in results.items() if k not in ("parameters", "fits", "clean_fits")}, indent=1))
     for name, u in results["parameters"].items():
-        print(f"{name:8s} chi2 p = {u['chi2_p_value']:.3f}  max ECDF gap = {u['max_ecdf_gap']:.3f}")
+        print(f"{name:8s} chi2 p = {u['chi2_p_value']:.3f}  Holm-adjusted {u['holm_p_value']:.3f}  "
+              f"max ECDF gap = {u['max_ecdf_gap']:.3f}")
     if results["clean_fits"]["parameters"]:
         print(f"only the {results['clean_fits']['n']} fits without divergences and with R-hat <= 1.01:")
         for name, u in results["clean_fits"]["parameters"].items():

@@ -143,3 +143,23 @@ def test_a_user_term_is_added_to_build_model_and_sampled_with_the_package_settin
     assert float(difference.quantile(0.05)) > 0.02
     with pytest.raises(bs.DataError, match="corpus are not in the runs table"):
         bs.build_model(table, "chinchilla", groups=["corpus"])
+
+
+@pytest.mark.slow
+def test_simulation_based_calibration_small_version():
+    """A small SBC run (benchmarks/sbc.py has the full one): ranks of the truth among posterior draws are uniform.
+
+    Twelve sweeps from the prior predictive of fit.model on the demo design, each fitted by bs.fit as a
+    user would; a broken change of coordinates puts the truth at an extreme rank and fails this at once.
+    """
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from sbc import holm, rank_task, simulate, uniformity
+
+    design, truths, losses = simulate("chinchilla", 12, 7, {})
+    ranks = [rank_task("chinchilla", design, truth, loss, 100 + i, 150, {})["ranks"]
+             for i, (truth, loss) in enumerate(zip(truths, losses))]
+    p_values = {name: uniformity(np.array([r[name] for r in ranks]))["chi2_p_value"] for name in truths[0]}
+    assert min(holm(p_values).values()) > 0.01, p_values
