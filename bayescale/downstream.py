@@ -107,6 +107,18 @@ def check_metric(table: pd.DataFrame, metric: str) -> np.ndarray:
     return values.to_numpy(dtype=float)
 
 
+def question_counts(table: pd.DataFrame) -> np.ndarray | None:
+    """The ``n`` column (each row's number of questions, for beta-binomial noise), checked; None without one."""
+    if "n" not in table.columns:
+        return None
+    values = pd.to_numeric(table["n"], errors="coerce").to_numpy(dtype=float)
+    bad = table.index[~((values >= 1) & (np.round(values) == values))]
+    if len(bad):
+        raise DataError(f"column 'n' (the number of questions behind each accuracy) must hold whole numbers >= 1, but "
+                        f"{row_numbers(bad)} do not")
+    return values
+
+
 def above_chance(accuracy: np.ndarray, chance: np.ndarray, n: np.ndarray | None) -> np.ndarray:
     """Which models beat chance clearly: by :data:`ABOVE_CHANCE`, and by 2 binomial sd when n is known."""
     margin = np.full(len(accuracy), ABOVE_CHANCE)
@@ -191,8 +203,10 @@ def fit_metric(runs, metric: str, law: Law | str = "metric_sigmoid", *, group: s
                chains: int = defaults.CHAINS, seed: int = defaults.SEED, progressbar: bool = False) -> MetricFit:
     """Fit a metric law to the runs' ``loss`` and ``metric`` columns (and ``n``, ``chance``, the ``group`` column)."""
     from .data import read_table
-    from .sampling import draw_posterior
+    from .sampling import check_settings, draw_posterior
 
+    check_settings(sampler=defaults.SAMPLER, draws=draws, tune=tune, chains=chains, cores=defaults.CORES,
+                   target_accept=defaults.TARGET_ACCEPT)
     law = get_law(law)
     if law.kind != "metric":
         raise BayescaleError(f"law {law.name!r} is a scaling law of the loss; a metric law maps the loss to "
@@ -209,7 +223,7 @@ def fit_metric(runs, metric: str, law: Law | str = "metric_sigmoid", *, group: s
         raise DataError(f"column 'loss': {row_numbers(table.index[~(np.isfinite(loss) & (loss > 0))])} are not "
                         "positive numbers")
     chances = chance_levels(law, table, chance)
-    n = table["n"].to_numpy(dtype=float) if "n" in table.columns else None
+    n = question_counts(table)
     if group is not None and group not in table.columns:
         raise DataError(f"no group column {group!r} in the runs; they have {column_list(table.columns, [group])}")
     clear = above_chance(accuracy, chances, n)

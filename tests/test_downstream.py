@@ -44,6 +44,8 @@ def fake_metric_fit(values=GADRE_LIKE, kappa=0.0, draws=400) -> downstream.Metri
     (lambda t: t.drop(columns="accuracy"), "no metric column 'accuracy'"),
     (lambda t: t.assign(chance=25.0), "column 'chance': the random baseline must be a fraction"),
     (lambda t: t.assign(accuracy=0.25 + 0.001 * (t.index % 2)), "only 0 of 30 models score clearly above chance"),
+    (lambda t: t.assign(n=100).assign(n=lambda f: f["n"].where(f.index != 2, 0.5)),
+     "column 'n' (the number of questions behind each accuracy) must hold whole numbers >= 1, but rows 3"),
 ])
 def test_metric_data_errors_name_the_column_and_what_is_allowed(change, fragment):
     with pytest.raises(DataError) as caught:
