@@ -182,6 +182,13 @@ def _fit_section(doc: _Doc, fit: "Fit", name: str, points, ci_prob: float, heldo
                    "The runs and the fitted law with credible (dark) and predictive (light) bands"
                    + ("; diamonds are the held-out runs with the backtest's forecasts (a fit without them)"
                       if heldout is not None else "") + ("; crosses are the forecast points" if points else ""))
+    progress("model checks")
+    doc.heading("Model checks", 3)
+    checked = fit.check()
+    for finding in checked["findings"]:
+        doc.para(finding)
+    doc.figure(plots.model_checks(fit, checked), "Prior predictive against the observed losses, posterior predictive "
+               "bands of each run, and the LOO-PIT ECDF (bayescale check)")
     progress("prior and posterior")
     doc.figure(plots.prior_posterior(fit), "Prior against posterior for each parameter")
     doc.figure(plots.correlated_pairs(fit), "Strongly correlated parameter pairs")

@@ -76,6 +76,7 @@ def test_html_report_is_self_contained_and_says_it_in_words(report_inputs):
     assert re.search(r"At N = 70B and D = 1.4T the forecast loss is \d\.\d{3}; 90% of new runs would land between "
                      r"\d\.\d{3} and \d\.\d{3}", text)
     assert "Backtest: forecasting 9 held-out runs" in text and "90% lower" in text
+    assert "Model checks" in text and "LOO-PIT" in text and "prior predictive:" in text  # bayescale check's plots
 
 
 def test_markdown_report(report_inputs, tmp_path, capsys):
