@@ -132,7 +132,7 @@ def _plain_words(row: pd.Series, inputs, ci_prob: float) -> str:
             f"{row['lower']:.3f} and {row['upper']:.3f}.{beyond}")
 
 
-def _fit_section(doc: _Doc, fit: "Fit", name: str, points, ci_prob: float, heldout, progress):
+def _fit_section(doc: _Doc, fit: "Fit", name: str, points, ci_prob: float, heldout, progress, checks: bool = True):
     doc.heading(f"{name}: {fit.law.title or fit.law.name}")
     doc.math("L = " + formula_latex(fit.law.formula.text))
     doc.para(f"{fit.law.description} Source: {fit.law.source}".strip())
@@ -182,13 +182,14 @@ def _fit_section(doc: _Doc, fit: "Fit", name: str, points, ci_prob: float, heldo
                    "The runs and the fitted law with credible (dark) and predictive (light) bands"
                    + ("; diamonds are the held-out runs with the backtest's forecasts (a fit without them)"
                       if heldout is not None else "") + ("; crosses are the forecast points" if points else ""))
-    progress("model checks")
-    doc.heading("Model checks", 3)
-    checked = fit.check()
-    for finding in checked["findings"]:
-        doc.para(finding)
-    doc.figure(plots.model_checks(fit, checked), "Prior predictive against the observed losses, posterior predictive "
-               "bands of each run, and the LOO-PIT ECDF (bayescale check)")
+    if checks:
+        progress("model checks")
+        doc.heading("Model checks", 3)
+        checked = fit.check()
+        for finding in checked["findings"]:
+            doc.para(finding)
+        doc.figure(plots.model_checks(fit, checked), "Prior predictive against the observed losses, posterior "
+                   "predictive bands of each run, and the LOO-PIT ECDF (bayescale check)")
     progress("prior and posterior")
     doc.figure(plots.prior_posterior(fit), "Prior against posterior for each parameter")
     doc.figure(plots.correlated_pairs(fit), "Strongly correlated parameter pairs")
@@ -299,7 +300,8 @@ def build_sweep_report(sweep: "Sweep", *, ci_prob: float = defaults.CI_PROB, fmt
     doc.para(f"Generated {datetime.date.today().isoformat()} by bayescale {__version__}: every law fitted {split}. "
              f"Within each group the laws are ranked by PSIS-LOO (higher elpd is better; elpd_diff is the distance "
              f"from the group's best with its standard error dse; weight is the stacking weight). Intervals are "
-             f"equal-tailed at {ci_prob:.0%}.")
+             f"equal-tailed at {ci_prob:.0%}. For one fit's prior and posterior predictive checks, run "
+             f"bayescale check on its file.")
     comparison = sweep.comparison()
     shown = comparison.drop(columns=["se", "n_runs", *(["error"] if not sweep.errors else [])], errors="ignore")
     doc.table(shown.set_index(["group", "law"]))
@@ -316,7 +318,7 @@ def build_sweep_report(sweep: "Sweep", *, ci_prob: float = defaults.CI_PROB, fmt
         for label, fit in fits.items():
             progress(f"section for {label} on {group}")
             points = [] if {"run", "step"} <= set(fit.runs.columns) else default_points(fit)
-            _fit_section(doc, fit, f"{label} on {group}", points, ci_prob, None, progress)
+            _fit_section(doc, fit, f"{label} on {group}", points, ci_prob, None, progress, checks=False)
             for message in sweep.warnings.get((group, label), []):
                 doc.para("Warning: " + message, "warn")
     return doc.render("bayescale sweep report")
