@@ -38,13 +38,14 @@ def _pairs(items, what: str) -> dict[str, str]:
         raise BayescaleError(f"{what}: {exc}") from None
 
 
-def _at_points(items) -> list[dict[str, float]]:
+def _at_points(items, labels=()) -> list[dict[str, float | str]]:
+    """Parse ``--at N=...,D=...`` points; keys in ``labels`` (group columns) keep their text."""
     points = []
     for item in items:
         point = {}
         for key, value in _pairs([item], "--at").items():
             try:
-                point[key] = float(value)
+                point[key] = value if key in labels else float(value)
             except ValueError:
                 raise BayescaleError(f"--at {item!r}: {key}={value!r} is not a number") from None
         points.append(point)
@@ -766,15 +767,7 @@ def downstream_command(runs, metric, group, metric_law, law_spec, columns, chanc
         return
     if not at:
         raise BayescaleError("give the points with --at N=...,D=...[,group=...] (repeatable), or --holdout RULE")
-    points = []
-    for item in at:
-        point = {}
-        for key, value in _pairs([item], "--at").items():
-            try:
-                point[key] = value if key == group else float(value)
-            except ValueError:
-                raise BayescaleError(f"--at {item!r}: {key}={value!r} is not a number") from None
-        points.append(point)
+    points = _at_points(at, labels=[group] if group else ())
     loss_fit = fit(table, law_spec, pool=pool, seed=seed, **options)
     metric_fit = downstream.fit_metric(table, metric, metric_law, group=group, chance=chance, seed=seed,
                                        draws=draws, tune=tune, chains=chains)

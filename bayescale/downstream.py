@@ -25,7 +25,6 @@ models. Both publish point forecasts. Here both steps are posteriors and the for
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -38,7 +37,7 @@ from .data import column_list, prepare_points, row_numbers
 from .diagnostics import Diagnostics, diagnose, report
 from .errors import BayescaleError, DataError
 from .laws import Law, get_law
-from .predict import check_ci_prob, loss_draws
+from .predict import band, check_ci_prob, loss_draws
 
 if TYPE_CHECKING:
     from .fitting import Fit
@@ -329,14 +328,6 @@ def calibrate_kappa(law: Law, data: dict, n_groups: int, n_draws: int, seed: int
     return draw_kappa(log_post, n_draws, np.random.default_rng([seed, 4]), grid=METRIC_KAPPA_GRID)
 
 
-def _interval(values: np.ndarray, ci_prob: float) -> dict[str, np.ndarray]:
-    lo, hi = (1 - ci_prob) / 2, (1 + ci_prob) / 2
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        lower, median, upper = np.nanquantile(values, [lo, 0.5, hi], axis=0)
-    return {"median": median, "lower": lower, "upper": upper}
-
-
 def _through_metric(metric_fit: MetricFit, losses: list[np.ndarray], table: pd.DataFrame, pick: np.ndarray,
                     rng: np.random.Generator) -> list[np.ndarray]:
     """The metric law (with its discrepancy below ``loss_min``) at each array of loss draws (rows: draws ``pick``).
@@ -367,7 +358,7 @@ def metric_at_loss(metric_fit: MetricFit, loss, *, group: str | None = None, ci_
     rng = np.random.default_rng([seed, 5])
     pick = rng.permutation(len(metric_fit.flat("phi")))
     (metric,) = _through_metric(metric_fit, [np.broadcast_to(loss, (len(pick), len(loss)))], table, pick, rng)
-    return table.assign(**_interval(metric, check_ci_prob(ci_prob)))
+    return table.assign(**band(metric, check_ci_prob(ci_prob)))
 
 
 def chained(loss_fit: "Fit", metric_fit: MetricFit, points, *, ci_prob: float = defaults.CI_PROB,
@@ -381,7 +372,12 @@ def chained(loss_fit: "Fit", metric_fit: MetricFit, points, *, ci_prob: float = 
     discrepancy and noise), ``p_above_chance`` and ``metric_extrapolation`` (median e-folds of loss
     below the lowest loss the metric law saw).
     """
-    ci_prob = check_ci_prob(ci_prob)
+    return chained_levels(loss_fit, metric_fit, points, (check_ci_prob(ci_prob),), seed=seed)[ci_prob]
+
+
+def chained_levels(loss_fit: "Fit", metric_fit: MetricFit, points, levels, *,
+                   seed: int | None = None) -> dict[float, pd.DataFrame]:
+    """:func:`chained` at several interval probabilities, from one set of draws."""
     table = prepare_points(points, loss_fit.law.inputs)
     seed = loss_fit.settings["seed"] if seed is None else seed
     rng = np.random.default_rng([seed, 3])
@@ -394,19 +390,23 @@ def chained(loss_fit: "Fit", metric_fit: MetricFit, points, *, ci_prob: float = 
     precision = phi[pick_metric][:, None]
     metric_run = rng.beta(metric_mean * precision, (1 - metric_mean) * precision)
     chances = chance_levels(metric_fit.law, table, metric_fit.settings.get("chance"))[None, :]
-    out = table.copy()
-    for key, value in _interval(loss_law, ci_prob).items():
-        out[f"loss_{key}"] = value
-    run = _interval(loss_run, ci_prob)
-    out["loss_pred_lower"], out["loss_pred_upper"] = run["lower"], run["upper"]
-    for key, value in _interval(metric_law, ci_prob).items():
-        out[key] = value
-    run = _interval(metric_run, ci_prob)
-    out["pred_lower"], out["pred_upper"] = run["lower"], run["upper"]
-    out["p_above_chance"] = np.mean(metric_law > chances + ABOVE_CHANCE, axis=0)
     with np.errstate(all="ignore"):
-        out["metric_extrapolation"] = np.median(np.maximum(0.0, np.log(metric_fit.loss_min) - np.log(loss_law)), axis=0)
-    out.attrs["ci_prob"] = ci_prob
+        beyond = np.median(np.maximum(0.0, np.log(metric_fit.loss_min) - np.log(loss_law)), axis=0)
+    out = {}
+    for ci_prob in map(check_ci_prob, levels):
+        table_at = table.copy()
+        for key, value in band(loss_law, ci_prob).items():
+            table_at[f"loss_{key}"] = value
+        run = band(loss_run, ci_prob)
+        table_at["loss_pred_lower"], table_at["loss_pred_upper"] = run["lower"], run["upper"]
+        for key, value in band(metric_law, ci_prob).items():
+            table_at[key] = value
+        run = band(metric_run, ci_prob)
+        table_at["pred_lower"], table_at["pred_upper"] = run["lower"], run["upper"]
+        table_at["p_above_chance"] = np.mean(metric_law > chances + ABOVE_CHANCE, axis=0)
+        table_at["metric_extrapolation"] = beyond
+        table_at.attrs["ci_prob"] = ci_prob
+        out[ci_prob] = table_at
     return out
 
 
@@ -452,7 +452,7 @@ def backtest(runs, metric: str, holdout: str, *, loss_law: Law | str = "chinchil
     metric_fit = fit_metric(train, metric, metric_law, group=group, chance=chance, seed=seed,
                             **{k: v for k, v in fit_options.items() if k in ("draws", "tune", "chains")})
     points = heldout[[*loss_fit.law.inputs, *keep]]
-    forecasts = {level: chained(loss_fit, metric_fit, points, ci_prob=level, seed=seed) for level in LEVELS}
+    forecasts = chained_levels(loss_fit, metric_fit, points, LEVELS, seed=seed)
     observed = heldout[metric].to_numpy(dtype=float)
     coverage = {str(level): float(np.mean((f["pred_lower"] <= observed) & (observed <= f["pred_upper"])))
                 for level, f in forecasts.items()}

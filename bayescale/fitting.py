@@ -206,12 +206,9 @@ def _prepare(runs, law, columns, inputs, priors, pool, likelihood, params, keep=
     law = law.with_priors(law_priors)
     runs = count_parameters(load_runs(runs, columns, extra_inputs=law.inputs,
                                       keep=sorted({*pool.values(), *keep})), params)
-    tuned = not {"run", "step"} <= set(runs.columns)  # along a learning curve, lr is the rate at each checkpoint
-    if tuned:
-        check_tunable_columns(runs, law)
+    check_tunable_columns(runs, law)
     runs.require(law.inputs, len(law.params) + len(lik.noise_params), law.name)
-    if tuned:
-        check_tunable_runs(runs, law)
+    check_tunable_runs(runs, law)
     law = law.bind_data({name: runs[name] for name in law.inputs})
     return law, lik, runs, pool, noise_priors, sd_priors
 

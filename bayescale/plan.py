@@ -21,7 +21,7 @@ from . import defaults
 from .data import column_list, row_numbers
 from .errors import BayescaleError
 from .formula import Formula
-from .predict import check_ci_prob, flat_draws
+from .predict import band, check_ci_prob, flat_draws
 from .tuning import profile_loss, search_range, tunable_inputs, tuned_points
 
 if TYPE_CHECKING:
@@ -198,8 +198,7 @@ def chinchilla_closed_form(params: dict, flops: float) -> tuple[np.ndarray, np.n
 
 
 def _interval(values, ci_prob: float) -> dict[str, float]:
-    lower, median, upper = np.nanquantile(np.asarray(values, dtype=float), [(1 - ci_prob) / 2, 0.5, (1 + ci_prob) / 2])
-    return {"median": float(median), "lower": float(lower), "upper": float(upper)}
+    return {stat: float(value) for stat, value in band(values, ci_prob).items()}
 
 
 def frontier_exponents(fit: "Fit", low: float = 1e21, high: float = 1e25, budget: Budget | None = None) -> pd.DataFrame:

@@ -31,6 +31,15 @@ def check_ci_prob(ci_prob: float) -> float:
     return float(ci_prob)
 
 
+def band(values, ci_prob: float) -> dict[str, np.ndarray]:
+    """Median and equal-tailed interval of draws along axis 0 (rows), ignoring NaN draws."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a point with no valid draw: NaN
+        lower, median, upper = np.nanquantile(np.asarray(values, dtype=float),
+                                              [(1 - ci_prob) / 2, 0.5, (1 + ci_prob) / 2], axis=0)
+    return {"median": median, "lower": lower, "upper": upper}
+
+
 def grid(**axes) -> pd.DataFrame:
     """All combinations of the given input values: ``grid(N=[1e9, 1e10], D=[2e10, 2e11])``."""
     names = list(axes)

@@ -20,7 +20,7 @@ import pandas as pd
 from . import defaults
 from .data import Runs, column_list, prepare_points, row_numbers
 from .errors import BayescaleError, DataError
-from .predict import check_ci_prob, flat_draws, params_at
+from .predict import band, check_ci_prob, flat_draws, params_at
 
 if TYPE_CHECKING:
     from .fitting import Fit
@@ -45,6 +45,13 @@ def tunable_inputs(law: "Law") -> tuple[str, ...]:
     return tuple(name for name in law.inputs if name in TUNABLE)
 
 
+def _tuned_runs(runs: Runs, law: "Law") -> tuple[str, ...]:
+    """The tunable inputs to check in ``runs``: none in a checkpoint table, where lr is the rate at each checkpoint."""
+    from .extrapolation import is_curves
+
+    return () if is_curves(runs.frame) else tunable_inputs(law)
+
+
 def other_inputs(law: "Law") -> list[str]:
     """The law's inputs that describe the scale of a run (N, D, ...), not a choice with an optimum."""
     return [name for name in law.inputs if name not in TUNABLE]
@@ -54,7 +61,7 @@ def other_inputs(law: "Law") -> list[str]:
 def check_columns(runs: Runs, law: "Law") -> None:
     """A missing tunable column gets an error that points at the user's likely candidates."""
     theirs = runs.original_columns or runs.columns
-    for name in tunable_inputs(law):
+    for name in _tuned_runs(runs, law):
         if name in runs.frame.columns:
             continue
         hints = ("lr", "learning", "rate") if name == "lr" else ("batch", "bs")
@@ -68,7 +75,7 @@ def check_columns(runs: Runs, law: "Law") -> None:
 def check_runs(runs: Runs, law: "Law") -> None:
     """Tunable columns hold plausible values, and some cell of runs tried more than one of them."""
     frame = runs.frame
-    for name in tunable_inputs(law):
+    for name in _tuned_runs(runs, law):
         low, high = PLAUSIBLE[name]
         values = frame[name]
         bad = frame.index[~((values > low) & (values <= high))]
@@ -165,15 +172,9 @@ def tuned_points(fit: "Fit", points: pd.DataFrame, seed: int | None = None) -> p
     return points.assign(**{n: np.exp(np.median(best[n], axis=0)) for n in names})
 
 
-def _interval(values: np.ndarray, ci_prob: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Median, lower and upper of the equal-tailed interval along the draws (axis 0)."""
-    lower, median, upper = np.nanquantile(values, [(1 - ci_prob) / 2, 0.5, (1 + ci_prob) / 2], axis=0)
-    return median, lower, upper
-
-
 def _put(out: pd.DataFrame, prefix: str, values: np.ndarray, ci_prob: float) -> None:
-    for suffix, column in zip(("median", "lower", "upper"), _interval(values, ci_prob)):
-        out[f"{prefix}_{suffix}"] = column
+    for stat, column in band(values, ci_prob).items():
+        out[f"{prefix}_{stat}"] = column
 
 
 def tune(fit: "Fit", points, *, given: Mapping[str, float] | None = None, ci_prob: float = defaults.CI_PROB,

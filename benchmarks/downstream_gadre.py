@@ -46,10 +46,6 @@ def score(observed, forecast) -> dict:
     return out
 
 
-def chained_levels(loss_fit, metric_fit, points) -> dict[float, pd.DataFrame]:
-    return {level: downstream.chained(loss_fit, metric_fit, points, ci_prob=level) for level in LEVELS}
-
-
 def coverage(observed, forecasts) -> dict[str, float]:
     observed = np.asarray(observed, float)
     return {str(level): float(np.mean((f["pred_lower"] <= observed) & (observed <= f["pred_upper"])))
@@ -74,7 +70,7 @@ def run_average(name: str, train: pd.DataFrame, held: pd.DataFrame, loss_fit) ->
     out = {"metric": name}
     for law in ("metric_exp", "metric_sigmoid"):
         metric_fit = downstream.fit_metric(train, "accuracy", law, group="dataset")
-        forecasts = chained_levels(loss_fit, metric_fit, points)
+        forecasts = downstream.chained_levels(loss_fit, metric_fit, points, LEVELS)
         out[law] = {**score(held["accuracy"], forecasts[0.9]), "coverage": coverage(held["accuracy"], forecasts),
                     "forecasts": json.loads(forecasts[0.9][["median", "pred_lower", "pred_upper"]]
                                             .assign(observed=held["accuracy"].to_numpy()).to_json(orient="records")),
