@@ -113,10 +113,13 @@ def laws_command():
 @click.option("--target-accept", type=float, default=defaults.TARGET_ACCEPT, show_default=True)
 @click.option("--extend/--no-extend", default=True, show_default=True,
               help="When R-hat or ESS fall short (no divergences), sample once more with twice the tune and draws.")
+@click.option("--noise-trend", is_flag=True,
+              help="Let the noise scale grow or shrink along N (sigma_slope per e-fold), for sweeps whose scatter "
+                   "changes with size.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Where to save the fit (.nc).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def fit_command(runs, law_spec, columns, inputs, priors, pool, likelihood, extrapolation, param_count, draws, tune, chains,
-                cores, seed, sampler, target_accept, extend, out, quiet):
+                cores, seed, sampler, target_accept, extend, noise_trend, out, quiet):
     """Fit a law to a table of runs (CSV or Parquet) and save the posterior."""
     from .fitting import fit
 
@@ -126,7 +129,7 @@ def fit_command(runs, law_spec, columns, inputs, priors, pool, likelihood, extra
                  priors=_pairs(priors, "--prior"), pool=_pairs(pool, "--pool"), likelihood=likelihood,
                  extrapolation=extrapolation, params=param_count, draws=draws, tune=tune, chains=chains,
                  cores=cores, seed=seed, sampler=sampler, target_accept=target_accept, extend=extend,
-                 progressbar=not quiet)
+                 noise_trend=noise_trend, progressbar=not quiet)
     path = result.save(out)
     _print_summary(result, defaults.CI_PROB, show_problems=False)
     click.echo(f"saved {path}")
@@ -412,12 +415,14 @@ def _candidate(text: str):
                                                                  if ":" in item)
         elif key in ("likelihood", "sampler", "extrapolation", "params"):
             parsed[key] = value
+        elif key == "noise_trend" and value in ("on", "off"):
+            parsed[key] = value == "on"
         elif key == "prior":
             name, _, prior = value.partition(":")
             parsed.setdefault("priors", {})[name] = prior
         else:
             raise BayescaleError(f"--law {text!r}: unknown option {key!r}; use likelihood=..., pool=E:group,..., "
-                                 "input=X:C, params=non_embedding or prior=alpha:'LogNormal(...)'")
+                                 "input=X:C, params=non_embedding, noise_trend=on|off or prior=alpha:'LogNormal(...)'")
     return Candidate(law, parsed)
 
 

@@ -59,9 +59,11 @@ TUNING_TRUTH = {**CHINCHILLA_TRUTH, "l0": float(np.log(1e-3)), "a": -0.5, "b": 0
                 "g0": float(np.log(5e5)), "g": 0.5, "cb": 0.03}
 
 
-def simulate_runs(law, truth: dict, design: pd.DataFrame, *, noise: float = 0.01, seed: int = 0) -> pd.DataFrame:
+def simulate_runs(law, truth: dict, design: pd.DataFrame, *, noise: float = 0.01, noise_slope: float = 0.0,
+                  seed: int = 0) -> pd.DataFrame:
     """Runs at the ``design`` points (one column per input of ``law``) with losses from the law at ``truth``,
-    times log-normal noise (sd ``noise`` on log-loss)."""
+    times log-normal noise: sd ``noise`` on log-loss at the design's mean log of the first input,
+    times ``exp(noise_slope * (log x - mean log x))`` elsewhere (the model's ``sigma_slope``)."""
     from .laws import get_law
 
     law = get_law(law)
@@ -69,7 +71,9 @@ def simulate_runs(law, truth: dict, design: pd.DataFrame, *, noise: float = 0.01
     if missing:
         raise BayescaleError(f"simulating law {law.name!r} needs a value for {', '.join(missing)}")
     env = {**{name: design[name].to_numpy(dtype=float) for name in law.inputs}, **truth}
-    loss = law.formula.numpy(env) * np.exp(np.random.default_rng(seed).normal(0.0, noise, len(design)))
+    log_size = np.log(design[law.inputs[0]].to_numpy(dtype=float))
+    sd = noise * np.exp(noise_slope * (log_size - log_size.mean()))
+    loss = law.formula.numpy(env) * np.exp(np.random.default_rng(seed).normal(0.0, 1.0, len(design)) * sd)
     return design.assign(loss=loss)
 
 

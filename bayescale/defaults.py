@@ -14,6 +14,9 @@ SEED = 20240417
 TARGET_ACCEPT = 0.95   # 0.9 left occasional divergences on the Epoch Student-t posterior
 SAMPLER = "nutpie"      # see benchmarks/README.md: fewest divergences and least wall time here
 LIKELIHOOD = "studentt"
+#: the prior of sigma_slope where a fit asks for a noise trend along N (noise_trend=True; off by default:
+#: benchmarks/README.md, "Noise that grows with N")
+SIGMA_SLOPE_PRIOR = "Normal(mu=0, sigma=0.25)"
 
 RHAT_MAX = 1.01         # above this a parameter is reported as not converged
 ESS_MIN = 400           # below this (bulk or tail) a parameter is reported as poorly sampled

@@ -203,8 +203,10 @@ def _internal_forecast(spec_factory, train: Runs, heldout: Runs, law, likelihood
     env = {**{n: heldout[n][None, :] for n in law.inputs}, **params}
     with np.errstate(all="ignore"):
         mu = np.log(law.formula.numpy(env))
-    noise = {n: np.array([d[n] for d in draws]) for n in likelihood.noise_params}
-    y = mu + noise["sigma"][:, None] * likelihood.standard_noise(rng, noise, mu.shape)
+    noise = {n: np.array([d[n] for d in draws]) for n in spec.noise_names}
+    scale = spec.noise_values({n: v[:, None] for n, v in noise.items()},
+                              spec.trend_coordinate(heldout[law.inputs[0]]))["sigma"]
+    y = mu + scale * likelihood.standard_noise(rng, noise, mu.shape)
     lo, med, hi = np.nanquantile(y, [0.1587, 0.5, 0.8413], axis=0)
     return np.log(heldout["loss"]) - med, (hi - lo) / 2
 

@@ -25,7 +25,7 @@ from .errors import BayescaleError, SamplingExtended
 from .laplace import choose_centring, laplace_approximation
 from .laws import Law, get_law
 from .likelihood import Likelihood, get_likelihood
-from .model import OBS_DIM, ModelSpec
+from .model import OBS_DIM, SIGMA_SLOPE, ModelSpec
 from .priors import Prior
 from .sampling import check_settings, draw_posterior
 from .tuning import check_columns as check_tunable_columns, check_runs as check_tunable_runs
@@ -180,20 +180,26 @@ def _split_priors(priors: Mapping[str, Any] | None, law: Law, likelihood: Likeli
     """Sort prior overrides into law, noise and group-spread (``alpha_sd``) priors."""
     priors = dict(priors or {})
     spreads = {f"{p}_sd" for p in pool}
-    unknown = sorted(set(priors) - set(law.params) - set(likelihood.noise_params) - spreads)
+    noise_names = (*likelihood.noise_params, SIGMA_SLOPE)
+    unknown = sorted(set(priors) - set(law.params) - set(noise_names) - spreads)
     if unknown:
         pooled = f" and the group spreads {', '.join(sorted(spreads))}" if spreads else ""
         raise BayescaleError(f"no parameter(s) {', '.join(unknown)} to put a prior on; law {law.name!r} has "
                              f"{', '.join(law.params)}, the {likelihood.name} likelihood has "
-                             f"{', '.join(likelihood.noise_params)}{pooled}")
+                             f"{', '.join(likelihood.noise_params)} (and {SIGMA_SLOPE}, the noise trend along "
+                             f"{law.inputs[0]}){pooled}")
     law_priors = {k: v for k, v in priors.items() if k in law.params}
-    noise_priors = {k: v for k, v in priors.items() if k in likelihood.noise_params}
+    noise_priors = {k: v for k, v in priors.items() if k in noise_names}
     sd_priors = {k: Prior.parse(v).to_dict() for k, v in priors.items() if k in spreads}
     return law_priors, noise_priors, sd_priors
 
 
-def _prepare(runs, law, columns, inputs, priors, pool, likelihood, params, keep=()):
-    """Read and check everything a model needs: the law with its priors bound to the data, the runs, the pooling."""
+def _prepare(runs, law, columns, inputs, priors, pool, likelihood, params, keep=(), noise_trend=False):
+    """Read and check everything a model needs: the law with its priors bound to the data, the runs, the pooling.
+
+    ``noise_trend``: let the noise scale move along the law's first input (``sigma_slope``; a prior
+    on it does the same).
+    """
     from .pooling import parse_pool
 
     law = get_law(law, inputs)
@@ -210,13 +216,15 @@ def _prepare(runs, law, columns, inputs, priors, pool, likelihood, params, keep=
     runs.require(law.inputs, len(law.params) + len(lik.noise_params), law.name)
     check_tunable_runs(runs, law)
     law = law.bind_data({name: runs[name] for name in law.inputs})
+    if noise_trend:
+        noise_priors.setdefault(SIGMA_SLOPE, defaults.SIGMA_SLOPE_PRIOR)
     return law, lik, runs, pool, noise_priors, sd_priors
 
 
 def build_model(runs, law: Law | str = "chinchilla", *, columns: Mapping[str, str] | None = None,
                 inputs: Mapping[str, str] | None = None, priors: Mapping[str, Any] | None = None,
                 pool: Mapping[str, str] | None = None, likelihood: str = defaults.LIKELIHOOD,
-                params: str = "total", groups=(), terms=()):
+                params: str = "total", groups=(), terms=(), noise_trend: bool = False):
     """The generative PyMC model :func:`fit` would sample, with terms of your own added to the mean log-loss.
 
     Same arguments as :func:`fit`, plus ``groups`` (columns to index: coords and a ``<column>_idx``
@@ -227,7 +235,7 @@ def build_model(runs, law: Law | str = "chinchilla", *, columns: Mapping[str, st
     from .generative import build_generative
 
     law, lik, runs, pool, noise_priors, sd_priors = _prepare(runs, law, columns, inputs, priors, pool,
-                                                             likelihood, params, keep=groups)
+                                                             likelihood, params, keep=groups, noise_trend=noise_trend)
     spec = ModelSpec.from_runs(law, lik, runs, noise_priors, pool, sd_priors)
     return build_generative(spec, {c: runs.frame[c].to_numpy() for c in groups}, terms)
 
@@ -254,7 +262,7 @@ def fit(runs, law: Law | str = "chinchilla", *, columns: Mapping[str, str] | Non
         extrapolation: str = defaults.EXTRAPOLATION, draws: int = defaults.DRAWS, tune: int = defaults.TUNE,
         chains: int = defaults.CHAINS, cores: int = defaults.CORES, seed: int = defaults.SEED,
         sampler: str = defaults.SAMPLER, target_accept: float = defaults.TARGET_ACCEPT,
-        extend: bool = True, progressbar: bool = True) -> Fit:
+        extend: bool = True, noise_trend: bool = False, progressbar: bool = True) -> Fit:
     """Fit ``law`` to ``runs`` (a path, DataFrame or :class:`Runs`) and return the :class:`Fit`.
 
     ``columns`` maps canonical names to the table's (``{"N": "Model Size"}``); ``inputs`` binds a
@@ -262,6 +270,9 @@ def fit(runs, law: Law | str = "chinchilla", *, columns: Mapping[str, str] | Non
     (``{"alpha": "LogNormal(mu=log(0.3), sigma=0.3)", "nu": ...}``). ``pool`` lets parameters vary by
     a group column under a population prior (``{"alpha": "family"}``; see :mod:`bayescale.pooling`);
     ``priors`` may then also set the spread between groups (``{"alpha_sd": "HalfNormal(sigma=0.1)"}``).
+    ``noise_trend=True`` lets the noise scale move along the law's first input (N): log sigma changes
+    by ``sigma_slope`` per e-fold, prior ``defaults.SIGMA_SLOPE_PRIOR`` (a prior on ``sigma_slope`` in
+    ``priors`` turns it on too). For sweeps whose scatter grows with size, as Epoch's does.
     ``params`` says what N counts: ``"total"`` (as the table gives it) or ``"non_embedding"`` (from
     column ``N_no_embed``, or 12 n_layers d_model^2; see :func:`bayescale.data.count_parameters`);
     forecasts then take N in that convention. ``extrapolation="calibrated"`` (default) widens forecasts beyond the observed runs by a
@@ -279,7 +290,7 @@ def fit(runs, law: Law | str = "chinchilla", *, columns: Mapping[str, str] | Non
     timer = StageTimer()
     with timer("read and validate"):
         law, lik, runs, pool, noise_priors, sd_priors = _prepare(runs, law, columns, inputs, priors, pool,
-                                                                 likelihood, params)
+                                                                 likelihood, params, noise_trend=noise_trend)
     with timer("mode search"):
         spec = ModelSpec.from_runs(law, lik, runs, noise_priors, pool, sd_priors)
         laplace = laplace_approximation(spec, np.random.default_rng(seed))

@@ -87,7 +87,8 @@ def build_generative(spec: ModelSpec, groups: dict[str, np.ndarray] | None = Non
         mu = pt.log(spec.law.formula.pytensor({**inputs, **per_obs}))
         for term in terms:
             mu = mu + term(model)
-        spec.likelihood.pymc_observed(OBSERVED, mu, values, spec.log_loss, dims=OBS_DIM)
+        trend = 0.0 if spec.trend_centre is None else pt.log(inputs[spec.law.inputs[0]]) - spec.trend_centre
+        spec.likelihood.pymc_observed(OBSERVED, mu, spec.noise_values(values, trend, pt), spec.log_loss, dims=OBS_DIM)
     return model
 
 

@@ -28,6 +28,8 @@ from .pooling import PooledParam, pooled_params
 from .priors import Prior
 
 OBS_DIM = "obs"
+#: noise parameter: the log noise scale changes by this much per e-fold of the law's first input (N)
+SIGMA_SLOPE = "sigma_slope"
 
 
 def _centre(values: np.ndarray) -> float:
@@ -49,6 +51,8 @@ class ModelSpec:
     reference: Mapping[str, float] | None = None
     #: the PyMC model's per-group centring masks (``pm.Data``) in place of each pooled parameter's own
     centring_inputs: Mapping[str, object] | None = field(default=None, compare=False, repr=False)
+    #: mean log of the law's first input over the runs, where the noise scale has a trend (``sigma_slope``)
+    trend_centre: float | None = None
 
     @classmethod
     def from_runs(cls, law: Law, likelihood: Likelihood, runs: Runs,
@@ -66,7 +70,11 @@ class ModelSpec:
         reference = None
         if law.anchor is not None and (law.anchor not in pooled or priors[law.anchor].support.kind == "positive"):
             reference = {name: _centre(values) for name, values in inputs.items()}
-        return cls(law, likelihood, priors, inputs, np.log(runs["loss"]), pooled, reference)
+        trend_centre = None
+        if SIGMA_SLOPE in priors:
+            trend_centre = float(np.mean(np.log(np.asarray(inputs[law.inputs[0]], float))))
+        return cls(law, likelihood, priors, inputs, np.log(runs["loss"]), pooled, reference,
+                   trend_centre=trend_centre)
 
     @property
     def anchor(self) -> str | None:
@@ -78,6 +86,11 @@ class ModelSpec:
         """Posterior variables: every parameter, then each pooled parameter's population value and spread."""
         hyper = [n for p in self.pooled.values() for n in (p.pop_name, p.sd_name)]
         return (*self.priors, *hyper)
+
+    @property
+    def noise_names(self) -> tuple[str, ...]:
+        """The noise parameters: the likelihood's, then ``sigma_slope`` where the noise scale has a trend."""
+        return tuple(n for n in self.priors if n not in self.law.params)
 
     @property
     def free_names(self) -> list[str]:
@@ -178,6 +191,28 @@ class ModelSpec:
             out[name] = values[name][pooled.codes if codes is None else codes[name]]
         return out
 
+    def trend_coordinate(self, size) -> np.ndarray | float:
+        """Where points sit along the noise trend: log of the law's first input minus the runs' mean (0 without a trend)."""
+        if self.trend_centre is None:
+            return 0.0
+        return np.log(np.asarray(size, float)) - self.trend_centre
+
+    def observed_trend(self, as_xarray: bool = False):
+        """:meth:`trend_coordinate` of the runs themselves (along ``obs`` as xarray if asked)."""
+        coordinate = self.trend_coordinate(self.inputs[self.law.inputs[0]])
+        return xr.DataArray(coordinate, dims=OBS_DIM) if as_xarray and np.ndim(coordinate) else coordinate
+
+    def noise_values(self, values: Mapping, coordinate, xp=np) -> dict:
+        """The likelihood's noise parameters at points ``coordinate`` along the trend (:meth:`trend_coordinate`).
+
+        Without a trend these are just ``values``' noise parameters. With one, ``sigma`` is the
+        scale at the runs' centre and moves by ``exp(sigma_slope * coordinate)`` away from it.
+        """
+        out = {n: values[n] for n in self.likelihood.noise_params}
+        if self.trend_centre is not None:
+            out["sigma"] = values["sigma"] * xp.exp(values[SIGMA_SLOPE] * coordinate)
+        return out
+
     def constrain(self, u: np.ndarray) -> tuple[dict[str, object], float]:
         """Parameter values for unconstrained ``u`` and the log-Jacobian of the map."""
         with np.errstate(all="ignore"):  # extreme coordinates give inf/nan values, judged by the caller
@@ -235,7 +270,8 @@ class ModelSpec:
             values, log_prior, log_jac = self._values(np.asarray(u, dtype=float), np)
             params = self.per_observation(values)
             mu = np.log(self.law.formula.numpy({**self.inputs, **params}))
-            log_lik = float(np.sum(self.likelihood.logpdf(self.log_loss, mu, values)))
+            noise = self.noise_values(values, self.observed_trend())
+            log_lik = float(np.sum(self.likelihood.logpdf(self.log_loss, mu, noise)))
         total = float(log_prior) + log_lik + float(log_jac)
         return total if np.isfinite(total) else -np.inf
 
@@ -249,7 +285,7 @@ class ModelSpec:
         with np.errstate(all="ignore"):
             mu = np.log(self.law.formula.numpy({**inputs, **params}))
             y = xr.DataArray(self.log_loss, dims=OBS_DIM)
-            out = self.likelihood.logpdf(y, mu, params)
+            out = self.likelihood.logpdf(y, mu, self.noise_values(params, self.observed_trend(as_xarray=True)))
         return out.transpose("chain", "draw", OBS_DIM)
 
     # -- PyMC side ----------------------------------------------------------------------------
@@ -288,7 +324,8 @@ class ModelSpec:
         for pooled in self.pooled.values():
             coords[pooled.column] = list(pooled.levels)
         partly_centred = {name: p for name, p in self.pooled.items() if not p.all_centred}
-        fixed = [*(self.reference or {}).values(), *(c for p in partly_centred.values() for c in p.centring)]
+        fixed = [*(self.reference or {}).values(), *(c for p in partly_centred.values() for c in p.centring),
+                 *([self.trend_centre] if self.trend_centre is not None else [])]
         columns = list(dict.fromkeys(p.column for p in self.pooled.values()))
         with pm.Model(coords=coords) as model:
             z = pm.Flat("z", dims="free")
@@ -304,6 +341,7 @@ class ModelSpec:
             for name, p in partly_centred.items():
                 masks[name] = packed[i:i + len(p.levels)] > 0.5
                 i += len(p.levels)
+            trend = 0.0 if self.trend_centre is None else pt.log(runs[:, 0]) - packed[i]
             spec = replace(self, reference=reference, centring_inputs=masks)
             values, log_prior, log_jac = spec._values(u, pt)
             for name in self.names:
@@ -318,5 +356,5 @@ class ModelSpec:
                 codes = {n: index[:, columns.index(p.column)] for n, p in self.pooled.items()}
             mu = pt.log(self.law.formula.pytensor({**inputs, **self.per_observation(values, codes)}))
             # no dims: the number of runs is not part of the compiled graph
-            self.likelihood.pymc_observed("log_loss", mu, values, runs[:, -1], dims=None)
+            self.likelihood.pymc_observed("log_loss", mu, self.noise_values(values, trend, pt), runs[:, -1], dims=None)
         return model

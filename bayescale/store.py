@@ -35,7 +35,7 @@ def _to_datatree(fit) -> xr.DataTree:
     objects = [name for name, var in stats.data_vars.items() if var.dtype == object]
     if objects:  # e.g. nutpie's divergence messages: not representable in netCDF
         tree["sample_stats"] = stats.drop_vars(objects)
-    noise = {n: fit.spec.priors[n].to_dict() for n in fit.likelihood.noise_params}
+    noise = {n: fit.spec.priors[n].to_dict() for n in fit.spec.noise_names}
     meta = {"format_version": FORMAT_VERSION, "bayescale_version": __version__, "law": fit.law.to_dict(),
             "likelihood": fit.likelihood.name, "noise_priors": noise, "settings": fit.settings,
             "diagnostics": fit.diagnostics.to_dict(), "notes": fit.runs.notes, "source": fit.runs.source}

@@ -64,3 +64,24 @@ def test_cli_check_prints_findings_json_and_a_figure(sampled, tmp_path, capsys):
     assert set(data) >= {"prior_predictive", "posterior_predictive", "loo_pit", "findings"}
     assert main(["check", str(path), "--plot", str(tmp_path / "missing" / "c.png")]) == 2
     assert "folder" in capsys.readouterr().err
+
+
+def test_scatter_that_grows_with_n_is_reported_with_the_noise_trend_as_the_remedy():
+    """Noise sd 0.01 at the centre growing by exp(0.4) per e-fold of N, checked against one noise scale of 0.01."""
+    import pandas as pd
+
+    rng = np.random.default_rng(2)
+    design = pd.DataFrame({"N": np.exp(rng.uniform(np.log(1e7), np.log(1e10), 150))})
+    design["D"] = 20 * design["N"]
+    runs = bs.datasets.simulate_runs("chinchilla", bs.datasets.CHINCHILLA_TRUTH, design, noise=0.01,
+                                     noise_slope=0.4, seed=2)
+    one_scale = fake_fit(runs, values={**bs.datasets.CHINCHILLA_TRUTH, "sigma": 0.01, "nu": 30.0}, draws=300,
+                         spread=0.002)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = check(one_scale, seed=0)
+    thirds = result["noise_along_size"]
+    assert thirds["input"] == "N" and not thirds["noise_trend"]
+    assert thirds["coverage_0.5_largest_third"] < 0.35 < 0.65 < thirds["coverage_0.5_smallest_third"], thirds
+    finding = next(f for f in result["findings"] if f.startswith("noise along N"))
+    assert "grows with N" in finding and "too narrow" in finding and "--noise-trend" in finding

@@ -40,9 +40,10 @@ def test_unknown_likelihood_is_refused():
         get_likelihood("huber")
 
 
-@pytest.fixture(scope="module")
-def spec(demo_runs):
-    return ModelSpec.from_runs(bs.get_law("chinchilla"), get_likelihood("studentt"), demo_runs)
+@pytest.fixture(scope="module", params=[False, True], ids=["one noise scale", "noise trend along N"])
+def spec(demo_runs, request):
+    trend = {"sigma_slope": "Normal(mu=0, sigma=0.25)"} if request.param else None
+    return ModelSpec.from_runs(bs.get_law("chinchilla"), get_likelihood("studentt"), demo_runs, trend)
 
 
 def test_pymc_model_density_equals_numpy_density_under_whitening(spec):
@@ -76,11 +77,15 @@ def test_mode_search_finds_the_truth_of_the_synthetic_sweep(spec):
 def test_pointwise_log_likelihood_matches_pymc(spec):
     import xarray as xr
 
-    values = {**bs.datasets.CHINCHILLA_TRUTH, "sigma": 0.02, "nu": 6.0}
-    posterior = xr.Dataset({n: (("chain", "draw"), np.full((1, 1), v)) for n, v in values.items()})
+    values = {**bs.datasets.CHINCHILLA_TRUTH, "sigma": 0.02, "nu": 6.0, "sigma_slope": 0.3}
+    posterior = xr.Dataset({n: (("chain", "draw"), np.full((1, 1), values[n])) for n in spec.names})
     ours = spec.pointwise_log_likelihood(posterior).values[0, 0]
     mu = np.log(spec.law.formula.numpy({**spec.inputs, **values}))
-    expected = pm.logp(pm.StudentT.dist(nu=6.0, mu=mu, sigma=0.02), spec.log_loss).eval()
+    sigma = 0.02
+    if "sigma_slope" in spec.priors:  # the scale moves with N around the runs' mean log N
+        log_n = np.log(spec.inputs["N"])
+        sigma = 0.02 * np.exp(0.3 * (log_n - log_n.mean()))
+    expected = pm.logp(pm.StudentT.dist(nu=6.0, mu=mu, sigma=sigma), spec.log_loss).eval()
     np.testing.assert_allclose(ours, expected, atol=1e-7)
 
 
@@ -116,3 +121,32 @@ def test_short_r_hat_or_ess_at_defaults_samples_again_and_says_so(monkeypatch):
     assert plain.posterior.sizes["draw"] == 40
     assert not [w for w in caught if w.category is SamplingExtended]
     assert [w for w in caught if w.category is SamplerWarning]
+
+
+def test_noise_that_grows_with_n_is_recovered_and_widens_forecasts_at_large_n():
+    """A sweep whose noise sd grows by exp(0.3) per e-fold of N: sigma_slope holds the truth, bands follow it."""
+    import pandas as pd
+
+    rng = np.random.default_rng(3)
+    design = pd.DataFrame({"N": np.exp(rng.uniform(np.log(1e7), np.log(1e10), 160))})
+    design["D"] = design["N"] * np.exp(rng.uniform(np.log(5), np.log(80), 160))
+    runs = bs.datasets.simulate_runs("chinchilla", bs.datasets.CHINCHILLA_TRUTH, design, noise=0.01,
+                                     noise_slope=0.3, seed=5)
+    quick = dict(draws=300, tune=400, chains=2, extrapolation="none", progressbar=False)
+    fit = bs.fit(runs, "chinchilla", likelihood="normal", noise_trend=True, **quick)
+    slope = fit.posterior["sigma_slope"].to_numpy().ravel()
+    low, high = np.quantile(slope, [0.05, 0.95])
+    assert low < 0.3 < high and low > 0.1, (low, high)
+    edges = pd.DataFrame({"N": [1e7, 1e10], "D": [2e8, 2e11]})
+    band = fit.predict(edges)
+    width = np.log(band["pred_upper"] / band["pred_lower"]).to_numpy()
+    assert width[1] / width[0] > 3, width  # exp(0.3 * log 1000) = 7.9 times the noise sd, less the law's own spread
+    plain = bs.fit(runs, "chinchilla", likelihood="normal", **quick)  # off by default
+    assert "sigma_slope" not in plain.posterior
+    plain_width = np.log(plain.predict(edges)["pred_upper"] / plain.predict(edges)["pred_lower"]).to_numpy()
+    assert plain_width[1] / plain_width[0] < 1.5 < width[1] / width[0]
+    from bayescale.fitting import _prepare
+
+    *_, noise_priors, _ = _prepare(runs, "chinchilla", None, None, {"sigma_slope": "Normal(mu=0, sigma=0.1)"},
+                                   None, "studentt", "total")
+    assert noise_priors == {"sigma_slope": "Normal(mu=0, sigma=0.1)"}  # a prior on it asks for the trend too
