@@ -24,8 +24,8 @@ setup: $(STAMP)
 demo: setup
 	$(VENV)/bin/bayescale demo --out out
 
-test: setup
-	$(VENV)/bin/python -m pytest -q -ra --durations=20
+test: setup  # two pytest workers, whole files each (module fixtures are fitted once): compiles overlap sampling
+	$(VENV)/bin/python -m pytest -q -ra -n 2 --dist loadfile --durations=20
 
 test-fast: setup
 	$(VENV)/bin/python -m pytest -q -ra -m "not slow"

@@ -17,14 +17,6 @@ def _split(name: str):
     return next(s for s in calibration.splits() if s.name == name)
 
 
-def test_bnsl_forecast_of_the_last_three_points_holds():
-    result = calibration.run_split(_split("bnsl 4-digit addition, last 3"), seed=20240417)
-    assert result["n_train"] == 14 and result["n_test"] == 3
-    scores = {m: calibration.scores(rows) for m, rows in result["methods"].items()}
-    assert scores["default"]["coverage_0.9"] == 1.0 and scores["default"]["median_abs_rel_error"] < 0.02
-    assert scores["default"]["interval_score_90"] >= scores["plain"]["interval_score_90"]  # wider beyond the data
-
-
 def test_epoch_beyond_the_compute_frontier_is_not_overconfident():
     """Top 10% by compute: inside the N and D ranges, beyond the largest C. Measured in the N-D box
     alone the distance was 0 and the 90% band held 0.75 (benchmarks/README.md); along C it holds."""

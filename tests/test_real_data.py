@@ -73,6 +73,13 @@ def test_bnsl_forecasts_the_four_digit_addition_curve_past_its_break():
     assert ((forecast["pred_lower"] <= truth) & (truth <= forecast["pred_upper"])).all(), forecast
     rmsle = np.sqrt(np.mean((np.log(forecast["median"]) - np.log(truth)) ** 2))
     assert rmsle <= 0.02, rmsle
+    from bayescale.backtesting import interval_score
+
+    kappa, fit.discrepancy = fit.discrepancy, None  # the plain posterior: narrower beyond the data
+    plain = fit.predict(X=BNSL_X[14:])
+    fit.discrepancy = kappa
+    assert (interval_score(truth, forecast["pred_lower"], forecast["pred_upper"], 0.9).mean()
+            >= interval_score(truth, plain["pred_lower"], plain["pred_upper"], 0.9).mean())
     from bayescale.derived import break_table
 
     breaks = break_table(fit)
