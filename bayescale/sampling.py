@@ -83,9 +83,29 @@ def draw_posterior(model, var_names: list[str], *, sampler: str, draws: int, tun
                 return _sample_nutpie(model, var_names, draws=draws, tune=tune, chains=chains,
                                       cores=min(cores, chains), seed=seed, target_accept=target_accept,
                                       progressbar=progressbar, reuse_key=reuse_key)
+            if sampler == "numpyro":
+                _persistent_jax_cache()
             return pm.sample(draws, tune=tune, chains=chains, cores=min(cores, chains), random_seed=seed,
                              nuts_sampler=sampler, target_accept=target_accept, progressbar=progressbar,
                              var_names=var_names, compute_convergence_checks=False, model=model)
+
+
+def _persistent_jax_cache() -> None:
+    """Keep JAX's compiled samplers on disk (``~/.cache/bayescale/jax`` or ``$BAYESCALE_CACHE/jax``).
+
+    JAX keys each entry by the computation, its own version and the device, so a new JAX or another
+    device compiles afresh. ``BAYESCALE_REUSE_COMPILED=0`` turns it off, as for nutpie.
+    """
+    import jax
+
+    if os.environ.get(REUSE_ENV, "1") == "0" or jax.config.jax_compilation_cache_dir:
+        return
+    from pathlib import Path
+
+    folder = Path(os.environ.get("BAYESCALE_CACHE", Path.home() / ".cache" / "bayescale")) / "jax"
+    folder.mkdir(parents=True, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
 def _sample_nutpie(model, var_names, *, draws, tune, chains, cores, seed, target_accept, progressbar, reuse_key):

@@ -150,3 +150,18 @@ def test_noise_that_grows_with_n_is_recovered_and_widens_forecasts_at_large_n():
     *_, noise_priors, _ = _prepare(runs, "chinchilla", None, None, {"sigma_slope": "Normal(mu=0, sigma=0.1)"},
                                    None, "studentt", "total")
     assert noise_priors == {"sigma_slope": "Normal(mu=0, sigma=0.1)"}  # a prior on it asks for the trend too
+
+
+def test_numpyro_samples_the_same_model_as_nutpie(demo_runs):
+    """The JAX path (``sampler="numpyro"``, GPU-capable) runs the same whitened model: same posterior, same checks."""
+    pytest.importorskip("numpyro")
+    quick = dict(draws=400, tune=400, chains=2, extrapolation="none", progressbar=False, seed=3)
+    jax_fit = bs.fit(demo_runs, "chinchilla", sampler="numpyro", **quick)
+    numba_fit = bs.fit(demo_runs, "chinchilla", **quick)
+    assert jax_fit.settings["sampler"] == "numpyro" and jax_fit.diagnostics.divergences == 0
+    assert {"posterior", "sample_stats", "log_likelihood"} <= set(jax_fit.idata.children)
+    for name in ("E", "alpha", "beta", "sigma"):
+        a, b = (f.posterior[name].to_numpy().ravel() for f in (jax_fit, numba_fit))
+        assert abs(np.median(a) - np.median(b)) < 0.25 * np.std(b), name  # Monte Carlo error of 800 draws
+    band = jax_fit.predict(N=7e10, D=1.4e12)
+    assert (band["pred_lower"] < band["median"]).all() and (band["median"] < band["pred_upper"]).all()
