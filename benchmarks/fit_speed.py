@@ -6,9 +6,12 @@ Measured side by side in one run on this machine:
   cold       `bayescale fit` as a whole new process with an empty PyTensor/Numba compile cache
   curve      the README's many-sizes learning-curve recipe as a whole process (`bayescale curve` on the
              misfitting checkpoints, schedule_aware, --upto 0.5, pooled by model size and run), cache warm
+  new numbers  the same law on other numbers (every 7th run left out) as a whole new process, cache warm
 Targets (issue "Answers in seconds"): warm <= 0.2 x reference, cold <= 0.6 x reference, curve <= 2 x
 reference, min ESS_bulk >= 1000; the cold and warm posteriors must be identical (same seed).
-Usage: .venv/bin/python benchmarks/fit_speed.py [--epoch PATH] [--repeats 2] [--no-curve]
+``--sampler numpyro`` measures the JAX path the same way (its cold run also empties JAX's cache)
+and writes results/fit_speed_numpyro.json.
+Usage: .venv/bin/python benchmarks/fit_speed.py [--epoch PATH] [--repeats 2] [--no-curve] [--sampler nutpie|numpyro]
 """
 
 import argparse
@@ -29,10 +32,10 @@ ROOT = Path(__file__).resolve().parents[1]
 BAYESCALE = Path(sys.executable).parent / "bayescale"
 
 
-def run_fit(csv: Path, out: Path, env: dict) -> float:
+def run_fit(csv: Path, out: Path, env: dict, sampler: str = "nutpie") -> float:
     start = time.perf_counter()
-    subprocess.run([str(BAYESCALE), "fit", str(csv), "--law", "chinchilla", "--out", str(out), "--quiet"],
-                   check=True, env=env, capture_output=True, text=True)
+    subprocess.run([str(BAYESCALE), "fit", str(csv), "--law", "chinchilla", "--out", str(out), "--quiet",
+                    "--sampler", sampler], check=True, env=env, capture_output=True, text=True)
     return time.perf_counter() - start
 
 
@@ -62,6 +65,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--misfitting", default=str(ROOT.parent / "shared/data/misfitting/scaling_results.csv"))
     parser.add_argument("--no-curve", action="store_true", help="skip the learning-curve recipe")
+    parser.add_argument("--sampler", default="nutpie", choices=["nutpie", "numpyro"])
     args = parser.parse_args()
     import bayescale as bs
 
@@ -70,6 +74,8 @@ def main():
     work = Path(tempfile.mkdtemp(prefix="bayescale-bench-"))
     csv = work / "epoch240.csv"
     runs.frame[["N", "D", "loss"]].to_csv(csv, index=False)
+    other = work / "epoch-other-numbers.csv"
+    runs.frame[["N", "D", "loss"]][runs.frame.index % 7 != 0].to_csv(other, index=False)
 
     optimum = reference_fit.point_fit(n, d, loss)
     start = time.perf_counter()
@@ -81,10 +87,13 @@ def main():
     env = dict(os.environ)
     warm = []
     for i in range(args.repeats + 1):  # the first run fills the cache if it was empty
-        warm.append(run_fit(csv, work / f"warm{i}.nc", env))
-    cold_env = {**env, "PYTENSOR_FLAGS": f"base_compiledir={work / 'empty-cache'}"}
-    cold = run_fit(csv, work / "cold.nc", cold_env)
-    diag = [diagnostics(work / f"warm{i}.nc") for i in range(args.repeats + 1)] + [diagnostics(work / "cold.nc")]
+        warm.append(run_fit(csv, work / f"warm{i}.nc", env, args.sampler))
+    new_numbers = run_fit(other, work / "other.nc", env, args.sampler)
+    cold_env = {**env, "PYTENSOR_FLAGS": f"base_compiledir={work / 'empty-cache'}",
+                "BAYESCALE_CACHE": str(work / "empty-bayescale-cache")}
+    cold = run_fit(csv, work / "cold.nc", cold_env, args.sampler)
+    diag = [diagnostics(work / f"{name}.nc") for name in (*(f"warm{i}" for i in range(args.repeats + 1)),
+                                                           "other", "cold")]
 
     curve = None
     if not args.no_curve:
@@ -95,10 +104,11 @@ def main():
 
     warm_time = float(np.median(warm[1:]))
     result = {
-        "machine": f"{os.cpu_count()} cpus", "reference_bootstrap_s": round(reference, 1),
+        "machine": f"{os.cpu_count()} cpus", "sampler": args.sampler, "reference_bootstrap_s": round(reference, 1),
         "reference_95ci": ci, "warm_fit_s": [round(t, 1) for t in warm[1:]], "first_fit_s": round(warm[0], 1),
         "cold_fit_s": round(cold, 1), "warm_over_reference": round(warm_time / reference, 3),
-        "cold_over_reference": round(cold / reference, 3), "diagnostics": diag,
+        "cold_over_reference": round(cold / reference, 3), "new_numbers_fit_s": round(new_numbers, 1),
+        "new_numbers_over_reference": round(new_numbers / reference, 3), "diagnostics": diag,
         "min_ess_bulk": round(min(x["ess_bulk_min"] for x in diag)),
         "divergences": [x["divergences"] for x in diag],
         "cold_and_warm_posteriors_identical": same_posterior(work / "cold.nc", work / "warm1.nc"),
@@ -107,7 +117,8 @@ def main():
     }
     print(json.dumps(result, indent=1))
     (ROOT / "benchmarks" / "results").mkdir(exist_ok=True)
-    (ROOT / "benchmarks" / "results" / "fit_speed.json").write_text(json.dumps(result, indent=1) + "\n")
+    name = "fit_speed.json" if args.sampler == "nutpie" else f"fit_speed_{args.sampler}.json"
+    (ROOT / "benchmarks" / "results" / name).write_text(json.dumps(result, indent=1) + "\n")
 
 
 if __name__ == "__main__":
