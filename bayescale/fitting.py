@@ -17,6 +17,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 import xarray as xr
+from threadpoolctl import threadpool_limits
 
 from . import defaults
 from .data import Runs, count_parameters, load_runs
@@ -29,6 +30,12 @@ from .model import OBS_DIM, SIGMA_SLOPE, ModelSpec
 from .priors import Prior
 from .sampling import check_settings, draw_posterior
 from .tuning import check_columns as check_tunable_columns, check_runs as check_tunable_runs
+
+#: A fit's dense linear algebra is small (L-BFGS updates, the whitening's products): OpenBLAS threads
+#: cost far more than they save there, several times over when another process or the sampler's own
+#: chains share the cores (benchmarks/README.md, "One BLAS thread"). Fits run with one BLAS thread;
+#: their parallelism is the sampler's chains.
+one_blas_thread = threadpool_limits.wrap(limits=1, user_api="blas")
 
 
 class StageTimer:
@@ -256,6 +263,7 @@ def sample_model(model, *, draws: int = defaults.DRAWS, tune: int = defaults.TUN
     return idata
 
 
+@one_blas_thread
 def fit(runs, law: Law | str = "chinchilla", *, columns: Mapping[str, str] | None = None,
         inputs: Mapping[str, str] | None = None, priors: Mapping[str, Any] | None = None,
         pool: Mapping[str, str] | None = None, likelihood: str = defaults.LIKELIHOOD, params: str = "total",
