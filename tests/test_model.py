@@ -123,7 +123,7 @@ def test_short_r_hat_or_ess_at_defaults_samples_again_and_says_so(monkeypatch):
     assert [w for w in caught if w.category is SamplerWarning]
 
 
-def test_noise_that_grows_with_n_is_recovered_and_widens_forecasts_at_large_n():
+def test_noise_that_grows_with_n_is_recovered_and_widens_forecasts_at_large_n(tmp_path):
     """A sweep whose noise sd grows by exp(0.3) per e-fold of N: sigma_slope holds the truth, bands follow it."""
     import pandas as pd
 
@@ -141,6 +141,9 @@ def test_noise_that_grows_with_n_is_recovered_and_widens_forecasts_at_large_n():
     band = fit.predict(edges)
     width = np.log(band["pred_upper"] / band["pred_lower"]).to_numpy()
     assert width[1] / width[0] > 3, width  # exp(0.3 * log 1000) = 7.9 times the noise sd, less the law's own spread
+    loaded = bs.Fit.load(fit.save(tmp_path / "trend.nc"))  # the trend and its centre come back with the fit
+    assert loaded.spec.trend_centre == fit.spec.trend_centre
+    np.testing.assert_allclose(loaded.predict(edges)["pred_upper"], band["pred_upper"])
     plain = bs.fit(runs, "chinchilla", likelihood="normal", **quick)  # off by default
     assert "sigma_slope" not in plain.posterior
     plain_width = np.log(plain.predict(edges)["pred_upper"] / plain.predict(edges)["pred_lower"]).to_numpy()
