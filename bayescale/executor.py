@@ -300,13 +300,17 @@ def executor_for(executor: Any = None, *, scheduler: str | None = None,
                          f"got {type(executor).__name__}")
 
 
+#: how long to keep trying a Dask scheduler address before saying it cannot be reached
+SCHEDULER_TIMEOUT = "20s"
+
+
 def _dask_client(address: str):
     try:
         from distributed import Client
     except ImportError:
         raise BayescaleError("a scheduler address needs Dask: pip install 'bayescale[dask]'") from None
     try:
-        return Client(address, timeout="20s")
+        return Client(address, timeout=SCHEDULER_TIMEOUT)
     except (OSError, TimeoutError) as exc:
         raise BayescaleError(f"cannot reach the Dask scheduler at {address!r}: {exc}") from None
 

@@ -144,9 +144,10 @@ def test_dask_runs_tasks_and_reports_failures(dask_client):
     assert dask_client.status == "running"  # a client the caller gave is not closed
 
 
-def test_scheduler_address_connects_and_an_unreachable_one_is_a_clear_error(dask_client):
+def test_scheduler_address_connects_and_an_unreachable_one_is_a_clear_error(dask_client, monkeypatch):
     address = dask_client.scheduler.address
     assert fan_out({"a": (tasks.add, (1, 2), {})}, scheduler=address)["a"].result == 3
+    monkeypatch.setattr("bayescale.executor.SCHEDULER_TIMEOUT", "2s")  # nothing listens there: give up sooner
     with pytest.raises(BayescaleError, match="cannot reach the Dask scheduler at 'tcp://127.0.0.1:9'"):
         executor_for(scheduler="tcp://127.0.0.1:9")
 
