@@ -142,8 +142,7 @@ def heldout_lpd(fit, heldout: Runs, seed: int) -> float:
     mu = log_law(fit, {n: params[n] for n in fit.law.param_names}, heldout.frame)
     if fit.discrepancy is not None:
         mu = fit.discrepancy.widen(mu, heldout.frame, rng)
-    coordinate = fit.spec.trend_coordinate(heldout[fit.law.inputs[0]])
-    noise = fit.spec.noise_values({n: np.asarray(params[n])[:, None] for n in fit.spec.noise_names}, coordinate)
+    noise = fit.spec.noise_at(params, heldout)
     with np.errstate(all="ignore"):
         pointwise = fit.likelihood.logpdf(np.log(heldout["loss"])[None, :], mu, noise)
     return float(np.sum(logsumexp(pointwise, axis=0) - np.log(pointwise.shape[0])))

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import defaults
 from .data import Runs, load_runs
 from .errors import BayescaleError, DataError
 
@@ -96,10 +97,6 @@ def demo_runs_path() -> Path:
     return Path(__file__).resolve().parent / "demo" / "demo_runs.csv"
 
 
-def _cache_dir() -> Path:
-    return Path(os.environ.get("BAYESCALE_CACHE", Path.home() / ".cache" / "bayescale"))
-
-
 def _download(url: str, target: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(dir=target.parent, suffix=".part")
@@ -123,7 +120,7 @@ def load_epoch_chinchilla(path: str | Path | None = None, *, url: str = EPOCH_UR
     cached in ``cache_dir`` (default ``~/.cache/bayescale``, or ``$BAYESCALE_CACHE``).
     """
     if path is None:
-        cached = Path(cache_dir or _cache_dir()) / "epoch_svg_extracted_data.csv"
+        cached = Path(cache_dir or defaults.cache_dir()) / "epoch_svg_extracted_data.csv"
         path = cached if cached.exists() else _download(url, cached)
     frame = pd.read_csv(path)
     if drop_highest:

@@ -1,8 +1,11 @@
-"""Statistical defaults, in one place, always passed to ArviZ and PyMC explicitly.
+"""Statistical defaults, in one place, always passed to ArviZ and PyMC explicitly; and bayescale's cache folder.
 
 ArviZ's own defaults have changed between releases (ETI 0.89 in 1.x, HDI 0.94 before), so
 nothing in bayescale relies on them.
 """
+
+import os
+from pathlib import Path
 
 CI_PROB = 0.90          # probability mass of every credible / predictive interval
 CI_KIND = "eti"         # equal-tailed intervals: quantiles, invariant under reparameterisation
@@ -23,3 +26,8 @@ ESS_MIN = 400           # below this (bulk or tail) a parameter is reported as p
 EXTEND_FACTOR = 2       # R-hat or ESS short (no divergences): sample once more with this many times tune and draws
 #: forecasts beyond the observed runs carry a discrepancy calibrated by internal backtests ("none" to turn off)
 EXTRAPOLATION = "calibrated"
+
+
+def cache_dir() -> Path:
+    """Where bayescale keeps downloads and compiled samplers: ``$BAYESCALE_CACHE``, else ``~/.cache/bayescale``."""
+    return Path(os.environ.get("BAYESCALE_CACHE", Path.home() / ".cache" / "bayescale"))

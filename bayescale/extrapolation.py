@@ -204,9 +204,7 @@ def _internal_forecast(spec_factory, train: Runs, heldout: Runs, law, likelihood
     with np.errstate(all="ignore"):
         mu = np.log(law.formula.numpy(env))
     noise = {n: np.array([d[n] for d in draws]) for n in spec.noise_names}
-    scale = spec.noise_values({n: v[:, None] for n, v in noise.items()},
-                              spec.trend_coordinate(heldout[law.inputs[0]]))["sigma"]
-    y = mu + scale * likelihood.standard_noise(rng, noise, mu.shape)
+    y = mu + spec.noise_at(noise, heldout)["sigma"] * likelihood.standard_noise(rng, noise, mu.shape)
     lo, med, hi = np.nanquantile(y, [0.1587, 0.5, 0.8413], axis=0)
     return np.log(heldout["loss"]) - med, (hi - lo) / 2
 

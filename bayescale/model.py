@@ -213,6 +213,11 @@ class ModelSpec:
             out["sigma"] = values["sigma"] * xp.exp(values[SIGMA_SLOPE] * coordinate)
         return out
 
+    def noise_at(self, draws: Mapping[str, np.ndarray], points) -> dict:
+        """Noise parameters for every draw (rows) at ``points`` (columns; anything indexed by the law's first input)."""
+        coordinate = self.trend_coordinate(np.asarray(points[self.law.inputs[0]], float))
+        return self.noise_values({n: np.asarray(draws[n])[:, None] for n in self.noise_names}, coordinate)
+
     def constrain(self, u: np.ndarray) -> tuple[dict[str, object], float]:
         """Parameter values for unconstrained ``u`` and the log-Jacobian of the map."""
         with np.errstate(all="ignore"):  # extreme coordinates give inf/nan values, judged by the caller

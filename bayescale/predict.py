@@ -108,12 +108,6 @@ def _noise(fit: "Fit", params: Mapping[str, np.ndarray], part: pd.DataFrame, see
                                                           (n_draws, 1))[:, 0] for key in keys])
 
 
-def noise_scale(fit: "Fit", params: Mapping[str, np.ndarray], table: pd.DataFrame) -> np.ndarray:
-    """The noise scale of a new run for every draw (rows) at each point of ``table`` (columns, or one broadcast column)."""
-    coordinate = fit.spec.trend_coordinate(table[fit.law.inputs[0]].to_numpy(dtype=float))
-    return fit.spec.noise_values({n: np.asarray(params[n])[:, None] for n in fit.spec.noise_names}, coordinate)["sigma"]
-
-
 def loss_draws(fit: "Fit", table: pd.DataFrame, seed: int):
     """Per block of points: log-law draws (with the extrapolation discrepancy) and log-loss draws of new runs.
 
@@ -129,7 +123,7 @@ def loss_draws(fit: "Fit", table: pd.DataFrame, seed: int):
                            for n, v in params.items() if n in fit.law.params}, part)
         if fit.discrepancy is not None:
             mu = fit.discrepancy.widen(mu, part, discrepancy_rng)
-        y = mu + noise_scale(fit, params, part) * _noise(fit, params, part, seed, mu.shape[0])
+        y = mu + fit.spec.noise_at(params, part)["sigma"] * _noise(fit, params, part, seed, mu.shape[0])
         yield mu, y
 
 

@@ -98,11 +98,11 @@ def _persistent_jax_cache() -> None:
     """
     import jax
 
+    from .defaults import cache_dir
+
     if os.environ.get(REUSE_ENV, "1") == "0" or jax.config.jax_compilation_cache_dir:
         return
-    from pathlib import Path
-
-    folder = Path(os.environ.get("BAYESCALE_CACHE", Path.home() / ".cache" / "bayescale")) / "jax"
+    folder = cache_dir() / "jax"
     folder.mkdir(parents=True, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", str(folder))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
