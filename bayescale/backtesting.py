@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -22,10 +23,12 @@ import pandas as pd
 from scipy.special import logsumexp
 
 from . import defaults
-from .data import Runs, column_list, count_parameters, load_runs
+from .data import Runs, column_list, count_parameters, load_runs, prepare_points
 from .errors import BayescaleError, DataError
 
 LEVELS = (0.5, 0.8, 0.9)
+#: quantiles of the coverage a right forecast shows (:func:`coverage_if_right`)
+COVERAGE_RANGE = (0.05, 0.95)
 _OPS = {ast.GtE: np.greater_equal, ast.Gt: np.greater, ast.LtE: np.less_equal, ast.Lt: np.less}
 _TOP = re.compile(r"^\s*top\s+(?P<pct>[0-9.]+)\s*%\s*(?:of\s+)?(?P<col>\w+)\s*$", re.IGNORECASE)
 
@@ -122,14 +125,49 @@ def score(fit, heldout: Runs, seed: int) -> dict[str, Any]:
     rel_error = np.abs(forecast["median"].to_numpy() / loss - 1)
     interval = float(np.mean(interval_score(loss, forecast["pred_lower"], forecast["pred_upper"], 0.9)))
     lpd = heldout_lpd(fit, heldout, seed)
+    expected = coverage_if_right(fit, points, seed)
     runs = heldout.frame[inputs].copy()
     runs["loss"] = loss
     runs["median"] = forecast["median"].to_numpy()
     runs["pred_lower"] = forecast["pred_lower"].to_numpy()
     runs["pred_upper"] = forecast["pred_upper"].to_numpy()
     runs["inside_90"] = (runs["pred_lower"] <= loss) & (loss <= runs["pred_upper"])
-    return {"coverage": coverage, "median_abs_rel_error": float(np.median(rel_error)), "interval_score_90": interval,
-            "heldout_lpd": lpd, "runs": runs, "diagnostics": fit.diagnostics.to_dict()}
+    return {"coverage": coverage, "coverage_if_right": expected, "median_abs_rel_error": float(np.median(rel_error)),
+            "interval_score_90": interval, "heldout_lpd": lpd, "runs": runs, "diagnostics": fit.diagnostics.to_dict()}
+
+
+def coverage_if_right(fit, points: pd.DataFrame, seed: int, levels=LEVELS) -> dict[str, list[float]]:
+    """The range (:data:`COVERAGE_RANGE`) of the coverage these bands show if the forecast is right.
+
+    Held-out runs share their extrapolation error (one discrepancy per draw for a sweep, one per
+    run along a learning curve), so the share of them inside a band varies far more from one
+    dataset to the next than it would for independent points: 27 runs beyond the data that err
+    together are nearly all inside or all outside. Coverage outside the range is evidence against
+    the forecast; coverage off the nominal level but inside the range is not.
+    """
+    shares = replicate_coverage(fit, points, seed, levels)
+    return {str(level): [round(float(q), 3) for q in np.quantile(shares[level], COVERAGE_RANGE)] for level in levels}
+
+
+def replicate_coverage(fit, points: pd.DataFrame, seed: int, levels=LEVELS) -> dict[float, np.ndarray]:
+    """Per joint posterior predictive draw taken as the truth: the share of ``points`` inside each band.
+
+    The bands are :func:`~bayescale.predict.predict`'s (same draws, same seed), so over the draws
+    this is the distribution of the coverage a calibrated forecast shows on these points.
+    """
+    from .predict import loss_draws
+
+    table = prepare_points(points, fit.law.inputs)
+    inside = {level: 0 for level in levels}
+    counted = 0
+    for _, y in loss_draws(fit, table, seed):
+        for level in levels:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # a point with no valid draw: outside, as in predict
+                lower, upper = np.nanquantile(y, [(1 - level) / 2, (1 + level) / 2], axis=0)
+            inside[level] = inside[level] + np.sum((lower <= y) & (y <= upper), axis=1)
+        counted += y.shape[1]
+    return {level: inside[level] / counted for level in levels}
 
 
 def heldout_lpd(fit, heldout: Runs, seed: int) -> float:
@@ -141,7 +179,7 @@ def heldout_lpd(fit, heldout: Runs, seed: int) -> float:
     params = {**params, **params_at(fit, params, heldout.frame, rng)}
     mu = log_law(fit, {n: params[n] for n in fit.law.param_names}, heldout.frame)
     if fit.discrepancy is not None:
-        mu = fit.discrepancy.widen(mu, heldout.frame, rng)
+        mu = fit.discrepancy.widen(mu, heldout.frame, seed)
     noise = fit.spec.noise_at(params, heldout)
     with np.errstate(all="ignore"):
         pointwise = fit.likelihood.logpdf(np.log(heldout["loss"])[None, :], mu, noise)
@@ -150,8 +188,6 @@ def heldout_lpd(fit, heldout: Runs, seed: int) -> float:
 
 def fit_candidate(candidate: dict, settings: dict, frame: pd.DataFrame):
     """Fit a candidate (as ``asdict(Candidate)``) to a runs table in a worker; the fit and its sampler warnings."""
-    import warnings
-
     from .errors import SamplerWarning
     from .fitting import fit
 
@@ -207,7 +243,8 @@ class BacktestResult:
     def to_dict(self) -> dict[str, Any]:
         return {"holdout": self.holdout, "n_train": self.n_train, "n_heldout": self.n_heldout,
                 "laws": [{"law": label, "error": r["error"]} if "error" in r else
-                         {"law": label, "coverage": r["coverage"], "median_abs_rel_error": r["median_abs_rel_error"],
+                         {"law": label, "coverage": r["coverage"], "coverage_if_right": r.get("coverage_if_right"),
+                          "median_abs_rel_error": r["median_abs_rel_error"],
                           "interval_score_90": r.get("interval_score_90"), "heldout_lpd": r["heldout_lpd"], "warnings": r.get("warnings", []),
                           "runs": json.loads(r["runs"].to_json(orient="records"))}
                          for label, r in self.results.items()]}

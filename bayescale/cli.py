@@ -457,6 +457,23 @@ def _check_fan_out(processes, scheduler) -> None:
         raise BayescaleError(f"--processes must be at least 1, got {processes}")
 
 
+def _print_coverage_ranges(result) -> None:
+    """Per candidate: the coverage its bands would show here if it were right, and where the actual one falls outside."""
+    ranges = {label: r["coverage_if_right"] for label, r in result.results.items() if r.get("coverage_if_right")}
+    if not ranges:
+        return
+    click.echo("if the forecast is right, its bands hold (5-95% range; held-out runs share their extrapolation error, "
+               "so coverage varies from split to split):")
+    for label, expected in ranges.items():
+        actual = result.results[label]["coverage"]
+        parts = []
+        for level, (low, high) in expected.items():
+            verdict = "" if low <= actual[level] <= high else (" (narrower than right)" if actual[level] < low
+                                                               else " (wider than right)")
+            parts.append(f"{float(level):.0%}: {low:.2f}-{high:.2f}, got {actual[level]:.2f}{verdict}")
+        click.echo(f"  {label}: " + "; ".join(parts))
+
+
 def _print_backtest(result) -> None:
     click.echo(f"holdout {result.holdout!r}: fitted on {result.n_train} runs, forecast {result.n_heldout}")
     click.echo(f"{'rank':>4} {'law':<40} {'cov50':>6} {'cov80':>6} {'cov90':>6} {'med|rel err|':>12} "
@@ -467,6 +484,7 @@ def _print_backtest(result) -> None:
                    f"{row['heldout_lpd']:>11.1f}")
     click.echo("IS90: interval score of the 90% band relative to the loss (Gneiting and Raftery 2007; width plus "
                "20x any miss; lower is better)")
+    _print_coverage_ranges(result)
     for label, r in result.results.items():
         for message in r.get("warnings", []):
             click.echo(f"warning: {label}: {message}", err=True)

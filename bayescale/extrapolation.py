@@ -146,8 +146,23 @@ class Discrepancy:
             return run_distance(table, self.last_seen, self.ranges)
         return distance(table, self.ranges)
 
-    def widen(self, log_law: np.ndarray, table: pd.DataFrame, rng: np.random.Generator) -> np.ndarray:
-        """Add the discrepancy to log-law draws (rows) at the points (columns)."""
+    def shared_errors(self, table: pd.DataFrame, n_draws: int, seed: int) -> np.ndarray:
+        """Standard-normal z per draw (rows) and point (columns) that :meth:`widen` scales by kappa * distance.
+
+        One z per draw for a sweep: the law bends away from the truth the same way for all larger
+        runs. Learning curves bend away each in their own way: one z per draw and run, from a
+        stream keyed by the run's name, so a run's band is the same whichever other runs are
+        forecast with it, and a forecast split into blocks keeps each run's z.
+        """
+        if self.last_seen is not None and is_curves(table):
+            runs, codes = np.unique(table["run"].astype(str).to_numpy(), return_inverse=True)
+            keys = pd.util.hash_pandas_object(pd.Series(runs), index=False).to_numpy()
+            z = np.column_stack([np.random.default_rng([seed, 1, int(key)]).standard_normal(n_draws) for key in keys])
+            return z[:, codes]
+        return np.random.default_rng([seed, 1]).standard_normal((n_draws, 1))
+
+    def widen(self, log_law: np.ndarray, table: pd.DataFrame, seed: int) -> np.ndarray:
+        """Add the discrepancy to log-law draws (rows) at the points (columns); ``seed`` keys its z (:meth:`shared_errors`)."""
         d = self.distance(table)
         if np.any(d > 2 * self.supported_distance + 1e-12):
             far = int(np.argmax(d))
@@ -157,13 +172,7 @@ class Discrepancy:
             warnings.warn(f"the forecast at {where} lies {d[far]:.2f} e-folds beyond the observed runs, more than "
                           f"twice what the internal backtests checked ({self.supported_distance:.2f}); its interval "
                           "rests on the prior for the extrapolation discrepancy", ExtrapolationWarning, stacklevel=4)
-        # one z per draw: the discrepancy is a smooth deviation of the law, shared by all points of a
-        # sweep; learning curves bend away each in its own way, so one z per draw and run
-        if self.last_seen is not None and is_curves(table):
-            runs, codes = np.unique(table["run"].astype(str).to_numpy(), return_inverse=True)
-            z = rng.standard_normal((log_law.shape[0], len(runs)))[:, codes]
-        else:
-            z = rng.standard_normal((log_law.shape[0], 1))
+        z = self.shared_errors(table, log_law.shape[0], seed)
         return log_law + self.kappa[:, None] * d[None, :] * z
 
 

@@ -115,14 +115,13 @@ def loss_draws(fit: "Fit", table: pd.DataFrame, seed: int):
     """
     params = flat_draws(fit)
     rng = np.random.default_rng(seed)
-    discrepancy_rng = np.random.default_rng([seed, 1])  # its own stream: points inside the data are unaffected
     params = {**params, **params_at(fit, params, table, rng)}
     for start in range(0, len(table), _BLOCK):
         part = table.iloc[start:start + _BLOCK]
         mu = log_law(fit, {n: v[:, start:start + _BLOCK] if v.shape[1] > 1 else v
                            for n, v in params.items() if n in fit.law.params}, part)
         if fit.discrepancy is not None:
-            mu = fit.discrepancy.widen(mu, part, discrepancy_rng)
+            mu = fit.discrepancy.widen(mu, part, seed)  # its own streams: points inside the data are unaffected
         y = mu + fit.spec.noise_at(params, part)["sigma"] * _noise(fit, params, part, seed, mu.shape[0])
         yield mu, y
 

@@ -39,6 +39,8 @@ BNSL_Y = [2.1381, 2.1181, 2.0896, 2.0699, 2.0540, 2.0384, 2.0281, 2.0050, 1.9558
 VISION_TASKS = [f"{data}_{shots}" for data in ("bird", "c", "cal", "inet") for shots in (5, 10, 25)]
 #: the README's many-sizes learning-curve recipe on misfitting
 CURVE_POOL = {"L0": "model", "alpha": "model", "C": "model", "A": "run"}
+#: the issue's per-split targets: 50% and 90% bands' coverage on a split with >= 10 held-out points
+TARGETS = {0.5: (0.35, 0.65), 0.9: (0.80, 0.97)}
 
 
 @dataclass
@@ -106,6 +108,20 @@ def discrepancy_record(fit, distance, runs=None) -> dict:
             "internal": fit.discrepancy.calibration.to_dict("list")}
 
 
+def if_right(fit, points: pd.DataFrame, seed: int) -> dict:
+    """The coverage the default's bands show on this split if its forecast is right.
+
+    Every joint predictive draw taken as the truth (``backtesting.replicate_coverage``): the 5-95%
+    range per level, and the share of draws on which the split would meet :data:`TARGETS`.
+    """
+    from bayescale.backtesting import COVERAGE_RANGE, replicate_coverage
+
+    shares = replicate_coverage(fit, points, seed, LEVELS)
+    meets = np.logical_and.reduce([(low <= shares[lv]) & (shares[lv] <= high) for lv, (low, high) in TARGETS.items()])
+    return {"range": {str(lv): [round(float(q), 3) for q in np.quantile(shares[lv], COVERAGE_RANGE)] for lv in LEVELS},
+            "p_meets_targets": round(float(meets.mean()), 3)}
+
+
 def static_task(split: Split, seed: int) -> dict:
     """Fit on the runs outside the holdout rule, forecast the held-out ones with every method."""
     import bayescale as bs
@@ -121,6 +137,7 @@ def static_task(split: Split, seed: int) -> dict:
     inputs = list(fit.law.inputs)
     methods = {}
     record = discrepancy_record(fit, fit.discrepancy.distance(test) if fit.discrepancy is not None else None)
+    expected = if_right(fit, test[inputs], seed)
     for method in ("default", "plain"):
         if method == "plain":
             fit.discrepancy = None
@@ -134,7 +151,8 @@ def static_task(split: Split, seed: int) -> dict:
     return {"n_train": len(train), "n_test": len(test), "fit_seconds": round(seconds, 1),
             "diagnostics": {"divergences": d.divergences, "rhat_max": round(d.rhat_max, 4),
                             "ess_bulk_min": round(d.ess_bulk_min)},
-            "methods": {m: rows.to_dict("list") for m, rows in methods.items()}, "discrepancy": record}
+            "methods": {m: rows.to_dict("list") for m, rows in methods.items()}, "discrepancy": record,
+            "if_right": expected}
 
 
 def bootstrap_baseline(train: pd.DataFrame, test: pd.DataFrame, seed: int, resamples: int = 400) -> pd.DataFrame:
@@ -160,7 +178,7 @@ def bootstrap_baseline(train: pd.DataFrame, test: pd.DataFrame, seed: int, resam
 
 def curve_task(split: Split, seed: int) -> dict:
     """Fit learning curves on each run's early part (or the benchmark's own split), forecast the rest."""
-    from bayescale.curves import fit_curves, forecast_curves, load_checkpoints
+    from bayescale.curves import fit_curves, forecast_curves, load_checkpoints, run_points
     from bayescale.datasets import load_misfitting_curves, load_opt_trajectories, load_revisiting
 
     warnings.simplefilter("ignore")
@@ -173,6 +191,8 @@ def curve_task(split: Split, seed: int) -> dict:
         final = runs.frame.loc[runs.frame.groupby("run")["step"].idxmax()].set_index("run")
         fit = fit_curves(runs, split.law, upto=split.cut, pool=split.options.get("pool"), progressbar=False, seed=seed)
         seconds = time.time() - start
+        expected = if_right(fit, pd.concat([run_points(fit, runs, run, [final.loc[run, "step"]]) for run in final.index],
+                                           ignore_index=True), seed)
         for method in ("default", "plain"):
             if method == "plain":
                 fit.discrepancy = None
@@ -198,6 +218,7 @@ def curve_task(split: Split, seed: int) -> dict:
         seconds = time.time() - start
         record = discrepancy_record(fit, fit.discrepancy.distance(target) if fit.discrepancy is not None else None,
                                     target["run"])
+        expected = if_right(fit, target.drop(columns="loss"), seed)
         for method in ("default", "plain"):
             if method == "plain":
                 fit.discrepancy = None
@@ -209,7 +230,8 @@ def curve_task(split: Split, seed: int) -> dict:
     return {"n_train": int(fit.n_obs), "n_test": len(methods["default"]), "fit_seconds": round(seconds, 1),
             "diagnostics": {"divergences": d.divergences, "rhat_max": round(d.rhat_max, 4),
                             "ess_bulk_min": round(d.ess_bulk_min)},
-            "methods": {m: rows.to_dict("list") for m, rows in methods.items()}, "discrepancy": record}
+            "methods": {m: rows.to_dict("list") for m, rows in methods.items()}, "discrepancy": record,
+            "if_right": expected}
 
 
 def run_split(split: Split, seed: int) -> dict:
@@ -242,8 +264,30 @@ def table(results: dict) -> pd.DataFrame:
             rows.append({"split": name, "method": "-", "n_test": None, "error": r["error"]})
             continue
         for method, s in r["scores"].items():
-            rows.append({"split": name, "method": method, "n_test": r["n_test"], **s})
+            rows.append({"split": name, "method": method, "n_test": r["n_test"], **s,
+                         **(verdict(s, r["if_right"]) if method == "default" and "if_right" in r else {})})
     return pd.DataFrame(rows)
+
+
+def verdict(scores: dict, expected: dict) -> dict:
+    """The default's coverage against the issue's targets and against the range a right forecast shows here.
+
+    "meets": inside :data:`TARGETS`; "as if right": outside them but inside the 5-95% range of a
+    right forecast at every level (the held-out points err together); "narrow" / "wide": outside
+    that range (the bands are wrong for this dataset).
+    """
+    out = {f"if_right_{lv}": "{:.2f}-{:.2f}".format(*expected["range"][str(lv)]) for lv in (0.5, 0.9)}
+    out["p_meets_if_right"] = expected["p_meets_targets"]
+    actual = {lv: scores[f"coverage_{lv}"] for lv in LEVELS}
+    if all(low <= actual[lv] <= high for lv, (low, high) in TARGETS.items()):
+        out["verdict"] = "meets"
+    elif any(actual[lv] < expected["range"][str(lv)][0] for lv in LEVELS):
+        out["verdict"] = "narrow"
+    elif any(actual[lv] > expected["range"][str(lv)][1] for lv in LEVELS):
+        out["verdict"] = "wide"
+    else:
+        out["verdict"] = "as if right"
+    return out
 
 
 def pooled(results: dict) -> dict:

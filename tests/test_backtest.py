@@ -79,7 +79,8 @@ def test_backtest_cli_end_to_end(tmp_path, capsys):
     assert data["holdout"] == "C >= 1e21" and data["n_heldout"] == 9 and data["n_train"] == 54
     assert [law["law"] for law in data["laws"]] == ["chinchilla", "chinchilla (likelihood=normal)"]
     for law in data["laws"]:
-        assert set(law["coverage"]) == {"0.5", "0.8", "0.9"}
+        assert set(law["coverage"]) == set(law["coverage_if_right"]) == {"0.5", "0.8", "0.9"}
+        assert all(0 <= low <= high <= 1 for low, high in law["coverage_if_right"].values())
         assert 0 <= law["median_abs_rel_error"] < 0.05 and np.isfinite(law["heldout_lpd"])
         assert len(law["runs"]) == 9
         assert set(law["runs"][0]) >= {"N", "D", "loss", "median", "pred_lower", "pred_upper"}
@@ -87,6 +88,18 @@ def test_backtest_cli_end_to_end(tmp_path, capsys):
     assert "[2/2]" in captured.err  # progress
     loaded = BacktestResult.load(out)
     assert list(loaded.table.columns[:4]) == ["rank", "coverage_0.5", "coverage_0.8", "coverage_0.9"]
+
+
+def test_backtest_prints_the_coverage_a_right_forecast_would_show(capsys):
+    from bayescale.cli import _print_coverage_ranges
+
+    result = BacktestResult("N >= 2.9e9", 211, 34, {"chinchilla": {
+        "coverage": {"0.5": 0.29, "0.8": 0.71, "0.9": 0.99},
+        "coverage_if_right": {"0.5": [0.06, 0.79], "0.8": [0.75, 0.97], "0.9": [0.32, 0.98]}}})
+    _print_coverage_ranges(result)
+    out = capsys.readouterr().out
+    assert "chinchilla: 50%: 0.06-0.79, got 0.29; 80%: 0.75-0.97, got 0.71 (narrower than right); " \
+           "90%: 0.32-0.98, got 0.99 (wider than right)" in out
 
 
 def test_backtest_cli_errors(capsys):
@@ -136,3 +149,25 @@ def test_several_holdouts_fan_out_together(demo_runs):
                           ["C >= 1e21", "top 20% N"], **TINY)
     assert [r.holdout for r in results] == ["C >= 1e21", "top 20% N"]
     assert results[0].n_heldout == 9 and results[1].n_heldout == int(np.sum(demo_runs["N"] >= np.quantile(demo_runs["N"], 0.8)))
+
+
+def test_coverage_if_right_is_wide_where_held_out_runs_err_together(demo_runs):
+    """Independent errors: the binomial range around the nominal level. One shared bend: nearly all in or all out."""
+    from bayescale.backtesting import coverage_if_right
+    from bayescale.extrapolation import Discrepancy, observed_ranges
+
+    frame = demo_runs.frame
+    train, heldout = frame[frame.C < 1e21], frame[frame.C >= 1e21].reset_index(drop=True)
+    fit = fake_fit(train, values={**CHINCHILLA_TRUTH, "sigma": 0.01, "nu": 1000.0}, draws=2000, spread=0.0)
+    points, n = heldout[["N", "D"]], len(heldout)
+    independent = coverage_if_right(fit, points, seed=0)
+    for level, (low, high) in independent.items():
+        half = 1.645 * np.sqrt(float(level) * (1 - float(level)) / n)  # the binomial 5-95% range
+        assert low <= float(level) <= high
+        assert high - low == pytest.approx(2 * half, abs=2 / n + 0.05)
+    fit.discrepancy = Discrepancy(observed_ranges(fit.runs, fit.law.inputs), np.full(4000, 0.05), pd.DataFrame(), 10.0)
+    shared = coverage_if_right(fit, points, seed=0)
+    assert shared["0.5"][0] < 0.15 and shared["0.5"][1] > 0.85
+    # and score() reports it, as the CLI prints it
+    result = score(fit, bs.load_runs(heldout), seed=0)
+    assert result["coverage_if_right"] == shared

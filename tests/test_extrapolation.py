@@ -138,10 +138,17 @@ def test_learning_curves_bend_away_each_in_its_own_way():
     table = pd.DataFrame({"run": ["a", "a", "b"], "step": [2000.0, 4000.0, 4000.0]})
     curves = Discrepancy({"step": (1.0, 1000.0)}, np.full(4000, 0.05), pd.DataFrame(), 1.0,
                          last_seen={"a": 1000.0, "b": 1000.0})
-    shift = curves.widen(np.zeros((4000, 3)), table, np.random.default_rng(0))
+    shift = curves.widen(np.zeros((4000, 3)), table, seed=0)
     assert np.corrcoef(shift[:, 0], shift[:, 1])[0, 1] > 0.99      # one run: one bend
     assert abs(np.corrcoef(shift[:, 1], shift[:, 2])[0, 1]) < 0.1  # two runs: independent
     np.testing.assert_allclose(shift.std(axis=0), 0.05 * np.log([2, 4, 4]), rtol=0.05)
+    # a run keeps its bend whichever runs are forecast with it (and in whichever block)
+    alone = curves.widen(np.zeros((4000, 1)), table.iloc[[2]], seed=0)
+    np.testing.assert_array_equal(alone[:, 0], shift[:, 2])
+    sweep = Discrepancy({"N": (1.0, 10.0)}, np.full(4000, 0.05), pd.DataFrame(), 1.0)
+    far = pd.DataFrame({"N": [100.0, 1000.0]})
+    first, second = (sweep.widen(np.zeros((4000, 1)), far.iloc[[i]], seed=0) for i in (0, 1))
+    assert np.corrcoef(first[:, 0], second[:, 0])[0, 1] > 0.999  # a sweep's points share one bend across blocks
 
 
 def test_sharp_learning_curves_get_internal_forecasts_as_sharp_as_their_noise():
