@@ -183,12 +183,21 @@ def loo_comparison(table: pd.DataFrame):
 
 
 def calibration(result: "BacktestResult"):
-    """Observed coverage of the held-out runs against the nominal probability, one line per candidate."""
+    """Observed coverage of the held-out runs against the nominal probability, one line per candidate.
+
+    Shaded: the 5-95% range of coverage the candidate's bands would show on these runs if its
+    forecast were right (``coverage_if_right``).
+    """
     fig, ax = plt.subplots(figsize=(4.6, 4.2))
     ax.plot([0, 1], [0, 1], color="0.6", ls=":", lw=1)
     for label, r in result.results.items():
+        if "coverage" not in r:
+            continue
         levels = sorted(float(k) for k in r["coverage"])
-        ax.plot(levels, [r["coverage"][str(k)] for k in levels], marker="o", label=label)
+        line, = ax.plot(levels, [r["coverage"][str(k)] for k in levels], marker="o", label=label)
+        if r.get("coverage_if_right"):
+            ranges = np.array([r["coverage_if_right"][str(k)] for k in levels])
+            ax.fill_between(levels, ranges[:, 0], ranges[:, 1], color=line.get_color(), alpha=0.12, lw=0)
     ax.set_xlim(0.4, 1)
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("nominal probability of the predictive interval")

@@ -246,7 +246,9 @@ def build_report(fits: "dict[str, Fit]", *, backtest: "BacktestResult | None" = 
         doc.heading(f"Backtest: forecasting {backtest.n_heldout} held-out runs ({backtest.holdout})")
         doc.para(f"Each law was fitted on the other {backtest.n_train} runs and asked to forecast the held-out ones.")
         doc.table(backtest.table)
-        doc.figure(plots.calibration(backtest), "Share of held-out runs inside each predictive interval")
+        doc.figure(plots.calibration(backtest), "Share of held-out runs inside each predictive interval; shaded, "
+                   "the range a right forecast would show on these runs (held-out runs share their extrapolation "
+                   "error, so they fall inside or outside together)")
     return doc.render("bayescale report")
 
 

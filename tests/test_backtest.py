@@ -171,3 +171,19 @@ def test_coverage_if_right_is_wide_where_held_out_runs_err_together(demo_runs):
     # and score() reports it, as the CLI prints it
     result = score(fit, bs.load_runs(heldout), seed=0)
     assert result["coverage_if_right"] == shared
+
+
+def test_the_calibration_plot_shades_what_a_right_forecast_would_show():
+    from bayescale import plots
+
+    coverage = {"0.5": 0.29, "0.8": 0.71, "0.9": 0.94}
+    result = BacktestResult("N >= 2.9e9", 211, 34, {
+        "chinchilla": {"coverage": coverage, "coverage_if_right": {"0.5": [0.06, 0.79], "0.8": [0.2, 0.97],
+                                                                   "0.9": [0.32, 1.0]}},
+        "bnsl_1": {"coverage": coverage},             # an older result without the range: a line only
+        "broken": {"error": "the fit failed"}})
+    ax = plots.calibration(result).axes[0]
+    assert len(ax.lines) == 3                        # the diagonal and one line per scored law
+    (shade,) = ax.collections
+    corners = shade.get_paths()[0].vertices
+    assert corners[:, 1].min() == pytest.approx(0.06) and corners[:, 1].max() == pytest.approx(1.0)
