@@ -108,23 +108,30 @@ def discrepancy_record(fit, distance, runs=None) -> dict:
             "internal": fit.discrepancy.calibration.to_dict("list")}
 
 
-def if_right(fit, points: pd.DataFrame, seed: int) -> dict:
-    """The coverage the default's bands show on this split if its forecast is right.
+def if_right(shares: dict, rows: pd.DataFrame) -> dict:
+    """The coverage the default's bands show on this split if its forecast is right, against the actual one.
 
-    Every joint predictive draw taken as the truth (``backtesting.replicate_coverage``): the 5-95%
-    range per level, and the share of draws on which the split would meet :data:`TARGETS`.
+    ``shares``: per level, the coverage of each joint predictive draw taken as the truth
+    (``backtesting.replicate_coverage``); ``rows``: the default's bands and the actual losses. Gives
+    the 5-95% range per level, the share of draws on which the split would meet :data:`TARGETS`,
+    and per level the PIT of the actual coverage among the draws' (mid-rank for ties): uniform
+    over splits if the default is calibrated on every dataset.
     """
-    from bayescale.backtesting import COVERAGE_RANGE, replicate_coverage
+    from bayescale.backtesting import COVERAGE_RANGE
 
-    shares = replicate_coverage(fit, points, seed, LEVELS)
+    y = rows["actual"].to_numpy()
+    actual = {lv: float(np.mean((rows[f"lo{lv}"] <= y) & (y <= rows[f"hi{lv}"]))) for lv in LEVELS}
     meets = np.logical_and.reduce([(low <= shares[lv]) & (shares[lv] <= high) for lv, (low, high) in TARGETS.items()])
     return {"range": {str(lv): [round(float(q), 3) for q in np.quantile(shares[lv], COVERAGE_RANGE)] for lv in LEVELS},
-            "p_meets_targets": round(float(meets.mean()), 3)}
+            "p_meets_targets": round(float(meets.mean()), 3),
+            "pit": {str(lv): round(float(np.mean(shares[lv] < actual[lv] - 1e-9)
+                                         + 0.5 * np.mean(np.abs(shares[lv] - actual[lv]) <= 1e-9)), 3) for lv in LEVELS}}
 
 
 def static_task(split: Split, seed: int) -> dict:
     """Fit on the runs outside the holdout rule, forecast the held-out ones with every method."""
     import bayescale as bs
+    from bayescale.backtesting import replicate_coverage
     from bayescale.backtesting import holdout_mask
 
     warnings.simplefilter("ignore")
@@ -137,7 +144,7 @@ def static_task(split: Split, seed: int) -> dict:
     inputs = list(fit.law.inputs)
     methods = {}
     record = discrepancy_record(fit, fit.discrepancy.distance(test) if fit.discrepancy is not None else None)
-    expected = if_right(fit, test[inputs], seed)
+    shares = replicate_coverage(fit, test[inputs], seed, LEVELS)
     for method in ("default", "plain"):
         if method == "plain":
             fit.discrepancy = None
@@ -152,7 +159,7 @@ def static_task(split: Split, seed: int) -> dict:
             "diagnostics": {"divergences": d.divergences, "rhat_max": round(d.rhat_max, 4),
                             "ess_bulk_min": round(d.ess_bulk_min)},
             "methods": {m: rows.to_dict("list") for m, rows in methods.items()}, "discrepancy": record,
-            "if_right": expected}
+            "if_right": if_right(shares, methods["default"])}
 
 
 def bootstrap_baseline(train: pd.DataFrame, test: pd.DataFrame, seed: int, resamples: int = 400) -> pd.DataFrame:
@@ -178,6 +185,7 @@ def bootstrap_baseline(train: pd.DataFrame, test: pd.DataFrame, seed: int, resam
 
 def curve_task(split: Split, seed: int) -> dict:
     """Fit learning curves on each run's early part (or the benchmark's own split), forecast the rest."""
+    from bayescale.backtesting import replicate_coverage
     from bayescale.curves import fit_curves, forecast_curves, load_checkpoints, run_points
     from bayescale.datasets import load_misfitting_curves, load_opt_trajectories, load_revisiting
 
@@ -191,8 +199,9 @@ def curve_task(split: Split, seed: int) -> dict:
         final = runs.frame.loc[runs.frame.groupby("run")["step"].idxmax()].set_index("run")
         fit = fit_curves(runs, split.law, upto=split.cut, pool=split.options.get("pool"), progressbar=False, seed=seed)
         seconds = time.time() - start
-        expected = if_right(fit, pd.concat([run_points(fit, runs, run, [final.loc[run, "step"]]) for run in final.index],
-                                           ignore_index=True), seed)
+        finals = pd.concat([run_points(fit, runs, run, [final.loc[run, "step"]]) for run in final.index],
+                           ignore_index=True)
+        shares = replicate_coverage(fit, finals, seed, LEVELS)
         for method in ("default", "plain"):
             if method == "plain":
                 fit.discrepancy = None
@@ -218,7 +227,7 @@ def curve_task(split: Split, seed: int) -> dict:
         seconds = time.time() - start
         record = discrepancy_record(fit, fit.discrepancy.distance(target) if fit.discrepancy is not None else None,
                                     target["run"])
-        expected = if_right(fit, target.drop(columns="loss"), seed)
+        shares = replicate_coverage(fit, target.drop(columns="loss"), seed, LEVELS)
         for method in ("default", "plain"):
             if method == "plain":
                 fit.discrepancy = None
@@ -231,7 +240,7 @@ def curve_task(split: Split, seed: int) -> dict:
             "diagnostics": {"divergences": d.divergences, "rhat_max": round(d.rhat_max, 4),
                             "ess_bulk_min": round(d.ess_bulk_min)},
             "methods": {m: rows.to_dict("list") for m, rows in methods.items()}, "discrepancy": record,
-            "if_right": expected}
+            "if_right": if_right(shares, methods["default"])}
 
 
 def run_split(split: Split, seed: int) -> dict:
@@ -297,6 +306,25 @@ def pooled(results: dict) -> dict:
         frames = [pd.DataFrame(r["methods"][method]) for r in results.values() if method in r.get("methods", {})]
         if frames:
             out[method] = {"splits": len(frames), **scores(pd.concat(frames).to_dict("list"))}
+    return out
+
+
+def against_right(results: dict, min_points: int = 10) -> dict:
+    """Over the splits with >= ``min_points`` held-out points: how many meet the targets, how many a right forecast
+    would meet on average, and whether the actual coverages sit where a right forecast's would (PITs uniform:
+    Kolmogorov-Smirnov p-value per level; mean PIT above 0.5 means bands too wide, below too narrow)."""
+    from scipy import stats
+
+    chosen = {n: r for n, r in results.items() if "if_right" in r and r["n_test"] >= min_points}
+    if not chosen:
+        return {}
+    verdicts = [verdict(r["scores"]["default"], r["if_right"])["verdict"] for r in chosen.values()]
+    out = {"splits": len(chosen), "meet_targets": verdicts.count("meets"),
+           "meet_targets_if_right": round(sum(r["if_right"]["p_meets_targets"] for r in chosen.values()), 1),
+           "verdicts": {v: verdicts.count(v) for v in sorted(set(verdicts))}}
+    for lv in LEVELS:
+        pits = np.array([r["if_right"]["pit"][str(lv)] for r in chosen.values()])
+        out[f"pit_{lv}"] = {"mean": round(float(pits.mean()), 3), "ks_p": round(float(stats.kstest(pits, "uniform").pvalue), 3)}
     return out
 
 
@@ -366,6 +394,7 @@ def main():
     reliability_plot(results, out.with_suffix(".png"))
     print(table(results).to_string(index=False))
     print(json.dumps(pooled(results), indent=1))
+    print(json.dumps(against_right(results), indent=1))
     print(f"{time.time() - start:.0f} s", file=sys.stderr)
 
 
