@@ -287,7 +287,11 @@ def fit(runs, law: Law | str = "chinchilla", *, columns: Mapping[str, str] | Non
     discrepancy calibrated on internal backtests (see :mod:`bayescale.extrapolation`); ``"none"``
     gives the plain posterior. ``extend``: when R-hat or ESS fall short without divergences at the
     default draws and tuning (or more), sample once more with ``defaults.EXTEND_FACTOR`` times both, and say so
-    (:class:`~bayescale.errors.SamplingExtended`); problems left after that are reported as usual.
+    (:class:`~bayescale.errors.SamplingExtended`); problems left after that are reported as usual. Pooled
+    groups are sampled centred where their data pin them down (:func:`~bayescale.laplace.choose_centring`);
+    if that run diverges (at the default draws and tuning, with ``extend``), the fit samples again with
+    every group non-centred (a funnel's neck, where a group spread nears zero, is what centred groups
+    diverge on) and says so the same way.
     """
     check_settings(sampler=sampler, draws=draws, tune=tune, chains=chains, cores=cores,
                    target_accept=target_accept)
@@ -302,26 +306,43 @@ def fit(runs, law: Law | str = "chinchilla", *, columns: Mapping[str, str] | Non
     with timer("mode search"):
         spec = ModelSpec.from_runs(law, lik, runs, noise_priors, pool, sd_priors)
         laplace = laplace_approximation(spec, np.random.default_rng(seed))
+        non_centred = spec, laplace
         chosen = choose_centring(spec, laplace)
         if chosen.free_names != spec.free_names:
             spec, laplace = chosen, laplace_approximation(chosen, np.random.default_rng(seed))
+    sampling = dict(sampler=sampler, chains=chains, cores=cores, seed=int(seed), target_accept=target_accept,
+                    progressbar=progressbar)
     with timer("build model"):
         model = spec.to_pymc(laplace.center, laplace.scale)
-    sampling = dict(sampler=sampler, chains=chains, cores=cores, seed=int(seed), target_accept=target_accept,
-                    progressbar=progressbar, reuse_key=spec.structure_key())
     with timer("compile and sample"):
-        idata = draw_posterior(model, list(spec.names), draws=draws, tune=tune, **sampling)
+        idata = draw_posterior(model, list(spec.names), draws=draws, tune=tune, reuse_key=spec.structure_key(),
+                               **sampling)
     posterior = idata["posterior"].to_dataset()
     timer.split("compile and sample", "sampling", float(posterior.attrs.get("sampling_time", np.nan)),
                 "compile and set-up")
     with timer("diagnostics"):
         diagnostics = diagnose(posterior, idata["sample_stats"].to_dataset(), list(spec.names))
     at_defaults = draws >= defaults.DRAWS and tune >= defaults.TUNE  # fewer draws asked for: speed was chosen
+    if extend and at_defaults and diagnostics.divergences and spec is not non_centred[0]:
+        # divergences with centred groups: a funnel's neck (a group spread near zero), which the
+        # non-centred coordinates do not have; the same posterior, sampled in those
+        first = f"{diagnostics.divergences} divergences, R-hat {diagnostics.rhat_max:.3f}"
+        spec, laplace = non_centred
+        with timer("sampling non-centred"):
+            model = spec.to_pymc(laplace.center, laplace.scale)
+            idata = draw_posterior(model, list(spec.names), draws=draws, tune=tune, reuse_key=spec.structure_key(),
+                                   **sampling)
+            posterior = idata["posterior"].to_dataset()
+            diagnostics = diagnose(posterior, idata["sample_stats"].to_dataset(), list(spec.names))
+        warnings.warn(f"{first} with some groups sampled centred: sampled again with every group non-centred; now "
+                      f"{diagnostics.divergences} divergences, R-hat {diagnostics.rhat_max:.3f}"
+                      + ("" if diagnostics.ok else " (see below)"), SamplingExtended, stacklevel=2)
     if extend and at_defaults and diagnostics.more_draws_would_help:
         short = f"R-hat {diagnostics.rhat_max:.3f}, min ESS {diagnostics.ess_bulk_min:.0f} at tune={tune}, draws={draws}"
         draws, tune = defaults.EXTEND_FACTOR * draws, defaults.EXTEND_FACTOR * tune
         with timer("sampling again"):
-            idata = draw_posterior(model, list(spec.names), draws=draws, tune=tune, **sampling)
+            idata = draw_posterior(model, list(spec.names), draws=draws, tune=tune, reuse_key=spec.structure_key(),
+                                   **sampling)
             posterior = idata["posterior"].to_dataset()
             diagnostics = diagnose(posterior, idata["sample_stats"].to_dataset(), list(spec.names))
         warnings.warn(f"{short}: sampled again with tune={tune}, draws={draws}; now R-hat {diagnostics.rhat_max:.3f}, "

@@ -167,3 +167,43 @@ def test_a_second_fit_of_the_same_structure_reuses_the_compiled_sampler_and_draw
     fresh = bs.fit(other, "chinchilla", **settings)
     assert fresh.settings["timings"]["compile and set-up"] > 1.0
     xr.testing.assert_equal(reused.posterior, fresh.posterior)
+
+
+def test_a_centred_fit_that_diverges_is_sampled_again_non_centred(monkeypatch):
+    """Divergences with centred groups (a funnel's neck, as on misfitting cut at 25%): the fit samples the same
+    posterior again with every group non-centred, and says so."""
+    import warnings
+
+    from bayescale import defaults, fitting
+    from bayescale.errors import SamplerWarning, SamplingExtended
+
+    keys, calls = [], []
+    real_draw, real_diagnose = fitting.draw_posterior, fitting.diagnose
+
+    def draw(model, names, **kwargs):
+        keys.append(kwargs["reuse_key"])
+        return real_draw(model, names, **kwargs)
+
+    def diagnose(*args):
+        result = real_diagnose(*args)
+        calls.append(result)
+        return replace(result, divergences=7) if len(calls) == 1 else result  # the centred run "diverges"
+
+    monkeypatch.setattr(fitting, "draw_posterior", draw)
+    monkeypatch.setattr(fitting, "diagnose", diagnose)
+    monkeypatch.setattr(defaults, "DRAWS", 100)
+    monkeypatch.setattr(defaults, "TUNE", 200)
+    with pytest.warns(SamplingExtended, match="7 divergences.*with some groups sampled centred: sampled again with "
+                                              "every group non-centred; now 0 divergences"):
+        fit = bs.fit(two_families(shift=0.4), "chinchilla", pool={"E": "family"}, draws=100, tune=200, chains=2,
+                     seed=5, progressbar=False, extrapolation="none")
+    assert keys[0] != keys[1] and set(keys[1:]) == {keys[1]}  # then non-centred (and extended if R-hat was short)
+    sampled = len(keys)
+    assert fit.diagnostics.divergences == 0 and "sampling non-centred" in fit.settings["timings"]
+    with warnings.catch_warnings():  # asked for fewer draws than the defaults: speed was chosen, no second run
+        warnings.simplefilter("error", SamplingExtended)
+        warnings.simplefilter("ignore", SamplerWarning)  # the injected divergences, reported as usual
+        calls.clear()
+        bs.fit(two_families(shift=0.4), "chinchilla", pool={"E": "family"}, draws=50, tune=200, chains=2, seed=5,
+               progressbar=False, extrapolation="none")
+    assert len(keys) == sampled + 1
