@@ -322,6 +322,13 @@ def fit(runs, law: Law | str = "chinchilla", *, columns: Mapping[str, str] | Non
                 "compile and set-up")
     with timer("diagnostics"):
         diagnostics = diagnose(posterior, idata["sample_stats"].to_dataset(), list(spec.names))
+
+    def sample_again(model, spec, draws, tune):
+        again = draw_posterior(model, list(spec.names), draws=draws, tune=tune, reuse_key=spec.structure_key(),
+                               **sampling)
+        drawn = again["posterior"].to_dataset()
+        return again, drawn, diagnose(drawn, again["sample_stats"].to_dataset(), list(spec.names))
+
     at_defaults = draws >= defaults.DRAWS and tune >= defaults.TUNE  # fewer draws asked for: speed was chosen
     if extend and at_defaults and diagnostics.divergences and spec is not non_centred[0]:
         # divergences with centred groups: a funnel's neck (a group spread near zero), which the
@@ -330,10 +337,7 @@ def fit(runs, law: Law | str = "chinchilla", *, columns: Mapping[str, str] | Non
         spec, laplace = non_centred
         with timer("sampling non-centred"):
             model = spec.to_pymc(laplace.center, laplace.scale)
-            idata = draw_posterior(model, list(spec.names), draws=draws, tune=tune, reuse_key=spec.structure_key(),
-                                   **sampling)
-            posterior = idata["posterior"].to_dataset()
-            diagnostics = diagnose(posterior, idata["sample_stats"].to_dataset(), list(spec.names))
+            idata, posterior, diagnostics = sample_again(model, spec, draws, tune)
         warnings.warn(f"{first} with some groups sampled centred: sampled again with every group non-centred; now "
                       f"{diagnostics.divergences} divergences, R-hat {diagnostics.rhat_max:.3f}"
                       + ("" if diagnostics.ok else " (see below)"), SamplingExtended, stacklevel=2)
@@ -341,10 +345,7 @@ def fit(runs, law: Law | str = "chinchilla", *, columns: Mapping[str, str] | Non
         short = f"R-hat {diagnostics.rhat_max:.3f}, min ESS {diagnostics.ess_bulk_min:.0f} at tune={tune}, draws={draws}"
         draws, tune = defaults.EXTEND_FACTOR * draws, defaults.EXTEND_FACTOR * tune
         with timer("sampling again"):
-            idata = draw_posterior(model, list(spec.names), draws=draws, tune=tune, reuse_key=spec.structure_key(),
-                                   **sampling)
-            posterior = idata["posterior"].to_dataset()
-            diagnostics = diagnose(posterior, idata["sample_stats"].to_dataset(), list(spec.names))
+            idata, posterior, diagnostics = sample_again(model, spec, draws, tune)
         warnings.warn(f"{short}: sampled again with tune={tune}, draws={draws}; now R-hat {diagnostics.rhat_max:.3f}, "
                       f"min ESS {diagnostics.ess_bulk_min:.0f}" + ("" if diagnostics.ok else " (still short: see below)"),
                       SamplingExtended, stacklevel=2)

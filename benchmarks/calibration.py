@@ -119,8 +119,7 @@ def if_right(shares: dict, rows: pd.DataFrame) -> dict:
     """
     from bayescale.backtesting import COVERAGE_RANGE
 
-    y = rows["actual"].to_numpy()
-    actual = {lv: float(np.mean((rows[f"lo{lv}"] <= y) & (y <= rows[f"hi{lv}"]))) for lv in LEVELS}
+    actual = {lv: float(np.mean(inside(rows, lv))) for lv in LEVELS}
     meets = np.logical_and.reduce([(low <= shares[lv]) & (shares[lv] <= high) for lv, (low, high) in TARGETS.items()])
     return {"range": {str(lv): [round(float(q), 3) for q in np.quantile(shares[lv], COVERAGE_RANGE)] for lv in LEVELS},
             "p_meets_targets": round(float(meets.mean()), 3),
@@ -247,6 +246,12 @@ def run_split(split: Split, seed: int) -> dict:
     return (static_task if split.kind == "static" else curve_task)(split, seed)
 
 
+def inside(rows: pd.DataFrame, level: float) -> np.ndarray:
+    """Which actual losses fall inside their band at ``level``."""
+    y = rows["actual"].to_numpy()
+    return (rows[f"lo{level}"].to_numpy() <= y) & (y <= rows[f"hi{level}"].to_numpy())
+
+
 def scores(rows: dict) -> dict:
     """Coverage per level, the relative 90% interval score and the median |relative error|.
 
@@ -258,8 +263,7 @@ def scores(rows: dict) -> dict:
 
     frame = pd.DataFrame(rows)
     y = frame["actual"].to_numpy()
-    out = {f"coverage_{lv}": round(float(np.mean((frame[f"lo{lv}"] <= y) & (y <= frame[f"hi{lv}"]))), 3)
-           for lv in LEVELS}
+    out = {f"coverage_{lv}": round(float(np.mean(inside(frame, lv))), 3) for lv in LEVELS}
     out["interval_score_90"] = round(float(np.nanmean(interval_score(y, frame["lo0.9"], frame["hi0.9"], 0.9))), 5)
     out["median_abs_rel_error"] = round(float(np.nanmedian(np.abs(frame["median"].to_numpy() / y - 1))), 5)
     out["no_forecast"] = int(frame["median"].isna().sum())
