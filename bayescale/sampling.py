@@ -134,12 +134,16 @@ def _compiled_nutpie(model, var_names, reuse_key):
     """nutpie's compiled ``model``: compiled now, or an earlier one with the same key given this model's data."""
     import nutpie
 
-    if reuse_key is None or os.environ.get(REUSE_ENV, "1") == "0":
+    from .callbacks import compile_model
+
+    if os.environ.get(REUSE_ENV, "1") == "0":
         return nutpie.compile_pymc_model(model, var_names=var_names)
+    if reuse_key is None:
+        return compile_model(model, var_names)
     with _COMPILE_LOCK:
         compiled = _COMPILED.get(reuse_key)
         if compiled is None:
-            compiled = _COMPILED[reuse_key] = nutpie.compile_pymc_model(model, var_names=var_names)
+            compiled = _COMPILED[reuse_key] = compile_model(model, var_names)
             while len(_COMPILED) > _COMPILED_KEEP:
                 _COMPILED.popitem(last=False)
             return compiled

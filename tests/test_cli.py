@@ -138,7 +138,8 @@ def test_same_seed_gives_the_same_posterior_with_a_cold_and_a_warm_compile_cache
     """Issue "Every number agrees", point 5: two fresh processes, the first on an empty compile cache.
 
     With Numba's fastmath on, code compiled fresh and code loaded from the cache differ at 1e-14 and
-    NUTS turns that into different draws; bayescale compiles without fastmath so the draws agree.
+    NUTS turns that into different draws; bayescale compiles without fastmath so the draws agree, with
+    nutpie's callbacks compiled (cold) or loaded from bayescale's cache (warm) alike.
     """
     import os
 
@@ -148,7 +149,7 @@ def test_same_seed_gives_the_same_posterior_with_a_cold_and_a_warm_compile_cache
 
     exe = shutil.which("bayescale") or str(__import__("pathlib").Path(sys.executable).parent / "bayescale")
     cache = tmp_path / "compile-cache"
-    env = {**os.environ, "PYTENSOR_FLAGS": f"base_compiledir={cache}"}
+    env = {**os.environ, "PYTENSOR_FLAGS": f"base_compiledir={cache}", "BAYESCALE_CACHE": str(tmp_path / "callbacks")}
     for name in ("cold", "warm"):
         done = subprocess.run([exe, "fit", str(demo_runs_path()), "--draws", "300", "--tune", "300",
                                "--out", str(tmp_path / f"{name}.nc"), "--quiet"],
@@ -156,5 +157,6 @@ def test_same_seed_gives_the_same_posterior_with_a_cold_and_a_warm_compile_cache
         assert done.returncode == 0, done.stderr
         if name == "cold":
             assert any((cache / "numba").iterdir()), "the first run should have filled the empty cache"
+            assert list((tmp_path / "callbacks" / "nutpie-callbacks").glob("callback_*.py")), "and written callbacks"
     cold, warm = (bs.load(tmp_path / f"{name}.nc").posterior for name in ("cold", "warm"))
     xr.testing.assert_equal(cold, warm)

@@ -160,12 +160,12 @@ def test_a_second_fit_of_the_same_structure_reuses_the_compiled_sampler_and_draw
     settings = dict(pool={"E": "family"}, draws=300, tune=400, chains=2, seed=5, extrapolation="none",
                     progressbar=False)
     reused = bs.fit(other, "chinchilla", **settings)
-    assert reused.settings["timings"]["compile and set-up"] < 1.0, reused.settings["timings"]
+    reused_compile = reused.settings["timings"]["compile and set-up"]
     assert list(reused.posterior["family"].values) == ["x", "y"]
     assert reused.n_obs != pooled_fit.n_obs
     sampling._COMPILED.clear()
     fresh = bs.fit(other, "chinchilla", **settings)
-    assert fresh.settings["timings"]["compile and set-up"] > 1.0
+    assert reused_compile < 0.3 * fresh.settings["timings"]["compile and set-up"], (reused_compile, fresh.settings)
     xr.testing.assert_equal(reused.posterior, fresh.posterior)
 
 
