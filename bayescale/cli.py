@@ -13,10 +13,13 @@ import sys
 import textwrap
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from . import defaults
 from .errors import BayescaleError
@@ -211,6 +214,8 @@ def predict_command(fit_paths, at, points, ci_prob, as_json):
     With several fits (of different laws to the same runs) the forecast mixes their posteriors by
     LOO stacking weights, so the intervals also carry the uncertainty about the law's form.
     """
+    import pandas as pd
+
     from .comparison import predict_stacked
     from .fitting import Fit
 
@@ -265,6 +270,8 @@ def predict_command(fit_paths, at, points, ci_prob, as_json):
 @_json_option
 def plan_command(fit_path, flops, cost, unique_tokens, candidate_points, marginal, frontier, ci_prob, as_json):
     """Compute-optimal model size and tokens for a FLOP budget, with intervals."""
+    import pandas as pd
+
     from . import plan as planning
     from .fitting import Fit
 
@@ -652,6 +659,8 @@ def tune_command(runs, at, law_spec, columns, lr, batch, holdout, draws, tune, c
 
     RUNS is a runs table (fitted here) or a saved fit (.nc) of a law with an lr or batch input.
     """
+    import pandas as pd
+
     from . import tuning
     from .fitting import Fit, fit
 
@@ -754,6 +763,8 @@ def downstream_command(runs, metric, group, metric_law, law_spec, columns, chanc
     RUNS has N, D, loss, the metric column (and the group column; optionally chance and n, the
     number of questions). Both laws are fitted here; the forecast carries both uncertainties.
     """
+    import pandas as pd
+
     from . import downstream
     from .backtesting import holdout_mask
     from .data import read_table

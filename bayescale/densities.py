@@ -7,9 +7,15 @@ constructing scipy.stats frozen distributions on every call. Each is checked aga
 """
 
 import numpy as np
-from scipy import special
 
 _HALF_LOG_2PI = 0.5 * np.log(2 * np.pi)
+
+
+def _special():
+    """``scipy.special``, imported on first use (``bayescale laws`` need not load SciPy)."""
+    from scipy import special
+
+    return special
 
 
 def _outside(x, inside):
@@ -22,7 +28,7 @@ def normal(x, mu, sigma):
 
 def studentt(x, nu, mu, sigma):
     z = (x - mu) / sigma
-    return (special.gammaln((nu + 1) / 2) - special.gammaln(nu / 2) - 0.5 * np.log(nu * np.pi)
+    return (_special().gammaln((nu + 1) / 2) - _special().gammaln(nu / 2) - 0.5 * np.log(nu * np.pi)
             - np.log(sigma) - (nu + 1) / 2 * np.log1p(z**2 / nu))
 
 
@@ -42,7 +48,7 @@ def halfnormal(x, sigma):
 
 def gamma(x, alpha, beta):
     with np.errstate(divide="ignore", invalid="ignore"):
-        return (alpha * np.log(beta) - special.gammaln(alpha) + (alpha - 1) * np.log(x) - beta * x
+        return (alpha * np.log(beta) - _special().gammaln(alpha) + (alpha - 1) * np.log(x) - beta * x
                 + _outside(x, x > 0))
 
 
@@ -56,5 +62,5 @@ def uniform(x, lower, upper):
 
 def beta(x, alpha, beta):
     with np.errstate(divide="ignore", invalid="ignore"):
-        return ((alpha - 1) * np.log(x) + (beta - 1) * np.log1p(-x) - special.betaln(alpha, beta)
+        return ((alpha - 1) * np.log(x) + (beta - 1) * np.log1p(-x) - _special().betaln(alpha, beta)
                 + _outside(x, (x > 0) & (x < 1)))
