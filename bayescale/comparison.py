@@ -12,7 +12,7 @@ from __future__ import annotations
 import warnings
 from typing import TYPE_CHECKING, Mapping, Sequence
 
-import arviz as az
+import arviz_stats as azs
 import numpy as np
 import pandas as pd
 
@@ -59,7 +59,7 @@ def loo(fit: "Fit"):
     """PSIS-LOO of one fit (an ArviZ ELPDData with pointwise values and Pareto k)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*shape parameter of Pareto.*")
-        return az.loo(fit.idata, pointwise=True)
+        return azs.loo(fit.idata, pointwise=True)
 
 
 def high_pareto_k(fit: "Fit", result=None) -> pd.DataFrame:
@@ -83,7 +83,7 @@ def compare(fits: "Mapping[str, Fit] | Sequence[Fit]", *, method: str = "stackin
     results = {name: loo(fit) for name, fit in named.items()}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*shape parameter of Pareto.*")
-        table = az.compare(results, method=method, round_to="none")
+        table = azs.compare(results, method=method, round_to="none")
     table = pd.DataFrame(table)[["rank", "elpd", "se", "elpd_diff", "dse", "p", "weight"]]
     table["rank"] = table["rank"].astype(int) + 1  # 1 = best
     table.index.name = "fit"

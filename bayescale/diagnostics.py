@@ -9,7 +9,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import asdict, dataclass, field
 
-import arviz as az
+import arviz_stats as azs
 import numpy as np
 import xarray as xr
 
@@ -42,9 +42,9 @@ class Diagnostics:
 def diagnose(posterior: xr.Dataset, sample_stats: xr.Dataset, names: list[str]) -> Diagnostics:
     """Compute diagnostics of ``names`` and list the problems with advice."""
     params = posterior[names]
-    rhat = az.rhat(params)
-    ess_bulk = az.ess(params, method="bulk")
-    ess_tail = az.ess(params, method="tail")
+    rhat = azs.rhat(params)
+    ess_bulk = azs.ess(params, method="bulk")
+    ess_tail = azs.ess(params, method="tail")
     divergences = int(sample_stats["diverging"].sum())
     n_draws = int(params.sizes["chain"] * params.sizes["draw"])
     rhat_by = {n: float(rhat[n].max()) for n in names}  # pooled parameters: the worst group

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import arviz as az
+import arviz_stats as azs
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -26,7 +26,7 @@ def parameter_table(fit: "Fit", ci_prob: float = defaults.CI_PROB) -> pd.DataFra
     ci_prob = check_ci_prob(ci_prob)
     extra = ["kappa"] if "kappa" in fit.posterior else []  # the extrapolation discrepancy
     draws = xr.merge([fit.posterior[[*fit.spec.names, *extra]], derived_draws(fit)])
-    stats = pd.DataFrame(az.summary(draws, kind="all", ci_kind=defaults.CI_KIND, ci_prob=ci_prob, round_to="none"))
+    stats = pd.DataFrame(azs.summary(draws, kind="all", ci_kind=defaults.CI_KIND, ci_prob=ci_prob, round_to="none"))
     lower = [c for c in stats.columns if c.endswith("_lb")][0]
     upper = [c for c in stats.columns if c.endswith("_ub")][0]
     medians, references = {}, {}
