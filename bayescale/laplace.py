@@ -55,6 +55,9 @@ def hessian(f, x: np.ndarray, step: float = 1e-4) -> np.ndarray:
     return h
 
 
+#: two modes whose log densities differ by less than this are the same mode for the whitening
+_SAME_MODE = 0.01
+
 #: above this many coordinates the mode search and curvature use PyTensor gradients, not finite differences
 _GRADIENT_DIMENSIONS = 25
 
@@ -118,7 +121,8 @@ def laplace_approximation(spec: ModelSpec, rng: np.random.Generator, n_random_st
 
     ``starts`` are tried first (for example the mode of a fit to more of the same runs): sharp
     posteriors (a noise scale of 0.1% on log-loss) have saddles and poor local modes that the
-    prior's median and random draws do not escape. Small models use NumPy with finite
+    prior's median and random draws do not escape. The search stops once two starts agree on the
+    best mode. Small models use NumPy with finite
     differences; models with many coordinates (pooling over many groups) use PyTensor's gradient
     of the same density, and differences of that gradient for the Hessian.
     """
@@ -130,7 +134,7 @@ def laplace_approximation(spec: ModelSpec, rng: np.random.Generator, n_random_st
     if large:
         value_and_grad = _compiled_objective(spec)
         n_random_starts = min(n_random_starts, 2)
-    best = None
+    best, found = None, 0
     for start in [*starts, *_starts(spec, rng, n_random_starts)]:
         if not np.isfinite(spec.log_density(start)):
             continue
@@ -139,8 +143,12 @@ def laplace_approximation(spec: ModelSpec, rng: np.random.Generator, n_random_st
                                        options={"maxiter": 5000})
         else:
             result = optimize.minimize(objective, start, method="L-BFGS-B")
-        if best is None or result.fun < best.fun:
-            best = result
+        if best is not None and abs(result.fun - best.fun) < _SAME_MODE:
+            found += 1
+        elif best is None or result.fun < best.fun:
+            best, found = result, 1
+        if found == 2:  # two starts agree on the best mode: further starts rarely beat it
+            break
     if best is None:  # no start had finite density: fall back to the prior scale
         center = _starts(spec, rng, 0)[0]
         return LaplaceApproximation(center, np.eye(len(center)), -np.inf, False)

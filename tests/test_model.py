@@ -74,6 +74,26 @@ def test_mode_search_finds_the_truth_of_the_synthetic_sweep(spec):
     assert np.all(np.linalg.eigvalsh(cov) > 0)
 
 
+def test_mode_search_stops_once_two_starts_agree_on_the_best_mode(spec, monkeypatch):
+    """Issue "Answers in seconds": later starts rarely beat a mode two starts found; each costs a search."""
+    from bayescale import laplace as laplace_module
+
+    results, minimize = [], laplace_module.optimize.minimize
+
+    def counted(*args, **kwargs):
+        results.append(minimize(*args, **kwargs))
+        return results[-1]
+
+    monkeypatch.setattr(laplace_module.optimize, "minimize", counted)
+    everything = laplace_approximation(spec, np.random.default_rng(0), n_random_starts=3)
+    assert len(results) == 4  # the prior's median and three draws: no two reach the same mode here
+    median = spec.unconstrain({n: p.median() for n, p in spec.priors.items()})
+    results.clear()
+    agreed = laplace_approximation(spec, np.random.default_rng(0), n_random_starts=8, starts=(median,))
+    assert len(results) == 2, "the given start and the prior's median agree: the eight draws are not tried"
+    assert agreed.log_density == pytest.approx(everything.log_density, abs=0.01)
+
+
 def test_pointwise_log_likelihood_matches_pymc(spec):
     import xarray as xr
 
