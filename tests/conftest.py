@@ -16,6 +16,16 @@ from bayescale.model import ModelSpec
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("BAYESCALE_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
+#: the files that take longest (most first, from ``--durations=0``): ``make test`` hands whole files to two
+#: workers in collection order, so starting these first lets both workers finish together
+SLOW_FILES_FIRST = ("test_notebooks.py", "test_real_data.py", "test_tuning.py", "test_backtest.py", "test_cli.py",
+                    "test_sweep.py", "test_report.py", "test_pooling.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(SLOW_FILES_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file's own order is kept
+
 
 def shared_file(relative: str) -> Path:
     """A file of ../shared/data: skip the test when absent, fail when CI=true."""
