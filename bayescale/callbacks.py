@@ -10,7 +10,7 @@ nutpie's ``user_data`` record, so ``with_data`` swaps them as before.
 
 Built on nutpie's model-building helpers (``_make_functions``, ``make_user_data``,
 ``CompiledPyMCModel``); :func:`compile_model` falls back to ``nutpie.compile_pymc_model`` with
-a warning when those change shape in a nutpie release.
+a warning when those change shape in a nutpie release or the cache folder cannot be written.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def compile_model(model, var_names):
 
     try:
         return _compile_cached(model, var_names)
-    except (AttributeError, ImportError, TypeError, ValueError, KeyError) as error:
+    except Exception as error:  # noqa: BLE001 - nutpie's own compile below raises the model's real errors again
         warnings.warn(f"nutpie's callbacks could not be cached ({type(error).__name__}: {error}); "
                       "compiling them afresh in this process", RuntimeWarning, stacklevel=2)
         return nutpie.compile_pymc_model(model, var_names=var_names)

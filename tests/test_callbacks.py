@@ -107,3 +107,13 @@ def test_a_nutpie_with_another_data_record_falls_back_to_its_own_compile_with_a_
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert np.isfinite(logp_and_grad(compiled, np.array([0.1, 0.0]))[0])
+
+
+def test_a_cache_folder_that_cannot_be_written_falls_back_with_a_warning(tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("BAYESCALE_CACHE", str(blocker / "cache"))
+    x, y = data(20, 6)
+    with pytest.warns(RuntimeWarning, match="could not be cached"):
+        compiled = compile_line(x, y)
+    assert np.isfinite(logp_and_grad(compiled, np.array([0.1, 0.0]))[0])
