@@ -6,16 +6,27 @@ constructing scipy.stats frozen distributions on every call. Each is checked aga
 ``pymc.logp`` in the tests.
 """
 
+import functools
+
 import numpy as np
 
 _HALF_LOG_2PI = 0.5 * np.log(2 * np.pi)
 
 
-def _special():
-    """``scipy.special``, imported on first use (``bayescale laws`` need not load SciPy)."""
+@functools.cache
+def scipy_special():
+    """``scipy.special``, imported on first use (``bayescale laws`` need not load SciPy), then a cached lookup."""
     from scipy import special
 
     return special
+
+
+@functools.cache
+def scipy_stats():
+    """``scipy.stats``, imported on first use (0.5 s that ``bayescale laws`` need not pay), then a cached lookup."""
+    from scipy import stats
+
+    return stats
 
 
 def _outside(x, inside):
@@ -28,7 +39,7 @@ def normal(x, mu, sigma):
 
 def studentt(x, nu, mu, sigma):
     z = (x - mu) / sigma
-    return (_special().gammaln((nu + 1) / 2) - _special().gammaln(nu / 2) - 0.5 * np.log(nu * np.pi)
+    return (scipy_special().gammaln((nu + 1) / 2) - scipy_special().gammaln(nu / 2) - 0.5 * np.log(nu * np.pi)
             - np.log(sigma) - (nu + 1) / 2 * np.log1p(z**2 / nu))
 
 
@@ -48,7 +59,7 @@ def halfnormal(x, sigma):
 
 def gamma(x, alpha, beta):
     with np.errstate(divide="ignore", invalid="ignore"):
-        return (alpha * np.log(beta) - _special().gammaln(alpha) + (alpha - 1) * np.log(x) - beta * x
+        return (alpha * np.log(beta) - scipy_special().gammaln(alpha) + (alpha - 1) * np.log(x) - beta * x
                 + _outside(x, x > 0))
 
 
@@ -62,5 +73,5 @@ def uniform(x, lower, upper):
 
 def beta(x, alpha, beta):
     with np.errstate(divide="ignore", invalid="ignore"):
-        return ((alpha - 1) * np.log(x) + (beta - 1) * np.log1p(-x) - _special().betaln(alpha, beta)
+        return ((alpha - 1) * np.log(x) + (beta - 1) * np.log1p(-x) - scipy_special().betaln(alpha, beta)
                 + _outside(x, (x > 0) & (x < 1)))

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from .densities import scipy_special
 from .errors import FormulaError
 
 _BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
@@ -26,14 +27,8 @@ FUNCTIONS = {"exp": 1, "log": 1, "log1p": 1, "expm1": 1, "log10": 1, "sqrt": 1, 
              "sigmoid": 1, "softplus": 1, "minimum": 2, "maximum": 2}
 
 _NUMPY = {"exp": np.exp, "log": np.log, "log1p": np.log1p, "expm1": np.expm1, "log10": np.log10,
-          "sqrt": np.sqrt, "abs": np.abs, "tanh": np.tanh, "sigmoid": lambda x: _expit(x),
+          "sqrt": np.sqrt, "abs": np.abs, "tanh": np.tanh, "sigmoid": lambda x: scipy_special().expit(x),
           "softplus": lambda x: np.logaddexp(0.0, x), "minimum": np.minimum, "maximum": np.maximum}
-
-def _expit(x):
-    from scipy.special import expit  # imported on first use: ``bayescale laws`` need not load SciPy
-
-    return expit(x)
-
 
 _ALLOWED_TEXT = ("numbers, names, + - * / **, unary minus, parentheses and the functions "
                  + ", ".join(FUNCTIONS))

@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from . import densities
+from .densities import scipy_special, scipy_stats
 from .errors import FormulaError
 
 
@@ -43,9 +44,7 @@ class _Support:
             return x
         if self.kind == "positive":
             return np.log(x)
-        from scipy.special import logit
-
-        return logit((x - self.lower) / (self.upper - self.lower))
+        return scipy_special().logit((x - self.lower) / (self.upper - self.lower))
 
 
 def _softplus(u, xp):
@@ -71,37 +70,30 @@ class _Family:
     standard: Callable[..., Any] | None = None
 
 
-def _stats():
-    """``scipy.stats``, imported when a prior is first used (it costs 0.5 s that ``bayescale laws`` need not pay)."""
-    from scipy import stats
-
-    return stats
-
-
 _REAL = lambda **_: _Support("real")  # noqa: E731
 _POSITIVE = lambda **_: _Support("positive")  # noqa: E731
 
 FAMILIES: dict[str, _Family] = {
-    "Normal": _Family(("mu", "sigma"), ("sigma",), lambda mu, sigma: _stats().norm(mu, sigma), densities.normal, _REAL,
-                      "Normal", lambda rng, shape: rng.standard_normal(shape)),
+    "Normal": _Family(("mu", "sigma"), ("sigma",), lambda mu, sigma: scipy_stats().norm(mu, sigma), densities.normal,
+                      _REAL, "Normal", lambda rng, shape: rng.standard_normal(shape)),
     "StudentT": _Family(("nu", "mu", "sigma"), ("nu", "sigma"),
-                        lambda nu, mu, sigma: _stats().t(nu, mu, sigma), densities.studentt, _REAL, "StudentT",
+                        lambda nu, mu, sigma: scipy_stats().t(nu, mu, sigma), densities.studentt, _REAL, "StudentT",
                         lambda rng, shape, nu: rng.standard_t(nu, shape)),
-    "Laplace": _Family(("mu", "b"), ("b",), lambda mu, b: _stats().laplace(mu, b), densities.laplace, _REAL, "Laplace",
-                       lambda rng, shape: rng.laplace(0.0, 1.0, shape)),
+    "Laplace": _Family(("mu", "b"), ("b",), lambda mu, b: scipy_stats().laplace(mu, b), densities.laplace, _REAL,
+                       "Laplace", lambda rng, shape: rng.laplace(0.0, 1.0, shape)),
     "LogNormal": _Family(("mu", "sigma"), ("sigma",),
-                         lambda mu, sigma: _stats().lognorm(s=sigma, scale=np.exp(mu)), densities.lognormal,
+                         lambda mu, sigma: scipy_stats().lognorm(s=sigma, scale=np.exp(mu)), densities.lognormal,
                          _POSITIVE, "LogNormal"),
-    "HalfNormal": _Family(("sigma",), ("sigma",), lambda sigma: _stats().halfnorm(scale=sigma),
+    "HalfNormal": _Family(("sigma",), ("sigma",), lambda sigma: scipy_stats().halfnorm(scale=sigma),
                           densities.halfnormal, _POSITIVE, "HalfNormal"),
     "Gamma": _Family(("alpha", "beta"), ("alpha", "beta"),
-                     lambda alpha, beta: _stats().gamma(alpha, scale=1.0 / beta), densities.gamma,
+                     lambda alpha, beta: scipy_stats().gamma(alpha, scale=1.0 / beta), densities.gamma,
                      _POSITIVE, "Gamma"),
-    "Exponential": _Family(("lam",), ("lam",), lambda lam: _stats().expon(scale=1.0 / lam), densities.exponential,
+    "Exponential": _Family(("lam",), ("lam",), lambda lam: scipy_stats().expon(scale=1.0 / lam), densities.exponential,
                            _POSITIVE, "Exponential"),
-    "Uniform": _Family(("lower", "upper"), (), lambda lower, upper: _stats().uniform(lower, upper - lower),
+    "Uniform": _Family(("lower", "upper"), (), lambda lower, upper: scipy_stats().uniform(lower, upper - lower),
                        densities.uniform, lambda lower, upper: _Support("interval", lower, upper), "Uniform"),
-    "Beta": _Family(("alpha", "beta"), ("alpha", "beta"), lambda alpha, beta: _stats().beta(alpha, beta),
+    "Beta": _Family(("alpha", "beta"), ("alpha", "beta"), lambda alpha, beta: scipy_stats().beta(alpha, beta),
                     densities.beta, lambda **_: _Support("interval", 0.0, 1.0), "Beta"),
 }
 
