@@ -10,17 +10,26 @@ where d(x) is the log-distance of the point outside the box of observed inputs (
 in-sample intervals are untouched; for a law in N and D the box also bounds compute C = 6ND, so a
 run beyond the compute frontier counts as extrapolation even inside the ranges of N and D) and
 kappa the discrepancy per e-fold of extrapolation. One z per posterior draw is shared by every
-point of a sweep (the law bends away from the truth the same way for all larger runs). For
-learning curves (a table with ``run`` and ``step``) the distance is along each run instead, the
-log of the step over the last step the fit saw of that run (a run the fit never saw is measured
-against the box), and each run has its own z: curves bend away each in their own way.
+point of a sweep (the law bends away from the truth the same way for all larger runs).
 
-kappa has a prior per kind of extrapolation (sweep or curve), fitted across ten public datasets
-(:data:`KAPPA_PRIORS`), and each fit updates it with its own internal leave-future-out splits:
-the largest runs by compute (or the later part of every run) held out, fitted by the Laplace
-approximation from the fit's own mode, give forecast errors at known distances. Errors that share
-a z are jointly Normal (:func:`kappa_log_likelihood`), so forty runs that err together count as
-about one observation of kappa, not forty.
+For learning curves (a table with ``run`` and ``step``) the distance is along each run instead, the
+log of the step over the last step the fit saw of that run (a run the fit never saw is measured
+against the box), and the discrepancy has three parts:
+
+    log L(run, step) = log f + d * (bias + m_run * kappa * z_run),   z_run ~ Normal(0, 1),
+
+a ``bias`` per e-fold shared by every run (the law describes the later part of every run the same
+wrong way: on the misfitting runs it overestimates the loss after the seen part by about 2% per
+e-fold, at every cut), each run's own bend ``kappa * z_run``, and ``m_run`` = :data:`OUTLIER_SCALE`
+for a share ``outliers`` of the runs (1 for the rest): a few runs the law misfits badly must not
+widen the bands of all the others.
+
+Each fit learns these from its own internal leave-future-out splits: the largest runs by compute
+(or the later part of every run) held out, fitted by the Laplace approximation from the fit's own
+mode, give forecast errors at known distances. Errors that share a z are jointly Normal
+(:func:`kappa_log_likelihood`, :func:`curve_log_likelihood`), so forty runs of a sweep that err
+together count as about one observation of kappa, not forty. kappa's prior per kind of
+extrapolation (sweep or curve) is fitted across ten public datasets (:data:`KAPPA_PRIORS`).
 """
 
 from __future__ import annotations
@@ -50,8 +59,24 @@ KAPPA_PRIORS = {"sweep": Prior("LogNormal", mu=-5.098, sigma=1.217),
 SPLITS = (0.15, 0.3)
 #: internal splits of learning curves: checkpoints past this fraction of each run's last seen step are held out
 CURVE_SPLITS = (0.5, 0.75)
+#: internal splits of learning curves train on at least this share of each run's seen span (in log steps)
+MIN_TRAIN_SPAN = 0.5
 #: where kappa's posterior is evaluated: log-spaced, from far below any measured discrepancy to 100% per e-fold
 KAPPA_GRID = np.geomspace(1e-5, 1.0, 801)
+#: learning curves: prior of the bias shared by every run (log-loss per e-fold along the runs). Its scale is
+#: the one of 0.01, 0.02 and 0.05 that the internal splits of the benchmark's learning-curve datasets favour
+#: (their summed log evidence; benchmarks/README.md, session 12)
+CURVE_BIAS_PRIOR = Prior("Normal", mu=0.0, sigma=0.01)
+#: learning curves: an outlying run bends this many times more than the others ...
+OUTLIER_SCALE = 5.0
+#: ... and the shares of outlying runs considered, equally likely a priori
+OUTLIER_SHARES = np.array([0.0, 0.01, 0.03, 0.1, 0.2, 0.3, 0.5])
+#: the grids of the learning-curve discrepancy's posterior: bias (dense near 0, 5% steps, out to +-0.1 per
+#: e-fold) and kappa (as KAPPA_GRID, coarser: the posterior has two more axes)
+BIAS_GRID = 0.001 * np.sinh(np.linspace(-5.3, 5.3, 213))
+CURVE_KAPPA_GRID = np.geomspace(1e-5, 1.0, 161)
+#: the posterior variables a calibrated fit stores (the last two for learning curves only)
+DRAW_NAMES = ("kappa", "discrepancy_bias", "discrepancy_outliers")
 _INTERNAL_DRAWS = 1000
 
 
@@ -115,30 +140,39 @@ def run_distance(table: pd.DataFrame, last_seen: Mapping[str, float], ranges) ->
 
 @dataclass
 class Discrepancy:
-    """The extrapolation discrepancy of one fit: observed box, kappa draws, and its calibration."""
+    """The extrapolation discrepancy of one fit: observed box, posterior draws, and its calibration."""
 
     ranges: dict[str, tuple[float, float]]
     kappa: np.ndarray             # posterior draws, flat
     calibration: pd.DataFrame     # internal forecast errors: split, shares_with (run or "all"), distance, error, predictive scale
     supported_distance: float     # the largest distance the internal splits reached
     last_seen: dict[str, float] | None = None  # learning curves: each run's last step seen by the fit
+    bias: np.ndarray | None = None      # learning curves: draws of the bias every run shares (per e-fold)
+    outliers: np.ndarray | None = None  # learning curves: draws of the share of runs that bend OUTLIER_SCALE times more
 
     @property
     def kind(self) -> str:
         return "curve" if self.last_seen is not None else "sweep"
 
     def to_settings(self) -> dict:
+        curve = {"last_seen": self.last_seen, "bias_prior": CURVE_BIAS_PRIOR.to_dict(),
+                 "outlier_scale": OUTLIER_SCALE} if self.kind == "curve" else {}
         return {"method": "calibrated", "ranges": {k: list(v) for k, v in self.ranges.items()},
                 "supported_distance": self.supported_distance, "kind": self.kind,
                 "prior": KAPPA_PRIORS[self.kind].to_dict(),
-                "calibration": self.calibration.to_dict(orient="list"),
-                **({"last_seen": self.last_seen} if self.last_seen is not None else {})}
+                "calibration": self.calibration.to_dict(orient="list"), **curve}
+
+    def posterior_draws(self) -> dict[str, np.ndarray]:
+        """The draws a fit stores in its posterior group, by name (:data:`DRAW_NAMES`)."""
+        values = (self.kappa, self.bias, self.outliers)
+        return {name: v for name, v in zip(DRAW_NAMES, values) if v is not None}
 
     @classmethod
-    def from_settings(cls, settings: Mapping, kappa: np.ndarray) -> "Discrepancy":
-        return cls({k: tuple(v) for k, v in settings["ranges"].items()}, kappa,
+    def from_settings(cls, settings: Mapping, draws: Mapping[str, np.ndarray]) -> "Discrepancy":
+        """Rebuild from a fit's settings and its stored draws (a fit saved before bias and outliers existed has none)."""
+        return cls({k: tuple(v) for k, v in settings["ranges"].items()}, draws["kappa"],
                    pd.DataFrame(settings["calibration"]), float(settings["supported_distance"]),
-                   settings.get("last_seen"))
+                   settings.get("last_seen"), draws.get("discrepancy_bias"), draws.get("discrepancy_outliers"))
 
     def distance(self, table: pd.DataFrame) -> np.ndarray:
         """How far each point lies beyond what the fit saw (e-folds)."""
@@ -146,23 +180,31 @@ class Discrepancy:
             return run_distance(table, self.last_seen, self.ranges)
         return distance(table, self.ranges)
 
-    def shared_errors(self, table: pd.DataFrame, n_draws: int, seed: int) -> np.ndarray:
-        """Standard-normal z per draw (rows) and point (columns) that :meth:`widen` scales by kappa * distance.
+    def bends(self, table: pd.DataFrame, n_draws: int, seed: int) -> np.ndarray:
+        """The log-loss discrepancy per e-fold for each draw (rows) and point (columns), which :meth:`widen` scales by distance.
 
-        One z per draw for a sweep: the law bends away from the truth the same way for all larger
-        runs. Learning curves bend away each in their own way: one z per draw and run, from a
+        A sweep: ``kappa * z`` with one z per draw, shared by all its runs (the law bends away from
+        the truth the same way for all larger runs). Learning curves bend away each in their own
+        way: ``bias + m * kappa * z`` with one z (and one outlier pick m) per draw and run, from a
         stream keyed by the run's name, so a run's band is the same whichever other runs are
-        forecast with it, and a forecast split into blocks keeps each run's z.
+        forecast with it, and a forecast split into blocks keeps each run's bend.
         """
         if self.last_seen is not None and is_curves(table):
             runs, codes = np.unique(table["run"].astype(str).to_numpy(), return_inverse=True)
             keys = pd.util.hash_pandas_object(pd.Series(runs), index=False).to_numpy()
-            z = np.column_stack([np.random.default_rng([seed, 1, int(key)]).standard_normal(n_draws) for key in keys])
-            return z[:, codes]
-        return np.random.default_rng([seed, 1]).standard_normal((n_draws, 1))
+            streams = [np.random.default_rng([seed, 1, int(key)]) for key in keys]
+            z = np.column_stack([rng.standard_normal(n_draws) for rng in streams])
+            bend = self.kappa[:, None] * z
+            if self.outliers is not None:
+                picked = np.column_stack([rng.random(n_draws) for rng in streams]) < self.outliers[:, None]
+                bend = np.where(picked, OUTLIER_SCALE * bend, bend)
+            if self.bias is not None:
+                bend = self.bias[:, None] + bend
+            return bend[:, codes]
+        return self.kappa[:, None] * np.random.default_rng([seed, 1]).standard_normal((n_draws, 1))
 
     def widen(self, log_law: np.ndarray, table: pd.DataFrame, seed: int) -> np.ndarray:
-        """Add the discrepancy to log-law draws (rows) at the points (columns); ``seed`` keys its z (:meth:`shared_errors`)."""
+        """Add the discrepancy to log-law draws (rows) at the points (columns); ``seed`` keys its streams (:meth:`bends`)."""
         d = self.distance(table)
         if np.any(d > 2 * self.supported_distance + 1e-12):
             far = int(np.argmax(d))
@@ -172,8 +214,7 @@ class Discrepancy:
             warnings.warn(f"the forecast at {where} lies {d[far]:.2f} e-folds beyond the observed runs, more than "
                           f"twice what the internal backtests checked ({self.supported_distance:.2f}); its interval "
                           "rests on the prior for the extrapolation discrepancy", ExtrapolationWarning, stacklevel=4)
-        z = self.shared_errors(table, log_law.shape[0], seed)
-        return log_law + self.kappa[:, None] * d[None, :] * z
+        return log_law + d[None, :] * self.bends(table, log_law.shape[0], seed)
 
 
 def _scale_order(frame: pd.DataFrame, inputs) -> np.ndarray:
@@ -219,11 +260,19 @@ def _internal_forecast(spec_factory, train: Runs, heldout: Runs, law, likelihood
 
 
 def _splits(frame: pd.DataFrame, inputs):
-    """Internal leave-future-out splits: (label, held-out mask, distance of the held-out points from the rest)."""
+    """Internal leave-future-out splits: (label, held-out mask, distance of the held-out points from the rest).
+
+    Learning curves: each run's checkpoints past a share (:data:`CURVE_SPLITS`) of its last seen
+    step, but never so many that the run trains on less than :data:`MIN_TRAIN_SPAN` of its seen
+    span in log steps. After a schedule's warm-up rule the seen part of a run can be short (20% to
+    50% of the run); a forecast from its first one or two checkpoints then errs by 5-20% where the
+    real forecast, from the whole seen part, errs by 2% (misfitting runs, benchmarks/README.md).
+    """
     if is_curves(frame):
-        last = frame.groupby("run")["step"].transform("max").to_numpy(dtype=float)
+        step = frame["step"].to_numpy(dtype=float)
+        first, last = (frame.groupby("run")["step"].transform(f).to_numpy(dtype=float) for f in ("min", "max"))
         for share in CURVE_SPLITS:
-            held = frame["step"].to_numpy(dtype=float) > share * last
+            held = step > np.maximum(share, (first / last) ** (1 - MIN_TRAIN_SPAN)) * last
             yield share, held, lambda heldout, train: run_distance(
                 heldout.frame, last_seen_steps(train.frame), observed_ranges(train, inputs))
         return
@@ -255,18 +304,84 @@ def kappa_log_likelihood(error, scale, distance, shared, grid: np.ndarray = KAPP
     return total
 
 
+def curve_log_likelihood(error, scale, distance, shared, bias: np.ndarray = BIAS_GRID,
+                         kappa: np.ndarray = CURVE_KAPPA_GRID, shares: np.ndarray = OUTLIER_SHARES) -> np.ndarray:
+    """log p(errors | bias, kappa, share of outlying runs) of learning curves, on the grids (axes in that order).
+
+    Points with the same ``shared`` label (one run in one internal split) err by
+    ``d_i * (bias + m * kappa * z) + scale_i * eps_i`` with one z ~ Normal(0, 1) for them and m =
+    :data:`OUTLIER_SCALE` with probability ``share`` (else 1): per label, a two-part mixture of the
+    joint Normal of :func:`kappa_log_likelihood`, with the bias taken off the errors.
+    """
+    error, scale, distance = (np.asarray(x, float) for x in (error, scale, distance))
+    _, codes = np.unique(np.asarray(shared), return_inverse=True)
+    s2 = scale ** 2
+
+    def per_label(x):
+        return np.bincount(codes, weights=x)
+
+    a, b, c = per_label(distance ** 2 / s2), per_label(error * distance / s2), per_label(error ** 2 / s2)
+    const = per_label(np.log(2 * np.pi * s2))
+    k2 = (kappa[:, None] * np.array([1.0, OUTLIER_SCALE])) ** 2            # (kappa, part)
+    with np.errstate(divide="ignore"):
+        log_part = np.log(np.column_stack([1 - shares, shares]))            # (share, part)
+    total = np.zeros((len(bias), len(kappa), len(shares)))
+    for start in range(0, len(a), 16):  # labels in blocks: (label, bias, kappa, part) arrays stay small
+        ga, gb, gc, gk = (x[start:start + 16, None, None, None] for x in (a, b, c, const))
+        off = gb - bias[None, :, None, None] * ga                           # e'd / s^2 with the bias taken off
+        quad = gc - 2 * bias[None, :, None, None] * gb + bias[None, :, None, None] ** 2 * ga
+        den = 1 + k2[None, None] * ga
+        ll = -0.5 * (gk + np.log(den) + quad - k2[None, None] * off ** 2 / den)  # (label, bias, kappa, part)
+        mixed = np.logaddexp(ll[..., None, 0] + log_part[:, 0], ll[..., None, 1] + log_part[:, 1])
+        total += mixed.sum(axis=0)
+    return total
+
+
+def curve_log_prior() -> np.ndarray:
+    """log prior mass of each cell of the learning-curve grids (bias, kappa, share)."""
+    edges = _cell_edges(BIAS_GRID)
+    bias = CURVE_BIAS_PRIOR.logpdf(BIAS_GRID) + np.log(np.diff(edges))
+    kappa = KAPPA_PRIORS["curve"].logpdf(CURVE_KAPPA_GRID) + np.log(CURVE_KAPPA_GRID)  # even in log kappa
+    return bias[:, None, None] + kappa[None, :, None] - np.log(len(OUTLIER_SHARES))
+
+
+def _cell_edges(grid: np.ndarray) -> np.ndarray:
+    """Edges of the cell around each grid point: midway to its neighbours."""
+    mid = (grid[1:] + grid[:-1]) / 2
+    return np.concatenate([[2 * grid[0] - mid[0]], mid, [2 * grid[-1] - mid[-1]]])
+
+
+def _spread(grid: np.ndarray, cells: np.ndarray, rng: np.random.Generator, log: bool = False) -> np.ndarray:
+    """Draws spread uniformly over the chosen cells of ``grid`` (in log for a log-spaced grid)."""
+    edges = _cell_edges(np.log(grid) if log else grid)
+    values = rng.uniform(edges[cells], edges[cells + 1])
+    return np.exp(values) if log else values
+
+
+def _draw_cells(log_posterior: np.ndarray, n_draws: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    weights = np.exp(log_posterior - log_posterior.max())
+    flat = rng.choice(weights.size, size=n_draws, p=(weights / weights.sum()).ravel())
+    return np.unravel_index(flat, weights.shape)
+
+
 def draw_kappa(log_posterior: np.ndarray, n_draws: int, rng: np.random.Generator,
                grid: np.ndarray = KAPPA_GRID) -> np.ndarray:
     """Draws from a posterior given on ``grid`` (log-spaced; spread uniformly in log within each cell)."""
-    weights = np.exp(log_posterior - log_posterior.max())
-    step = np.log(grid[1] / grid[0])
-    cells = rng.choice(len(grid), size=n_draws, p=weights / weights.sum())
-    return grid[cells] * np.exp(rng.uniform(-step / 2, step / 2, n_draws))
+    (cells,) = _draw_cells(log_posterior, n_draws, rng)
+    return _spread(grid, cells, rng, log=True)
+
+
+def draw_curve_discrepancy(log_posterior: np.ndarray, n_draws: int, rng: np.random.Generator):
+    """Draws (bias, kappa, share of outlying runs) from a posterior on the learning-curve grids."""
+    bias, kappa, share = _draw_cells(log_posterior, n_draws, rng)
+    return _spread(BIAS_GRID, bias, rng), _spread(CURVE_KAPPA_GRID, kappa, rng, log=True), OUTLIER_SHARES[share]
 
 
 def calibrate(runs: Runs, law, likelihood, spec_factory, n_draws: int, seed: int,
               start_values=None) -> Discrepancy | None:
-    """Posterior draws of kappa from internal leave-future-out splits of ``runs`` (None if too few runs).
+    """The discrepancy's posterior from internal leave-future-out splits of ``runs`` (None if too few runs).
+
+    A sweep: draws of kappa. Learning curves: draws of the bias, kappa and the share of outlying runs.
 
     ``start_values``: the fit's mode (:meth:`ModelSpec.named_values`), where each internal mode search starts.
     """
@@ -293,11 +408,15 @@ def calibrate(runs: Runs, law, likelihood, spec_factory, n_draws: int, seed: int
     outside = table[table["distance"] > 0]
     if len(outside) < 2:
         return None
-    kind = "curve" if is_curves(frame) else "sweep"
-    # the grid is even in log kappa: the prior's density per unit of log kappa is p(kappa) * kappa
-    log_posterior = KAPPA_PRIORS[kind].logpdf(KAPPA_GRID) + np.log(KAPPA_GRID) + kappa_log_likelihood(
+    if not is_curves(frame):
+        # the grid is even in log kappa: the prior's density per unit of log kappa is p(kappa) * kappa
+        log_posterior = KAPPA_PRIORS["sweep"].logpdf(KAPPA_GRID) + np.log(KAPPA_GRID) + kappa_log_likelihood(
+            outside["error"], outside["scale"], outside["distance"], outside["split"].astype(str))
+        return Discrepancy(observed_ranges(runs, law.inputs), draw_kappa(log_posterior, n_draws, rng),
+                           table.reset_index(drop=True), float(outside["distance"].max()))
+    log_posterior = curve_log_prior() + curve_log_likelihood(
         outside["error"], outside["scale"], outside["distance"],
         outside["split"].astype(str) + "/" + outside["shares_with"].astype(str))
-    return Discrepancy(observed_ranges(runs, law.inputs), draw_kappa(log_posterior, n_draws, rng),
-                       table.reset_index(drop=True), float(outside["distance"].max()),
-                       last_seen_steps(frame) if is_curves(frame) else None)
+    bias, kappa, outliers = draw_curve_discrepancy(log_posterior, n_draws, rng)
+    return Discrepancy(observed_ranges(runs, law.inputs), kappa, table.reset_index(drop=True),
+                       float(outside["distance"].max()), last_seen_steps(frame), bias, outliers)

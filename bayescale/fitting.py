@@ -78,9 +78,10 @@ class Fit:
         self.discrepancy = None
         extrapolation = self.settings.get("extrapolation") or {}
         if extrapolation.get("method") == "calibrated" and "kappa" in self.posterior:
-            from .extrapolation import Discrepancy
+            from .extrapolation import DRAW_NAMES, Discrepancy
 
-            self.discrepancy = Discrepancy.from_settings(extrapolation, self.posterior["kappa"].to_numpy().reshape(-1))
+            draws = {n: self.posterior[n].to_numpy().reshape(-1) for n in DRAW_NAMES if n in self.posterior}
+            self.discrepancy = Discrepancy.from_settings(extrapolation, draws)
 
     @property
     def posterior(self) -> xr.Dataset:
@@ -362,7 +363,8 @@ def fit(runs, law: Law | str = "chinchilla", *, columns: Mapping[str, str] | Non
                                     lambda r: ModelSpec.from_runs(law, lik, r, noise_priors, pool, sd_priors),
                                     chains * draws, int(seed), spec.named_values(laplace.center))
         if discrepancy is not None:
-            idata["posterior"] = posterior.assign(kappa=(("chain", "draw"), discrepancy.kappa.reshape(chains, draws)))
+            idata["posterior"] = posterior.assign({name: (("chain", "draw"), values.reshape(chains, draws))
+                                                   for name, values in discrepancy.posterior_draws().items()})
             extrapolation_settings = discrepancy.to_settings()
     settings = {"extrapolation": extrapolation_settings, "draws": draws, "tune": tune, "chains": chains, "cores": cores,
                 "seed": int(seed), "sampler": sampler, "target_accept": target_accept, "params": params.replace("-", "_"),

@@ -22,9 +22,10 @@ def parameter_table(fit: "Fit", ci_prob: float = defaults.CI_PROB) -> pd.DataFra
     The law's derived quantities (for example slopes around a break) follow the parameters.
     """
     from .derived import derived_draws
+    from .extrapolation import DRAW_NAMES
 
     ci_prob = check_ci_prob(ci_prob)
-    extra = ["kappa"] if "kappa" in fit.posterior else []  # the extrapolation discrepancy
+    extra = [n for n in DRAW_NAMES if n in fit.posterior]  # the extrapolation discrepancy
     draws = xr.merge([fit.posterior[[*fit.spec.names, *extra]], derived_draws(fit)])
     stats = pd.DataFrame(azs.summary(draws, kind="all", ci_kind=defaults.CI_KIND, ci_prob=ci_prob, round_to="none"))
     lower = [c for c in stats.columns if c.endswith("_lb")][0]

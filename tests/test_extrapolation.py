@@ -107,6 +107,11 @@ def test_learning_curves_are_measured_along_each_run():
     held = {share: mask for share, mask, _ in _splits(frame, ["step"])}
     assert held[0.5].tolist() == [False, False, True, True, False, True]  # the later part of every run
     assert held[0.75].tolist() == [False, False, False, True, False, True]
+    # a run seen over a short span (a schedule's warm-up rule left 800-1000) keeps half of it, in log steps,
+    # for training: the old rule (half its last step) held out all three and left the run unseen
+    short = pd.DataFrame({"run": ["c"] * 3, "step": [800.0, 900.0, 1000.0], "loss": 1.0})
+    held = {share: mask for share, mask, _ in _splits(short, ["step"])}
+    assert held[0.5].tolist() == [False, True, True] == held[0.75].tolist()  # trains up to 894 = 800 * 1.25 ** 0.5
 
 
 def test_the_kappa_likelihood_is_the_joint_normal_of_a_shared_discrepancy():
@@ -129,6 +134,56 @@ def test_the_kappa_likelihood_is_the_joint_normal_of_a_shared_discrepancy():
     shared = kappa_log_likelihood(np.full(50, 0.05), np.full(50, 0.01), np.ones(50), np.zeros(50))
     kappa_hat = KAPPA_GRID[np.argmax(shared)]
     assert 0.03 < kappa_hat < 0.07
+
+
+def test_the_curve_likelihood_is_a_mixture_of_joint_normals_with_the_bias_taken_off():
+    """Per run and split, errors ~ (1 - share) MVN(bias d, S + kappa^2 d d') + share MVN(bias d, S + (m kappa)^2 d d')."""
+    from scipy import stats
+
+    from bayescale.extrapolation import BIAS_GRID, CURVE_KAPPA_GRID, OUTLIER_SCALE, OUTLIER_SHARES, curve_log_likelihood
+
+    rng = np.random.default_rng(2)
+    error, scale, d = rng.normal(-0.01, 0.02, 9), rng.uniform(0.005, 0.03, 9), rng.uniform(0, 1.5, 9)
+    label = np.array(["0.5/a"] * 4 + ["0.5/b"] * 2 + ["0.75/a"] * 3)
+    ll = curve_log_likelihood(error, scale, d, label)
+    assert ll.shape == (len(BIAS_GRID), len(CURVE_KAPPA_GRID), len(OUTLIER_SHARES))
+    for i, j, k in [(106, 80, 0), (60, 120, 3), (150, 40, 6), (106, 10, 2)]:
+        bias, kappa, share = BIAS_GRID[i], CURVE_KAPPA_GRID[j], OUTLIER_SHARES[k]
+        dense = 0.0
+        for name in np.unique(label):
+            at = label == name
+            parts = [stats.multivariate_normal(bias * d[at], np.diag(scale[at] ** 2) + (m * kappa) ** 2
+                                               * np.outer(d[at], d[at])).logpdf(error[at]) for m in (1, OUTLIER_SCALE)]
+            dense += np.logaddexp(np.log1p(-share) + parts[0], np.log(share) + parts[1]) if share else parts[0]
+        assert ll[i, j, k] == pytest.approx(dense, rel=1e-9)
+
+
+def test_a_bias_all_runs_share_is_learned_and_moves_every_run():
+    """Runs that all end lower than the law says: the internal errors share a sign, so the bias is negative."""
+    from bayescale.extrapolation import BIAS_GRID, curve_log_likelihood, curve_log_prior
+
+    rng = np.random.default_rng(3)
+    runs = np.repeat([f"r{i}" for i in range(40)], 5)
+    d = np.tile(np.linspace(0.1, 0.7, 5), 40)
+    own = np.repeat(rng.normal(0, 0.005, 40), 5)  # each run's own bend per e-fold
+    error = d * (-0.02 + own) + rng.normal(0, 0.001, len(d))
+    posterior = curve_log_prior() + curve_log_likelihood(error, np.full(len(d), 0.001), d, runs)
+    bias_mass = np.exp(posterior - posterior.max()).sum(axis=(1, 2))
+    assert BIAS_GRID[np.argmax(bias_mass)] == pytest.approx(-0.02, abs=0.003)
+    # the forecast: every run moved by bias * distance; a few outlying runs widen the tails, not the middle
+    table = pd.DataFrame({"run": ["a", "b"], "step": [2000.0, 4000.0]})
+    n = 20000
+
+    def bends(outliers):
+        curves = Discrepancy({"step": (1.0, 1000.0)}, np.full(n, 0.01), pd.DataFrame(), 2.0,
+                             last_seen={"a": 1000.0, "b": 1000.0}, bias=np.full(n, -0.02), outliers=np.full(n, outliers))
+        return curves.widen(np.zeros((n, 2)), table, seed=0)
+
+    plain, heavy = bends(0.0), bends(0.1)
+    np.testing.assert_allclose(np.median(plain, axis=0), -0.02 * np.log([2, 4]), atol=0.001)
+    np.testing.assert_allclose(plain.std(axis=0), 0.01 * np.log([2, 4]), rtol=0.05)
+    assert np.quantile(np.abs(heavy[:, 1] - plain[:, 1].mean()), 0.5) < 1.2 * np.quantile(np.abs(plain[:, 1] - plain[:, 1].mean()), 0.5)
+    assert np.quantile(heavy[:, 1], 0.99) - np.median(heavy[:, 1]) > 2 * (np.quantile(plain[:, 1], 0.99) - np.median(plain[:, 1]))
 
 
 def test_learning_curves_bend_away_each_in_its_own_way():
