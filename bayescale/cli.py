@@ -157,10 +157,7 @@ def _print_summary(fit, ci_prob: float, show_problems: bool = True) -> None:
                    f"{_fmt(row['upper']):>11} {row['ess_bulk']:>9.0f} {row['r_hat']:>6.3f} "
                    f"{_fmt(row['reference']):>10}")
     if fit.discrepancy is not None:
-        calibration = fit.discrepancy.calibration
-        click.echo(f"kappa: extrapolation discrepancy, sd of log-loss per e-fold beyond the runs, calibrated on "
-                   f"{int((calibration['distance'] > 0).sum())} internal forecasts up to "
-                   f"{fit.discrepancy.supported_distance:.2f} e-folds out")
+        click.echo(fit.discrepancy.describe())
     if fit.law.breaks:
         from .derived import break_table
 

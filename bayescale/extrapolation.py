@@ -174,6 +174,20 @@ class Discrepancy:
                    pd.DataFrame(settings["calibration"]), float(settings["supported_distance"]),
                    settings.get("last_seen"), draws.get("discrepancy_bias"), draws.get("discrepancy_outliers"))
 
+    def describe(self) -> str:
+        """What the discrepancy is and what the fit learned of it, in words (CLI and reports)."""
+        n = int((self.calibration["distance"] > 0).sum()) if len(self.calibration) else 0
+        beyond = "along each run, past its last checkpoint seen" if self.kind == "curve" else "beyond the fitted runs"
+        text = (f"kappa (median {np.median(self.kappa):.3g}) is the extrapolation discrepancy: the sd of log-loss per "
+                f"e-fold {beyond}, calibrated on {n} internal leave-future-out forecasts reaching "
+                f"{self.supported_distance:.2f} e-folds.")
+        if self.bias is not None:
+            low, mid, high = 100 * np.quantile(self.bias, [0.05, 0.5, 0.95])
+            text += (f" Every run shares a bias of {mid:+.2f}% per e-fold (discrepancy_bias, 90% {low:+.2f}% to "
+                     f"{high:+.2f}%), which the forecasts include; a share of about {np.mean(self.outliers):.0%} of the "
+                     f"runs bend {OUTLIER_SCALE:g} times more (discrepancy_outliers).")
+        return text + " Forecasts inside the data are unaffected; beyond it the intervals widen with distance."
+
     def distance(self, table: pd.DataFrame) -> np.ndarray:
         """How far each point lies beyond what the fit saw (e-folds)."""
         if self.last_seen is not None and is_curves(table):
@@ -305,12 +319,13 @@ def kappa_log_likelihood(error, scale, distance, shared, grid: np.ndarray = KAPP
 
 
 def curve_log_likelihood(error, scale, distance, shared, bias: np.ndarray = BIAS_GRID,
-                         kappa: np.ndarray = CURVE_KAPPA_GRID, shares: np.ndarray = OUTLIER_SHARES) -> np.ndarray:
+                         kappa: np.ndarray = CURVE_KAPPA_GRID, shares: np.ndarray = OUTLIER_SHARES,
+                         outlier_scale: float = OUTLIER_SCALE) -> np.ndarray:
     """log p(errors | bias, kappa, share of outlying runs) of learning curves, on the grids (axes in that order).
 
     Points with the same ``shared`` label (one run in one internal split) err by
     ``d_i * (bias + m * kappa * z) + scale_i * eps_i`` with one z ~ Normal(0, 1) for them and m =
-    :data:`OUTLIER_SCALE` with probability ``share`` (else 1): per label, a two-part mixture of the
+    ``outlier_scale`` with probability ``share`` (else 1): per label, a two-part mixture of the
     joint Normal of :func:`kappa_log_likelihood`, with the bias taken off the errors.
     """
     error, scale, distance = (np.asarray(x, float) for x in (error, scale, distance))
@@ -322,7 +337,7 @@ def curve_log_likelihood(error, scale, distance, shared, bias: np.ndarray = BIAS
 
     a, b, c = per_label(distance ** 2 / s2), per_label(error * distance / s2), per_label(error ** 2 / s2)
     const = per_label(np.log(2 * np.pi * s2))
-    k2 = (kappa[:, None] * np.array([1.0, OUTLIER_SCALE])) ** 2            # (kappa, part)
+    k2 = (kappa[:, None] * np.array([1.0, outlier_scale])) ** 2            # (kappa, part)
     with np.errstate(divide="ignore"):
         log_part = np.log(np.column_stack([1 - shares, shares]))            # (share, part)
     total = np.zeros((len(bias), len(kappa), len(shares)))

@@ -152,9 +152,7 @@ def _fit_section(doc: _Doc, fit: "Fit", name: str, points, ci_prob: float, heldo
     for problem in d.problems:
         doc.para("Warning: " + problem, "warn")
     if fit.discrepancy is not None:
-        doc.para(f"kappa is the extrapolation discrepancy: the sd of log-loss per e-fold beyond the fitted runs, "
-                 f"calibrated on internal leave-future-out forecasts reaching {fit.discrepancy.supported_distance:.2f} "
-                 "e-folds. Forecasts inside the runs are unaffected; beyond them the intervals widen with distance.")
+        doc.para(fit.discrepancy.describe())
     if fit.law.breaks:
         from .derived import break_table
 

@@ -101,10 +101,12 @@ def discrepancy_record(fit, distance, runs=None) -> dict:
     """What the discrepancy saw and did: each held-out point's distance and run, kappa, the internal splits."""
     if fit.discrepancy is None:
         return {"distance": None, "kind": None, "kappa": None, "internal": None}
-    kappa = fit.discrepancy.kappa
+    kappa, bias, outliers = fit.discrepancy.kappa, fit.discrepancy.bias, fit.discrepancy.outliers
+    curve = {} if bias is None else {"bias_median": float(np.median(bias)), "bias_sd": float(np.std(bias)),
+                                     "outliers_mean": float(np.mean(outliers))}
     return {"distance": [float(x) for x in distance], "kind": fit.discrepancy.kind,
             "shares_with": ["all"] * len(distance) if runs is None else [str(r) for r in runs],
-            "kappa": {"median": float(np.median(kappa)), "mean_square": float(np.mean(kappa ** 2))},
+            "kappa": {"median": float(np.median(kappa)), "mean_square": float(np.mean(kappa ** 2)), **curve},
             "internal": fit.discrepancy.calibration.to_dict("list")}
 
 

@@ -180,6 +180,9 @@ def test_a_bias_all_runs_share_is_learned_and_moves_every_run():
         return curves.widen(np.zeros((n, 2)), table, seed=0)
 
     plain, heavy = bends(0.0), bends(0.1)
+    text = Discrepancy({"step": (1.0, 1000.0)}, np.full(n, 0.01), pd.DataFrame({"distance": [0.5]}), 2.0,
+                       last_seen={"a": 1000.0}, bias=np.full(n, -0.02), outliers=np.full(n, 0.1)).describe()
+    assert "bias of -2.00% per e-fold" in text and "about 10% of the runs bend 5 times more" in text
     np.testing.assert_allclose(np.median(plain, axis=0), -0.02 * np.log([2, 4]), atol=0.001)
     np.testing.assert_allclose(plain.std(axis=0), 0.01 * np.log([2, 4]), rtol=0.05)
     assert np.quantile(np.abs(heavy[:, 1] - plain[:, 1].mean()), 0.5) < 1.2 * np.quantile(np.abs(plain[:, 1] - plain[:, 1].mean()), 0.5)
