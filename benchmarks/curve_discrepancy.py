@@ -21,6 +21,7 @@ Candidates: the bias prior's scale (0 = no bias term) and the outlier scale (1 =
 
 import argparse
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -84,14 +85,12 @@ def score(split: dict, bias_scale: float, outlier_scale: float) -> tuple[float, 
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("results", type=Path)
-    parser.add_argument("--out", type=Path, default=None)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("results", type=Path, help="a results file of calibration.py")
+    parser.add_argument("--out", type=Path, default=None, help="write every setting's scores here (JSON)")
     args = parser.parse_args()
     splits = load(args.results)
-    counts = {}
-    for s in splits:
-        counts[s["dataset"]] = counts.get(s["dataset"], 0) + 1
+    counts = Counter(s["dataset"] for s in splits)
     rows = []
     for bias_scale in BIAS_SCALES:
         for outlier_scale in OUTLIER_SCALES:
