@@ -238,37 +238,17 @@ def _scale_order(frame: pd.DataFrame, inputs) -> np.ndarray:
     return np.sum([_log_scale(n, frame[n].to_numpy(dtype=float)) for n in inputs], axis=0)
 
 
-def _with_centring(spec, centring: Mapping | None):
-    """``spec`` with the fit's own centred groups (``{param: (levels, centred)}``), or None if its groups differ."""
-    from dataclasses import replace
-
-    if not centring or set(centring) != set(spec.pooled):
-        return None
-    pooled = {}
-    for param, group in spec.pooled.items():
-        levels, centred = centring[param]
-        if tuple(levels) != group.levels:
-            return None
-        pooled[param] = replace(group, centred=centred)
-    return replace(spec, pooled=pooled)
-
-
 def _internal_forecast(spec_factory, train: Runs, heldout: Runs, law, likelihood, rng,
-                       start_values=None, centring=None) -> tuple[np.ndarray, np.ndarray]:
+                       start_values=None) -> tuple[np.ndarray, np.ndarray]:
     """Median error and predictive scale of a Laplace-approximation forecast of ``heldout`` from ``train``.
 
     ``start_values`` (the full fit's mode, as :meth:`ModelSpec.named_values`) is the first start of
-    the mode search: the fit on fewer runs has its mode nearby. ``centring`` (the fit's choice of
-    centred groups, ``{param: (levels, centred)}``) is used where the split has the same groups: one
-    mode search, and the fit's compiled objective is reused. Otherwise the split chooses its own, as
-    the fit does (groups the data pin down, centred) after a non-centred search.
+    the mode search: the fit on fewer runs has its mode nearby.
     """
     spec = spec_factory(train)
-    fitted = _with_centring(spec, centring)
-    spec = spec if fitted is None else fitted
     starts = () if start_values is None else (spec.unconstrain(start_values),)
     laplace = laplace_approximation(spec, rng, n_random_starts=4, starts=starts)
-    chosen = spec if fitted is not None else choose_centring(spec, laplace)
+    chosen = choose_centring(spec, laplace)  # as the fit does: groups the data pin down, centred
     if chosen.free_names != spec.free_names:
         start = chosen.unconstrain(spec.named_values(laplace.center))
         spec, laplace = chosen, laplace_approximation(chosen, rng, n_random_starts=0, starts=(start,))
@@ -413,13 +393,12 @@ def draw_curve_discrepancy(log_posterior: np.ndarray, n_draws: int, rng: np.rand
 
 
 def calibrate(runs: Runs, law, likelihood, spec_factory, n_draws: int, seed: int,
-              start_values=None, centring=None) -> Discrepancy | None:
+              start_values=None) -> Discrepancy | None:
     """The discrepancy's posterior from internal leave-future-out splits of ``runs`` (None if too few runs).
 
     A sweep: draws of kappa. Learning curves: draws of the bias, kappa and the share of outlying runs.
 
-    ``start_values``: the fit's mode (:meth:`ModelSpec.named_values`), where each internal mode search starts;
-    ``centring``: the fit's centred groups, ``{param: (levels, centred)}`` (see :func:`_internal_forecast`).
+    ``start_values``: the fit's mode (:meth:`ModelSpec.named_values`), where each internal mode search starts.
     """
     rng = np.random.default_rng(seed)
     frame = runs.frame.reset_index(drop=True)
@@ -430,8 +409,7 @@ def calibrate(runs: Runs, law, likelihood, spec_factory, n_draws: int, seed: int
         train = Runs(frame[~held].reset_index(drop=True), source=runs.source)
         heldout = Runs(frame[held].reset_index(drop=True), source=runs.source)
         try:
-            error, scale = _internal_forecast(spec_factory, train, heldout, law, likelihood, rng, start_values,
-                                              centring)
+            error, scale = _internal_forecast(spec_factory, train, heldout, law, likelihood, rng, start_values)
         except BayescaleError:
             continue  # too few runs left to fit: this split says nothing
         d = distance_of(heldout, train)

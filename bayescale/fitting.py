@@ -361,8 +361,7 @@ def fit(runs, law: Law | str = "chinchilla", *, columns: Mapping[str, str] | Non
         with timer("calibration"):
             discrepancy = calibrate(runs, law, lik,
                                     lambda r: ModelSpec.from_runs(law, lik, r, noise_priors, pool, sd_priors),
-                                    chains * draws, int(seed), spec.named_values(laplace.center),
-                                    {param: (group.levels, group.centred) for param, group in spec.pooled.items()})
+                                    chains * draws, int(seed), spec.named_values(laplace.center))
         if discrepancy is not None:
             idata["posterior"] = posterior.assign({name: (("chain", "draw"), values.reshape(chains, draws))
                                                    for name, values in discrepancy.posterior_draws().items()})
