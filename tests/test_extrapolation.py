@@ -209,21 +209,26 @@ def test_learning_curves_bend_away_each_in_its_own_way():
     assert np.corrcoef(first[:, 0], second[:, 0])[0, 1] > 0.999  # a sweep's points share one bend across blocks
 
 
-def test_sharp_learning_curves_get_internal_forecasts_as_sharp_as_their_noise():
-    """Runs pinned down by their checkpoints are fitted centred in the internal splits too (as in the fit)."""
-    from bayescale.curves import default_pool, load_checkpoints
+def test_sharp_learning_curves_get_internal_forecasts_as_sharp_as_their_noise(tmp_path):
+    """Runs pinned down by their checkpoints are fitted centred in the internal splits too (as in the fit);
+    the fit keeps the curve discrepancy's draws (kappa, bias, outliers) through a save and a load."""
+    from bayescale.curves import fit_curves, load_checkpoints
     from bayescale.datasets import synthetic_curves
-    from bayescale.fitting import _prepare
 
     runs = load_checkpoints(synthetic_curves(0, n_runs=4, points=30, noise=0.001))
-    law, lik, runs, pool, noise_priors, sd_priors = _prepare(runs, "curve_power", None, None, None,
-                                                             default_pool(bs.get_law("curve_power")), "normal", "total")
-    result = calibrate(runs, law, lik, lambda r: ModelSpec.from_runs(law, lik, r, noise_priors, pool, sd_priors),
-                       1000, seed=0)
-    table = result.calibration
+    fit = fit_curves(runs, "curve_power", draws=150, tune=200, chains=2, progressbar=False, extend=False)
+    table = fit.discrepancy.calibration
     assert set(table["shares_with"]) == set(runs.frame["run"].astype(str))
     assert table["scale"].median() < 0.01            # not the prior's width: the mode search found the mode
     assert np.median(np.abs(table["error"])) < 0.01  # the law is right: internal forecasts are close
+    assert {"kappa", "discrepancy_bias", "discrepancy_outliers"} <= set(fit.posterior.data_vars)
+    assert abs(np.median(fit.discrepancy.bias)) < 0.01  # a right law: no bias worth a percent per e-fold
+    loaded = bs.load(fit.save(tmp_path / "curves.nc"))
+    np.testing.assert_array_equal(loaded.discrepancy.bias, fit.discrepancy.bias)
+    np.testing.assert_array_equal(loaded.discrepancy.outliers, fit.discrepancy.outliers)
+    far = runs.frame.groupby("run", as_index=False)["step"].max().assign(step=lambda t: t["step"] * 4)
+    pd.testing.assert_frame_equal(loaded.predict(far), fit.predict(far))
+    assert "discrepancy_bias" in fit.summary().index
 
 
 def test_the_fan_charts_own_grid_raises_no_extrapolation_warning(demo_runs):
