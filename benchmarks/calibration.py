@@ -211,6 +211,7 @@ def curve_task(split: Split, seed: int) -> dict:
             index = forecasts[0.9].index
             if method == "default":
                 record = discrepancy_record(fit, forecasts[0.9]["distance"], index)
+                record["n_seen"] = [int(n) for n in forecasts[0.9]["n_seen"]]  # checkpoints the fit saw, per run
             methods[method] = bands(None, final.loc[index, "loss"], forecasts[0.9]["final_median"],
                                     {lv: f.loc[index, "final_pred_lower"] for lv, f in forecasts.items()},
                                     {lv: f.loc[index, "final_pred_upper"] for lv, f in forecasts.items()})
