@@ -23,6 +23,7 @@ predicted with a fresh offset: it borrows strength from the others.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Mapping
 
 import numpy as np
@@ -48,12 +49,12 @@ class PooledParam:
     #: sampler coordinates: centred (u_g) or non-centred (offsets, the default), for all groups or per group
     centred: bool | tuple[bool, ...] = False
 
-    @property
+    @cached_property  # fields are frozen; the NumPy log density asks for it at every evaluation
     def centring(self) -> np.ndarray:
         """Per group: sampled centred?"""
         return np.broadcast_to(np.asarray(self.centred, dtype=bool), (len(self.levels),))
 
-    @property
+    @cached_property
     def all_centred(self) -> bool:
         return bool(self.centring.all())
 
@@ -65,12 +66,12 @@ class PooledParam:
     def sd_name(self) -> str:
         return f"{self.param}_sd"
 
-    @property
-    def free_names(self) -> list[str]:
+    @cached_property
+    def free_names(self) -> tuple[str, ...]:
         if self.all_centred:
-            return [f"{self.param}_loc", self.sd_name, *(f"{self.param}_u[{lvl}]" for lvl in self.levels)]
-        return [self.pop_name, self.sd_name, *(f"{self.param}_{'u' if c else 'offset'}[{lvl}]"
-                                               for lvl, c in zip(self.levels, self.centring))]
+            return (f"{self.param}_loc", self.sd_name, *(f"{self.param}_u[{lvl}]" for lvl in self.levels))
+        return (self.pop_name, self.sd_name, *(f"{self.param}_{'u' if c else 'offset'}[{lvl}]"
+                                               for lvl, c in zip(self.levels, self.centring)))
 
     def codes_for(self, values) -> np.ndarray:
         """Level index of each value; -1 for a level the fit never saw (a new group)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -180,7 +181,7 @@ class Prior:
     def family(self) -> _Family:
         return FAMILIES[self.dist]
 
-    @property
+    @cached_property  # frozen; the NumPy log density maps every parameter through it at every evaluation
     def support(self) -> _Support:
         return self.family.support(**self.params)
 
