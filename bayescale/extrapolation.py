@@ -353,12 +353,16 @@ def curve_log_likelihood(error, scale, distance, shared, bias: np.ndarray = BIAS
     return total
 
 
-def curve_log_prior() -> np.ndarray:
-    """log prior mass of each cell of the learning-curve grids (bias, kappa, share)."""
-    edges = _cell_edges(BIAS_GRID)
-    bias = CURVE_BIAS_PRIOR.logpdf(BIAS_GRID) + np.log(np.diff(edges))
+def curve_log_prior(bias_prior: Prior | None = CURVE_BIAS_PRIOR, n_shares: int = len(OUTLIER_SHARES)) -> np.ndarray:
+    """log prior mass of each cell of the learning-curve grids (bias, kappa, share; shares equally likely).
+
+    ``bias_prior=None``: no bias term, a bias axis of one cell at 0 (as ``bias=np.zeros(1)`` in
+    :func:`curve_log_likelihood`).
+    """
+    bias = (np.zeros(1) if bias_prior is None
+            else bias_prior.logpdf(BIAS_GRID) + np.log(np.diff(_cell_edges(BIAS_GRID))))
     kappa = KAPPA_PRIORS["curve"].logpdf(CURVE_KAPPA_GRID) + np.log(CURVE_KAPPA_GRID)  # even in log kappa
-    return bias[:, None, None] + kappa[None, :, None] - np.log(len(OUTLIER_SHARES))
+    return bias[:, None, None] + kappa[None, :, None] - np.log(n_shares)
 
 
 def _cell_edges(grid: np.ndarray) -> np.ndarray:

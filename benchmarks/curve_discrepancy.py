@@ -25,10 +25,11 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 from scipy.special import logsumexp
 
-from bayescale.extrapolation import BIAS_GRID, CURVE_KAPPA_GRID, KAPPA_PRIORS, OUTLIER_SHARES, curve_log_likelihood
+from bayescale.extrapolation import (BIAS_GRID, CURVE_KAPPA_GRID, OUTLIER_SHARES, curve_log_likelihood,
+                                     curve_log_prior)
+from bayescale.priors import Prior
 
 from discrepancy_prior import Z80, dataset_of
 
@@ -59,23 +60,11 @@ def load(path: Path) -> list[dict]:
     return out
 
 
-def log_prior(bias_scale: float, bias: np.ndarray) -> np.ndarray:
-    """log prior mass per cell of (bias, kappa, share): Normal bias (cells of BIAS_GRID), kappa's shipped prior, shares equal."""
-    kappa = KAPPA_PRIORS["curve"].logpdf(CURVE_KAPPA_GRID) + np.log(CURVE_KAPPA_GRID)
-    if bias_scale > 0:
-        mid = (bias[1:] + bias[:-1]) / 2
-        widths = np.diff(np.concatenate([[2 * bias[0] - mid[0]], mid, [2 * bias[-1] - mid[-1]]]))
-        b = stats.norm.logpdf(bias, 0.0, bias_scale) + np.log(widths)
-    else:
-        b = np.zeros(1)
-    return b[:, None, None] + kappa[None, :, None] - np.log(len(OUTLIER_SHARES))
-
-
 def score(split: dict, bias_scale: float, outlier_scale: float) -> tuple[float, float]:
     """(log evidence of the internal errors, log predictive density of the held-out errors) under one setting."""
     bias = BIAS_GRID if bias_scale > 0 else np.zeros(1)
     shares = OUTLIER_SHARES if outlier_scale > 1 else np.zeros(1)
-    prior = log_prior(bias_scale, bias)[:, :, :len(shares)]
+    prior = curve_log_prior(Prior("Normal", mu=0.0, sigma=bias_scale) if bias_scale > 0 else None, len(shares))
     prior -= logsumexp(prior)
     grids = dict(bias=bias, kappa=CURVE_KAPPA_GRID, shares=shares, outlier_scale=outlier_scale)
     posterior = prior + curve_log_likelihood(*split["internal"], **grids)
