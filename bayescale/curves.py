@@ -225,9 +225,10 @@ def forecast_curves(fit: "Fit", runs: Runs, *, upto: float = 1.0, horizon: float
         grid = np.unique(np.concatenate([[upto_step, horizon_step], np.geomspace(upto_step, end, 60)]))
         later = np.minimum(grid + 1000.0, end)
         points = _points(fit, part, name, np.concatenate([grid, later]))
+        horizon_at = int(np.searchsorted(grid, horizon_step))  # only the final loss needs new-run draws
         with warnings.catch_warnings():  # the grid reaches past the horizon; only the horizon is the user's point
             warnings.simplefilter("ignore", ExtrapolationWarning)
-            mu, y = next(loss_draws(fit, points, seed))
+            mu, y = next(loss_draws(fit, points, seed, new_runs=np.arange(len(points)) == horizon_at))
         at = {s: i for i, s in enumerate(grid)}
         beyond_seen = (float(fit.discrepancy.distance(points.iloc[[at[horizon_step]]])[0])
                        if fit.discrepancy is not None else np.nan)

@@ -196,7 +196,7 @@ class Discrepancy:
         return distance(table, self.ranges)
 
     def bends(self, table: pd.DataFrame, n_draws: int, seed: int) -> np.ndarray:
-        """The log-loss discrepancy per e-fold for each draw (rows) and point (columns), which :meth:`widen` scales by distance.
+        """The log-loss discrepancy per e-fold for each draw (rows) and point (columns, or one column that broadcasts), which :meth:`widen` scales by distance.
 
         A sweep: ``kappa * z`` with one z per draw, shared by all its runs (the law bends away from
         the truth the same way for all larger runs). Learning curves bend away each in their own
@@ -215,7 +215,7 @@ class Discrepancy:
                 bend = np.where(picked, OUTLIER_SCALE * bend, bend)
             if self.bias is not None:
                 bend = self.bias[:, None] + bend
-            return bend[:, codes]
+            return bend if len(runs) == 1 else bend[:, codes]  # one run: a column that broadcasts
         return self.kappa[:, None] * np.random.default_rng([seed, 1]).standard_normal((n_draws, 1))
 
     def widen(self, log_law: np.ndarray, table: pd.DataFrame, seed: int) -> np.ndarray:
@@ -229,7 +229,9 @@ class Discrepancy:
             warnings.warn(f"the forecast at {where} lies {d[far]:.2f} e-folds beyond the observed runs, more than "
                           f"twice what the internal backtests checked ({self.supported_distance:.2f}); its interval "
                           "rests on the prior for the extrapolation discrepancy", ExtrapolationWarning, stacklevel=4)
-        return log_law + d[None, :] * self.bends(table, log_law.shape[0], seed)
+        widened = d[None, :] * self.bends(table, log_law.shape[0], seed)
+        widened += log_law  # in place: one array of draws x points fewer
+        return widened
 
 
 def _scale_order(frame: pd.DataFrame, inputs) -> np.ndarray:

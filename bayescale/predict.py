@@ -69,6 +69,9 @@ def params_at(fit: "Fit", params: Mapping[str, np.ndarray], table: pd.DataFrame,
                                  f"(seen groups: {', '.join(pooled.levels)}; any other name is a new group)")
         labels = table[pooled.column].astype(str).to_numpy()
         codes = pooled.codes_for(labels)
+        if len(codes) and codes[0] >= 0 and (codes == codes[0]).all():
+            out[name] = params[name][:, codes[:1]]  # every point in one seen group: one column, broadcast
+            continue
         values = params[name][:, np.maximum(codes, 0)]
         support = fit.spec.priors[name].support
         for label in dict.fromkeys(labels[codes < 0]):
@@ -108,10 +111,12 @@ def _noise(fit: "Fit", params: Mapping[str, np.ndarray], part: pd.DataFrame, see
                                                           (n_draws, 1))[:, 0] for key in keys])
 
 
-def loss_draws(fit: "Fit", table: pd.DataFrame, seed: int):
+def loss_draws(fit: "Fit", table: pd.DataFrame, seed: int, new_runs: np.ndarray | None = None):
     """Per block of points: log-law draws (with the extrapolation discrepancy) and log-loss draws of new runs.
 
     Rows are posterior draws, columns points. Yields (mu, y) for blocks of :data:`_BLOCK` points.
+    ``new_runs`` (a boolean mask over the points) limits the new-run draws to the points that need
+    them (y is NaN at the others); a point's draws do not depend on which other points are asked for.
     """
     params = flat_draws(fit)
     rng = np.random.default_rng(seed)
@@ -122,7 +127,11 @@ def loss_draws(fit: "Fit", table: pd.DataFrame, seed: int):
                            for n, v in params.items() if n in fit.law.params}, part)
         if fit.discrepancy is not None:
             mu = fit.discrepancy.widen(mu, part, seed)  # its own streams: points inside the data are unaffected
-        y = mu + fit.spec.noise_at(params, part)["sigma"] * _noise(fit, params, part, seed, mu.shape[0])
+        wanted = np.ones(len(part), bool) if new_runs is None else np.asarray(new_runs[start:start + _BLOCK], bool)
+        y = np.full_like(mu, np.nan)
+        noisy = part[wanted]
+        sigma = np.broadcast_to(fit.spec.noise_at(params, noisy)["sigma"], (mu.shape[0], len(noisy)))
+        y[:, wanted] = mu[:, wanted] + sigma * _noise(fit, params, noisy, seed, mu.shape[0])
         yield mu, y
 
 

@@ -97,3 +97,17 @@ def test_draws_where_the_law_breaks_down_are_named_not_silently_dropped(demo_run
     assert [w.category for w in caught] == [ExtrapolationWarning]  # one warning in the user's terms, no NumPy noise
     assert "non-positive or undefined loss for some posterior draws at 1 point(s) (N=1e+03: 100% of draws)" in str(caught[0].message)
     assert np.isnan(out.loc[0, "median"]) and np.isfinite(out.loc[1, "median"]) and draws > 0
+
+
+def test_new_run_draws_can_be_limited_to_the_points_that_need_them(demo_runs):
+    """loss_draws(new_runs=mask): the same draws at the masked points, NaN elsewhere; the law's draws unchanged."""
+    from bayescale.predict import loss_draws
+
+    fit = fake_fit(demo_runs, spread=0.05)
+    points = bs.grid(N=[1e9, 3e9, 1e10], D=[2e10, 2e11])
+    mask = np.array([False, True, False, False, True, False])
+    (mu_all, y_all), = loss_draws(fit, points, 3)
+    (mu, y), = loss_draws(fit, points, 3, new_runs=mask)
+    np.testing.assert_array_equal(mu, mu_all)
+    np.testing.assert_array_equal(y[:, mask], y_all[:, mask])
+    assert np.isnan(y[:, ~mask]).all()
