@@ -92,7 +92,7 @@ def test_gadre_pooled_exponents_beat_one_law_for_all_corpora_by_loo():
 
     runs = bs.datasets.load_gadre(shared_file("gadre-overtrain/DERIVED_flat_losses.csv"))
     small = runs.frame[runs.frame["N"] < 1e9].reset_index(drop=True)
-    quick = dict(draws=500, tune=500, extrapolation="none", progressbar=False)  # LOO and medians need no more
+    quick = dict(draws=300, tune=300, extrapolation="none", progressbar=False)  # 1200 draws: LOO and medians need no more
     pooled = bs.fit(small, "chinchilla", pool={"E": "dataset", "alpha": "dataset", "beta": "dataset"}, **quick)
     plain = bs.fit(small[["N", "D", "loss"]], "chinchilla", **quick)
     table = bs.compare({"pooled": pooled, "plain": plain})
@@ -111,7 +111,7 @@ def test_revisiting_nmt_curves_are_forecast_past_the_fitted_part():
     table = bs.datasets.load_revisiting(shared_file("colpret-curves/revisiting_lang.csv"), "NMT")
     train = load_checkpoints(table[table["training"] == 1].drop(columns="training"))
     target = table[table["training"] == 0].reset_index(drop=True)
-    fit = fit_curves(train, "curve_power", progressbar=False)
+    fit = fit_curves(train, "curve_power", draws=500, progressbar=False)  # 2000 draws for a 90% band
     assert set(fit.spec.pooled) == {"E", "A"} and fit.diagnostics.divergences == 0
     forecast = fit.predict(target[["run", "step"]], ci_prob=0.9)
     inside = (forecast["pred_lower"] <= target["loss"]) & (target["loss"] <= forecast["pred_upper"])
