@@ -116,7 +116,8 @@ def laws_command():
 @click.option("--sampler", default=defaults.SAMPLER, show_default=True, type=click.Choice(["pymc", "nutpie", "numpyro"]))
 @click.option("--target-accept", type=float, default=defaults.TARGET_ACCEPT, show_default=True)
 @click.option("--extend/--no-extend", default=True, show_default=True,
-              help="When R-hat or ESS fall short (no divergences), sample once more with twice the tune and draws.")
+              help="When R-hat or ESS fall short (no divergences), sample once more with twice the draws, whitened "
+                   "by the first run's draws.")
 @click.option("--noise-trend", is_flag=True,
               help="Let the noise scale grow or shrink along N (sigma_slope per e-fold), for sweeps whose scatter "
                    "changes with size.")

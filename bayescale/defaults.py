@@ -23,7 +23,7 @@ SIGMA_SLOPE_PRIOR = "Normal(mu=0, sigma=0.25)"
 
 RHAT_MAX = 1.01         # above this a parameter is reported as not converged
 ESS_MIN = 400           # below this (bulk or tail) a parameter is reported as poorly sampled
-EXTEND_FACTOR = 2       # R-hat or ESS short (no divergences): sample once more with this many times tune and draws
+EXTEND_FACTOR = 2       # R-hat or ESS short (no divergences): sample again with this many times the draws (and re-whitened)
 #: forecasts beyond the observed runs carry a discrepancy calibrated by internal backtests ("none" to turn off)
 EXTRAPOLATION = "calibrated"
 

@@ -32,7 +32,7 @@ class Diagnostics:
 
     @property
     def more_draws_would_help(self) -> bool:
-        """R-hat or ESS short without divergences: longer chains usually fix it (divergences they do not)."""
+        """R-hat or ESS short without divergences: a better whitening or longer chains usually fix it (divergences they do not)."""
         return bool(self.problems) and self.divergences == 0
 
     def to_dict(self) -> dict:

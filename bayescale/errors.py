@@ -22,7 +22,7 @@ class SamplerWarning(UserWarning):
 
 
 class SamplingExtended(UserWarning):
-    """R-hat or ESS fell short, so the fit sampled again with more tuning and draws; the message says how it went."""
+    """R-hat or ESS fell short (or centred groups diverged), so the fit sampled again; the message says how and how it went."""
 
 
 class UnitsWarning(UserWarning):

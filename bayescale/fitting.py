@@ -23,7 +23,7 @@ from . import defaults
 from .data import Runs, count_parameters, load_runs
 from .diagnostics import Diagnostics, diagnose, report
 from .errors import BayescaleError, SamplingExtended
-from .laplace import choose_centring, laplace_approximation
+from .laplace import choose_centring, laplace_approximation, rewhiten
 from .laws import Law, get_law
 from .likelihood import Likelihood, get_likelihood
 from .model import OBS_DIM, SIGMA_SLOPE, ModelSpec
@@ -287,8 +287,10 @@ def fit(runs, law: Law | str = "chinchilla", *, columns: Mapping[str, str] | Non
     forecasts then take N in that convention. ``extrapolation="calibrated"`` (default) widens forecasts beyond the observed runs by a
     discrepancy calibrated on internal backtests (see :mod:`bayescale.extrapolation`); ``"none"``
     gives the plain posterior. ``extend``: when R-hat or ESS fall short without divergences at the
-    default draws and tuning (or more), sample once more with ``defaults.EXTEND_FACTOR`` times both, and say so
-    (:class:`~bayescale.errors.SamplingExtended`); problems left after that are reported as usual. Pooled
+    default draws and tuning (or more), sample once more with ``defaults.EXTEND_FACTOR`` times the draws,
+    whitened by the first run's draws (:func:`~bayescale.laplace.rewhiten`; a sampler that keeps only the
+    named parameters tunes that much longer instead), and say so (:class:`~bayescale.errors.SamplingExtended`);
+    problems left after that are reported as usual. Pooled
     groups are sampled centred where their data pin them down (:func:`~bayescale.laplace.choose_centring`);
     if that run diverges (at the default draws and tuning, with ``extend``), the fit samples again with
     every group non-centred (a funnel's neck, where a group spread nears zero, is what centred groups
@@ -344,10 +346,17 @@ def fit(runs, law: Law | str = "chinchilla", *, columns: Mapping[str, str] | Non
                       + ("" if diagnostics.ok else " (see below)"), SamplingExtended, stacklevel=2)
     if extend and at_defaults and diagnostics.more_draws_would_help:
         short = f"R-hat {diagnostics.rhat_max:.3f}, min ESS {diagnostics.ess_bulk_min:.0f} at tune={tune}, draws={draws}"
-        draws, tune = defaults.EXTEND_FACTOR * draws, defaults.EXTEND_FACTOR * tune
+        if "z" in posterior:  # the first run's draws show the whitening's faults: refit it to them, draw longer
+            laplace = rewhiten(laplace, posterior["z"].to_numpy().reshape(-1, len(laplace.center)),
+                               diagnostics.ess_bulk_min)
+            model, how = spec.to_pymc(laplace.center, laplace.scale), "whitened by the first run's draws"
+            draws = defaults.EXTEND_FACTOR * draws
+        else:  # a sampler that keeps only the named parameters: longer tuning and chains
+            draws, tune = defaults.EXTEND_FACTOR * draws, defaults.EXTEND_FACTOR * tune
+            how = "with longer chains"
         with timer("sampling again"):
             idata, posterior, diagnostics = sample_again(model, spec, draws, tune)
-        warnings.warn(f"{short}: sampled again with tune={tune}, draws={draws}; now R-hat {diagnostics.rhat_max:.3f}, "
+        warnings.warn(f"{short}: sampled again {how} (tune={tune}, draws={draws}); now R-hat {diagnostics.rhat_max:.3f}, "
                       f"min ESS {diagnostics.ess_bulk_min:.0f}" + ("" if diagnostics.ok else " (still short: see below)"),
                       SamplingExtended, stacklevel=2)
     report(diagnostics)

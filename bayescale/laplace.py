@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import optimize
@@ -161,6 +161,26 @@ def laplace_approximation(spec: ModelSpec, rng: np.random.Generator, n_random_st
     return LaplaceApproximation(best.x, scale, -float(best.fun), bool(best.success), h)
 
 
+def rewhiten(laplace: LaplaceApproximation, z: np.ndarray, effective_draws: float) -> LaplaceApproximation:
+    """The whitening refitted to draws ``z`` (rows) of its own coordinates: centred at their mean, scaled by their covariance.
+
+    The mode and curvature of a hierarchical posterior describe its typical set poorly (the joint
+    mode sits near a funnel's neck, where the group spreads are small): on the pooled Gadre fit the
+    whitened draws had standard deviations up to 300. A first run's draws measure the typical set
+    itself. With k coordinates and ``effective_draws`` (the run's smallest ESS) the covariance is
+    shrunk towards its diagonal by k / (k + effective_draws): a dense estimate from a few hundred
+    effective draws is noise in hundreds of dimensions (benchmarks/README.md, session 13). The map
+    stays affine, so the posterior is unchanged; only the sampler's efficiency is.
+    """
+    z = np.asarray(z, dtype=float)
+    covariance = np.atleast_2d(np.cov(z, rowvar=False))
+    k = len(covariance)
+    shrinkage = k / (k + max(float(effective_draws), 1.0))
+    covariance = (1 - shrinkage) * covariance + shrinkage * np.diag(np.diag(covariance))
+    root = np.linalg.cholesky(covariance + 1e-12 * np.eye(k))
+    return replace(laplace, center=laplace.center + laplace.scale @ z.mean(axis=0), scale=laplace.scale @ root)
+
+
 def choose_centring(spec: ModelSpec, laplace: LaplaceApproximation) -> ModelSpec:
     """Sample a pooled group centred when its data pin it down more than the groups differ.
 
@@ -171,8 +191,6 @@ def choose_centring(spec: ModelSpec, laplace: LaplaceApproximation) -> ModelSpec
     be near zero does no harm, and so do groups with little data of their own (a run with no
     checkpoints yet). Only the sampler's efficiency depends on this choice.
     """
-    from dataclasses import replace
-
     if not spec.pooled or laplace.hessian is None:
         return spec
     names, values = spec.free_names, spec.constrain(laplace.center)[0]

@@ -123,7 +123,7 @@ def test_the_progress_bar_never_writes_to_stdout(capsys, monkeypatch, terminal):
 
 
 def test_short_r_hat_or_ess_at_defaults_samples_again_and_says_so(monkeypatch):
-    """The fit extends sampling itself (twice the tune and draws) before warning; extend=False does not."""
+    """The fit samples again itself (twice the draws, whitened by the first run's) before warning; extend=False does not."""
     from bayescale import defaults
     from bayescale.errors import SamplerWarning, SamplingExtended
 
@@ -131,8 +131,9 @@ def test_short_r_hat_or_ess_at_defaults_samples_again_and_says_so(monkeypatch):
     monkeypatch.setattr(defaults, "TUNE", 40)
     sweep = bs.datasets.synthetic_sweep(3)
     options = dict(draws=40, tune=40, chains=4, progressbar=False, extrapolation="none")
-    with pytest.warns(SamplingExtended, match=r"min ESS \d+ at tune=40, draws=40: sampled again with tune=80, draws=80"):
-        with pytest.warns(SamplerWarning, match="low effective sample size"):  # still short after 80: reported
+    with pytest.warns(SamplingExtended, match=r"min ESS \d+ at tune=40, draws=40: sampled again whitened by the "
+                                              r"first run's draws \(tune=40, draws=80\)"):
+        with pytest.warns(SamplerWarning, match="low effective sample size"):  # 320 draws are still short: reported
             extended = bs.fit(sweep, "kaplan_n", **options)
     assert extended.posterior.sizes["draw"] == 80 and extended.settings["draws"] == 80
     with warnings.catch_warnings(record=True) as caught:
@@ -188,3 +189,25 @@ def test_numpyro_samples_the_same_model_as_nutpie(demo_runs):
         assert abs(np.median(a) - np.median(b)) < 0.25 * np.std(b), name  # Monte Carlo error of 800 draws
     band = jax_fit.predict(N=7e10, D=1.4e12)
     assert (band["pred_lower"] < band["median"]).all() and (band["median"] < band["pred_upper"]).all()
+
+
+def test_rewhiten_maps_the_draws_of_a_poor_whitening_to_round_ones():
+    """Draws in poorly whitened coordinates (offset, stretched 30x, correlated): refitted, the same points are round."""
+    from bayescale.laplace import LaplaceApproximation, rewhiten
+
+    rng = np.random.default_rng(0)
+    first = LaplaceApproximation(np.array([1.0, -2.0, 0.5]), np.diag([0.1, 2.0, 1.0]), 0.0, True)
+    mix = np.array([[30.0, 0, 0], [5.0, 1.0, 0], [0, 0, 0.2]])  # the draws' spread in first's coordinates
+    z = rng.standard_normal((20000, 3)) @ mix.T + np.array([4.0, 0.0, -1.0])
+    u = first.center + z @ first.scale.T  # the same points in the sampler's unconstrained coordinates
+
+    def refitted(effective_draws):
+        again = rewhiten(first, z, effective_draws)
+        return np.linalg.solve(again.scale, (u - again.center).T).T
+
+    many = refitted(1e9)  # plenty of effective draws: the full covariance, exactly round
+    np.testing.assert_allclose(many.mean(axis=0), 0.0, atol=1e-9)
+    np.testing.assert_allclose(np.cov(many, rowvar=False), np.eye(3), atol=1e-6)
+    few = refitted(3)  # 3 coordinates, 3 effective draws: the covariance shrunk halfway to its diagonal
+    assert np.all((few.std(axis=0) > 0.5) & (few.std(axis=0) < 2.0))  # was 30, 5.1 and 0.2
+    assert abs(np.corrcoef(few, rowvar=False)[0, 1]) > 0.1  # correlations only partly removed
