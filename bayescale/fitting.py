@@ -288,8 +288,9 @@ def fit(runs, law: Law | str = "chinchilla", *, columns: Mapping[str, str] | Non
     discrepancy calibrated on internal backtests (see :mod:`bayescale.extrapolation`); ``"none"``
     gives the plain posterior. ``extend``: when R-hat or ESS fall short without divergences at the
     default draws and tuning (or more), sample once more with ``defaults.EXTEND_FACTOR`` times the draws,
-    whitened by the first run's draws (:func:`~bayescale.laplace.rewhiten`; a sampler that keeps only the
-    named parameters tunes that much longer instead), and say so (:class:`~bayescale.errors.SamplingExtended`);
+    whitened by the first run's draws (:func:`~bayescale.laplace.rewhiten`); if that run diverges, or the
+    sampler keeps only the named parameters, with that many times the tuning and draws in the first run's
+    coordinates instead; and say so (:class:`~bayescale.errors.SamplingExtended`);
     problems left after that are reported as usual. Pooled
     groups are sampled centred where their data pin them down (:func:`~bayescale.laplace.choose_centring`);
     if that run diverges (at the default draws and tuning, with ``extend``), the fit samples again with
@@ -346,16 +347,23 @@ def fit(runs, law: Law | str = "chinchilla", *, columns: Mapping[str, str] | Non
                       + ("" if diagnostics.ok else " (see below)"), SamplingExtended, stacklevel=2)
     if extend and at_defaults and diagnostics.more_draws_would_help:
         short = f"R-hat {diagnostics.rhat_max:.3f}, min ESS {diagnostics.ess_bulk_min:.0f} at tune={tune}, draws={draws}"
+        how, again = "with longer chains", None
         if "z" in posterior:  # the first run's draws show the whitening's faults: refit it to them, draw longer
-            laplace = rewhiten(laplace, posterior["z"].to_numpy().reshape(-1, len(laplace.center)),
-                               diagnostics.ess_bulk_min)
-            model, how = spec.to_pymc(laplace.center, laplace.scale), "whitened by the first run's draws"
-            draws = defaults.EXTEND_FACTOR * draws
-        else:  # a sampler that keeps only the named parameters: longer tuning and chains
+            whitening = rewhiten(laplace, posterior["z"].to_numpy().reshape(-1, len(laplace.center)),
+                                 diagnostics.ess_bulk_min)  # laplace itself stays: its centre is the mode
+            with timer("sampling again"):
+                again = sample_again(spec.to_pymc(whitening.center, whitening.scale), spec,
+                                     defaults.EXTEND_FACTOR * draws, tune)
+            if again[2].divergences:  # it reached where the first run's coordinates never went: longer chains there
+                how = f"with longer chains (whitened by the first run's draws it had {again[2].divergences} divergences)"
+                again = None
+            else:
+                how, draws = "whitened by the first run's draws", defaults.EXTEND_FACTOR * draws
+        if again is None:  # also a sampler that keeps only the named parameters (no whitened draws)
             draws, tune = defaults.EXTEND_FACTOR * draws, defaults.EXTEND_FACTOR * tune
-            how = "with longer chains"
-        with timer("sampling again"):
-            idata, posterior, diagnostics = sample_again(model, spec, draws, tune)
+            with timer("sampling again"):
+                again = sample_again(model, spec, draws, tune)
+        idata, posterior, diagnostics = again
         warnings.warn(f"{short}: sampled again {how} (tune={tune}, draws={draws}); now R-hat {diagnostics.rhat_max:.3f}, "
                       f"min ESS {diagnostics.ess_bulk_min:.0f}" + ("" if diagnostics.ok else " (still short: see below)"),
                       SamplingExtended, stacklevel=2)

@@ -211,3 +211,28 @@ def test_rewhiten_maps_the_draws_of_a_poor_whitening_to_round_ones():
     few = refitted(3)  # 3 coordinates, 3 effective draws: the covariance shrunk halfway to its diagonal
     assert np.all((few.std(axis=0) > 0.5) & (few.std(axis=0) < 2.0))  # was 30, 5.1 and 0.2
     assert abs(np.corrcoef(few, rowvar=False)[0, 1]) > 0.1  # correlations only partly removed
+
+
+def test_a_rewhitened_run_that_diverges_gives_way_to_longer_chains(monkeypatch):
+    """If the run whitened by the first one's draws diverges, the fit samples longer in the first coordinates and says so."""
+    from dataclasses import replace
+
+    from bayescale import defaults, fitting
+    from bayescale.errors import SamplingExtended
+
+    monkeypatch.setattr(defaults, "DRAWS", 40)
+    monkeypatch.setattr(defaults, "TUNE", 40)
+    calls = []
+
+    def diagnose_with_a_diverging_second_run(*args, **kwargs):
+        found = fitting.diagnose.__wrapped__(*args, **kwargs)
+        calls.append(found)
+        return replace(found, divergences=3) if len(calls) == 2 else found
+
+    diagnose_with_a_diverging_second_run.__wrapped__ = fitting.diagnose
+    monkeypatch.setattr(fitting, "diagnose", diagnose_with_a_diverging_second_run)
+    with pytest.warns(SamplingExtended, match=r"sampled again with longer chains \(whitened by the first run's draws "
+                                              r"it had 3 divergences\) \(tune=80, draws=80\)"):
+        fit = bs.fit(bs.datasets.synthetic_sweep(3), "kaplan_n", draws=40, tune=40, chains=4, progressbar=False,
+                     extrapolation="none")
+    assert len(calls) == 3 and fit.posterior.sizes["draw"] == 80 and fit.diagnostics.divergences == 0
