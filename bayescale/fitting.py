@@ -347,23 +347,23 @@ def fit(runs, law: Law | str = "chinchilla", *, columns: Mapping[str, str] | Non
                       + ("" if diagnostics.ok else " (see below)"), SamplingExtended, stacklevel=2)
     if extend and at_defaults and diagnostics.more_draws_would_help:
         short = f"R-hat {diagnostics.rhat_max:.3f}, min ESS {diagnostics.ess_bulk_min:.0f} at tune={tune}, draws={draws}"
-        how, again = "with longer chains", None
+        how, rewhitened = "with longer chains", None
         if "z" in posterior:  # the first run's draws show the whitening's faults: refit it to them, draw longer
             whitening = rewhiten(laplace, posterior["z"].to_numpy().reshape(-1, len(laplace.center)),
                                  diagnostics.ess_bulk_min)  # laplace itself stays: its centre is the mode
             with timer("sampling again"):
-                again = sample_again(spec.to_pymc(whitening.center, whitening.scale), spec,
-                                     defaults.EXTEND_FACTOR * draws, tune)
-            if again[2].divergences:  # it reached where the first run's coordinates never went: longer chains there
-                how = f"with longer chains (whitened by the first run's draws it had {again[2].divergences} divergences)"
-                again = None
-            else:
-                how, draws = "whitened by the first run's draws", defaults.EXTEND_FACTOR * draws
-        if again is None:  # also a sampler that keeps only the named parameters (no whitened draws)
+                rewhitened = sample_again(spec.to_pymc(whitening.center, whitening.scale), spec,
+                                          defaults.EXTEND_FACTOR * draws, tune)
+            diverged = rewhitened[2].divergences
+            if diverged:  # it reached where the first run's coordinates never went: longer chains there
+                how, rewhitened = f"with longer chains (whitened by the first run's draws it had {diverged} divergences)", None
+        if rewhitened is None:  # also a sampler that keeps only the named parameters (no whitened draws)
             draws, tune = defaults.EXTEND_FACTOR * draws, defaults.EXTEND_FACTOR * tune
             with timer("sampling again"):
-                again = sample_again(model, spec, draws, tune)
-        idata, posterior, diagnostics = again
+                idata, posterior, diagnostics = sample_again(model, spec, draws, tune)
+        else:
+            how, draws = "whitened by the first run's draws", defaults.EXTEND_FACTOR * draws
+            idata, posterior, diagnostics = rewhitened
         warnings.warn(f"{short}: sampled again {how} (tune={tune}, draws={draws}); now R-hat {diagnostics.rhat_max:.3f}, "
                       f"min ESS {diagnostics.ess_bulk_min:.0f}" + ("" if diagnostics.ok else " (still short: see below)"),
                       SamplingExtended, stacklevel=2)

@@ -127,12 +127,19 @@ def loss_draws(fit: "Fit", table: pd.DataFrame, seed: int, new_runs: np.ndarray 
                            for n, v in params.items() if n in fit.law.params}, part)
         if fit.discrepancy is not None:
             mu = fit.discrepancy.widen(mu, part, seed)  # its own streams: points inside the data are unaffected
-        wanted = np.ones(len(part), bool) if new_runs is None else np.asarray(new_runs[start:start + _BLOCK], bool)
+        if new_runs is None:
+            yield mu, _new_runs(fit, params, mu, part, seed)
+            continue
+        wanted = np.asarray(new_runs[start:start + _BLOCK], bool)
         y = np.full_like(mu, np.nan)
-        noisy = part[wanted]
-        sigma = np.broadcast_to(fit.spec.noise_at(params, noisy)["sigma"], (mu.shape[0], len(noisy)))
-        y[:, wanted] = mu[:, wanted] + sigma * _noise(fit, params, noisy, seed, mu.shape[0])
+        if wanted.any():
+            y[:, wanted] = _new_runs(fit, params, mu[:, wanted], part[wanted], seed)
         yield mu, y
+
+
+def _new_runs(fit: "Fit", params: Mapping[str, np.ndarray], mu: np.ndarray, part: pd.DataFrame, seed: int) -> np.ndarray:
+    """Log-loss draws of new runs at ``part``: the law's draws ``mu`` plus the noise, from each point's own stream."""
+    return mu + fit.spec.noise_at(params, part)["sigma"] * _noise(fit, params, part, seed, mu.shape[0])
 
 
 def warn_invalid_draws(mu: np.ndarray, labels) -> None:

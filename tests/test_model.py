@@ -222,14 +222,13 @@ def test_a_rewhitened_run_that_diverges_gives_way_to_longer_chains(monkeypatch):
 
     monkeypatch.setattr(defaults, "DRAWS", 40)
     monkeypatch.setattr(defaults, "TUNE", 40)
-    calls = []
+    calls, diagnose = [], fitting.diagnose
 
     def diagnose_with_a_diverging_second_run(*args, **kwargs):
-        found = fitting.diagnose.__wrapped__(*args, **kwargs)
+        found = diagnose(*args, **kwargs)
         calls.append(found)
         return replace(found, divergences=3) if len(calls) == 2 else found
 
-    diagnose_with_a_diverging_second_run.__wrapped__ = fitting.diagnose
     monkeypatch.setattr(fitting, "diagnose", diagnose_with_a_diverging_second_run)
     with pytest.warns(SamplingExtended, match=r"sampled again with longer chains \(whitened by the first run's draws "
                                               r"it had 3 divergences\) \(tune=80, draws=80\)"):
