@@ -23,7 +23,7 @@ from . import defaults
 from .data import Runs, count_parameters, load_runs
 from .diagnostics import Diagnostics, diagnose, report
 from .errors import BayescaleError, SamplingExtended
-from .laplace import choose_centring, laplace_approximation, rewhiten
+from .laplace import centred_where_pinned, laplace_approximation, rewhiten
 from .laws import Law, get_law
 from .likelihood import Likelihood, get_likelihood
 from .model import OBS_DIM, SIGMA_SLOPE, ModelSpec
@@ -292,7 +292,7 @@ def fit(runs, law: Law | str = "chinchilla", *, columns: Mapping[str, str] | Non
     sampler keeps only the named parameters, with that many times the tuning and draws in the first run's
     coordinates instead; and say so (:class:`~bayescale.errors.SamplingExtended`);
     problems left after that are reported as usual. Pooled
-    groups are sampled centred where their data pin them down (:func:`~bayescale.laplace.choose_centring`);
+    groups are sampled centred where their data pin them down (:func:`~bayescale.laplace.centred_where_pinned`);
     if that run diverges (at the default draws and tuning, with ``extend``), the fit samples again with
     every group non-centred (a funnel's neck, where a group spread nears zero, is what centred groups
     diverge on) and says so the same way.
@@ -309,11 +309,10 @@ def fit(runs, law: Law | str = "chinchilla", *, columns: Mapping[str, str] | Non
                                                                  likelihood, params, noise_trend=noise_trend)
     with timer("mode search"):
         spec = ModelSpec.from_runs(law, lik, runs, noise_priors, pool, sd_priors)
-        laplace = laplace_approximation(spec, np.random.default_rng(seed))
+        rng = np.random.default_rng(seed)
+        laplace = laplace_approximation(spec, rng)
         non_centred = spec, laplace
-        chosen = choose_centring(spec, laplace)
-        if chosen.free_names != spec.free_names:
-            spec, laplace = chosen, laplace_approximation(chosen, np.random.default_rng(seed))
+        spec, laplace = centred_where_pinned(spec, laplace, rng)
     sampling = dict(sampler=sampler, chains=chains, cores=cores, seed=int(seed), target_accept=target_accept,
                     progressbar=progressbar)
     with timer("build model"):

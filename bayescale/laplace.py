@@ -58,6 +58,12 @@ def hessian(f, x: np.ndarray, step: float = 1e-4) -> np.ndarray:
 #: two modes whose log densities differ by less than this are the same mode for the whitening
 _SAME_MODE = 0.01
 
+#: how far above its start (in nats) a search values a point where the density is not finite (an
+#: anchored floor E below 0, an overflow). L-BFGS's line search steps back from such a point only if
+#: its value is finite: with 1e300 it stopped after one step, at its start, on Epoch's 211 smallest
+#: runs (benchmarks/README.md, session 14)
+_INVALID_ABOVE_START = 1e4
+
 #: above this many coordinates the mode search and curvature use PyTensor gradients, not finite differences
 _GRADIENT_DIMENSIONS = 25
 
@@ -94,7 +100,7 @@ def _compiled_objective(spec: ModelSpec):
     def value_and_grad(u):
         value = -float(logp({"z": u}))
         if not np.isfinite(value):
-            return 1e300, np.zeros(k)
+            return np.inf, np.zeros(k)
         return value, -np.asarray(dlogp({"z": u}), dtype=float)
 
     return value_and_grad
@@ -126,23 +132,21 @@ def laplace_approximation(spec: ModelSpec, rng: np.random.Generator, n_random_st
     differences; models with many coordinates (pooling over many groups) use PyTensor's gradient
     of the same density, and differences of that gradient for the Hessian.
     """
-    def objective(u):
-        value = -spec.log_density(u)
-        return value if np.isfinite(value) else 1e300
-
     large = len(spec.free_names) > _GRADIENT_DIMENSIONS
     if large:
         value_and_grad = _compiled_objective(spec)
         n_random_starts = min(n_random_starts, 2)
     best, found = None, 0
     for start in [*starts, *_starts(spec, rng, n_random_starts)]:
-        if not np.isfinite(spec.log_density(start)):
+        start_value = -spec.log_density(start)
+        if not np.isfinite(start_value):
             continue
+        ceiling = start_value + _INVALID_ABOVE_START
         if large:
-            result = optimize.minimize(value_and_grad, start, jac=True, method="L-BFGS-B",
+            result = optimize.minimize(_capped(value_and_grad, ceiling), start, jac=True, method="L-BFGS-B",
                                        options={"maxiter": 5000})
         else:
-            result = optimize.minimize(objective, start, method="L-BFGS-B")
+            result = optimize.minimize(_capped(_negative_log_density(spec), ceiling), start, method="L-BFGS-B")
         if best is not None and abs(result.fun - best.fun) < _SAME_MODE:
             found += 1
         elif best is None or result.fun < best.fun:
@@ -152,13 +156,30 @@ def laplace_approximation(spec: ModelSpec, rng: np.random.Generator, n_random_st
     if best is None:  # no start had finite density: fall back to the prior scale
         center = _starts(spec, rng, 0)[0]
         return LaplaceApproximation(center, np.eye(len(center)), -np.inf, False)
-    h = gradient_hessian(value_and_grad, best.x) if large else hessian(objective, best.x)
+    h = (gradient_hessian(_capped(value_and_grad, 1e300), best.x) if large
+         else hessian(_capped(_negative_log_density(spec), 1e300), best.x))
     h = np.where(np.isfinite(h), h, 0.0)
     h = (h + h.T) / 2
     eigenvalues, eigenvectors = np.linalg.eigh(h)
     eigenvalues = np.maximum(eigenvalues, _MIN_EIGENVALUE)
     scale = eigenvectors / np.sqrt(eigenvalues)
     return LaplaceApproximation(best.x, scale, -float(best.fun), bool(best.success), h)
+
+
+def _negative_log_density(spec: ModelSpec):
+    return lambda u: -spec.log_density(u)
+
+
+def _capped(objective, ceiling: float):
+    """``objective`` (a value, or a value and its gradient) with a non-finite value replaced by ``ceiling``."""
+    def capped(u):
+        out = objective(u)
+        value = out[0] if isinstance(out, tuple) else out
+        if np.isfinite(value):
+            return out
+        return (ceiling, out[1]) if isinstance(out, tuple) else ceiling
+
+    return capped
 
 
 def rewhiten(laplace: LaplaceApproximation, z: np.ndarray, effective_draws: float) -> LaplaceApproximation:
@@ -206,3 +227,25 @@ def choose_centring(spec: ModelSpec, laplace: LaplaceApproximation) -> ModelSpec
         centred = (data_sd < np.std(u_groups)) & distinct
         pooled[param] = replace(group, centred=bool(centred[0]) if np.all(centred == centred[0]) else tuple(centred.tolist()))
     return replace(spec, pooled=pooled)
+
+
+def centred_where_pinned(spec: ModelSpec, laplace: LaplaceApproximation,
+                         rng: np.random.Generator) -> tuple[ModelSpec, LaplaceApproximation]:
+    """The coordinates to sample in: :func:`choose_centring`'s, with their own mode searched from ``laplace``'s.
+
+    Centred coordinates have a density that grows without bound where a group spread reaches zero
+    with every group at the population value (the funnel's neck). A search can end there: on
+    misfitting cut at 25% it reached a run spread of 0 and a noise scale 100 times the fit's. Such a
+    point is judged by the non-centred density, which has no neck: if it lies further below the
+    non-centred mode than one nat per coordinate (a typical draw lies half that below), the groups stay
+    non-centred.
+    """
+    chosen = choose_centring(spec, laplace)
+    if chosen.free_names == spec.free_names:
+        return spec, laplace
+    start = chosen.unconstrain(spec.named_values(laplace.center))
+    centred = laplace_approximation(chosen, rng, n_random_starts=0, starts=(start,))
+    judged = spec.log_density(spec.unconstrain(chosen.named_values(centred.center)))
+    if not judged >= laplace.log_density - len(laplace.center):
+        return spec, laplace
+    return chosen, centred

@@ -74,8 +74,7 @@ def test_mode_search_finds_the_truth_of_the_synthetic_sweep(spec):
     assert np.all(np.linalg.eigvalsh(cov) > 0)
 
 
-def test_mode_search_stops_once_two_starts_agree_on_the_best_mode(spec, monkeypatch):
-    """Issue "Answers in seconds": later starts rarely beat a mode two starts found; each costs a search."""
+def _counted_searches(monkeypatch) -> list:
     from bayescale import laplace as laplace_module
 
     results, minimize = [], laplace_module.optimize.minimize
@@ -85,13 +84,39 @@ def test_mode_search_stops_once_two_starts_agree_on_the_best_mode(spec, monkeypa
         return results[-1]
 
     monkeypatch.setattr(laplace_module.optimize, "minimize", counted)
-    everything = laplace_approximation(spec, np.random.default_rng(0), n_random_starts=3)
-    assert len(results) == 4  # the prior's median and three draws: no two reach the same mode here
+    return results
+
+
+def test_mode_search_stops_once_two_starts_agree_on_the_best_mode(spec, monkeypatch):
+    """Issue "Answers in seconds": later starts rarely beat a mode two starts found; each costs a search."""
+    results = _counted_searches(monkeypatch)
+    found = laplace_approximation(spec, np.random.default_rng(0), n_random_starts=3)
+    assert len(results) == 2, "the prior's median and the first random draw agree: the other two are not tried"
     median = spec.unconstrain({n: p.median() for n, p in spec.priors.items()})
     results.clear()
     agreed = laplace_approximation(spec, np.random.default_rng(0), n_random_starts=8, starts=(median,))
     assert len(results) == 2, "the given start and the prior's median agree: the eight draws are not tried"
-    assert agreed.log_density == pytest.approx(everything.log_density, abs=0.01)
+    assert agreed.log_density == pytest.approx(found.log_density, abs=0.01)
+
+
+def test_every_start_reaches_the_mode_past_points_where_the_density_is_not_finite(spec, monkeypatch):
+    """A random start's first L-BFGS step lands where the anchored floor E is negative (density -inf).
+
+    The search must step back from there: with such points valued at 1e300 the line search stopped at
+    the start, and on Epoch's 211 smallest runs every start but one ended there (session 14).
+    """
+    from bayescale import laplace as laplace_module
+
+    monkeypatch.setattr(laplace_module, "_SAME_MODE", -1.0)  # never agree: every start is searched
+    results = _counted_searches(monkeypatch)
+    rng = np.random.default_rng(0)
+    starts = laplace_module._starts(spec, np.random.default_rng(0), 3)
+    first_steps = [s - 0.5 * np.sign(laplace_module.optimize.approx_fprime(s, lambda u: -spec.log_density(u)))
+                   for s in starts]
+    assert any(not np.isfinite(spec.log_density(u)) for u in first_steps), "the test needs a start next to such points"
+    best = laplace_approximation(spec, rng, n_random_starts=3)
+    assert len(results) == 4
+    assert [-r.fun for r in results] == pytest.approx([best.log_density] * 4, abs=0.01)
 
 
 def test_pointwise_log_likelihood_matches_pymc(spec):

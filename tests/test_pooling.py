@@ -148,6 +148,33 @@ def test_centring_is_chosen_per_group_from_the_curvature_at_the_mode():
     assert not chosen.pooled["alpha"].centred
 
 
+def test_a_centred_mode_search_that_ends_in_the_funnels_neck_leaves_the_groups_non_centred(monkeypatch):
+    """Centred coordinates' density is unbounded where a spread reaches 0 with every group at the population
+    value; a search that ends there (as on misfitting cut at 25%) must not set the sampler's coordinates."""
+    from bayescale import laplace as laplace_module
+
+    runs = bs.load_runs(two_families(shift=0.4), keep=["family"])
+    spec = ModelSpec.from_runs(bs.get_law("chinchilla"), get_likelihood("normal"), runs, pool={"E": "family"})
+    found = laplace_module.laplace_approximation(spec, np.random.default_rng(0))
+    chosen, centred = laplace_module.centred_where_pinned(spec, found, np.random.default_rng(0))
+    assert chosen.pooled["E"].centred and centred.center.shape == found.center.shape
+    mode = spec.named_values(found.center)
+    back = spec.named_values(spec.unconstrain(chosen.named_values(centred.center)))
+    assert back["E"] == pytest.approx(mode["E"], rel=0.01)  # the centred search stays at the same groups
+
+    search = laplace_module.laplace_approximation
+
+    def into_the_neck(spec_, rng, n_random_starts=8, starts=()):
+        result = search(spec_, rng, n_random_starts, starts)
+        neck = {**spec_.named_values(result.center), "E_sd": 1e-6}
+        neck["E"] = {level: neck["E_pop"] for level in neck["E"]}
+        return replace(result, center=spec_.unconstrain(neck))
+
+    monkeypatch.setattr(laplace_module, "laplace_approximation", into_the_neck)
+    kept, laplace = laplace_module.centred_where_pinned(spec, found, np.random.default_rng(0))
+    assert kept is spec and laplace is found
+
+
 def test_a_second_fit_of_the_same_structure_reuses_the_compiled_sampler_and_draws_the_same(pooled_fit):
     """Issue "Answers in seconds": data are pm.Data inputs, so a law, pooling and likelihood compile once per
     process. The reused sampler gets the new runs, group names and whitening, and draws exactly what a
