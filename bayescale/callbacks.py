@@ -52,7 +52,8 @@ _LOGP_BODY = '''def callback(dim, x_, out_, logp_, user_data_):
         logp = numba.carray(logp_, ())
         logp_val, grad = inner(x{args})
         logp[()] = logp_val
-        out[...] = grad
+        for i in range({n_dim}):  # not out[...] = grad: its shape-error path adds 2 s to an empty cache's compile
+            out[i] = grad[i]
         if not np.all(np.isfinite(out)):
             return 3
         if not np.isfinite(logp_val):
@@ -70,7 +71,8 @@ _EXPAND_BODY = '''def callback(dim, expanded, x_, out_, user_data_):
         x = numba.carray(x_, ({n_dim},))
         out = numba.carray(out_, ({n_expanded},))
         (values,) = inner(x{args})
-        out[...] = values
+        for i in range({n_expanded}):
+            out[i] = values[i]
     except Exception:  # noqa: BLE001 - nutpie reads the code
         return -2
     return 0

@@ -334,8 +334,8 @@ class ModelSpec:
         columns = list(dict.fromkeys(p.column for p in self.pooled.values()))
         with pm.Model(coords=coords) as model:
             z = pm.Flat("z", dims="free")
-            whitening = pm.Data("whitening", np.column_stack([center, scale]))
-            u = whitening[:, 0] + pt.dot(whitening[:, 1:], z)
+            whitening = _whitening_data(center, scale)
+            u = whitening[:, 0] + _matrix_times_vector(whitening[:, 1:], z)
             runs = pm.Data("runs", np.column_stack([*(np.asarray(v, float) for v in self.inputs.values()),
                                                      self.log_loss]))
             packed = pm.Data("fixed", np.asarray(fixed, float)) if fixed else None
@@ -363,3 +363,36 @@ class ModelSpec:
             # no dims: the number of runs is not part of the compiled graph
             self.likelihood.pymc_observed("log_loss", mu, self.noise_values(values, trend, pt), runs[:, -1], dims=None)
         return model
+
+
+#: up to this many sampler coordinates the whitening is an elementwise product and a row sum, not BLAS's dot
+ELEMENTWISE_WHITENING_UP_TO = 64
+
+
+def _whitening_data(center: np.ndarray, scale: np.ndarray):
+    """``pm.Data`` of the whitening (centre, then the scale's columns); static shape where the product is elementwise.
+
+    The number of coordinates is part of the structure key, so a static shape costs no recompile; it
+    spares the elementwise product's gradient a shape check. Large models keep the dynamic shape
+    and BLAS, the graph (and draws) of earlier releases.
+    """
+    import pymc as pm
+
+    values = np.column_stack([center, scale])
+    small = len(center) <= ELEMENTWISE_WHITENING_UP_TO
+    return pm.Data("whitening", values, **({"shape": values.shape} if small else {}))
+
+
+def _matrix_times_vector(matrix, vector):
+    """``matrix @ vector`` in PyTensor: an elementwise product summed along rows unless large.
+
+    Numba compiles ``np.dot`` and its gradient in about 4.5 s on an empty cache, a quarter of an
+    Epoch fit's compile; the sum compiles in a fraction of that and runs as fast for the few
+    coordinates most laws have (benchmarks/README.md). Large pooled models, whose fits take
+    minutes, keep BLAS.
+    """
+    import pytensor.tensor as pt
+
+    if matrix.type.shape[1] is None:
+        return pt.dot(matrix, vector)
+    return (matrix * vector[None, :]).sum(axis=1)
