@@ -143,7 +143,7 @@ def _compiled_nutpie(model, var_names, reuse_key):
     with _COMPILE_LOCK:
         compiled = _COMPILED.get(reuse_key)
         if compiled is None:
-            compiled = _COMPILED[reuse_key] = compile_model(model, var_names)
+            compiled = _COMPILED[reuse_key] = compile_model(model, var_names, reuse_key)
             while len(_COMPILED) > _COMPILED_KEEP:
                 _COMPILED.popitem(last=False)
             return compiled
