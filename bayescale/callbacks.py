@@ -146,8 +146,12 @@ def _from_manifest(model, var_names, structure_key: str):
     path = _manifest_path(model, var_names, structure_key)
     if not path.exists():
         return None
-    manifest = json.loads(path.read_text())
-    shared_var_keys, shared_data, user_data, layout = _data_record([model[name] for name in manifest["shared"]])
+    try:
+        manifest = json.loads(path.read_text())
+        shared = [model[name] for name in manifest["shared"]]
+    except (OSError, ValueError, KeyError, TypeError):  # unreadable, or not this model's inputs: build the graphs
+        return None
+    shared_var_keys, shared_data, user_data, layout = _data_record(shared)
     if json.loads(json.dumps(layout)) != manifest["layout"]:
         return None
     names, slices, shapes = manifest["shape_info"]
@@ -197,6 +201,7 @@ def _data_record(shared):
 
 def _compiled_model(model, n_dim, n_expanded, shape_info, reparameterized, logp_numba, expand_numba,
                     initial_point_fn, shared_var_keys, shared_data, user_data, logp_fn, expand_fn):
+    """nutpie's ``CompiledPyMCModel`` from its parts (``logp_fn``/``expand_fn`` are None when loaded by manifest)."""
     import nutpie.compile_pymc as nutpie_pymc
 
     dims, coords = nutpie_pymc._prepare_dims_and_coords(model, shape_info, reparameterized)

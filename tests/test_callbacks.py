@@ -1,6 +1,7 @@
 """nutpie's callbacks from the on-disk cache (issue "Answers in seconds": pay the compile once per law)."""
 
 import ctypes
+import json
 import sys
 import warnings
 
@@ -178,3 +179,17 @@ def test_an_edited_package_or_a_lost_callback_builds_the_graphs_again(tmp_path, 
             again = callbacks.compile_model(line_model(*data(30, 9)), ["slope", "sigma"], structure_key="line")
     assert built == [1, 2]
     assert np.isfinite(logp_and_grad(again, np.array([0.1, 0.0]))[0])
+
+
+def test_an_unreadable_manifest_builds_the_graphs_without_a_fallback(tmp_path, monkeypatch):
+    monkeypatch.setenv("BAYESCALE_CACHE", str(tmp_path))
+    with reproducible_compilation():
+        callbacks.compile_model(line_model(*data(30, 10)), ["slope", "sigma"], structure_key="line")
+    (manifest,) = (tmp_path / "nutpie-callbacks").glob("manifest_*.json")
+    manifest.write_text("{not json")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with reproducible_compilation():
+            compiled = callbacks.compile_model(line_model(*data(30, 10)), ["slope", "sigma"], structure_key="line")
+    assert np.isfinite(logp_and_grad(compiled, np.array([0.1, 0.0]))[0])
+    assert json.loads(manifest.read_text())["n_dim"] == 2, "written again"
