@@ -139,7 +139,7 @@ def test_same_seed_gives_the_same_posterior_with_a_cold_and_a_warm_compile_cache
 
     With Numba's fastmath on, code compiled fresh and code loaded from the cache differ at 1e-14 and
     NUTS turns that into different draws; bayescale compiles without fastmath so the draws agree, with
-    nutpie's callbacks compiled (cold) or loaded from bayescale's cache (warm) alike.
+    nutpie's callbacks compiled (cold) or loaded from bayescale's cache by their manifest (warm) alike.
     """
     import os
 
@@ -158,5 +158,6 @@ def test_same_seed_gives_the_same_posterior_with_a_cold_and_a_warm_compile_cache
         if name == "cold":
             assert any((cache / "numba").iterdir()), "the first run should have filled the empty cache"
             assert list((tmp_path / "callbacks" / "nutpie-callbacks").glob("callback_*.py")), "and written callbacks"
+            assert list((tmp_path / "callbacks" / "nutpie-callbacks").glob("manifest_*.json")), "and their manifest"
     cold, warm = (bs.load(tmp_path / f"{name}.nc").posterior for name in ("cold", "warm"))
     xr.testing.assert_equal(cold, warm)
