@@ -143,13 +143,10 @@ def _from_manifest(model, var_names, structure_key: str):
     import numba
     import nutpie.compile_pymc as nutpie_pymc
 
-    path = _manifest_path(model, var_names, structure_key)
-    if not path.exists():
-        return None
     try:
-        manifest = json.loads(path.read_text())
+        manifest = json.loads(_manifest_path(model, var_names, structure_key).read_text())
         shared = [model[name] for name in manifest["shared"]]
-    except (OSError, ValueError, KeyError, TypeError):  # unreadable, or not this model's inputs: build the graphs
+    except (OSError, ValueError, KeyError, TypeError):  # none yet, unreadable, or not this model's inputs
         return None
     shared_var_keys, shared_data, user_data, layout = _data_record(shared)
     if json.loads(json.dumps(layout)) != manifest["layout"]:
@@ -166,8 +163,6 @@ def _from_manifest(model, var_names, structure_key: str):
                 warnings.simplefilter("ignore", numba.NumbaWarning)
                 compiled[kind] = numba.cfunc(signatures[kind], cache=True)(module.callback)
         except Exception:  # noqa: BLE001 - not in Numba's cache (inner is unset): compile from the graph instead
-            return None
-        if compiled[kind].cache_hits != 1:
             return None
     free = len(model.free_RVs)  # nutpie's layout: the free variables first, in the model's order
     initial_point_fn = nutpie_pymc._rv_dict_to_flat_array_wrapper(_initial_point(model), names=names[:free],

@@ -334,8 +334,7 @@ class ModelSpec:
         columns = list(dict.fromkeys(p.column for p in self.pooled.values()))
         with pm.Model(coords=coords) as model:
             z = pm.Flat("z", dims="free")
-            whitening = _whitening_data(center, scale)
-            u = whitening[:, 0] + _matrix_times_vector(whitening[:, 1:], z)
+            u = _whitened(center, scale, z)
             runs = pm.Data("runs", np.column_stack([*(np.asarray(v, float) for v in self.inputs.values()),
                                                      self.log_loss]))
             packed = pm.Data("fixed", np.asarray(fixed, float)) if fixed else None
@@ -369,30 +368,22 @@ class ModelSpec:
 ELEMENTWISE_WHITENING_UP_TO = 64
 
 
-def _whitening_data(center: np.ndarray, scale: np.ndarray):
-    """``pm.Data`` of the whitening (centre, then the scale's columns); static shape where the product is elementwise.
-
-    The number of coordinates is part of the structure key, so a static shape costs no recompile; it
-    spares the elementwise product's gradient a shape check. Large models keep the dynamic shape
-    and BLAS, the graph (and draws) of earlier releases.
-    """
-    import pymc as pm
-
-    values = np.column_stack([center, scale])
-    small = len(center) <= ELEMENTWISE_WHITENING_UP_TO
-    return pm.Data("whitening", values, **({"shape": values.shape} if small else {}))
-
-
-def _matrix_times_vector(matrix, vector):
-    """``matrix @ vector`` in PyTensor: an elementwise product summed along rows unless large.
+def _whitened(center: np.ndarray, scale: np.ndarray, z):
+    """``u = center + scale @ z``, the whitening a ``pm.Data`` input (centre, then the scale's columns).
 
     Numba compiles ``np.dot`` and its gradient in about 4.5 s on an empty cache, a quarter of an
-    Epoch fit's compile; the sum compiles in a fraction of that and runs as fast for the few
-    coordinates most laws have (benchmarks/README.md). Large pooled models, whose fits take
-    minutes, keep BLAS.
+    Epoch fit's compile; an elementwise product summed along rows compiles in a fraction of that and
+    runs as fast for the few coordinates most laws have (benchmarks/README.md). Its input gets a
+    static shape (the number of coordinates is part of the structure key, so this costs no
+    recompile), which spares the gradient a shape check. Large pooled models keep BLAS and the
+    dynamic shape: the graph, and draws, of earlier releases.
     """
+    import pymc as pm
     import pytensor.tensor as pt
 
-    if matrix.type.shape[1] is None:
-        return pt.dot(matrix, vector)
-    return (matrix * vector[None, :]).sum(axis=1)
+    values = np.column_stack([center, scale])
+    if len(center) > ELEMENTWISE_WHITENING_UP_TO:
+        whitening = pm.Data("whitening", values)
+        return whitening[:, 0] + pt.dot(whitening[:, 1:], z)
+    whitening = pm.Data("whitening", values, shape=values.shape)
+    return whitening[:, 0] + (whitening[:, 1:] * z[None, :]).sum(axis=1)
