@@ -175,7 +175,8 @@ def test_a_centred_mode_search_that_ends_in_the_funnels_neck_leaves_the_groups_n
     assert kept is spec and laplace is found
 
 
-def test_a_second_fit_of_the_same_structure_reuses_the_compiled_sampler_and_draws_the_same(pooled_fit):
+def test_a_second_fit_of_the_same_structure_reuses_the_compiled_sampler_and_draws_the_same(pooled_fit, tmp_path,
+                                                                                           monkeypatch):
     """Issue "Answers in seconds": data are pm.Data inputs, so a law, pooling and likelihood compile once per
     process. The reused sampler gets the new runs, group names and whitening, and draws exactly what a
     fresh compile draws."""
@@ -191,6 +192,7 @@ def test_a_second_fit_of_the_same_structure_reuses_the_compiled_sampler_and_draw
     assert list(reused.posterior["family"].values) == ["x", "y"]
     assert reused.n_obs != pooled_fit.n_obs
     sampling._COMPILED.clear()
+    monkeypatch.setenv("BAYESCALE_CACHE", str(tmp_path))  # no manifest either: the graphs are built afresh
     fresh = bs.fit(other, "chinchilla", **settings)
     assert reused_compile < 0.3 * fresh.settings["timings"]["compile and set-up"], (reused_compile, fresh.settings)
     xr.testing.assert_equal(reused.posterior, fresh.posterior)
