@@ -21,7 +21,7 @@ import os
 import sys
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -319,15 +319,27 @@ def pooled(results: dict) -> dict:
 def against_right(results: dict, min_points: int = 10) -> dict:
     """Over the splits with >= ``min_points`` held-out points: how many meet the targets, how many a right forecast
     would meet on average, and whether the actual coverages sit where a right forecast's would (PITs uniform:
-    Kolmogorov-Smirnov p-value per level; mean PIT above 0.5 means bands too wide, below too narrow)."""
+    Kolmogorov-Smirnov p-value per level; mean PIT above 0.5 means bands too wide, below too narrow).
+
+    ``all_meet_if_right_at_most`` bounds the chance that a right forecast meets the targets on every one of these
+    splits: per dataset, its splits all meet at most as often as the least likely one does, and datasets are
+    independent, so the product over datasets of that smallest chance.
+    """
     from scipy import stats
+
+    sys.path.insert(0, str(HERE))
+    from discrepancy_prior import dataset_of
 
     chosen = {n: r for n, r in results.items() if "if_right" in r and r["n_test"] >= min_points}
     if not chosen:
         return {}
     verdicts = [verdict(r["scores"]["default"], r["if_right"])["verdict"] for r in chosen.values()]
+    least = {}
+    for name, r in chosen.items():
+        least[dataset_of(name)] = min(least.get(dataset_of(name), 1.0), r["if_right"]["p_meets_targets"])
     out = {"splits": len(chosen), "meet_targets": verdicts.count("meets"),
            "meet_targets_if_right": round(sum(r["if_right"]["p_meets_targets"] for r in chosen.values()), 1),
+           "all_meet_if_right_at_most": float(f"{np.prod(list(least.values())):.2g}"),
            "verdicts": {v: verdicts.count(v) for v in sorted(set(verdicts))}}
     for lv in LEVELS:
         pits = np.array([r["if_right"]["pit"][str(lv)] for r in chosen.values()])
@@ -376,6 +388,9 @@ def main():
     parser.add_argument("--seed", type=int, default=20240417)
     parser.add_argument("--plot-only", action="store_true", help="redraw the reliability plot from the saved results")
     parser.add_argument("--out", type=Path, default=OUT, help="results file (merged into if it exists)")
+    parser.add_argument("--sweep-prior", action="append", default=[], metavar="NAME=TEXT",
+                        help="a prior for every sweep (static) split's fit, e.g. sigma_slope='Normal(mu=0, sigma=0.1)' "
+                             "(a noise trend along N on every sweep); repeatable")
     args = parser.parse_args()
     out = args.out
     if args.plot_only:
@@ -383,6 +398,9 @@ def main():
         return
     chosen = [s for s in splits() if (not args.only or s.dataset.partition(":")[0] in args.only)
               and (args.split is None or args.split in s.name)]
+    priors = dict(text.split("=", 1) for text in args.sweep_prior)
+    if priors:
+        chosen = [replace(s, options={**s.options, "priors": priors}) if s.kind == "static" else s for s in chosen]
     tasks = {s.name: (run_split, (s, args.seed), {}) for s in chosen}
     start = time.time()
     outcomes = fan_out(tasks, scheduler=args.scheduler, max_workers=args.processes,
