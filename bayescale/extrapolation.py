@@ -7,8 +7,9 @@ the log-loss of a forecast,
     log L(x) = log f(x; theta) + kappa * d(x) * z,   z ~ Normal(0, 1),
 
 where d(x) is the log-distance of the point outside the box of observed inputs (0 inside it, so
-in-sample intervals are untouched; for a law in N and D the box also bounds compute C = 6ND, so a
-run beyond the compute frontier counts as extrapolation even inside the ranges of N and D) and
+in-sample intervals are untouched; for a law in N and D the box also bounds compute C = 6ND and
+tokens per parameter D/N, so a run beyond the compute frontier, or more over-trained than any seen,
+counts as extrapolation even inside the ranges of N and D) and
 kappa the discrepancy per e-fold of extrapolation. One z per posterior draw is shared by every
 point of a sweep (the law bends away from the truth the same way for all larger runs).
 
@@ -82,21 +83,30 @@ DRAW_NAMES = ("kappa", "discrepancy_bias", "discrepancy_outliers")
 _INTERNAL_DRAWS = 1000
 
 
+#: the axis of tokens per parameter, D / N, for a law in N and D
+TOKENS_PER_PARAMETER = "D_per_N"
+
+
 def distance_axes(inputs) -> list[str]:
-    """The axes extrapolation is measured along: the law's inputs, plus compute C = 6ND for a law in N and D.
+    """The axes extrapolation is measured along: the law's inputs, plus compute C = 6ND and tokens per parameter D/N
+    for a law in N and D.
 
     A run at more compute than any seen can lie inside the observed ranges of N and of D (an
-    IsoFLOP grid covers both at lower compute), yet it is beyond the data where it matters most.
+    IsoFLOP grid covers both at lower compute), yet it is beyond the data where it matters most. So
+    can a run trained on more tokens per parameter than any seen (a small model on the most tokens):
+    over-training is its own direction of extrapolation.
     """
     axes = list(inputs)
-    if {"N", "D"} <= set(axes) and "C" not in axes:
-        axes.append("C")
+    if {"N", "D"} <= set(axes):
+        axes += [name for name in ("C", TOKENS_PER_PARAMETER) if name not in axes]
     return axes
 
 
 def axis_values(table: pd.DataFrame, name: str) -> np.ndarray:
     if name == "C" and "C" not in table.columns:
         return 6.0 * table["N"].to_numpy(dtype=float) * table["D"].to_numpy(dtype=float)
+    if name == TOKENS_PER_PARAMETER:
+        return table["D"].to_numpy(dtype=float) / table["N"].to_numpy(dtype=float)
     return table[name].to_numpy(dtype=float)
 
 
@@ -114,7 +124,7 @@ def _log_scale(name: str, x):
 def distance(table: pd.DataFrame, ranges: Mapping[str, tuple[float, float]]) -> np.ndarray:
     """Euclidean distance in natural-log units outside the box of observed inputs (0 inside it).
 
-    ``ranges`` come from :func:`observed_ranges`: for a law in N and D they include compute C = 6ND.
+    ``ranges`` come from :func:`observed_ranges`: for a law in N and D they include compute C = 6ND and D/N.
     """
     total = np.zeros(len(table))
     for name, (low, high) in ranges.items():

@@ -39,6 +39,21 @@ def test_beyond_the_compute_frontier_is_extrapolation_even_inside_the_n_and_d_ra
     assert "C" not in observed_ranges(runs.assign(step=1.0), ["step"])
 
 
+def test_more_tokens_per_parameter_than_any_run_is_extrapolation_even_inside_n_d_and_c():
+    """Issue "Honest on every dataset", point 3: over-training is its own direction. A small model on the most
+    tokens lies inside the ranges of N, D and C of these runs, but at 10x their largest D/N."""
+    from bayescale.extrapolation import observed_ranges
+
+    runs = pd.DataFrame({"N": [1e8, 1e10, 1e9], "D": [1e10, 1e11, 1e9], "loss": [2.9, 2.4, 2.8]})
+    ranges = observed_ranges(runs, ["N", "D"])
+    assert ranges["D_per_N"] == (1.0, 100.0)
+    over_trained = pd.DataFrame({"N": [1e8], "D": [1e11]})
+    assert all(low <= over_trained[n][0] <= high for n, (low, high) in ranges.items() if n in ("N", "D"))
+    assert ranges["C"][0] <= 6e19 <= ranges["C"][1]
+    assert distance(over_trained, ranges)[0] == pytest.approx(np.log(10))
+    assert distance(pd.DataFrame({"N": [1e9], "D": [1e10]}), ranges)[0] == 0  # D/N = 10, inside
+
+
 def test_forecasts_widen_only_outside_the_observed_runs(demo_runs):
     plain = fake_fit(demo_runs, spread=0.01)
     wide = with_discrepancy(fake_fit(demo_runs, spread=0.01))

@@ -23,7 +23,7 @@ def test_credible_interval_collapses_on_the_law_when_draws_agree(demo_runs):
     ratio = np.log(out["pred_upper"] / out["median"])
     assert np.all((ratio > 0.01) & (ratio < 0.05))
     assert list(out.columns) == ["N", "D", "C", "mean", "median", "lower", "upper", "pred_lower", "pred_upper",
-                                 "N_vs_max", "D_vs_max", "C_vs_max", "extrapolation"]
+                                 "N_vs_max", "D_vs_max", "C_vs_max", "D_per_N_vs_max", "extrapolation"]
     assert out.loc[0, "N_vs_max"] == pytest.approx(7e10 / demo_runs["N"].max()) and out.loc[1, "extrapolation"] == 0
     assert out.loc[0, "C_vs_max"] == pytest.approx(6 * 7e10 * 1.4e12 / demo_runs["C"].max())
 
