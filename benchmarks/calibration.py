@@ -327,8 +327,7 @@ def against_right(results: dict, min_points: int = 10) -> dict:
     """
     from scipy import stats
 
-    sys.path.insert(0, str(HERE))
-    from discrepancy_prior import dataset_of
+    from discrepancy_prior import dataset_of  # beside this script: on the path when it runs, and in the tests
 
     chosen = {n: r for n, r in results.items() if "if_right" in r and r["n_test"] >= min_points}
     if not chosen:
@@ -336,7 +335,8 @@ def against_right(results: dict, min_points: int = 10) -> dict:
     verdicts = [verdict(r["scores"]["default"], r["if_right"])["verdict"] for r in chosen.values()]
     least = {}
     for name, r in chosen.items():
-        least[dataset_of(name)] = min(least.get(dataset_of(name), 1.0), r["if_right"]["p_meets_targets"])
+        dataset = dataset_of(name)
+        least[dataset] = min(least.get(dataset, 1.0), r["if_right"]["p_meets_targets"])
     out = {"splits": len(chosen), "meet_targets": verdicts.count("meets"),
            "meet_targets_if_right": round(sum(r["if_right"]["p_meets_targets"] for r in chosen.values()), 1),
            "all_meet_if_right_at_most": float(f"{np.prod(list(least.values())):.2g}"),
