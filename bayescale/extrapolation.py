@@ -264,7 +264,7 @@ def _internal_forecast(spec_factory, train: Runs, heldout: Runs, law, likelihood
     laplace = laplace_approximation(spec, rng, n_random_starts=4, starts=starts)
     spec, laplace = centred_where_pinned(spec, laplace, rng)  # as the fit does: groups the data pin down, centred
     u = laplace.center + rng.standard_normal((_INTERNAL_DRAWS, len(laplace.center))) @ laplace.scale.T
-    draws = [spec.constrain(row)[0] for row in u]
+    draws = [spec.constrain(row) for row in u]
     params = {}
     for name in law.param_names:
         values = np.array([np.broadcast_to(d[name], np.shape(d[name])) for d in draws])

@@ -30,6 +30,8 @@ from .model import OBS_DIM, SIGMA_SLOPE, ModelSpec
 from .priors import Prior
 from .sampling import check_settings, draw_posterior
 from .tuning import check_columns as check_tunable_columns, check_runs as check_tunable_runs
+from .generative import pointwise_log_likelihood
+from .whitened import build_whitened
 
 #: A fit's dense linear algebra is small (L-BFGS updates, the whitening's products): OpenBLAS threads
 #: cost far more than they save there, several times over when another process or the sampler's own
@@ -316,10 +318,10 @@ def fit(runs, law: Law | str = "chinchilla", *, columns: Mapping[str, str] | Non
     sampling = dict(sampler=sampler, chains=chains, cores=cores, seed=int(seed), target_accept=target_accept,
                     progressbar=progressbar)
     with timer("build model"):
-        model = spec.to_pymc(laplace.center, laplace.scale)
+        model = build_whitened(spec, laplace.center, laplace.scale)
     with timer("compile and sample"):
-        idata = draw_posterior(model, list(spec.names), draws=draws, tune=tune, reuse_key=spec.structure_key(),
-                               **sampling)
+        idata = draw_posterior(model, list(spec.names), draws=draws, tune=tune,
+                               reuse_key=spec.structure_key(), **sampling)
     posterior = idata["posterior"].to_dataset()
     timer.split("compile and sample", "sampling", float(posterior.attrs.get("sampling_time", np.nan)),
                 "compile and set-up")
@@ -327,8 +329,8 @@ def fit(runs, law: Law | str = "chinchilla", *, columns: Mapping[str, str] | Non
         diagnostics = diagnose(posterior, idata["sample_stats"].to_dataset(), list(spec.names))
 
     def sample_again(model, spec, draws, tune):
-        again = draw_posterior(model, list(spec.names), draws=draws, tune=tune, reuse_key=spec.structure_key(),
-                               **sampling)
+        again = draw_posterior(model, list(spec.names), draws=draws, tune=tune,
+                               reuse_key=spec.structure_key(), **sampling)
         drawn = again["posterior"].to_dataset()
         return again, drawn, diagnose(drawn, again["sample_stats"].to_dataset(), list(spec.names))
 
@@ -339,7 +341,7 @@ def fit(runs, law: Law | str = "chinchilla", *, columns: Mapping[str, str] | Non
         first = f"{diagnostics.divergences} divergences, R-hat {diagnostics.rhat_max:.3f}"
         spec, laplace = non_centred
         with timer("sampling non-centred"):
-            model = spec.to_pymc(laplace.center, laplace.scale)
+            model = build_whitened(spec, laplace.center, laplace.scale)
             idata, posterior, diagnostics = sample_again(model, spec, draws, tune)
         warnings.warn(f"{first} with some groups sampled centred: sampled again with every group non-centred; now "
                       f"{diagnostics.divergences} divergences, R-hat {diagnostics.rhat_max:.3f}"
@@ -351,7 +353,7 @@ def fit(runs, law: Law | str = "chinchilla", *, columns: Mapping[str, str] | Non
             whitening = rewhiten(laplace, posterior["z"].to_numpy().reshape(-1, len(laplace.center)),
                                  diagnostics.ess_bulk_min)  # laplace itself stays: its centre is the mode
             with timer("sampling again"):
-                rewhitened = sample_again(spec.to_pymc(whitening.center, whitening.scale), spec,
+                rewhitened = sample_again(build_whitened(spec, whitening.center, whitening.scale), spec,
                                           defaults.EXTEND_FACTOR * draws, tune)
             diverged = rewhitened[2].divergences
             if diverged:  # it reached where the first run's coordinates never went: longer chains there
@@ -367,8 +369,8 @@ def fit(runs, law: Law | str = "chinchilla", *, columns: Mapping[str, str] | Non
                       f"min ESS {diagnostics.ess_bulk_min:.0f}" + ("" if diagnostics.ok else " (still short: see below)"),
                       SamplingExtended, stacklevel=2)
     report(diagnostics)
-    with timer("log-likelihood"):
-        idata["log_likelihood"] = xr.Dataset({"log_loss": spec.pointwise_log_likelihood(posterior)})
+    with timer("log-likelihood"):  # PyMC's, on the generative model (LOO works on every fit)
+        idata["log_likelihood"] = xr.Dataset({"log_loss": pointwise_log_likelihood(spec, posterior)})
         idata["constant_data"] = xr.Dataset({c: (OBS_DIM, runs.frame[c].to_numpy()) for c in runs.columns})
     extrapolation_settings = {"method": "none"}
     if extrapolation == "calibrated":

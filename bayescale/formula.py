@@ -10,13 +10,29 @@ text never reaches ``eval`` or ``exec``.
 from __future__ import annotations
 
 import ast
+import functools
 import operator
 from typing import Any, Mapping
 
 import numpy as np
 
-from .densities import scipy_special
 from .errors import FormulaError
+
+
+@functools.cache
+def scipy_special():
+    """``scipy.special``, imported on first use (``bayescale laws`` need not load SciPy), then a cached lookup."""
+    from scipy import special
+
+    return special
+
+
+@functools.cache
+def scipy_stats():
+    """``scipy.stats``, imported on first use (0.5 s that ``bayescale laws`` need not pay), then a cached lookup."""
+    from scipy import stats
+
+    return stats
 
 _BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
            ast.Div: operator.truediv, ast.Pow: operator.pow}

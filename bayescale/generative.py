@@ -7,12 +7,11 @@ distribution of that name, pooled parameters as hierarchical variables (populati
 ``dims``, the group values ``<p>`` a Deterministic), the noise parameters named, every input and
 each pooling column's group index as ``pm.Data``, and the observed log-loss ``log_loss``.
 
-It is the same posterior the sampler explores: :mod:`bayescale.model` samples whitened (and, for
-an anchored floor, re-parameterised) coordinates of it, because NUTS mixes far better there, and
-``tests/test_generative.py`` checks at random points that the two log-densities differ only by the
-Jacobian of that change of coordinates. PyMC's default transforms (log for positive variables,
-log-odds for bounded ones) are the unconstrained coordinates :mod:`bayescale.priors` uses, so the
-sampler's coordinates map one to one onto this model's value variables.
+It is the model the sampler explores: :mod:`bayescale.whitened` takes this model's log-density
+and replaces its value variables by functions of the sampler's whitened coordinates (the map of
+:meth:`bayescale.model.ModelSpec.value_variables`, with its log-Jacobian), so the density is
+written once. PyMC's default transforms (log for positive variables, log-odds for bounded ones)
+are the unconstrained coordinates :mod:`bayescale.priors` uses.
 """
 
 from __future__ import annotations
@@ -24,6 +23,10 @@ from .model import OBS_DIM, ModelSpec
 
 #: the observed variable's name in the generative model and in ArviZ groups
 OBSERVED = "log_loss"
+#: the ``pm.Data`` holding the observed log-loss (data, so a compiled model takes new runs without a recompile)
+OBSERVED_DATA = "observed_log_loss"
+#: the ``pm.Data`` holding the runs' mean log N, where the noise scale has a trend along N
+TREND_CENTRE = "noise_trend_centre"
 
 
 def group_index_name(column: str) -> str:
@@ -87,9 +90,30 @@ def build_generative(spec: ModelSpec, groups: dict[str, np.ndarray] | None = Non
         mu = pt.log(spec.law.formula.pytensor({**inputs, **per_obs}))
         for term in terms:
             mu = mu + term(model)
-        trend = 0.0 if spec.trend_centre is None else pt.log(inputs[spec.law.inputs[0]]) - spec.trend_centre
-        spec.likelihood.pymc_observed(OBSERVED, mu, spec.noise_values(values, trend, pt), spec.log_loss, dims=OBS_DIM)
+        trend = 0.0
+        if spec.trend_centre is not None:
+            trend = pt.log(inputs[spec.law.inputs[0]]) - pm.Data(TREND_CENTRE, spec.trend_centre)
+        observed = pm.Data(OBSERVED_DATA, np.asarray(spec.log_loss, dtype=float), dims=OBS_DIM)
+        spec.likelihood.pymc_observed(OBSERVED, mu, spec.noise_values(values, trend, pt), observed, dims=OBS_DIM)
     return model
+
+
+def pointwise_log_likelihood(spec: ModelSpec, posterior: xr.Dataset) -> xr.DataArray:
+    """log p(y_i | draw) of every run under the generative model, for posterior draws of its parameters.
+
+    For draws that did not come from a sampled fit (the sampled fits store it as they draw):
+    PyMC's own ``compute_log_likelihood`` on :func:`build_generative`'s model.
+    """
+    import pymc as pm
+
+    from .sampling import reproducible_compilation
+
+    model = build_generative(spec)
+    trace = posterior.merge(posterior_offsets(spec, posterior))[[rv.name for rv in model.free_RVs]]
+    with reproducible_compilation():
+        computed = pm.compute_log_likelihood(xr.DataTree.from_dict({"posterior": trace}), var_names=[OBSERVED],
+                                             model=model, extend_inferencedata=False, progressbar=False)
+    return computed[OBSERVED].transpose("chain", "draw", OBS_DIM)
 
 
 def free_variable_values(spec: ModelSpec, values) -> dict[str, np.ndarray]:

@@ -1,22 +1,21 @@
-"""The posterior mode and its curvature, in NumPy, to precondition the sampler.
+"""The posterior mode and its curvature, to precondition the sampler.
 
-A multi-start L-BFGS search on the log posterior in unconstrained coordinates, then a
-finite-difference Hessian at the best mode. Its inverse square root is the whitening map used by
-:meth:`bayescale.model.ModelSpec.to_pymc`. Only the sampler's efficiency depends on this step:
-the sampled posterior is exact whatever the mode search finds.
+A multi-start L-BFGS search on the log posterior in the sampler's unconstrained coordinates, with
+the log-density and gradient compiled from the very model the sampler runs (:mod:`bayescale.whitened`,
+with the identity whitening; once per law structure and thread), then a Hessian by differences of
+that gradient at the best mode. Its inverse square root is the whitening. Only the sampler's
+efficiency depends on this step: the sampled posterior is exact whatever the mode search finds.
 """
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import optimize
 
 from .model import ModelSpec
-from .sampling import reproducible_compilation
+from .whitened import build_whitened
 
 #: curvature floor: no whitened direction is wider than 10 units of the unconstrained scale
 _MIN_EIGENVALUE = 1e-2
@@ -32,7 +31,7 @@ class LaplaceApproximation:
 
     def mode(self, spec: ModelSpec) -> dict[str, object]:
         """Parameter values at the mode (lists for pooled parameters)."""
-        return {k: np.asarray(v).tolist() for k, v in spec.constrain(self.center)[0].items()}
+        return {k: np.asarray(v).tolist() for k, v in spec.constrain(self.center).items()}
 
 
 def _starts(spec: ModelSpec, rng: np.random.Generator, n_random: int) -> list[np.ndarray]:
@@ -40,19 +39,6 @@ def _starts(spec: ModelSpec, rng: np.random.Generator, n_random: int) -> list[np
     draws = [spec.unconstrain({n: p.sample(rng, None) for n, p in spec.priors.items()})
              for _ in range(n_random)]
     return [medians, *draws]
-
-
-def hessian(f, x: np.ndarray, step: float = 1e-4) -> np.ndarray:
-    """Central finite-difference Hessian of a scalar function."""
-    k = len(x)
-    h = np.zeros((k, k))
-    eye = np.eye(k) * step
-    for i in range(k):
-        for j in range(i, k):
-            value = (f(x + eye[i] + eye[j]) - f(x + eye[i] - eye[j])
-                     - f(x - eye[i] + eye[j]) + f(x - eye[i] - eye[j])) / (4 * step**2)
-            h[i, j] = h[j, i] = value
-    return h
 
 
 #: two modes whose log densities differ by less than this are the same mode for the whitening (a draw
@@ -67,45 +53,37 @@ _SAME_MODE = 0.1
 #: runs (benchmarks/README.md, session 14)
 _INVALID_ABOVE_START = 1e4
 
-#: above this many coordinates the mode search and curvature use PyTensor gradients, not finite differences
-_GRADIENT_DIMENSIONS = 25
-
-
-#: per thread: compiled (model, -log density with gradient) by ModelSpec.structure_key, most recent last
-_OBJECTIVES = threading.local()
-_OBJECTIVES_KEEP = 4
-
+#: above this many coordinates (pooling over many groups) the search tries fewer random starts
+_MANY_COORDINATES = 25
 
 def _compiled_objective(spec: ModelSpec):
-    """-log density with its gradient, compiled from the PyMC model in unwhitened coordinates.
+    """-log density with its gradient in unwhitened coordinates: nutpie's compiled callback of the sampler's model.
 
-    The model's data are ``pm.Data``, so the function is compiled once per structure key (and
-    thread) and a later spec of the same structure swaps its numbers into the shared inputs:
-    internal splits, backtests and refits pay for one compile. The returned function evaluates the
-    latest spec given for its key, so use it before asking for another of the same structure.
+    The mode search runs on the very function the sampler will call (the whitened model of
+    :mod:`bayescale.whitened` with the identity whitening), compiled once per structure key and
+    cached on disk (:mod:`bayescale.sampling`, :mod:`bayescale.callbacks`): the fit that follows,
+    internal splits, backtests and refits of the same structure pay for no further compile. The
+    returned function holds this spec's numbers.
     """
+    import ctypes
+
+    from .sampling import compiled_nutpie
+
     k = len(spec.free_names)
-    model = spec.to_pymc(np.zeros(k), np.eye(k))
-    cache = _OBJECTIVES.__dict__.setdefault("compiled", OrderedDict())
-    key = spec.structure_key()
-    if key in cache:
-        cache.move_to_end(key)
-        compiled_model, logp, dlogp = cache[key]
-        for data in model.data_vars:
-            compiled_model[data.name].set_value(data.get_value())
-    else:
-        with reproducible_compilation():  # the same mode, to the bit, on a cold or a warm compile cache
-            logp, dlogp = model.compile_logp(), model.compile_dlogp()
-        cache[key] = (model, logp, dlogp)
-        while len(cache) > _OBJECTIVES_KEEP:
-            cache.popitem(last=False)
+    compiled = compiled_nutpie(build_whitened(spec, np.zeros(k), np.eye(k)), list(spec.names), spec.structure_key())
+    callback, user_data = compiled.compiled_logp_func.ctypes, compiled.user_data
+    pointer = ctypes.POINTER(ctypes.c_double)
 
     def value_and_grad(u):
-        value = -float(logp({"z": u}))
-        if not np.isfinite(value):
+        x = np.array(u, dtype=float, order="C")
+        gradient, value = np.empty(k), np.empty(1)
+        code = callback(k, x.ctypes.data_as(pointer), gradient.ctypes.data_as(pointer), value.ctypes.data_as(pointer),
+                        ctypes.c_void_p(user_data.ctypes.data))
+        if code != 0 or not np.isfinite(value[0]):  # nutpie's codes: 3, 4 a non-finite gradient or density
             return np.inf, np.zeros(k)
-        return value, -np.asarray(dlogp({"z": u}), dtype=float)
+        return -float(value[0]), -gradient
 
+    value_and_grad.compiled = compiled  # keeps the inputs the callback reads alive
     return value_and_grad
 
 
@@ -131,25 +109,20 @@ def laplace_approximation(spec: ModelSpec, rng: np.random.Generator, n_random_st
     ``starts`` are tried first (for example the mode of a fit to more of the same runs): sharp
     posteriors (a noise scale of 0.1% on log-loss) have saddles and poor local modes that the
     prior's median and random draws do not escape. The search stops once two starts agree on the
-    best mode. Small models use NumPy with finite
-    differences; models with many coordinates (pooling over many groups) use PyTensor's gradient
-    of the same density, and differences of that gradient for the Hessian.
+    best mode. The log-density and its gradient are the compiled ones of the sampler's own model
+    (:func:`_compiled_objective`), and the Hessian is differences of that gradient.
     """
-    large = len(spec.free_names) > _GRADIENT_DIMENSIONS
-    if large:
-        value_and_grad = _compiled_objective(spec)
+    value_and_grad = _compiled_objective(spec)
+    if len(spec.free_names) > _MANY_COORDINATES:
         n_random_starts = min(n_random_starts, 2)
     best, found = None, 0
     for start in [*starts, *_starts(spec, rng, n_random_starts)]:
-        start_value = -spec.log_density(start)
+        start_value = value_and_grad(start)[0]
         if not np.isfinite(start_value):
             continue
         ceiling = start_value + _INVALID_ABOVE_START
-        if large:
-            result = optimize.minimize(_capped(value_and_grad, ceiling), start, jac=True, method="L-BFGS-B",
-                                       options={"maxiter": 5000})
-        else:
-            result = optimize.minimize(_capped(_negative_log_density(spec), ceiling), start, method="L-BFGS-B")
+        result = optimize.minimize(_capped(value_and_grad, ceiling), start, jac=True, method="L-BFGS-B",
+                                   options={"maxiter": 5000})
         if best is not None and abs(result.fun - best.fun) < _SAME_MODE:
             found += 1
         elif best is None or result.fun < best.fun:
@@ -159,18 +132,13 @@ def laplace_approximation(spec: ModelSpec, rng: np.random.Generator, n_random_st
     if best is None:  # no start had finite density: fall back to the prior scale
         center = _starts(spec, rng, 0)[0]
         return LaplaceApproximation(center, np.eye(len(center)), -np.inf, False)
-    h = (gradient_hessian(_capped(value_and_grad, 1e300), best.x) if large
-         else hessian(_capped(_negative_log_density(spec), 1e300), best.x))
+    h = gradient_hessian(_capped(value_and_grad, 1e300), best.x)
     h = np.where(np.isfinite(h), h, 0.0)
     h = (h + h.T) / 2
     eigenvalues, eigenvectors = np.linalg.eigh(h)
     eigenvalues = np.maximum(eigenvalues, _MIN_EIGENVALUE)
     scale = eigenvectors / np.sqrt(eigenvalues)
     return LaplaceApproximation(best.x, scale, -float(best.fun), bool(best.success), h)
-
-
-def _negative_log_density(spec: ModelSpec):
-    return lambda u: -spec.log_density(u)
 
 
 def _capped(objective, ceiling: float):
@@ -217,7 +185,7 @@ def choose_centring(spec: ModelSpec, laplace: LaplaceApproximation) -> ModelSpec
     """
     if not spec.pooled or laplace.hessian is None:
         return spec
-    names, values = spec.free_names, spec.constrain(laplace.center)[0]
+    names, values = spec.free_names, spec.constrain(laplace.center)
     pooled = dict(spec.pooled)
     for param, group in spec.pooled.items():
         if group.centring.any():
@@ -268,7 +236,7 @@ def _centred_mode(spec: ModelSpec, laplace: LaplaceApproximation, chosen: ModelS
     """(``chosen``, its Laplace approximation, its mode's non-centred density), or None if that mode is in the neck."""
     start = chosen.unconstrain(spec.named_values(laplace.center))
     centred = laplace_approximation(chosen, rng, n_random_starts=0, starts=(start,))
-    judged = spec.log_density(spec.unconstrain(chosen.named_values(centred.center)))
+    judged = -_compiled_objective(spec)(spec.unconstrain(chosen.named_values(centred.center)))[0]
     if not judged >= laplace.log_density - len(laplace.center):
         return None
     return chosen, centred, judged

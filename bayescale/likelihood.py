@@ -1,9 +1,9 @@
 """Observation noise on log-loss: Student-t (default, robust), Normal or Laplace.
 
 Each likelihood names a family of the one distribution table (:data:`bayescale.priors.FAMILIES`,
-keyed by PyMC names), which gives the PyMC observed variable for sampling, the NumPy log-density
-for the mode search and the stored pointwise log-likelihood (so LOO always works), and noise draws
-for predictive intervals.
+keyed by PyMC names), which gives the PyMC observed variable of the generative model (the one
+density: sampling, mode search and the stored pointwise log-likelihood all come from it), SciPy's
+density for held-out runs, and noise draws for predictive intervals.
 """
 
 from __future__ import annotations
@@ -38,8 +38,11 @@ class Likelihood:
         return {"mu": mu, self.scale: p["sigma"], **{k: p[k] for k in self.noise_params if k != "sigma"}}
 
     def logpdf(self, y, mu, p: Mapping):
-        """Pointwise log-density of observed log-loss ``y`` given ``mu`` (NumPy or xarray)."""
-        return FAMILIES[self.family].logpdf(y, **self._args(mu, p))
+        """Pointwise log-density of log-loss ``y`` given ``mu`` (SciPy's), for held-out runs' predictive density.
+
+        A fit's own density and pointwise log-likelihood are PyMC's, from the generative model.
+        """
+        return FAMILIES[self.family].scipy(**self._args(mu, p)).logpdf(y)
 
     def pymc_observed(self, name: str, mu, p: Mapping, observed, dims: str):
         import pymc as pm

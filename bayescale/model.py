@@ -104,8 +104,8 @@ class ModelSpec:
                 out += self.pooled[name].free_names if name in self.pooled else [name]
         return out
 
-    # -- NumPy side ---------------------------------------------------------------------------
-    def _split(self, u, xp):
+    # -- coordinates ----------------------------------------------------------------------------
+    def _split(self, u):
         """Walk the coordinates: yield (name, prior, pooled or None, slice of u)."""
         i = 0
         for name, prior in self.priors.items():
@@ -114,75 +114,90 @@ class ModelSpec:
             yield name, prior, pooled, u[i:i + width] if pooled else u[i]
             i += width
 
-    def _values(self, u, xp):
-        """Parameter values (group arrays for pooled ones, plus _pop and _sd), log prior, log Jacobian."""
-        values, log_prior, log_jac = {}, 0.0, 0.0
-        anchored = None
-        for name, prior, pooled, part in self._split(u, xp):
+    def value_variables(self, u, xp=np, reference=None, centring=None):
+        """The generative model's value variables at sampler coordinates ``u``, and the log-Jacobian of that map.
+
+        Returns ({variable name: its unconstrained value}, log |det d values / d u|). The names are
+        the generative model's free variables (:mod:`bayescale.generative`): every parameter, and
+        for a pooled one ``<p>_pop``, ``<p>_sd`` and ``<p>_offset`` instead; their unconstrained
+        values are PyMC's value variables (log for positive parameters, log-odds for bounded ones).
+        The coordinates differ from them in three places, each with its Jacobian: an anchored floor
+        is reached through the log-loss at the data's centre; a group sampled centred has its own
+        unconstrained value as coordinate, not its standard-normal offset; and when every group of
+        a parameter is centred, the population value is written relative to the groups' mean.
+        ``xp`` is NumPy or PyTensor; ``reference`` (the data's centre) and ``centring`` (masks per
+        pooled parameter) default to the spec's numbers, and the whitened model passes its inputs.
+        """
+        reference = self.reference if reference is None else reference
+        centring = centring or {}
+        out, log_jac, anchored = {}, 0.0, None
+        for name, prior, pooled, part in self._split(u):
             if name == self.anchor:
-                anchored = (prior, pooled, part)  # needs the other parameters first; see _anchored
-                continue
-            if pooled is None:
-                values[name], jac = prior.support.from_unconstrained(part, xp)
-                log_prior = log_prior + self._logp(prior, values[name], xp)
-                log_jac = log_jac + jac
+                anchored = (prior, pooled, part)  # needs the other parameters first
+            elif pooled is None:
+                out[name] = part
             else:
-                lp, jac = self._pooled(name, prior, pooled, part, xp, values)
-                log_prior, log_jac = log_prior + lp, log_jac + jac
+                log_jac = log_jac + self._pooled(name, pooled, part, xp, out, centring.get(name, pooled.centring))
         if anchored is not None:
-            lp, jac = self._anchored(*anchored, xp, values)
-            log_prior, log_jac = log_prior + lp, log_jac + jac
-        return values, log_prior, log_jac
+            prior, pooled, part = anchored
+            u_centre = part if pooled is None else part[0]
+            population = {p: self._population(p, out, xp) for p in self.law.param_names
+                          if p != self.anchor and p in self.pooled}
+            plain = {p: self.priors[p].support.from_unconstrained(out[p], xp)[0] for p in self.law.param_names
+                     if p != self.anchor and p not in self.pooled}
+            env = {**reference, **plain, **population, self.anchor: 0.0}
+            rest = self.law.formula.numpy(env) if xp is np else self.law.formula.pytensor(env)
+            floor = xp.exp(u_centre) - rest
+            u_floor = prior.support.to_unconstrained(floor, xp)
+            log_jac = log_jac + u_centre - prior.support.from_unconstrained(u_floor, xp)[1]
+            if pooled is None:
+                out[self.anchor] = u_floor
+            else:
+                log_jac = log_jac + self._pooled(self.anchor, pooled, part, xp, out,
+                                                 centring.get(self.anchor, pooled.centring), u_pop=u_floor)
+        return out, log_jac
+
+    def _population(self, name, out, xp):
+        return self.priors[name].support.from_unconstrained(out[self.pooled[name].pop_name], xp)[0]
 
     @staticmethod
-    def _logp(prior, value, xp):
-        return prior.logpdf(value) if xp is np else prior.pytensor_logp(value)
-
-    def _pooled(self, name, prior, pooled, part, xp, values, u_pop=None):
-        """Group values of one pooled parameter into ``values``; returns its log prior and log Jacobian.
+    def _pooled(name, pooled, part, xp, out, centred, u_pop=None):
+        """A pooled parameter's value variables (``_pop``, ``_sd``, ``_offset``) into ``out``; returns the log-Jacobian.
 
         ``u_pop`` given (an anchored floor): the population value is not a coordinate of its own.
         """
-        sd, jac_sd = pooled.sd_prior.support.from_unconstrained(part[1], xp)
+        u_sd = part[1]
+        sd = pooled.sd_prior.support.from_unconstrained(u_sd, xp)[0]
+        coords = part[2:]
         n_groups = len(pooled.levels)
         if pooled.all_centred and u_pop is None:  # coordinates: loc, log sd, u_g
-            u_groups = part[2:]
-            u_pop = xp.mean(u_groups) + sd / np.sqrt(n_groups) * part[0]
-            jac_loc = xp.log(sd) - 0.5 * np.log(n_groups)
-            group_logp = -0.5 * xp.sum(((u_groups - u_pop) / sd) ** 2) - n_groups * xp.log(sd)
+            u_pop = xp.mean(coords) + sd / np.sqrt(n_groups) * part[0]
+            log_jac = (1 - n_groups) * xp.log(sd) - 0.5 * np.log(n_groups)
+            offsets = (coords - u_pop) / sd
         else:  # coordinates: u_pop (or the anchor's), log sd, then per group u_g (centred) or its offset
-            centred = (self.centring_inputs or {}).get(name, pooled.centring)
-            u_pop, jac_loc, coords = (part[0] if u_pop is None else u_pop), 0.0, part[2:]
-            u_groups = xp.where(centred, coords, u_pop + sd * coords)
-            z = xp.where(centred, (coords - u_pop) / sd, coords)
-            group_logp = -0.5 * xp.sum(z ** 2) - xp.sum(centred) * xp.log(sd)
-        pop, jac_pop = prior.support.from_unconstrained(u_pop, xp)
-        values[pooled.pop_name], values[pooled.sd_name] = pop, sd
-        values[name] = prior.support.from_unconstrained(u_groups, xp)[0]
-        log_prior = self._logp(prior, pop, xp) + self._logp(pooled.sd_prior, sd, xp) + group_logp
-        return log_prior, jac_loc + jac_pop + jac_sd
+            u_pop = part[0] if u_pop is None else u_pop
+            offsets = xp.where(centred, (coords - u_pop) / sd, coords)
+            log_jac = -xp.sum(centred) * xp.log(sd)
+        out[pooled.pop_name], out[pooled.sd_name], out[pooled.offset_name] = u_pop, u_sd, offsets
+        return log_jac
 
-    def _anchored(self, prior, pooled, part, xp, values):
-        """floor = loss at the data's centre - the rest of the law there; returns log prior and log Jacobian.
-
-        With the Chinchilla law, a lower beta is offset by a lower E: a curved ridge in (E, B, beta)
-        that no linear map straightens. The loss at the centre of the data is pinned down by the
-        data whatever beta is, so sampling its log instead of E (a triangular change of variables
-        whose Jacobian is that loss) leaves a nearly linear ridge that the whitening removes.
-        A pooled floor is anchored through its population value: the loss at the centre under
-        the population values of every pooled parameter.
-        """
-        u_centre = part if pooled is None else part[0]
-        population = {p.param: values[p.pop_name] for p in self.pooled.values() if p.param != self.anchor}
-        env = {**self.reference, **values, **population, self.anchor: 0.0}
-        rest = self.law.formula.numpy(env) if xp is np else self.law.formula.pytensor(env)
-        floor = xp.exp(u_centre) - rest
-        if pooled is None:
-            values[self.anchor] = floor
-            return self._logp(prior, floor, xp), u_centre
-        u_pop = xp.log(floor)  # the floor's support is positive (checked in from_runs)
-        log_prior, log_jac = self._pooled(self.anchor, prior, pooled, part, xp, values, u_pop=u_pop)
-        return log_prior, log_jac + u_centre - u_pop
+    def constrain(self, u: np.ndarray) -> dict[str, object]:
+        """Parameter values (groups' arrays for pooled ones, and ``_pop`` and ``_sd``) at coordinates ``u``."""
+        with np.errstate(all="ignore"):  # extreme coordinates give inf/nan values, judged by the caller
+            unconstrained = self.value_variables(np.asarray(u, dtype=float))[0]
+            values = {}
+            for name, prior in self.priors.items():
+                pooled = self.pooled.get(name)
+                if pooled is None:
+                    values[name] = prior.support.from_unconstrained(unconstrained[name], np)[0]
+                    continue
+                u_pop = unconstrained[pooled.pop_name]
+                sd = pooled.sd_prior.support.from_unconstrained(unconstrained[pooled.sd_name], np)[0]
+                u_groups = u_pop + sd * unconstrained[pooled.offset_name]
+                values[pooled.pop_name] = prior.support.from_unconstrained(u_pop, np)[0]
+                values[pooled.sd_name] = sd
+                values[name] = prior.support.from_unconstrained(u_groups, np)[0]
+        return values
 
     def per_observation(self, values: Mapping, codes: Mapping[str, np.ndarray] | None = None) -> dict:
         """Law parameter values with pooled ones spread to one value per observation."""
@@ -217,12 +232,6 @@ class ModelSpec:
         """Noise parameters for every draw (rows) at ``points`` (columns; anything indexed by the law's first input)."""
         coordinate = self.trend_coordinate(np.asarray(points[self.law.inputs[0]], float))
         return self.noise_values({n: np.asarray(draws[n])[:, None] for n in self.noise_names}, coordinate)
-
-    def constrain(self, u: np.ndarray) -> tuple[dict[str, object], float]:
-        """Parameter values for unconstrained ``u`` and the log-Jacobian of the map."""
-        with np.errstate(all="ignore"):  # extreme coordinates give inf/nan values, judged by the caller
-            values, _, log_jac = self._values(np.asarray(u, dtype=float), np)
-        return values, log_jac
 
     def unconstrain(self, values: Mapping[str, object]) -> np.ndarray:
         """Coordinates for parameter values.
@@ -264,34 +273,10 @@ class ModelSpec:
 
     def named_values(self, u: np.ndarray) -> dict[str, object]:
         """Parameter values at ``u``, pooled ones as {level: value}: the form :meth:`unconstrain` takes."""
-        values = dict(self.constrain(u)[0])
+        values = dict(self.constrain(u))
         for name, pooled in self.pooled.items():
             values[name] = {level: float(v) for level, v in zip(pooled.levels, np.ravel(values[name]))}
         return values
-
-    def log_density(self, u: np.ndarray) -> float:
-        """Log posterior density (up to a constant) in unconstrained coordinates; -inf if invalid."""
-        with np.errstate(all="ignore"):
-            values, log_prior, log_jac = self._values(np.asarray(u, dtype=float), np)
-            params = self.per_observation(values)
-            mu = np.log(self.law.formula.numpy({**self.inputs, **params}))
-            noise = self.noise_values(values, self.observed_trend())
-            log_lik = float(np.sum(self.likelihood.logpdf(self.log_loss, mu, noise)))
-        total = float(log_prior) + log_lik + float(log_jac)
-        return total if np.isfinite(total) else -np.inf
-
-    def pointwise_log_likelihood(self, posterior: xr.Dataset) -> xr.DataArray:
-        """log p(y_i | draw) for every posterior draw and observation, as (chain, draw, obs)."""
-        inputs = {k: xr.DataArray(v, dims=OBS_DIM) for k, v in self.inputs.items()}
-        params = {n: posterior[n] for n in self.priors}
-        for name, pooled in self.pooled.items():
-            params[name] = posterior[name].isel({pooled.column: xr.DataArray(pooled.codes, dims=OBS_DIM)},
-                                                drop=True)
-        with np.errstate(all="ignore"):
-            mu = np.log(self.law.formula.numpy({**inputs, **params}))
-            y = xr.DataArray(self.log_loss, dims=OBS_DIM)
-            out = self.likelihood.logpdf(y, mu, self.noise_values(params, self.observed_trend(as_xarray=True)))
-        return out.transpose("chain", "draw", OBS_DIM)
 
     # -- PyMC side ----------------------------------------------------------------------------
     def structure_key(self) -> str:
@@ -300,7 +285,7 @@ class ModelSpec:
         Law formula, priors (bound to the data's scale where a card says so), likelihood, pooling
         (column, number of groups, all groups centred or not), anchor and the number of sampler
         coordinates. Runs, the whitening, the data's centre and which groups are centred are
-        ``pm.Data`` inputs of :meth:`to_pymc`, so two fits with the same key can share one
+        ``pm.Data`` inputs of :func:`bayescale.whitened.build_whitened`, so two fits with the same key can share one
         compiled sampler (:mod:`bayescale.sampling`).
         """
         parts = {
@@ -311,79 +296,3 @@ class ModelSpec:
             "anchor": self.anchor, "free": len(self.free_names),
         }
         return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
-
-    def to_pymc(self, center: np.ndarray, scale: np.ndarray):
-        """The PyMC model that samples whitened coordinates ``z`` (``u = center + scale @ z``).
-
-        Every number that comes from the runs is ``pm.Data``, packed into as few inputs as possible
-        (nutpie's compiled wrapper grows by about 0.6 s per input): ``whitening`` (the centre, then
-        the scale's columns), ``runs`` (one column per law input, then the observed log-loss),
-        ``group_idx`` (one column of group codes per pooling column) and ``fixed`` (the data's centre
-        for an anchored floor, then which groups are sampled centred). The graph itself depends
-        only on :meth:`structure_key`.
-        """
-        import pymc as pm
-        import pytensor.tensor as pt
-
-        coords = {"free": self.free_names}
-        for pooled in self.pooled.values():
-            coords[pooled.column] = list(pooled.levels)
-        partly_centred = {name: p for name, p in self.pooled.items() if not p.all_centred}
-        fixed = [*(self.reference or {}).values(), *(c for p in partly_centred.values() for c in p.centring),
-                 *([self.trend_centre] if self.trend_centre is not None else [])]
-        columns = list(dict.fromkeys(p.column for p in self.pooled.values()))
-        with pm.Model(coords=coords) as model:
-            z = pm.Flat("z", dims="free")
-            u = _whitened(center, scale, z)
-            runs = pm.Data("runs", np.column_stack([*(np.asarray(v, float) for v in self.inputs.values()),
-                                                     self.log_loss]))
-            packed = pm.Data("fixed", np.asarray(fixed, float)) if fixed else None
-            reference, masks, i = None, {}, 0
-            if self.reference is not None:
-                reference = {k: packed[i + j] for j, k in enumerate(self.reference)}
-                i += len(self.reference)
-            for name, p in partly_centred.items():
-                masks[name] = packed[i:i + len(p.levels)] > 0.5
-                i += len(p.levels)
-            trend = 0.0 if self.trend_centre is None else pt.log(runs[:, 0]) - packed[i]
-            spec = replace(self, reference=reference, centring_inputs=masks)
-            values, log_prior, log_jac = spec._values(u, pt)
-            for name in self.names:
-                dims = self.pooled[name].column if name in self.pooled else None
-                values[name] = pm.Deterministic(name, values[name], dims=dims)
-            pm.Potential("log_prior", log_prior + log_jac)
-            inputs = {k: runs[:, j] for j, k in enumerate(self.inputs)}
-            codes = {}
-            if columns:
-                index = pm.Data("group_idx", np.column_stack([next(p.codes for p in self.pooled.values()
-                                                                   if p.column == c) for c in columns]))
-                codes = {n: index[:, columns.index(p.column)] for n, p in self.pooled.items()}
-            mu = pt.log(self.law.formula.pytensor({**inputs, **self.per_observation(values, codes)}))
-            # no dims: the number of runs is not part of the compiled graph
-            self.likelihood.pymc_observed("log_loss", mu, self.noise_values(values, trend, pt), runs[:, -1], dims=None)
-        return model
-
-
-#: up to this many sampler coordinates the whitening is an elementwise product and a row sum, not BLAS's dot
-ELEMENTWISE_WHITENING_UP_TO = 64
-
-
-def _whitened(center: np.ndarray, scale: np.ndarray, z):
-    """``u = center + scale @ z``, the whitening a ``pm.Data`` input (centre, then the scale's columns).
-
-    Numba compiles ``np.dot`` and its gradient in about 4.5 s on an empty cache, a quarter of an
-    Epoch fit's compile; an elementwise product summed along rows compiles in a fraction of that and
-    runs as fast for the few coordinates most laws have (benchmarks/README.md). Its input gets a
-    static shape (the number of coordinates is part of the structure key, so this costs no
-    recompile), which spares the gradient a shape check. Large pooled models keep BLAS and the
-    dynamic shape: the graph, and draws, of earlier releases.
-    """
-    import pymc as pm
-    import pytensor.tensor as pt
-
-    values = np.column_stack([center, scale])
-    if len(center) > ELEMENTWISE_WHITENING_UP_TO:
-        whitening = pm.Data("whitening", values)
-        return whitening[:, 0] + pt.dot(whitening[:, 1:], z)
-    whitening = pm.Data("whitening", values, shape=values.shape)
-    return whitening[:, 0] + (whitening[:, 1:] * z[None, :]).sum(axis=1)

@@ -66,6 +66,10 @@ class PooledParam:
     def sd_name(self) -> str:
         return f"{self.param}_sd"
 
+    @property
+    def offset_name(self) -> str:
+        return f"{self.param}_offset"
+
     @cached_property
     def free_names(self) -> tuple[str, ...]:
         if self.all_centred:

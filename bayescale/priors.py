@@ -1,8 +1,8 @@
 """Priors: the one way to say a prior, from Python, a law card or the command line.
 
-A :class:`Prior` is a distribution name and its parameters. It can give its log-density in NumPy
-(for the mode search) and in PyTensor (for the PyMC model), draw samples, and map to and from an
-unconstrained real line (the coordinates the sampler works in). Prior text such as
+A :class:`Prior` is a distribution name and its parameters: the PyMC distribution of that name in
+a model (:mod:`bayescale.generative`), SciPy's for draws, medians and grids, and the map to and
+from an unconstrained real line (PyMC's default transform: the coordinates the sampler works in). Prior text such as
 ``"LogNormal(mu=-1.2, sigma=0.5)"`` is parsed with :mod:`ast`, never evaluated.
 """
 
@@ -16,9 +16,8 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from . import densities
-from .densities import scipy_special, scipy_stats
 from .errors import FormulaError
+from .formula import scipy_stats
 
 
 @dataclass(frozen=True)
@@ -39,13 +38,15 @@ class _Support:
         log_sig, log_one_minus = -_softplus(-u, xp), -_softplus(u, xp)
         return self.lower + width * xp.exp(log_sig), np.log(width) + log_sig + log_one_minus
 
-    def to_unconstrained(self, x):
-        x = np.asarray(x, dtype=float)
+    def to_unconstrained(self, x, xp=np):
+        """The inverse of :meth:`from_unconstrained` (PyMC's default transform of the family)."""
+        if xp is np:
+            x = np.asarray(x, dtype=float)
         if self.kind == "real":
             return x
         if self.kind == "positive":
-            return np.log(x)
-        return scipy_special().logit((x - self.lower) / (self.upper - self.lower))
+            return xp.log(x)
+        return xp.log(x - self.lower) - xp.log(self.upper - x)
 
 
 def _softplus(u, xp):
@@ -56,7 +57,7 @@ def _softplus(u, xp):
 
 @dataclass(frozen=True)
 class _Family:
-    """One distribution, keyed in :data:`FAMILIES` by its PyMC name: arguments, SciPy form, NumPy density, support.
+    """One distribution, keyed in :data:`FAMILIES` by its PyMC name: arguments, SciPy form, support.
 
     ``standard`` (location-scale families used as noise models) draws the family at location 0 and
     scale 1: ``standard(rng, shape, **shape_args)``.
@@ -65,7 +66,6 @@ class _Family:
     args: tuple[str, ...]
     positive_args: tuple[str, ...]
     scipy: Callable[..., Any]
-    logpdf: Callable[..., Any]
     support: Callable[..., _Support]
     pymc_name: str
     standard: Callable[..., Any] | None = None
@@ -75,27 +75,27 @@ _REAL = lambda **_: _Support("real")  # noqa: E731
 _POSITIVE = lambda **_: _Support("positive")  # noqa: E731
 
 FAMILIES: dict[str, _Family] = {
-    "Normal": _Family(("mu", "sigma"), ("sigma",), lambda mu, sigma: scipy_stats().norm(mu, sigma), densities.normal,
+    "Normal": _Family(("mu", "sigma"), ("sigma",), lambda mu, sigma: scipy_stats().norm(mu, sigma),
                       _REAL, "Normal", lambda rng, shape: rng.standard_normal(shape)),
     "StudentT": _Family(("nu", "mu", "sigma"), ("nu", "sigma"),
-                        lambda nu, mu, sigma: scipy_stats().t(nu, mu, sigma), densities.studentt, _REAL, "StudentT",
+                        lambda nu, mu, sigma: scipy_stats().t(nu, mu, sigma), _REAL, "StudentT",
                         lambda rng, shape, nu: rng.standard_t(nu, shape)),
-    "Laplace": _Family(("mu", "b"), ("b",), lambda mu, b: scipy_stats().laplace(mu, b), densities.laplace, _REAL,
+    "Laplace": _Family(("mu", "b"), ("b",), lambda mu, b: scipy_stats().laplace(mu, b), _REAL,
                        "Laplace", lambda rng, shape: rng.laplace(0.0, 1.0, shape)),
     "LogNormal": _Family(("mu", "sigma"), ("sigma",),
-                         lambda mu, sigma: scipy_stats().lognorm(s=sigma, scale=np.exp(mu)), densities.lognormal,
+                         lambda mu, sigma: scipy_stats().lognorm(s=sigma, scale=np.exp(mu)),
                          _POSITIVE, "LogNormal"),
     "HalfNormal": _Family(("sigma",), ("sigma",), lambda sigma: scipy_stats().halfnorm(scale=sigma),
-                          densities.halfnormal, _POSITIVE, "HalfNormal"),
+                           _POSITIVE, "HalfNormal"),
     "Gamma": _Family(("alpha", "beta"), ("alpha", "beta"),
-                     lambda alpha, beta: scipy_stats().gamma(alpha, scale=1.0 / beta), densities.gamma,
+                     lambda alpha, beta: scipy_stats().gamma(alpha, scale=1.0 / beta),
                      _POSITIVE, "Gamma"),
-    "Exponential": _Family(("lam",), ("lam",), lambda lam: scipy_stats().expon(scale=1.0 / lam), densities.exponential,
+    "Exponential": _Family(("lam",), ("lam",), lambda lam: scipy_stats().expon(scale=1.0 / lam),
                            _POSITIVE, "Exponential"),
     "Uniform": _Family(("lower", "upper"), (), lambda lower, upper: scipy_stats().uniform(lower, upper - lower),
-                       densities.uniform, lambda lower, upper: _Support("interval", lower, upper), "Uniform"),
+                        lambda lower, upper: _Support("interval", lower, upper), "Uniform"),
     "Beta": _Family(("alpha", "beta"), ("alpha", "beta"), lambda alpha, beta: scipy_stats().beta(alpha, beta),
-                    densities.beta, lambda **_: _Support("interval", 0.0, 1.0), "Beta"),
+                     lambda **_: _Support("interval", 0.0, 1.0), "Beta"),
 }
 
 
@@ -189,12 +189,8 @@ class Prior:
         return self.family.scipy(**self.params)
 
     def logpdf(self, x):
-        return self.family.logpdf(x, **self.params)
-
-    def pytensor_logp(self, x):
-        import pymc as pm
-
-        return pm.logp(getattr(pm, self.family.pymc_name).dist(**self.params), x)
+        """The log-density at ``x`` (SciPy's), for grids and figures; a model's density is PyMC's (:mod:`bayescale.generative`)."""
+        return self.frozen().logpdf(x)
 
     def sample(self, rng: np.random.Generator, size) -> np.ndarray:
         return self.frozen().rvs(size=size, random_state=rng)

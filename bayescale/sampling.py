@@ -115,7 +115,7 @@ def _sample_nutpie(model, var_names, *, draws, tune, chains, cores, seed, target
     from pymc.backends.arviz import patch_nutpie_idata
     from pymc.progress_bar.progress import NutpieProgressBarManager
 
-    compiled = _compiled_nutpie(model, var_names, reuse_key)
+    compiled = compiled_nutpie(model, var_names, reuse_key)
     chain_seeds = [rng.integers(2**30) for rng in np.random.default_rng(seed).spawn(chains)]  # as pm.sample
     progress = NutpieProgressBarManager(chains=chains, draws=draws, progressbar=progressbar, progressbar_theme=None)
     start = time.time()
@@ -130,8 +130,16 @@ def _sample_nutpie(model, var_names, *, draws, tune, chains, cores, seed, target
     return idata
 
 
+def compiled_nutpie(model, var_names, reuse_key):
+    """nutpie's compiled ``model``: compiled now, or an earlier one with the same key given this model's data.
+
+    Compiled without fastmath (:func:`reproducible_compilation`), as every bayescale compile.
+    """
+    with reproducible_compilation():
+        return _compiled_nutpie(model, var_names, reuse_key)
+
+
 def _compiled_nutpie(model, var_names, reuse_key):
-    """nutpie's compiled ``model``: compiled now, or an earlier one with the same key given this model's data."""
     import nutpie
 
     from .callbacks import compile_model

@@ -11,6 +11,7 @@ import bayescale as bs
 from bayescale.diagnostics import diagnose
 from bayescale.fitting import Fit
 from bayescale.likelihood import get_likelihood
+from bayescale.generative import pointwise_log_likelihood
 from bayescale.model import ModelSpec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,7 +87,7 @@ def fake_fit(runs, law="chinchilla", values=None, likelihood="studentt", draws=2
     stats = xr.Dataset({"diverging": (("chain", "draw"), np.zeros((chains, draws), bool))},
                        coords=posterior.coords)
     tree = xr.DataTree.from_dict({"posterior": posterior, "sample_stats": stats})
-    tree["log_likelihood"] = xr.Dataset({"log_loss": spec.pointwise_log_likelihood(posterior)})
+    tree["log_likelihood"] = xr.Dataset({"log_loss": pointwise_log_likelihood(spec, posterior)})
     tree["constant_data"] = xr.Dataset({c: ("obs", runs.frame[c].to_numpy()) for c in runs.columns})
     settings = {"draws": draws, "tune": 0, "chains": chains, "cores": 1, "seed": seed, "sampler": "none",
                 "target_accept": 0.9}

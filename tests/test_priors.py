@@ -16,11 +16,24 @@ def test_every_family_has_an_example():
 
 
 @pytest.mark.parametrize("prior", EXAMPLES, ids=str)
-def test_numpy_density_matches_pymc(prior):
+def test_scipy_form_is_the_pymc_distribution_of_that_name(prior):
+    """Draws, medians and grids use SciPy's form; it must be the distribution PyMC's model samples."""
     x = prior.sample(np.random.default_rng(0), 5)
     expected = pm.logp(getattr(pm, prior.dist).dist(**prior.params), x).eval()
     np.testing.assert_allclose(prior.logpdf(x), expected, atol=1e-7)  # PyMC rounds log(2 pi) a little differently
-    np.testing.assert_allclose(prior.pytensor_logp(x).eval(), expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("prior", EXAMPLES, ids=str)
+def test_unconstrained_map_is_pymcs_default_transform(prior):
+    """The sampler's coordinates are the generative model's value variables: PyMC's default transforms."""
+    import pytensor.tensor as pt
+
+    with pm.Model() as model:
+        rv = getattr(pm, prior.dist)("x", **prior.params)
+    x = prior.sample(np.random.default_rng(1), 5)
+    transform = model.rvs_to_transforms[rv]
+    value = x if transform is None else transform.forward(pt.as_tensor(x), *rv.owner.inputs).eval()
+    np.testing.assert_allclose(prior.support.to_unconstrained(x), value, rtol=1e-9)
 
 
 @pytest.mark.parametrize("prior", EXAMPLES, ids=str)
