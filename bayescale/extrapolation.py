@@ -252,14 +252,14 @@ def _scale_order(frame: pd.DataFrame, inputs) -> np.ndarray:
     return np.sum([_log_scale(n, frame[n].to_numpy(dtype=float)) for n in inputs], axis=0)
 
 
-def _internal_forecast(spec_factory, train: Runs, heldout: Runs, law, likelihood, rng,
+def _internal_forecast(spec_factory, train: Runs, rows: np.ndarray, heldout: Runs, law, likelihood, rng,
                        start_values=None) -> tuple[np.ndarray, np.ndarray]:
     """Median error and predictive scale of a Laplace-approximation forecast of ``heldout`` from ``train``.
 
     ``start_values`` (the full fit's mode, as :meth:`ModelSpec.named_values`) is the first start of
     the mode search: the fit on fewer runs has its mode nearby.
     """
-    spec = spec_factory(train)
+    spec = spec_factory(train, rows)
     starts = () if start_values is None else (spec.unconstrain(start_values),)
     laplace = laplace_approximation(spec, rng, n_random_starts=4, starts=starts)
     spec, laplace = centred_where_pinned(spec, laplace, rng)  # as the fit does: groups the data pin down, centred
@@ -413,6 +413,7 @@ def calibrate(runs: Runs, law, likelihood, spec_factory, n_draws: int, seed: int
 
     A sweep: draws of kappa. Learning curves: draws of the bias, kappa and the share of outlying runs.
 
+    ``spec_factory(train, rows)`` gives the model of a split's training runs (``rows`` of ``runs``);
     ``start_values``: the fit's mode (:meth:`ModelSpec.named_values`), where each internal mode search starts.
     """
     rng = np.random.default_rng(seed)
@@ -424,7 +425,8 @@ def calibrate(runs: Runs, law, likelihood, spec_factory, n_draws: int, seed: int
         train = Runs(frame[~held].reset_index(drop=True), source=runs.source)
         heldout = Runs(frame[held].reset_index(drop=True), source=runs.source)
         try:
-            error, scale = _internal_forecast(spec_factory, train, heldout, law, likelihood, rng, start_values)
+            error, scale = _internal_forecast(spec_factory, train, np.flatnonzero(~held), heldout, law, likelihood,
+                                              rng, start_values)
         except BayescaleError:
             continue  # too few runs left to fit: this split says nothing
         d = distance_of(heldout, train)

@@ -30,7 +30,7 @@ from .model import OBS_DIM, SIGMA_SLOPE, ModelSpec
 from .priors import Prior
 from .sampling import check_settings, draw_posterior
 from .tuning import check_columns as check_tunable_columns, check_runs as check_tunable_runs
-from .generative import pointwise_log_likelihood
+from .generative import adopt_model, mean_terms, pointwise_log_likelihood, subset_model
 from .whitened import build_whitened
 
 #: A fit's dense linear algebra is small (L-BFGS updates, the whitening's products): OpenBLAS threads
@@ -67,8 +67,9 @@ class Fit:
 
     def __init__(self, law: Law, likelihood: Likelihood, runs: Runs, idata: xr.DataTree,
                  settings: Mapping[str, Any], diagnostics: Diagnostics,
-                 noise_priors: Mapping[str, Prior] | None = None):
-        """``settings["pool"]`` and ``settings["sd_priors"]`` (if any) rebuild the pooling."""
+                 noise_priors: Mapping[str, Prior] | None = None, model=None):
+        """``settings["pool"]`` and ``settings["sd_priors"]`` (if any) rebuild the pooling; ``model``: a user's own
+        generative model that was sampled (:func:`fit`'s ``model``)."""
         self.law = law
         self.likelihood = likelihood
         self.runs = runs
@@ -77,6 +78,11 @@ class Fit:
         self.diagnostics = diagnostics
         self.spec = ModelSpec.from_runs(law, likelihood, runs, noise_priors, self.settings.get("pool"),
                                         self.settings.get("sd_priors"))
+        self._model = model
+        if model is not None:
+            from .generative import adopt_model
+
+            self.spec = adopt_model(self.spec, model)
         self.discrepancy = None
         extrapolation = self.settings.get("extrapolation") or {}
         if extrapolation.get("method") == "calibrated" and "kappa" in self.posterior:
@@ -126,7 +132,7 @@ class Fit:
 
         See :mod:`bayescale.generative`; the sampler explored the same posterior in whitened coordinates.
         """
-        if getattr(self, "_model", None) is None:
+        if self._model is None:
             from .generative import build_generative
 
             self._model = build_generative(self.spec)
@@ -273,7 +279,7 @@ def fit(runs, law: Law | str = "chinchilla", *, columns: Mapping[str, str] | Non
         extrapolation: str = defaults.EXTRAPOLATION, draws: int = defaults.DRAWS, tune: int = defaults.TUNE,
         chains: int = defaults.CHAINS, cores: int = defaults.CORES, seed: int = defaults.SEED,
         sampler: str = defaults.SAMPLER, target_accept: float = defaults.TARGET_ACCEPT,
-        extend: bool = True, noise_trend: bool = False, progressbar: bool = True) -> Fit:
+        extend: bool = True, noise_trend: bool = False, progressbar: bool = True, model=None) -> Fit:
     """Fit ``law`` to ``runs`` (a path, DataFrame or :class:`Runs`) and return the :class:`Fit`.
 
     ``columns`` maps canonical names to the table's (``{"N": "Model Size"}``); ``inputs`` binds a
@@ -298,6 +304,10 @@ def fit(runs, law: Law | str = "chinchilla", *, columns: Mapping[str, str] | Non
     if that run diverges (at the default draws and tuning, with ``extend``), the fit samples again with
     every group non-centred (a funnel's neck, where a group spread nears zero, is what centred groups
     diverge on) and says so the same way.
+    ``model``: your own generative model, :func:`build_model`'s for the same arguments changed in
+    ``with model:`` (a ``pm.Potential``, new variables, deterministics); it is whitened and sampled like
+    any fit (:func:`bayescale.generative.adopt_model`). Forecasts refuse a model whose mean log-loss
+    carries new variables (``terms``), naming them.
     """
     check_settings(sampler=sampler, draws=draws, tune=tune, chains=chains, cores=cores,
                    target_accept=target_accept)
@@ -305,12 +315,15 @@ def fit(runs, law: Law | str = "chinchilla", *, columns: Mapping[str, str] | Non
         raise BayescaleError(f"extrapolation must be 'calibrated' or 'none', got {extrapolation!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise BayescaleError(f"seed must be a whole number >= 0, got {seed!r}")
+    user_model, model = model, None  # below, ``model`` is the sampler's
     timer = StageTimer()
     with timer("read and validate"):
         law, lik, runs, pool, noise_priors, sd_priors = _prepare(runs, law, columns, inputs, priors, pool,
                                                                  likelihood, params, noise_trend=noise_trend)
     with timer("mode search"):
         spec = ModelSpec.from_runs(law, lik, runs, noise_priors, pool, sd_priors)
+        if user_model is not None:
+            spec = adopt_model(spec, user_model)
         rng = np.random.default_rng(seed)
         laplace = laplace_approximation(spec, rng)
         non_centred = spec, laplace
@@ -320,19 +333,19 @@ def fit(runs, law: Law | str = "chinchilla", *, columns: Mapping[str, str] | Non
     with timer("build model"):
         model = build_whitened(spec, laplace.center, laplace.scale)
     with timer("compile and sample"):
-        idata = draw_posterior(model, list(spec.names), draws=draws, tune=tune,
+        idata = draw_posterior(model, list(spec.reported_names), draws=draws, tune=tune,
                                reuse_key=spec.structure_key(), **sampling)
     posterior = idata["posterior"].to_dataset()
     timer.split("compile and sample", "sampling", float(posterior.attrs.get("sampling_time", np.nan)),
                 "compile and set-up")
     with timer("diagnostics"):
-        diagnostics = diagnose(posterior, idata["sample_stats"].to_dataset(), list(spec.names))
+        diagnostics = diagnose(posterior, idata["sample_stats"].to_dataset(), list(spec.reported_names))
 
     def sample_again(model, spec, draws, tune):
-        again = draw_posterior(model, list(spec.names), draws=draws, tune=tune,
+        again = draw_posterior(model, list(spec.reported_names), draws=draws, tune=tune,
                                reuse_key=spec.structure_key(), **sampling)
         drawn = again["posterior"].to_dataset()
-        return again, drawn, diagnose(drawn, again["sample_stats"].to_dataset(), list(spec.names))
+        return again, drawn, diagnose(drawn, again["sample_stats"].to_dataset(), list(spec.reported_names))
 
     at_defaults = draws >= defaults.DRAWS and tune >= defaults.TUNE  # fewer draws asked for: speed was chosen
     if extend and at_defaults and diagnostics.divergences and spec is not non_centred[0]:
@@ -373,18 +386,25 @@ def fit(runs, law: Law | str = "chinchilla", *, columns: Mapping[str, str] | Non
         idata["log_likelihood"] = xr.Dataset({"log_loss": pointwise_log_likelihood(spec, posterior)})
         idata["constant_data"] = xr.Dataset({c: (OBS_DIM, runs.frame[c].to_numpy()) for c in runs.columns})
     extrapolation_settings = {"method": "none"}
-    if extrapolation == "calibrated":
+    terms = mean_terms(spec)
+    if extrapolation == "calibrated" and not terms:  # forecasts of a model with terms are refused (predict)
         from .extrapolation import calibrate
 
+        def spec_factory(train, rows):
+            internal = ModelSpec.from_runs(law, lik, train, noise_priors, pool, sd_priors)
+            return internal if user_model is None else adopt_model(internal, subset_model(user_model, rows))
+
         with timer("calibration"):
-            discrepancy = calibrate(runs, law, lik,
-                                    lambda r: ModelSpec.from_runs(law, lik, r, noise_priors, pool, sd_priors),
-                                    chains * draws, int(seed), spec.named_values(laplace.center))
+            discrepancy = calibrate(runs, law, lik, spec_factory, chains * draws, int(seed),
+                                    spec.named_values(laplace.center))
         if discrepancy is not None:
             idata["posterior"] = posterior.assign({name: (("chain", "draw"), values.reshape(chains, draws))
                                                    for name, values in discrepancy.posterior_draws().items()})
             extrapolation_settings = discrepancy.to_settings()
     settings = {"extrapolation": extrapolation_settings, "draws": draws, "tune": tune, "chains": chains, "cores": cores,
                 "seed": int(seed), "sampler": sampler, "target_accept": target_accept, "params": params.replace("-", "_"),
-                "mode": laplace.mode(spec), "pool": pool, "sd_priors": sd_priors, "timings": timer.seconds}
-    return Fit(law, lik, runs, idata, settings, diagnostics, {k: Prior.parse(v) for k, v in noise_priors.items()})
+                "mode": laplace.mode(spec), "pool": pool, "sd_priors": sd_priors, "timings": timer.seconds,
+                **({"model": {"extra": list(spec.reported_names[len(spec.names):]), "mean_terms": terms}}
+                   if user_model is not None else {})}
+    return Fit(law, lik, runs, idata, settings, diagnostics, {k: Prior.parse(v) for k, v in noise_priors.items()},
+               user_model)

@@ -16,6 +16,8 @@ are the unconstrained coordinates :mod:`bayescale.priors` uses.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import xarray as xr
 
@@ -98,6 +100,59 @@ def build_generative(spec: ModelSpec, groups: dict[str, np.ndarray] | None = Non
     return model
 
 
+def adopt_model(spec: ModelSpec, model) -> ModelSpec:
+    """``spec`` sampling a user's own generative model: ``bs.build_model``'s, changed in ``with model:``.
+
+    The model must hold every variable and input the spec's own model has (built from the same runs,
+    law and options); what a user added is kept: a ``pm.Potential`` (a tighter prior), free
+    variables (sampled as they are, whitened with the rest) and deterministics (reported). A prior
+    replaced by another distribution of the same name and support is sampled as given.
+    """
+    from .errors import BayescaleError
+
+    own = build_generative(spec)
+    missing = [v.name for v in (*own.free_RVs, *own.observed_RVs, *own.data_vars) if v.name not in model.named_vars]
+    if missing:
+        raise BayescaleError(f"the model lacks {', '.join(missing)}: give bs.fit the model bs.build_model made from the "
+                             "same runs, law and options, changed only by additions in 'with model:'")
+    for data in own.data_vars:
+        given = model[data.name]
+        if not hasattr(given, "get_value") or np.shape(given.get_value()) != np.shape(data.get_value()) or not np.allclose(
+                given.get_value(), data.get_value(), equal_nan=True):
+            raise BayescaleError(f"the model's input {data.name!r} differs from these runs: build the model from the "
+                                 "runs you fit (bs.build_model(runs, law, ...))")
+    own_free = {rv.name for rv in own.free_RVs}
+    start = model.initial_point()
+    extra = tuple((rv.name, tuple(np.shape(start[model.rvs_to_values[rv].name]))) for rv in model.free_RVs
+                  if rv.name not in own_free)
+    own_named = set(own.named_vars)
+    deterministics = tuple(d.name for d in model.deterministics if d.name not in own_named)
+    return replace(spec, model=model, extra=extra, extra_deterministics=deterministics)
+
+
+def subset_model(model, rows: np.ndarray):
+    """A copy of a generative model with every input along the runs (``dims="obs"``) cut to ``rows``."""
+    import pymc as pm
+
+    copy = model.copy()
+    along = {data.name: data.get_value()[rows] for data in copy.data_vars
+             if copy.named_vars_to_dims.get(data.name, (None,))[0] == OBS_DIM}
+    pm.set_data(along, model=copy, coords={OBS_DIM: np.arange(len(rows))})
+    return copy
+
+
+def mean_terms(spec: ModelSpec) -> list[str]:
+    """The free variables of a user's model that its mean log-loss carries beyond the law (``terms=``)."""
+    from pytensor.graph.traversal import ancestors
+
+    if spec.model is None or not spec.extra:
+        return []
+    model = spec.model
+    observed = model[OBSERVED]
+    inputs = set(ancestors(observed.owner.inputs[2:]))  # the observed variable's inputs: rng, size, then its parameters
+    return [name for name, _ in spec.extra if model[name] in inputs]
+
+
 def pointwise_log_likelihood(spec: ModelSpec, posterior: xr.Dataset) -> xr.DataArray:
     """log p(y_i | draw) of every run under the generative model, for posterior draws of its parameters.
 
@@ -108,7 +163,7 @@ def pointwise_log_likelihood(spec: ModelSpec, posterior: xr.Dataset) -> xr.DataA
 
     from .sampling import reproducible_compilation
 
-    model = build_generative(spec)
+    model = spec.model if spec.model is not None else build_generative(spec)
     trace = posterior.merge(posterior_offsets(spec, posterior))[[rv.name for rv in model.free_RVs]]
     with reproducible_compilation():
         computed = pm.compute_log_likelihood(xr.DataTree.from_dict({"posterior": trace}), var_names=[OBSERVED],

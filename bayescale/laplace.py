@@ -70,7 +70,8 @@ def _compiled_objective(spec: ModelSpec):
     from .sampling import compiled_nutpie
 
     k = len(spec.free_names)
-    compiled = compiled_nutpie(build_whitened(spec, np.zeros(k), np.eye(k)), list(spec.names), spec.structure_key())
+    compiled = compiled_nutpie(build_whitened(spec, np.zeros(k), np.eye(k)), list(spec.reported_names),
+                               spec.structure_key())
     callback, user_data = compiled.compiled_logp_func.ctypes, compiled.user_data
     pointer = ctypes.POINTER(ctypes.c_double)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field, replace
 from typing import Mapping
 
@@ -49,10 +50,16 @@ class ModelSpec:
     pooled: Mapping[str, PooledParam] = field(default_factory=dict)
     #: the data's centre (geometric mean of each input) where an anchored floor is reached; None: no anchor
     reference: Mapping[str, float] | None = None
-    #: the PyMC model's per-group centring masks (``pm.Data``) in place of each pooled parameter's own
-    centring_inputs: Mapping[str, object] | None = field(default=None, compare=False, repr=False)
     #: mean log of the law's first input over the runs, where the noise scale has a trend (``sigma_slope``)
     trend_centre: float | None = None
+    #: a user's own generative model (``bs.build_model``, changed in ``with model:``), sampled in place of the
+    #: spec's; see :func:`bayescale.generative.adopt_model`
+    model: object | None = field(default=None, compare=False, repr=False)
+    #: that model's free variables beyond the spec's own, sampled as they are (value variable = coordinate):
+    #: (name, shape) in the model's order
+    extra: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    #: that model's deterministics beyond the spec's own (reported with the posterior)
+    extra_deterministics: tuple[str, ...] = ()
 
     @classmethod
     def from_runs(cls, law: Law, likelihood: Likelihood, runs: Runs,
@@ -93,6 +100,11 @@ class ModelSpec:
         return tuple(n for n in self.priors if n not in self.law.params)
 
     @property
+    def reported_names(self) -> tuple[str, ...]:
+        """What the posterior holds: :attr:`names`, then a user model's own variables and deterministics."""
+        return (*self.names, *(name for name, _ in self.extra), *self.extra_deterministics)
+
+    @property
     def free_names(self) -> list[str]:
         """The sampler's coordinates, in order."""
         out = []
@@ -102,16 +114,23 @@ class ModelSpec:
                 out += [centre, *self.pooled[name].free_names[1:]] if name in self.pooled else [centre]
             else:
                 out += self.pooled[name].free_names if name in self.pooled else [name]
+        for name, shape in self.extra:
+            out += [name] if not shape else [f"{name}[{i}]" for i in range(int(np.prod(shape)))]
         return out
 
     # -- coordinates ----------------------------------------------------------------------------
     def _split(self, u):
-        """Walk the coordinates: yield (name, prior, pooled or None, slice of u)."""
+        """Walk the coordinates: yield (name, prior, pooled or None, slice of u); a user model's own variables last
+        (prior None, their slice in their shape)."""
         i = 0
         for name, prior in self.priors.items():
             pooled = self.pooled.get(name)
             width = len(pooled.free_names) if pooled else 1
             yield name, prior, pooled, u[i:i + width] if pooled else u[i]
+            i += width
+        for name, shape in self.extra:
+            width = int(np.prod(shape))
+            yield name, None, None, u[i] if not shape else u[i:i + width].reshape(shape)
             i += width
 
     def value_variables(self, u, xp=np, reference=None, centring=None):
@@ -132,7 +151,7 @@ class ModelSpec:
         centring = centring or {}
         out, log_jac, anchored = {}, 0.0, None
         for name, prior, pooled, part in self._split(u):
-            if name == self.anchor:
+            if prior is not None and name == self.anchor:
                 anchored = (prior, pooled, part)  # needs the other parameters first
             elif pooled is None:
                 out[name] = part
@@ -269,6 +288,10 @@ class ModelSpec:
             if pooled.all_centred and name != self.anchor:
                 first = (x - u_groups.mean()) * np.sqrt(len(u_groups)) / sd
             u += [first, u_sd, *np.where(pooled.centring, u_groups, (u_groups - x) / sd)]
+        if self.extra:  # a user model's own variables start where PyMC starts them
+            start = self.model.initial_point()
+            for name, _ in self.extra:
+                u += list(np.ravel(start[self.model.rvs_to_values[self.model[name]].name]))
         return np.array(u, dtype=float)
 
     def named_values(self, u: np.ndarray) -> dict[str, object]:
@@ -295,4 +318,7 @@ class ModelSpec:
                        for name, p in self.pooled.items()],
             "anchor": self.anchor, "free": len(self.free_names),
         }
+        if self.model is not None:  # a user's model: its own graph, named by the model object and its variables
+            tag = self.model.__dict__.setdefault("_bayescale_tag", hashlib.sha256(os.urandom(16)).hexdigest())
+            parts["model"] = [tag, sorted(self.model.named_vars)]
         return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()

@@ -48,7 +48,17 @@ def grid(**axes) -> pd.DataFrame:
 
 
 def flat_draws(fit: "Fit") -> dict[str, np.ndarray]:
-    """Each variable's posterior draws with chains stacked: (draws,) or (draws, groups) when pooled."""
+    """Each variable's posterior draws with chains stacked: (draws,) or (draws, groups) when pooled.
+
+    Every forecast starts here, so a fit whose mean log-loss carries terms of a user's own model (which
+    the law's formula does not) is refused here, naming them.
+    """
+    terms = (fit.settings.get("model") or {}).get("mean_terms")
+    if terms:
+        raise BayescaleError(
+            f"this fit's mean log-loss carries term(s) of your own model ({', '.join(terms)}) that bayescale's forecasts "
+            "(the law's formula over the draws) cannot evaluate; forecast with PyMC's route instead: pm.set_data on "
+            "fit.model and pm.sample_posterior_predictive with the posterior (README, 'The PyMC model')")
     posterior = fit.posterior
     n_draws = posterior.sizes["chain"] * posterior.sizes["draw"]
     return {n: posterior[n].to_numpy().reshape(n_draws, -1).squeeze(axis=1) if n not in fit.spec.pooled

@@ -25,7 +25,8 @@ def parameter_table(fit: "Fit", ci_prob: float = defaults.CI_PROB) -> pd.DataFra
     from .extrapolation import DRAW_NAMES
 
     ci_prob = check_ci_prob(ci_prob)
-    extra = [n for n in DRAW_NAMES if n in fit.posterior]  # the extrapolation discrepancy
+    own = (fit.settings.get("model") or {}).get("extra", [])  # a user model's own variables
+    extra = [n for n in (*own, *DRAW_NAMES) if n in fit.posterior]  # and the extrapolation discrepancy
     draws = xr.merge([fit.posterior[[*fit.spec.names, *extra]], derived_draws(fit)])
     stats = pd.DataFrame(azs.summary(draws, kind="all", ci_kind=defaults.CI_KIND, ci_prob=ci_prob, round_to="none"))
     lower = [c for c in stats.columns if c.endswith("_lb")][0]

@@ -35,10 +35,11 @@ def build_whitened(spec: ModelSpec, center: np.ndarray, scale: np.ndarray):
     import pytensor.tensor as pt
     from pytensor.graph.replace import graph_replace
 
-    generative = build_generative(spec)
+    generative = spec.model if spec.model is not None else build_generative(spec)
     coords = {"free": spec.free_names}
-    for pooled in spec.pooled.values():
-        coords[pooled.column] = list(pooled.levels)
+    for dim, values in generative.coords.items():
+        if dim != OBS_DIM and values is not None:
+            coords[dim] = list(values)
     partly_centred = {name: p for name, p in spec.pooled.items() if not p.all_centred}
     fixed = [*(spec.reference or {}).values(), *(c for p in partly_centred.values() for c in p.centring)]
     with pm.Model(coords=coords) as model:
@@ -59,11 +60,13 @@ def build_whitened(spec: ModelSpec, center: np.ndarray, scale: np.ndarray):
             replacements[length] = (generative[OBSERVED_DATA].shape[0] if dim == OBS_DIM
                                     else pt.constant(len(generative.coords[dim]), dtype=length.dtype))
         log_density = generative.logp()
-        named = generative.replace_rvs_by_values([generative[name] for name in spec.names])
+        reported = spec.reported_names
+        named = generative.replace_rvs_by_values([generative[name] for name in reported])
         log_density, *named = graph_replace([log_density, *named], replacements, strict=False)
         pm.Potential("log_density", log_density + log_jacobian)
-        for name, value in zip(spec.names, named):
-            pm.Deterministic(name, value, dims=spec.pooled[name].column if name in spec.pooled else None)
+        for name, value in zip(reported, named):
+            dims = generative.named_vars_to_dims.get(name)
+            pm.Deterministic(name, value, dims=None if dims and OBS_DIM in dims else dims)
         for data in generative.data_vars:
             model.register_data_var(data)
     return model

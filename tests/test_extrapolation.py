@@ -85,7 +85,7 @@ def test_calibration_learns_a_small_discrepancy_when_the_law_is_right_and_a_larg
 
     def kappa_for(frame):
         runs = bs.load_runs(frame)
-        result = calibrate(runs, law, lik, lambda r: ModelSpec.from_runs(law, lik, r), 2000, seed=0)
+        result = calibrate(runs, law, lik, lambda r, _rows: ModelSpec.from_runs(law, lik, r), 2000, seed=0)
         assert set(result.calibration.columns) == {"split", "shares_with", "distance", "error", "scale"}
         assert result.supported_distance > 0 and (result.kappa >= 0).all()
         return np.median(result.kappa)
@@ -260,4 +260,4 @@ def test_no_internal_split_that_can_be_fitted_means_no_discrepancy(demo_runs):
     """Too few runs for any internal fit: calibrate says so (None) instead of failing."""
     law, lik = bs.get_law("chinchilla"), get_likelihood("studentt")
     runs = bs.load_runs(demo_runs.frame.iloc[:9])  # 7 parameters: the internal training sets are too small
-    assert calibrate(runs, law, lik, lambda r: ModelSpec.from_runs(law, lik, r), 100, seed=0) is None
+    assert calibrate(runs, law, lik, lambda r, _rows: ModelSpec.from_runs(law, lik, r), 100, seed=0) is None

@@ -161,6 +161,20 @@ def test_a_user_term_is_added_to_build_model_and_sampled_with_the_package_settin
     difference = idata["posterior"]["b_minus_a"]
     assert float(difference.quantile(0.05)) < 0.05 < float(difference.quantile(0.95))
     assert float(difference.quantile(0.05)) > 0.02
+    # the same model through bs.fit: whitened with the law, a Fit with the term's variables reported
+    fit = bs.fit(table, "chinchilla", likelihood="normal", model=model, draws=300, tune=500, chains=2,
+                 progressbar=False)
+    assert fit.settings["model"] == {"extra": ["family_shift", "b_minus_a"], "mean_terms": ["family_shift"]}
+    difference = fit.posterior["b_minus_a"]
+    assert list(fit.posterior["family_shift"].dims) == ["chain", "draw", "family"]
+    assert {"family_shift[a]", "b_minus_a"} <= set(fit.summary().index)
+    with pytest.raises(bs.BayescaleError, match=r"mean log-loss carries term\(s\) of your own model \(family_shift\)"):
+        fit.predict(N=1e10, D=2e11, family="a")
+    other = bs.build_model(table.iloc[:-1], "chinchilla", likelihood="normal", groups=["family"], terms=[family_shift])
+    with pytest.raises(bs.BayescaleError, match="input 'N' differs from these runs"):
+        bs.fit(table, "chinchilla", likelihood="normal", model=other)
+    assert float(difference.quantile(0.05)) < 0.05 < float(difference.quantile(0.95))
+    assert float(difference.quantile(0.05)) > 0.02
     with pytest.raises(bs.DataError, match="corpus are not in the runs table"):
         bs.build_model(table, "chinchilla", groups=["corpus"])
 

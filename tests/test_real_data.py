@@ -37,6 +37,25 @@ def test_epoch_fit_stores_pointwise_log_likelihood_for_loo(epoch_fit):
     assert loo.n_data_points == 240 and np.isfinite(loo.elpd)
 
 
+def test_a_term_added_in_the_epoch_model_is_sampled_with_the_packages_sampler(epoch_fit, epoch_path):
+    """Issue "One model": a pm.Potential added in ``with model:`` (a tighter prior on alpha) is sampled by bs.fit."""
+    import pymc as pm
+
+    runs = bs.datasets.load_epoch_chinchilla(epoch_path)
+    model = bs.build_model(runs, "chinchilla")
+    with model:
+        pm.Potential("alpha_near_0.30", pm.logp(pm.Normal.dist(0.30, 0.005), model["alpha"]))
+    fit = bs.fit(runs, "chinchilla", model=model, progressbar=False)
+    plain, tight = (f.posterior["alpha"] for f in (epoch_fit, fit))
+    # likelihood (alpha ~ 0.345 +- 0.009) times the term (0.30 +- 0.005): in between, narrower than either
+    assert 0.30 < float(tight.mean()) < float(plain.mean()) - 0.02
+    assert float(tight.std()) < 0.6 * float(plain.std()) and float(tight.std()) < 0.005
+    d = fit.diagnostics
+    assert d.divergences == 0 and d.rhat_max <= 1.01 and d.ess_bulk_min >= 1000, d
+    assert fit.model is model and fit.predict(N=7e10, D=1.4e12)["median"].notna().all()  # no term in the mean
+    assert fit.idata["log_likelihood"]["log_loss"].shape[-1] == 240
+
+
 def test_parameters_of_the_synthetic_sweep_are_recovered(demo_runs):
     fit = bs.fit(demo_runs, "chinchilla", progressbar=False, seed=11)
     table = fit.summary(ci_prob=0.95)
