@@ -80,8 +80,6 @@ class Fit:
                                         self.settings.get("sd_priors"))
         self._model = model
         if model is not None:
-            from .generative import adopt_model
-
             self.spec = adopt_model(self.spec, model)
         self.discrepancy = None
         extrapolation = self.settings.get("extrapolation") or {}
