@@ -308,3 +308,43 @@ def _write_atomically(path: Path, text: str) -> None:
     with os.fdopen(handle, "w") as stream:
         stream.write(text)
     os.replace(temporary, path)
+
+
+def log_density_function(compiled):
+    """``x -> (log density, gradient)`` of a compiled model at the unconstrained point ``x``: nutpie's own callback.
+
+    The function the sampler calls, reached through ctypes; a non-finite density or gradient
+    gives ``(-inf, 0)``. The returned function keeps ``compiled`` (whose inputs it reads) alive.
+    """
+    import ctypes
+
+    callback, user_data, k = compiled.compiled_logp_func.ctypes, compiled.user_data, compiled.n_dim
+    pointer = ctypes.POINTER(ctypes.c_double)
+
+    def value_and_grad(x):
+        x = np.array(x, dtype=float, order="C")
+        gradient, value = np.empty(k), np.empty(1)
+        code = callback(k, x.ctypes.data_as(pointer), gradient.ctypes.data_as(pointer), value.ctypes.data_as(pointer),
+                        ctypes.c_void_p(user_data.ctypes.data))
+        if code != 0 or not np.isfinite(value[0]):  # nutpie's codes: 3, 4 a non-finite gradient or density
+            return -np.inf, np.zeros(k)
+        return float(value[0]), gradient
+
+    value_and_grad.compiled = compiled
+    return value_and_grad
+
+
+def expanded_values(compiled, x) -> dict[str, np.ndarray]:
+    """The named values the compiled model traces (its ``var_names``) at the unconstrained point ``x``."""
+    import ctypes
+
+    pointer = ctypes.POINTER(ctypes.c_double)
+    x = np.array(x, dtype=float, order="C")
+    out = np.empty(compiled.n_expanded)
+    code = compiled.compiled_expand_func.ctypes(compiled.n_dim, compiled.n_expanded, x.ctypes.data_as(pointer),
+                                                out.ctypes.data_as(pointer),
+                                                ctypes.c_void_p(compiled.user_data.ctypes.data))
+    if code != 0:
+        raise FloatingPointError(f"nutpie's expansion callback failed (code {code}) at this point")
+    names, slices, shapes = compiled.shape_info
+    return {name: out[part].reshape(shape) for name, part, shape in zip(names, slices, shapes, strict=True)}

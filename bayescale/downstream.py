@@ -161,40 +161,58 @@ class MetricFit:
         return azs.summary(self.idata, var_names=names, ci_prob=ci_prob, ci_kind=defaults.CI_KIND)
 
 
-def build_metric_model(law: Law, loss: np.ndarray, chance: np.ndarray, observed: np.ndarray,
-                       n: np.ndarray | None = None, groups: np.ndarray | None = None, group: str | None = None):
-    """The PyMC model of a metric law: named priors, loss/chance as ``pm.Data``, Beta or beta-binomial noise."""
+def build_metric_model(law: Law, data: Mapping[str, Any], levels: list[str] | None = None, group: str | None = None):
+    """The PyMC model of a metric law: named priors, Beta or beta-binomial noise, every input a ``pm.Data``.
+
+    ``data``: the runs' ``loss``, ``chance``, ``accuracy``, ``n`` (None without question counts) and
+    ``codes`` (each run's index into ``levels``, the group column's values). Runs carry no fixed
+    dimension, so one compiled model takes any subset of them (:func:`metric_structure_key`).
+    """
     import pymc as pm
     import pytensor.tensor as pt
 
     from .generative import _prior_variable
     from .priors import Prior
 
-    coords = {"run": np.arange(len(loss))}
-    if groups is not None:
-        levels, codes = np.unique(np.asarray(groups).astype(str), return_inverse=True)
-        coords[group] = list(levels)
-    with pm.Model(coords=coords) as model:
-        env = {"loss": pm.Data("loss", loss, dims="run")}
+    with pm.Model(coords={group: list(levels)} if levels is not None else {}) as model:
+        env = {"loss": pm.Data("loss", data["loss"])}
         if "chance" in law.inputs:
-            env["chance"] = pm.Data("chance", chance, dims="run")
+            env["chance"] = pm.Data("chance", data["chance"])
         values = {name: _prior_variable(pm, name, param.prior) for name, param in law.params.items()}
-        if groups is not None:
-            index = pm.Data(f"{group}_idx", codes, dims="run")
+        if levels is not None:
+            index = pm.Data(f"{group}_idx", data["codes"])
             spread = _prior_variable(pm, "shift_sd", Prior.parse(SHIFT_SD_PRIOR))
             offset = pm.Normal("shift_offset", 0.0, 1.0, dims=group)
             shift = pm.Deterministic("shift", spread * offset, dims=group)
             env["loss"] = env["loss"] - shift[index]
         mean = pt.clip(law.formula.pytensor({**env, **values}), _EPS, 1 - _EPS)
-        pm.Deterministic("accuracy", mean, dims="run")
+        pm.Deterministic("accuracy", mean)
         phi = _prior_variable(pm, "phi", Prior.parse(PHI_PRIOR))
-        if n is not None:
-            pm.BetaBinomial(OBSERVED, n=n, alpha=mean * phi, beta=(1 - mean) * phi,
-                            observed=np.round(observed * n).astype(int), dims="run")
+        if data["n"] is not None:
+            n = pm.Data("questions", np.asarray(data["n"]).astype(int))
+            correct = pm.Data("correct", np.round(data["accuracy"] * data["n"]).astype(int))
+            pm.BetaBinomial(OBSERVED, n=n, alpha=mean * phi, beta=(1 - mean) * phi, observed=correct)
         else:
-            pm.Beta(OBSERVED, alpha=mean * phi, beta=(1 - mean) * phi, observed=np.clip(observed, _EPS, 1 - _EPS),
-                    dims="run")
+            observed = pm.Data("observed_accuracy", np.clip(data["accuracy"], _EPS, 1 - _EPS))
+            pm.Beta(OBSERVED, alpha=mean * phi, beta=(1 - mean) * phi, observed=observed)
     return model
+
+
+def metric_structure_key(law: Law, data: Mapping[str, Any], levels: list[str] | None, group: str | None) -> str:
+    """What the metric model's compiled density depends on besides the runs: one compile serves every subset."""
+    import hashlib
+    import json
+
+    parts = {"kind": "metric", "formula": law.formula.text, "inputs": list(law.inputs),
+             "priors": [(name, param.prior.to_dict()) for name, param in law.params.items()],
+             "phi": PHI_PRIOR, "shift_sd": SHIFT_SD_PRIOR, "counts": data["n"] is not None,
+             "groups": None if levels is None else [group, len(levels)]}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _traced_names(model) -> list[str]:
+    """The metric model's parameters as traced: every free variable and deterministic but the runs' accuracy."""
+    return [v.name for v in (*model.free_RVs, *model.deterministics) if v.name != "accuracy"]
 
 
 def fit_metric(runs, metric: str, law: Law | str = "metric_sigmoid", *, group: str | None = None,
@@ -231,18 +249,20 @@ def fit_metric(runs, metric: str, law: Law | str = "metric_sigmoid", *, group: s
         raise DataError(f"only {int(clear.sum())} of {len(table)} models score clearly above chance on {metric!r} "
                         f"(by {ABOVE_CHANCE:g} and 2 binomial sd where n is known); at least {needed} are needed to "
                         "locate the rise: the metric is not forecastable from these models yet")
-    model = build_metric_model(law, loss, chances, accuracy, n, table[group].to_numpy() if group else None, group)
-    names = [v.name for v in (*model.free_RVs, *model.deterministics) if v.name != "accuracy"]
-    idata = draw_posterior(model, names, draws=draws, tune=tune, chains=chains, cores=defaults.CORES, seed=int(seed),
-                           sampler=defaults.SAMPLER, target_accept=defaults.TARGET_ACCEPT, progressbar=progressbar)
+    levels, codes = (np.unique(table[group].astype(str), return_inverse=True) if group
+                     else (None, np.zeros(len(table), int)))
+    levels = None if levels is None else [str(level) for level in levels]
+    data = {"loss": loss, "chance": chances, "accuracy": accuracy, "n": n, "codes": codes}
+    model = build_metric_model(law, data, levels, group)
+    idata = draw_posterior(model, _traced_names(model), draws=draws, tune=tune, chains=chains, cores=defaults.CORES,
+                           seed=int(seed), sampler=defaults.SAMPLER, target_accept=defaults.TARGET_ACCEPT,
+                           progressbar=progressbar, reuse_key=metric_structure_key(law, data, levels, group))
     free = [rv.name for rv in model.free_RVs]
     diagnostics = diagnose(idata["posterior"].to_dataset(), idata["sample_stats"].to_dataset(), free)
     report(diagnostics)
     settings = {"draws": draws, "tune": tune, "chains": chains, "seed": int(seed),
                 "chance": None if chance is None else float(chance)}
-    codes = np.unique(table[group].astype(str), return_inverse=True)[1] if group else np.zeros(len(table), int)
-    data = {"loss": loss, "chance": chances, "accuracy": accuracy, "n": n, "codes": codes}
-    kappa = calibrate_kappa(law, data, int(codes.max()) + 1 if group else 0, draws * chains, int(seed))
+    kappa = calibrate_kappa(law, data, levels, group, draws * chains, int(seed))
     return MetricFit(law, idata, table, metric, group, diagnostics, settings, kappa, float(loss.min()))
 
 
@@ -254,51 +274,57 @@ def _expit(x):
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def _map_fit(law: Law, data: dict, n_groups: int):
-    """The posterior mode of the metric model (scipy), as a function that forecasts the mean accuracy, and phi."""
-    from scipy import optimize, stats
+def _map_fit(law: Law, data: Mapping[str, Any], levels: list[str] | None, group: str | None):
+    """The posterior mode of the metric model on these runs, as a function that forecasts the mean accuracy, and phi.
 
-    from .priors import Prior
+    The mode is found on the compiled log density (and gradient) of the very model that
+    :func:`fit_metric` samples, in the sampler's unconstrained coordinates, the same route as the
+    loss law's mode (:mod:`bayescale.laplace`); one compile serves the fit and every split.
+    """
+    from scipy import optimize
 
-    names = law.param_names
-    priors = [law.params[name].prior for name in names]
-    phi_prior, shift_sd = Prior.parse(PHI_PRIOR), 0.2
+    from .callbacks import expanded_values, log_density_function
+    from .sampling import compiled_nutpie
 
-    def unpack(u):
-        values = {name: prior.support.from_unconstrained(np.asarray(u[i]), np)[0]
-                  for i, (name, prior) in enumerate(zip(names, priors))}
-        return values, u[len(names):len(names) + n_groups], float(np.exp(u[-1]))
+    model = build_metric_model(law, data, levels, group)
+    compiled = compiled_nutpie(model, _traced_names(model), metric_structure_key(law, data, levels, group))
+    log_density = log_density_function(compiled)
 
-    def mean(values, shifts, part):
-        loss = part["loss"] - (shifts[part["codes"]] if n_groups else 0.0)
+    def objective(x):
+        value, gradient = log_density(x)
+        return (-value, -gradient) if np.isfinite(value) else (1e300, np.zeros_like(gradient))
+
+    start = _unconstrained_start(model, compiled)
+    best = optimize.minimize(objective, start, jac=True, method="L-BFGS-B", options={"maxiter": 5000})
+    mode = expanded_values(compiled, best.x)
+    values = {name: float(mode[name]) for name in law.param_names}
+    shifts = mode["shift"] if levels is not None else None
+
+    def mean(part):
+        loss = part["loss"] - (shifts[part["codes"]] if shifts is not None else 0.0)
         with np.errstate(all="ignore"):
             return np.clip(law.formula.numpy({**values, "loss": loss, "chance": part["chance"]}), _EPS, 1 - _EPS)
 
-    def negative_log_posterior(u):
-        values, shifts, phi = unpack(u)
-        m = mean(values, shifts, data)
-        if data["n"] is not None:
-            like = stats.betabinom.logpmf(np.round(data["accuracy"] * data["n"]), data["n"], m * phi, (1 - m) * phi)
-        else:
-            like = stats.beta.logpdf(np.clip(data["accuracy"], _EPS, 1 - _EPS), m * phi, (1 - m) * phi)
-        prior = sum(float(p.logpdf(values[name])) for name, p in zip(names, priors))
-        prior += float(np.sum(stats.norm.logpdf(shifts, 0, shift_sd))) + float(phi_prior.logpdf(phi))
-        total = np.sum(like) + prior
-        return -total if np.isfinite(total) else 1e300
+    return mean, float(mode["phi"])
 
-    start = np.array([*(float(p.support.to_unconstrained(p.median())) for p in priors), *np.zeros(n_groups),
-                      np.log(phi_prior.median())])
-    best = optimize.minimize(negative_log_posterior, start, method="Nelder-Mead",
-                             options={"maxiter": 4000, "xatol": 1e-6, "fatol": 1e-8})
-    values, shifts, phi = unpack(best.x)
-    return (lambda part: mean(values, shifts, part)), phi
+
+def _unconstrained_start(model, compiled) -> np.ndarray:
+    """The model's initial point (its priors' support points, unjittered) in the compiled model's coordinates."""
+    point = model.initial_point()
+    names, slices, _ = compiled.shape_info
+    start = np.zeros(compiled.n_dim)
+    for name, part in zip(names, slices):
+        if part.stop <= compiled.n_dim:
+            start[part] = np.ravel(point[name])
+    return start
 
 
 def _subset(data: dict, mask: np.ndarray) -> dict:
     return {k: (v[mask] if isinstance(v, np.ndarray) else v) for k, v in data.items()}
 
 
-def calibrate_kappa(law: Law, data: dict, n_groups: int, n_draws: int, seed: int) -> np.ndarray:
+def calibrate_kappa(law: Law, data: dict, levels: list[str] | None, group: str | None, n_draws: int,
+                    seed: int) -> np.ndarray:
     """Draws of the metric discrepancy kappa: its prior, updated by internal leave-lowest-loss-out splits.
 
     Each split holds out the models with the lowest loss, fits the rest at its mode, and compares
@@ -315,7 +341,7 @@ def calibrate_kappa(law: Law, data: dict, n_groups: int, n_draws: int, seed: int
             held = np.zeros(len(order), bool)
             held[order[:max(2, int(round(share * len(order))))]] = True
             train = _subset(data, ~held)
-            forecast, phi = _map_fit(law, train, n_groups)
+            forecast, phi = _map_fit(law, train, levels, group)
             part = _subset(data, held)
             m = forecast(part)
             acc = np.clip(part["accuracy"], _EPS, 1 - _EPS)

@@ -65,26 +65,17 @@ def _compiled_objective(spec: ModelSpec):
     internal splits, backtests and refits of the same structure pay for no further compile. The
     returned function holds this spec's numbers.
     """
-    import ctypes
-
+    from .callbacks import log_density_function
     from .sampling import compiled_nutpie
 
     k = len(spec.free_names)
-    compiled = compiled_nutpie(build_whitened(spec, np.zeros(k), np.eye(k)), list(spec.reported_names),
-                               spec.structure_key())
-    callback, user_data = compiled.compiled_logp_func.ctypes, compiled.user_data
-    pointer = ctypes.POINTER(ctypes.c_double)
+    log_density = log_density_function(compiled_nutpie(build_whitened(spec, np.zeros(k), np.eye(k)),
+                                                       list(spec.reported_names), spec.structure_key()))
 
     def value_and_grad(u):
-        x = np.array(u, dtype=float, order="C")
-        gradient, value = np.empty(k), np.empty(1)
-        code = callback(k, x.ctypes.data_as(pointer), gradient.ctypes.data_as(pointer), value.ctypes.data_as(pointer),
-                        ctypes.c_void_p(user_data.ctypes.data))
-        if code != 0 or not np.isfinite(value[0]):  # nutpie's codes: 3, 4 a non-finite gradient or density
-            return np.inf, np.zeros(k)
-        return -float(value[0]), -gradient
+        value, gradient = log_density(u)
+        return -value, -gradient
 
-    value_and_grad.compiled = compiled  # keeps the inputs the callback reads alive
     return value_and_grad
 
 
