@@ -274,12 +274,13 @@ def _expit(x):
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def _map_fit(law: Law, data: Mapping[str, Any], levels: list[str] | None, group: str | None):
-    """The posterior mode of the metric model on these runs, as a function that forecasts the mean accuracy, and phi.
+def metric_mode(law: Law, data: Mapping[str, Any], levels: list[str] | None = None,
+                group: str | None = None) -> dict[str, np.ndarray]:
+    """The posterior mode of the metric model on these runs (its traced parameters), in the sampler's coordinates.
 
-    The mode is found on the compiled log density (and gradient) of the very model that
-    :func:`fit_metric` samples, in the sampler's unconstrained coordinates, the same route as the
-    loss law's mode (:mod:`bayescale.laplace`); one compile serves the fit and every split.
+    Found by L-BFGS on the compiled log density and gradient of the very model that
+    :func:`fit_metric` samples (nutpie's callback, the same route as the loss law's mode in
+    :mod:`bayescale.laplace`); one compile serves the fit and every internal split.
     """
     from scipy import optimize
 
@@ -294,9 +295,14 @@ def _map_fit(law: Law, data: Mapping[str, Any], levels: list[str] | None, group:
         value, gradient = log_density(x)
         return (-value, -gradient) if np.isfinite(value) else (1e300, np.zeros_like(gradient))
 
-    start = _unconstrained_start(model, compiled)
-    best = optimize.minimize(objective, start, jac=True, method="L-BFGS-B", options={"maxiter": 5000})
-    mode = expanded_values(compiled, best.x)
+    best = optimize.minimize(objective, _unconstrained_start(model, compiled), jac=True, method="L-BFGS-B",
+                             options={"maxiter": 5000})
+    return expanded_values(compiled, best.x)
+
+
+def _map_fit(law: Law, data: Mapping[str, Any], levels: list[str] | None, group: str | None):
+    """The metric model at its mode (:func:`metric_mode`), as a function that forecasts the mean accuracy, and phi."""
+    mode = metric_mode(law, data, levels, group)
     values = {name: float(mode[name]) for name in law.param_names}
     shifts = mode["shift"] if levels is not None else None
 
