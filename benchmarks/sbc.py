@@ -11,8 +11,9 @@ Reported per parameter: a chi-square test of the rank histogram (about five simu
 its p-value adjusted for testing every parameter of the law (Holm), and the largest gap between
 the ranks' ECDF and the uniform; results/sbc.json and results/sbc.png.
 
-    .venv/bin/python benchmarks/sbc.py [--law chinchilla] [--simulations 100] [--draws 400]
+    .venv/bin/python benchmarks/sbc.py [--law chinchilla] [--simulations 100] [--draws 1000]
     .venv/bin/python benchmarks/sbc.py --pool E --out benchmarks/results/sbc_pooled.json   # E pooled over 3 groups
+    .venv/bin/python benchmarks/sbc.py --prior 'sigma=HalfNormal(sigma=0.03)'   # the noise real sweeps have
 """
 
 import argparse
@@ -49,7 +50,7 @@ def design_table(pool: dict):
     return design
 
 
-def simulate(law: str, simulations: int, seed: int, pool: dict):
+def simulate(law: str, simulations: int, seed: int, pool: dict, priors: dict | None = None):
     """Draws from the prior predictive of the generative model on the demo design: (truth per simulation, losses).
 
     A pooled parameter's truth is its population value ``<p>_pop``, its spread ``<p>_sd`` and its
@@ -60,7 +61,7 @@ def simulate(law: str, simulations: int, seed: int, pool: dict):
     import bayescale as bs
 
     design = design_table(pool)
-    model = bs.build_model(design, law, pool=pool)
+    model = bs.build_model(design, law, pool=pool, priors=priors)
     drawn = pm.sample_prior_predictive(simulations, model=model, random_seed=seed)
     prior = drawn["prior"].to_dataset()
     names = [rv.name for rv in model.free_RVs if not rv.name.endswith("_offset")] + list(pool)
@@ -87,13 +88,14 @@ def _draws_of(fit, key: str) -> np.ndarray:
     return values.to_numpy().reshape(-1)
 
 
-def rank_task(law: str, design, truth: dict, loss: np.ndarray, seed: int, draws: int, pool: dict) -> dict:
+def rank_task(law: str, design, truth: dict, loss: np.ndarray, seed: int, draws: int, pool: dict,
+              priors: dict | None = None) -> dict:
     """Fit one simulated sweep; the rank of each true parameter among THIN evenly thinned draws."""
     import bayescale as bs
 
     warnings.simplefilter("ignore")
-    fit = bs.fit(design.assign(loss=loss), law, pool=pool, draws=draws, tune=draws, seed=seed, progressbar=False,
-                 extrapolation="none", extend=False)
+    fit = bs.fit(design.assign(loss=loss), law, pool=pool, priors=priors, draws=draws, tune=draws, seed=seed,
+                 progressbar=False, extrapolation="none")
     flat = {key: _draws_of(fit, key) for key in truth}
     keep = np.linspace(0, len(next(iter(flat.values()))) - 1, THIN).astype(int)
     d = fit.diagnostics
@@ -156,6 +158,7 @@ def plot(results: dict, path: Path) -> None:
 
 
 def main():
+    from bayescale import defaults
     from bayescale.executor import describe, fan_out
 
     parser = argparse.ArgumentParser()
@@ -163,23 +166,27 @@ def main():
     parser.add_argument("--pool", action="append", default=[], metavar="PARAM",
                         help="pool this parameter by a three-level group column (repeatable), e.g. --pool E")
     parser.add_argument("--simulations", type=int, default=100)
-    parser.add_argument("--draws", type=int, default=400, help="draws and tuning steps per chain of each fit")
+    parser.add_argument("--draws", type=int, default=defaults.DRAWS,
+                        help="draws and tuning steps per chain of each fit (default: bs.fit's)")
+    parser.add_argument("--prior", action="append", default=[], metavar="NAME=PRIOR",
+                        help="a prior for simulation and fits alike, e.g. --prior 'sigma=HalfNormal(sigma=0.03)'")
     parser.add_argument("--seed", type=int, default=20240417)
     parser.add_argument("--processes", type=int, default=None)
     parser.add_argument("--out", type=Path, default=HERE / "results" / "sbc.json")
     args = parser.parse_args()
     start = time.time()
     pool = {name: GROUP for name in args.pool}
-    design, truths, losses = simulate(args.law, args.simulations, args.seed, pool)
+    priors = dict(item.split("=", 1) for item in args.prior)
+    design, truths, losses = simulate(args.law, args.simulations, args.seed, pool, priors)
     seeds = np.random.SeedSequence(args.seed).generate_state(args.simulations)
-    tasks = {i: (rank_task, (args.law, design, truths[i], losses[i], int(seeds[i]), args.draws, pool), {})
+    tasks = {i: (rank_task, (args.law, design, truths[i], losses[i], int(seeds[i]), args.draws, pool, priors), {})
              for i in range(args.simulations)}
     outcomes = fan_out(tasks, max_workers=args.processes,
                        progress=lambda o, done, total: print(f"[{done}/{total}] {o.key}: "
                                                              f"{'done' if o.ok else describe(o.error)}", file=sys.stderr))
     fitted = [o.result for o in outcomes.values() if o.ok]
     names = list(truths[0])
-    results = {"law": args.law, "pool": pool, "simulations": args.simulations, "simulations_fitted": len(fitted),
+    results = {"law": args.law, "pool": pool, "priors": priors, "simulations": args.simulations, "simulations_fitted": len(fitted),
                "draws_per_chain": args.draws, "thinned_to": THIN,
                "failed": {str(k): describe(o.error) for k, o in outcomes.items() if not o.ok},
                "fits_with_divergences": sum(r["divergences"] > 0 for r in fitted),
