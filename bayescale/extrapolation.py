@@ -52,7 +52,7 @@ from .priors import Prior
 #: Fitted across datasets: the hierarchical model of benchmarks/discrepancy_prior.py on the 30
 #: leave-future-out splits of 10 public datasets in benchmarks/results/calibration_prior_input.json
 #: (Epoch, Gadre, misfitting finals, datablations, BNSL / misfitting curves, Revisiting LM, NMT,
-#: vision, OPT; refitted in session 14, once the internal splits' mode search no longer stopped at its
+#: vision, OPT; refitted on 2026-11-30 (commit 8d7fcf8), once the internal splits' mode search no longer stopped at its
 #: start), each dataset weighted equally; the predictive for a new dataset (median 0.7% and 0.9% per
 #: e-fold, a factor 3.4 and 5.9 either way at one sd). Each fit's internal splits update it.
 KAPPA_PRIORS = {"sweep": Prior("LogNormal", mu=-4.917, sigma=1.222),

@@ -44,13 +44,13 @@ def _starts(spec: ModelSpec, rng: np.random.Generator, n_random: int) -> list[np
 #: two modes whose log densities differ by less than this are the same mode for the whitening (a draw
 #: lies about half a nat per coordinate below the mode). Pooled posteriors have flat ridges towards a
 #: funnel's neck, along which searches from different starts end 0.01-0.06 nats apart after 15000
-#: densities each: on Gadre pooled by corpus every start ran to that limit (benchmarks/README.md, session 14)
+#: densities each: on Gadre pooled by corpus every start ran to that limit (benchmarks/README.md, 2026-11-30, commit 6503fc9)
 _SAME_MODE = 0.1
 
 #: how far above its start (in nats) a search values a point where the density is not finite (an
 #: anchored floor E below 0, an overflow). L-BFGS's line search steps back from such a point only if
 #: its value is finite: with 1e300 it stopped after one step, at its start, on Epoch's 211 smallest
-#: runs (benchmarks/README.md, session 14)
+#: runs (benchmarks/README.md, 2026-11-30, commit 8d7fcf8)
 _INVALID_ABOVE_START = 1e4
 
 #: above this many coordinates (pooling over many groups) the search tries fewer random starts
@@ -153,7 +153,7 @@ def rewhiten(laplace: LaplaceApproximation, z: np.ndarray, effective_draws: floa
     whitened draws had standard deviations up to 300. A first run's draws measure the typical set
     itself. With k coordinates and ``effective_draws`` (the run's smallest ESS) the covariance is
     shrunk towards its diagonal by k / (k + effective_draws): a dense estimate from a few hundred
-    effective draws is noise in hundreds of dimensions (benchmarks/README.md, session 13). The map
+    effective draws is noise in hundreds of dimensions (benchmarks/README.md, 2026-11-30, commit ad8383c). The map
     stays affine, so the posterior is unchanged; only the sampler's efficiency is.
     """
     z = np.asarray(z, dtype=float)

@@ -107,7 +107,7 @@ def test_every_start_reaches_the_mode_past_points_where_the_density_is_not_finit
     """A random start's first L-BFGS step lands where the anchored floor E is negative (density -inf).
 
     The search must step back from there: with such points valued at 1e300 the line search stopped at
-    the start, and on Epoch's 211 smallest runs every start but one ended there (session 14).
+    the start, and on Epoch's 211 smallest runs every start but one ended there (2026-11-30, commit 8d7fcf8).
     """
     from bayescale import laplace as laplace_module
 
