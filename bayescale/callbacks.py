@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import warn_user
 from .defaults import cache_dir
 
 #: packages whose versions change the compiled code; a new version writes new callbacks
@@ -99,8 +100,8 @@ def compile_model(model, var_names, structure_key: str | None = None):
         known = None if structure_key is None else _from_manifest(model, var_names, structure_key)
         return known or _compile_cached(model, var_names, structure_key)
     except Exception as error:  # noqa: BLE001 - nutpie's own compile below raises the model's real errors again
-        warnings.warn(f"nutpie's callbacks could not be cached ({type(error).__name__}: {error}); "
-                      "compiling them afresh in this process", RuntimeWarning, stacklevel=2)
+        warn_user(f"nutpie's callbacks could not be cached ({type(error).__name__}: {error}); "
+                  "compiling them afresh in this process", RuntimeWarning)
         return nutpie.compile_pymc_model(model, var_names=var_names)
 
 

@@ -18,7 +18,7 @@ import pandas as pd
 
 from . import defaults
 from .data import point_label, row_numbers
-from .errors import BayescaleError, SamplerWarning
+from .errors import BayescaleError, SamplerWarning, warn_user
 
 if TYPE_CHECKING:
     from .backtesting import BacktestResult
@@ -95,9 +95,9 @@ def compare(fits: "Mapping[str, Fit] | Sequence[Fit]", *, method: str = "stackin
             shown = "; ".join(f"row {i + 1} ({point_label(row, [c for c in (*fit.law.inputs, 'loss') if c in row])}, "
                               f"k={row['pareto_k']:.2f})"
                               for i, row in bad.head(6).iterrows())
-            warnings.warn(f"{name}: {len(bad)} run(s) have Pareto k > {results[name].good_k:.2f}, so their LOO "
-                          f"value is unreliable: {shown}. Check them for outliers, or compare by backtest instead.",
-                          SamplerWarning, stacklevel=2)
+            warn_user(f"{name}: {len(bad)} run(s) have Pareto k > {results[name].good_k:.2f}, so their LOO "
+                      f"value is unreliable: {shown}. Check them for outliers, or compare by backtest instead.",
+                      SamplerWarning)
     table["n_high_k"] = [len(high_k[name]) for name in table.index]
     table.attrs["high_k"] = high_k
     return table

@@ -35,7 +35,7 @@ import pandas as pd
 
 from . import defaults
 from .data import Runs, column_list, load_runs, read_table, row_numbers
-from .errors import BayescaleError, DataError, ExtrapolationWarning
+from .errors import BayescaleError, DataError, ExtrapolationWarning, warn_user
 from .laws import RUN_OFFSET, Law, get_law
 from .predict import check_ci_prob, loss_draws, warn_invalid_draws
 from .schedules import SCHEDULE_COLUMNS, Schedule, add_schedule_inputs, run_areas, run_schedule, schedule_areas
@@ -258,11 +258,11 @@ def forecast_curves(fit: "Fit", runs: Runs, *, upto: float = 1.0, horizon: float
     beyond = [(d, label) for d, label in far if d > 2 * fit.discrepancy.supported_distance + 1e-12]
     if beyond:
         d, label = max(beyond)
-        warnings.warn(f"the forecast of {label} lies {d:.2f} e-folds beyond the checkpoints the fit saw, more than "
-                      f"twice what the internal backtests checked ({fit.discrepancy.supported_distance:.2f})"
-                      + (f", as do {len(beyond) - 1} other runs' forecasts" if len(beyond) > 1 else "")
-                      + "; its interval rests on the prior for the extrapolation discrepancy",
-                      ExtrapolationWarning, stacklevel=2)
+        warn_user(f"the forecast of {label} lies {d:.2f} e-folds beyond the checkpoints the fit saw, more than "
+                  f"twice what the internal backtests checked ({fit.discrepancy.supported_distance:.2f})"
+                  + (f", as do {len(beyond) - 1} other runs' forecasts" if len(beyond) > 1 else "")
+                  + "; its interval rests on the prior for the extrapolation discrepancy",
+                  ExtrapolationWarning)
     out = pd.DataFrame(rows)
     out.attrs["ci_prob"] = ci_prob
     return out
@@ -325,8 +325,8 @@ def compare_schedules(fit: "Fit", runs: Runs, schedules: Mapping[str, Schedule |
                      "p_best": float(np.mean(best == i)), "peak_outside_fitted": bool(outside)})
     out = pd.DataFrame(rows)
     if out["peak_outside_fitted"].any():
-        warnings.warn(f"schedule(s) {', '.join(out.loc[out['peak_outside_fitted'], 'schedule'])} have a peak learning "
-                      f"rate outside the fitted runs' {peaks.min():g} .. {peaks.max():g}: the law cannot see the loss "
-                      "rise at a learning rate that is too high", ExtrapolationWarning, stacklevel=2)
+        warn_user(f"schedule(s) {', '.join(out.loc[out['peak_outside_fitted'], 'schedule'])} have a peak learning "
+                  f"rate outside the fitted runs' {peaks.min():g} .. {peaks.max():g}: the law cannot see the loss "
+                  "rise at a learning rate that is too high", ExtrapolationWarning)
     out.attrs["ci_prob"] = ci_prob
     return out

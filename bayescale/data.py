@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import difflib
 import logging
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -18,7 +17,7 @@ from typing import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from .errors import DataError, DataWarning, UnitsWarning
+from .errors import DataError, DataWarning, UnitsWarning, warn_user
 
 logger = logging.getLogger("bayescale")
 
@@ -288,19 +287,19 @@ _SILENCE = "If this is deliberate, silence it with warnings.filterwarnings('igno
 def _warn_units(table: pd.DataFrame) -> None:
     for col, (floor, hint) in _UNIT_FLOORS.items():
         if col in table.columns and table[col].max() < floor:
-            warnings.warn(f"column {col!r}: every value is below {floor:g} (largest {table[col].max():g}); "
-                          f"bayescale expects a raw count. If these are {hint}, convert them first. "
-                          + _SILENCE.format("UnitsWarning"), UnitsWarning, stacklevel=3)
+            warn_user(f"column {col!r}: every value is below {floor:g} (largest {table[col].max():g}); "
+                      f"bayescale expects a raw count. If these are {hint}, convert them first. "
+                      + _SILENCE.format("UnitsWarning"), UnitsWarning)
     if "loss" in table.columns and table["loss"].min() > PERPLEXITY_FLOOR:
-        warnings.warn(f"column 'loss': every value is above {PERPLEXITY_FLOOR:g} (smallest {table['loss'].min():.3g}); "
-                      "cross-entropy losses in nats rarely are. If these are perplexities, give loss = ln(perplexity). "
-                      + _SILENCE.format("UnitsWarning"), UnitsWarning, stacklevel=3)
+        warn_user(f"column 'loss': every value is above {PERPLEXITY_FLOOR:g} (smallest {table['loss'].min():.3g}); "
+                  "cross-entropy losses in nats rarely are. If these are perplexities, give loss = ln(perplexity). "
+                  + _SILENCE.format("UnitsWarning"), UnitsWarning)
 
 
 def _warn_duplicates(table: pd.DataFrame) -> None:
     """Identical rows are usually a table concatenated twice; each would count as another run."""
     repeated = table.index[table.duplicated(keep="first")]
     if len(repeated):
-        warnings.warn(f"{row_numbers(repeated)} repeat earlier rows exactly (every column); each counts as another "
-                      "run, which overstates the evidence. Drop them unless they are genuine repeats. "
-                      + _SILENCE.format("DataWarning"), DataWarning, stacklevel=3)
+        warn_user(f"{row_numbers(repeated)} repeat earlier rows exactly (every column); each counts as another "
+                  "run, which overstates the evidence. Drop them unless they are genuine repeats. "
+                  + _SILENCE.format("DataWarning"), DataWarning)

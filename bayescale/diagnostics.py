@@ -6,7 +6,6 @@ every problem, with what to try, and the numbers are stored with the fit.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import asdict, dataclass, field
 
 import arviz_stats as azs
@@ -14,7 +13,7 @@ import numpy as np
 import xarray as xr
 
 from . import defaults
-from .errors import SamplerWarning
+from .errors import SamplerWarning, warn_user
 
 
 @dataclass
@@ -78,7 +77,7 @@ def diagnose(posterior: xr.Dataset, sample_stats: xr.Dataset, names: list[str]) 
 def report(diagnostics: Diagnostics) -> None:
     """Warn once per problem; nothing is printed for a clean fit."""
     for problem in diagnostics.problems:
-        warnings.warn(problem, SamplerWarning, stacklevel=3)
+        warn_user(problem, SamplerWarning)
 
 
 def from_dict(data: dict) -> Diagnostics:

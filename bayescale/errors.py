@@ -35,3 +35,11 @@ class DataWarning(UserWarning):
 
 class ExtrapolationWarning(UserWarning):
     """A forecast reaches further beyond the observed runs than the internal backtests did."""
+
+
+def warn_user(message: str, category: type[Warning]) -> None:
+    """Warn, attributed to the first caller outside bayescale (the user's own line), not to a line inside it."""
+    import warnings
+    from pathlib import Path
+
+    warnings.warn(message, category, skip_file_prefixes=(str(Path(__file__).resolve().parent),))

@@ -35,7 +35,6 @@ extrapolation (sweep or curve) is fitted across ten public datasets (:data:`KAPP
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -43,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from .data import NONNEGATIVE, Runs, point_label
-from .errors import BayescaleError, ExtrapolationWarning
+from .errors import BayescaleError, ExtrapolationWarning, warn_user
 from .laplace import centred_where_pinned, laplace_approximation
 from .priors import Prior
 
@@ -237,9 +236,9 @@ class Discrepancy:
             row = table.iloc[far]
             names = ("run", "step") if is_curves(table) else [k for k in self.ranges if k in table.columns]
             where = point_label(row, names)
-            warnings.warn(f"the forecast at {where} lies {d[far]:.2f} e-folds beyond the observed runs, more than "
-                          f"twice what the internal backtests checked ({self.supported_distance:.2f}); its interval "
-                          "rests on the prior for the extrapolation discrepancy", ExtrapolationWarning, stacklevel=4)
+            warn_user(f"the forecast at {where} lies {d[far]:.2f} e-folds beyond the observed runs, more than "
+                      f"twice what the internal backtests checked ({self.supported_distance:.2f}); its interval "
+                      "rests on the prior for the extrapolation discrepancy", ExtrapolationWarning)
         widened = d[None, :] * self.bends(table, log_law.shape[0], seed)
         widened += log_law  # in place: one array of draws x points fewer
         return widened

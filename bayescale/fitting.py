@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -22,7 +21,7 @@ from threadpoolctl import threadpool_limits
 from . import defaults
 from .data import Runs, count_parameters, load_runs
 from .diagnostics import Diagnostics, diagnose, report
-from .errors import BayescaleError, SamplingExtended
+from .errors import BayescaleError, SamplingExtended, warn_user
 from .laplace import centred_where_pinned, laplace_approximation, rewhiten
 from .laws import Law, get_law
 from .likelihood import Likelihood, get_likelihood
@@ -354,9 +353,9 @@ def fit(runs, law: Law | str = "chinchilla", *, columns: Mapping[str, str] | Non
         with timer("sampling non-centred"):
             model = build_whitened(spec, laplace.center, laplace.scale)
             idata, posterior, diagnostics = sample_again(model, spec, draws, tune)
-        warnings.warn(f"{first} with some groups sampled centred: sampled again with every group non-centred; now "
-                      f"{diagnostics.divergences} divergences, R-hat {diagnostics.rhat_max:.3f}"
-                      + ("" if diagnostics.ok else " (see below)"), SamplingExtended, stacklevel=2)
+        warn_user(f"{first} with some groups sampled centred: sampled again with every group non-centred; now "
+                  f"{diagnostics.divergences} divergences, R-hat {diagnostics.rhat_max:.3f}"
+                  + ("" if diagnostics.ok else " (see below)"), SamplingExtended)
     if extend and at_defaults and diagnostics.more_draws_would_help:
         short = f"R-hat {diagnostics.rhat_max:.3f}, min ESS {diagnostics.ess_bulk_min:.0f} at tune={tune}, draws={draws}"
         how, rewhitened = "with longer chains", None
@@ -376,9 +375,9 @@ def fit(runs, law: Law | str = "chinchilla", *, columns: Mapping[str, str] | Non
         else:
             how, draws = "whitened by the first run's draws", defaults.EXTEND_FACTOR * draws
             idata, posterior, diagnostics = rewhitened
-        warnings.warn(f"{short}: sampled again {how} (tune={tune}, draws={draws}); now R-hat {diagnostics.rhat_max:.3f}, "
-                      f"min ESS {diagnostics.ess_bulk_min:.0f}" + ("" if diagnostics.ok else " (still short: see below)"),
-                      SamplingExtended, stacklevel=2)
+        warn_user(f"{short}: sampled again {how} (tune={tune}, draws={draws}); now R-hat {diagnostics.rhat_max:.3f}, "
+                  f"min ESS {diagnostics.ess_bulk_min:.0f}" + ("" if diagnostics.ok else " (still short: see below)"),
+                  SamplingExtended)
     report(diagnostics)
     with timer("log-likelihood"):  # PyMC's, on the generative model (LOO works on every fit)
         idata["log_likelihood"] = xr.Dataset({"log_loss": pointwise_log_likelihood(spec, posterior)})

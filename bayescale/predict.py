@@ -17,7 +17,7 @@ import pandas as pd
 
 from . import defaults
 from .data import point_label, prepare_points
-from .errors import BayescaleError, ExtrapolationWarning
+from .errors import BayescaleError, ExtrapolationWarning, warn_user
 
 if TYPE_CHECKING:
     from .fitting import Fit
@@ -165,9 +165,9 @@ def warn_invalid_draws(mu: np.ndarray, labels) -> None:
     shown = "; ".join(f"{labels[i]}: {share[i]:.0%} of draws" for i in bad[:5])
     more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
     none = " Where no draw is valid the forecast is NaN." if np.any(share[bad] == 1) else ""
-    warnings.warn(f"the law gives a non-positive or undefined loss for some posterior draws at {len(bad)} point(s) "
-                  f"({shown}{more}): it breaks down there, and those forecasts rest on the remaining draws only.{none} "
-                  "Treat them with care, or compare a law that stays positive.", ExtrapolationWarning, stacklevel=3)
+    warn_user(f"the law gives a non-positive or undefined loss for some posterior draws at {len(bad)} point(s) "
+              f"({shown}{more}): it breaks down there, and those forecasts rest on the remaining draws only.{none} "
+              "Treat them with care, or compare a law that stays positive.", ExtrapolationWarning)
 
 
 def predict(fit: "Fit", points=None, *, ci_prob: float = defaults.CI_PROB, seed: int | None = None,

@@ -133,8 +133,9 @@ def test_implausible_tables_warn_and_say_how_to_silence_it():
         warnings.simplefilter("error")  # ln(perplexity) is plausible: no warning
         bs.load_runs(frame.assign(loss=np.log(frame["loss"])))
     doubled = pd.concat([frame.assign(loss=[3.0, 2.6, 2.3])] * 2, ignore_index=True)
-    with pytest.warns(DataWarning, match=r"rows 4, 5, 6 \(1 = the first data row\) repeat earlier rows exactly.*category=bayescale.DataWarning"):
+    with pytest.warns(DataWarning, match=r"rows 4, 5, 6 \(1 = the first data row\) repeat earlier rows exactly.*category=bayescale.DataWarning") as caught:
         bs.load_runs(doubled)
+    assert [w.filename for w in caught] == [__file__]  # the user's line, not one inside bayescale
 
 
 def test_errors_list_a_handful_of_columns_closest_first():
