@@ -53,6 +53,10 @@ _SAME_MODE = 0.1
 #: runs (benchmarks/README.md, 2026-11-30, commit 8d7fcf8)
 _INVALID_ABOVE_START = 1e4
 
+#: a centred mode whose group spread is below this share of the non-centred mode's lies in the funnel's neck
+#: (Gadre, all five Chinchilla parameters pooled by corpus: E_sd 0.31 -> 2e-5, beta_sd 0.31 -> 1.5e-4)
+NECK_SHRINKAGE = 0.05
+
 #: above this many coordinates (pooling over many groups) the search tries fewer random starts
 _MANY_COORDINATES = 25
 
@@ -200,8 +204,9 @@ def centred_where_pinned(spec: ModelSpec, laplace: LaplaceApproximation,
     with every group at the population value (the funnel's neck). A search can end there: on
     misfitting cut at 25% it reached a run spread of 0 and a noise scale 100 times the fit's. Such a
     point is judged by the non-centred density, which has no neck: if it lies further below the
-    non-centred mode than one nat per coordinate (a typical draw lies half that below), that choice
-    is rejected. Then each pooled parameter in turn is left non-centred (the neck is usually one
+    non-centred mode than one nat per coordinate (a typical draw lies half that below), or if a
+    centred parameter's spread there is below :data:`NECK_SHRINKAGE` of its non-centred mode's,
+    that choice is rejected. Then each pooled parameter in turn is left non-centred (the neck is usually one
     parameter's: the run effect's), and the best choice that passes is kept; if none does, every
     group stays non-centred. That matters beyond speed for the internal splits' Laplace forecasts
     (:mod:`bayescale.extrapolation`): the non-centred Gaussian of groups that the data pin down is
@@ -231,4 +236,8 @@ def _centred_mode(spec: ModelSpec, laplace: LaplaceApproximation, chosen: ModelS
     judged = -_compiled_objective(spec)(spec.unconstrain(chosen.named_values(centred.center)))[0]
     if not judged >= laplace.log_density - len(laplace.center):
         return None
+    before, after = spec.constrain(laplace.center), chosen.constrain(centred.center)
+    for group in chosen.pooled.values():  # a spread collapsed towards zero: the neck, however good its density
+        if group.centring.any() and not after[group.sd_name] >= before[group.sd_name] * NECK_SHRINKAGE:
+            return None
     return chosen, centred, judged
