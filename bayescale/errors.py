@@ -38,8 +38,16 @@ class ExtrapolationWarning(UserWarning):
 
 
 def warn_user(message: str, category: type[Warning]) -> None:
-    """Warn, attributed to the first caller outside bayescale (the user's own line), not to a line inside it."""
+    """Warn, attributed to the first caller outside bayescale (the user's own line), not to a line inside it.
+
+    Frames of :mod:`contextlib` are skipped too (``fit`` runs inside a context decorator). Each
+    prefix is a strict prefix of the file names it skips: Python 3.12.1 does not skip a frame whose
+    file name equals a prefix.
+    """
+    import contextlib
+    import os
     import warnings
     from pathlib import Path
 
-    warnings.warn(message, category, skip_file_prefixes=(str(Path(__file__).resolve().parent),))
+    skipped = (str(Path(__file__).resolve().parent) + os.sep, str(Path(contextlib.__file__).with_suffix("")))
+    warnings.warn(message, category, skip_file_prefixes=skipped)
