@@ -66,13 +66,16 @@ def draw_posterior(model, var_names: list[str], *, sampler: str, draws: int, tun
     With nutpie and a ``reuse_key`` (a model whose data are all ``pm.Data``, keyed by its structure),
     the compiled sampler of an earlier model with the same key is reused with this model's data:
     the same draws as a fresh compile, without paying for it again in this process.
-    The progress bar is drawn on stderr, and only when stderr is a terminal: stdout stays clean for
-    pipes and ``--json``, and logs and notebooks get no frozen progress tables.
+    The progress bar is drawn on stderr when stderr is a terminal; elsewhere (a log file, a notebook)
+    a line every few seconds says how far sampling is (:class:`ProgressLines`). stdout stays clean
+    for pipes and ``--json``. Ctrl-C during nutpie's sampling raises ``KeyboardInterrupt`` (nutpie
+    itself would return the draws so far).
     """
     import pymc as pm
 
     check_settings(sampler=sampler, draws=draws, tune=tune, chains=chains, cores=cores,
                    target_accept=target_accept)
+    log_lines = progressbar and not sys.stderr.isatty()  # a log file gets a line now and then, not a frozen bar
     progressbar = progressbar and sys.stderr.isatty()
     with warnings.catch_warnings():
         # implementation chatter, not sampler trouble (that is diagnosed in bayescale.diagnostics):
@@ -82,12 +85,35 @@ def draw_posterior(model, var_names: list[str], *, sampler: str, draws: int, tun
             if sampler == "nutpie":
                 return _sample_nutpie(model, var_names, draws=draws, tune=tune, chains=chains,
                                       cores=min(cores, chains), seed=seed, target_accept=target_accept,
-                                      progressbar=progressbar, reuse_key=reuse_key)
+                                      progressbar=progressbar, reuse_key=reuse_key, log_lines=log_lines)
             if sampler == "numpyro":
                 _persistent_jax_cache()
             return pm.sample(draws, tune=tune, chains=chains, cores=min(cores, chains), random_seed=seed,
                              nuts_sampler=sampler, target_accept=target_accept, progressbar=progressbar,
                              var_names=var_names, compute_convergence_checks=False, model=model)
+
+
+class ProgressLines:
+    """nutpie's progress as a line on stderr at most every ``every`` seconds: steps done, divergences, time left.
+
+    For stderr that is not a terminal (a log file, a pipe): a bar there would print nothing useful or
+    a table per refresh. The first line comes once sampling has run ``every`` seconds.
+    """
+
+    def __init__(self, every: float = 10.0):
+        self.every, self.start, self.last = every, time.monotonic(), time.monotonic()
+
+    def __call__(self, chain_progresses) -> None:
+        now = time.monotonic()
+        if now - self.last < self.every or not chain_progresses:
+            return
+        self.last = now
+        done = sum(cp.finished_draws for cp in chain_progresses)
+        total = sum(cp.total_draws for cp in chain_progresses)
+        divergences = sum(len(cp.divergent_draws) for cp in chain_progresses)
+        left = (now - self.start) * (total - done) / done if done else float("nan")
+        print(f"sampling: {done} of {total} steps ({100 * done / max(total, 1):.0f}%), {divergences} divergences, "
+              f"about {left:.0f} s left", file=sys.stderr, flush=True)
 
 
 def _persistent_jax_cache() -> None:
@@ -108,7 +134,8 @@ def _persistent_jax_cache() -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
-def _sample_nutpie(model, var_names, *, draws, tune, chains, cores, seed, target_accept, progressbar, reuse_key):
+def _sample_nutpie(model, var_names, *, draws, tune, chains, cores, seed, target_accept, progressbar, reuse_key,
+                   log_lines=False):
     """nutpie on ``model``, as ``pm.sample(nuts_sampler="nutpie")`` runs it, with the compiled sampler reused."""
     import nutpie
     import numpy as np
@@ -118,11 +145,14 @@ def _sample_nutpie(model, var_names, *, draws, tune, chains, cores, seed, target
     compiled = compiled_nutpie(model, var_names, reuse_key)
     chain_seeds = [rng.integers(2**30) for rng in np.random.default_rng(seed).spawn(chains)]  # as pm.sample
     progress = NutpieProgressBarManager(chains=chains, draws=draws, progressbar=progressbar, progressbar_theme=None)
+    lines = ProgressLines() if log_lines else None
     start = time.time()
     with progress:
         idata = nutpie.sample(compiled, draws=draws, tune=max(tune, 1), chains=chains, cores=cores,
                               seed=int(chain_seeds[0]), target_accept=target_accept, progress_bar=False,
-                              progress_callback=progress.update)
+                              progress_callback=lines or progress.update)
+    if idata["posterior"].sizes["draw"] < draws:  # nutpie stops at Ctrl-C and returns the draws so far
+        raise KeyboardInterrupt("sampling was interrupted")
     patch_nutpie_idata(idata, model, sampling_time=time.time() - start)
     posterior = idata["posterior"].to_dataset()  # group levels as this model names them, not the compiled one
     idata["posterior"] = posterior.assign_coords({dim: list(model.coords[dim]) for dim in posterior.dims

@@ -161,3 +161,31 @@ def test_same_seed_gives_the_same_posterior_with_a_cold_and_a_warm_compile_cache
             assert list((tmp_path / "callbacks" / "nutpie-callbacks").glob("manifest_*.json")), "and their manifest"
     cold, warm = (bs.load(tmp_path / f"{name}.nc").posterior for name in ("cold", "warm"))
     xr.testing.assert_equal(cold, warm)
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_sampling_exits_130_with_one_line_and_no_file(tmp_path):
+    """nutpie returns the draws so far at Ctrl-C; the fit must stop there: one line, exit 130, nothing saved.
+
+    Run with stderr to a pipe, so the fit also shows its progress lines (at most one every 10 s);
+    the first one says sampling is under way, and SIGINT is sent then.
+    """
+    import signal
+    import time
+
+    out = tmp_path / "fit.nc"
+    process = subprocess.Popen([sys.executable, "-m", "bayescale.cli", "fit", str(demo_runs_path()), "--draws",
+                                "200000", "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in process.stderr:  # progress lines arrive while nutpie samples
+        lines.append(line)
+        if line.startswith("sampling: "):
+            break
+    assert lines and lines[-1].startswith("sampling: ") and "s left" in lines[-1], lines
+    process.send_signal(signal.SIGINT)
+    start = time.monotonic()
+    _, rest = process.communicate(timeout=60)
+    assert time.monotonic() - start < 15
+    assert process.returncode == 130
+    assert "interrupted" in rest and "Traceback" not in rest and "NaN" not in rest, rest
+    assert not out.exists()
