@@ -233,12 +233,12 @@ def predict_command(fit_paths, at, points, ci_prob, as_json):
     inputs = list(dict.fromkeys(i for f in fits.values() for i in f.law.inputs))
     if len(fits) > 1:
         result = predict_stacked(fits, table, ci_prob=ci_prob)
-        columns = [*inputs, "median", "lower", "upper", "pred_lower", "pred_upper"]
+        columns, reach = [*inputs, "median", "lower", "upper", "pred_lower", "pred_upper"], []
         title = "stacked (" + ", ".join(f"{name} {w:.2f}" for name, w in result.attrs["weights"].items()) + ")"
     else:
         result = fit.predict(table, ci_prob=ci_prob)
-        columns = [*inputs, "median", "lower", "upper", "pred_lower", "pred_upper",
-                   *(f"{name}_vs_max" for name in inputs), "extrapolation"]
+        reach = [c for c in result.columns if c.endswith("_vs_max")]  # N, D and, for a law in N and D, C and D/N
+        columns = [*inputs, "median", "lower", "upper", "pred_lower", "pred_upper", *reach, "extrapolation"]
         title = fit.law.name
     extra = [c for c in table.columns if c not in columns]
     if as_json:
@@ -251,7 +251,7 @@ def predict_command(fit_paths, at, points, ci_prob, as_json):
     click.echo(f"{title}: median loss, {pct} credible interval of the law, {pct} predictive interval of a run")
     for _, row in result.iterrows():
         where = ", ".join(f"{k}={row[k]:.3g}" for k in inputs)
-        beyond = (f"  ({', '.join(f'{k} {row[k + '_vs_max']:.2g}x' for k in inputs)} the largest run; "
+        beyond = (f"  ({', '.join(f'{k[:-len('_vs_max')]} {row[k]:.2g}x' for k in reach)} the largest run's; "
                   f"{row['extrapolation']:.2f} e-folds outside the data)" if row.get("extrapolation", 0) > 0 else "")
         click.echo(f"{where}: {row['median']:.4f}  law [{row['lower']:.4f}, {row['upper']:.4f}]  "
                    f"run [{row['pred_lower']:.4f}, {row['pred_upper']:.4f}]{beyond}")

@@ -60,8 +60,12 @@ def test_predict_json_and_text(small_fit, capsys):
     assert first["N"] == 7e10 and first["D"] == 1.4e12
     assert first["pred_lower"] < first["lower"] < first["median"] < first["upper"] < first["pred_upper"]
     assert data["predictions"][1]["D"] == pytest.approx(1.2e20 / 6e9)
+    # how far each point reaches, on every axis the data bound (compute and tokens per parameter too)
+    assert first["C_vs_max"] >= first["N_vs_max"] * first["D_vs_max"] > 0  # no run reached both largest N and D
+    assert {"N_vs_max", "D_vs_max", "C_vs_max", "D_per_N_vs_max", "extrapolation"} <= set(first)
     code, out, _ = run(capsys, "predict", str(small_fit), "--at", "N=7e10,D=1.4e12")
     assert code == 0 and "N=7e+10, D=1.4e+12" in out
+    assert f"C {first['C_vs_max']:.2g}x" in out and f"D_per_N {first['D_per_N_vs_max']:.2g}x" in out
 
 
 @pytest.mark.parametrize("argv, fragment", [
