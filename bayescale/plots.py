@@ -276,9 +276,14 @@ def model_checks(fit: "Fit", result: dict):
     observed = np.log(fit.runs["loss"])
     prior = fit.idata["prior_predictive"]["log_loss"].to_numpy().ravel()
     ax = axes[0]
-    ax.hist(prior[np.isfinite(prior)], bins=80, density=True, color="0.75", label="prior predictive")
+    prior = prior[np.isfinite(prior)]
+    # the central 98% of the prior draws and every run: broad priors reach log-losses of +-1000, where
+    # the runs would be one invisible bar
+    low, high = np.quantile(prior, [0.01, 0.99])
+    low, high = min(low, float(observed.min())), max(high, float(observed.max()))
+    ax.hist(prior, bins=80, range=(low, high), density=True, color="0.75", label="prior predictive")
     ax.hist(observed, bins=30, density=True, color="tab:blue", alpha=0.7, label="observed runs")
-    ax.set(title="prior predictive", xlabel="log loss", yticks=[])
+    ax.set(title="prior predictive (central 98%)", xlabel="log loss", yticks=[], xlim=(low, high))
     ax.legend(fontsize=8)
     replicated = fit.idata["posterior_predictive"]["log_loss"].to_numpy()
     replicated = replicated.reshape(-1, replicated.shape[-1])

@@ -59,6 +59,12 @@ def test_cli_check_prints_findings_json_and_a_figure(sampled, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "prior predictive:" in out and "LOO-PIT:" in out
     assert (tmp_path / "checks.png").stat().st_size > 10_000
+    from bayescale.plots import model_checks
+
+    figure = model_checks(sampled, sampled.check(seed=1))
+    low, high = figure.axes[0].get_xlim()  # the prior predictive panel shows the runs, not +-1000 nats
+    observed = np.log(sampled.runs["loss"])
+    assert low <= observed.min() and high >= observed.max() and high - low < 20 * (observed.max() - observed.min())
     assert main(["check", str(path), "--json", "--prior-draws", "200"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert set(data) >= {"prior_predictive", "posterior_predictive", "loo_pit", "findings"}
