@@ -80,14 +80,21 @@ def cli():
 
 
 @cli.command("laws")
-def laws_command():
+@click.option("--json", "as_json", is_flag=True, help="Print the catalog as JSON.")
+def laws_command(as_json):
     """List the law catalog."""
     from .laws import catalog
 
-    for law in catalog().values():
-        what = "L" if law.kind == "loss" else "accuracy"
-        click.echo(f"{law.name:<12} {what}({', '.join(law.inputs)}) = {law.formula.text}")
-        click.echo(f"{'':<12} {law.title}")
+    laws = [{"name": law.name, "kind": law.kind, "inputs": list(law.inputs), "params": list(law.param_names),
+             "formula": f"{'L' if law.kind == 'loss' else 'accuracy'}({', '.join(law.inputs)}) = {law.formula.text}",
+             "title": law.title} for law in catalog().values()]
+    if as_json:
+        click.echo(json.dumps({"laws": laws}))
+        return
+    width = max(len(law["name"]) for law in laws)
+    for law in laws:
+        click.echo(f"{law['name']:<{width}}  {law['formula']}")
+        click.echo(f"{'':<{width}}  {law['title']}")
 
 
 @cli.command("fit")

@@ -18,6 +18,12 @@ def run(capsys, *argv):
 def test_laws_lists_the_catalog(capsys):
     code, out, _ = run(capsys, "laws")
     assert code == 0 and "chinchilla" in out and "E + A / N**alpha + B / D**beta" in out
+    starts = {line.index(" L(") for line in out.splitlines() if not line.startswith(" ") and " L(" in line}  # aligned
+    assert len(starts) == 1
+    code, out, _ = run(capsys, "laws", "--json")
+    laws = {law["name"]: law for law in json.loads(out)["laws"]}
+    assert laws["chinchilla"]["params"] == ["E", "A", "alpha", "B", "beta"] and laws["metric_exp"]["kind"] == "metric"
+    assert laws["chinchilla"]["formula"] == "L(N, D) = E + A / N**alpha + B / D**beta"
 
 
 def test_installed_entry_point_runs():
