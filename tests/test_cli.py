@@ -184,17 +184,22 @@ def test_ctrl_c_during_sampling_exits_130_with_one_line_and_no_file(tmp_path):
     import time
 
     out = tmp_path / "fit.nc"
+    # pytest-xdist's workers ignore SIGINT, and a child inherits that: give the fit Ctrl-C's default back
     process = subprocess.Popen([sys.executable, "-m", "bayescale.cli", "fit", str(demo_runs_path()), "--draws",
-                                "200000", "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    lines = []
-    for line in process.stderr:  # progress lines arrive while nutpie samples
-        lines.append(line)
-        if line.startswith("sampling: "):
-            break
-    assert lines and lines[-1].startswith("sampling: ") and "s left" in lines[-1], lines
-    process.send_signal(signal.SIGINT)
-    start = time.monotonic()
-    _, rest = process.communicate(timeout=60)
+                                "200000", "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        lines = []
+        for line in process.stderr:  # progress lines arrive while nutpie samples
+            lines.append(line)
+            if line.startswith("sampling: "):
+                break
+        assert lines and lines[-1].startswith("sampling: ") and "s left" in lines[-1], lines
+        process.send_signal(signal.SIGINT)
+        start = time.monotonic()
+        _, rest = process.communicate(timeout=60)
+    finally:
+        process.kill()  # never leave a fit running, whatever failed above
     assert time.monotonic() - start < 15
     assert process.returncode == 130
     assert "interrupted" in rest and "Traceback" not in rest and "NaN" not in rest, rest
