@@ -34,8 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import warn_user
 from .defaults import cache_dir
+from .errors import warn_user
 
 #: packages whose versions change the compiled code; a new version writes new callbacks
 COMPILERS = ("bayescale", "nutpie", "numba", "llvmlite", "pytensor", "pymc", "numpy")
