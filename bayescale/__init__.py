@@ -14,14 +14,32 @@ import importlib
 
 __version__ = "0.1.0"
 
-#: public name -> the module that defines it
+#: public name -> the module that defines it (functions first: ``bs.predict(fit, ...)``; ``Fit``'s methods
+#: are conveniences over the same functions)
 _EXPORTS = {
-    "BayescaleError": "errors", "DataError": "errors", "DataWarning": "errors", "ExtrapolationWarning": "errors", "FormulaError": "errors", "SamplerWarning": "errors", "SamplingExtended": "errors",
-    "UnitsWarning": "errors", "Candidate": "backtesting", "backtest": "backtesting", "compare": "comparison",
-    "predict_stacked": "comparison", "Runs": "data", "load_runs": "data", "Fit": "fitting", "fit": "fitting", "build_model": "fitting", "sample_model": "fitting",
-    "Law": "laws", "catalog": "laws", "get_law": "laws", "grid": "predict", "Prior": "priors", "fit_many": "sweep",
+    **dict.fromkeys(["BayescaleError", "DataError", "DataWarning", "ExtrapolationWarning", "FormulaError",
+                     "SamplerWarning", "SamplingExtended", "UnitsWarning"], "errors"),
+    **dict.fromkeys(["Law", "catalog", "get_law"], "laws.card"),
+    "Prior": "laws.priors",
+    **dict.fromkeys(["Runs", "load_runs"], "data.runs"),
+    **dict.fromkeys(["Fit"], "fitting.result"),
+    **dict.fromkeys(["fit", "build_model", "sample_model"], "fitting.pipeline"),
+    **dict.fromkeys(["predict", "grid"], "forecast.predict"),
+    **dict.fromkeys(["plan", "frontier", "candidates", "marginal_value"], "forecast.plan"),
+    "summary": "forecast.summary",
+    "check": "forecast.checks",
+    "tune": "forecast.tuning",
+    "break_table": "forecast.derived",
+    **dict.fromkeys(["Candidate", "backtest"], "evaluation.backtesting"),
+    **dict.fromkeys(["compare", "predict_stacked"], "evaluation.comparison"),
+    "fit_many": "evaluation.sweep",
+    **dict.fromkeys(["load_checkpoints", "fit_curves", "forecast_curves", "compare_schedules"],
+                    "curves.learning_curves"),
+    **dict.fromkeys(["fit_metric", "chained"], "downstream.metric"),
+    **dict.fromkeys(["build_report", "write_report"], "viz.report"),
 }
-_MODULES = ("datasets",)
+#: public modules: ``bs.datasets.synthetic_sweep()``, ``bs.plots.forecast_fan(fit)``
+_MODULES = {"datasets": "data.datasets", "plots": "viz.plots", "downstream": "downstream.metric"}
 
 __all__ = sorted([*_EXPORTS, *_MODULES, "load", "__version__"])
 
@@ -30,9 +48,9 @@ def __getattr__(name: str):
     if name in _EXPORTS:
         value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
     elif name in _MODULES:
-        value = importlib.import_module(f".{name}", __name__)
+        value = importlib.import_module(f".{_MODULES[name]}", __name__)
     elif name == "load":
-        value = importlib.import_module(".fitting", __name__).Fit.load
+        value = importlib.import_module(".fitting.result", __name__).Fit.load
     else:
         raise AttributeError(f"module 'bayescale' has no attribute {name!r}")
     globals()[name] = value

@@ -119,7 +119,7 @@ def if_right(shares: dict, rows: pd.DataFrame) -> dict:
     and per level the PIT of the actual coverage among the draws' (mid-rank for ties): uniform
     over splits if the default is calibrated on every dataset.
     """
-    from bayescale.backtesting import COVERAGE_RANGE
+    from bayescale.evaluation.backtesting import COVERAGE_RANGE
 
     actual = {lv: float(np.mean(inside(rows, lv))) for lv in LEVELS}
     meets = np.logical_and.reduce([(low <= shares[lv]) & (shares[lv] <= high) for lv, (low, high) in TARGETS.items()])
@@ -132,8 +132,8 @@ def if_right(shares: dict, rows: pd.DataFrame) -> dict:
 def static_task(split: Split, seed: int) -> dict:
     """Fit on the runs outside the holdout rule, forecast the held-out ones with every method."""
     import bayescale as bs
-    from bayescale.backtesting import replicate_coverage
-    from bayescale.backtesting import holdout_mask
+    from bayescale.evaluation.backtesting import replicate_coverage
+    from bayescale.evaluation.backtesting import holdout_mask
 
     warnings.simplefilter("ignore")
     frame = load_static(split.dataset)
@@ -186,9 +186,9 @@ def bootstrap_baseline(train: pd.DataFrame, test: pd.DataFrame, seed: int, resam
 
 def curve_task(split: Split, seed: int) -> dict:
     """Fit learning curves on each run's early part (or the benchmark's own split), forecast the rest."""
-    from bayescale.backtesting import replicate_coverage
-    from bayescale.curves import fit_curves, forecast_curves, load_checkpoints, run_points
-    from bayescale.datasets import load_misfitting_curves, load_opt_trajectories, load_revisiting
+    from bayescale.evaluation.backtesting import replicate_coverage
+    from bayescale.curves.learning_curves import fit_curves, forecast_curves, load_checkpoints, run_points
+    from bayescale.data.datasets import load_misfitting_curves, load_opt_trajectories, load_revisiting
 
     warnings.simplefilter("ignore")
     name, _, domain = split.dataset.partition(":")
@@ -262,7 +262,7 @@ def scores(rows: dict) -> dict:
     counts as a miss in coverage and is counted in ``no_forecast``; the other scores are over the
     points that have one.
     """
-    from bayescale.backtesting import interval_score
+    from bayescale.evaluation.backtesting import interval_score
 
     frame = pd.DataFrame(rows)
     y = frame["actual"].to_numpy()
@@ -377,7 +377,7 @@ def reliability_plot(results: dict, path: Path) -> None:
 
 
 def main():
-    from bayescale.executor import describe, fan_out
+    from bayescale.parallel.executor import describe, fan_out
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--only", nargs="*", help="datasets to run (epoch gadre misfitting_final datablations bnsl "

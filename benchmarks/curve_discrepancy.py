@@ -3,7 +3,7 @@
 Reads a results file of ``calibration.py``. Every learning-curve split records the fit's internal
 leave-future-out errors (split, run, distance, error, scale) and, for each held-out checkpoint,
 the plain posterior's band (no discrepancy), its distance and its run. For each candidate setting
-of ``bayescale.extrapolation``'s curve discrepancy,
+of ``bayescale.inference.discrepancy``'s curve discrepancy,
 
     log L(run, step) = log f + d * (bias + m * kappa * z_run),  m = outlier scale for a share of runs,
 
@@ -27,9 +27,12 @@ from pathlib import Path
 import numpy as np
 from scipy.special import logsumexp
 
-from bayescale.extrapolation import (BIAS_GRID, CURVE_KAPPA_GRID, OUTLIER_SHARES, curve_log_likelihood,
-                                     curve_log_prior)
-from bayescale.priors import Prior
+from bayescale.inference.discrepancy import (BIAS_GRID,
+                                             CURVE_KAPPA_GRID,
+                                             OUTLIER_SHARES,
+                                             curve_log_likelihood,
+                                             curve_log_prior)
+from bayescale.laws.priors import Prior
 
 from discrepancy_prior import Z80, dataset_of
 

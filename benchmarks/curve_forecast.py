@@ -32,9 +32,9 @@ import pandas as pd
 from scipy.optimize import curve_fit
 
 import bayescale as bs
-from bayescale.curves import fit_curves, forecast_curves, load_checkpoints
-from bayescale.datasets import load_misfitting_curves, load_revisiting
-from bayescale.schedules import add_schedule_inputs
+from bayescale.curves.learning_curves import fit_curves, forecast_curves, load_checkpoints
+from bayescale.data.datasets import load_misfitting_curves, load_revisiting
+from bayescale.data.schedules import add_schedule_inputs
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 OUT = Path(__file__).resolve().parent / "results" / "curve_forecast.json"

@@ -8,7 +8,7 @@ leave-future-out errors. Per kind of extrapolation ("sweep": beyond the box of o
     log kappa_split ~ Normal(mu, tau),   mu ~ Normal(log 0.02, 1.5),   tau ~ HalfNormal(1),
 
 where each split's kappa is first updated by the fit's own internal splits (exactly as
-``bayescale.extrapolation.calibrate`` does) and the held-out errors are the likelihood, one
+``bayescale.inference.discrepancy.calibrate`` does) and the held-out errors are the likelihood, one
 discrepancy shared by the points that share it (all runs of a sweep; the checkpoints of one
 curve). Datasets count equally: a split's likelihood is raised to 1 / the number of splits of its
 dataset, so the 12 vision tasks do not outvote the rest. The shipped prior is the LogNormal with
@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from bayescale.extrapolation import KAPPA_GRID, kappa_log_likelihood
+from bayescale.inference.discrepancy import KAPPA_GRID, kappa_log_likelihood
 
 LEVELS = (0.5, 0.8, 0.9)
 Z80 = stats.norm.ppf(0.9)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 import bayescale as bs
-from bayescale.backtesting import replicate_coverage
+from bayescale.evaluation.backtesting import replicate_coverage
 
 ROOT = Path(__file__).resolve().parents[1]
 LEVELS = (0.5, 0.8, 0.9)

@@ -6,7 +6,7 @@ parameters (E, A, alpha, B, beta) pooled by the group column, once as one fit pe
 - ``gadre``: Gadre et al. 2024's over-training grid, three training corpora (104 runs);
 - ``synthetic``: six groups of an IsoFLOP sweep (7 budgets x 13 sizes, about 90 runs each), each
   group's parameters drawn once from a known population around Chinchilla's
-  (:func:`synthetic_groups`), with the noise and outlying runs of :func:`bayescale.datasets.synthetic_sweep`.
+  (:func:`synthetic_groups`), with the noise and outlying runs of :func:`bayescale.data.datasets.synthetic_sweep`.
 
 Reported per sweep: R-hat, minimum bulk ESS, divergences and wall time of the pooled fit; the
 time of the separate fits; the pooled / separate time ratio; and, for the synthetic sweep,

@@ -160,7 +160,7 @@ def plot(results: dict, path: Path) -> None:
 
 def main():
     from bayescale import defaults
-    from bayescale.executor import describe, fan_out
+    from bayescale.parallel.executor import describe, fan_out
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--law", default="chinchilla")

@@ -31,7 +31,7 @@ CASES = ("epoch", "gadre", "misfitting")
 def fit_case(case: str, variant: int):
     """The case's fit; ``variant`` 1 is the same law on new numbers (every 7th run or checkpoint left out)."""
     import bayescale as bs
-    from bayescale.curves import fit_curves, load_checkpoints
+    from bayescale.curves.learning_curves import fit_curves, load_checkpoints
 
     def subset(frame):
         return frame if variant == 0 else frame[frame.index % 7 != 3].reset_index(drop=True)

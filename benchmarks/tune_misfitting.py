@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 
 import bayescale as bs
-from bayescale import tuning
-from bayescale.comparison import compare
+from bayescale.forecast import tuning
+from bayescale.evaluation.comparison import compare
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "misfitting" / "scaling_results_last_ckpt_only.csv"

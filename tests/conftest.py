@@ -8,11 +8,11 @@ import pytest
 import xarray as xr
 
 import bayescale as bs
-from bayescale.diagnostics import diagnose
-from bayescale.fitting import Fit
-from bayescale.likelihood import get_likelihood
-from bayescale.generative import pointwise_log_likelihood
-from bayescale.model import ModelSpec
+from bayescale.inference.diagnostics import diagnose
+from bayescale.fitting.result import Fit
+from bayescale.laws.likelihood import get_likelihood
+from bayescale.model.generative import pointwise_log_likelihood
+from bayescale.model.spec import ModelSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("BAYESCALE_SHARED_DATA", ROOT.parent / "shared" / "data"))

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 import bayescale as bs
-from bayescale.backtesting import BacktestResult, holdout_mask, score
-from bayescale.cli import main
-from bayescale.datasets import CHINCHILLA_TRUTH, demo_runs_path
+from bayescale.evaluation.backtesting import BacktestResult, holdout_mask, score
+from bayescale.cli.main import main
+from bayescale.data.datasets import CHINCHILLA_TRUTH, demo_runs_path
 from conftest import fake_fit
 
 
@@ -49,7 +49,7 @@ def test_scores_of_a_known_posterior(demo_runs):
     assert result["median_abs_rel_error"] == pytest.approx(expected_err)
     assert result["coverage"]["0.9"] == pytest.approx(np.mean(runs["inside_90"]))
     assert result["coverage"]["0.5"] <= result["coverage"]["0.8"] <= result["coverage"]["0.9"]
-    from bayescale.backtesting import interval_score
+    from bayescale.evaluation.backtesting import interval_score
     assert result["interval_score_90"] == pytest.approx(
         np.mean(interval_score(heldout["loss"], runs["pred_lower"], runs["pred_upper"], 0.9)))
     # one draw, Student-t noise: the held-out lpd is the sum of the pointwise densities
@@ -60,7 +60,7 @@ def test_scores_of_a_known_posterior(demo_runs):
 
 
 def test_interval_score_rewards_narrow_bands_only_while_they_hold():
-    from bayescale.backtesting import interval_score
+    from bayescale.evaluation.backtesting import interval_score
 
     # inside: the width; below by 0.1 at 90%: width + 20 * 0.1; above by 0.05 at 50%: width + 4 * 0.05 (all / y)
     got = interval_score([2.0, 1.8, 2.6], [1.9, 1.9, 2.4], [2.1, 2.1, 2.55], 0.9)
@@ -91,13 +91,11 @@ def test_backtest_cli_end_to_end(tmp_path, capsys):
 
 
 def test_backtest_prints_the_coverage_a_right_forecast_would_show(capsys):
-    from bayescale.cli import _print_coverage_ranges
+    from bayescale.cli.evaluation_commands import coverage_ranges_text
 
-    result = BacktestResult("N >= 2.9e9", 211, 34, {"chinchilla": {
-        "coverage": {"0.5": 0.29, "0.8": 0.71, "0.9": 0.99},
-        "coverage_if_right": {"0.5": [0.06, 0.79], "0.8": [0.75, 0.97], "0.9": [0.32, 0.98]}}})
-    _print_coverage_ranges(result)
-    out = capsys.readouterr().out
+    record = {"laws": [{"law": "chinchilla", "coverage": {"0.5": 0.29, "0.8": 0.71, "0.9": 0.99},
+                        "coverage_if_right": {"0.5": [0.06, 0.79], "0.8": [0.75, 0.97], "0.9": [0.32, 0.98]}}]}
+    out = "\n".join(coverage_ranges_text(record))
     assert "chinchilla: 50%: 0.06-0.79, got 0.29; 80%: 0.75-0.97, got 0.71 (narrower than right); " \
            "90%: 0.32-0.98, got 0.99 (wider than right)" in out
 
@@ -153,8 +151,8 @@ def test_several_holdouts_fan_out_together(demo_runs):
 
 def test_coverage_if_right_is_wide_where_held_out_runs_err_together(demo_runs):
     """Independent errors: the binomial range around the nominal level. One shared bend: nearly all in or all out."""
-    from bayescale.backtesting import coverage_if_right
-    from bayescale.extrapolation import Discrepancy, observed_ranges
+    from bayescale.evaluation.backtesting import coverage_if_right
+    from bayescale.inference.discrepancy import Discrepancy, observed_ranges
 
     frame = demo_runs.frame
     train, heldout = frame[frame.C < 1e21], frame[frame.C >= 1e21].reset_index(drop=True)
@@ -174,7 +172,7 @@ def test_coverage_if_right_is_wide_where_held_out_runs_err_together(demo_runs):
 
 
 def test_the_calibration_plot_shades_what_a_right_forecast_would_show():
-    from bayescale import plots
+    from bayescale.viz import plots
 
     coverage = {"0.5": 0.29, "0.8": 0.71, "0.9": 0.94}
     result = BacktestResult("N >= 2.9e9", 211, 34, {

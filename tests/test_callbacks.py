@@ -9,8 +9,8 @@ import numpy as np
 import pymc as pm
 import pytest
 
-from bayescale import callbacks
-from bayescale.sampling import reproducible_compilation
+from bayescale.inference import callbacks
+from bayescale.defaults import reproducible_compilation
 
 
 def line_model(x, y):

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import bayescale as bs
-from bayescale.checks import check
-from bayescale.cli import main
+from bayescale.forecast.checks import check
+from bayescale.cli.main import main
 from conftest import fake_fit
 
 
@@ -44,7 +44,7 @@ def test_a_noise_scale_ten_times_too_small_is_caught(demo_runs):
 
 
 def test_losses_in_the_wrong_units_are_ruled_out_by_the_priors():
-    from bayescale.checks import findings
+    from bayescale.forecast.checks import findings
 
     result = {"n_runs": 10, "prior_predictive": {"band": 0.99, "outside": 10, "outside_rows": list(range(1, 11)),
                                                  "loss_range": [0.7, 1300.0], "observed_range": [2300.0, 4000.0]},
@@ -59,7 +59,7 @@ def test_cli_check_prints_findings_json_and_a_figure(sampled, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "prior predictive:" in out and "LOO-PIT:" in out
     assert (tmp_path / "checks.png").stat().st_size > 10_000
-    from bayescale.plots import model_checks
+    from bayescale.viz.plots import model_checks
 
     figure = model_checks(sampled, sampled.check(seed=1))
     low, high = figure.axes[0].get_xlim()  # the prior predictive panel shows the runs, not +-1000 nats

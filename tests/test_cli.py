@@ -5,8 +5,8 @@ import sys
 
 import pytest
 
-from bayescale.cli import main
-from bayescale.datasets import demo_runs_path
+from bayescale.cli.main import main
+from bayescale.data.datasets import demo_runs_path
 
 
 def run(capsys, *argv):
@@ -50,7 +50,8 @@ def test_summary_json_has_the_documented_shape(small_fit, capsys):
     for stats in data["params"].values():
         assert stats["lower"] < stats["median"] < stats["upper"]
     assert 0.2 < data["params"]["alpha"]["median"] < 0.5
-    assert set(data["diagnostics"]) == {"divergences", "rhat_max", "ess_bulk_min"}
+    assert set(data["diagnostics"]) == {"divergences", "rhat_max", "ess_bulk_min", "ess_tail_min", "n_draws", "problems"}
+    assert all(set(stats) >= {"sd", "ess_bulk", "r_hat", "reference"} for stats in data["params"].values())
     from bayescale import load
     timings = load(small_fit).settings["timings"]  # where the fit's time went, saved with it
     assert {"read and validate", "mode search", "build model", "compile and set-up", "sampling", "log-likelihood",
@@ -185,7 +186,7 @@ def test_ctrl_c_during_sampling_exits_130_with_one_line_and_no_file(tmp_path):
 
     out = tmp_path / "fit.nc"
     # pytest-xdist's workers ignore SIGINT, and a child inherits that: give the fit Ctrl-C's default back
-    process = subprocess.Popen([sys.executable, "-m", "bayescale.cli", "fit", str(demo_runs_path()), "--draws",
+    process = subprocess.Popen([sys.executable, "-m", "bayescale.cli.main", "fit", str(demo_runs_path()), "--draws",
                                 "200000", "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:

@@ -5,8 +5,8 @@ import warnings
 import pytest
 
 import bayescale as bs
-from bayescale.comparison import compare, loo, verdict
-from bayescale.datasets import CHINCHILLA_TRUTH
+from bayescale.evaluation.comparison import compare, loo, verdict
+from bayescale.data.datasets import CHINCHILLA_TRUTH
 from conftest import fake_fit
 
 
@@ -87,7 +87,7 @@ def test_stacking_weights_come_from_loo_by_default(demo_runs):
 def test_cli_compare_prints_a_legend_and_a_verdict(demo_runs, tmp_path, capsys):
     import json
 
-    from bayescale.cli import main
+    from bayescale.cli.main import main
 
     good = fake_fit(demo_runs, values=CHINCHILLA_TRUTH, spread=0.002).save(tmp_path / "truth.nc")
     bad = fake_fit(demo_runs, values={**CHINCHILLA_TRUTH, "E": 1.9, "beta": 0.2}, spread=0.002).save(tmp_path / "wrong.nc")
@@ -105,8 +105,8 @@ def test_compare_says_where_loo_and_a_backtest_disagree(demo_runs, tmp_path, cap
     """LOO ranks the fits on these runs; a backtest of the same laws may rank them the other way round."""
     import pandas as pd
 
-    from bayescale.backtesting import BacktestResult
-    from bayescale.cli import main
+    from bayescale.evaluation.backtesting import BacktestResult
+    from bayescale.cli.main import main
 
     good = fake_fit(demo_runs, values=CHINCHILLA_TRUTH, spread=0.002).save(tmp_path / "chin.nc")
     kaplan = fake_fit(demo_runs, law="kaplan_nd", values={"Nc": 8.8e13, "alphaN": 0.076, "Dc": 5.4e13, "alphaD": 0.095},

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 import bayescale as bs
-from bayescale.cli import main
-from bayescale.curves import fit_curves, forecast_curves, load_checkpoints, upto_steps
+from bayescale.cli.main import main
+from bayescale.curves.learning_curves import fit_curves, forecast_curves, load_checkpoints, upto_steps
 from bayescale.errors import DataError
 
 
@@ -87,13 +87,13 @@ def test_forecast_of_the_rest_of_each_run(curve_fit, curves):
 
 
 def test_curve_cli_json(tmp_path, curves, capsys, monkeypatch):
-    import bayescale.curves
+    import bayescale.curves.learning_curves
     from conftest import fake_fit
 
     fit = fake_fit(load_checkpoints(curves.query("run == 'run1'")), "curve_power",
                    {"E": 2.0, "A": 30.0, "alpha": 0.45}, spread=0.01)
     asked = {}
-    monkeypatch.setattr(bayescale.curves, "fit_curves", lambda *args, **kwargs: asked.update(kwargs) or fit)  # plumbing
+    monkeypatch.setattr(bayescale.curves.learning_curves, "fit_curves", lambda *args, **kwargs: asked.update(kwargs) or fit)  # plumbing
     path = tmp_path / "curves.csv"
     curves.to_csv(path, index=False)
     code = main(["curve", str(path), "--upto", "0.5", "--run", "run1", "--draws", "150", "--tune", "200", "--json"])
@@ -143,7 +143,7 @@ def test_far_forecast_warnings_name_the_run_asked_about_not_internal_grid_points
     import warnings
 
     from bayescale.errors import ExtrapolationWarning
-    from bayescale.extrapolation import Discrepancy, last_seen_steps, observed_ranges
+    from bayescale.inference.discrepancy import Discrepancy, last_seen_steps, observed_ranges
 
     runs, fit = curve_fit
     seen = runs.frame[runs.frame["step"] <= 0.5 * runs.frame.groupby("run")["step"].transform("max")]

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 import bayescale as bs
-from bayescale.data import parse_column_mapping, prepare_points
+from bayescale.data.runs import parse_column_mapping, prepare_points
 from bayescale.errors import DataError, UnitsWarning
 
 
@@ -92,7 +92,7 @@ def test_prediction_points_are_validated_and_derived():
 
 
 def test_parameter_counts():
-    from bayescale.data import count_parameters
+    from bayescale.data.runs import count_parameters
 
     frame = pd.DataFrame({"N": [1e8, 1e9, 1e10], "N_no_embed": [6e7, 8e8, 9e9], "D": [2e9, 2e10, 2e11],
                           "loss": [3.0, 2.6, 2.3]})
@@ -112,7 +112,7 @@ def test_parameter_counts():
 
 
 def test_held_out_runs_are_scored_in_the_fit_s_parameter_count(demo_runs):
-    from bayescale.backtesting import score
+    from bayescale.evaluation.backtesting import score
     from conftest import fake_fit
 
     frame = demo_runs.frame.assign(N_no_embed=lambda f: 0.5 * f["N"])

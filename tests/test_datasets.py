@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 import bayescale as bs
-from bayescale.datasets import synthetic_sweep
+from bayescale.data.datasets import synthetic_sweep
 from conftest import shared_file
 
 

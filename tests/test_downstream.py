@@ -9,9 +9,9 @@ import xarray as xr
 from conftest import fake_fit, shared_file
 
 import bayescale as bs
-from bayescale import downstream
-from bayescale.cli import main
-from bayescale.diagnostics import diagnose
+from bayescale.downstream import metric as downstream
+from bayescale.cli.main import main
+from bayescale.inference.diagnostics import diagnose
 from bayescale.errors import BayescaleError, DataError
 
 GADRE_LIKE = {"E": 0.76, "k": 1.4, "gamma": 0.95}

@@ -12,7 +12,7 @@ import pytest
 
 import executor_tasks as tasks
 from bayescale.errors import BayescaleError
-from bayescale.executor import LocalExecutor, WorkerError, executor_for, fan_out
+from bayescale.parallel.executor import LocalExecutor, WorkerError, executor_for, fan_out
 
 TESTS = Path(__file__).resolve().parent
 
@@ -103,7 +103,7 @@ import sys
 signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.path.insert(0, {tests!r})
 import executor_tasks
-from bayescale.executor import fan_out
+from bayescale.parallel.executor import fan_out
 print("started", flush=True)
 fan_out({{i: (executor_tasks.sleep_and_record, ({folder!r}, 120), {{}}) for i in range(4)}}, max_workers=2)
 """
@@ -147,7 +147,7 @@ def test_dask_runs_tasks_and_reports_failures(dask_client):
 def test_scheduler_address_connects_and_an_unreachable_one_is_a_clear_error(dask_client, monkeypatch):
     address = dask_client.scheduler.address
     assert fan_out({"a": (tasks.add, (1, 2), {})}, scheduler=address)["a"].result == 3
-    monkeypatch.setattr("bayescale.executor.SCHEDULER_TIMEOUT", "2s")  # nothing listens there: give up sooner
+    monkeypatch.setattr("bayescale.parallel.executor.SCHEDULER_TIMEOUT", "2s")  # nothing listens there: give up sooner
     with pytest.raises(BayescaleError, match="cannot reach the Dask scheduler at 'tcp://127.0.0.1:9'"):
         executor_for(scheduler="tcp://127.0.0.1:9")
 
@@ -162,7 +162,7 @@ def test_a_worker_killed_while_idle_is_replaced():
 
 
 def test_a_failing_dispatcher_fails_the_futures_instead_of_hanging(monkeypatch):
-    import bayescale.executor as executor_module
+    import bayescale.parallel.executor as executor_module
 
     def cannot_start(self, folder, index):
         raise OSError("no more processes")

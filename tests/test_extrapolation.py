@@ -8,9 +8,9 @@ import pytest
 
 import bayescale as bs
 from bayescale.errors import ExtrapolationWarning
-from bayescale.extrapolation import Discrepancy, calibrate, distance
-from bayescale.likelihood import get_likelihood
-from bayescale.model import ModelSpec
+from bayescale.inference.discrepancy import Discrepancy, calibrate, distance
+from bayescale.laws.likelihood import get_likelihood
+from bayescale.model.spec import ModelSpec
 from conftest import fake_fit
 
 
@@ -27,7 +27,7 @@ def with_discrepancy(fit, kappa=0.02, supported=1.0):
 
 
 def test_beyond_the_compute_frontier_is_extrapolation_even_inside_the_n_and_d_ranges():
-    from bayescale.extrapolation import observed_ranges
+    from bayescale.inference.discrepancy import observed_ranges
 
     # an IsoFLOP-like grid: the largest N was trained on few tokens, the most tokens on a small model
     runs = pd.DataFrame({"N": [1e8, 1e8, 1e10, 1e9], "D": [1e9, 1e11, 1e9, 1e10], "loss": [3.0, 2.6, 2.6, 2.5]})
@@ -42,7 +42,7 @@ def test_beyond_the_compute_frontier_is_extrapolation_even_inside_the_n_and_d_ra
 def test_more_tokens_per_parameter_than_any_run_is_extrapolation_even_inside_n_d_and_c():
     """Issue "Honest on every dataset", point 3: over-training is its own direction. A small model on the most
     tokens lies inside the ranges of N, D and C of these runs, but at 10x their largest D/N."""
-    from bayescale.extrapolation import observed_ranges
+    from bayescale.inference.discrepancy import observed_ranges
 
     runs = pd.DataFrame({"N": [1e8, 1e10, 1e9], "D": [1e10, 1e11, 1e9], "loss": [2.9, 2.4, 2.8]})
     ranges = observed_ranges(runs, ["N", "D"])
@@ -112,7 +112,7 @@ def test_a_calibrated_fit_saves_and_reports_kappa(tmp_path):
 
 
 def test_learning_curves_are_measured_along_each_run():
-    from bayescale.extrapolation import _splits, run_distance
+    from bayescale.inference.discrepancy import _splits, run_distance
 
     ranges = {"step": (100.0, 1000.0)}
     table = pd.DataFrame({"run": ["a", "a", "b", "new"], "step": [500.0, 2000.0, 4000.0, 3000.0]})
@@ -133,7 +133,7 @@ def test_the_kappa_likelihood_is_the_joint_normal_of_a_shared_discrepancy():
     """Per split, errors ~ MVN(0, diag(scale^2) + kappa^2 d d'): checked against scipy's dense form."""
     from scipy import stats
 
-    from bayescale.extrapolation import KAPPA_GRID, kappa_log_likelihood
+    from bayescale.inference.discrepancy import KAPPA_GRID, kappa_log_likelihood
 
     rng = np.random.default_rng(1)
     error, scale, d = rng.normal(0, 0.02, 7), rng.uniform(0.005, 0.03, 7), rng.uniform(0, 1.5, 7)
@@ -155,7 +155,11 @@ def test_the_curve_likelihood_is_a_mixture_of_joint_normals_with_the_bias_taken_
     """Per run and split, errors ~ (1 - share) MVN(bias d, S + kappa^2 d d') + share MVN(bias d, S + (m kappa)^2 d d')."""
     from scipy import stats
 
-    from bayescale.extrapolation import BIAS_GRID, CURVE_KAPPA_GRID, OUTLIER_SCALE, OUTLIER_SHARES, curve_log_likelihood
+    from bayescale.inference.discrepancy import (BIAS_GRID,
+                                                 CURVE_KAPPA_GRID,
+                                                 OUTLIER_SCALE,
+                                                 OUTLIER_SHARES,
+                                                 curve_log_likelihood)
 
     rng = np.random.default_rng(2)
     error, scale, d = rng.normal(-0.01, 0.02, 9), rng.uniform(0.005, 0.03, 9), rng.uniform(0, 1.5, 9)
@@ -175,7 +179,7 @@ def test_the_curve_likelihood_is_a_mixture_of_joint_normals_with_the_bias_taken_
 
 def test_a_bias_all_runs_share_is_learned_and_moves_every_run():
     """Runs that all end lower than the law says: the internal errors share a sign, so the bias is negative."""
-    from bayescale.extrapolation import BIAS_GRID, curve_log_likelihood, curve_log_prior
+    from bayescale.inference.discrepancy import BIAS_GRID, curve_log_likelihood, curve_log_prior
 
     rng = np.random.default_rng(3)
     runs = np.repeat([f"r{i}" for i in range(40)], 5)
@@ -206,7 +210,7 @@ def test_a_bias_all_runs_share_is_learned_and_moves_every_run():
 
 def test_learning_curves_bend_away_each_in_its_own_way():
     """A sweep shares one discrepancy draw across points; each learning curve has its own."""
-    from bayescale.extrapolation import Discrepancy
+    from bayescale.inference.discrepancy import Discrepancy
 
     table = pd.DataFrame({"run": ["a", "a", "b"], "step": [2000.0, 4000.0, 4000.0]})
     curves = Discrepancy({"step": (1.0, 1000.0)}, np.full(4000, 0.05), pd.DataFrame(), 1.0,
@@ -227,8 +231,8 @@ def test_learning_curves_bend_away_each_in_its_own_way():
 def test_sharp_learning_curves_get_internal_forecasts_as_sharp_as_their_noise(tmp_path):
     """Runs pinned down by their checkpoints are fitted centred in the internal splits too (as in the fit);
     the fit keeps the curve discrepancy's draws (kappa, bias, outliers) through a save and a load."""
-    from bayescale.curves import fit_curves, load_checkpoints
-    from bayescale.datasets import synthetic_curves
+    from bayescale.curves.learning_curves import fit_curves, load_checkpoints
+    from bayescale.data.datasets import synthetic_curves
 
     runs = load_checkpoints(synthetic_curves(0, n_runs=4, points=30, noise=0.001))
     fit = fit_curves(runs, "curve_power", draws=150, tune=200, chains=2, progressbar=False, extend=False)
@@ -248,7 +252,7 @@ def test_sharp_learning_curves_get_internal_forecasts_as_sharp_as_their_noise(tm
 
 def test_the_fan_charts_own_grid_raises_no_extrapolation_warning(demo_runs):
     """Warnings name the user's points, never the far end of a chart's drawing grid."""
-    from bayescale.plots import forecast_fan
+    from bayescale.viz.plots import forecast_fan
 
     fit = with_discrepancy(fake_fit(demo_runs), supported=0.5)
     with warnings.catch_warnings():

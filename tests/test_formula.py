@@ -5,7 +5,7 @@ import pytest
 import xarray as xr
 
 from bayescale.errors import FormulaError
-from bayescale.formula import FUNCTIONS, Formula
+from bayescale.laws.formula import FUNCTIONS, Formula
 
 
 def test_numpy_and_pytensor_agree_from_one_parse():

@@ -8,11 +8,11 @@ import pytensor
 import pytest
 
 import bayescale as bs
-from bayescale.datasets import CHINCHILLA_TRUTH
-from bayescale.generative import build_generative, free_variable_values
-from bayescale.likelihood import get_likelihood
-from bayescale.model import ModelSpec
-from bayescale.whitened import build_whitened
+from bayescale.data.datasets import CHINCHILLA_TRUTH
+from bayescale.model.generative import build_generative, free_variable_values
+from bayescale.laws.likelihood import get_likelihood
+from bayescale.model.spec import ModelSpec
+from bayescale.model.whitened import build_whitened
 from test_pooling import two_families
 
 pytestmark = pytest.mark.filterwarnings("ignore::bayescale.errors.SamplerWarning")  # tiny fits on purpose
@@ -121,7 +121,7 @@ def test_fit_adds_prior_and_posterior_predictive_groups_and_saves_them(tiny_fit,
 
 def test_the_stored_log_likelihood_is_pymcs_on_the_generative_model(tiny_fit):
     """LOO's pointwise log-likelihood is PyMC's ``compute_log_likelihood`` on the generative model at the fit's draws."""
-    from bayescale.generative import pointwise_log_likelihood
+    from bayescale.model.generative import pointwise_log_likelihood
 
     stored = tiny_fit.idata["log_likelihood"]["log_loss"]
     again = pointwise_log_likelihood(tiny_fit.spec, tiny_fit.posterior.isel(draw=slice(0, 20)))

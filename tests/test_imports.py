@@ -11,12 +11,12 @@ def _modules_after(code: str) -> set[str]:
 
 
 def test_listing_laws_and_help_do_not_import_the_sampler_stack():
-    loaded = _modules_after("from bayescale.cli import main; main(['laws']); main(['--help'])")
+    loaded = _modules_after("from bayescale.cli.main import main; main(['laws']); main(['--help'])")
     assert not {"pymc", "arviz", "matplotlib", "pytensor", "nutpie", "scipy", "pandas"} & loaded
 
 
 def test_public_names_load_on_first_use():
-    loaded = _modules_after("import bayescale as bs; assert callable(bs.fit) and bs.fit.__module__ == 'bayescale.fitting'")
-    assert "bayescale.fitting" in loaded
+    loaded = _modules_after("import bayescale as bs; assert callable(bs.fit) and bs.fit.__module__ == 'bayescale.fitting.pipeline'")
+    assert "bayescale.fitting.pipeline" in loaded
     bare = _modules_after("import bayescale")
-    assert not {"bayescale.fitting", "pymc", "arviz", "pandas"} & bare
+    assert not {"bayescale.fitting.pipeline", "pymc", "arviz", "pandas"} & bare

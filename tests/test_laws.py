@@ -3,7 +3,7 @@ import pytest
 
 import bayescale as bs
 from bayescale.errors import BayescaleError, FormulaError
-from bayescale.laws import Law, models_dir
+from bayescale.laws.card import Law, models_dir
 
 
 def test_catalog_has_the_published_laws_with_sources():
@@ -70,8 +70,8 @@ def test_an_anchor_must_be_an_additive_parameter():
 
 
 def test_anchored_floor_round_trips_through_the_loss_at_the_centre(demo_runs):
-    from bayescale.likelihood import get_likelihood
-    from bayescale.model import ModelSpec
+    from bayescale.laws.likelihood import get_likelihood
+    from bayescale.model.spec import ModelSpec
 
     spec = ModelSpec.from_runs(bs.get_law("chinchilla"), get_likelihood("normal"), demo_runs)
     assert spec.anchor == "E" and spec.free_names[0] == "log_loss_at_centre (sets E)"
@@ -83,6 +83,6 @@ def test_anchored_floor_round_trips_through_the_loss_at_the_centre(demo_runs):
     assert {k: pytest.approx(v) for k, v in back.items()} == values
     below_the_rest = u.copy()
     below_the_rest[0] = np.log(centre - values["E"] - 0.01)  # the loss at the centre below the other terms: E < 0
-    from bayescale.laplace import _compiled_objective
+    from bayescale.inference.laplace import _compiled_objective
 
     assert _compiled_objective(spec)(below_the_rest)[0] == np.inf  # the sampler's density there is zero

@@ -5,10 +5,10 @@ import pandas as pd
 import pytest
 
 import bayescale as bs
-from bayescale.derived import break_table, derived_draws
+from bayescale.forecast.derived import break_table, derived_draws
 from bayescale.errors import DataError, FormulaError
-from bayescale.laws import Law
-from bayescale.priors import Prior, ScaledPrior
+from bayescale.laws.card import Law
+from bayescale.laws.priors import Prior, ScaledPrior
 from conftest import fake_fit
 
 BNSL_X = [160, 192, 256, 320, 384, 448, 480, 512, 544, 576, 608, 640, 672, 736, 800, 864, 928]

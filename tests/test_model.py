@@ -7,9 +7,9 @@ import pymc as pm
 import pytest
 
 import bayescale as bs
-from bayescale.laplace import laplace_approximation
-from bayescale.likelihood import LIKELIHOODS, get_likelihood
-from bayescale.model import ModelSpec
+from bayescale.inference.laplace import laplace_approximation
+from bayescale.laws.likelihood import LIKELIHOODS, get_likelihood
+from bayescale.model.spec import ModelSpec
 
 
 @pytest.mark.parametrize("name", list(LIKELIHOODS))
@@ -51,7 +51,7 @@ def test_small_whitenings_compile_without_blas_and_large_ones_keep_it(spec):
     import pytensor.tensor as pt
     from pytensor.graph.traversal import apply_ancestors
 
-    from bayescale.whitened import ELEMENTWISE_WHITENING_UP_TO, _whitened, build_whitened
+    from bayescale.model.whitened import ELEMENTWISE_WHITENING_UP_TO, _whitened, build_whitened
 
     k = len(spec.free_names)
     model = build_whitened(spec, np.zeros(k), np.eye(k))
@@ -79,7 +79,7 @@ def test_mode_search_finds_the_truth_of_the_synthetic_sweep(spec):
 
 
 def _counted_searches(monkeypatch) -> list:
-    from bayescale import laplace as laplace_module
+    from bayescale.inference import laplace as laplace_module
 
     results, minimize = [], laplace_module.optimize.minimize
 
@@ -109,7 +109,7 @@ def test_every_start_reaches_the_mode_past_points_where_the_density_is_not_finit
     The search must step back from there: with such points valued at 1e300 the line search stopped at
     the start, and on Epoch's 211 smallest runs every start but one ended there (2026-11-30, commit 8d7fcf8).
     """
-    from bayescale import laplace as laplace_module
+    from bayescale.inference import laplace as laplace_module
 
     monkeypatch.setattr(laplace_module, "_SAME_MODE", -1.0)  # never agree: every start is searched
     results = _counted_searches(monkeypatch)
@@ -183,7 +183,7 @@ def test_noise_that_grows_with_n_is_recovered_and_widens_forecasts_at_large_n(tm
     assert "sigma_slope" not in plain.posterior
     plain_width = np.log(plain.predict(edges)["pred_upper"] / plain.predict(edges)["pred_lower"]).to_numpy()
     assert plain_width[1] / plain_width[0] < 1.5 < width[1] / width[0]
-    from bayescale.fitting import _prepare
+    from bayescale.fitting.pipeline import _prepare
 
     *_, noise_priors, _ = _prepare(runs, "chinchilla", None, None, {"sigma_slope": "Normal(mu=0, sigma=0.1)"},
                                    None, "studentt", "total")
@@ -207,7 +207,7 @@ def test_numpyro_samples_the_same_model_as_nutpie(demo_runs):
 
 def test_rewhiten_maps_the_draws_of_a_poor_whitening_to_round_ones():
     """Draws in poorly whitened coordinates (offset, stretched 30x, correlated): refitted, the same points are round."""
-    from bayescale.laplace import LaplaceApproximation, rewhiten
+    from bayescale.inference.laplace import LaplaceApproximation, rewhiten
 
     rng = np.random.default_rng(0)
     first = LaplaceApproximation(np.array([1.0, -2.0, 0.5]), np.diag([0.1, 2.0, 1.0]), 0.0, True)
@@ -231,7 +231,8 @@ def test_a_rewhitened_run_that_diverges_gives_way_to_longer_chains(monkeypatch):
     """If the run whitened by the first one's draws diverges, the fit samples longer in the first coordinates and says so."""
     from dataclasses import replace
 
-    from bayescale import defaults, fitting
+    from bayescale import defaults
+    from bayescale.fitting import pipeline as fitting
     from bayescale.errors import SamplingExtended
 
     monkeypatch.setattr(defaults, "DRAWS", 40)

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 import bayescale as bs
-from bayescale.cli import main
-from bayescale.plan import chinchilla_closed_form, frontier_exponents, optimal_allocation
-from bayescale.predict import flat_draws
+from bayescale.cli.main import main
+from bayescale.forecast.plan import chinchilla_closed_form, frontier_exponents, optimal_allocation
+from bayescale.forecast.predict import flat_draws
 from conftest import fake_fit
 
 
@@ -65,7 +65,7 @@ def test_cli_plan_json(spread_fit, tmp_path, capsys):
     assert "positive, finite" in capsys.readouterr().err
 
 
-from bayescale.plan import Budget, candidates, frontier, marginal_value  # noqa: E402
+from bayescale.forecast.plan import Budget, candidates, frontier, marginal_value  # noqa: E402
 
 
 def test_a_custom_cost_that_is_6ND_gives_the_same_answer(spread_fit):
@@ -168,7 +168,7 @@ def test_cli_plan_with_candidates_marginal_and_frontier(spread_fit, tmp_path, ca
 
 def test_plan_and_candidates_give_the_bands_predict_gives(demo_runs):
     """The same point has the same predictive band in plan, candidates and predict; costs and reach are flagged."""
-    from bayescale.extrapolation import Discrepancy, observed_ranges
+    from bayescale.inference.discrepancy import Discrepancy, observed_ranges
 
     fit = fake_fit(demo_runs, spread=0.05, draws=300)
     fit.discrepancy = Discrepancy(observed_ranges(fit.runs, fit.law.inputs), np.full(fit.diagnostics.n_draws, 0.02),

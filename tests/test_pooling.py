@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 
 import bayescale as bs
-from bayescale.datasets import CHINCHILLA_TRUTH, synthetic_sweep
+from bayescale.data.datasets import CHINCHILLA_TRUTH, synthetic_sweep
 from bayescale.errors import BayescaleError, DataError
-from bayescale.likelihood import get_likelihood
-from bayescale.model import ModelSpec
-from bayescale.whitened import build_whitened
+from bayescale.laws.likelihood import get_likelihood
+from bayescale.model.spec import ModelSpec
+from bayescale.model.whitened import build_whitened
 
 
 def two_families(shift=0.25, seed=0, budgets_b=(1e19, 1e20)):
@@ -138,7 +138,7 @@ def test_pooled_fit_separates_the_groups_and_predicts_new_ones(pooled_fit, tmp_p
 
 def test_centring_is_chosen_per_group_from_the_curvature_at_the_mode():
     """E differs between the families and each has many runs (centred); alpha is shared (non-centred)."""
-    from bayescale.laplace import choose_centring, laplace_approximation
+    from bayescale.inference.laplace import choose_centring, laplace_approximation
 
     runs = bs.load_runs(two_families(shift=0.4), keep=["family"])
     spec = ModelSpec.from_runs(bs.get_law("chinchilla"), get_likelihood("normal"), runs,
@@ -152,7 +152,7 @@ def test_centring_is_chosen_per_group_from_the_curvature_at_the_mode():
 def test_a_centred_mode_search_that_ends_in_the_funnels_neck_leaves_the_groups_non_centred(monkeypatch):
     """Centred coordinates' density is unbounded where a spread reaches 0 with every group at the population
     value; a search that ends there (as on misfitting cut at 25%) must not set the sampler's coordinates."""
-    from bayescale import laplace as laplace_module
+    from bayescale.inference import laplace as laplace_module
 
     runs = bs.load_runs(two_families(shift=0.4), keep=["family"])
     spec = ModelSpec.from_runs(bs.get_law("chinchilla"), get_likelihood("normal"), runs, pool={"E": "family"})
@@ -180,7 +180,7 @@ def test_when_one_parameters_centring_ends_in_the_neck_the_others_stay_centred(m
     """A rejected centring is retried with one pooled parameter at a time left non-centred. On misfitting cut
     at 25% the run effect's centring ended in the neck; leaving every group non-centred there gave an internal
     split a Laplace sd of 6 in log L0_sd and forecasts 7x too high."""
-    from bayescale import laplace as laplace_module
+    from bayescale.inference import laplace as laplace_module
 
     runs = bs.load_runs(two_families(shift=0.4), keep=["family"])
     spec = ModelSpec.from_runs(bs.get_law("chinchilla"), get_likelihood("normal"), runs,
@@ -212,7 +212,7 @@ def test_a_second_fit_of_the_same_structure_reuses_the_compiled_sampler_and_draw
     fresh compile draws."""
     import xarray as xr
 
-    from bayescale import sampling
+    from bayescale.inference import sampling
 
     other = two_families(shift=0.15, seed=3, budgets_b=(1e19, 1e20, 1e21)).replace({"family": {"a": "x", "b": "y"}})
     settings = dict(pool={"E": "family"}, draws=300, tune=400, chains=2, seed=5, extrapolation="none",
@@ -236,7 +236,8 @@ def test_a_centred_fit_that_diverges_is_sampled_again_non_centred(monkeypatch):
     posterior again with every group non-centred, and says so."""
     import warnings
 
-    from bayescale import defaults, fitting
+    from bayescale import defaults
+    from bayescale.fitting import pipeline as fitting
     from bayescale.errors import SamplerWarning, SamplingExtended
 
     keys, calls = [], []
@@ -278,7 +279,7 @@ def test_a_centred_mode_whose_spreads_collapse_is_the_neck_even_when_its_density
     sampled there, 92 divergences and R-hat 1.6. The collapsed spread rejects it; without that rule E is centred."""
     from conftest import shared_file
 
-    from bayescale import laplace as laplace_module
+    from bayescale.inference import laplace as laplace_module
 
     path = shared_file("gadre-overtrain/DERIVED_flat_losses.csv")
     runs = bs.datasets.load_gadre(path)

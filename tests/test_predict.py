@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 import bayescale as bs
-from bayescale.datasets import CHINCHILLA_TRUTH
+from bayescale.data.datasets import CHINCHILLA_TRUTH
 from conftest import fake_fit
 
 
@@ -101,7 +101,7 @@ def test_draws_where_the_law_breaks_down_are_named_not_silently_dropped(demo_run
 
 def test_new_run_draws_can_be_limited_to_the_points_that_need_them(demo_runs):
     """loss_draws(new_runs=mask): the same draws at the masked points, NaN elsewhere; the law's draws unchanged."""
-    from bayescale.predict import loss_draws
+    from bayescale.forecast.predict import loss_draws
 
     fit = fake_fit(demo_runs, spread=0.05)
     points = bs.grid(N=[1e9, 3e9, 1e10], D=[2e10, 2e11])

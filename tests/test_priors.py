@@ -3,7 +3,7 @@ import pymc as pm
 import pytest
 
 from bayescale.errors import FormulaError
-from bayescale.priors import FAMILIES, Prior
+from bayescale.laws.priors import FAMILIES, Prior
 
 EXAMPLES = [Prior("Normal", mu=0.3, sigma=2.0), Prior("StudentT", nu=3.0, mu=1.0, sigma=0.5),
             Prior("LogNormal", mu=-1.0, sigma=0.5), Prior("HalfNormal", sigma=0.1),

@@ -92,14 +92,14 @@ def test_bnsl_forecasts_the_four_digit_addition_curve_past_its_break():
     assert ((forecast["pred_lower"] <= truth) & (truth <= forecast["pred_upper"])).all(), forecast
     rmsle = np.sqrt(np.mean((np.log(forecast["median"]) - np.log(truth)) ** 2))
     assert rmsle <= 0.02, rmsle
-    from bayescale.backtesting import interval_score
+    from bayescale.evaluation.backtesting import interval_score
 
     kappa, fit.discrepancy = fit.discrepancy, None  # the plain posterior: narrower beyond the data
     plain = fit.predict(X=BNSL_X[14:])
     fit.discrepancy = kappa
     assert (interval_score(truth, forecast["pred_lower"], forecast["pred_upper"], 0.9).mean()
             >= interval_score(truth, plain["pred_lower"], plain["pred_upper"], 0.9).mean())
-    from bayescale.derived import break_table
+    from bayescale.forecast.derived import break_table
 
     breaks = break_table(fit)
     assert 550 < breaks.loc["d1", "median"] < 700 and breaks.loc["d1", "p_beyond_data"] < 0.05
@@ -125,7 +125,7 @@ def test_gadre_pooled_exponents_beat_one_law_for_all_corpora_by_loo():
 def test_revisiting_nmt_curves_are_forecast_past_the_fitted_part():
     """The Revisiting benchmark's own split: fit on Training = 1, forecast the Training = 0 points (2x further)."""
     from conftest import shared_file
-    from bayescale.curves import fit_curves, load_checkpoints
+    from bayescale.curves.learning_curves import fit_curves, load_checkpoints
 
     table = bs.datasets.load_revisiting(shared_file("colpret-curves/revisiting_lang.csv"), "NMT")
     train = load_checkpoints(table[table["training"] == 1].drop(columns="training"))

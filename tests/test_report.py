@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 
 import bayescale as bs
-from bayescale import plots
-from bayescale.backtesting import BacktestResult, score
-from bayescale.cli import main
-from bayescale.mathtext import formula_latex
-from bayescale.report import build_report, human
+from bayescale.viz import plots
+from bayescale.evaluation.backtesting import BacktestResult, score
+from bayescale.cli.main import main
+from bayescale.viz.latex import formula_latex
+from bayescale.viz.report import build_report, human
 from conftest import ROOT, fake_fit
 
 ARTIFACTS = ROOT / "test-artifacts"
@@ -41,8 +41,8 @@ def test_every_plot_returns_a_figure(demo_runs):
 
 
 def test_learning_curve_plot_marks_what_the_fit_saw():
-    from bayescale.curves import load_checkpoints
-    from bayescale.schedules import add_schedule_inputs
+    from bayescale.curves.learning_curves import load_checkpoints
+    from bayescale.data.schedules import add_schedule_inputs
 
     runs = load_checkpoints(add_schedule_inputs(bs.datasets.synthetic_schedule_curves(0)), warmup=0)
     fit = fake_fit(runs, "schedule_aware", bs.datasets.SCHEDULE_TRUTH, spread=0.01)
@@ -152,7 +152,7 @@ def test_a_report_on_several_fits_compares_them_or_says_why_not(demo_runs):
 
 def test_the_fan_chart_scores_held_out_runs_as_the_backtest_did(demo_runs):
     """Held-out runs carry the backtest's forecasts (a fit without them), not this fit's: chart and table agree."""
-    from bayescale.report import backtest_runs
+    from bayescale.viz.report import backtest_runs
 
     frame = demo_runs.frame
     train, held = frame[frame.C < 1e21].reset_index(drop=True), frame[frame.C >= 1e21].reset_index(drop=True)

@@ -7,9 +7,13 @@ import pandas as pd
 import pytest
 
 import bayescale as bs
-from bayescale.curves import compare_schedules, fit_curves, forecast_curves, load_checkpoints, peak_rate_variants
+from bayescale.curves.learning_curves import (compare_schedules,
+                                              fit_curves,
+                                              forecast_curves,
+                                              load_checkpoints,
+                                              peak_rate_variants)
 from bayescale.errors import DataError, ExtrapolationWarning
-from bayescale.schedules import ANNEAL_DECAY, Schedule, add_schedule_inputs, areas, schedule_areas
+from bayescale.data.schedules import ANNEAL_DECAY, Schedule, add_schedule_inputs, areas, schedule_areas
 
 from conftest import fake_fit
 
@@ -150,11 +154,11 @@ def test_schedule_aware_fit_recovers_the_truth_and_forecasts_the_end():
 def test_curve_cli_compares_schedules(truth_fit, tmp_path, capsys, monkeypatch):
     import json
 
-    import bayescale.curves
-    from bayescale.cli import main
+    import bayescale.curves.learning_curves
+    from bayescale.cli.main import main
 
     runs, fit = truth_fit
-    monkeypatch.setattr(bayescale.curves, "fit_curves", lambda *args, **kwargs: fit)  # plumbing only
+    monkeypatch.setattr(bayescale.curves.learning_curves, "fit_curves", lambda *args, **kwargs: fit)  # plumbing only
     path = tmp_path / "checkpoints.csv"
     bs.datasets.synthetic_schedule_curves(0).to_csv(path, index=False)
     args = ["curve", str(path), "--law", "schedule_aware", "--upto", "0.5", "--run", "cosine-8000-0.001",
@@ -177,7 +181,7 @@ def test_runs_grouped_by_size_get_a_pooled_run_offset(monkeypatch):
     import sys
 
     seen = {}
-    monkeypatch.setattr(sys.modules["bayescale.fitting"], "fit", lambda runs, law, pool, **options: seen.update(law=law, pool=pool, **options))
+    monkeypatch.setattr(sys.modules["bayescale.fitting.pipeline"], "fit", lambda runs, law, pool, **options: seen.update(law=law, pool=pool, **options))
     table = bs.datasets.synthetic_schedule_curves(0).assign(model=lambda t: np.where(t.peak_lr > 1e-3, "big", "small"))
     runs = load_checkpoints(table, keep=["model"])
     fit_curves(runs, "schedule_aware", upto=0.5, pool={"L0": "model", "A": "model"})

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 import bayescale as bs
-from bayescale.cli import main
+from bayescale.cli.main import main
 
 TINY = {"draws": 150, "tune": 200, "chains": 2}
 

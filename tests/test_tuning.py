@@ -8,9 +8,9 @@ import pytest
 from conftest import fake_fit, shared_file
 
 import bayescale as bs
-from bayescale import plan, tuning
-from bayescale.cli import main
-from bayescale.datasets import CHINCHILLA_TRUTH, TUNING_TRUTH, synthetic_tuning_sweep
+from bayescale.forecast import plan, tuning
+from bayescale.cli.main import main
+from bayescale.data.datasets import CHINCHILLA_TRUTH, TUNING_TRUTH, synthetic_tuning_sweep
 from bayescale.errors import BayescaleError, DataError
 
 #: an asymmetric basin where too low a rate costs more (s < 0), as the misfitting sweep says

@@ -1,0 +1,2 @@
+"""The ``bayescale`` command line (click), a thin layer over the Python API.
+"""

@@ -1,0 +1,70 @@
+"""One result, two renderings: a command builds one JSON-ready result and prints it as text or as JSON.
+
+A command's text is a function of its result alone (``text(result) -> lines``), so whatever the
+text shows the JSON carries (``tests/test_cli_render.py`` checks every command). Warnings and
+progress go to stderr in both modes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import textwrap
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import click
+
+WIDTH = 100
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with NumPy scalars and arrays, DataFrames and paths as plain JSON types (NaN -> None).
+
+    Duck-typed, so that ``bayescale laws`` and ``--help`` never import NumPy or pandas.
+    """
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if hasattr(value, "columns") and hasattr(value, "to_dict"):  # a DataFrame: its rows
+        return [jsonable(r) for r in value.to_dict("records")]
+    if hasattr(value, "tolist"):  # a NumPy array or scalar
+        return jsonable(value.tolist())
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def records(frame, columns: Iterable[str] | None = None) -> list[dict]:
+    """Rows of ``frame`` (only ``columns``, in order, when given) as JSON-ready dicts."""
+    return jsonable(frame if columns is None else frame[list(columns)])
+
+
+def emit(result: dict, as_json: bool, text: Callable[[dict], Iterable[str]]) -> None:
+    """Print ``result`` as one JSON object, or as the lines ``text(result)`` makes of it."""
+    result = jsonable(result)
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    for line in text(result):
+        click.echo(line)
+
+
+def fmt(value: float | None, spec: str = ".4g") -> str:
+    """A number as text; ``-`` where there is none."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return format(value, spec)
+
+
+def wrap(line: str) -> str:
+    return textwrap.fill(line, WIDTH, subsequent_indent="  ")
+
+
+def band(record: dict, spec: str = ".4f", prefix: str = "") -> str:
+    """``median [lower, upper]`` of a record's ``{prefix}median`` / ``lower`` / ``upper``."""
+    return (f"{fmt(record[prefix + 'median'], spec)} [{fmt(record[prefix + 'lower'], spec)}, "
+            f"{fmt(record[prefix + 'upper'], spec)}]")

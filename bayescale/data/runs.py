@@ -1,0 +1,310 @@
+"""The runs table: read CSV, Parquet or a DataFrame, map columns, derive inputs, validate.
+
+Canonical columns are ``N`` (parameters), ``D`` (training tokens), ``C`` (training FLOPs) and
+``loss`` (nats). A missing ``D`` is derived as C/(6N) and a missing ``C`` as 6ND, and the
+:class:`Runs` object records that it did so. Every problem is reported with the column and the
+rows at fault.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from bayescale.errors import DataError, DataWarning, UnitsWarning, warn_user
+
+logger = logging.getLogger("bayescale")
+
+#: columns bayescale knows; a column mapping may only target these or a law's own inputs
+CANONICAL = ("N", "D", "C", "loss", "U", "N_no_embed", "n_layers", "d_model", "step", "tokens", "run", "lr")
+POSITIVE = ("N", "D", "C", "loss", "U", "N_no_embed", "n_layers", "d_model")
+#: every loss above this (in nats) looks like perplexity (e^loss), not a loss
+PERPLEXITY_FLOOR = 10.0
+#: what the law's N counts: ``total`` (N as the table gives it) or ``non_embedding`` parameters
+PARAMETER_COUNTS = ("total", "non_embedding")
+#: law inputs that may be zero (the annealing area S2 is zero until the learning rate first drops)
+NONNEGATIVE = ("S2",)
+#: below these maxima the units look wrong (a raw count is expected)
+_UNIT_FLOORS = {"N": (1e4, "millions or billions of parameters"), "D": (1e5, "millions or billions of tokens"),
+                "C": (1e10, "PF-days or another unit; C is in FLOPs (1 PF-day = 8.64e19 FLOPs)")}
+
+
+@dataclass
+class Runs:
+    """A validated runs table (``frame``) and what was done to it (``notes``)."""
+
+    frame: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+    source: str = "DataFrame"
+    #: the column names as the user's table had them, before mapping and selection (for error messages)
+    original_columns: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def __getitem__(self, column: str) -> np.ndarray:
+        return self.frame[column].to_numpy(dtype=float)
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.frame.columns)
+
+    def require(self, inputs: Iterable[str], n_params: int, law_name: str) -> None:
+        """Check that the table has the law's inputs and more rows than it has parameters."""
+        missing = [c for c in (*inputs, "loss") if c not in self.frame.columns]
+        if missing:
+            derivable = " (D is derived from C and N, C from N and D)" if {"D", "C"} & set(missing) else ""
+            raise DataError(f"law {law_name!r} needs column(s) {', '.join(missing)}, which the runs table "
+                            f"({self.source}) lacks{derivable}; it has {column_list(self.original_columns or self.columns, missing)}. "
+                            "Map your names with columns={'N': 'your name', ...} or --columns N='your name'")
+        if len(self.frame) <= n_params:
+            raise DataError(f"the runs table has {len(self.frame)} rows but law {law_name!r} with its noise model "
+                            f"has {n_params} parameters; at least {n_params + 1} rows are needed")
+
+
+def column_list(columns, near: Iterable[str] = (), limit: int = 8) -> str:
+    """At most ``limit`` column names, those closest to the ``near`` names first, and how many more there are."""
+    names = [str(c) for c in columns]
+    close = [m for n in near for m in difflib.get_close_matches(str(n), names, n=3, cutoff=0.5)]
+    shown = list(dict.fromkeys([*close, *names]))[:limit]
+    return ", ".join(shown) + (f" and {len(names) - len(shown)} more" if len(names) > len(shown) else "")
+
+
+def point_label(row: pd.Series, names: Iterable[str]) -> str:
+    """A point in the user's terms: ``N=7e+10, D=1.4e+12`` (numbers to 3 significant digits)."""
+    return ", ".join(f"{name}={row[name]:.3g}" if isinstance(row[name], (int, float, np.number)) else f"{name}={row[name]}"
+                     for name in names)
+
+
+def row_numbers(index, noun: str = "rows", limit: int = 8) -> str:
+    """'rows 3, 8 and 2 more (1 = the first data row)': counted from 1, as a spreadsheet counts a table's rows."""
+    numbers = [int(i) + 1 if isinstance(i, (int, np.integer)) else i for i in list(index)]
+    shown = ", ".join(map(str, numbers[:limit])) + (f" and {len(numbers) - limit} more" if len(numbers) > limit else "")
+    first = "the first point" if noun == "points" else "the first data row"
+    return f"{noun} {shown} (1 = {first})"
+
+
+def read_table(source) -> tuple[pd.DataFrame, str]:
+    if isinstance(source, pd.DataFrame):
+        return source.copy(), "DataFrame"
+    path = Path(source)
+    if not path.exists():
+        raise DataError(f"runs file {str(path)!r} does not exist")
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        return pd.read_parquet(path), str(path)
+    if suffix in (".csv", ".txt", ".tsv"):
+        return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ","), str(path)
+    raise DataError(f"runs file {str(path)!r}: unknown format {suffix!r}; use .csv, .tsv or .parquet")
+
+
+def parse_column_mapping(items: Iterable[str]) -> dict[str, str]:
+    """Turn CLI items like ``N='Model Size'`` or ``C=Training FLOP`` into a mapping."""
+    mapping = {}
+    for item in items:
+        for part in _split_top_level(item):
+            if "=" not in part:
+                raise DataError(f"column mapping {part!r} should look like N='Model Size'")
+            key, value = part.split("=", 1)
+            mapping[key.strip()] = value.strip().strip("'\"")
+    return mapping
+
+
+def _split_top_level(text: str) -> list[str]:
+    """Split on commas outside quotes: ``N='a, b',C=c`` -> ["N='a, b'", "C=c"]."""
+    parts, current, quote = [], "", None
+    for char in text:
+        if quote:
+            quote = None if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char == ",":
+            parts.append(current)
+            current = ""
+            continue
+        current += char
+    parts.append(current)
+    return [p for p in (p.strip() for p in parts) if p]
+
+
+def load_runs(source, columns: Mapping[str, str] | None = None, *, extra_inputs: Iterable[str] = (),
+              keep: Iterable[str] = ()) -> Runs:
+    """Read and validate a runs table.
+
+    ``columns`` maps canonical names to the table's names (``{"N": "Model Size"}``). ``extra_inputs``
+    are a law's own input names (also allowed as mapping targets). ``keep`` are further columns to
+    carry along unchanged (for example group columns).
+    """
+    if isinstance(source, Runs):
+        return source
+    frame, where = read_table(source)
+    columns = dict(columns or {})
+    allowed = set(CANONICAL) | set(extra_inputs)
+    unknown = sorted(set(columns) - allowed)
+    if unknown:
+        raise DataError(f"column mapping names unknown column(s) {', '.join(unknown)}; "
+                        f"the known columns are {', '.join(sorted(allowed))}")
+    for canonical, theirs in columns.items():
+        if theirs not in frame.columns:
+            raise DataError(f"column {theirs!r} (mapped to {canonical}) is not in the runs table ({where}); "
+                            f"it has {column_list(frame.columns, [theirs])}")
+    renamed = frame.rename(columns={theirs: canonical for canonical, theirs in columns.items()})
+    wanted = [c for c in renamed.columns if c in allowed or c in set(keep)]
+    missing_keep = [c for c in keep if c not in renamed.columns]
+    if missing_keep:
+        raise DataError(f"column(s) {', '.join(missing_keep)} are not in the runs table ({where}); "
+                        f"it has {column_list(renamed.columns, missing_keep)}")
+    table = renamed[wanted].copy()
+    table.index = pd.RangeIndex(len(table), name="row")
+    if "loss" not in table.columns:
+        raise DataError(f"the runs table ({where}) has no 'loss' column; it has {column_list(frame.columns, ['loss'])}. "
+                        "Map it with columns={'loss': 'your name'} or --columns loss='your name'")
+    numeric = [c for c in table.columns if c in CANONICAL and c != "run"] + list(extra_inputs)
+    notes = _clean(table, numeric)
+    _warn_units(table)
+    _warn_duplicates(table)
+    for note in notes:
+        logger.info(note)
+    return Runs(table, notes, where, [str(c) for c in frame.columns])
+
+
+def _clean(table: pd.DataFrame, numeric: Iterable[str]) -> list[str]:
+    """Coerce numeric columns, derive D or C, check positivity; return notes on what was derived."""
+    for col in dict.fromkeys(c for c in numeric if c in table.columns):
+        table[col] = _numeric_column(table[col], col)
+    for col in (c for c in POSITIVE if c in table.columns):  # before deriving, so the user's column is named
+        bad = table.index[table[col] <= 0]
+        if len(bad):
+            values = table.loc[bad, col].tolist()
+            raise DataError(f"column {col!r}: must be > 0, but {row_numbers(bad)} are "
+                            f"{', '.join(map(str, values[:8]))}{' ...' if len(values) > 8 else ''}")
+    notes: list[str] = []
+    _derive(table, notes)
+    if {"U", "D"} <= set(table.columns):
+        bad = table.index[table["U"] > table["D"] * (1 + 1e-9)]
+        if len(bad):
+            raise DataError(f"column 'U' (unique tokens) cannot exceed D (tokens trained on), but "
+                            f"{row_numbers(bad)} have U > D")
+    return notes
+
+
+def count_parameters(runs: Runs, count: str) -> Runs:
+    """The runs with N counting ``total`` parameters (as given) or ``non_embedding`` ones.
+
+    Kaplan et al. 2020 counted non-embedding parameters, Hoffmann et al. 2022 all of them, and the
+    choice moves fitted exponents at small scales (Porian et al. 2024, Pearce & Song 2024). For
+    ``non_embedding``, N is taken from column ``N_no_embed``, or derived as 12 n_layers d_model^2
+    (Kaplan's count) from ``n_layers`` and ``d_model``; the total count is kept as ``N_total``.
+    """
+    count = str(count).replace("-", "_")
+    if count not in PARAMETER_COUNTS:
+        raise DataError(f"params must be one of {', '.join(PARAMETER_COUNTS)} (what N counts), got {count!r}")
+    if count == "total" or "N_total" in runs.columns:
+        return runs
+    frame = runs.frame.copy()
+    if "N_no_embed" in frame.columns:
+        counted, how = frame["N_no_embed"], "column N_no_embed"
+    elif {"n_layers", "d_model"} <= set(frame.columns):
+        counted, how = 12.0 * frame["n_layers"] * frame["d_model"] ** 2, "12 n_layers d_model^2 (Kaplan et al. 2020)"
+    else:
+        raise DataError(f"params='non_embedding' needs the non-embedding parameter count: a column N_no_embed "
+                        f"(map yours with --columns N_no_embed='your name'), or n_layers and d_model to derive "
+                        f"12 n_layers d_model^2; the runs table ({runs.source}) has {column_list(runs.columns, ['N_no_embed'])}")
+    if "N" in frame.columns:
+        frame["N_total"] = frame["N"]
+    frame["N"] = counted.to_numpy(dtype=float)
+    note = f"N counts non-embedding parameters, from {how}"
+    logger.info(note)
+    return Runs(frame, [*runs.notes, note], runs.source, runs.original_columns)
+
+
+def prepare_points(points, inputs: Iterable[str]) -> pd.DataFrame:
+    """Validate the inputs of points to predict at (a DataFrame or a mapping of scalars/arrays)."""
+    inputs = list(inputs)
+    if isinstance(points, Mapping):
+        values = {k: np.atleast_1d(np.asarray(v, dtype=object)) for k, v in points.items()}
+        try:
+            table = pd.DataFrame(values)
+        except ValueError as exc:
+            raise DataError(f"prediction inputs must have matching lengths: {exc}") from None
+    else:
+        table = pd.DataFrame(points).copy()
+    table.index = pd.RangeIndex(len(table), name="point")
+    if not len(table):
+        raise DataError("no points to predict at")
+    if {"N", "C", "D"} <= set(table.columns):  # points may mix D and C: fill each from the other
+        n, c, d = (pd.to_numeric(table[k], errors="coerce") for k in ("N", "C", "D"))
+        table["D"] = table["D"].where(table["D"].notna(), c / (6.0 * n))
+        table["C"] = table["C"].where(table["C"].notna(), 6.0 * n * d)
+    _clean(table, [c for c in table.columns if c in (*POSITIVE, *inputs) and c != "loss"])
+    missing = [c for c in inputs if c not in table.columns]
+    if missing:
+        raise DataError(f"predicting needs input(s) {', '.join(missing)} (got {column_list(table.columns, missing)}); "
+                        "D can also be given as C with N")
+    for col in inputs:
+        bad = table.index[~(table[col] >= 0 if col in NONNEGATIVE else table[col] > 0)]
+        if len(bad):
+            bound = ">= 0" if col in NONNEGATIVE else "> 0"
+            raise DataError(f"input {col!r}: must be {bound}, but {row_numbers(bad, "points")} are not")
+    return table
+
+
+def _numeric_column(series: pd.Series, col: str) -> pd.Series:
+    values = pd.to_numeric(series, errors="coerce")
+    not_numbers = series.index[values.isna() & series.notna()]
+    if len(not_numbers):
+        shown = ", ".join(repr(series[i]) for i in not_numbers[:5])
+        raise DataError(f"column {col!r}: {row_numbers(not_numbers)} are not numbers ({shown})")
+    missing = series.index[series.isna()]
+    if len(missing):
+        raise DataError(f"column {col!r}: {row_numbers(missing)} are empty or NaN")
+    values = values.astype(float)
+    infinite = series.index[~np.isfinite(values)]
+    if len(infinite):
+        raise DataError(f"column {col!r}: {row_numbers(infinite)} are infinite")
+    return values
+
+
+def _derive(table: pd.DataFrame, notes: list[str]) -> None:
+    has = set(table.columns)
+    if {"N", "C"} <= has and "D" not in has:
+        table["D"] = table["C"] / (6.0 * table["N"])
+        notes.append("D (training tokens) was derived as C / (6 N), the standard dense-transformer FLOP count")
+    elif {"N", "D"} <= has and "C" not in has:
+        table["C"] = 6.0 * table["N"] * table["D"]
+        notes.append("C (training FLOPs) was derived as 6 N D")
+
+
+_SILENCE = "If this is deliberate, silence it with warnings.filterwarnings('ignore', category=bayescale.{})."
+
+
+def _warn_units(table: pd.DataFrame) -> None:
+    for col, (floor, hint) in _UNIT_FLOORS.items():
+        if col in table.columns and table[col].max() < floor:
+            warn_user(f"column {col!r}: every value is below {floor:g} (largest {table[col].max():g}); "
+                      f"bayescale expects a raw count. If these are {hint}, convert them first. "
+                      + _SILENCE.format("UnitsWarning"), UnitsWarning)
+    if "loss" in table.columns and table["loss"].min() > PERPLEXITY_FLOOR:
+        warn_user(f"column 'loss': every value is above {PERPLEXITY_FLOOR:g} (smallest {table['loss'].min():.3g}); "
+                  "cross-entropy losses in nats rarely are. If these are perplexities, give loss = ln(perplexity). "
+                  + _SILENCE.format("UnitsWarning"), UnitsWarning)
+
+
+def _warn_duplicates(table: pd.DataFrame) -> None:
+    """Identical rows are usually a table concatenated twice; each would count as another run."""
+    repeated = table.index[table.duplicated(keep="first")]
+    if len(repeated):
+        warn_user(f"{row_numbers(repeated)} repeat earlier rows exactly (every column); each counts as another "
+                  "run, which overstates the evidence. Drop them unless they are genuine repeats. "
+                  + _SILENCE.format("DataWarning"), DataWarning)
+
+
+def is_curves(frame: pd.DataFrame) -> bool:
+    """A checkpoint table: extrapolation is measured along each run."""
+    return {"run", "step"} <= set(frame.columns)

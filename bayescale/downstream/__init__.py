@@ -1,0 +1,2 @@
+"""Downstream accuracy: a metric law fitted on small models and chained with the loss forecast.
+"""

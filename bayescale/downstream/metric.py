@@ -1,0 +1,508 @@
+"""From loss to downstream accuracy: a metric law fitted on small models, chained with the loss law.
+
+The established method has two steps (Gadre et al. 2024; the OLMo ladder of Bhagia et al. 2024):
+a scaling law for the loss at (N, D), then a law from loss to accuracy fitted on the same small
+models. Both publish point forecasts. Here both steps are posteriors and the forecast carries both:
+
+- The metric law is a card of kind ``metric`` (input ``loss``, optionally ``chance``, the task's
+  random baseline): ``metric_sigmoid`` (chance up to a ceiling) or ``metric_exp`` (Gadre's
+  exponential). Its PyMC model has one named variable per parameter (the card's prior), the loss
+  and chance as ``pm.Data``, and an observed accuracy around the law with precision ``phi``: Beta,
+  or beta-binomial when the runs give ``n``, the number of questions, so an accuracy over 100
+  questions counts for less than one over 10,000. ``phi`` is the variation between models that
+  the law does not explain.
+- With a group column (the training corpus), each group's accuracy follows the law at a shifted
+  loss, ``loss - shift[group]``, the shifts partially pooled (``shift_sd``): models trained on C4
+  reach a given C4 loss with lower downstream accuracy than models trained elsewhere.
+- A forecast pairs posterior draws: each draw of the loss at (N, D) (the law's value, and a run's
+  loss with noise and the extrapolation discrepancy, from :func:`bayescale.forecast.predict.loss_draws`)
+  goes through one draw of the metric law, so the credible band of the accuracy carries the
+  uncertainty of both laws and the predictive band the noise of both steps.
+- Whether a task can be forecast at all: ``p_above_chance`` is the probability that the law's
+  accuracy at the target is above chance by more than :data:`ABOVE_CHANCE`. A fit refuses runs
+  with too few models above chance to locate the rise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Mapping
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from bayescale import defaults
+from bayescale.data.runs import column_list, prepare_points, row_numbers
+from bayescale.inference.diagnostics import Diagnostics, diagnose, report
+from bayescale.errors import BayescaleError, DataError
+from bayescale.laws.card import Law, get_law
+from bayescale.forecast.predict import band, loss_draws
+from bayescale.defaults import check_ci_prob
+
+if TYPE_CHECKING:
+    from bayescale.fitting.result import Fit
+
+#: the observed variable of the metric model
+OBSERVED = "metric"
+#: a model counts as above chance when its accuracy beats chance by this much (accuracy points/100) ...
+ABOVE_CHANCE = 0.02
+#: ... and by two binomial standard errors when the number of questions is known
+ABOVE_CHANCE_SE = 2.0
+#: prior of the precision phi of the Beta noise (an sd of about 0.02 around an accuracy of 0.3)
+PHI_PRIOR = "LogNormal(mu=log(500.0), sigma=1.5)"
+#: prior of the spread of the groups' loss shifts (nats)
+SHIFT_SD_PRIOR = "HalfNormal(sigma=0.2)"
+_EPS = 1e-6
+#: the metric law's discrepancy beyond the fitted models: logit(accuracy) gains kappa * d * z, where d
+#: is the e-folds of loss below the lowest loss the metric law saw and z ~ Normal(0, 1) is shared by
+#: every point of a draw. kappa's prior (logit units per e-fold): a guess, broad, updated by each
+#: fit's internal splits; no cross-dataset calibration exists yet (Gadre's is the only such data).
+METRIC_KAPPA_PRIOR = "LogNormal(mu=log(0.3), sigma=1.5)"
+METRIC_KAPPA_GRID = np.geomspace(1e-3, 30.0, 801)
+#: internal splits: the share of models with the lowest loss held out in each
+METRIC_SPLITS = (0.15, 0.3)
+#: fewer models than this and kappa keeps its prior
+MIN_MODELS_FOR_SPLITS = 12
+
+
+def chance_levels(law: Law, table: pd.DataFrame, chance: float | None) -> np.ndarray:
+    """Each row's chance level (the task's random baseline, a fraction): the ``chance`` column, or ``chance``.
+
+    A law with a chance floor needs it; for another law it only says whether a forecast is above
+    chance (0 when not given).
+    """
+    if "chance" in table.columns:
+        values = pd.to_numeric(table["chance"], errors="coerce").to_numpy(dtype=float)
+        bad = table.index[~((values >= 0) & (values < 1))]
+        if len(bad):
+            raise DataError(f"column 'chance': the random baseline must be a fraction in [0, 1), but {row_numbers(bad)} "
+                            "are not (a baseline given in percent? divide by 100)")
+        return values
+    if chance is not None:
+        if not 0 <= chance < 1:
+            raise BayescaleError(f"chance {chance!r}: the random baseline must be a fraction in [0, 1)")
+        return np.full(len(table), float(chance))
+    if "chance" in law.inputs:
+        raise DataError(f"metric law {law.name!r} needs each row's chance level (the task's random baseline as a "
+                        f"fraction): give a 'chance' column or chance=0.25 (--chance 0.25)")
+    return np.zeros(len(table))
+
+
+def check_metric(table: pd.DataFrame, metric: str) -> np.ndarray:
+    """The metric column as fractions in [0, 1], or an error naming the column and rows at fault."""
+    if metric not in table.columns:
+        raise DataError(f"no metric column {metric!r} in the runs; they have {column_list(table.columns, [metric])}")
+    values = pd.to_numeric(table[metric], errors="coerce")
+    bad = table.index[values.isna()]
+    if len(bad):
+        raise DataError(f"column {metric!r}: {row_numbers(bad)} are not numbers")
+    if values.median() > 1 and (values <= 100).all() and (values >= 0).all():
+        raise DataError(f"column {metric!r} holds values up to {values.max():g}: percentages? bayescale takes "
+                        "accuracies as fractions in [0, 1]; divide the column by 100")
+    outside = table.index[(values < 0) | (values > 1)]
+    if len(outside):
+        raise DataError(f"column {metric!r}: accuracies must lie in [0, 1], but {row_numbers(outside)} are "
+                        f"{', '.join(f'{v:g}' for v in values[outside][:6])}")
+    return values.to_numpy(dtype=float)
+
+
+def question_counts(table: pd.DataFrame) -> np.ndarray | None:
+    """The ``n`` column (each row's number of questions, for beta-binomial noise), checked; None without one."""
+    if "n" not in table.columns:
+        return None
+    values = pd.to_numeric(table["n"], errors="coerce").to_numpy(dtype=float)
+    bad = table.index[~((values >= 1) & (np.round(values) == values))]
+    if len(bad):
+        raise DataError(f"column 'n' (the number of questions behind each accuracy) must hold whole numbers >= 1, but "
+                        f"{row_numbers(bad)} do not")
+    return values
+
+
+def above_chance(accuracy: np.ndarray, chance: np.ndarray, n: np.ndarray | None) -> np.ndarray:
+    """Which models beat chance clearly: by :data:`ABOVE_CHANCE`, and by 2 binomial sd when n is known."""
+    margin = np.full(len(accuracy), ABOVE_CHANCE)
+    if n is not None:
+        margin = np.maximum(margin, ABOVE_CHANCE_SE * np.sqrt(np.maximum(chance * (1 - chance), 1e-4) / n))
+    return accuracy > chance + margin
+
+
+@dataclass
+class MetricFit:
+    """A fitted metric law: posterior of its parameters (and group shifts, noise precision) and its runs."""
+
+    law: Law
+    idata: xr.DataTree
+    table: pd.DataFrame
+    metric: str
+    group: str | None
+    diagnostics: Diagnostics
+    settings: dict[str, Any] = field(default_factory=dict)
+    #: posterior draws of the discrepancy scale (logit units per e-fold of loss below ``loss_min``)
+    kappa: np.ndarray | None = None
+    #: the lowest loss the metric law was fitted on: below it the discrepancy grows
+    loss_min: float = np.nan
+
+    @property
+    def posterior(self) -> xr.Dataset:
+        return self.idata["posterior"].to_dataset()
+
+    @property
+    def levels(self) -> list[str]:
+        return list(self.posterior["shift"].coords[self.group].values) if self.group else []
+
+    def flat(self, name: str) -> np.ndarray:
+        values = self.posterior[name].to_numpy()
+        return values.reshape(values.shape[0] * values.shape[1], *values.shape[2:])
+
+    def summary(self, ci_prob: float = defaults.CI_PROB):
+        import arviz_stats as azs
+
+        names = [*self.law.param_names, "phi", *(["shift_sd", "shift"] if self.group else [])]
+        return azs.summary(self.idata, var_names=names, ci_prob=ci_prob, ci_kind=defaults.CI_KIND)
+
+
+def build_metric_model(law: Law, data: Mapping[str, Any], levels: list[str] | None = None, group: str | None = None):
+    """The PyMC model of a metric law: named priors, Beta or beta-binomial noise, every input a ``pm.Data``.
+
+    ``data``: the runs' ``loss``, ``chance``, ``accuracy``, ``n`` (None without question counts) and
+    ``codes`` (each run's index into ``levels``, the group column's values). Runs carry no fixed
+    dimension, so one compiled model takes any subset of them (:func:`metric_structure_key`).
+    """
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    from bayescale.model.generative import _prior_variable
+    from bayescale.laws.priors import Prior
+
+    with pm.Model(coords={group: list(levels)} if levels is not None else {}) as model:
+        env = {"loss": pm.Data("loss", data["loss"])}
+        if "chance" in law.inputs:
+            env["chance"] = pm.Data("chance", data["chance"])
+        values = {name: _prior_variable(pm, name, param.prior) for name, param in law.params.items()}
+        if levels is not None:
+            index = pm.Data(f"{group}_idx", data["codes"])
+            spread = _prior_variable(pm, "shift_sd", Prior.parse(SHIFT_SD_PRIOR))
+            offset = pm.Normal("shift_offset", 0.0, 1.0, dims=group)
+            shift = pm.Deterministic("shift", spread * offset, dims=group)
+            env["loss"] = env["loss"] - shift[index]
+        mean = pt.clip(law.formula.pytensor({**env, **values}), _EPS, 1 - _EPS)
+        pm.Deterministic("accuracy", mean)
+        phi = _prior_variable(pm, "phi", Prior.parse(PHI_PRIOR))
+        if data["n"] is not None:
+            n = pm.Data("questions", np.asarray(data["n"]).astype(int))
+            correct = pm.Data("correct", np.round(data["accuracy"] * data["n"]).astype(int))
+            pm.BetaBinomial(OBSERVED, n=n, alpha=mean * phi, beta=(1 - mean) * phi, observed=correct)
+        else:
+            observed = pm.Data("observed_accuracy", np.clip(data["accuracy"], _EPS, 1 - _EPS))
+            pm.Beta(OBSERVED, alpha=mean * phi, beta=(1 - mean) * phi, observed=observed)
+    return model
+
+
+def metric_structure_key(law: Law, data: Mapping[str, Any], levels: list[str] | None, group: str | None) -> str:
+    """What the metric model's compiled density depends on besides the runs: one compile serves every subset."""
+    import hashlib
+    import json
+
+    parts = {"kind": "metric", "formula": law.formula.text, "inputs": list(law.inputs),
+             "priors": [(name, param.prior.to_dict()) for name, param in law.params.items()],
+             "phi": PHI_PRIOR, "shift_sd": SHIFT_SD_PRIOR, "counts": data["n"] is not None,
+             "groups": None if levels is None else [group, len(levels)]}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _traced_names(model) -> list[str]:
+    """The metric model's parameters as traced: every free variable and deterministic but the runs' accuracy."""
+    return [v.name for v in (*model.free_RVs, *model.deterministics) if v.name != "accuracy"]
+
+
+def fit_metric(runs, metric: str, law: Law | str = "metric_sigmoid", *, group: str | None = None,
+               chance: float | None = None, draws: int = defaults.DRAWS, tune: int = defaults.TUNE,
+               chains: int = defaults.CHAINS, cores: int = defaults.CORES, seed: int = defaults.SEED,
+               sampler: str = defaults.SAMPLER, target_accept: float = defaults.TARGET_ACCEPT,
+               progressbar: bool = False) -> MetricFit:
+    """Fit a metric law to the runs' ``loss`` and ``metric`` columns (and ``n``, ``chance``, the ``group`` column)."""
+    from bayescale.data.runs import read_table
+    from bayescale.inference.sampling import check_settings, draw_posterior
+
+    check_settings(sampler=sampler, draws=draws, tune=tune, chains=chains, cores=cores, target_accept=target_accept)
+    law = get_law(law)
+    if law.kind != "metric":
+        raise BayescaleError(f"law {law.name!r} is a scaling law of the loss; a metric law maps the loss to "
+                             "accuracy (metric_sigmoid, metric_exp)")
+    table = runs.copy() if isinstance(runs, pd.DataFrame) else read_table(runs)[0]
+    table = table.reset_index(drop=True)
+    table.index.name = "row"
+    if "loss" not in table.columns:
+        raise DataError(f"the runs need a 'loss' column (the loss the metric law maps from); they have "
+                        f"{column_list(table.columns, ['loss'])}")
+    accuracy = check_metric(table, metric)
+    loss = pd.to_numeric(table["loss"], errors="coerce").to_numpy(dtype=float)
+    if not np.all(np.isfinite(loss) & (loss > 0)):
+        raise DataError(f"column 'loss': {row_numbers(table.index[~(np.isfinite(loss) & (loss > 0))])} are not "
+                        "positive numbers")
+    chances = chance_levels(law, table, chance)
+    n = question_counts(table)
+    if group is not None and group not in table.columns:
+        raise DataError(f"no group column {group!r} in the runs; they have {column_list(table.columns, [group])}")
+    clear = above_chance(accuracy, chances, n)
+    needed = len(law.params) + 1
+    if clear.sum() < needed:
+        raise DataError(f"only {int(clear.sum())} of {len(table)} models score clearly above chance on {metric!r} "
+                        f"(by {ABOVE_CHANCE:g} and 2 binomial sd where n is known); at least {needed} are needed to "
+                        "locate the rise: the metric is not forecastable from these models yet")
+    levels, codes = (np.unique(table[group].astype(str), return_inverse=True) if group
+                     else (None, np.zeros(len(table), int)))
+    levels = None if levels is None else [str(level) for level in levels]
+    data = {"loss": loss, "chance": chances, "accuracy": accuracy, "n": n, "codes": codes}
+    model = build_metric_model(law, data, levels, group)
+    idata = draw_posterior(model, _traced_names(model), draws=draws, tune=tune, chains=chains, cores=cores,
+                           seed=int(seed), sampler=sampler, target_accept=target_accept,
+                           progressbar=progressbar, reuse_key=metric_structure_key(law, data, levels, group))
+    free = [rv.name for rv in model.free_RVs]
+    diagnostics = diagnose(idata["posterior"].to_dataset(), idata["sample_stats"].to_dataset(), free)
+    report(diagnostics)
+    settings = {"draws": draws, "tune": tune, "chains": chains, "seed": int(seed),
+                "chance": None if chance is None else float(chance)}
+    kappa = calibrate_kappa(law, data, levels, group, draws * chains, int(seed))
+    return MetricFit(law, idata, table, metric, group, diagnostics, settings, kappa, float(loss.min()))
+
+
+def _logit(p):
+    return np.log(p) - np.log1p(-p)
+
+
+def _expit(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def metric_mode(law: Law, data: Mapping[str, Any], levels: list[str] | None = None,
+                group: str | None = None) -> dict[str, np.ndarray]:
+    """The posterior mode of the metric model on these runs (its traced parameters), in the sampler's coordinates.
+
+    Found by L-BFGS on the compiled log density and gradient of the very model that
+    :func:`fit_metric` samples (nutpie's callback, the same route as the loss law's mode in
+    :mod:`bayescale.inference.laplace`); one compile serves the fit and every internal split.
+    """
+    from scipy import optimize
+
+    from bayescale.inference.callbacks import expanded_values, log_density_function
+    from bayescale.inference.sampling import compiled_nutpie
+
+    model = build_metric_model(law, data, levels, group)
+    compiled = compiled_nutpie(model, _traced_names(model), metric_structure_key(law, data, levels, group))
+    log_density = log_density_function(compiled)
+
+    def objective(x):
+        value, gradient = log_density(x)
+        return (-value, -gradient) if np.isfinite(value) else (1e300, np.zeros_like(gradient))
+
+    best = optimize.minimize(objective, _unconstrained_start(model, compiled), jac=True, method="L-BFGS-B",
+                             options={"maxiter": 5000})
+    return expanded_values(compiled, best.x)
+
+
+def _map_fit(law: Law, data: Mapping[str, Any], levels: list[str] | None, group: str | None):
+    """The metric model at its mode (:func:`metric_mode`), as a function that forecasts the mean accuracy, and phi."""
+    mode = metric_mode(law, data, levels, group)
+    values = {name: float(mode[name]) for name in law.param_names}
+    shifts = mode["shift"] if levels is not None else None
+
+    def mean(part):
+        loss = part["loss"] - (shifts[part["codes"]] if shifts is not None else 0.0)
+        with np.errstate(all="ignore"):
+            return np.clip(law.formula.numpy({**values, "loss": loss, "chance": part["chance"]}), _EPS, 1 - _EPS)
+
+    return mean, float(mode["phi"])
+
+
+def _unconstrained_start(model, compiled) -> np.ndarray:
+    """The model's initial point (its priors' support points, unjittered) in the compiled model's coordinates."""
+    point = model.initial_point()
+    names, slices, _ = compiled.shape_info
+    start = np.zeros(compiled.n_dim)
+    for name, part in zip(names, slices):
+        if part.stop <= compiled.n_dim:
+            start[part] = np.ravel(point[name])
+    return start
+
+
+def _subset(data: dict, mask: np.ndarray) -> dict:
+    return {k: (v[mask] if isinstance(v, np.ndarray) else v) for k, v in data.items()}
+
+
+def calibrate_kappa(law: Law, data: dict, levels: list[str] | None, group: str | None, n_draws: int,
+                    seed: int) -> np.ndarray:
+    """Draws of the metric discrepancy kappa: its prior, updated by internal leave-lowest-loss-out splits.
+
+    Each split holds out the models with the lowest loss, fits the rest at its mode, and compares
+    the held-out accuracies (logit) with the forecast at their distance below the split's lowest
+    loss; the errors of one split share their z (:func:`bayescale.inference.discrepancy.kappa_log_likelihood`).
+    """
+    from bayescale.inference.discrepancy import draw_kappa, kappa_log_likelihood
+    from bayescale.laws.priors import Prior
+
+    log_post = Prior.parse(METRIC_KAPPA_PRIOR).logpdf(METRIC_KAPPA_GRID) + np.log(METRIC_KAPPA_GRID)
+    order = np.argsort(data["loss"])
+    if len(order) >= MIN_MODELS_FOR_SPLITS:
+        for split, share in enumerate(METRIC_SPLITS):
+            held = np.zeros(len(order), bool)
+            held[order[:max(2, int(round(share * len(order))))]] = True
+            train = _subset(data, ~held)
+            forecast, phi = _map_fit(law, train, levels, group)
+            part = _subset(data, held)
+            m = forecast(part)
+            acc = np.clip(part["accuracy"], _EPS, 1 - _EPS)
+            var = 1.0 / ((phi + 1) * m * (1 - m))
+            if part["n"] is not None:
+                var = var + 1.0 / (part["n"] * m * (1 - m))
+            distance = np.maximum(0.0, np.log(train["loss"].min()) - np.log(part["loss"]))
+            log_post = log_post + kappa_log_likelihood(_logit(acc) - _logit(m), np.sqrt(var), distance,
+                                                       np.full(len(m), split), grid=METRIC_KAPPA_GRID)
+    return draw_kappa(log_post, n_draws, np.random.default_rng([seed, 4]), grid=METRIC_KAPPA_GRID)
+
+
+def _through_metric(metric_fit: MetricFit, losses: list[np.ndarray], table: pd.DataFrame, pick: np.ndarray,
+                    rng: np.random.Generator) -> list[np.ndarray]:
+    """The metric law (with its discrepancy below ``loss_min``) at each array of loss draws (rows: draws ``pick``).
+
+    One z per draw is shared by every point and every array, as the loss discrepancy does.
+    """
+    shift = _shifts(metric_fit, table, pick, rng)
+    chances = chance_levels(metric_fit.law, table, metric_fit.settings.get("chance"))[None, :]
+    params = {name: metric_fit.flat(name)[pick][:, None] for name in metric_fit.law.param_names}
+    kappa_z = (metric_fit.kappa[pick] * rng.standard_normal(len(pick)))[:, None]
+    out = []
+    for loss in losses:
+        with np.errstate(all="ignore"):
+            mean = metric_fit.law.formula.numpy({**params, "loss": loss - shift, "chance": chances})
+            beyond = np.maximum(0.0, np.log(metric_fit.loss_min) - np.log(loss))
+        out.append(np.clip(_expit(_logit(np.clip(mean, _EPS, 1 - _EPS)) + kappa_z * beyond), _EPS, 1 - _EPS))
+    return out
+
+
+def metric_at_loss(metric_fit: MetricFit, loss, *, group: str | None = None, ci_prob: float = defaults.CI_PROB,
+                   seed: int | None = None) -> pd.DataFrame:
+    """The metric law's band (median, lower, upper) at given losses, for ``group`` (a new one if unseen)."""
+    loss = np.asarray(loss, dtype=float)
+    table = pd.DataFrame({"loss": loss})
+    if metric_fit.group:
+        table[metric_fit.group] = group if group is not None else (metric_fit.levels or ["new"])[0]
+    seed = metric_fit.settings.get("seed", defaults.SEED) if seed is None else seed
+    rng = np.random.default_rng([seed, 5])
+    pick = rng.permutation(len(metric_fit.flat("phi")))
+    (metric,) = _through_metric(metric_fit, [np.broadcast_to(loss, (len(pick), len(loss)))], table, pick, rng)
+    return table.assign(**band(metric, check_ci_prob(ci_prob)))
+
+
+def chained(loss_fit: "Fit", metric_fit: MetricFit, points, *, ci_prob: float = defaults.CI_PROB,
+            seed: int | None = None) -> pd.DataFrame:
+    """Loss and metric forecasts at ``points`` (the loss law's inputs, the group column, optionally chance).
+
+    Columns: the points, ``loss_median/lower/upper``, ``loss_pred_lower/upper`` (as ``predict``
+    gives them), ``median/lower/upper`` (the metric law at the loss law's value, both posteriors
+    paired draw by draw, widened below the lowest fitted loss by the metric discrepancy),
+    ``pred_lower/pred_upper`` (a run: the loss with its noise and discrepancy, then the metric's
+    discrepancy and noise), ``p_above_chance`` and ``metric_extrapolation`` (median e-folds of loss
+    below the lowest loss the metric law saw).
+    """
+    return chained_levels(loss_fit, metric_fit, points, (check_ci_prob(ci_prob),), seed=seed)[ci_prob]
+
+
+def chained_levels(loss_fit: "Fit", metric_fit: MetricFit, points, levels, *,
+                   seed: int | None = None) -> dict[float, pd.DataFrame]:
+    """:func:`chained` at several interval probabilities, from one set of draws."""
+    table = prepare_points(points, loss_fit.law.inputs)
+    seed = loss_fit.settings["seed"] if seed is None else seed
+    rng = np.random.default_rng([seed, 3])
+    mu, y = (np.concatenate(parts, axis=1) for parts in zip(*loss_draws(loss_fit, table, seed)))
+    phi = metric_fit.flat("phi")
+    draws = min(len(mu), len(phi))
+    pick_loss, pick_metric = rng.permutation(len(mu))[:draws], rng.permutation(len(phi))[:draws]
+    loss_law, loss_run = np.exp(mu[pick_loss]), np.exp(y[pick_loss])
+    metric_law, metric_mean = _through_metric(metric_fit, [loss_law, loss_run], table, pick_metric, rng)
+    precision = phi[pick_metric][:, None]
+    metric_run = rng.beta(metric_mean * precision, (1 - metric_mean) * precision)
+    chances = chance_levels(metric_fit.law, table, metric_fit.settings.get("chance"))[None, :]
+    with np.errstate(all="ignore"):
+        beyond = np.median(np.maximum(0.0, np.log(metric_fit.loss_min) - np.log(loss_law)), axis=0)
+    out = {}
+    for ci_prob in map(check_ci_prob, levels):
+        table_at = table.copy()
+        for key, value in band(loss_law, ci_prob).items():
+            table_at[f"loss_{key}"] = value
+        run = band(loss_run, ci_prob)
+        table_at["loss_pred_lower"], table_at["loss_pred_upper"] = run["lower"], run["upper"]
+        for key, value in band(metric_law, ci_prob).items():
+            table_at[key] = value
+        run = band(metric_run, ci_prob)
+        table_at["pred_lower"], table_at["pred_upper"] = run["lower"], run["upper"]
+        table_at["p_above_chance"] = np.mean(metric_law > chances + ABOVE_CHANCE, axis=0)
+        table_at["metric_extrapolation"] = beyond
+        table_at.attrs["ci_prob"] = ci_prob
+        out[ci_prob] = table_at
+    return out
+
+
+def _shifts(metric_fit: MetricFit, table: pd.DataFrame, pick: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Each point's loss shift per draw: its group's, or a fresh draw from the population for a new group."""
+    if not metric_fit.group:
+        return np.zeros((len(pick), 1))
+    if metric_fit.group not in table.columns:
+        raise BayescaleError(f"the metric law is pooled by {metric_fit.group!r}: give a {metric_fit.group!r} for every "
+                             f"point (seen: {', '.join(metric_fit.levels)}; any other name is a new group)")
+    shifts = metric_fit.flat("shift")[pick]
+    spread = metric_fit.flat("shift_sd")[pick]
+    labels = table[metric_fit.group].astype(str).to_numpy()
+    levels = {level: i for i, level in enumerate(metric_fit.levels)}
+    out = np.empty((len(pick), len(labels)))
+    for j, label in enumerate(labels):
+        out[:, j] = shifts[:, levels[label]] if label in levels else spread * rng.standard_normal(len(pick))
+    return out
+
+
+LEVELS = (0.5, 0.8, 0.9)
+
+
+def backtest(runs, metric: str, holdout: str, *, loss_law: Law | str = "chinchilla",
+             metric_law: Law | str = "metric_sigmoid", group: str | None = None, pool: Mapping[str, str] | None = None,
+             chance: float | None = None, seed: int = defaults.SEED, **fit_options) -> dict:
+    """Both steps fitted on the runs the holdout rule leaves; the held-out runs' metric forecast and scored.
+
+    The loss law is fitted to (N, D, loss) and pooled as ``pool`` says; the metric law to (loss,
+    metric). Returns the held-out runs with their forecasts, the coverage of the 50/80/90%
+    predictive bands, the median absolute error (accuracy as a fraction) and both fits' diagnostics.
+    """
+    from bayescale.evaluation.backtesting import holdout_mask
+    from bayescale.data.runs import read_table
+    from bayescale.fitting.pipeline import fit
+
+    table = runs.copy() if isinstance(runs, pd.DataFrame) else read_table(runs)[0]
+    check_metric(table, metric)
+    mask = holdout_mask(table, holdout)
+    train, heldout = table[~mask].reset_index(drop=True), table[mask].reset_index(drop=True)
+    keep = [c for c in (group, "chance", "n") if c and c in table.columns]
+    loss_fit = fit(train, loss_law, pool=pool, seed=seed, **fit_options)
+    metric_fit = fit_metric(train, metric, metric_law, group=group, chance=chance, seed=seed,
+                            **{k: v for k, v in fit_options.items()
+                               if k in ("draws", "tune", "chains", "cores", "sampler", "target_accept")})
+    points = heldout[[*loss_fit.law.inputs, *keep]]
+    forecasts = chained_levels(loss_fit, metric_fit, points, LEVELS, seed=seed)
+    observed = heldout[metric].to_numpy(dtype=float)
+    coverage = {str(level): float(np.mean((f["pred_lower"] <= observed) & (observed <= f["pred_upper"])))
+                for level, f in forecasts.items()}
+    main = forecasts[0.9]
+    rows = pd.DataFrame({**{c: heldout[c] for c in (*loss_fit.law.inputs, *keep)}, "metric": observed,
+                         "median": main["median"].to_numpy(), "lower": main["lower"].to_numpy(),
+                         "upper": main["upper"].to_numpy(), "pred_lower": main["pred_lower"].to_numpy(),
+                         "pred_upper": main["pred_upper"].to_numpy(), "loss": heldout["loss"].to_numpy(),
+                         "loss_median": main["loss_median"].to_numpy(),
+                         "p_above_chance": main["p_above_chance"].to_numpy()})
+    rows["inside_90"] = (rows["pred_lower"] <= rows["metric"]) & (rows["metric"] <= rows["pred_upper"])
+    return {"holdout": holdout, "metric": metric, "loss_law": loss_fit.law.name, "metric_law": metric_fit.law.name,
+            "n_train": int(len(train)), "n_heldout": int(len(heldout)),
+            "runs": [{k: (v if isinstance(v, str) else bool(v) if isinstance(v, (bool, np.bool_)) else float(v))
+                      for k, v in row.items()} for row in rows.to_dict("records")],
+            "coverage": coverage, "median_abs_error": float(np.median(np.abs(rows["median"] - rows["metric"]))),
+            "diagnostics": {"loss": loss_fit.diagnostics.to_dict(), "metric": metric_fit.diagnostics.to_dict()},
+            "fits": (loss_fit, metric_fit)}

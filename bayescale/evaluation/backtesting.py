@@ -1,0 +1,328 @@
+"""Leave-future-out backtests: fit on the smaller runs, forecast the larger ones, score the forecasts.
+
+A holdout rule picks the "future": a comparison on a column (``"N >= 2.9e9"``, ``"C > 1e21 and
+D > 1e10"``) or the top share of a column (``"top 10% C"``). Each candidate (a law, with fit options
+such as a likelihood or pooling) is fitted on the rest as one task of :mod:`bayescale.parallel.executor`
+(local worker processes or a Dask cluster), and scored on the held-out
+runs by the coverage of its 50/80/90% predictive intervals, the median absolute relative error of
+its median forecast, and the held-out log predictive density (a proper score: higher is better).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy.special import logsumexp
+
+from bayescale import defaults
+from bayescale.data.runs import Runs, column_list, count_parameters, load_runs, prepare_points
+from bayescale.errors import BayescaleError, DataError
+
+LEVELS = (0.5, 0.8, 0.9)
+#: quantiles of the coverage a right forecast shows (:func:`coverage_if_right`)
+COVERAGE_RANGE = (0.05, 0.95)
+_OPS = {ast.GtE: np.greater_equal, ast.Gt: np.greater, ast.LtE: np.less_equal, ast.Lt: np.less}
+_TOP = re.compile(r"^\s*top\s+(?P<pct>[0-9.]+)\s*%\s*(?:of\s+)?(?P<col>\w+)\s*$", re.IGNORECASE)
+
+
+def holdout_mask(frame: pd.DataFrame, rule: str) -> np.ndarray:
+    """Which rows a holdout rule selects; errors when it selects nothing or everything."""
+    match = _TOP.match(rule)
+    if match:
+        column, pct = match.group("col"), float(match.group("pct"))
+        _require_column(frame, column, rule)
+        if not 0 < pct < 100:
+            raise BayescaleError(f"holdout {rule!r}: the share must be between 0 and 100%")
+        values = frame[column].to_numpy(dtype=float)
+        mask = values >= np.quantile(values, 1 - pct / 100)
+    else:
+        mask = _comparison(frame, rule)
+    if not mask.any():
+        raise BayescaleError(f"holdout {rule!r} selects none of the {len(frame)} runs: nothing to forecast")
+    if mask.all():
+        raise BayescaleError(f"holdout {rule!r} selects all {len(frame)} runs: nothing left to fit on")
+    return mask
+
+
+def _require_column(frame: pd.DataFrame, column: str, rule: str) -> None:
+    if column not in frame.columns:
+        raise DataError(f"holdout {rule!r}: no column {column!r}; the runs have {column_list(frame.columns, [column])}")
+
+
+def _comparison(frame: pd.DataFrame, rule: str) -> np.ndarray:
+    usage = "a holdout looks like 'N >= 2.9e9', 'C > 1e21 and D > 1e10' or 'top 10% C'"
+    try:
+        node = ast.parse(rule.strip(), mode="eval").body
+    except SyntaxError:
+        raise BayescaleError(f"cannot parse holdout {rule!r}: {usage}") from None
+    parts = node.values if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.And) else [node]
+    mask = np.ones(len(frame), dtype=bool)
+    for part in parts:
+        if not (isinstance(part, ast.Compare) and len(part.ops) == 1 and type(part.ops[0]) in _OPS
+                and isinstance(part.left, ast.Name) and isinstance(part.comparators[0], ast.Constant)
+                and isinstance(part.comparators[0].value, (int, float))):
+            raise BayescaleError(f"cannot read holdout {rule!r}: {usage}")
+        _require_column(frame, part.left.id, rule)
+        mask &= _OPS[type(part.ops[0])](frame[part.left.id].to_numpy(dtype=float), float(part.comparators[0].value))
+    return mask
+
+
+@dataclass
+class Candidate:
+    """One way to forecast: a law and the fit options to use with it (likelihood, pooling, priors...)."""
+
+    law: str
+    options: dict[str, Any] = field(default_factory=dict)
+    label: str = ""
+
+    def __post_init__(self):
+        if not self.label:
+            extras = ", ".join(f"{k}={v}" for k, v in self.options.items())
+            self.label = f"{Path(self.law).stem}" + (f" ({extras})" if extras else "")
+
+
+def as_candidates(laws: Sequence[Candidate | str], what: str) -> tuple[list[Candidate], list[str]]:
+    """Laws as distinct :class:`Candidate` objects, and the group columns their pooling needs."""
+    candidates = [law if isinstance(law, Candidate) else Candidate(str(law)) for law in laws]
+    if not candidates:
+        raise BayescaleError(f"a {what} needs at least one law")
+    labels = [c.label for c in candidates]
+    if len(set(labels)) != len(labels):
+        raise BayescaleError(f"{what} laws must differ; got {', '.join(labels)}")
+    return candidates, sorted({col for c in candidates for col in (c.options.get("pool") or {}).values()})
+
+
+def interval_score(actual, lower, upper, prob: float) -> np.ndarray:
+    """Interval score of central ``prob`` intervals (Gneiting and Raftery 2007), relative to the actual loss.
+
+    The width, plus 2/(1 - prob) times the distance by which the actual value falls outside: a
+    proper score (lower is better) that rewards narrow bands only while they hold.
+    """
+    actual, lower, upper = (np.asarray(a, dtype=float) for a in (actual, lower, upper))
+    alpha = 1.0 - prob
+    score = (upper - lower) + 2 / alpha * np.maximum(lower - actual, 0) + 2 / alpha * np.maximum(actual - upper, 0)
+    return score / actual
+
+
+def score(fit, heldout: Runs, seed: int) -> dict[str, Any]:
+    """Forecast the held-out runs with ``fit`` (their N counted as the fit counts it) and score the forecasts."""
+    heldout = count_parameters(heldout, fit.settings.get("params", "total"))
+    inputs = list(dict.fromkeys([*fit.law.inputs, *(p.column for p in fit.spec.pooled.values())]))
+    points = heldout.frame[inputs]
+    loss = heldout["loss"]
+    per_level = {level: fit.predict(points, ci_prob=level, seed=seed) for level in LEVELS}
+    forecast = per_level[0.9]
+    coverage = {str(level): float(np.mean((p["pred_lower"] <= loss) & (loss <= p["pred_upper"])))
+                for level, p in per_level.items()}
+    rel_error = np.abs(forecast["median"].to_numpy() / loss - 1)
+    interval = float(np.mean(interval_score(loss, forecast["pred_lower"], forecast["pred_upper"], 0.9)))
+    lpd = heldout_lpd(fit, heldout, seed)
+    expected = coverage_if_right(fit, points, seed)
+    runs = heldout.frame[inputs].copy()
+    runs["loss"] = loss
+    runs["median"] = forecast["median"].to_numpy()
+    runs["pred_lower"] = forecast["pred_lower"].to_numpy()
+    runs["pred_upper"] = forecast["pred_upper"].to_numpy()
+    runs["inside_90"] = (runs["pred_lower"] <= loss) & (loss <= runs["pred_upper"])
+    return {"coverage": coverage, "coverage_if_right": expected, "median_abs_rel_error": float(np.median(rel_error)),
+            "interval_score_90": interval, "heldout_lpd": lpd, "runs": runs, "diagnostics": fit.diagnostics.to_dict()}
+
+
+def coverage_if_right(fit, points: pd.DataFrame, seed: int, levels=LEVELS) -> dict[str, list[float]]:
+    """The range (:data:`COVERAGE_RANGE`) of the coverage these bands show if the forecast is right.
+
+    Held-out runs share their extrapolation error (one discrepancy per draw for a sweep, one per
+    run along a learning curve), so the share of them inside a band varies far more from one
+    dataset to the next than it would for independent points: 27 runs beyond the data that err
+    together are nearly all inside or all outside. Coverage outside the range is evidence against
+    the forecast; coverage off the nominal level but inside the range is not.
+    """
+    shares = replicate_coverage(fit, points, seed, levels)
+    return {str(level): [round(float(q), 3) for q in np.quantile(shares[level], COVERAGE_RANGE)] for level in levels}
+
+
+def replicate_coverage(fit, points: pd.DataFrame, seed: int, levels=LEVELS) -> dict[float, np.ndarray]:
+    """Per joint posterior predictive draw taken as the truth: the share of ``points`` inside each band.
+
+    The bands are :func:`~bayescale.forecast.predict.predict`'s (same draws, same seed), so over the draws
+    this is the distribution of the coverage a calibrated forecast shows on these points.
+    """
+    from bayescale.forecast.predict import loss_draws
+
+    table = prepare_points(points, fit.law.inputs)
+    inside = {level: 0 for level in levels}
+    counted = 0
+    for _, y in loss_draws(fit, table, seed):
+        for level in levels:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # a point with no valid draw: outside, as in predict
+                lower, upper = np.nanquantile(y, [(1 - level) / 2, (1 + level) / 2], axis=0)
+            inside[level] = inside[level] + np.sum((lower <= y) & (y <= upper), axis=1)
+        counted += y.shape[1]
+    return {level: inside[level] / counted for level in levels}
+
+
+def heldout_lpd(fit, heldout: Runs, seed: int) -> float:
+    """Sum over held-out runs of log mean_draws p(loss | draw); a group the fit never saw is drawn from its population."""
+    from bayescale.forecast.predict import flat_draws, log_law, params_at
+
+    rng = np.random.default_rng(seed)
+    params = flat_draws(fit)
+    params = {**params, **params_at(fit, params, heldout.frame, rng)}
+    mu = log_law(fit, {n: params[n] for n in fit.law.param_names}, heldout.frame)
+    if fit.discrepancy is not None:
+        mu = fit.discrepancy.widen(mu, heldout.frame, seed)
+    noise = fit.spec.noise_at(params, heldout)
+    with np.errstate(all="ignore"):
+        pointwise = fit.likelihood.logpdf(np.log(heldout["loss"])[None, :], mu, noise)
+    return float(np.sum(logsumexp(pointwise, axis=0) - np.log(pointwise.shape[0])))
+
+
+def fit_candidate(candidate: dict, settings: dict, frame: pd.DataFrame):
+    """Fit a candidate (as ``asdict(Candidate)``) to a runs table in a worker; the fit and its sampler warnings."""
+    from bayescale.errors import SamplerWarning
+    from bayescale.fitting.pipeline import fit
+
+    candidate = Candidate(**candidate)
+    keep = sorted(set((candidate.options.get("pool") or {}).values()))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SamplerWarning)
+        result = fit(load_runs(frame, keep=keep), candidate.law, **{**settings, **candidate.options})  # its own win
+    return result, [str(w.message) for w in caught if issubclass(w.category, SamplerWarning)]
+
+
+def fit_and_score(candidate: dict, settings: dict, train: pd.DataFrame, heldout: pd.DataFrame) -> dict:
+    """One backtest task (runs in a worker): fit ``candidate`` on ``train``, score it on ``heldout``.
+
+    Returns plain data (JSON-ready), with the sampler warnings the fit raised.
+    """
+    result, caught = fit_candidate(candidate, settings, train)
+    keep = sorted(set((result.settings.get("pool") or {}).values()))
+    scored = score(result, load_runs(heldout, keep=keep), settings["seed"])
+    scored["warnings"] = caught
+    scored["runs"] = json.loads(scored["runs"].to_json(orient="records"))
+    return scored
+
+
+@dataclass
+class BacktestResult:
+    """Scores of every candidate on the held-out runs; ``table`` ranks them."""
+
+    holdout: str
+    n_train: int
+    n_heldout: int
+    results: dict[str, dict[str, Any]]
+
+    @property
+    def errors(self) -> dict[str, str]:
+        """Candidates whose fit failed, with the error."""
+        return {label: r["error"] for label, r in self.results.items() if "error" in r}
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """Scored candidates ranked by held-out log predictive density (failed ones are in :attr:`errors`)."""
+        rows = []
+        for label, r in self.results.items():
+            if "error" in r:
+                continue
+            rows.append({"candidate": label, **{f"coverage_{k}": v for k, v in r["coverage"].items()},
+                         "median_abs_rel_error": r["median_abs_rel_error"],
+                         "interval_score_90": r.get("interval_score_90", np.nan), "heldout_lpd": r["heldout_lpd"]})
+        table = pd.DataFrame(rows).set_index("candidate").sort_values("heldout_lpd", ascending=False)
+        table.insert(0, "rank", np.arange(1, len(table) + 1))
+        return table
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"holdout": self.holdout, "n_train": self.n_train, "n_heldout": self.n_heldout,
+                "laws": [{"law": label, "error": r["error"]} if "error" in r else
+                         {"law": label, "coverage": r["coverage"], "coverage_if_right": r.get("coverage_if_right"),
+                          "median_abs_rel_error": r["median_abs_rel_error"],
+                          "interval_score_90": r.get("interval_score_90"), "heldout_lpd": r["heldout_lpd"], "warnings": r.get("warnings", []),
+                          "runs": json.loads(r["runs"].to_json(orient="records"))}
+                         for label, r in self.results.items()]}
+
+    def save(self, path: str | Path) -> Path:
+        """Write the result as JSON, atomically."""
+        from bayescale.files import atomic_write
+
+        text = json.dumps(self.to_dict(), indent=1)
+        return atomic_write(Path(path), lambda tmp: tmp.write_text(text))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "BacktestResult":
+        try:
+            data = json.loads(Path(path).read_text())
+            results = {law["law"]: law if "error" in law else {**law, "runs": pd.DataFrame(law["runs"])}
+                       for law in data["laws"]}
+            return cls(data["holdout"], data["n_train"], data["n_heldout"], results)
+        except (OSError, ValueError, KeyError) as exc:
+            raise BayescaleError(f"cannot read backtest result {str(path)!r}: {exc}") from None
+
+
+def backtest(runs, candidates: Sequence[Candidate | str], holdout: str | Sequence[str], *,
+             columns: Mapping[str, str] | None = None, draws: int = defaults.DRAWS, tune: int = defaults.TUNE,
+             chains: int = defaults.CHAINS, seed: int = defaults.SEED, cores: int | None = None,
+             sampler: str = defaults.SAMPLER, target_accept: float = defaults.TARGET_ACCEPT, executor: Any = None,
+             scheduler: str | None = None, processes: int | None = None, fail_fast: bool = False,
+             progress: Callable[[str], None] | None = None) -> "BacktestResult | list[BacktestResult]":
+    """Fit every candidate on the runs outside ``holdout`` and score its forecasts of the held-out runs.
+
+    Each (candidate, holdout) fit is one task on an executor (:func:`bayescale.parallel.executor.fan_out`):
+    local worker processes by default (``processes``, default one per core), or ``executor=`` (any
+    ``concurrent.futures.Executor`` or a Dask ``Client``), or ``scheduler="tcp://host:8786"``. A
+    candidate whose fit fails is reported in :attr:`BacktestResult.errors` and the others finish,
+    unless ``fail_fast``. Several holdout rules give a list of results, one per rule. The sampling
+    settings go to every fit; ``cores`` (per fit) defaults to the machine's cores shared among the workers.
+    """
+    from bayescale.parallel.executor import describe, fan_out, plan_workers
+
+    rules = [holdout] if isinstance(holdout, str) else list(holdout)
+    if not rules:
+        raise BayescaleError("a backtest needs at least one holdout rule")
+    candidates, keep = as_candidates(candidates, "backtest")
+    table = load_runs(runs, columns, keep=keep).frame
+    splits = {}
+    for rule in rules:
+        mask = holdout_mask(table, rule)
+        splits[rule] = (table[~mask].reset_index(drop=True), table[mask].reset_index(drop=True))
+    workers, planned_cores = plan_workers(len(rules) * len(candidates), processes)
+    settings = {"draws": draws, "tune": tune, "chains": chains, "seed": seed, "progressbar": False,
+                "cores": cores or planned_cores, "sampler": sampler, "target_accept": target_accept}
+    tasks = {(rule, c.label): (fit_and_score, (asdict(c), settings, *splits[rule]), {})
+             for rule in rules for c in candidates}
+
+    def report(outcome, done: int, total: int) -> None:
+        if progress is None:
+            return
+        rule, label = outcome.key
+        where = f"{label}" + (f" on {rule!r}" if len(rules) > 1 else "")
+        if outcome.ok:
+            r = outcome.result
+            progress(f"[{done}/{total}] {where}: 90% coverage {r['coverage']['0.9']:.2f}, "
+                     f"median abs rel error {r['median_abs_rel_error']:.2%}")
+        else:
+            progress(f"[{done}/{total}] {where}: failed: {describe(outcome.error)}")
+
+    outcomes = fan_out(tasks, executor=executor, scheduler=scheduler, max_workers=workers, fail_fast=fail_fast,
+                       progress=report)
+    results = []
+    for rule in rules:
+        scored = {}
+        for c in candidates:
+            outcome = outcomes[(rule, c.label)]
+            scored[c.label] = ({**outcome.result, "runs": pd.DataFrame(outcome.result["runs"])} if outcome.ok
+                               else {"error": describe(outcome.error)})
+        if all("error" in r for r in scored.values()):
+            raise BayescaleError(f"backtest on {rule!r}: every fit failed: "
+                                 + "; ".join(f"{label}: {r['error']}" for label, r in scored.items()))
+        train, heldout = splits[rule]
+        results.append(BacktestResult(rule, len(train), len(heldout), scored))
+    return results[0] if isinstance(holdout, str) else results

@@ -1,0 +1,230 @@
+"""Choosing between laws, or combining them: PSIS-LOO through ArviZ, elpd differences, stacking.
+
+Every fit stores its pointwise log-likelihood, so any set of fits on the same observations can be
+compared. Observations whose Pareto k is too high (LOO is unreliable for them; usually outliers
+or runs at the edge of the data) are named, with their inputs, so the user can look at them.
+:func:`predict_stacked` forecasts with several laws at once, mixing their posterior draws by
+stacking weights, so the band also carries the uncertainty about the law's form.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import TYPE_CHECKING, Mapping, Sequence
+
+import arviz_stats as azs
+import numpy as np
+import pandas as pd
+
+from bayescale import defaults
+from bayescale.data.runs import point_label, row_numbers
+from bayescale.errors import BayescaleError, SamplerWarning, warn_user
+
+if TYPE_CHECKING:
+    from bayescale.evaluation.backtesting import BacktestResult
+    from bayescale.fitting.result import Fit
+
+
+def _named(fits: "Mapping[str, Fit] | Sequence[Fit]") -> dict[str, "Fit"]:
+    if isinstance(fits, Mapping):
+        named = dict(fits)
+    else:
+        named = {}
+        for fit in fits:
+            name, k = fit.law.name, 2
+            while name in named:
+                name, k = f"{fit.law.name} ({k})", k + 1
+            named[name] = fit
+    if len(named) < 2:
+        raise BayescaleError(f"compare needs at least two fits, got {len(named)}")
+    return named
+
+
+def check_same_observations(named: Mapping[str, "Fit"]) -> None:
+    """Raise a clear error unless every fit saw the same losses, in the same order."""
+    (first_name, first), *rest = named.items()
+    y0 = np.log(first.runs["loss"])
+    for name, fit in rest:
+        y = np.log(fit.runs["loss"])
+        if len(y) != len(y0):
+            raise BayescaleError(f"fits {first_name!r} and {name!r} are not on the same observations: "
+                                 f"{len(y0)} and {len(y)} runs. LOO compares laws only on identical data")
+        differ = np.flatnonzero(~np.isclose(y, y0, rtol=0, atol=1e-12))
+        if len(differ):
+            raise BayescaleError(f"fits {first_name!r} and {name!r} are not on the same observations: the losses "
+                                 f"differ in {row_numbers(differ)}")
+
+
+def loo(fit: "Fit"):
+    """PSIS-LOO of one fit (an ArviZ ELPDData with pointwise values and Pareto k)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*shape parameter of Pareto.*")
+        return azs.loo(fit.idata, pointwise=True)
+
+
+def high_pareto_k(fit: "Fit", result=None) -> pd.DataFrame:
+    """The runs whose Pareto k exceeds ArviZ's threshold, with their inputs and k."""
+    result = result if result is not None else loo(fit)
+    k = np.asarray(result.pareto_k).reshape(-1)
+    bad = np.flatnonzero(k > result.good_k)
+    table = fit.runs.frame.iloc[bad].copy()
+    table["pareto_k"] = k[bad]
+    return table
+
+
+def compare(fits: "Mapping[str, Fit] | Sequence[Fit]", *, method: str = "stacking") -> pd.DataFrame:
+    """Rank fits by PSIS-LOO: elpd, its difference from the best with standard error, stacking weight.
+
+    Warns (naming the runs) when some observations have a Pareto k above ArviZ's threshold.
+    The table's ``attrs["high_k"]`` maps each fit to those runs.
+    """
+    named = _named(fits)
+    check_same_observations(named)
+    results = {name: loo(fit) for name, fit in named.items()}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*shape parameter of Pareto.*")
+        table = azs.compare(results, method=method, round_to="none")
+    table = pd.DataFrame(table)[["rank", "elpd", "se", "elpd_diff", "dse", "p", "weight"]]
+    table["rank"] = table["rank"].astype(int) + 1  # 1 = best
+    table.index.name = "fit"
+    high_k = {}
+    for name, fit in named.items():
+        bad = high_pareto_k(fit, results[name])
+        high_k[name] = bad
+        if len(bad):
+            shown = "; ".join(f"row {i + 1} ({point_label(row, [c for c in (*fit.law.inputs, 'loss') if c in row])}, "
+                              f"k={row['pareto_k']:.2f})"
+                              for i, row in bad.head(6).iterrows())
+            warn_user(f"{name}: {len(bad)} run(s) have Pareto k > {results[name].good_k:.2f}, so their LOO "
+                      f"value is unreliable: {shown}. Check them for outliers, or compare by backtest instead.",
+                      SamplerWarning)
+    table["n_high_k"] = [len(high_k[name]) for name in table.index]
+    table.attrs["high_k"] = high_k
+    return table
+
+
+#: what each column of the comparison table means (printed under it by the CLI)
+LEGEND = ("elpd: expected log predictive density of a left-out run (PSIS-LOO; higher is better), se its standard "
+          "error; elpd_diff: how far below the best, dse the standard error of that difference; p_loo: effective "
+          "number of parameters; weight: stacking weight (the mix of laws that predicts left-out runs best, not "
+          "the probability that a law is right); k>thr: runs whose LOO value is unreliable (Pareto k)")
+
+#: below this elpd difference two laws predict left-out runs about equally well (Sivula et al. 2022)
+SMALL_ELPD_DIFF = 4.0
+
+
+def verdict(table: pd.DataFrame) -> list[str]:
+    """The comparison in words: which differences matter, what the weights say, and what LOO cannot."""
+    best = table.index[0]
+    lines = []
+    for name, row in table.iloc[1:].iterrows():
+        diff, dse = abs(float(row["elpd_diff"])), float(row["dse"])  # ArviZ 1.x: negative = below the best
+        if diff < SMALL_ELPD_DIFF:
+            judged = "a small difference: LOO does not separate them"
+        elif diff < 2 * dse:
+            judged = "large, but within two standard errors: not clearly worse"
+        else:
+            judged = "clearly worse"
+        lines.append(f"{name} vs {best}: elpd {diff:.1f} lower (+- {dse:.1f}), {judged}.")
+    carried = table[table["weight"] > 0.05]
+    if len(carried) > 1:
+        lines.append("The stacking weights share the forecast between " + ", ".join(
+            f"{name} ({w:.2f})" for name, w in carried["weight"].items())
+            + ": each predicts some left-out runs better than the others (a lower-ranked law can carry more "
+              "weight than a higher one).")
+    lines.append("LOO scores how well each law describes these runs. For forecasts of larger runs, compare by "
+                 "leave-future-out (bayescale backtest with the same laws): the two can disagree, and for "
+                 "extrapolation the backtest is the one to trust.")
+    return lines
+
+
+def predict_stacked(fits: "Mapping[str, Fit] | Sequence[Fit]", points=None, *, weights: Mapping[str, float] | None = None,
+                    ci_prob: float = defaults.CI_PROB, seed: int | None = None, **inputs) -> pd.DataFrame:
+    """Forecasts from several laws' posteriors mixed by weight: credible and predictive intervals of the mixture.
+
+    ``weights`` default to the LOO stacking weights of :func:`compare` (the fits must then share
+    their observations); give them explicitly to mix fits of different data. Each law contributes
+    that share of the draws, so where the laws disagree the band spans their disagreement. The
+    table's ``attrs["weights"]`` holds the weights used.
+    """
+    from bayescale.data.runs import prepare_points
+    from bayescale.defaults import check_ci_prob
+    from bayescale.forecast.predict import loss_draws
+
+    named = _named(fits)
+    ci_prob = check_ci_prob(ci_prob)
+    if weights is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SamplerWarning)
+            weights = compare(named)["weight"].to_dict()
+    weights = _check_weights(weights, named)
+    if points is None:
+        points = inputs
+    elif inputs:
+        raise BayescaleError("give the points either as a table or as keywords, not both")
+    seed = next(iter(named.values())).settings["seed"] if seed is None else seed
+    rng = np.random.default_rng([seed, 2])
+    n_draws = min(fit.posterior.sizes["chain"] * fit.posterior.sizes["draw"] for fit in named.values())
+    counts = rng.multinomial(n_draws, [weights[name] for name in named])
+    mus, ys, table = [], [], None
+    for (name, fit), count in zip(named.items(), counts):
+        table = prepare_points(points, fit.law.inputs)
+        mu, y = (np.concatenate(parts, axis=1) for parts in zip(*loss_draws(fit, table, seed)))
+        keep = rng.choice(mu.shape[0], size=count, replace=count > mu.shape[0])
+        mus.append(mu[keep])
+        ys.append(y[keep])
+    mu, y = np.concatenate(mus), np.concatenate(ys)
+    lo, hi = (1 - ci_prob) / 2, (1 + ci_prob) / 2
+    law_q = np.exp(np.nanquantile(mu, [lo, 0.5, hi], axis=0))
+    pred_q = np.exp(np.nanquantile(y, [lo, hi], axis=0))
+    out = pd.concat([table, pd.DataFrame({"mean": np.nanmean(np.exp(mu), axis=0), "median": law_q[1], "lower": law_q[0],
+                                          "upper": law_q[2], "pred_lower": pred_q[0], "pred_upper": pred_q[1]},
+                                         index=table.index)], axis=1)
+    out.attrs.update(ci_prob=ci_prob, weights=weights)
+    return out
+
+
+def _check_weights(weights: Mapping[str, float], named: Mapping[str, "Fit"]) -> dict[str, float]:
+    if set(weights) != set(named):
+        raise BayescaleError(f"weights must name exactly the fits {', '.join(named)}; got {', '.join(map(str, weights))}")
+    values = {k: float(v) for k, v in weights.items()}
+    if any(not np.isfinite(v) or v < 0 for v in values.values()) or sum(values.values()) <= 0:
+        raise BayescaleError(f"weights must be finite, >= 0 and not all 0; got {values}")
+    total = sum(values.values())
+    return {k: v / total for k, v in values.items()}
+
+
+def against_backtest(table: pd.DataFrame, fits: Mapping[str, "Fit"], backtest: "BacktestResult") -> list[str]:
+    """Where LOO (describing these runs) and a leave-future-out backtest (forecasting larger ones) disagree.
+
+    A fit is matched to the backtest candidate of the same law (the first word of its label); fits
+    whose law the backtest did not score, or scored in several variants, are named as unmatched.
+    """
+    scored = backtest.table
+    by_law: dict[str, list[str]] = {}
+    for label in scored.index:
+        by_law.setdefault(label.split()[0], []).append(label)
+    laws = [fits[name].law.name for name in table.index]
+    matched = {name: by_law[law][0] for name, law in zip(table.index, laws)
+               if len(by_law.get(law, [])) == 1 and laws.count(law) == 1}
+    lines = []
+    unmatched = [name for name in table.index if name not in matched]
+    if unmatched:
+        lines.append(f"not in the backtest (or in several variants): {', '.join(unmatched)}.")
+    if len(matched) < 2:
+        return lines + ["The backtest scores fewer than two of these fits: nothing to set against LOO."]
+    for name, label in matched.items():
+        row = scored.loc[label]
+        lines.append(f"{name}: LOO rank {int(table.loc[name, 'rank'])}; backtest on {backtest.holdout!r} "
+                     f"({backtest.n_heldout} runs): rank {int(row['rank'])}, 90% band holds "
+                     f"{row['coverage_0.9']:.2f}, median error {row['median_abs_rel_error']:.2%}.")
+    loo_best = next(name for name in table.index if name in matched)
+    future_best = min(matched, key=lambda name: scored.loc[matched[name], "rank"])
+    if loo_best == future_best:
+        lines.append(f"LOO and the backtest agree: {loo_best} is best at describing these runs and at forecasting "
+                     "the held-out larger ones.")
+    else:
+        lines.append(f"They disagree: LOO prefers {loo_best} (it describes these runs best), the backtest prefers "
+                     f"{future_best} (it forecast the held-out larger runs best). For forecasts beyond the data, "
+                     f"trust the backtest: use {future_best}, or mix the laws (predict with both fits).")
+    return lines

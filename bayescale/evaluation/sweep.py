@@ -1,0 +1,155 @@
+"""Batch fits: every group of a table x every law, fanned out, compared by PSIS-LOO within each group.
+
+``fit_many(table, ["chinchilla", "kaplan_nd"], by="dataset")`` fits each law to each dataset's runs
+as independent tasks on an executor (local worker processes or a Dask cluster, see
+:mod:`bayescale.parallel.executor`). Workers send each fit back as the bytes of its netCDF file, so a cluster
+needs no shared file system. Within each group the laws are ranked by PSIS-LOO with stacking
+weights (:func:`bayescale.compare`); a fit that fails is reported with its error and the others
+finish.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import pandas as pd
+
+from bayescale import defaults
+from bayescale.evaluation.backtesting import Candidate, as_candidates, fit_candidate
+from bayescale.data.runs import load_runs
+from bayescale.errors import BayescaleError, SamplerWarning
+from bayescale.files import atomic_write
+from bayescale.fitting.result import Fit
+
+#: the group name when a sweep is not split by a column
+ALL = "all"
+
+
+def fit_to_netcdf(candidate: dict, settings: dict, frame: pd.DataFrame) -> dict:
+    """One sweep task (runs in a worker): fit the candidate, return the fit file's bytes and its sampler warnings."""
+    result, caught = fit_candidate(candidate, settings, frame)
+    with tempfile.TemporaryDirectory(prefix="bayescale-sweep-") as folder:
+        path = result.save(Path(folder) / "fit.nc")
+        data = path.read_bytes()
+    return {"netcdf": data, "warnings": caught}
+
+
+def _fit_from_netcdf(data: bytes) -> "Fit":
+    with tempfile.TemporaryDirectory(prefix="bayescale-sweep-") as folder:
+        path = Path(folder) / "fit.nc"
+        path.write_bytes(data)
+        return Fit.load(path)
+
+
+@dataclass
+class Sweep:
+    """The fits of a sweep, keyed by ``(group, law label)``, and the errors of those that failed."""
+
+    by: str | None
+    fits: dict[tuple[str, str], "Fit"] = field(default_factory=dict)
+    warnings: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    errors: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    @property
+    def groups(self) -> list[str]:
+        return list(dict.fromkeys(group for group, _ in [*self.fits, *self.errors]))
+
+    def comparison(self) -> pd.DataFrame:
+        """One row per (group, law): LOO rank, elpd, its difference from the group's best, stacking weight, diagnostics."""
+        from bayescale.evaluation.comparison import compare, loo
+
+        rows = []
+        for group in self.groups:
+            fits = {label: fit for (g, label), fit in self.fits.items() if g == group}
+            if len(fits) >= 2:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", SamplerWarning)  # high Pareto k is a column of the table
+                    table = compare(fits)
+                scores = {label: {k: float(row[k]) for k in ("rank", "elpd", "se", "elpd_diff", "dse", "weight",
+                                                            "n_high_k")} for label, row in table.iterrows()}
+            else:
+                scores = {}
+                for label, fit in fits.items():
+                    result = loo(fit)
+                    scores[label] = {"rank": 1.0, "elpd": float(result.elpd), "se": float(result.se),
+                                     "elpd_diff": 0.0, "dse": 0.0, "weight": 1.0,
+                                     "n_high_k": float((result.pareto_k > result.good_k).sum())}
+            for label, score in scores.items():
+                d = fits[label].diagnostics
+                rows.append({"group": group, "law": label, **score, "n_runs": fits[label].n_obs,
+                             "divergences": d.divergences, "rhat_max": d.rhat_max, "ess_bulk_min": d.ess_bulk_min,
+                             "error": ""})
+        rows += [{"group": g, "law": label, "error": message} for (g, label), message in self.errors.items()]
+        table = pd.DataFrame(rows)
+        if table.empty:
+            return table
+        for column in ("rank", "n_high_k", "n_runs", "divergences"):
+            if column in table:
+                table[column] = table[column].astype("Int64")
+        return table.sort_values(["group", "rank"], na_position="last").reset_index(drop=True)
+
+    def save(self, folder: str | Path) -> dict[str, Path]:
+        """Write ``fits/<group>--<law>.nc`` and ``comparison.csv`` into ``folder`` (each file atomically)."""
+        folder = Path(folder)
+        (folder / "fits").mkdir(parents=True, exist_ok=True)
+        written = {}
+        for (group, label), fit in self.fits.items():
+            written[f"{group}--{label}"] = fit.save(folder / "fits" / f"{_file_name(group)}--{_file_name(label)}.nc")
+        comparison = self.comparison()
+        written["comparison"] = atomic_write(folder / "comparison.csv", lambda tmp: comparison.to_csv(tmp, index=False))
+        return written
+
+
+def _file_name(text: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(text)).strip("_") or "_"
+
+
+def fit_many(runs, laws: Sequence[Candidate | str], *, by: str | None = None,
+             columns: Mapping[str, str] | None = None, draws: int = defaults.DRAWS, tune: int = defaults.TUNE,
+             chains: int = defaults.CHAINS, seed: int = defaults.SEED, cores: int | None = None,
+             sampler: str = defaults.SAMPLER, target_accept: float = defaults.TARGET_ACCEPT, executor: Any = None,
+             scheduler: str | None = None, processes: int | None = None, fail_fast: bool = False,
+             progress: Callable[[str], None] | None = None) -> Sweep:
+    """Fit every law to the runs of every group of column ``by`` (or to all runs), as parallel tasks.
+
+    ``laws`` are catalog names, card paths or :class:`Candidate` (a law with fit options such as
+    ``{"likelihood": "normal"}`` or ``{"pool": {"E": "model"}}``). ``executor``, ``scheduler``,
+    ``processes``, ``fail_fast`` and the sampling settings are as in :func:`bayescale.backtest`.
+    """
+    from bayescale.parallel.executor import describe, fan_out, plan_workers
+
+    candidates, keep = as_candidates(laws, "sweep")
+    table = load_runs(runs, columns, keep=sorted({*keep, *([by] if by else [])})).frame
+    if by is None:
+        groups = {ALL: table}
+    else:
+        groups = {str(level): part.reset_index(drop=True) for level, part in table.groupby(by, sort=True)}
+    workers, planned_cores = plan_workers(len(groups) * len(candidates), processes)
+    settings = {"draws": draws, "tune": tune, "chains": chains, "seed": seed, "progressbar": False,
+                "cores": cores or planned_cores, "sampler": sampler, "target_accept": target_accept}
+    tasks = {(group, c.label): (fit_to_netcdf, (asdict(c), settings, frame), {})
+             for group, frame in groups.items() for c in candidates}
+
+    def report(outcome, done: int, total: int) -> None:
+        if progress is not None:
+            group, label = outcome.key
+            state = "done" if outcome.ok else f"failed: {describe(outcome.error)}"
+            progress(f"[{done}/{total}] {label} on {by or 'all runs'}={group}: {state}")
+
+    outcomes = fan_out(tasks, executor=executor, scheduler=scheduler, max_workers=workers, fail_fast=fail_fast,
+                       progress=report)
+    sweep = Sweep(by)
+    for key, outcome in outcomes.items():
+        if outcome.ok:
+            sweep.fits[key] = _fit_from_netcdf(outcome.result["netcdf"])
+            sweep.warnings[key] = outcome.result["warnings"]
+        else:
+            sweep.errors[key] = describe(outcome.error)
+    if not sweep.fits:
+        raise BayescaleError("every fit of the sweep failed: "
+                             + "; ".join(f"{label} on {group}: {e}" for (group, label), e in sweep.errors.items()))
+    return sweep

@@ -1,0 +1,89 @@
+"""Backtests of the best learning rate (and batch size): fit on the smaller runs, rank the held-out cells' values."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Mapping
+
+import numpy as np
+import pandas as pd
+
+from bayescale import defaults
+from bayescale.data.tunable import check_columns, tunable_inputs
+from bayescale.forecast.predict import flat_draws, params_at
+from bayescale.forecast.tuning import optimum_draws
+
+if TYPE_CHECKING:
+    from bayescale.fitting.result import Fit
+    from bayescale.laws.card import Law
+
+# -- backtest -----------------------------------------------------------------------------------
+def rank_cells(fit: "Fit", heldout: pd.DataFrame, seed: int) -> list[dict]:
+    """Per held-out cell (same N, D, ...) that tried several values of a tunable: does the forecast pick the best?
+
+    The forecast ranks a cell's values by the median forecast loss; ``p_observed_best`` is the
+    share of posterior draws in which the law puts the observed best value first. ``opt_forecast``
+    is the 90% interval of the best value there, ``observed_best_bracket`` where the observed best
+    lies between its neighbours (geometric midpoints: the bracket a symmetric basin implies).
+    """
+    from bayescale.forecast.predict import log_law
+
+    cells = []
+    posterior = flat_draws(fit)
+    for name in tunable_inputs(fit.law):
+        scale = [c for c in fit.law.inputs if c != name]
+        for key, cell in heldout.groupby([heldout[c] for c in scale], sort=True):
+            observed = cell.groupby(name)["loss"].mean()  # repeated runs of one value: their mean
+            if len(observed) < 2:
+                continue
+            points = cell.iloc[[0] * len(observed)].assign(**{name: observed.index.to_numpy()}).reset_index(drop=True)
+            params = {**posterior, **params_at(fit, posterior, points, np.random.default_rng(seed))}
+            draws = log_law(fit, {n: params[n] for n in fit.law.param_names}, points)
+            median = fit.predict(points, seed=seed)["median"].to_numpy()
+            best_observed = float(observed.idxmin())
+            _, _, best = optimum_draws(fit, cell.iloc[:1], seed)
+            optimum = np.exp(np.quantile(best[name][:, 0], [0.05, 0.5, 0.95]))
+            tried = observed.index.to_numpy(dtype=float)
+            i = int(np.argmin(observed.to_numpy()))
+            bracket = [float(np.sqrt(tried[i] * tried[i - 1])) if i > 0 else None,
+                       float(np.sqrt(tried[i] * tried[i + 1])) if i + 1 < len(tried) else None]
+            best_forecast = float(observed.index[int(np.argmin(median))])
+            cells.append({**dict(zip(scale, map(float, np.atleast_1d(key)))), "tunable": name,
+                          "values": [float(v) for v in observed.index], "observed_loss": observed.tolist(),
+                          "forecast_median": median.tolist(), "observed_best": best_observed,
+                          "forecast_best": best_forecast, "ranked_first": best_observed == best_forecast,
+                          "p_observed_best": float(np.mean(observed.index[np.argmin(draws, axis=1)] == best_observed)),
+                          "opt_forecast": {"median": float(optimum[1]), "lower": float(optimum[0]),
+                                           "upper": float(optimum[2])},
+                          "observed_best_bracket": bracket})
+    return cells
+
+def backtest(runs, law: "Law | str", holdout: str, *, columns: Mapping[str, str] | None = None,
+             seed: int = defaults.SEED, **fit_options) -> dict:
+    """Fit ``law`` on the runs the holdout rule leaves, forecast the held-out runs at their own tunable values.
+
+    Returns the held-out runs with their forecasts, the coverage of the 50/80/90% predictive bands,
+    the median absolute relative error, and per held-out cell whether the forecast ranks the
+    observed best value first (:func:`rank_cells`), plus the fit's diagnostics.
+    """
+    from bayescale.evaluation.backtesting import holdout_mask, score
+    from bayescale.data.runs import count_parameters, load_runs
+    from bayescale.fitting.pipeline import fit as fit_law
+    from bayescale.laws.card import get_law
+
+    law = get_law(law)
+    loaded = load_runs(runs, columns, extra_inputs=law.inputs)
+    check_columns(loaded, law)
+    table = loaded.frame
+    mask = holdout_mask(table, holdout)
+    train, heldout = table[~mask].reset_index(drop=True), table[mask].reset_index(drop=True)
+    fitted = fit_law(train, law, seed=seed, **fit_options)
+    held = count_parameters(load_runs(heldout, extra_inputs=law.inputs), fitted.settings.get("params", "total"))
+    scored = score(fitted, held, seed)
+    cells = rank_cells(fitted, held.frame, seed)
+    return {"law": law.name, "holdout": holdout, "n_train": int(len(train)), "n_heldout": int(len(heldout)),
+            "runs": [{k: (bool(v) if isinstance(v, (bool, np.bool_)) else float(v)) for k, v in row.items()}
+                     for row in scored["runs"].to_dict("records")],
+            "coverage": scored["coverage"], "median_abs_rel_error": scored["median_abs_rel_error"],
+            "interval_score_90": scored["interval_score_90"], "cells": cells,
+            "cells_ranked_first": int(sum(c["ranked_first"] for c in cells)), "n_cells": len(cells),
+            "diagnostics": scored["diagnostics"], "fit": fitted}

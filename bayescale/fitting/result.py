@@ -1,0 +1,181 @@
+"""A fitted law: the sampled posterior with the law, the runs and the settings that produced it.
+
+:class:`Fit` holds what a fit is and converts itself to and from a DataTree (and so a netCDF file).
+The questions it answers (``summary``, ``predict``, ``plan``, ``check``) are the functions of
+:mod:`bayescale.forecast`, offered here as methods for convenience.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from bayescale import __version__, defaults
+from bayescale.data.runs import Runs
+from bayescale.errors import BayescaleError
+from bayescale.fitting.store import read_fit_file, write_fit_file
+from bayescale.forecast.checks import check
+from bayescale.forecast.plan import plan
+from bayescale.forecast.predict import predict
+from bayescale.forecast.summary import summary
+from bayescale.inference.diagnostics import Diagnostics
+from bayescale.inference.diagnostics import from_dict as diagnostics_from_dict
+from bayescale.inference.discrepancy import DRAW_NAMES, Discrepancy
+from bayescale.laws.card import Law
+from bayescale.laws.likelihood import Likelihood, get_likelihood
+from bayescale.laws.priors import Prior
+from bayescale.model.generative import OBSERVED, adopt_model, build_generative, posterior_offsets
+from bayescale.model.spec import ModelSpec
+
+#: the version of the DataTree layout that :meth:`Fit.to_datatree` writes
+FORMAT_VERSION = 1
+#: the root attribute holding bayescale's metadata (JSON)
+META_ATTRIBUTE = "bayescale"
+
+
+class Fit:
+    """A sampled posterior over a law's parameters, with the data and settings that produced it."""
+
+    def __init__(self, law: Law, likelihood: Likelihood, runs: Runs, idata: xr.DataTree,
+                 settings: Mapping[str, Any], diagnostics: Diagnostics,
+                 noise_priors: Mapping[str, Prior] | None = None, model=None):
+        """``settings["pool"]`` and ``settings["sd_priors"]`` (if any) rebuild the pooling; ``model``: a user's own
+        generative model that was sampled (:func:`fit`'s ``model``)."""
+        self.law = law
+        self.likelihood = likelihood
+        self.runs = runs
+        self.idata = idata
+        self.settings = dict(settings)
+        self.diagnostics = diagnostics
+        self.spec = ModelSpec.from_runs(law, likelihood, runs, noise_priors, self.settings.get("pool"),
+                                        self.settings.get("sd_priors"))
+        self._model = model
+        if model is not None:
+            self.spec = adopt_model(self.spec, model)
+        self.discrepancy = None
+        extrapolation = self.settings.get("extrapolation") or {}
+        if extrapolation.get("method") == "calibrated" and "kappa" in self.posterior:
+            draws = {n: self.posterior[n].to_numpy().reshape(-1) for n in DRAW_NAMES if n in self.posterior}
+            self.discrepancy = Discrepancy.from_settings(extrapolation, draws)
+
+    @property
+    def posterior(self) -> xr.Dataset:
+        return self.idata["posterior"].to_dataset()
+
+    @property
+    def n_obs(self) -> int:
+        return len(self.runs)
+
+    @property
+    def priors(self) -> dict[str, Prior]:
+        return dict(self.spec.priors)
+
+    def summary(self, ci_prob: float = defaults.CI_PROB) -> pd.DataFrame:
+        """Parameters in the card's convention with mean, median and equal-tailed interval."""
+        return summary(self, ci_prob)
+
+    def predict(self, points=None, *, ci_prob: float = defaults.CI_PROB, seed: int | None = None,
+                **inputs) -> pd.DataFrame:
+        """Credible and predictive intervals of the loss at new scales; see :func:`bayescale.forecast.predict.predict`."""
+        return predict(self, points, ci_prob=ci_prob, seed=seed, **inputs)
+
+    def plan(self, flops: float, *, ci_prob: float = defaults.CI_PROB, cost: str | None = None,
+             unique_tokens: float | None = None) -> dict:
+        """Compute-optimal N*, D*, D/N and loss for a FLOP budget; see :mod:`bayescale.forecast.plan`.
+
+        ``cost`` is a formula in N and D (default ``6*N*D``); ``unique_tokens`` caps the fresh data.
+        """
+        return plan(self, flops, ci_prob, cost=cost, unique_tokens=unique_tokens)
+
+    @property
+    def model(self):
+        """The generative PyMC model of this fit: named variables, ``pm.Data`` inputs, observed ``log_loss``.
+
+        See :mod:`bayescale.model.generative`; the sampler explored the same posterior in whitened coordinates.
+        """
+        if self._model is None:
+            self._model = build_generative(self.spec)
+        return self._model
+
+    def prior_predictive(self, draws: int = 500, *, seed: int | None = None) -> xr.DataTree:
+        """Draw from the priors and the likelihood: adds ArviZ groups ``prior`` and ``prior_predictive``."""
+
+        import pymc as pm
+
+        seed = self.settings["seed"] if seed is None else seed
+        with defaults.reproducible_compilation():
+            drawn = pm.sample_prior_predictive(draws, model=self.model, random_seed=seed)
+        return self._add_groups(drawn, ("prior", "prior_predictive", "observed_data"))
+
+    def posterior_predictive(self, *, seed: int | None = None) -> xr.DataTree:
+        """Replicate the observed log-loss from every posterior draw: adds ``posterior_predictive``."""
+
+        import pymc as pm
+
+        seed = self.settings["seed"] if seed is None else seed
+        free = [rv.name for rv in self.model.free_RVs]
+        posterior = self.posterior
+        trace = posterior.merge(posterior_offsets(self.spec, posterior))[free]
+        with defaults.reproducible_compilation():
+            drawn = pm.sample_posterior_predictive(trace, model=self.model, var_names=[OBSERVED],
+                                                   random_seed=seed, progressbar=False)
+        return self._add_groups(drawn, ("posterior_predictive", "observed_data"))
+
+    def check(self, *, prior_draws: int = 500, seed: int | None = None) -> dict:
+        """Prior predictive, posterior predictive and LOO-PIT checks, with findings in words (:mod:`bayescale.forecast.checks`)."""
+        return check(self, prior_draws=prior_draws, seed=seed)
+
+    def _add_groups(self, drawn: xr.DataTree, groups) -> xr.DataTree:
+        for group in groups:
+            if group in drawn.children:
+                self.idata[group] = drawn[group].to_dataset()
+        return self.idata
+
+    def to_datatree(self) -> xr.DataTree:
+        """The fit as one DataTree: ArviZ's groups as sampled, bayescale's metadata in one JSON root attribute."""
+        tree = self.idata.copy()
+        stats = tree["sample_stats"].to_dataset()
+        objects = [name for name, var in stats.data_vars.items() if var.dtype == object]
+        if objects:  # e.g. nutpie's divergence messages: not representable in netCDF
+            tree["sample_stats"] = stats.drop_vars(objects)
+        noise = {n: self.spec.priors[n].to_dict() for n in self.spec.noise_names}
+        meta = {"format_version": FORMAT_VERSION, "bayescale_version": __version__, "law": self.law.to_dict(),
+                "likelihood": self.likelihood.name, "noise_priors": noise, "settings": self.settings,
+                "diagnostics": self.diagnostics.to_dict(), "notes": self.runs.notes, "source": self.runs.source}
+        tree.attrs = {**tree.attrs, META_ATTRIBUTE: json.dumps(meta)}
+        return tree
+
+    @classmethod
+    def from_datatree(cls, tree: xr.DataTree, source: str = "a DataTree") -> "Fit":
+        """The fit that :meth:`to_datatree` wrote; ``source`` names it in errors."""
+        if META_ATTRIBUTE not in tree.attrs:
+            raise BayescaleError(f"{source} is not a bayescale fit (no '{META_ATTRIBUTE}' attribute)")
+        meta = json.loads(tree.attrs[META_ATTRIBUTE])
+        if meta.get("format_version", 0) > FORMAT_VERSION:
+            raise BayescaleError(f"{source} was written by bayescale {meta.get('bayescale_version')} in a newer "
+                                 f"format ({meta['format_version']}); upgrade bayescale to read it")
+        constant = tree["constant_data"].to_dataset()
+        frame = pd.DataFrame({name: np.asarray(var.values) for name, var in constant.data_vars.items()})
+        frame.index = pd.RangeIndex(len(frame), name="row")
+        runs = Runs(frame, list(meta.get("notes", [])), meta.get("source", source))
+        noise = {k: Prior.parse(v) for k, v in meta.get("noise_priors", {}).items()}
+        return cls(Law.from_dict(meta["law"]), get_likelihood(meta["likelihood"]), runs, tree, meta["settings"],
+                   diagnostics_from_dict(meta["diagnostics"]), noise)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the fit to one netCDF file, atomically (an earlier file survives a failed save)."""
+        return write_fit_file(self.to_datatree(), path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Fit":
+        """The fit saved at ``path`` (:meth:`save`)."""
+        return cls.from_datatree(read_fit_file(path), repr(str(path)))
+
+    def __repr__(self) -> str:
+        return (f"<Fit {self.law.name} ({self.likelihood.name} likelihood), {self.n_obs} runs, "
+                f"{self.diagnostics.n_draws} draws, {'ok' if self.diagnostics.ok else 'WITH SAMPLER WARNINGS'}>")

@@ -1,0 +1,131 @@
+"""Model checks a user runs before trusting a fit: prior predictive, posterior predictive, LOO-PIT.
+
+- **Prior predictive**: do the priors (and noise model) put the observed losses within reach? A
+  run outside the central 99% of the prior predictive means the priors rule it out before seeing
+  any data (wrong units, or a prior meant for another scale).
+- **Posterior predictive** (in sample): do the runs fall inside the fit's own predictive bands as
+  often as the bands say? Far fewer means the law or the noise model misses something.
+- **Noise along N**: does the scatter change with size (the law's first input)? A Spearman rank
+  correlation of each run's absolute residual with log N, and the 50%-band coverage of the
+  smallest and the largest third. Scatter that grows with size leaves the largest runs too often
+  outside their bands, and forecasts beyond them too narrow: fit with a noise trend (``--noise-trend``).
+- **LOO-PIT**: for each run, where its loss falls in the predictive distribution of a fit without
+  it (PSIS-LOO, ``arviz_stats.loo_pit``). Calibrated forecasts give uniform values; a
+  Kolmogorov-Smirnov test says how far from uniform, and the shape says how (bias, too narrow,
+  too wide).
+
+All draws come from ``fit.model`` (the generative PyMC model), so the checks are those a PyMC user
+would run by hand, with ArviZ's group names.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+from scipy import stats
+
+if TYPE_CHECKING:
+    from bayescale.fitting.result import Fit
+
+#: a run outside this central share of the prior predictive is "ruled out by the priors"
+PRIOR_BAND = 0.99
+#: LOO-PIT values further from uniform than this KS p-value are reported as miscalibrated
+PIT_P_VALUE = 0.01
+#: a rank correlation of |residual| with log N below this p-value is reported (noise along N)
+SCATTER_P_VALUE = 0.01
+
+
+def _inside(draws: np.ndarray, observed: np.ndarray, level: float) -> np.ndarray:
+    """Per observation (columns of ``draws``): inside the central ``level`` band of the draws?"""
+    lo, hi = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2], axis=0)
+    return (observed >= lo) & (observed <= hi)
+
+
+def _flat(group) -> np.ndarray:
+    """(chain, draw, obs) -> (draws, obs)."""
+    values = group["log_loss"].to_numpy()
+    return values.reshape(-1, values.shape[-1])
+
+
+def check(fit: "Fit", *, prior_draws: int = 500, seed: int | None = None) -> dict:
+    """Run the three checks; returns figures per check and a list of findings in words.
+
+    Adds the ``prior``, ``prior_predictive`` and ``posterior_predictive`` groups to ``fit.idata``.
+    """
+    from arviz_stats import loo_pit
+
+    observed = np.log(fit.runs["loss"])
+    idata = fit.prior_predictive(prior_draws, seed=seed)
+    prior = _flat(idata["prior_predictive"])
+    ruled_out = ~_inside(prior, observed, PRIOR_BAND)
+    idata = fit.posterior_predictive(seed=seed)
+    replicated = _flat(idata["posterior_predictive"])
+    coverage = {level: float(np.mean(_inside(replicated, observed, level))) for level in (0.5, 0.9)}
+    size_name = fit.law.inputs[0]
+    size = np.asarray(fit.runs[size_name], float)
+    inside_half = _inside(replicated, observed, 0.5)
+    low, high = np.quantile(size, [1 / 3, 2 / 3])
+    scatter = stats.spearmanr(np.abs(observed - np.median(replicated, axis=0)), np.log(size))
+    pit = np.asarray(loo_pit(idata, var_names=["log_loss"])["log_loss"]).ravel()
+    ks = stats.kstest(pit, "uniform")
+    result = {
+        "n_runs": int(len(observed)), "likelihood": fit.likelihood.name,
+        "prior_predictive": {"band": PRIOR_BAND, "outside": int(ruled_out.sum()),
+                             "outside_rows": [int(i) + 1 for i in np.flatnonzero(ruled_out)],
+                             "loss_range": [float(np.exp(np.quantile(prior, 0.005))),
+                                            float(np.exp(np.quantile(prior, 0.995)))],
+                             "observed_range": [float(np.exp(observed.min())), float(np.exp(observed.max()))]},
+        "posterior_predictive": {"coverage_0.5": coverage[0.5], "coverage_0.9": coverage[0.9]},
+        "noise_along_size": {"input": size_name, "noise_trend": "sigma_slope" in fit.spec.priors,
+                             "rank_correlation": float(scatter.statistic), "p_value": float(scatter.pvalue),
+                             "coverage_0.5_smallest_third": float(np.mean(inside_half[size <= low])),
+                             "coverage_0.5_largest_third": float(np.mean(inside_half[size >= high]))},
+        "loo_pit": {"values": [float(v) for v in pit], "mean": float(pit.mean()),
+                    "share_outside_central_90": float(np.mean((pit < 0.05) | (pit > 0.95))),
+                    "ks_statistic": float(ks.statistic), "p_value": float(ks.pvalue)},
+    }
+    result["findings"] = findings(result)
+    return result
+
+
+def findings(result: dict) -> list[str]:
+    """What the checks say, in words, with what to do."""
+    out = []
+    prior = result["prior_predictive"]
+    if prior["outside"]:
+        rows = ", ".join(map(str, prior["outside_rows"][:8]))
+        out.append(f"prior predictive: {prior['outside']} of {result['n_runs']} runs (rows {rows}; 1 = the first "
+                   f"data row) lie outside the central {prior['band']:.0%} of what the priors allow (losses "
+                   f"{prior['loss_range'][0]:.3g} to {prior['loss_range'][1]:.3g}): check the units of the table "
+                   "or widen the priors (--prior).")
+    else:
+        out.append(f"prior predictive: every run lies within what the priors allow (losses {prior['loss_range'][0]:.3g} "
+                   f"to {prior['loss_range'][1]:.3g}).")
+    post = result["posterior_predictive"]
+    robust = "" if result.get("likelihood") == "studentt" else ", or likelihood=studentt for outlying runs"
+    verdict = ("as they should" if post["coverage_0.9"] >= 0.8 else
+               f"too rarely: the law or the noise model misses something (compare other laws{robust})")
+    out.append(f"posterior predictive: {post['coverage_0.9']:.0%} of runs inside their 90% band and "
+               f"{post['coverage_0.5']:.0%} inside their 50% band, {verdict}.")
+    thirds = result.get("noise_along_size")
+    if thirds and not thirds["noise_trend"] and thirds["p_value"] < SCATTER_P_VALUE:
+        grows, name = thirds["rank_correlation"] > 0, thirds["input"]
+        out.append(f"noise along {name}: the scatter {'grows' if grows else 'shrinks'} with {name} (rank correlation "
+                   f"of |residual| with log {name} {thirds['rank_correlation']:+.2f}, p = {thirds['p_value']:.2g}; "
+                   f"{thirds['coverage_0.5_largest_third']:.0%} of the largest third of runs inside their 50% band, "
+                   f"{thirds['coverage_0.5_smallest_third']:.0%} of the smallest), so forecasts at larger {name} are "
+                   f"likely too {'narrow' if grows else 'wide'}. Fit with a noise trend (--noise-trend, "
+                   "noise_trend=True) and compare the two by LOO.")
+    pit = result["loo_pit"]
+    if pit["p_value"] >= PIT_P_VALUE:
+        out.append(f"LOO-PIT: consistent with calibrated forecasts of left-out runs (KS p = {pit['p_value']:.2f}).")
+    else:
+        if abs(pit["mean"] - 0.5) > 0.1:
+            how = ("runs come out lower than forecast" if pit["mean"] < 0.5 else "runs come out higher than forecast")
+        elif pit["share_outside_central_90"] > 0.2:
+            how = "bands too narrow: too many runs outside the central 90%"
+        else:
+            how = "bands too wide: runs crowd the middle of their predictive distributions"
+        out.append(f"LOO-PIT: left-out runs are not forecast calibrated (KS p = {pit['p_value']:.3g}): {how}.")
+    return out

@@ -1,0 +1,182 @@
+"""Tuning: the best learning rate (and batch size) at scales nobody has trained, with intervals.
+
+A law card with a tunable input (:data:`TUNABLE`: ``lr``, the peak learning rate of a run, and
+``batch``, its batch size in tokens) describes a basin in that input whose bottom moves with N and
+D (``chinchilla_lr``: c (log lr - log lr*)^2 with lr* a power law in N and D). For every posterior
+draw and point the bottom is found numerically in log space (a coarse grid, then golden-section
+search, vectorised over draws and points; coordinate-wise for two tunables), so an asymmetric
+basin or a user's own card works the same way. From those draws come the best value with its
+interval, the loss of a run there (as ``predict`` gives it), and the loss given up by a value the
+user names or by being 2x off.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Mapping
+
+import numpy as np
+import pandas as pd
+
+from bayescale import defaults
+from bayescale.data.runs import Runs, prepare_points
+from bayescale.data.tunable import PLAUSIBLE, TUNABLE, other_inputs, tunable_inputs
+from bayescale.errors import BayescaleError
+from bayescale.forecast.predict import band, flat_draws, params_at
+from bayescale.defaults import check_ci_prob
+
+if TYPE_CHECKING:
+    from bayescale.fitting.result import Fit
+    from bayescale.laws.card import Law
+
+#: the search for the best value reaches this factor beyond the observed values on each side
+SEARCH_FACTOR = 100.0
+_GRID = 13
+_ITERATIONS = 20
+_ROUNDS = 3           # coordinate-wise rounds when a law has two tunable inputs
+_GOLDEN = (np.sqrt(5) - 1) / 2
+#: "2x off": the factor the penalty table reports
+OFF_FACTOR = 2.0
+
+
+# -- the optimum per draw -------------------------------------------------------------------------
+def search_range(runs: Runs, name: str) -> tuple[float, float]:
+    """The log-space interval searched for the best value: the observed values, widened by :data:`SEARCH_FACTOR`."""
+    values = runs[name]
+    return float(np.log(values.min() / SEARCH_FACTOR)), float(np.log(values.max() * SEARCH_FACTOR))
+
+
+def _evaluate(law: "Law", params: Mapping[str, np.ndarray], env: Mapping[str, np.ndarray],
+              log_values: Mapping[str, np.ndarray]) -> np.ndarray:
+    with np.errstate(all="ignore"):
+        loss = law.formula.numpy({**env, **{n: np.exp(v) for n, v in log_values.items()}, **params})
+    return np.where(np.isfinite(loss), loss, np.inf)
+
+
+def _minimise(objective, low: float, high: float, shape: tuple[int, ...]) -> np.ndarray:
+    """argmin of ``objective(log_value)`` in [low, high], element-wise: a grid, then golden section.
+
+    ``objective`` takes an array with extra leading axes (the candidates) before ``shape``, so each
+    stage is one vectorised call: all grid values at once, then both golden points per iteration.
+    """
+    grid = np.linspace(low, high, _GRID)
+    losses = objective(np.broadcast_to(grid.reshape(-1, *[1] * len(shape)), (_GRID, *shape)))
+    best = np.argmin(losses, axis=0)
+    a = grid[np.clip(best - 1, 0, _GRID - 1)]
+    b = grid[np.clip(best + 1, 0, _GRID - 1)]
+    for _ in range(_ITERATIONS):
+        c = b - _GOLDEN * (b - a)
+        d = a + _GOLDEN * (b - a)
+        at_c, at_d = objective(np.stack([c, d]))
+        left = at_c < at_d
+        b = np.where(left, d, b)
+        a = np.where(left, a, c)
+    return (a + b) / 2
+
+
+def best_values(law: "Law", params: Mapping[str, np.ndarray], env: Mapping[str, np.ndarray],
+                ranges: Mapping[str, tuple[float, float]], shape: tuple[int, int]) -> dict[str, np.ndarray]:
+    """Log of the best value of each tunable input for every draw (rows) and point (columns)."""
+    names = tunable_inputs(law)
+    current = {n: np.full(shape, np.mean(ranges[n])) for n in names}
+    for _ in range(1 if len(names) == 1 else _ROUNDS):
+        for name in names:
+            current[name] = _minimise(lambda v, name=name: _evaluate(law, params, env, {**current, name: v}),
+                                      *ranges[name], shape)
+    return current
+
+
+def profile_loss(law: "Law", params: Mapping[str, np.ndarray], env: Mapping[str, np.ndarray],
+                 ranges: Mapping[str, tuple[float, float]]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The law's loss at the best tunable values, and those values (log), broadcast over params and env."""
+    shape = np.broadcast_shapes(*(np.shape(v) for v in (*params.values(), *env.values())))
+    best = best_values(law, params, env, ranges, shape)
+    return _evaluate(law, params, env, best), best
+
+
+def optimum_draws(fit: "Fit", table: pd.DataFrame, seed: int):
+    """Law parameters, the points' other inputs and the log best values, per draw (rows) and point (columns)."""
+    params = flat_draws(fit)
+    params = {**params, **params_at(fit, params, table, np.random.default_rng(seed))}
+    law_params = {n: params[n] for n in fit.law.param_names}
+    env = {n: table[n].to_numpy(dtype=float)[None, :] for n in other_inputs(fit.law)}
+    ranges = {n: search_range(fit.runs, n) for n in tunable_inputs(fit.law)}
+    return law_params, env, best_values(fit.law, law_params, env, ranges, (len(params["sigma"]), len(table)))
+
+
+def tuned_points(fit: "Fit", points: pd.DataFrame, seed: int | None = None) -> pd.DataFrame:
+    """``points`` with every tunable input set to the median of its best value there: a tuned run."""
+    names = tunable_inputs(fit.law)
+    if not names:
+        return points
+    seed = fit.settings["seed"] if seed is None else seed
+    _, _, best = optimum_draws(fit, prepare_points(points, other_inputs(fit.law)), seed)
+    return points.assign(**{n: np.exp(np.median(best[n], axis=0)) for n in names})
+
+
+def _put(out: pd.DataFrame, prefix: str, values: np.ndarray, ci_prob: float) -> None:
+    for stat, column in band(values, ci_prob).items():
+        out[f"{prefix}_{stat}"] = column
+
+
+def tune(fit: "Fit", points, *, given: Mapping[str, float] | None = None, ci_prob: float = defaults.CI_PROB,
+         seed: int | None = None) -> pd.DataFrame:
+    """The best value of each tunable input at ``points`` (N, D, ...), with intervals, per posterior draw.
+
+    Columns per tunable ``t`` (``lr``, ``batch``): ``t_opt_median/lower/upper``, ``t_opt_beyond_data``
+    (the median lies outside the values the runs tried), and the loss given up by being
+    :data:`OFF_FACTOR` x too high or too low (``t_penalty_high_*``, ``t_penalty_low_*``: the law's loss
+    there minus at the best value, draw by draw). ``loss_median/lower/upper``, ``pred_lower/upper``
+    and ``extrapolation`` are ``predict``'s forecast of a run at the median best values. With
+    ``given`` (``{"lr": 3e-4}``): ``t_given``, the loss given up by the given values
+    (``given_penalty_mean`` - the expected loss given up - and ``_median/lower/upper``), the probability that each is within 2x of the best
+    (``t_p_within_2x``) and the forecast of a run with them (``given_loss_median``,
+    ``given_pred_lower/upper``).
+    """
+    ci_prob = check_ci_prob(ci_prob)
+    names = tunable_inputs(fit.law)
+    if not names:
+        raise BayescaleError(f"law {fit.law.name!r} has no tunable input ({', '.join(TUNABLE)}); fit a law with one, "
+                             "such as chinchilla_lr")
+    given = dict(given or {})
+    unknown = sorted(set(given) - set(names))
+    if unknown:
+        raise BayescaleError(f"law {fit.law.name!r} tunes {', '.join(names)}; it has no {', '.join(unknown)}")
+    for name, value in given.items():
+        low, high = PLAUSIBLE[name]
+        if not (np.isfinite(value) and low < value <= high):
+            raise BayescaleError(f"{name} = {value!r}: a {TUNABLE[name]} must lie in ({low:g}, {high:g}]")
+    table = prepare_points(points, other_inputs(fit.law))
+    seed = fit.settings["seed"] if seed is None else seed
+    law_params, env, best = optimum_draws(fit, table, seed)
+    shape = best[names[0]].shape
+    at_best = _evaluate(fit.law, law_params, env, best)
+    out = table.copy()
+    for name in names:
+        _put(out, f"{name}_opt", np.exp(best[name]), ci_prob)
+        tried = fit.runs[name]
+        out[f"{name}_opt_beyond_data"] = (out[f"{name}_opt_median"] < tried.min()) | (out[f"{name}_opt_median"] > tried.max())
+        for side, shift in (("high", np.log(OFF_FACTOR)), ("low", -np.log(OFF_FACTOR))):
+            off = _evaluate(fit.law, law_params, env, {**best, name: best[name] + shift})
+            _put(out, f"{name}_penalty_{side}", off - at_best, ci_prob)
+    forecast = fit.predict(table.assign(**{n: out[f"{n}_opt_median"] for n in names}), ci_prob=ci_prob, seed=seed)
+    for column in ("median", "lower", "upper"):
+        out[f"loss_{column}"] = forecast[column].to_numpy()
+    for column in ("pred_lower", "pred_upper", "extrapolation"):
+        out[column] = forecast[column].to_numpy()
+    if given:
+        chosen = {**best, **{n: np.full(shape, np.log(v)) for n, v in given.items()}}
+        penalty = _evaluate(fit.law, law_params, env, chosen) - at_best
+        for name, value in given.items():
+            out[f"{name}_given"] = value
+            out[f"{name}_p_within_2x"] = np.mean(np.abs(np.log(value) - best[name]) < np.log(2.0), axis=0)
+        _put(out, "given_penalty", penalty, ci_prob)
+        out["given_penalty_mean"] = np.nanmean(penalty, axis=0)  # the expected loss given up
+        run = fit.predict(table.assign(**{**{n: out[f"{n}_opt_median"] for n in names}, **given}), ci_prob=ci_prob,
+                          seed=seed)
+        out["given_loss_median"] = run["median"].to_numpy()
+        out["given_pred_lower"], out["given_pred_upper"] = run["pred_lower"].to_numpy(), run["pred_upper"].to_numpy()
+    out.attrs["ci_prob"] = ci_prob
+    out.attrs["tunable"] = names
+    return out
+
+

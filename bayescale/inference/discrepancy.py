@@ -1,0 +1,448 @@
+"""Honest intervals beyond the data: a discrepancy that grows with the distance from the observed runs.
+
+A posterior fitted to the runs is certain of the law's form, so its bands stay narrow far past the
+largest run, where the form itself is the main doubt. bayescale adds a model-discrepancy term to
+the log-loss of a forecast,
+
+    log L(x) = log f(x; theta) + kappa * d(x) * z,   z ~ Normal(0, 1),
+
+where d(x) is the log-distance of the point outside the box of observed inputs (0 inside it, so
+in-sample intervals are untouched; for a law in N and D the box also bounds compute C = 6ND and
+tokens per parameter D/N, so a run beyond the compute frontier, or more over-trained than any seen,
+counts as extrapolation even inside the ranges of N and D) and
+kappa the discrepancy per e-fold of extrapolation. One z per posterior draw is shared by every
+point of a sweep (the law bends away from the truth the same way for all larger runs).
+
+For learning curves (a table with ``run`` and ``step``) the distance is along each run instead, the
+log of the step over the last step the fit saw of that run (a run the fit never saw is measured
+against the box), and the discrepancy has three parts:
+
+    log L(run, step) = log f + d * (bias + m_run * kappa * z_run),   z_run ~ Normal(0, 1),
+
+a ``bias`` per e-fold shared by every run (the law describes the later part of every run the same
+wrong way: on the misfitting runs it overestimates the loss after the seen part by about 2% per
+e-fold, at every cut), each run's own bend ``kappa * z_run``, and ``m_run`` = :data:`OUTLIER_SCALE`
+for a share ``outliers`` of the runs (1 for the rest): a few runs the law misfits badly must not
+widen the bands of all the others.
+
+Each fit learns these from its own internal leave-future-out splits: the largest runs by compute
+(or the later part of every run) held out, fitted by the Laplace approximation from the fit's own
+mode, give forecast errors at known distances. Errors that share a z are jointly Normal
+(:func:`kappa_log_likelihood`, :func:`curve_log_likelihood`), so forty runs of a sweep that err
+together count as about one observation of kappa, not forty. kappa's prior per kind of
+extrapolation (sweep or curve) is fitted across ten public datasets (:data:`KAPPA_PRIORS`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from bayescale.data.runs import NONNEGATIVE, Runs, is_curves, point_label
+from bayescale.errors import BayescaleError, ExtrapolationWarning, warn_user
+from bayescale.inference.laplace import centred_where_pinned, laplace_approximation
+from bayescale.laws.priors import Prior
+
+#: prior of kappa (sd of the log-loss discrepancy per e-fold of extrapolation) per kind of
+#: extrapolation: "sweep" (beyond the box of observed runs) and "curve" (further along a run).
+#: Fitted across datasets: the hierarchical model of benchmarks/discrepancy_prior.py on the 30
+#: leave-future-out splits of 10 public datasets in benchmarks/results/calibration_prior_input.json
+#: (Epoch, Gadre, misfitting finals, datablations, BNSL / misfitting curves, Revisiting LM, NMT,
+#: vision, OPT; refitted on 2026-11-30 (commit 8d7fcf8), once the internal splits' mode search no longer stopped at its
+#: start), each dataset weighted equally; the predictive for a new dataset (median 0.7% and 0.9% per
+#: e-fold, a factor 3.4 and 5.9 either way at one sd). Each fit's internal splits update it.
+KAPPA_PRIORS = {"sweep": Prior("LogNormal", mu=-4.917, sigma=1.222),
+                "curve": Prior("LogNormal", mu=-4.759, sigma=1.772)}
+#: internal splits: the share of the runs (largest by compute) held out in each
+SPLITS = (0.15, 0.3)
+#: internal splits of learning curves: checkpoints past this fraction of each run's last seen step are held out
+CURVE_SPLITS = (0.5, 0.75)
+#: internal splits of learning curves train on at least this share of each run's seen span (in log steps)
+MIN_TRAIN_SPAN = 0.5
+#: where kappa's posterior is evaluated: log-spaced, from far below any measured discrepancy to 100% per e-fold
+KAPPA_GRID = np.geomspace(1e-5, 1.0, 801)
+#: learning curves: prior of the bias shared by every run (log-loss per e-fold along the runs). Its scale is
+#: the one of 0.01, 0.02 and 0.05 that the internal splits of the benchmark's learning-curve datasets favour;
+#: with OUTLIER_SCALE it forecasts their real held-out checkpoints within 2 log units of the best of 20
+#: settings (benchmarks/curve_discrepancy.py, results/curve_discrepancy.json)
+CURVE_BIAS_PRIOR = Prior("Normal", mu=0.0, sigma=0.01)
+#: learning curves: an outlying run bends this many times more than the others ...
+OUTLIER_SCALE = 5.0
+#: ... and the shares of outlying runs considered, equally likely a priori
+OUTLIER_SHARES = np.array([0.0, 0.01, 0.03, 0.1, 0.2, 0.3, 0.5])
+#: the grids of the learning-curve discrepancy's posterior: bias (dense near 0, 5% steps, out to +-0.1 per
+#: e-fold) and kappa (as KAPPA_GRID, coarser: the posterior has two more axes)
+BIAS_GRID = 0.001 * np.sinh(np.linspace(-5.3, 5.3, 213))
+CURVE_KAPPA_GRID = np.geomspace(1e-5, 1.0, 161)
+#: the posterior variables a calibrated fit stores (the last two for learning curves only)
+DRAW_NAMES = ("kappa", "discrepancy_bias", "discrepancy_outliers")
+_INTERNAL_DRAWS = 1000
+
+
+#: the axis of tokens per parameter, D / N, for a law in N and D
+TOKENS_PER_PARAMETER = "D_per_N"
+
+
+def distance_axes(inputs) -> list[str]:
+    """The axes extrapolation is measured along: the law's inputs, plus compute C = 6ND and tokens per parameter D/N
+    for a law in N and D.
+
+    A run at more compute than any seen can lie inside the observed ranges of N and of D (an
+    IsoFLOP grid covers both at lower compute), yet it is beyond the data where it matters most. So
+    can a run trained on more tokens per parameter than any seen (a small model on the most tokens):
+    over-training is its own direction of extrapolation.
+    """
+    axes = list(inputs)
+    if {"N", "D"} <= set(axes):
+        axes += [name for name in ("C", TOKENS_PER_PARAMETER) if name not in axes]
+    return axes
+
+
+def axis_values(table: pd.DataFrame, name: str) -> np.ndarray:
+    if name == "C" and "C" not in table.columns:
+        return 6.0 * table["N"].to_numpy(dtype=float) * table["D"].to_numpy(dtype=float)
+    if name == TOKENS_PER_PARAMETER:
+        return table["D"].to_numpy(dtype=float) / table["N"].to_numpy(dtype=float)
+    return table[name].to_numpy(dtype=float)
+
+
+def observed_ranges(runs: Runs, inputs) -> dict[str, tuple[float, float]]:
+    frame = runs.frame if isinstance(runs, Runs) else runs
+    return {name: (float(np.min(values)), float(np.max(values)))
+            for name in distance_axes(inputs) for values in [axis_values(frame, name)]}
+
+
+def _log_scale(name: str, x):
+    """Natural log; log(1 + x) for an input that may be zero (S2)."""
+    return np.log1p(x) if name in NONNEGATIVE else np.log(x)
+
+
+def distance(table: pd.DataFrame, ranges: Mapping[str, tuple[float, float]]) -> np.ndarray:
+    """Euclidean distance in natural-log units outside the box of observed inputs (0 inside it).
+
+    ``ranges`` come from :func:`observed_ranges`: for a law in N and D they include compute C = 6ND and D/N.
+    """
+    total = np.zeros(len(table))
+    for name, (low, high) in ranges.items():
+        x = _log_scale(name, axis_values(table, name))
+        total += (np.maximum(0.0, x - _log_scale(name, high)) ** 2
+                  + np.maximum(0.0, _log_scale(name, low) - x) ** 2)
+    return np.sqrt(total)
+
+
+def last_seen_steps(frame: pd.DataFrame) -> dict[str, float]:
+    return {str(k): float(v) for k, v in frame.groupby("run")["step"].max().items()}
+
+
+def run_distance(table: pd.DataFrame, last_seen: Mapping[str, float], ranges) -> np.ndarray:
+    """log(step / the run's last seen step), 0 before it; the box distance for a run never seen."""
+    last = table["run"].astype(str).map(last_seen).to_numpy(dtype=float)
+    along = np.maximum(0.0, np.log(table["step"].to_numpy(dtype=float) / last))
+    return np.where(np.isnan(last), distance(table, ranges), along)
+
+
+@dataclass
+class Discrepancy:
+    """The extrapolation discrepancy of one fit: observed box, posterior draws, and its calibration."""
+
+    ranges: dict[str, tuple[float, float]]
+    kappa: np.ndarray             # posterior draws, flat
+    calibration: pd.DataFrame     # internal forecast errors: split, shares_with (run or "all"), distance, error, predictive scale
+    supported_distance: float     # the largest distance the internal splits reached
+    last_seen: dict[str, float] | None = None  # learning curves: each run's last step seen by the fit
+    bias: np.ndarray | None = None      # learning curves: draws of the bias every run shares (per e-fold)
+    outliers: np.ndarray | None = None  # learning curves: draws of the share of runs that bend OUTLIER_SCALE times more
+
+    @property
+    def kind(self) -> str:
+        return "curve" if self.last_seen is not None else "sweep"
+
+    def to_settings(self) -> dict:
+        curve = {"last_seen": self.last_seen, "bias_prior": CURVE_BIAS_PRIOR.to_dict(),
+                 "outlier_scale": OUTLIER_SCALE} if self.kind == "curve" else {}
+        return {"method": "calibrated", "ranges": {k: list(v) for k, v in self.ranges.items()},
+                "supported_distance": self.supported_distance, "kind": self.kind,
+                "prior": KAPPA_PRIORS[self.kind].to_dict(),
+                "calibration": self.calibration.to_dict(orient="list"), **curve}
+
+    def posterior_draws(self) -> dict[str, np.ndarray]:
+        """The draws a fit stores in its posterior group, by name (:data:`DRAW_NAMES`)."""
+        values = (self.kappa, self.bias, self.outliers)
+        return {name: v for name, v in zip(DRAW_NAMES, values) if v is not None}
+
+    @classmethod
+    def from_settings(cls, settings: Mapping, draws: Mapping[str, np.ndarray]) -> "Discrepancy":
+        """Rebuild from a fit's settings and its stored draws (a fit saved before bias and outliers existed has none)."""
+        return cls({k: tuple(v) for k, v in settings["ranges"].items()}, draws["kappa"],
+                   pd.DataFrame(settings["calibration"]), float(settings["supported_distance"]),
+                   settings.get("last_seen"), draws.get("discrepancy_bias"), draws.get("discrepancy_outliers"))
+
+    def describe(self) -> str:
+        """What the discrepancy is and what the fit learned of it, in words (CLI and reports)."""
+        n = int((self.calibration["distance"] > 0).sum()) if len(self.calibration) else 0
+        beyond = "along each run, past its last checkpoint seen" if self.kind == "curve" else "beyond the fitted runs"
+        text = (f"kappa (median {np.median(self.kappa):.3g}) is the extrapolation discrepancy: the sd of log-loss per "
+                f"e-fold {beyond}, calibrated on {n} internal leave-future-out forecasts reaching "
+                f"{self.supported_distance:.2f} e-folds.")
+        if self.bias is not None:
+            low, mid, high = 100 * np.quantile(self.bias, [0.05, 0.5, 0.95])
+            text += (f" Every run shares a bias of {mid:+.2f}% per e-fold (discrepancy_bias, 90% {low:+.2f}% to "
+                     f"{high:+.2f}%), which the forecasts include; a share of about {np.mean(self.outliers):.0%} of the "
+                     f"runs bend {OUTLIER_SCALE:g} times more (discrepancy_outliers).")
+        return text + " Forecasts inside the data are unaffected; beyond it the intervals widen with distance."
+
+    def distance(self, table: pd.DataFrame) -> np.ndarray:
+        """How far each point lies beyond what the fit saw (e-folds)."""
+        if self.last_seen is not None and is_curves(table):
+            return run_distance(table, self.last_seen, self.ranges)
+        return distance(table, self.ranges)
+
+    def bends(self, table: pd.DataFrame, n_draws: int, seed: int) -> np.ndarray:
+        """The log-loss discrepancy per e-fold for each draw (rows) and point (columns, or one column that broadcasts), which :meth:`widen` scales by distance.
+
+        A sweep: ``kappa * z`` with one z per draw, shared by all its runs (the law bends away from
+        the truth the same way for all larger runs). Learning curves bend away each in their own
+        way: ``bias + m * kappa * z`` with one z (and one outlier pick m) per draw and run, from a
+        stream keyed by the run's name, so a run's band is the same whichever other runs are
+        forecast with it, and a forecast split into blocks keeps each run's bend.
+        """
+        if self.last_seen is not None and is_curves(table):
+            runs, codes = np.unique(table["run"].astype(str).to_numpy(), return_inverse=True)
+            keys = pd.util.hash_pandas_object(pd.Series(runs), index=False).to_numpy()
+            streams = [np.random.default_rng([seed, 1, int(key)]) for key in keys]
+            z = np.column_stack([rng.standard_normal(n_draws) for rng in streams])
+            bend = self.kappa[:, None] * z
+            if self.outliers is not None:
+                picked = np.column_stack([rng.random(n_draws) for rng in streams]) < self.outliers[:, None]
+                bend = np.where(picked, OUTLIER_SCALE * bend, bend)
+            if self.bias is not None:
+                bend = self.bias[:, None] + bend
+            return bend if len(runs) == 1 else bend[:, codes]  # one run: a column that broadcasts
+        return self.kappa[:, None] * np.random.default_rng([seed, 1]).standard_normal((n_draws, 1))
+
+    def widen(self, log_law: np.ndarray, table: pd.DataFrame, seed: int) -> np.ndarray:
+        """Add the discrepancy to log-law draws (rows) at the points (columns); ``seed`` keys its streams (:meth:`bends`)."""
+        d = self.distance(table)
+        if np.any(d > 2 * self.supported_distance + 1e-12):
+            far = int(np.argmax(d))
+            row = table.iloc[far]
+            names = ("run", "step") if is_curves(table) else [k for k in self.ranges if k in table.columns]
+            where = point_label(row, names)
+            warn_user(f"the forecast at {where} lies {d[far]:.2f} e-folds beyond the observed runs, more than "
+                      f"twice what the internal backtests checked ({self.supported_distance:.2f}); its interval "
+                      "rests on the prior for the extrapolation discrepancy", ExtrapolationWarning)
+        widened = d[None, :] * self.bends(table, log_law.shape[0], seed)
+        widened += log_law  # in place: one array of draws x points fewer
+        return widened
+
+
+def _scale_order(frame: pd.DataFrame, inputs) -> np.ndarray:
+    """Runs from small to large: by compute when known, else by the sum of log inputs."""
+    if "C" in frame.columns:
+        return frame["C"].to_numpy(dtype=float)
+    return np.sum([_log_scale(n, frame[n].to_numpy(dtype=float)) for n in inputs], axis=0)
+
+
+def _internal_forecast(spec_factory, train: Runs, rows: np.ndarray, heldout: Runs, law, likelihood, rng,
+                       start_values=None) -> tuple[np.ndarray, np.ndarray]:
+    """Median error and predictive scale of a Laplace-approximation forecast of ``heldout`` from ``train``.
+
+    ``start_values`` (the full fit's mode, as :meth:`ModelSpec.named_values`) is the first start of
+    the mode search: the fit on fewer runs has its mode nearby.
+    """
+    spec = spec_factory(train, rows)
+    starts = () if start_values is None else (spec.unconstrain(start_values),)
+    laplace = laplace_approximation(spec, rng, n_random_starts=4, starts=starts)
+    spec, laplace = centred_where_pinned(spec, laplace, rng)  # as the fit does: groups the data pin down, centred
+    u = laplace.center + rng.standard_normal((_INTERNAL_DRAWS, len(laplace.center))) @ laplace.scale.T
+    draws = [spec.constrain(row) for row in u]
+    params = {}
+    for name in law.param_names:
+        values = np.array([np.broadcast_to(d[name], np.shape(d[name])) for d in draws])
+        if name in spec.pooled:
+            codes = spec.pooled[name].codes_for(heldout.frame[spec.pooled[name].column].astype(str))
+            pop = np.array([d[spec.pooled[name].pop_name] for d in draws])[:, None]
+            values = np.where(codes[None, :] >= 0, values[:, np.maximum(codes, 0)], pop)
+        else:
+            values = values[:, None]
+        params[name] = values
+    env = {**{n: heldout[n][None, :] for n in law.inputs}, **params}
+    with np.errstate(all="ignore"):
+        mu = np.log(law.formula.numpy(env))
+    noise = {n: np.array([d[n] for d in draws]) for n in spec.noise_names}
+    y = mu + spec.noise_at(noise, heldout)["sigma"] * likelihood.standard_noise(rng, noise, mu.shape)
+    lo, med, hi = np.nanquantile(y, [0.1587, 0.5, 0.8413], axis=0)
+    return np.log(heldout["loss"]) - med, (hi - lo) / 2
+
+
+def _splits(frame: pd.DataFrame, inputs):
+    """Internal leave-future-out splits: (label, held-out mask, distance of the held-out points from the rest).
+
+    Learning curves: each run's checkpoints past a share (:data:`CURVE_SPLITS`) of its last seen
+    step, but never so many that the run trains on less than :data:`MIN_TRAIN_SPAN` of its seen
+    span in log steps. After a schedule's warm-up rule the seen part of a run can be short (20% to
+    50% of the run); a forecast from its first one or two checkpoints then errs by 5-20% where the
+    real forecast, from the whole seen part, errs by 2% (misfitting runs, benchmarks/README.md).
+    """
+    if is_curves(frame):
+        step = frame["step"].to_numpy(dtype=float)
+        first, last = (frame.groupby("run")["step"].transform(f).to_numpy(dtype=float) for f in ("min", "max"))
+        for share in CURVE_SPLITS:
+            held = step > np.maximum(share, (first / last) ** (1 - MIN_TRAIN_SPAN)) * last
+            yield share, held, lambda heldout, train: run_distance(
+                heldout.frame, last_seen_steps(train.frame), observed_ranges(train, inputs))
+        return
+    order = _scale_order(frame, inputs)
+    for share in SPLITS:
+        held = order >= np.quantile(order, 1 - share)
+        yield share, held, lambda heldout, train: distance(heldout.frame, observed_ranges(train, inputs))
+
+
+def kappa_log_likelihood(error, scale, distance, shared, grid: np.ndarray = KAPPA_GRID) -> np.ndarray:
+    """log p(errors | kappa) on :data:`KAPPA_GRID`; points with the same ``shared`` label share one discrepancy.
+
+    Such points err by ``kappa * d_i * z + scale_i * eps_i`` with one z ~ Normal(0, 1): the law bends
+    away from the truth the same way for all of them (every run of a sweep; the checkpoints of one
+    learning curve), as :meth:`Discrepancy.widen` assumes. They are jointly Normal with covariance
+    diag(scale^2) + kappa^2 d d', so forty points that err together are about one observation of
+    kappa, not forty.
+    """
+    error, scale, distance = (np.asarray(x, float) for x in (error, scale, distance))
+    shared = np.asarray(shared)
+    k2 = grid[:, None] ** 2
+    total = np.zeros(len(grid))
+    for label in np.unique(shared):
+        at = shared == label
+        e, s2, d = error[at], scale[at] ** 2, distance[at]
+        a, b = np.sum(d * d / s2), np.sum(e * d / s2)
+        quad = np.sum(e * e / s2) - k2[:, 0] * b ** 2 / (1 + k2[:, 0] * a)
+        total += -0.5 * (len(e) * np.log(2 * np.pi) + np.sum(np.log(s2)) + np.log1p(k2[:, 0] * a) + quad)
+    return total
+
+
+def curve_log_likelihood(error, scale, distance, shared, bias: np.ndarray = BIAS_GRID,
+                         kappa: np.ndarray = CURVE_KAPPA_GRID, shares: np.ndarray = OUTLIER_SHARES,
+                         outlier_scale: float = OUTLIER_SCALE) -> np.ndarray:
+    """log p(errors | bias, kappa, share of outlying runs) of learning curves, on the grids (axes in that order).
+
+    Points with the same ``shared`` label (one run in one internal split) err by
+    ``d_i * (bias + m * kappa * z) + scale_i * eps_i`` with one z ~ Normal(0, 1) for them and m =
+    ``outlier_scale`` with probability ``share`` (else 1): per label, a two-part mixture of the
+    joint Normal of :func:`kappa_log_likelihood`, with the bias taken off the errors.
+    """
+    error, scale, distance = (np.asarray(x, float) for x in (error, scale, distance))
+    _, codes = np.unique(np.asarray(shared), return_inverse=True)
+    s2 = scale ** 2
+
+    def per_label(x):
+        return np.bincount(codes, weights=x)
+
+    a, b, c = per_label(distance ** 2 / s2), per_label(error * distance / s2), per_label(error ** 2 / s2)
+    const = per_label(np.log(2 * np.pi * s2))
+    k2 = (kappa[:, None] * np.array([1.0, outlier_scale])) ** 2            # (kappa, part)
+    with np.errstate(divide="ignore"):
+        log_part = np.log(np.column_stack([1 - shares, shares]))            # (share, part)
+    total = np.zeros((len(bias), len(kappa), len(shares)))
+    for start in range(0, len(a), 16):  # labels in blocks: (label, bias, kappa, part) arrays stay small
+        ga, gb, gc, gk = (x[start:start + 16, None, None, None] for x in (a, b, c, const))
+        off = gb - bias[None, :, None, None] * ga                           # e'd / s^2 with the bias taken off
+        quad = gc - 2 * bias[None, :, None, None] * gb + bias[None, :, None, None] ** 2 * ga
+        den = 1 + k2[None, None] * ga
+        ll = -0.5 * (gk + np.log(den) + quad - k2[None, None] * off ** 2 / den)  # (label, bias, kappa, part)
+        mixed = np.logaddexp(ll[..., None, 0] + log_part[:, 0], ll[..., None, 1] + log_part[:, 1])
+        total += mixed.sum(axis=0)
+    return total
+
+
+def curve_log_prior(bias_prior: Prior | None = CURVE_BIAS_PRIOR, n_shares: int = len(OUTLIER_SHARES)) -> np.ndarray:
+    """log prior mass of each cell of the learning-curve grids (bias, kappa, share; shares equally likely).
+
+    ``bias_prior=None``: no bias term, a bias axis of one cell at 0 (as ``bias=np.zeros(1)`` in
+    :func:`curve_log_likelihood`).
+    """
+    bias = (np.zeros(1) if bias_prior is None
+            else bias_prior.logpdf(BIAS_GRID) + np.log(np.diff(_cell_edges(BIAS_GRID))))
+    kappa = KAPPA_PRIORS["curve"].logpdf(CURVE_KAPPA_GRID) + np.log(CURVE_KAPPA_GRID)  # even in log kappa
+    return bias[:, None, None] + kappa[None, :, None] - np.log(n_shares)
+
+
+def _cell_edges(grid: np.ndarray) -> np.ndarray:
+    """Edges of the cell around each grid point: midway to its neighbours."""
+    mid = (grid[1:] + grid[:-1]) / 2
+    return np.concatenate([[2 * grid[0] - mid[0]], mid, [2 * grid[-1] - mid[-1]]])
+
+
+def _spread(grid: np.ndarray, cells: np.ndarray, rng: np.random.Generator, log: bool = False) -> np.ndarray:
+    """Draws spread uniformly over the chosen cells of ``grid`` (in log for a log-spaced grid)."""
+    edges = _cell_edges(np.log(grid) if log else grid)
+    values = rng.uniform(edges[cells], edges[cells + 1])
+    return np.exp(values) if log else values
+
+
+def _draw_cells(log_posterior: np.ndarray, n_draws: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    weights = np.exp(log_posterior - log_posterior.max())
+    flat = rng.choice(weights.size, size=n_draws, p=(weights / weights.sum()).ravel())
+    return np.unravel_index(flat, weights.shape)
+
+
+def draw_kappa(log_posterior: np.ndarray, n_draws: int, rng: np.random.Generator,
+               grid: np.ndarray = KAPPA_GRID) -> np.ndarray:
+    """Draws from a posterior given on ``grid`` (log-spaced; spread uniformly in log within each cell)."""
+    (cells,) = _draw_cells(log_posterior, n_draws, rng)
+    return _spread(grid, cells, rng, log=True)
+
+
+def draw_curve_discrepancy(log_posterior: np.ndarray, n_draws: int, rng: np.random.Generator):
+    """Draws (bias, kappa, share of outlying runs) from a posterior on the learning-curve grids."""
+    bias, kappa, share = _draw_cells(log_posterior, n_draws, rng)
+    return _spread(BIAS_GRID, bias, rng), _spread(CURVE_KAPPA_GRID, kappa, rng, log=True), OUTLIER_SHARES[share]
+
+
+def calibrate(runs: Runs, law, likelihood, spec_factory, n_draws: int, seed: int,
+              start_values=None) -> Discrepancy | None:
+    """The discrepancy's posterior from internal leave-future-out splits of ``runs`` (None if too few runs).
+
+    A sweep: draws of kappa. Learning curves: draws of the bias, kappa and the share of outlying runs.
+
+    ``spec_factory(train, rows)`` gives the model of a split's training runs (``rows`` of ``runs``);
+    ``start_values``: the fit's mode (:meth:`ModelSpec.named_values`), where each internal mode search starts.
+    """
+    rng = np.random.default_rng(seed)
+    frame = runs.frame.reset_index(drop=True)
+    rows = []
+    for share, held, distance_of in _splits(frame, law.inputs):
+        if held.all() or not held.any():
+            continue
+        train = Runs(frame[~held].reset_index(drop=True), source=runs.source)
+        heldout = Runs(frame[held].reset_index(drop=True), source=runs.source)
+        try:
+            error, scale = _internal_forecast(spec_factory, train, np.flatnonzero(~held), heldout, law, likelihood,
+                                              rng, start_values)
+        except BayescaleError:
+            continue  # too few runs left to fit: this split says nothing
+        d = distance_of(heldout, train)
+        shared = heldout.frame["run"].astype(str) if is_curves(frame) else np.full(len(d), "all")
+        rows += [{"split": share, "shares_with": gi, "distance": di, "error": ei, "scale": si}
+                 for gi, di, ei, si in zip(shared, d, error, scale)]
+    if not rows:
+        return None  # no internal split could be fitted: nothing to calibrate on
+    table = pd.DataFrame(rows, columns=["split", "shares_with", "distance", "error", "scale"])
+    table = table[np.isfinite(table["error"]) & np.isfinite(table["scale"])]
+    outside = table[table["distance"] > 0]
+    if len(outside) < 2:
+        return None
+    if not is_curves(frame):
+        # the grid is even in log kappa: the prior's density per unit of log kappa is p(kappa) * kappa
+        log_posterior = KAPPA_PRIORS["sweep"].logpdf(KAPPA_GRID) + np.log(KAPPA_GRID) + kappa_log_likelihood(
+            outside["error"], outside["scale"], outside["distance"], outside["split"].astype(str))
+        return Discrepancy(observed_ranges(runs, law.inputs), draw_kappa(log_posterior, n_draws, rng),
+                           table.reset_index(drop=True), float(outside["distance"].max()))
+    log_posterior = curve_log_prior() + curve_log_likelihood(
+        outside["error"], outside["scale"], outside["distance"],
+        outside["split"].astype(str) + "/" + outside["shares_with"].astype(str))
+    bias, kappa, outliers = draw_curve_discrepancy(log_posterior, n_draws, rng)
+    return Discrepancy(observed_ranges(runs, law.inputs), kappa, table.reset_index(drop=True),
+                       float(outside["distance"].max()), last_seen_steps(frame), bias, outliers)

@@ -1,0 +1,304 @@
+"""Laws: a parsed law card (inputs, formula, one prior per parameter) and the catalog in ``models/``.
+
+A card is what a researcher writes on a whiteboard and nothing else::
+
+    name = "chinchilla"
+    inputs = ["N", "D"]
+    formula = "E + A / N**alpha + B / D**beta"
+    [params.E]
+    prior = "LogNormal(mu=log(1.69), sigma=0.5)"
+    reference = { value = 1.69, source = "Hoffmann et al. 2022" }
+
+Nothing in the engine is specific to one law: a user's own law is a card file on disk or
+``Law.from_formula("E + A * N**(-alpha)", priors={...})``.
+"""
+
+from __future__ import annotations
+
+import ast
+import tomllib
+from dataclasses import dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from bayescale.errors import BayescaleError, FormulaError
+from bayescale.laws.formula import Formula
+from bayescale.laws.priors import Prior, ScaledPrior
+
+#: the parameter :meth:`Law.with_run_offset` adds
+RUN_OFFSET = "run_offset"
+#: input names that :meth:`Law.from_formula` recognises without being told
+KNOWN_INPUTS = ("N", "D", "C", "U", "X", "step", "tokens")
+#: what a law's formula gives (see Law.kind)
+KINDS = ("loss", "metric")
+
+
+@dataclass(frozen=True)
+class Param:
+    """One law parameter: its prior and, where published, the reference value and its source."""
+
+    name: str
+    prior: Prior | ScaledPrior
+    reference: float | None = None
+    source: str | None = None
+    description: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"prior": self.prior.to_dict(), "description": self.description}
+        if self.reference is not None:
+            out["reference"] = {"value": self.reference, "source": self.source or ""}
+        return out
+
+
+@dataclass(frozen=True)
+class Derived:
+    """A quantity computed from the parameters, e.g. the slope after a break: ``-(c0 + c1)``."""
+
+    name: str
+    formula: Formula
+    description: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"formula": self.formula.text, "description": self.description}
+
+
+@dataclass(frozen=True)
+class Law:
+    """A scaling law: named inputs, a formula for the loss, and a prior for every parameter."""
+
+    name: str
+    inputs: tuple[str, ...]
+    formula: Formula
+    params: Mapping[str, Param]
+    title: str = ""
+    source: str = ""
+    description: str = ""
+    card_path: str | None = field(default=None, compare=False)
+    derived: Mapping[str, Derived] = field(default_factory=dict)
+    #: break locations (a parameter or derived quantity) -> the input they lie along
+    breaks: Mapping[str, str] = field(default_factory=dict)
+    #: an additive loss floor that the sampler reaches through the loss at the data's centre (see model.py)
+    anchor: str | None = None
+    #: for learning curves: the parameters that vary by run in a joint fit of many runs (bayescale.curves.learning_curves)
+    run_effect: tuple[str, ...] = ()
+    #: what the formula gives: "loss" (a scaling law), or "metric" (a downstream accuracy from the loss,
+    #: bayescale.downstream.metric)
+    kind: str = "loss"
+
+    def __post_init__(self):
+        context = f"law {self.name!r}"
+        if not self.inputs:
+            raise FormulaError(f"{context}: a law needs at least one input (for example N, D or C)")
+        clash = sorted(set(self.inputs) & set(self.params))
+        if clash:
+            raise FormulaError(f"{context}: {', '.join(clash)} cannot be both an input and a parameter")
+        self.formula.check_names(set(self.inputs) | set(self.params), context)
+        for pname, param in self.params.items():
+            if isinstance(param.prior, ScaledPrior) and not param.prior.columns <= set(self.inputs):
+                raise FormulaError(f"{context}: the prior of {pname!r} ({param.prior}) refers to the range of "
+                                   f"{', '.join(sorted(param.prior.columns - set(self.inputs)))}, which is not an "
+                                   f"input; inputs are {', '.join(self.inputs)}")
+        for dname, quantity in self.derived.items():
+            if dname in self.params or dname in self.inputs:
+                raise FormulaError(f"{context}: derived quantity {dname!r} clashes with a parameter or input")
+            quantity.formula.check_names(set(self.params), f"{context}, derived quantity {dname!r}")
+        for where, along in self.breaks.items():
+            if where not in self.params and where not in self.derived:
+                raise FormulaError(f"{context}: break location {where!r} is neither a parameter nor a derived quantity")
+            if along not in self.inputs:
+                raise FormulaError(f"{context}: break {where!r} lies along {along!r}, which is not an input "
+                                   f"({', '.join(self.inputs)})")
+        if self.kind not in KINDS:
+            raise FormulaError(f"{context}: kind {self.kind!r} is not known; use one of {', '.join(KINDS)}")
+        if self.kind == "metric" and "loss" not in self.inputs:
+            raise FormulaError(f"{context}: a metric law maps the loss to a downstream metric, so 'loss' must be "
+                               f"an input (inputs are {', '.join(self.inputs)})")
+        if self.anchor is not None:
+            self._check_anchor(context)
+        stray = [n for n in self.run_effect if n not in self.params]
+        if stray:
+            raise FormulaError(f"{context}: run_effect names {', '.join(stray)}, which are not parameters "
+                               f"({', '.join(self.params)})")
+        unused = [n for n in (*self.inputs, *self.params) if n not in self.formula.names]
+        if unused:
+            raise FormulaError(f"{context}: {', '.join(unused)} declared but not used in formula "
+                               f"{self.formula.text!r}")
+
+    def _check_anchor(self, context: str) -> None:
+        """The anchor must be a parameter that enters the formula additively (loss = anchor + rest)."""
+        if self.anchor not in self.params:
+            raise FormulaError(f"{context}: anchor {self.anchor!r} is not a parameter ({', '.join(self.params)})")
+        rng = np.random.default_rng(0)
+        env = {n: rng.uniform(0.5, 2.0, 3) for n in (*self.inputs, *self.params)}
+        with np.errstate(all="ignore"):
+            shifted = self.formula.numpy({**env, self.anchor: env[self.anchor] + 1.0}) - self.formula.numpy(env)
+        if not np.allclose(shifted, 1.0):
+            raise FormulaError(f"{context}: anchor {self.anchor!r} must enter the formula additively "
+                               f"(loss = {self.anchor} + ...), as a loss floor does")
+
+    # -- construction -------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, card: Mapping[str, Any], card_path: str | None = None) -> "Law":
+        where = card_path or "law card"
+        for key in ("name", "inputs", "formula", "params"):
+            if key not in card:
+                raise FormulaError(f"{where}: missing key {key!r} (a card needs name, inputs, formula, params)")
+        params = {}
+        for pname, table in card["params"].items():
+            if not isinstance(table, Mapping) or "prior" not in table:
+                raise FormulaError(f"{where}: parameter {pname!r} needs a prior, e.g. prior = \"Normal(0, 1)\"")
+            try:
+                prior = Prior.parse(table["prior"])
+            except FormulaError as exc:
+                raise FormulaError(f"{where}: prior of {pname!r}: {exc}") from None
+            ref = table.get("reference") or {}
+            params[pname] = Param(pname, prior, ref.get("value"), ref.get("source"), table.get("description", ""))
+        derived = {}
+        for dname, table in (card.get("derived") or {}).items():
+            if not isinstance(table, Mapping) or "formula" not in table:
+                raise FormulaError(f"{where}: derived quantity {dname!r} needs a formula")
+            derived[dname] = Derived(dname, Formula(table["formula"]), table.get("description", ""))
+        return cls(name=str(card["name"]), inputs=tuple(card["inputs"]), formula=Formula(card["formula"]),
+                   params=params, title=card.get("title", ""), source=card.get("source", ""),
+                   description=card.get("description", ""), card_path=card_path, derived=derived,
+                   breaks=dict(card.get("breaks") or {}), anchor=card.get("anchor"),
+                   run_effect=tuple(card.get("run_effect") or ()), kind=str(card.get("kind", "loss")))
+
+    @classmethod
+    def from_card(cls, path: str | Path) -> "Law":
+        path = Path(path)
+        try:
+            card = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise BayescaleError(f"law card {str(path)!r} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise FormulaError(f"law card {str(path)!r} is not valid TOML: {exc}") from None
+        return cls.from_dict(card, card_path=str(path))
+
+    @classmethod
+    def from_formula(cls, formula: str, priors: Mapping[str, Any], *, inputs: tuple[str, ...] | None = None,
+                     name: str = "custom", title: str = "") -> "Law":
+        """A law from a formula string; names in ``inputs`` (default: N, D, C, ... found in it) are data."""
+        parsed = Formula(formula)
+        if inputs is None:
+            inputs = tuple(n for n in KNOWN_INPUTS if n in parsed.names)
+        missing = sorted(parsed.names - set(inputs) - set(priors))
+        if missing:
+            raise FormulaError(f"law {name!r}: no prior given for parameter(s) {', '.join(missing)}; "
+                               f"pass priors={{name: 'Normal(0, 1)', ...}} for every non-input name")
+        params = {}
+        for pname, spec in priors.items():
+            try:
+                params[pname] = Param(pname, Prior.parse(spec))
+            except FormulaError as exc:
+                raise FormulaError(f"law {name!r}: prior of {pname!r}: {exc}") from None
+        return cls(name=name, inputs=tuple(inputs), formula=parsed, params=params, title=title or formula)
+
+    # -- variants ------------------------------------------------------------------------------
+    def with_priors(self, overrides: Mapping[str, Any] | None) -> "Law":
+        """A copy with some priors replaced; names must be parameters of this law."""
+        if not overrides:
+            return self
+        unknown = sorted(set(overrides) - set(self.params))
+        if unknown:
+            raise BayescaleError(f"law {self.name!r} has no parameter(s) {', '.join(unknown)}; "
+                                 f"its parameters are {', '.join(self.params)}")
+        params = dict(self.params)
+        for pname, spec in overrides.items():
+            try:
+                params[pname] = replace(params[pname], prior=Prior.parse(spec))
+            except FormulaError as exc:
+                raise FormulaError(f"prior of {pname!r}: {exc}") from None
+        return replace(self, params=params)
+
+    def with_inputs(self, renames: Mapping[str, str] | None) -> "Law":
+        """Bind generic inputs to columns, e.g. ``{"X": "D"}`` for the saturating law in D."""
+        if not renames:
+            return self
+        unknown = sorted(set(renames) - set(self.inputs))
+        if unknown:
+            raise BayescaleError(f"law {self.name!r} has no input(s) {', '.join(unknown)}; "
+                                 f"its inputs are {', '.join(self.inputs)}")
+        inputs = tuple(renames.get(i, i) for i in self.inputs)
+        tree = ast.parse(self.formula.text, mode="eval")
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name) and node.id in renames:
+                node.id = renames[node.id]
+        params = {n: replace(p, prior=p.prior.renamed(renames)) if isinstance(p.prior, ScaledPrior) else p
+                  for n, p in self.params.items()}
+        bound = ", ".join(f"{k}={v}" for k, v in renames.items())
+        return replace(self, name=f"{self.name}[{bound}]", inputs=inputs, formula=Formula(ast.unparse(tree)),
+                       params=params, breaks={k: renames.get(v, v) for k, v in self.breaks.items()})
+
+    def with_run_offset(self) -> "Law":
+        """The law plus ``run_offset``: a run's additive deviation from it, meant to be pooled by run.
+
+        Its card-level prior is the prior of the population value, pinned at zero (the law itself is
+        the population's curve); the spread between runs is ``run_offset_sd``.
+        """
+        if RUN_OFFSET in self.params:
+            return self
+        param = Param(RUN_OFFSET, Prior.parse("Normal(mu=0, sigma=0.001)"),
+                      description="a run's additive deviation from the law (nats), pooled by run")
+        return replace(self, name=f"{self.name}+{RUN_OFFSET}", formula=Formula(f"({self.formula.text}) + {RUN_OFFSET}"),
+                       params={**self.params, RUN_OFFSET: param})
+
+    def bind_data(self, columns: Mapping[str, "np.ndarray"]) -> "Law":
+        """Turn priors stated relative to the data (``X_max``) into numbers for these runs."""
+        if not any(isinstance(p.prior, ScaledPrior) for p in self.params.values()):
+            return self
+        scales = {}
+        for name in self.inputs:
+            values = np.asarray(columns[name], dtype=float)
+            scales[f"{name}_min"], scales[f"{name}_max"] = float(values.min()), float(values.max())
+        params = {n: replace(p, prior=p.prior.bind(scales)) if isinstance(p.prior, ScaledPrior) else p
+                  for n, p in self.params.items()}
+        return replace(self, params=params)
+
+    # -- use -----------------------------------------------------------------------------------
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        return tuple(self.params)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "title": self.title, "source": self.source, "description": self.description,
+                "inputs": list(self.inputs), "formula": self.formula.text,
+                "params": {n: p.to_dict() for n, p in self.params.items()},
+                "derived": {n: d.to_dict() for n, d in self.derived.items()}, "breaks": dict(self.breaks),
+                **({"anchor": self.anchor} if self.anchor else {}),
+                **({"run_effect": list(self.run_effect)} if self.run_effect else {})}
+
+    def __str__(self) -> str:
+        return f"{self.name}: L({', '.join(self.inputs)}) = {self.formula.text}"
+
+
+def models_dir() -> Path:
+    """The catalog folder: inside the installed wheel, or ``models/`` of a source checkout."""
+    packaged = Path(str(resources.files("bayescale"))) / "models"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parents[2] / "models"
+
+
+def catalog() -> dict[str, Law]:
+    """Every law card shipped with bayescale, by name."""
+    laws = [Law.from_card(p) for p in sorted(models_dir().glob("*.toml"))]
+    return {law.name: law for law in laws}
+
+
+def get_law(spec: "Law | str | Path", inputs: Mapping[str, str] | None = None) -> Law:
+    """A Law from a Law, a catalog name, or a path to a card file; ``inputs`` binds generic inputs."""
+    if isinstance(spec, Law):
+        law = spec
+    elif str(spec).endswith(".toml") or Path(str(spec)).is_file():
+        law = Law.from_card(spec)
+    else:
+        laws = catalog()
+        if spec not in laws:
+            raise BayescaleError(f"unknown law {spec!r}; the catalog has {', '.join(laws)} "
+                                 "(or give the path of a .toml card)")
+        law = laws[spec]
+    return law.with_inputs(inputs)

@@ -1,0 +1,74 @@
+"""Observation noise on log-loss: Student-t (default, robust), Normal or Laplace.
+
+Each likelihood names a family of the one distribution table (:data:`bayescale.laws.priors.FAMILIES`,
+keyed by PyMC names), which gives the PyMC observed variable of the generative model (the one
+density: sampling, mode search and the stored pointwise log-likelihood all come from it), SciPy's
+density for held-out runs, and noise draws for predictive intervals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+from bayescale.errors import BayescaleError
+from bayescale.laws.priors import FAMILIES, Prior
+
+
+@dataclass(frozen=True)
+class Likelihood:
+    """A noise model on log-loss: a location-scale family of :data:`bayescale.laws.priors.FAMILIES` (by its PyMC name).
+
+    ``sigma`` is always the noise scale (the family calls it ``scale``: ``b`` for Laplace); other
+    noise parameters (``nu``) pass to the family by name.
+    """
+
+    name: str
+    family: str
+    noise_priors: Mapping[str, Prior]
+    description: str
+    scale: str = "sigma"
+
+    @property
+    def noise_params(self) -> tuple[str, ...]:
+        return tuple(self.noise_priors)
+
+    def _args(self, mu, p: Mapping) -> dict:
+        return {"mu": mu, self.scale: p["sigma"], **{k: p[k] for k in self.noise_params if k != "sigma"}}
+
+    def logpdf(self, y, mu, p: Mapping):
+        """Pointwise log-density of log-loss ``y`` given ``mu`` (SciPy's), for held-out runs' predictive density.
+
+        A fit's own density and pointwise log-likelihood are PyMC's, from the generative model.
+        """
+        return FAMILIES[self.family].scipy(**self._args(mu, p)).logpdf(y)
+
+    def pymc_observed(self, name: str, mu, p: Mapping, observed, dims: str):
+        import pymc as pm
+
+        return getattr(pm, FAMILIES[self.family].pymc_name)(name, **self._args(mu, p), observed=observed, dims=dims)
+
+    def standard_noise(self, rng: np.random.Generator, p: Mapping, shape: tuple[int, ...]) -> np.ndarray:
+        """Unit-scale noise draws of ``shape`` = (draw, point); nu and the like broadcast per draw."""
+        shape_args = {k: np.broadcast_to(np.asarray(p[k])[..., None], shape) for k in self.noise_params if k != "sigma"}
+        return FAMILIES[self.family].standard(rng, shape, **shape_args)
+
+
+_SIGMA = Prior("HalfNormal", sigma=0.1)
+LIKELIHOODS: dict[str, Likelihood] = {
+    "studentt": Likelihood("studentt", "StudentT", {"sigma": _SIGMA, "nu": Prior("Gamma", alpha=2.0, beta=0.1)},
+                           "Student-t on log-loss: robust to outlying runs (the default)"),
+    "normal": Likelihood("normal", "Normal", {"sigma": _SIGMA}, "Normal on log-loss (multiplicative Gaussian noise)"),
+    "laplace": Likelihood("laplace", "Laplace", {"sigma": _SIGMA},
+                          "Laplace on log-loss (absolute-error, like a Huber fit)", scale="b"),
+}
+
+
+def get_likelihood(name: str | Likelihood) -> Likelihood:
+    if isinstance(name, Likelihood):
+        return name
+    key = str(name).lower().replace("-", "").replace("_", "")
+    if key not in LIKELIHOODS:
+        raise BayescaleError(f"unknown likelihood {name!r}; choose one of {', '.join(LIKELIHOODS)}")
+    return LIKELIHOODS[key]

@@ -1,0 +1,333 @@
+"""Reports people read: one self-contained HTML or Markdown file per set of fits (images inline).
+
+The law as mathematics, the data, the parameter table with credible intervals, diagnostics,
+forecasts at the scales asked for (with a sentence in plain words), the figures of
+:mod:`bayescale.viz.plots`, and, when given, the LOO comparison of several fits and a backtest.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import html
+import io
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from bayescale import __version__, defaults
+from bayescale.viz import plots
+from bayescale.errors import BayescaleError
+from bayescale.viz.latex import formula_latex
+from bayescale.files import atomic_write
+
+if TYPE_CHECKING:
+    from bayescale.evaluation.backtesting import BacktestResult
+    from bayescale.fitting.result import Fit
+    from bayescale.evaluation.sweep import Sweep
+
+_CSS = """body{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;color:#222;line-height:1.45}
+table{border-collapse:collapse;font-size:0.9em;margin:0.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
+th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-width:100%}.warn{color:#a33}
+.plain{background:#f5f8fc;border-left:4px solid #1f77b4;padding:0.6em 1em}code{background:#f3f3f3;padding:1px 4px}"""
+
+
+def human(value: float) -> str:
+    """70000000000 -> '70B', 1.4e12 -> '1.4T' (counts of parameters or tokens)."""
+    for size, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if abs(value) >= size:
+            return f"{value / size:.3g}{suffix}"
+    return f"{value:.3g}"
+
+
+def _png(fig) -> str:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90)
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _math_png(latex: str) -> str:
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(0.01, 0.01))
+    fig.text(0, 0, f"${latex}$", fontsize=15)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight", pad_inches=0.08)
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+class _Doc:
+    """Accumulates a report as HTML or Markdown with the same calls."""
+
+    def __init__(self, fmt: str):
+        self.fmt, self.parts = fmt, []
+
+    def heading(self, text: str, level: int = 2):
+        self.parts.append(f"<h{level}>{html.escape(text)}</h{level}>" if self.fmt == "html" else f"{'#' * level} {text}\n")
+
+    def para(self, text: str, css: str = ""):
+        if self.fmt == "html":
+            self.parts.append(f"<p class='{css}'>{html.escape(text)}</p>")
+        else:
+            self.parts.append(("> " if css == "plain" else "") + text + "\n")
+
+    def math(self, latex: str):
+        if self.fmt == "html":
+            self.parts.append(f"<p><img alt='{html.escape(latex)}' src='data:image/png;base64,{_math_png(latex)}'></p>")
+        else:
+            self.parts.append(f"$$\n{latex}\n$$\n")
+
+    def table(self, frame: pd.DataFrame):
+        formatted = frame.copy()
+        for col in formatted.columns:
+            if pd.api.types.is_float_dtype(formatted[col]):
+                formatted[col] = formatted[col].map(lambda v: "-" if pd.isna(v) else f"{v:.4g}")
+        self.parts.append(formatted.to_html(border=0) if self.fmt == "html" else formatted.to_markdown() + "\n")
+
+    def figure(self, fig, caption: str):
+        data = _png(fig)
+        if self.fmt == "html":
+            self.parts.append(f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>"
+                              f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+        else:
+            self.parts.append(f"![{caption}](data:image/png;base64,{data})\n")
+
+    def render(self, title: str) -> str:
+        if self.fmt == "html":
+            return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+                    f"<style>{_CSS}</style></head><body>{''.join(self.parts)}</body></html>\n")
+        return "\n".join(self.parts)
+
+
+def default_points(fit: "Fit") -> list[dict]:
+    """Forecast points when none are asked for: 10x and 100x the largest run (D = 20 N for N, D laws).
+
+    A pooled fit is forecast for a new group (a level the fit never saw, drawn from the population).
+    """
+    largest = {n: float(np.max(fit.runs[n])) for n in fit.law.inputs}
+    points = []
+    for k in (10, 100):
+        if {"N", "D"} <= set(fit.law.inputs):
+            n = largest["N"] * k
+            point = {"N": n, "D": 20 * n}
+            point.update({i: largest[i] * k for i in fit.law.inputs if i not in point})
+        else:
+            point = {i: v * k for i, v in largest.items()}
+        point.update({p.column: "(new group)" for p in fit.spec.pooled.values()})
+        points.append(point)
+    return points
+
+
+def _plain_words(row: pd.Series, inputs, ci_prob: float) -> str:
+    where = " and ".join(f"{name} = {human(row[name])}" for name in inputs)
+    beyond = (f" This is {row['extrapolation']:.2f} e-folds beyond the fitted runs." if row.get("extrapolation", 0) > 0
+              else "")
+    return (f"At {where} the forecast loss is {row['median']:.3f}; {ci_prob:.0%} of new runs would land between "
+            f"{row['pred_lower']:.3f} and {row['pred_upper']:.3f}, and the law itself lies between "
+            f"{row['lower']:.3f} and {row['upper']:.3f}.{beyond}")
+
+
+def _fit_section(doc: _Doc, fit: "Fit", name: str, points, ci_prob: float, heldout, progress, checks: bool = True):
+    doc.heading(f"{name}: {fit.law.title or fit.law.name}")
+    doc.math("L = " + formula_latex(fit.law.formula.text))
+    doc.para(f"{fit.law.description} Source: {fit.law.source}".strip())
+    frame = fit.runs.frame
+    ranges = ", ".join(f"{n} from {human(frame[n].min())} to {human(frame[n].max())}" for n in fit.law.inputs)
+    doc.para(f"Data: {len(frame)} runs from {fit.runs.source}; {ranges}; loss from {frame['loss'].min():.3f} to "
+             f"{frame['loss'].max():.3f}. Likelihood: {fit.likelihood.name} on log-loss. " + " ".join(fit.runs.notes))
+    for param, pooled in fit.spec.pooled.items():
+        doc.para(f"{param} varies by {pooled.column} ({', '.join(pooled.levels)}) under a population prior; "
+                 f"{param}_pop is the population value and {param}_sd the spread between groups.")
+    doc.heading("Parameters", 3)
+    table = fit.summary(ci_prob)[["mean", "median", "lower", "upper", "ess_bulk", "r_hat", "reference"]]
+    doc.table(table.rename(columns={"lower": f"{ci_prob:.0%} lower", "upper": f"{ci_prob:.0%} upper"}))
+    d = fit.diagnostics
+    doc.para(f"Sampler: {d.divergences} divergences in {d.n_draws} draws, max R-hat {d.rhat_max:.3f}, "
+             f"min bulk ESS {d.ess_bulk_min:.0f}, min tail ESS {d.ess_tail_min:.0f}.")
+    for problem in d.problems:
+        doc.para("Warning: " + problem, "warn")
+    if fit.discrepancy is not None:
+        doc.para(fit.discrepancy.describe())
+    if fit.law.breaks:
+        from bayescale.forecast.derived import break_table
+
+        doc.heading("Breaks", 3)
+        doc.table(break_table(fit, ci_prob))
+    doc.heading("Forecasts", 3)
+    if points:
+        forecast = fit.predict(pd.DataFrame(points), ci_prob=ci_prob)
+        shown = [*fit.law.inputs, "median", "lower", "upper", "pred_lower", "pred_upper", "extrapolation"]
+        doc.table(forecast[[c for c in shown if c in forecast.columns]])
+        for _, row in forecast.iterrows():
+            doc.para(_plain_words(row, fit.law.inputs, ci_prob), "plain")
+    else:
+        doc.para("Each run's forecast is in the learning-curve figure below; `bayescale curve` gives the final "
+                 "loss, P(improvement) and the saturation step of every run, and what-if schedules.")
+    if {"run", "step"} <= set(fit.runs.columns):
+        progress("learning curves")
+        doc.figure(plots.learning_curves(fit, fit.runs, ci_prob=ci_prob),
+                   "Checkpoints of each run and the fitted curve with credible (dark) and predictive (light) bands, "
+                   "to the end of the run's schedule where the law knows it")
+    else:
+        progress("fan chart")
+        doc.figure(plots.forecast_fan(fit, heldout=heldout, ci_prob=ci_prob,
+                                      points=pd.DataFrame(points) if points else None),
+                   "The runs and the fitted law with credible (dark) and predictive (light) bands"
+                   + ("; diamonds are the held-out runs with the backtest's forecasts (a fit without them)"
+                      if heldout is not None else "") + ("; crosses are the forecast points" if points else ""))
+    if checks:
+        progress("model checks")
+        doc.heading("Model checks", 3)
+        checked = fit.check()
+        for finding in checked["findings"]:
+            doc.para(finding)
+        doc.figure(plots.model_checks(fit, checked), "Prior predictive against the observed losses, posterior "
+                   "predictive bands of each run, and the LOO-PIT ECDF (bayescale check)")
+    progress("prior and posterior")
+    doc.figure(plots.prior_posterior(fit), "Prior against posterior for each parameter")
+    doc.figure(plots.correlated_pairs(fit), "Strongly correlated parameter pairs")
+    if {"N", "D"} <= set(fit.law.inputs) and not fit.spec.pooled:
+        progress("compute-optimal frontier")
+        try:
+            doc.figure(plots.frontier_bands(fit, ci_prob=ci_prob), "Compute-optimal frontier")
+        except BayescaleError as exc:
+            doc.para(f"No compute-optimal frontier: {exc}")
+
+
+def backtest_runs(backtest: "BacktestResult | None", fit: "Fit") -> pd.DataFrame | None:
+    """The held-out runs with the backtest's forecasts by the same law as ``fit`` (None if it has no such entry).
+
+    The same numbers as the backtest table, never this fit's forecasts of runs it was trained on.
+    """
+    if backtest is None:
+        return None
+    same_law = [r for label, r in backtest.results.items() if "error" not in r and label.split()[0] == fit.law.name]
+    if len(same_law) != 1 or not set(fit.law.inputs) <= set(same_law[0]["runs"].columns):
+        return None
+    return same_law[0]["runs"]
+
+
+def build_report(fits: "dict[str, Fit]", *, backtest: "BacktestResult | None" = None, points: Sequence[dict] | None = None,
+                 ci_prob: float = defaults.CI_PROB, fmt: str = "html",
+                 progress: Callable[[str], None] | None = None) -> str:
+    """The report as a string (``fmt`` is ``"html"`` or ``"markdown"``)."""
+    if fmt not in ("html", "markdown"):
+        raise BayescaleError(f"report format must be 'html' or 'markdown', got {fmt!r}")
+    if not fits:
+        raise BayescaleError("a report needs at least one fit")
+    progress = progress or (lambda _: None)
+    doc = _Doc(fmt)
+    doc.heading("bayescale report", 1)
+    doc.para(f"Generated {datetime.date.today().isoformat()} by bayescale {__version__}. Intervals are "
+             f"equal-tailed at {ci_prob:.0%}: credible for the law, predictive for a new run.")
+    for name, fit in fits.items():
+        progress(f"section for {name}")
+        fit_points = points or ([] if {"run", "step"} <= set(fit.runs.columns) else default_points(fit))
+        _fit_section(doc, fit, name, fit_points, ci_prob, backtest_runs(backtest, fit), progress)
+    if len(fits) > 1:
+        from bayescale.evaluation.comparison import compare
+
+        doc.heading("Law comparison (PSIS-LOO)")
+        try:
+            table = compare(fits)
+            doc.table(table)
+            doc.figure(plots.loo_comparison(table), "elpd with standard errors; higher is better")
+        except BayescaleError as exc:
+            doc.para(f"Not compared: {exc}")
+    if backtest is not None:
+        progress("backtest")
+        doc.heading(f"Backtest: forecasting {backtest.n_heldout} held-out runs ({backtest.holdout})")
+        doc.para(f"Each law was fitted on the other {backtest.n_train} runs and asked to forecast the held-out ones.")
+        doc.table(backtest.table)
+        doc.figure(plots.calibration(backtest), "Share of held-out runs inside each predictive interval; shaded, "
+                   "the range a right forecast would show on these runs (held-out runs share their extrapolation "
+                   "error, so they fall inside or outside together)")
+    return doc.render("bayescale report")
+
+
+def build_downstream_report(loss_fit: "Fit", metric_fit, forecast: pd.DataFrame, *, backtest: dict | None = None,
+                            heldout: pd.DataFrame | None = None, ci_prob: float = defaults.CI_PROB,
+                            fmt: str = "html") -> str:
+    """A downstream forecast as a report: both laws, their parameters, the chained forecast and the fan chart."""
+    if fmt not in ("html", "markdown"):
+        raise BayescaleError(f"report format must be 'html' or 'markdown', got {fmt!r}")
+    metric, law = metric_fit.metric, metric_fit.law
+    doc = _Doc(fmt)
+    doc.heading(f"bayescale downstream report: {metric}", 1)
+    doc.para(f"Generated {datetime.date.today().isoformat()} by bayescale {__version__}. Two steps, both posteriors: "
+             f"the loss at (N, D) from {loss_fit.law.name}, then {metric} from the loss by {law.name}; every draw of "
+             f"the loss goes through a draw of the metric law. Intervals are equal-tailed at {ci_prob:.0%}.")
+    doc.heading(f"Step 1: {loss_fit.law.title or loss_fit.law.name}")
+    doc.math("L = " + formula_latex(loss_fit.law.formula.text))
+    doc.table(loss_fit.summary(ci_prob)[["mean", "median", "lower", "upper", "ess_bulk", "r_hat"]])
+    doc.heading(f"Step 2: {law.title or law.name}")
+    doc.math(f"\\mathrm{{{metric.replace('_', ' ')}}} = " + formula_latex(law.formula.text))
+    doc.para(f"{law.description} Source: {law.source}".strip())
+    doc.table(metric_fit.summary(ci_prob))
+    for fit_diagnostics in (loss_fit.diagnostics, metric_fit.diagnostics):
+        for problem in fit_diagnostics.problems:
+            doc.para("Warning: " + problem, "warn")
+    doc.heading("Forecast")
+    shown = [c for c in forecast.columns if c in ("N", "D", metric_fit.group, "loss_median", "median", "lower",
+                                                   "upper", "pred_lower", "pred_upper", "p_above_chance") and c]
+    doc.table(forecast[shown])
+    if backtest is not None:
+        cov = backtest["coverage"]
+        doc.para(f"Backtest ({backtest['holdout']}): both steps fitted on {backtest['n_train']} runs; of the "
+                 f"{backtest['n_heldout']} held-out runs {cov['0.9']:.0%} fall inside the 90% predictive band "
+                 f"(80%: {cov['0.8']:.0%}, 50%: {cov['0.5']:.0%}); median |error| "
+                 f"{backtest['median_abs_error'] * 100:.2f} points.")
+    doc.figure(plots.downstream_fan(loss_fit, metric_fit, heldout=heldout, ci_prob=ci_prob),
+               f"Left: {metric} against the loss, the metric law per group with its credible band (diamonds: held-out "
+               f"runs). Right: {metric} against compute, both steps chained, law and run bands.")
+    return doc.render(f"bayescale downstream report: {metric}")
+
+
+def build_sweep_report(sweep: "Sweep", *, ci_prob: float = defaults.CI_PROB, fmt: str = "html",
+                       progress: Callable[[str], None] | None = None) -> str:
+    """One report for a sweep: the comparison table of every group and law, then each group's fits."""
+    if fmt not in ("html", "markdown"):
+        raise BayescaleError(f"report format must be 'html' or 'markdown', got {fmt!r}")
+    progress = progress or (lambda _: None)
+    doc = _Doc(fmt)
+    doc.heading("bayescale sweep report", 1)
+    split = f"split by {sweep.by!r} into {len(sweep.groups)} groups" if sweep.by else "on all runs"
+    doc.para(f"Generated {datetime.date.today().isoformat()} by bayescale {__version__}: every law fitted {split}. "
+             f"Within each group the laws are ranked by PSIS-LOO (higher elpd is better; elpd_diff is the distance "
+             f"from the group's best with its standard error dse; weight is the stacking weight). Intervals are "
+             f"equal-tailed at {ci_prob:.0%}. For one fit's prior and posterior predictive checks, run "
+             f"bayescale check on its file.")
+    comparison = sweep.comparison()
+    shown = comparison.drop(columns=["se", "n_runs", *(["error"] if not sweep.errors else [])], errors="ignore")
+    doc.table(shown.set_index(["group", "law"]))
+    for (group, label), message in sweep.errors.items():
+        doc.para(f"{label} on {group}: the fit failed: {message}", "warn")
+    for group in sweep.groups:
+        fits = {label: fit for (g, label), fit in sweep.fits.items() if g == group}
+        if not fits:
+            continue
+        doc.heading(f"{sweep.by} = {group}" if sweep.by else "All runs")
+        rows = comparison[(comparison["group"] == group) & (comparison["error"] == "")]
+        if len(rows) > 1:
+            doc.figure(plots.loo_comparison(rows.set_index("law")), f"{group}: elpd with standard errors; higher is better")
+        for label, fit in fits.items():
+            progress(f"section for {label} on {group}")
+            points = [] if {"run", "step"} <= set(fit.runs.columns) else default_points(fit)
+            _fit_section(doc, fit, f"{label} on {group}", points, ci_prob, None, progress, checks=False)
+            for message in sweep.warnings.get((group, label), []):
+                doc.para("Warning: " + message, "warn")
+    return doc.render("bayescale sweep report")
+
+
+def write_report(path: str | Path, text: str) -> Path:
+    """Write atomically: an earlier report survives a failed write."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise BayescaleError(f"cannot write the report to {str(path)!r}: folder {str(path.parent)!r} does not exist")
+    return atomic_write(path, lambda tmp: tmp.write_text(text))

@@ -1,0 +1,172 @@
+"""Every command prints one result two ways: whatever number or word its text shows, its JSON carries.
+
+Each command runs once; its result goes through both renderings (the text a function of the result
+alone, the JSON of the same result), and every number of the text must be in the JSON at the
+precision the text shows it, every name in it a JSON key or value.
+"""
+
+import json
+import math
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import bayescale as bs
+from bayescale.cli import application_commands, evaluation_commands, fit_commands, render
+from bayescale.cli.main import main
+
+SAMPLING = ["--draws", "100", "--tune", "150", "--chains", "2", "--seed", "1"]
+#: numbers that belong to the text's own sentences, not to the result
+FIXED = re.compile(r"1,000 steps|\b(2x too|20x any|100x the|10x compute|next 10x|first 10x|within 2x|2x N|2x D)|5-95%|Raftery 2007|within 2 points|2 binomial|90% band|\(90%|IS90|"
+                   r"[A-Za-z_]+\d+[A-Za-z_]*|\d+(\.\d+)?%:|cov\d+|\(\d+-\d+%")
+NUMBER = re.compile(r"(?<![\w.])[-+]?(\d+\.\d*|\d+)(e[-+]?\d+)?(%|x)?(?![\w])")
+
+
+@pytest.fixture
+def renderings(monkeypatch):
+    """The (text, JSON) of every result a command emits."""
+    seen = []
+
+    def both(result, as_json, text):
+        ready = render.jsonable(result)
+        seen.append(("\n".join(text(ready)), json.loads(json.dumps(ready))))
+        render.emit(result, as_json, text)
+
+    for module in (fit_commands, evaluation_commands, application_commands):
+        monkeypatch.setattr(module, "emit", both)
+    return seen
+
+
+def _unit(token: str) -> float:
+    """Half the last printed digit of a number token: the rounding the text allows."""
+    mantissa = re.split("e", token.rstrip("%"), flags=re.I)[0]
+    exponent = int(re.split("e", token, flags=re.I)[1]) if re.search("e", token, re.I) else 0
+    decimals = len(mantissa.split(".")[1]) if "." in mantissa else 0
+    scale = 0.01 if token.endswith("%") else 1.0
+    return 0.5 * 10.0 ** (exponent - decimals) * scale * 1.0001
+
+
+def _json_values(data, numbers: list, words: set) -> None:
+    if isinstance(data, dict):
+        for key, value in data.items():
+            words.add(str(key))
+            _json_values(value, numbers, words)
+    elif isinstance(data, list):
+        for value in data:
+            _json_values(value, numbers, words)
+    elif isinstance(data, bool):
+        return
+    elif isinstance(data, (int, float)):
+        numbers.append(float(data))
+    elif isinstance(data, str):
+        words.add(data)
+        for match in NUMBER.finditer(data):
+            numbers.append(float(match.group(0).rstrip("%")) / (100 if match.group(0).endswith("%") else 1))
+
+
+def _missing_numbers(text: str, data) -> list[str]:
+    numbers, words = [], set()
+    _json_values(data, numbers, words)
+    values = np.array(numbers) if numbers else np.array([np.nan])
+    strings = " ".join(words)
+    missing = []
+    for line in text.splitlines():
+        clean = FIXED.sub(" ", line)
+        for match in NUMBER.finditer(clean):
+            token = match.group(0).removesuffix("x")
+            value = float(token.rstrip("%")) / (100 if token.endswith("%") else 1)
+            if token in strings or np.any(np.abs(values - value) <= _unit(token)):
+                continue
+            if value == int(value) and 0 <= value <= 3:  # small counts (0 divergences) may be implicit lengths
+                if any(isinstance(v, list) and len(v) == value for v in _lists(data)):
+                    continue
+            missing.append(f"{token} in {line.strip()!r}")
+    return missing
+
+
+def _lists(data):
+    if isinstance(data, list):
+        yield data
+        for value in data:
+            yield from _lists(value)
+    elif isinstance(data, dict):
+        for value in data.values():
+            yield from _lists(value)
+
+
+def _check(renderings, minimum: int = 1):
+    assert len(renderings) >= minimum
+    for text, data in renderings:
+        assert text.strip(), "the text rendering is empty"
+        missing = _missing_numbers(text, data)
+        assert not missing, "the text shows numbers its JSON lacks:\n" + "\n".join(missing)
+
+
+def test_the_number_check_catches_a_text_that_shows_more_than_its_json():
+    assert _missing_numbers("alpha 0.3412 [0.30, 0.38]", {"alpha": {"median": 0.3412, "lower": 0.30}}) == \
+        ["0.38 in 'alpha 0.3412 [0.30, 0.38]'"]
+    assert _missing_numbers("C = 1e+23 FLOPs, 53% of draws", {"flops": 1e23, "p": 0.531}) == []
+
+
+@pytest.fixture(scope="module")
+def saved_fit(tmp_path_factory):
+    path = tmp_path_factory.mktemp("render") / "fit.nc"
+    assert main(["fit", str(bs.datasets.demo_runs_path()), *SAMPLING, "--out", str(path), "--quiet"]) == 0
+    return path
+
+
+@pytest.fixture(scope="module")
+def second_fit(tmp_path_factory):
+    path = tmp_path_factory.mktemp("render") / "kaplan.nc"
+    assert main(["fit", str(bs.datasets.demo_runs_path()), "--law", "kaplan_nd", *SAMPLING, "--out", str(path),
+                 "--quiet"]) == 0
+    return path
+
+
+def test_laws_fit_summary_and_predict(renderings, saved_fit, second_fit, tmp_path, capsys):
+    assert main(["laws"]) == 0
+    assert main(["fit", str(bs.datasets.demo_runs_path()), *SAMPLING, "--out", str(tmp_path / "f.nc"), "--quiet"]) == 0
+    assert main(["summary", str(saved_fit)]) == 0
+    assert main(["predict", str(saved_fit), "--at", "N=7e10,D=1.4e12", "--at", "N=1e9,D=2e10"]) == 0
+    assert main(["predict", str(saved_fit), str(second_fit), "--at", "N=7e10,D=1.4e12"]) == 0
+    _check(renderings, 5)
+
+
+def test_plan_check_compare_and_report(renderings, saved_fit, second_fit, tmp_path):
+    assert main(["plan", str(saved_fit), "--flops", "1e22", "--candidate", "N=2e10,D=4e11", "--marginal",
+                 "N=1e10,D=2e11", "--frontier", "1e21,1e22"]) == 0
+    assert main(["check", str(saved_fit), "--prior-draws", "100"]) == 0
+    assert main(["compare", str(saved_fit), str(second_fit)]) == 0
+    assert main(["report", str(saved_fit), "--out", str(tmp_path / "r.md"), "--format", "markdown"]) == 0
+    _check(renderings, 4)
+
+
+@pytest.mark.slow
+def test_backtest_sweep_and_demo(renderings, tmp_path):
+    runs = bs.datasets.demo_runs_path()
+    assert main(["backtest", str(runs), "--law", "chinchilla", "--holdout", "N >= 2e9", *SAMPLING,
+                 "--processes", "1", "--quiet"]) == 0
+    table = pd.read_csv(runs).assign(dataset=lambda t: np.where(t.index % 2, "a", "b"))
+    table.to_csv(tmp_path / "two.csv", index=False)
+    assert main(["sweep", str(tmp_path / "two.csv"), "--by", "dataset", "--law", "chinchilla", *SAMPLING,
+                 "--processes", "1", "--no-report", "--out", str(tmp_path / "sweep"), "--quiet"]) == 0
+    assert main(["demo", "--draws", "100", "--tune", "150", "--out", str(tmp_path / "demo"), "--quiet"]) == 0
+    _check(renderings, 3)
+
+
+@pytest.mark.slow
+def test_tune_downstream_and_curve(renderings, tmp_path):
+    tuning = tmp_path / "lr.csv"
+    bs.datasets.synthetic_tuning_sweep(seed=0).to_csv(tuning, index=False)
+    assert main(["tune", str(tuning), "--at", "N=3e9,D=6e10", "--lr", "3e-4", *SAMPLING]) == 0
+    runs = pd.read_csv(bs.datasets.demo_runs_path())
+    accuracy = 0.25 + 0.7 * np.exp(-2.0 * (runs["loss"] - 1.8))
+    runs.assign(accuracy=np.clip(accuracy, 0.26, 0.95), chance=0.25).to_csv(tmp_path / "acc.csv", index=False)
+    assert main(["downstream", str(tmp_path / "acc.csv"), "--metric", "accuracy", "--at", "N=7e10,D=1.4e12",
+                 *SAMPLING]) == 0
+    curves = tmp_path / "curves.csv"
+    bs.datasets.synthetic_curves(seed=0, points=40).to_csv(curves, index=False)
+    assert main(["curve", str(curves), "--upto", "0.5", *SAMPLING, "--quiet"]) == 0
+    _check(renderings, 3)
