@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test test-fast bench notebooks clean
+.PHONY: setup demo test test-fast lint bench notebooks clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else "bayescale needs Python >= 3.12, but $(PYTHON) is " + sys.version.split()[0] + ": run make PYTHON=/path/to/python3.12")'
@@ -24,11 +24,15 @@ setup: $(STAMP)
 demo: setup
 	$(VENV)/bin/bayescale demo --out out
 
-test: setup  # two pytest workers, whole files each (module fixtures are fitted once): compiles overlap sampling
+lint: setup  # ruff's lint rules and formatting (pyproject.toml)
+	$(VENV)/bin/ruff check bayescale tests benchmarks
+	$(VENV)/bin/ruff format --check bayescale tests benchmarks
+
+test: lint  # two pytest workers, whole files each (module fixtures are fitted once): compiles overlap sampling
 	$(VENV)/bin/python -m pytest -q -ra -n 2 --dist loadfile --durations=20
 
-test-fast: setup
-	$(VENV)/bin/python -m pytest -q -ra -m "not slow"
+test-fast: lint
+	$(VENV)/bin/python -m pytest -q -ra -n 2 --dist loadfile -m "not slow"
 
 notebooks: setup  # re-execute the notebooks in place so they are committed with outputs
 	for nb in notebooks/*.ipynb; do BAYESCALE_NB_DRAWS=500 $(VENV)/bin/python -c "import sys, nbformat; from nbclient import NotebookClient; nb = nbformat.read(sys.argv[1], 4); NotebookClient(nb, timeout=1200, kernel_name='python3', resources={'metadata': {'path': 'notebooks'}}).execute(); nbformat.write(nb, sys.argv[1])" $$nb || exit 1; done

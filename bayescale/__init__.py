@@ -17,8 +17,19 @@ __version__ = "0.1.0"
 #: public name -> the module that defines it (functions first: ``bs.predict(fit, ...)``; ``Fit``'s methods
 #: are conveniences over the same functions)
 _EXPORTS = {
-    **dict.fromkeys(["BayescaleError", "DataError", "DataWarning", "ExtrapolationWarning", "FormulaError",
-                     "SamplerWarning", "SamplingExtended", "UnitsWarning"], "errors"),
+    **dict.fromkeys(
+        [
+            "BayescaleError",
+            "DataError",
+            "DataWarning",
+            "ExtrapolationWarning",
+            "FormulaError",
+            "SamplerWarning",
+            "SamplingExtended",
+            "UnitsWarning",
+        ],
+        "errors",
+    ),
     **dict.fromkeys(["Law", "catalog", "get_law"], "laws.card"),
     "Prior": "laws.priors",
     **dict.fromkeys(["Runs", "load_runs"], "data.runs"),
@@ -33,8 +44,9 @@ _EXPORTS = {
     **dict.fromkeys(["Candidate", "backtest"], "evaluation.backtesting"),
     **dict.fromkeys(["compare", "predict_stacked"], "evaluation.comparison"),
     "fit_many": "evaluation.sweep",
-    **dict.fromkeys(["load_checkpoints", "fit_curves", "forecast_curves", "compare_schedules"],
-                    "curves.learning_curves"),
+    **dict.fromkeys(
+        ["load_checkpoints", "fit_curves", "forecast_curves", "compare_schedules"], "curves.learning_curves"
+    ),
     **dict.fromkeys(["fit_metric", "chained"], "downstream.metric"),
     **dict.fromkeys(["build_report", "write_report"], "viz.report"),
 }

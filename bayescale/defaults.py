@@ -11,23 +11,23 @@ from pathlib import Path
 
 from bayescale.errors import BayescaleError
 
-CI_PROB = 0.90          # probability mass of every credible / predictive interval
-CI_KIND = "eti"         # equal-tailed intervals: quantiles, invariant under reparameterisation
-DRAWS = 1000            # posterior draws per chain
-TUNE = 1000             # tuning (warm-up) steps per chain
+CI_PROB = 0.90  # probability mass of every credible / predictive interval
+CI_KIND = "eti"  # equal-tailed intervals: quantiles, invariant under reparameterisation
+DRAWS = 1000  # posterior draws per chain
+TUNE = 1000  # tuning (warm-up) steps per chain
 CHAINS = 4
-CORES = 2               # this project targets 2-core machines; PyMC would pick 1 here
+CORES = 2  # this project targets 2-core machines; PyMC would pick 1 here
 SEED = 20240417
-TARGET_ACCEPT = 0.95   # 0.9 left occasional divergences on the Epoch Student-t posterior
-SAMPLER = "nutpie"      # see benchmarks/README.md: fewest divergences and least wall time here
+TARGET_ACCEPT = 0.95  # 0.9 left occasional divergences on the Epoch Student-t posterior
+SAMPLER = "nutpie"  # see benchmarks/README.md: fewest divergences and least wall time here
 LIKELIHOOD = "studentt"
 #: the prior of sigma_slope where a fit asks for a noise trend along N (noise_trend=True; off by default:
 #: benchmarks/README.md, "Noise that grows with N")
 SIGMA_SLOPE_PRIOR = "Normal(mu=0, sigma=0.25)"
 
-RHAT_MAX = 1.01         # above this a parameter is reported as not converged
-ESS_MIN = 400           # below this (bulk or tail) a parameter is reported as poorly sampled
-EXTEND_FACTOR = 2       # R-hat or ESS short (no divergences): sample again with this many times the draws (and re-whitened)
+RHAT_MAX = 1.01  # above this a parameter is reported as not converged
+ESS_MIN = 400  # below this (bulk or tail) a parameter is reported as poorly sampled
+EXTEND_FACTOR = 2  # R-hat or ESS short (no divergences): sample again with this many times the draws (and re-whitened)
 #: forecasts beyond the observed runs carry a discrepancy calibrated by internal backtests ("none" to turn off)
 EXTRAPOLATION = "calibrated"
 

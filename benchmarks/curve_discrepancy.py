@@ -25,16 +25,17 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+from discrepancy_prior import Z80, dataset_of
 from scipy.special import logsumexp
 
-from bayescale.inference.discrepancy import (BIAS_GRID,
-                                             CURVE_KAPPA_GRID,
-                                             OUTLIER_SHARES,
-                                             curve_log_likelihood,
-                                             curve_log_prior)
+from bayescale.inference.discrepancy import (
+    BIAS_GRID,
+    CURVE_KAPPA_GRID,
+    OUTLIER_SHARES,
+    curve_log_likelihood,
+    curve_log_prior,
+)
 from bayescale.laws.priors import Prior
-
-from discrepancy_prior import Z80, dataset_of
 
 BIAS_SCALES = (0.0, 0.005, 0.01, 0.02, 0.05)
 OUTLIER_SCALES = (1.0, 3.0, 5.0, 10.0)
@@ -51,15 +52,24 @@ def load(path: Path) -> list[dict]:
         keep = np.isfinite(plain["median"]) & (plain["lo0.8"] > 0) & (np.asarray(record["distance"], float) > 0)
         t = {k: np.asarray(v) for k, v in record["internal"].items()}
         inside = (t["distance"].astype(float) > 0) & np.isfinite(t["error"].astype(float))
-        out.append({"name": name, "dataset": dataset_of(name),
-                    "internal": (t["error"][inside].astype(float), t["scale"][inside].astype(float),
-                                 t["distance"][inside].astype(float),
-                                 np.char.add(np.char.add(t["split"][inside].astype(str), "/"),
-                                             t["shares_with"][inside].astype(str))),
-                    "heldout": (np.log(plain["actual"][keep] / plain["median"][keep]),
-                                ((np.log(plain["hi0.8"]) - np.log(plain["lo0.8"])) / (2 * Z80))[keep],
-                                np.asarray(record["distance"], float)[keep],
-                                np.asarray(record["shares_with"])[keep])})
+        out.append(
+            {
+                "name": name,
+                "dataset": dataset_of(name),
+                "internal": (
+                    t["error"][inside].astype(float),
+                    t["scale"][inside].astype(float),
+                    t["distance"][inside].astype(float),
+                    np.char.add(np.char.add(t["split"][inside].astype(str), "/"), t["shares_with"][inside].astype(str)),
+                ),
+                "heldout": (
+                    np.log(plain["actual"][keep] / plain["median"][keep]),
+                    ((np.log(plain["hi0.8"]) - np.log(plain["lo0.8"])) / (2 * Z80))[keep],
+                    np.asarray(record["distance"], float)[keep],
+                    np.asarray(record["shares_with"])[keep],
+                ),
+            }
+        )
     return out
 
 
@@ -88,14 +98,26 @@ def main():
         for outlier_scale in OUTLIER_SCALES:
             per_split = {s["name"]: score(s, bias_scale, outlier_scale) for s in splits}
             total = sum(per_split[s["name"]][1] / counts[s["dataset"]] for s in splits)
-            rows.append({"bias_scale": bias_scale, "outlier_scale": outlier_scale, "heldout_score": round(total, 1),
-                         "splits": {k: {"internal_evidence": round(e, 1), "heldout": round(h, 1)}
-                                    for k, (e, h) in per_split.items()}})
+            rows.append(
+                {
+                    "bias_scale": bias_scale,
+                    "outlier_scale": outlier_scale,
+                    "heldout_score": round(total, 1),
+                    "splits": {
+                        k: {"internal_evidence": round(e, 1), "heldout": round(h, 1)} for k, (e, h) in per_split.items()
+                    },
+                }
+            )
             by_dataset = {}
             for s in splits:
-                by_dataset[s["dataset"]] = by_dataset.get(s["dataset"], 0.0) + per_split[s["name"]][1] / counts[s["dataset"]]
-            print(f"bias sd {bias_scale:5.3f}  outlier scale {outlier_scale:4.1f}  held-out score {total:9.1f}  "
-                  + "  ".join(f"{d}: {v:8.1f}" for d, v in by_dataset.items()), flush=True)
+                by_dataset[s["dataset"]] = (
+                    by_dataset.get(s["dataset"], 0.0) + per_split[s["name"]][1] / counts[s["dataset"]]
+                )
+            print(
+                f"bias sd {bias_scale:5.3f}  outlier scale {outlier_scale:4.1f}  held-out score {total:9.1f}  "
+                + "  ".join(f"{d}: {v:8.1f}" for d, v in by_dataset.items()),
+                flush=True,
+            )
     best = max(rows, key=lambda r: r["heldout_score"])
     print(f"best: bias sd {best['bias_scale']}, outlier scale {best['outlier_scale']}")
     if args.out:

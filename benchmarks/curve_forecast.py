@@ -46,15 +46,20 @@ DRAWS = 4000
 def scores(actual, median, lower, upper) -> dict:
     actual, median = np.asarray(actual, float), np.asarray(median, float)
     inside = (np.asarray(lower) <= actual) & (actual <= np.asarray(upper))
-    return {"n": int(len(actual)), "coverage_0.9": round(float(inside.mean()), 3),
-            "median_abs_rel_error": round(float(np.median(np.abs(median / actual - 1))), 5)}
+    return {
+        "n": int(len(actual)),
+        "coverage_0.9": round(float(inside.mean()), 3),
+        "median_abs_rel_error": round(float(np.median(np.abs(median / actual - 1))), 5),
+    }
 
 
 def point_fit(law, x, y, p0, bounds):
     """curve_fit in log-loss, then a 90% predictive interval from pcov and the residual spread."""
+
     def log_law(xs, *theta):
         with np.errstate(all="ignore"):
             return np.log(np.maximum(law(xs, *theta), 1e-12))
+
     popt, pcov = curve_fit(log_law, x, np.log(y), p0=p0, bounds=bounds, maxfev=20000)
     resid_sd = float(np.std(np.log(y) - log_law(x, *popt), ddof=len(popt)))
 
@@ -64,6 +69,7 @@ def point_fit(law, x, y, p0, bounds):
         y_new = mu + resid_sd * rng.standard_normal(mu.shape)
         lo, hi = np.nanquantile(y_new, [0.05, 0.95], axis=0)
         return np.exp(log_law(xs, *popt)), np.exp(lo), np.exp(hi)
+
     return forecast
 
 
@@ -81,30 +87,56 @@ def misfitting(warmup):
     forecast = forecast_curves(fit, runs, upto=0.5, ci_prob=0.9).set_index("run")
     actual = final.loc[forecast.index, "loss"]
     signed = forecast["final_median"] / actual - 1
-    out = {"warmup": warmup, "runs": int(len(forecast)), "checkpoints_seen": int(fit.n_obs), "fit_seconds": round(fit_s, 1),
-           "median_signed_rel_error": round(float(signed.median()), 5), "share_over_predicted": round(float((signed > 0).mean()), 3),
-           "posterior_median": {k: round(float(fit.posterior[k].median()), 5) for k in fit.posterior.data_vars
-                                if fit.posterior[k].ndim == 2 and not k.startswith("run_offset")},
-           "diagnostics": {"divergences": fit.diagnostics.divergences, "rhat_max": round(fit.diagnostics.rhat_max, 4),
-                           "ess_bulk_min": round(fit.diagnostics.ess_bulk_min)},
-           "bayescale": scores(actual, forecast["final_median"], forecast["final_pred_lower"], forecast["final_pred_upper"])}
+    out = {
+        "warmup": warmup,
+        "runs": int(len(forecast)),
+        "checkpoints_seen": int(fit.n_obs),
+        "fit_seconds": round(fit_s, 1),
+        "median_signed_rel_error": round(float(signed.median()), 5),
+        "share_over_predicted": round(float((signed > 0).mean()), 3),
+        "posterior_median": {
+            k: round(float(fit.posterior[k].median()), 5)
+            for k in fit.posterior.data_vars
+            if fit.posterior[k].ndim == 2 and not k.startswith("run_offset")
+        },
+        "diagnostics": {
+            "divergences": fit.diagnostics.divergences,
+            "rhat_max": round(fit.diagnostics.rhat_max, 4),
+            "ess_bulk_min": round(fit.diagnostics.ess_bulk_min),
+        },
+        "bayescale": scores(
+            actual, forecast["final_median"], forecast["final_pred_lower"], forecast["final_pred_upper"]
+        ),
+    }
     seen_counts = forecast["n_seen"]
-    for label, mask in {"runs with 0 checkpoints seen": seen_counts == 0,
-                        "runs with 1-3 seen": seen_counts.between(1, 3), "runs with >= 4 seen": seen_counts >= 4}.items():
+    for label, mask in {
+        "runs with 0 checkpoints seen": seen_counts == 0,
+        "runs with 1-3 seen": seen_counts.between(1, 3),
+        "runs with >= 4 seen": seen_counts >= 4,
+    }.items():
         part = forecast[mask]
         out.setdefault("bayescale_by_seen", {})[label] = scores(
-            actual[part.index], part["final_median"], part["final_pred_lower"], part["final_pred_upper"])
+            actual[part.index], part["final_median"], part["final_pred_lower"], part["final_pred_upper"]
+        )
     print(json.dumps(out, indent=1))
 
     # baseline 1: curve_fit of the same law per model size (as Tissue et al. fit it), on the same checkpoints
     frame = add_schedule_inputs(runs.frame)
     seen = frame[frame["step"] <= 0.5 * frame["total_steps"]]
-    law = lambda xs, L0, A, alpha, C: L0 + A * xs[0] ** (-alpha) - C * xs[1]
+
+    def law(xs, L0, A, alpha, C):
+        return L0 + A * xs[0] ** (-alpha) - C * xs[1]
+
     last = frame.loc[frame.groupby("run")["step"].idxmax()].set_index("run")
     rows = []
     for model, part in seen.groupby("model"):
-        fn = point_fit(law, part[["S1", "S2"]].to_numpy().T, part["loss"].to_numpy(), p0=[2.5, 1.0, 0.5, 0.2],
-                       bounds=([0, 0, 0, 0], [10, 1e3, 3, 10]))
+        fn = point_fit(
+            law,
+            part[["S1", "S2"]].to_numpy().T,
+            part["loss"].to_numpy(),
+            p0=[2.5, 1.0, 0.5, 0.2],
+            bounds=([0, 0, 0, 0], [10, 1e3, 3, 10]),
+        )
         goal = last[last["model"] == model]
         m, lo, hi = fn(goal[["S1", "S2"]].to_numpy().T, np.random.default_rng(0))
         rows.append(pd.DataFrame({"actual": goal["loss"].to_numpy(), "m": m, "lo": lo, "hi": hi}))
@@ -117,18 +149,30 @@ def misfitting(warmup):
         if len(part) < 4:
             continue
         try:
-            fn = point_fit(curve_power, part["step"].to_numpy(float), part["loss"].to_numpy(),
-                           p0=[part["loss"].min() * 0.8, 10.0, 0.5], bounds=([0, 0, 0], [20, 1e6, 5]))
+            fn = point_fit(
+                curve_power,
+                part["step"].to_numpy(float),
+                part["loss"].to_numpy(),
+                p0=[part["loss"].min() * 0.8, 10.0, 0.5],
+                bounds=([0, 0, 0], [20, 1e6, 5]),
+            )
             m, lo, hi = fn(np.array([float(final.loc[name, "step"])]), np.random.default_rng(0))
             rows.append((final.loc[name, "loss"], m[0], lo[0], hi[0]))
         except (RuntimeError, ValueError):
             rows.append((final.loc[name, "loss"], np.nan, np.nan, np.nan))
     a, m, lo, hi = map(np.array, zip(*rows))
-    out["curve_fit_per_run_curve_power"] = {**scores(a, m, lo, hi), "runs_fittable": len(rows),
-                                            "failed": int(np.isnan(m).sum())}
+    out["curve_fit_per_run_curve_power"] = {
+        **scores(a, m, lo, hi),
+        "runs_fittable": len(rows),
+        "failed": int(np.isnan(m).sum()),
+    }
     mask = forecast["n_seen"] >= 4
-    out["bayescale_on_the_same_runs"] = scores(actual[mask], forecast.loc[mask, "final_median"],
-                                               forecast.loc[mask, "final_pred_lower"], forecast.loc[mask, "final_pred_upper"])
+    out["bayescale_on_the_same_runs"] = scores(
+        actual[mask],
+        forecast.loc[mask, "final_median"],
+        forecast.loc[mask, "final_pred_lower"],
+        forecast.loc[mask, "final_pred_upper"],
+    )
     return out
 
 
@@ -140,15 +184,27 @@ def revisiting(domain):
     fit = fit_curves(train, "curve_power", progressbar=False)
     fit_s = time.time() - t0
     forecast = fit.predict(target[["run", "step"]].reset_index(drop=True), ci_prob=0.9)
-    out = {"runs": int(train.frame["run"].nunique()), "fit_points": int(len(train)), "targets": int(len(target)),
-           "fit_seconds": round(fit_s, 1),
-           "diagnostics": {"divergences": fit.diagnostics.divergences, "rhat_max": round(fit.diagnostics.rhat_max, 4),
-                           "ess_bulk_min": round(fit.diagnostics.ess_bulk_min)},
-           "bayescale": scores(target["loss"], forecast["median"], forecast["pred_lower"], forecast["pred_upper"])}
+    out = {
+        "runs": int(train.frame["run"].nunique()),
+        "fit_points": int(len(train)),
+        "targets": int(len(target)),
+        "fit_seconds": round(fit_s, 1),
+        "diagnostics": {
+            "divergences": fit.diagnostics.divergences,
+            "rhat_max": round(fit.diagnostics.rhat_max, 4),
+            "ess_bulk_min": round(fit.diagnostics.ess_bulk_min),
+        },
+        "bayescale": scores(target["loss"], forecast["median"], forecast["pred_lower"], forecast["pred_upper"]),
+    }
     rows = []
     for name, part in train.frame.groupby("run"):
-        fn = point_fit(curve_power, part["step"].to_numpy(float), part["loss"].to_numpy(),
-                       p0=[part["loss"].min() * 0.8, 10.0, 0.3], bounds=([0, 0, 0], [20, 1e9, 5]))
+        fn = point_fit(
+            curve_power,
+            part["step"].to_numpy(float),
+            part["loss"].to_numpy(),
+            p0=[part["loss"].min() * 0.8, 10.0, 0.3],
+            bounds=([0, 0, 0], [20, 1e9, 5]),
+        )
         goal = target[target["run"] == name]
         m, lo, hi = fn(goal["step"].to_numpy(float), np.random.default_rng(0))
         rows.append(pd.DataFrame({"actual": goal["loss"].to_numpy(), "m": m, "lo": lo, "hi": hi}))

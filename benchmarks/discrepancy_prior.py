@@ -35,7 +35,7 @@ LEVELS = (0.5, 0.8, 0.9)
 Z80 = stats.norm.ppf(0.9)
 MU = np.linspace(np.log(1e-4), np.log(0.5), 86)
 TAU = np.linspace(0.05, 3.0, 60)
-HYPER_PRIOR = (stats.norm.logpdf(MU, np.log(0.02), 1.5)[:, None] + stats.halfnorm.logpdf(TAU, scale=1.0)[None, :])
+HYPER_PRIOR = stats.norm.logpdf(MU, np.log(0.02), 1.5)[:, None] + stats.halfnorm.logpdf(TAU, scale=1.0)[None, :]
 
 
 def dataset_of(name: str) -> str:
@@ -59,13 +59,23 @@ def load(path: Path) -> list[dict]:
         internal_shared = [f"{a}/{b}" for a, b in zip(t["split"], t["shares_with"])]
         error = np.log(plain["actual"][keep]) - np.log(plain["median"][keep])
         distance = np.asarray(record["distance"], float)[keep]
-        out.append({"name": name, "dataset": dataset_of(name), "kind": record["kind"], "error": error,
-                    "sd": sd[keep], "distance": distance,
-                    "ll_internal": kappa_log_likelihood(np.asarray(t["error"])[inside], np.asarray(t["scale"])[inside],
-                                                        np.asarray(t["distance"])[inside],
-                                                        np.asarray(internal_shared)[inside]),
-                    "ll_heldout": kappa_log_likelihood(error, sd[keep], distance,
-                                                       np.asarray(record["shares_with"])[keep])})
+        out.append(
+            {
+                "name": name,
+                "dataset": dataset_of(name),
+                "kind": record["kind"],
+                "error": error,
+                "sd": sd[keep],
+                "distance": distance,
+                "ll_internal": kappa_log_likelihood(
+                    np.asarray(t["error"])[inside],
+                    np.asarray(t["scale"])[inside],
+                    np.asarray(t["distance"])[inside],
+                    np.asarray(internal_shared)[inside],
+                ),
+                "ll_heldout": kappa_log_likelihood(error, sd[keep], distance, np.asarray(record["shares_with"])[keep]),
+            }
+        )
     return out
 
 
@@ -123,8 +133,13 @@ def main():
     splits = load(args.results)
     kinds = sorted({s["kind"] for s in splits})
     fitted = {kind: fit_prior(splits, kind) for kind in kinds}
-    print("shipped prior of log kappa per kind (all datasets):",
-          {k: {"mu": round(m, 3), "sigma": round(t, 3), "median": round(float(np.exp(m)), 4)} for k, (m, t) in fitted.items()})
+    print(
+        "shipped prior of log kappa per kind (all datasets):",
+        {
+            k: {"mu": round(m, 3), "sigma": round(t, 3), "median": round(float(np.exp(m)), 4)}
+            for k, (m, t) in fitted.items()
+        },
+    )
     rows = []
     for dataset in sorted({s["dataset"] for s in splits}):
         others = [s for s in splits if s["dataset"] != dataset]
@@ -134,13 +149,32 @@ def main():
                 w = normalise(log_prior_grid(mu, tau) + s["ll_internal"])
                 cov = coverage(s, w)
                 kappa = float(np.exp(np.sum(w * np.log(KAPPA_GRID))))
-                rows.append({"split": s["name"], "n": len(s["error"]), "lodo_mu": round(mu, 3), "lodo_sigma": round(tau, 3),
-                             "kappa_geomean": round(kappa, 5), **{f"coverage_{lv}": round(c, 3) for lv, c in cov.items()}})
-                print(f"{s['name']:38s} n={len(s['error']):5d} prior mu={mu:6.2f} sigma={tau:4.2f} kappa={kappa:.4f} "
-                      + " ".join(f"{lv}:{c:.2f}" for lv, c in cov.items()))
+                rows.append(
+                    {
+                        "split": s["name"],
+                        "n": len(s["error"]),
+                        "lodo_mu": round(mu, 3),
+                        "lodo_sigma": round(tau, 3),
+                        "kappa_geomean": round(kappa, 5),
+                        **{f"coverage_{lv}": round(c, 3) for lv, c in cov.items()},
+                    }
+                )
+                print(
+                    f"{s['name']:38s} n={len(s['error']):5d} prior mu={mu:6.2f} sigma={tau:4.2f} kappa={kappa:.4f} "
+                    + " ".join(f"{lv}:{c:.2f}" for lv, c in cov.items())
+                )
     if args.out:
-        args.out.write_text(json.dumps({"source": args.results.name, "prior": {k: {"mu": m, "sigma": t}
-                                        for k, (m, t) in fitted.items()}, "leave_one_dataset_out": rows}, indent=1) + "\n")
+        args.out.write_text(
+            json.dumps(
+                {
+                    "source": args.results.name,
+                    "prior": {k: {"mu": m, "sigma": t} for k, (m, t) in fitted.items()},
+                    "leave_one_dataset_out": rows,
+                },
+                indent=1,
+            )
+            + "\n"
+        )
 
 
 if __name__ == "__main__":

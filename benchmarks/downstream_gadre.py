@@ -48,8 +48,10 @@ def score(observed, forecast) -> dict:
 
 def coverage(observed, forecasts) -> dict[str, float]:
     observed = np.asarray(observed, float)
-    return {str(level): float(np.mean((f["pred_lower"] <= observed) & (observed <= f["pred_upper"])))
-            for level, f in forecasts.items()}
+    return {
+        str(level): float(np.mean((f["pred_lower"] <= observed) & (observed <= f["pred_upper"])))
+        for level, f in forecasts.items()
+    }
 
 
 def baseline(train: pd.DataFrame, held: pd.DataFrame) -> pd.DataFrame:
@@ -71,15 +73,25 @@ def run_average(name: str, train: pd.DataFrame, held: pd.DataFrame, loss_fit) ->
     for law in ("metric_exp", "metric_sigmoid"):
         metric_fit = downstream.fit_metric(train, "accuracy", law, group="dataset")
         forecasts = downstream.chained_levels(loss_fit, metric_fit, points, LEVELS)
-        out[law] = {**score(held["accuracy"], forecasts[0.9]), "coverage": coverage(held["accuracy"], forecasts),
-                    "forecasts": json.loads(forecasts[0.9][["median", "pred_lower", "pred_upper"]]
-                                            .assign(observed=held["accuracy"].to_numpy()).to_json(orient="records")),
-                    "diagnostics": metric_fit.diagnostics.to_dict()}
-        print(f"{name}, {law}: {out[law]['inside_90']}/9 inside the 90% band, median |error| "
-              f"{out[law]['median_abs_error_points']:.2f} points, coverage {out[law]['coverage']}")
+        out[law] = {
+            **score(held["accuracy"], forecasts[0.9]),
+            "coverage": coverage(held["accuracy"], forecasts),
+            "forecasts": json.loads(
+                forecasts[0.9][["median", "pred_lower", "pred_upper"]]
+                .assign(observed=held["accuracy"].to_numpy())
+                .to_json(orient="records")
+            ),
+            "diagnostics": metric_fit.diagnostics.to_dict(),
+        }
+        print(
+            f"{name}, {law}: {out[law]['inside_90']}/9 inside the 90% band, median |error| "
+            f"{out[law]['median_abs_error_points']:.2f} points, coverage {out[law]['coverage']}"
+        )
     base = baseline(train, held)
     out["point_fit_baseline"] = score(held["accuracy"], base)
-    print(f"{name}, point-fit baseline: median |error| {out['point_fit_baseline']['median_abs_error_points']:.2f} points")
+    print(
+        f"{name}, point-fit baseline: median |error| {out['point_fit_baseline']['median_abs_error_points']:.2f} points"
+    )
     return out
 
 
@@ -92,8 +104,12 @@ def main():
     models = bs.datasets.load_gadre_downstream(FOLDER)
     train_models, held_models = models[models["N"] < HOLDOUT], models[models["N"] >= HOLDOUT]
     loss_fit = bs.fit(train_models, "chinchilla", pool={"E": "dataset"}, progressbar=False)
-    results = {"holdout": f"N >= {HOLDOUT:g}", "n_train": len(train_models), "n_heldout": len(held_models),
-               "loss_fit": loss_fit.diagnostics.to_dict()}
+    results = {
+        "holdout": f"N >= {HOLDOUT:g}",
+        "n_train": len(train_models),
+        "n_heldout": len(held_models),
+        "loss_fit": loss_fit.diagnostics.to_dict(),
+    }
     results["all_46_tasks"] = run_average("average of 46 tasks", train_models, held_models, loss_fit)
 
     train_tasks = tasks[tasks["N"] < HOLDOUT]
@@ -104,9 +120,12 @@ def main():
     results["forecastable_tasks"] = forecastable
     subset = tasks[tasks["task"].isin(forecastable)].groupby("name")[["accuracy", "chance"]].mean()
     sub_models = models.drop(columns=["accuracy", "chance"]).merge(subset, left_on="name", right_index=True)
-    results["forecastable_average"] = run_average(f"average of {len(forecastable)} forecastable tasks",
-                                                  sub_models[sub_models["N"] < HOLDOUT],
-                                                  sub_models[sub_models["N"] >= HOLDOUT], loss_fit)
+    results["forecastable_average"] = run_average(
+        f"average of {len(forecastable)} forecastable tasks",
+        sub_models[sub_models["N"] < HOLDOUT],
+        sub_models[sub_models["N"] >= HOLDOUT],
+        loss_fit,
+    )
 
     if not args.skip_tasks:
         per_task, inside, total, errors = {}, 0, 0, []
@@ -123,18 +142,29 @@ def main():
             hits = (forecast["pred_lower"].to_numpy() <= observed) & (observed <= forecast["pred_upper"].to_numpy())
             inside, total = inside + int(hits.sum()), total + len(hits)
             errors.extend(np.abs(forecast["median"].to_numpy() - observed))
-            per_task[task] = {"forecastable": True, "inside_90": int(hits.sum()), "n": len(hits),
-                              "p_above_chance": forecast["p_above_chance"].round(3).tolist(),
-                              "median_abs_error_points": float(np.median(np.abs(forecast["median"] - observed)) * 100),
-                              "diagnostics": metric_fit.diagnostics.to_dict()}
-            print(f"{task}: {hits.sum()}/{len(hits)} inside, P(above chance) "
-                  f"{forecast['p_above_chance'].min():.2f}-{forecast['p_above_chance'].max():.2f}")
-        results["per_task"] = {"coverage_90": inside / max(total, 1), "forecasts": total,
-                               "median_abs_error_points": float(np.median(errors) * 100) if errors else None,
-                               "not_forecastable": sorted(t for t, r in per_task.items() if not r["forecastable"]),
-                               "tasks": per_task}
-        print(f"per task: {inside}/{total} inside the 90% band; not forecastable: "
-              f"{', '.join(results['per_task']['not_forecastable'])}")
+            per_task[task] = {
+                "forecastable": True,
+                "inside_90": int(hits.sum()),
+                "n": len(hits),
+                "p_above_chance": forecast["p_above_chance"].round(3).tolist(),
+                "median_abs_error_points": float(np.median(np.abs(forecast["median"] - observed)) * 100),
+                "diagnostics": metric_fit.diagnostics.to_dict(),
+            }
+            print(
+                f"{task}: {hits.sum()}/{len(hits)} inside, P(above chance) "
+                f"{forecast['p_above_chance'].min():.2f}-{forecast['p_above_chance'].max():.2f}"
+            )
+        results["per_task"] = {
+            "coverage_90": inside / max(total, 1),
+            "forecasts": total,
+            "median_abs_error_points": float(np.median(errors) * 100) if errors else None,
+            "not_forecastable": sorted(t for t, r in per_task.items() if not r["forecastable"]),
+            "tasks": per_task,
+        }
+        print(
+            f"per task: {inside}/{total} inside the 90% band; not forecastable: "
+            f"{', '.join(results['per_task']['not_forecastable'])}"
+        )
     out = ROOT / "benchmarks" / "results" / "downstream_gadre.json"
     out.write_text(json.dumps(results, indent=1) + "\n")
     print(f"wrote {out}")

@@ -34,9 +34,15 @@ def per_model(result, group_column):
         runs = r["runs"].copy()
         runs["rel_error"] = runs["median"] / runs["loss"] - 1
         for key, part in runs.groupby(group_column):
-            rows.append({"method": label, group_column: key, "runs": len(part),
-                         "coverage_0.9": float(part["inside_90"].mean()),
-                         "median_abs_rel_error": float(part["rel_error"].abs().median())})
+            rows.append(
+                {
+                    "method": label,
+                    group_column: key,
+                    "runs": len(part),
+                    "coverage_0.9": float(part["inside_90"].mean()),
+                    "median_abs_rel_error": float(part["rel_error"].abs().median()),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -51,8 +57,13 @@ def in_sample_calibration(seeds=(0, 1, 2)):
         fresh = law * np.exp(np.random.default_rng(1000 + seed).normal(0, 0.01, len(sweep)))  # new runs, same N, D
         forecast = fit.predict(sweep[["N", "D"]], ci_prob=0.9)
         inside = (forecast["pred_lower"] <= fresh) & (fresh <= forecast["pred_upper"])
-        coverage.append({"seed": seed, "coverage_0.9": float(inside.mean()),
-                         "max_extrapolation": float(forecast["extrapolation"].max())})
+        coverage.append(
+            {
+                "seed": seed,
+                "coverage_0.9": float(inside.mean()),
+                "max_extrapolation": float(forecast["extrapolation"].max()),
+            }
+        )
     return coverage
 
 
@@ -62,13 +73,17 @@ def main():
     epoch = bs.datasets.load_epoch_chinchilla(DATA / "epoch-chinchilla" / "svg_extracted_data.csv")
     gadre = bs.datasets.load_gadre(DATA / "gadre-overtrain" / "DERIVED_flat_losses.csv")
     misfit = bs.datasets.load_misfitting_final(DATA / "misfitting" / "scaling_results_last_ckpt_only.csv")
-    for name, runs, holdout, column in (("epoch", epoch, "N >= 2.9e9", None),
-                                        ("gadre", gadre, "N >= 1e9", "N"),
-                                        ("misfitting", misfit, "N >= 5e8", "N")):
+    for name, runs, holdout, column in (
+        ("epoch", epoch, "N >= 2.9e9", None),
+        ("gadre", gadre, "N >= 1e9", "N"),
+        ("misfitting", misfit, "N >= 5e8", "N"),
+    ):
         start = time.time()
         result = backtest(runs, CANDIDATES, holdout, progress=lambda m: print(m, file=sys.stderr))
-        print(f"\n{name}: holdout {holdout!r}, {result.n_train} fitted, {result.n_heldout} held out "
-              f"({time.time() - start:.0f} s)")
+        print(
+            f"\n{name}: holdout {holdout!r}, {result.n_train} fitted, {result.n_heldout} held out "
+            f"({time.time() - start:.0f} s)"
+        )
         print(result.table.round(4).to_string())
         entry = {"holdout": holdout, "table": json.loads(result.table.to_json(orient="index"))}
         if column:

@@ -25,8 +25,18 @@ LAWS = ["chinchilla", "chinchilla likelihood=normal", "kaplan_nd"]
 
 
 def backtest(epoch: str, out: Path, *extra: str) -> float:
-    command = [str(BAYESCALE), "backtest", epoch, "--columns", "N=Model Size,C=Training FLOP",
-               "--holdout", "N >= 2.9e9", "--out", str(out), *extra]
+    command = [
+        str(BAYESCALE),
+        "backtest",
+        epoch,
+        "--columns",
+        "N=Model Size,C=Training FLOP",
+        "--holdout",
+        "N >= 2.9e9",
+        "--out",
+        str(out),
+        *extra,
+    ]
     for law in LAWS:
         command += ["--law", law]
     start = time.perf_counter()
@@ -36,8 +46,10 @@ def backtest(epoch: str, out: Path, *extra: str) -> float:
 
 def numbers(path: Path) -> dict:
     data = json.loads(path.read_text())
-    return {law["law"]: {k: law[k] for k in ("coverage", "median_abs_rel_error", "heldout_lpd", "runs")}
-            for law in data["laws"]}
+    return {
+        law["law"]: {k: law[k] for k in ("coverage", "median_abs_rel_error", "heldout_lpd", "runs")}
+        for law in data["laws"]
+    }
 
 
 def main():
@@ -48,20 +60,26 @@ def main():
 
     work = Path(tempfile.mkdtemp(prefix="bayescale-fanout-"))
     backtest(args.epoch, work / "warmup.json", "--processes", "1")
-    times = {"serial": backtest(args.epoch, work / "serial.json", "--processes", "1"),
-             "pool": backtest(args.epoch, work / "pool.json", "--processes", "2")}
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster:
+    times = {
+        "serial": backtest(args.epoch, work / "serial.json", "--processes", "1"),
+        "pool": backtest(args.epoch, work / "pool.json", "--processes", "2"),
+    }
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    ) as cluster:
         times["dask"] = backtest(args.epoch, work / "dask.json", "--scheduler", cluster.scheduler_address)
     results = {mode: numbers(work / f"{mode}.json") for mode in times}
     identical = results["serial"] == results["pool"] == results["dask"]
     summary = {
-        "laws": LAWS, "holdout": "N >= 2.9e9",
+        "laws": LAWS,
+        "holdout": "N >= 2.9e9",
         "wall_seconds": {mode: round(t, 1) for mode, t in times.items()},
         "ratio_to_serial": {mode: round(t / times["serial"], 2) for mode, t in times.items()},
         "identical_numbers": identical,
-        "scores": {law: {k: r[k] for k in ("coverage", "median_abs_rel_error", "heldout_lpd")}
-                   for law, r in results["serial"].items()},
+        "scores": {
+            law: {k: r[k] for k in ("coverage", "median_abs_rel_error", "heldout_lpd")}
+            for law, r in results["serial"].items()
+        },
     }
     out = ROOT / "benchmarks" / "results" / "fanout.json"
     out.write_text(json.dumps(summary, indent=1) + "\n")

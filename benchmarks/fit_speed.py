@@ -34,16 +34,43 @@ BAYESCALE = Path(sys.executable).parent / "bayescale"
 
 def run_fit(csv: Path, out: Path, env: dict, sampler: str = "nutpie") -> float:
     start = time.perf_counter()
-    subprocess.run([str(BAYESCALE), "fit", str(csv), "--law", "chinchilla", "--out", str(out), "--quiet",
-                    "--sampler", sampler], check=True, env=env, capture_output=True, text=True)
+    subprocess.run(
+        [str(BAYESCALE), "fit", str(csv), "--law", "chinchilla", "--out", str(out), "--quiet", "--sampler", sampler],
+        check=True,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     return time.perf_counter() - start
 
 
 def run_curve(csv: Path, env: dict) -> float:
     start = time.perf_counter()
-    subprocess.run([str(BAYESCALE), "curve", str(csv), "--law", "schedule_aware", "--upto", "0.5", "--pool", "L0=model",
-                    "--pool", "alpha=model", "--pool", "C=model", "--pool", "A=run", "--json", "--quiet"],
-                   check=True, env=env, capture_output=True, text=True)
+    subprocess.run(
+        [
+            str(BAYESCALE),
+            "curve",
+            str(csv),
+            "--law",
+            "schedule_aware",
+            "--upto",
+            "0.5",
+            "--pool",
+            "L0=model",
+            "--pool",
+            "alpha=model",
+            "--pool",
+            "C=model",
+            "--pool",
+            "A=run",
+            "--json",
+            "--quiet",
+        ],
+        check=True,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     return time.perf_counter() - start
 
 
@@ -81,19 +108,25 @@ def main():
     start = time.perf_counter()
     boot = reference_fit.bootstrap(n, d, loss, optimum)
     reference = time.perf_counter() - start
-    ci = {k: np.percentile([reference_fit.to_params(p)[k] for p in boot], [2.5, 97.5]).round(4).tolist()
-          for k in ("E", "A", "alpha", "B", "beta")}
+    ci = {
+        k: np.percentile([reference_fit.to_params(p)[k] for p in boot], [2.5, 97.5]).round(4).tolist()
+        for k in ("E", "A", "alpha", "B", "beta")
+    }
 
     env = dict(os.environ)
     warm = []
     for i in range(args.repeats + 1):  # the first run fills the cache if it was empty
         warm.append(run_fit(csv, work / f"warm{i}.nc", env, args.sampler))
     new_numbers = run_fit(other, work / "other.nc", env, args.sampler)
-    cold_env = {**env, "PYTENSOR_FLAGS": f"base_compiledir={work / 'empty-cache'}",
-                "BAYESCALE_CACHE": str(work / "empty-bayescale-cache")}
+    cold_env = {
+        **env,
+        "PYTENSOR_FLAGS": f"base_compiledir={work / 'empty-cache'}",
+        "BAYESCALE_CACHE": str(work / "empty-bayescale-cache"),
+    }
     cold = run_fit(csv, work / "cold.nc", cold_env, args.sampler)
-    diag = [diagnostics(work / f"{name}.nc") for name in (*(f"warm{i}" for i in range(args.repeats + 1)),
-                                                           "other", "cold")]
+    diag = [
+        diagnostics(work / f"{name}.nc") for name in (*(f"warm{i}" for i in range(args.repeats + 1)), "other", "cold")
+    ]
 
     curve = None
     if not args.no_curve:
@@ -104,11 +137,18 @@ def main():
 
     warm_time = float(np.median(warm[1:]))
     result = {
-        "machine": f"{os.cpu_count()} cpus", "sampler": args.sampler, "reference_bootstrap_s": round(reference, 1),
-        "reference_95ci": ci, "warm_fit_s": [round(t, 1) for t in warm[1:]], "first_fit_s": round(warm[0], 1),
-        "cold_fit_s": round(cold, 1), "warm_over_reference": round(warm_time / reference, 3),
-        "cold_over_reference": round(cold / reference, 3), "new_numbers_fit_s": round(new_numbers, 1),
-        "new_numbers_over_reference": round(new_numbers / reference, 3), "diagnostics": diag,
+        "machine": f"{os.cpu_count()} cpus",
+        "sampler": args.sampler,
+        "reference_bootstrap_s": round(reference, 1),
+        "reference_95ci": ci,
+        "warm_fit_s": [round(t, 1) for t in warm[1:]],
+        "first_fit_s": round(warm[0], 1),
+        "cold_fit_s": round(cold, 1),
+        "warm_over_reference": round(warm_time / reference, 3),
+        "cold_over_reference": round(cold / reference, 3),
+        "new_numbers_fit_s": round(new_numbers, 1),
+        "new_numbers_over_reference": round(new_numbers / reference, 3),
+        "diagnostics": diag,
         "min_ess_bulk": round(min(x["ess_bulk_min"] for x in diag)),
         "divergences": [x["divergences"] for x in diag],
         "cold_and_warm_posteriors_identical": same_posterior(work / "cold.nc", work / "warm1.nc"),

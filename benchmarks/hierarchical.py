@@ -42,8 +42,9 @@ def synthetic_groups(n_groups: int = 6, seed: int = 7) -> tuple[pd.DataFrame, di
         name = f"g{g}"
         truth = {p: float(bs.datasets.CHINCHILLA_TRUTH[p] * np.exp(rng.normal(0, GROUP_SPREAD[p]))) for p in PARAMS}
         truths[name] = truth
-        frames.append(bs.datasets.synthetic_sweep(seed=seed * 100 + g, sizes_per_budget=13, truth=truth)
-                      .assign(**{GROUP: name}))
+        frames.append(
+            bs.datasets.synthetic_sweep(seed=seed * 100 + g, sizes_per_budget=13, truth=truth).assign(**{GROUP: name})
+        )
     return pd.concat(frames, ignore_index=True), truths
 
 
@@ -66,8 +67,11 @@ def timed_fit(table: pd.DataFrame, **options):
 
 def diagnostics(fit) -> dict:
     d = fit.diagnostics
-    return {"rhat_max": round(float(d.rhat_max), 4), "ess_bulk_min": round(float(d.ess_bulk_min)),
-            "divergences": int(d.divergences)}
+    return {
+        "rhat_max": round(float(d.rhat_max), 4),
+        "ess_bulk_min": round(float(d.ess_bulk_min)),
+        "divergences": int(d.divergences),
+    }
 
 
 def outside_intervals(fit, truths: dict[str, dict[str, float]], ci_prob: float = 0.9) -> list[str]:
@@ -91,11 +95,18 @@ def run_sweep(name: str) -> dict:
         fit, seconds = timed_fit(part.drop(columns=GROUP).reset_index(drop=True))
         separate[str(group)] = {**diagnostics(fit), "seconds": round(seconds, 1)}
     separate_seconds = sum(s["seconds"] for s in separate.values())
-    result = {"runs": len(table), "groups": int(table[GROUP].nunique()),
-              "pooled": {**diagnostics(pooled), "seconds": round(pooled_seconds, 1),
-                         "stages": {k: round(v, 1) for k, v in pooled.settings["timings"].items()}},
-              "separate": separate, "separate_seconds": round(separate_seconds, 1),
-              "time_ratio": round(pooled_seconds / separate_seconds, 2)}
+    result = {
+        "runs": len(table),
+        "groups": int(table[GROUP].nunique()),
+        "pooled": {
+            **diagnostics(pooled),
+            "seconds": round(pooled_seconds, 1),
+            "stages": {k: round(v, 1) for k, v in pooled.settings["timings"].items()},
+        },
+        "separate": separate,
+        "separate_seconds": round(separate_seconds, 1),
+        "time_ratio": round(pooled_seconds / separate_seconds, 2),
+    }
     if truths is not None:
         result["truth_outside_90"] = outside_intervals(pooled, truths)
     return result

@@ -21,8 +21,15 @@ def objective(p, log_n, log_d, log_loss):
     r = lse - log_loss
     w = np.exp(terms - lse)
     dh = np.clip(r, -DELTA, DELTA)
-    grad = np.array([np.sum(dh * w[0]), np.sum(dh * w[1]), np.sum(dh * w[2]),
-                     -np.sum(dh * w[0] * log_n), -np.sum(dh * w[1] * log_d)])
+    grad = np.array(
+        [
+            np.sum(dh * w[0]),
+            np.sum(dh * w[1]),
+            np.sum(dh * w[2]),
+            -np.sum(dh * w[0] * log_n),
+            -np.sum(dh * w[1] * log_d),
+        ]
+    )
     return np.sum(huber(DELTA, r)), grad
 
 
@@ -34,8 +41,9 @@ def to_params(p):
 def point_fit(n, d, loss, starts=None):
     """Best of a grid of BFGS starts (a coarse version of Epoch's grid)."""
     data = (np.log(n), np.log(d), np.log(loss))
-    starts = starts or list(itertools.product([0, 5, 10, 15], [0, 5, 10, 15], [-1, 0, 1], [0.2, 0.5, 1.0],
-                                              [0.2, 0.5, 1.0]))
+    starts = starts or list(
+        itertools.product([0, 5, 10, 15], [0, 5, 10, 15], [-1, 0, 1], [0.2, 0.5, 1.0], [0.2, 0.5, 1.0])
+    )
     best = None
     for start in starts:
         result = minimize(objective, start, args=data, jac=True, method="BFGS")
@@ -50,6 +58,5 @@ def bootstrap(n, d, loss, optimum, resamples=4000, seed=0):
     out = np.empty((resamples, 5))
     for i in range(resamples):
         idx = rng.integers(0, len(loss), len(loss))
-        out[i] = minimize(objective, optimum, args=(log_n[idx], log_d[idx], log_loss[idx]), jac=True,
-                          method="BFGS").x
+        out[i] = minimize(objective, optimum, args=(log_n[idx], log_d[idx], log_loss[idx]), jac=True, method="BFGS").x
     return out

@@ -89,19 +89,33 @@ def _draws_of(fit, key: str) -> np.ndarray:
     return values.to_numpy().reshape(-1)
 
 
-def rank_task(law: str, design, truth: dict, loss: np.ndarray, seed: int, draws: int, pool: dict,
-              priors: dict | None = None) -> dict:
+def rank_task(
+    law: str, design, truth: dict, loss: np.ndarray, seed: int, draws: int, pool: dict, priors: dict | None = None
+) -> dict:
     """Fit one simulated sweep; the rank of each true parameter among THIN evenly thinned draws."""
     import bayescale as bs
 
     warnings.simplefilter("ignore")
-    fit = bs.fit(design.assign(loss=loss), law, pool=pool, priors=priors, draws=draws, tune=draws, seed=seed,
-                 progressbar=False, extrapolation="none")
+    fit = bs.fit(
+        design.assign(loss=loss),
+        law,
+        pool=pool,
+        priors=priors,
+        draws=draws,
+        tune=draws,
+        seed=seed,
+        progressbar=False,
+        extrapolation="none",
+    )
     flat = {key: _draws_of(fit, key) for key in truth}
     keep = np.linspace(0, len(next(iter(flat.values()))) - 1, THIN).astype(int)
     d = fit.diagnostics
-    return {"ranks": {n: int(np.sum(values[keep] < truth[n])) for n, values in flat.items()},
-            "divergences": d.divergences, "rhat_max": d.rhat_max, "ess_bulk_min": d.ess_bulk_min}
+    return {
+        "ranks": {n: int(np.sum(values[keep] < truth[n])) for n, values in flat.items()},
+        "divergences": d.divergences,
+        "rhat_max": d.rhat_max,
+        "ess_bulk_min": d.ess_bulk_min,
+    }
 
 
 def uniformity(ranks: np.ndarray) -> dict:
@@ -164,13 +178,27 @@ def main():
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--law", default="chinchilla")
-    parser.add_argument("--pool", action="append", default=[], metavar="PARAM",
-                        help="pool this parameter by a three-level group column (repeatable), e.g. --pool E")
+    parser.add_argument(
+        "--pool",
+        action="append",
+        default=[],
+        metavar="PARAM",
+        help="pool this parameter by a three-level group column (repeatable), e.g. --pool E",
+    )
     parser.add_argument("--simulations", type=int, default=100)
-    parser.add_argument("--draws", type=int, default=defaults.DRAWS,
-                        help="draws and tuning steps per chain of each fit (default: bs.fit's)")
-    parser.add_argument("--prior", action="append", default=[], metavar="NAME=PRIOR",
-                        help="a prior for simulation and fits alike, e.g. --prior 'sigma=HalfNormal(sigma=0.03)'")
+    parser.add_argument(
+        "--draws",
+        type=int,
+        default=defaults.DRAWS,
+        help="draws and tuning steps per chain of each fit (default: bs.fit's)",
+    )
+    parser.add_argument(
+        "--prior",
+        action="append",
+        default=[],
+        metavar="NAME=PRIOR",
+        help="a prior for simulation and fits alike, e.g. --prior 'sigma=HalfNormal(sigma=0.03)'",
+    )
     parser.add_argument("--seed", type=int, default=20240417)
     parser.add_argument("--processes", type=int, default=None)
     parser.add_argument("--out", type=Path, default=HERE / "results" / "sbc.json")
@@ -180,32 +208,50 @@ def main():
     priors = dict(item.split("=", 1) for item in args.prior)
     design, truths, losses = simulate(args.law, args.simulations, args.seed, pool, priors)
     seeds = np.random.SeedSequence(args.seed).generate_state(args.simulations)
-    tasks = {i: (rank_task, (args.law, design, truths[i], losses[i], int(seeds[i]), args.draws, pool, priors), {})
-             for i in range(args.simulations)}
-    outcomes = fan_out(tasks, max_workers=args.processes,
-                       progress=lambda o, done, total: print(f"[{done}/{total}] {o.key}: "
-                                                             f"{'done' if o.ok else describe(o.error)}", file=sys.stderr))
+    tasks = {
+        i: (rank_task, (args.law, design, truths[i], losses[i], int(seeds[i]), args.draws, pool, priors), {})
+        for i in range(args.simulations)
+    }
+    outcomes = fan_out(
+        tasks,
+        max_workers=args.processes,
+        progress=lambda o, done, total: print(
+            f"[{done}/{total}] {o.key}: {'done' if o.ok else describe(o.error)}", file=sys.stderr
+        ),
+    )
     fitted = [o.result for o in outcomes.values() if o.ok]
     names = list(truths[0])
-    results = {"law": args.law, "pool": pool, "priors": priors, "simulations": args.simulations, "simulations_fitted": len(fitted),
-               "draws_per_chain": args.draws, "thinned_to": THIN,
-               "failed": {str(k): describe(o.error) for k, o in outcomes.items() if not o.ok},
-               "fits_with_divergences": sum(r["divergences"] > 0 for r in fitted),
-               "fits_with_rhat_over_1.01": sum(r["rhat_max"] > 1.01 for r in fitted),
-               "parameters": {n: uniformity(np.array([r["ranks"][n] for r in fitted])) for n in names},
-               "clean_fits": {"n": len(clean := [r for r in fitted if r["divergences"] == 0 and r["rhat_max"] <= 1.01]),
-                              "parameters": {n: uniformity(np.array([r["ranks"][n] for r in clean])) for n in names}
-                              if len(clean) >= 20 else None},
-               "fits": [{"truth": truths[k], **o.result} for k, o in outcomes.items() if o.ok],
-               "seconds": round(time.time() - start)}
+    results = {
+        "law": args.law,
+        "pool": pool,
+        "priors": priors,
+        "simulations": args.simulations,
+        "simulations_fitted": len(fitted),
+        "draws_per_chain": args.draws,
+        "thinned_to": THIN,
+        "failed": {str(k): describe(o.error) for k, o in outcomes.items() if not o.ok},
+        "fits_with_divergences": sum(r["divergences"] > 0 for r in fitted),
+        "fits_with_rhat_over_1.01": sum(r["rhat_max"] > 1.01 for r in fitted),
+        "parameters": {n: uniformity(np.array([r["ranks"][n] for r in fitted])) for n in names},
+        "clean_fits": {
+            "n": len(clean := [r for r in fitted if r["divergences"] == 0 and r["rhat_max"] <= 1.01]),
+            "parameters": {n: uniformity(np.array([r["ranks"][n] for r in clean])) for n in names}
+            if len(clean) >= 20
+            else None,
+        },
+        "fits": [{"truth": truths[k], **o.result} for k, o in outcomes.items() if o.ok],
+        "seconds": round(time.time() - start),
+    }
     add_corrected(results)
     args.out.parent.mkdir(exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1) + "\n")
     plot(results, args.out.with_suffix(".png"))
     print(json.dumps({k: v for k, v in results.items() if k not in ("parameters", "fits", "clean_fits")}, indent=1))
     for name, u in results["parameters"].items():
-        print(f"{name:8s} chi2 p = {u['chi2_p_value']:.3f}  Holm-adjusted {u['holm_p_value']:.3f}  "
-              f"max ECDF gap = {u['max_ecdf_gap']:.3f}")
+        print(
+            f"{name:8s} chi2 p = {u['chi2_p_value']:.3f}  Holm-adjusted {u['holm_p_value']:.3f}  "
+            f"max ECDF gap = {u['max_ecdf_gap']:.3f}"
+        )
     if results["clean_fits"]["parameters"]:
         print(f"only the {results['clean_fits']['n']} fits without divergences and with R-hat <= 1.01:")
         for name, u in results["clean_fits"]["parameters"].items():

@@ -42,12 +42,18 @@ def fit_case(case: str, variant: int):
     if case == "gadre":
         runs = bs.datasets.load_gadre(DATA / "gadre-overtrain" / "DERIVED_flat_losses.csv")
         small = runs.frame[runs.frame["N"] < 1e9].reset_index(drop=True)
-        return bs.fit(subset(small), "chinchilla", pool={"E": "dataset", "alpha": "dataset", "beta": "dataset"},
-                      progressbar=False)
+        return bs.fit(
+            subset(small), "chinchilla", pool={"E": "dataset", "alpha": "dataset", "beta": "dataset"}, progressbar=False
+        )
     table = bs.datasets.load_misfitting_curves(DATA / "misfitting" / "scaling_results.csv")
     runs = load_checkpoints(table, keep=["model"])
-    return fit_curves(runs, "schedule_aware", upto=0.5 - 0.05 * variant, progressbar=False,
-                      pool={"L0": "model", "alpha": "model", "C": "model", "A": "run"})
+    return fit_curves(
+        runs,
+        "schedule_aware",
+        upto=0.5 - 0.05 * variant,
+        progressbar=False,
+        pool={"L0": "model", "alpha": "model", "C": "model", "A": "run"},
+    )
 
 
 def child(case: str) -> dict:
@@ -68,10 +74,15 @@ def child(case: str) -> dict:
     again = fit_case(case, 1)
     in_process = {**again.settings["timings"], "fit": time.perf_counter() - start}
     d = fit.diagnostics
-    return {"timings": {k: round(v, 2) for k, v in timings.items()},
-            "diagnostics": {"divergences": d.divergences, "rhat_max": round(d.rhat_max, 4),
-                            "ess_bulk_min": round(d.ess_bulk_min)},
-            "same_process_new_numbers": {k: round(v, 2) for k, v in in_process.items()}}
+    return {
+        "timings": {k: round(v, 2) for k, v in timings.items()},
+        "diagnostics": {
+            "divergences": d.divergences,
+            "rhat_max": round(d.rhat_max, 4),
+            "ess_bulk_min": round(d.ess_bulk_min),
+        },
+        "same_process_new_numbers": {k: round(v, 2) for k, v in in_process.items()},
+    }
 
 
 def main():
@@ -84,8 +95,9 @@ def main():
         results[case] = {}
         for run in ("first", "again"):
             start = time.perf_counter()
-            done = subprocess.run([sys.executable, __file__, "--child", case], capture_output=True, text=True,
-                                  check=True)
+            done = subprocess.run(
+                [sys.executable, __file__, "--child", case], capture_output=True, text=True, check=True
+            )
             result = json.loads(done.stdout.strip().splitlines()[-1])
             result["process_seconds"] = round(time.perf_counter() - start, 1)
             results[case][run] = result
@@ -96,8 +108,11 @@ def main():
     print("| stage | " + " | ".join(f"{c} {r}" for c in results for r in results[c]) + " |")
     print("|---|" + "---|" * sum(len(v) for v in results.values()))
     for stage in [*stages, "process_seconds"]:
-        cells = [str(r["timings"].get(stage, "")) if stage != "process_seconds" else str(r["process_seconds"])
-                 for c in results for r in results[c].values()]
+        cells = [
+            str(r["timings"].get(stage, "")) if stage != "process_seconds" else str(r["process_seconds"])
+            for c in results
+            for r in results[c].values()
+        ]
         print(f"| {stage} | " + " | ".join(cells) + " |")
     print("\nsame process, new numbers (seconds):")
     for case in results:

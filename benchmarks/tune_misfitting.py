@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 
 import bayescale as bs
-from bayescale.forecast import tuning
 from bayescale.evaluation.comparison import compare
+from bayescale.forecast import tuning
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "misfitting" / "scaling_results_last_ckpt_only.csv"
@@ -47,10 +47,21 @@ def point_fit_baseline(raw: pd.DataFrame) -> dict:
         tried = np.sort(cell["peak_lr"].unique())
         pick = float(tried[np.argmin(np.abs(np.log(tried / forecast)))])
         observed = float(cell.groupby("peak_lr")["loss"].mean().idxmin())
-        ranked.append({"N": float(n), "D": float(d), "lr_opt": forecast, "picked": pick, "observed_best": observed,
-                       "ranked_first": pick == observed})
-    return {"coefficients": {"l0": float(coef[0]), "a": float(coef[1]), "b": float(coef[2])},
-            "cells": ranked, "cells_ranked_first": int(sum(c["ranked_first"] for c in ranked))}
+        ranked.append(
+            {
+                "N": float(n),
+                "D": float(d),
+                "lr_opt": forecast,
+                "picked": pick,
+                "observed_best": observed,
+                "ranked_first": pick == observed,
+            }
+        )
+    return {
+        "coefficients": {"l0": float(coef[0]), "a": float(coef[1]), "b": float(coef[2])},
+        "cells": ranked,
+        "cells_ranked_first": int(sum(c["ranked_first"] for c in ranked)),
+    }
 
 
 def main():
@@ -63,29 +74,37 @@ def main():
         result.pop("fit")
         result["seconds"] = round(time.perf_counter() - start, 1)
         results["backtests"][card] = result
-        print(f"{card}: coverage {result['coverage']}, median |rel err| {result['median_abs_rel_error']:.2%}, "
-              f"ranked first {result['cells_ranked_first']}/{result['n_cells']} ({result['seconds']} s)")
+        print(
+            f"{card}: coverage {result['coverage']}, median |rel err| {result['median_abs_rel_error']:.2%}, "
+            f"ranked first {result['cells_ranked_first']}/{result['n_cells']} ({result['seconds']} s)"
+        )
     results["point_fit_baseline"] = point_fit_baseline(raw)
     print(f"point-fit baseline: ranked first {results['point_fit_baseline']['cells_ranked_first']}/6")
 
     train = raw[raw["N"] < 5e8]
     fits = {card: bs.fit(train, card, columns=COLUMNS, progressbar=False) for card in CARDS}
     table = compare(fits)
-    results["loo_on_training_runs"] = json.loads(table[["rank", "elpd", "se", "elpd_diff", "dse", "weight"]]
-                                                 .to_json(orient="index"))
+    results["loo_on_training_runs"] = json.loads(
+        table[["rank", "elpd", "se", "elpd_diff", "dse", "weight"]].to_json(orient="index")
+    )
     print(table[["rank", "elpd", "se", "elpd_diff", "dse", "weight"]])
 
     full = bs.fit(raw, "chinchilla_lr_asym", columns=COLUMNS, progressbar=False)
     answer = tuning.tune(full, {"N": [3e9], "D": [6e10]}, ci_prob=0.9).iloc[0]
-    results["at_3e9_6e10"] = {"law": "chinchilla_lr_asym", "fitted_runs": len(raw),
-                              **{k: float(answer[k]) for k in answer.index if k != "lr_opt_beyond_data"},
-                              "lr_opt_beyond_data": bool(answer["lr_opt_beyond_data"]),
-                              "diagnostics": full.diagnostics.to_dict()}
-    print(f"N = 3e9, D = 6e10: lr* {answer['lr_opt_median']:.3g} [{answer['lr_opt_lower']:.3g}, "
-          f"{answer['lr_opt_upper']:.3g}]; 2x too high costs {answer['lr_penalty_high_median']:.4f} "
-          f"[{answer['lr_penalty_high_lower']:.4f}, {answer['lr_penalty_high_upper']:.4f}] nats, 2x too low "
-          f"{answer['lr_penalty_low_median']:.4f} [{answer['lr_penalty_low_lower']:.4f}, "
-          f"{answer['lr_penalty_low_upper']:.4f}]")
+    results["at_3e9_6e10"] = {
+        "law": "chinchilla_lr_asym",
+        "fitted_runs": len(raw),
+        **{k: float(answer[k]) for k in answer.index if k != "lr_opt_beyond_data"},
+        "lr_opt_beyond_data": bool(answer["lr_opt_beyond_data"]),
+        "diagnostics": full.diagnostics.to_dict(),
+    }
+    print(
+        f"N = 3e9, D = 6e10: lr* {answer['lr_opt_median']:.3g} [{answer['lr_opt_lower']:.3g}, "
+        f"{answer['lr_opt_upper']:.3g}]; 2x too high costs {answer['lr_penalty_high_median']:.4f} "
+        f"[{answer['lr_penalty_high_lower']:.4f}, {answer['lr_penalty_high_upper']:.4f}] nats, 2x too low "
+        f"{answer['lr_penalty_low_median']:.4f} [{answer['lr_penalty_low_lower']:.4f}, "
+        f"{answer['lr_penalty_low_upper']:.4f}]"
+    )
     out = ROOT / "benchmarks" / "results" / "tune_misfitting.json"
     out.write_text(json.dumps(results, indent=1) + "\n")
     print(f"wrote {out}")

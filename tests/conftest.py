@@ -8,8 +8,8 @@ import pytest
 import xarray as xr
 
 import bayescale as bs
-from bayescale.inference.diagnostics import diagnose
 from bayescale.fitting.result import Fit
+from bayescale.inference.diagnostics import diagnose
 from bayescale.laws.likelihood import get_likelihood
 from bayescale.model.generative import pointwise_log_likelihood
 from bayescale.model.spec import ModelSpec
@@ -19,8 +19,16 @@ SHARED_DATA = Path(os.environ.get("BAYESCALE_SHARED_DATA", ROOT.parent / "shared
 
 #: the files that take longest (most first, from ``--durations=0``): ``make test`` hands whole files to two
 #: workers in collection order, so starting these first lets both workers finish together
-SLOW_FILES_FIRST = ("test_notebooks.py", "test_real_data.py", "test_tuning.py", "test_backtest.py", "test_cli.py",
-                    "test_sweep.py", "test_report.py", "test_pooling.py")
+SLOW_FILES_FIRST = (
+    "test_notebooks.py",
+    "test_real_data.py",
+    "test_tuning.py",
+    "test_backtest.py",
+    "test_cli.py",
+    "test_sweep.py",
+    "test_report.py",
+    "test_pooling.py",
+)
 
 
 def pytest_collection_modifyitems(items):
@@ -57,8 +65,12 @@ def dask_client():
     """A real 2-worker Dask cluster on 127.0.0.1 for the whole session, stopped at its end."""
     distributed = pytest.importorskip("distributed")
     tests = str(Path(__file__).resolve().parent)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
         client.run(lambda path: __import__("sys").path.insert(0, path), tests)  # the tests' task modules
         yield client
 
@@ -68,8 +80,9 @@ def demo_runs():
     return bs.load_runs(bs.datasets.demo_runs_path())
 
 
-def fake_fit(runs, law="chinchilla", values=None, likelihood="studentt", draws=200, chains=2, spread=0.0,
-             seed=0) -> Fit:
+def fake_fit(
+    runs, law="chinchilla", values=None, likelihood="studentt", draws=200, chains=2, spread=0.0, seed=0
+) -> Fit:
     """A Fit whose 'posterior' is hand-written draws around ``values`` (no sampling at all)."""
     law = bs.get_law(law)
     lik = get_likelihood(likelihood)
@@ -80,17 +93,23 @@ def fake_fit(runs, law="chinchilla", values=None, likelihood="studentt", draws=2
     values.setdefault("sigma", 0.01)
     values.setdefault("nu", 5.0)
     rng = np.random.default_rng(seed)
-    posterior = xr.Dataset({
-        n: (("chain", "draw"), values[n] * np.exp(spread * rng.standard_normal((chains, draws))))
-        for n in spec.names})
+    posterior = xr.Dataset(
+        {n: (("chain", "draw"), values[n] * np.exp(spread * rng.standard_normal((chains, draws)))) for n in spec.names}
+    )
     posterior = posterior.assign_coords(chain=np.arange(chains), draw=np.arange(draws))
-    stats = xr.Dataset({"diverging": (("chain", "draw"), np.zeros((chains, draws), bool))},
-                       coords=posterior.coords)
+    stats = xr.Dataset({"diverging": (("chain", "draw"), np.zeros((chains, draws), bool))}, coords=posterior.coords)
     tree = xr.DataTree.from_dict({"posterior": posterior, "sample_stats": stats})
     tree["log_likelihood"] = xr.Dataset({"log_loss": pointwise_log_likelihood(spec, posterior)})
     tree["constant_data"] = xr.Dataset({c: ("obs", runs.frame[c].to_numpy()) for c in runs.columns})
-    settings = {"draws": draws, "tune": 0, "chains": chains, "cores": 1, "seed": seed, "sampler": "none",
-                "target_accept": 0.9}
+    settings = {
+        "draws": draws,
+        "tune": 0,
+        "chains": chains,
+        "cores": 1,
+        "seed": seed,
+        "sampler": "none",
+        "target_accept": 0.9,
+    }
     with np.errstate(all="ignore"):
         diag = diagnose(posterior, stats, list(spec.names))
     return Fit(law, lik, runs, tree, settings, diag)

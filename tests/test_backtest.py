@@ -5,12 +5,12 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import fake_fit
 
 import bayescale as bs
-from bayescale.evaluation.backtesting import BacktestResult, holdout_mask, score
 from bayescale.cli.main import main
 from bayescale.data.datasets import CHINCHILLA_TRUTH, demo_runs_path
-from conftest import fake_fit
+from bayescale.evaluation.backtesting import BacktestResult, holdout_mask, score
 
 
 @pytest.fixture
@@ -25,14 +25,17 @@ def test_holdout_rules(frame):
     assert holdout_mask(frame, "top 50% of D").tolist() == [False, False, True, True]
 
 
-@pytest.mark.parametrize("rule, fragment", [
-    ("N >= 1e20", "selects none of the 4 runs"),
-    ("N > 0", "selects all 4 runs: nothing left to fit on"),
-    ("params >= 3", "no column 'params'"),
-    ("N >= __import__('os')", "cannot read holdout"),
-    ("N >=", "cannot parse holdout"),
-    ("top 150% N", "share must be between 0 and 100%"),
-])
+@pytest.mark.parametrize(
+    "rule, fragment",
+    [
+        ("N >= 1e20", "selects none of the 4 runs"),
+        ("N > 0", "selects all 4 runs: nothing left to fit on"),
+        ("params >= 3", "no column 'params'"),
+        ("N >= __import__('os')", "cannot read holdout"),
+        ("N >=", "cannot parse holdout"),
+        ("top 150% N", "share must be between 0 and 100%"),
+    ],
+)
 def test_bad_holdout_rules(frame, rule, fragment):
     with pytest.raises(bs.BayescaleError, match=fragment):
         holdout_mask(frame, rule)
@@ -50,10 +53,13 @@ def test_scores_of_a_known_posterior(demo_runs):
     assert result["coverage"]["0.9"] == pytest.approx(np.mean(runs["inside_90"]))
     assert result["coverage"]["0.5"] <= result["coverage"]["0.8"] <= result["coverage"]["0.9"]
     from bayescale.evaluation.backtesting import interval_score
+
     assert result["interval_score_90"] == pytest.approx(
-        np.mean(interval_score(heldout["loss"], runs["pred_lower"], runs["pred_upper"], 0.9)))
+        np.mean(interval_score(heldout["loss"], runs["pred_lower"], runs["pred_upper"], 0.9))
+    )
     # one draw, Student-t noise: the held-out lpd is the sum of the pointwise densities
     from scipy import stats
+
     mu = np.log(runs["median"].to_numpy())
     lpd = stats.t(df=30.0, loc=mu, scale=0.01).logpdf(np.log(heldout["loss"])).sum()
     assert result["heldout_lpd"] == pytest.approx(lpd, rel=1e-6)
@@ -70,9 +76,27 @@ def test_interval_score_rewards_narrow_bands_only_while_they_hold():
 
 def test_backtest_cli_end_to_end(tmp_path, capsys):
     out = tmp_path / "bt.json"
-    code = main(["backtest", str(demo_runs_path()), "--law", "chinchilla", "--law", "chinchilla likelihood=normal",
-                 "--holdout", "C >= 1e21", "--draws", "150", "--tune", "200", "--chains", "2", "--out", str(out),
-                 "--json"])
+    code = main(
+        [
+            "backtest",
+            str(demo_runs_path()),
+            "--law",
+            "chinchilla",
+            "--law",
+            "chinchilla likelihood=normal",
+            "--holdout",
+            "C >= 1e21",
+            "--draws",
+            "150",
+            "--tune",
+            "200",
+            "--chains",
+            "2",
+            "--out",
+            str(out),
+            "--json",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     data = json.loads(captured.out)
@@ -93,11 +117,20 @@ def test_backtest_cli_end_to_end(tmp_path, capsys):
 def test_backtest_prints_the_coverage_a_right_forecast_would_show(capsys):
     from bayescale.cli.evaluation_commands import coverage_ranges_text
 
-    record = {"laws": [{"law": "chinchilla", "coverage": {"0.5": 0.29, "0.8": 0.71, "0.9": 0.99},
-                        "coverage_if_right": {"0.5": [0.06, 0.79], "0.8": [0.75, 0.97], "0.9": [0.32, 0.98]}}]}
+    record = {
+        "laws": [
+            {
+                "law": "chinchilla",
+                "coverage": {"0.5": 0.29, "0.8": 0.71, "0.9": 0.99},
+                "coverage_if_right": {"0.5": [0.06, 0.79], "0.8": [0.75, 0.97], "0.9": [0.32, 0.98]},
+            }
+        ]
+    }
     out = "\n".join(coverage_ranges_text(record))
-    assert "chinchilla: 50%: 0.06-0.79, got 0.29; 80%: 0.75-0.97, got 0.71 (narrower than right); " \
-           "90%: 0.32-0.98, got 0.99 (wider than right)" in out
+    assert (
+        "chinchilla: 50%: 0.06-0.79, got 0.29; 80%: 0.75-0.97, got 0.71 (narrower than right); "
+        "90%: 0.32-0.98, got 0.99 (wider than right)" in out
+    )
 
 
 def test_backtest_cli_errors(capsys):
@@ -112,8 +145,10 @@ TINY = {"draws": 150, "tune": 200, "chains": 2}
 
 def _numbers(result) -> dict:
     """Every number a backtest reports, per law (sampler warnings aside)."""
-    return {law["law"]: {k: law[k] for k in ("coverage", "median_abs_rel_error", "heldout_lpd", "runs")}
-            for law in result.to_dict()["laws"]}
+    return {
+        law["law"]: {k: law[k] for k in ("coverage", "median_abs_rel_error", "heldout_lpd", "runs")}
+        for law in result.to_dict()["laws"]
+    }
 
 
 def test_same_numbers_serial_local_pool_and_dask(demo_runs, dask_client):
@@ -128,9 +163,27 @@ def test_same_numbers_serial_local_pool_and_dask(demo_runs, dask_client):
 
 def test_a_failing_law_is_reported_and_the_others_finish(tmp_path, capsys):
     out = tmp_path / "bt.json"
-    code = main(["backtest", str(demo_runs_path()), "--law", "chinchilla likelihood=normal",
-                 "--law", "chinchilla prior=gamma:'Normal(0, 1)'", "--holdout", "C >= 1e21",
-                 "--draws", "150", "--tune", "200", "--chains", "2", "--out", str(out), "--json"])
+    code = main(
+        [
+            "backtest",
+            str(demo_runs_path()),
+            "--law",
+            "chinchilla likelihood=normal",
+            "--law",
+            "chinchilla prior=gamma:'Normal(0, 1)'",
+            "--holdout",
+            "C >= 1e21",
+            "--draws",
+            "150",
+            "--tune",
+            "200",
+            "--chains",
+            "2",
+            "--out",
+            str(out),
+            "--json",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 1, captured.err
     data = json.loads(captured.out)
@@ -143,10 +196,13 @@ def test_a_failing_law_is_reported_and_the_others_finish(tmp_path, capsys):
 
 
 def test_several_holdouts_fan_out_together(demo_runs):
-    results = bs.backtest(demo_runs, [bs.Candidate("chinchilla", {"likelihood": "normal"})],
-                          ["C >= 1e21", "top 20% N"], **TINY)
+    results = bs.backtest(
+        demo_runs, [bs.Candidate("chinchilla", {"likelihood": "normal"})], ["C >= 1e21", "top 20% N"], **TINY
+    )
     assert [r.holdout for r in results] == ["C >= 1e21", "top 20% N"]
-    assert results[0].n_heldout == 9 and results[1].n_heldout == int(np.sum(demo_runs["N"] >= np.quantile(demo_runs["N"], 0.8)))
+    assert results[0].n_heldout == 9 and results[1].n_heldout == int(
+        np.sum(demo_runs["N"] >= np.quantile(demo_runs["N"], 0.8))
+    )
 
 
 def test_coverage_if_right_is_wide_where_held_out_runs_err_together(demo_runs):
@@ -175,13 +231,21 @@ def test_the_calibration_plot_shades_what_a_right_forecast_would_show():
     from bayescale.viz import plots
 
     coverage = {"0.5": 0.29, "0.8": 0.71, "0.9": 0.94}
-    result = BacktestResult("N >= 2.9e9", 211, 34, {
-        "chinchilla": {"coverage": coverage, "coverage_if_right": {"0.5": [0.06, 0.79], "0.8": [0.2, 0.97],
-                                                                   "0.9": [0.32, 1.0]}},
-        "bnsl_1": {"coverage": coverage},             # an older result without the range: a line only
-        "broken": {"error": "the fit failed"}})
+    result = BacktestResult(
+        "N >= 2.9e9",
+        211,
+        34,
+        {
+            "chinchilla": {
+                "coverage": coverage,
+                "coverage_if_right": {"0.5": [0.06, 0.79], "0.8": [0.2, 0.97], "0.9": [0.32, 1.0]},
+            },
+            "bnsl_1": {"coverage": coverage},  # an older result without the range: a line only
+            "broken": {"error": "the fit failed"},
+        },
+    )
     ax = plots.calibration(result).axes[0]
-    assert len(ax.lines) == 3                        # the diagonal and one line per scored law
+    assert len(ax.lines) == 3  # the diagonal and one line per scored law
     (shade,) = ax.collections
     corners = shade.get_paths()[0].vertices
     assert corners[:, 1].min() == pytest.approx(0.06) and corners[:, 1].max() == pytest.approx(1.0)

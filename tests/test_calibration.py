@@ -4,7 +4,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import shared_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -36,15 +35,25 @@ def test_epoch_beyond_the_compute_frontier_is_not_overconfident():
 def test_the_chance_that_a_right_forecast_meets_every_target_is_bounded_per_dataset():
     """Splits of one dataset share their data, so they meet the targets together at most as often as the least
     likely of them; datasets are independent. The bound multiplies those smallest chances."""
-    def split(p, verdict_coverage):
-        return {"n_test": 30, "scores": {"default": {"coverage_0.5": verdict_coverage, "coverage_0.8": 0.8,
-                                                     "coverage_0.9": 0.9}},
-                "if_right": {"p_meets_targets": p, "range": {"0.5": [0.2, 0.8], "0.8": [0.6, 0.95], "0.9": [0.8, 1.0]},
-                             "pit": {"0.5": 0.5, "0.8": 0.5, "0.9": 0.5}}}
 
-    results = {"epoch top 10% N": split(0.2, 0.5), "epoch top 20% N": split(0.6, 0.3),
-               "revisiting vision c_5": split(0.5, 0.5), "revisiting LM": split(0.9, 0.5),
-               "bnsl 4-digit addition, last 3": {**split(0.01, 0.5), "n_test": 3}}  # < 10 points: not counted
+    def split(p, verdict_coverage):
+        return {
+            "n_test": 30,
+            "scores": {"default": {"coverage_0.5": verdict_coverage, "coverage_0.8": 0.8, "coverage_0.9": 0.9}},
+            "if_right": {
+                "p_meets_targets": p,
+                "range": {"0.5": [0.2, 0.8], "0.8": [0.6, 0.95], "0.9": [0.8, 1.0]},
+                "pit": {"0.5": 0.5, "0.8": 0.5, "0.9": 0.5},
+            },
+        }
+
+    results = {
+        "epoch top 10% N": split(0.2, 0.5),
+        "epoch top 20% N": split(0.6, 0.3),
+        "revisiting vision c_5": split(0.5, 0.5),
+        "revisiting LM": split(0.9, 0.5),
+        "bnsl 4-digit addition, last 3": {**split(0.01, 0.5), "n_test": 3},
+    }  # < 10 points: not counted
     out = calibration.against_right(results)
     assert out["splits"] == 4 and out["meet_targets"] == 3
     assert out["meet_targets_if_right"] == 2.2

@@ -9,8 +9,8 @@ import numpy as np
 import pymc as pm
 import pytest
 
-from bayescale.inference import callbacks
 from bayescale.defaults import reproducible_compilation
+from bayescale.inference import callbacks
 
 
 def line_model(x, y):
@@ -41,9 +41,15 @@ def logp_and_grad(compiled, point):
     grad, logp = np.zeros_like(x), np.zeros(())
     pointer = ctypes.POINTER(ctypes.c_double)
     call = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_uint64, pointer, pointer, pointer, ctypes.c_void_p)(
-        compiled.compiled_logp_func.address)
-    code = call(len(x), x.ctypes.data_as(pointer), grad.ctypes.data_as(pointer), logp.ctypes.data_as(pointer),
-                compiled.user_data.ctypes.data)
+        compiled.compiled_logp_func.address
+    )
+    code = call(
+        len(x),
+        x.ctypes.data_as(pointer),
+        grad.ctypes.data_as(pointer),
+        logp.ctypes.data_as(pointer),
+        compiled.user_data.ctypes.data,
+    )
     assert code == 0
     return float(logp), grad
 
@@ -149,8 +155,10 @@ def test_a_known_structure_loads_its_callbacks_without_building_the_graphs(tmp_p
 
     with reproducible_compilation():
         fresh = callbacks.compile_model(model, ["slope", "sigma"])
-    np.testing.assert_array_equal(nutpie.sample(known, **settings)["posterior"]["slope"].values,
-                                  nutpie.sample(fresh, **settings)["posterior"]["slope"].values)
+    np.testing.assert_array_equal(
+        nutpie.sample(known, **settings)["posterior"]["slope"].values,
+        nutpie.sample(fresh, **settings)["posterior"]["slope"].values,
+    )
 
 
 def test_an_edited_package_or_a_lost_callback_builds_the_graphs_again(tmp_path, monkeypatch):

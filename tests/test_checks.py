@@ -5,19 +5,26 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import fake_fit
 
 import bayescale as bs
-from bayescale.forecast.checks import check
 from bayescale.cli.main import main
-from conftest import fake_fit
+from bayescale.forecast.checks import check
 
 
 @pytest.fixture(scope="module")
 def sampled():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return bs.fit(bs.datasets.synthetic_sweep(3, outlier_fraction=0), "chinchilla", draws=300, tune=300,
-                      chains=2, progressbar=False, extrapolation="none")
+        return bs.fit(
+            bs.datasets.synthetic_sweep(3, outlier_fraction=0),
+            "chinchilla",
+            draws=300,
+            tune=300,
+            chains=2,
+            progressbar=False,
+            extrapolation="none",
+        )
 
 
 def test_a_good_fit_passes_every_check_and_gains_arviz_groups(sampled):
@@ -32,8 +39,13 @@ def test_a_good_fit_passes_every_check_and_gains_arviz_groups(sampled):
 
 def test_a_noise_scale_ten_times_too_small_is_caught(demo_runs):
     """Hand-written posterior with sigma 0.001 on data with 1% noise: bands far too narrow, in and out of sample."""
-    narrow = fake_fit(demo_runs, values={**bs.datasets.CHINCHILLA_TRUTH, "sigma": 0.001, "nu": 30.0},
-                      likelihood="studentt", draws=300, spread=0.002)
+    narrow = fake_fit(
+        demo_runs,
+        values={**bs.datasets.CHINCHILLA_TRUTH, "sigma": 0.001, "nu": 30.0},
+        likelihood="studentt",
+        draws=300,
+        spread=0.002,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = check(narrow, seed=0)
@@ -46,10 +58,18 @@ def test_a_noise_scale_ten_times_too_small_is_caught(demo_runs):
 def test_losses_in_the_wrong_units_are_ruled_out_by_the_priors():
     from bayescale.forecast.checks import findings
 
-    result = {"n_runs": 10, "prior_predictive": {"band": 0.99, "outside": 10, "outside_rows": list(range(1, 11)),
-                                                 "loss_range": [0.7, 1300.0], "observed_range": [2300.0, 4000.0]},
-              "posterior_predictive": {"coverage_0.5": 0.5, "coverage_0.9": 0.9},
-              "loo_pit": {"p_value": 0.5, "mean": 0.5, "share_outside_central_90": 0.1}}
+    result = {
+        "n_runs": 10,
+        "prior_predictive": {
+            "band": 0.99,
+            "outside": 10,
+            "outside_rows": list(range(1, 11)),
+            "loss_range": [0.7, 1300.0],
+            "observed_range": [2300.0, 4000.0],
+        },
+        "posterior_predictive": {"coverage_0.5": 0.5, "coverage_0.9": 0.9},
+        "loo_pit": {"p_value": 0.5, "mean": 0.5, "share_outside_central_90": 0.1},
+    }
     assert "check the units of the table" in findings(result)[0] and "rows 1, 2, 3" in findings(result)[0]
 
 
@@ -79,10 +99,12 @@ def test_scatter_that_grows_with_n_is_reported_with_the_noise_trend_as_the_remed
     rng = np.random.default_rng(2)
     design = pd.DataFrame({"N": np.exp(rng.uniform(np.log(1e7), np.log(1e10), 150))})
     design["D"] = 20 * design["N"]
-    runs = bs.datasets.simulate_runs("chinchilla", bs.datasets.CHINCHILLA_TRUTH, design, noise=0.01,
-                                     noise_slope=0.4, seed=2)
-    one_scale = fake_fit(runs, values={**bs.datasets.CHINCHILLA_TRUTH, "sigma": 0.01, "nu": 30.0}, draws=300,
-                         spread=0.002)
+    runs = bs.datasets.simulate_runs(
+        "chinchilla", bs.datasets.CHINCHILLA_TRUTH, design, noise=0.01, noise_slope=0.4, seed=2
+    )
+    one_scale = fake_fit(
+        runs, values={**bs.datasets.CHINCHILLA_TRUTH, "sigma": 0.01, "nu": 30.0}, draws=300, spread=0.002
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = check(one_scale, seed=0)

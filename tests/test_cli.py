@@ -27,7 +27,7 @@ def test_laws_lists_the_catalog(capsys):
 
 
 def test_installed_entry_point_runs():
-    exe = shutil.which("bayescale") or str((__import__("pathlib").Path(sys.executable).parent / "bayescale"))
+    exe = shutil.which("bayescale") or str(__import__("pathlib").Path(sys.executable).parent / "bayescale")
     done = subprocess.run([exe, "laws"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "kaplan_nd" in done.stdout
 
@@ -36,8 +36,25 @@ def test_installed_entry_point_runs():
 def small_fit(tmp_path_factory):
     """A real (small) fit through the CLI: demo runs, 2 chains x 200 draws."""
     path = tmp_path_factory.mktemp("cli") / "fit.nc"
-    code = main(["fit", str(demo_runs_path()), "--law", "chinchilla", "--draws", "200", "--tune", "300",
-                 "--chains", "2", "--seed", "3", "--out", str(path), "--quiet"])
+    code = main(
+        [
+            "fit",
+            str(demo_runs_path()),
+            "--law",
+            "chinchilla",
+            "--draws",
+            "200",
+            "--tune",
+            "300",
+            "--chains",
+            "2",
+            "--seed",
+            "3",
+            "--out",
+            str(path),
+            "--quiet",
+        ]
+    )
     assert code == 0 and path.exists()
     return path
 
@@ -50,12 +67,28 @@ def test_summary_json_has_the_documented_shape(small_fit, capsys):
     for stats in data["params"].values():
         assert stats["lower"] < stats["median"] < stats["upper"]
     assert 0.2 < data["params"]["alpha"]["median"] < 0.5
-    assert set(data["diagnostics"]) == {"divergences", "rhat_max", "ess_bulk_min", "ess_tail_min", "n_draws", "problems"}
+    assert set(data["diagnostics"]) == {
+        "divergences",
+        "rhat_max",
+        "ess_bulk_min",
+        "ess_tail_min",
+        "n_draws",
+        "problems",
+    }
     assert all(set(stats) >= {"sd", "ess_bulk", "r_hat", "reference"} for stats in data["params"].values())
     from bayescale import load
+
     timings = load(small_fit).settings["timings"]  # where the fit's time went, saved with it
-    assert {"read and validate", "mode search", "build model", "compile and set-up", "sampling", "log-likelihood",
-            "diagnostics", "calibration"} == set(timings) and all(v >= 0 for v in timings.values())
+    assert {
+        "read and validate",
+        "mode search",
+        "build model",
+        "compile and set-up",
+        "sampling",
+        "log-likelihood",
+        "diagnostics",
+        "calibration",
+    } == set(timings) and all(v >= 0 for v in timings.values())
     assert 0 < timings["sampling"] < sum(timings.values())
 
 
@@ -75,16 +108,21 @@ def test_predict_json_and_text(small_fit, capsys):
     assert f"C {first['C_vs_max']:.2g}x" in out and f"D_per_N {first['D_per_N_vs_max']:.2g}x" in out
 
 
-@pytest.mark.parametrize("argv, fragment", [
-    (["fit", str(demo_runs_path()), "--law", "chinchila", "--out", "x.nc"], "unknown law 'chinchila'"),
-    (["fit", str(demo_runs_path()), "--columns", "N=Params", "--out", "x.nc"], "column 'Params' (mapped to N)"),
-    (["fit", str(demo_runs_path()), "--prior", "alpha=Normal(mu=__import__('os'))", "--out", "x.nc"],
-     "unknown function '__import__'"),
-    (["fit", str(demo_runs_path()), "--draws", "0", "--out", "x.nc"], "draws must be a whole number >= 1"),
-    (["fit", "missing.csv", "--out", "x.nc"], "runs file 'missing.csv' does not exist"),
-    (["fit", str(demo_runs_path()), "--out", "x.pkl"], "ending in .nc"),
-    (["summary", "missing.nc"], "fit file 'missing.nc' does not exist"),
-])
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["fit", str(demo_runs_path()), "--law", "chinchila", "--out", "x.nc"], "unknown law 'chinchila'"),
+        (["fit", str(demo_runs_path()), "--columns", "N=Params", "--out", "x.nc"], "column 'Params' (mapped to N)"),
+        (
+            ["fit", str(demo_runs_path()), "--prior", "alpha=Normal(mu=__import__('os'))", "--out", "x.nc"],
+            "unknown function '__import__'",
+        ),
+        (["fit", str(demo_runs_path()), "--draws", "0", "--out", "x.nc"], "draws must be a whole number >= 1"),
+        (["fit", "missing.csv", "--out", "x.nc"], "runs file 'missing.csv' does not exist"),
+        (["fit", str(demo_runs_path()), "--out", "x.pkl"], "ending in .nc"),
+        (["summary", "missing.nc"], "fit file 'missing.nc' does not exist"),
+    ],
+)
 def test_errors_are_one_line_on_stderr_with_exit_2(capsys, argv, fragment):
     code, out, err = run(capsys, *argv)
     assert code == 2 and out == "" and err.startswith("error: ") and fragment in err
@@ -92,8 +130,11 @@ def test_errors_are_one_line_on_stderr_with_exit_2(capsys, argv, fragment):
 
 
 def test_predict_errors(small_fit, capsys):
-    for argv, fragment in [(["--at", "N=7e10"], "needs input(s) D"), (["--at", "N=big,D=1"], "not a number"),
-                           ([], "give the points")]:
+    for argv, fragment in [
+        (["--at", "N=7e10"], "needs input(s) D"),
+        (["--at", "N=big,D=1"], "not a number"),
+        ([], "give the points"),
+    ]:
         code, _, err = run(capsys, "predict", str(small_fit), *argv)
         assert code == 2 and fragment in err
 
@@ -108,8 +149,26 @@ def test_a_failed_fit_never_overwrites_a_good_one(small_fit, tmp_path, capsys):
 
 def test_predict_with_several_fits_stacks_them(small_fit, tmp_path, capsys):
     other = tmp_path / "kaplan.nc"
-    assert main(["fit", str(demo_runs_path()), "--law", "kaplan_nd", "--draws", "200", "--tune", "300",
-                 "--chains", "2", "--out", str(other), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                str(demo_runs_path()),
+                "--law",
+                "kaplan_nd",
+                "--draws",
+                "200",
+                "--tune",
+                "300",
+                "--chains",
+                "2",
+                "--out",
+                str(other),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     code, out, _ = run(capsys, "predict", str(small_fit), str(other), "--at", "N=7e10,D=1.4e12", "--json")
     data = json.loads(out)
@@ -129,8 +188,25 @@ def test_predict_with_several_fits_stacks_them(small_fit, tmp_path, capsys):
 
 def test_fit_prints_each_sampler_warning_once_with_advice_for_api_and_cli(tmp_path):
     exe = shutil.which("bayescale") or str(__import__("pathlib").Path(sys.executable).parent / "bayescale")
-    done = subprocess.run([exe, "fit", str(demo_runs_path()), "--draws", "30", "--tune", "30", "--chains", "2",
-                           "--out", str(tmp_path / "short.nc"), "--quiet"], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            exe,
+            "fit",
+            str(demo_runs_path()),
+            "--draws",
+            "30",
+            "--tune",
+            "30",
+            "--chains",
+            "2",
+            "--out",
+            str(tmp_path / "short.nc"),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stderr.count("low effective sample size") == 1, done.stderr  # 60 draws: ESS is surely short
     assert "Draw more (draws=2000; CLI: --draws 2000)" in done.stderr
@@ -162,9 +238,24 @@ def test_same_seed_gives_the_same_posterior_with_a_cold_and_a_warm_compile_cache
     cache = tmp_path / "compile-cache"
     env = {**os.environ, "PYTENSOR_FLAGS": f"base_compiledir={cache}", "BAYESCALE_CACHE": str(tmp_path / "callbacks")}
     for name in ("cold", "warm"):
-        done = subprocess.run([exe, "fit", str(demo_runs_path()), "--draws", "300", "--tune", "300",
-                               "--out", str(tmp_path / f"{name}.nc"), "--quiet"],
-                              capture_output=True, text=True, timeout=600, env=env)
+        done = subprocess.run(
+            [
+                exe,
+                "fit",
+                str(demo_runs_path()),
+                "--draws",
+                "300",
+                "--tune",
+                "300",
+                "--out",
+                str(tmp_path / f"{name}.nc"),
+                "--quiet",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=env,
+        )
         assert done.returncode == 0, done.stderr
         if name == "cold":
             assert any((cache / "numba").iterdir()), "the first run should have filled the empty cache"
@@ -186,9 +277,23 @@ def test_ctrl_c_during_sampling_exits_130_with_one_line_and_no_file(tmp_path):
 
     out = tmp_path / "fit.nc"
     # pytest-xdist's workers ignore SIGINT, and a child inherits that: give the fit Ctrl-C's default back
-    process = subprocess.Popen([sys.executable, "-m", "bayescale.cli.main", "fit", str(demo_runs_path()), "--draws",
-                                "200000", "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bayescale.cli.main",
+            "fit",
+            str(demo_runs_path()),
+            "--draws",
+            "200000",
+            "--out",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         lines = []
         for line in process.stderr:  # progress lines arrive while nutpie samples

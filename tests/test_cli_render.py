@@ -6,7 +6,6 @@ precision the text shows it, every name in it a JSON key or value.
 """
 
 import json
-import math
 import re
 
 import numpy as np
@@ -19,8 +18,11 @@ from bayescale.cli.main import main
 
 SAMPLING = ["--draws", "100", "--tune", "150", "--chains", "2", "--seed", "1"]
 #: numbers that belong to the text's own sentences, not to the result
-FIXED = re.compile(r"1,000 steps|\b(2x too|20x any|100x the|10x compute|next 10x|first 10x|within 2x|2x N|2x D)|5-95%|Raftery 2007|within 2 points|2 binomial|90% band|\(90%|IS90|"
-                   r"[A-Za-z_]+\d+[A-Za-z_]*|\d+(\.\d+)?%:|cov\d+|\(\d+-\d+%")
+FIXED = re.compile(
+    r"1,000 steps|\b(2x too|20x any|100x the|10x compute|next 10x|first 10x|within 2x|2x N|2x D)|5-95%|"
+    r"Raftery 2007|within 2 points|2 binomial|90% band|\(90%|IS90|"
+    r"[A-Za-z_]+\d+[A-Za-z_]*|\d+(\.\d+)?%:|cov\d+|\(\d+-\d+%"
+)
 NUMBER = re.compile(r"(?<![\w.])[-+]?(\d+\.\d*|\d+)(e[-+]?\d+)?(%|x)?(?![\w])")
 
 
@@ -105,8 +107,9 @@ def _check(renderings, minimum: int = 1):
 
 
 def test_the_number_check_catches_a_text_that_shows_more_than_its_json():
-    assert _missing_numbers("alpha 0.3412 [0.30, 0.38]", {"alpha": {"median": 0.3412, "lower": 0.30}}) == \
-        ["0.38 in 'alpha 0.3412 [0.30, 0.38]'"]
+    assert _missing_numbers("alpha 0.3412 [0.30, 0.38]", {"alpha": {"median": 0.3412, "lower": 0.30}}) == [
+        "0.38 in 'alpha 0.3412 [0.30, 0.38]'"
+    ]
     assert _missing_numbers("C = 1e+23 FLOPs, 53% of draws", {"flops": 1e23, "p": 0.531}) == []
 
 
@@ -120,8 +123,10 @@ def saved_fit(tmp_path_factory):
 @pytest.fixture(scope="module")
 def second_fit(tmp_path_factory):
     path = tmp_path_factory.mktemp("render") / "kaplan.nc"
-    assert main(["fit", str(bs.datasets.demo_runs_path()), "--law", "kaplan_nd", *SAMPLING, "--out", str(path),
-                 "--quiet"]) == 0
+    assert (
+        main(["fit", str(bs.datasets.demo_runs_path()), "--law", "kaplan_nd", *SAMPLING, "--out", str(path), "--quiet"])
+        == 0
+    )
     return path
 
 
@@ -135,8 +140,23 @@ def test_laws_fit_summary_and_predict(renderings, saved_fit, second_fit, tmp_pat
 
 
 def test_plan_check_compare_and_report(renderings, saved_fit, second_fit, tmp_path):
-    assert main(["plan", str(saved_fit), "--flops", "1e22", "--candidate", "N=2e10,D=4e11", "--marginal",
-                 "N=1e10,D=2e11", "--frontier", "1e21,1e22"]) == 0
+    assert (
+        main(
+            [
+                "plan",
+                str(saved_fit),
+                "--flops",
+                "1e22",
+                "--candidate",
+                "N=2e10,D=4e11",
+                "--marginal",
+                "N=1e10,D=2e11",
+                "--frontier",
+                "1e21,1e22",
+            ]
+        )
+        == 0
+    )
     assert main(["check", str(saved_fit), "--prior-draws", "100"]) == 0
     assert main(["compare", str(saved_fit), str(second_fit)]) == 0
     assert main(["report", str(saved_fit), "--out", str(tmp_path / "r.md"), "--format", "markdown"]) == 0
@@ -146,12 +166,45 @@ def test_plan_check_compare_and_report(renderings, saved_fit, second_fit, tmp_pa
 @pytest.mark.slow
 def test_backtest_sweep_and_demo(renderings, tmp_path):
     runs = bs.datasets.demo_runs_path()
-    assert main(["backtest", str(runs), "--law", "chinchilla", "--holdout", "N >= 2e9", *SAMPLING,
-                 "--processes", "1", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "backtest",
+                str(runs),
+                "--law",
+                "chinchilla",
+                "--holdout",
+                "N >= 2e9",
+                *SAMPLING,
+                "--processes",
+                "1",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     table = pd.read_csv(runs).assign(dataset=lambda t: np.where(t.index % 2, "a", "b"))
     table.to_csv(tmp_path / "two.csv", index=False)
-    assert main(["sweep", str(tmp_path / "two.csv"), "--by", "dataset", "--law", "chinchilla", *SAMPLING,
-                 "--processes", "1", "--no-report", "--out", str(tmp_path / "sweep"), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "sweep",
+                str(tmp_path / "two.csv"),
+                "--by",
+                "dataset",
+                "--law",
+                "chinchilla",
+                *SAMPLING,
+                "--processes",
+                "1",
+                "--no-report",
+                "--out",
+                str(tmp_path / "sweep"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert main(["demo", "--draws", "100", "--tune", "150", "--out", str(tmp_path / "demo"), "--quiet"]) == 0
     _check(renderings, 3)
 
@@ -164,8 +217,10 @@ def test_tune_downstream_and_curve(renderings, tmp_path):
     runs = pd.read_csv(bs.datasets.demo_runs_path())
     accuracy = 0.25 + 0.7 * np.exp(-2.0 * (runs["loss"] - 1.8))
     runs.assign(accuracy=np.clip(accuracy, 0.26, 0.95), chance=0.25).to_csv(tmp_path / "acc.csv", index=False)
-    assert main(["downstream", str(tmp_path / "acc.csv"), "--metric", "accuracy", "--at", "N=7e10,D=1.4e12",
-                 *SAMPLING]) == 0
+    assert (
+        main(["downstream", str(tmp_path / "acc.csv"), "--metric", "accuracy", "--at", "N=7e10,D=1.4e12", *SAMPLING])
+        == 0
+    )
     curves = tmp_path / "curves.csv"
     bs.datasets.synthetic_curves(seed=0, points=40).to_csv(curves, index=False)
     assert main(["curve", str(curves), "--upto", "0.5", *SAMPLING, "--quiet"]) == 0

@@ -3,11 +3,11 @@
 import warnings
 
 import pytest
+from conftest import fake_fit
 
 import bayescale as bs
-from bayescale.evaluation.comparison import compare, loo, verdict
 from bayescale.data.datasets import CHINCHILLA_TRUTH
-from conftest import fake_fit
+from bayescale.evaluation.comparison import compare, loo, verdict
 
 
 def test_the_law_that_generated_the_data_wins(demo_runs):
@@ -90,7 +90,9 @@ def test_cli_compare_prints_a_legend_and_a_verdict(demo_runs, tmp_path, capsys):
     from bayescale.cli.main import main
 
     good = fake_fit(demo_runs, values=CHINCHILLA_TRUTH, spread=0.002).save(tmp_path / "truth.nc")
-    bad = fake_fit(demo_runs, values={**CHINCHILLA_TRUTH, "E": 1.9, "beta": 0.2}, spread=0.002).save(tmp_path / "wrong.nc")
+    bad = fake_fit(demo_runs, values={**CHINCHILLA_TRUTH, "E": 1.9, "beta": 0.2}, spread=0.002).save(
+        tmp_path / "wrong.nc"
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", bs.SamplerWarning)
         assert main(["compare", str(good), str(bad)]) == 0
@@ -105,17 +107,29 @@ def test_compare_says_where_loo_and_a_backtest_disagree(demo_runs, tmp_path, cap
     """LOO ranks the fits on these runs; a backtest of the same laws may rank them the other way round."""
     import pandas as pd
 
-    from bayescale.evaluation.backtesting import BacktestResult
     from bayescale.cli.main import main
+    from bayescale.evaluation.backtesting import BacktestResult
 
     good = fake_fit(demo_runs, values=CHINCHILLA_TRUTH, spread=0.002).save(tmp_path / "chin.nc")
-    kaplan = fake_fit(demo_runs, law="kaplan_nd", values={"Nc": 8.8e13, "alphaN": 0.076, "Dc": 5.4e13, "alphaD": 0.095},
-                      spread=0.002).save(tmp_path / "kap.nc")
+    kaplan = fake_fit(
+        demo_runs, law="kaplan_nd", values={"Nc": 8.8e13, "alphaN": 0.076, "Dc": 5.4e13, "alphaD": 0.095}, spread=0.002
+    ).save(tmp_path / "kap.nc")
     runs = pd.DataFrame({"N": [1e11], "D": [2e12], "loss": [1.9]})
     scored = {"chinchilla": (0.2, 0.03, -5.0), "kaplan_nd": (1.0, 0.005, 20.0)}  # the backtest prefers kaplan_nd
-    backtest = BacktestResult("N >= 5e10", 50, 13, {
-        law: {"coverage": {"0.5": cov, "0.8": cov, "0.9": cov}, "median_abs_rel_error": err, "heldout_lpd": lpd,
-              "runs": runs} for law, (cov, err, lpd) in scored.items()}).save(tmp_path / "bt.json")
+    backtest = BacktestResult(
+        "N >= 5e10",
+        50,
+        13,
+        {
+            law: {
+                "coverage": {"0.5": cov, "0.8": cov, "0.9": cov},
+                "median_abs_rel_error": err,
+                "heldout_lpd": lpd,
+                "runs": runs,
+            }
+            for law, (cov, err, lpd) in scored.items()
+        },
+    ).save(tmp_path / "bt.json")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", bs.SamplerWarning)
         assert main(["compare", str(good), str(kaplan), "--backtest", str(backtest)]) == 0

@@ -57,9 +57,16 @@ def test_a_single_run_with_too_few_checkpoints_is_refused(curves):
 
 
 def test_a_law_that_needs_learning_rates_says_so(curves):
-    law = bs.Law.from_formula("E + A * step**(-alpha) * lr**(-g)", priors={
-        "E": "LogNormal(0.7, 0.5)", "A": "LogNormal(3, 2)", "alpha": "LogNormal(-0.7, 0.5)", "g": "LogNormal(-2, 1)"},
-        inputs=("step", "lr"))
+    law = bs.Law.from_formula(
+        "E + A * step**(-alpha) * lr**(-g)",
+        priors={
+            "E": "LogNormal(0.7, 0.5)",
+            "A": "LogNormal(3, 2)",
+            "alpha": "LogNormal(-0.7, 0.5)",
+            "g": "LogNormal(-2, 1)",
+        },
+        inputs=("step", "lr"),
+    )
     with pytest.raises(DataError, match="needs column\\(s\\) lr"):
         fit_curves(load_checkpoints(curves), law, upto=0.5, draws=10, tune=10)
 
@@ -87,13 +94,20 @@ def test_forecast_of_the_rest_of_each_run(curve_fit, curves):
 
 
 def test_curve_cli_json(tmp_path, curves, capsys, monkeypatch):
-    import bayescale.curves.learning_curves
     from conftest import fake_fit
 
-    fit = fake_fit(load_checkpoints(curves.query("run == 'run1'")), "curve_power",
-                   {"E": 2.0, "A": 30.0, "alpha": 0.45}, spread=0.01)
+    import bayescale.curves.learning_curves
+
+    fit = fake_fit(
+        load_checkpoints(curves.query("run == 'run1'")),
+        "curve_power",
+        {"E": 2.0, "A": 30.0, "alpha": 0.45},
+        spread=0.01,
+    )
     asked = {}
-    monkeypatch.setattr(bayescale.curves.learning_curves, "fit_curves", lambda *args, **kwargs: asked.update(kwargs) or fit)  # plumbing
+    monkeypatch.setattr(
+        bayescale.curves.learning_curves, "fit_curves", lambda *args, **kwargs: asked.update(kwargs) or fit
+    )  # plumbing
     path = tmp_path / "curves.csv"
     curves.to_csv(path, index=False)
     code = main(["curve", str(path), "--upto", "0.5", "--run", "run1", "--draws", "150", "--tune", "200", "--json"])
@@ -148,8 +162,13 @@ def test_far_forecast_warnings_name_the_run_asked_about_not_internal_grid_points
     runs, fit = curve_fit
     seen = runs.frame[runs.frame["step"] <= 0.5 * runs.frame.groupby("run")["step"].transform("max")]
     widened = copy.copy(fit)
-    widened.discrepancy = Discrepancy(observed_ranges(fit.runs, fit.law.inputs), np.full(fit.diagnostics.n_draws, 0.01),
-                                      pd.DataFrame(), 0.2, last_seen_steps(seen))
+    widened.discrepancy = Discrepancy(
+        observed_ranges(fit.runs, fit.law.inputs),
+        np.full(fit.diagnostics.n_draws, 0.01),
+        pd.DataFrame(),
+        0.2,
+        last_seen_steps(seen),
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         forecast_curves(widened, runs, upto=0.5)

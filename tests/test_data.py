@@ -10,9 +10,11 @@ from bayescale.errors import DataError, UnitsWarning
 
 
 def table(**overrides):
-    base = {"Model Size": [1e8, 2e8, 4e8, 8e8, 1.6e9, 3.2e9, 6.4e9, 1.28e10],
-            "Training FLOP": [1e19, 2e19, 4e19, 8e19, 1.6e20, 3.2e20, 6.4e20, 1.28e21],
-            "loss": [3.1, 3.0, 2.9, 2.8, 2.7, 2.6, 2.5, 2.4]}
+    base = {
+        "Model Size": [1e8, 2e8, 4e8, 8e8, 1.6e9, 3.2e9, 6.4e9, 1.28e10],
+        "Training FLOP": [1e19, 2e19, 4e19, 8e19, 1.6e20, 3.2e20, 6.4e20, 1.28e21],
+        "loss": [3.1, 3.0, 2.9, 2.8, 2.7, 2.6, 2.5, 2.4],
+    }
     base.update(overrides)
     return pd.DataFrame(base)
 
@@ -33,23 +35,49 @@ def test_csv_and_parquet_give_the_same_table(tmp_path):
     pd.testing.assert_frame_equal(a.frame, b.frame)
 
 
-@pytest.mark.parametrize("kwargs, fragment", [
-    ({"columns": {"N": "Params"}}, "column 'Params' (mapped to N) is not in the runs table"),
-    ({"columns": {"Q": "Model Size"}}, "unknown column(s) Q"),
-])
+@pytest.mark.parametrize(
+    "kwargs, fragment",
+    [
+        ({"columns": {"N": "Params"}}, "column 'Params' (mapped to N) is not in the runs table"),
+        ({"columns": {"Q": "Model Size"}}, "unknown column(s) Q"),
+    ],
+)
 def test_mapping_errors_name_the_column(kwargs, fragment):
     with pytest.raises(DataError) as info:
         bs.load_runs(table(), **kwargs)
     assert fragment in str(info.value)
 
 
-@pytest.mark.parametrize("column, values, fragment", [
-    ("loss", [3.1, "abc", 2.9, 2.8, 2.7, 2.6, 2.5, 2.4], "column 'loss': rows 2 (1 = the first data row) are not numbers ('abc')"),
-    ("loss", [3.1, 3.0, np.nan, 2.8, 2.7, 2.6, 2.5, np.nan], "column 'loss': rows 3, 8 (1 = the first data row) are empty or NaN"),
-    ("Model Size", [1e8, np.inf, 4e8, 8e8, 1.6e9, 3.2e9, 6.4e9, 1.28e10], "column 'N': rows 2 (1 = the first data row) are infinite"),
-    ("loss", [3.1, 3.0, 2.9, -2.8, 0.0, 2.6, 2.5, 2.4], "column 'loss': must be > 0, but rows 4, 5 (1 = the first data row) are -2.8, 0.0"),
-    ("Training FLOP", [1e19, 2e19, 0, 8e19, 1.6e20, 3.2e20, 6.4e20, 1.28e21], "column 'C': must be > 0, but rows 3 (1 = the first data row)"),
-])
+@pytest.mark.parametrize(
+    "column, values, fragment",
+    [
+        (
+            "loss",
+            [3.1, "abc", 2.9, 2.8, 2.7, 2.6, 2.5, 2.4],
+            "column 'loss': rows 2 (1 = the first data row) are not numbers ('abc')",
+        ),
+        (
+            "loss",
+            [3.1, 3.0, np.nan, 2.8, 2.7, 2.6, 2.5, np.nan],
+            "column 'loss': rows 3, 8 (1 = the first data row) are empty or NaN",
+        ),
+        (
+            "Model Size",
+            [1e8, np.inf, 4e8, 8e8, 1.6e9, 3.2e9, 6.4e9, 1.28e10],
+            "column 'N': rows 2 (1 = the first data row) are infinite",
+        ),
+        (
+            "loss",
+            [3.1, 3.0, 2.9, -2.8, 0.0, 2.6, 2.5, 2.4],
+            "column 'loss': must be > 0, but rows 4, 5 (1 = the first data row) are -2.8, 0.0",
+        ),
+        (
+            "Training FLOP",
+            [1e19, 2e19, 0, 8e19, 1.6e20, 3.2e20, 6.4e20, 1.28e21],
+            "column 'C': must be > 0, but rows 3 (1 = the first data row)",
+        ),
+    ],
+)
 def test_bad_values_name_column_and_rows(column, values, fragment):
     with pytest.raises(DataError) as info:
         bs.load_runs(table(**{column: values}), {"N": "Model Size", "C": "Training FLOP"})
@@ -78,8 +106,11 @@ def test_units_that_look_like_millions_warn():
 
 
 def test_cli_style_column_mapping_parses_quotes_and_commas():
-    assert parse_column_mapping(["N='Model Size',C=Training FLOP", "loss=\"a, b\""]) == {
-        "N": "Model Size", "C": "Training FLOP", "loss": "a, b"}
+    assert parse_column_mapping(["N='Model Size',C=Training FLOP", 'loss="a, b"']) == {
+        "N": "Model Size",
+        "C": "Training FLOP",
+        "loss": "a, b",
+    }
 
 
 def test_prediction_points_are_validated_and_derived():
@@ -94,17 +125,21 @@ def test_prediction_points_are_validated_and_derived():
 def test_parameter_counts():
     from bayescale.data.runs import count_parameters
 
-    frame = pd.DataFrame({"N": [1e8, 1e9, 1e10], "N_no_embed": [6e7, 8e8, 9e9], "D": [2e9, 2e10, 2e11],
-                          "loss": [3.0, 2.6, 2.3]})
+    frame = pd.DataFrame(
+        {"N": [1e8, 1e9, 1e10], "N_no_embed": [6e7, 8e8, 9e9], "D": [2e9, 2e10, 2e11], "loss": [3.0, 2.6, 2.3]}
+    )
     runs = bs.load_runs(frame)
     assert count_parameters(runs, "total") is runs
     counted = count_parameters(runs, "non-embedding")
     assert counted["N"].tolist() == [6e7, 8e8, 9e9] and counted["N_total"].tolist() == [1e8, 1e9, 1e10]
     assert "N counts non-embedding parameters, from column N_no_embed" in counted.notes
     assert count_parameters(counted, "non_embedding") is counted  # never counted twice
-    shapes = bs.load_runs(pd.DataFrame({"N": [1e8, 1e9], "n_layers": [12, 24], "d_model": [768, 2048],
-                                        "D": [2e9, 2e10], "loss": [3.0, 2.6]}))
-    assert count_parameters(shapes, "non_embedding")["N"].tolist() == [12 * 12 * 768 ** 2, 12 * 24 * 2048 ** 2]
+    shapes = bs.load_runs(
+        pd.DataFrame(
+            {"N": [1e8, 1e9], "n_layers": [12, 24], "d_model": [768, 2048], "D": [2e9, 2e10], "loss": [3.0, 2.6]}
+        )
+    )
+    assert count_parameters(shapes, "non_embedding")["N"].tolist() == [12 * 12 * 768**2, 12 * 24 * 2048**2]
     with pytest.raises(bs.DataError, match="needs the non-embedding parameter count: a column N_no_embed"):
         count_parameters(bs.load_runs(frame.drop(columns="N_no_embed")), "non_embedding")
     with pytest.raises(bs.DataError, match="params must be one of total, non_embedding"):
@@ -112,8 +147,9 @@ def test_parameter_counts():
 
 
 def test_held_out_runs_are_scored_in_the_fit_s_parameter_count(demo_runs):
-    from bayescale.evaluation.backtesting import score
     from conftest import fake_fit
+
+    from bayescale.evaluation.backtesting import score
 
     frame = demo_runs.frame.assign(N_no_embed=lambda f: 0.5 * f["N"])
     train, heldout = frame[frame.C < 1e21], frame[frame.C >= 1e21].reset_index(drop=True)
@@ -133,7 +169,10 @@ def test_implausible_tables_warn_and_say_how_to_silence_it():
         warnings.simplefilter("error")  # ln(perplexity) is plausible: no warning
         bs.load_runs(frame.assign(loss=np.log(frame["loss"])))
     doubled = pd.concat([frame.assign(loss=[3.0, 2.6, 2.3])] * 2, ignore_index=True)
-    with pytest.warns(DataWarning, match=r"rows 4, 5, 6 \(1 = the first data row\) repeat earlier rows exactly.*category=bayescale.DataWarning") as caught:
+    with pytest.warns(
+        DataWarning,
+        match=r"rows 4, 5, 6 \(1 = the first data row\) repeat earlier rows exactly.*category=bayescale.DataWarning",
+    ) as caught:
         bs.load_runs(doubled)
     assert [w.filename for w in caught] == [__file__]  # the user's line, not one inside bayescale
 

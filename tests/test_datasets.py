@@ -1,10 +1,10 @@
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import shared_file
 
 import bayescale as bs
 from bayescale.data.datasets import synthetic_sweep
-from conftest import shared_file
 
 
 def test_synthetic_sweep_is_seeded_and_isoflop_shaped():
@@ -45,7 +45,11 @@ def test_opt_trajectories_become_a_checkpoint_table_with_losses_in_nats():
     assert sorted(table["run"].unique()) == ["1.3b", "125m", "13b", "175b", "30b", "6.7b"]
     assert table.groupby("run")["step"].apply(lambda s: s.is_monotonic_increasing).all()
     first = table.iloc[0]
-    assert first["N"] == 1.3e9 and first["tokens"] == pytest.approx(2e9) and first["loss"] == pytest.approx(np.log(44.2), abs=1.5)
+    assert (
+        first["N"] == 1.3e9
+        and first["tokens"] == pytest.approx(2e9)
+        and first["loss"] == pytest.approx(np.log(44.2), abs=1.5)
+    )
     assert table["loss"].between(2.0, 4.5).all()  # ln of perplexities 10-70
 
 

@@ -9,10 +9,10 @@ import xarray as xr
 from conftest import fake_fit, shared_file
 
 import bayescale as bs
-from bayescale.downstream import metric as downstream
 from bayescale.cli.main import main
-from bayescale.inference.diagnostics import diagnose
+from bayescale.downstream import metric as downstream
 from bayescale.errors import BayescaleError, DataError
+from bayescale.inference.diagnostics import diagnose
 
 GADRE_LIKE = {"E": 0.76, "k": 1.4, "gamma": 0.95}
 
@@ -28,25 +28,32 @@ def metric_runs(n_models: int = 30, seed: int = 0) -> pd.DataFrame:
 def fake_metric_fit(values=GADRE_LIKE, kappa=0.0, draws=400) -> downstream.MetricFit:
     """A MetricFit of metric_exp whose every draw sits at ``values`` (no sampling)."""
     law = bs.get_law("metric_exp")
-    posterior = xr.Dataset({name: (("chain", "draw"), np.full((2, draws // 2), value))
-                            for name, value in {**values, "phi": 1e5}.items()})
+    posterior = xr.Dataset(
+        {name: (("chain", "draw"), np.full((2, draws // 2), value)) for name, value in {**values, "phi": 1e5}.items()}
+    )
     stats = xr.Dataset({"diverging": (("chain", "draw"), np.zeros((2, draws // 2), bool))})
     tree = xr.DataTree.from_dict({"posterior": posterior, "sample_stats": stats})
     with np.errstate(all="ignore"):  # constant draws: R-hat is 0/0
         diagnostics = diagnose(posterior, stats, list(law.param_names))
-    return downstream.MetricFit(law, tree, metric_runs(), "accuracy", None, diagnostics, {"chance": 0.25},
-                                np.full(draws, kappa), 2.6)
+    return downstream.MetricFit(
+        law, tree, metric_runs(), "accuracy", None, diagnostics, {"chance": 0.25}, np.full(draws, kappa), 2.6
+    )
 
 
-@pytest.mark.parametrize("change, fragment", [
-    (lambda t: t.assign(accuracy=t["accuracy"] * 100), "percentages? bayescale takes accuracies as fractions"),
-    (lambda t: t.assign(accuracy=t["accuracy"].where(t.index != 4, 1.7)), "must lie in [0, 1], but rows 5"),
-    (lambda t: t.drop(columns="accuracy"), "no metric column 'accuracy'"),
-    (lambda t: t.assign(chance=25.0), "column 'chance': the random baseline must be a fraction"),
-    (lambda t: t.assign(accuracy=0.25 + 0.001 * (t.index % 2)), "only 0 of 30 models score clearly above chance"),
-    (lambda t: t.assign(n=100).assign(n=lambda f: f["n"].where(f.index != 2, 0.5)),
-     "column 'n' (the number of questions behind each accuracy) must hold whole numbers >= 1, but rows 3"),
-])
+@pytest.mark.parametrize(
+    "change, fragment",
+    [
+        (lambda t: t.assign(accuracy=t["accuracy"] * 100), "percentages? bayescale takes accuracies as fractions"),
+        (lambda t: t.assign(accuracy=t["accuracy"].where(t.index != 4, 1.7)), "must lie in [0, 1], but rows 5"),
+        (lambda t: t.drop(columns="accuracy"), "no metric column 'accuracy'"),
+        (lambda t: t.assign(chance=25.0), "column 'chance': the random baseline must be a fraction"),
+        (lambda t: t.assign(accuracy=0.25 + 0.001 * (t.index % 2)), "only 0 of 30 models score clearly above chance"),
+        (
+            lambda t: t.assign(n=100).assign(n=lambda f: f["n"].where(f.index != 2, 0.5)),
+            "column 'n' (the number of questions behind each accuracy) must hold whole numbers >= 1, but rows 3",
+        ),
+    ],
+)
 def test_metric_data_errors_name_the_column_and_what_is_allowed(change, fragment):
     with pytest.raises(DataError) as caught:
         downstream.fit_metric(change(metric_runs()), "accuracy", "metric_exp")
@@ -94,8 +101,26 @@ def test_gadre_protocol_average_accuracy_of_the_held_out_models(tmp_path, capsys
     path = tmp_path / "gadre.csv"
     bs.datasets.load_gadre_downstream(folder).to_csv(path, index=False)
     figure, report = tmp_path / "fan.png", tmp_path / "downstream.html"
-    assert main(["downstream", str(path), "--metric", "accuracy", "--group", "dataset", "--holdout", "N >= 1e9",
-                 "--plot", str(figure), "--report", str(report), "--json"]) == 0
+    assert (
+        main(
+            [
+                "downstream",
+                str(path),
+                "--metric",
+                "accuracy",
+                "--group",
+                "dataset",
+                "--holdout",
+                "N >= 1e9",
+                "--plot",
+                str(figure),
+                "--report",
+                str(report),
+                "--json",
+            ]
+        )
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
     assert figure.stat().st_size > 20_000  # the two-step fan chart
     text = report.read_text()
@@ -111,15 +136,25 @@ def test_metric_mode_is_the_mode_of_the_model_that_is_sampled(grouped):
     """The internal splits' mode maximises build_metric_model's own log density (with its Jacobian), per coordinate."""
     law = bs.get_law("metric_exp")
     runs = metric_runs(24)
-    data = {"loss": runs["loss"].to_numpy(), "chance": runs["chance"].to_numpy(), "accuracy": runs["accuracy"].to_numpy(),
-            "n": None, "codes": np.arange(24) % 2}
+    data = {
+        "loss": runs["loss"].to_numpy(),
+        "chance": runs["chance"].to_numpy(),
+        "accuracy": runs["accuracy"].to_numpy(),
+        "n": None,
+        "codes": np.arange(24) % 2,
+    }
     levels, group = (["a", "b"], "corpus") if grouped else (None, None)
     mode = downstream.metric_mode(law, data, levels, group)
     model = downstream.build_metric_model(law, data, levels, group)
     logp = model.compile_logp(jacobian=True)
-    point = {model.rvs_to_values[rv].name: (model.rvs_to_transforms[rv].forward(mode[rv.name]).eval()
-                                            if model.rvs_to_transforms.get(rv) is not None else mode[rv.name])
-             for rv in model.free_RVs}
+    point = {
+        model.rvs_to_values[rv].name: (
+            model.rvs_to_transforms[rv].forward(mode[rv.name]).eval()
+            if model.rvs_to_transforms.get(rv) is not None
+            else mode[rv.name]
+        )
+        for rv in model.free_RVs
+    }
     best = logp(point)
     for name, value in point.items():
         for step in (-1e-3, 1e-3):

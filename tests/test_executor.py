@@ -8,9 +8,9 @@ import textwrap
 import time
 from pathlib import Path
 
+import executor_tasks as tasks
 import pytest
 
-import executor_tasks as tasks
 from bayescale.errors import BayescaleError
 from bayescale.parallel.executor import LocalExecutor, WorkerError, executor_for, fan_out
 
@@ -53,9 +53,16 @@ def test_chatty_workers_do_not_block():
 
 def test_a_failing_task_reports_its_error_and_the_others_finish():
     progress = []
-    outcomes = fan_out({"good": (tasks.add, (1, 2), {}), "bad": (tasks.fail, ("no luck",), {}),
-                        "dead": (tasks.die, (9,), {}), "also good": (tasks.add, (3, 4), {})},
-                       max_workers=2, progress=lambda o, done, total: progress.append((o.key, done, total)))
+    outcomes = fan_out(
+        {
+            "good": (tasks.add, (1, 2), {}),
+            "bad": (tasks.fail, ("no luck",), {}),
+            "dead": (tasks.die, (9,), {}),
+            "also good": (tasks.add, (3, 4), {}),
+        },
+        max_workers=2,
+        progress=lambda o, done, total: progress.append((o.key, done, total)),
+    )
     assert outcomes["good"].result == 3 and outcomes["also good"].result == 7
     error = outcomes["bad"].error
     assert isinstance(error, ValueError) and str(error) == "no luck"
@@ -66,9 +73,14 @@ def test_a_failing_task_reports_its_error_and_the_others_finish():
 
 
 def test_fail_fast_cancels_the_rest(tmp_path):
-    outcomes = fan_out({"bad": (tasks.fail_after, (1.0, "stop"), {}),  # the others are running by then
-                        **{f"slow{i}": (tasks.sleep_and_record, (str(tmp_path), 60), {}) for i in range(3)}},
-                       max_workers=2, fail_fast=True)
+    outcomes = fan_out(
+        {
+            "bad": (tasks.fail_after, (1.0, "stop"), {}),  # the others are running by then
+            **{f"slow{i}": (tasks.sleep_and_record, (str(tmp_path), 60), {}) for i in range(3)},
+        },
+        max_workers=2,
+        fail_fast=True,
+    )
     assert str(outcomes["bad"].error) == "stop"
     assert all(not outcomes[f"slow{i}"].ok for i in range(3))
     pids = [int(p.stem) for p in tmp_path.glob("*.pid")]
@@ -114,7 +126,9 @@ def _start_script(tmp_path) -> subprocess.Popen:
     script = tmp_path / "user_script.py"
     script.write_text(textwrap.dedent(SCRIPT.format(tests=str(TESTS), folder=str(tmp_path))))
     process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert _wait_until(lambda: len(list(tmp_path.glob("*.pid"))) == 2, 60), process.stderr.read() if process.poll() else ""
+    assert _wait_until(lambda: len(list(tmp_path.glob("*.pid"))) == 2, 60), (
+        process.stderr.read() if process.poll() else ""
+    )
     return process
 
 

@@ -5,13 +5,13 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import fake_fit
 
 import bayescale as bs
 from bayescale.errors import ExtrapolationWarning
 from bayescale.inference.discrepancy import Discrepancy, calibrate, distance
 from bayescale.laws.likelihood import get_likelihood
 from bayescale.model.spec import ModelSpec
-from conftest import fake_fit
 
 
 def test_distance_is_zero_inside_and_log_euclidean_outside():
@@ -72,8 +72,11 @@ def test_forecasts_widen_only_outside_the_observed_runs(demo_runs):
 
 def test_forecasts_far_beyond_the_calibration_warn(demo_runs):
     fit = with_discrepancy(fake_fit(demo_runs), supported=0.5)
-    with pytest.warns(ExtrapolationWarning, match=r"the forecast at N=1e\+13, D=1e\+14 lies .* e-folds beyond the "
-                                                  r"observed runs.*internal backtests"):
+    with pytest.warns(
+        ExtrapolationWarning,
+        match=r"the forecast at N=1e\+13, D=1e\+14 lies .* e-folds beyond the "
+        r"observed runs.*internal backtests",
+    ):
         fit.predict(N=[1e9, 1e13], D=[2e10, 1e14])  # named by the user's inputs, not by an index
     with warnings.catch_warnings():
         warnings.simplefilter("error", ExtrapolationWarning)
@@ -141,9 +144,12 @@ def test_the_kappa_likelihood_is_the_joint_normal_of_a_shared_discrepancy():
     ll = kappa_log_likelihood(error, scale, d, split)
     for i in (0, 200, 500, 800):
         k = KAPPA_GRID[i]
-        dense = sum(stats.multivariate_normal(np.zeros(at.sum()), np.diag(scale[at] ** 2)
-                                              + k ** 2 * np.outer(d[at], d[at])).logpdf(error[at])
-                    for at in (split == 0.15, split == 0.3))
+        dense = sum(
+            stats.multivariate_normal(
+                np.zeros(at.sum()), np.diag(scale[at] ** 2) + k**2 * np.outer(d[at], d[at])
+            ).logpdf(error[at])
+            for at in (split == 0.15, split == 0.3)
+        )
         assert ll[i] == pytest.approx(dense, rel=1e-9)
     # many points that err together are about one observation of kappa, not many
     shared = kappa_log_likelihood(np.full(50, 0.05), np.full(50, 0.01), np.ones(50), np.zeros(50))
@@ -155,11 +161,13 @@ def test_the_curve_likelihood_is_a_mixture_of_joint_normals_with_the_bias_taken_
     """Per run and split, errors ~ (1 - share) MVN(bias d, S + kappa^2 d d') + share MVN(bias d, S + (m kappa)^2 d d')."""
     from scipy import stats
 
-    from bayescale.inference.discrepancy import (BIAS_GRID,
-                                                 CURVE_KAPPA_GRID,
-                                                 OUTLIER_SCALE,
-                                                 OUTLIER_SHARES,
-                                                 curve_log_likelihood)
+    from bayescale.inference.discrepancy import (
+        BIAS_GRID,
+        CURVE_KAPPA_GRID,
+        OUTLIER_SCALE,
+        OUTLIER_SHARES,
+        curve_log_likelihood,
+    )
 
     rng = np.random.default_rng(2)
     error, scale, d = rng.normal(-0.01, 0.02, 9), rng.uniform(0.005, 0.03, 9), rng.uniform(0, 1.5, 9)
@@ -171,8 +179,12 @@ def test_the_curve_likelihood_is_a_mixture_of_joint_normals_with_the_bias_taken_
         dense = 0.0
         for name in np.unique(label):
             at = label == name
-            parts = [stats.multivariate_normal(bias * d[at], np.diag(scale[at] ** 2) + (m * kappa) ** 2
-                                               * np.outer(d[at], d[at])).logpdf(error[at]) for m in (1, OUTLIER_SCALE)]
+            parts = [
+                stats.multivariate_normal(
+                    bias * d[at], np.diag(scale[at] ** 2) + (m * kappa) ** 2 * np.outer(d[at], d[at])
+                ).logpdf(error[at])
+                for m in (1, OUTLIER_SCALE)
+            ]
             dense += np.logaddexp(np.log1p(-share) + parts[0], np.log(share) + parts[1]) if share else parts[0]
         assert ll[i, j, k] == pytest.approx(dense, rel=1e-9)
 
@@ -194,18 +206,36 @@ def test_a_bias_all_runs_share_is_learned_and_moves_every_run():
     n = 20000
 
     def bends(outliers):
-        curves = Discrepancy({"step": (1.0, 1000.0)}, np.full(n, 0.01), pd.DataFrame(), 2.0,
-                             last_seen={"a": 1000.0, "b": 1000.0}, bias=np.full(n, -0.02), outliers=np.full(n, outliers))
+        curves = Discrepancy(
+            {"step": (1.0, 1000.0)},
+            np.full(n, 0.01),
+            pd.DataFrame(),
+            2.0,
+            last_seen={"a": 1000.0, "b": 1000.0},
+            bias=np.full(n, -0.02),
+            outliers=np.full(n, outliers),
+        )
         return curves.widen(np.zeros((n, 2)), table, seed=0)
 
     plain, heavy = bends(0.0), bends(0.1)
-    text = Discrepancy({"step": (1.0, 1000.0)}, np.full(n, 0.01), pd.DataFrame({"distance": [0.5]}), 2.0,
-                       last_seen={"a": 1000.0}, bias=np.full(n, -0.02), outliers=np.full(n, 0.1)).describe()
+    text = Discrepancy(
+        {"step": (1.0, 1000.0)},
+        np.full(n, 0.01),
+        pd.DataFrame({"distance": [0.5]}),
+        2.0,
+        last_seen={"a": 1000.0},
+        bias=np.full(n, -0.02),
+        outliers=np.full(n, 0.1),
+    ).describe()
     assert "bias of -2.00% per e-fold" in text and "about 10% of the runs bend 5 times more" in text
     np.testing.assert_allclose(np.median(plain, axis=0), -0.02 * np.log([2, 4]), atol=0.001)
     np.testing.assert_allclose(plain.std(axis=0), 0.01 * np.log([2, 4]), rtol=0.05)
-    assert np.quantile(np.abs(heavy[:, 1] - plain[:, 1].mean()), 0.5) < 1.2 * np.quantile(np.abs(plain[:, 1] - plain[:, 1].mean()), 0.5)
-    assert np.quantile(heavy[:, 1], 0.99) - np.median(heavy[:, 1]) > 2 * (np.quantile(plain[:, 1], 0.99) - np.median(plain[:, 1]))
+    assert np.quantile(np.abs(heavy[:, 1] - plain[:, 1].mean()), 0.5) < 1.2 * np.quantile(
+        np.abs(plain[:, 1] - plain[:, 1].mean()), 0.5
+    )
+    assert np.quantile(heavy[:, 1], 0.99) - np.median(heavy[:, 1]) > 2 * (
+        np.quantile(plain[:, 1], 0.99) - np.median(plain[:, 1])
+    )
 
 
 def test_learning_curves_bend_away_each_in_its_own_way():
@@ -213,10 +243,11 @@ def test_learning_curves_bend_away_each_in_its_own_way():
     from bayescale.inference.discrepancy import Discrepancy
 
     table = pd.DataFrame({"run": ["a", "a", "b"], "step": [2000.0, 4000.0, 4000.0]})
-    curves = Discrepancy({"step": (1.0, 1000.0)}, np.full(4000, 0.05), pd.DataFrame(), 1.0,
-                         last_seen={"a": 1000.0, "b": 1000.0})
+    curves = Discrepancy(
+        {"step": (1.0, 1000.0)}, np.full(4000, 0.05), pd.DataFrame(), 1.0, last_seen={"a": 1000.0, "b": 1000.0}
+    )
     shift = curves.widen(np.zeros((4000, 3)), table, seed=0)
-    assert np.corrcoef(shift[:, 0], shift[:, 1])[0, 1] > 0.99      # one run: one bend
+    assert np.corrcoef(shift[:, 0], shift[:, 1])[0, 1] > 0.99  # one run: one bend
     assert abs(np.corrcoef(shift[:, 1], shift[:, 2])[0, 1]) < 0.1  # two runs: independent
     np.testing.assert_allclose(shift.std(axis=0), 0.05 * np.log([2, 4, 4]), rtol=0.05)
     # a run keeps its bend whichever runs are forecast with it (and in whichever block)
@@ -238,7 +269,7 @@ def test_sharp_learning_curves_get_internal_forecasts_as_sharp_as_their_noise(tm
     fit = fit_curves(runs, "curve_power", draws=150, tune=200, chains=2, progressbar=False, extend=False)
     table = fit.discrepancy.calibration
     assert set(table["shares_with"]) == set(runs.frame["run"].astype(str))
-    assert table["scale"].median() < 0.01            # not the prior's width: the mode search found the mode
+    assert table["scale"].median() < 0.01  # not the prior's width: the mode search found the mode
     assert np.median(np.abs(table["error"])) < 0.01  # the law is right: internal forecasts are close
     assert {"kappa", "discrepancy_bias", "discrepancy_outliers"} <= set(fit.posterior.data_vars)
     assert abs(np.median(fit.discrepancy.bias)) < 0.01  # a right law: no bias worth a percent per e-fold

@@ -6,14 +6,14 @@ import numpy as np
 import pymc as pm
 import pytensor
 import pytest
+from test_pooling import two_families
 
 import bayescale as bs
 from bayescale.data.datasets import CHINCHILLA_TRUTH
-from bayescale.model.generative import build_generative, free_variable_values
 from bayescale.laws.likelihood import get_likelihood
+from bayescale.model.generative import build_generative, free_variable_values
 from bayescale.model.spec import ModelSpec
 from bayescale.model.whitened import build_whitened
-from test_pooling import two_families
 
 pytestmark = pytest.mark.filterwarnings("ignore::bayescale.errors.SamplerWarning")  # tiny fits on purpose
 
@@ -24,8 +24,11 @@ def _forward_transforms(model):
     for rv in model.free_RVs:
         transform = model.rvs_to_transforms.get(rv)
         x = rv.type()
-        out[rv.name] = (lambda v: v) if transform is None else pytensor.function(
-            [x], transform.forward(x, *rv.owner.inputs), on_unused_input="ignore")
+        out[rv.name] = (
+            (lambda v: v)
+            if transform is None
+            else pytensor.function([x], transform.forward(x, *rv.owner.inputs), on_unused_input="ignore")
+        )
     return out
 
 
@@ -33,14 +36,17 @@ def _value_point(model, spec, u):
     """The generative model's value variables (transformed, as PyMC samples them) at sampler coordinates ``u``."""
     free = free_variable_values(spec, spec.constrain(u))
     forward = model.forward_transforms
-    return {model.rvs_to_values[rv].name: forward[rv.name](np.asarray(free[rv.name], dtype=float))
-            for rv in model.free_RVs}
+    return {
+        model.rvs_to_values[rv].name: forward[rv.name](np.asarray(free[rv.name], dtype=float)) for rv in model.free_RVs
+    }
 
 
 def _log_jacobian(model, spec, u, step=1e-6):
     """log |det d(value variables) / du| by central differences: independent of both implementations."""
+
     def flat(x):
         return np.concatenate([np.ravel(v) for v in _value_point(model, spec, x).values()])
+
     columns = [(flat(u + e) - flat(u - e)) / (2 * step) for e in np.eye(len(u)) * step]
     return np.linalg.slogdet(np.array(columns).T)[1]
 
@@ -83,11 +89,19 @@ def test_the_sampled_density_is_the_generative_density_in_the_samplers_coordinat
 
 def test_generative_model_has_named_variables_data_inputs_and_group_dims():
     families = bs.load_runs(two_families(), keep=["family"])
-    spec = ModelSpec.from_runs(bs.get_law("chinchilla"), get_likelihood("studentt"), families,
-                               pool={"alpha": "family"})
+    spec = ModelSpec.from_runs(bs.get_law("chinchilla"), get_likelihood("studentt"), families, pool={"alpha": "family"})
     model = build_generative(spec)
-    assert [rv.name for rv in model.free_RVs] == ["E", "A", "alpha_pop", "alpha_sd", "alpha_offset", "B", "beta",
-                                                  "sigma", "nu"]
+    assert [rv.name for rv in model.free_RVs] == [
+        "E",
+        "A",
+        "alpha_pop",
+        "alpha_sd",
+        "alpha_offset",
+        "B",
+        "beta",
+        "sigma",
+        "nu",
+    ]
     assert {"N", "D", "family_idx"} <= set(model.named_vars) and model["N"] in model.data_vars
     assert model.named_vars_to_dims["alpha"] == ("family",) and model.named_vars_to_dims["log_loss"] == ("obs",)
     assert type(model["A"].owner.op).__name__ == "LogNormalRV"
@@ -111,8 +125,10 @@ def test_fit_adds_prior_and_posterior_predictive_groups_and_saves_them(tiny_fit,
     assert replicated.shape == (2, 200, n)
     observed = tree["observed_data"]["log_loss"].to_numpy()
     np.testing.assert_allclose(observed, np.log(tiny_fit.runs["loss"]))
-    inside = np.mean((replicated.quantile(0.05, ("chain", "draw")) <= observed)
-                     & (observed <= replicated.quantile(0.95, ("chain", "draw"))))
+    inside = np.mean(
+        (replicated.quantile(0.05, ("chain", "draw")) <= observed)
+        & (observed <= replicated.quantile(0.95, ("chain", "draw")))
+    )
     assert inside > 0.8  # the demo data are drawn from the law: the replicates cover them
     again = bs.Fit.load(tiny_fit.save(tmp_path / "fit.nc"))
     assert {"prior", "prior_predictive", "posterior_predictive"} <= set(again.idata.children)
@@ -135,8 +151,9 @@ def test_set_data_and_posterior_predictive_reproduce_predict(tiny_fit):
     trace = tiny_fit.posterior[[rv.name for rv in model.free_RVs]]
     with model:
         pm.set_data(points, coords={"obs": np.arange(2)})
-        drawn = pm.sample_posterior_predictive(trace, var_names=["log_loss"], predictions=True, random_seed=5,
-                                               progressbar=False)
+        drawn = pm.sample_posterior_predictive(
+            trace, var_names=["log_loss"], predictions=True, random_seed=5, progressbar=False
+        )
     loss = np.exp(drawn["predictions"]["log_loss"])
     ours = tiny_fit.predict(points, ci_prob=0.9)
     for q, column in ((0.05, "pred_lower"), (0.5, "median"), (0.95, "pred_upper")):
@@ -162,8 +179,9 @@ def test_a_user_term_is_added_to_build_model_and_sampled_with_the_package_settin
     assert float(difference.quantile(0.05)) < 0.05 < float(difference.quantile(0.95))
     assert float(difference.quantile(0.05)) > 0.02
     # the same model through bs.fit: whitened with the law, a Fit with the term's variables reported
-    fit = bs.fit(table, "chinchilla", likelihood="normal", model=model, draws=300, tune=500, chains=2,
-                 progressbar=False)
+    fit = bs.fit(
+        table, "chinchilla", likelihood="normal", model=model, draws=300, tune=500, chains=2, progressbar=False
+    )
     assert fit.settings["model"] == {"extra": ["family_shift", "b_minus_a"], "mean_terms": ["family_shift"]}
     difference = fit.posterior["b_minus_a"]
     assert list(fit.posterior["family_shift"].dims) == ["chain", "draw", "family"]
@@ -193,7 +211,9 @@ def test_simulation_based_calibration_small_version():
     from sbc import holm, rank_task, simulate, uniformity
 
     design, truths, losses = simulate("chinchilla", 12, 7, {})
-    ranks = [rank_task("chinchilla", design, truth, loss, 100 + i, 150, {})["ranks"]
-             for i, (truth, loss) in enumerate(zip(truths, losses))]
+    ranks = [
+        rank_task("chinchilla", design, truth, loss, 100 + i, 150, {})["ranks"]
+        for i, (truth, loss) in enumerate(zip(truths, losses))
+    ]
     p_values = {name: uniformity(np.array([r[name] for r in ranks]))["chi2_p_value"] for name in truths[0]}
     assert min(holm(p_values).values()) > 0.01, p_values

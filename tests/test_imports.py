@@ -5,8 +5,13 @@ import sys
 
 
 def _modules_after(code: str) -> set[str]:
-    done = subprocess.run([sys.executable, "-c", f"{code}\nimport sys; print(' '.join(sys.modules))"],
-                          capture_output=True, text=True, timeout=120, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", f"{code}\nimport sys; print(' '.join(sys.modules))"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     return set(done.stdout.split())
 
 
@@ -16,7 +21,9 @@ def test_listing_laws_and_help_do_not_import_the_sampler_stack():
 
 
 def test_public_names_load_on_first_use():
-    loaded = _modules_after("import bayescale as bs; assert callable(bs.fit) and bs.fit.__module__ == 'bayescale.fitting.pipeline'")
+    loaded = _modules_after(
+        "import bayescale as bs; assert callable(bs.fit) and bs.fit.__module__ == 'bayescale.fitting.pipeline'"
+    )
     assert "bayescale.fitting.pipeline" in loaded
     bare = _modules_after("import bayescale")
     assert not {"bayescale.fitting.pipeline", "pymc", "arviz", "pandas"} & bare

@@ -14,7 +14,7 @@ def test_catalog_has_the_published_laws_with_sources():
     refs = {n: p.reference for n, p in chin.params.items()}
     assert refs == {"E": 1.69, "A": 406.4, "alpha": 0.34, "B": 410.7, "beta": 0.28}
     # default priors are centred on the published values
-    for name, param in chin.params.items():
+    for param in chin.params.values():
         assert np.isclose(param.prior.median(), param.reference)
     assert laws["kaplan_c"].params["Cc"].reference == pytest.approx(3.1e8 * 8.64e19)
     assert laws["kaplan_nd"].params["Dc"].reference == 1.8e13
@@ -31,8 +31,10 @@ def test_kaplan_nd_formula_matches_the_paper():
 
 
 def test_law_from_formula_and_from_card_file(tmp_path):
-    law = Law.from_formula("E + A * N**(-alpha)", priors={"E": "LogNormal(0.5, 0.5)", "A": "LogNormal(6, 2)",
-                                                          "alpha": "LogNormal(-1, 0.5)"})
+    law = Law.from_formula(
+        "E + A * N**(-alpha)",
+        priors={"E": "LogNormal(0.5, 0.5)", "A": "LogNormal(6, 2)", "alpha": "LogNormal(-1, 0.5)"},
+    )
     assert law.inputs == ("N",)
     card = tmp_path / "mine.toml"
     card.write_text((models_dir() / "saturating.toml").read_text().replace('name = "saturating"', 'name = "mine"'))
@@ -60,8 +62,12 @@ def test_law_round_trips_through_its_dict():
 
 
 def test_an_anchor_must_be_an_additive_parameter():
-    base = {"name": "t", "inputs": ["N"], "formula": "E + A * N**(-alpha)",
-            "params": {p: {"prior": "LogNormal(0, 1)"} for p in ("E", "A", "alpha")}}
+    base = {
+        "name": "t",
+        "inputs": ["N"],
+        "formula": "E + A * N**(-alpha)",
+        "params": {p: {"prior": "LogNormal(0, 1)"} for p in ("E", "A", "alpha")},
+    }
     assert Law.from_dict({**base, "anchor": "E"}).anchor == "E"
     with pytest.raises(FormulaError, match="anchor 'A' must enter the formula additively"):
         Law.from_dict({**base, "anchor": "A"})

@@ -11,8 +11,23 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "bayescale"
 #: lowest first; the foundation modules (errors, defaults, files) sit below every layer
-LAYERS = ["errors", "defaults", "files", "laws", "data", "model", "parallel", "inference", "forecast", "fitting",
-          "evaluation", "curves", "downstream", "viz", "cli"]
+LAYERS = [
+    "errors",
+    "defaults",
+    "files",
+    "laws",
+    "data",
+    "model",
+    "parallel",
+    "inference",
+    "forecast",
+    "fitting",
+    "evaluation",
+    "curves",
+    "downstream",
+    "viz",
+    "cli",
+]
 MAX_LINES = 600
 
 
@@ -24,7 +39,8 @@ def _module_name(path: Path) -> str:
 def _is_type_checking(node: ast.If) -> bool:
     test = node.test
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _imports(tree: ast.AST, module: str, is_package: bool):
@@ -76,8 +92,13 @@ def test_every_module_sits_in_a_known_layer():
 
 def test_imports_point_down_the_layers():
     _, graph = _graph()
-    upward = [f"{source} -> {target} (line {line})" for source, targets in graph.items() if source != "bayescale"
-              for target, line in targets if _layer(target) > _layer(source)]
+    upward = [
+        f"{source} -> {target} (line {line})"
+        for source, targets in graph.items()
+        if source != "bayescale"
+        for target, line in targets
+        if _layer(target) > _layer(source)
+    ]
     assert not upward, "imports that point up a layer:\n" + "\n".join(sorted(upward))
 
 
@@ -91,7 +112,7 @@ def test_no_import_circle_between_modules():
         stack.append(node)
         for nxt in sorted(edges.get(node, ())):
             if state.get(nxt) == "open":
-                pytest.fail("import circle: " + " -> ".join(stack[stack.index(nxt):] + [nxt]))
+                pytest.fail("import circle: " + " -> ".join(stack[stack.index(nxt) :] + [nxt]))
             if nxt not in state:
                 visit(nxt)
         stack.pop()
@@ -103,6 +124,9 @@ def test_no_import_circle_between_modules():
 
 
 def test_no_module_over_the_line_limit():
-    long = {str(p.relative_to(PACKAGE.parent)): n for p in PACKAGE.rglob("*.py")
-            if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    long = {
+        str(p.relative_to(PACKAGE.parent)): n
+        for p in PACKAGE.rglob("*.py")
+        if (n := len(p.read_text().splitlines())) > MAX_LINES
+    }
     assert not long, f"split these modules (over {MAX_LINES} lines): {long}"

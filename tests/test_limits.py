@@ -3,17 +3,34 @@
 import numpy as np
 import pandas as pd
 import pytest
-
-import bayescale as bs
-from bayescale.forecast.derived import break_table, derived_draws
-from bayescale.errors import DataError, FormulaError
-from bayescale.laws.card import Law
-from bayescale.laws.priors import Prior, ScaledPrior
 from conftest import fake_fit
 
+import bayescale as bs
+from bayescale.errors import DataError, FormulaError
+from bayescale.forecast.derived import break_table, derived_draws
+from bayescale.laws.card import Law
+from bayescale.laws.priors import Prior, ScaledPrior
+
 BNSL_X = [160, 192, 256, 320, 384, 448, 480, 512, 544, 576, 608, 640, 672, 736, 800, 864, 928]
-BNSL_Y = [2.1381, 2.1181, 2.0896, 2.0699, 2.0540, 2.0384, 2.0281, 2.0050, 1.9558, 1.8631, 1.7089, 1.5064,
-          1.2975, 0.9656, 0.7586, 0.6477, 0.5570]
+BNSL_Y = [
+    2.1381,
+    2.1181,
+    2.0896,
+    2.0699,
+    2.0540,
+    2.0384,
+    2.0281,
+    2.0050,
+    1.9558,
+    1.8631,
+    1.7089,
+    1.5064,
+    1.2975,
+    0.9656,
+    0.7586,
+    0.6477,
+    0.5570,
+]
 
 
 def test_prior_text_may_refer_to_the_observed_range_and_is_bound_at_fit_time():
@@ -62,8 +79,12 @@ def test_derived_quantities_and_break_probability_from_draws():
 
 
 def test_card_errors_for_derived_quantities_and_breaks():
-    base = {"name": "t", "inputs": ["X"], "formula": "a * X**(-b)",
-            "params": {"a": {"prior": "LogNormal(0, 1)"}, "b": {"prior": "LogNormal(0, 1)"}}}
+    base = {
+        "name": "t",
+        "inputs": ["X"],
+        "formula": "a * X**(-b)",
+        "params": {"a": {"prior": "LogNormal(0, 1)"}, "b": {"prior": "LogNormal(0, 1)"}},
+    }
     with pytest.raises(FormulaError, match="derived quantity 'q'.*unknown name.*'z'"):
         Law.from_dict({**base, "derived": {"q": {"formula": "a + z"}}})
     with pytest.raises(FormulaError, match="break location 'd9' is neither"):

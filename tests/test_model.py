@@ -17,8 +17,11 @@ def test_likelihood_scipy_density_for_held_out_runs_matches_pymc(name):
     lik = get_likelihood(name)
     y, mu = np.array([0.9, 1.0, 1.3]), np.array([1.0, 1.0, 1.0])
     params = {"sigma": 0.05, "nu": 4.0}
-    dist = {"normal": pm.Normal.dist(mu, 0.05), "laplace": pm.Laplace.dist(mu, 0.05),
-            "studentt": pm.StudentT.dist(nu=4.0, mu=mu, sigma=0.05)}[name]
+    dist = {
+        "normal": pm.Normal.dist(mu, 0.05),
+        "laplace": pm.Laplace.dist(mu, 0.05),
+        "studentt": pm.StudentT.dist(nu=4.0, mu=mu, sigma=0.05),
+    }[name]
     np.testing.assert_allclose(lik.logpdf(y, mu, params), pm.logp(dist, y).eval(), atol=1e-7)
 
 
@@ -129,8 +132,9 @@ def test_the_progress_bar_never_writes_to_stdout(capsys, monkeypatch, terminal):
     import sys
 
     monkeypatch.setattr(sys.stderr, "isatty", lambda: terminal)
-    bs.fit(bs.datasets.synthetic_sweep(3), "kaplan_n", draws=60, tune=60, chains=2, progressbar=True,
-           extrapolation="none")
+    bs.fit(
+        bs.datasets.synthetic_sweep(3), "kaplan_n", draws=60, tune=60, chains=2, progressbar=True, extrapolation="none"
+    )
     out, err = capsys.readouterr()
     assert out == ""
     assert ("draws/s" in err) == terminal
@@ -145,8 +149,11 @@ def test_short_r_hat_or_ess_at_defaults_samples_again_and_says_so(monkeypatch):
     monkeypatch.setattr(defaults, "TUNE", 40)
     sweep = bs.datasets.synthetic_sweep(3)
     options = dict(draws=40, tune=40, chains=4, progressbar=False, extrapolation="none")
-    with pytest.warns(SamplingExtended, match=r"min ESS \d+ at tune=40, draws=40: sampled again whitened by the "
-                                              r"first run's draws \(tune=40, draws=80\)"):
+    with pytest.warns(
+        SamplingExtended,
+        match=r"min ESS \d+ at tune=40, draws=40: sampled again whitened by the "
+        r"first run's draws \(tune=40, draws=80\)",
+    ):
         with pytest.warns(SamplerWarning, match="low effective sample size"):  # 320 draws are still short: reported
             extended = bs.fit(sweep, "kaplan_n", **options)
     assert extended.posterior.sizes["draw"] == 80 and extended.settings["draws"] == 80
@@ -165,8 +172,9 @@ def test_noise_that_grows_with_n_is_recovered_and_widens_forecasts_at_large_n(tm
     rng = np.random.default_rng(3)
     design = pd.DataFrame({"N": np.exp(rng.uniform(np.log(1e7), np.log(1e10), 160))})
     design["D"] = design["N"] * np.exp(rng.uniform(np.log(5), np.log(80), 160))
-    runs = bs.datasets.simulate_runs("chinchilla", bs.datasets.CHINCHILLA_TRUTH, design, noise=0.01,
-                                     noise_slope=0.3, seed=5)
+    runs = bs.datasets.simulate_runs(
+        "chinchilla", bs.datasets.CHINCHILLA_TRUTH, design, noise=0.01, noise_slope=0.3, seed=5
+    )
     quick = dict(draws=300, tune=400, chains=2, extrapolation="none", progressbar=False)
     fit = bs.fit(runs, "chinchilla", likelihood="normal", noise_trend=True, **quick)
     slope = fit.posterior["sigma_slope"].to_numpy().ravel()
@@ -185,8 +193,9 @@ def test_noise_that_grows_with_n_is_recovered_and_widens_forecasts_at_large_n(tm
     assert plain_width[1] / plain_width[0] < 1.5 < width[1] / width[0]
     from bayescale.fitting.pipeline import _prepare
 
-    *_, noise_priors, _ = _prepare(runs, "chinchilla", None, None, {"sigma_slope": "Normal(mu=0, sigma=0.1)"},
-                                   None, "studentt", "total")
+    *_, noise_priors, _ = _prepare(
+        runs, "chinchilla", None, None, {"sigma_slope": "Normal(mu=0, sigma=0.1)"}, None, "studentt", "total"
+    )
     assert noise_priors == {"sigma_slope": "Normal(mu=0, sigma=0.1)"}  # a prior on it asks for the trend too
 
 
@@ -232,8 +241,8 @@ def test_a_rewhitened_run_that_diverges_gives_way_to_longer_chains(monkeypatch):
     from dataclasses import replace
 
     from bayescale import defaults
-    from bayescale.fitting import pipeline as fitting
     from bayescale.errors import SamplingExtended
+    from bayescale.fitting import pipeline as fitting
 
     monkeypatch.setattr(defaults, "DRAWS", 40)
     monkeypatch.setattr(defaults, "TUNE", 40)
@@ -245,8 +254,18 @@ def test_a_rewhitened_run_that_diverges_gives_way_to_longer_chains(monkeypatch):
         return replace(found, divergences=3) if len(calls) == 2 else found
 
     monkeypatch.setattr(fitting, "diagnose", diagnose_with_a_diverging_second_run)
-    with pytest.warns(SamplingExtended, match=r"sampled again with longer chains \(whitened by the first run's draws "
-                                              r"it had 3 divergences\) \(tune=80, draws=80\)"):
-        fit = bs.fit(bs.datasets.synthetic_sweep(3), "kaplan_n", draws=40, tune=40, chains=4, progressbar=False,
-                     extrapolation="none")
+    with pytest.warns(
+        SamplingExtended,
+        match=r"sampled again with longer chains \(whitened by the first run's draws "
+        r"it had 3 divergences\) \(tune=80, draws=80\)",
+    ):
+        fit = bs.fit(
+            bs.datasets.synthetic_sweep(3),
+            "kaplan_n",
+            draws=40,
+            tune=40,
+            chains=4,
+            progressbar=False,
+            extrapolation="none",
+        )
     assert len(calls) == 3 and fit.posterior.sizes["draw"] == 80 and fit.diagnostics.divergences == 0

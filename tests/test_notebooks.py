@@ -9,8 +9,10 @@ from nbclient import NotebookClient
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 #: notebooks that read ../shared/data, and a file each needs (skipped when absent, failed under CI)
-NEEDS_DATA = {"downstream.ipynb": "gadre-overtrain/DERIVED_flat_losses.csv",
-              "pymc_model.ipynb": "gadre-overtrain/DERIVED_flat_losses.csv"}
+NEEDS_DATA = {
+    "downstream.ipynb": "gadre-overtrain/DERIVED_flat_losses.csv",
+    "pymc_model.ipynb": "gadre-overtrain/DERIVED_flat_losses.csv",
+}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -20,7 +22,9 @@ def test_notebook_runs(path, monkeypatch):
     monkeypatch.setenv("BAYESCALE_SHARED_DATA", str(SHARED_DATA))
     monkeypatch.setenv("BAYESCALE_NB_DRAWS", "150")
     notebook = nbformat.read(path, as_version=4)
-    NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    ).execute()
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
     figures = [o for o in outputs if "image/png" in o.get("data", {})]

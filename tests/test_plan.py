@@ -2,12 +2,12 @@ import json
 
 import numpy as np
 import pytest
+from conftest import fake_fit
 
 import bayescale as bs
 from bayescale.cli.main import main
 from bayescale.forecast.plan import chinchilla_closed_form, frontier_exponents, optimal_allocation
 from bayescale.forecast.predict import flat_draws
-from conftest import fake_fit
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +34,16 @@ def test_plan_intervals_and_frontier_exponent(spread_fit):
     assert np.median(a) == pytest.approx(exact, abs=0.02)
 
 
-@pytest.mark.parametrize("flops, fragment", [(0.0, "positive, finite"), (-1e20, "positive, finite"),
-                                              (float("inf"), "positive, finite"), (float("nan"), "positive, finite"),
-                                              (1e5, "too small")])
+@pytest.mark.parametrize(
+    "flops, fragment",
+    [
+        (0.0, "positive, finite"),
+        (-1e20, "positive, finite"),
+        (float("inf"), "positive, finite"),
+        (float("nan"), "positive, finite"),
+        (1e5, "too small"),
+    ],
+)
 def test_bad_budgets_are_refused(spread_fit, flops, fragment):
     with pytest.raises(bs.BayescaleError, match=fragment):
         spread_fit.plan(flops)
@@ -59,8 +66,16 @@ def test_cli_plan_json(spread_fit, tmp_path, capsys):
     path = spread_fit.save(tmp_path / "fit.nc")
     assert main(["plan", str(path), "--flops", "5.88e23", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["flops"] == 5.88e23 and set(data) == {"flops", "ci_prob", "N_opt", "D_opt", "tokens_per_param", "loss_opt",
-                                                 "flops_vs_largest_run", "run_at_plan"}
+    assert data["flops"] == 5.88e23 and set(data) == {
+        "flops",
+        "ci_prob",
+        "N_opt",
+        "D_opt",
+        "tokens_per_param",
+        "loss_opt",
+        "flops_vs_largest_run",
+        "run_at_plan",
+    }
     assert main(["plan", str(path), "--flops", "-1"]) == 2
     assert "positive, finite" in capsys.readouterr().err
 
@@ -84,12 +99,15 @@ def test_inference_cost_pushes_towards_smaller_models(spread_fit):
     assert with_serving["tokens_per_param"]["median"] > train_only["tokens_per_param"]["median"]
 
 
-@pytest.mark.parametrize("cost, fragment", [
-    ("6*N*D + 1e30", "never equals the budget"),
-    ("6*N/D", "must be positive and grow with D"),
-    ("6*N*D*K", "unknown name.*'K'"),
-    ("__import__('os')", "not allowed|unknown"),
-])
+@pytest.mark.parametrize(
+    "cost, fragment",
+    [
+        ("6*N*D + 1e30", "never equals the budget"),
+        ("6*N/D", "must be positive and grow with D"),
+        ("6*N*D*K", "unknown name.*'K'"),
+        ("__import__('os')", "not allowed|unknown"),
+    ],
+)
 def test_bad_cost_functions_are_refused(spread_fit, cost, fragment):
     with pytest.raises(bs.BayescaleError, match=fragment):
         spread_fit.plan(1e22, cost=cost)
@@ -106,7 +124,11 @@ def test_candidates_rank_the_compute_optimal_option_first(spread_fit):
     flops = 1e23
     opt = spread_fit.plan(flops)
     n = opt["N_opt"]["median"]
-    options = [{"N": n, "D": flops / (6 * n)}, {"N": n / 8, "D": 8 * flops / (6 * n)}, {"N": 8 * n, "D": flops / (48 * n)}]
+    options = [
+        {"N": n, "D": flops / (6 * n)},
+        {"N": n / 8, "D": 8 * flops / (6 * n)},
+        {"N": 8 * n, "D": flops / (48 * n)},
+    ]
     table = candidates(spread_fit, options)
     assert table["p_best"].sum() == pytest.approx(1.0)
     assert table["p_best"].idxmax() == 0 and table["regret_vs_best"].idxmin() == 0
@@ -156,8 +178,25 @@ def test_data_limited_plan_with_the_data_constrained_law_repeats_data(demo_runs)
 
 def test_cli_plan_with_candidates_marginal_and_frontier(spread_fit, tmp_path, capsys):
     path = spread_fit.save(tmp_path / "fit.nc")
-    code = main(["plan", str(path), "--flops", "1e23", "--unique-tokens", "5e11", "--candidate", "N=3e10,D=5e11",
-                 "--candidate", "N=1e11,D=1.6e11", "--marginal", "N=3e10,D=5e11", "--frontier", "1e21,1e23", "--json"])
+    code = main(
+        [
+            "plan",
+            str(path),
+            "--flops",
+            "1e23",
+            "--unique-tokens",
+            "5e11",
+            "--candidate",
+            "N=3e10,D=5e11",
+            "--candidate",
+            "N=1e11,D=1.6e11",
+            "--marginal",
+            "N=3e10,D=5e11",
+            "--frontier",
+            "1e21,1e23",
+            "--json",
+        ]
+    )
     assert code == 0
     data = json.loads(capsys.readouterr().out)
     assert len(data["candidates"]) == 2 and len(data["frontier"]) == 2 and "drop_double_N" in data["marginal"]
@@ -171,8 +210,12 @@ def test_plan_and_candidates_give_the_bands_predict_gives(demo_runs):
     from bayescale.inference.discrepancy import Discrepancy, observed_ranges
 
     fit = fake_fit(demo_runs, spread=0.05, draws=300)
-    fit.discrepancy = Discrepancy(observed_ranges(fit.runs, fit.law.inputs), np.full(fit.diagnostics.n_draws, 0.02),
-                                  __import__("pandas").DataFrame(), 5.0)
+    fit.discrepancy = Discrepancy(
+        observed_ranges(fit.runs, fit.law.inputs),
+        np.full(fit.diagnostics.n_draws, 0.02),
+        __import__("pandas").DataFrame(),
+        5.0,
+    )
     flops = 1e24
     result = fit.plan(flops)
     run = result["run_at_plan"]
@@ -182,8 +225,9 @@ def test_plan_and_candidates_give_the_bands_predict_gives(demo_runs):
         assert run[key] == pytest.approx(direct[key])
     assert run["pred_upper"] - run["pred_lower"] > 1.5 * (result["loss_opt"]["upper"] - result["loss_opt"]["lower"])
     assert result["flops_vs_largest_run"] == pytest.approx(flops / (6 * demo_runs["N"] * demo_runs["D"]).max())
-    table = candidates(fit, [{"N": run["N"], "D": run["D"]}, {"N": 2 * run["N"], "D": flops / (6 * run["N"])}],
-                       flops=flops)
+    table = candidates(
+        fit, [{"N": run["N"], "D": run["D"]}, {"N": 2 * run["N"], "D": flops / (6 * run["N"])}], flops=flops
+    )
     assert list(table["over_budget"]) == [run["N"] * run["D"] * 6 > flops, True]
     assert table.loc[0, "pred_lower"] == pytest.approx(direct["pred_lower"])
     assert table.loc[0, "pred_upper"] == pytest.approx(direct["pred_upper"])

@@ -17,22 +17,31 @@ from bayescale.model.whitened import build_whitened
 def two_families(shift=0.25, seed=0, budgets_b=(1e19, 1e20)):
     """Two sweeps whose irreducible loss E differs by ``shift``; family 'b' has only a few budgets."""
     a = synthetic_sweep(seed, noise=0.005, outlier_fraction=0).assign(family="a")
-    b = synthetic_sweep(seed + 1, budgets=budgets_b, noise=0.005, outlier_fraction=0,
-                        truth={**CHINCHILLA_TRUTH, "E": CHINCHILLA_TRUTH["E"] + shift}).assign(family="b")
+    b = synthetic_sweep(
+        seed + 1,
+        budgets=budgets_b,
+        noise=0.005,
+        outlier_fraction=0,
+        truth={**CHINCHILLA_TRUTH, "E": CHINCHILLA_TRUTH["E"] + shift},
+    ).assign(family="b")
     return pd.concat([a, b], ignore_index=True)
 
 
-@pytest.mark.parametrize("param, centred, coords", [
-    ("alpha", False, ["alpha_pop", "alpha_sd", "alpha_offset[a]", "alpha_offset[b]"]),
-    ("alpha", True, ["alpha_loc", "alpha_sd", "alpha_u[a]", "alpha_u[b]"]),
-    ("alpha", (True, False), ["alpha_pop", "alpha_sd", "alpha_u[a]", "alpha_offset[b]"]),
-    ("E", False, ["log_loss_at_centre (sets E_pop)", "E_sd", "E_offset[a]", "E_offset[b]"]),  # the anchored floor
-    ("E", True, ["log_loss_at_centre (sets E_pop)", "E_sd", "E_u[a]", "E_u[b]"]),
-])
+@pytest.mark.parametrize(
+    "param, centred, coords",
+    [
+        ("alpha", False, ["alpha_pop", "alpha_sd", "alpha_offset[a]", "alpha_offset[b]"]),
+        ("alpha", True, ["alpha_loc", "alpha_sd", "alpha_u[a]", "alpha_u[b]"]),
+        ("alpha", (True, False), ["alpha_pop", "alpha_sd", "alpha_u[a]", "alpha_offset[b]"]),
+        ("E", False, ["log_loss_at_centre (sets E_pop)", "E_sd", "E_offset[a]", "E_offset[b]"]),  # the anchored floor
+        ("E", True, ["log_loss_at_centre (sets E_pop)", "E_sd", "E_u[a]", "E_u[b]"]),
+    ],
+)
 def test_pooled_coordinates_give_the_sampled_models_named_values(param, centred, coords):
     runs = bs.load_runs(two_families(), keep=["family"])
-    spec = ModelSpec.from_runs(bs.get_law("chinchilla"), get_likelihood("studentt"), runs,
-                               pool={"E": "family", "alpha": "family"})
+    spec = ModelSpec.from_runs(
+        bs.get_law("chinchilla"), get_likelihood("studentt"), runs, pool={"E": "family", "alpha": "family"}
+    )
     spec.pooled[param] = replace(spec.pooled[param], centred=centred)
     assert [n for n in spec.free_names if n.startswith(param) or f"sets {param}" in n] == coords
     assert spec.names[-4:] == ("E_pop", "E_sd", "alpha_pop", "alpha_sd")
@@ -52,12 +61,15 @@ def test_pooled_coordinates_give_the_sampled_models_named_values(param, centred,
 def test_named_values_round_trip_through_unconstrain(centred):
     """The mode of one fit, as named values with groups by level, is a start for another fit's coordinates."""
     runs = bs.load_runs(two_families(), keep=["family"])
-    spec = ModelSpec.from_runs(bs.get_law("chinchilla"), get_likelihood("studentt"), runs,
-                               pool={"E": "family", "alpha": "family"})
+    spec = ModelSpec.from_runs(
+        bs.get_law("chinchilla"), get_likelihood("studentt"), runs, pool={"E": "family", "alpha": "family"}
+    )
     for param in ("E", "alpha"):
         spec.pooled[param] = replace(spec.pooled[param], centred=centred)
     rng = np.random.default_rng(2)
-    u = spec.unconstrain({**CHINCHILLA_TRUTH, "sigma": 0.01, "nu": 5.0}) + 0.1 * rng.standard_normal(len(spec.free_names))
+    u = spec.unconstrain({**CHINCHILLA_TRUTH, "sigma": 0.01, "nu": 5.0}) + 0.1 * rng.standard_normal(
+        len(spec.free_names)
+    )
     values = spec.named_values(u)
     assert set(values["alpha"]) == {"a", "b"}
     np.testing.assert_allclose(spec.unconstrain(values), u, rtol=1e-9, atol=1e-9)
@@ -71,8 +83,9 @@ def test_named_values_round_trip_through_unconstrain(centred):
 def test_a_pooled_floor_is_anchored_through_its_population_value():
     """Same posterior as plain coordinates: the densities differ by exactly the log-Jacobian of the change."""
     runs = bs.load_runs(two_families(), keep=["family"])
-    anchored = ModelSpec.from_runs(bs.get_law("chinchilla"), get_likelihood("studentt"), runs,
-                                   pool={"E": "family", "A": "family"})
+    anchored = ModelSpec.from_runs(
+        bs.get_law("chinchilla"), get_likelihood("studentt"), runs, pool={"E": "family", "A": "family"}
+    )
     plain = replace(anchored, reference=None)
     assert anchored.anchor == "E" and plain.anchor is None
     rng = np.random.default_rng(1)
@@ -89,10 +102,13 @@ def test_a_pooled_floor_is_anchored_through_its_population_value():
         assert density["E"]({"z": u}) - density[None]({"z": u_plain}) == pytest.approx(jacobian, abs=1e-8)
 
 
-@pytest.mark.parametrize("pool, error, fragment", [
-    ({"gamma": "family"}, BayescaleError, "cannot pool 'gamma'.*parameters: E, A, alpha, B, beta"),
-    ({"E": "corpus"}, DataError, "corpus"),
-])
+@pytest.mark.parametrize(
+    "pool, error, fragment",
+    [
+        ({"gamma": "family"}, BayescaleError, "cannot pool 'gamma'.*parameters: E, A, alpha, B, beta"),
+        ({"E": "corpus"}, DataError, "corpus"),
+    ],
+)
 def test_pooling_errors_name_the_parameter_or_column(pool, error, fragment):
     with pytest.raises(error, match=fragment):
         bs.fit(two_families(), "chinchilla", pool=pool, draws=10, tune=10, chains=1)
@@ -105,14 +121,22 @@ def test_pooling_a_column_with_one_group_is_refused():
 
 def test_spread_prior_names_are_checked():
     with pytest.raises(BayescaleError, match="no parameter.*beta_sd.*group spreads E_sd"):
-        bs.fit(two_families(), "chinchilla", pool={"E": "family"}, priors={"beta_sd": "HalfNormal(sigma=0.1)"},
-               draws=10, tune=10, chains=1)
+        bs.fit(
+            two_families(),
+            "chinchilla",
+            pool={"E": "family"},
+            priors={"beta_sd": "HalfNormal(sigma=0.1)"},
+            draws=10,
+            tune=10,
+            chains=1,
+        )
 
 
 @pytest.fixture(scope="module")
 def pooled_fit():
-    return bs.fit(two_families(), "chinchilla", pool={"E": "family"}, draws=300, tune=400, chains=2, seed=5,
-                  progressbar=False)
+    return bs.fit(
+        two_families(), "chinchilla", pool={"E": "family"}, draws=300, tune=400, chains=2, seed=5, progressbar=False
+    )
 
 
 def test_pooled_fit_separates_the_groups_and_predicts_new_ones(pooled_fit, tmp_path):
@@ -141,8 +165,9 @@ def test_centring_is_chosen_per_group_from_the_curvature_at_the_mode():
     from bayescale.inference.laplace import choose_centring, laplace_approximation
 
     runs = bs.load_runs(two_families(shift=0.4), keep=["family"])
-    spec = ModelSpec.from_runs(bs.get_law("chinchilla"), get_likelihood("normal"), runs,
-                               pool={"E": "family", "alpha": "family"})
+    spec = ModelSpec.from_runs(
+        bs.get_law("chinchilla"), get_likelihood("normal"), runs, pool={"E": "family", "alpha": "family"}
+    )
     laplace = laplace_approximation(spec, np.random.default_rng(0))
     chosen = choose_centring(spec, laplace)
     assert chosen.pooled["E"].centred
@@ -183,8 +208,9 @@ def test_when_one_parameters_centring_ends_in_the_neck_the_others_stay_centred(m
     from bayescale.inference import laplace as laplace_module
 
     runs = bs.load_runs(two_families(shift=0.4), keep=["family"])
-    spec = ModelSpec.from_runs(bs.get_law("chinchilla"), get_likelihood("normal"), runs,
-                               pool={"E": "family", "alpha": "family"})
+    spec = ModelSpec.from_runs(
+        bs.get_law("chinchilla"), get_likelihood("normal"), runs, pool={"E": "family", "alpha": "family"}
+    )
     found = laplace_module.laplace_approximation(spec, np.random.default_rng(0))
     both = {name: replace(group, centred=True) for name, group in spec.pooled.items()}
     monkeypatch.setattr(laplace_module, "choose_centring", lambda spec_, laplace: replace(spec_, pooled=both))
@@ -205,8 +231,9 @@ def test_when_one_parameters_centring_ends_in_the_neck_the_others_stay_centred(m
     assert back["E"] == pytest.approx(spec.named_values(found.center)["E"], rel=0.01)
 
 
-def test_a_second_fit_of_the_same_structure_reuses_the_compiled_sampler_and_draws_the_same(pooled_fit, tmp_path,
-                                                                                           monkeypatch):
+def test_a_second_fit_of_the_same_structure_reuses_the_compiled_sampler_and_draws_the_same(
+    pooled_fit, tmp_path, monkeypatch
+):
     """Issue "Answers in seconds": data are pm.Data inputs, so a law, pooling and likelihood compile once per
     process. The reused sampler gets the new runs, group names and whitening, and draws exactly what a
     fresh compile draws."""
@@ -215,8 +242,10 @@ def test_a_second_fit_of_the_same_structure_reuses_the_compiled_sampler_and_draw
     from bayescale.inference import sampling
 
     other = two_families(shift=0.15, seed=3, budgets_b=(1e19, 1e20, 1e21)).replace({"family": {"a": "x", "b": "y"}})
-    settings = dict(pool={"E": "family"}, draws=300, tune=400, chains=2, seed=5, extrapolation="none",
-                    progressbar=False)
+    settings = dict(
+        pool={"E": "family"}, draws=300, tune=400, chains=2, seed=5, extrapolation="none", progressbar=False
+    )
+
     def compile_time(fit):  # the mode search compiles the sampler's callbacks, which sampling then reuses
         return fit.settings["timings"]["mode search"] + fit.settings["timings"]["compile and set-up"]
 
@@ -237,8 +266,8 @@ def test_a_centred_fit_that_diverges_is_sampled_again_non_centred(monkeypatch):
     import warnings
 
     from bayescale import defaults
-    from bayescale.fitting import pipeline as fitting
     from bayescale.errors import SamplerWarning, SamplingExtended
+    from bayescale.fitting import pipeline as fitting
 
     keys, calls = [], []
     real_draw, real_diagnose = fitting.draw_posterior, fitting.diagnose
@@ -256,10 +285,22 @@ def test_a_centred_fit_that_diverges_is_sampled_again_non_centred(monkeypatch):
     monkeypatch.setattr(fitting, "diagnose", diagnose)
     monkeypatch.setattr(defaults, "DRAWS", 100)
     monkeypatch.setattr(defaults, "TUNE", 200)
-    with pytest.warns(SamplingExtended, match="7 divergences.*with some groups sampled centred: sampled again with "
-                                              "every group non-centred; now 0 divergences"):
-        fit = bs.fit(two_families(shift=0.4), "chinchilla", pool={"E": "family"}, draws=100, tune=200, chains=2,
-                     seed=5, progressbar=False, extrapolation="none")
+    with pytest.warns(
+        SamplingExtended,
+        match="7 divergences.*with some groups sampled centred: sampled again with "
+        "every group non-centred; now 0 divergences",
+    ):
+        fit = bs.fit(
+            two_families(shift=0.4),
+            "chinchilla",
+            pool={"E": "family"},
+            draws=100,
+            tune=200,
+            chains=2,
+            seed=5,
+            progressbar=False,
+            extrapolation="none",
+        )
     assert keys[0] != keys[1] and set(keys[1:]) == {keys[1]}  # then non-centred (and extended if R-hat was short)
     sampled = len(keys)
     assert fit.diagnostics.divergences == 0 and "sampling non-centred" in fit.settings["timings"]
@@ -267,8 +308,17 @@ def test_a_centred_fit_that_diverges_is_sampled_again_non_centred(monkeypatch):
         warnings.simplefilter("error", SamplingExtended)
         warnings.simplefilter("ignore", SamplerWarning)  # the injected divergences, reported as usual
         calls.clear()
-        bs.fit(two_families(shift=0.4), "chinchilla", pool={"E": "family"}, draws=50, tune=200, chains=2, seed=5,
-               progressbar=False, extrapolation="none")
+        bs.fit(
+            two_families(shift=0.4),
+            "chinchilla",
+            pool={"E": "family"},
+            draws=50,
+            tune=200,
+            chains=2,
+            seed=5,
+            progressbar=False,
+            extrapolation="none",
+        )
     assert len(keys) == sampled + 1
 
 
@@ -283,8 +333,12 @@ def test_a_centred_mode_whose_spreads_collapse_is_the_neck_even_when_its_density
 
     path = shared_file("gadre-overtrain/DERIVED_flat_losses.csv")
     runs = bs.datasets.load_gadre(path)
-    spec = ModelSpec.from_runs(bs.get_law("chinchilla"), get_likelihood("studentt"), runs,
-                               pool={p: "dataset" for p in ("E", "A", "alpha", "B", "beta")})
+    spec = ModelSpec.from_runs(
+        bs.get_law("chinchilla"),
+        get_likelihood("studentt"),
+        runs,
+        pool={p: "dataset" for p in ("E", "A", "alpha", "B", "beta")},
+    )
     found = laplace_module.laplace_approximation(spec, np.random.default_rng(1))
     chosen, _ = laplace_module.centred_where_pinned(spec, found, np.random.default_rng(1))
     assert not any(group.centring.any() for group in chosen.pooled.values())

@@ -1,11 +1,12 @@
 import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import fake_fit
 
 import bayescale as bs
 from bayescale.data.datasets import CHINCHILLA_TRUTH
-from conftest import fake_fit
 
 
 def chinchilla(n, d, p=CHINCHILLA_TRUTH):
@@ -22,8 +23,22 @@ def test_credible_interval_collapses_on_the_law_when_draws_agree(demo_runs):
     # the predictive interval adds Student-t noise of scale sigma on log-loss
     ratio = np.log(out["pred_upper"] / out["median"])
     assert np.all((ratio > 0.01) & (ratio < 0.05))
-    assert list(out.columns) == ["N", "D", "C", "mean", "median", "lower", "upper", "pred_lower", "pred_upper",
-                                 "N_vs_max", "D_vs_max", "C_vs_max", "D_per_N_vs_max", "extrapolation"]
+    assert list(out.columns) == [
+        "N",
+        "D",
+        "C",
+        "mean",
+        "median",
+        "lower",
+        "upper",
+        "pred_lower",
+        "pred_upper",
+        "N_vs_max",
+        "D_vs_max",
+        "C_vs_max",
+        "D_per_N_vs_max",
+        "extrapolation",
+    ]
     assert out.loc[0, "N_vs_max"] == pytest.approx(7e10 / demo_runs["N"].max()) and out.loc[1, "extrapolation"] == 0
     assert out.loc[0, "C_vs_max"] == pytest.approx(6 * 7e10 * 1.4e12 / demo_runs["C"].max())
 
@@ -69,13 +84,16 @@ def test_large_grids_are_processed_in_blocks_with_the_same_answer(demo_runs):
     assert out["median"].iloc[4321] == pytest.approx(single["median"].item(), rel=1e-12)
 
 
-@pytest.mark.parametrize("kwargs, fragment", [
-    ({"N": 1e9}, "needs input(s) D"),
-    ({"N": 0.0, "D": 1e10}, "column 'N': must be > 0"),
-    ({"N": "big", "D": 1e10}, "not numbers"),
-    ({"N": 1e9, "D": 1e10, "ci_prob": 1.5}, "ci_prob must be a probability"),
-    ({}, "give points to predict at"),
-])
+@pytest.mark.parametrize(
+    "kwargs, fragment",
+    [
+        ({"N": 1e9}, "needs input(s) D"),
+        ({"N": 0.0, "D": 1e10}, "column 'N': must be > 0"),
+        ({"N": "big", "D": 1e10}, "not numbers"),
+        ({"N": 1e9, "D": 1e10, "ci_prob": 1.5}, "ci_prob must be a probability"),
+        ({}, "give points to predict at"),
+    ],
+)
 def test_bad_prediction_requests_are_explained(demo_runs, kwargs, fragment):
     fit = fake_fit(demo_runs)
     with pytest.raises(bs.BayescaleError) as info:
@@ -87,15 +105,18 @@ def test_draws_where_the_law_breaks_down_are_named_not_silently_dropped(demo_run
     from bayescale.errors import ExtrapolationWarning
 
     fit = fake_fit(demo_runs, spread=0.0)
-    fit.law = bs.Law.from_formula("E - A / N**alpha", priors={"E": "LogNormal(0.5, 0.5)", "A": "LogNormal(6, 2)",
-                                                               "alpha": "LogNormal(-1.1, 0.5)"})
+    fit.law = bs.Law.from_formula(
+        "E - A / N**alpha", priors={"E": "LogNormal(0.5, 0.5)", "A": "LogNormal(6, 2)", "alpha": "LogNormal(-1.1, 0.5)"}
+    )
     draws = fit.posterior.sizes["chain"] * fit.posterior.sizes["draw"]
     # E - A / N**alpha < 0 for small N: every draw breaks down at N = 1e3, none at N = 1e12
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         out = fit.predict(N=[1e3, 1e12])
     assert [w.category for w in caught] == [ExtrapolationWarning]  # one warning in the user's terms, no NumPy noise
-    assert "non-positive or undefined loss for some posterior draws at 1 point(s) (N=1e+03: 100% of draws)" in str(caught[0].message)
+    assert "non-positive or undefined loss for some posterior draws at 1 point(s) (N=1e+03: 100% of draws)" in str(
+        caught[0].message
+    )
     assert np.isnan(out.loc[0, "median"]) and np.isfinite(out.loc[1, "median"]) and draws > 0
 
 
@@ -106,8 +127,8 @@ def test_new_run_draws_can_be_limited_to_the_points_that_need_them(demo_runs):
     fit = fake_fit(demo_runs, spread=0.05)
     points = bs.grid(N=[1e9, 3e9, 1e10], D=[2e10, 2e11])
     mask = np.array([False, True, False, False, True, False])
-    (mu_all, y_all), = loss_draws(fit, points, 3)
-    (mu, y), = loss_draws(fit, points, 3, new_runs=mask)
+    ((mu_all, y_all),) = loss_draws(fit, points, 3)
+    ((mu, y),) = loss_draws(fit, points, 3, new_runs=mask)
     np.testing.assert_array_equal(mu, mu_all)
     np.testing.assert_array_equal(y[:, mask], y_all[:, mask])
     assert np.isnan(y[:, ~mask]).all()

@@ -5,10 +5,17 @@ import pytest
 from bayescale.errors import FormulaError
 from bayescale.laws.priors import FAMILIES, Prior
 
-EXAMPLES = [Prior("Normal", mu=0.3, sigma=2.0), Prior("StudentT", nu=3.0, mu=1.0, sigma=0.5),
-            Prior("LogNormal", mu=-1.0, sigma=0.5), Prior("HalfNormal", sigma=0.1),
-            Prior("Gamma", alpha=2.0, beta=0.1), Prior("Exponential", lam=2.0),
-            Prior("Uniform", lower=-1.0, upper=3.0), Prior("Beta", alpha=2.0, beta=5.0), Prior("Laplace", mu=0.5, b=0.3)]
+EXAMPLES = [
+    Prior("Normal", mu=0.3, sigma=2.0),
+    Prior("StudentT", nu=3.0, mu=1.0, sigma=0.5),
+    Prior("LogNormal", mu=-1.0, sigma=0.5),
+    Prior("HalfNormal", sigma=0.1),
+    Prior("Gamma", alpha=2.0, beta=0.1),
+    Prior("Exponential", lam=2.0),
+    Prior("Uniform", lower=-1.0, upper=3.0),
+    Prior("Beta", alpha=2.0, beta=5.0),
+    Prior("Laplace", mu=0.5, b=0.3),
+]
 
 
 def test_every_family_has_an_example():
@@ -43,7 +50,9 @@ def test_unconstrained_map_round_trips_with_correct_jacobian(prior):
     x, log_jac = support.from_unconstrained(u, np)
     np.testing.assert_allclose(support.to_unconstrained(x), u, atol=1e-9)
     h = 1e-6
-    numeric = np.log(np.abs(support.from_unconstrained(u + h, np)[0] - support.from_unconstrained(u - h, np)[0]) / (2 * h))
+    numeric = np.log(
+        np.abs(support.from_unconstrained(u + h, np)[0] - support.from_unconstrained(u - h, np)[0]) / (2 * h)
+    )
     np.testing.assert_allclose(log_jac, numeric, atol=1e-6)
 
 
@@ -53,16 +62,19 @@ def test_prior_text_is_parsed_not_evaluated():
     assert Prior.parse({"dist": "HalfNormal", "sigma": 1}) == Prior("HalfNormal", sigma=1.0)
 
 
-@pytest.mark.parametrize("text, fragment", [
-    ("Cauchy(0, 1)", "unknown prior distribution 'Cauchy'"),
-    ("Normal(0)", "missing sigma"),
-    ("Normal(0, -1)", "needs sigma > 0"),
-    ("Normal(mu=__import__('os'), sigma=1)", "unknown function '__import__'"),
-    ("Normal(mu=x, sigma=1)", "must be numbers"),
-    ("os.system('x')", "looks like"),
-    ("Uniform(2, 1)", "lower < upper"),
-    ("Normal(0, 1, 2)", "at most 2"),
-])
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("Cauchy(0, 1)", "unknown prior distribution 'Cauchy'"),
+        ("Normal(0)", "missing sigma"),
+        ("Normal(0, -1)", "needs sigma > 0"),
+        ("Normal(mu=__import__('os'), sigma=1)", "unknown function '__import__'"),
+        ("Normal(mu=x, sigma=1)", "must be numbers"),
+        ("os.system('x')", "looks like"),
+        ("Uniform(2, 1)", "lower < upper"),
+        ("Normal(0, 1, 2)", "at most 2"),
+    ],
+)
 def test_bad_prior_text_gets_a_clear_error(text, fragment):
     with pytest.raises(FormulaError) as info:
         Prior.parse(text)

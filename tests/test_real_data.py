@@ -8,8 +8,13 @@ import bayescale as bs
 pytestmark = pytest.mark.slow
 
 #: Epoch AI's replication (Besiroglu et al. 2024): estimate and 95% bootstrap interval
-EPOCH = {"E": (1.817, 1.769, 1.871), "A": (482, 285, 744), "B": (2085, 1042, 5810),
-         "alpha": (0.348, 0.317, 0.373), "beta": (0.366, 0.331, 0.415)}
+EPOCH = {
+    "E": (1.817, 1.769, 1.871),
+    "A": (482, 285, 744),
+    "B": (2085, 1042, 5810),
+    "alpha": (0.348, 0.317, 0.373),
+    "beta": (0.366, 0.331, 0.415),
+}
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +82,25 @@ def test_held_out_larger_models_get_honest_intervals(epoch_split):
 
 
 BNSL_X = [160, 192, 256, 320, 384, 448, 480, 512, 544, 576, 608, 640, 672, 736, 800, 864, 928]
-BNSL_Y = [2.1381, 2.1181, 2.0896, 2.0699, 2.0540, 2.0384, 2.0281, 2.0050, 1.9558, 1.8631, 1.7089, 1.5064,
-          1.2975, 0.9656, 0.7586, 0.6477, 0.5570]
+BNSL_Y = [
+    2.1381,
+    2.1181,
+    2.0896,
+    2.0699,
+    2.0540,
+    2.0384,
+    2.0281,
+    2.0050,
+    1.9558,
+    1.8631,
+    1.7089,
+    1.5064,
+    1.2975,
+    0.9656,
+    0.7586,
+    0.6477,
+    0.5570,
+]
 
 
 def test_bnsl_forecasts_the_four_digit_addition_curve_past_its_break():
@@ -97,8 +119,10 @@ def test_bnsl_forecasts_the_four_digit_addition_curve_past_its_break():
     kappa, fit.discrepancy = fit.discrepancy, None  # the plain posterior: narrower beyond the data
     plain = fit.predict(X=BNSL_X[14:])
     fit.discrepancy = kappa
-    assert (interval_score(truth, forecast["pred_lower"], forecast["pred_upper"], 0.9).mean()
-            >= interval_score(truth, plain["pred_lower"], plain["pred_upper"], 0.9).mean())
+    assert (
+        interval_score(truth, forecast["pred_lower"], forecast["pred_upper"], 0.9).mean()
+        >= interval_score(truth, plain["pred_lower"], plain["pred_upper"], 0.9).mean()
+    )
     from bayescale.forecast.derived import break_table
 
     breaks = break_table(fit)
@@ -111,7 +135,9 @@ def test_gadre_pooled_exponents_beat_one_law_for_all_corpora_by_loo():
 
     runs = bs.datasets.load_gadre(shared_file("gadre-overtrain/DERIVED_flat_losses.csv"))
     small = runs.frame[runs.frame["N"] < 1e9].reset_index(drop=True)
-    quick = dict(draws=300, tune=300, extrapolation="none", progressbar=False)  # 1200 draws: LOO and medians need no more
+    quick = dict(
+        draws=300, tune=300, extrapolation="none", progressbar=False
+    )  # 1200 draws: LOO and medians need no more
     pooled = bs.fit(small, "chinchilla", pool={"E": "dataset", "alpha": "dataset", "beta": "dataset"}, **quick)
     plain = bs.fit(small[["N", "D", "loss"]], "chinchilla", **quick)
     table = bs.compare({"pooled": pooled, "plain": plain})
@@ -125,6 +151,7 @@ def test_gadre_pooled_exponents_beat_one_law_for_all_corpora_by_loo():
 def test_revisiting_nmt_curves_are_forecast_past_the_fitted_part():
     """The Revisiting benchmark's own split: fit on Training = 1, forecast the Training = 0 points (2x further)."""
     from conftest import shared_file
+
     from bayescale.curves.learning_curves import fit_curves, load_checkpoints
 
     table = bs.datasets.load_revisiting(shared_file("colpret-curves/revisiting_lang.csv"), "NMT")

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import ROOT, fake_fit
 
 import bayescale as bs
-from bayescale.viz import plots
-from bayescale.evaluation.backtesting import BacktestResult, score
 from bayescale.cli.main import main
+from bayescale.evaluation.backtesting import BacktestResult, score
+from bayescale.viz import plots
 from bayescale.viz.latex import formula_latex
 from bayescale.viz.report import build_report, human
-from conftest import ROOT, fake_fit
 
 ARTIFACTS = ROOT / "test-artifacts"
 
@@ -23,7 +23,8 @@ ARTIFACTS = ROOT / "test-artifacts"
 def test_laws_are_written_as_mathematics():
     assert formula_latex("E + A / N**alpha + B / D**beta") == r"E + \frac{A}{N^{\alpha}} + \frac{B}{D^{\beta}}"
     assert formula_latex("((Nc / N)**(alphaN / alphaD) + Dc / D)**alphaD").startswith(
-        r"\left(\left(\frac{N_{c}}{N}\right)^{\frac{\alpha_{N}}{\alpha_{D}}}")
+        r"\left(\left(\frac{N_{c}}{N}\right)^{\frac{\alpha_{N}}{\alpha_{D}}}"
+    )
     assert formula_latex("(1 + (X / d1)**(1 / f1))**(-c1 * f1)").endswith(r"^{-c_{1}\,f_{1}}")
     assert human(7e10) == "70B" and human(1.4e12) == "1.4T"
 
@@ -33,8 +34,12 @@ def test_every_plot_returns_a_figure(demo_runs):
 
     fit = fake_fit(demo_runs, spread=0.02)
     held = pd.DataFrame({"N": [2e10], "D": [4e11], "loss": [2.05]})
-    figures = [plots.forecast_fan(fit, heldout=held), plots.prior_posterior(fit), plots.correlated_pairs(fit, 0.0),
-               plots.frontier_bands(fit, [1e21, 1e23])]
+    figures = [
+        plots.forecast_fan(fit, heldout=held),
+        plots.prior_posterior(fit),
+        plots.correlated_pairs(fit, 0.0),
+        plots.frontier_bands(fit, [1e21, 1e23]),
+    ]
     assert all(isinstance(f, matplotlib.figure.Figure) for f in figures)
     fan = figures[0].axes[0]
     assert fan.get_xscale() == "log" and "held-out runs (1/1" in " ".join(t.get_text() for t in fan.get_legend().texts)
@@ -73,8 +78,11 @@ def test_html_report_is_self_contained_and_says_it_in_words(report_inputs):
     assert "<img" in text and "src='http" not in text and 'src="http' not in text  # images inline
     images = re.findall(r"src='data:image/png;base64,([^']+)'", text)
     assert len(images) >= 6 and all(base64.b64decode(i)[:4] == b"\x89PNG" for i in images)
-    assert re.search(r"At N = 70B and D = 1.4T the forecast loss is \d\.\d{3}; 90% of new runs would land between "
-                     r"\d\.\d{3} and \d\.\d{3}", text)
+    assert re.search(
+        r"At N = 70B and D = 1.4T the forecast loss is \d\.\d{3}; 90% of new runs would land between "
+        r"\d\.\d{3} and \d\.\d{3}",
+        text,
+    )
     assert "Backtest: forecasting 9 held-out runs" in text and "90% lower" in text
     assert "Model checks" in text and "LOO-PIT" in text and "prior predictive:" in text  # bayescale check's plots
 
@@ -115,7 +123,9 @@ def test_report_cli_passes_the_browser_check(report_inputs, tmp_path, capsys):
     fit, backtest = report_inputs
     fit_path, bt_path = fit.save(tmp_path / "demo.nc"), backtest.save(tmp_path / "bt.json")
     out = tmp_path / "report.html"
-    assert main(["report", str(fit_path), "--backtest", str(bt_path), "--at", "N=7e10,D=1.4e12", "--out", str(out)]) == 0
+    assert (
+        main(["report", str(fit_path), "--backtest", str(bt_path), "--at", "N=7e10,D=1.4e12", "--out", str(out)]) == 0
+    )
     assert "report: fan chart" in capsys.readouterr().err  # progress
     result = _browser_check(out, ARTIFACTS / "report_demo.png")
     assert result["errors"] == []
@@ -130,8 +140,21 @@ def test_epoch_report_shows_held_out_runs_in_a_real_browser(epoch_split, tmp_pat
     backtest = BacktestResult("N >= 2.9e9", len(train), len(held), {"chinchilla": score(fit, bs.load_runs(held), 0)})
     assert backtest.results["chinchilla"]["coverage"]["0.9"] >= 0.8
     out = tmp_path / "epoch.html"
-    assert main(["report", str(fit.save(tmp_path / "epoch.nc")), "--backtest", str(backtest.save(tmp_path / "bt.json")),
-                 "--at", "N=7e10,D=1.4e12", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "report",
+                str(fit.save(tmp_path / "epoch.nc")),
+                "--backtest",
+                str(backtest.save(tmp_path / "bt.json")),
+                "--at",
+                "N=7e10,D=1.4e12",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     result = _browser_check(out, ARTIFACTS / "report_epoch.png")
     assert result["errors"] == [] and all(ok and w > 0 and h > 0 for ok, w, h in result["sizes"])
 
@@ -159,8 +182,9 @@ def test_the_fan_chart_scores_held_out_runs_as_the_backtest_did(demo_runs):
     wrong = fake_fit(train, values={**bs.datasets.CHINCHILLA_TRUTH, "E": 2.3}, spread=0.01)  # misses every held-out run
     scored = score(wrong, bs.load_runs(held), seed=0)
     assert not scored["runs"]["inside_90"].any()
-    backtest = BacktestResult("C >= 1e21", len(train), len(held), {"chinchilla": scored,
-                                                                   "kaplan_nd": {"error": "did not fit"}})
+    backtest = BacktestResult(
+        "C >= 1e21", len(train), len(held), {"chinchilla": scored, "kaplan_nd": {"error": "did not fit"}}
+    )
     full = fake_fit(frame, spread=0.01)  # the reported fit saw the held-out runs and would cover them
     runs = backtest_runs(backtest, full)
     assert runs is scored["runs"]

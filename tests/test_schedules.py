@@ -5,35 +5,38 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import fake_fit
 
 import bayescale as bs
-from bayescale.curves.learning_curves import (compare_schedules,
-                                              fit_curves,
-                                              forecast_curves,
-                                              load_checkpoints,
-                                              peak_rate_variants)
-from bayescale.errors import DataError, ExtrapolationWarning
+from bayescale.curves.learning_curves import (
+    compare_schedules,
+    fit_curves,
+    forecast_curves,
+    load_checkpoints,
+    peak_rate_variants,
+)
 from bayescale.data.schedules import ANNEAL_DECAY, Schedule, add_schedule_inputs, areas, schedule_areas
-
-from conftest import fake_fit
+from bayescale.errors import DataError, ExtrapolationWarning
 
 
 def test_schedule_text_is_parsed_not_evaluated():
     s = Schedule.parse("cosine(peak=1e-3, total=16000, warmup=50, final=0.1)")
     assert (s.peak_lr, s.total_steps, s.warmup_steps, s.decay, s.final_lr_ratio) == (1e-3, 16000, 50, "cosine", 0.1)
     assert Schedule.parse(str(s)) == s
-    for bad, message in [("__import__('os').system('x')", "cannot read schedule"),
-                         ("cosine(peak=1e-3)", "needs peak= and total="),
-                         ("cosine(peak=1e-3, total=100, speed=2)", "not speed"),
-                         ("triangle(peak=1e-3, total=100)", "decay 'triangle' is not known"),
-                         ("cosine(peak=-1, total=100)", "peak_lr = -1 is not allowed")]:
+    for bad, message in [
+        ("__import__('os').system('x')", "cannot read schedule"),
+        ("cosine(peak=1e-3)", "needs peak= and total="),
+        ("cosine(peak=1e-3, total=100, speed=2)", "not speed"),
+        ("triangle(peak=1e-3, total=100)", "decay 'triangle' is not known"),
+        ("cosine(peak=-1, total=100)", "peak_lr = -1 is not allowed"),
+    ]:
         with pytest.raises(bs.BayescaleError, match=message):
             Schedule.parse(bad)
 
 
 def test_learning_rates_follow_the_schedule():
     cosine = Schedule(1e-3, 1000, warmup_steps=100, decay="cosine", final_lr_ratio=0.1).learning_rates()
-    assert cosine[0] == pytest.approx(1e-5) and cosine[99] == pytest.approx(1e-3)   # linear warm-up
+    assert cosine[0] == pytest.approx(1e-5) and cosine[99] == pytest.approx(1e-3)  # linear warm-up
     assert cosine[-1] == pytest.approx(1e-4) and np.all(np.diff(cosine[100:]) <= 0)  # cosine down to 10%
     wsd = Schedule(1e-3, 1000, decay="wsd", decay_fraction=0.2).learning_rates()
     assert np.all(wsd[:800] == 1e-3) and wsd[-1] == pytest.approx(0.0)
@@ -46,7 +49,7 @@ def test_areas_match_the_definitions():
     assert np.all(s2 == 0)  # no annealing, no annealing area
     lr = np.r_[np.full(10, 1.0), np.full(90, 0.5)]  # one drop of 0.5 at step 11
     s1, s2 = areas(lr)
-    momentum = 0.5 * ANNEAL_DECAY ** np.arange(90)            # m_i after the drop
+    momentum = 0.5 * ANNEAL_DECAY ** np.arange(90)  # m_i after the drop
     np.testing.assert_allclose(s2[10:], np.cumsum(momentum))
     assert s1[-1] == pytest.approx(10 + 45)
     _, warm = areas(np.r_[np.linspace(0.1, 1, 10), np.ones(5)], warmup_steps=10)
@@ -60,10 +63,16 @@ def test_schedule_inputs_from_columns_or_learning_rates():
     expected = schedule_areas(Schedule(1e-3, 4000, 100, "cosine", 0.1), run["step"])
     np.testing.assert_allclose(run[["S1", "S2"]].to_numpy(), expected[["S1", "S2"]].to_numpy())
     # an lr column at dense checkpoints gives nearly the same areas
-    dense = pd.DataFrame({"run": "r", "step": np.arange(1, 4001, dtype=float),
-                          "lr": Schedule(1e-3, 4000, 100, "cosine", 0.1).learning_rates()})
-    np.testing.assert_allclose(add_schedule_inputs(dense)["S1"].to_numpy()[run["step"].astype(int) - 1],
-                               expected["S1"], rtol=1e-9)
+    dense = pd.DataFrame(
+        {
+            "run": "r",
+            "step": np.arange(1, 4001, dtype=float),
+            "lr": Schedule(1e-3, 4000, 100, "cosine", 0.1).learning_rates(),
+        }
+    )
+    np.testing.assert_allclose(
+        add_schedule_inputs(dense)["S1"].to_numpy()[run["step"].astype(int) - 1], expected["S1"], rtol=1e-9
+    )
 
 
 def test_missing_learning_rates_are_named():
@@ -93,9 +102,11 @@ def truth_fit():
 
 def test_what_if_schedules_follow_the_law(truth_fit):
     runs, fit = truth_fit
-    options = {"cosine 8k": "cosine(peak=1e-3, total=8000, warmup=100, final=0.1)",
-               "cosine 16k": "cosine(peak=1e-3, total=16000, warmup=100, final=0.1)",
-               "constant 8k": "constant(peak=1e-3, total=8000, warmup=100)"}
+    options = {
+        "cosine 8k": "cosine(peak=1e-3, total=8000, warmup=100, final=0.1)",
+        "cosine 16k": "cosine(peak=1e-3, total=16000, warmup=100, final=0.1)",
+        "constant 8k": "constant(peak=1e-3, total=8000, warmup=100)",
+    }
     table = compare_schedules(fit, runs, options, run="cosine-8000-0.001").set_index("schedule")
     t = bs.datasets.SCHEDULE_TRUTH
     for name, text in options.items():
@@ -142,8 +153,9 @@ def test_forecast_stops_at_the_end_of_a_schedule(truth_fit):
 @pytest.mark.slow
 def test_schedule_aware_fit_recovers_the_truth_and_forecasts_the_end():
     runs = load_checkpoints(bs.datasets.synthetic_schedule_curves(1), warmup=0.05)  # recovery, not the warm-up rule
-    fit = fit_curves(runs, "schedule_aware", upto=0.5, draws=500, tune=500, chains=2, progressbar=False,
-                     extrapolation="none")
+    fit = fit_curves(
+        runs, "schedule_aware", upto=0.5, draws=500, tune=500, chains=2, progressbar=False, extrapolation="none"
+    )
     assert fit.diagnostics.divergences == 0
     out = forecast_curves(fit, runs, upto=0.5, ci_prob=0.9).set_index("run")
     final = runs.frame.loc[runs.frame.groupby("run")["step"].idxmax()].set_index("run")["loss"][out.index]
@@ -161,9 +173,20 @@ def test_curve_cli_compares_schedules(truth_fit, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(bayescale.curves.learning_curves, "fit_curves", lambda *args, **kwargs: fit)  # plumbing only
     path = tmp_path / "checkpoints.csv"
     bs.datasets.synthetic_schedule_curves(0).to_csv(path, index=False)
-    args = ["curve", str(path), "--law", "schedule_aware", "--upto", "0.5", "--run", "cosine-8000-0.001",
-            "--schedule", "long=cosine(peak=1e-3, total=16000, warmup=100, final=0.1)",
-            "--schedule", "wsd=wsd(peak=1e-3, total=8000, warmup=100, final=0.1)"]
+    args = [
+        "curve",
+        str(path),
+        "--law",
+        "schedule_aware",
+        "--upto",
+        "0.5",
+        "--run",
+        "cosine-8000-0.001",
+        "--schedule",
+        "long=cosine(peak=1e-3, total=16000, warmup=100, final=0.1)",
+        "--schedule",
+        "wsd=wsd(peak=1e-3, total=8000, warmup=100, final=0.1)",
+    ]
     assert main([*args, "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert [s["schedule"] for s in data["schedules"]] == ["long", "wsd"] and data["schedules"][0]["p_best"] == 1.0
@@ -181,7 +204,11 @@ def test_runs_grouped_by_size_get_a_pooled_run_offset(monkeypatch):
     import sys
 
     seen = {}
-    monkeypatch.setattr(sys.modules["bayescale.fitting.pipeline"], "fit", lambda runs, law, pool, **options: seen.update(law=law, pool=pool, **options))
+    monkeypatch.setattr(
+        sys.modules["bayescale.fitting.pipeline"],
+        "fit",
+        lambda runs, law, pool, **options: seen.update(law=law, pool=pool, **options),
+    )
     table = bs.datasets.synthetic_schedule_curves(0).assign(model=lambda t: np.where(t.peak_lr > 1e-3, "big", "small"))
     runs = load_checkpoints(table, keep=["model"])
     fit_curves(runs, "schedule_aware", upto=0.5, pool={"L0": "model", "A": "model"})

@@ -2,9 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from conftest import fake_fit
 
 import bayescale as bs
-from conftest import fake_fit
 
 
 def test_save_and_load_give_identical_summaries_and_predictions(demo_runs, tmp_path):

@@ -15,8 +15,7 @@ TINY = {"draws": 150, "tune": 200, "chains": 2}
 @pytest.fixture(scope="module")
 def two_corpora(tmp_path_factory):
     """Two synthetic sweeps as two 'datasets' of one table."""
-    frames = [bs.datasets.synthetic_sweep(seed=seed).assign(dataset=name)
-              for seed, name in ((0, "web"), (1, "books"))]
+    frames = [bs.datasets.synthetic_sweep(seed=seed).assign(dataset=name) for seed, name in ((0, "web"), (1, "books"))]
     path = tmp_path_factory.mktemp("sweep") / "runs.csv"
     pd.concat(frames, ignore_index=True).to_csv(path, index=False)
     return path
@@ -25,9 +24,27 @@ def two_corpora(tmp_path_factory):
 @pytest.fixture(scope="module")
 def cli_sweep(two_corpora, tmp_path_factory):
     out = tmp_path_factory.mktemp("sweep-out")
-    code = main(["sweep", str(two_corpora), "--by", "dataset", "--law", "chinchilla likelihood=normal",
-                 "--law", "kaplan_nd likelihood=normal", "--draws", "150", "--tune", "200", "--chains", "2",
-                 "--out", str(out), "--json"])
+    code = main(
+        [
+            "sweep",
+            str(two_corpora),
+            "--by",
+            "dataset",
+            "--law",
+            "chinchilla likelihood=normal",
+            "--law",
+            "kaplan_nd likelihood=normal",
+            "--draws",
+            "150",
+            "--tune",
+            "200",
+            "--chains",
+            "2",
+            "--out",
+            str(out),
+            "--json",
+        ]
+    )
     return code, out
 
 
@@ -61,9 +78,28 @@ def test_sweep_same_numbers_locally_and_on_dask(two_corpora, cli_sweep, dask_cli
 
 
 def test_sweep_reports_a_failed_fit_and_keeps_the_others(two_corpora, tmp_path, capsys):
-    code = main(["sweep", str(two_corpora), "--by", "dataset", "--law", "chinchilla likelihood=normal",
-                 "--law", "chinchilla prior=gamma:'Normal(0, 1)'", "--draws", "150", "--tune", "200",
-                 "--chains", "2", "--out", str(tmp_path), "--no-report", "--json"])
+    code = main(
+        [
+            "sweep",
+            str(two_corpora),
+            "--by",
+            "dataset",
+            "--law",
+            "chinchilla likelihood=normal",
+            "--law",
+            "chinchilla prior=gamma:'Normal(0, 1)'",
+            "--draws",
+            "150",
+            "--tune",
+            "200",
+            "--chains",
+            "2",
+            "--out",
+            str(tmp_path),
+            "--no-report",
+            "--json",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 1
     rows = json.loads(captured.out)["comparison"]
@@ -76,6 +112,21 @@ def test_sweep_reports_a_failed_fit_and_keeps_the_others(two_corpora, tmp_path, 
 def test_sweep_errors_name_the_option(two_corpora, capsys):
     assert main(["sweep", str(two_corpora), "--by", "corpus", "--law", "chinchilla", "--out", "x"]) == 2
     assert "column(s) corpus are not in the runs table" in capsys.readouterr().err
-    assert main(["sweep", str(two_corpora), "--law", "chinchilla", "--out", "x", "--processes", "2",
-                 "--scheduler", "tcp://127.0.0.1:9"]) == 2
+    assert (
+        main(
+            [
+                "sweep",
+                str(two_corpora),
+                "--law",
+                "chinchilla",
+                "--out",
+                "x",
+                "--processes",
+                "2",
+                "--scheduler",
+                "tcp://127.0.0.1:9",
+            ]
+        )
+        == 2
+    )
     assert "not both" in capsys.readouterr().err

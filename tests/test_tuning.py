@@ -8,10 +8,10 @@ import pytest
 from conftest import fake_fit, shared_file
 
 import bayescale as bs
-from bayescale.forecast import plan, tuning
 from bayescale.cli.main import main
 from bayescale.data.datasets import CHINCHILLA_TRUTH, TUNING_TRUTH, synthetic_tuning_sweep
 from bayescale.errors import BayescaleError, DataError
+from bayescale.forecast import plan, tuning
 
 #: an asymmetric basin where too low a rate costs more (s < 0), as the misfitting sweep says
 ASYM = {**CHINCHILLA_TRUTH, "l0": float(np.log(1e-3)), "a": -0.5, "b": 0.2, "c": 0.05, "s": -1.0}
@@ -33,13 +33,16 @@ def test_tune_finds_the_best_rate_and_prices_both_sides_of_an_asymmetric_basin(a
     np.testing.assert_allclose(table["lr_opt_median"], best_rate(ASYM, points["N"], points["D"]), rtol=1e-4)
     assert list(table["lr_opt_beyond_data"]) == [False, False, True]
     side = np.tanh(np.log(2.0) / 0.1)  # the card's smooth step, 2x away from the best rate
-    np.testing.assert_allclose(table["lr_penalty_high_median"], ASYM["c"] * np.exp(ASYM["s"] * side) * np.log(2) ** 2,
-                               rtol=1e-4)
-    np.testing.assert_allclose(table["lr_penalty_low_median"], ASYM["c"] * np.exp(-ASYM["s"] * side) * np.log(2) ** 2,
-                               rtol=1e-4)
+    np.testing.assert_allclose(
+        table["lr_penalty_high_median"], ASYM["c"] * np.exp(ASYM["s"] * side) * np.log(2) ** 2, rtol=1e-4
+    )
+    np.testing.assert_allclose(
+        table["lr_penalty_low_median"], ASYM["c"] * np.exp(-ASYM["s"] * side) * np.log(2) ** 2, rtol=1e-4
+    )
     x = np.log(3e-4 / best_rate(ASYM, points["N"], points["D"]))
-    np.testing.assert_allclose(table["given_penalty_median"],
-                               ASYM["c"] * x**2 * np.exp(ASYM["s"] * np.tanh(x / 0.1)), rtol=1e-4)
+    np.testing.assert_allclose(
+        table["given_penalty_median"], ASYM["c"] * x**2 * np.exp(ASYM["s"] * np.tanh(x / 0.1)), rtol=1e-4
+    )
     assert table["lr_p_within_2x"].tolist() == [0.0, 0.0, 1.0]  # 3e-4 against 1.6e-3, 7.2e-4, 2.5e-4
     # the loss of a tuned run is predict's forecast at the best rate
     forecast = asym_fit.predict(points.assign(lr=table["lr_opt_median"]))
@@ -75,17 +78,29 @@ def test_tune_cli_json_and_text(asym_fit, tmp_path, capsys):
 
 def _misfitting_like(**changes) -> pd.DataFrame:
     """A small runs table with two rates per cell (enough to fit the basin), changed as asked."""
-    frame = synthetic_tuning_sweep().query("batch == 524288").drop(columns="batch").rename(columns={"lr": "peak_lr"}).reset_index(drop=True)
+    frame = (
+        synthetic_tuning_sweep()
+        .query("batch == 524288")
+        .drop(columns="batch")
+        .rename(columns={"lr": "peak_lr"})
+        .reset_index(drop=True)
+    )
     return frame.assign(**changes) if changes else frame
 
 
-@pytest.mark.parametrize("frame, columns, fragment", [
-    (_misfitting_like(), {}, "perhaps --columns lr=peak_lr"),
-    (_misfitting_like(peak_lr=lambda f: f["peak_lr"].where(f.index != 3, -1e-3)), {"lr": "peak_lr"},
-     "must lie in (0, 1], but rows 4 (1 = the first data row) are -0.001. Drop those runs"),
-    (_misfitting_like(peak_lr=lambda f: f["peak_lr"] * 1e6), {"lr": "peak_lr"}, "a batch size or a step count"),
-    (_misfitting_like().query("peak_lr == 1e-3"), {"lr": "peak_lr"}, "say nothing about where the best lr lies"),
-])
+@pytest.mark.parametrize(
+    "frame, columns, fragment",
+    [
+        (_misfitting_like(), {}, "perhaps --columns lr=peak_lr"),
+        (
+            _misfitting_like(peak_lr=lambda f: f["peak_lr"].where(f.index != 3, -1e-3)),
+            {"lr": "peak_lr"},
+            "must lie in (0, 1], but rows 4 (1 = the first data row) are -0.001. Drop those runs",
+        ),
+        (_misfitting_like(peak_lr=lambda f: f["peak_lr"] * 1e6), {"lr": "peak_lr"}, "a batch size or a step count"),
+        (_misfitting_like().query("peak_lr == 1e-3"), {"lr": "peak_lr"}, "say nothing about where the best lr lies"),
+    ],
+)
 def test_tuning_data_errors_name_the_column_and_say_what_is_allowed(frame, columns, fragment):
     with pytest.raises(DataError, match=None) as caught:
         bs.fit(frame, "chinchilla_lr", columns=columns, progressbar=False)
@@ -132,8 +147,11 @@ def test_misfitting_backtest_ranks_the_best_rate_of_the_held_out_sizes(capsys):
 def test_a_law_with_inputs_other_than_n_and_d_cannot_be_planned_and_says_why():
     runs = synthetic_tuning_sweep().assign(N_no_embed=lambda t: 0.8 * t["N"])
     fit = fake_fit(runs, "chinchilla_lr_ne", values=ASYM)
-    for call in (lambda: fit.plan(1e21), lambda: plan.candidates(fit, [{"N": 1e9, "D": 2e10}]),
-                 lambda: plan.marginal_value(fit, 1e9, 2e10)):
+    for call in (
+        lambda: fit.plan(1e21),
+        lambda: plan.candidates(fit, [{"N": 1e9, "D": 2e10}]),
+        lambda: plan.marginal_value(fit, 1e9, 2e10),
+    ):
         with pytest.raises(BayescaleError, match="also needs N_no_embed, which is not a function of them"):
             call()
     table = tuning.tune(fit, {"N": [3e9], "D": [6e10], "N_no_embed": [2.4e9]})

@@ -1,2 +1,1 @@
-"""The ``bayescale`` command line (click), a thin layer over the Python API.
-"""
+"""The ``bayescale`` command line (click), a thin layer over the Python API."""

@@ -6,8 +6,15 @@ import click
 import cloup
 
 from bayescale.cli.evaluation_commands import heldout_text
-from bayescale.cli.options import (file_argument, input_group, law_group, law_option, output_group, sampling_group,
-                                   sampling_settings)
+from bayescale.cli.options import (
+    file_argument,
+    input_group,
+    law_group,
+    law_option,
+    output_group,
+    sampling_group,
+    sampling_settings,
+)
 from bayescale.cli.parsing import at_points, pairs
 from bayescale.cli.render import band, emit
 from bayescale.errors import BayescaleError
@@ -30,29 +37,42 @@ def _downstream_records(table) -> list[dict]:
 def _downstream_text(result: dict):
     pct = f"{result['ci_prob']:.0%}"
     metric = result["metric"]
-    yield (f"loss ({result['loss_law']}), then {metric} ({result['metric_law']}) (median, {pct} band of the laws, "
-           f"{pct} band of a run; both steps' uncertainty chained)")
+    yield (
+        f"loss ({result['loss_law']}), then {metric} ({result['metric_law']}) (median, {pct} band of the laws, "
+        f"{pct} band of a run; both steps' uncertainty chained)"
+    )
     for row in result["predictions"]:
-        where = ", ".join(f"{k}={row[k]}" if isinstance(row[k], str) else f"{k}={row[k]:.3g}"
-                          for k in ("N", "D", result["group"]) if k and k in row)
+        where = ", ".join(
+            f"{k}={row[k]}" if isinstance(row[k], str) else f"{k}={row[k]:.3g}"
+            for k in ("N", "D", result["group"])
+            if k and k in row
+        )
         loss, m = row["loss"], row["metric"]
-        yield (f"{where}: loss {band(loss)} run [{loss['pred_lower']:.4f}, {loss['pred_upper']:.4f}]; {metric} "
-               f"{band(m)} run [{m['pred_lower']:.4f}, {m['pred_upper']:.4f}]; "
-               f"P(above chance) {row['p_above_chance']:.2f}")
+        yield (
+            f"{where}: loss {band(loss)} run [{loss['pred_lower']:.4f}, {loss['pred_upper']:.4f}]; {metric} "
+            f"{band(m)} run [{m['pred_lower']:.4f}, {m['pred_upper']:.4f}]; "
+            f"P(above chance) {row['p_above_chance']:.2f}"
+        )
         if row["p_above_chance"] < 0.9:
-            yield (f"  not predictable yet: in {1 - row['p_above_chance']:.0%} of draws the law stays within "
-                   "2 points of chance there")
+            yield (
+                f"  not predictable yet: in {1 - row['p_above_chance']:.0%} of draws the law stays within "
+                "2 points of chance there"
+            )
     yield from (f"saved {path}" for path in result.get("saved", []))
 
 
 def _downstream_backtest_text(result: dict):
     metric = result["metric"]
-    yield (f"holdout {result['holdout']!r}: both steps fitted on {result['n_train']} runs ({result['loss_law']}, then "
-           f"{result['metric_law']}); {metric} of the {result['n_heldout']} held-out runs:")
+    yield (
+        f"holdout {result['holdout']!r}: both steps fitted on {result['n_train']} runs ({result['loss_law']}, then "
+        f"{result['metric_law']}); {metric} of the {result['n_heldout']} held-out runs:"
+    )
     yield from heldout_text(result["runs"], [k for k in ("N", "D", result["group"]) if k], "metric", metric)
     cov = result["coverage"]
-    yield (f"coverage 50% {cov['0.5']:.2f}, 80% {cov['0.8']:.2f}, 90% {cov['0.9']:.2f}; median |error| "
-           f"{result['median_abs_error']:.4f} ({result['median_abs_error'] * 100:.2f} points)")
+    yield (
+        f"coverage 50% {cov['0.5']:.2f}, 80% {cov['0.8']:.2f}, 90% {cov['0.9']:.2f}; median |error| "
+        f"{result['median_abs_error']:.4f} ({result['median_abs_error'] * 100:.2f} points)"
+    )
     yield from (f"saved {path}" for path in result.get("saved", []))
 
 
@@ -66,39 +86,78 @@ def _downstream_files(plot_path, report_path, loss_fit, metric_fit, forecast, ba
         from bayescale.viz.report import build_downstream_report, write_report
 
         fmt = "markdown" if str(report_path).endswith(".md") else "html"
-        text = build_downstream_report(loss_fit, metric_fit, forecast, backtest=backtest, heldout=heldout,
-                                       ci_prob=ci_prob, fmt=fmt)
+        text = build_downstream_report(
+            loss_fit, metric_fit, forecast, backtest=backtest, heldout=heldout, ci_prob=ci_prob, fmt=fmt
+        )
         saved.append(write_report(report_path, text))
     return saved
 
 
 @cloup.command("downstream")
 @file_argument()
-@input_group("N='params',loss='c4_loss'",
-             cloup.option("--metric", required=True, help="The accuracy column (fractions in [0, 1])."),
-             cloup.option("--group", default=None,
-                          help="Training-corpus column: the loss each group needs for an accuracy differs "
-                               "(partially pooled shift); the loss law's E is pooled by it too."),
-             cloup.option("--chance", type=float, default=None,
-                          help="The random baseline (fraction) when there is no chance column."))
-@law_group(law_option(help="The loss law in N and D."),
-           cloup.option("--metric-law", default="metric_exp", show_default=True,
-                        help="Loss -> metric card: metric_exp (Gadre et al.), metric_sigmoid (chance floor), "
-                             "or a .toml card."))
+@input_group(
+    "N='params',loss='c4_loss'",
+    cloup.option("--metric", required=True, help="The accuracy column (fractions in [0, 1])."),
+    cloup.option(
+        "--group",
+        default=None,
+        help="Training-corpus column: the loss each group needs for an accuracy differs "
+        "(partially pooled shift); the loss law's E is pooled by it too.",
+    ),
+    cloup.option(
+        "--chance", type=float, default=None, help="The random baseline (fraction) when there is no chance column."
+    ),
+)
+@law_group(
+    law_option(help="The loss law in N and D."),
+    cloup.option(
+        "--metric-law",
+        default="metric_exp",
+        show_default=True,
+        help="Loss -> metric card: metric_exp (Gadre et al.), metric_sigmoid (chance floor), or a .toml card.",
+    ),
+)
 @cloup.option_group(
     "Questions",
     cloup.option("--at", "at", multiple=True, help="A point: N=7e9,D=1.4e11[,dataset=rpj] (repeatable)."),
-    cloup.option("--holdout", default=None, help="Backtest both steps: fit without these runs ('N >= 1e9'), "
-                                                 "forecast them."),
+    cloup.option(
+        "--holdout", default=None, help="Backtest both steps: fit without these runs ('N >= 1e9'), forecast them."
+    ),
 )
 @sampling_group()
-@output_group(cloup.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
-                           help="Save the two-step fan chart (accuracy against loss, then against compute) as a PNG."),
-              cloup.option("--report", "report_path", type=click.Path(dir_okay=False), default=None,
-                           help="Write an HTML report (.html) or Markdown (.md): both laws, the forecast, the fan "
-                                "chart."))
-def downstream_command(runs, columns, metric, group, chance, law_spec, metric_law, at, holdout, quiet, plot_path,
-                       report_path, ci_prob, as_json, **sampling):
+@output_group(
+    cloup.option(
+        "--plot",
+        "plot_path",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="Save the two-step fan chart (accuracy against loss, then against compute) as a PNG.",
+    ),
+    cloup.option(
+        "--report",
+        "report_path",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="Write an HTML report (.html) or Markdown (.md): both laws, the forecast, the fan chart.",
+    ),
+)
+def downstream_command(
+    runs,
+    columns,
+    metric,
+    group,
+    chance,
+    law_spec,
+    metric_law,
+    at,
+    holdout,
+    quiet,
+    plot_path,
+    report_path,
+    ci_prob,
+    as_json,
+    **sampling,
+):
     """Forecast a downstream accuracy at unseen N and D: the loss law, then a law from loss to accuracy.
 
     RUNS has N, D, loss, the metric column (and the group column; optionally chance and n, the
@@ -122,13 +181,29 @@ def downstream_command(runs, columns, metric, group, chance, law_spec, metric_la
     settings = sampling_settings(sampling)
     seed = settings.pop("seed")
     if holdout:
-        result = downstream.backtest(table, metric, holdout, loss_law=law_spec, metric_law=metric_law, group=group,
-                                     pool=pool, chance=chance, seed=seed, progressbar=False, **settings)
+        result = downstream.backtest(
+            table,
+            metric,
+            holdout,
+            loss_law=law_spec,
+            metric_law=metric_law,
+            group=group,
+            pool=pool,
+            chance=chance,
+            seed=seed,
+            progressbar=False,
+            **settings,
+        )
         loss_fit, metric_fit = result.pop("fits")
         heldout = table[holdout_mask(table, holdout)]
-        forecast = downstream.chained(loss_fit, metric_fit, heldout, ci_prob=ci_prob, seed=seed) if report_path else None
-        result.update(metric=metric, group=group, saved=_downstream_files(
-            plot_path, report_path, loss_fit, metric_fit, forecast, result, heldout, ci_prob))
+        forecast = (
+            downstream.chained(loss_fit, metric_fit, heldout, ci_prob=ci_prob, seed=seed) if report_path else None
+        )
+        result.update(
+            metric=metric,
+            group=group,
+            saved=_downstream_files(plot_path, report_path, loss_fit, metric_fit, forecast, result, heldout, ci_prob),
+        )
         emit(result, as_json, _downstream_backtest_text)
         return
     if not at:
@@ -138,9 +213,15 @@ def downstream_command(runs, columns, metric, group, chance, law_spec, metric_la
     metric_fit = downstream.fit_metric(table, metric, metric_law, group=group, chance=chance, seed=seed, **settings)
     forecast = downstream.chained(loss_fit, metric_fit, pd.DataFrame(points), ci_prob=ci_prob, seed=seed)
     forecast.attrs["group"] = group
-    result = {"ci_prob": ci_prob, "metric": metric, "group": group, "loss_law": loss_fit.law.name,
-              "metric_law": metric_fit.law.name, "predictions": _downstream_records(forecast),
-              "saved": _downstream_files(plot_path, report_path, loss_fit, metric_fit, forecast, None, None, ci_prob)}
+    result = {
+        "ci_prob": ci_prob,
+        "metric": metric,
+        "group": group,
+        "loss_law": loss_fit.law.name,
+        "metric_law": metric_fit.law.name,
+        "predictions": _downstream_records(forecast),
+        "saved": _downstream_files(plot_path, report_path, loss_fit, metric_fit, forecast, None, None, ci_prob),
+    }
     emit(result, as_json, _downstream_text)
 
 
@@ -150,70 +231,137 @@ def _schedules_text(result: dict):
     yield f"run {result['run']}: final loss under each schedule ({pct} intervals: the law, then new runs)"
     for r in result["schedules"]:
         flag = "  [peak outside the fitted runs]" if r["peak_outside_fitted"] else ""
-        yield (f"{r['schedule']}: {r['spec']}: {r['final_median']:.4f} [{r['final_lower']:.4f}, "
-               f"{r['final_upper']:.4f}], new run [{r['final_pred_lower']:.4f}, {r['final_pred_upper']:.4f}]; "
-               f"P(best) = {r['p_best']:.2f}{flag}")
+        yield (
+            f"{r['schedule']}: {r['spec']}: {r['final_median']:.4f} [{r['final_lower']:.4f}, "
+            f"{r['final_upper']:.4f}], new run [{r['final_pred_lower']:.4f}, {r['final_pred_upper']:.4f}]; "
+            f"P(best) = {r['p_best']:.2f}{flag}"
+        )
 
 
 def _curves_text(result: dict):
     pct = f"{result['ci_prob']:.0%}"
     delta = result["delta"]
     for r in result["runs"]:
-        saturated = ("not within the forecast range (100x the horizon, or the schedule's end)"
-                     if r["saturation_step"] is None else f"from step {r['saturation_step']:.0f}")
+        saturated = (
+            "not within the forecast range (100x the horizon, or the schedule's end)"
+            if r["saturation_step"] is None
+            else f"from step {r['saturation_step']:.0f}"
+        )
         final = r["final"]
-        yield (f"{r['run']}: seen to step {r['upto_step']:.0f}; final loss at step {r['horizon_step']:.0f}: "
-               f"{final['median']:.4f} ({pct} of runs [{final['pred_lower']:.4f}, {final['pred_upper']:.4f}]); "
-               f"P(loss falls by more than {delta:g} between steps {r['upto_step']:.0f} and "
-               f"{r['horizon_step']:.0f}) = {r['p_improve']:.2f}; each further 1,000 steps gains less than "
-               f"{delta:g} {saturated}")
+        yield (
+            f"{r['run']}: seen to step {r['upto_step']:.0f}; final loss at step {r['horizon_step']:.0f}: "
+            f"{final['median']:.4f} ({pct} of runs [{final['pred_lower']:.4f}, {final['pred_upper']:.4f}]); "
+            f"P(loss falls by more than {delta:g} between steps {r['upto_step']:.0f} and "
+            f"{r['horizon_step']:.0f}) = {r['p_improve']:.2f}; each further 1,000 steps gains less than "
+            f"{delta:g} {saturated}"
+        )
 
 
 @cloup.command("curve")
 @file_argument()
-@input_group("run=name,step=iteration",
-             cloup.option("--warmup", type=float, default=None,
-                          help="Exclude the early phase: a fraction of each run's planned steps, or a step number "
-                               "(>= 1); 0 keeps all. Default: 20% of a run's total_steps (at most half of what "
-                               "--upto lets the fit see), 5% of the last recorded step for a run without "
-                               "total_steps."),
-             cloup.option("--upto", type=float, required=True,
-                          help="Fit on checkpoints up to this step, or this fraction (<= 1) of each run."))
-@law_group(law_option("curve_power", help="A learning-curve law (input step)."),
-           cloup.option("--pool", "pool_items", multiple=True, metavar="PARAM=COLUMN",
-                        help="Let a parameter vary by a group column (e.g. L0=model); each run then gets an additive "
-                             "run_offset. Default: the card's run_effect parameters vary by run."))
+@input_group(
+    "run=name,step=iteration",
+    cloup.option(
+        "--warmup",
+        type=float,
+        default=None,
+        help="Exclude the early phase: a fraction of each run's planned steps, or a step number "
+        "(>= 1); 0 keeps all. Default: 20% of a run's total_steps (at most half of what "
+        "--upto lets the fit see), 5% of the last recorded step for a run without "
+        "total_steps.",
+    ),
+    cloup.option(
+        "--upto",
+        type=float,
+        required=True,
+        help="Fit on checkpoints up to this step, or this fraction (<= 1) of each run.",
+    ),
+)
+@law_group(
+    law_option("curve_power", help="A learning-curve law (input step)."),
+    cloup.option(
+        "--pool",
+        "pool_items",
+        multiple=True,
+        metavar="PARAM=COLUMN",
+        help="Let a parameter vary by a group column (e.g. L0=model); each run then gets an additive "
+        "run_offset. Default: the card's run_effect parameters vary by run.",
+    ),
+)
 @cloup.option_group(
     "Questions",
     cloup.option("--run", "run_id", default=None, help="Forecast only this run (default: all runs)."),
-    cloup.option("--horizon", type=float, default=None,
-                 help="Forecast to this step (default: each run's last recorded step)."),
-    cloup.option("--delta", type=float, default=0.01, show_default=True,
-                 help="Loss drop that counts as an improvement; saturation is a gain below it per 1,000 steps."),
-    cloup.option("--schedule", "schedules", multiple=True, metavar="NAME=SCHEDULE",
-                 help="What if --run had followed this schedule (schedule-aware laws), e.g. "
-                      "long='cosine(peak=1e-3, total=32000, warmup=50, final=0.1)'; repeat to compare several."),
-    cloup.option("--peak-lr", "peaks", multiple=True, type=float,
-                 help="What if --run had this peak learning rate, its schedule otherwise as planned (repeatable); "
-                      "compared with the run as planned."),
+    cloup.option(
+        "--horizon", type=float, default=None, help="Forecast to this step (default: each run's last recorded step)."
+    ),
+    cloup.option(
+        "--delta",
+        type=float,
+        default=0.01,
+        show_default=True,
+        help="Loss drop that counts as an improvement; saturation is a gain below it per 1,000 steps.",
+    ),
+    cloup.option(
+        "--schedule",
+        "schedules",
+        multiple=True,
+        metavar="NAME=SCHEDULE",
+        help="What if --run had followed this schedule (schedule-aware laws), e.g. "
+        "long='cosine(peak=1e-3, total=32000, warmup=50, final=0.1)'; repeat to compare several.",
+    ),
+    cloup.option(
+        "--peak-lr",
+        "peaks",
+        multiple=True,
+        type=float,
+        help="What if --run had this peak learning rate, its schedule otherwise as planned (repeatable); "
+        "compared with the run as planned.",
+    ),
 )
 @sampling_group()
 @output_group()
-def curve_command(runs, columns, warmup, upto, law_spec, pool_items, run_id, horizon, delta, schedules, peaks, quiet,
-                  ci_prob, as_json, **sampling):
+def curve_command(
+    runs,
+    columns,
+    warmup,
+    upto,
+    law_spec,
+    pool_items,
+    run_id,
+    horizon,
+    delta,
+    schedules,
+    peaks,
+    quiet,
+    ci_prob,
+    as_json,
+    **sampling,
+):
     """Forecast the rest of training runs from their checkpoints so far (joint fit with a run effect)."""
-    from bayescale.curves.learning_curves import (compare_schedules, fit_curves, forecast_curves, load_checkpoints,
-                                                  peak_rate_variants)
+    from bayescale.curves.learning_curves import (
+        compare_schedules,
+        fit_curves,
+        forecast_curves,
+        load_checkpoints,
+        peak_rate_variants,
+    )
     from bayescale.model.pooling import parse_pool
 
     if (schedules or peaks) and run_id is None:
-        raise click.UsageError(f"{'--schedule' if schedules else '--peak-lr'} needs --run: the run whose schedule is "
-                               "changed")
+        raise click.UsageError(
+            f"{'--schedule' if schedules else '--peak-lr'} needs --run: the run whose schedule is changed"
+        )
     pool = parse_pool(pool_items) or None
-    table = load_checkpoints(runs, pairs(columns, "--columns"), warmup=warmup, upto=upto,
-                             keep=sorted(set(pool.values()) - {"run"}) if pool else ())
-    fit = fit_curves(table, law_spec, upto=upto, pool=pool, progressbar=not (as_json or quiet),
-                     **sampling_settings(sampling))
+    table = load_checkpoints(
+        runs,
+        pairs(columns, "--columns"),
+        warmup=warmup,
+        upto=upto,
+        keep=sorted(set(pool.values()) - {"run"}) if pool else (),
+    )
+    fit = fit_curves(
+        table, law_spec, upto=upto, pool=pool, progressbar=not (as_json or quiet), **sampling_settings(sampling)
+    )
     if schedules or peaks:
         named = peak_rate_variants(table, run_id, peaks) if peaks else {}
         for item in schedules:
@@ -225,9 +373,19 @@ def curve_command(runs, columns, warmup, upto, law_spec, pool_items, run_id, hor
         emit({"ci_prob": ci_prob, "run": run_id, "schedules": result}, as_json, _schedules_text)
         return
     forecast = forecast_curves(fit, table, upto=upto, horizon=horizon, delta=delta, ci_prob=ci_prob, run=run_id)
-    runs_out = [{"run": r["run"], "upto_step": r["upto_step"], "horizon_step": r["horizon_step"],
-                 "final": {"median": r["final_median"], "pred_lower": r["final_pred_lower"],
-                           "pred_upper": r["final_pred_upper"]},
-                 "p_improve": r["p_improve"], "saturation_step": r["saturation_step"]}
-                for r in forecast.to_dict("records")]
+    runs_out = [
+        {
+            "run": r["run"],
+            "upto_step": r["upto_step"],
+            "horizon_step": r["horizon_step"],
+            "final": {
+                "median": r["final_median"],
+                "pred_lower": r["final_pred_lower"],
+                "pred_upper": r["final_pred_upper"],
+            },
+            "p_improve": r["p_improve"],
+            "saturation_step": r["saturation_step"],
+        }
+        for r in forecast.to_dict("records")
+    ]
     emit({"ci_prob": ci_prob, "delta": delta, "runs": runs_out}, as_json, _curves_text)

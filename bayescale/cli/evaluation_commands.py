@@ -7,13 +7,21 @@ from pathlib import Path
 import click
 import cloup
 
-from bayescale.cli.options import (fan_out_group, file_argument, input_group, law_group, law_option, output_group,
-                                   sampling_group, sampling_settings)
+from bayescale.cli.options import (
+    fan_out_group,
+    file_argument,
+    input_group,
+    law_group,
+    law_option,
+    output_group,
+    sampling_group,
+    sampling_settings,
+)
 from bayescale.cli.parsing import at_points, candidate, check_fan_out, numbered, pairs
 from bayescale.cli.render import band, emit, fmt
 from bayescale.errors import BayescaleError
 
-_CANDIDATE_HELP = ", optionally with fit options: \"chinchilla likelihood=normal pool=E:dataset\" (repeatable)."
+_CANDIDATE_HELP = ', optionally with fit options: "chinchilla likelihood=normal pool=E:dataset" (repeatable).'
 
 
 # -- backtest ---------------------------------------------------------------------------------------
@@ -31,8 +39,10 @@ def coverage_ranges_text(record: dict):
     laws = [law for law in record["laws"] if law.get("coverage_if_right")]
     if not laws:
         return
-    yield ("if the forecast is right, its bands hold (5-95% range; held-out runs share their extrapolation error, "
-           "so coverage varies from split to split):")
+    yield (
+        "if the forecast is right, its bands hold (5-95% range; held-out runs share their extrapolation error, "
+        "so coverage varies from split to split):"
+    )
     for law in laws:
         parts = []
         for level, (low, high) in law["coverage_if_right"].items():
@@ -45,15 +55,21 @@ def coverage_ranges_text(record: dict):
 def _backtest_text(result: dict):
     for record in result.get("backtests", [result]):
         yield f"holdout {record['holdout']!r}: fitted on {record['n_train']} runs, forecast {record['n_heldout']}"
-        yield (f"{'rank':>4} {'law':<40} {'cov50':>6} {'cov80':>6} {'cov90':>6} {'med|rel err|':>12} "
-               f"{'IS90':>7} {'heldout lpd':>11}")
+        yield (
+            f"{'rank':>4} {'law':<40} {'cov50':>6} {'cov80':>6} {'cov90':>6} {'med|rel err|':>12} "
+            f"{'IS90':>7} {'heldout lpd':>11}"
+        )
         for law in sorted((law for law in record["laws"] if "error" not in law), key=lambda law: law["rank"]):
             cov = law["coverage"]
-            yield (f"{law['rank']:>4.0f} {law['law']:<40} {cov['0.5']:>6.2f} {cov['0.8']:>6.2f} {cov['0.9']:>6.2f} "
-                   f"{law['median_abs_rel_error']:>12.2%} {fmt(law['interval_score_90'], '.2%'):>7} "
-                   f"{law['heldout_lpd']:>11.1f}")
-        yield ("IS90: interval score of the 90% band relative to the loss (Gneiting and Raftery 2007; width plus "
-               "20x any miss; lower is better)")
+            yield (
+                f"{law['rank']:>4.0f} {law['law']:<40} {cov['0.5']:>6.2f} {cov['0.8']:>6.2f} {cov['0.9']:>6.2f} "
+                f"{law['median_abs_rel_error']:>12.2%} {fmt(law['interval_score_90'], '.2%'):>7} "
+                f"{law['heldout_lpd']:>11.1f}"
+            )
+        yield (
+            "IS90: interval score of the 90% band relative to the loss (Gneiting and Raftery 2007; width plus "
+            "20x any miss; lower is better)"
+        )
         yield from coverage_ranges_text(record)
         for law in record["laws"]:
             if "error" in law:
@@ -65,15 +81,23 @@ def _backtest_text(result: dict):
 @cloup.command("backtest")
 @file_argument()
 @input_group("N='Model Size'")
-@law_group(law_option(multiple=True, help="A law to backtest" + _CANDIDATE_HELP),
-           cloup.option("--holdout", "holdouts", multiple=True, required=True,
-                        help="Runs to forecast: 'N >= 2.9e9', 'C > 1e21 and D > 1e10' or 'top 10% C' (repeatable)."))
+@law_group(
+    law_option(multiple=True, help="A law to backtest" + _CANDIDATE_HELP),
+    cloup.option(
+        "--holdout",
+        "holdouts",
+        multiple=True,
+        required=True,
+        help="Runs to forecast: 'N >= 2.9e9', 'C > 1e21 and D > 1e10' or 'top 10% C' (repeatable).",
+    ),
+)
 @sampling_group(fan_out=True)
 @fan_out_group()
-@output_group(cloup.option("--out", type=click.Path(dir_okay=False),
-                           help="Save the result as JSON (for bayescale report)."), ci=False)
-def backtest_command(runs, columns, laws, holdouts, quiet, processes, scheduler, fail_fast, out, as_json,
-                     **sampling):
+@output_group(
+    cloup.option("--out", type=click.Path(dir_okay=False), help="Save the result as JSON (for bayescale report)."),
+    ci=False,
+)
+def backtest_command(runs, columns, laws, holdouts, quiet, processes, scheduler, fail_fast, out, as_json, **sampling):
     """Leave-future-out: fit each law on the runs outside --holdout, forecast the held-out runs, score them.
 
     Every (law, holdout) fit is an independent task: on local worker processes, or on a Dask
@@ -83,10 +107,17 @@ def backtest_command(runs, columns, laws, holdouts, quiet, processes, scheduler,
     from bayescale.evaluation.backtesting import backtest
 
     check_fan_out(processes, scheduler)
-    results = backtest(runs, [candidate(text) for text in laws], list(holdouts), columns=pairs(columns, "--columns"),
-                       processes=processes, scheduler=scheduler, fail_fast=fail_fast,
-                       progress=None if quiet else (lambda msg: click.echo(msg, err=True)),
-                       **sampling_settings(sampling))
+    results = backtest(
+        runs,
+        [candidate(text) for text in laws],
+        list(holdouts),
+        columns=pairs(columns, "--columns"),
+        processes=processes,
+        scheduler=scheduler,
+        fail_fast=fail_fast,
+        progress=None if quiet else (lambda msg: click.echo(msg, err=True)),
+        **sampling_settings(sampling),
+    )
     saved = []
     if out:
         for result in results:
@@ -108,32 +139,51 @@ def backtest_command(runs, columns, laws, holdouts, quiet, processes, scheduler,
 
 # -- sweep ------------------------------------------------------------------------------------------
 def _sweep_text(result: dict):
-    yield (f"{'group':<16} {'law':<28} {'rank':>4} {'elpd':>9} {'elpd_diff':>9} {'dse':>6} {'weight':>6} "
-           f"{'div':>4} {'r_hat':>6} {'ess':>6}")
+    yield (
+        f"{'group':<16} {'law':<28} {'rank':>4} {'elpd':>9} {'elpd_diff':>9} {'dse':>6} {'weight':>6} "
+        f"{'div':>4} {'r_hat':>6} {'ess':>6}"
+    )
     for row in result["comparison"]:
         if row["error"]:
             yield f"{row['group']:<16} {row['law']:<28} failed: {row['error']}"
             continue
-        yield (f"{row['group']:<16} {row['law']:<28} {row['rank']:>4} {row['elpd']:>9.1f} "
-               f"{row['elpd_diff']:>9.1f} {row['dse']:>6.1f} {row['weight']:>6.2f} {row['divergences']:>4} "
-               f"{row['rhat_max']:>6.3f} {row['ess_bulk_min']:>6.0f}")
+        yield (
+            f"{row['group']:<16} {row['law']:<28} {row['rank']:>4} {row['elpd']:>9.1f} "
+            f"{row['elpd_diff']:>9.1f} {row['dse']:>6.1f} {row['weight']:>6.2f} {row['divergences']:>4} "
+            f"{row['rhat_max']:>6.3f} {row['ess_bulk_min']:>6.0f}"
+        )
     files = result["files"]
-    yield (f"saved {', '.join(p for p in files.values() if not p.endswith('.nc'))} and "
-           f"{sum(p.endswith('.nc') for p in files.values())} fits in {result['fits_folder']}")
+    yield (
+        f"saved {', '.join(p for p in files.values() if not p.endswith('.nc'))} and "
+        f"{sum(p.endswith('.nc') for p in files.values())} fits in {result['fits_folder']}"
+    )
 
 
 @cloup.command("sweep")
 @file_argument()
-@input_group("N='Model Size'", cloup.option(
-    "--by", default=None, help="Fit each group of this column separately (e.g. dataset); default: all runs."))
+@input_group(
+    "N='Model Size'",
+    cloup.option(
+        "--by", default=None, help="Fit each group of this column separately (e.g. dataset); default: all runs."
+    ),
+)
 @law_group(law_option(multiple=True, help="A law to fit" + _CANDIDATE_HELP))
 @sampling_group(fan_out=True)
 @fan_out_group()
-@output_group(cloup.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
-                           help="Folder for fits/*.nc, comparison.csv and report.html."),
-              cloup.option("--no-report", is_flag=True, help="Skip the HTML report."), ci=False)
-def sweep_command(runs, columns, by, laws, quiet, processes, scheduler, fail_fast, out_dir, no_report, as_json,
-                  **sampling):
+@output_group(
+    cloup.option(
+        "--out",
+        "out_dir",
+        required=True,
+        type=click.Path(file_okay=False),
+        help="Folder for fits/*.nc, comparison.csv and report.html.",
+    ),
+    cloup.option("--no-report", is_flag=True, help="Skip the HTML report."),
+    ci=False,
+)
+def sweep_command(
+    runs, columns, by, laws, quiet, processes, scheduler, fail_fast, out_dir, no_report, as_json, **sampling
+):
     """Fit every law to every group of a table at once, and compare the laws within each group by PSIS-LOO.
 
     Writes one fit file per group and law, one comparison table and one report. A fit that fails
@@ -142,10 +192,17 @@ def sweep_command(runs, columns, by, laws, quiet, processes, scheduler, fail_fas
     from bayescale.evaluation.sweep import fit_many
 
     check_fan_out(processes, scheduler)
-    sweep = fit_many(runs, [candidate(text) for text in laws], by=by, columns=pairs(columns, "--columns"),
-                     processes=processes, scheduler=scheduler, fail_fast=fail_fast,
-                     progress=None if quiet else (lambda msg: click.echo(msg, err=True)),
-                     **sampling_settings(sampling))
+    sweep = fit_many(
+        runs,
+        [candidate(text) for text in laws],
+        by=by,
+        columns=pairs(columns, "--columns"),
+        processes=processes,
+        scheduler=scheduler,
+        fail_fast=fail_fast,
+        progress=None if quiet else (lambda msg: click.echo(msg, err=True)),
+        **sampling_settings(sampling),
+    )
     written = sweep.save(out_dir)
     if not no_report:
         from bayescale.viz.report import build_sweep_report, write_report
@@ -157,8 +214,12 @@ def sweep_command(runs, columns, by, laws, quiet, processes, scheduler, fail_fas
             click.echo(f"warning: {label} on {group}: {message}", err=True)
     for (group, label), message in sweep.errors.items():
         click.echo(f"error: {label} on {group} failed: {message}", err=True)
-    result = {"by": by, "comparison": sweep.comparison(), "files": {k: str(v) for k, v in written.items()},
-              "fits_folder": Path(out_dir) / "fits"}
+    result = {
+        "by": by,
+        "comparison": sweep.comparison(),
+        "files": {k: str(v) for k, v in written.items()},
+        "fits_folder": Path(out_dir) / "fits",
+    }
     emit(result, as_json, _sweep_text)
     if sweep.errors:
         raise click.exceptions.Exit(1)
@@ -176,17 +237,27 @@ def tune_records(table) -> list[dict]:
     for _, row in table.iterrows():
         record = {k: row[k] for k in table.columns if k in ("N", "D", "C", "U")}
         for name in names:
-            record[f"{name}_opt"] = {**_band_of(row, f"{name}_opt"), "beyond_data": bool(row[f"{name}_opt_beyond_data"])}
-            record[f"{name}_penalty_2x"] = {"high": _band_of(row, f"{name}_penalty_high"),
-                                           "low": _band_of(row, f"{name}_penalty_low")}
+            record[f"{name}_opt"] = {
+                **_band_of(row, f"{name}_opt"),
+                "beyond_data": bool(row[f"{name}_opt_beyond_data"]),
+            }
+            record[f"{name}_penalty_2x"] = {
+                "high": _band_of(row, f"{name}_penalty_high"),
+                "low": _band_of(row, f"{name}_penalty_low"),
+            }
         record["loss"] = {**_band_of(row, "loss"), **{k: row[k] for k in ("pred_lower", "pred_upper", "extrapolation")}}
         if "given_penalty_median" in table.columns:
             given = [n for n in names if f"{n}_given" in table.columns]
-            record["given"] = {**{n: row[f"{n}_given"] for n in given},
-                               "p_within_2x": {n: row[f"{n}_p_within_2x"] for n in given},
-                               "penalty": {**_band_of(row, "given_penalty"), "mean": row["given_penalty_mean"]},
-                               "loss": {"median": row["given_loss_median"], "pred_lower": row["given_pred_lower"],
-                                        "pred_upper": row["given_pred_upper"]}}
+            record["given"] = {
+                **{n: row[f"{n}_given"] for n in given},
+                "p_within_2x": {n: row[f"{n}_p_within_2x"] for n in given},
+                "penalty": {**_band_of(row, "given_penalty"), "mean": row["given_penalty_mean"]},
+                "loss": {
+                    "median": row["given_loss_median"],
+                    "pred_lower": row["given_pred_lower"],
+                    "pred_upper": row["given_pred_upper"],
+                },
+            }
         records.append(record)
     return records
 
@@ -194,8 +265,10 @@ def tune_records(table) -> list[dict]:
 def _tune_text(result: dict):
     pct = f"{result['ci_prob']:.0%}"
     names = result["tunable"]
-    yield (f"{result['law']}: best {', '.join(names)} (median, {pct} interval), the loss of a run there "
-           f"(law and run bands), and the loss given up away from it")
+    yield (
+        f"{result['law']}: best {', '.join(names)} (median, {pct} interval), the loss of a run there "
+        f"(law and run bands), and the loss given up away from it"
+    )
     for row in result["predictions"]:
         where = ", ".join(f"{k}={row[k]:.3g}" for k in ("N", "D") if k in row)
         best = "; ".join(f"{n}* {band(row[f'{n}_opt'], '.3g')}" for n in names)
@@ -206,15 +279,19 @@ def _tune_text(result: dict):
             yield f"  {n} 2x too high costs {band(penalty['high'])} nats, 2x too low {band(penalty['low'])}"
             if row[f"{n}_opt"]["beyond_data"]:
                 low, high = result["tried"][n]
-                yield (f"  note: {n}* lies outside the values the runs tried ({low:.3g} to {high:.3g}): the basin "
-                       "is extrapolated there")
+                yield (
+                    f"  note: {n}* lies outside the values the runs tried ({low:.3g} to {high:.3g}): the basin "
+                    "is extrapolated there"
+                )
         if "given" in row:
             g = row["given"]
             given = ", ".join(f"{n} {g[n]:.3g}" for n in names if n in g)
             within = ", ".join(f"P({n} within 2x of the best) {g['p_within_2x'][n]:.2f}" for n in names if n in g)
-            yield (f"  {given}: costs {g['penalty']['mean']:.4f} nats expected, median {band(g['penalty'])} "
-                   f"({within}); a run there: {g['loss']['median']:.4f} [{g['loss']['pred_lower']:.4f}, "
-                   f"{g['loss']['pred_upper']:.4f}]")
+            yield (
+                f"  {given}: costs {g['penalty']['mean']:.4f} nats expected, median {band(g['penalty'])} "
+                f"({within}); a run there: {g['loss']['median']:.4f} [{g['loss']['pred_lower']:.4f}, "
+                f"{g['loss']['pred_upper']:.4f}]"
+            )
     if any(row["loss"]["extrapolation"] > 0 for row in result["predictions"]):
         yield "note: the run bands include the extrapolation discrepancy beyond the fitted runs"
     if result.get("saved"):
@@ -226,28 +303,38 @@ def heldout_text(runs: list[dict], keys, observed: str, label: str | None = None
     for run in runs:
         where = ", ".join(f"{k}={run[k]}" if isinstance(run[k], str) else f"{k}={run[k]:.3g}" for k in keys)
         flag = "" if run["inside_90"] else "  (outside the 90% band)"
-        yield (f"  {where}: {label or observed} {run[observed]:.4f}, forecast {run['median']:.4f} "
-               f"[{run['pred_lower']:.4f}, {run['pred_upper']:.4f}]{flag}")
+        yield (
+            f"  {where}: {label or observed} {run[observed]:.4f}, forecast {run['median']:.4f} "
+            f"[{run['pred_lower']:.4f}, {run['pred_upper']:.4f}]{flag}"
+        )
 
 
 def _tune_backtest_text(result: dict):
-    yield (f"{result['law']}, holdout {result['holdout']!r}: fitted on {result['n_train']} runs, "
-           f"forecast {result['n_heldout']} at their own settings")
+    yield (
+        f"{result['law']}, holdout {result['holdout']!r}: fitted on {result['n_train']} runs, "
+        f"forecast {result['n_heldout']} at their own settings"
+    )
     names = [k for k in ("lr", "batch") if result["runs"] and k in result["runs"][0]]
     yield from heldout_text(result["runs"], ("N", "D", *names), "loss")
     cov = result["coverage"]
-    yield (f"coverage of the predictive bands: 50% {cov['0.5']:.2f}, 80% {cov['0.8']:.2f}, 90% {cov['0.9']:.2f}; "
-           f"median |relative error| {result['median_abs_rel_error']:.2%}")
+    yield (
+        f"coverage of the predictive bands: 50% {cov['0.5']:.2f}, 80% {cov['0.8']:.2f}, 90% {cov['0.9']:.2f}; "
+        f"median |relative error| {result['median_abs_rel_error']:.2%}"
+    )
     for cell in result["cells"]:
         where = ", ".join(f"{k}={cell[k]:.3g}" for k in ("N", "D") if k in cell)
         mark = "ranked first" if cell["ranked_first"] else f"forecast prefers {cell['forecast_best']:.3g}"
         low, high = cell["observed_best_bracket"]
         bracket = f"{'0' if low is None else f'{low:.3g}'} to {'inf' if high is None else f'{high:.3g}'}"
-        yield (f"  {where}: observed best {cell['tunable']} {cell['observed_best']:.3g} of "
-               f"{', '.join(f'{v:.3g}' for v in cell['values'])} (best between {bracket}): {mark}, "
-               f"P(best) {cell['p_observed_best']:.2f}; forecast {cell['tunable']}* {band(cell['opt_forecast'], '.3g')}")
-    yield (f"the forecast ranks the observed best value first in {result['cells_ranked_first']} of "
-           f"{result['n_cells']} held-out cells")
+        yield (
+            f"  {where}: observed best {cell['tunable']} {cell['observed_best']:.3g} of "
+            f"{', '.join(f'{v:.3g}' for v in cell['values'])} (best between {bracket}): {mark}, "
+            f"P(best) {cell['p_observed_best']:.2f}; forecast {cell['tunable']}* {band(cell['opt_forecast'], '.3g')}"
+        )
+    yield (
+        f"the forecast ranks the observed best value first in {result['cells_ranked_first']} of "
+        f"{result['n_cells']} held-out cells"
+    )
     if result.get("saved"):
         yield f"saved {result['saved']}"
 
@@ -255,15 +342,22 @@ def _tune_backtest_text(result: dict):
 @cloup.command("tune")
 @file_argument()
 @input_group("lr=peak_lr,batch='Batch tokens'")
-@law_group(law_option("chinchilla_lr_asym", help="A law with a learning-rate (lr) or batch-size (batch) input: "
-                                                 "catalog name or .toml card."))
+@law_group(
+    law_option(
+        "chinchilla_lr_asym",
+        help="A law with a learning-rate (lr) or batch-size (batch) input: catalog name or .toml card.",
+    )
+)
 @cloup.option_group(
     "Questions",
     cloup.option("--at", "at", multiple=True, help="A point: N=3e9,D=6e10 (repeat for more points)."),
     cloup.option("--lr", type=float, default=None, help="A peak learning rate to price against the best one."),
     cloup.option("--batch", type=float, default=None, help="A batch size (tokens) to price against the best one."),
-    cloup.option("--holdout", default=None,
-                 help="Backtest instead: fit without these runs ('N >= 5e8'), forecast them and rank each cell's rates."),
+    cloup.option(
+        "--holdout",
+        default=None,
+        help="Backtest instead: fit without these runs ('N >= 5e8'), forecast them and rank each cell's rates.",
+    ),
 )
 @sampling_group()
 @output_group(cloup.option("--out", type=click.Path(dir_okay=False), default=None, help="Also save the fit (.nc)."))
@@ -280,7 +374,9 @@ def tune_command(runs, columns, law_spec, at, lr, batch, holdout, quiet, out, ci
     from bayescale.forecast.tuning import tune
 
     given = {k: v for k, v in (("lr", lr), ("batch", batch)) if v is not None}
-    options = dict(columns=pairs(columns, "--columns"), progressbar=not (quiet or as_json), **sampling_settings(sampling))
+    options = dict(
+        columns=pairs(columns, "--columns"), progressbar=not (quiet or as_json), **sampling_settings(sampling)
+    )
     if holdout:
         if str(runs).endswith(".nc"):
             raise BayescaleError("--holdout refits on part of the runs: give the runs table, not a saved fit")
@@ -295,8 +391,13 @@ def tune_command(runs, columns, law_spec, at, lr, batch, holdout, quiet, out, ci
     fitted = Fit.load(runs) if str(runs).endswith(".nc") else fit(runs, law_spec, **options)
     table = tune(fitted, pd.DataFrame(at_points(at)), given=given, ci_prob=ci_prob)
     names = table.attrs["tunable"]
-    result = {"law": fitted.law.name, "ci_prob": ci_prob, "tunable": names, "predictions": tune_records(table),
-              "tried": {n: [fitted.runs[n].min(), fitted.runs[n].max()] for n in names}}
+    result = {
+        "law": fitted.law.name,
+        "ci_prob": ci_prob,
+        "tunable": names,
+        "predictions": tune_records(table),
+        "tried": {n: [fitted.runs[n].min(), fitted.runs[n].max()] for n in names},
+    }
     if out:
         result["saved"] = fitted.save(out)
     emit(result, as_json, _tune_text)

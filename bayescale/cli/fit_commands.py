@@ -8,8 +8,17 @@ import click
 import cloup
 
 from bayescale import defaults
-from bayescale.cli.options import (file_argument, fit_model_options, fits_argument, input_group, law_group,
-                                   law_option, output_group, sampling_group, sampling_settings)
+from bayescale.cli.options import (
+    file_argument,
+    fit_model_options,
+    fits_argument,
+    input_group,
+    law_group,
+    law_option,
+    output_group,
+    sampling_group,
+    sampling_settings,
+)
 from bayescale.cli.parsing import at_points, fit_names, pairs
 from bayescale.cli.render import band, emit, fmt, records, wrap
 from bayescale.errors import BayescaleError
@@ -29,9 +38,17 @@ def laws_command(as_json):
     """List the law catalog."""
     from bayescale.laws.card import catalog
 
-    laws = [{"name": law.name, "kind": law.kind, "inputs": list(law.inputs), "params": list(law.param_names),
-             "formula": f"{'L' if law.kind == 'loss' else 'accuracy'}({', '.join(law.inputs)}) = {law.formula.text}",
-             "title": law.title} for law in catalog().values()]
+    laws = [
+        {
+            "name": law.name,
+            "kind": law.kind,
+            "inputs": list(law.inputs),
+            "params": list(law.param_names),
+            "formula": f"{'L' if law.kind == 'loss' else 'accuracy'}({', '.join(law.inputs)}) = {law.formula.text}",
+            "title": law.title,
+        }
+        for law in catalog().values()
+    ]
     emit({"laws": laws}, as_json, _laws_text)
 
 
@@ -44,16 +61,32 @@ def summary_result(fit, ci_prob: float) -> dict:
     table = summary(fit, ci_prob)
     d = fit.diagnostics
     return {
-        "law": fit.law.name, "formula": str(fit.law), "likelihood": fit.likelihood.name, "n_obs": fit.n_obs,
-        "ci_prob": ci_prob, "params_convention": fit.settings.get("params", "total"),
-        "pooled": [{"param": param, "column": pooled.column, "levels": list(pooled.levels),
-                    "log_scale": fit.spec.priors[param].support.kind == "positive"}
-                   for param, pooled in fit.spec.pooled.items()],
+        "law": fit.law.name,
+        "formula": str(fit.law),
+        "likelihood": fit.likelihood.name,
+        "n_obs": fit.n_obs,
+        "ci_prob": ci_prob,
+        "params_convention": fit.settings.get("params", "total"),
+        "pooled": [
+            {
+                "param": param,
+                "column": pooled.column,
+                "levels": list(pooled.levels),
+                "log_scale": fit.spec.priors[param].support.kind == "positive",
+            }
+            for param, pooled in fit.spec.pooled.items()
+        ],
         "params": {name: dict(row) for name, row in table.iterrows()},
         "discrepancy": None if fit.discrepancy is None else fit.discrepancy.describe(),
         "breaks": {name: dict(row) for name, row in break_table(fit, ci_prob).iterrows()} if fit.law.breaks else {},
-        "diagnostics": {"divergences": d.divergences, "rhat_max": d.rhat_max, "ess_bulk_min": d.ess_bulk_min,
-                        "ess_tail_min": d.ess_tail_min, "n_draws": d.n_draws, "problems": list(d.problems)},
+        "diagnostics": {
+            "divergences": d.divergences,
+            "rhat_max": d.rhat_max,
+            "ess_bulk_min": d.ess_bulk_min,
+            "ess_tail_min": d.ess_tail_min,
+            "n_draws": d.n_draws,
+            "problems": list(d.problems),
+        },
     }
 
 
@@ -65,23 +98,33 @@ def summary_text(result: dict):
     if result["params_convention"] == "non_embedding":
         yield "N counts non-embedding parameters: give forecasts N in the same convention"
     for p in result["pooled"]:
-        yield (f"{p['param']} varies by {p['column']} ({', '.join(p['levels'])}): population value {p['param']}_pop, "
-               f"spread {p['param']}_sd on the {'log ' if p['log_scale'] else ''}scale")
-    yield (f"{'param':<{width}} {'mean':>10} {'median':>10} {'sd':>10} {pct + ' lower':>11} {pct + ' upper':>11} "
-           f"{'ess_bulk':>9} {'r_hat':>6} {'reference':>10}")
+        yield (
+            f"{p['param']} varies by {p['column']} ({', '.join(p['levels'])}): population value {p['param']}_pop, "
+            f"spread {p['param']}_sd on the {'log ' if p['log_scale'] else ''}scale"
+        )
+    yield (
+        f"{'param':<{width}} {'mean':>10} {'median':>10} {'sd':>10} {pct + ' lower':>11} {pct + ' upper':>11} "
+        f"{'ess_bulk':>9} {'r_hat':>6} {'reference':>10}"
+    )
     for name, p in params.items():
-        yield (f"{name:<{width}} {fmt(p['mean']):>10} {fmt(p['median']):>10} {fmt(p['sd']):>10} "
-               f"{fmt(p['lower']):>11} {fmt(p['upper']):>11} {fmt(p['ess_bulk'], '.0f'):>9} "
-               f"{fmt(p['r_hat'], '.3f'):>6} {fmt(p['reference']):>10}")
+        yield (
+            f"{name:<{width}} {fmt(p['mean']):>10} {fmt(p['median']):>10} {fmt(p['sd']):>10} "
+            f"{fmt(p['lower']):>11} {fmt(p['upper']):>11} {fmt(p['ess_bulk'], '.0f'):>9} "
+            f"{fmt(p['r_hat'], '.3f'):>6} {fmt(p['reference']):>10}"
+        )
     if result["discrepancy"]:
         yield result["discrepancy"]
     for name, b in result["breaks"].items():
-        yield (f"break {name} along {b['input']}: median {fmt(b['median'])} ({pct} {fmt(b['lower'])}"
-               f"-{fmt(b['upper'])}); largest observed {fmt(b['observed_max'])}; "
-               f"P(break beyond the data) = {b['p_beyond_data']:.2f}")
+        yield (
+            f"break {name} along {b['input']}: median {fmt(b['median'])} ({pct} {fmt(b['lower'])}"
+            f"-{fmt(b['upper'])}); largest observed {fmt(b['observed_max'])}; "
+            f"P(break beyond the data) = {b['p_beyond_data']:.2f}"
+        )
     d = result["diagnostics"]
-    yield (f"diagnostics: {d['divergences']} divergences, max R-hat {d['rhat_max']:.3f}, "
-           f"min ESS bulk {d['ess_bulk_min']:.0f}, min ESS tail {d['ess_tail_min']:.0f} ({d['n_draws']} draws)")
+    yield (
+        f"diagnostics: {d['divergences']} divergences, max R-hat {d['rhat_max']:.3f}, "
+        f"min ESS bulk {d['ess_bulk_min']:.0f}, min ESS tail {d['ess_tail_min']:.0f} ({d['n_draws']} draws)"
+    )
     if result.get("saved"):
         yield f"saved {result['saved']}"
 
@@ -96,19 +139,47 @@ def _warn_problems(result: dict) -> None:
 @input_group()
 @law_group(law_option(), *fit_model_options())
 @sampling_group(extend=True)
-@output_group(cloup.option("--out", required=True, type=click.Path(dir_okay=False),
-                           help="Where to save the fit (.nc)."))
-def fit_command(runs, columns, law_spec, inputs, priors, pool, likelihood, extrapolation, param_count, noise_trend,
-                extend, quiet, out, ci_prob, as_json, **sampling):
+@output_group(
+    cloup.option("--out", required=True, type=click.Path(dir_okay=False), help="Where to save the fit (.nc).")
+)
+def fit_command(
+    runs,
+    columns,
+    law_spec,
+    inputs,
+    priors,
+    pool,
+    likelihood,
+    extrapolation,
+    param_count,
+    noise_trend,
+    extend,
+    quiet,
+    out,
+    ci_prob,
+    as_json,
+    **sampling,
+):
     """Fit a law to a table of runs (CSV or Parquet) and save the posterior."""
     from bayescale.fitting.pipeline import fit
 
     if not str(out).endswith(".nc"):
         raise BayescaleError(f"--out: fit files are netCDF, give a path ending in .nc (got {out!r})")
-    fitted = fit(runs, law_spec, columns=pairs(columns, "--columns"), inputs=pairs(inputs, "--input"),
-                 priors=pairs(priors, "--prior"), pool=pairs(pool, "--pool"), likelihood=likelihood,
-                 extrapolation=extrapolation, params=param_count, extend=extend, noise_trend=noise_trend,
-                 progressbar=not (quiet or as_json), **sampling_settings(sampling))
+    fitted = fit(
+        runs,
+        law_spec,
+        columns=pairs(columns, "--columns"),
+        inputs=pairs(inputs, "--input"),
+        priors=pairs(priors, "--prior"),
+        pool=pairs(pool, "--pool"),
+        likelihood=likelihood,
+        extrapolation=extrapolation,
+        params=param_count,
+        extend=extend,
+        noise_trend=noise_trend,
+        progressbar=not (quiet or as_json),
+        **sampling_settings(sampling),
+    )
     result = {**summary_result(fitted, ci_prob), "saved": fitted.save(out)}
     emit(result, as_json, summary_text)  # the fit already warned of any sampler trouble
 
@@ -136,18 +207,25 @@ def _predict_text(result: dict):
     for row in result["predictions"]:
         where = ", ".join(f"{k}={row[k]:.3g}" for k in result["inputs"])
         reach = [k for k in row if k.endswith("_vs_max")]
-        beyond = (f"  ({', '.join(f'{k[:-len('_vs_max')]} {row[k]:.2g}x' for k in reach)} the largest run's; "
-                  f"{row['extrapolation']:.2f} e-folds outside the data)" if (row.get("extrapolation") or 0) > 0 else "")
-        yield (f"{where}: {row['median']:.4f}  law [{row['lower']:.4f}, {row['upper']:.4f}]  "
-               f"run [{row['pred_lower']:.4f}, {row['pred_upper']:.4f}]{beyond}")
+        beyond = (
+            f"  ({', '.join(f'{k[: -len("_vs_max")]} {row[k]:.2g}x' for k in reach)} the largest run's; "
+            f"{row['extrapolation']:.2f} e-folds outside the data)"
+            if (row.get("extrapolation") or 0) > 0
+            else ""
+        )
+        yield (
+            f"{where}: {row['median']:.4f}  law [{row['lower']:.4f}, {row['upper']:.4f}]  "
+            f"run [{row['pred_lower']:.4f}, {row['pred_upper']:.4f}]{beyond}"
+        )
 
 
 @cloup.command("predict")
 @fits_argument()
-@cloup.option_group("Points",
-                    cloup.option("--at", "at", multiple=True, help="A point: N=7e10,D=1.4e12 (repeat for more points)."),
-                    cloup.option("--points", type=click.Path(dir_okay=False),
-                                 help="A CSV of points (one column per input)."))
+@cloup.option_group(
+    "Points",
+    cloup.option("--at", "at", multiple=True, help="A point: N=7e10,D=1.4e12 (repeat for more points)."),
+    cloup.option("--points", type=click.Path(dir_okay=False), help="A CSV of points (one column per input)."),
+)
 @output_group()
 def predict_command(fit_paths, at, points, ci_prob, as_json):
     """Forecast the loss at unseen scales: credible and predictive intervals.
@@ -188,11 +266,19 @@ def predict_command(fit_paths, at, points, ci_prob, as_json):
 
 
 # -- plan -------------------------------------------------------------------------------------------
-_PLAN_ROWS = (("N_opt", "parameters N*"), ("D_opt", "tokens D*"), ("tokens_per_param", "tokens per parameter"),
-              ("loss_opt", "loss at the optimum"))
-_MARGINAL_ROWS = (("drop_double_N", "loss drop from 2x N"), ("drop_double_D", "loss drop from 2x D"),
-                  ("drop_10x_compute", "drop from 10x compute (frontier)"),
-                  ("drop_next_10x_compute", "drop from the next 10x"), ("diminishing_ratio", "next / first 10x drop"))
+_PLAN_ROWS = (
+    ("N_opt", "parameters N*"),
+    ("D_opt", "tokens D*"),
+    ("tokens_per_param", "tokens per parameter"),
+    ("loss_opt", "loss at the optimum"),
+)
+_MARGINAL_ROWS = (
+    ("drop_double_N", "loss drop from 2x N"),
+    ("drop_double_D", "loss drop from 2x D"),
+    ("drop_10x_compute", "drop from 10x compute (frontier)"),
+    ("drop_next_10x_compute", "drop from the next 10x"),
+    ("diminishing_ratio", "next / first 10x drop"),
+)
 
 
 def _plan_text(result: dict):
@@ -206,24 +292,32 @@ def _plan_text(result: dict):
         yield f"  {'best ' + name + ' there':<22} {band(result[f'{name}_opt'], '.4g')}  (the loss assumes it: a tuned run)"
     run = result["run_at_plan"]
     at_tuned = "".join(f", {name} {run[name]:.3g}" for name in tuned)
-    yield (f"  a run at N* {run['N']:.3g}, D* {run['D']:.3g}{at_tuned}: loss {run['median']:.4f}, {pct} predictive "
-           f"[{run['pred_lower']:.4f}, {run['pred_upper']:.4f}] (as predict gives it)")
+    yield (
+        f"  a run at N* {run['N']:.3g}, D* {run['D']:.3g}{at_tuned}: loss {run['median']:.4f}, {pct} predictive "
+        f"[{run['pred_lower']:.4f}, {run['pred_upper']:.4f}] (as predict gives it)"
+    )
     if result["flops_vs_largest_run"] > 1:
-        yield (f"  note: the budget is {result['flops_vs_largest_run']:.3g}x the compute of the largest run fitted "
-               f"({run['extrapolation']:.2f} e-folds beyond the data): the predictive band includes the "
-               "extrapolation discrepancy")
+        yield (
+            f"  note: the budget is {result['flops_vs_largest_run']:.3g}x the compute of the largest run fitted "
+            f"({run['extrapolation']:.2f} e-folds beyond the data): the predictive band includes the "
+            "extrapolation discrepancy"
+        )
     if "p_data_limited" in result:
         yield f"  data-limited ({result['data_constraint']}) in {result['p_data_limited']:.0%} of draws"
     if "candidates" in result:
-        yield (f"candidates (loss median, {pct} band of the law / of a run, P(best), expected regret vs best / "
-               "vs compute-optimal):")
+        yield (
+            f"candidates (loss median, {pct} band of the law / of a run, P(best), expected regret vs best / "
+            "vs compute-optimal):"
+        )
         for row in result["candidates"]:
             flag = f"  OVER BUDGET (C = {row['C']:.3g} > {flops:.3g})" if row.get("over_budget") else ""
             at_tuned = "".join(f" {name}*={row[name + '_opt']:.3g}" for name in tuned)
-            yield (f"  N={row['N']:.3g} D={row['D']:.3g}{at_tuned}: {row['loss_median']:.4f} law "
-                   f"[{row['loss_lower']:.4f}, {row['loss_upper']:.4f}] run [{row['pred_lower']:.4f}, "
-                   f"{row['pred_upper']:.4f}]  P(best) {row['p_best']:.2f}  regret {row['regret_vs_best']:.4f} / "
-                   f"{row['regret_vs_optimum']:.4f}{flag}")
+            yield (
+                f"  N={row['N']:.3g} D={row['D']:.3g}{at_tuned}: {row['loss_median']:.4f} law "
+                f"[{row['loss_lower']:.4f}, {row['loss_upper']:.4f}] run [{row['pred_lower']:.4f}, "
+                f"{row['pred_upper']:.4f}]  P(best) {row['p_best']:.2f}  regret {row['regret_vs_best']:.4f} / "
+                f"{row['regret_vs_optimum']:.4f}{flag}"
+            )
     if "marginal" in result:
         m = result["marginal"]
         for key, label in _MARGINAL_ROWS:
@@ -232,9 +326,11 @@ def _plan_text(result: dict):
     if "frontier" in result:
         yield f"frontier (median [{pct}]):"
         for row in result["frontier"]:
-            yield (f"  C={row['flops']:.3g}: N* {row['N_opt_median']:.3g} [{row['N_opt_lower']:.3g}, "
-                   f"{row['N_opt_upper']:.3g}]  D* {row['D_opt_median']:.3g}  L* {row['loss_opt_median']:.4f} "
-                   f"[{row['loss_opt_lower']:.4f}, {row['loss_opt_upper']:.4f}]")
+            yield (
+                f"  C={row['flops']:.3g}: N* {row['N_opt_median']:.3g} [{row['N_opt_lower']:.3g}, "
+                f"{row['N_opt_upper']:.3g}]  D* {row['D_opt_median']:.3g}  L* {row['loss_opt_median']:.4f} "
+                f"[{row['loss_opt_lower']:.4f}, {row['loss_opt_upper']:.4f}]"
+            )
 
 
 @cloup.command("plan")
@@ -243,11 +339,15 @@ def _plan_text(result: dict):
     "Budget",
     cloup.option("--flops", type=float, required=True, help="Training compute budget in FLOPs (C = 6 N D)."),
     cloup.option("--cost", default=None, help="Cost formula in N and D instead of 6*N*D, e.g. '6*N*D + 2*N*1e12'."),
-    cloup.option("--unique-tokens", type=float, default=None, help="Cap on unique training tokens (data-limited planning)."),
+    cloup.option(
+        "--unique-tokens", type=float, default=None, help="Cap on unique training tokens (data-limited planning)."
+    ),
 )
 @cloup.option_group(
     "Questions",
-    cloup.option("--candidate", "candidate_points", multiple=True, help="Score an option: N=7e10,D=1.4e12 (repeatable)."),
+    cloup.option(
+        "--candidate", "candidate_points", multiple=True, help="Score an option: N=7e10,D=1.4e12 (repeatable)."
+    ),
     cloup.option("--marginal", default=None, help="Marginal value at N=...,D=...: 2x N vs 2x D, 10x compute."),
     cloup.option("--frontier", default=None, help="Budgets for the frontier table, comma-separated: 1e21,1e22,1e23."),
 )
@@ -291,8 +391,16 @@ def _check_text(result: dict):
     cloup.option("--prior-draws", type=int, default=500, show_default=True, help="Draws from the priors."),
     cloup.option("--seed", type=int, default=None, help="Seed of the predictive draws (default: the fit's)."),
 )
-@output_group(cloup.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
-                           help="Save the three checks as a PNG figure."), ci=False)
+@output_group(
+    cloup.option(
+        "--plot",
+        "plot_path",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="Save the three checks as a PNG figure.",
+    ),
+    ci=False,
+)
 def check_command(fit_path, prior_draws, seed, plot_path, as_json):
     """Check a fit: do the priors allow the data, does the posterior reproduce it, are left-out runs forecast calibrated."""
     from bayescale.fitting.result import Fit
@@ -308,11 +416,15 @@ def check_command(fit_path, prior_draws, seed, plot_path, as_json):
 
 
 def _compare_text(result: dict):
-    yield (f"{'fit':<24} {'rank':>4} {'elpd':>9} {'se':>7} {'elpd_diff':>9} {'dse':>7} {'p_loo':>6} {'weight':>6} "
-           f"{'k>thr':>5}")
+    yield (
+        f"{'fit':<24} {'rank':>4} {'elpd':>9} {'se':>7} {'elpd_diff':>9} {'dse':>7} {'p_loo':>6} {'weight':>6} "
+        f"{'k>thr':>5}"
+    )
     for row in result["fits"]:
-        yield (f"{row['fit']:<24} {row['rank']:>4.0f} {row['elpd']:>9.1f} {row['se']:>7.1f} {row['elpd_diff']:>9.1f} "
-               f"{row['dse']:>7.1f} {row['p']:>6.1f} {row['weight']:>6.2f} {len(row['high_pareto_k_rows']):>5.0f}")
+        yield (
+            f"{row['fit']:<24} {row['rank']:>4.0f} {row['elpd']:>9.1f} {row['se']:>7.1f} {row['elpd_diff']:>9.1f} "
+            f"{row['dse']:>7.1f} {row['p']:>6.1f} {row['weight']:>6.2f} {len(row['high_pareto_k_rows']):>5.0f}"
+        )
     yield wrap(result["legend"])
     yield ""
     yield from map(wrap, result["verdict"])
@@ -323,9 +435,16 @@ def _compare_text(result: dict):
 
 @cloup.command("compare")
 @fits_argument()
-@output_group(cloup.option("--backtest", "backtest_path", type=click.Path(dir_okay=False), default=None,
-                           help="A backtest of the same laws (from backtest --out): say where it and LOO disagree."),
-              ci=False)
+@output_group(
+    cloup.option(
+        "--backtest",
+        "backtest_path",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="A backtest of the same laws (from backtest --out): say where it and LOO disagree.",
+    ),
+    ci=False,
+)
 def compare_command(fit_paths, backtest_path, as_json):
     """Rank fits of different laws on the same runs by PSIS-LOO (elpd, differences, stacking weights)."""
     from bayescale.evaluation.backtesting import BacktestResult
@@ -334,11 +453,20 @@ def compare_command(fit_paths, backtest_path, as_json):
 
     fits = {name: Fit.load(path) for name, path in fit_names(fit_paths).items()}
     table = compare(fits)
-    result = {"fits": [{"fit": name, "law": fits[name].law.name,
-                        **{k: row[k] for k in ("elpd", "se", "elpd_diff", "dse", "p", "weight")},
-                        "rank": int(row["rank"]), "high_pareto_k_rows": list(table.attrs["high_k"][name].index)}
-                       for name, row in table.iterrows()],
-              "verdict": verdict(table), "legend": LEGEND}
+    result = {
+        "fits": [
+            {
+                "fit": name,
+                "law": fits[name].law.name,
+                **{k: row[k] for k in ("elpd", "se", "elpd_diff", "dse", "p", "weight")},
+                "rank": int(row["rank"]),
+                "high_pareto_k_rows": list(table.attrs["high_k"][name].index),
+            }
+            for name, row in table.iterrows()
+        ],
+        "verdict": verdict(table),
+        "legend": LEGEND,
+    }
     if backtest_path:
         result["against_backtest"] = against_backtest(table, fits, BacktestResult.load(backtest_path))
     emit(result, as_json, _compare_text)
@@ -351,13 +479,16 @@ def _saved_text(result: dict):
 
 @cloup.command("report")
 @fits_argument()
-@cloup.option("--backtest", "backtest_path", type=click.Path(dir_okay=False),
-              help="A backtest result (from backtest --out).")
-@cloup.option("--at", "at", multiple=True,
-              help="Forecast at N=7e10,D=1.4e12 (repeatable; default 10x and 100x the largest run).")
-@output_group(cloup.option("--format", "fmt", type=click.Choice(["html", "markdown"]), default="html",
-                           show_default=True),
-              cloup.option("--out", required=True, type=click.Path(dir_okay=False), help="The report file to write."))
+@cloup.option(
+    "--backtest", "backtest_path", type=click.Path(dir_okay=False), help="A backtest result (from backtest --out)."
+)
+@cloup.option(
+    "--at", "at", multiple=True, help="Forecast at N=7e10,D=1.4e12 (repeatable; default 10x and 100x the largest run)."
+)
+@output_group(
+    cloup.option("--format", "fmt", type=click.Choice(["html", "markdown"]), default="html", show_default=True),
+    cloup.option("--out", required=True, type=click.Path(dir_okay=False), help="The report file to write."),
+)
 def report_command(fit_paths, backtest_path, at, fmt, out, ci_prob, as_json):
     """One self-contained report (HTML or Markdown, images inline) for one or more fits."""
     from bayescale.evaluation.backtesting import BacktestResult
@@ -368,8 +499,14 @@ def report_command(fit_paths, backtest_path, at, fmt, out, ci_prob, as_json):
     if len(fits) != len(fit_paths):
         raise BayescaleError("report: give each fit file once (names come from the file names)")
     backtest = BacktestResult.load(backtest_path) if backtest_path else None
-    text = build_report(fits, backtest=backtest, points=at_points(at) or None, ci_prob=ci_prob, fmt=fmt,
-                        progress=lambda step: click.echo(f"report: {step}", err=True))
+    text = build_report(
+        fits,
+        backtest=backtest,
+        points=at_points(at) or None,
+        ci_prob=ci_prob,
+        fmt=fmt,
+        progress=lambda step: click.echo(f"report: {step}", err=True),
+    )
     emit({"saved": write_report(out, text)}, as_json, _saved_text)
 
 
@@ -377,17 +514,30 @@ def _demo_text(result: dict):
     yield f"demo runs: {result['runs']} (synthetic IsoFLOP sweep, truth {result['truth']})"
     yield from summary_text(result["summary"])
     for row in result["forecasts"]:
-        yield (f"forecast at N={row['N']:.3g}, D={row['D']:.3g}: loss {row['median']:.3f}; "
-               f"{result['summary']['ci_prob']:.0%} of new runs would land between {row['pred_lower']:.3f} and "
-               f"{row['pred_upper']:.3f}")
-    yield (f"saved {result['fit']} and {result['figure']}; try: .venv/bin/bayescale predict {result['fit']} "
-           "--at N=1e10,D=2e11")
+        yield (
+            f"forecast at N={row['N']:.3g}, D={row['D']:.3g}: loss {row['median']:.3f}; "
+            f"{result['summary']['ci_prob']:.0%} of new runs would land between {row['pred_lower']:.3f} and "
+            f"{row['pred_upper']:.3f}"
+        )
+    yield (
+        f"saved {result['fit']} and {result['figure']}; try: .venv/bin/bayescale predict {result['fit']} "
+        "--at N=1e10,D=2e11"
+    )
 
 
 @cloup.command("demo")
 @sampling_group(chains=False)
-@output_group(cloup.option("--out", "out_dir", default="out", show_default=True, type=click.Path(file_okay=False),
-                           help="Folder for the demo fit."), ci=False)
+@output_group(
+    cloup.option(
+        "--out",
+        "out_dir",
+        default="out",
+        show_default=True,
+        type=click.Path(file_okay=False),
+        help="Folder for the demo fit.",
+    ),
+    ci=False,
+)
 def demo_command(quiet, out_dir, as_json, **sampling):
     """The main job on the embedded demo sweep: fit Chinchilla, summarise, forecast larger models."""
     from bayescale.data.datasets import CHINCHILLA_TRUTH, demo_runs_path
@@ -398,13 +548,21 @@ def demo_command(quiet, out_dir, as_json, **sampling):
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     if not as_json:
         click.echo(f"fitting the demo runs {demo_runs_path()} ...", err=True)
-    fitted = fit(demo_runs_path(), "chinchilla", progressbar=not (quiet or as_json),
-                 **sampling_settings(sampling, with_chains=False))
+    fitted = fit(
+        demo_runs_path(),
+        "chinchilla",
+        progressbar=not (quiet or as_json),
+        **sampling_settings(sampling, with_chains=False),
+    )
     path = fitted.save(Path(out_dir) / "demo_fit.nc")
     forecast = predict(fitted, N=[7e10, 1.75e11], D=[1.4e12, 3.5e12])
     figure = save_figure(forecast_fan(fitted), Path(out_dir) / "demo_forecast.png")
-    result = {"runs": demo_runs_path(), "truth": CHINCHILLA_TRUTH,
-              "summary": summary_result(fitted, defaults.CI_PROB),
-              "forecasts": records(forecast, ["N", "D", "median", "lower", "upper", "pred_lower", "pred_upper"]),
-              "fit": path, "figure": figure}
+    result = {
+        "runs": demo_runs_path(),
+        "truth": CHINCHILLA_TRUTH,
+        "summary": summary_result(fitted, defaults.CI_PROB),
+        "forecasts": records(forecast, ["N", "D", "median", "lower", "upper", "pred_lower", "pred_upper"]),
+        "fit": path,
+        "figure": figure,
+    }
     emit(result, as_json, _demo_text)

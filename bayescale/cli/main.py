@@ -16,8 +16,17 @@ import cloup
 
 from bayescale.cli.application_commands import curve_command, downstream_command
 from bayescale.cli.evaluation_commands import backtest_command, sweep_command, tune_command
-from bayescale.cli.fit_commands import (check_command, compare_command, demo_command, fit_command, laws_command,
-                                        plan_command, predict_command, report_command, summary_command)
+from bayescale.cli.fit_commands import (
+    check_command,
+    compare_command,
+    demo_command,
+    fit_command,
+    laws_command,
+    plan_command,
+    predict_command,
+    report_command,
+    summary_command,
+)
 from bayescale.errors import BayescaleError
 
 
@@ -35,8 +44,18 @@ def cli():
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-cli.section("One law", laws_command, fit_command, summary_command, predict_command, plan_command, check_command,
-            compare_command, report_command, demo_command)
+cli.section(
+    "One law",
+    laws_command,
+    fit_command,
+    summary_command,
+    predict_command,
+    plan_command,
+    check_command,
+    compare_command,
+    report_command,
+    demo_command,
+)
 cli.section("Many fits", backtest_command, sweep_command, tune_command)
 cli.section("Beyond the final loss", downstream_command, curve_command)
 

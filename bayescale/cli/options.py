@@ -26,8 +26,12 @@ def fits_argument():
 
 
 def columns_option(example: str = "N='Model Size',C='Training FLOP'"):
-    return cloup.option("--columns", multiple=True, metavar="NAME=COLUMN",
-                        help=f"Map canonical names to your columns: {example} (repeatable).")
+    return cloup.option(
+        "--columns",
+        multiple=True,
+        metavar="NAME=COLUMN",
+        help=f"Map canonical names to your columns: {example} (repeatable).",
+    )
 
 
 def input_group(example: str = "N='Model Size',C='Training FLOP'", *more):
@@ -50,24 +54,56 @@ def law_group(*options):
 def fit_model_options():
     """What ``fit`` adds to the law: priors, pooling, likelihood, the discrepancy, the parameter convention."""
     return (
-        cloup.option("--input", "inputs", multiple=True, metavar="INPUT=COLUMN",
-                     help="Bind a law's generic input to a column: X=D."),
-        cloup.option("--prior", "priors", multiple=True, metavar="PARAM=PRIOR",
-                     help="Override a prior: alpha='LogNormal(mu=log(0.3), sigma=0.3)'."),
-        cloup.option("--pool", "pool", multiple=True, metavar="PARAM=COLUMN",
-                     help="Let a parameter vary by a group column under a population prior: alpha=family (repeatable)."),
-        cloup.option("--likelihood", default=defaults.LIKELIHOOD, show_default=True, type=click.Choice(LIKELIHOODS),
-                     help="Noise model on log-loss."),
-        cloup.option("--extrapolation", default=defaults.EXTRAPOLATION, show_default=True,
-                     type=click.Choice(["calibrated", "none"]),
-                     help="Widen forecasts beyond the observed runs by a discrepancy calibrated on internal backtests."),
-        cloup.option("--params", "param_count", default="total", show_default=True,
-                     type=click.Choice(["total", "non-embedding", "non_embedding"]),
-                     help="What N counts: as given (total), or non-embedding parameters (column N_no_embed, or "
-                          "12*n_layers*d_model^2)."),
-        cloup.option("--noise-trend", is_flag=True,
-                     help="Let the noise scale grow or shrink along N (sigma_slope per e-fold), for sweeps whose "
-                          "scatter changes with size."),
+        cloup.option(
+            "--input",
+            "inputs",
+            multiple=True,
+            metavar="INPUT=COLUMN",
+            help="Bind a law's generic input to a column: X=D.",
+        ),
+        cloup.option(
+            "--prior",
+            "priors",
+            multiple=True,
+            metavar="PARAM=PRIOR",
+            help="Override a prior: alpha='LogNormal(mu=log(0.3), sigma=0.3)'.",
+        ),
+        cloup.option(
+            "--pool",
+            "pool",
+            multiple=True,
+            metavar="PARAM=COLUMN",
+            help="Let a parameter vary by a group column under a population prior: alpha=family (repeatable).",
+        ),
+        cloup.option(
+            "--likelihood",
+            default=defaults.LIKELIHOOD,
+            show_default=True,
+            type=click.Choice(LIKELIHOODS),
+            help="Noise model on log-loss.",
+        ),
+        cloup.option(
+            "--extrapolation",
+            default=defaults.EXTRAPOLATION,
+            show_default=True,
+            type=click.Choice(["calibrated", "none"]),
+            help="Widen forecasts beyond the observed runs by a discrepancy calibrated on internal backtests.",
+        ),
+        cloup.option(
+            "--params",
+            "param_count",
+            default="total",
+            show_default=True,
+            type=click.Choice(["total", "non-embedding", "non_embedding"]),
+            help="What N counts: as given (total), or non-embedding parameters (column N_no_embed, or "
+            "12*n_layers*d_model^2).",
+        ),
+        cloup.option(
+            "--noise-trend",
+            is_flag=True,
+            help="Let the noise scale grow or shrink along N (sigma_slope per e-fold), for sweeps whose "
+            "scatter changes with size.",
+        ),
     )
 
 
@@ -77,26 +113,58 @@ def sampling_group(*, fan_out: bool = False, extend: bool = False, chains: bool 
     ``fan_out``: the command fits several models at once, so ``--cores`` is per fit and defaults to
     the cores left to each parallel fit.
     """
-    cores_help = ("Cores per fit (default: the machine's cores shared among the parallel fits)." if fan_out
-                  else "Chains sampled in parallel.")
+    cores_help = (
+        "Cores per fit (default: the machine's cores shared among the parallel fits)."
+        if fan_out
+        else "Chains sampled in parallel."
+    )
     options = [
         cloup.option("--draws", type=int, default=defaults.DRAWS, show_default=True, help="Posterior draws per chain."),
         cloup.option("--tune", type=int, default=defaults.TUNE, show_default=True, help="Tuning steps per chain."),
-        *([cloup.option("--chains", type=int, default=defaults.CHAINS, show_default=True,
-                                    help="Independent chains (R-hat compares them).")] if chains else []),
-        cloup.option("--cores", type=int, default=None if fan_out else defaults.CORES, show_default=not fan_out,
-                     help=cores_help),
-        cloup.option("--sampler", default=defaults.SAMPLER, show_default=True, type=click.Choice(SAMPLERS),
-                     help="The NUTS implementation."),
-        cloup.option("--target-accept", type=float, default=defaults.TARGET_ACCEPT, show_default=True,
-                     help="NUTS's target acceptance rate; raise it (0.99) against divergences."),
-        cloup.option("--seed", type=int, default=defaults.SEED, show_default=True, help="The same seed, the same draws."),
+        *(
+            [
+                cloup.option(
+                    "--chains",
+                    type=int,
+                    default=defaults.CHAINS,
+                    show_default=True,
+                    help="Independent chains (R-hat compares them).",
+                )
+            ]
+            if chains
+            else []
+        ),
+        cloup.option(
+            "--cores", type=int, default=None if fan_out else defaults.CORES, show_default=not fan_out, help=cores_help
+        ),
+        cloup.option(
+            "--sampler",
+            default=defaults.SAMPLER,
+            show_default=True,
+            type=click.Choice(SAMPLERS),
+            help="The NUTS implementation.",
+        ),
+        cloup.option(
+            "--target-accept",
+            type=float,
+            default=defaults.TARGET_ACCEPT,
+            show_default=True,
+            help="NUTS's target acceptance rate; raise it (0.99) against divergences.",
+        ),
+        cloup.option(
+            "--seed", type=int, default=defaults.SEED, show_default=True, help="The same seed, the same draws."
+        ),
     ]
     if extend:
-        options.append(cloup.option(
-            "--extend/--no-extend", default=True, show_default=True,
-            help="When R-hat or ESS fall short (no divergences), sample once more with twice the draws, whitened "
-                 "by the first run's draws."))
+        options.append(
+            cloup.option(
+                "--extend/--no-extend",
+                default=True,
+                show_default=True,
+                help="When R-hat or ESS fall short (no divergences), sample once more with twice the draws, whitened "
+                "by the first run's draws.",
+            )
+        )
     options.append(cloup.option("--quiet", is_flag=True, help="No progress bar."))
     return cloup.option_group("Sampling", *options)
 
@@ -106,10 +174,16 @@ def fan_out_group():
     return cloup.option_group(
         "Fan-out",
         cloup.option("--processes", type=int, default=None, help="Parallel local fits (default: one per core)."),
-        cloup.option("--scheduler", default=None, metavar="ADDRESS",
-                     help="Run the fits on a Dask cluster: its scheduler address, e.g. tcp://host:8786 "
-                          "(needs pip install 'bayescale[dask]', and bayescale on the workers)."),
-        cloup.option("--fail-fast", is_flag=True, help="Cancel the other fits when one fails (default: let them finish)."),
+        cloup.option(
+            "--scheduler",
+            default=None,
+            metavar="ADDRESS",
+            help="Run the fits on a Dask cluster: its scheduler address, e.g. tcp://host:8786 "
+            "(needs pip install 'bayescale[dask]', and bayescale on the workers).",
+        ),
+        cloup.option(
+            "--fail-fast", is_flag=True, help="Cancel the other fits when one fails (default: let them finish)."
+        ),
     )
 
 
@@ -117,16 +191,29 @@ def output_group(*options, ci: bool = True, json: bool = True):
     """Output: interval probability, JSON, and any files the command writes."""
     shared = []
     if ci:
-        shared.append(cloup.option("--ci-prob", type=float, default=defaults.CI_PROB, show_default=True,
-                                   help="Probability of the credible and predictive intervals."))
+        shared.append(
+            cloup.option(
+                "--ci-prob",
+                type=float,
+                default=defaults.CI_PROB,
+                show_default=True,
+                help="Probability of the credible and predictive intervals.",
+            )
+        )
     if json:
-        shared.append(cloup.option("--json", "as_json", is_flag=True,
-                                   help="Print one JSON object on stdout (the same result as the text)."))
+        shared.append(
+            cloup.option(
+                "--json", "as_json", is_flag=True, help="Print one JSON object on stdout (the same result as the text)."
+            )
+        )
     return cloup.option_group("Output", *options, *shared)
 
 
 def sampling_settings(params: dict, *, with_chains: bool = True) -> dict:
     """The sampling options of a command, as keyword arguments of ``bs.fit``."""
-    keys = ("draws", "tune", "chains", "cores", "sampler", "target_accept", "seed") if with_chains else \
-        ("draws", "tune", "cores", "sampler", "target_accept", "seed")
+    keys = (
+        ("draws", "tune", "chains", "cores", "sampler", "target_accept", "seed")
+        if with_chains
+        else ("draws", "tune", "cores", "sampler", "target_accept", "seed")
+    )
     return {k: params[k] for k in keys if params.get(k) is not None}

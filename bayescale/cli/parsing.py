@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from bayescale.errors import BayescaleError
@@ -37,7 +36,7 @@ def at_points(items, labels=()) -> list[dict[str, float | str]]:
     return points
 
 
-def candidate(text: str) -> "Candidate":
+def candidate(text: str) -> Candidate:
     """``chinchilla`` or ``"chinchilla likelihood=normal pool=E:dataset,alpha:dataset"`` -> Candidate."""
     from bayescale.evaluation.backtesting import Candidate
 
@@ -46,8 +45,9 @@ def candidate(text: str) -> "Candidate":
     for option in options:
         key, _, value = option.partition("=")
         if key in ("pool", "input"):
-            parsed["pool" if key == "pool" else "inputs"] = dict(item.split(":", 1) for item in value.split(",")
-                                                                 if ":" in item)
+            parsed["pool" if key == "pool" else "inputs"] = dict(
+                item.split(":", 1) for item in value.split(",") if ":" in item
+            )
         elif key in ("likelihood", "sampler", "extrapolation", "params"):
             parsed[key] = value
         elif key == "noise_trend" and value in ("on", "off"):
@@ -56,8 +56,10 @@ def candidate(text: str) -> "Candidate":
             name, _, prior = value.partition(":")
             parsed.setdefault("priors", {})[name] = prior
         else:
-            raise BayescaleError(f"--law {text!r}: unknown option {key!r}; use likelihood=..., pool=E:group,..., "
-                                 "input=X:C, params=non_embedding, noise_trend=on|off or prior=alpha:'LogNormal(...)'")
+            raise BayescaleError(
+                f"--law {text!r}: unknown option {key!r}; use likelihood=..., pool=E:group,..., "
+                "input=X:C, params=non_embedding, noise_trend=on|off or prior=alpha:'LogNormal(...)'"
+            )
     return Candidate(law, parsed)
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import math
 import textwrap
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import click
 
@@ -66,5 +67,7 @@ def wrap(line: str) -> str:
 
 def band(record: dict, spec: str = ".4f", prefix: str = "") -> str:
     """``median [lower, upper]`` of a record's ``{prefix}median`` / ``lower`` / ``upper``."""
-    return (f"{fmt(record[prefix + 'median'], spec)} [{fmt(record[prefix + 'lower'], spec)}, "
-            f"{fmt(record[prefix + 'upper'], spec)}]")
+    return (
+        f"{fmt(record[prefix + 'median'], spec)} [{fmt(record[prefix + 'lower'], spec)}, "
+        f"{fmt(record[prefix + 'upper'], spec)}]"
+    )

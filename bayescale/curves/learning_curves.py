@@ -25,26 +25,28 @@ residuals left are white is not checked.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import warnings
-from typing import TYPE_CHECKING, Mapping
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from bayescale import defaults
 from bayescale.data.runs import Runs, column_list, load_runs, read_table, row_numbers
-from bayescale.errors import BayescaleError, DataError, ExtrapolationWarning, warn_user
-from bayescale.laws.card import RUN_OFFSET, Law, get_law
+from bayescale.data.schedules import (
+    SCHEDULE_COLUMNS,
+    Schedule,
+    add_schedule_inputs,
+    run_areas,
+    run_schedule,
+    schedule_areas,
+)
 from bayescale.defaults import check_ci_prob
+from bayescale.errors import BayescaleError, DataError, ExtrapolationWarning, warn_user
 from bayescale.forecast.predict import loss_draws, warn_invalid_draws
-from bayescale.data.schedules import (SCHEDULE_COLUMNS,
-                                      Schedule,
-                                      add_schedule_inputs,
-                                      run_areas,
-                                      run_schedule,
-                                      schedule_areas)
+from bayescale.laws.card import RUN_OFFSET, Law, get_law
 
 if TYPE_CHECKING:
     from bayescale.fitting.result import Fit
@@ -66,8 +68,9 @@ def default_warmup(frame: pd.DataFrame, upto: float = 1.0) -> pd.Series:
     return (share * frame["total_steps"]).where(frame["total_steps"].notna(), WARMUP_FRACTION * last)
 
 
-def load_checkpoints(source, columns: Mapping[str, str] | None = None, *, warmup: float | None = None,
-                     keep=(), upto: float = 1.0) -> Runs:
+def load_checkpoints(
+    source, columns: Mapping[str, str] | None = None, *, warmup: float | None = None, keep=(), upto: float = 1.0
+) -> Runs:
     """Read and validate a checkpoint table (``run``, ``step``, ``loss``, ...) and drop the early phase.
 
     ``warmup=None`` (default) applies :func:`default_warmup` for a fit that will see each run up to
@@ -80,8 +83,10 @@ def load_checkpoints(source, columns: Mapping[str, str] | None = None, *, warmup
     frame = runs.frame
     for col in ("run", "step"):
         if col not in frame.columns:
-            raise DataError(f"a checkpoint table needs a {col!r} column (map yours with columns={{'{col}': ...}}); "
-                            f"it has {column_list(frame.columns, [col])}")
+            raise DataError(
+                f"a checkpoint table needs a {col!r} column (map yours with columns={{'{col}': ...}}); "
+                f"it has {column_list(frame.columns, [col])}"
+            )
     bad = frame.index[~(frame["step"] > 0)]
     if len(bad):
         raise DataError(f"column 'step': must be > 0, but {row_numbers(bad)} are not")
@@ -90,19 +95,26 @@ def load_checkpoints(source, columns: Mapping[str, str] | None = None, *, warmup
         steps = part["step"].to_numpy()
         back = part.index[1:][np.diff(steps) <= 0]
         if len(back):
-            raise DataError(f"run {run!r}: steps must increase within a run, but {row_numbers(back)} do not "
-                            f"(steps {', '.join(f'{s:g}' for s in part.loc[back, 'step'][:5])})")
+            raise DataError(
+                f"run {run!r}: steps must increase within a run, but {row_numbers(back)} do not "
+                f"(steps {', '.join(f'{s:g}' for s in part.loc[back, 'step'][:5])})"
+            )
     if warmup is not None and not (isinstance(warmup, (int, float)) and warmup >= 0):
         raise BayescaleError(f"warmup must be a fraction in [0, 1) or a number of steps >= 1, got {warmup!r}")
     if warmup is None or warmup:
         if warmup is None:
             limit = default_warmup(frame, upto)
-            rule = (f"the default early-phase cut ({SCHEDULED_WARMUP:.0%} of a run's planned steps, at most half the "
-                    f"part fitted; {WARMUP_FRACTION:.0%} of the last recorded step for a run without total_steps; "
-                    "--warmup to change)")
+            rule = (
+                f"the default early-phase cut ({SCHEDULED_WARMUP:.0%} of a run's planned steps, at most half the "
+                f"part fitted; {WARMUP_FRACTION:.0%} of the last recorded step for a run without total_steps; "
+                "--warmup to change)"
+            )
         else:
-            planned = (frame["total_steps"] if "total_steps" in frame.columns
-                       else frame.groupby("run")["step"].transform("max"))
+            planned = (
+                frame["total_steps"]
+                if "total_steps" in frame.columns
+                else frame.groupby("run")["step"].transform("max")
+            )
             limit = warmup * planned if warmup < 1 else pd.Series(float(warmup), index=frame.index)
             rule = f"{warmup:.0%} of each run's planned steps" if warmup < 1 else f"step {warmup:g}"
         dropped = frame.index[frame["step"] <= limit]
@@ -119,7 +131,9 @@ def upto_steps(frame: pd.DataFrame, upto: float) -> pd.Series:
     if not (isinstance(upto, (int, float)) and upto > 0):
         raise BayescaleError(f"upto must be a step number or a fraction in (0, 1], got {upto!r}")
     if upto <= 1:
-        planned = frame["total_steps"] if "total_steps" in frame.columns else frame.groupby("run")["step"].transform("max")
+        planned = (
+            frame["total_steps"] if "total_steps" in frame.columns else frame.groupby("run")["step"].transform("max")
+        )
         return upto * planned
     return pd.Series(float(upto), index=frame.index)
 
@@ -134,8 +148,9 @@ def default_pool(law: Law) -> dict[str, str]:
     return {name: "run" for name in names}
 
 
-def fit_curves(runs: Runs, law: str | Law = "curve_power", *, upto: float = 1.0, pool: Mapping[str, str] | None = None,
-               **options) -> "Fit":
+def fit_curves(
+    runs: Runs, law: str | Law = "curve_power", *, upto: float = 1.0, pool: Mapping[str, str] | None = None, **options
+) -> Fit:
     """Fit ``law`` jointly to every run's checkpoints up to ``upto``, with a run effect.
 
     By default the card's ``run_effect`` parameters vary by run (:func:`default_pool`). When
@@ -170,7 +185,9 @@ def fit_curves(runs: Runs, law: str | Law = "curve_power", *, upto: float = 1.0,
     return fit(Runs(seen, list(runs.notes), runs.source), law, pool=pool, **options)
 
 
-def _points(fit: "Fit", part: pd.DataFrame, run: str, steps: np.ndarray, schedule: Schedule | None = None) -> pd.DataFrame:
+def _points(
+    fit: Fit, part: pd.DataFrame, run: str, steps: np.ndarray, schedule: Schedule | None = None
+) -> pd.DataFrame:
     """The law's inputs for one run at ``steps``: step, S1/S2 from its schedule, its other inputs and groups."""
     points = pd.DataFrame({"step": steps, "run": run})
     if _needs_schedule(fit.law):
@@ -191,12 +208,12 @@ def _run_rows(runs: Runs, run: str) -> pd.DataFrame:
     return part
 
 
-def run_points(fit: "Fit", runs: Runs, run: str, steps) -> pd.DataFrame:
+def run_points(fit: Fit, runs: Runs, run: str, steps) -> pd.DataFrame:
     """Points along one run of ``runs`` at ``steps``, ready for :meth:`Fit.predict` (credible and predictive bands)."""
     return _points(fit, _run_rows(runs, run), str(run), np.asarray(steps, dtype=float))
 
 
-def _last_step(fit: "Fit", part: pd.DataFrame, run: str, wanted: float) -> float:
+def _last_step(fit: Fit, part: pd.DataFrame, run: str, wanted: float) -> float:
     """How far a run's curve can be followed: its schedule's end for a schedule-aware law, else ``wanted``."""
     if _needs_schedule(fit.law):
         schedule = run_schedule(part, run)
@@ -205,8 +222,17 @@ def _last_step(fit: "Fit", part: pd.DataFrame, run: str, wanted: float) -> float
     return wanted
 
 
-def forecast_curves(fit: "Fit", runs: Runs, *, upto: float = 1.0, horizon: float | None = None, delta: float = 0.01,
-                    ci_prob: float = defaults.CI_PROB, run: str | None = None, seed: int | None = None) -> pd.DataFrame:
+def forecast_curves(
+    fit: Fit,
+    runs: Runs,
+    *,
+    upto: float = 1.0,
+    horizon: float | None = None,
+    delta: float = 0.01,
+    ci_prob: float = defaults.CI_PROB,
+    run: str | None = None,
+    seed: int | None = None,
+) -> pd.DataFrame:
     """Per run: the forecast final loss, P(the loss falls by more than ``delta`` from upto to horizon), the saturation step.
 
     The horizon defaults to each run's last recorded step. The saturation step is the first step
@@ -236,12 +262,15 @@ def forecast_curves(fit: "Fit", runs: Runs, *, upto: float = 1.0, horizon: float
             warnings.simplefilter("ignore", ExtrapolationWarning)
             mu, y = next(loss_draws(fit, points, seed, new_runs=np.arange(len(points)) == horizon_at))
         at = {s: i for i, s in enumerate(grid)}
-        beyond_seen = (float(fit.discrepancy.distance(points.iloc[[at[horizon_step]]])[0])
-                       if fit.discrepancy is not None else np.nan)
+        beyond_seen = (
+            float(fit.discrepancy.distance(points.iloc[[at[horizon_step]]])[0])
+            if fit.discrepancy is not None
+            else np.nan
+        )
         if fit.discrepancy is not None:
             far.append((beyond_seen, f"run {name} at step {horizon_step:g}"))
         law = np.exp(mu)
-        now, after = law[:, :len(grid)], law[:, len(grid):]
+        now, after = law[:, : len(grid)], law[:, len(grid) :]
         final = law[:, at[horizon_step]]
         invalid.append((mu[:, at[horizon_step]], f"run {name} at step {horizon_step:g}"))
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -251,24 +280,33 @@ def forecast_curves(fit: "Fit", runs: Runs, *, upto: float = 1.0, horizon: float
         drop = now[:, at[upto_step]] - final  # NaN for a draw whose law is invalid at either step
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all draws invalid: NaN, and warn_invalid_draws says so
-            rows.append({"run": name, "upto_step": upto_step, "horizon_step": horizon_step,
-                         "final_median": float(np.nanmedian(final)),
-                         "final_pred_lower": float(np.exp(np.nanquantile(noisy, lo))),
-                         "final_pred_upper": float(np.exp(np.nanquantile(noisy, hi))),
-                         "p_improve": float(np.nanmean(np.where(np.isfinite(drop), drop > delta, np.nan))),
-                         "saturation_step": float(grid[saturated[0]]) if len(saturated) else np.nan,
-                         "n_seen": int(len(seen)), "distance": beyond_seen})
+            rows.append(
+                {
+                    "run": name,
+                    "upto_step": upto_step,
+                    "horizon_step": horizon_step,
+                    "final_median": float(np.nanmedian(final)),
+                    "final_pred_lower": float(np.exp(np.nanquantile(noisy, lo))),
+                    "final_pred_upper": float(np.exp(np.nanquantile(noisy, hi))),
+                    "p_improve": float(np.nanmean(np.where(np.isfinite(drop), drop > delta, np.nan))),
+                    "saturation_step": float(grid[saturated[0]]) if len(saturated) else np.nan,
+                    "n_seen": int(len(seen)),
+                    "distance": beyond_seen,
+                }
+            )
     draws, labels = zip(*invalid) if invalid else ((), ())
     if draws:
         warn_invalid_draws(np.column_stack(draws), labels)
     beyond = [(d, label) for d, label in far if d > 2 * fit.discrepancy.supported_distance + 1e-12]
     if beyond:
         d, label = max(beyond)
-        warn_user(f"the forecast of {label} lies {d:.2f} e-folds beyond the checkpoints the fit saw, more than "
-                  f"twice what the internal backtests checked ({fit.discrepancy.supported_distance:.2f})"
-                  + (f", as do {len(beyond) - 1} other runs' forecasts" if len(beyond) > 1 else "")
-                  + "; its interval rests on the prior for the extrapolation discrepancy",
-                  ExtrapolationWarning)
+        warn_user(
+            f"the forecast of {label} lies {d:.2f} e-folds beyond the checkpoints the fit saw, more than "
+            f"twice what the internal backtests checked ({fit.discrepancy.supported_distance:.2f})"
+            + (f", as do {len(beyond) - 1} other runs' forecasts" if len(beyond) > 1 else "")
+            + "; its interval rests on the prior for the extrapolation discrepancy",
+            ExtrapolationWarning,
+        )
     out = pd.DataFrame(rows)
     out.attrs["ci_prob"] = ci_prob
     return out
@@ -282,8 +320,10 @@ def peak_rate_variants(runs: Runs, run: str, peaks) -> dict[str, Schedule]:
     """
     schedule = run_schedule(_run_rows(runs, run), str(run))
     if schedule is None:
-        raise BayescaleError(f"run {run!r} has no schedule columns (peak_lr, total_steps): give the other peak rates "
-                             "as whole schedules, e.g. --schedule hot='cosine(peak=3e-3, total=16000, warmup=50)'")
+        raise BayescaleError(
+            f"run {run!r} has no schedule columns (peak_lr, total_steps): give the other peak rates "
+            "as whole schedules, e.g. --schedule hot='cosine(peak=3e-3, total=16000, warmup=50)'"
+        )
     out = {"as run": schedule}
     for peak in peaks:
         if not (np.isfinite(peak) and 0 < peak <= 1):
@@ -292,8 +332,15 @@ def peak_rate_variants(runs: Runs, run: str, peaks) -> dict[str, Schedule]:
     return out
 
 
-def compare_schedules(fit: "Fit", runs: Runs, schedules: Mapping[str, Schedule | str], *, run: str,
-                      ci_prob: float = defaults.CI_PROB, seed: int | None = None) -> pd.DataFrame:
+def compare_schedules(
+    fit: Fit,
+    runs: Runs,
+    schedules: Mapping[str, Schedule | str],
+    *,
+    run: str,
+    ci_prob: float = defaults.CI_PROB,
+    seed: int | None = None,
+) -> pd.DataFrame:
     """What if ``run`` had followed another schedule? Its final loss under each, and P(each is best).
 
     ``run`` names a run in ``runs`` (its size, groups and run effect are kept; a run the fit never
@@ -303,8 +350,10 @@ def compare_schedules(fit: "Fit", runs: Runs, schedules: Mapping[str, Schedule |
     learning rate that is too high, so it cannot see the loss rise there.
     """
     if not _needs_schedule(fit.law):
-        raise BayescaleError(f"law {fit.law.name!r} has no schedule inputs (S1, S2); fit a schedule-aware law "
-                             "(schedule_aware, schedule_aware_n) to compare schedules")
+        raise BayescaleError(
+            f"law {fit.law.name!r} has no schedule inputs (S1, S2); fit a schedule-aware law "
+            "(schedule_aware, schedule_aware_n) to compare schedules"
+        )
     if not schedules:
         raise BayescaleError("give at least one schedule to compare")
     ci_prob = check_ci_prob(ci_prob)
@@ -324,15 +373,26 @@ def compare_schedules(fit: "Fit", runs: Runs, schedules: Mapping[str, Schedule |
     rows = []
     for i, (name, schedule) in enumerate(parsed.items()):
         outside = peaks is not None and not (peaks.min() <= schedule.peak_lr <= peaks.max())
-        rows.append({"schedule": name, "spec": str(schedule), "final_median": float(np.median(finals[i])),
-                     "final_lower": float(np.quantile(finals[i], lo)), "final_upper": float(np.quantile(finals[i], hi)),
-                     "final_pred_lower": float(np.quantile(noisy[i], lo)),
-                     "final_pred_upper": float(np.quantile(noisy[i], hi)),
-                     "p_best": float(np.mean(best == i)), "peak_outside_fitted": bool(outside)})
+        rows.append(
+            {
+                "schedule": name,
+                "spec": str(schedule),
+                "final_median": float(np.median(finals[i])),
+                "final_lower": float(np.quantile(finals[i], lo)),
+                "final_upper": float(np.quantile(finals[i], hi)),
+                "final_pred_lower": float(np.quantile(noisy[i], lo)),
+                "final_pred_upper": float(np.quantile(noisy[i], hi)),
+                "p_best": float(np.mean(best == i)),
+                "peak_outside_fitted": bool(outside),
+            }
+        )
     out = pd.DataFrame(rows)
     if out["peak_outside_fitted"].any():
-        warn_user(f"schedule(s) {', '.join(out.loc[out['peak_outside_fitted'], 'schedule'])} have a peak learning "
-                  f"rate outside the fitted runs' {peaks.min():g} .. {peaks.max():g}: the law cannot see the loss "
-                  "rise at a learning rate that is too high", ExtrapolationWarning)
+        warn_user(
+            f"schedule(s) {', '.join(out.loc[out['peak_outside_fitted'], 'schedule'])} have a peak learning "
+            f"rate outside the fitted runs' {peaks.min():g} .. {peaks.max():g}: the law cannot see the loss "
+            "rise at a learning rate that is too high",
+            ExtrapolationWarning,
+        )
     out.attrs["ci_prob"] = ci_prob
     return out

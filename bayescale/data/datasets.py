@@ -22,14 +22,22 @@ from bayescale.errors import BayescaleError, DataError
 #: Hoffmann et al. 2022 fit (approach 3): the ground truth of the synthetic sweep
 CHINCHILLA_TRUTH = {"E": 1.69, "A": 406.4, "alpha": 0.34, "B": 410.7, "beta": 0.28}
 
-EPOCH_URL = ("https://raw.githubusercontent.com/epoch-research/analyzing-chinchilla/"
-             "92258837425e1b5f2851d624287f0120583a3d0e/data/svg_extracted_data.csv")
+EPOCH_URL = (
+    "https://raw.githubusercontent.com/epoch-research/analyzing-chinchilla/"
+    "92258837425e1b5f2851d624287f0120583a3d0e/data/svg_extracted_data.csv"
+)
 EPOCH_COLUMNS = {"N": "Model Size", "C": "Training FLOP"}
 
 
-def synthetic_sweep(seed: int = 0, *, budgets=(1e18, 3e18, 1e19, 3e19, 1e20, 3e20, 1e21),
-                    sizes_per_budget: int = 9, noise: float = 0.01, outlier_fraction: float = 0.03,
-                    truth: dict | None = None) -> pd.DataFrame:
+def synthetic_sweep(
+    seed: int = 0,
+    *,
+    budgets=(1e18, 3e18, 1e19, 3e19, 1e20, 3e20, 1e21),
+    sizes_per_budget: int = 9,
+    noise: float = 0.01,
+    outlier_fraction: float = 0.03,
+    truth: dict | None = None,
+) -> pd.DataFrame:
     """An IsoFLOP-style sweep with known Chinchilla truth.
 
     For each compute budget C, model sizes are spread log-uniformly from 1/8 to 8 times the
@@ -56,12 +64,21 @@ def synthetic_sweep(seed: int = 0, *, budgets=(1e18, 3e18, 1e19, 3e19, 1e20, 3e2
 
 #: ground truth of :func:`synthetic_tuning_sweep` (card ``chinchilla_lr_batch``): best rate
 #: 1e-3 (N/1e9)^-0.5 (D/2e10)^0.2, best batch 5e5 (D/2e10)^0.5 tokens
-TUNING_TRUTH = {**CHINCHILLA_TRUTH, "l0": float(np.log(1e-3)), "a": -0.5, "b": 0.2, "c": 0.08,
-                "g0": float(np.log(5e5)), "g": 0.5, "cb": 0.03}
+TUNING_TRUTH = {
+    **CHINCHILLA_TRUTH,
+    "l0": float(np.log(1e-3)),
+    "a": -0.5,
+    "b": 0.2,
+    "c": 0.08,
+    "g0": float(np.log(5e5)),
+    "g": 0.5,
+    "cb": 0.03,
+}
 
 
-def simulate_runs(law, truth: dict, design: pd.DataFrame, *, noise: float = 0.01, noise_slope: float = 0.0,
-                  seed: int = 0) -> pd.DataFrame:
+def simulate_runs(
+    law, truth: dict, design: pd.DataFrame, *, noise: float = 0.01, noise_slope: float = 0.0, seed: int = 0
+) -> pd.DataFrame:
     """Runs at the ``design`` points (one column per input of ``law``) with losses from the law at ``truth``,
     times log-normal noise: sd ``noise`` on log-loss at the design's mean log of the first input,
     times ``exp(noise_slope * (log x - mean log x))`` elsewhere (the model's ``sigma_slope``)."""
@@ -86,10 +103,18 @@ def synthetic_tuning_sweep(seed: int = 0, *, noise: float = 0.01, truth: dict | 
     """
     sizes, ratios = (2e7, 5e7, 1e8, 2e8, 5e8), (10, 20, 40)
     rates, batches = (3e-4, 1e-3, 3e-3, 1e-2), (131072, 524288, 2097152)
-    design = pd.DataFrame([{"N": n, "D": n * r, "lr": lr, "batch": float(b)}
-                           for n in sizes for r in ratios for lr in rates for b in batches])
-    return simulate_runs("chinchilla_lr_batch", dict(TUNING_TRUTH if truth is None else truth), design,
-                         noise=noise, seed=seed)
+    design = pd.DataFrame(
+        [
+            {"N": n, "D": n * r, "lr": lr, "batch": float(b)}
+            for n in sizes
+            for r in ratios
+            for lr in rates
+            for b in batches
+        ]
+    )
+    return simulate_runs(
+        "chinchilla_lr_batch", dict(TUNING_TRUTH if truth is None else truth), design, noise=noise, seed=seed
+    )
 
 
 def demo_runs_path() -> Path:
@@ -111,8 +136,9 @@ def _download(url: str, target: Path) -> Path:
     return target
 
 
-def load_epoch_chinchilla(path: str | Path | None = None, *, url: str = EPOCH_URL, drop_highest: int = 5,
-                          cache_dir: str | Path | None = None) -> Runs:
+def load_epoch_chinchilla(
+    path: str | Path | None = None, *, url: str = EPOCH_URL, drop_highest: int = 5, cache_dir: str | Path | None = None
+) -> Runs:
     """Epoch AI's digitised Chinchilla points (Besiroglu et al. 2024) as a runs table.
 
     D is derived as C / (6N). Epoch dropped the 5 highest-loss points before fitting (240 remain);
@@ -131,9 +157,16 @@ def load_epoch_chinchilla(path: str | Path | None = None, *, url: str = EPOCH_UR
 
 
 #: the validation losses of the Gadre et al. over-training grid (one column each in the flat CSV)
-GADRE_LOSSES = ("loss_c4_val", "loss_openlm", "loss_paloma_c4_en", "loss_paloma_falcon-refinedweb",
-                "loss_paloma_redpajama", "loss_paloma_ptb", "loss_paloma_dolma_100_programing_languages",
-                "loss_de-en")
+GADRE_LOSSES = (
+    "loss_c4_val",
+    "loss_openlm",
+    "loss_paloma_c4_en",
+    "loss_paloma_falcon-refinedweb",
+    "loss_paloma_redpajama",
+    "loss_paloma_ptb",
+    "loss_paloma_dolma_100_programing_languages",
+    "loss_de-en",
+)
 
 
 def load_gadre(path: str | Path, *, loss: str = "loss_c4_val") -> Runs:
@@ -184,8 +217,15 @@ def load_gadre_downstream(folder: str | Path, *, per_task: bool = False, loss: s
 def load_datablations(path: str | Path) -> Runs:
     """Muennighoff et al. 2023 data-constrained runs: N, D, U (unique tokens = tokens / epochs), loss."""
     raw = pd.read_csv(path)
-    frame = pd.DataFrame({"N": raw["num_params"], "D": raw["token_num"], "U": raw["token_num"] / raw["epochs"],
-                          "loss": raw["openLM_loss"], "epochs": raw["epochs"]})
+    frame = pd.DataFrame(
+        {
+            "N": raw["num_params"],
+            "D": raw["token_num"],
+            "U": raw["token_num"] / raw["epochs"],
+            "loss": raw["openLM_loss"],
+            "epochs": raw["epochs"],
+        }
+    )
     runs = load_runs(frame, keep=["epochs"])
     runs.source = str(path)
     return runs
@@ -222,9 +262,18 @@ def load_misfitting_curves(path: str | Path) -> pd.DataFrame:
     """
     raw = pd.read_csv(path)
     run = raw["model"] + "|T=" + raw["total_steps"].astype(str) + "|lr=" + raw["peak_lr"].astype(str)
-    table = pd.DataFrame({"run": run, "step": raw["current_steps"], "loss": raw["loss"], "N": raw["N"],
-                          "total_steps": raw["total_steps"], "model": raw["model"], "peak_lr": raw["peak_lr"],
-                          **MISFITTING_SCHEDULE})
+    table = pd.DataFrame(
+        {
+            "run": run,
+            "step": raw["current_steps"],
+            "loss": raw["loss"],
+            "N": raw["N"],
+            "total_steps": raw["total_steps"],
+            "model": raw["model"],
+            "peak_lr": raw["peak_lr"],
+            **MISFITTING_SCHEDULE,
+        }
+    )
     table = table[table["step"] <= table["total_steps"]]
     table = table.drop_duplicates(["run", "step"], keep="last").sort_values(["run", "step"], kind="stable")
     return table.reset_index(drop=True)
@@ -238,7 +287,7 @@ def synthetic_curves(seed: int = 0, *, n_runs: int = 4, points: int = 20, noise:
         total = int(rng.choice([4000, 8000, 16000]))
         e, a = 2.0 + 0.1 * rng.standard_normal(), 30.0 * np.exp(0.2 * rng.standard_normal())
         for step in np.unique(np.geomspace(50, total, points).round()):
-            loss = (e + a * step ** -0.45) * np.exp(rng.normal(0, noise))
+            loss = (e + a * step**-0.45) * np.exp(rng.normal(0, noise))
             rows.append({"run": f"run{r}", "step": step, "loss": loss, "total_steps": total})
     return pd.DataFrame(rows)
 
@@ -258,16 +307,25 @@ def synthetic_schedule_curves(seed: int = 0, *, noise: float = 0.003, every: int
     rng = np.random.default_rng(seed)
     rows = []
     plans = [("cosine", 4000, 1e-3), ("cosine", 8000, 1e-3), ("wsd", 8000, 2e-3), ("cosine", 6000, 2e-3)]
-    for i, (decay, total, peak) in enumerate(plans):
+    for decay, total, peak in plans:
         schedule = Schedule(peak, total, warmup_steps=100, decay=decay, final_lr_ratio=0.1)
         steps = np.arange(every, total + 1, every, dtype=float)
         areas = schedule_areas(schedule, steps)
         t = SCHEDULE_TRUTH
         law = t["L0"] + t["A"] * areas["S1"] ** -t["alpha"] - t["C"] * areas["S2"]
         for step, value in zip(steps, law):
-            rows.append({"run": f"{decay}-{total}-{peak:g}", "step": step, "loss": value * np.exp(rng.normal(0, noise)),
-                         "peak_lr": peak, "total_steps": total, "warmup_steps": 100, "decay": decay,
-                         "final_lr_ratio": 0.1})
+            rows.append(
+                {
+                    "run": f"{decay}-{total}-{peak:g}",
+                    "step": step,
+                    "loss": value * np.exp(rng.normal(0, noise)),
+                    "peak_lr": peak,
+                    "total_steps": total,
+                    "warmup_steps": 100,
+                    "decay": decay,
+                    "final_lr_ratio": 0.1,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -288,8 +346,14 @@ def load_revisiting(path: str | Path, domain: str, task: str | None = None) -> p
             found = ", ".join(sorted(set(raw["Task"]))) if "Task" in raw.columns else "no Task column"
             raise DataError(f"no task {task!r} in domain {domain!r} of {path}; it has {found}")
         raw = raw[raw["Task"] == task]
-    table = pd.DataFrame({"run": raw["Model"].astype(str), "step": raw["Seen Examples"], "loss": raw["Loss"],
-                          "training": raw["Training"].astype(int)})
+    table = pd.DataFrame(
+        {
+            "run": raw["Model"].astype(str),
+            "step": raw["Seen Examples"],
+            "loss": raw["Loss"],
+            "training": raw["Training"].astype(int),
+        }
+    )
     table = table.drop_duplicates(["run", "step"]).sort_values(["run", "step"], kind="stable")
     return table.reset_index(drop=True)
 
@@ -307,10 +371,18 @@ def load_opt_trajectories(path: str | Path) -> pd.DataFrame:
     size = raw["model_size"].astype(str).str.lower()
     bad = size[~size.str.fullmatch(r"[0-9.]+[mb]")]
     if len(bad):
-        raise DataError(f"column 'model_size': expected sizes like 125m or 6.7b, got {bad.iloc[0]!r} "
-                        f"in row {bad.index[0] + 1}")
+        raise DataError(
+            f"column 'model_size': expected sizes like 125m or 6.7b, got {bad.iloc[0]!r} in row {bad.index[0] + 1}"
+        )
     n = size.str[:-1].astype(float) * size.str[-1].map(_SIZE_SUFFIX)
-    table = pd.DataFrame({"run": raw["model_size"].astype(str), "step": raw["steps"], "loss": np.log(raw["ppl"]),
-                          "N": n, "tokens": 10.0 ** raw["num_token"]})
+    table = pd.DataFrame(
+        {
+            "run": raw["model_size"].astype(str),
+            "step": raw["steps"],
+            "loss": np.log(raw["ppl"]),
+            "N": n,
+            "tokens": 10.0 ** raw["num_token"],
+        }
+    )
     table = table.drop_duplicates(["run", "step"]).sort_values(["run", "step"], kind="stable")
     return table.reset_index(drop=True)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import difflib
 import logging
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -31,8 +31,11 @@ PARAMETER_COUNTS = ("total", "non_embedding")
 #: law inputs that may be zero (the annealing area S2 is zero until the learning rate first drops)
 NONNEGATIVE = ("S2",)
 #: below these maxima the units look wrong (a raw count is expected)
-_UNIT_FLOORS = {"N": (1e4, "millions or billions of parameters"), "D": (1e5, "millions or billions of tokens"),
-                "C": (1e10, "PF-days or another unit; C is in FLOPs (1 PF-day = 8.64e19 FLOPs)")}
+_UNIT_FLOORS = {
+    "N": (1e4, "millions or billions of parameters"),
+    "D": (1e5, "millions or billions of tokens"),
+    "C": (1e10, "PF-days or another unit; C is in FLOPs (1 PF-day = 8.64e19 FLOPs)"),
+}
 
 
 @dataclass
@@ -60,12 +63,16 @@ class Runs:
         missing = [c for c in (*inputs, "loss") if c not in self.frame.columns]
         if missing:
             derivable = " (D is derived from C and N, C from N and D)" if {"D", "C"} & set(missing) else ""
-            raise DataError(f"law {law_name!r} needs column(s) {', '.join(missing)}, which the runs table "
-                            f"({self.source}) lacks{derivable}; it has {column_list(self.original_columns or self.columns, missing)}. "
-                            "Map your names with columns={'N': 'your name', ...} or --columns N='your name'")
+            raise DataError(
+                f"law {law_name!r} needs column(s) {', '.join(missing)}, which the runs table "
+                f"({self.source}) lacks{derivable}; it has {column_list(self.original_columns or self.columns, missing)}. "
+                "Map your names with columns={'N': 'your name', ...} or --columns N='your name'"
+            )
         if len(self.frame) <= n_params:
-            raise DataError(f"the runs table has {len(self.frame)} rows but law {law_name!r} with its noise model "
-                            f"has {n_params} parameters; at least {n_params + 1} rows are needed")
+            raise DataError(
+                f"the runs table has {len(self.frame)} rows but law {law_name!r} with its noise model "
+                f"has {n_params} parameters; at least {n_params + 1} rows are needed"
+            )
 
 
 def column_list(columns, near: Iterable[str] = (), limit: int = 8) -> str:
@@ -78,8 +85,10 @@ def column_list(columns, near: Iterable[str] = (), limit: int = 8) -> str:
 
 def point_label(row: pd.Series, names: Iterable[str]) -> str:
     """A point in the user's terms: ``N=7e+10, D=1.4e+12`` (numbers to 3 significant digits)."""
-    return ", ".join(f"{name}={row[name]:.3g}" if isinstance(row[name], (int, float, np.number)) else f"{name}={row[name]}"
-                     for name in names)
+    return ", ".join(
+        f"{name}={row[name]:.3g}" if isinstance(row[name], (int, float, np.number)) else f"{name}={row[name]}"
+        for name in names
+    )
 
 
 def row_numbers(index, noun: str = "rows", limit: int = 8) -> str:
@@ -133,8 +142,9 @@ def _split_top_level(text: str) -> list[str]:
     return [p for p in (p.strip() for p in parts) if p]
 
 
-def load_runs(source, columns: Mapping[str, str] | None = None, *, extra_inputs: Iterable[str] = (),
-              keep: Iterable[str] = ()) -> Runs:
+def load_runs(
+    source, columns: Mapping[str, str] | None = None, *, extra_inputs: Iterable[str] = (), keep: Iterable[str] = ()
+) -> Runs:
     """Read and validate a runs table.
 
     ``columns`` maps canonical names to the table's names (``{"N": "Model Size"}``). ``extra_inputs``
@@ -148,23 +158,31 @@ def load_runs(source, columns: Mapping[str, str] | None = None, *, extra_inputs:
     allowed = set(CANONICAL) | set(extra_inputs)
     unknown = sorted(set(columns) - allowed)
     if unknown:
-        raise DataError(f"column mapping names unknown column(s) {', '.join(unknown)}; "
-                        f"the known columns are {', '.join(sorted(allowed))}")
+        raise DataError(
+            f"column mapping names unknown column(s) {', '.join(unknown)}; "
+            f"the known columns are {', '.join(sorted(allowed))}"
+        )
     for canonical, theirs in columns.items():
         if theirs not in frame.columns:
-            raise DataError(f"column {theirs!r} (mapped to {canonical}) is not in the runs table ({where}); "
-                            f"it has {column_list(frame.columns, [theirs])}")
+            raise DataError(
+                f"column {theirs!r} (mapped to {canonical}) is not in the runs table ({where}); "
+                f"it has {column_list(frame.columns, [theirs])}"
+            )
     renamed = frame.rename(columns={theirs: canonical for canonical, theirs in columns.items()})
     wanted = [c for c in renamed.columns if c in allowed or c in set(keep)]
     missing_keep = [c for c in keep if c not in renamed.columns]
     if missing_keep:
-        raise DataError(f"column(s) {', '.join(missing_keep)} are not in the runs table ({where}); "
-                        f"it has {column_list(renamed.columns, missing_keep)}")
+        raise DataError(
+            f"column(s) {', '.join(missing_keep)} are not in the runs table ({where}); "
+            f"it has {column_list(renamed.columns, missing_keep)}"
+        )
     table = renamed[wanted].copy()
     table.index = pd.RangeIndex(len(table), name="row")
     if "loss" not in table.columns:
-        raise DataError(f"the runs table ({where}) has no 'loss' column; it has {column_list(frame.columns, ['loss'])}. "
-                        "Map it with columns={'loss': 'your name'} or --columns loss='your name'")
+        raise DataError(
+            f"the runs table ({where}) has no 'loss' column; it has {column_list(frame.columns, ['loss'])}. "
+            "Map it with columns={'loss': 'your name'} or --columns loss='your name'"
+        )
     numeric = [c for c in table.columns if c in CANONICAL and c != "run"] + list(extra_inputs)
     notes = _clean(table, numeric)
     _warn_units(table)
@@ -182,15 +200,18 @@ def _clean(table: pd.DataFrame, numeric: Iterable[str]) -> list[str]:
         bad = table.index[table[col] <= 0]
         if len(bad):
             values = table.loc[bad, col].tolist()
-            raise DataError(f"column {col!r}: must be > 0, but {row_numbers(bad)} are "
-                            f"{', '.join(map(str, values[:8]))}{' ...' if len(values) > 8 else ''}")
+            raise DataError(
+                f"column {col!r}: must be > 0, but {row_numbers(bad)} are "
+                f"{', '.join(map(str, values[:8]))}{' ...' if len(values) > 8 else ''}"
+            )
     notes: list[str] = []
     _derive(table, notes)
     if {"U", "D"} <= set(table.columns):
         bad = table.index[table["U"] > table["D"] * (1 + 1e-9)]
         if len(bad):
-            raise DataError(f"column 'U' (unique tokens) cannot exceed D (tokens trained on), but "
-                            f"{row_numbers(bad)} have U > D")
+            raise DataError(
+                f"column 'U' (unique tokens) cannot exceed D (tokens trained on), but {row_numbers(bad)} have U > D"
+            )
     return notes
 
 
@@ -213,9 +234,11 @@ def count_parameters(runs: Runs, count: str) -> Runs:
     elif {"n_layers", "d_model"} <= set(frame.columns):
         counted, how = 12.0 * frame["n_layers"] * frame["d_model"] ** 2, "12 n_layers d_model^2 (Kaplan et al. 2020)"
     else:
-        raise DataError(f"params='non_embedding' needs the non-embedding parameter count: a column N_no_embed "
-                        f"(map yours with --columns N_no_embed='your name'), or n_layers and d_model to derive "
-                        f"12 n_layers d_model^2; the runs table ({runs.source}) has {column_list(runs.columns, ['N_no_embed'])}")
+        raise DataError(
+            f"params='non_embedding' needs the non-embedding parameter count: a column N_no_embed "
+            f"(map yours with --columns N_no_embed='your name'), or n_layers and d_model to derive "
+            f"12 n_layers d_model^2; the runs table ({runs.source}) has {column_list(runs.columns, ['N_no_embed'])}"
+        )
     if "N" in frame.columns:
         frame["N_total"] = frame["N"]
     frame["N"] = counted.to_numpy(dtype=float)
@@ -245,13 +268,15 @@ def prepare_points(points, inputs: Iterable[str]) -> pd.DataFrame:
     _clean(table, [c for c in table.columns if c in (*POSITIVE, *inputs) and c != "loss"])
     missing = [c for c in inputs if c not in table.columns]
     if missing:
-        raise DataError(f"predicting needs input(s) {', '.join(missing)} (got {column_list(table.columns, missing)}); "
-                        "D can also be given as C with N")
+        raise DataError(
+            f"predicting needs input(s) {', '.join(missing)} (got {column_list(table.columns, missing)}); "
+            "D can also be given as C with N"
+        )
     for col in inputs:
         bad = table.index[~(table[col] >= 0 if col in NONNEGATIVE else table[col] > 0)]
         if len(bad):
             bound = ">= 0" if col in NONNEGATIVE else "> 0"
-            raise DataError(f"input {col!r}: must be {bound}, but {row_numbers(bad, "points")} are not")
+            raise DataError(f"input {col!r}: must be {bound}, but {row_numbers(bad, 'points')} are not")
     return table
 
 
@@ -287,22 +312,31 @@ _SILENCE = "If this is deliberate, silence it with warnings.filterwarnings('igno
 def _warn_units(table: pd.DataFrame) -> None:
     for col, (floor, hint) in _UNIT_FLOORS.items():
         if col in table.columns and table[col].max() < floor:
-            warn_user(f"column {col!r}: every value is below {floor:g} (largest {table[col].max():g}); "
-                      f"bayescale expects a raw count. If these are {hint}, convert them first. "
-                      + _SILENCE.format("UnitsWarning"), UnitsWarning)
+            warn_user(
+                f"column {col!r}: every value is below {floor:g} (largest {table[col].max():g}); "
+                f"bayescale expects a raw count. If these are {hint}, convert them first. "
+                + _SILENCE.format("UnitsWarning"),
+                UnitsWarning,
+            )
     if "loss" in table.columns and table["loss"].min() > PERPLEXITY_FLOOR:
-        warn_user(f"column 'loss': every value is above {PERPLEXITY_FLOOR:g} (smallest {table['loss'].min():.3g}); "
-                  "cross-entropy losses in nats rarely are. If these are perplexities, give loss = ln(perplexity). "
-                  + _SILENCE.format("UnitsWarning"), UnitsWarning)
+        warn_user(
+            f"column 'loss': every value is above {PERPLEXITY_FLOOR:g} (smallest {table['loss'].min():.3g}); "
+            "cross-entropy losses in nats rarely are. If these are perplexities, give loss = ln(perplexity). "
+            + _SILENCE.format("UnitsWarning"),
+            UnitsWarning,
+        )
 
 
 def _warn_duplicates(table: pd.DataFrame) -> None:
     """Identical rows are usually a table concatenated twice; each would count as another run."""
     repeated = table.index[table.duplicated(keep="first")]
     if len(repeated):
-        warn_user(f"{row_numbers(repeated)} repeat earlier rows exactly (every column); each counts as another "
-                  "run, which overstates the evidence. Drop them unless they are genuine repeats. "
-                  + _SILENCE.format("DataWarning"), DataWarning)
+        warn_user(
+            f"{row_numbers(repeated)} repeat earlier rows exactly (every column); each counts as another "
+            "run, which overstates the evidence. Drop them unless they are genuine repeats. "
+            + _SILENCE.format("DataWarning"),
+            DataWarning,
+        )
 
 
 def is_curves(frame: pd.DataFrame) -> bool:

@@ -34,10 +34,21 @@ from bayescale.errors import BayescaleError, DataError
 ANNEAL_DECAY = 0.999
 DECAYS = ("cosine", "linear", "constant", "wsd")
 #: schedule columns of a checkpoint table, and their defaults (None: required)
-SCHEDULE_COLUMNS = {"peak_lr": None, "total_steps": None, "warmup_steps": 0.0, "decay": "cosine",
-                    "final_lr_ratio": 0.0, "decay_fraction": 0.2}
-_TEXT_KEYS = {"peak": "peak_lr", "total": "total_steps", "warmup": "warmup_steps", "final": "final_lr_ratio",
-              "decay_fraction": "decay_fraction"}
+SCHEDULE_COLUMNS = {
+    "peak_lr": None,
+    "total_steps": None,
+    "warmup_steps": 0.0,
+    "decay": "cosine",
+    "final_lr_ratio": 0.0,
+    "decay_fraction": 0.2,
+}
+_TEXT_KEYS = {
+    "peak": "peak_lr",
+    "total": "total_steps",
+    "warmup": "warmup_steps",
+    "final": "final_lr_ratio",
+    "decay_fraction": "decay_fraction",
+}
 
 
 @dataclass(frozen=True)
@@ -54,17 +65,23 @@ class Schedule:
     def __post_init__(self):
         if self.decay not in DECAYS:
             raise BayescaleError(f"schedule decay {self.decay!r} is not known; use one of {', '.join(DECAYS)}")
-        checks = {"peak_lr": self.peak_lr > 0, "total_steps": self.total_steps >= 1,
-                  "warmup_steps": 0 <= self.warmup_steps < self.total_steps,
-                  "final_lr_ratio": 0 <= self.final_lr_ratio <= 1, "decay_fraction": 0 < self.decay_fraction <= 1}
+        checks = {
+            "peak_lr": self.peak_lr > 0,
+            "total_steps": self.total_steps >= 1,
+            "warmup_steps": 0 <= self.warmup_steps < self.total_steps,
+            "final_lr_ratio": 0 <= self.final_lr_ratio <= 1,
+            "decay_fraction": 0 < self.decay_fraction <= 1,
+        }
         for name, ok in checks.items():
             if not ok:
-                raise BayescaleError(f"schedule {name} = {getattr(self, name)!r} is not allowed "
-                                     "(peak_lr > 0, total_steps >= 1, 0 <= warmup_steps < total_steps, "
-                                     "final_lr_ratio in [0, 1], decay_fraction in (0, 1])")
+                raise BayescaleError(
+                    f"schedule {name} = {getattr(self, name)!r} is not allowed "
+                    "(peak_lr > 0, total_steps >= 1, 0 <= warmup_steps < total_steps, "
+                    "final_lr_ratio in [0, 1], decay_fraction in (0, 1])"
+                )
 
     @classmethod
-    def parse(cls, text: str) -> "Schedule":
+    def parse(cls, text: str) -> Schedule:
         """``"cosine(peak=1e-3, total=16000, warmup=50, final=0.1)"`` (parsed, never evaluated)."""
         try:
             call = ast.parse(text.strip(), mode="eval").body
@@ -72,17 +89,22 @@ class Schedule:
                 raise ValueError
             kwargs = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
         except (SyntaxError, ValueError):
-            raise BayescaleError(f"cannot read schedule {text!r}; write it like "
-                                 "'cosine(peak=1e-3, total=16000, warmup=50, final=0.1)'") from None
+            raise BayescaleError(
+                f"cannot read schedule {text!r}; write it like 'cosine(peak=1e-3, total=16000, warmup=50, final=0.1)'"
+            ) from None
         unknown = sorted(set(kwargs) - set(_TEXT_KEYS))
         if unknown or "peak" not in kwargs or "total" not in kwargs:
-            raise BayescaleError(f"schedule {text!r}: needs peak= and total=, and may set warmup=, final=, "
-                                 f"decay_fraction=" + (f" (not {', '.join(unknown)})" if unknown else ""))
+            raise BayescaleError(
+                f"schedule {text!r}: needs peak= and total=, and may set warmup=, final=, "
+                f"decay_fraction=" + (f" (not {', '.join(unknown)})" if unknown else "")
+            )
         values = {_TEXT_KEYS[k]: v for k, v in kwargs.items()}
-        return cls(decay=call.func.id, **{**values, "total_steps": int(values["total_steps"]),
-                                          "warmup_steps": int(values.get("warmup_steps", 0))})
+        return cls(
+            decay=call.func.id,
+            **{**values, "total_steps": int(values["total_steps"]), "warmup_steps": int(values.get("warmup_steps", 0))},
+        )
 
-    def with_changes(self, **changes) -> "Schedule":
+    def with_changes(self, **changes) -> Schedule:
         return replace(self, **changes)
 
     def learning_rates(self) -> np.ndarray:
@@ -107,11 +129,15 @@ class Schedule:
 
     def __str__(self) -> str:
         extra = f", decay_fraction={self.decay_fraction:g}" if self.decay == "wsd" else ""
-        return (f"{self.decay}(peak={self.peak_lr:g}, total={self.total_steps}, warmup={self.warmup_steps}, "
-                f"final={self.final_lr_ratio:g}{extra})")
+        return (
+            f"{self.decay}(peak={self.peak_lr:g}, total={self.total_steps}, warmup={self.warmup_steps}, "
+            f"final={self.final_lr_ratio:g}{extra})"
+        )
 
 
-def areas(learning_rates: np.ndarray, warmup_steps: int = 0, decay: float = ANNEAL_DECAY) -> tuple[np.ndarray, np.ndarray]:
+def areas(
+    learning_rates: np.ndarray, warmup_steps: int = 0, decay: float = ANNEAL_DECAY
+) -> tuple[np.ndarray, np.ndarray]:
     """S1 and S2 after each step, for learning rates at steps 1, 2, ... (see the module docstring)."""
     lr = np.asarray(learning_rates, dtype=float)
     s1 = np.cumsum(lr)
@@ -140,8 +166,14 @@ def run_schedule(part: pd.DataFrame, run: str) -> Schedule | None:
         if col in part.columns and part[col].nunique(dropna=False) > 1:
             raise DataError(f"run {run!r}: column {col!r} must be the same on every row of a run")
         values[col] = value
-    return Schedule(float(values["peak_lr"]), int(values["total_steps"]), int(values["warmup_steps"]),
-                    str(values["decay"]), float(values["final_lr_ratio"]), float(values["decay_fraction"]))
+    return Schedule(
+        float(values["peak_lr"]),
+        int(values["total_steps"]),
+        int(values["warmup_steps"]),
+        str(values["decay"]),
+        float(values["final_lr_ratio"]),
+        float(values["decay_fraction"]),
+    )
 
 
 def run_areas(part: pd.DataFrame, run: str, steps, decay: float = ANNEAL_DECAY) -> pd.DataFrame:
@@ -154,14 +186,16 @@ def run_areas(part: pd.DataFrame, run: str, steps, decay: float = ANNEAL_DECAY) 
     schedule = run_schedule(part, run)
     if schedule is not None:
         if steps.max() > schedule.total_steps:
-            raise DataError(f"run {run!r}: step {steps.max():g} is past its schedule's total_steps "
-                            f"{schedule.total_steps}")
+            raise DataError(
+                f"run {run!r}: step {steps.max():g} is past its schedule's total_steps {schedule.total_steps}"
+            )
         rates, warmup = schedule.learning_rates(), schedule.warmup_steps
     else:
         if "lr" not in part.columns or not (part["lr"] > 0).all():
             bad = part.index if "lr" not in part.columns else part.index[~(part["lr"] > 0)]
-            raise DataError(f"column 'lr': run {run!r} needs a learning rate > 0 at every checkpoint, "
-                            f"{row_numbers(bad)} have none")
+            raise DataError(
+                f"column 'lr': run {run!r} needs a learning rate > 0 at every checkpoint, {row_numbers(bad)} have none"
+            )
         grid = np.arange(1, int(np.ceil(max(steps.max(), part["step"].max()))) + 1, dtype=float)
         rates, warmup = np.interp(grid, part["step"].to_numpy(dtype=float), part["lr"].to_numpy(dtype=float)), 0
     s1, s2 = areas(rates, warmup, decay)
@@ -172,9 +206,11 @@ def run_areas(part: pd.DataFrame, run: str, steps, decay: float = ANNEAL_DECAY) 
 def add_schedule_inputs(frame: pd.DataFrame, decay: float = ANNEAL_DECAY) -> pd.DataFrame:
     """Add S1 and S2 columns to a checkpoint table, run by run, from its schedule or ``lr`` columns."""
     if "lr" not in frame.columns and "peak_lr" not in frame.columns:
-        raise DataError("a schedule-aware law needs each run's learning rates: an 'lr' column (the learning rate "
-                        "at each checkpoint) or schedule columns peak_lr and total_steps (and optionally "
-                        "warmup_steps, decay, final_lr_ratio, decay_fraction)")
+        raise DataError(
+            "a schedule-aware law needs each run's learning rates: an 'lr' column (the learning rate "
+            "at each checkpoint) or schedule columns peak_lr and total_steps (and optionally "
+            "warmup_steps, decay, final_lr_ratio, decay_fraction)"
+        )
     out = frame.copy()
     out["S1"], out["S2"] = np.nan, np.nan
     for run, part in frame.groupby("run", sort=False):

@@ -1,2 +1,1 @@
-"""Downstream accuracy: a metric law fitted on small models and chained with the loss forecast.
-"""
+"""Downstream accuracy: a metric law fitted on small models and chained with the loss forecast."""

@@ -25,8 +25,9 @@ models. Both publish point forecasts. Here both steps are posteriors and the for
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -34,11 +35,11 @@ import xarray as xr
 
 from bayescale import defaults
 from bayescale.data.runs import column_list, prepare_points, row_numbers
-from bayescale.inference.diagnostics import Diagnostics, diagnose, report
-from bayescale.errors import BayescaleError, DataError
-from bayescale.laws.card import Law, get_law
-from bayescale.forecast.predict import band, loss_draws
 from bayescale.defaults import check_ci_prob
+from bayescale.errors import BayescaleError, DataError
+from bayescale.forecast.predict import band, loss_draws
+from bayescale.inference.diagnostics import Diagnostics, diagnose, report
+from bayescale.laws.card import Law, get_law
 
 if TYPE_CHECKING:
     from bayescale.fitting.result import Fit
@@ -76,16 +77,20 @@ def chance_levels(law: Law, table: pd.DataFrame, chance: float | None) -> np.nda
         values = pd.to_numeric(table["chance"], errors="coerce").to_numpy(dtype=float)
         bad = table.index[~((values >= 0) & (values < 1))]
         if len(bad):
-            raise DataError(f"column 'chance': the random baseline must be a fraction in [0, 1), but {row_numbers(bad)} "
-                            "are not (a baseline given in percent? divide by 100)")
+            raise DataError(
+                f"column 'chance': the random baseline must be a fraction in [0, 1), but {row_numbers(bad)} "
+                "are not (a baseline given in percent? divide by 100)"
+            )
         return values
     if chance is not None:
         if not 0 <= chance < 1:
             raise BayescaleError(f"chance {chance!r}: the random baseline must be a fraction in [0, 1)")
         return np.full(len(table), float(chance))
     if "chance" in law.inputs:
-        raise DataError(f"metric law {law.name!r} needs each row's chance level (the task's random baseline as a "
-                        f"fraction): give a 'chance' column or chance=0.25 (--chance 0.25)")
+        raise DataError(
+            f"metric law {law.name!r} needs each row's chance level (the task's random baseline as a "
+            f"fraction): give a 'chance' column or chance=0.25 (--chance 0.25)"
+        )
     return np.zeros(len(table))
 
 
@@ -98,12 +103,16 @@ def check_metric(table: pd.DataFrame, metric: str) -> np.ndarray:
     if len(bad):
         raise DataError(f"column {metric!r}: {row_numbers(bad)} are not numbers")
     if values.median() > 1 and (values <= 100).all() and (values >= 0).all():
-        raise DataError(f"column {metric!r} holds values up to {values.max():g}: percentages? bayescale takes "
-                        "accuracies as fractions in [0, 1]; divide the column by 100")
+        raise DataError(
+            f"column {metric!r} holds values up to {values.max():g}: percentages? bayescale takes "
+            "accuracies as fractions in [0, 1]; divide the column by 100"
+        )
     outside = table.index[(values < 0) | (values > 1)]
     if len(outside):
-        raise DataError(f"column {metric!r}: accuracies must lie in [0, 1], but {row_numbers(outside)} are "
-                        f"{', '.join(f'{v:g}' for v in values[outside][:6])}")
+        raise DataError(
+            f"column {metric!r}: accuracies must lie in [0, 1], but {row_numbers(outside)} are "
+            f"{', '.join(f'{v:g}' for v in values[outside][:6])}"
+        )
     return values.to_numpy(dtype=float)
 
 
@@ -114,8 +123,10 @@ def question_counts(table: pd.DataFrame) -> np.ndarray | None:
     values = pd.to_numeric(table["n"], errors="coerce").to_numpy(dtype=float)
     bad = table.index[~((values >= 1) & (np.round(values) == values))]
     if len(bad):
-        raise DataError(f"column 'n' (the number of questions behind each accuracy) must hold whole numbers >= 1, but "
-                        f"{row_numbers(bad)} do not")
+        raise DataError(
+            f"column 'n' (the number of questions behind each accuracy) must hold whole numbers >= 1, but "
+            f"{row_numbers(bad)} do not"
+        )
     return values
 
 
@@ -172,8 +183,8 @@ def build_metric_model(law: Law, data: Mapping[str, Any], levels: list[str] | No
     import pymc as pm
     import pytensor.tensor as pt
 
-    from bayescale.model.generative import _prior_variable
     from bayescale.laws.priors import Prior
+    from bayescale.model.generative import _prior_variable
 
     with pm.Model(coords={group: list(levels)} if levels is not None else {}) as model:
         env = {"loss": pm.Data("loss", data["loss"])}
@@ -204,10 +215,16 @@ def metric_structure_key(law: Law, data: Mapping[str, Any], levels: list[str] | 
     import hashlib
     import json
 
-    parts = {"kind": "metric", "formula": law.formula.text, "inputs": list(law.inputs),
-             "priors": [(name, param.prior.to_dict()) for name, param in law.params.items()],
-             "phi": PHI_PRIOR, "shift_sd": SHIFT_SD_PRIOR, "counts": data["n"] is not None,
-             "groups": None if levels is None else [group, len(levels)]}
+    parts = {
+        "kind": "metric",
+        "formula": law.formula.text,
+        "inputs": list(law.inputs),
+        "priors": [(name, param.prior.to_dict()) for name, param in law.params.items()],
+        "phi": PHI_PRIOR,
+        "shift_sd": SHIFT_SD_PRIOR,
+        "counts": data["n"] is not None,
+        "groups": None if levels is None else [group, len(levels)],
+    }
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -216,11 +233,22 @@ def _traced_names(model) -> list[str]:
     return [v.name for v in (*model.free_RVs, *model.deterministics) if v.name != "accuracy"]
 
 
-def fit_metric(runs, metric: str, law: Law | str = "metric_sigmoid", *, group: str | None = None,
-               chance: float | None = None, draws: int = defaults.DRAWS, tune: int = defaults.TUNE,
-               chains: int = defaults.CHAINS, cores: int = defaults.CORES, seed: int = defaults.SEED,
-               sampler: str = defaults.SAMPLER, target_accept: float = defaults.TARGET_ACCEPT,
-               progressbar: bool = False) -> MetricFit:
+def fit_metric(
+    runs,
+    metric: str,
+    law: Law | str = "metric_sigmoid",
+    *,
+    group: str | None = None,
+    chance: float | None = None,
+    draws: int = defaults.DRAWS,
+    tune: int = defaults.TUNE,
+    chains: int = defaults.CHAINS,
+    cores: int = defaults.CORES,
+    seed: int = defaults.SEED,
+    sampler: str = defaults.SAMPLER,
+    target_accept: float = defaults.TARGET_ACCEPT,
+    progressbar: bool = False,
+) -> MetricFit:
     """Fit a metric law to the runs' ``loss`` and ``metric`` columns (and ``n``, ``chance``, the ``group`` column)."""
     from bayescale.data.runs import read_table
     from bayescale.inference.sampling import check_settings, draw_posterior
@@ -228,19 +256,24 @@ def fit_metric(runs, metric: str, law: Law | str = "metric_sigmoid", *, group: s
     check_settings(sampler=sampler, draws=draws, tune=tune, chains=chains, cores=cores, target_accept=target_accept)
     law = get_law(law)
     if law.kind != "metric":
-        raise BayescaleError(f"law {law.name!r} is a scaling law of the loss; a metric law maps the loss to "
-                             "accuracy (metric_sigmoid, metric_exp)")
+        raise BayescaleError(
+            f"law {law.name!r} is a scaling law of the loss; a metric law maps the loss to "
+            "accuracy (metric_sigmoid, metric_exp)"
+        )
     table = runs.copy() if isinstance(runs, pd.DataFrame) else read_table(runs)[0]
     table = table.reset_index(drop=True)
     table.index.name = "row"
     if "loss" not in table.columns:
-        raise DataError(f"the runs need a 'loss' column (the loss the metric law maps from); they have "
-                        f"{column_list(table.columns, ['loss'])}")
+        raise DataError(
+            f"the runs need a 'loss' column (the loss the metric law maps from); they have "
+            f"{column_list(table.columns, ['loss'])}"
+        )
     accuracy = check_metric(table, metric)
     loss = pd.to_numeric(table["loss"], errors="coerce").to_numpy(dtype=float)
     if not np.all(np.isfinite(loss) & (loss > 0)):
-        raise DataError(f"column 'loss': {row_numbers(table.index[~(np.isfinite(loss) & (loss > 0))])} are not "
-                        "positive numbers")
+        raise DataError(
+            f"column 'loss': {row_numbers(table.index[~(np.isfinite(loss) & (loss > 0))])} are not positive numbers"
+        )
     chances = chance_levels(law, table, chance)
     n = question_counts(table)
     if group is not None and group not in table.columns:
@@ -248,22 +281,40 @@ def fit_metric(runs, metric: str, law: Law | str = "metric_sigmoid", *, group: s
     clear = above_chance(accuracy, chances, n)
     needed = len(law.params) + 1
     if clear.sum() < needed:
-        raise DataError(f"only {int(clear.sum())} of {len(table)} models score clearly above chance on {metric!r} "
-                        f"(by {ABOVE_CHANCE:g} and 2 binomial sd where n is known); at least {needed} are needed to "
-                        "locate the rise: the metric is not forecastable from these models yet")
-    levels, codes = (np.unique(table[group].astype(str), return_inverse=True) if group
-                     else (None, np.zeros(len(table), int)))
+        raise DataError(
+            f"only {int(clear.sum())} of {len(table)} models score clearly above chance on {metric!r} "
+            f"(by {ABOVE_CHANCE:g} and 2 binomial sd where n is known); at least {needed} are needed to "
+            "locate the rise: the metric is not forecastable from these models yet"
+        )
+    levels, codes = (
+        np.unique(table[group].astype(str), return_inverse=True) if group else (None, np.zeros(len(table), int))
+    )
     levels = None if levels is None else [str(level) for level in levels]
     data = {"loss": loss, "chance": chances, "accuracy": accuracy, "n": n, "codes": codes}
     model = build_metric_model(law, data, levels, group)
-    idata = draw_posterior(model, _traced_names(model), draws=draws, tune=tune, chains=chains, cores=cores,
-                           seed=int(seed), sampler=sampler, target_accept=target_accept,
-                           progressbar=progressbar, reuse_key=metric_structure_key(law, data, levels, group))
+    idata = draw_posterior(
+        model,
+        _traced_names(model),
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        cores=cores,
+        seed=int(seed),
+        sampler=sampler,
+        target_accept=target_accept,
+        progressbar=progressbar,
+        reuse_key=metric_structure_key(law, data, levels, group),
+    )
     free = [rv.name for rv in model.free_RVs]
     diagnostics = diagnose(idata["posterior"].to_dataset(), idata["sample_stats"].to_dataset(), free)
     report(diagnostics)
-    settings = {"draws": draws, "tune": tune, "chains": chains, "seed": int(seed),
-                "chance": None if chance is None else float(chance)}
+    settings = {
+        "draws": draws,
+        "tune": tune,
+        "chains": chains,
+        "seed": int(seed),
+        "chance": None if chance is None else float(chance),
+    }
     kappa = calibrate_kappa(law, data, levels, group, draws * chains, int(seed))
     return MetricFit(law, idata, table, metric, group, diagnostics, settings, kappa, float(loss.min()))
 
@@ -276,8 +327,9 @@ def _expit(x):
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def metric_mode(law: Law, data: Mapping[str, Any], levels: list[str] | None = None,
-                group: str | None = None) -> dict[str, np.ndarray]:
+def metric_mode(
+    law: Law, data: Mapping[str, Any], levels: list[str] | None = None, group: str | None = None
+) -> dict[str, np.ndarray]:
     """The posterior mode of the metric model on these runs (its traced parameters), in the sampler's coordinates.
 
     Found by L-BFGS on the compiled log density and gradient of the very model that
@@ -297,8 +349,9 @@ def metric_mode(law: Law, data: Mapping[str, Any], levels: list[str] | None = No
         value, gradient = log_density(x)
         return (-value, -gradient) if np.isfinite(value) else (1e300, np.zeros_like(gradient))
 
-    best = optimize.minimize(objective, _unconstrained_start(model, compiled), jac=True, method="L-BFGS-B",
-                             options={"maxiter": 5000})
+    best = optimize.minimize(
+        objective, _unconstrained_start(model, compiled), jac=True, method="L-BFGS-B", options={"maxiter": 5000}
+    )
     return expanded_values(compiled, best.x)
 
 
@@ -331,8 +384,9 @@ def _subset(data: dict, mask: np.ndarray) -> dict:
     return {k: (v[mask] if isinstance(v, np.ndarray) else v) for k, v in data.items()}
 
 
-def calibrate_kappa(law: Law, data: dict, levels: list[str] | None, group: str | None, n_draws: int,
-                    seed: int) -> np.ndarray:
+def calibrate_kappa(
+    law: Law, data: dict, levels: list[str] | None, group: str | None, n_draws: int, seed: int
+) -> np.ndarray:
     """Draws of the metric discrepancy kappa: its prior, updated by internal leave-lowest-loss-out splits.
 
     Each split holds out the models with the lowest loss, fits the rest at its mode, and compares
@@ -347,7 +401,7 @@ def calibrate_kappa(law: Law, data: dict, levels: list[str] | None, group: str |
     if len(order) >= MIN_MODELS_FOR_SPLITS:
         for split, share in enumerate(METRIC_SPLITS):
             held = np.zeros(len(order), bool)
-            held[order[:max(2, int(round(share * len(order))))]] = True
+            held[order[: max(2, int(round(share * len(order))))]] = True
             train = _subset(data, ~held)
             forecast, phi = _map_fit(law, train, levels, group)
             part = _subset(data, held)
@@ -357,13 +411,15 @@ def calibrate_kappa(law: Law, data: dict, levels: list[str] | None, group: str |
             if part["n"] is not None:
                 var = var + 1.0 / (part["n"] * m * (1 - m))
             distance = np.maximum(0.0, np.log(train["loss"].min()) - np.log(part["loss"]))
-            log_post = log_post + kappa_log_likelihood(_logit(acc) - _logit(m), np.sqrt(var), distance,
-                                                       np.full(len(m), split), grid=METRIC_KAPPA_GRID)
+            log_post = log_post + kappa_log_likelihood(
+                _logit(acc) - _logit(m), np.sqrt(var), distance, np.full(len(m), split), grid=METRIC_KAPPA_GRID
+            )
     return draw_kappa(log_post, n_draws, np.random.default_rng([seed, 4]), grid=METRIC_KAPPA_GRID)
 
 
-def _through_metric(metric_fit: MetricFit, losses: list[np.ndarray], table: pd.DataFrame, pick: np.ndarray,
-                    rng: np.random.Generator) -> list[np.ndarray]:
+def _through_metric(
+    metric_fit: MetricFit, losses: list[np.ndarray], table: pd.DataFrame, pick: np.ndarray, rng: np.random.Generator
+) -> list[np.ndarray]:
     """The metric law (with its discrepancy below ``loss_min``) at each array of loss draws (rows: draws ``pick``).
 
     One z per draw is shared by every point and every array, as the loss discrepancy does.
@@ -381,8 +437,9 @@ def _through_metric(metric_fit: MetricFit, losses: list[np.ndarray], table: pd.D
     return out
 
 
-def metric_at_loss(metric_fit: MetricFit, loss, *, group: str | None = None, ci_prob: float = defaults.CI_PROB,
-                   seed: int | None = None) -> pd.DataFrame:
+def metric_at_loss(
+    metric_fit: MetricFit, loss, *, group: str | None = None, ci_prob: float = defaults.CI_PROB, seed: int | None = None
+) -> pd.DataFrame:
     """The metric law's band (median, lower, upper) at given losses, for ``group`` (a new one if unseen)."""
     loss = np.asarray(loss, dtype=float)
     table = pd.DataFrame({"loss": loss})
@@ -395,8 +452,9 @@ def metric_at_loss(metric_fit: MetricFit, loss, *, group: str | None = None, ci_
     return table.assign(**band(metric, check_ci_prob(ci_prob)))
 
 
-def chained(loss_fit: "Fit", metric_fit: MetricFit, points, *, ci_prob: float = defaults.CI_PROB,
-            seed: int | None = None) -> pd.DataFrame:
+def chained(
+    loss_fit: Fit, metric_fit: MetricFit, points, *, ci_prob: float = defaults.CI_PROB, seed: int | None = None
+) -> pd.DataFrame:
     """Loss and metric forecasts at ``points`` (the loss law's inputs, the group column, optionally chance).
 
     Columns: the points, ``loss_median/lower/upper``, ``loss_pred_lower/upper`` (as ``predict``
@@ -409,8 +467,9 @@ def chained(loss_fit: "Fit", metric_fit: MetricFit, points, *, ci_prob: float = 
     return chained_levels(loss_fit, metric_fit, points, (check_ci_prob(ci_prob),), seed=seed)[ci_prob]
 
 
-def chained_levels(loss_fit: "Fit", metric_fit: MetricFit, points, levels, *,
-                   seed: int | None = None) -> dict[float, pd.DataFrame]:
+def chained_levels(
+    loss_fit: Fit, metric_fit: MetricFit, points, levels, *, seed: int | None = None
+) -> dict[float, pd.DataFrame]:
     """:func:`chained` at several interval probabilities, from one set of draws."""
     table = prepare_points(points, loss_fit.law.inputs)
     seed = loss_fit.settings["seed"] if seed is None else seed
@@ -449,8 +508,10 @@ def _shifts(metric_fit: MetricFit, table: pd.DataFrame, pick: np.ndarray, rng: n
     if not metric_fit.group:
         return np.zeros((len(pick), 1))
     if metric_fit.group not in table.columns:
-        raise BayescaleError(f"the metric law is pooled by {metric_fit.group!r}: give a {metric_fit.group!r} for every "
-                             f"point (seen: {', '.join(metric_fit.levels)}; any other name is a new group)")
+        raise BayescaleError(
+            f"the metric law is pooled by {metric_fit.group!r}: give a {metric_fit.group!r} for every "
+            f"point (seen: {', '.join(metric_fit.levels)}; any other name is a new group)"
+        )
     shifts = metric_fit.flat("shift")[pick]
     spread = metric_fit.flat("shift_sd")[pick]
     labels = table[metric_fit.group].astype(str).to_numpy()
@@ -464,17 +525,27 @@ def _shifts(metric_fit: MetricFit, table: pd.DataFrame, pick: np.ndarray, rng: n
 LEVELS = (0.5, 0.8, 0.9)
 
 
-def backtest(runs, metric: str, holdout: str, *, loss_law: Law | str = "chinchilla",
-             metric_law: Law | str = "metric_sigmoid", group: str | None = None, pool: Mapping[str, str] | None = None,
-             chance: float | None = None, seed: int = defaults.SEED, **fit_options) -> dict:
+def backtest(
+    runs,
+    metric: str,
+    holdout: str,
+    *,
+    loss_law: Law | str = "chinchilla",
+    metric_law: Law | str = "metric_sigmoid",
+    group: str | None = None,
+    pool: Mapping[str, str] | None = None,
+    chance: float | None = None,
+    seed: int = defaults.SEED,
+    **fit_options,
+) -> dict:
     """Both steps fitted on the runs the holdout rule leaves; the held-out runs' metric forecast and scored.
 
     The loss law is fitted to (N, D, loss) and pooled as ``pool`` says; the metric law to (loss,
     metric). Returns the held-out runs with their forecasts, the coverage of the 50/80/90%
     predictive bands, the median absolute error (accuracy as a fraction) and both fits' diagnostics.
     """
-    from bayescale.evaluation.backtesting import holdout_mask
     from bayescale.data.runs import read_table
+    from bayescale.evaluation.backtesting import holdout_mask
     from bayescale.fitting.pipeline import fit
 
     table = runs.copy() if isinstance(runs, pd.DataFrame) else read_table(runs)[0]
@@ -483,26 +554,58 @@ def backtest(runs, metric: str, holdout: str, *, loss_law: Law | str = "chinchil
     train, heldout = table[~mask].reset_index(drop=True), table[mask].reset_index(drop=True)
     keep = [c for c in (group, "chance", "n") if c and c in table.columns]
     loss_fit = fit(train, loss_law, pool=pool, seed=seed, **fit_options)
-    metric_fit = fit_metric(train, metric, metric_law, group=group, chance=chance, seed=seed,
-                            **{k: v for k, v in fit_options.items()
-                               if k in ("draws", "tune", "chains", "cores", "sampler", "target_accept")})
+    metric_fit = fit_metric(
+        train,
+        metric,
+        metric_law,
+        group=group,
+        chance=chance,
+        seed=seed,
+        **{
+            k: v
+            for k, v in fit_options.items()
+            if k in ("draws", "tune", "chains", "cores", "sampler", "target_accept")
+        },
+    )
     points = heldout[[*loss_fit.law.inputs, *keep]]
     forecasts = chained_levels(loss_fit, metric_fit, points, LEVELS, seed=seed)
     observed = heldout[metric].to_numpy(dtype=float)
-    coverage = {str(level): float(np.mean((f["pred_lower"] <= observed) & (observed <= f["pred_upper"])))
-                for level, f in forecasts.items()}
+    coverage = {
+        str(level): float(np.mean((f["pred_lower"] <= observed) & (observed <= f["pred_upper"])))
+        for level, f in forecasts.items()
+    }
     main = forecasts[0.9]
-    rows = pd.DataFrame({**{c: heldout[c] for c in (*loss_fit.law.inputs, *keep)}, "metric": observed,
-                         "median": main["median"].to_numpy(), "lower": main["lower"].to_numpy(),
-                         "upper": main["upper"].to_numpy(), "pred_lower": main["pred_lower"].to_numpy(),
-                         "pred_upper": main["pred_upper"].to_numpy(), "loss": heldout["loss"].to_numpy(),
-                         "loss_median": main["loss_median"].to_numpy(),
-                         "p_above_chance": main["p_above_chance"].to_numpy()})
+    rows = pd.DataFrame(
+        {
+            **{c: heldout[c] for c in (*loss_fit.law.inputs, *keep)},
+            "metric": observed,
+            "median": main["median"].to_numpy(),
+            "lower": main["lower"].to_numpy(),
+            "upper": main["upper"].to_numpy(),
+            "pred_lower": main["pred_lower"].to_numpy(),
+            "pred_upper": main["pred_upper"].to_numpy(),
+            "loss": heldout["loss"].to_numpy(),
+            "loss_median": main["loss_median"].to_numpy(),
+            "p_above_chance": main["p_above_chance"].to_numpy(),
+        }
+    )
     rows["inside_90"] = (rows["pred_lower"] <= rows["metric"]) & (rows["metric"] <= rows["pred_upper"])
-    return {"holdout": holdout, "metric": metric, "loss_law": loss_fit.law.name, "metric_law": metric_fit.law.name,
-            "n_train": int(len(train)), "n_heldout": int(len(heldout)),
-            "runs": [{k: (v if isinstance(v, str) else bool(v) if isinstance(v, (bool, np.bool_)) else float(v))
-                      for k, v in row.items()} for row in rows.to_dict("records")],
-            "coverage": coverage, "median_abs_error": float(np.median(np.abs(rows["median"] - rows["metric"]))),
-            "diagnostics": {"loss": loss_fit.diagnostics.to_dict(), "metric": metric_fit.diagnostics.to_dict()},
-            "fits": (loss_fit, metric_fit)}
+    return {
+        "holdout": holdout,
+        "metric": metric,
+        "loss_law": loss_fit.law.name,
+        "metric_law": metric_fit.law.name,
+        "n_train": int(len(train)),
+        "n_heldout": int(len(heldout)),
+        "runs": [
+            {
+                k: (v if isinstance(v, str) else bool(v) if isinstance(v, (bool, np.bool_)) else float(v))
+                for k, v in row.items()
+            }
+            for row in rows.to_dict("records")
+        ],
+        "coverage": coverage,
+        "median_abs_error": float(np.median(np.abs(rows["median"] - rows["metric"]))),
+        "diagnostics": {"loss": loss_fit.diagnostics.to_dict(), "metric": metric_fit.diagnostics.to_dict()},
+        "fits": (loss_fit, metric_fit),
+    }

@@ -14,9 +14,10 @@ import ast
 import json
 import re
 import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -66,9 +67,14 @@ def _comparison(frame: pd.DataFrame, rule: str) -> np.ndarray:
     parts = node.values if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.And) else [node]
     mask = np.ones(len(frame), dtype=bool)
     for part in parts:
-        if not (isinstance(part, ast.Compare) and len(part.ops) == 1 and type(part.ops[0]) in _OPS
-                and isinstance(part.left, ast.Name) and isinstance(part.comparators[0], ast.Constant)
-                and isinstance(part.comparators[0].value, (int, float))):
+        if not (
+            isinstance(part, ast.Compare)
+            and len(part.ops) == 1
+            and type(part.ops[0]) in _OPS
+            and isinstance(part.left, ast.Name)
+            and isinstance(part.comparators[0], ast.Constant)
+            and isinstance(part.comparators[0].value, (int, float))
+        ):
             raise BayescaleError(f"cannot read holdout {rule!r}: {usage}")
         _require_column(frame, part.left.id, rule)
         mask &= _OPS[type(part.ops[0])](frame[part.left.id].to_numpy(dtype=float), float(part.comparators[0].value))
@@ -120,8 +126,10 @@ def score(fit, heldout: Runs, seed: int) -> dict[str, Any]:
     loss = heldout["loss"]
     per_level = {level: fit.predict(points, ci_prob=level, seed=seed) for level in LEVELS}
     forecast = per_level[0.9]
-    coverage = {str(level): float(np.mean((p["pred_lower"] <= loss) & (loss <= p["pred_upper"])))
-                for level, p in per_level.items()}
+    coverage = {
+        str(level): float(np.mean((p["pred_lower"] <= loss) & (loss <= p["pred_upper"])))
+        for level, p in per_level.items()
+    }
     rel_error = np.abs(forecast["median"].to_numpy() / loss - 1)
     interval = float(np.mean(interval_score(loss, forecast["pred_lower"], forecast["pred_upper"], 0.9)))
     lpd = heldout_lpd(fit, heldout, seed)
@@ -132,8 +140,15 @@ def score(fit, heldout: Runs, seed: int) -> dict[str, Any]:
     runs["pred_lower"] = forecast["pred_lower"].to_numpy()
     runs["pred_upper"] = forecast["pred_upper"].to_numpy()
     runs["inside_90"] = (runs["pred_lower"] <= loss) & (loss <= runs["pred_upper"])
-    return {"coverage": coverage, "coverage_if_right": expected, "median_abs_rel_error": float(np.median(rel_error)),
-            "interval_score_90": interval, "heldout_lpd": lpd, "runs": runs, "diagnostics": fit.diagnostics.to_dict()}
+    return {
+        "coverage": coverage,
+        "coverage_if_right": expected,
+        "median_abs_rel_error": float(np.median(rel_error)),
+        "interval_score_90": interval,
+        "heldout_lpd": lpd,
+        "runs": runs,
+        "diagnostics": fit.diagnostics.to_dict(),
+    }
 
 
 def coverage_if_right(fit, points: pd.DataFrame, seed: int, levels=LEVELS) -> dict[str, list[float]]:
@@ -233,21 +248,40 @@ class BacktestResult:
         for label, r in self.results.items():
             if "error" in r:
                 continue
-            rows.append({"candidate": label, **{f"coverage_{k}": v for k, v in r["coverage"].items()},
-                         "median_abs_rel_error": r["median_abs_rel_error"],
-                         "interval_score_90": r.get("interval_score_90", np.nan), "heldout_lpd": r["heldout_lpd"]})
+            rows.append(
+                {
+                    "candidate": label,
+                    **{f"coverage_{k}": v for k, v in r["coverage"].items()},
+                    "median_abs_rel_error": r["median_abs_rel_error"],
+                    "interval_score_90": r.get("interval_score_90", np.nan),
+                    "heldout_lpd": r["heldout_lpd"],
+                }
+            )
         table = pd.DataFrame(rows).set_index("candidate").sort_values("heldout_lpd", ascending=False)
         table.insert(0, "rank", np.arange(1, len(table) + 1))
         return table
 
     def to_dict(self) -> dict[str, Any]:
-        return {"holdout": self.holdout, "n_train": self.n_train, "n_heldout": self.n_heldout,
-                "laws": [{"law": label, "error": r["error"]} if "error" in r else
-                         {"law": label, "coverage": r["coverage"], "coverage_if_right": r.get("coverage_if_right"),
-                          "median_abs_rel_error": r["median_abs_rel_error"],
-                          "interval_score_90": r.get("interval_score_90"), "heldout_lpd": r["heldout_lpd"], "warnings": r.get("warnings", []),
-                          "runs": json.loads(r["runs"].to_json(orient="records"))}
-                         for label, r in self.results.items()]}
+        return {
+            "holdout": self.holdout,
+            "n_train": self.n_train,
+            "n_heldout": self.n_heldout,
+            "laws": [
+                {"law": label, "error": r["error"]}
+                if "error" in r
+                else {
+                    "law": label,
+                    "coverage": r["coverage"],
+                    "coverage_if_right": r.get("coverage_if_right"),
+                    "median_abs_rel_error": r["median_abs_rel_error"],
+                    "interval_score_90": r.get("interval_score_90"),
+                    "heldout_lpd": r["heldout_lpd"],
+                    "warnings": r.get("warnings", []),
+                    "runs": json.loads(r["runs"].to_json(orient="records")),
+                }
+                for label, r in self.results.items()
+            ],
+        }
 
     def save(self, path: str | Path) -> Path:
         """Write the result as JSON, atomically."""
@@ -257,22 +291,37 @@ class BacktestResult:
         return atomic_write(Path(path), lambda tmp: tmp.write_text(text))
 
     @classmethod
-    def load(cls, path: str | Path) -> "BacktestResult":
+    def load(cls, path: str | Path) -> BacktestResult:
         try:
             data = json.loads(Path(path).read_text())
-            results = {law["law"]: law if "error" in law else {**law, "runs": pd.DataFrame(law["runs"])}
-                       for law in data["laws"]}
+            results = {
+                law["law"]: law if "error" in law else {**law, "runs": pd.DataFrame(law["runs"])}
+                for law in data["laws"]
+            }
             return cls(data["holdout"], data["n_train"], data["n_heldout"], results)
         except (OSError, ValueError, KeyError) as exc:
             raise BayescaleError(f"cannot read backtest result {str(path)!r}: {exc}") from None
 
 
-def backtest(runs, candidates: Sequence[Candidate | str], holdout: str | Sequence[str], *,
-             columns: Mapping[str, str] | None = None, draws: int = defaults.DRAWS, tune: int = defaults.TUNE,
-             chains: int = defaults.CHAINS, seed: int = defaults.SEED, cores: int | None = None,
-             sampler: str = defaults.SAMPLER, target_accept: float = defaults.TARGET_ACCEPT, executor: Any = None,
-             scheduler: str | None = None, processes: int | None = None, fail_fast: bool = False,
-             progress: Callable[[str], None] | None = None) -> "BacktestResult | list[BacktestResult]":
+def backtest(
+    runs,
+    candidates: Sequence[Candidate | str],
+    holdout: str | Sequence[str],
+    *,
+    columns: Mapping[str, str] | None = None,
+    draws: int = defaults.DRAWS,
+    tune: int = defaults.TUNE,
+    chains: int = defaults.CHAINS,
+    seed: int = defaults.SEED,
+    cores: int | None = None,
+    sampler: str = defaults.SAMPLER,
+    target_accept: float = defaults.TARGET_ACCEPT,
+    executor: Any = None,
+    scheduler: str | None = None,
+    processes: int | None = None,
+    fail_fast: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> BacktestResult | list[BacktestResult]:
     """Fit every candidate on the runs outside ``holdout`` and score its forecasts of the held-out runs.
 
     Each (candidate, holdout) fit is one task on an executor (:func:`bayescale.parallel.executor.fan_out`):
@@ -294,10 +343,19 @@ def backtest(runs, candidates: Sequence[Candidate | str], holdout: str | Sequenc
         mask = holdout_mask(table, rule)
         splits[rule] = (table[~mask].reset_index(drop=True), table[mask].reset_index(drop=True))
     workers, planned_cores = plan_workers(len(rules) * len(candidates), processes)
-    settings = {"draws": draws, "tune": tune, "chains": chains, "seed": seed, "progressbar": False,
-                "cores": cores or planned_cores, "sampler": sampler, "target_accept": target_accept}
-    tasks = {(rule, c.label): (fit_and_score, (asdict(c), settings, *splits[rule]), {})
-             for rule in rules for c in candidates}
+    settings = {
+        "draws": draws,
+        "tune": tune,
+        "chains": chains,
+        "seed": seed,
+        "progressbar": False,
+        "cores": cores or planned_cores,
+        "sampler": sampler,
+        "target_accept": target_accept,
+    }
+    tasks = {
+        (rule, c.label): (fit_and_score, (asdict(c), settings, *splits[rule]), {}) for rule in rules for c in candidates
+    }
 
     def report(outcome, done: int, total: int) -> None:
         if progress is None:
@@ -306,23 +364,31 @@ def backtest(runs, candidates: Sequence[Candidate | str], holdout: str | Sequenc
         where = f"{label}" + (f" on {rule!r}" if len(rules) > 1 else "")
         if outcome.ok:
             r = outcome.result
-            progress(f"[{done}/{total}] {where}: 90% coverage {r['coverage']['0.9']:.2f}, "
-                     f"median abs rel error {r['median_abs_rel_error']:.2%}")
+            progress(
+                f"[{done}/{total}] {where}: 90% coverage {r['coverage']['0.9']:.2f}, "
+                f"median abs rel error {r['median_abs_rel_error']:.2%}"
+            )
         else:
             progress(f"[{done}/{total}] {where}: failed: {describe(outcome.error)}")
 
-    outcomes = fan_out(tasks, executor=executor, scheduler=scheduler, max_workers=workers, fail_fast=fail_fast,
-                       progress=report)
+    outcomes = fan_out(
+        tasks, executor=executor, scheduler=scheduler, max_workers=workers, fail_fast=fail_fast, progress=report
+    )
     results = []
     for rule in rules:
         scored = {}
         for c in candidates:
             outcome = outcomes[(rule, c.label)]
-            scored[c.label] = ({**outcome.result, "runs": pd.DataFrame(outcome.result["runs"])} if outcome.ok
-                               else {"error": describe(outcome.error)})
+            scored[c.label] = (
+                {**outcome.result, "runs": pd.DataFrame(outcome.result["runs"])}
+                if outcome.ok
+                else {"error": describe(outcome.error)}
+            )
         if all("error" in r for r in scored.values()):
-            raise BayescaleError(f"backtest on {rule!r}: every fit failed: "
-                                 + "; ".join(f"{label}: {r['error']}" for label, r in scored.items()))
+            raise BayescaleError(
+                f"backtest on {rule!r}: every fit failed: "
+                + "; ".join(f"{label}: {r['error']}" for label, r in scored.items())
+            )
         train, heldout = splits[rule]
         results.append(BacktestResult(rule, len(train), len(heldout), scored))
     return results[0] if isinstance(holdout, str) else results

@@ -10,7 +10,8 @@ stacking weights, so the band also carries the uncertainty about the law's form.
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import arviz_stats as azs
 import numpy as np
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from bayescale.fitting.result import Fit
 
 
-def _named(fits: "Mapping[str, Fit] | Sequence[Fit]") -> dict[str, "Fit"]:
+def _named(fits: Mapping[str, Fit] | Sequence[Fit]) -> dict[str, Fit]:
     if isinstance(fits, Mapping):
         named = dict(fits)
     else:
@@ -40,29 +41,33 @@ def _named(fits: "Mapping[str, Fit] | Sequence[Fit]") -> dict[str, "Fit"]:
     return named
 
 
-def check_same_observations(named: Mapping[str, "Fit"]) -> None:
+def check_same_observations(named: Mapping[str, Fit]) -> None:
     """Raise a clear error unless every fit saw the same losses, in the same order."""
     (first_name, first), *rest = named.items()
     y0 = np.log(first.runs["loss"])
     for name, fit in rest:
         y = np.log(fit.runs["loss"])
         if len(y) != len(y0):
-            raise BayescaleError(f"fits {first_name!r} and {name!r} are not on the same observations: "
-                                 f"{len(y0)} and {len(y)} runs. LOO compares laws only on identical data")
+            raise BayescaleError(
+                f"fits {first_name!r} and {name!r} are not on the same observations: "
+                f"{len(y0)} and {len(y)} runs. LOO compares laws only on identical data"
+            )
         differ = np.flatnonzero(~np.isclose(y, y0, rtol=0, atol=1e-12))
         if len(differ):
-            raise BayescaleError(f"fits {first_name!r} and {name!r} are not on the same observations: the losses "
-                                 f"differ in {row_numbers(differ)}")
+            raise BayescaleError(
+                f"fits {first_name!r} and {name!r} are not on the same observations: the losses "
+                f"differ in {row_numbers(differ)}"
+            )
 
 
-def loo(fit: "Fit"):
+def loo(fit: Fit):
     """PSIS-LOO of one fit (an ArviZ ELPDData with pointwise values and Pareto k)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*shape parameter of Pareto.*")
         return azs.loo(fit.idata, pointwise=True)
 
 
-def high_pareto_k(fit: "Fit", result=None) -> pd.DataFrame:
+def high_pareto_k(fit: Fit, result=None) -> pd.DataFrame:
     """The runs whose Pareto k exceeds ArviZ's threshold, with their inputs and k."""
     result = result if result is not None else loo(fit)
     k = np.asarray(result.pareto_k).reshape(-1)
@@ -72,7 +77,7 @@ def high_pareto_k(fit: "Fit", result=None) -> pd.DataFrame:
     return table
 
 
-def compare(fits: "Mapping[str, Fit] | Sequence[Fit]", *, method: str = "stacking") -> pd.DataFrame:
+def compare(fits: Mapping[str, Fit] | Sequence[Fit], *, method: str = "stacking") -> pd.DataFrame:
     """Rank fits by PSIS-LOO: elpd, its difference from the best with standard error, stacking weight.
 
     Warns (naming the runs) when some observations have a Pareto k above ArviZ's threshold.
@@ -92,22 +97,28 @@ def compare(fits: "Mapping[str, Fit] | Sequence[Fit]", *, method: str = "stackin
         bad = high_pareto_k(fit, results[name])
         high_k[name] = bad
         if len(bad):
-            shown = "; ".join(f"row {i + 1} ({point_label(row, [c for c in (*fit.law.inputs, 'loss') if c in row])}, "
-                              f"k={row['pareto_k']:.2f})"
-                              for i, row in bad.head(6).iterrows())
-            warn_user(f"{name}: {len(bad)} run(s) have Pareto k > {results[name].good_k:.2f}, so their LOO "
-                      f"value is unreliable: {shown}. Check them for outliers, or compare by backtest instead.",
-                      SamplerWarning)
+            shown = "; ".join(
+                f"row {i + 1} ({point_label(row, [c for c in (*fit.law.inputs, 'loss') if c in row])}, "
+                f"k={row['pareto_k']:.2f})"
+                for i, row in bad.head(6).iterrows()
+            )
+            warn_user(
+                f"{name}: {len(bad)} run(s) have Pareto k > {results[name].good_k:.2f}, so their LOO "
+                f"value is unreliable: {shown}. Check them for outliers, or compare by backtest instead.",
+                SamplerWarning,
+            )
     table["n_high_k"] = [len(high_k[name]) for name in table.index]
     table.attrs["high_k"] = high_k
     return table
 
 
 #: what each column of the comparison table means (printed under it by the CLI)
-LEGEND = ("elpd: expected log predictive density of a left-out run (PSIS-LOO; higher is better), se its standard "
-          "error; elpd_diff: how far below the best, dse the standard error of that difference; p_loo: effective "
-          "number of parameters; weight: stacking weight (the mix of laws that predicts left-out runs best, not "
-          "the probability that a law is right); k>thr: runs whose LOO value is unreliable (Pareto k)")
+LEGEND = (
+    "elpd: expected log predictive density of a left-out run (PSIS-LOO; higher is better), se its standard "
+    "error; elpd_diff: how far below the best, dse the standard error of that difference; p_loo: effective "
+    "number of parameters; weight: stacking weight (the mix of laws that predicts left-out runs best, not "
+    "the probability that a law is right); k>thr: runs whose LOO value is unreliable (Pareto k)"
+)
 
 #: below this elpd difference two laws predict left-out runs about equally well (Sivula et al. 2022)
 SMALL_ELPD_DIFF = 4.0
@@ -128,18 +139,29 @@ def verdict(table: pd.DataFrame) -> list[str]:
         lines.append(f"{name} vs {best}: elpd {diff:.1f} lower (+- {dse:.1f}), {judged}.")
     carried = table[table["weight"] > 0.05]
     if len(carried) > 1:
-        lines.append("The stacking weights share the forecast between " + ", ".join(
-            f"{name} ({w:.2f})" for name, w in carried["weight"].items())
+        lines.append(
+            "The stacking weights share the forecast between "
+            + ", ".join(f"{name} ({w:.2f})" for name, w in carried["weight"].items())
             + ": each predicts some left-out runs better than the others (a lower-ranked law can carry more "
-              "weight than a higher one).")
-    lines.append("LOO scores how well each law describes these runs. For forecasts of larger runs, compare by "
-                 "leave-future-out (bayescale backtest with the same laws): the two can disagree, and for "
-                 "extrapolation the backtest is the one to trust.")
+            "weight than a higher one)."
+        )
+    lines.append(
+        "LOO scores how well each law describes these runs. For forecasts of larger runs, compare by "
+        "leave-future-out (bayescale backtest with the same laws): the two can disagree, and for "
+        "extrapolation the backtest is the one to trust."
+    )
     return lines
 
 
-def predict_stacked(fits: "Mapping[str, Fit] | Sequence[Fit]", points=None, *, weights: Mapping[str, float] | None = None,
-                    ci_prob: float = defaults.CI_PROB, seed: int | None = None, **inputs) -> pd.DataFrame:
+def predict_stacked(
+    fits: Mapping[str, Fit] | Sequence[Fit],
+    points=None,
+    *,
+    weights: Mapping[str, float] | None = None,
+    ci_prob: float = defaults.CI_PROB,
+    seed: int | None = None,
+    **inputs,
+) -> pd.DataFrame:
     """Forecasts from several laws' posteriors mixed by weight: credible and predictive intervals of the mixture.
 
     ``weights`` default to the LOO stacking weights of :func:`compare` (the fits must then share
@@ -167,7 +189,7 @@ def predict_stacked(fits: "Mapping[str, Fit] | Sequence[Fit]", points=None, *, w
     n_draws = min(fit.posterior.sizes["chain"] * fit.posterior.sizes["draw"] for fit in named.values())
     counts = rng.multinomial(n_draws, [weights[name] for name in named])
     mus, ys, table = [], [], None
-    for (name, fit), count in zip(named.items(), counts):
+    for fit, count in zip(named.values(), counts):
         table = prepare_points(points, fit.law.inputs)
         mu, y = (np.concatenate(parts, axis=1) for parts in zip(*loss_draws(fit, table, seed)))
         keep = rng.choice(mu.shape[0], size=count, replace=count > mu.shape[0])
@@ -177,16 +199,32 @@ def predict_stacked(fits: "Mapping[str, Fit] | Sequence[Fit]", points=None, *, w
     lo, hi = (1 - ci_prob) / 2, (1 + ci_prob) / 2
     law_q = np.exp(np.nanquantile(mu, [lo, 0.5, hi], axis=0))
     pred_q = np.exp(np.nanquantile(y, [lo, hi], axis=0))
-    out = pd.concat([table, pd.DataFrame({"mean": np.nanmean(np.exp(mu), axis=0), "median": law_q[1], "lower": law_q[0],
-                                          "upper": law_q[2], "pred_lower": pred_q[0], "pred_upper": pred_q[1]},
-                                         index=table.index)], axis=1)
+    out = pd.concat(
+        [
+            table,
+            pd.DataFrame(
+                {
+                    "mean": np.nanmean(np.exp(mu), axis=0),
+                    "median": law_q[1],
+                    "lower": law_q[0],
+                    "upper": law_q[2],
+                    "pred_lower": pred_q[0],
+                    "pred_upper": pred_q[1],
+                },
+                index=table.index,
+            ),
+        ],
+        axis=1,
+    )
     out.attrs.update(ci_prob=ci_prob, weights=weights)
     return out
 
 
-def _check_weights(weights: Mapping[str, float], named: Mapping[str, "Fit"]) -> dict[str, float]:
+def _check_weights(weights: Mapping[str, float], named: Mapping[str, Fit]) -> dict[str, float]:
     if set(weights) != set(named):
-        raise BayescaleError(f"weights must name exactly the fits {', '.join(named)}; got {', '.join(map(str, weights))}")
+        raise BayescaleError(
+            f"weights must name exactly the fits {', '.join(named)}; got {', '.join(map(str, weights))}"
+        )
     values = {k: float(v) for k, v in weights.items()}
     if any(not np.isfinite(v) or v < 0 for v in values.values()) or sum(values.values()) <= 0:
         raise BayescaleError(f"weights must be finite, >= 0 and not all 0; got {values}")
@@ -194,7 +232,7 @@ def _check_weights(weights: Mapping[str, float], named: Mapping[str, "Fit"]) -> 
     return {k: v / total for k, v in values.items()}
 
 
-def against_backtest(table: pd.DataFrame, fits: Mapping[str, "Fit"], backtest: "BacktestResult") -> list[str]:
+def against_backtest(table: pd.DataFrame, fits: Mapping[str, Fit], backtest: BacktestResult) -> list[str]:
     """Where LOO (describing these runs) and a leave-future-out backtest (forecasting larger ones) disagree.
 
     A fit is matched to the backtest candidate of the same law (the first word of its label); fits
@@ -205,8 +243,11 @@ def against_backtest(table: pd.DataFrame, fits: Mapping[str, "Fit"], backtest: "
     for label in scored.index:
         by_law.setdefault(label.split()[0], []).append(label)
     laws = [fits[name].law.name for name in table.index]
-    matched = {name: by_law[law][0] for name, law in zip(table.index, laws)
-               if len(by_law.get(law, [])) == 1 and laws.count(law) == 1}
+    matched = {
+        name: by_law[law][0]
+        for name, law in zip(table.index, laws)
+        if len(by_law.get(law, [])) == 1 and laws.count(law) == 1
+    }
     lines = []
     unmatched = [name for name in table.index if name not in matched]
     if unmatched:
@@ -215,16 +256,22 @@ def against_backtest(table: pd.DataFrame, fits: Mapping[str, "Fit"], backtest: "
         return lines + ["The backtest scores fewer than two of these fits: nothing to set against LOO."]
     for name, label in matched.items():
         row = scored.loc[label]
-        lines.append(f"{name}: LOO rank {int(table.loc[name, 'rank'])}; backtest on {backtest.holdout!r} "
-                     f"({backtest.n_heldout} runs): rank {int(row['rank'])}, 90% band holds "
-                     f"{row['coverage_0.9']:.2f}, median error {row['median_abs_rel_error']:.2%}.")
+        lines.append(
+            f"{name}: LOO rank {int(table.loc[name, 'rank'])}; backtest on {backtest.holdout!r} "
+            f"({backtest.n_heldout} runs): rank {int(row['rank'])}, 90% band holds "
+            f"{row['coverage_0.9']:.2f}, median error {row['median_abs_rel_error']:.2%}."
+        )
     loo_best = next(name for name in table.index if name in matched)
     future_best = min(matched, key=lambda name: scored.loc[matched[name], "rank"])
     if loo_best == future_best:
-        lines.append(f"LOO and the backtest agree: {loo_best} is best at describing these runs and at forecasting "
-                     "the held-out larger ones.")
+        lines.append(
+            f"LOO and the backtest agree: {loo_best} is best at describing these runs and at forecasting "
+            "the held-out larger ones."
+        )
     else:
-        lines.append(f"They disagree: LOO prefers {loo_best} (it describes these runs best), the backtest prefers "
-                     f"{future_best} (it forecast the held-out larger runs best). For forecasts beyond the data, "
-                     f"trust the backtest: use {future_best}, or mix the laws (predict with both fits).")
+        lines.append(
+            f"They disagree: LOO prefers {loo_best} (it describes these runs best), the backtest prefers "
+            f"{future_best} (it forecast the held-out larger runs best). For forecasts beyond the data, "
+            f"trust the backtest: use {future_best}, or mix the laws (predict with both fits)."
+        )
     return lines

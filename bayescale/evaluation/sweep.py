@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import tempfile
 import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 
 from bayescale import defaults
-from bayescale.evaluation.backtesting import Candidate, as_candidates, fit_candidate
 from bayescale.data.runs import load_runs
 from bayescale.errors import BayescaleError, SamplerWarning
+from bayescale.evaluation.backtesting import Candidate, as_candidates, fit_candidate
 from bayescale.files import atomic_write
 from bayescale.fitting.result import Fit
 
@@ -38,7 +39,7 @@ def fit_to_netcdf(candidate: dict, settings: dict, frame: pd.DataFrame) -> dict:
     return {"netcdf": data, "warnings": caught}
 
 
-def _fit_from_netcdf(data: bytes) -> "Fit":
+def _fit_from_netcdf(data: bytes) -> Fit:
     with tempfile.TemporaryDirectory(prefix="bayescale-sweep-") as folder:
         path = Path(folder) / "fit.nc"
         path.write_bytes(data)
@@ -50,7 +51,7 @@ class Sweep:
     """The fits of a sweep, keyed by ``(group, law label)``, and the errors of those that failed."""
 
     by: str | None
-    fits: dict[tuple[str, str], "Fit"] = field(default_factory=dict)
+    fits: dict[tuple[str, str], Fit] = field(default_factory=dict)
     warnings: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     errors: dict[tuple[str, str], str] = field(default_factory=dict)
 
@@ -69,20 +70,37 @@ class Sweep:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", SamplerWarning)  # high Pareto k is a column of the table
                     table = compare(fits)
-                scores = {label: {k: float(row[k]) for k in ("rank", "elpd", "se", "elpd_diff", "dse", "weight",
-                                                            "n_high_k")} for label, row in table.iterrows()}
+                scores = {
+                    label: {k: float(row[k]) for k in ("rank", "elpd", "se", "elpd_diff", "dse", "weight", "n_high_k")}
+                    for label, row in table.iterrows()
+                }
             else:
                 scores = {}
                 for label, fit in fits.items():
                     result = loo(fit)
-                    scores[label] = {"rank": 1.0, "elpd": float(result.elpd), "se": float(result.se),
-                                     "elpd_diff": 0.0, "dse": 0.0, "weight": 1.0,
-                                     "n_high_k": float((result.pareto_k > result.good_k).sum())}
+                    scores[label] = {
+                        "rank": 1.0,
+                        "elpd": float(result.elpd),
+                        "se": float(result.se),
+                        "elpd_diff": 0.0,
+                        "dse": 0.0,
+                        "weight": 1.0,
+                        "n_high_k": float((result.pareto_k > result.good_k).sum()),
+                    }
             for label, score in scores.items():
                 d = fits[label].diagnostics
-                rows.append({"group": group, "law": label, **score, "n_runs": fits[label].n_obs,
-                             "divergences": d.divergences, "rhat_max": d.rhat_max, "ess_bulk_min": d.ess_bulk_min,
-                             "error": ""})
+                rows.append(
+                    {
+                        "group": group,
+                        "law": label,
+                        **score,
+                        "n_runs": fits[label].n_obs,
+                        "divergences": d.divergences,
+                        "rhat_max": d.rhat_max,
+                        "ess_bulk_min": d.ess_bulk_min,
+                        "error": "",
+                    }
+                )
         rows += [{"group": g, "law": label, "error": message} for (g, label), message in self.errors.items()]
         table = pd.DataFrame(rows)
         if table.empty:
@@ -108,12 +126,25 @@ def _file_name(text: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(text)).strip("_") or "_"
 
 
-def fit_many(runs, laws: Sequence[Candidate | str], *, by: str | None = None,
-             columns: Mapping[str, str] | None = None, draws: int = defaults.DRAWS, tune: int = defaults.TUNE,
-             chains: int = defaults.CHAINS, seed: int = defaults.SEED, cores: int | None = None,
-             sampler: str = defaults.SAMPLER, target_accept: float = defaults.TARGET_ACCEPT, executor: Any = None,
-             scheduler: str | None = None, processes: int | None = None, fail_fast: bool = False,
-             progress: Callable[[str], None] | None = None) -> Sweep:
+def fit_many(
+    runs,
+    laws: Sequence[Candidate | str],
+    *,
+    by: str | None = None,
+    columns: Mapping[str, str] | None = None,
+    draws: int = defaults.DRAWS,
+    tune: int = defaults.TUNE,
+    chains: int = defaults.CHAINS,
+    seed: int = defaults.SEED,
+    cores: int | None = None,
+    sampler: str = defaults.SAMPLER,
+    target_accept: float = defaults.TARGET_ACCEPT,
+    executor: Any = None,
+    scheduler: str | None = None,
+    processes: int | None = None,
+    fail_fast: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> Sweep:
     """Fit every law to the runs of every group of column ``by`` (or to all runs), as parallel tasks.
 
     ``laws`` are catalog names, card paths or :class:`Candidate` (a law with fit options such as
@@ -129,10 +160,21 @@ def fit_many(runs, laws: Sequence[Candidate | str], *, by: str | None = None,
     else:
         groups = {str(level): part.reset_index(drop=True) for level, part in table.groupby(by, sort=True)}
     workers, planned_cores = plan_workers(len(groups) * len(candidates), processes)
-    settings = {"draws": draws, "tune": tune, "chains": chains, "seed": seed, "progressbar": False,
-                "cores": cores or planned_cores, "sampler": sampler, "target_accept": target_accept}
-    tasks = {(group, c.label): (fit_to_netcdf, (asdict(c), settings, frame), {})
-             for group, frame in groups.items() for c in candidates}
+    settings = {
+        "draws": draws,
+        "tune": tune,
+        "chains": chains,
+        "seed": seed,
+        "progressbar": False,
+        "cores": cores or planned_cores,
+        "sampler": sampler,
+        "target_accept": target_accept,
+    }
+    tasks = {
+        (group, c.label): (fit_to_netcdf, (asdict(c), settings, frame), {})
+        for group, frame in groups.items()
+        for c in candidates
+    }
 
     def report(outcome, done: int, total: int) -> None:
         if progress is not None:
@@ -140,8 +182,9 @@ def fit_many(runs, laws: Sequence[Candidate | str], *, by: str | None = None,
             state = "done" if outcome.ok else f"failed: {describe(outcome.error)}"
             progress(f"[{done}/{total}] {label} on {by or 'all runs'}={group}: {state}")
 
-    outcomes = fan_out(tasks, executor=executor, scheduler=scheduler, max_workers=workers, fail_fast=fail_fast,
-                       progress=report)
+    outcomes = fan_out(
+        tasks, executor=executor, scheduler=scheduler, max_workers=workers, fail_fast=fail_fast, progress=report
+    )
     sweep = Sweep(by)
     for key, outcome in outcomes.items():
         if outcome.ok:
@@ -150,6 +193,8 @@ def fit_many(runs, laws: Sequence[Candidate | str], *, by: str | None = None,
         else:
             sweep.errors[key] = describe(outcome.error)
     if not sweep.fits:
-        raise BayescaleError("every fit of the sweep failed: "
-                             + "; ".join(f"{label} on {group}: {e}" for (group, label), e in sweep.errors.items()))
+        raise BayescaleError(
+            "every fit of the sweep failed: "
+            + "; ".join(f"{label} on {group}: {e}" for (group, label), e in sweep.errors.items())
+        )
     return sweep

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -16,8 +17,9 @@ if TYPE_CHECKING:
     from bayescale.fitting.result import Fit
     from bayescale.laws.card import Law
 
+
 # -- backtest -----------------------------------------------------------------------------------
-def rank_cells(fit: "Fit", heldout: pd.DataFrame, seed: int) -> list[dict]:
+def rank_cells(fit: Fit, heldout: pd.DataFrame, seed: int) -> list[dict]:
     """Per held-out cell (same N, D, ...) that tried several values of a tunable: does the forecast pick the best?
 
     The forecast ranks a cell's values by the median forecast loss; ``p_observed_best`` is the
@@ -44,29 +46,50 @@ def rank_cells(fit: "Fit", heldout: pd.DataFrame, seed: int) -> list[dict]:
             optimum = np.exp(np.quantile(best[name][:, 0], [0.05, 0.5, 0.95]))
             tried = observed.index.to_numpy(dtype=float)
             i = int(np.argmin(observed.to_numpy()))
-            bracket = [float(np.sqrt(tried[i] * tried[i - 1])) if i > 0 else None,
-                       float(np.sqrt(tried[i] * tried[i + 1])) if i + 1 < len(tried) else None]
+            bracket = [
+                float(np.sqrt(tried[i] * tried[i - 1])) if i > 0 else None,
+                float(np.sqrt(tried[i] * tried[i + 1])) if i + 1 < len(tried) else None,
+            ]
             best_forecast = float(observed.index[int(np.argmin(median))])
-            cells.append({**dict(zip(scale, map(float, np.atleast_1d(key)))), "tunable": name,
-                          "values": [float(v) for v in observed.index], "observed_loss": observed.tolist(),
-                          "forecast_median": median.tolist(), "observed_best": best_observed,
-                          "forecast_best": best_forecast, "ranked_first": best_observed == best_forecast,
-                          "p_observed_best": float(np.mean(observed.index[np.argmin(draws, axis=1)] == best_observed)),
-                          "opt_forecast": {"median": float(optimum[1]), "lower": float(optimum[0]),
-                                           "upper": float(optimum[2])},
-                          "observed_best_bracket": bracket})
+            cells.append(
+                {
+                    **dict(zip(scale, map(float, np.atleast_1d(key)))),
+                    "tunable": name,
+                    "values": [float(v) for v in observed.index],
+                    "observed_loss": observed.tolist(),
+                    "forecast_median": median.tolist(),
+                    "observed_best": best_observed,
+                    "forecast_best": best_forecast,
+                    "ranked_first": best_observed == best_forecast,
+                    "p_observed_best": float(np.mean(observed.index[np.argmin(draws, axis=1)] == best_observed)),
+                    "opt_forecast": {
+                        "median": float(optimum[1]),
+                        "lower": float(optimum[0]),
+                        "upper": float(optimum[2]),
+                    },
+                    "observed_best_bracket": bracket,
+                }
+            )
     return cells
 
-def backtest(runs, law: "Law | str", holdout: str, *, columns: Mapping[str, str] | None = None,
-             seed: int = defaults.SEED, **fit_options) -> dict:
+
+def backtest(
+    runs,
+    law: Law | str,
+    holdout: str,
+    *,
+    columns: Mapping[str, str] | None = None,
+    seed: int = defaults.SEED,
+    **fit_options,
+) -> dict:
     """Fit ``law`` on the runs the holdout rule leaves, forecast the held-out runs at their own tunable values.
 
     Returns the held-out runs with their forecasts, the coverage of the 50/80/90% predictive bands,
     the median absolute relative error, and per held-out cell whether the forecast ranks the
     observed best value first (:func:`rank_cells`), plus the fit's diagnostics.
     """
-    from bayescale.evaluation.backtesting import holdout_mask, score
     from bayescale.data.runs import count_parameters, load_runs
+    from bayescale.evaluation.backtesting import holdout_mask, score
     from bayescale.fitting.pipeline import fit as fit_law
     from bayescale.laws.card import get_law
 
@@ -80,10 +103,21 @@ def backtest(runs, law: "Law | str", holdout: str, *, columns: Mapping[str, str]
     held = count_parameters(load_runs(heldout, extra_inputs=law.inputs), fitted.settings.get("params", "total"))
     scored = score(fitted, held, seed)
     cells = rank_cells(fitted, held.frame, seed)
-    return {"law": law.name, "holdout": holdout, "n_train": int(len(train)), "n_heldout": int(len(heldout)),
-            "runs": [{k: (bool(v) if isinstance(v, (bool, np.bool_)) else float(v)) for k, v in row.items()}
-                     for row in scored["runs"].to_dict("records")],
-            "coverage": scored["coverage"], "median_abs_rel_error": scored["median_abs_rel_error"],
-            "interval_score_90": scored["interval_score_90"], "cells": cells,
-            "cells_ranked_first": int(sum(c["ranked_first"] for c in cells)), "n_cells": len(cells),
-            "diagnostics": scored["diagnostics"], "fit": fitted}
+    return {
+        "law": law.name,
+        "holdout": holdout,
+        "n_train": int(len(train)),
+        "n_heldout": int(len(heldout)),
+        "runs": [
+            {k: (bool(v) if isinstance(v, (bool, np.bool_)) else float(v)) for k, v in row.items()}
+            for row in scored["runs"].to_dict("records")
+        ],
+        "coverage": scored["coverage"],
+        "median_abs_rel_error": scored["median_abs_rel_error"],
+        "interval_score_90": scored["interval_score_90"],
+        "cells": cells,
+        "cells_ranked_first": int(sum(c["ranked_first"] for c in cells)),
+        "n_cells": len(cells),
+        "diagnostics": scored["diagnostics"],
+        "fit": fitted,
+    }

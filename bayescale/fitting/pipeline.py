@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -18,18 +19,19 @@ from threadpoolctl import threadpool_limits
 
 from bayescale import defaults
 from bayescale.data.runs import count_parameters, load_runs
-from bayescale.inference.diagnostics import diagnose, report
+from bayescale.data.tunable import check_columns as check_tunable_columns
+from bayescale.data.tunable import check_runs as check_tunable_runs
 from bayescale.errors import BayescaleError, SamplingExtended, warn_user
+from bayescale.fitting.result import Fit
+from bayescale.inference.diagnostics import diagnose, report
 from bayescale.inference.laplace import centred_where_pinned, laplace_approximation, rewhiten
+from bayescale.inference.sampling import check_settings, draw_posterior
 from bayescale.laws.card import Law, get_law
 from bayescale.laws.likelihood import Likelihood, get_likelihood
-from bayescale.model.spec import OBS_DIM, SIGMA_SLOPE, ModelSpec
 from bayescale.laws.priors import Prior
-from bayescale.inference.sampling import check_settings, draw_posterior
-from bayescale.data.tunable import check_columns as check_tunable_columns, check_runs as check_tunable_runs
 from bayescale.model.generative import adopt_model, mean_terms, pointwise_log_likelihood, subset_model
+from bayescale.model.spec import OBS_DIM, SIGMA_SLOPE, ModelSpec
 from bayescale.model.whitened import build_whitened
-from bayescale.fitting.result import Fit
 
 #: A fit's dense linear algebra is small (L-BFGS updates, the whitening's products): OpenBLAS threads
 #: cost far more than they save there, several times over when another process or the sampler's own
@@ -68,10 +70,12 @@ def _split_priors(priors: Mapping[str, Any] | None, law: Law, likelihood: Likeli
     unknown = sorted(set(priors) - set(law.params) - set(noise_names) - spreads)
     if unknown:
         pooled = f" and the group spreads {', '.join(sorted(spreads))}" if spreads else ""
-        raise BayescaleError(f"no parameter(s) {', '.join(unknown)} to put a prior on; law {law.name!r} has "
-                             f"{', '.join(law.params)}, the {likelihood.name} likelihood has "
-                             f"{', '.join(likelihood.noise_params)} (and {SIGMA_SLOPE}, the noise trend along "
-                             f"{law.inputs[0]}){pooled}")
+        raise BayescaleError(
+            f"no parameter(s) {', '.join(unknown)} to put a prior on; law {law.name!r} has "
+            f"{', '.join(law.params)}, the {likelihood.name} likelihood has "
+            f"{', '.join(likelihood.noise_params)} (and {SIGMA_SLOPE}, the noise trend along "
+            f"{law.inputs[0]}){pooled}"
+        )
     law_priors = {k: v for k, v in priors.items() if k in law.params}
     noise_priors = {k: v for k, v in priors.items() if k in noise_names}
     sd_priors = {k: Prior.parse(v).to_dict() for k, v in priors.items() if k in spreads}
@@ -88,14 +92,17 @@ def _prepare(runs, law, columns, inputs, priors, pool, likelihood, params, keep=
 
     law = get_law(law, inputs)
     if law.kind != "loss":
-        raise BayescaleError(f"law {law.name!r} maps the loss to a downstream metric, it is not a scaling law of the "
-                             "loss; fit it with bayescale.downstream.metric (bayescale downstream RUNS --metric COLUMN)")
+        raise BayescaleError(
+            f"law {law.name!r} maps the loss to a downstream metric, it is not a scaling law of the "
+            "loss; fit it with bayescale.downstream.metric (bayescale downstream RUNS --metric COLUMN)"
+        )
     lik = get_likelihood(likelihood)
     pool = parse_pool(pool or {})
     law_priors, noise_priors, sd_priors = _split_priors(priors, law, lik, pool)
     law = law.with_priors(law_priors)
-    runs = count_parameters(load_runs(runs, columns, extra_inputs=law.inputs,
-                                      keep=sorted({*pool.values(), *keep})), params)
+    runs = count_parameters(
+        load_runs(runs, columns, extra_inputs=law.inputs, keep=sorted({*pool.values(), *keep})), params
+    )
     check_tunable_columns(runs, law)
     runs.require(law.inputs, len(law.params) + len(lik.noise_params), law.name)
     check_tunable_runs(runs, law)
@@ -105,10 +112,20 @@ def _prepare(runs, law, columns, inputs, priors, pool, likelihood, params, keep=
     return law, lik, runs, pool, noise_priors, sd_priors
 
 
-def build_model(runs, law: Law | str = "chinchilla", *, columns: Mapping[str, str] | None = None,
-                inputs: Mapping[str, str] | None = None, priors: Mapping[str, Any] | None = None,
-                pool: Mapping[str, str] | None = None, likelihood: str = defaults.LIKELIHOOD,
-                params: str = "total", groups=(), terms=(), noise_trend: bool = False):
+def build_model(
+    runs,
+    law: Law | str = "chinchilla",
+    *,
+    columns: Mapping[str, str] | None = None,
+    inputs: Mapping[str, str] | None = None,
+    priors: Mapping[str, Any] | None = None,
+    pool: Mapping[str, str] | None = None,
+    likelihood: str = defaults.LIKELIHOOD,
+    params: str = "total",
+    groups=(),
+    terms=(),
+    noise_trend: bool = False,
+):
     """The generative PyMC model :func:`fit` would sample, with terms of your own added to the mean log-loss.
 
     Same arguments as :func:`fit`, plus ``groups`` (columns to index: coords and a ``<column>_idx``
@@ -118,36 +135,72 @@ def build_model(runs, law: Law | str = "chinchilla", *, columns: Mapping[str, st
     """
     from bayescale.model.generative import build_generative
 
-    law, lik, runs, pool, noise_priors, sd_priors = _prepare(runs, law, columns, inputs, priors, pool,
-                                                             likelihood, params, keep=groups, noise_trend=noise_trend)
+    law, lik, runs, pool, noise_priors, sd_priors = _prepare(
+        runs, law, columns, inputs, priors, pool, likelihood, params, keep=groups, noise_trend=noise_trend
+    )
     spec = ModelSpec.from_runs(law, lik, runs, noise_priors, pool, sd_priors)
     return build_generative(spec, {c: runs.frame[c].to_numpy() for c in groups}, terms)
 
 
-def sample_model(model, *, draws: int = defaults.DRAWS, tune: int = defaults.TUNE, chains: int = defaults.CHAINS,
-                 cores: int = defaults.CORES, seed: int = defaults.SEED, sampler: str = defaults.SAMPLER,
-                 target_accept: float = defaults.TARGET_ACCEPT, progressbar: bool = True) -> xr.DataTree:
+def sample_model(
+    model,
+    *,
+    draws: int = defaults.DRAWS,
+    tune: int = defaults.TUNE,
+    chains: int = defaults.CHAINS,
+    cores: int = defaults.CORES,
+    seed: int = defaults.SEED,
+    sampler: str = defaults.SAMPLER,
+    target_accept: float = defaults.TARGET_ACCEPT,
+    progressbar: bool = True,
+) -> xr.DataTree:
     """Sample any PyMC model with bayescale's sampler settings; sampler trouble is reported as warnings.
 
     Unlike :func:`fit`, the model is sampled in its own coordinates (no whitening: bayescale cannot
     whiten terms it did not write), so it may need more tuning.
     """
     names = [v.name for v in (*model.free_RVs, *model.deterministics)]
-    idata = draw_posterior(model, names, sampler=sampler, draws=draws, tune=tune, chains=chains, cores=cores,
-                           seed=int(seed), target_accept=target_accept, progressbar=progressbar)
+    idata = draw_posterior(
+        model,
+        names,
+        sampler=sampler,
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        cores=cores,
+        seed=int(seed),
+        target_accept=target_accept,
+        progressbar=progressbar,
+    )
     free = [rv.name for rv in model.free_RVs]
     report(diagnose(idata["posterior"].to_dataset(), idata["sample_stats"].to_dataset(), free))
     return idata
 
 
 @one_blas_thread
-def fit(runs, law: Law | str = "chinchilla", *, columns: Mapping[str, str] | None = None,
-        inputs: Mapping[str, str] | None = None, priors: Mapping[str, Any] | None = None,
-        pool: Mapping[str, str] | None = None, likelihood: str = defaults.LIKELIHOOD, params: str = "total",
-        extrapolation: str = defaults.EXTRAPOLATION, draws: int = defaults.DRAWS, tune: int = defaults.TUNE,
-        chains: int = defaults.CHAINS, cores: int = defaults.CORES, seed: int = defaults.SEED,
-        sampler: str = defaults.SAMPLER, target_accept: float = defaults.TARGET_ACCEPT,
-        extend: bool = True, noise_trend: bool = False, progressbar: bool = True, model=None) -> Fit:
+def fit(
+    runs,
+    law: Law | str = "chinchilla",
+    *,
+    columns: Mapping[str, str] | None = None,
+    inputs: Mapping[str, str] | None = None,
+    priors: Mapping[str, Any] | None = None,
+    pool: Mapping[str, str] | None = None,
+    likelihood: str = defaults.LIKELIHOOD,
+    params: str = "total",
+    extrapolation: str = defaults.EXTRAPOLATION,
+    draws: int = defaults.DRAWS,
+    tune: int = defaults.TUNE,
+    chains: int = defaults.CHAINS,
+    cores: int = defaults.CORES,
+    seed: int = defaults.SEED,
+    sampler: str = defaults.SAMPLER,
+    target_accept: float = defaults.TARGET_ACCEPT,
+    extend: bool = True,
+    noise_trend: bool = False,
+    progressbar: bool = True,
+    model=None,
+) -> Fit:
     """Fit ``law`` to ``runs`` (a path, DataFrame or :class:`Runs`) and return the :class:`Fit`.
 
     ``columns`` maps canonical names to the table's (``{"N": "Model Size"}``); ``inputs`` binds a
@@ -177,8 +230,7 @@ def fit(runs, law: Law | str = "chinchilla", *, columns: Mapping[str, str] | Non
     any fit (:func:`bayescale.model.generative.adopt_model`). Forecasts refuse a model whose mean log-loss
     carries new variables (``terms``), naming them.
     """
-    check_settings(sampler=sampler, draws=draws, tune=tune, chains=chains, cores=cores,
-                   target_accept=target_accept)
+    check_settings(sampler=sampler, draws=draws, tune=tune, chains=chains, cores=cores, target_accept=target_accept)
     if extrapolation not in ("calibrated", "none"):
         raise BayescaleError(f"extrapolation must be 'calibrated' or 'none', got {extrapolation!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -186,8 +238,9 @@ def fit(runs, law: Law | str = "chinchilla", *, columns: Mapping[str, str] | Non
     user_model, model = model, None  # below, ``model`` is the sampler's
     timer = StageTimer()
     with timer("read and validate"):
-        law, lik, runs, pool, noise_priors, sd_priors = _prepare(runs, law, columns, inputs, priors, pool,
-                                                                 likelihood, params, noise_trend=noise_trend)
+        law, lik, runs, pool, noise_priors, sd_priors = _prepare(
+            runs, law, columns, inputs, priors, pool, likelihood, params, noise_trend=noise_trend
+        )
     with timer("mode search"):
         spec = ModelSpec.from_runs(law, lik, runs, noise_priors, pool, sd_priors)
         if user_model is not None:
@@ -196,22 +249,31 @@ def fit(runs, law: Law | str = "chinchilla", *, columns: Mapping[str, str] | Non
         laplace = laplace_approximation(spec, rng)
         non_centred = spec, laplace
         spec, laplace = centred_where_pinned(spec, laplace, rng)
-    sampling = dict(sampler=sampler, chains=chains, cores=cores, seed=int(seed), target_accept=target_accept,
-                    progressbar=progressbar)
+    sampling = dict(
+        sampler=sampler,
+        chains=chains,
+        cores=cores,
+        seed=int(seed),
+        target_accept=target_accept,
+        progressbar=progressbar,
+    )
     with timer("build model"):
         model = build_whitened(spec, laplace.center, laplace.scale)
     with timer("compile and sample"):
-        idata = draw_posterior(model, list(spec.reported_names), draws=draws, tune=tune,
-                               reuse_key=spec.structure_key(), **sampling)
+        idata = draw_posterior(
+            model, list(spec.reported_names), draws=draws, tune=tune, reuse_key=spec.structure_key(), **sampling
+        )
     posterior = idata["posterior"].to_dataset()
-    timer.split("compile and sample", "sampling", float(posterior.attrs.get("sampling_time", np.nan)),
-                "compile and set-up")
+    timer.split(
+        "compile and sample", "sampling", float(posterior.attrs.get("sampling_time", np.nan)), "compile and set-up"
+    )
     with timer("diagnostics"):
         diagnostics = diagnose(posterior, idata["sample_stats"].to_dataset(), list(spec.reported_names))
 
     def sample_again(model, spec, draws, tune):
-        again = draw_posterior(model, list(spec.reported_names), draws=draws, tune=tune,
-                               reuse_key=spec.structure_key(), **sampling)
+        again = draw_posterior(
+            model, list(spec.reported_names), draws=draws, tune=tune, reuse_key=spec.structure_key(), **sampling
+        )
         drawn = again["posterior"].to_dataset()
         return again, drawn, diagnose(drawn, again["sample_stats"].to_dataset(), list(spec.reported_names))
 
@@ -224,21 +286,31 @@ def fit(runs, law: Law | str = "chinchilla", *, columns: Mapping[str, str] | Non
         with timer("sampling non-centred"):
             model = build_whitened(spec, laplace.center, laplace.scale)
             idata, posterior, diagnostics = sample_again(model, spec, draws, tune)
-        warn_user(f"{first} with some groups sampled centred: sampled again with every group non-centred; now "
-                  f"{diagnostics.divergences} divergences, R-hat {diagnostics.rhat_max:.3f}"
-                  + ("" if diagnostics.ok else " (see below)"), SamplingExtended)
+        warn_user(
+            f"{first} with some groups sampled centred: sampled again with every group non-centred; now "
+            f"{diagnostics.divergences} divergences, R-hat {diagnostics.rhat_max:.3f}"
+            + ("" if diagnostics.ok else " (see below)"),
+            SamplingExtended,
+        )
     if extend and at_defaults and diagnostics.more_draws_would_help:
-        short = f"R-hat {diagnostics.rhat_max:.3f}, min ESS {diagnostics.ess_bulk_min:.0f} at tune={tune}, draws={draws}"
+        short = (
+            f"R-hat {diagnostics.rhat_max:.3f}, min ESS {diagnostics.ess_bulk_min:.0f} at tune={tune}, draws={draws}"
+        )
         how, rewhitened = "with longer chains", None
         if "z" in posterior:  # the first run's draws show the whitening's faults: refit it to them, draw longer
-            whitening = rewhiten(laplace, posterior["z"].to_numpy().reshape(-1, len(laplace.center)),
-                                 diagnostics.ess_bulk_min)  # laplace itself stays: its centre is the mode
+            whitening = rewhiten(
+                laplace, posterior["z"].to_numpy().reshape(-1, len(laplace.center)), diagnostics.ess_bulk_min
+            )  # laplace itself stays: its centre is the mode
             with timer("sampling again"):
-                rewhitened = sample_again(build_whitened(spec, whitening.center, whitening.scale), spec,
-                                          defaults.EXTEND_FACTOR * draws, tune)
+                rewhitened = sample_again(
+                    build_whitened(spec, whitening.center, whitening.scale), spec, defaults.EXTEND_FACTOR * draws, tune
+                )
             diverged = rewhitened[2].divergences
             if diverged:  # it reached where the first run's coordinates never went: longer chains there
-                how, rewhitened = f"with longer chains (whitened by the first run's draws it had {diverged} divergences)", None
+                how, rewhitened = (
+                    f"with longer chains (whitened by the first run's draws it had {diverged} divergences)",
+                    None,
+                )
         if rewhitened is None:  # also a sampler that keeps only the named parameters (no whitened draws)
             draws, tune = defaults.EXTEND_FACTOR * draws, defaults.EXTEND_FACTOR * tune
             with timer("sampling again"):
@@ -246,9 +318,11 @@ def fit(runs, law: Law | str = "chinchilla", *, columns: Mapping[str, str] | Non
         else:
             how, draws = "whitened by the first run's draws", defaults.EXTEND_FACTOR * draws
             idata, posterior, diagnostics = rewhitened
-        warn_user(f"{short}: sampled again {how} (tune={tune}, draws={draws}); now R-hat {diagnostics.rhat_max:.3f}, "
-                  f"min ESS {diagnostics.ess_bulk_min:.0f}" + ("" if diagnostics.ok else " (still short: see below)"),
-                  SamplingExtended)
+        warn_user(
+            f"{short}: sampled again {how} (tune={tune}, draws={draws}); now R-hat {diagnostics.rhat_max:.3f}, "
+            f"min ESS {diagnostics.ess_bulk_min:.0f}" + ("" if diagnostics.ok else " (still short: see below)"),
+            SamplingExtended,
+        )
     report(diagnostics)
     with timer("log-likelihood"):  # PyMC's, on the generative model (LOO works on every fit)
         idata["log_likelihood"] = xr.Dataset({"log_loss": pointwise_log_likelihood(spec, posterior)})
@@ -263,16 +337,37 @@ def fit(runs, law: Law | str = "chinchilla", *, columns: Mapping[str, str] | Non
             return internal if user_model is None else adopt_model(internal, subset_model(user_model, rows))
 
         with timer("calibration"):
-            discrepancy = calibrate(runs, law, lik, spec_factory, chains * draws, int(seed),
-                                    spec.named_values(laplace.center))
+            discrepancy = calibrate(
+                runs, law, lik, spec_factory, chains * draws, int(seed), spec.named_values(laplace.center)
+            )
         if discrepancy is not None:
-            idata["posterior"] = posterior.assign({name: (("chain", "draw"), values.reshape(chains, draws))
-                                                   for name, values in discrepancy.posterior_draws().items()})
+            idata["posterior"] = posterior.assign(
+                {
+                    name: (("chain", "draw"), values.reshape(chains, draws))
+                    for name, values in discrepancy.posterior_draws().items()
+                }
+            )
             extrapolation_settings = discrepancy.to_settings()
-    settings = {"extrapolation": extrapolation_settings, "draws": draws, "tune": tune, "chains": chains, "cores": cores,
-                "seed": int(seed), "sampler": sampler, "target_accept": target_accept, "params": params.replace("-", "_"),
-                "mode": laplace.mode(spec), "pool": pool, "sd_priors": sd_priors, "timings": timer.seconds,
-                **({"model": {"extra": list(spec.reported_names[len(spec.names):]), "mean_terms": terms}}
-                   if user_model is not None else {})}
-    return Fit(law, lik, runs, idata, settings, diagnostics, {k: Prior.parse(v) for k, v in noise_priors.items()},
-               user_model)
+    settings = {
+        "extrapolation": extrapolation_settings,
+        "draws": draws,
+        "tune": tune,
+        "chains": chains,
+        "cores": cores,
+        "seed": int(seed),
+        "sampler": sampler,
+        "target_accept": target_accept,
+        "params": params.replace("-", "_"),
+        "mode": laplace.mode(spec),
+        "pool": pool,
+        "sd_priors": sd_priors,
+        "timings": timer.seconds,
+        **(
+            {"model": {"extra": list(spec.reported_names[len(spec.names) :]), "mean_terms": terms}}
+            if user_model is not None
+            else {}
+        ),
+    }
+    return Fit(
+        law, lik, runs, idata, settings, diagnostics, {k: Prior.parse(v) for k, v in noise_priors.items()}, user_model
+    )

@@ -8,8 +8,9 @@ The questions it answers (``summary``, ``predict``, ``plan``, ``check``) are the
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -41,9 +42,17 @@ META_ATTRIBUTE = "bayescale"
 class Fit:
     """A sampled posterior over a law's parameters, with the data and settings that produced it."""
 
-    def __init__(self, law: Law, likelihood: Likelihood, runs: Runs, idata: xr.DataTree,
-                 settings: Mapping[str, Any], diagnostics: Diagnostics,
-                 noise_priors: Mapping[str, Prior] | None = None, model=None):
+    def __init__(
+        self,
+        law: Law,
+        likelihood: Likelihood,
+        runs: Runs,
+        idata: xr.DataTree,
+        settings: Mapping[str, Any],
+        diagnostics: Diagnostics,
+        noise_priors: Mapping[str, Prior] | None = None,
+        model=None,
+    ):
         """``settings["pool"]`` and ``settings["sd_priors"]`` (if any) rebuild the pooling; ``model``: a user's own
         generative model that was sampled (:func:`fit`'s ``model``)."""
         self.law = law
@@ -52,8 +61,9 @@ class Fit:
         self.idata = idata
         self.settings = dict(settings)
         self.diagnostics = diagnostics
-        self.spec = ModelSpec.from_runs(law, likelihood, runs, noise_priors, self.settings.get("pool"),
-                                        self.settings.get("sd_priors"))
+        self.spec = ModelSpec.from_runs(
+            law, likelihood, runs, noise_priors, self.settings.get("pool"), self.settings.get("sd_priors")
+        )
         self._model = model
         if model is not None:
             self.spec = adopt_model(self.spec, model)
@@ -79,13 +89,20 @@ class Fit:
         """Parameters in the card's convention with mean, median and equal-tailed interval."""
         return summary(self, ci_prob)
 
-    def predict(self, points=None, *, ci_prob: float = defaults.CI_PROB, seed: int | None = None,
-                **inputs) -> pd.DataFrame:
+    def predict(
+        self, points=None, *, ci_prob: float = defaults.CI_PROB, seed: int | None = None, **inputs
+    ) -> pd.DataFrame:
         """Credible and predictive intervals of the loss at new scales; see :func:`bayescale.forecast.predict.predict`."""
         return predict(self, points, ci_prob=ci_prob, seed=seed, **inputs)
 
-    def plan(self, flops: float, *, ci_prob: float = defaults.CI_PROB, cost: str | None = None,
-             unique_tokens: float | None = None) -> dict:
+    def plan(
+        self,
+        flops: float,
+        *,
+        ci_prob: float = defaults.CI_PROB,
+        cost: str | None = None,
+        unique_tokens: float | None = None,
+    ) -> dict:
         """Compute-optimal N*, D*, D/N and loss for a FLOP budget; see :mod:`bayescale.forecast.plan`.
 
         ``cost`` is a formula in N and D (default ``6*N*D``); ``unique_tokens`` caps the fresh data.
@@ -122,8 +139,9 @@ class Fit:
         posterior = self.posterior
         trace = posterior.merge(posterior_offsets(self.spec, posterior))[free]
         with defaults.reproducible_compilation():
-            drawn = pm.sample_posterior_predictive(trace, model=self.model, var_names=[OBSERVED],
-                                                   random_seed=seed, progressbar=False)
+            drawn = pm.sample_posterior_predictive(
+                trace, model=self.model, var_names=[OBSERVED], random_seed=seed, progressbar=False
+            )
         return self._add_groups(drawn, ("posterior_predictive", "observed_data"))
 
     def check(self, *, prior_draws: int = 500, seed: int | None = None) -> dict:
@@ -144,38 +162,57 @@ class Fit:
         if objects:  # e.g. nutpie's divergence messages: not representable in netCDF
             tree["sample_stats"] = stats.drop_vars(objects)
         noise = {n: self.spec.priors[n].to_dict() for n in self.spec.noise_names}
-        meta = {"format_version": FORMAT_VERSION, "bayescale_version": __version__, "law": self.law.to_dict(),
-                "likelihood": self.likelihood.name, "noise_priors": noise, "settings": self.settings,
-                "diagnostics": self.diagnostics.to_dict(), "notes": self.runs.notes, "source": self.runs.source}
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "bayescale_version": __version__,
+            "law": self.law.to_dict(),
+            "likelihood": self.likelihood.name,
+            "noise_priors": noise,
+            "settings": self.settings,
+            "diagnostics": self.diagnostics.to_dict(),
+            "notes": self.runs.notes,
+            "source": self.runs.source,
+        }
         tree.attrs = {**tree.attrs, META_ATTRIBUTE: json.dumps(meta)}
         return tree
 
     @classmethod
-    def from_datatree(cls, tree: xr.DataTree, source: str = "a DataTree") -> "Fit":
+    def from_datatree(cls, tree: xr.DataTree, source: str = "a DataTree") -> Fit:
         """The fit that :meth:`to_datatree` wrote; ``source`` names it in errors."""
         if META_ATTRIBUTE not in tree.attrs:
             raise BayescaleError(f"{source} is not a bayescale fit (no '{META_ATTRIBUTE}' attribute)")
         meta = json.loads(tree.attrs[META_ATTRIBUTE])
         if meta.get("format_version", 0) > FORMAT_VERSION:
-            raise BayescaleError(f"{source} was written by bayescale {meta.get('bayescale_version')} in a newer "
-                                 f"format ({meta['format_version']}); upgrade bayescale to read it")
+            raise BayescaleError(
+                f"{source} was written by bayescale {meta.get('bayescale_version')} in a newer "
+                f"format ({meta['format_version']}); upgrade bayescale to read it"
+            )
         constant = tree["constant_data"].to_dataset()
         frame = pd.DataFrame({name: np.asarray(var.values) for name, var in constant.data_vars.items()})
         frame.index = pd.RangeIndex(len(frame), name="row")
         runs = Runs(frame, list(meta.get("notes", [])), meta.get("source", source))
         noise = {k: Prior.parse(v) for k, v in meta.get("noise_priors", {}).items()}
-        return cls(Law.from_dict(meta["law"]), get_likelihood(meta["likelihood"]), runs, tree, meta["settings"],
-                   diagnostics_from_dict(meta["diagnostics"]), noise)
+        return cls(
+            Law.from_dict(meta["law"]),
+            get_likelihood(meta["likelihood"]),
+            runs,
+            tree,
+            meta["settings"],
+            diagnostics_from_dict(meta["diagnostics"]),
+            noise,
+        )
 
     def save(self, path: str | Path) -> Path:
         """Write the fit to one netCDF file, atomically (an earlier file survives a failed save)."""
         return write_fit_file(self.to_datatree(), path)
 
     @classmethod
-    def load(cls, path: str | Path) -> "Fit":
+    def load(cls, path: str | Path) -> Fit:
         """The fit saved at ``path`` (:meth:`save`)."""
         return cls.from_datatree(read_fit_file(path), repr(str(path)))
 
     def __repr__(self) -> str:
-        return (f"<Fit {self.law.name} ({self.likelihood.name} likelihood), {self.n_obs} runs, "
-                f"{self.diagnostics.n_draws} draws, {'ok' if self.diagnostics.ok else 'WITH SAMPLER WARNINGS'}>")
+        return (
+            f"<Fit {self.law.name} ({self.likelihood.name} likelihood), {self.n_obs} runs, "
+            f"{self.diagnostics.n_draws} draws, {'ok' if self.diagnostics.ok else 'WITH SAMPLER WARNINGS'}>"
+        )

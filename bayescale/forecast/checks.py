@@ -48,7 +48,7 @@ def _flat(group) -> np.ndarray:
     return values.reshape(-1, values.shape[-1])
 
 
-def check(fit: "Fit", *, prior_draws: int = 500, seed: int | None = None) -> dict:
+def check(fit: Fit, *, prior_draws: int = 500, seed: int | None = None) -> dict:
     """Run the three checks; returns figures per check and a list of findings in words.
 
     Adds the ``prior``, ``prior_predictive`` and ``posterior_predictive`` groups to ``fit.idata``.
@@ -70,20 +70,31 @@ def check(fit: "Fit", *, prior_draws: int = 500, seed: int | None = None) -> dic
     pit = np.asarray(loo_pit(idata, var_names=["log_loss"])["log_loss"]).ravel()
     ks = stats.kstest(pit, "uniform")
     result = {
-        "n_runs": int(len(observed)), "likelihood": fit.likelihood.name,
-        "prior_predictive": {"band": PRIOR_BAND, "outside": int(ruled_out.sum()),
-                             "outside_rows": [int(i) + 1 for i in np.flatnonzero(ruled_out)],
-                             "loss_range": [float(np.exp(np.quantile(prior, 0.005))),
-                                            float(np.exp(np.quantile(prior, 0.995)))],
-                             "observed_range": [float(np.exp(observed.min())), float(np.exp(observed.max()))]},
+        "n_runs": int(len(observed)),
+        "likelihood": fit.likelihood.name,
+        "prior_predictive": {
+            "band": PRIOR_BAND,
+            "outside": int(ruled_out.sum()),
+            "outside_rows": [int(i) + 1 for i in np.flatnonzero(ruled_out)],
+            "loss_range": [float(np.exp(np.quantile(prior, 0.005))), float(np.exp(np.quantile(prior, 0.995)))],
+            "observed_range": [float(np.exp(observed.min())), float(np.exp(observed.max()))],
+        },
         "posterior_predictive": {"coverage_0.5": coverage[0.5], "coverage_0.9": coverage[0.9]},
-        "noise_along_size": {"input": size_name, "noise_trend": "sigma_slope" in fit.spec.priors,
-                             "rank_correlation": float(scatter.statistic), "p_value": float(scatter.pvalue),
-                             "coverage_0.5_smallest_third": float(np.mean(inside_half[size <= low])),
-                             "coverage_0.5_largest_third": float(np.mean(inside_half[size >= high]))},
-        "loo_pit": {"values": [float(v) for v in pit], "mean": float(pit.mean()),
-                    "share_outside_central_90": float(np.mean((pit < 0.05) | (pit > 0.95))),
-                    "ks_statistic": float(ks.statistic), "p_value": float(ks.pvalue)},
+        "noise_along_size": {
+            "input": size_name,
+            "noise_trend": "sigma_slope" in fit.spec.priors,
+            "rank_correlation": float(scatter.statistic),
+            "p_value": float(scatter.pvalue),
+            "coverage_0.5_smallest_third": float(np.mean(inside_half[size <= low])),
+            "coverage_0.5_largest_third": float(np.mean(inside_half[size >= high])),
+        },
+        "loo_pit": {
+            "values": [float(v) for v in pit],
+            "mean": float(pit.mean()),
+            "share_outside_central_90": float(np.mean((pit < 0.05) | (pit > 0.95))),
+            "ks_statistic": float(ks.statistic),
+            "p_value": float(ks.pvalue),
+        },
     }
     result["findings"] = findings(result)
     return result
@@ -95,34 +106,45 @@ def findings(result: dict) -> list[str]:
     prior = result["prior_predictive"]
     if prior["outside"]:
         rows = ", ".join(map(str, prior["outside_rows"][:8]))
-        out.append(f"prior predictive: {prior['outside']} of {result['n_runs']} runs (rows {rows}; 1 = the first "
-                   f"data row) lie outside the central {prior['band']:.0%} of what the priors allow (losses "
-                   f"{prior['loss_range'][0]:.3g} to {prior['loss_range'][1]:.3g}): check the units of the table "
-                   "or widen the priors (--prior).")
+        out.append(
+            f"prior predictive: {prior['outside']} of {result['n_runs']} runs (rows {rows}; 1 = the first "
+            f"data row) lie outside the central {prior['band']:.0%} of what the priors allow (losses "
+            f"{prior['loss_range'][0]:.3g} to {prior['loss_range'][1]:.3g}): check the units of the table "
+            "or widen the priors (--prior)."
+        )
     else:
-        out.append(f"prior predictive: every run lies within what the priors allow (losses {prior['loss_range'][0]:.3g} "
-                   f"to {prior['loss_range'][1]:.3g}).")
+        out.append(
+            f"prior predictive: every run lies within what the priors allow (losses {prior['loss_range'][0]:.3g} "
+            f"to {prior['loss_range'][1]:.3g})."
+        )
     post = result["posterior_predictive"]
     robust = "" if result.get("likelihood") == "studentt" else ", or likelihood=studentt for outlying runs"
-    verdict = ("as they should" if post["coverage_0.9"] >= 0.8 else
-               f"too rarely: the law or the noise model misses something (compare other laws{robust})")
-    out.append(f"posterior predictive: {post['coverage_0.9']:.0%} of runs inside their 90% band and "
-               f"{post['coverage_0.5']:.0%} inside their 50% band, {verdict}.")
+    verdict = (
+        "as they should"
+        if post["coverage_0.9"] >= 0.8
+        else f"too rarely: the law or the noise model misses something (compare other laws{robust})"
+    )
+    out.append(
+        f"posterior predictive: {post['coverage_0.9']:.0%} of runs inside their 90% band and "
+        f"{post['coverage_0.5']:.0%} inside their 50% band, {verdict}."
+    )
     thirds = result.get("noise_along_size")
     if thirds and not thirds["noise_trend"] and thirds["p_value"] < SCATTER_P_VALUE:
         grows, name = thirds["rank_correlation"] > 0, thirds["input"]
-        out.append(f"noise along {name}: the scatter {'grows' if grows else 'shrinks'} with {name} (rank correlation "
-                   f"of |residual| with log {name} {thirds['rank_correlation']:+.2f}, p = {thirds['p_value']:.2g}; "
-                   f"{thirds['coverage_0.5_largest_third']:.0%} of the largest third of runs inside their 50% band, "
-                   f"{thirds['coverage_0.5_smallest_third']:.0%} of the smallest), so forecasts at larger {name} are "
-                   f"likely too {'narrow' if grows else 'wide'}. Fit with a noise trend (--noise-trend, "
-                   "noise_trend=True) and compare the two by LOO.")
+        out.append(
+            f"noise along {name}: the scatter {'grows' if grows else 'shrinks'} with {name} (rank correlation "
+            f"of |residual| with log {name} {thirds['rank_correlation']:+.2f}, p = {thirds['p_value']:.2g}; "
+            f"{thirds['coverage_0.5_largest_third']:.0%} of the largest third of runs inside their 50% band, "
+            f"{thirds['coverage_0.5_smallest_third']:.0%} of the smallest), so forecasts at larger {name} are "
+            f"likely too {'narrow' if grows else 'wide'}. Fit with a noise trend (--noise-trend, "
+            "noise_trend=True) and compare the two by LOO."
+        )
     pit = result["loo_pit"]
     if pit["p_value"] >= PIT_P_VALUE:
         out.append(f"LOO-PIT: consistent with calibrated forecasts of left-out runs (KS p = {pit['p_value']:.2f}).")
     else:
         if abs(pit["mean"] - 0.5) > 0.1:
-            how = ("runs come out lower than forecast" if pit["mean"] < 0.5 else "runs come out higher than forecast")
+            how = "runs come out lower than forecast" if pit["mean"] < 0.5 else "runs come out higher than forecast"
         elif pit["share_outside_central_90"] > 0.2:
             how = "bands too narrow: too many runs outside the central 90%"
         else:

@@ -21,16 +21,20 @@ if TYPE_CHECKING:
     from bayescale.fitting.result import Fit
 
 
-def derived_draws(fit: "Fit") -> xr.Dataset:
+def derived_draws(fit: Fit) -> xr.Dataset:
     """Posterior draws of every derived quantity of the fit's law, as (chain, draw) arrays."""
     posterior = fit.posterior
     params = {n: posterior[n] for n in fit.law.param_names}
     with np.errstate(all="ignore"):
-        return xr.Dataset({name: xr.DataArray(q.formula.numpy(params)).broadcast_like(posterior[fit.law.param_names[0]])
-                           for name, q in fit.law.derived.items()})
+        return xr.Dataset(
+            {
+                name: xr.DataArray(q.formula.numpy(params)).broadcast_like(posterior[fit.law.param_names[0]])
+                for name, q in fit.law.derived.items()
+            }
+        )
 
 
-def break_table(fit: "Fit", ci_prob: float = defaults.CI_PROB) -> pd.DataFrame:
+def break_table(fit: Fit, ci_prob: float = defaults.CI_PROB) -> pd.DataFrame:
     """Per break: its input, posterior median and interval, the largest observed input, P(beyond it)."""
     ci_prob = check_ci_prob(ci_prob)
     draws = xr.merge([fit.posterior, derived_draws(fit)])
@@ -39,10 +43,19 @@ def break_table(fit: "Fit", ci_prob: float = defaults.CI_PROB) -> pd.DataFrame:
     for name, along in fit.law.breaks.items():
         values = draws[name].to_numpy().reshape(-1)
         observed_max = float(np.max(fit.runs[along]))
-        rows.append({"break": name, "input": along, "median": float(np.median(values)),
-                     "lower": float(np.quantile(values, lo)), "upper": float(np.quantile(values, hi)),
-                     "observed_max": observed_max, "p_beyond_data": float(np.mean(values > observed_max))})
-    table = pd.DataFrame(rows, columns=["break", "input", "median", "lower", "upper", "observed_max",
-                                        "p_beyond_data"]).set_index("break")
+        rows.append(
+            {
+                "break": name,
+                "input": along,
+                "median": float(np.median(values)),
+                "lower": float(np.quantile(values, lo)),
+                "upper": float(np.quantile(values, hi)),
+                "observed_max": observed_max,
+                "p_beyond_data": float(np.mean(values > observed_max)),
+            }
+        )
+    table = pd.DataFrame(
+        rows, columns=["break", "input", "median", "lower", "upper", "observed_max", "p_beyond_data"]
+    ).set_index("break")
     table.attrs["ci_prob"] = ci_prob
     return table

@@ -11,25 +11,26 @@ candidate configurations (probability of being best, regret) and the marginal va
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from bayescale import defaults
 from bayescale.data.runs import column_list, row_numbers
-from bayescale.errors import BayescaleError
-from bayescale.laws.formula import Formula
-from bayescale.forecast.predict import band, flat_draws
-from bayescale.defaults import check_ci_prob
-from bayescale.forecast.tuning import profile_loss, search_range, tuned_points
 from bayescale.data.tunable import tunable_inputs
+from bayescale.defaults import check_ci_prob
+from bayescale.errors import BayescaleError
+from bayescale.forecast.predict import band, flat_draws
+from bayescale.forecast.tuning import profile_loss, search_range, tuned_points
+from bayescale.laws.formula import Formula
 
 if TYPE_CHECKING:
     from bayescale.fitting.result import Fit
 
-_GRID = 241                 # log-N grid points over the search range
+_GRID = 241  # log-N grid points over the search range
 _LOG_N_RANGE = (3.0, 16.0)  # search N between 1e3 and 1e16 parameters
 _GOLDEN = (np.sqrt(5) - 1) / 2
 
@@ -42,7 +43,7 @@ class Budget:
     unique_tokens: float | None = None
 
     @classmethod
-    def make(cls, cost: str | None = None, unique_tokens: float | None = None) -> "Budget":
+    def make(cls, cost: str | None = None, unique_tokens: float | None = None) -> Budget:
         formula = None
         if cost is not None and cost.replace(" ", "") not in ("6*N*D", "6*D*N"):
             formula = Formula(cost)
@@ -51,8 +52,10 @@ class Budget:
             with np.errstate(all="ignore"):
                 values = np.broadcast_to(formula.numpy({"N": n, "D": d}), (2,))
             if not (np.all(np.isfinite(values)) and values[1] > values[0] > 0):
-                raise BayescaleError(f"cost function {cost!r} must be positive and grow with D (tokens); "
-                                     f"at N=1e9 it gives {values[0]:g} for D=1e10 and {values[1]:g} for D=2e10")
+                raise BayescaleError(
+                    f"cost function {cost!r} must be positive and grow with D (tokens); "
+                    f"at N=1e9 it gives {values[0]:g} for D=1e10 and {values[1]:g} for D=2e10"
+                )
         if unique_tokens is not None and not (np.isfinite(unique_tokens) and unique_tokens > 0):
             raise BayescaleError(f"unique_tokens must be a positive, finite number of tokens, got {unique_tokens!r}")
         return cls(formula, None if unique_tokens is None else float(unique_tokens))
@@ -72,46 +75,54 @@ class Budget:
         if self.cost is None:
             return flops / (6.0 * n)
         lo, hi = np.full(np.shape(n), 3.0), np.full(np.shape(n), 17.0)
-        reachable = (self.cost_of(n, 10.0 ** lo) <= flops) & (self.cost_of(n, 10.0 ** hi) >= flops)
+        reachable = (self.cost_of(n, 10.0**lo) <= flops) & (self.cost_of(n, 10.0**hi) >= flops)
         for _ in range(60):  # bisection on log10 D, all N at once (cost grows with D)
             mid = (lo + hi) / 2
-            below = self.cost_of(n, 10.0 ** mid) < flops
+            below = self.cost_of(n, 10.0**mid) < flops
             lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
         return np.where(reachable, 10.0 ** ((lo + hi) / 2), np.nan)
-
 
     def size_for_tokens(self, d: float, flops: float) -> float:
         """log10 N with cost(N, d) = flops (cost grows with N); NaN when no N in [1e3, 1e16] does it."""
         if self.cost is None:
             return float(np.log10(flops / (6.0 * d)))
         lo, hi = 3.0, 16.0
-        if not self.cost_of(10.0 ** lo, d) <= flops <= self.cost_of(10.0 ** hi, d):
+        if not self.cost_of(10.0**lo, d) <= flops <= self.cost_of(10.0**hi, d):
             return float("nan")
         for _ in range(60):
             mid = (lo + hi) / 2
-            lo, hi = (mid, hi) if self.cost_of(10.0 ** mid, d) < flops else (lo, mid)
+            lo, hi = (mid, hi) if self.cost_of(10.0**mid, d) < flops else (lo, mid)
         return (lo + hi) / 2
 
 
-def _check_law(fit: "Fit") -> None:
+def _check_law(fit: Fit) -> None:
     """Planning varies N and D (and tunes lr or batch): the law must depend on nothing else."""
     if not {"N", "D"} <= set(fit.law.inputs):
-        raise BayescaleError(f"planning needs a law in N and D; law {fit.law.name!r} has inputs "
-                             f"{', '.join(fit.law.inputs)}")
+        raise BayescaleError(
+            f"planning needs a law in N and D; law {fit.law.name!r} has inputs {', '.join(fit.law.inputs)}"
+        )
     extra = [name for name in fit.law.inputs if name not in ("N", "D", "U", *tunable_inputs(fit.law))]
     if extra:
-        raise BayescaleError(f"planning varies N and D alone; law {fit.law.name!r} also needs "
-                             f"{', '.join(extra)}, which is not a function of them. Plan with a law in N and D "
-                             "(and a tunable lr or batch), such as chinchilla_lr_asym")
+        raise BayescaleError(
+            f"planning varies N and D alone; law {fit.law.name!r} also needs "
+            f"{', '.join(extra)}, which is not a function of them. Plan with a law in N and D "
+            "(and a tunable lr or batch), such as chinchilla_lr_asym"
+        )
     if fit.spec.pooled:
-        raise BayescaleError(f"planning a pooled fit is not supported yet: {', '.join(fit.spec.pooled)} vary by group; "
-                             "fit the group you plan for without pooling")
+        raise BayescaleError(
+            f"planning a pooled fit is not supported yet: {', '.join(fit.spec.pooled)} vary by group; "
+            "fit the group you plan for without pooling"
+        )
 
 
-def _check(fit: "Fit", flops: float) -> float:
+def _check(fit: Fit, flops: float) -> float:
     _check_law(fit)
-    if isinstance(flops, bool) or not isinstance(flops, (int, float, np.floating)) or not np.isfinite(flops) \
-            or flops <= 0:
+    if (
+        isinstance(flops, bool)
+        or not isinstance(flops, (int, float, np.floating))
+        or not np.isfinite(flops)
+        or flops <= 0
+    ):
         raise BayescaleError(f"the compute budget must be a positive, finite number of FLOPs, got {flops!r}")
     return float(flops)
 
@@ -121,7 +132,7 @@ def _unique_tokens(d, budget: Budget):
     return d if budget.unique_tokens is None else np.minimum(budget.unique_tokens, d)
 
 
-def _law_loss(fit: "Fit", params: dict, n, d, budget: Budget, with_best: bool = False):
+def _law_loss(fit: Fit, params: dict, n, d, budget: Budget, with_best: bool = False):
     """The law's loss at (N, D); a law with a tunable input (learning rate) at its best value, per draw.
 
     ``with_best`` also returns the log best values ({} for a law without tunable inputs).
@@ -137,8 +148,8 @@ def _law_loss(fit: "Fit", params: dict, n, d, budget: Budget, with_best: bool = 
     return (loss, best) if with_best else loss
 
 
-def _loss(fit: "Fit", params: dict, log_n: np.ndarray, flops: float, budget: Budget) -> np.ndarray:
-    n = 10.0 ** log_n
+def _loss(fit: Fit, params: dict, log_n: np.ndarray, flops: float, budget: Budget) -> np.ndarray:
+    n = 10.0**log_n
     d = budget.tokens_for(n, flops)
     loss = _law_loss(fit, params, n, d, budget)
     if budget.unique_tokens is not None and "U" not in fit.law.inputs:
@@ -146,30 +157,37 @@ def _loss(fit: "Fit", params: dict, log_n: np.ndarray, flops: float, budget: Bud
     return np.where(np.isfinite(loss), loss, np.inf)
 
 
-def optimal_allocation(fit: "Fit", flops: float, budget: Budget | None = None) -> pd.DataFrame:
+def optimal_allocation(fit: Fit, flops: float, budget: Budget | None = None) -> pd.DataFrame:
     """Per posterior draw: N*, D*, D*/N* and the loss at the optimum for budget ``flops``."""
     flops = _check(fit, flops)
     budget = budget or Budget()
     params = flat_draws(fit)
-    lo, hi = _LOG_N_RANGE[0], min(_LOG_N_RANGE[1], np.log10(flops / 6.0) - 3.0) if budget.cost is None \
-        else _LOG_N_RANGE[1]
+    lo, hi = (
+        _LOG_N_RANGE[0],
+        min(_LOG_N_RANGE[1], np.log10(flops / 6.0) - 3.0) if budget.cost is None else _LOG_N_RANGE[1],
+    )
     if not hi > lo:
-        raise BayescaleError(f"the budget {flops:g} FLOPs is too small to train any model of at least 1e3 "
-                             "parameters on 1e3 tokens")
+        raise BayescaleError(
+            f"the budget {flops:g} FLOPs is too small to train any model of at least 1e3 parameters on 1e3 tokens"
+        )
     grid = np.linspace(lo, hi, _GRID)
     cols = {k: v[:, None] for k, v in params.items()}
     losses = _loss(fit, cols, grid[None, :], flops, budget)
     if not np.isfinite(losses).any():
         cap = f" with at most {budget.unique_tokens:g} tokens" if budget.unique_tokens else ""
-        raise BayescaleError(f"no model of 1e3 to 1e16 parameters meets the budget of {flops:g} FLOPs under cost "
-                             f"{budget.cost_text!r}{cap}: the cost never equals the budget there")
+        raise BayescaleError(
+            f"no model of 1e3 to 1e16 parameters meets the budget of {flops:g} FLOPs under cost "
+            f"{budget.cost_text!r}{cap}: the cost never equals the budget there"
+        )
     best = np.argmin(losses, axis=1)
     valid = np.isfinite(losses)
     first_valid, last_valid = valid.argmax(axis=1), _GRID - 1 - valid[:, ::-1].argmax(axis=1)
     at_edge = ((best == 0) | (best == _GRID - 1)) & ~((best == first_valid) & (first_valid > 0))
     if at_edge.mean() > 0.5:
-        raise BayescaleError(f"for most posterior draws the loss at {flops:g} FLOPs keeps falling towards the edge of "
-                             "the search range (N from 1e3 to C/6e3): the law has no compute-optimal size there")
+        raise BayescaleError(
+            f"for most posterior draws the loss at {flops:g} FLOPs keeps falling towards the edge of "
+            "the search range (N from 1e3 to C/6e3): the law has no compute-optimal size there"
+        )
     a = grid[np.clip(best - 1, first_valid, last_valid)]
     b = grid[np.clip(best + 1, first_valid, last_valid)]
     if budget.unique_tokens is not None and "U" not in fit.law.inputs:  # the cap can bind between grid points
@@ -183,13 +201,21 @@ def optimal_allocation(fit: "Fit", flops: float, budget: Budget | None = None) -
         b = np.where(left, d, b)
         a = np.where(left, a, c)
     log_n = (a + b) / 2
-    n_opt = 10.0 ** log_n
+    n_opt = 10.0**log_n
     d_opt = budget.tokens_for(n_opt, flops)
     capped = np.zeros(len(n_opt), bool) if budget.unique_tokens is None else d_opt >= budget.unique_tokens * 0.99
     loss_opt, best = _law_loss(fit, params, n_opt, d_opt, budget, with_best=True)
-    return pd.DataFrame({"N_opt": n_opt, "D_opt": d_opt, "tokens_per_param": d_opt / n_opt,
-                         "loss_opt": loss_opt, "at_edge": at_edge, "capped": capped,
-                         **{f"{name}_opt": np.exp(value) for name, value in best.items()}})
+    return pd.DataFrame(
+        {
+            "N_opt": n_opt,
+            "D_opt": d_opt,
+            "tokens_per_param": d_opt / n_opt,
+            "loss_opt": loss_opt,
+            "at_edge": at_edge,
+            "capped": capped,
+            **{f"{name}_opt": np.exp(value) for name, value in best.items()},
+        }
+    )
 
 
 def chinchilla_closed_form(params: dict, flops: float) -> tuple[np.ndarray, np.ndarray]:
@@ -203,16 +229,16 @@ def _interval(values, ci_prob: float) -> dict[str, float]:
     return {stat: float(value) for stat, value in band(values, ci_prob).items()}
 
 
-def frontier_exponents(fit: "Fit", low: float = 1e21, high: float = 1e25, budget: Budget | None = None) -> pd.DataFrame:
+def frontier_exponents(fit: Fit, low: float = 1e21, high: float = 1e25, budget: Budget | None = None) -> pd.DataFrame:
     """Per draw, the exponents a and b of N* ~ C^a and D* ~ C^b between two budgets."""
     lo, hi = optimal_allocation(fit, low, budget), optimal_allocation(fit, high, budget)
     span = np.log(high / low)
-    return pd.DataFrame({"a": np.log(hi["N_opt"] / lo["N_opt"]) / span,
-                         "b": np.log(hi["D_opt"] / lo["D_opt"]) / span})
+    return pd.DataFrame({"a": np.log(hi["N_opt"] / lo["N_opt"]) / span, "b": np.log(hi["D_opt"] / lo["D_opt"]) / span})
 
 
-def frontier(fit: "Fit", budgets: Iterable[float], ci_prob: float = defaults.CI_PROB,
-             budget: Budget | None = None) -> pd.DataFrame:
+def frontier(
+    fit: Fit, budgets: Iterable[float], ci_prob: float = defaults.CI_PROB, budget: Budget | None = None
+) -> pd.DataFrame:
     """N*, D*, D*/N* and L* against compute: one row per budget with median and interval columns."""
     ci_prob = check_ci_prob(ci_prob)
     rows = []
@@ -228,14 +254,15 @@ def frontier(fit: "Fit", budgets: Iterable[float], ci_prob: float = defaults.CI_
     return table
 
 
-def _loss_at(fit: "Fit", n, d, budget: Budget) -> np.ndarray:
+def _loss_at(fit: Fit, n, d, budget: Budget) -> np.ndarray:
     """The law's loss for every draw (rows) at the points (columns)."""
     params = {k: v[:, None] for k, v in flat_draws(fit).items()}
     return _law_loss(fit, params, np.asarray(n, float)[None, :], np.asarray(d, float)[None, :], budget)
 
 
-def candidates(fit: "Fit", configs, ci_prob: float = defaults.CI_PROB, budget: Budget | None = None,
-               flops: float | None = None) -> pd.DataFrame:
+def candidates(
+    fit: Fit, configs, ci_prob: float = defaults.CI_PROB, budget: Budget | None = None, flops: float | None = None
+) -> pd.DataFrame:
     """Score (N, D) options: expected loss and interval, P(best of the list), and regret.
 
     ``loss_median``/``loss_lower``/``loss_upper`` (the law) and ``pred_lower``/``pred_upper`` (a
@@ -253,7 +280,9 @@ def candidates(fit: "Fit", configs, ci_prob: float = defaults.CI_PROB, budget: B
     table = pd.DataFrame(configs).reset_index(drop=True)
     for col in ("N", "D"):
         if col not in table.columns:
-            raise BayescaleError(f"candidate configurations need columns N and D, got {column_list(table.columns, ['N', 'D'])}")
+            raise BayescaleError(
+                f"candidate configurations need columns N and D, got {column_list(table.columns, ['N', 'D'])}"
+            )
         bad = table.index[~(pd.to_numeric(table[col], errors="coerce") > 0)]
         if len(bad):
             raise BayescaleError(f"candidate {col} must be positive numbers; {row_numbers(bad)} are not")
@@ -264,8 +293,9 @@ def candidates(fit: "Fit", configs, ci_prob: float = defaults.CI_PROB, budget: B
     out = table[["N", "D"]].astype(float).copy()
     out["C"] = budget.cost_of(out["N"].to_numpy(), out["D"].to_numpy())
     out["expected_loss"] = losses.mean(axis=0)
-    points = tuned_points(fit, out[["N", "D"]].assign(**({"U": _unique_tokens(out["D"], budget)}
-                                                        if "U" in fit.law.inputs else {})))
+    points = tuned_points(
+        fit, out[["N", "D"]].assign(**({"U": _unique_tokens(out["D"], budget)} if "U" in fit.law.inputs else {}))
+    )
     forecast = fit.predict(points, ci_prob=ci_prob)
     for name in tunable_inputs(fit.law):
         out[f"{name}_opt"] = points[name].to_numpy()
@@ -280,14 +310,17 @@ def candidates(fit: "Fit", configs, ci_prob: float = defaults.CI_PROB, budget: B
     out["regret_vs_best"] = (losses - losses.min(axis=1, keepdims=True)).mean(axis=0)
     capped = budget.unique_tokens is not None and "U" not in fit.law.inputs
     out["feasible"] = out["D"] <= budget.unique_tokens * (1 + 1e-9) if capped else True
-    out["regret_vs_optimum"] = [float(np.mean(losses[:, i] - optimal_allocation(fit, c, budget)["loss_opt"].to_numpy()))
-                                if feasible else np.nan for i, (c, feasible) in enumerate(zip(out["C"], out["feasible"]))]
+    out["regret_vs_optimum"] = [
+        float(np.mean(losses[:, i] - optimal_allocation(fit, c, budget)["loss_opt"].to_numpy())) if feasible else np.nan
+        for i, (c, feasible) in enumerate(zip(out["C"], out["feasible"]))
+    ]
     out.attrs["ci_prob"] = ci_prob
     return out
 
 
-def marginal_value(fit: "Fit", n: float, d: float, ci_prob: float = defaults.CI_PROB,
-                   budget: Budget | None = None) -> dict:
+def marginal_value(
+    fit: Fit, n: float, d: float, ci_prob: float = defaults.CI_PROB, budget: Budget | None = None
+) -> dict:
     """At (N, D): the loss drop from doubling N, from doubling D, and from 10x and 100x compute on the frontier."""
     ci_prob = check_ci_prob(ci_prob)
     _check_law(fit)
@@ -301,16 +334,29 @@ def marginal_value(fit: "Fit", n: float, d: float, ci_prob: float = defaults.CI_
     frontier_losses = [optimal_allocation(fit, flops * k, budget)["loss_opt"].to_numpy() for k in (1, 10, 100)]
     drop_10 = frontier_losses[0] - frontier_losses[1]
     drop_100 = frontier_losses[1] - frontier_losses[2]
-    return {"N": float(n), "D": float(d), "flops": flops, "ci_prob": ci_prob,
-            "loss": _interval(losses[:, 0], ci_prob),
-            "drop_double_N": _interval(drop_n, ci_prob), "drop_double_D": _interval(drop_d, ci_prob),
-            "p_double_N_better": float(np.mean(drop_n > drop_d)),
-            "drop_10x_compute": _interval(drop_10, ci_prob), "drop_next_10x_compute": _interval(drop_100, ci_prob),
-            "diminishing_ratio": _interval(drop_100 / drop_10, ci_prob)}
+    return {
+        "N": float(n),
+        "D": float(d),
+        "flops": flops,
+        "ci_prob": ci_prob,
+        "loss": _interval(losses[:, 0], ci_prob),
+        "drop_double_N": _interval(drop_n, ci_prob),
+        "drop_double_D": _interval(drop_d, ci_prob),
+        "p_double_N_better": float(np.mean(drop_n > drop_d)),
+        "drop_10x_compute": _interval(drop_10, ci_prob),
+        "drop_next_10x_compute": _interval(drop_100, ci_prob),
+        "diminishing_ratio": _interval(drop_100 / drop_10, ci_prob),
+    }
 
 
-def plan(fit: "Fit", flops: float, ci_prob: float = defaults.CI_PROB, *, cost: str | None = None,
-         unique_tokens: float | None = None) -> dict:
+def plan(
+    fit: Fit,
+    flops: float,
+    ci_prob: float = defaults.CI_PROB,
+    *,
+    cost: str | None = None,
+    unique_tokens: float | None = None,
+) -> dict:
     """Median and equal-tailed interval of N*, D*, D*/N* and the optimal loss (of the law).
 
     ``run_at_plan`` is the forecast of a run at the median N*, D*, exactly as ``predict`` gives it
@@ -320,8 +366,11 @@ def plan(fit: "Fit", flops: float, ci_prob: float = defaults.CI_PROB, *, cost: s
     ci_prob = check_ci_prob(ci_prob)
     budget = Budget.make(cost, unique_tokens)
     draws = optimal_allocation(fit, flops, budget)
-    out = {"flops": float(flops), "ci_prob": ci_prob,
-           "flops_vs_largest_run": float(flops / np.max(budget.cost_of(fit.runs["N"], fit.runs["D"])))}
+    out = {
+        "flops": float(flops),
+        "ci_prob": ci_prob,
+        "flops_vs_largest_run": float(flops / np.max(budget.cost_of(fit.runs["N"], fit.runs["D"]))),
+    }
     for key in ("N_opt", "D_opt", "tokens_per_param", "loss_opt"):
         out[key] = _interval(draws[key], ci_prob)
     n, d = out["N_opt"]["median"], out["D_opt"]["median"]
@@ -329,8 +378,10 @@ def plan(fit: "Fit", flops: float, ci_prob: float = defaults.CI_PROB, *, cost: s
         out[f"{name}_opt"] = _interval(draws[f"{name}_opt"], ci_prob)
     point = pd.DataFrame({"N": [n], "D": [d], **({"U": [_unique_tokens(d, budget)]} if "U" in fit.law.inputs else {})})
     forecast = fit.predict(tuned_points(fit, point), ci_prob=ci_prob).iloc[0]
-    out["run_at_plan"] = {k: float(forecast[k]) for k in ("N", "D", *tunable_inputs(fit.law), "median", "pred_lower",
-                                                          "pred_upper", "extrapolation")}
+    out["run_at_plan"] = {
+        k: float(forecast[k])
+        for k in ("N", "D", *tunable_inputs(fit.law), "median", "pred_lower", "pred_upper", "extrapolation")
+    }
     if cost is not None:
         out["cost"] = budget.cost_text
     if unique_tokens is not None:

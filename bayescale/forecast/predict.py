@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import itertools
 import warnings
-from typing import TYPE_CHECKING, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from bayescale import defaults
-from bayescale.defaults import check_ci_prob
 from bayescale.data.runs import point_label, prepare_points
+from bayescale.defaults import check_ci_prob
 from bayescale.errors import BayescaleError, ExtrapolationWarning, warn_user
 
 if TYPE_CHECKING:
@@ -30,8 +31,9 @@ def band(values, ci_prob: float) -> dict[str, np.ndarray]:
     """Median and equal-tailed interval of draws along axis 0 (rows), ignoring NaN draws."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a point with no valid draw: NaN
-        lower, median, upper = np.nanquantile(np.asarray(values, dtype=float),
-                                              [(1 - ci_prob) / 2, 0.5, (1 + ci_prob) / 2], axis=0)
+        lower, median, upper = np.nanquantile(
+            np.asarray(values, dtype=float), [(1 - ci_prob) / 2, 0.5, (1 + ci_prob) / 2], axis=0
+        )
     return {"median": median, "lower": lower, "upper": upper}
 
 
@@ -42,7 +44,7 @@ def grid(**axes) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=names)
 
 
-def flat_draws(fit: "Fit") -> dict[str, np.ndarray]:
+def flat_draws(fit: Fit) -> dict[str, np.ndarray]:
     """Each variable's posterior draws with chains stacked: (draws,) or (draws, groups) when pooled.
 
     Every forecast starts here, so a fit whose mean log-loss carries terms of a user's own model (which
@@ -53,15 +55,21 @@ def flat_draws(fit: "Fit") -> dict[str, np.ndarray]:
         raise BayescaleError(
             f"this fit's mean log-loss carries term(s) of your own model ({', '.join(terms)}) that bayescale's forecasts "
             "(the law's formula over the draws) cannot evaluate; forecast with PyMC's route instead: pm.set_data on "
-            "fit.model and pm.sample_posterior_predictive with the posterior (README, 'The PyMC model')")
+            "fit.model and pm.sample_posterior_predictive with the posterior (README, 'The PyMC model')"
+        )
     posterior = fit.posterior
     n_draws = posterior.sizes["chain"] * posterior.sizes["draw"]
-    return {n: posterior[n].to_numpy().reshape(n_draws, -1).squeeze(axis=1) if n not in fit.spec.pooled
-            else posterior[n].to_numpy().reshape(n_draws, -1) for n in fit.spec.names}
+    return {
+        n: posterior[n].to_numpy().reshape(n_draws, -1).squeeze(axis=1)
+        if n not in fit.spec.pooled
+        else posterior[n].to_numpy().reshape(n_draws, -1)
+        for n in fit.spec.names
+    }
 
 
-def params_at(fit: "Fit", params: Mapping[str, np.ndarray], table: pd.DataFrame,
-              rng: np.random.Generator) -> dict[str, np.ndarray]:
+def params_at(
+    fit: Fit, params: Mapping[str, np.ndarray], table: pd.DataFrame, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
     """Law parameters for every draw (rows) and point (columns, or one broadcast column).
 
     A pooled parameter takes its group's draws; a group the fit never saw gets a fresh draw from
@@ -70,8 +78,10 @@ def params_at(fit: "Fit", params: Mapping[str, np.ndarray], table: pd.DataFrame,
     out = {n: params[n][:, None] for n in fit.law.param_names if n not in fit.spec.pooled}
     for name, pooled in fit.spec.pooled.items():
         if pooled.column not in table.columns:
-            raise BayescaleError(f"{name!r} is pooled by {pooled.column!r}: give a {pooled.column!r} for every point "
-                                 f"(seen groups: {', '.join(pooled.levels)}; any other name is a new group)")
+            raise BayescaleError(
+                f"{name!r} is pooled by {pooled.column!r}: give a {pooled.column!r} for every point "
+                f"(seen groups: {', '.join(pooled.levels)}; any other name is a new group)"
+            )
         labels = table[pooled.column].astype(str).to_numpy()
         codes = pooled.codes_for(labels)
         if len(codes) and codes[0] >= 0 and (codes == codes[0]).all():
@@ -87,7 +97,7 @@ def params_at(fit: "Fit", params: Mapping[str, np.ndarray], table: pd.DataFrame,
     return out
 
 
-def log_law(fit: "Fit", params: Mapping[str, np.ndarray], table: pd.DataFrame) -> np.ndarray:
+def log_law(fit: Fit, params: Mapping[str, np.ndarray], table: pd.DataFrame) -> np.ndarray:
     """log of the law's value for every draw (rows) and point (columns); ``params`` from :func:`params_at`."""
     env = {name: table[name].to_numpy(dtype=float)[None, :] for name in fit.law.inputs}
     env.update({n: params[n] for n in fit.law.param_names})
@@ -95,28 +105,33 @@ def log_law(fit: "Fit", params: Mapping[str, np.ndarray], table: pd.DataFrame) -
         return np.log(fit.law.formula.numpy(env))
 
 
-def extrapolation_columns(fit: "Fit", table: pd.DataFrame) -> pd.DataFrame:
+def extrapolation_columns(fit: Fit, table: pd.DataFrame) -> pd.DataFrame:
     """How far each point lies beyond the runs: ratio to the largest observed input, log-distance outside them."""
     from bayescale.inference.discrepancy import axis_values, distance, observed_ranges
 
     ranges = observed_ranges(fit.runs, fit.law.inputs)
-    out = pd.DataFrame({f"{name}_vs_max": axis_values(table, name) / high for name, (_, high) in ranges.items()},
-                       index=table.index)
+    out = pd.DataFrame(
+        {f"{name}_vs_max": axis_values(table, name) / high for name, (_, high) in ranges.items()}, index=table.index
+    )
     out["extrapolation"] = fit.discrepancy.distance(table) if fit.discrepancy is not None else distance(table, ranges)
     return out
 
 
-def _noise(fit: "Fit", params: Mapping[str, np.ndarray], part: pd.DataFrame, seed: int, n_draws: int) -> np.ndarray:
+def _noise(fit: Fit, params: Mapping[str, np.ndarray], part: pd.DataFrame, seed: int, n_draws: int) -> np.ndarray:
     """Unit noise draws (rows) per point (columns), each point's from its own stream keyed by its values.
 
     So a point's predictive band is the same whichever other points are asked for with it.
     """
     keys = pd.util.hash_pandas_object(part, index=False).to_numpy()
-    return np.column_stack([fit.likelihood.standard_noise(np.random.default_rng([seed, 2, int(key)]), params,
-                                                          (n_draws, 1))[:, 0] for key in keys])
+    return np.column_stack(
+        [
+            fit.likelihood.standard_noise(np.random.default_rng([seed, 2, int(key)]), params, (n_draws, 1))[:, 0]
+            for key in keys
+        ]
+    )
 
 
-def loss_draws(fit: "Fit", table: pd.DataFrame, seed: int, new_runs: np.ndarray | None = None):
+def loss_draws(fit: Fit, table: pd.DataFrame, seed: int, new_runs: np.ndarray | None = None):
     """Per block of points: log-law draws (with the extrapolation discrepancy) and log-loss draws of new runs.
 
     Rows are posterior draws, columns points. Yields (mu, y) for blocks of :data:`_BLOCK` points.
@@ -127,22 +142,29 @@ def loss_draws(fit: "Fit", table: pd.DataFrame, seed: int, new_runs: np.ndarray 
     rng = np.random.default_rng(seed)
     params = {**params, **params_at(fit, params, table, rng)}
     for start in range(0, len(table), _BLOCK):
-        part = table.iloc[start:start + _BLOCK]
-        mu = log_law(fit, {n: v[:, start:start + _BLOCK] if v.shape[1] > 1 else v
-                           for n, v in params.items() if n in fit.law.params}, part)
+        part = table.iloc[start : start + _BLOCK]
+        mu = log_law(
+            fit,
+            {
+                n: v[:, start : start + _BLOCK] if v.shape[1] > 1 else v
+                for n, v in params.items()
+                if n in fit.law.params
+            },
+            part,
+        )
         if fit.discrepancy is not None:
             mu = fit.discrepancy.widen(mu, part, seed)  # its own streams: points inside the data are unaffected
         if new_runs is None:
             yield mu, _new_runs(fit, params, mu, part, seed)
             continue
-        wanted = np.asarray(new_runs[start:start + _BLOCK], bool)
+        wanted = np.asarray(new_runs[start : start + _BLOCK], bool)
         y = np.full_like(mu, np.nan)
         if wanted.any():
             y[:, wanted] = _new_runs(fit, params, mu[:, wanted], part[wanted], seed)
         yield mu, y
 
 
-def _new_runs(fit: "Fit", params: Mapping[str, np.ndarray], mu: np.ndarray, part: pd.DataFrame, seed: int) -> np.ndarray:
+def _new_runs(fit: Fit, params: Mapping[str, np.ndarray], mu: np.ndarray, part: pd.DataFrame, seed: int) -> np.ndarray:
     """Log-loss draws of new runs at ``part``: the law's draws ``mu`` plus the noise, from each point's own stream."""
     return mu + fit.spec.noise_at(params, part)["sigma"] * _noise(fit, params, part, seed, mu.shape[0])
 
@@ -160,18 +182,24 @@ def warn_invalid_draws(mu: np.ndarray, labels) -> None:
     shown = "; ".join(f"{labels[i]}: {share[i]:.0%} of draws" for i in bad[:5])
     more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
     none = " Where no draw is valid the forecast is NaN." if np.any(share[bad] == 1) else ""
-    warn_user(f"the law gives a non-positive or undefined loss for some posterior draws at {len(bad)} point(s) "
-              f"({shown}{more}): it breaks down there, and those forecasts rest on the remaining draws only.{none} "
-              "Treat them with care, or compare a law that stays positive.", ExtrapolationWarning)
+    warn_user(
+        f"the law gives a non-positive or undefined loss for some posterior draws at {len(bad)} point(s) "
+        f"({shown}{more}): it breaks down there, and those forecasts rest on the remaining draws only.{none} "
+        "Treat them with care, or compare a law that stays positive.",
+        ExtrapolationWarning,
+    )
 
 
-def predict(fit: "Fit", points=None, *, ci_prob: float = defaults.CI_PROB, seed: int | None = None,
-            **inputs) -> pd.DataFrame:
+def predict(
+    fit: Fit, points=None, *, ci_prob: float = defaults.CI_PROB, seed: int | None = None, **inputs
+) -> pd.DataFrame:
     """Credible and predictive intervals of the loss at ``points`` (a DataFrame, mapping or keywords)."""
     ci_prob = check_ci_prob(ci_prob)
     if points is None:
         if not inputs:
-            raise BayescaleError(f"give points to predict at, e.g. predict({', '.join(f'{i}=...' for i in fit.law.inputs)})")
+            raise BayescaleError(
+                f"give points to predict at, e.g. predict({', '.join(f'{i}=...' for i in fit.law.inputs)})"
+            )
         points = inputs
     elif inputs:
         raise BayescaleError("give the points either as a table or as keywords, not both")
@@ -181,16 +209,26 @@ def predict(fit: "Fit", points=None, *, ci_prob: float = defaults.CI_PROB, seed:
     blocks = []
     for start, (mu, y) in zip(range(0, len(table), _BLOCK), loss_draws(fit, table, seed)):
         if not np.isfinite(mu).all():
-            part = table.iloc[start:start + _BLOCK]
+            part = table.iloc[start : start + _BLOCK]
             warn_invalid_draws(mu, [point_label(row, fit.law.inputs) for _, row in part.iterrows()])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # points with no valid draw: NaN, named just above
             law_q = np.exp(np.nanquantile(mu, [lo, 0.5, hi], axis=0))
             pred_q = np.exp(np.nanquantile(y, [lo, hi], axis=0))
             mean = np.nanmean(np.exp(mu), axis=0)
-        blocks.append(pd.DataFrame({"mean": mean, "median": law_q[1], "lower": law_q[0], "upper": law_q[2],
-                                    "pred_lower": pred_q[0], "pred_upper": pred_q[1]},
-                                   index=table.index[start:start + _BLOCK]))
+        blocks.append(
+            pd.DataFrame(
+                {
+                    "mean": mean,
+                    "median": law_q[1],
+                    "lower": law_q[0],
+                    "upper": law_q[2],
+                    "pred_lower": pred_q[0],
+                    "pred_upper": pred_q[1],
+                },
+                index=table.index[start : start + _BLOCK],
+            )
+        )
     out = pd.concat([table, pd.concat(blocks), extrapolation_columns(fit, table)], axis=1)
     out.attrs["ci_prob"] = ci_prob
     return out

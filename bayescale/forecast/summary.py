@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from bayescale.fitting.result import Fit
 
 
-def summary(fit: "Fit", ci_prob: float = defaults.CI_PROB) -> pd.DataFrame:
+def summary(fit: Fit, ci_prob: float = defaults.CI_PROB) -> pd.DataFrame:
     """mean, median, sd, equal-tailed interval, ESS and R-hat of every parameter, plus its reference.
 
     The law's derived quantities (for example slopes around a break) follow the parameters.
@@ -39,15 +39,18 @@ def summary(fit: "Fit", ci_prob: float = defaults.CI_PROB) -> pd.DataFrame:
         for label, value in zip(labels, np.atleast_1d(stacked.to_numpy())):
             medians[label] = float(value)
             references[label] = fit.law.params[name].reference if name in fit.law.params else np.nan
-    table = pd.DataFrame({
-        "mean": stats["mean"].astype(float),
-        "median": pd.Series(medians),
-        "sd": stats["sd"].astype(float),
-        "lower": stats[lower].astype(float),
-        "upper": stats[upper].astype(float),
-        "ess_bulk": stats["ess_bulk"].astype(float),
-        "r_hat": stats["r_hat"].astype(float),
-        "reference": pd.Series(references, dtype=float),
-    }, index=pd.Index(stats.index, name="param"))
+    table = pd.DataFrame(
+        {
+            "mean": stats["mean"].astype(float),
+            "median": pd.Series(medians),
+            "sd": stats["sd"].astype(float),
+            "lower": stats[lower].astype(float),
+            "upper": stats[upper].astype(float),
+            "ess_bulk": stats["ess_bulk"].astype(float),
+            "r_hat": stats["r_hat"].astype(float),
+            "reference": pd.Series(references, dtype=float),
+        },
+        index=pd.Index(stats.index, name="param"),
+    )
     table.attrs["ci_prob"] = ci_prob
     return table

@@ -12,7 +12,8 @@ user names or by being 2x off.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -20,9 +21,9 @@ import pandas as pd
 from bayescale import defaults
 from bayescale.data.runs import Runs, prepare_points
 from bayescale.data.tunable import PLAUSIBLE, TUNABLE, other_inputs, tunable_inputs
+from bayescale.defaults import check_ci_prob
 from bayescale.errors import BayescaleError
 from bayescale.forecast.predict import band, flat_draws, params_at
-from bayescale.defaults import check_ci_prob
 
 if TYPE_CHECKING:
     from bayescale.fitting.result import Fit
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 SEARCH_FACTOR = 100.0
 _GRID = 13
 _ITERATIONS = 20
-_ROUNDS = 3           # coordinate-wise rounds when a law has two tunable inputs
+_ROUNDS = 3  # coordinate-wise rounds when a law has two tunable inputs
 _GOLDEN = (np.sqrt(5) - 1) / 2
 #: "2x off": the factor the penalty table reports
 OFF_FACTOR = 2.0
@@ -45,8 +46,9 @@ def search_range(runs: Runs, name: str) -> tuple[float, float]:
     return float(np.log(values.min() / SEARCH_FACTOR)), float(np.log(values.max() * SEARCH_FACTOR))
 
 
-def _evaluate(law: "Law", params: Mapping[str, np.ndarray], env: Mapping[str, np.ndarray],
-              log_values: Mapping[str, np.ndarray]) -> np.ndarray:
+def _evaluate(
+    law: Law, params: Mapping[str, np.ndarray], env: Mapping[str, np.ndarray], log_values: Mapping[str, np.ndarray]
+) -> np.ndarray:
     with np.errstate(all="ignore"):
         loss = law.formula.numpy({**env, **{n: np.exp(v) for n, v in log_values.items()}, **params})
     return np.where(np.isfinite(loss), loss, np.inf)
@@ -73,27 +75,37 @@ def _minimise(objective, low: float, high: float, shape: tuple[int, ...]) -> np.
     return (a + b) / 2
 
 
-def best_values(law: "Law", params: Mapping[str, np.ndarray], env: Mapping[str, np.ndarray],
-                ranges: Mapping[str, tuple[float, float]], shape: tuple[int, int]) -> dict[str, np.ndarray]:
+def best_values(
+    law: Law,
+    params: Mapping[str, np.ndarray],
+    env: Mapping[str, np.ndarray],
+    ranges: Mapping[str, tuple[float, float]],
+    shape: tuple[int, int],
+) -> dict[str, np.ndarray]:
     """Log of the best value of each tunable input for every draw (rows) and point (columns)."""
     names = tunable_inputs(law)
     current = {n: np.full(shape, np.mean(ranges[n])) for n in names}
     for _ in range(1 if len(names) == 1 else _ROUNDS):
         for name in names:
-            current[name] = _minimise(lambda v, name=name: _evaluate(law, params, env, {**current, name: v}),
-                                      *ranges[name], shape)
+            current[name] = _minimise(
+                lambda v, name=name: _evaluate(law, params, env, {**current, name: v}), *ranges[name], shape
+            )
     return current
 
 
-def profile_loss(law: "Law", params: Mapping[str, np.ndarray], env: Mapping[str, np.ndarray],
-                 ranges: Mapping[str, tuple[float, float]]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def profile_loss(
+    law: Law,
+    params: Mapping[str, np.ndarray],
+    env: Mapping[str, np.ndarray],
+    ranges: Mapping[str, tuple[float, float]],
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """The law's loss at the best tunable values, and those values (log), broadcast over params and env."""
     shape = np.broadcast_shapes(*(np.shape(v) for v in (*params.values(), *env.values())))
     best = best_values(law, params, env, ranges, shape)
     return _evaluate(law, params, env, best), best
 
 
-def optimum_draws(fit: "Fit", table: pd.DataFrame, seed: int):
+def optimum_draws(fit: Fit, table: pd.DataFrame, seed: int):
     """Law parameters, the points' other inputs and the log best values, per draw (rows) and point (columns)."""
     params = flat_draws(fit)
     params = {**params, **params_at(fit, params, table, np.random.default_rng(seed))}
@@ -103,7 +115,7 @@ def optimum_draws(fit: "Fit", table: pd.DataFrame, seed: int):
     return law_params, env, best_values(fit.law, law_params, env, ranges, (len(params["sigma"]), len(table)))
 
 
-def tuned_points(fit: "Fit", points: pd.DataFrame, seed: int | None = None) -> pd.DataFrame:
+def tuned_points(fit: Fit, points: pd.DataFrame, seed: int | None = None) -> pd.DataFrame:
     """``points`` with every tunable input set to the median of its best value there: a tuned run."""
     names = tunable_inputs(fit.law)
     if not names:
@@ -118,8 +130,14 @@ def _put(out: pd.DataFrame, prefix: str, values: np.ndarray, ci_prob: float) -> 
         out[f"{prefix}_{stat}"] = column
 
 
-def tune(fit: "Fit", points, *, given: Mapping[str, float] | None = None, ci_prob: float = defaults.CI_PROB,
-         seed: int | None = None) -> pd.DataFrame:
+def tune(
+    fit: Fit,
+    points,
+    *,
+    given: Mapping[str, float] | None = None,
+    ci_prob: float = defaults.CI_PROB,
+    seed: int | None = None,
+) -> pd.DataFrame:
     """The best value of each tunable input at ``points`` (N, D, ...), with intervals, per posterior draw.
 
     Columns per tunable ``t`` (``lr``, ``batch``): ``t_opt_median/lower/upper``, ``t_opt_beyond_data``
@@ -135,8 +153,10 @@ def tune(fit: "Fit", points, *, given: Mapping[str, float] | None = None, ci_pro
     ci_prob = check_ci_prob(ci_prob)
     names = tunable_inputs(fit.law)
     if not names:
-        raise BayescaleError(f"law {fit.law.name!r} has no tunable input ({', '.join(TUNABLE)}); fit a law with one, "
-                             "such as chinchilla_lr")
+        raise BayescaleError(
+            f"law {fit.law.name!r} has no tunable input ({', '.join(TUNABLE)}); fit a law with one, "
+            "such as chinchilla_lr"
+        )
     given = dict(given or {})
     unknown = sorted(set(given) - set(names))
     if unknown:
@@ -154,7 +174,9 @@ def tune(fit: "Fit", points, *, given: Mapping[str, float] | None = None, ci_pro
     for name in names:
         _put(out, f"{name}_opt", np.exp(best[name]), ci_prob)
         tried = fit.runs[name]
-        out[f"{name}_opt_beyond_data"] = (out[f"{name}_opt_median"] < tried.min()) | (out[f"{name}_opt_median"] > tried.max())
+        out[f"{name}_opt_beyond_data"] = (out[f"{name}_opt_median"] < tried.min()) | (
+            out[f"{name}_opt_median"] > tried.max()
+        )
         for side, shift in (("high", np.log(OFF_FACTOR)), ("low", -np.log(OFF_FACTOR))):
             off = _evaluate(fit.law, law_params, env, {**best, name: best[name] + shift})
             _put(out, f"{name}_penalty_{side}", off - at_best, ci_prob)
@@ -171,12 +193,11 @@ def tune(fit: "Fit", points, *, given: Mapping[str, float] | None = None, ci_pro
             out[f"{name}_p_within_2x"] = np.mean(np.abs(np.log(value) - best[name]) < np.log(2.0), axis=0)
         _put(out, "given_penalty", penalty, ci_prob)
         out["given_penalty_mean"] = np.nanmean(penalty, axis=0)  # the expected loss given up
-        run = fit.predict(table.assign(**{**{n: out[f"{n}_opt_median"] for n in names}, **given}), ci_prob=ci_prob,
-                          seed=seed)
+        run = fit.predict(
+            table.assign(**{**{n: out[f"{n}_opt_median"] for n in names}, **given}), ci_prob=ci_prob, seed=seed
+        )
         out["given_loss_median"] = run["median"].to_numpy()
         out["given_pred_lower"], out["given_pred_upper"] = run["pred_lower"].to_numpy(), run["pred_upper"].to_numpy()
     out.attrs["ci_prob"] = ci_prob
     out.attrs["tunable"] = names
     return out
-
-

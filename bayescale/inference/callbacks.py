@@ -51,7 +51,7 @@ inner = None  # the PyTensor graph's Numba function, set before this callback is
 
 '''
 
-_LOGP_BODY = '''def callback(dim, x_, out_, logp_, user_data_):
+_LOGP_BODY = """def callback(dim, x_, out_, logp_, user_data_):
     if dim != {n_dim}:
         return -1
     try:
@@ -70,9 +70,9 @@ _LOGP_BODY = '''def callback(dim, x_, out_, logp_, user_data_):
     except Exception:  # noqa: BLE001 - nutpie reads the code
         return 1
     return 0
-'''
+"""
 
-_EXPAND_BODY = '''def callback(dim, expanded, x_, out_, user_data_):
+_EXPAND_BODY = """def callback(dim, expanded, x_, out_, user_data_):
     if dim != {n_dim} or expanded != {n_expanded}:
         return -1
     try:
@@ -85,7 +85,7 @@ _EXPAND_BODY = '''def callback(dim, expanded, x_, out_, user_data_):
     except Exception:  # noqa: BLE001 - nutpie reads the code
         return -2
     return 0
-'''
+"""
 
 
 def compile_model(model, var_names, structure_key: str | None = None):
@@ -100,8 +100,11 @@ def compile_model(model, var_names, structure_key: str | None = None):
         known = None if structure_key is None else _from_manifest(model, var_names, structure_key)
         return known or _compile_cached(model, var_names, structure_key)
     except Exception as error:  # noqa: BLE001 - nutpie's own compile below raises the model's real errors again
-        warn_user(f"nutpie's callbacks could not be cached ({type(error).__name__}: {error}); "
-                  "compiling them afresh in this process", RuntimeWarning)
+        warn_user(
+            f"nutpie's callbacks could not be cached ({type(error).__name__}: {error}); "
+            "compiling them afresh in this process",
+            RuntimeWarning,
+        )
         return nutpie.compile_pymc_model(model, var_names=var_names)
 
 
@@ -111,32 +114,61 @@ def _signatures():
 
     pointer = numba.types.CPointer(numba.types.float64)
     int64, uint64, voidptr = numba.types.int64, numba.types.uint64, numba.types.voidptr
-    return {"logp": int64(uint64, pointer, pointer, pointer, voidptr),
-            "expand": int64(uint64, uint64, pointer, pointer, voidptr)}
+    return {
+        "logp": int64(uint64, pointer, pointer, pointer, voidptr),
+        "expand": int64(uint64, uint64, pointer, pointer, voidptr),
+    }
 
 
 def _compile_cached(model, var_names, structure_key: str | None = None):
     """``nutpie.compile_pymc_model(model, var_names=...)`` with cacheable callbacks (numba backend)."""
     import nutpie.compile_pymc as nutpie_pymc
 
-    n_dim, n_expanded, logp_fn, expand_fn, initial_point_fn, shape_info, reparameterized = (
-        nutpie_pymc._make_functions(model, mode="NUMBA", compute_grad=True, join_expanded=True,
-                                    pymc_initial_point_fn=_initial_point(model), var_names=var_names))
+    n_dim, n_expanded, logp_fn, expand_fn, initial_point_fn, shape_info, reparameterized = nutpie_pymc._make_functions(
+        model,
+        mode="NUMBA",
+        compute_grad=True,
+        join_expanded=True,
+        pymc_initial_point_fn=_initial_point(model),
+        var_names=var_names,
+    )
     shared = list(dict.fromkeys([*logp_fn.get_shared(), *expand_fn.get_shared()]))
     shared_var_keys, shared_data, user_data, layout = _data_record(shared)
     signatures = _signatures()
     logp_numba, logp_file = _callback(_LOGP_BODY, signatures["logp"], logp_fn, layout, shared_var_keys, n_dim=n_dim)
-    expand_numba, expand_file = _callback(_EXPAND_BODY, signatures["expand"], expand_fn, layout, shared_var_keys,
-                                          n_dim=n_dim, n_expanded=n_expanded)
+    expand_numba, expand_file = _callback(
+        _EXPAND_BODY, signatures["expand"], expand_fn, layout, shared_var_keys, n_dim=n_dim, n_expanded=n_expanded
+    )
     if structure_key is not None and logp_file and expand_file:
-        manifest = {"n_dim": int(n_dim), "n_expanded": int(n_expanded), "reparameterized": list(reparameterized),
-                    "shape_info": [list(shape_info[0]), [[int(s.start), int(s.stop)] for s in shape_info[1]],
-                                   [[int(n) for n in shape] for shape in shape_info[2]]],
-                    "shared": [var.name for var in shared], "layout": layout,
-                    "callbacks": {"logp": logp_file, "expand": expand_file}}
+        manifest = {
+            "n_dim": int(n_dim),
+            "n_expanded": int(n_expanded),
+            "reparameterized": list(reparameterized),
+            "shape_info": [
+                list(shape_info[0]),
+                [[int(s.start), int(s.stop)] for s in shape_info[1]],
+                [[int(n) for n in shape] for shape in shape_info[2]],
+            ],
+            "shared": [var.name for var in shared],
+            "layout": layout,
+            "callbacks": {"logp": logp_file, "expand": expand_file},
+        }
         _write_atomically(_manifest_path(model, var_names, structure_key), json.dumps(manifest))
-    return _compiled_model(model, n_dim, n_expanded, shape_info, reparameterized, logp_numba, expand_numba,
-                           initial_point_fn, shared_var_keys, shared_data, user_data, logp_fn, expand_fn)
+    return _compiled_model(
+        model,
+        n_dim,
+        n_expanded,
+        shape_info,
+        reparameterized,
+        logp_numba,
+        expand_numba,
+        initial_point_fn,
+        shared_var_keys,
+        shared_data,
+        user_data,
+        logp_fn,
+        expand_fn,
+    )
 
 
 def _from_manifest(model, var_names, structure_key: str):
@@ -166,11 +198,24 @@ def _from_manifest(model, var_names, structure_key: str):
         except Exception:  # noqa: BLE001 - not in Numba's cache (inner is unset): compile from the graph instead
             return None
     free = len(model.free_RVs)  # nutpie's layout: the free variables first, in the model's order
-    initial_point_fn = nutpie_pymc._rv_dict_to_flat_array_wrapper(_initial_point(model), names=names[:free],
-                                                                   shapes=shape_info[2][:free])
-    return _compiled_model(model, manifest["n_dim"], manifest["n_expanded"], shape_info, manifest["reparameterized"],
-                           compiled["logp"], compiled["expand"], initial_point_fn, shared_var_keys, shared_data,
-                           user_data, None, None)
+    initial_point_fn = nutpie_pymc._rv_dict_to_flat_array_wrapper(
+        _initial_point(model), names=names[:free], shapes=shape_info[2][:free]
+    )
+    return _compiled_model(
+        model,
+        manifest["n_dim"],
+        manifest["n_expanded"],
+        shape_info,
+        manifest["reparameterized"],
+        compiled["logp"],
+        compiled["expand"],
+        initial_point_fn,
+        shared_var_keys,
+        shared_data,
+        user_data,
+        None,
+        None,
+    )
 
 
 def _initial_point(model):
@@ -178,8 +223,11 @@ def _initial_point(model):
     import nutpie.compile_pymc as nutpie_pymc
     from pymc.initial_point import make_initial_point_fn
 
-    return nutpie_pymc._wrap_with_lock(make_initial_point_fn(
-        model=model, default_strategy="support_point", jitter_rvs=set(model.free_RVs), return_transformed=True))
+    return nutpie_pymc._wrap_with_lock(
+        make_initial_point_fn(
+            model=model, default_strategy="support_point", jitter_rvs=set(model.free_RVs), return_transformed=True
+        )
+    )
 
 
 def _data_record(shared):
@@ -195,19 +243,42 @@ def _data_record(shared):
     return shared_var_keys, shared_data, user_data, _record_layout(shared_var_keys, shared_data, user_data)
 
 
-def _compiled_model(model, n_dim, n_expanded, shape_info, reparameterized, logp_numba, expand_numba,
-                    initial_point_fn, shared_var_keys, shared_data, user_data, logp_fn, expand_fn):
+def _compiled_model(
+    model,
+    n_dim,
+    n_expanded,
+    shape_info,
+    reparameterized,
+    logp_numba,
+    expand_numba,
+    initial_point_fn,
+    shared_var_keys,
+    shared_data,
+    user_data,
+    logp_fn,
+    expand_fn,
+):
     """nutpie's ``CompiledPyMCModel`` from its parts (``logp_fn``/``expand_fn`` are None when loaded by manifest)."""
     import nutpie.compile_pymc as nutpie_pymc
 
     dims, coords = nutpie_pymc._prepare_dims_and_coords(model, shape_info, reparameterized)
     return nutpie_pymc.CompiledPyMCModel(
-        _n_dim=n_dim, dims=dims, _coords=coords,
+        _n_dim=n_dim,
+        dims=dims,
+        _coords=coords,
         _shapes={name: tuple(shape) for name, _, shape in zip(*shape_info, strict=True)},
-        compiled_logp_func=logp_numba, compiled_expand_func=expand_numba,
-        initial_point_func=initial_point_fn, shared_data=shared_data, shared_var_keys=shared_var_keys,
-        user_data=user_data, n_expanded=n_expanded, shape_info=shape_info, logp_func=logp_fn,
-        expand_func=expand_fn, reparameterized_names=reparameterized)
+        compiled_logp_func=logp_numba,
+        compiled_expand_func=expand_numba,
+        initial_point_func=initial_point_fn,
+        shared_data=shared_data,
+        shared_var_keys=shared_var_keys,
+        user_data=user_data,
+        n_expanded=n_expanded,
+        shape_info=shape_info,
+        logp_func=logp_fn,
+        expand_func=expand_fn,
+        reparameterized_names=reparameterized,
+    )
 
 
 def _manifest_path(model, var_names, structure_key: str) -> Path:
@@ -215,8 +286,9 @@ def _manifest_path(model, var_names, structure_key: str) -> Path:
     from pytensor import config
 
     inputs = sorted((var.name, var.ndim, str(var.dtype)) for var in model.data_vars)
-    text = json.dumps([_versions(), _source_hash(), bool(config.numba__fastmath), structure_key, list(var_names),
-                       inputs])
+    text = json.dumps(
+        [_versions(), _source_hash(), bool(config.numba__fastmath), structure_key, list(var_names), inputs]
+    )
     digest = hashlib.sha256(text.encode()).hexdigest()[:32]
     return cache_dir() / "nutpie-callbacks" / f"manifest_{digest}.json"
 
@@ -270,8 +342,7 @@ def _callback(body, signature, function, layout, shared_var_keys, **sizes):
     module = _load(source, graph_key)
     module.inner = inner
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*Cannot cache compiled function.*",
-                                category=numba.NumbaWarning)
+        warnings.filterwarnings("ignore", message=".*Cannot cache compiled function.*", category=numba.NumbaWarning)
         callback = numba.cfunc(signature, cache=graph_key is not None)(module.callback)
     return callback, (Path(module.__file__).name if graph_key is not None else None)
 
@@ -326,8 +397,13 @@ def log_density_function(compiled):
     def value_and_grad(x):
         x = np.array(x, dtype=float, order="C")
         gradient, value = np.empty(k), np.empty(1)
-        code = callback(k, x.ctypes.data_as(pointer), gradient.ctypes.data_as(pointer), value.ctypes.data_as(pointer),
-                        ctypes.c_void_p(user_data.ctypes.data))
+        code = callback(
+            k,
+            x.ctypes.data_as(pointer),
+            gradient.ctypes.data_as(pointer),
+            value.ctypes.data_as(pointer),
+            ctypes.c_void_p(user_data.ctypes.data),
+        )
         if code != 0 or not np.isfinite(value[0]):  # nutpie's codes: 3, 4 a non-finite gradient or density
             return -np.inf, np.zeros(k)
         return float(value[0]), gradient
@@ -343,9 +419,13 @@ def expanded_values(compiled, x) -> dict[str, np.ndarray]:
     pointer = ctypes.POINTER(ctypes.c_double)
     x = np.array(x, dtype=float, order="C")
     out = np.empty(compiled.n_expanded)
-    code = compiled.compiled_expand_func.ctypes(compiled.n_dim, compiled.n_expanded, x.ctypes.data_as(pointer),
-                                                out.ctypes.data_as(pointer),
-                                                ctypes.c_void_p(compiled.user_data.ctypes.data))
+    code = compiled.compiled_expand_func.ctypes(
+        compiled.n_dim,
+        compiled.n_expanded,
+        x.ctypes.data_as(pointer),
+        out.ctypes.data_as(pointer),
+        ctypes.c_void_p(compiled.user_data.ctypes.data),
+    )
     if code != 0:
         raise FloatingPointError(f"nutpie's expansion callback failed (code {code}) at this point")
     names, slices, shapes = compiled.shape_info

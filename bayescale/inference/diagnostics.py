@@ -55,7 +55,8 @@ def diagnose(posterior: xr.Dataset, sample_stats: xr.Dataset, names: list[str]) 
             f"{divergences} of {n_draws} draws diverged: the posterior has regions the sampler cannot explore "
             f"reliably, so intervals may be wrong. Try target_accept=0.99 (CLI: --target-accept 0.99; the default is "
             f"{defaults.TARGET_ACCEPT}), "
-            "tighter priors on weakly identified parameters, or a simpler law.")
+            "tighter priors on weakly identified parameters, or a simpler law."
+        )
     if params.sizes["chain"] > 1:
         bad = {n: v for n, v in rhat_by.items() if not v <= defaults.RHAT_MAX}
         if bad:
@@ -63,15 +64,18 @@ def diagnose(posterior: xr.Dataset, sample_stats: xr.Dataset, names: list[str]) 
             problems.append(
                 f"R-hat above {defaults.RHAT_MAX} ({shown}): the chains disagree. Run longer (tune=2000, draws=2000; "
                 "CLI: --tune 2000 --draws 2000); if it persists the posterior may be multimodal (for example a break outside the "
-                "data): check the law and its priors.")
+                "data): check the law and its priors."
+            )
     low = {n: min(bulk_by[n], tail_by[n]) for n in names if not min(bulk_by[n], tail_by[n]) >= defaults.ESS_MIN}
     if low:
         shown = ", ".join(f"{n} {v:.0f}" for n, v in low.items())
         problems.append(
             f"low effective sample size ({shown}; want at least {defaults.ESS_MIN}): interval ends are noisy. "
-            "Draw more (draws=2000; CLI: --draws 2000) or use more chains.")
-    return Diagnostics(divergences, n_draws, max(rhat_by.values()), min(bulk_by.values()),
-                       min(tail_by.values()), problems)
+            "Draw more (draws=2000; CLI: --draws 2000) or use more chains."
+        )
+    return Diagnostics(
+        divergences, n_draws, max(rhat_by.values()), min(bulk_by.values()), min(tail_by.values()), problems
+    )
 
 
 def report(diagnostics: Diagnostics) -> None:

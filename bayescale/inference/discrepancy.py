@@ -35,8 +35,8 @@ extrapolation (sweep or curve) is fitted across ten public datasets (:data:`KAPP
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import numpy as np
 import pandas as pd
@@ -54,8 +54,10 @@ from bayescale.laws.priors import Prior
 #: vision, OPT; refitted on 2026-11-30 (commit 8d7fcf8), once the internal splits' mode search no longer stopped at its
 #: start), each dataset weighted equally; the predictive for a new dataset (median 0.7% and 0.9% per
 #: e-fold, a factor 3.4 and 5.9 either way at one sd). Each fit's internal splits update it.
-KAPPA_PRIORS = {"sweep": Prior("LogNormal", mu=-4.917, sigma=1.222),
-                "curve": Prior("LogNormal", mu=-4.759, sigma=1.772)}
+KAPPA_PRIORS = {
+    "sweep": Prior("LogNormal", mu=-4.917, sigma=1.222),
+    "curve": Prior("LogNormal", mu=-4.759, sigma=1.772),
+}
 #: internal splits: the share of the runs (largest by compute) held out in each
 SPLITS = (0.15, 0.3)
 #: internal splits of learning curves: checkpoints past this fraction of each run's last seen step are held out
@@ -111,8 +113,11 @@ def axis_values(table: pd.DataFrame, name: str) -> np.ndarray:
 
 def observed_ranges(runs: Runs, inputs) -> dict[str, tuple[float, float]]:
     frame = runs.frame if isinstance(runs, Runs) else runs
-    return {name: (float(np.min(values)), float(np.max(values)))
-            for name in distance_axes(inputs) for values in [axis_values(frame, name)]}
+    return {
+        name: (float(np.min(values)), float(np.max(values)))
+        for name in distance_axes(inputs)
+        for values in [axis_values(frame, name)]
+    }
 
 
 def _log_scale(name: str, x):
@@ -128,8 +133,7 @@ def distance(table: pd.DataFrame, ranges: Mapping[str, tuple[float, float]]) -> 
     total = np.zeros(len(table))
     for name, (low, high) in ranges.items():
         x = _log_scale(name, axis_values(table, name))
-        total += (np.maximum(0.0, x - _log_scale(name, high)) ** 2
-                  + np.maximum(0.0, _log_scale(name, low) - x) ** 2)
+        total += np.maximum(0.0, x - _log_scale(name, high)) ** 2 + np.maximum(0.0, _log_scale(name, low) - x) ** 2
     return np.sqrt(total)
 
 
@@ -149,11 +153,13 @@ class Discrepancy:
     """The extrapolation discrepancy of one fit: observed box, posterior draws, and its calibration."""
 
     ranges: dict[str, tuple[float, float]]
-    kappa: np.ndarray             # posterior draws, flat
-    calibration: pd.DataFrame     # internal forecast errors: split, shares_with (run or "all"), distance, error, predictive scale
-    supported_distance: float     # the largest distance the internal splits reached
+    kappa: np.ndarray  # posterior draws, flat
+    calibration: (
+        pd.DataFrame
+    )  # internal forecast errors: split, shares_with (run or "all"), distance, error, predictive scale
+    supported_distance: float  # the largest distance the internal splits reached
     last_seen: dict[str, float] | None = None  # learning curves: each run's last step seen by the fit
-    bias: np.ndarray | None = None      # learning curves: draws of the bias every run shares (per e-fold)
+    bias: np.ndarray | None = None  # learning curves: draws of the bias every run shares (per e-fold)
     outliers: np.ndarray | None = None  # learning curves: draws of the share of runs that bend OUTLIER_SCALE times more
 
     @property
@@ -161,12 +167,20 @@ class Discrepancy:
         return "curve" if self.last_seen is not None else "sweep"
 
     def to_settings(self) -> dict:
-        curve = {"last_seen": self.last_seen, "bias_prior": CURVE_BIAS_PRIOR.to_dict(),
-                 "outlier_scale": OUTLIER_SCALE} if self.kind == "curve" else {}
-        return {"method": "calibrated", "ranges": {k: list(v) for k, v in self.ranges.items()},
-                "supported_distance": self.supported_distance, "kind": self.kind,
-                "prior": KAPPA_PRIORS[self.kind].to_dict(),
-                "calibration": self.calibration.to_dict(orient="list"), **curve}
+        curve = (
+            {"last_seen": self.last_seen, "bias_prior": CURVE_BIAS_PRIOR.to_dict(), "outlier_scale": OUTLIER_SCALE}
+            if self.kind == "curve"
+            else {}
+        )
+        return {
+            "method": "calibrated",
+            "ranges": {k: list(v) for k, v in self.ranges.items()},
+            "supported_distance": self.supported_distance,
+            "kind": self.kind,
+            "prior": KAPPA_PRIORS[self.kind].to_dict(),
+            "calibration": self.calibration.to_dict(orient="list"),
+            **curve,
+        }
 
     def posterior_draws(self) -> dict[str, np.ndarray]:
         """The draws a fit stores in its posterior group, by name (:data:`DRAW_NAMES`)."""
@@ -174,24 +188,34 @@ class Discrepancy:
         return {name: v for name, v in zip(DRAW_NAMES, values) if v is not None}
 
     @classmethod
-    def from_settings(cls, settings: Mapping, draws: Mapping[str, np.ndarray]) -> "Discrepancy":
+    def from_settings(cls, settings: Mapping, draws: Mapping[str, np.ndarray]) -> Discrepancy:
         """Rebuild from a fit's settings and its stored draws (a fit saved before bias and outliers existed has none)."""
-        return cls({k: tuple(v) for k, v in settings["ranges"].items()}, draws["kappa"],
-                   pd.DataFrame(settings["calibration"]), float(settings["supported_distance"]),
-                   settings.get("last_seen"), draws.get("discrepancy_bias"), draws.get("discrepancy_outliers"))
+        return cls(
+            {k: tuple(v) for k, v in settings["ranges"].items()},
+            draws["kappa"],
+            pd.DataFrame(settings["calibration"]),
+            float(settings["supported_distance"]),
+            settings.get("last_seen"),
+            draws.get("discrepancy_bias"),
+            draws.get("discrepancy_outliers"),
+        )
 
     def describe(self) -> str:
         """What the discrepancy is and what the fit learned of it, in words (CLI and reports)."""
         n = int((self.calibration["distance"] > 0).sum()) if len(self.calibration) else 0
         beyond = "along each run, past its last checkpoint seen" if self.kind == "curve" else "beyond the fitted runs"
-        text = (f"kappa (median {np.median(self.kappa):.3g}) is the extrapolation discrepancy: the sd of log-loss per "
-                f"e-fold {beyond}, calibrated on {n} internal leave-future-out forecasts reaching "
-                f"{self.supported_distance:.2f} e-folds.")
+        text = (
+            f"kappa (median {np.median(self.kappa):.3g}) is the extrapolation discrepancy: the sd of log-loss per "
+            f"e-fold {beyond}, calibrated on {n} internal leave-future-out forecasts reaching "
+            f"{self.supported_distance:.2f} e-folds."
+        )
         if self.bias is not None:
             low, mid, high = 100 * np.quantile(self.bias, [0.05, 0.5, 0.95])
-            text += (f" Every run shares a bias of {mid:+.2f}% per e-fold (discrepancy_bias, 90% {low:+.2f}% to "
-                     f"{high:+.2f}%), which the forecasts include; a share of about {np.mean(self.outliers):.0%} of the "
-                     f"runs bend {OUTLIER_SCALE:g} times more (discrepancy_outliers).")
+            text += (
+                f" Every run shares a bias of {mid:+.2f}% per e-fold (discrepancy_bias, 90% {low:+.2f}% to "
+                f"{high:+.2f}%), which the forecasts include; a share of about {np.mean(self.outliers):.0%} of the "
+                f"runs bend {OUTLIER_SCALE:g} times more (discrepancy_outliers)."
+            )
         return text + " Forecasts inside the data are unaffected; beyond it the intervals widen with distance."
 
     def distance(self, table: pd.DataFrame) -> np.ndarray:
@@ -231,9 +255,12 @@ class Discrepancy:
             row = table.iloc[far]
             names = ("run", "step") if is_curves(table) else [k for k in self.ranges if k in table.columns]
             where = point_label(row, names)
-            warn_user(f"the forecast at {where} lies {d[far]:.2f} e-folds beyond the observed runs, more than "
-                      f"twice what the internal backtests checked ({self.supported_distance:.2f}); its interval "
-                      "rests on the prior for the extrapolation discrepancy", ExtrapolationWarning)
+            warn_user(
+                f"the forecast at {where} lies {d[far]:.2f} e-folds beyond the observed runs, more than "
+                f"twice what the internal backtests checked ({self.supported_distance:.2f}); its interval "
+                "rests on the prior for the extrapolation discrepancy",
+                ExtrapolationWarning,
+            )
         widened = d[None, :] * self.bends(table, log_law.shape[0], seed)
         widened += log_law  # in place: one array of draws x points fewer
         return widened
@@ -246,8 +273,9 @@ def _scale_order(frame: pd.DataFrame, inputs) -> np.ndarray:
     return np.sum([_log_scale(n, frame[n].to_numpy(dtype=float)) for n in inputs], axis=0)
 
 
-def _internal_forecast(spec_factory, train: Runs, rows: np.ndarray, heldout: Runs, law, likelihood, rng,
-                       start_values=None) -> tuple[np.ndarray, np.ndarray]:
+def _internal_forecast(
+    spec_factory, train: Runs, rows: np.ndarray, heldout: Runs, law, likelihood, rng, start_values=None
+) -> tuple[np.ndarray, np.ndarray]:
     """Median error and predictive scale of a Laplace-approximation forecast of ``heldout`` from ``train``.
 
     ``start_values`` (the full fit's mode, as :meth:`ModelSpec.named_values`) is the first start of
@@ -292,8 +320,13 @@ def _splits(frame: pd.DataFrame, inputs):
         first, last = (frame.groupby("run")["step"].transform(f).to_numpy(dtype=float) for f in ("min", "max"))
         for share in CURVE_SPLITS:
             held = step > np.maximum(share, (first / last) ** (1 - MIN_TRAIN_SPAN)) * last
-            yield share, held, lambda heldout, train: run_distance(
-                heldout.frame, last_seen_steps(train.frame), observed_ranges(train, inputs))
+            yield (
+                share,
+                held,
+                lambda heldout, train: run_distance(
+                    heldout.frame, last_seen_steps(train.frame), observed_ranges(train, inputs)
+                ),
+            )
         return
     order = _scale_order(frame, inputs)
     for share in SPLITS:
@@ -318,14 +351,21 @@ def kappa_log_likelihood(error, scale, distance, shared, grid: np.ndarray = KAPP
         at = shared == label
         e, s2, d = error[at], scale[at] ** 2, distance[at]
         a, b = np.sum(d * d / s2), np.sum(e * d / s2)
-        quad = np.sum(e * e / s2) - k2[:, 0] * b ** 2 / (1 + k2[:, 0] * a)
+        quad = np.sum(e * e / s2) - k2[:, 0] * b**2 / (1 + k2[:, 0] * a)
         total += -0.5 * (len(e) * np.log(2 * np.pi) + np.sum(np.log(s2)) + np.log1p(k2[:, 0] * a) + quad)
     return total
 
 
-def curve_log_likelihood(error, scale, distance, shared, bias: np.ndarray = BIAS_GRID,
-                         kappa: np.ndarray = CURVE_KAPPA_GRID, shares: np.ndarray = OUTLIER_SHARES,
-                         outlier_scale: float = OUTLIER_SCALE) -> np.ndarray:
+def curve_log_likelihood(
+    error,
+    scale,
+    distance,
+    shared,
+    bias: np.ndarray = BIAS_GRID,
+    kappa: np.ndarray = CURVE_KAPPA_GRID,
+    shares: np.ndarray = OUTLIER_SHARES,
+    outlier_scale: float = OUTLIER_SCALE,
+) -> np.ndarray:
     """log p(errors | bias, kappa, share of outlying runs) of learning curves, on the grids (axes in that order).
 
     Points with the same ``shared`` label (one run in one internal split) err by
@@ -335,23 +375,23 @@ def curve_log_likelihood(error, scale, distance, shared, bias: np.ndarray = BIAS
     """
     error, scale, distance = (np.asarray(x, float) for x in (error, scale, distance))
     _, codes = np.unique(np.asarray(shared), return_inverse=True)
-    s2 = scale ** 2
+    s2 = scale**2
 
     def per_label(x):
         return np.bincount(codes, weights=x)
 
-    a, b, c = per_label(distance ** 2 / s2), per_label(error * distance / s2), per_label(error ** 2 / s2)
+    a, b, c = per_label(distance**2 / s2), per_label(error * distance / s2), per_label(error**2 / s2)
     const = per_label(np.log(2 * np.pi * s2))
-    k2 = (kappa[:, None] * np.array([1.0, outlier_scale])) ** 2            # (kappa, part)
+    k2 = (kappa[:, None] * np.array([1.0, outlier_scale])) ** 2  # (kappa, part)
     with np.errstate(divide="ignore"):
-        log_part = np.log(np.column_stack([1 - shares, shares]))            # (share, part)
+        log_part = np.log(np.column_stack([1 - shares, shares]))  # (share, part)
     total = np.zeros((len(bias), len(kappa), len(shares)))
     for start in range(0, len(a), 16):  # labels in blocks: (label, bias, kappa, part) arrays stay small
-        ga, gb, gc, gk = (x[start:start + 16, None, None, None] for x in (a, b, c, const))
-        off = gb - bias[None, :, None, None] * ga                           # e'd / s^2 with the bias taken off
+        ga, gb, gc, gk = (x[start : start + 16, None, None, None] for x in (a, b, c, const))
+        off = gb - bias[None, :, None, None] * ga  # e'd / s^2 with the bias taken off
         quad = gc - 2 * bias[None, :, None, None] * gb + bias[None, :, None, None] ** 2 * ga
         den = 1 + k2[None, None] * ga
-        ll = -0.5 * (gk + np.log(den) + quad - k2[None, None] * off ** 2 / den)  # (label, bias, kappa, part)
+        ll = -0.5 * (gk + np.log(den) + quad - k2[None, None] * off**2 / den)  # (label, bias, kappa, part)
         mixed = np.logaddexp(ll[..., None, 0] + log_part[:, 0], ll[..., None, 1] + log_part[:, 1])
         total += mixed.sum(axis=0)
     return total
@@ -363,8 +403,7 @@ def curve_log_prior(bias_prior: Prior | None = CURVE_BIAS_PRIOR, n_shares: int =
     ``bias_prior=None``: no bias term, a bias axis of one cell at 0 (as ``bias=np.zeros(1)`` in
     :func:`curve_log_likelihood`).
     """
-    bias = (np.zeros(1) if bias_prior is None
-            else bias_prior.logpdf(BIAS_GRID) + np.log(np.diff(_cell_edges(BIAS_GRID))))
+    bias = np.zeros(1) if bias_prior is None else bias_prior.logpdf(BIAS_GRID) + np.log(np.diff(_cell_edges(BIAS_GRID)))
     kappa = KAPPA_PRIORS["curve"].logpdf(CURVE_KAPPA_GRID) + np.log(CURVE_KAPPA_GRID)  # even in log kappa
     return bias[:, None, None] + kappa[None, :, None] - np.log(n_shares)
 
@@ -388,8 +427,9 @@ def _draw_cells(log_posterior: np.ndarray, n_draws: int, rng: np.random.Generato
     return np.unravel_index(flat, weights.shape)
 
 
-def draw_kappa(log_posterior: np.ndarray, n_draws: int, rng: np.random.Generator,
-               grid: np.ndarray = KAPPA_GRID) -> np.ndarray:
+def draw_kappa(
+    log_posterior: np.ndarray, n_draws: int, rng: np.random.Generator, grid: np.ndarray = KAPPA_GRID
+) -> np.ndarray:
     """Draws from a posterior given on ``grid`` (log-spaced; spread uniformly in log within each cell)."""
     (cells,) = _draw_cells(log_posterior, n_draws, rng)
     return _spread(grid, cells, rng, log=True)
@@ -401,8 +441,9 @@ def draw_curve_discrepancy(log_posterior: np.ndarray, n_draws: int, rng: np.rand
     return _spread(BIAS_GRID, bias, rng), _spread(CURVE_KAPPA_GRID, kappa, rng, log=True), OUTLIER_SHARES[share]
 
 
-def calibrate(runs: Runs, law, likelihood, spec_factory, n_draws: int, seed: int,
-              start_values=None) -> Discrepancy | None:
+def calibrate(
+    runs: Runs, law, likelihood, spec_factory, n_draws: int, seed: int, start_values=None
+) -> Discrepancy | None:
     """The discrepancy's posterior from internal leave-future-out splits of ``runs`` (None if too few runs).
 
     A sweep: draws of kappa. Learning curves: draws of the bias, kappa and the share of outlying runs.
@@ -419,14 +460,17 @@ def calibrate(runs: Runs, law, likelihood, spec_factory, n_draws: int, seed: int
         train = Runs(frame[~held].reset_index(drop=True), source=runs.source)
         heldout = Runs(frame[held].reset_index(drop=True), source=runs.source)
         try:
-            error, scale = _internal_forecast(spec_factory, train, np.flatnonzero(~held), heldout, law, likelihood,
-                                              rng, start_values)
+            error, scale = _internal_forecast(
+                spec_factory, train, np.flatnonzero(~held), heldout, law, likelihood, rng, start_values
+            )
         except BayescaleError:
             continue  # too few runs left to fit: this split says nothing
         d = distance_of(heldout, train)
         shared = heldout.frame["run"].astype(str) if is_curves(frame) else np.full(len(d), "all")
-        rows += [{"split": share, "shares_with": gi, "distance": di, "error": ei, "scale": si}
-                 for gi, di, ei, si in zip(shared, d, error, scale)]
+        rows += [
+            {"split": share, "shares_with": gi, "distance": di, "error": ei, "scale": si}
+            for gi, di, ei, si in zip(shared, d, error, scale)
+        ]
     if not rows:
         return None  # no internal split could be fitted: nothing to calibrate on
     table = pd.DataFrame(rows, columns=["split", "shares_with", "distance", "error", "scale"])
@@ -436,13 +480,32 @@ def calibrate(runs: Runs, law, likelihood, spec_factory, n_draws: int, seed: int
         return None
     if not is_curves(frame):
         # the grid is even in log kappa: the prior's density per unit of log kappa is p(kappa) * kappa
-        log_posterior = KAPPA_PRIORS["sweep"].logpdf(KAPPA_GRID) + np.log(KAPPA_GRID) + kappa_log_likelihood(
-            outside["error"], outside["scale"], outside["distance"], outside["split"].astype(str))
-        return Discrepancy(observed_ranges(runs, law.inputs), draw_kappa(log_posterior, n_draws, rng),
-                           table.reset_index(drop=True), float(outside["distance"].max()))
+        log_posterior = (
+            KAPPA_PRIORS["sweep"].logpdf(KAPPA_GRID)
+            + np.log(KAPPA_GRID)
+            + kappa_log_likelihood(
+                outside["error"], outside["scale"], outside["distance"], outside["split"].astype(str)
+            )
+        )
+        return Discrepancy(
+            observed_ranges(runs, law.inputs),
+            draw_kappa(log_posterior, n_draws, rng),
+            table.reset_index(drop=True),
+            float(outside["distance"].max()),
+        )
     log_posterior = curve_log_prior() + curve_log_likelihood(
-        outside["error"], outside["scale"], outside["distance"],
-        outside["split"].astype(str) + "/" + outside["shares_with"].astype(str))
+        outside["error"],
+        outside["scale"],
+        outside["distance"],
+        outside["split"].astype(str) + "/" + outside["shares_with"].astype(str),
+    )
     bias, kappa, outliers = draw_curve_discrepancy(log_posterior, n_draws, rng)
-    return Discrepancy(observed_ranges(runs, law.inputs), kappa, table.reset_index(drop=True),
-                       float(outside["distance"].max()), last_seen_steps(frame), bias, outliers)
+    return Discrepancy(
+        observed_ranges(runs, law.inputs),
+        kappa,
+        table.reset_index(drop=True),
+        float(outside["distance"].max()),
+        last_seen_steps(frame),
+        bias,
+        outliers,
+    )

@@ -23,9 +23,9 @@ _MIN_EIGENVALUE = 1e-2
 
 @dataclass
 class LaplaceApproximation:
-    center: np.ndarray     # mode in unconstrained coordinates
-    scale: np.ndarray      # a square root of the approximate posterior covariance
-    log_density: float     # at the mode
+    center: np.ndarray  # mode in unconstrained coordinates
+    scale: np.ndarray  # a square root of the approximate posterior covariance
+    log_density: float  # at the mode
     converged: bool
     hessian: np.ndarray | None = None  # of -log density at the mode
 
@@ -36,8 +36,7 @@ class LaplaceApproximation:
 
 def _starts(spec: ModelSpec, rng: np.random.Generator, n_random: int) -> list[np.ndarray]:
     medians = spec.unconstrain({n: p.median() for n, p in spec.priors.items()})
-    draws = [spec.unconstrain({n: p.sample(rng, None) for n, p in spec.priors.items()})
-             for _ in range(n_random)]
+    draws = [spec.unconstrain({n: p.sample(rng, None) for n, p in spec.priors.items()}) for _ in range(n_random)]
     return [medians, *draws]
 
 
@@ -60,6 +59,7 @@ NECK_SHRINKAGE = 0.05
 #: above this many coordinates (pooling over many groups) the search tries fewer random starts
 _MANY_COORDINATES = 25
 
+
 def _compiled_objective(spec: ModelSpec):
     """-log density with its gradient in unwhitened coordinates: nutpie's compiled callback of the sampler's model.
 
@@ -73,8 +73,9 @@ def _compiled_objective(spec: ModelSpec):
     from bayescale.inference.sampling import compiled_nutpie
 
     k = len(spec.free_names)
-    log_density = log_density_function(compiled_nutpie(build_whitened(spec, np.zeros(k), np.eye(k)),
-                                                       list(spec.reported_names), spec.structure_key()))
+    log_density = log_density_function(
+        compiled_nutpie(build_whitened(spec, np.zeros(k), np.eye(k)), list(spec.reported_names), spec.structure_key())
+    )
 
     def value_and_grad(u):
         value, gradient = log_density(u)
@@ -98,8 +99,9 @@ def gradient_hessian(value_and_grad, x: np.ndarray, step: float = 1e-5) -> np.nd
     return (h + h.T) / 2
 
 
-def laplace_approximation(spec: ModelSpec, rng: np.random.Generator, n_random_starts: int = 8,
-                          starts: tuple[np.ndarray, ...] = ()) -> LaplaceApproximation:
+def laplace_approximation(
+    spec: ModelSpec, rng: np.random.Generator, n_random_starts: int = 8, starts: tuple[np.ndarray, ...] = ()
+) -> LaplaceApproximation:
     """Find the posterior mode (best of several starts) and a whitening map around it.
 
     ``starts`` are tried first (for example the mode of a fit to more of the same runs): sharp
@@ -117,8 +119,9 @@ def laplace_approximation(spec: ModelSpec, rng: np.random.Generator, n_random_st
         if not np.isfinite(start_value):
             continue
         ceiling = start_value + _INVALID_ABOVE_START
-        result = optimize.minimize(_capped(value_and_grad, ceiling), start, jac=True, method="L-BFGS-B",
-                                   options={"maxiter": 5000})
+        result = optimize.minimize(
+            _capped(value_and_grad, ceiling), start, jac=True, method="L-BFGS-B", options={"maxiter": 5000}
+        )
         if best is not None and abs(result.fun - best.fun) < _SAME_MODE:
             found += 1
         elif best is None or result.fun < best.fun:
@@ -139,6 +142,7 @@ def laplace_approximation(spec: ModelSpec, rng: np.random.Generator, n_random_st
 
 def _capped(objective, ceiling: float):
     """``objective`` (a value, or a value and its gradient) with a non-finite value replaced by ``ceiling``."""
+
     def capped(u):
         out = objective(u)
         value = out[0] if isinstance(out, tuple) else out
@@ -192,12 +196,15 @@ def choose_centring(spec: ModelSpec, laplace: LaplaceApproximation) -> ModelSpec
         data_sd = sd / np.sqrt(np.maximum(curvature - 1, 1e-12))
         distinct = np.std(u_groups) > 0.1 * group.sd_prior.median()
         centred = (data_sd < np.std(u_groups)) & distinct
-        pooled[param] = replace(group, centred=bool(centred[0]) if np.all(centred == centred[0]) else tuple(centred.tolist()))
+        pooled[param] = replace(
+            group, centred=bool(centred[0]) if np.all(centred == centred[0]) else tuple(centred.tolist())
+        )
     return replace(spec, pooled=pooled)
 
 
-def centred_where_pinned(spec: ModelSpec, laplace: LaplaceApproximation,
-                         rng: np.random.Generator) -> tuple[ModelSpec, LaplaceApproximation]:
+def centred_where_pinned(
+    spec: ModelSpec, laplace: LaplaceApproximation, rng: np.random.Generator
+) -> tuple[ModelSpec, LaplaceApproximation]:
     """The coordinates to sample in: :func:`choose_centring`'s, with their own mode searched from ``laplace``'s.
 
     Centred coordinates have a density that grows without bound where a group spread reaches zero

@@ -43,8 +43,20 @@ def check_settings(*, sampler: str, draws: int, tune: int, chains: int, cores: i
         raise BayescaleError(f"target_accept must be in [0.5, 1), got {target_accept}")
 
 
-def draw_posterior(model, var_names: list[str], *, sampler: str, draws: int, tune: int, chains: int,
-                   cores: int, seed: int, target_accept: float, progressbar: bool, reuse_key: str | None = None):
+def draw_posterior(
+    model,
+    var_names: list[str],
+    *,
+    sampler: str,
+    draws: int,
+    tune: int,
+    chains: int,
+    cores: int,
+    seed: int,
+    target_accept: float,
+    progressbar: bool,
+    reuse_key: str | None = None,
+):
     """Sample ``model`` and return the DataTree (posterior restricted to ``var_names``).
 
     With nutpie and a ``reuse_key`` (a model whose data are all ``pm.Data``, keyed by its structure),
@@ -57,8 +69,7 @@ def draw_posterior(model, var_names: list[str], *, sampler: str, draws: int, tun
     """
     import pymc as pm
 
-    check_settings(sampler=sampler, draws=draws, tune=tune, chains=chains, cores=cores,
-                   target_accept=target_accept)
+    check_settings(sampler=sampler, draws=draws, tune=tune, chains=chains, cores=cores, target_accept=target_accept)
     log_lines = progressbar and not sys.stderr.isatty()  # a log file gets a line now and then, not a frozen bar
     progressbar = progressbar and sys.stderr.isatty()
     with warnings.catch_warnings():
@@ -67,14 +78,34 @@ def draw_posterior(model, var_names: list[str], *, sampler: str, draws: int, tun
         warnings.filterwarnings("ignore", message="overflow encountered", category=RuntimeWarning)
         with contextlib.redirect_stdout(sys.stderr), reproducible_compilation():  # progress tables print to stdout
             if sampler == "nutpie":
-                return _sample_nutpie(model, var_names, draws=draws, tune=tune, chains=chains,
-                                      cores=min(cores, chains), seed=seed, target_accept=target_accept,
-                                      progressbar=progressbar, reuse_key=reuse_key, log_lines=log_lines)
+                return _sample_nutpie(
+                    model,
+                    var_names,
+                    draws=draws,
+                    tune=tune,
+                    chains=chains,
+                    cores=min(cores, chains),
+                    seed=seed,
+                    target_accept=target_accept,
+                    progressbar=progressbar,
+                    reuse_key=reuse_key,
+                    log_lines=log_lines,
+                )
             if sampler == "numpyro":
                 _persistent_jax_cache()
-            return pm.sample(draws, tune=tune, chains=chains, cores=min(cores, chains), random_seed=seed,
-                             nuts_sampler=sampler, target_accept=target_accept, progressbar=progressbar,
-                             var_names=var_names, compute_convergence_checks=False, model=model)
+            return pm.sample(
+                draws,
+                tune=tune,
+                chains=chains,
+                cores=min(cores, chains),
+                random_seed=seed,
+                nuts_sampler=sampler,
+                target_accept=target_accept,
+                progressbar=progressbar,
+                var_names=var_names,
+                compute_convergence_checks=False,
+                model=model,
+            )
 
 
 class ProgressLines:
@@ -96,8 +127,12 @@ class ProgressLines:
         total = sum(cp.total_draws for cp in chain_progresses)
         divergences = sum(len(cp.divergent_draws) for cp in chain_progresses)
         left = (now - self.start) * (total - done) / done if done else float("nan")
-        print(f"sampling: {done} of {total} steps ({100 * done / max(total, 1):.0f}%), {divergences} divergences, "
-              f"about {left:.0f} s left", file=sys.stderr, flush=True)
+        print(
+            f"sampling: {done} of {total} steps ({100 * done / max(total, 1):.0f}%), {divergences} divergences, "
+            f"about {left:.0f} s left",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def _persistent_jax_cache() -> None:
@@ -118,11 +153,12 @@ def _persistent_jax_cache() -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
-def _sample_nutpie(model, var_names, *, draws, tune, chains, cores, seed, target_accept, progressbar, reuse_key,
-                   log_lines=False):
+def _sample_nutpie(
+    model, var_names, *, draws, tune, chains, cores, seed, target_accept, progressbar, reuse_key, log_lines=False
+):
     """nutpie on ``model``, as ``pm.sample(nuts_sampler="nutpie")`` runs it, with the compiled sampler reused."""
-    import nutpie
     import numpy as np
+    import nutpie
     from pymc.backends.arviz import patch_nutpie_idata
     from pymc.progress_bar.progress import NutpieProgressBarManager
 
@@ -132,15 +168,24 @@ def _sample_nutpie(model, var_names, *, draws, tune, chains, cores, seed, target
     lines = ProgressLines() if log_lines else None
     start = time.time()
     with progress:
-        idata = nutpie.sample(compiled, draws=draws, tune=max(tune, 1), chains=chains, cores=cores,
-                              seed=int(chain_seeds[0]), target_accept=target_accept, progress_bar=False,
-                              progress_callback=lines or progress.update)
+        idata = nutpie.sample(
+            compiled,
+            draws=draws,
+            tune=max(tune, 1),
+            chains=chains,
+            cores=cores,
+            seed=int(chain_seeds[0]),
+            target_accept=target_accept,
+            progress_bar=False,
+            progress_callback=lines or progress.update,
+        )
     if idata["posterior"].sizes["draw"] < draws:  # nutpie stops at Ctrl-C and returns the draws so far
         raise KeyboardInterrupt("sampling was interrupted")
     patch_nutpie_idata(idata, model, sampling_time=time.time() - start)
     posterior = idata["posterior"].to_dataset()  # group levels as this model names them, not the compiled one
-    idata["posterior"] = posterior.assign_coords({dim: list(model.coords[dim]) for dim in posterior.dims
-                                                  if dim in model.coords})
+    idata["posterior"] = posterior.assign_coords(
+        {dim: list(model.coords[dim]) for dim in posterior.dims if dim in model.coords}
+    )
     return idata
 
 

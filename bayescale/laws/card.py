@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import ast
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -98,9 +99,11 @@ class Law:
         self.formula.check_names(set(self.inputs) | set(self.params), context)
         for pname, param in self.params.items():
             if isinstance(param.prior, ScaledPrior) and not param.prior.columns <= set(self.inputs):
-                raise FormulaError(f"{context}: the prior of {pname!r} ({param.prior}) refers to the range of "
-                                   f"{', '.join(sorted(param.prior.columns - set(self.inputs)))}, which is not an "
-                                   f"input; inputs are {', '.join(self.inputs)}")
+                raise FormulaError(
+                    f"{context}: the prior of {pname!r} ({param.prior}) refers to the range of "
+                    f"{', '.join(sorted(param.prior.columns - set(self.inputs)))}, which is not an "
+                    f"input; inputs are {', '.join(self.inputs)}"
+                )
         for dname, quantity in self.derived.items():
             if dname in self.params or dname in self.inputs:
                 raise FormulaError(f"{context}: derived quantity {dname!r} clashes with a parameter or input")
@@ -109,23 +112,26 @@ class Law:
             if where not in self.params and where not in self.derived:
                 raise FormulaError(f"{context}: break location {where!r} is neither a parameter nor a derived quantity")
             if along not in self.inputs:
-                raise FormulaError(f"{context}: break {where!r} lies along {along!r}, which is not an input "
-                                   f"({', '.join(self.inputs)})")
+                raise FormulaError(
+                    f"{context}: break {where!r} lies along {along!r}, which is not an input ({', '.join(self.inputs)})"
+                )
         if self.kind not in KINDS:
             raise FormulaError(f"{context}: kind {self.kind!r} is not known; use one of {', '.join(KINDS)}")
         if self.kind == "metric" and "loss" not in self.inputs:
-            raise FormulaError(f"{context}: a metric law maps the loss to a downstream metric, so 'loss' must be "
-                               f"an input (inputs are {', '.join(self.inputs)})")
+            raise FormulaError(
+                f"{context}: a metric law maps the loss to a downstream metric, so 'loss' must be "
+                f"an input (inputs are {', '.join(self.inputs)})"
+            )
         if self.anchor is not None:
             self._check_anchor(context)
         stray = [n for n in self.run_effect if n not in self.params]
         if stray:
-            raise FormulaError(f"{context}: run_effect names {', '.join(stray)}, which are not parameters "
-                               f"({', '.join(self.params)})")
+            raise FormulaError(
+                f"{context}: run_effect names {', '.join(stray)}, which are not parameters ({', '.join(self.params)})"
+            )
         unused = [n for n in (*self.inputs, *self.params) if n not in self.formula.names]
         if unused:
-            raise FormulaError(f"{context}: {', '.join(unused)} declared but not used in formula "
-                               f"{self.formula.text!r}")
+            raise FormulaError(f"{context}: {', '.join(unused)} declared but not used in formula {self.formula.text!r}")
 
     def _check_anchor(self, context: str) -> None:
         """The anchor must be a parameter that enters the formula additively (loss = anchor + rest)."""
@@ -136,12 +142,14 @@ class Law:
         with np.errstate(all="ignore"):
             shifted = self.formula.numpy({**env, self.anchor: env[self.anchor] + 1.0}) - self.formula.numpy(env)
         if not np.allclose(shifted, 1.0):
-            raise FormulaError(f"{context}: anchor {self.anchor!r} must enter the formula additively "
-                               f"(loss = {self.anchor} + ...), as a loss floor does")
+            raise FormulaError(
+                f"{context}: anchor {self.anchor!r} must enter the formula additively "
+                f"(loss = {self.anchor} + ...), as a loss floor does"
+            )
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, card: Mapping[str, Any], card_path: str | None = None) -> "Law":
+    def from_dict(cls, card: Mapping[str, Any], card_path: str | None = None) -> Law:
         where = card_path or "law card"
         for key in ("name", "inputs", "formula", "params"):
             if key not in card:
@@ -149,7 +157,7 @@ class Law:
         params = {}
         for pname, table in card["params"].items():
             if not isinstance(table, Mapping) or "prior" not in table:
-                raise FormulaError(f"{where}: parameter {pname!r} needs a prior, e.g. prior = \"Normal(0, 1)\"")
+                raise FormulaError(f'{where}: parameter {pname!r} needs a prior, e.g. prior = "Normal(0, 1)"')
             try:
                 prior = Prior.parse(table["prior"])
             except FormulaError as exc:
@@ -161,14 +169,24 @@ class Law:
             if not isinstance(table, Mapping) or "formula" not in table:
                 raise FormulaError(f"{where}: derived quantity {dname!r} needs a formula")
             derived[dname] = Derived(dname, Formula(table["formula"]), table.get("description", ""))
-        return cls(name=str(card["name"]), inputs=tuple(card["inputs"]), formula=Formula(card["formula"]),
-                   params=params, title=card.get("title", ""), source=card.get("source", ""),
-                   description=card.get("description", ""), card_path=card_path, derived=derived,
-                   breaks=dict(card.get("breaks") or {}), anchor=card.get("anchor"),
-                   run_effect=tuple(card.get("run_effect") or ()), kind=str(card.get("kind", "loss")))
+        return cls(
+            name=str(card["name"]),
+            inputs=tuple(card["inputs"]),
+            formula=Formula(card["formula"]),
+            params=params,
+            title=card.get("title", ""),
+            source=card.get("source", ""),
+            description=card.get("description", ""),
+            card_path=card_path,
+            derived=derived,
+            breaks=dict(card.get("breaks") or {}),
+            anchor=card.get("anchor"),
+            run_effect=tuple(card.get("run_effect") or ()),
+            kind=str(card.get("kind", "loss")),
+        )
 
     @classmethod
-    def from_card(cls, path: str | Path) -> "Law":
+    def from_card(cls, path: str | Path) -> Law:
         path = Path(path)
         try:
             card = tomllib.loads(path.read_text())
@@ -179,16 +197,25 @@ class Law:
         return cls.from_dict(card, card_path=str(path))
 
     @classmethod
-    def from_formula(cls, formula: str, priors: Mapping[str, Any], *, inputs: tuple[str, ...] | None = None,
-                     name: str = "custom", title: str = "") -> "Law":
+    def from_formula(
+        cls,
+        formula: str,
+        priors: Mapping[str, Any],
+        *,
+        inputs: tuple[str, ...] | None = None,
+        name: str = "custom",
+        title: str = "",
+    ) -> Law:
         """A law from a formula string; names in ``inputs`` (default: N, D, C, ... found in it) are data."""
         parsed = Formula(formula)
         if inputs is None:
             inputs = tuple(n for n in KNOWN_INPUTS if n in parsed.names)
         missing = sorted(parsed.names - set(inputs) - set(priors))
         if missing:
-            raise FormulaError(f"law {name!r}: no prior given for parameter(s) {', '.join(missing)}; "
-                               f"pass priors={{name: 'Normal(0, 1)', ...}} for every non-input name")
+            raise FormulaError(
+                f"law {name!r}: no prior given for parameter(s) {', '.join(missing)}; "
+                f"pass priors={{name: 'Normal(0, 1)', ...}} for every non-input name"
+            )
         params = {}
         for pname, spec in priors.items():
             try:
@@ -198,14 +225,16 @@ class Law:
         return cls(name=name, inputs=tuple(inputs), formula=parsed, params=params, title=title or formula)
 
     # -- variants ------------------------------------------------------------------------------
-    def with_priors(self, overrides: Mapping[str, Any] | None) -> "Law":
+    def with_priors(self, overrides: Mapping[str, Any] | None) -> Law:
         """A copy with some priors replaced; names must be parameters of this law."""
         if not overrides:
             return self
         unknown = sorted(set(overrides) - set(self.params))
         if unknown:
-            raise BayescaleError(f"law {self.name!r} has no parameter(s) {', '.join(unknown)}; "
-                                 f"its parameters are {', '.join(self.params)}")
+            raise BayescaleError(
+                f"law {self.name!r} has no parameter(s) {', '.join(unknown)}; "
+                f"its parameters are {', '.join(self.params)}"
+            )
         params = dict(self.params)
         for pname, spec in overrides.items():
             try:
@@ -214,26 +243,35 @@ class Law:
                 raise FormulaError(f"prior of {pname!r}: {exc}") from None
         return replace(self, params=params)
 
-    def with_inputs(self, renames: Mapping[str, str] | None) -> "Law":
+    def with_inputs(self, renames: Mapping[str, str] | None) -> Law:
         """Bind generic inputs to columns, e.g. ``{"X": "D"}`` for the saturating law in D."""
         if not renames:
             return self
         unknown = sorted(set(renames) - set(self.inputs))
         if unknown:
-            raise BayescaleError(f"law {self.name!r} has no input(s) {', '.join(unknown)}; "
-                                 f"its inputs are {', '.join(self.inputs)}")
+            raise BayescaleError(
+                f"law {self.name!r} has no input(s) {', '.join(unknown)}; its inputs are {', '.join(self.inputs)}"
+            )
         inputs = tuple(renames.get(i, i) for i in self.inputs)
         tree = ast.parse(self.formula.text, mode="eval")
         for node in ast.walk(tree):
             if isinstance(node, ast.Name) and node.id in renames:
                 node.id = renames[node.id]
-        params = {n: replace(p, prior=p.prior.renamed(renames)) if isinstance(p.prior, ScaledPrior) else p
-                  for n, p in self.params.items()}
+        params = {
+            n: replace(p, prior=p.prior.renamed(renames)) if isinstance(p.prior, ScaledPrior) else p
+            for n, p in self.params.items()
+        }
         bound = ", ".join(f"{k}={v}" for k, v in renames.items())
-        return replace(self, name=f"{self.name}[{bound}]", inputs=inputs, formula=Formula(ast.unparse(tree)),
-                       params=params, breaks={k: renames.get(v, v) for k, v in self.breaks.items()})
+        return replace(
+            self,
+            name=f"{self.name}[{bound}]",
+            inputs=inputs,
+            formula=Formula(ast.unparse(tree)),
+            params=params,
+            breaks={k: renames.get(v, v) for k, v in self.breaks.items()},
+        )
 
-    def with_run_offset(self) -> "Law":
+    def with_run_offset(self) -> Law:
         """The law plus ``run_offset``: a run's additive deviation from it, meant to be pooled by run.
 
         Its card-level prior is the prior of the population value, pinned at zero (the law itself is
@@ -241,12 +279,19 @@ class Law:
         """
         if RUN_OFFSET in self.params:
             return self
-        param = Param(RUN_OFFSET, Prior.parse("Normal(mu=0, sigma=0.001)"),
-                      description="a run's additive deviation from the law (nats), pooled by run")
-        return replace(self, name=f"{self.name}+{RUN_OFFSET}", formula=Formula(f"({self.formula.text}) + {RUN_OFFSET}"),
-                       params={**self.params, RUN_OFFSET: param})
+        param = Param(
+            RUN_OFFSET,
+            Prior.parse("Normal(mu=0, sigma=0.001)"),
+            description="a run's additive deviation from the law (nats), pooled by run",
+        )
+        return replace(
+            self,
+            name=f"{self.name}+{RUN_OFFSET}",
+            formula=Formula(f"({self.formula.text}) + {RUN_OFFSET}"),
+            params={**self.params, RUN_OFFSET: param},
+        )
 
-    def bind_data(self, columns: Mapping[str, "np.ndarray"]) -> "Law":
+    def bind_data(self, columns: Mapping[str, np.ndarray]) -> Law:
         """Turn priors stated relative to the data (``X_max``) into numbers for these runs."""
         if not any(isinstance(p.prior, ScaledPrior) for p in self.params.values()):
             return self
@@ -254,8 +299,10 @@ class Law:
         for name in self.inputs:
             values = np.asarray(columns[name], dtype=float)
             scales[f"{name}_min"], scales[f"{name}_max"] = float(values.min()), float(values.max())
-        params = {n: replace(p, prior=p.prior.bind(scales)) if isinstance(p.prior, ScaledPrior) else p
-                  for n, p in self.params.items()}
+        params = {
+            n: replace(p, prior=p.prior.bind(scales)) if isinstance(p.prior, ScaledPrior) else p
+            for n, p in self.params.items()
+        }
         return replace(self, params=params)
 
     # -- use -----------------------------------------------------------------------------------
@@ -264,12 +311,19 @@ class Law:
         return tuple(self.params)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "title": self.title, "source": self.source, "description": self.description,
-                "inputs": list(self.inputs), "formula": self.formula.text,
-                "params": {n: p.to_dict() for n, p in self.params.items()},
-                "derived": {n: d.to_dict() for n, d in self.derived.items()}, "breaks": dict(self.breaks),
-                **({"anchor": self.anchor} if self.anchor else {}),
-                **({"run_effect": list(self.run_effect)} if self.run_effect else {})}
+        return {
+            "name": self.name,
+            "title": self.title,
+            "source": self.source,
+            "description": self.description,
+            "inputs": list(self.inputs),
+            "formula": self.formula.text,
+            "params": {n: p.to_dict() for n, p in self.params.items()},
+            "derived": {n: d.to_dict() for n, d in self.derived.items()},
+            "breaks": dict(self.breaks),
+            **({"anchor": self.anchor} if self.anchor else {}),
+            **({"run_effect": list(self.run_effect)} if self.run_effect else {}),
+        }
 
     def __str__(self) -> str:
         return f"{self.name}: L({', '.join(self.inputs)}) = {self.formula.text}"
@@ -289,7 +343,7 @@ def catalog() -> dict[str, Law]:
     return {law.name: law for law in laws}
 
 
-def get_law(spec: "Law | str | Path", inputs: Mapping[str, str] | None = None) -> Law:
+def get_law(spec: Law | str | Path, inputs: Mapping[str, str] | None = None) -> Law:
     """A Law from a Law, a catalog name, or a path to a card file; ``inputs`` binds generic inputs."""
     if isinstance(spec, Law):
         law = spec
@@ -298,7 +352,8 @@ def get_law(spec: "Law | str | Path", inputs: Mapping[str, str] | None = None) -
     else:
         laws = catalog()
         if spec not in laws:
-            raise BayescaleError(f"unknown law {spec!r}; the catalog has {', '.join(laws)} "
-                                 "(or give the path of a .toml card)")
+            raise BayescaleError(
+                f"unknown law {spec!r}; the catalog has {', '.join(laws)} (or give the path of a .toml card)"
+            )
         law = laws[spec]
     return law.with_inputs(inputs)

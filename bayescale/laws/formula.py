@@ -12,7 +12,8 @@ from __future__ import annotations
 import ast
 import functools
 import operator
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -34,28 +35,67 @@ def scipy_stats():
 
     return stats
 
-_BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
-           ast.Div: operator.truediv, ast.Pow: operator.pow}
+
+_BINARY = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.Pow: operator.pow,
+}
 _UNARY = {ast.USub: operator.neg, ast.UAdd: operator.pos}
 
 #: function name -> number of arguments
-FUNCTIONS = {"exp": 1, "log": 1, "log1p": 1, "expm1": 1, "log10": 1, "sqrt": 1, "abs": 1, "tanh": 1,
-             "sigmoid": 1, "softplus": 1, "minimum": 2, "maximum": 2}
+FUNCTIONS = {
+    "exp": 1,
+    "log": 1,
+    "log1p": 1,
+    "expm1": 1,
+    "log10": 1,
+    "sqrt": 1,
+    "abs": 1,
+    "tanh": 1,
+    "sigmoid": 1,
+    "softplus": 1,
+    "minimum": 2,
+    "maximum": 2,
+}
 
-_NUMPY = {"exp": np.exp, "log": np.log, "log1p": np.log1p, "expm1": np.expm1, "log10": np.log10,
-          "sqrt": np.sqrt, "abs": np.abs, "tanh": np.tanh, "sigmoid": lambda x: scipy_special().expit(x),
-          "softplus": lambda x: np.logaddexp(0.0, x), "minimum": np.minimum, "maximum": np.maximum}
+_NUMPY = {
+    "exp": np.exp,
+    "log": np.log,
+    "log1p": np.log1p,
+    "expm1": np.expm1,
+    "log10": np.log10,
+    "sqrt": np.sqrt,
+    "abs": np.abs,
+    "tanh": np.tanh,
+    "sigmoid": lambda x: scipy_special().expit(x),
+    "softplus": lambda x: np.logaddexp(0.0, x),
+    "minimum": np.minimum,
+    "maximum": np.maximum,
+}
 
-_ALLOWED_TEXT = ("numbers, names, + - * / **, unary minus, parentheses and the functions "
-                 + ", ".join(FUNCTIONS))
+_ALLOWED_TEXT = "numbers, names, + - * / **, unary minus, parentheses and the functions " + ", ".join(FUNCTIONS)
 
 
 def _pytensor_functions() -> dict[str, Any]:
     import pytensor.tensor as pt
 
-    return {"exp": pt.exp, "log": pt.log, "log1p": pt.log1p, "expm1": pt.expm1, "log10": pt.log10,
-            "sqrt": pt.sqrt, "abs": pt.abs, "tanh": pt.tanh, "sigmoid": pt.sigmoid,
-            "softplus": pt.softplus, "minimum": pt.minimum, "maximum": pt.maximum}
+    return {
+        "exp": pt.exp,
+        "log": pt.log,
+        "log1p": pt.log1p,
+        "expm1": pt.expm1,
+        "log10": pt.log10,
+        "sqrt": pt.sqrt,
+        "abs": pt.abs,
+        "tanh": pt.tanh,
+        "sigmoid": pt.sigmoid,
+        "softplus": pt.softplus,
+        "minimum": pt.minimum,
+        "maximum": pt.maximum,
+    }
 
 
 def _check(node: ast.AST, text: str) -> None:
@@ -68,8 +108,9 @@ def _check(node: ast.AST, text: str) -> None:
             raise FormulaError(f"in {text!r}: names may not start with '_' ({node.id!r})")
     elif isinstance(node, ast.BinOp):
         if type(node.op) not in _BINARY:
-            raise FormulaError(f"in {text!r}: operator {type(node.op).__name__} is not allowed; "
-                               f"allowed are {_ALLOWED_TEXT}")
+            raise FormulaError(
+                f"in {text!r}: operator {type(node.op).__name__} is not allowed; allowed are {_ALLOWED_TEXT}"
+            )
         _check(node.left, text)
         _check(node.right, text)
     elif isinstance(node, ast.UnaryOp):
@@ -82,15 +123,15 @@ def _check(node: ast.AST, text: str) -> None:
             raise FormulaError(f"in {text!r}: only named functions can be called ({', '.join(FUNCTIONS)})")
         name = node.func.id
         if name not in FUNCTIONS:
-            raise FormulaError(f"in {text!r}: unknown function {name!r}; allowed functions are "
-                               + ", ".join(FUNCTIONS))
+            raise FormulaError(f"in {text!r}: unknown function {name!r}; allowed functions are " + ", ".join(FUNCTIONS))
         if node.keywords or len(node.args) != FUNCTIONS[name]:
             raise FormulaError(f"in {text!r}: {name}() takes {FUNCTIONS[name]} positional argument(s)")
         for arg in node.args:
             _check(arg, text)
     elif isinstance(node, ast.Attribute):
-        raise FormulaError(f"in {text!r}: attribute access ({ast.unparse(node)}) is not allowed; "
-                           f"allowed are {_ALLOWED_TEXT}")
+        raise FormulaError(
+            f"in {text!r}: attribute access ({ast.unparse(node)}) is not allowed; allowed are {_ALLOWED_TEXT}"
+        )
     else:
         raise FormulaError(f"in {text!r}: {type(node).__name__} is not allowed; allowed are {_ALLOWED_TEXT}")
 
@@ -148,8 +189,10 @@ class Formula:
         """Raise FormulaError naming any name the formula uses that is not in ``allowed``."""
         unknown = sorted(self.names - set(allowed))
         if unknown:
-            raise FormulaError(f"{context}: unknown name(s) {', '.join(repr(u) for u in unknown)} in formula "
-                               f"{self.text!r}; allowed names are {', '.join(sorted(allowed))}")
+            raise FormulaError(
+                f"{context}: unknown name(s) {', '.join(repr(u) for u in unknown)} in formula "
+                f"{self.text!r}; allowed names are {', '.join(sorted(allowed))}"
+            )
 
     def numpy(self, env: Mapping[str, Any]):
         """Evaluate with NumPy ufuncs; arrays and xarray objects broadcast as usual."""

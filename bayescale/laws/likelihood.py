@@ -8,10 +8,11 @@ density for held-out runs, and noise draws for predictive intervals.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import numpy as np
+
 from bayescale.errors import BayescaleError
 from bayescale.laws.priors import FAMILIES, Prior
 
@@ -57,11 +58,16 @@ class Likelihood:
 
 _SIGMA = Prior("HalfNormal", sigma=0.1)
 LIKELIHOODS: dict[str, Likelihood] = {
-    "studentt": Likelihood("studentt", "StudentT", {"sigma": _SIGMA, "nu": Prior("Gamma", alpha=2.0, beta=0.1)},
-                           "Student-t on log-loss: robust to outlying runs (the default)"),
+    "studentt": Likelihood(
+        "studentt",
+        "StudentT",
+        {"sigma": _SIGMA, "nu": Prior("Gamma", alpha=2.0, beta=0.1)},
+        "Student-t on log-loss: robust to outlying runs (the default)",
+    ),
     "normal": Likelihood("normal", "Normal", {"sigma": _SIGMA}, "Normal on log-loss (multiplicative Gaussian noise)"),
-    "laplace": Likelihood("laplace", "Laplace", {"sigma": _SIGMA},
-                          "Laplace on log-loss (absolute-error, like a Huber fit)", scale="b"),
+    "laplace": Likelihood(
+        "laplace", "Laplace", {"sigma": _SIGMA}, "Laplace on log-loss (absolute-error, like a Huber fit)", scale="b"
+    ),
 }
 
 

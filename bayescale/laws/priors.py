@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -75,27 +76,64 @@ _REAL = lambda **_: _Support("real")  # noqa: E731
 _POSITIVE = lambda **_: _Support("positive")  # noqa: E731
 
 FAMILIES: dict[str, _Family] = {
-    "Normal": _Family(("mu", "sigma"), ("sigma",), lambda mu, sigma: scipy_stats().norm(mu, sigma),
-                      _REAL, "Normal", lambda rng, shape: rng.standard_normal(shape)),
-    "StudentT": _Family(("nu", "mu", "sigma"), ("nu", "sigma"),
-                        lambda nu, mu, sigma: scipy_stats().t(nu, mu, sigma), _REAL, "StudentT",
-                        lambda rng, shape, nu: rng.standard_t(nu, shape)),
-    "Laplace": _Family(("mu", "b"), ("b",), lambda mu, b: scipy_stats().laplace(mu, b), _REAL,
-                       "Laplace", lambda rng, shape: rng.laplace(0.0, 1.0, shape)),
-    "LogNormal": _Family(("mu", "sigma"), ("sigma",),
-                         lambda mu, sigma: scipy_stats().lognorm(s=sigma, scale=np.exp(mu)),
-                         _POSITIVE, "LogNormal"),
-    "HalfNormal": _Family(("sigma",), ("sigma",), lambda sigma: scipy_stats().halfnorm(scale=sigma),
-                           _POSITIVE, "HalfNormal"),
-    "Gamma": _Family(("alpha", "beta"), ("alpha", "beta"),
-                     lambda alpha, beta: scipy_stats().gamma(alpha, scale=1.0 / beta),
-                     _POSITIVE, "Gamma"),
-    "Exponential": _Family(("lam",), ("lam",), lambda lam: scipy_stats().expon(scale=1.0 / lam),
-                           _POSITIVE, "Exponential"),
-    "Uniform": _Family(("lower", "upper"), (), lambda lower, upper: scipy_stats().uniform(lower, upper - lower),
-                        lambda lower, upper: _Support("interval", lower, upper), "Uniform"),
-    "Beta": _Family(("alpha", "beta"), ("alpha", "beta"), lambda alpha, beta: scipy_stats().beta(alpha, beta),
-                     lambda **_: _Support("interval", 0.0, 1.0), "Beta"),
+    "Normal": _Family(
+        ("mu", "sigma"),
+        ("sigma",),
+        lambda mu, sigma: scipy_stats().norm(mu, sigma),
+        _REAL,
+        "Normal",
+        lambda rng, shape: rng.standard_normal(shape),
+    ),
+    "StudentT": _Family(
+        ("nu", "mu", "sigma"),
+        ("nu", "sigma"),
+        lambda nu, mu, sigma: scipy_stats().t(nu, mu, sigma),
+        _REAL,
+        "StudentT",
+        lambda rng, shape, nu: rng.standard_t(nu, shape),
+    ),
+    "Laplace": _Family(
+        ("mu", "b"),
+        ("b",),
+        lambda mu, b: scipy_stats().laplace(mu, b),
+        _REAL,
+        "Laplace",
+        lambda rng, shape: rng.laplace(0.0, 1.0, shape),
+    ),
+    "LogNormal": _Family(
+        ("mu", "sigma"),
+        ("sigma",),
+        lambda mu, sigma: scipy_stats().lognorm(s=sigma, scale=np.exp(mu)),
+        _POSITIVE,
+        "LogNormal",
+    ),
+    "HalfNormal": _Family(
+        ("sigma",), ("sigma",), lambda sigma: scipy_stats().halfnorm(scale=sigma), _POSITIVE, "HalfNormal"
+    ),
+    "Gamma": _Family(
+        ("alpha", "beta"),
+        ("alpha", "beta"),
+        lambda alpha, beta: scipy_stats().gamma(alpha, scale=1.0 / beta),
+        _POSITIVE,
+        "Gamma",
+    ),
+    "Exponential": _Family(
+        ("lam",), ("lam",), lambda lam: scipy_stats().expon(scale=1.0 / lam), _POSITIVE, "Exponential"
+    ),
+    "Uniform": _Family(
+        ("lower", "upper"),
+        (),
+        lambda lower, upper: scipy_stats().uniform(lower, upper - lower),
+        lambda lower, upper: _Support("interval", lower, upper),
+        "Uniform",
+    ),
+    "Beta": _Family(
+        ("alpha", "beta"),
+        ("alpha", "beta"),
+        lambda alpha, beta: scipy_stats().beta(alpha, beta),
+        lambda **_: _Support("interval", 0.0, 1.0),
+        "Beta",
+    ),
 }
 
 
@@ -115,7 +153,8 @@ class Prior:
         if missing or extra:
             raise FormulaError(
                 f"{dist} takes parameters ({', '.join(family.args)}); "
-                + (f"missing {', '.join(missing)}" if missing else f"unknown {', '.join(extra)}"))
+                + (f"missing {', '.join(missing)}" if missing else f"unknown {', '.join(extra)}")
+            )
         values = {}
         for name in family.args:
             value = params[name]
@@ -132,7 +171,7 @@ class Prior:
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
-    def parse(cls, spec: "Prior | ScaledPrior | str | Mapping[str, Any]") -> "Prior | ScaledPrior":
+    def parse(cls, spec: Prior | ScaledPrior | str | Mapping[str, Any]) -> Prior | ScaledPrior:
         """Accept a Prior, text like ``"Normal(0.3, 0.1)"``, or a card table ``{dist=..., ...}``.
 
         Text that refers to the data's range (``X_max``, ``N_min``) gives a :class:`ScaledPrior`.
@@ -151,8 +190,11 @@ class Prior:
         raise FormulaError(f"a prior must be a Prior, a string or a table, got {type(spec).__name__}")
 
     @classmethod
-    def _parse_text(cls, text: str, scales: Mapping[str, float] | None = None) -> "Prior | ScaledPrior":
-        from bayescale.laws.formula import _variable_names, constant_value  # numbers like log(400) or 8.8e13 are allowed
+    def _parse_text(cls, text: str, scales: Mapping[str, float] | None = None) -> Prior | ScaledPrior:
+        from bayescale.laws.formula import (
+            _variable_names,
+            constant_value,
+        )  # numbers like log(400) or 8.8e13 are allowed
 
         try:
             node = ast.parse(text.strip(), mode="eval").body
@@ -230,12 +272,15 @@ class ScaledPrior:
         """The concrete prior; ``scales`` maps names like ``X_max`` to numbers."""
         return Prior._parse_text(self.text, scales)
 
-    def renamed(self, renames: Mapping[str, str]) -> "ScaledPrior":
+    def renamed(self, renames: Mapping[str, str]) -> ScaledPrior:
         """The same prior after inputs are bound to columns (``{"X": "D"}``: ``X_max`` -> ``D_max``)."""
+
         def swap(match: re.Match) -> str:
             return f"{renames.get(match.group('column'), match.group('column'))}_{match.group('stat')}"
-        return ScaledPrior(re.sub(r"\b([A-Za-z]\w*?)_(min|max)\b",
-                                  lambda m: swap(_SCALE_NAME.match(m.group(0))), self.text))
+
+        return ScaledPrior(
+            re.sub(r"\b([A-Za-z]\w*?)_(min|max)\b", lambda m: swap(_SCALE_NAME.match(m.group(0))), self.text)
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {"text": self.text}

@@ -71,10 +71,12 @@ def build_generative(spec: ModelSpec, groups: dict[str, np.ndarray] | None = Non
             levels, codes = np.unique(np.asarray(labels).astype(str), return_inverse=True)
             coords[column], group_codes[column] = list(levels), codes
     with pm.Model(coords=coords) as model:
-        inputs = {name: pm.Data(name, np.asarray(values, dtype=float), dims=OBS_DIM)
-                  for name, values in spec.inputs.items()}
-        index = {column: pm.Data(group_index_name(column), codes, dims=OBS_DIM)
-                 for column, codes in group_codes.items()}
+        inputs = {
+            name: pm.Data(name, np.asarray(values, dtype=float), dims=OBS_DIM) for name, values in spec.inputs.items()
+        }
+        index = {
+            column: pm.Data(group_index_name(column), codes, dims=OBS_DIM) for column, codes in group_codes.items()
+        }
         values = {}
         for name, prior in spec.priors.items():
             pooled = spec.pooled.get(name)
@@ -87,8 +89,9 @@ def build_generative(spec: ModelSpec, groups: dict[str, np.ndarray] | None = Non
             u_groups = _unconstrained(prior, population, pt) + spread * offset
             group_values, _ = prior.support.from_unconstrained(u_groups, pt)
             values[name] = pm.Deterministic(name, group_values, dims=pooled.column)
-        per_obs = {n: values[n][index[spec.pooled[n].column]] if n in spec.pooled else values[n]
-                   for n in spec.law.param_names}
+        per_obs = {
+            n: values[n][index[spec.pooled[n].column]] if n in spec.pooled else values[n] for n in spec.law.param_names
+        }
         mu = pt.log(spec.law.formula.pytensor({**inputs, **per_obs}))
         for term in terms:
             mu = mu + term(model)
@@ -113,18 +116,28 @@ def adopt_model(spec: ModelSpec, model) -> ModelSpec:
     own = build_generative(spec)
     missing = [v.name for v in (*own.free_RVs, *own.observed_RVs, *own.data_vars) if v.name not in model.named_vars]
     if missing:
-        raise BayescaleError(f"the model lacks {', '.join(missing)}: give bs.fit the model bs.build_model made from the "
-                             "same runs, law and options, changed only by additions in 'with model:'")
+        raise BayescaleError(
+            f"the model lacks {', '.join(missing)}: give bs.fit the model bs.build_model made from the "
+            "same runs, law and options, changed only by additions in 'with model:'"
+        )
     for data in own.data_vars:
         given = model[data.name]
-        if not hasattr(given, "get_value") or np.shape(given.get_value()) != np.shape(data.get_value()) or not np.allclose(
-                given.get_value(), data.get_value(), equal_nan=True):
-            raise BayescaleError(f"the model's input {data.name!r} differs from these runs: build the model from the "
-                                 "runs you fit (bs.build_model(runs, law, ...))")
+        if (
+            not hasattr(given, "get_value")
+            or np.shape(given.get_value()) != np.shape(data.get_value())
+            or not np.allclose(given.get_value(), data.get_value(), equal_nan=True)
+        ):
+            raise BayescaleError(
+                f"the model's input {data.name!r} differs from these runs: build the model from the "
+                "runs you fit (bs.build_model(runs, law, ...))"
+            )
     own_free = {rv.name for rv in own.free_RVs}
     start = model.initial_point()
-    extra = tuple((rv.name, tuple(np.shape(start[model.rvs_to_values[rv].name]))) for rv in model.free_RVs
-                  if rv.name not in own_free)
+    extra = tuple(
+        (rv.name, tuple(np.shape(start[model.rvs_to_values[rv].name])))
+        for rv in model.free_RVs
+        if rv.name not in own_free
+    )
     own_named = set(own.named_vars)
     deterministics = tuple(d.name for d in model.deterministics if d.name not in own_named)
     return replace(spec, model=model, extra=extra, extra_deterministics=deterministics)
@@ -135,8 +148,11 @@ def subset_model(model, rows: np.ndarray):
     import pymc as pm
 
     copy = model.copy()
-    along = {data.name: data.get_value()[rows] for data in copy.data_vars
-             if copy.named_vars_to_dims.get(data.name, (None,))[0] == OBS_DIM}
+    along = {
+        data.name: data.get_value()[rows]
+        for data in copy.data_vars
+        if copy.named_vars_to_dims.get(data.name, (None,))[0] == OBS_DIM
+    }
     pm.set_data(along, model=copy, coords={OBS_DIM: np.arange(len(rows))})
     return copy
 
@@ -166,8 +182,13 @@ def pointwise_log_likelihood(spec: ModelSpec, posterior: xr.Dataset) -> xr.DataA
     model = spec.model if spec.model is not None else build_generative(spec)
     trace = posterior.merge(posterior_offsets(spec, posterior))[[rv.name for rv in model.free_RVs]]
     with reproducible_compilation():
-        computed = pm.compute_log_likelihood(xr.DataTree.from_dict({"posterior": trace}), var_names=[OBSERVED],
-                                             model=model, extend_inferencedata=False, progressbar=False)
+        computed = pm.compute_log_likelihood(
+            xr.DataTree.from_dict({"posterior": trace}),
+            var_names=[OBSERVED],
+            model=model,
+            extend_inferencedata=False,
+            progressbar=False,
+        )
     return computed[OBSERVED].transpose("chain", "draw", OBS_DIM)
 
 
@@ -185,7 +206,7 @@ def free_variable_values(spec: ModelSpec, values) -> dict[str, np.ndarray]:
             continue
         pop, sd = values[pooled.pop_name], values[pooled.sd_name]
         out[pooled.pop_name], out[pooled.sd_name] = pop, sd
-        out[f"{name}_offset"] = ((_unconstrained(prior, values[name], np) - _unconstrained(prior, pop, np)) / sd)
+        out[f"{name}_offset"] = (_unconstrained(prior, values[name], np) - _unconstrained(prior, pop, np)) / sd
     return out
 
 

@@ -22,9 +22,9 @@ predicted with a fresh offset: it borrows strength from the others.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Mapping
 
 import numpy as np
 import pandas as pd
@@ -44,7 +44,7 @@ class PooledParam:
     param: str
     column: str
     levels: tuple[str, ...]
-    codes: np.ndarray            # level index of every observation
+    codes: np.ndarray  # level index of every observation
     sd_prior: Prior = DEFAULT_SD_PRIOR
     #: sampler coordinates: centred (u_g) or non-centred (offsets, the default), for all groups or per group
     centred: bool | tuple[bool, ...] = False
@@ -74,8 +74,11 @@ class PooledParam:
     def free_names(self) -> tuple[str, ...]:
         if self.all_centred:
             return (f"{self.param}_loc", self.sd_name, *(f"{self.param}_u[{lvl}]" for lvl in self.levels))
-        return (self.pop_name, self.sd_name, *(f"{self.param}_{'u' if c else 'offset'}[{lvl}]"
-                                               for lvl, c in zip(self.levels, self.centring)))
+        return (
+            self.pop_name,
+            self.sd_name,
+            *(f"{self.param}_{'u' if c else 'offset'}[{lvl}]" for lvl, c in zip(self.levels, self.centring)),
+        )
 
     def codes_for(self, values) -> np.ndarray:
         """Level index of each value; -1 for a level the fit never saw (a new group)."""
@@ -96,17 +99,21 @@ def parse_pool(items) -> dict[str, str]:
     return pool
 
 
-def pooled_params(pool: Mapping[str, str], law_params, frame: pd.DataFrame,
-                  sd_priors: Mapping[str, Prior] | None = None) -> dict[str, PooledParam]:
+def pooled_params(
+    pool: Mapping[str, str], law_params, frame: pd.DataFrame, sd_priors: Mapping[str, Prior] | None = None
+) -> dict[str, PooledParam]:
     """Check a pool mapping against the law and the runs table, and index the groups."""
     out = {}
     for param, column in pool.items():
         if param not in law_params:
-            raise BayescaleError(f"cannot pool {param!r}: it is not a parameter of the law "
-                                 f"(parameters: {', '.join(law_params)})")
+            raise BayescaleError(
+                f"cannot pool {param!r}: it is not a parameter of the law (parameters: {', '.join(law_params)})"
+            )
         if column not in frame.columns:
-            raise DataError(f"pooling column {column!r} (for {param!r}) is not in the runs table; it has "
-                            f"{column_list(frame.columns, [column])}")
+            raise DataError(
+                f"pooling column {column!r} (for {param!r}) is not in the runs table; it has "
+                f"{column_list(frame.columns, [column])}"
+            )
         labels = frame[column]
         missing = frame.index[labels.isna()]
         if len(missing):
@@ -114,8 +121,10 @@ def pooled_params(pool: Mapping[str, str], law_params, frame: pd.DataFrame,
         labels = labels.astype(str)
         levels = tuple(dict.fromkeys(labels))
         if len(levels) < 2:
-            raise DataError(f"pooling column {column!r} has only one group ({levels[0]!r}); pooling {param!r} "
-                            "needs at least two groups")
+            raise DataError(
+                f"pooling column {column!r} has only one group ({levels[0]!r}); pooling {param!r} "
+                "needs at least two groups"
+            )
         sd_prior = (sd_priors or {}).get(f"{param}_sd", DEFAULT_SD_PRIOR)
         codes = np.array([levels.index(v) for v in labels], dtype=int)
         out[param] = PooledParam(param, column, levels, codes, Prior.parse(sd_prior))

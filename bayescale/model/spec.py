@@ -16,8 +16,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import numpy as np
 import xarray as xr
@@ -25,8 +25,8 @@ import xarray as xr
 from bayescale.data.runs import Runs
 from bayescale.laws.card import Law
 from bayescale.laws.likelihood import Likelihood
-from bayescale.model.pooling import PooledParam, pooled_params
 from bayescale.laws.priors import Prior
+from bayescale.model.pooling import PooledParam, pooled_params
 
 OBS_DIM = "obs"
 #: noise parameter: the log noise scale changes by this much per e-fold of the law's first input (N)
@@ -44,7 +44,7 @@ class ModelSpec:
 
     law: Law
     likelihood: Likelihood
-    priors: Mapping[str, Prior]       # law parameters first, then noise parameters, in order
+    priors: Mapping[str, Prior]  # law parameters first, then noise parameters, in order
     inputs: Mapping[str, np.ndarray]  # one array per law input
     log_loss: np.ndarray
     pooled: Mapping[str, PooledParam] = field(default_factory=dict)
@@ -62,9 +62,15 @@ class ModelSpec:
     extra_deterministics: tuple[str, ...] = ()
 
     @classmethod
-    def from_runs(cls, law: Law, likelihood: Likelihood, runs: Runs,
-                  noise_priors: Mapping[str, object] | None = None, pool: Mapping[str, str] | None = None,
-                  sd_priors: Mapping[str, object] | None = None) -> "ModelSpec":
+    def from_runs(
+        cls,
+        law: Law,
+        likelihood: Likelihood,
+        runs: Runs,
+        noise_priors: Mapping[str, object] | None = None,
+        pool: Mapping[str, str] | None = None,
+        sd_priors: Mapping[str, object] | None = None,
+    ) -> ModelSpec:
         priors = {name: p.prior for name, p in law.params.items()}
         noise = dict(likelihood.noise_priors)
         for name, spec in (noise_priors or {}).items():
@@ -80,8 +86,7 @@ class ModelSpec:
         trend_centre = None
         if SIGMA_SLOPE in priors:
             trend_centre = float(np.mean(np.log(np.asarray(inputs[law.inputs[0]], float))))
-        return cls(law, likelihood, priors, inputs, np.log(runs["loss"]), pooled, reference,
-                   trend_centre=trend_centre)
+        return cls(law, likelihood, priors, inputs, np.log(runs["loss"]), pooled, reference, trend_centre=trend_centre)
 
     @property
     def anchor(self) -> str | None:
@@ -126,11 +131,11 @@ class ModelSpec:
         for name, prior in self.priors.items():
             pooled = self.pooled.get(name)
             width = len(pooled.free_names) if pooled else 1
-            yield name, prior, pooled, u[i:i + width] if pooled else u[i]
+            yield name, prior, pooled, u[i : i + width] if pooled else u[i]
             i += width
         for name, shape in self.extra:
             width = int(np.prod(shape))
-            yield name, None, None, u[i] if not shape else u[i:i + width].reshape(shape)
+            yield name, None, None, u[i] if not shape else u[i : i + width].reshape(shape)
             i += width
 
     def value_variables(self, u, xp=np, reference=None, centring=None):
@@ -160,10 +165,14 @@ class ModelSpec:
         if anchored is not None:
             prior, pooled, part = anchored
             u_centre = part if pooled is None else part[0]
-            population = {p: self._population(p, out, xp) for p in self.law.param_names
-                          if p != self.anchor and p in self.pooled}
-            plain = {p: self.priors[p].support.from_unconstrained(out[p], xp)[0] for p in self.law.param_names
-                     if p != self.anchor and p not in self.pooled}
+            population = {
+                p: self._population(p, out, xp) for p in self.law.param_names if p != self.anchor and p in self.pooled
+            }
+            plain = {
+                p: self.priors[p].support.from_unconstrained(out[p], xp)[0]
+                for p in self.law.param_names
+                if p != self.anchor and p not in self.pooled
+            }
             env = {**reference, **plain, **population, self.anchor: 0.0}
             rest = self.law.formula.numpy(env) if xp is np else self.law.formula.pytensor(env)
             floor = xp.exp(u_centre) - rest
@@ -172,8 +181,9 @@ class ModelSpec:
             if pooled is None:
                 out[self.anchor] = u_floor
             else:
-                log_jac = log_jac + self._pooled(self.anchor, pooled, part, xp, out,
-                                                 centring.get(self.anchor, pooled.centring), u_pop=u_floor)
+                log_jac = log_jac + self._pooled(
+                    self.anchor, pooled, part, xp, out, centring.get(self.anchor, pooled.centring), u_pop=u_floor
+                )
         return out, log_jac
 
     def _population(self, name, out, xp):
@@ -271,11 +281,11 @@ class ModelSpec:
                 pop, groups = given, None
             x = prior.support.to_unconstrained(pop)
             if name == self.anchor:
-                population = {p.param: values.get(p.pop_name, values[p.param]) for p in self.pooled.values()
-                              if p.param != name}
+                population = {
+                    p.param: values.get(p.pop_name, values[p.param]) for p in self.pooled.values() if p.param != name
+                }
                 with np.errstate(all="ignore"):
-                    first = float(np.log(self.law.formula.numpy({**self.reference, **values, **population,
-                                                                 name: pop})))
+                    first = float(np.log(self.law.formula.numpy({**self.reference, **values, **population, name: pop})))
             else:
                 first = x
             if pooled is None:
@@ -283,8 +293,11 @@ class ModelSpec:
                 continue
             sd = values.get(pooled.sd_name, pooled.sd_prior.median())
             u_sd = pooled.sd_prior.support.to_unconstrained(sd)
-            u_groups = (np.full(len(pooled.levels), x) if groups is None
-                        else np.asarray(prior.support.to_unconstrained(np.asarray(groups, float)), float))
+            u_groups = (
+                np.full(len(pooled.levels), x)
+                if groups is None
+                else np.asarray(prior.support.to_unconstrained(np.asarray(groups, float)), float)
+            )
             if pooled.all_centred and name != self.anchor:
                 first = (x - u_groups.mean()) * np.sqrt(len(u_groups)) / sd
             u += [first, u_sd, *np.where(pooled.centring, u_groups, (u_groups - x) / sd)]
@@ -312,11 +325,15 @@ class ModelSpec:
         compiled sampler (:mod:`bayescale.inference.sampling`).
         """
         parts = {
-            "formula": self.law.formula.text, "inputs": list(self.inputs), "likelihood": self.likelihood.name,
+            "formula": self.law.formula.text,
+            "inputs": list(self.inputs),
+            "likelihood": self.likelihood.name,
             "priors": [(name, prior.to_dict()) for name, prior in self.priors.items()],
-            "pooled": [(name, p.column, len(p.levels), p.sd_prior.to_dict(), p.all_centred)
-                       for name, p in self.pooled.items()],
-            "anchor": self.anchor, "free": len(self.free_names),
+            "pooled": [
+                (name, p.column, len(p.levels), p.sd_prior.to_dict(), p.all_centred) for name, p in self.pooled.items()
+            ],
+            "anchor": self.anchor,
+            "free": len(self.free_names),
         }
         if self.model is not None:  # a user's model: its own graph, named by the model object and its variables
             tag = self.model.__dict__.setdefault("_bayescale_tag", hashlib.sha256(os.urandom(16)).hexdigest())

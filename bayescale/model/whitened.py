@@ -51,14 +51,17 @@ def build_whitened(spec: ModelSpec, center: np.ndarray, scale: np.ndarray):
             reference = {k: packed[i + j] for j, k in enumerate(spec.reference)}
             i += len(spec.reference)
         for name, p in partly_centred.items():
-            centring[name] = packed[i:i + len(p.levels)] > 0.5
+            centring[name] = packed[i : i + len(p.levels)] > 0.5
             i += len(p.levels)
         unconstrained, log_jacobian = spec.value_variables(u, pt, reference, centring)
         replacements = {generative.rvs_to_values[generative[name]]: value for name, value in unconstrained.items()}
         # dimension lengths: the number of runs from the data (not part of the compiled graph), groups fixed
         for dim, length in generative.dim_lengths.items():
-            replacements[length] = (generative[OBSERVED_DATA].shape[0] if dim == OBS_DIM
-                                    else pt.constant(len(generative.coords[dim]), dtype=length.dtype))
+            replacements[length] = (
+                generative[OBSERVED_DATA].shape[0]
+                if dim == OBS_DIM
+                else pt.constant(len(generative.coords[dim]), dtype=length.dtype)
+            )
         log_density = generative.logp()
         reported = spec.reported_names
         named = generative.replace_rvs_by_values([generative[name] for name in reported])

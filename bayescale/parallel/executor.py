@@ -29,10 +29,11 @@ import tempfile
 import threading
 import traceback
 from collections import deque
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Any, Callable, Hashable, Iterable, Mapping
+from typing import Any
 
 import cloudpickle
 
@@ -71,9 +72,15 @@ class _Worker:
         self.stderr_path = folder / f"worker{index}.err"
         env = {**os.environ, SYS_PATH_VARIABLE: json.dumps(sys.path)}  # the caller's modules import in workers
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
-            self.process = subprocess.Popen([sys.executable, "-m", "bayescale.parallel.worker", str(child.fileno())],
-                                            stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env,
-                                            pass_fds=[child.fileno()], close_fds=True)
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "bayescale.parallel.worker", str(child.fileno())],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                env=env,
+                pass_fds=[child.fileno()],
+                close_fds=True,
+            )
         child.close()
         self.connection = Connection(parent.detach())
         self.task: _Task | None = None
@@ -225,9 +232,12 @@ class LocalExecutor(cf.Executor):
                 try:
                     task.message = cloudpickle.dumps((task.fn, task.args, task.kwargs))
                 except Exception as exc:  # noqa: BLE001 - e.g. an open file among the arguments
-                    task.future.set_exception(WorkerError(
-                        f"cannot send {_name(task.fn)} to a worker process ({type(exc).__name__}: {exc}); "
-                        "its arguments must be picklable"))
+                    task.future.set_exception(
+                        WorkerError(
+                            f"cannot send {_name(task.fn)} to a worker process ({type(exc).__name__}: {exc}); "
+                            "its arguments must be picklable"
+                        )
+                    )
                     continue
             try:
                 idle.send(task)
@@ -249,15 +259,23 @@ class LocalExecutor(cf.Executor):
             with self._lock:
                 if worker in self._workers:
                     self._workers.remove(worker)
-                if (task is not None and not worker.started and not task.future.done() and not self._closing
-                        and task.sends < MAX_SENDS):
+                if (
+                    task is not None
+                    and not worker.started
+                    and not task.future.done()
+                    and not self._closing
+                    and task.sends < MAX_SENDS
+                ):
                     self._pending.appendleft(task)  # it never reached the worker: run it on another
                     task = None
             if task is not None and not task.future.done():
                 tail = worker.stderr_tail().strip()
-                task.future.set_exception(WorkerError(
-                    f"a worker process died (exit {code}) while running {_name(task.fn)}"
-                    + (f"; its last output:\n{tail}" if tail else "")))
+                task.future.set_exception(
+                    WorkerError(
+                        f"a worker process died (exit {code}) while running {_name(task.fn)}"
+                        + (f"; its last output:\n{tail}" if tail else "")
+                    )
+                )
             worker.kill()
             return
         worker.task = None
@@ -278,8 +296,9 @@ def _name(fn: Callable) -> str:
     return getattr(fn, "__qualname__", repr(fn))
 
 
-def executor_for(executor: Any = None, *, scheduler: str | None = None,
-                 max_workers: int | None = None) -> tuple[cf.Executor, bool]:
+def executor_for(
+    executor: Any = None, *, scheduler: str | None = None, max_workers: int | None = None
+) -> tuple[cf.Executor, bool]:
     """Resolve what the user gave into ``(executor, owned)``; ``owned`` executors are shut down by the caller.
 
     ``executor`` may be ``None`` (local processes), any ``concurrent.futures.Executor``, or a Dask
@@ -296,8 +315,9 @@ def executor_for(executor: Any = None, *, scheduler: str | None = None,
         return executor, False
     if type(executor).__name__ == "Client" and type(executor).__module__.startswith("distributed"):
         return _DaskExecutor(executor, owns_client=False), True
-    raise BayescaleError(f"executor must be a concurrent.futures.Executor or a dask.distributed.Client, "
-                         f"got {type(executor).__name__}")
+    raise BayescaleError(
+        f"executor must be a concurrent.futures.Executor or a dask.distributed.Client, got {type(executor).__name__}"
+    )
 
 
 #: how long to keep trying a Dask scheduler address before saying it cannot be reached
@@ -345,9 +365,15 @@ class Outcome:
         return self.error is None
 
 
-def fan_out(tasks: Mapping[Hashable, tuple[Callable, tuple, dict]], *, executor: Any = None,
-            scheduler: str | None = None, max_workers: int | None = None, fail_fast: bool = False,
-            progress: Callable[[Outcome, int, int], None] | None = None) -> dict[Hashable, Outcome]:
+def fan_out(
+    tasks: Mapping[Hashable, tuple[Callable, tuple, dict]],
+    *,
+    executor: Any = None,
+    scheduler: str | None = None,
+    max_workers: int | None = None,
+    fail_fast: bool = False,
+    progress: Callable[[Outcome, int, int], None] | None = None,
+) -> dict[Hashable, Outcome]:
     """Run ``{key: (fn, args, kwargs)}`` on an executor; return ``{key: Outcome}`` in the tasks' order.
 
     A failing task is recorded with its error and the others finish, unless ``fail_fast``: then the

@@ -43,8 +43,16 @@ def serve(fd: int) -> None:
         try:
             data = pickle.dumps(reply)
         except Exception as exc:  # noqa: BLE001 - an unpicklable result is reported, not lost silently
-            data = pickle.dumps((False, (None, f"the result of {getattr(fn, '__qualname__', fn)} cannot be "
-                                               f"sent back: {type(exc).__name__}: {exc}")))
+            data = pickle.dumps(
+                (
+                    False,
+                    (
+                        None,
+                        f"the result of {getattr(fn, '__qualname__', fn)} cannot be "
+                        f"sent back: {type(exc).__name__}: {exc}",
+                    ),
+                )
+            )
         connection.send_bytes(data)
 
 

@@ -11,9 +11,18 @@ import re
 
 _GREEK = ("alpha", "beta", "gamma", "delta", "epsilon", "kappa", "lambda", "mu", "nu", "sigma", "tau", "theta")
 _PRECEDENCE = {ast.Add: 1, ast.Sub: 1, ast.Mult: 2, ast.Div: 2, ast.Pow: 4}
-_FUNCTIONS = {"exp": r"\exp", "log": r"\log", "log10": r"\log_{10}", "tanh": r"\tanh", "log1p": r"\operatorname{log1p}",
-              "expm1": r"\operatorname{expm1}", "sigmoid": r"\sigma", "softplus": r"\operatorname{softplus}",
-              "minimum": r"\min", "maximum": r"\max"}
+_FUNCTIONS = {
+    "exp": r"\exp",
+    "log": r"\log",
+    "log10": r"\log_{10}",
+    "tanh": r"\tanh",
+    "log1p": r"\operatorname{log1p}",
+    "expm1": r"\operatorname{expm1}",
+    "sigmoid": r"\sigma",
+    "softplus": r"\operatorname{softplus}",
+    "minimum": r"\min",
+    "maximum": r"\max",
+}
 
 
 def name_latex(name: str) -> str:
@@ -22,7 +31,7 @@ def name_latex(name: str) -> str:
         return name_latex(name[:-4]) + "^{*}"
     for greek in _GREEK:
         if name.startswith(greek):
-            rest = name[len(greek):].lstrip("_")
+            rest = name[len(greek) :].lstrip("_")
             return rf"\{greek}" + (f"_{{{rest}}}" if rest else "")
     match = re.fullmatch(r"([A-Za-z])_?([A-Za-z0-9]+)", name)
     if match and len(name) > 1:

@@ -15,10 +15,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import sys
 import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 _TRAIN, _HELD, _LAW, _PRED = "#4d4d4d", "#d62728", "#1f77b4", "#9ecae1"
 
 
-def _path(fit: "Fit", x: str, grid: np.ndarray) -> pd.DataFrame:
+def _path(fit: Fit, x: str, grid: np.ndarray) -> pd.DataFrame:
     """Points along ``x``; other inputs follow the runs' median ratio to x (D = r N), group = first level."""
     frame = fit.runs.frame
     points = pd.DataFrame({x: grid})
@@ -54,8 +54,15 @@ def _path(fit: "Fit", x: str, grid: np.ndarray) -> pd.DataFrame:
     return points
 
 
-def forecast_fan(fit: "Fit", x: str | None = None, *, heldout: pd.DataFrame | None = None, extend: float = 30.0,
-                 ci_prob: float = defaults.CI_PROB, points: pd.DataFrame | None = None):
+def forecast_fan(
+    fit: Fit,
+    x: str | None = None,
+    *,
+    heldout: pd.DataFrame | None = None,
+    extend: float = 30.0,
+    ci_prob: float = defaults.CI_PROB,
+    points: pd.DataFrame | None = None,
+):
     """The runs and the law's bands along ``x`` (default: the first input), out to ``extend`` times the data.
 
     ``heldout`` runs are drawn with their forecast at their own inputs: the backtest's own forecast
@@ -66,8 +73,12 @@ def forecast_fan(fit: "Fit", x: str | None = None, *, heldout: pd.DataFrame | No
     x = x or fit.law.inputs[0]
     frame = fit.runs.frame
     low, high = frame[x].min(), frame[x].max()
-    far = max([high * extend, *(float(t[x].max()) * 1.5 for t in (heldout, points)
-                                if t is not None and len(t) and x in t.columns)])
+    far = max(
+        [
+            high * extend,
+            *(float(t[x].max()) * 1.5 for t in (heldout, points) if t is not None and len(t) and x in t.columns),
+        ]
+    )
     grid = np.geomspace(low, far, 120)
     path = _path(fit, x, grid)
     with warnings.catch_warnings():  # the drawing grid is not the user's question: no warnings about its far end
@@ -75,29 +86,67 @@ def forecast_fan(fit: "Fit", x: str | None = None, *, heldout: pd.DataFrame | No
         forecast = fit.predict(path, ci_prob=ci_prob)
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     pct = f"{ci_prob:.0%}"
-    ax.fill_between(grid, forecast["pred_lower"], forecast["pred_upper"], color=_PRED, alpha=0.5,
-                    label=f"{pct} predictive (a new run)")
-    ax.fill_between(grid, forecast["lower"], forecast["upper"], color=_LAW, alpha=0.35, label=f"{pct} credible (the law)")
+    ax.fill_between(
+        grid,
+        forecast["pred_lower"],
+        forecast["pred_upper"],
+        color=_PRED,
+        alpha=0.5,
+        label=f"{pct} predictive (a new run)",
+    )
+    ax.fill_between(
+        grid, forecast["lower"], forecast["upper"], color=_LAW, alpha=0.35, label=f"{pct} credible (the law)"
+    )
     ax.plot(grid, forecast["median"], color=_LAW, lw=1.5, label="posterior median")
     ax.scatter(frame[x], frame["loss"], s=10, color=_TRAIN, alpha=0.6, label=f"fitted runs ({len(frame)})", zorder=3)
     if heldout is not None and len(heldout):
         scored = {"median", "pred_lower", "pred_upper"} <= set(heldout.columns)
-        held = heldout if scored else fit.predict(
-            heldout[[c for c in heldout.columns if c != "loss" and c in
-                     (*fit.law.inputs, *(p.column for p in fit.spec.pooled.values()))]], ci_prob=ci_prob)
+        held = (
+            heldout
+            if scored
+            else fit.predict(
+                heldout[
+                    [
+                        c
+                        for c in heldout.columns
+                        if c != "loss" and c in (*fit.law.inputs, *(p.column for p in fit.spec.pooled.values()))
+                    ]
+                ],
+                ci_prob=ci_prob,
+            )
+        )
         loss = heldout["loss"].to_numpy()
         inside = (held["pred_lower"].to_numpy() <= loss) & (loss <= held["pred_upper"].to_numpy())
-        ax.errorbar(heldout[x], held["median"], yerr=[held["median"] - held["pred_lower"], held["pred_upper"] - held["median"]],
-                    fmt="none", ecolor=_HELD, alpha=0.5, lw=1, zorder=4)
-        label = (f"held-out runs, backtest forecasts ({int(inside.sum())}/{len(heldout)} inside 90%)" if scored else
-                 f"held-out runs ({int(inside.sum())}/{len(heldout)} inside {pct})")
+        ax.errorbar(
+            heldout[x],
+            held["median"],
+            yerr=[held["median"] - held["pred_lower"], held["pred_upper"] - held["median"]],
+            fmt="none",
+            ecolor=_HELD,
+            alpha=0.5,
+            lw=1,
+            zorder=4,
+        )
+        label = (
+            f"held-out runs, backtest forecasts ({int(inside.sum())}/{len(heldout)} inside 90%)"
+            if scored
+            else f"held-out runs ({int(inside.sum())}/{len(heldout)} inside {pct})"
+        )
         ax.scatter(heldout[x], loss, s=28, marker="D", color=_HELD, zorder=5, label=label)
     if points is not None and len(points):
         asked = fit.predict(points, ci_prob=ci_prob)
-        ax.errorbar(asked[x], asked["median"], yerr=[asked["median"] - asked["pred_lower"],
-                                                     asked["pred_upper"] - asked["median"]],
-                    fmt="X", color="black", ms=7, lw=1.2, capsize=3, zorder=6,
-                    label=f"asked points ({pct} predictive, at their own inputs)")
+        ax.errorbar(
+            asked[x],
+            asked["median"],
+            yerr=[asked["median"] - asked["pred_lower"], asked["pred_upper"] - asked["median"]],
+            fmt="X",
+            color="black",
+            ms=7,
+            lw=1.2,
+            capsize=3,
+            zorder=6,
+            label=f"asked points ({pct} predictive, at their own inputs)",
+        )
     ax.axvspan(high, far, color="0.93", zorder=0)
     ax.text(high * 1.1, ax.get_ylim()[1], "extrapolation", va="top", fontsize=8, color="0.4")
     ax.set_xscale("log")
@@ -113,7 +162,7 @@ def forecast_fan(fit: "Fit", x: str | None = None, *, heldout: pd.DataFrame | No
     return fig
 
 
-def prior_posterior(fit: "Fit"):
+def prior_posterior(fit: Fit):
     """One panel per law parameter: posterior histogram and prior density (log scale for positive ones)."""
     names = [n for n in fit.law.param_names if n not in fit.spec.pooled]
     cols = min(3, len(names))
@@ -138,7 +187,7 @@ def prior_posterior(fit: "Fit"):
             ax.set_xscale("log")
         ax.set_title(name, fontsize=10)
         ax.set_yticks([])
-    for ax in list(axes.flat)[len(names):]:
+    for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
     fig.suptitle("prior (dashed) against posterior", fontsize=10)
@@ -146,7 +195,7 @@ def prior_posterior(fit: "Fit"):
     return fig
 
 
-def correlated_pairs(fit: "Fit", threshold: float = 0.5, max_pairs: int = 6):
+def correlated_pairs(fit: Fit, threshold: float = 0.5, max_pairs: int = 6):
     """Scatter plots of the parameter pairs whose posterior correlation (of logs, if positive) exceeds ``threshold``."""
     names = [n for n in fit.law.param_names if n not in fit.spec.pooled]
     draws = {}
@@ -154,8 +203,15 @@ def correlated_pairs(fit: "Fit", threshold: float = 0.5, max_pairs: int = 6):
         values = fit.posterior[n].to_numpy().reshape(-1)
         draws[n] = np.log(values) if np.all(values > 0) else values
     corr = np.corrcoef(np.array([draws[n] for n in names]))
-    pairs = sorted(((abs(corr[i, j]), i, j) for i in range(len(names)) for j in range(i + 1, len(names))
-                    if abs(corr[i, j]) >= threshold), reverse=True)[:max_pairs]
+    pairs = sorted(
+        (
+            (abs(corr[i, j]), i, j)
+            for i in range(len(names))
+            for j in range(i + 1, len(names))
+            if abs(corr[i, j]) >= threshold
+        ),
+        reverse=True,
+    )[:max_pairs]
     if not pairs:
         fig, ax = plt.subplots(figsize=(4, 1.2))
         ax.axis("off")
@@ -182,7 +238,7 @@ def loo_comparison(table: pd.DataFrame):
     return fig
 
 
-def calibration(result: "BacktestResult"):
+def calibration(result: BacktestResult):
     """Observed coverage of the held-out runs against the nominal probability, one line per candidate.
 
     Shaded: the 5-95% range of coverage the candidate's bands would show on these runs if its
@@ -194,7 +250,7 @@ def calibration(result: "BacktestResult"):
         if "coverage" not in r:
             continue
         levels = sorted(float(k) for k in r["coverage"])
-        line, = ax.plot(levels, [r["coverage"][str(k)] for k in levels], marker="o", label=label)
+        (line,) = ax.plot(levels, [r["coverage"][str(k)] for k in levels], marker="o", label=label)
         if r.get("coverage_if_right"):
             ranges = np.array([r["coverage_if_right"][str(k)] for k in levels])
             ax.fill_between(levels, ranges[:, 0], ranges[:, 1], color=line.get_color(), alpha=0.12, lw=0)
@@ -208,7 +264,7 @@ def calibration(result: "BacktestResult"):
     return fig
 
 
-def frontier_bands(fit: "Fit", budgets=None, ci_prob: float = defaults.CI_PROB):
+def frontier_bands(fit: Fit, budgets=None, ci_prob: float = defaults.CI_PROB):
     """N*, D* and the optimal loss against compute, with their posterior bands."""
     from bayescale.forecast.plan import frontier
 
@@ -227,8 +283,15 @@ def frontier_bands(fit: "Fit", budgets=None, ci_prob: float = defaults.CI_PROB):
     return fig
 
 
-def learning_curves(fit: "Fit", runs, *, upto: float = 1.0, show: list[str] | None = None, max_runs: int = 6,
-                    ci_prob: float = defaults.CI_PROB):
+def learning_curves(
+    fit: Fit,
+    runs,
+    *,
+    upto: float = 1.0,
+    show: list[str] | None = None,
+    max_runs: int = 6,
+    ci_prob: float = defaults.CI_PROB,
+):
     """One panel per run: checkpoints the fit saw, the forecast of the rest with bands, the checkpoints it did not see.
 
     ``runs`` is the whole checkpoint table (:func:`bayescale.curves.learning_curves.load_checkpoints`), ``upto`` the
@@ -239,7 +302,9 @@ def learning_curves(fit: "Fit", runs, *, upto: float = 1.0, show: list[str] | No
     frame = runs.frame.assign(upto_step=upto_steps(runs.frame, upto))
     names = list(dict.fromkeys(frame["run"]))
     if show is None:
-        show = [names[i] for i in np.unique(np.linspace(0, len(names) - 1, min(max_runs, len(names))).round().astype(int))]
+        show = [
+            names[i] for i in np.unique(np.linspace(0, len(names) - 1, min(max_runs, len(names))).round().astype(int))
+        ]
     cols = min(3, len(show))
     rows = int(np.ceil(len(show) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
@@ -256,21 +321,31 @@ def learning_curves(fit: "Fit", runs, *, upto: float = 1.0, show: list[str] | No
         ax.plot(grid, band["median"], color=_LAW, lw=1.2, label="posterior median")
         ax.scatter(seen["step"], seen["loss"], s=8, color=_TRAIN, label="seen by the fit", zorder=3)
         if len(rest):
-            ax.scatter(rest["step"], rest["loss"], s=12, marker="D", facecolors="none", edgecolors=_HELD,
-                       label="not seen", zorder=4)
+            ax.scatter(
+                rest["step"],
+                rest["loss"],
+                s=12,
+                marker="D",
+                facecolors="none",
+                edgecolors=_HELD,
+                label="not seen",
+                zorder=4,
+            )
         ax.axvline(cut, color="0.5", ls=":", lw=1)
         ax.set_title(str(name), fontsize=9)
         ax.set_xlabel("step")
         ax.set_ylabel("loss")
-    for ax in list(axes.flat)[len(show):]:
+    for ax in list(axes.flat)[len(show) :]:
         ax.set_visible(False)
     axes.flat[0].legend(fontsize=7, loc="upper right")
-    fig.suptitle(f"{fit.law.name}: forecasts of the rest of each run from checkpoints up to the dotted line", fontsize=10)
+    fig.suptitle(
+        f"{fit.law.name}: forecasts of the rest of each run from checkpoints up to the dotted line", fontsize=10
+    )
     fig.tight_layout()
     return fig
 
 
-def model_checks(fit: "Fit", result: dict):
+def model_checks(fit: Fit, result: dict):
     """Three panels: prior predictive vs observed losses, in-sample posterior predictive bands, LOO-PIT ECDF."""
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     observed = np.log(fit.runs["loss"])
@@ -294,8 +369,11 @@ def model_checks(fit: "Fit", result: dict):
     ax.fill_between(x, lo, hi, color="tab:blue", alpha=0.25, label="90% posterior predictive")
     ax.plot(x, mid, color="tab:blue", lw=1)
     ax.plot(x, observed[order], "k.", ms=3, label="observed")
-    ax.set(title=f"posterior predictive ({result['posterior_predictive']['coverage_0.9']:.0%} inside 90%)",
-           xlabel="runs, sorted by loss", ylabel="log loss")
+    ax.set(
+        title=f"posterior predictive ({result['posterior_predictive']['coverage_0.9']:.0%} inside 90%)",
+        xlabel="runs, sorted by loss",
+        ylabel="log loss",
+    )
     ax.legend(fontsize=8)
     pit = np.sort(result["loo_pit"]["values"])
     ecdf = np.arange(1, len(pit) + 1) / len(pit)
@@ -304,15 +382,25 @@ def model_checks(fit: "Fit", result: dict):
     ax.fill_between([0, 1], [-band, -band], [band, band], color="0.85", label="95% band of a calibrated fit")
     ax.step(pit, ecdf - pit, where="post", color="tab:blue", label="LOO-PIT")
     ax.axhline(0, color="0.5", lw=0.8)
-    ax.set(title=f"LOO-PIT (KS p = {result['loo_pit']['p_value']:.2f})", xlabel="PIT value",
-           ylabel="ECDF - uniform", xlim=(0, 1))
+    ax.set(
+        title=f"LOO-PIT (KS p = {result['loo_pit']['p_value']:.2f})",
+        xlabel="PIT value",
+        ylabel="ECDF - uniform",
+        xlim=(0, 1),
+    )
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
 
-def downstream_fan(loss_fit: "Fit", metric_fit, *, heldout: pd.DataFrame | None = None, extend: float = 30.0,
-                   ci_prob: float = defaults.CI_PROB):
+def downstream_fan(
+    loss_fit: Fit,
+    metric_fit,
+    *,
+    heldout: pd.DataFrame | None = None,
+    extend: float = 30.0,
+    ci_prob: float = defaults.CI_PROB,
+):
     """Two panels: the metric law against the loss (step 2), and the chained forecast against compute.
 
     Each group (training corpus) gets its colour; the right panel follows each group's runs at their
@@ -346,18 +434,31 @@ def downstream_fan(loss_fit: "Fit", metric_fit, *, heldout: pd.DataFrame | None 
         compute = 6.0 * path["N"] * path["D"]
         right.fill_between(compute, forecast["pred_lower"], forecast["pred_upper"], color=colour, alpha=0.15)
         right.fill_between(compute, forecast["lower"], forecast["upper"], color=colour, alpha=0.3)
-        right.plot(compute, forecast["median"], color=colour, lw=1.2, label=f"{level or 'forecast'} (D = {ratio:.0f} N)")
+        right.plot(
+            compute, forecast["median"], color=colour, lw=1.2, label=f"{level or 'forecast'} (D = {ratio:.0f} N)"
+        )
         right.scatter(6.0 * rows["N"].astype(float) * rows["D"], rows[metric], s=12, color=colour, alpha=0.7)
         if heldout is not None and len(heldout):
             held = heldout if level is None else heldout[heldout[group].astype(str) == level]
             if len(held):
                 left.scatter(held["loss"], held[metric], s=30, marker="D", color=colour, edgecolor="black", zorder=5)
-                asked = chained(loss_fit, metric_fit, held[[c for c in held.columns if c in
-                                                            ("N", "D", group, "chance") and c]], ci_prob=ci_prob)
+                asked = chained(
+                    loss_fit,
+                    metric_fit,
+                    held[[c for c in held.columns if c in ("N", "D", group, "chance") and c]],
+                    ci_prob=ci_prob,
+                )
                 c = 6.0 * held["N"].astype(float) * held["D"]
-                right.errorbar(c, asked["median"], yerr=[asked["median"] - asked["pred_lower"],
-                                                         asked["pred_upper"] - asked["median"]],
-                               fmt="none", ecolor=colour, lw=1, capsize=3, zorder=4)
+                right.errorbar(
+                    c,
+                    asked["median"],
+                    yerr=[asked["median"] - asked["pred_lower"], asked["pred_upper"] - asked["median"]],
+                    fmt="none",
+                    ecolor=colour,
+                    lw=1,
+                    capsize=3,
+                    zorder=4,
+                )
                 right.scatter(c, held[metric], s=30, marker="D", color=colour, edgecolor="black", zorder=5)
     left.axvline(metric_fit.loss_min, color="0.5", lw=0.8, ls=":")
     left.text(metric_fit.loss_min, left.get_ylim()[1], " lowest fitted loss", va="top", fontsize=8, color="0.4")
@@ -375,9 +476,8 @@ def downstream_fan(loss_fit: "Fit", metric_fit, *, heldout: pd.DataFrame | None 
     return fig
 
 
-def save_figure(fig, path) -> "Path":
+def save_figure(fig, path) -> Path:
     """Write a figure as PNG atomically (an earlier file survives a failed write) and close it."""
-    from pathlib import Path
 
     from bayescale.errors import BayescaleError
     from bayescale.files import atomic_write

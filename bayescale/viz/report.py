@@ -11,22 +11,23 @@ import base64
 import datetime
 import html
 import io
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from bayescale import __version__, defaults
-from bayescale.viz import plots
 from bayescale.errors import BayescaleError
-from bayescale.viz.latex import formula_latex
 from bayescale.files import atomic_write
+from bayescale.viz import plots
+from bayescale.viz.latex import formula_latex
 
 if TYPE_CHECKING:
     from bayescale.evaluation.backtesting import BacktestResult
-    from bayescale.fitting.result import Fit
     from bayescale.evaluation.sweep import Sweep
+    from bayescale.fitting.result import Fit
 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;color:#222;line-height:1.45}
 table{border-collapse:collapse;font-size:0.9em;margin:0.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
@@ -69,7 +70,9 @@ class _Doc:
         self.fmt, self.parts = fmt, []
 
     def heading(self, text: str, level: int = 2):
-        self.parts.append(f"<h{level}>{html.escape(text)}</h{level}>" if self.fmt == "html" else f"{'#' * level} {text}\n")
+        self.parts.append(
+            f"<h{level}>{html.escape(text)}</h{level}>" if self.fmt == "html" else f"{'#' * level} {text}\n"
+        )
 
     def para(self, text: str, css: str = ""):
         if self.fmt == "html":
@@ -93,19 +96,23 @@ class _Doc:
     def figure(self, fig, caption: str):
         data = _png(fig)
         if self.fmt == "html":
-            self.parts.append(f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>"
-                              f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+            self.parts.append(
+                f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>"
+                f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+            )
         else:
             self.parts.append(f"![{caption}](data:image/png;base64,{data})\n")
 
     def render(self, title: str) -> str:
         if self.fmt == "html":
-            return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-                    f"<style>{_CSS}</style></head><body>{''.join(self.parts)}</body></html>\n")
+            return (
+                f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+                f"<style>{_CSS}</style></head><body>{''.join(self.parts)}</body></html>\n"
+            )
         return "\n".join(self.parts)
 
 
-def default_points(fit: "Fit") -> list[dict]:
+def default_points(fit: Fit) -> list[dict]:
     """Forecast points when none are asked for: 10x and 100x the largest run (D = 20 N for N, D laws).
 
     A pooled fit is forecast for a new group (a level the fit never saw, drawn from the population).
@@ -126,30 +133,41 @@ def default_points(fit: "Fit") -> list[dict]:
 
 def _plain_words(row: pd.Series, inputs, ci_prob: float) -> str:
     where = " and ".join(f"{name} = {human(row[name])}" for name in inputs)
-    beyond = (f" This is {row['extrapolation']:.2f} e-folds beyond the fitted runs." if row.get("extrapolation", 0) > 0
-              else "")
-    return (f"At {where} the forecast loss is {row['median']:.3f}; {ci_prob:.0%} of new runs would land between "
-            f"{row['pred_lower']:.3f} and {row['pred_upper']:.3f}, and the law itself lies between "
-            f"{row['lower']:.3f} and {row['upper']:.3f}.{beyond}")
+    beyond = (
+        f" This is {row['extrapolation']:.2f} e-folds beyond the fitted runs."
+        if row.get("extrapolation", 0) > 0
+        else ""
+    )
+    return (
+        f"At {where} the forecast loss is {row['median']:.3f}; {ci_prob:.0%} of new runs would land between "
+        f"{row['pred_lower']:.3f} and {row['pred_upper']:.3f}, and the law itself lies between "
+        f"{row['lower']:.3f} and {row['upper']:.3f}.{beyond}"
+    )
 
 
-def _fit_section(doc: _Doc, fit: "Fit", name: str, points, ci_prob: float, heldout, progress, checks: bool = True):
+def _fit_section(doc: _Doc, fit: Fit, name: str, points, ci_prob: float, heldout, progress, checks: bool = True):
     doc.heading(f"{name}: {fit.law.title or fit.law.name}")
     doc.math("L = " + formula_latex(fit.law.formula.text))
     doc.para(f"{fit.law.description} Source: {fit.law.source}".strip())
     frame = fit.runs.frame
     ranges = ", ".join(f"{n} from {human(frame[n].min())} to {human(frame[n].max())}" for n in fit.law.inputs)
-    doc.para(f"Data: {len(frame)} runs from {fit.runs.source}; {ranges}; loss from {frame['loss'].min():.3f} to "
-             f"{frame['loss'].max():.3f}. Likelihood: {fit.likelihood.name} on log-loss. " + " ".join(fit.runs.notes))
+    doc.para(
+        f"Data: {len(frame)} runs from {fit.runs.source}; {ranges}; loss from {frame['loss'].min():.3f} to "
+        f"{frame['loss'].max():.3f}. Likelihood: {fit.likelihood.name} on log-loss. " + " ".join(fit.runs.notes)
+    )
     for param, pooled in fit.spec.pooled.items():
-        doc.para(f"{param} varies by {pooled.column} ({', '.join(pooled.levels)}) under a population prior; "
-                 f"{param}_pop is the population value and {param}_sd the spread between groups.")
+        doc.para(
+            f"{param} varies by {pooled.column} ({', '.join(pooled.levels)}) under a population prior; "
+            f"{param}_pop is the population value and {param}_sd the spread between groups."
+        )
     doc.heading("Parameters", 3)
     table = fit.summary(ci_prob)[["mean", "median", "lower", "upper", "ess_bulk", "r_hat", "reference"]]
     doc.table(table.rename(columns={"lower": f"{ci_prob:.0%} lower", "upper": f"{ci_prob:.0%} upper"}))
     d = fit.diagnostics
-    doc.para(f"Sampler: {d.divergences} divergences in {d.n_draws} draws, max R-hat {d.rhat_max:.3f}, "
-             f"min bulk ESS {d.ess_bulk_min:.0f}, min tail ESS {d.ess_tail_min:.0f}.")
+    doc.para(
+        f"Sampler: {d.divergences} divergences in {d.n_draws} draws, max R-hat {d.rhat_max:.3f}, "
+        f"min bulk ESS {d.ess_bulk_min:.0f}, min tail ESS {d.ess_tail_min:.0f}."
+    )
     for problem in d.problems:
         doc.para("Warning: " + problem, "warn")
     if fit.discrepancy is not None:
@@ -167,28 +185,40 @@ def _fit_section(doc: _Doc, fit: "Fit", name: str, points, ci_prob: float, heldo
         for _, row in forecast.iterrows():
             doc.para(_plain_words(row, fit.law.inputs, ci_prob), "plain")
     else:
-        doc.para("Each run's forecast is in the learning-curve figure below; `bayescale curve` gives the final "
-                 "loss, P(improvement) and the saturation step of every run, and what-if schedules.")
+        doc.para(
+            "Each run's forecast is in the learning-curve figure below; `bayescale curve` gives the final "
+            "loss, P(improvement) and the saturation step of every run, and what-if schedules."
+        )
     if {"run", "step"} <= set(fit.runs.columns):
         progress("learning curves")
-        doc.figure(plots.learning_curves(fit, fit.runs, ci_prob=ci_prob),
-                   "Checkpoints of each run and the fitted curve with credible (dark) and predictive (light) bands, "
-                   "to the end of the run's schedule where the law knows it")
+        doc.figure(
+            plots.learning_curves(fit, fit.runs, ci_prob=ci_prob),
+            "Checkpoints of each run and the fitted curve with credible (dark) and predictive (light) bands, "
+            "to the end of the run's schedule where the law knows it",
+        )
     else:
         progress("fan chart")
-        doc.figure(plots.forecast_fan(fit, heldout=heldout, ci_prob=ci_prob,
-                                      points=pd.DataFrame(points) if points else None),
-                   "The runs and the fitted law with credible (dark) and predictive (light) bands"
-                   + ("; diamonds are the held-out runs with the backtest's forecasts (a fit without them)"
-                      if heldout is not None else "") + ("; crosses are the forecast points" if points else ""))
+        doc.figure(
+            plots.forecast_fan(fit, heldout=heldout, ci_prob=ci_prob, points=pd.DataFrame(points) if points else None),
+            "The runs and the fitted law with credible (dark) and predictive (light) bands"
+            + (
+                "; diamonds are the held-out runs with the backtest's forecasts (a fit without them)"
+                if heldout is not None
+                else ""
+            )
+            + ("; crosses are the forecast points" if points else ""),
+        )
     if checks:
         progress("model checks")
         doc.heading("Model checks", 3)
         checked = fit.check()
         for finding in checked["findings"]:
             doc.para(finding)
-        doc.figure(plots.model_checks(fit, checked), "Prior predictive against the observed losses, posterior "
-                   "predictive bands of each run, and the LOO-PIT ECDF (bayescale check)")
+        doc.figure(
+            plots.model_checks(fit, checked),
+            "Prior predictive against the observed losses, posterior "
+            "predictive bands of each run, and the LOO-PIT ECDF (bayescale check)",
+        )
     progress("prior and posterior")
     doc.figure(plots.prior_posterior(fit), "Prior against posterior for each parameter")
     doc.figure(plots.correlated_pairs(fit), "Strongly correlated parameter pairs")
@@ -200,7 +230,7 @@ def _fit_section(doc: _Doc, fit: "Fit", name: str, points, ci_prob: float, heldo
             doc.para(f"No compute-optimal frontier: {exc}")
 
 
-def backtest_runs(backtest: "BacktestResult | None", fit: "Fit") -> pd.DataFrame | None:
+def backtest_runs(backtest: BacktestResult | None, fit: Fit) -> pd.DataFrame | None:
     """The held-out runs with the backtest's forecasts by the same law as ``fit`` (None if it has no such entry).
 
     The same numbers as the backtest table, never this fit's forecasts of runs it was trained on.
@@ -213,9 +243,15 @@ def backtest_runs(backtest: "BacktestResult | None", fit: "Fit") -> pd.DataFrame
     return same_law[0]["runs"]
 
 
-def build_report(fits: "dict[str, Fit]", *, backtest: "BacktestResult | None" = None, points: Sequence[dict] | None = None,
-                 ci_prob: float = defaults.CI_PROB, fmt: str = "html",
-                 progress: Callable[[str], None] | None = None) -> str:
+def build_report(
+    fits: dict[str, Fit],
+    *,
+    backtest: BacktestResult | None = None,
+    points: Sequence[dict] | None = None,
+    ci_prob: float = defaults.CI_PROB,
+    fmt: str = "html",
+    progress: Callable[[str], None] | None = None,
+) -> str:
     """The report as a string (``fmt`` is ``"html"`` or ``"markdown"``)."""
     if fmt not in ("html", "markdown"):
         raise BayescaleError(f"report format must be 'html' or 'markdown', got {fmt!r}")
@@ -224,8 +260,10 @@ def build_report(fits: "dict[str, Fit]", *, backtest: "BacktestResult | None" = 
     progress = progress or (lambda _: None)
     doc = _Doc(fmt)
     doc.heading("bayescale report", 1)
-    doc.para(f"Generated {datetime.date.today().isoformat()} by bayescale {__version__}. Intervals are "
-             f"equal-tailed at {ci_prob:.0%}: credible for the law, predictive for a new run.")
+    doc.para(
+        f"Generated {datetime.date.today().isoformat()} by bayescale {__version__}. Intervals are "
+        f"equal-tailed at {ci_prob:.0%}: credible for the law, predictive for a new run."
+    )
     for name, fit in fits.items():
         progress(f"section for {name}")
         fit_points = points or ([] if {"run", "step"} <= set(fit.runs.columns) else default_points(fit))
@@ -245,24 +283,36 @@ def build_report(fits: "dict[str, Fit]", *, backtest: "BacktestResult | None" = 
         doc.heading(f"Backtest: forecasting {backtest.n_heldout} held-out runs ({backtest.holdout})")
         doc.para(f"Each law was fitted on the other {backtest.n_train} runs and asked to forecast the held-out ones.")
         doc.table(backtest.table)
-        doc.figure(plots.calibration(backtest), "Share of held-out runs inside each predictive interval; shaded, "
-                   "the range a right forecast would show on these runs (held-out runs share their extrapolation "
-                   "error, so they fall inside or outside together)")
+        doc.figure(
+            plots.calibration(backtest),
+            "Share of held-out runs inside each predictive interval; shaded, "
+            "the range a right forecast would show on these runs (held-out runs share their extrapolation "
+            "error, so they fall inside or outside together)",
+        )
     return doc.render("bayescale report")
 
 
-def build_downstream_report(loss_fit: "Fit", metric_fit, forecast: pd.DataFrame, *, backtest: dict | None = None,
-                            heldout: pd.DataFrame | None = None, ci_prob: float = defaults.CI_PROB,
-                            fmt: str = "html") -> str:
+def build_downstream_report(
+    loss_fit: Fit,
+    metric_fit,
+    forecast: pd.DataFrame,
+    *,
+    backtest: dict | None = None,
+    heldout: pd.DataFrame | None = None,
+    ci_prob: float = defaults.CI_PROB,
+    fmt: str = "html",
+) -> str:
     """A downstream forecast as a report: both laws, their parameters, the chained forecast and the fan chart."""
     if fmt not in ("html", "markdown"):
         raise BayescaleError(f"report format must be 'html' or 'markdown', got {fmt!r}")
     metric, law = metric_fit.metric, metric_fit.law
     doc = _Doc(fmt)
     doc.heading(f"bayescale downstream report: {metric}", 1)
-    doc.para(f"Generated {datetime.date.today().isoformat()} by bayescale {__version__}. Two steps, both posteriors: "
-             f"the loss at (N, D) from {loss_fit.law.name}, then {metric} from the loss by {law.name}; every draw of "
-             f"the loss goes through a draw of the metric law. Intervals are equal-tailed at {ci_prob:.0%}.")
+    doc.para(
+        f"Generated {datetime.date.today().isoformat()} by bayescale {__version__}. Two steps, both posteriors: "
+        f"the loss at (N, D) from {loss_fit.law.name}, then {metric} from the loss by {law.name}; every draw of "
+        f"the loss goes through a draw of the metric law. Intervals are equal-tailed at {ci_prob:.0%}."
+    )
     doc.heading(f"Step 1: {loss_fit.law.title or loss_fit.law.name}")
     doc.math("L = " + formula_latex(loss_fit.law.formula.text))
     doc.table(loss_fit.summary(ci_prob)[["mean", "median", "lower", "upper", "ess_bulk", "r_hat"]])
@@ -274,23 +324,48 @@ def build_downstream_report(loss_fit: "Fit", metric_fit, forecast: pd.DataFrame,
         for problem in fit_diagnostics.problems:
             doc.para("Warning: " + problem, "warn")
     doc.heading("Forecast")
-    shown = [c for c in forecast.columns if c in ("N", "D", metric_fit.group, "loss_median", "median", "lower",
-                                                   "upper", "pred_lower", "pred_upper", "p_above_chance") and c]
+    shown = [
+        c
+        for c in forecast.columns
+        if c
+        in (
+            "N",
+            "D",
+            metric_fit.group,
+            "loss_median",
+            "median",
+            "lower",
+            "upper",
+            "pred_lower",
+            "pred_upper",
+            "p_above_chance",
+        )
+        and c
+    ]
     doc.table(forecast[shown])
     if backtest is not None:
         cov = backtest["coverage"]
-        doc.para(f"Backtest ({backtest['holdout']}): both steps fitted on {backtest['n_train']} runs; of the "
-                 f"{backtest['n_heldout']} held-out runs {cov['0.9']:.0%} fall inside the 90% predictive band "
-                 f"(80%: {cov['0.8']:.0%}, 50%: {cov['0.5']:.0%}); median |error| "
-                 f"{backtest['median_abs_error'] * 100:.2f} points.")
-    doc.figure(plots.downstream_fan(loss_fit, metric_fit, heldout=heldout, ci_prob=ci_prob),
-               f"Left: {metric} against the loss, the metric law per group with its credible band (diamonds: held-out "
-               f"runs). Right: {metric} against compute, both steps chained, law and run bands.")
+        doc.para(
+            f"Backtest ({backtest['holdout']}): both steps fitted on {backtest['n_train']} runs; of the "
+            f"{backtest['n_heldout']} held-out runs {cov['0.9']:.0%} fall inside the 90% predictive band "
+            f"(80%: {cov['0.8']:.0%}, 50%: {cov['0.5']:.0%}); median |error| "
+            f"{backtest['median_abs_error'] * 100:.2f} points."
+        )
+    doc.figure(
+        plots.downstream_fan(loss_fit, metric_fit, heldout=heldout, ci_prob=ci_prob),
+        f"Left: {metric} against the loss, the metric law per group with its credible band (diamonds: held-out "
+        f"runs). Right: {metric} against compute, both steps chained, law and run bands.",
+    )
     return doc.render(f"bayescale downstream report: {metric}")
 
 
-def build_sweep_report(sweep: "Sweep", *, ci_prob: float = defaults.CI_PROB, fmt: str = "html",
-                       progress: Callable[[str], None] | None = None) -> str:
+def build_sweep_report(
+    sweep: Sweep,
+    *,
+    ci_prob: float = defaults.CI_PROB,
+    fmt: str = "html",
+    progress: Callable[[str], None] | None = None,
+) -> str:
     """One report for a sweep: the comparison table of every group and law, then each group's fits."""
     if fmt not in ("html", "markdown"):
         raise BayescaleError(f"report format must be 'html' or 'markdown', got {fmt!r}")
@@ -298,11 +373,13 @@ def build_sweep_report(sweep: "Sweep", *, ci_prob: float = defaults.CI_PROB, fmt
     doc = _Doc(fmt)
     doc.heading("bayescale sweep report", 1)
     split = f"split by {sweep.by!r} into {len(sweep.groups)} groups" if sweep.by else "on all runs"
-    doc.para(f"Generated {datetime.date.today().isoformat()} by bayescale {__version__}: every law fitted {split}. "
-             f"Within each group the laws are ranked by PSIS-LOO (higher elpd is better; elpd_diff is the distance "
-             f"from the group's best with its standard error dse; weight is the stacking weight). Intervals are "
-             f"equal-tailed at {ci_prob:.0%}. For one fit's prior and posterior predictive checks, run "
-             f"bayescale check on its file.")
+    doc.para(
+        f"Generated {datetime.date.today().isoformat()} by bayescale {__version__}: every law fitted {split}. "
+        f"Within each group the laws are ranked by PSIS-LOO (higher elpd is better; elpd_diff is the distance "
+        f"from the group's best with its standard error dse; weight is the stacking weight). Intervals are "
+        f"equal-tailed at {ci_prob:.0%}. For one fit's prior and posterior predictive checks, run "
+        f"bayescale check on its file."
+    )
     comparison = sweep.comparison()
     shown = comparison.drop(columns=["se", "n_runs", *(["error"] if not sweep.errors else [])], errors="ignore")
     doc.table(shown.set_index(["group", "law"]))
@@ -315,7 +392,9 @@ def build_sweep_report(sweep: "Sweep", *, ci_prob: float = defaults.CI_PROB, fmt
         doc.heading(f"{sweep.by} = {group}" if sweep.by else "All runs")
         rows = comparison[(comparison["group"] == group) & (comparison["error"] == "")]
         if len(rows) > 1:
-            doc.figure(plots.loo_comparison(rows.set_index("law")), f"{group}: elpd with standard errors; higher is better")
+            doc.figure(
+                plots.loo_comparison(rows.set_index("law")), f"{group}: elpd with standard errors; higher is better"
+            )
         for label, fit in fits.items():
             progress(f"section for {label} on {group}")
             points = [] if {"run", "step"} <= set(fit.runs.columns) else default_points(fit)
