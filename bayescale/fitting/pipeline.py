@@ -132,6 +132,45 @@ def build_model(
     ``pm.Data`` each) and ``terms``: functions of the model under construction that return a tensor
     added to the mean log-loss (``lambda m: pm.Normal("shift", 0, 0.1, dims="corpus")[m["corpus_idx"]]``).
     Sample it with :func:`sample_model` (the package's sampler settings and diagnostics).
+
+    Parameters
+    ----------
+    runs : str, pathlib.Path, pandas.DataFrame or Runs
+        The runs table: a ``.csv``, ``.tsv`` or ``.parquet`` file, a DataFrame or validated :class:`Runs`.
+    law : Law or str, default "chinchilla"
+        A :class:`Law`, a catalog name or the path of a ``.toml`` law card; it must be a law of the loss.
+    columns : mapping of str to str, optional
+        Canonical column names to the table's (``{"N": "Model Size"}``).
+    inputs : mapping of str to str, optional
+        Binds the law's generic inputs to columns (``{"X": "D"}``).
+    priors : mapping of str to Prior, str or dict, optional
+        Prior overrides of law, noise (``sigma``, ``nu``, ``sigma_slope``) or group-spread (``<param>_sd``)
+        parameters, as :class:`Prior`, text (``"Normal(mu=0.3, sigma=0.1)"``) or a card table.
+    pool : mapping of str to str, optional
+        Law parameters that vary by a group column under a population prior (``{"alpha": "family"}``).
+    likelihood : str, default "studentt"
+        The noise model of the log-loss: ``"studentt"``, ``"normal"`` or ``"laplace"``.
+    params : str, default "total"
+        What N counts: ``"total"`` or ``"non_embedding"`` (see :func:`fit`).
+    groups : iterable of str, default ()
+        Further columns of the runs to index: each gets coords and a ``<column>_idx`` ``pm.Data``.
+    terms : iterable of callable, default ()
+        Functions of the model under construction (``pymc.Model``) returning a tensor (one value per run,
+        or a scalar) added to the mean log-loss.
+    noise_trend : bool, default False
+        Let the noise scale move along the law's first input (``sigma_slope``).
+
+    Returns
+    -------
+    pymc.Model
+        The generative model: a named variable per parameter with its prior, the law's inputs as ``pm.Data``,
+        and the observed natural log of the loss, ``log_loss``, along dim ``obs``.
+
+    Raises
+    ------
+    BayescaleError
+        For an unknown law, likelihood or prior name, a law of a downstream metric, or a runs table
+        that cannot be fitted (:class:`~bayescale.errors.DataError`).
     """
     from bayescale.model.generative import build_generative
 
@@ -158,6 +197,37 @@ def sample_model(
 
     Unlike :func:`fit`, the model is sampled in its own coordinates (no whitening: bayescale cannot
     whiten terms it did not write), so it may need more tuning.
+
+    Parameters
+    ----------
+    model : pymc.Model
+        Any PyMC model, for example :func:`build_model`'s with your own additions.
+    draws : int, default 1000
+        Posterior draws per chain, after tuning (``defaults.DRAWS``).
+    tune : int, default 1000
+        Tuning (warm-up) steps per chain (``defaults.TUNE``).
+    chains : int, default 4
+        Number of chains (``defaults.CHAINS``).
+    cores : int, default 2
+        Chains sampled in parallel (``defaults.CORES``).
+    seed : int, default 20240417
+        Random seed of the sampler (``defaults.SEED``).
+    sampler : str, default "nutpie"
+        ``"nutpie"``, ``"pymc"`` or ``"numpyro"`` (which needs JAX and NumPyro).
+    target_accept : float, default 0.95
+        Target acceptance rate of NUTS, in [0.5, 1).
+    progressbar : bool, default True
+        Show progress on stderr: a bar on a terminal, otherwise a line every few seconds.
+
+    Returns
+    -------
+    xarray.DataTree
+        ArviZ groups as sampled: ``posterior`` (every free variable and deterministic) and ``sample_stats``.
+
+    Raises
+    ------
+    BayescaleError
+        For an unknown sampler or impossible settings (``draws < 1``, ``target_accept`` outside [0.5, 1), ...).
     """
     names = [v.name for v in (*model.free_RVs, *model.deterministics)]
     idata = draw_posterior(
@@ -229,6 +299,65 @@ def fit(
     ``with model:`` (a ``pm.Potential``, new variables, deterministics); it is whitened and sampled like
     any fit (:func:`bayescale.model.generative.adopt_model`). Forecasts refuse a model whose mean log-loss
     carries new variables (``terms``), naming them.
+
+    Parameters
+    ----------
+    runs : str, pathlib.Path, pandas.DataFrame or Runs
+        The runs table: a ``.csv``, ``.tsv`` or ``.parquet`` file, a DataFrame or validated :class:`Runs`;
+        it needs a ``loss`` column and the law's inputs.
+    law : Law or str, default "chinchilla"
+        A :class:`Law`, a catalog name or the path of a ``.toml`` law card; it must be a law of the loss.
+    columns : mapping of str to str, optional
+        Canonical column names to the table's (``{"N": "Model Size"}``).
+    inputs : mapping of str to str, optional
+        Binds the law's generic inputs to columns (``{"X": "D"}``).
+    priors : mapping of str to Prior, str or dict, optional
+        Prior overrides of law, noise (``sigma``, ``nu``, ``sigma_slope``) or group-spread (``<param>_sd``)
+        parameters, as :class:`Prior`, text or a card table; other names raise.
+    pool : mapping of str to str, optional
+        Law parameters that vary by a group column under a population prior (``{"alpha": "family"}``).
+    likelihood : str, default "studentt"
+        The noise model of the log-loss: ``"studentt"``, ``"normal"`` or ``"laplace"``.
+    params : str, default "total"
+        What N counts: ``"total"`` or ``"non_embedding"``.
+    extrapolation : str, default "calibrated"
+        ``"calibrated"`` widens forecasts beyond the runs by a backtested discrepancy; ``"none"`` does not.
+    draws : int, default 1000
+        Posterior draws per chain, after tuning (``defaults.DRAWS``).
+    tune : int, default 1000
+        Tuning (warm-up) steps per chain (``defaults.TUNE``).
+    chains : int, default 4
+        Number of chains (``defaults.CHAINS``).
+    cores : int, default 2
+        Chains sampled in parallel (``defaults.CORES``).
+    seed : int, default 20240417
+        Random seed (a whole number >= 0) of the mode search, the sampler and the calibration; the fit's
+        forecasts and checks use it unless given another (``defaults.SEED``).
+    sampler : str, default "nutpie"
+        ``"nutpie"``, ``"pymc"`` or ``"numpyro"`` (which needs JAX and NumPyro).
+    target_accept : float, default 0.95
+        Target acceptance rate of NUTS, in [0.5, 1).
+    extend : bool, default True
+        Sample again when R-hat or ESS fall short, or centred groups diverge (see above).
+    noise_trend : bool, default False
+        Let the noise scale move along the law's first input (``sigma_slope``).
+    progressbar : bool, default True
+        Show progress on stderr: a bar on a terminal, otherwise a line every few seconds.
+    model : pymc.Model, optional
+        Your own generative model, :func:`build_model`'s for the same arguments with additions.
+
+    Returns
+    -------
+    Fit
+        The sampled posterior with the law, runs, settings (``fit.settings``, including the stage timings)
+        and sampler diagnostics; sampler problems left are also reported as warnings.
+
+    Raises
+    ------
+    BayescaleError
+        For impossible settings, an unknown law, likelihood or prior name, a law of a downstream metric,
+        a model not built from these runs, or a runs table that cannot be fitted
+        (:class:`~bayescale.errors.DataError`).
     """
     check_settings(sampler=sampler, draws=draws, tune=tune, chains=chains, cores=cores, target_accept=target_accept)
     if extrapolation not in ("calibrated", "none"):

@@ -40,7 +40,30 @@ META_ATTRIBUTE = "bayescale"
 
 
 class Fit:
-    """A sampled posterior over a law's parameters, with the data and settings that produced it."""
+    """A sampled posterior over a law's parameters, with the data and settings that produced it.
+
+    Made by :func:`~bayescale.fitting.pipeline.fit` or read back by :meth:`load` and :meth:`from_datatree`.
+
+    Parameters
+    ----------
+    law : Law
+        The fitted law, its priors bound to the runs' data.
+    likelihood : Likelihood
+        The noise model of the log-loss.
+    runs : Runs
+        The validated runs the law was fitted to.
+    idata : xarray.DataTree
+        ArviZ groups: ``posterior``, ``sample_stats``, ``log_likelihood`` and ``constant_data`` (the runs).
+    settings : mapping
+        How the fit was made: sampler settings, ``seed``, ``params``, ``extrapolation`` (the calibrated
+        discrepancy, if any), ``pool`` and ``sd_priors`` (which rebuild the pooling), ``timings``, ...
+    diagnostics : Diagnostics
+        The sampler diagnostics (divergences, R-hat, ESS and the problems found).
+    noise_priors : mapping of str to Prior, optional
+        Priors of noise parameters that replace the likelihood's defaults (and ``sigma_slope``'s).
+    model : pymc.Model, optional
+        A user's own generative model that was sampled (:func:`fit`'s ``model``).
+    """
 
     def __init__(
         self,
@@ -75,24 +98,78 @@ class Fit:
 
     @property
     def posterior(self) -> xr.Dataset:
+        """The posterior draws: the ``posterior`` group of ``fit.idata`` as a Dataset.
+
+        Returns
+        -------
+        xarray.Dataset
+            Dims ``chain`` and ``draw``: every parameter (a pooled one also along its group column), then a
+            user model's own variables and the extrapolation discrepancy's draws where there are any.
+        """
         return self.idata["posterior"].to_dataset()
 
     @property
     def n_obs(self) -> int:
+        """The number of runs fitted.
+
+        Returns
+        -------
+        int
+            Rows of ``fit.runs``.
+        """
         return len(self.runs)
 
     @property
     def priors(self) -> dict[str, Prior]:
+        """Every parameter's prior as the model uses it.
+
+        Returns
+        -------
+        dict of str to Prior
+            Law parameters first, then the noise parameters.
+        """
         return dict(self.spec.priors)
 
     def summary(self, ci_prob: float = defaults.CI_PROB) -> pd.DataFrame:
-        """Parameters in the card's convention with mean, median and equal-tailed interval."""
+        """Parameters in the card's convention with mean, median and equal-tailed interval.
+
+        See :func:`bayescale.forecast.summary.summary`.
+
+        Parameters
+        ----------
+        ci_prob : float, default 0.9
+            Probability mass of the equal-tailed interval, strictly between 0 and 1.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per parameter (index ``param``), columns ``mean``, ``median``, ``sd``, ``lower``, ``upper``,
+            ``ess_bulk``, ``r_hat`` and ``reference``.
+        """
         return summary(self, ci_prob)
 
     def predict(
         self, points=None, *, ci_prob: float = defaults.CI_PROB, seed: int | None = None, **inputs
     ) -> pd.DataFrame:
-        """Credible and predictive intervals of the loss at new scales; see :func:`bayescale.forecast.predict.predict`."""
+        """Credible and predictive intervals of the loss at new scales; see :func:`bayescale.forecast.predict.predict`.
+
+        Parameters
+        ----------
+        points : pandas.DataFrame or mapping, optional
+            The points: a value (or array of values) per law input; ``D`` may be given as ``C`` with ``N``.
+        ci_prob : float, default 0.9
+            Probability mass of both intervals, strictly between 0 and 1.
+        seed : int, optional
+            Seed of the noise and discrepancy draws; the fit's seed by default.
+        **inputs
+            The points as keywords instead (``N=[1e10, 1e11], D=2e11``).
+
+        Returns
+        -------
+        pandas.DataFrame
+            The points, then ``mean``, ``median``, ``lower``, ``upper`` (the law's value), ``pred_lower``,
+            ``pred_upper`` (a new run's loss), ``<input>_vs_max`` and ``extrapolation``.
+        """
         return predict(self, points, ci_prob=ci_prob, seed=seed, **inputs)
 
     def plan(
@@ -106,6 +183,31 @@ class Fit:
         """Compute-optimal N*, D*, D/N and loss for a FLOP budget; see :mod:`bayescale.forecast.plan`.
 
         ``cost`` is a formula in N and D (default ``6*N*D``); ``unique_tokens`` caps the fresh data.
+
+        Parameters
+        ----------
+        flops : float
+            The compute budget in FLOPs (positive, finite).
+        ci_prob : float, default 0.9
+            Probability mass of the intervals, strictly between 0 and 1.
+        cost : str, optional
+            The cost in FLOPs as a formula in ``N`` and ``D``, positive and growing with D; ``6*N*D`` if None.
+        unique_tokens : float, optional
+            A cap on the unique (fresh) tokens: a law with input ``U`` sees U = min(cap, D), others keep D <= cap.
+
+        Returns
+        -------
+        dict
+            ``flops``, ``ci_prob``, ``flops_vs_largest_run``; ``N_opt``, ``D_opt``, ``tokens_per_param``,
+            ``loss_opt`` (and ``<input>_opt`` per tunable input) each as ``{"median", "lower", "upper"}``;
+            ``run_at_plan`` (the forecast of a run at the median N*, D*); with ``cost`` also ``cost``, with
+            ``unique_tokens`` also ``unique_tokens``, ``p_data_limited`` and ``data_constraint``.
+
+        Raises
+        ------
+        BayescaleError
+            For a budget that is not a positive number, a bad ``cost`` or ``unique_tokens``, a law not in N and
+            D (and tunable inputs), or a pooled fit.
         """
         return plan(self, flops, ci_prob, cost=cost, unique_tokens=unique_tokens)
 
@@ -114,13 +216,32 @@ class Fit:
         """The generative PyMC model of this fit: named variables, ``pm.Data`` inputs, observed ``log_loss``.
 
         See :mod:`bayescale.model.generative`; the sampler explored the same posterior in whitened coordinates.
+
+        Returns
+        -------
+        pymc.Model
+            The user's own model where the fit sampled one, else bayescale's, built on first use.
         """
         if self._model is None:
             self._model = build_generative(self.spec)
         return self._model
 
     def prior_predictive(self, draws: int = 500, *, seed: int | None = None) -> xr.DataTree:
-        """Draw from the priors and the likelihood: adds ArviZ groups ``prior`` and ``prior_predictive``."""
+        """Draw from the priors and the likelihood: adds ArviZ groups ``prior`` and ``prior_predictive``.
+
+        Parameters
+        ----------
+        draws : int, default 500
+            Number of prior draws.
+        seed : int, optional
+            Random seed; the fit's seed by default.
+
+        Returns
+        -------
+        xarray.DataTree
+            ``fit.idata`` itself, with groups ``prior``, ``prior_predictive`` and ``observed_data`` added
+            (or replaced).
+        """
 
         import pymc as pm
 
@@ -130,7 +251,19 @@ class Fit:
         return self._add_groups(drawn, ("prior", "prior_predictive", "observed_data"))
 
     def posterior_predictive(self, *, seed: int | None = None) -> xr.DataTree:
-        """Replicate the observed log-loss from every posterior draw: adds ``posterior_predictive``."""
+        """Replicate the observed log-loss from every posterior draw: adds ``posterior_predictive``.
+
+        Parameters
+        ----------
+        seed : int, optional
+            Random seed; the fit's seed by default.
+
+        Returns
+        -------
+        xarray.DataTree
+            ``fit.idata`` itself, with groups ``posterior_predictive`` (``log_loss`` per draw and run) and
+            ``observed_data`` added (or replaced).
+        """
 
         import pymc as pm
 
@@ -145,7 +278,23 @@ class Fit:
         return self._add_groups(drawn, ("posterior_predictive", "observed_data"))
 
     def check(self, *, prior_draws: int = 500, seed: int | None = None) -> dict:
-        """Prior predictive, posterior predictive and LOO-PIT checks, with findings in words (:mod:`bayescale.forecast.checks`)."""
+        """Prior predictive, posterior predictive and LOO-PIT checks, with findings in words (:mod:`bayescale.forecast.checks`).
+
+        See :func:`bayescale.forecast.checks.check`.
+
+        Parameters
+        ----------
+        prior_draws : int, default 500
+            Number of prior predictive draws.
+        seed : int, optional
+            Random seed of the predictive draws; the fit's seed by default.
+
+        Returns
+        -------
+        dict
+            Figures per check (``prior_predictive``, ``posterior_predictive``, ``noise_along_size``,
+            ``loo_pit``), ``n_runs``, ``likelihood`` and ``findings``, a list of str.
+        """
         return check(self, prior_draws=prior_draws, seed=seed)
 
     def _add_groups(self, drawn: xr.DataTree, groups) -> xr.DataTree:
@@ -155,7 +304,15 @@ class Fit:
         return self.idata
 
     def to_datatree(self) -> xr.DataTree:
-        """The fit as one DataTree: ArviZ's groups as sampled, bayescale's metadata in one JSON root attribute."""
+        """The fit as one DataTree: ArviZ's groups as sampled, bayescale's metadata in one JSON root attribute.
+
+        Returns
+        -------
+        xarray.DataTree
+            A copy of ``fit.idata`` (without sample statistics of object dtype, which netCDF cannot hold),
+            with root attribute ``"bayescale"``: JSON of the format version, bayescale version, law,
+            likelihood, noise priors, settings, diagnostics, and the runs' notes and source.
+        """
         tree = self.idata.copy()
         stats = tree["sample_stats"].to_dataset()
         objects = [name for name, var in stats.data_vars.items() if var.dtype == object]
@@ -178,7 +335,28 @@ class Fit:
 
     @classmethod
     def from_datatree(cls, tree: xr.DataTree, source: str = "a DataTree") -> Fit:
-        """The fit that :meth:`to_datatree` wrote; ``source`` names it in errors."""
+        """The fit that :meth:`to_datatree` wrote; ``source`` names it in errors.
+
+        A user's own model (:func:`fit`'s ``model``) is not stored: the fit read back has bayescale's own
+        generative model as :attr:`model`.
+
+        Parameters
+        ----------
+        tree : xarray.DataTree
+            A DataTree written by :meth:`to_datatree`.
+        source : str, default "a DataTree"
+            What to call the tree in error messages (and the runs' source, if the metadata lack one).
+
+        Returns
+        -------
+        Fit
+            The fit, with the runs rebuilt from the ``constant_data`` group.
+
+        Raises
+        ------
+        BayescaleError
+            If the tree has no bayescale metadata, or was written in a newer format.
+        """
         if META_ATTRIBUTE not in tree.attrs:
             raise BayescaleError(f"{source} is not a bayescale fit (no '{META_ATTRIBUTE}' attribute)")
         meta = json.loads(tree.attrs[META_ATTRIBUTE])
@@ -203,12 +381,44 @@ class Fit:
         )
 
     def save(self, path: str | Path) -> Path:
-        """Write the fit to one netCDF file, atomically (an earlier file survives a failed save)."""
+        """Write the fit to one netCDF file, atomically (an earlier file survives a failed save).
+
+        Parameters
+        ----------
+        path : str or pathlib.Path
+            The file to write: a name ending in ``.nc`` in an existing folder; an existing file is replaced.
+
+        Returns
+        -------
+        pathlib.Path
+            The path written.
+
+        Raises
+        ------
+        BayescaleError
+            If ``path`` does not end in ``.nc`` or its folder does not exist.
+        """
         return write_fit_file(self.to_datatree(), path)
 
     @classmethod
     def load(cls, path: str | Path) -> Fit:
-        """The fit saved at ``path`` (:meth:`save`)."""
+        """The fit saved at ``path`` (:meth:`save`).
+
+        Parameters
+        ----------
+        path : str or pathlib.Path
+            A netCDF file written by :meth:`save`.
+
+        Returns
+        -------
+        Fit
+            The fit as saved (see :meth:`from_datatree`).
+
+        Raises
+        ------
+        BayescaleError
+            If the file does not exist, cannot be read, or is not a bayescale fit.
+        """
         return cls.from_datatree(read_fit_file(path), repr(str(path)))
 
     def __repr__(self) -> str:

@@ -52,6 +52,24 @@ def check(fit: Fit, *, prior_draws: int = 500, seed: int | None = None) -> dict:
     """Run the three checks; returns figures per check and a list of findings in words.
 
     Adds the ``prior``, ``prior_predictive`` and ``posterior_predictive`` groups to ``fit.idata``.
+
+    Parameters
+    ----------
+    fit : Fit
+        The fit to check.
+    prior_draws : int, default 500
+        Number of prior predictive draws.
+    seed : int, optional
+        Random seed of the prior and posterior predictive draws; the fit's seed by default.
+
+    Returns
+    -------
+    dict
+        ``n_runs``, ``likelihood``; ``prior_predictive`` (``band``, ``outside``, ``outside_rows`` numbered from
+        1, ``loss_range``, ``observed_range``); ``posterior_predictive`` (``coverage_0.5``, ``coverage_0.9``);
+        ``noise_along_size`` (``input``, ``noise_trend``, ``rank_correlation``, ``p_value`` and the 50%
+        coverage of the smallest and largest thirds); ``loo_pit`` (``values``, ``mean``,
+        ``share_outside_central_90``, ``ks_statistic``, ``p_value``); and ``findings``, a list of str.
     """
     from arviz_stats import loo_pit
 

@@ -35,7 +35,23 @@ def derived_draws(fit: Fit) -> xr.Dataset:
 
 
 def break_table(fit: Fit, ci_prob: float = defaults.CI_PROB) -> pd.DataFrame:
-    """Per break: its input, posterior median and interval, the largest observed input, P(beyond it)."""
+    """Per break: its input, posterior median and interval, the largest observed input, P(beyond it).
+
+    Parameters
+    ----------
+    fit : Fit
+        A fit of a law whose card declares breaks (other laws give an empty table).
+    ci_prob : float, default 0.9
+        Probability mass of the equal-tailed interval, strictly between 0 and 1.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by ``break`` (the parameter or derived quantity): ``input`` (the input it lies along),
+        ``median``, ``lower``, ``upper``, ``observed_max`` (the largest value of that input in the runs) and
+        ``p_beyond_data`` (the posterior probability that the break lies beyond it). ``attrs["ci_prob"]``
+        holds ``ci_prob``.
+    """
     ci_prob = check_ci_prob(ci_prob)
     draws = xr.merge([fit.posterior, derived_draws(fit)])
     lo, hi = (1 - ci_prob) / 2, (1 + ci_prob) / 2

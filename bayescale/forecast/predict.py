@@ -38,7 +38,19 @@ def band(values, ci_prob: float) -> dict[str, np.ndarray]:
 
 
 def grid(**axes) -> pd.DataFrame:
-    """All combinations of the given input values: ``grid(N=[1e9, 1e10], D=[2e10, 2e11])``."""
+    """All combinations of the given input values: ``grid(N=[1e9, 1e10], D=[2e10, 2e11])``.
+
+    Parameters
+    ----------
+    **axes
+        Values per input name: a scalar or a sequence.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One column per keyword, in the order given, and one row per combination (the last keyword varies
+        fastest); ready for :func:`predict`.
+    """
     names = list(axes)
     rows = list(itertools.product(*(np.atleast_1d(axes[n]) for n in names)))
     return pd.DataFrame(rows, columns=names)
@@ -193,7 +205,39 @@ def warn_invalid_draws(mu: np.ndarray, labels) -> None:
 def predict(
     fit: Fit, points=None, *, ci_prob: float = defaults.CI_PROB, seed: int | None = None, **inputs
 ) -> pd.DataFrame:
-    """Credible and predictive intervals of the loss at ``points`` (a DataFrame, mapping or keywords)."""
+    """Credible and predictive intervals of the loss at ``points`` (a DataFrame, mapping or keywords).
+
+    Parameters
+    ----------
+    fit : Fit
+        The fit to forecast with.
+    points : pandas.DataFrame or mapping, optional
+        The points: a value (or array of values) per law input (``D`` may be given as ``C`` with ``N``); a
+        pooled fit needs the group column too, where a group the fit never saw draws from the population.
+        Further columns are carried along.
+    ci_prob : float, default 0.9
+        Probability mass of both equal-tailed intervals, strictly between 0 and 1.
+    seed : int, optional
+        Seed of the noise draws, of new groups' draws and of the extrapolation discrepancy; the fit's seed
+        by default.
+    **inputs
+        The points as keywords instead of ``points`` (``N=[1e10, 1e11], D=2e11``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per point (index ``point``): the points' columns, then the law's value (``mean`` over the
+        draws, ``median`` and the credible interval ``lower``, ``upper``), the predictive interval of a new
+        run's loss (``pred_lower``, ``pred_upper``), the ratio of each input to its largest observed value
+        (``<input>_vs_max``; also ``C`` and ``D_per_N`` for a law in N and D) and ``extrapolation``, the
+        distance beyond the observed runs in e-folds (0 inside them). ``attrs["ci_prob"]`` holds ``ci_prob``.
+
+    Raises
+    ------
+    BayescaleError
+        For no points or points given both ways, missing or invalid inputs, a pooled fit's points
+        without their group column, or a fit whose mean log-loss carries a user model's terms.
+    """
     ci_prob = check_ci_prob(ci_prob)
     if points is None:
         if not inputs:

@@ -20,6 +20,28 @@ def summary(fit: Fit, ci_prob: float = defaults.CI_PROB) -> pd.DataFrame:
     """mean, median, sd, equal-tailed interval, ESS and R-hat of every parameter, plus its reference.
 
     The law's derived quantities (for example slopes around a break) follow the parameters.
+
+    Parameters
+    ----------
+    fit : Fit
+        The fit to summarise.
+    ci_prob : float, default 0.9
+        Probability mass of the equal-tailed interval, strictly between 0 and 1.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by ``param``: the law's parameters, the noise parameters, each pooled parameter's
+        population value and spread (and its groups' values as ``name[group]``), a user model's own
+        variables, the extrapolation discrepancy's draws (``kappa``, ...) and the law's derived quantities.
+        Columns ``mean``, ``median``, ``sd``, ``lower`` and ``upper`` (the interval), ``ess_bulk``, ``r_hat``
+        and ``reference`` (the card's reference value of a law parameter, else NaN); ``attrs["ci_prob"]``
+        holds ``ci_prob``.
+
+    Raises
+    ------
+    BayescaleError
+        If ``ci_prob`` is not strictly between 0 and 1.
     """
     from bayescale.forecast.derived import derived_draws
     from bayescale.inference.discrepancy import DRAW_NAMES
