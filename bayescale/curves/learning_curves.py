@@ -75,6 +75,40 @@ def load_checkpoints(
 
     ``warmup=None`` (default) applies :func:`default_warmup` for a fit that will see each run up to
     ``upto``; a number overrides it (a fraction of planned steps, or a step).
+
+    Parameters
+    ----------
+    source : str, pathlib.Path, pandas.DataFrame or Runs
+        The checkpoint table: a ``.csv``/``.tsv``/``.parquet`` path, a DataFrame (copied), or a :class:`Runs`
+        whose frame is validated again (its ``source`` is kept). One row per (run, step).
+    columns : Mapping[str, str], optional
+        Canonical name -> the table's name, e.g. ``{"step": "iteration", "loss": "train/loss"}``; as in
+        :func:`~bayescale.data.runs.load_runs`.
+    warmup : float, optional
+        The early-phase cut. None (default): :func:`default_warmup`. A number in [0, 1): that fraction of
+        each run's ``total_steps`` (its last recorded step without that column). A number >= 1: checkpoints
+        at or before that step. 0 keeps every checkpoint.
+    keep : iterable of str, default ()
+        Further columns to carry along unchanged, e.g. group columns to pool by. The schedule columns
+        (``peak_lr``, ``total_steps``, ``warmup_steps``, ``decay``, ``final_lr_ratio``, ``decay_fraction``)
+        and ``S1``, ``S2`` are kept whenever present.
+    upto : float, default 1.0
+        How much of each run the fit will see (a fraction in (0, 1] of its planned length, or a step > 1);
+        only the default cut uses it, to drop at most half of that part.
+
+    Returns
+    -------
+    Runs
+        The checkpoints left after the cut, in table order, with ``run`` as strings and index ``row``
+        (0, 1, ...); ``notes`` say how many early-phase checkpoints were excluded and by which rule.
+
+    Raises
+    ------
+    DataError
+        If the table has no ``run`` or ``step`` column, a step is not positive, or steps do not increase
+        within a run (the error names the run and rows).
+    BayescaleError
+        If ``warmup`` is negative or not a number.
     """
     raw, where = (source.frame.copy(), source.source) if isinstance(source, Runs) else read_table(source)
     keep = [*(c for c in (*SCHEDULE_COLUMNS, "S1", "S2") if c in raw.columns), *keep]
@@ -164,6 +198,34 @@ def fit_curves(
     which the run effect and the noise scale should absorb. A heavy-tailed likelihood instead
     writes such runs off as outliers: on the misfitting runs Student-t's nu fell below 0.5 and
     the posterior lost its mode.
+
+    Parameters
+    ----------
+    runs : Runs
+        The checkpoint table, from :func:`load_checkpoints`.
+    law : str or Law, default "curve_power"
+        A catalog name, the path of a ``.toml`` card, or a :class:`~bayescale.laws.card.Law` with input ``step``
+        (or ``S1``, ``S2`` for a schedule-aware law).
+    upto : float, default 1.0
+        What the fit sees of each run: a fraction in (0, 1] of its planned length (``total_steps``, else
+        its last recorded step), or a step number > 1. Checkpoints after it are left out.
+    pool : Mapping[str, str], optional
+        Parameter -> the column it varies by under a population prior. None (default): the card's run
+        effect, :func:`default_pool`. Pooling by ``run`` is dropped when the fit sees a single run.
+    **options
+        Passed on to :func:`bayescale.fit`: ``priors``, ``likelihood`` (here ``"normal"`` unless given),
+        ``draws``, ``tune``, ``chains``, ``seed``, ``sampler``, ``extrapolation``, ...
+
+    Returns
+    -------
+    Fit
+        The joint posterior; its ``runs`` are the checkpoints it saw, and its law is ``law`` (``law`` plus
+        ``run_offset`` when ``pool`` groups by something other than ``run``).
+
+    Raises
+    ------
+    BayescaleError
+        If no checkpoint lies at or before ``upto``.
     """
     from bayescale.fitting.pipeline import fit
 
@@ -240,6 +302,43 @@ def forecast_curves(
     (NaN if that does not happen before 100 times the horizon, or before a schedule-aware run's
     last scheduled step). ``distance`` is how far the horizon lies beyond what the fit saw of the run
     (e-folds of steps; NaN without the extrapolation discrepancy).
+
+    Parameters
+    ----------
+    fit : Fit
+        A learning-curve fit, from :func:`fit_curves`.
+    runs : Runs
+        The checkpoint table (:func:`load_checkpoints`); every run in it is forecast, seen by the fit or not
+        (a run the fit never saw is drawn from the population).
+    upto : float, default 1.0
+        Where each run's forecast starts: a fraction in (0, 1] of its planned length, or a step > 1; use
+        the ``upto`` the fit was given.
+    horizon : float, optional
+        The step to forecast the final loss at, the same for every run. None (default): each run's last
+        recorded step.
+    delta : float, default 0.01
+        The loss drop (nats) that counts as an improvement, for ``p_improve``, and the expected gain per
+        1,000 steps below which a run counts as saturated.
+    ci_prob : float, default 0.9
+        Probability of the predictive interval (equal-tailed).
+    run : str, optional
+        Forecast only this run. None (default): every run.
+    seed : int, optional
+        Seed of the forecast draws. None (default): the fit's seed.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per run, with columns ``run``; ``upto_step`` (its last checkpoint at or before ``upto``);
+        ``horizon_step``; ``final_median`` (the law's loss at the horizon); ``final_pred_lower``,
+        ``final_pred_upper`` (the predictive interval of the loss a run would record there); ``p_improve``
+        (P(the law's loss falls by more than ``delta`` from ``upto_step`` to the horizon)); ``saturation_step``;
+        ``n_seen`` (checkpoints seen); ``distance``. ``attrs["ci_prob"]`` holds ``ci_prob``.
+
+    Raises
+    ------
+    BayescaleError
+        If ``run`` is not in ``runs``, or the horizon lies past a schedule-aware run's last scheduled step.
     """
     ci_prob = check_ci_prob(ci_prob)
     frame = runs.frame if run is None else _run_rows(runs, run)
@@ -348,6 +447,38 @@ def compare_schedules(
     last step; the same posterior draws serve every schedule, so P(best) compares them draw by draw.
     A peak learning rate outside the fitted runs' range is flagged: the law has no term for a
     learning rate that is too high, so it cannot see the loss rise there.
+
+    Parameters
+    ----------
+    fit : Fit
+        A fit of a schedule-aware law (inputs ``S1``, ``S2``: ``schedule_aware``, ``schedule_aware_n``).
+    runs : Runs
+        The checkpoint table that holds ``run``.
+    schedules : Mapping[str, Schedule or str]
+        Label -> schedule: a :class:`~bayescale.data.schedules.Schedule`, or text such as
+        ``"cosine(peak=1e-3, total=16000, warmup=50, final=0.1)"``. :func:`peak_rate_variants` builds
+        ``run``'s own schedule at other peak learning rates.
+    run : str
+        The run whose size, groups and run effect the schedules are applied to.
+    ci_prob : float, default 0.9
+        Probability of the credible and predictive intervals (equal-tailed).
+    seed : int, optional
+        Seed of the forecast draws. None (default): the fit's seed.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per schedule, in the order given, with columns ``schedule`` (the label), ``spec`` (the
+        schedule as text), ``final_median``, ``final_lower``, ``final_upper`` (the law's loss at the
+        schedule's last step and its credible interval), ``final_pred_lower``, ``final_pred_upper`` (the
+        predictive interval of a run's loss there), ``p_best`` (P(this schedule's final loss is the lowest))
+        and ``peak_outside_fitted`` (bool). ``attrs["ci_prob"]`` holds ``ci_prob``.
+
+    Raises
+    ------
+    BayescaleError
+        If the law is not schedule-aware, ``schedules`` is empty or a schedule's text cannot be read, or
+        ``run`` is not in ``runs``.
     """
     if not _needs_schedule(fit.law):
         raise BayescaleError(

@@ -40,7 +40,23 @@ _UNIT_FLOORS = {
 
 @dataclass
 class Runs:
-    """A validated runs table (``frame``) and what was done to it (``notes``)."""
+    """A validated runs table (``frame``) and what was done to it (``notes``).
+
+    Made by :func:`load_runs` (or :func:`bayescale.load_checkpoints`); ``runs["N"]`` is a column as a float
+    array, ``len(runs)`` the number of rows.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The table: the canonical columns (``N``, ``D``, ``C``, ``loss``, ...; numeric ones as floats), a law's
+        own inputs and kept columns; index ``row``.
+    notes : list of str, default []
+        What was done to the table, in words (a derived ``D`` or ``C``, excluded checkpoints, ...).
+    source : str, default "DataFrame"
+        Where the table came from: the file path, or ``"DataFrame"``.
+    original_columns : list of str, default []
+        The column names as the user's table had them, before mapping and selection (for error messages).
+    """
 
     frame: pd.DataFrame
     notes: list[str] = field(default_factory=list)
@@ -150,6 +166,40 @@ def load_runs(
     ``columns`` maps canonical names to the table's names (``{"N": "Model Size"}``). ``extra_inputs``
     are a law's own input names (also allowed as mapping targets). ``keep`` are further columns to
     carry along unchanged (for example group columns).
+
+    Parameters
+    ----------
+    source : str, pathlib.Path, pandas.DataFrame or Runs
+        A ``.csv`` (or ``.txt``, comma-separated), ``.tsv`` or ``.parquet`` (``.pq``) file, or a DataFrame
+        (copied). A :class:`Runs` is returned as it is, unchecked.
+    columns : Mapping[str, str], optional
+        Canonical name -> the table's name, e.g. ``{"N": "Model Size"}``. Targets must be canonical names
+        (:data:`CANONICAL`) or in ``extra_inputs``.
+    extra_inputs : iterable of str, default ()
+        A law's own input names: kept, checked as numbers, and allowed as mapping targets.
+    keep : iterable of str, default ()
+        Further columns to carry along unchanged (for example group columns); each must exist.
+
+    Returns
+    -------
+    Runs
+        The table with only the canonical columns, ``extra_inputs`` and ``keep`` (in the table's order),
+        numeric columns as floats, ``D`` derived as C/(6N) or ``C`` as 6ND where missing, index ``row``;
+        ``notes`` record what was derived.
+
+    Raises
+    ------
+    DataError
+        If the file is missing or of an unknown format, the mapping names an unknown or absent column,
+        there is no ``loss`` column, or a value is not a number, empty, infinite or not positive (the
+        error names the column and rows).
+
+    Warns
+    -----
+    UnitsWarning
+        When N, D or C look like they are not raw counts, or the loss looks like a perplexity.
+    DataWarning
+        When rows repeat earlier rows exactly.
     """
     if isinstance(source, Runs):
         return source

@@ -249,7 +249,57 @@ def fit_metric(
     target_accept: float = defaults.TARGET_ACCEPT,
     progressbar: bool = False,
 ) -> MetricFit:
-    """Fit a metric law to the runs' ``loss`` and ``metric`` columns (and ``n``, ``chance``, the ``group`` column)."""
+    """Fit a metric law to the runs' ``loss`` and ``metric`` columns (and ``n``, ``chance``, the ``group`` column).
+
+    Parameters
+    ----------
+    runs : pandas.DataFrame, str or pathlib.Path
+        One row per model: a DataFrame, or the path of a ``.csv``/``.tsv``/``.parquet`` table. It needs
+        ``loss`` (nats, > 0) and the ``metric`` column; optionally ``n`` (questions behind each accuracy,
+        for beta-binomial noise), ``chance`` (each row's random baseline) and the ``group`` column.
+    metric : str
+        The column of downstream accuracies, as fractions in [0, 1].
+    law : Law or str, default "metric_sigmoid"
+        A metric law (card ``kind = "metric"``): a catalog name (``metric_sigmoid``, ``metric_exp``), the
+        path of a ``.toml`` card, or a :class:`~bayescale.laws.card.Law`.
+    group : str, optional
+        A column (e.g. the training corpus) whose groups see the law at a shifted loss, the shifts
+        partially pooled. None (default): one law for every run.
+    chance : float, optional
+        The task's random baseline, a fraction in [0, 1), for runs without a ``chance`` column. Needed by
+        a law with input ``chance``; otherwise 0 when not given.
+    draws : int, default 1000
+        Posterior draws per chain.
+    tune : int, default 1000
+        Tuning steps per chain.
+    chains : int, default 4
+        Number of chains.
+    cores : int, default 2
+        Chains sampled in parallel.
+    seed : int, default 20240417
+        Seed of the sampler and of the discrepancy draws.
+    sampler : str, default "nutpie"
+        ``"nutpie"``, ``"pymc"`` or ``"numpyro"``.
+    target_accept : float, default 0.95
+        NUTS target acceptance rate, in [0.5, 1).
+    progressbar : bool, default False
+        Show the sampler's progress bar.
+
+    Returns
+    -------
+    MetricFit
+        The posterior of the law's parameters, the noise precision ``phi`` (and ``shift_sd``, ``shift``
+        with a group), the validated table, the diagnostics, the settings, the draws of the metric
+        discrepancy ``kappa`` and ``loss_min``, the lowest loss fitted.
+
+    Raises
+    ------
+    BayescaleError
+        If ``law`` is not a metric law, or a sampler setting is impossible.
+    DataError
+        If a column is missing or holds invalid values (accuracies in percent, a non-positive loss, ...),
+        or too few models score clearly above chance (at least one more than the law has parameters).
+    """
     from bayescale.data.runs import read_table
     from bayescale.inference.sampling import check_settings, draw_posterior
 
@@ -463,6 +513,27 @@ def chained(
     ``pred_lower/pred_upper`` (a run: the loss with its noise and discrepancy, then the metric's
     discrepancy and noise), ``p_above_chance`` and ``metric_extrapolation`` (median e-folds of loss
     below the lowest loss the metric law saw).
+
+    Parameters
+    ----------
+    loss_fit : Fit
+        The fit of the loss law (:func:`bayescale.fit`).
+    metric_fit : MetricFit
+        The fit of the metric law (:func:`fit_metric`).
+    points : pandas.DataFrame or Mapping
+        Where to forecast: the loss law's inputs (D may be given as C with N), the metric fit's group
+        column when it has one (an unseen name is a new group), and optionally ``chance``.
+    ci_prob : float, default 0.9
+        Probability of the credible and predictive intervals (equal-tailed).
+    seed : int, optional
+        Seed of the forecast draws. None (default): the loss fit's seed.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per point (index ``point``) with the columns above; accuracies are fractions, losses
+        nats, and ``p_above_chance`` is P(the metric law beats chance by more than :data:`ABOVE_CHANCE`).
+        ``attrs["ci_prob"]`` holds ``ci_prob``.
     """
     return chained_levels(loss_fit, metric_fit, points, (check_ci_prob(ci_prob),), seed=seed)[ci_prob]
 

@@ -83,7 +83,19 @@ def _comparison(frame: pd.DataFrame, rule: str) -> np.ndarray:
 
 @dataclass
 class Candidate:
-    """One way to forecast: a law and the fit options to use with it (likelihood, pooling, priors...)."""
+    """One way to forecast: a law and the fit options to use with it (likelihood, pooling, priors...).
+
+    Parameters
+    ----------
+    law : str
+        A catalog law name (``"chinchilla"``) or the path of a law card.
+    options : dict, optional
+        Keyword arguments of :func:`bayescale.fit` for this law, such as ``{"likelihood": "normal"}``
+        or ``{"pool": {"E": "model"}}``; they override the sampling settings the batch gives every fit.
+    label : str, optional
+        Its name in results; default the law's name (a card's file stem) followed by the options,
+        as in ``"chinchilla (likelihood=normal)"``.
+    """
 
     law: str
     options: dict[str, Any] = field(default_factory=dict)
@@ -330,6 +342,60 @@ def backtest(
     candidate whose fit fails is reported in :attr:`BacktestResult.errors` and the others finish,
     unless ``fail_fast``. Several holdout rules give a list of results, one per rule. The sampling
     settings go to every fit; ``cores`` (per fit) defaults to the machine's cores shared among the workers.
+
+    Parameters
+    ----------
+    runs : str, pathlib.Path, pandas.DataFrame or Runs
+        The runs table: a ``.csv``, ``.tsv`` or ``.parquet`` file, a DataFrame, or
+        :class:`~bayescale.data.runs.Runs`.
+    candidates : sequence of Candidate or str
+        The ways to forecast, at least one, with distinct labels; a string is a catalog law name or
+        a law card path, fitted with default options.
+    holdout : str or sequence of str
+        The rule that picks the held-out runs: comparisons on columns joined by ``and``
+        (``"N >= 2.9e9"``, ``"C > 1e21 and D > 1e10"``) or a top share (``"top 10% C"``). Several
+        rules give one backtest each.
+    columns : dict of str to str, optional
+        Maps canonical names to the table's column names, such as ``{"N": "Model Size"}``.
+    draws : int, default 1000
+        Posterior draws per chain in each fit.
+    tune : int, default 1000
+        Tuning (warm-up) steps per chain in each fit.
+    chains : int, default 4
+        Chains per fit.
+    seed : int, default 20240417
+        Seed of every fit and of the forecasts that are scored.
+    cores : int, optional
+        Sampler cores per fit; default the machine's CPUs divided by the worker processes (at least 1).
+    sampler : {"nutpie", "pymc", "numpyro"}, default "nutpie"
+        The NUTS implementation used by each fit.
+    target_accept : float, default 0.95
+        NUTS target acceptance rate, in [0.5, 1).
+    executor : concurrent.futures.Executor or distributed.Client, optional
+        Where the fits run; default local worker processes. Not together with ``scheduler``.
+    scheduler : str, optional
+        Address of a Dask scheduler to run the fits on, such as ``"tcp://host:8786"``.
+    processes : int, optional
+        Local worker processes; default one per CPU, at most one per fit.
+    fail_fast : bool, default False
+        Cancel the remaining fits at the first failure (they are reported as errors).
+    progress : callable, optional
+        Called with one line of text (the candidate, its 90% coverage and median error, or its
+        error) as each fit ends.
+
+    Returns
+    -------
+    BacktestResult or list of BacktestResult
+        For a single rule given as a string, its :class:`BacktestResult` (``table`` ranks the
+        candidates by held-out log predictive density); for a sequence, one result per rule, in order.
+
+    Raises
+    ------
+    BayescaleError
+        If no holdout rule or candidate is given, labels repeat, a rule cannot be read or selects none
+        or all of the runs, or every fit of a rule fails.
+    DataError
+        If the runs table cannot be read or lacks a column a rule, mapping or pooling names.
     """
     from bayescale.parallel.executor import describe, fan_out, plan_workers
 

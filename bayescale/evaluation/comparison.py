@@ -82,6 +82,33 @@ def compare(fits: Mapping[str, Fit] | Sequence[Fit], *, method: str = "stacking"
 
     Warns (naming the runs) when some observations have a Pareto k above ArviZ's threshold.
     The table's ``attrs["high_k"]`` maps each fit to those runs.
+
+    Parameters
+    ----------
+    fits : dict of str to Fit, or sequence of Fit
+        At least two fits of the same runs (the same losses in the same order). The fits of a sequence
+        are named by law, a repeated law as ``"chinchilla (2)"``, ``"chinchilla (3)"`` and so on.
+    method : {"stacking", "BB-pseudo-BMA", "pseudo-BMA"}, default "stacking"
+        How :func:`arviz_stats.compare` computes the weights.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per fit, indexed by name (``fit``), best first: ``rank`` (1 = best), ``elpd`` and its
+        standard error ``se``, ``elpd_diff`` (elpd minus the best's, so <= 0) and its standard error
+        ``dse``, ``p`` (effective number of parameters), ``weight`` and ``n_high_k`` (runs with a Pareto
+        k above the threshold). ``attrs["high_k"]`` maps each fit's name to a DataFrame of those runs,
+        with their columns and ``pareto_k``.
+
+    Raises
+    ------
+    BayescaleError
+        If fewer than two fits are given, or they were not fitted to the same observations.
+
+    Warns
+    -----
+    SamplerWarning
+        For each fit with runs whose Pareto k is above the threshold, naming up to six of them.
     """
     named = _named(fits)
     check_same_observations(named)
@@ -168,6 +195,36 @@ def predict_stacked(
     their observations); give them explicitly to mix fits of different data. Each law contributes
     that share of the draws, so where the laws disagree the band spans their disagreement. The
     table's ``attrs["weights"]`` holds the weights used.
+
+    Parameters
+    ----------
+    fits : dict of str to Fit, or sequence of Fit
+        At least two fits, named as in :func:`compare`; each law's inputs must be given at the points.
+    points : pandas.DataFrame or dict, optional
+        Where to forecast: a table, or a mapping of scalars or arrays; or give the inputs as keywords.
+    weights : dict of str to float, optional
+        Weight of each fit, keyed by exactly the fits' names: finite, >= 0, not all 0, and
+        normalised to sum to 1. Default: the stacking weights of :func:`compare`.
+    ci_prob : float, default 0.9
+        Probability mass of the equal-tailed intervals (:data:`bayescale.defaults.CI_PROB`).
+    seed : int, optional
+        Seed of the draws mixed and of the forecast noise; default the first fit's seed.
+    **inputs
+        The points as keywords instead of ``points``, such as ``N=[1e10, 1e11], D=[2e11, 2e12]``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The points, one row each, then ``mean`` and ``median`` of the mixed laws' loss, its credible
+        interval ``lower`` and ``upper``, and the predictive interval of a new run, ``pred_lower`` and
+        ``pred_upper``. ``attrs["ci_prob"]`` holds the interval mass, ``attrs["weights"]`` the
+        normalised weights by fit name.
+
+    Raises
+    ------
+    BayescaleError
+        If fewer than two fits are given, the weights are invalid, the points are given both as a
+        table and as keywords, or (without ``weights``) the fits do not share their observations.
     """
     from bayescale.data.runs import prepare_points
     from bayescale.defaults import check_ci_prob

@@ -150,6 +150,57 @@ def fit_many(
     ``laws`` are catalog names, card paths or :class:`Candidate` (a law with fit options such as
     ``{"likelihood": "normal"}`` or ``{"pool": {"E": "model"}}``). ``executor``, ``scheduler``,
     ``processes``, ``fail_fast`` and the sampling settings are as in :func:`bayescale.backtest`.
+
+    Parameters
+    ----------
+    runs : str, pathlib.Path, pandas.DataFrame or Runs
+        The runs table: a ``.csv``, ``.tsv`` or ``.parquet`` file, a DataFrame, or
+        :class:`~bayescale.data.runs.Runs`.
+    laws : sequence of Candidate or str
+        The laws to fit, at least one, with distinct labels.
+    by : str, optional
+        Column whose values split the runs into groups (``str(value)`` names each, sorted); default one
+        group of all runs, named ``"all"``.
+    columns : dict of str to str, optional
+        Maps canonical names to the table's column names, such as ``{"N": "Model Size"}``.
+    draws : int, default 1000
+        Posterior draws per chain in each fit.
+    tune : int, default 1000
+        Tuning (warm-up) steps per chain in each fit.
+    chains : int, default 4
+        Chains per fit.
+    seed : int, default 20240417
+        Seed of every fit.
+    cores : int, optional
+        Sampler cores per fit; default the machine's CPUs divided by the worker processes (at least 1).
+    sampler : {"nutpie", "pymc", "numpyro"}, default "nutpie"
+        The NUTS implementation used by each fit.
+    target_accept : float, default 0.95
+        NUTS target acceptance rate, in [0.5, 1).
+    executor : concurrent.futures.Executor or distributed.Client, optional
+        Where the fits run; default local worker processes. Not together with ``scheduler``.
+    scheduler : str, optional
+        Address of a Dask scheduler to run the fits on, such as ``"tcp://host:8786"``.
+    processes : int, optional
+        Local worker processes; default one per CPU, at most one per fit.
+    fail_fast : bool, default False
+        Cancel the remaining fits at the first failure (they are reported as errors).
+    progress : callable, optional
+        Called with one line of text (the law, the group, and done or the error) as each fit ends.
+
+    Returns
+    -------
+    Sweep
+        ``fits``, ``warnings`` (the sampler warnings of each fit) and ``errors`` (of the fits that
+        failed), each keyed by ``(group, law label)``; :meth:`Sweep.comparison` ranks the laws within
+        each group by PSIS-LOO and :meth:`Sweep.save` writes the fits and that table.
+
+    Raises
+    ------
+    BayescaleError
+        If no law is given, labels repeat, or every fit fails.
+    DataError
+        If the runs table cannot be read or lacks the column ``by`` or a column a mapping or pooling names.
     """
     from bayescale.parallel.executor import describe, fan_out, plan_workers
 

@@ -239,7 +239,32 @@ def frontier_exponents(fit: Fit, low: float = 1e21, high: float = 1e25, budget: 
 def frontier(
     fit: Fit, budgets: Iterable[float], ci_prob: float = defaults.CI_PROB, budget: Budget | None = None
 ) -> pd.DataFrame:
-    """N*, D*, D*/N* and L* against compute: one row per budget with median and interval columns."""
+    """N*, D*, D*/N* and L* against compute: one row per budget with median and interval columns.
+
+    Parameters
+    ----------
+    fit : Fit
+        A fit of a law in N and D (it may also take ``U`` and a tunable ``lr`` or ``batch``), not pooled.
+    budgets : iterable of float
+        The compute budgets in FLOPs, each positive and finite; the rows follow their order.
+    ci_prob : float, default 0.9
+        Probability mass of the equal-tailed intervals (:data:`bayescale.defaults.CI_PROB`).
+    budget : Budget, optional
+        The cost formula and unique-token cap (:meth:`Budget.make`); default C = 6ND without a cap.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Column ``flops``, then ``<q>_median``, ``<q>_lower`` and ``<q>_upper`` for each ``<q>`` of
+        ``N_opt``, ``D_opt``, ``tokens_per_param`` and ``loss_opt`` (the law's loss at the optimum), over
+        the posterior draws. ``attrs["ci_prob"]`` holds the interval mass.
+
+    Raises
+    ------
+    BayescaleError
+        If the law cannot be planned with, ``ci_prob`` or a budget is invalid, or at a budget no
+        compute-optimal size exists in the search range (N from 1e3 to 1e16).
+    """
     ci_prob = check_ci_prob(ci_prob)
     rows = []
     for flops in budgets:
@@ -273,6 +298,35 @@ def candidates(
     in the same draw; ``regret_vs_optimum`` the expected excess over the compute-optimal allocation
     at the option's own cost (NaN for an option that needs more than the unique-token cap, which
     ``feasible`` marks). With ``flops`` (the budget), ``over_budget`` marks options that cost more.
+
+    Parameters
+    ----------
+    fit : Fit
+        A fit of a law in N and D (it may also take ``U`` and a tunable ``lr`` or ``batch``), not pooled.
+    configs : pandas.DataFrame, list of dict or dict of lists
+        The options, anything :class:`pandas.DataFrame` accepts, with positive columns ``N`` (parameters)
+        and ``D`` (training tokens); other columns are ignored.
+    ci_prob : float, default 0.9
+        Probability mass of the equal-tailed intervals (:data:`bayescale.defaults.CI_PROB`).
+    budget : Budget, optional
+        The cost formula (for ``C``) and unique-token cap (:meth:`Budget.make`); default C = 6ND, no cap.
+    flops : float, optional
+        A compute budget in FLOPs; adds the ``over_budget`` column.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per option, in order: ``N``, ``D``, ``C`` (its cost in FLOPs), ``expected_loss`` (posterior
+        mean of the law's loss), ``<t>_opt`` per tunable input (median best value), ``loss_median``,
+        ``loss_lower``, ``loss_upper``, ``pred_lower``, ``pred_upper``, ``extrapolation``, ``C_vs_max``,
+        ``over_budget`` (only with ``flops``), ``p_best``, ``regret_vs_best``, ``feasible`` and
+        ``regret_vs_optimum``, as described above. ``attrs["ci_prob"]`` holds the interval mass.
+
+    Raises
+    ------
+    BayescaleError
+        If the law cannot be planned with, ``configs`` is empty or lacks positive ``N`` and ``D``, or
+        ``ci_prob`` is invalid.
     """
     ci_prob = check_ci_prob(ci_prob)
     _check_law(fit)
@@ -321,7 +375,37 @@ def candidates(
 def marginal_value(
     fit: Fit, n: float, d: float, ci_prob: float = defaults.CI_PROB, budget: Budget | None = None
 ) -> dict:
-    """At (N, D): the loss drop from doubling N, from doubling D, and from 10x and 100x compute on the frontier."""
+    """At (N, D): the loss drop from doubling N, from doubling D, and from 10x and 100x compute on the frontier.
+
+    Parameters
+    ----------
+    fit : Fit
+        A fit of a law in N and D (it may also take ``U`` and a tunable ``lr`` or ``batch``), not pooled.
+    n : float
+        Model size N (parameters), positive and finite.
+    d : float
+        Training tokens D, positive and finite.
+    ci_prob : float, default 0.9
+        Probability mass of the equal-tailed intervals (:data:`bayescale.defaults.CI_PROB`).
+    budget : Budget, optional
+        The cost formula and unique-token cap (:meth:`Budget.make`); default C = 6ND without a cap.
+
+    Returns
+    -------
+    dict
+        ``N``, ``D``, ``flops`` (the cost of (N, D)) and ``ci_prob`` as floats; then intervals over the
+        draws, each a dict with keys ``median``, ``lower`` and ``upper``: ``loss`` (the law's loss at
+        (N, D)), ``drop_double_N`` and ``drop_double_D`` (loss at (N, D) minus at (2N, D) or (N, 2D)),
+        ``drop_10x_compute`` (optimal loss at ``flops`` minus at 10x ``flops``),
+        ``drop_next_10x_compute`` (10x to 100x) and ``diminishing_ratio`` (the second drop over the
+        first, draw by draw); and ``p_double_N_better``, the share of draws where doubling N gains more.
+
+    Raises
+    ------
+    BayescaleError
+        If the law cannot be planned with, ``n``, ``d`` or ``ci_prob`` is invalid, or no
+        compute-optimal size exists at one of the three budgets.
+    """
     ci_prob = check_ci_prob(ci_prob)
     _check_law(fit)
     budget = budget or Budget()
@@ -362,6 +446,38 @@ def plan(
     ``run_at_plan`` is the forecast of a run at the median N*, D*, exactly as ``predict`` gives it
     (predictive band with noise and the extrapolation discrepancy); ``flops_vs_largest_run`` says
     how far the budget lies beyond the runs the fit saw.
+
+    Parameters
+    ----------
+    fit : Fit
+        A fit of a law in N and D (it may also take ``U`` and a tunable ``lr`` or ``batch``), not pooled.
+    flops : float
+        The compute budget in FLOPs, positive and finite.
+    ci_prob : float, default 0.9
+        Probability mass of the equal-tailed intervals (:data:`bayescale.defaults.CI_PROB`).
+    cost : str, optional
+        Training cost in FLOPs as a formula in ``N`` and ``D`` (such as ``"6*N*D + 1e12*D"``), which must
+        be positive and grow with D; default ``"6*N*D"``.
+    unique_tokens : float, optional
+        Cap on unique training tokens: a law with input ``U`` is evaluated at U = min(cap, D); for
+        other laws D <= cap is a constraint. Default: no cap.
+
+    Returns
+    -------
+    dict
+        ``flops``, ``ci_prob`` and ``flops_vs_largest_run`` (the budget over the largest run's cost) as
+        floats; ``N_opt``, ``D_opt``, ``tokens_per_param``, ``loss_opt`` and ``<t>_opt`` per tunable
+        input, each a dict with keys ``median``, ``lower`` and ``upper``; ``run_at_plan``, a dict of
+        ``N``, ``D``, the tuned inputs, ``median``, ``pred_lower``, ``pred_upper`` and ``extrapolation``.
+        With ``cost``: ``cost`` (the formula). With ``unique_tokens``: ``unique_tokens``,
+        ``p_data_limited`` (share of draws whose D* reaches the cap, within 1%) and
+        ``data_constraint`` (how the cap entered).
+
+    Raises
+    ------
+    BayescaleError
+        If the law cannot be planned with, an argument is invalid, or no compute-optimal size exists
+        in the search range (N from 1e3 to 1e16).
     """
     ci_prob = check_ci_prob(ci_prob)
     budget = Budget.make(cost, unique_tokens)

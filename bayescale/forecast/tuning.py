@@ -145,10 +145,39 @@ def tune(
     :data:`OFF_FACTOR` x too high or too low (``t_penalty_high_*``, ``t_penalty_low_*``: the law's loss
     there minus at the best value, draw by draw). ``loss_median/lower/upper``, ``pred_lower/upper``
     and ``extrapolation`` are ``predict``'s forecast of a run at the median best values. With
-    ``given`` (``{"lr": 3e-4}``): ``t_given``, the loss given up by the given values
-    (``given_penalty_mean`` - the expected loss given up - and ``_median/lower/upper``), the probability that each is within 2x of the best
-    (``t_p_within_2x``) and the forecast of a run with them (``given_loss_median``,
-    ``given_pred_lower/upper``).
+    ``given`` (``{"lr": 3e-4}``): ``t_given`` (the value), the loss given up by the given values
+    (``given_penalty_mean`` - the expected loss given up - and ``_median/lower/upper``), the
+    probability that each is within 2x of the best (``t_p_within_2x``) and the forecast of a run
+    with them (``given_loss_median``, ``given_pred_lower/upper``).
+
+    Parameters
+    ----------
+    fit : Fit
+        A fit of a law with a tunable input (``lr``, the peak learning rate, or ``batch``, the batch
+        size in tokens), such as ``chinchilla_lr``.
+    points : pandas.DataFrame or dict
+        Where to tune: a table or a mapping of scalars or arrays giving the law's other inputs (N, D, ...).
+    given : dict of str to float, optional
+        Values of tunable inputs to score, such as ``{"lr": 3e-4}``; each must be one of the law's
+        tunable inputs, an ``lr`` in (0, 1] and a ``batch`` above 1.
+    ci_prob : float, default 0.9
+        Probability mass of the equal-tailed intervals (:data:`bayescale.defaults.CI_PROB`).
+    seed : int, optional
+        Seed of the random draws (forecast noise, parameters of groups a pooled fit never saw); default
+        the fit's seed.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The points, one row each, with the columns above. ``attrs["ci_prob"]`` holds the interval mass
+        and ``attrs["tunable"]`` the names of the tunable inputs.
+
+    Raises
+    ------
+    BayescaleError
+        If the law has no tunable input, or ``given`` names another input or an implausible value.
+    DataError
+        If ``points`` lack one of the law's other inputs or hold an invalid value (such as N <= 0).
     """
     ci_prob = check_ci_prob(ci_prob)
     names = tunable_inputs(fit.law)

@@ -68,7 +68,49 @@ class Derived:
 
 @dataclass(frozen=True)
 class Law:
-    """A scaling law: named inputs, a formula for the loss, and a prior for every parameter."""
+    """A scaling law: named inputs, a formula for the loss, and a prior for every parameter.
+
+    Usually read from a card (:func:`get_law`) or built with :meth:`from_formula`; the fields are checked
+    against each other on construction.
+
+    Parameters
+    ----------
+    name : str
+        The law's name, e.g. ``"chinchilla"``.
+    inputs : tuple of str
+        The data columns the formula reads, e.g. ``("N", "D")``; the first is the one a noise trend
+        (``noise_trend=True``) runs along.
+    formula : Formula
+        The parsed formula of the loss (or, for ``kind="metric"``, of the metric) in the inputs and parameters.
+    params : Mapping[str, Param]
+        Parameter name -> its :class:`Param` (prior, and the published reference value and source, if any).
+    title : str, default ""
+        A human-readable title for reports.
+    source : str, default ""
+        Where the law comes from, e.g. ``"Hoffmann et al. 2022"``.
+    description : str, default ""
+        A sentence or two about the law, for reports and ``bayescale laws``.
+    card_path : str, optional
+        The card file the law was read from; None for a law built in Python. Not compared by ``==``.
+    derived : Mapping[str, Derived], default {}
+        Quantities computed from the parameters (e.g. the slope after a break), by name.
+    breaks : Mapping[str, str], default {}
+        Break location (a parameter or derived quantity) -> the input it lies along.
+    anchor : str, optional
+        A parameter that enters the formula additively (a loss floor), which the sampler reaches through
+        the loss at the data's centre.
+    run_effect : tuple of str, default ()
+        For learning curves: the parameters that vary by run in a joint fit of many runs.
+    kind : str, default "loss"
+        What the formula gives: ``"loss"`` (a scaling law) or ``"metric"`` (a downstream accuracy from the
+        loss, which must then be an input).
+
+    Raises
+    ------
+    FormulaError
+        If the fields disagree: an input that is also a parameter, a name the formula does not use or
+        uses undeclared, a break, anchor or run effect that is not a parameter, an unknown ``kind``, ...
+    """
 
     name: str
     inputs: tuple[str, ...]
@@ -206,7 +248,42 @@ class Law:
         name: str = "custom",
         title: str = "",
     ) -> Law:
-        """A law from a formula string; names in ``inputs`` (default: N, D, C, ... found in it) are data."""
+        """A law from a formula string; names in ``inputs`` (default: N, D, C, ... found in it) are data.
+
+        Parameters
+        ----------
+        formula : str
+            The loss as a Python expression, e.g. ``"E + A * N**(-alpha)"`` (parsed and checked, never
+            evaluated as code).
+        priors : Mapping[str, Prior or str or Mapping]
+            Parameter name -> its prior, in any form :meth:`Prior.parse` accepts (``"Normal(0, 1)"``); every
+            name in the formula that is not an input needs one, and every name given must appear in it.
+        inputs : tuple of str, optional
+            The names that are data columns. None (default): those of N, D, C, U, X, step, tokens that the
+            formula uses, in that order.
+        name : str, default "custom"
+            The law's name.
+        title : str, default ""
+            A title for reports; empty: the formula text.
+
+        Returns
+        -------
+        Law
+            A law of kind ``"loss"`` without references, breaks, anchor or run effect.
+
+        Raises
+        ------
+        FormulaError
+            If the formula cannot be parsed, a parameter has no prior, a prior cannot be read, or a name
+            is declared but not used.
+
+        Examples
+        --------
+        >>> law = Law.from_formula("E + A * N**(-alpha)", {"E": "HalfNormal(2)", "A": "LogNormal(3, 2)",
+        ...                        "alpha": "Beta(2, 5)"})
+        >>> law.inputs
+        ('N',)
+        """
         parsed = Formula(formula)
         if inputs is None:
             inputs = tuple(n for n in KNOWN_INPUTS if n in parsed.names)
@@ -338,13 +415,43 @@ def models_dir() -> Path:
 
 
 def catalog() -> dict[str, Law]:
-    """Every law card shipped with bayescale, by name."""
+    """Every law card shipped with bayescale, by name.
+
+    Returns
+    -------
+    dict[str, Law]
+        Law name -> law, read afresh from the ``.toml`` cards of the catalog folder (:func:`models_dir`),
+        in file-name order.
+    """
     laws = [Law.from_card(p) for p in sorted(models_dir().glob("*.toml"))]
     return {law.name: law for law in laws}
 
 
 def get_law(spec: Law | str | Path, inputs: Mapping[str, str] | None = None) -> Law:
-    """A Law from a Law, a catalog name, or a path to a card file; ``inputs`` binds generic inputs."""
+    """A Law from a Law, a catalog name, or a path to a card file; ``inputs`` binds generic inputs.
+
+    Parameters
+    ----------
+    spec : Law, str or pathlib.Path
+        A :class:`Law` (used as it is), the path of a card file (a name ending in ``.toml``, or an
+        existing file), or the name of a card in the catalog (:func:`catalog`), e.g. ``"chinchilla"``.
+    inputs : Mapping[str, str], optional
+        Generic input -> column, e.g. ``{"X": "D"}`` for the saturating law in D; the law's name then
+        records the binding (``"saturating[X=D]"``). See :meth:`Law.with_inputs`.
+
+    Returns
+    -------
+    Law
+        The law, its inputs bound.
+
+    Raises
+    ------
+    BayescaleError
+        If the name is not in the catalog, the card file does not exist, or ``inputs`` names an input the
+        law does not have.
+    FormulaError
+        If the card is not valid TOML or does not describe a valid law.
+    """
     if isinstance(spec, Law):
         law = spec
     elif str(spec).endswith(".toml") or Path(str(spec)).is_file():

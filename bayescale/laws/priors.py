@@ -139,7 +139,23 @@ FAMILIES: dict[str, _Family] = {
 
 @dataclass(frozen=True)
 class Prior:
-    """A prior distribution: ``Prior("LogNormal", mu=-1.2, sigma=0.5)``."""
+    """A prior distribution: ``Prior("LogNormal", mu=-1.2, sigma=0.5)``.
+
+    Parameters
+    ----------
+    dist : str
+        The PyMC name of the distribution: one of Normal, StudentT, Laplace, LogNormal, HalfNormal, Gamma,
+        Exponential, Uniform, Beta (:data:`FAMILIES`).
+    **params : float
+        Every parameter of that distribution by its PyMC name and none other (``mu``, ``sigma`` for
+        Normal; ``nu``, ``mu``, ``sigma`` for StudentT, ...); finite numbers, scales and shapes > 0, and
+        ``lower < upper`` for Uniform. Stored as floats in ``params``.
+
+    Raises
+    ------
+    FormulaError
+        If the distribution is unknown, or a parameter is missing, unknown or out of range.
+    """
 
     dist: str
     params: Mapping[str, float] = field(default_factory=dict)
@@ -175,6 +191,29 @@ class Prior:
         """Accept a Prior, text like ``"Normal(0.3, 0.1)"``, or a card table ``{dist=..., ...}``.
 
         Text that refers to the data's range (``X_max``, ``N_min``) gives a :class:`ScaledPrior`.
+
+        Parameters
+        ----------
+        spec : Prior, ScaledPrior, str or Mapping
+            A :class:`Prior` or :class:`ScaledPrior` (returned as it is); text such as
+            ``"LogNormal(mu=log(1.69), sigma=0.5)"``, with positional arguments in the family's order
+            and constant expressions allowed (parsed, never evaluated as code); or a card table
+            ``{"dist": "Normal", "mu": 0, "sigma": 1}``, or ``{"text": "..."}``.
+
+        Returns
+        -------
+        Prior or ScaledPrior
+            The prior; a :class:`ScaledPrior` when the text refers to names like ``X_max``, ``N_min``.
+
+        Raises
+        ------
+        FormulaError
+            If ``spec`` cannot be read as a prior.
+
+        Examples
+        --------
+        >>> Prior.parse("Normal(0.3, 0.1)")
+        Normal(mu=0.3, sigma=0.1)
         """
         if isinstance(spec, (Prior, ScaledPrior)):
             return spec

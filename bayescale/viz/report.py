@@ -252,7 +252,38 @@ def build_report(
     fmt: str = "html",
     progress: Callable[[str], None] | None = None,
 ) -> str:
-    """The report as a string (``fmt`` is ``"html"`` or ``"markdown"``)."""
+    """The report as a string (``fmt`` is ``"html"`` or ``"markdown"``).
+
+    Parameters
+    ----------
+    fits : dict[str, Fit]
+        Label -> fit, one section each in this order (the law, data, parameters, diagnostics, forecasts,
+        figures); with more than one, a PSIS-LOO comparison follows.
+    backtest : BacktestResult, optional
+        A backtest (:func:`bayescale.backtest`): its table and calibration figure, and the held-out runs in
+        the fan chart of the fit of the same law.
+    points : sequence of dict, optional
+        Forecast points for every fit, e.g. ``[{"N": 7e10, "D": 1.4e12}]`` (with the group column for a
+        pooled fit). None (default): :func:`default_points` (10 and 100 times the largest run), and none
+        for a learning-curve fit.
+    ci_prob : float, default 0.9
+        Probability of the credible and predictive intervals (equal-tailed).
+    fmt : str, default "html"
+        ``"html"`` (one self-contained file) or ``"markdown"``; figures are inline PNG images in both.
+    progress : callable, optional
+        Called with a short description of each stage (``"section for chinchilla"``, ``"model checks"``, ...)
+        as the report is built.
+
+    Returns
+    -------
+    str
+        The whole document; :func:`write_report` saves it.
+
+    Raises
+    ------
+    BayescaleError
+        If ``fmt`` is neither ``"html"`` nor ``"markdown"``, or ``fits`` is empty.
+    """
     if fmt not in ("html", "markdown"):
         raise BayescaleError(f"report format must be 'html' or 'markdown', got {fmt!r}")
     if not fits:
@@ -405,7 +436,25 @@ def build_sweep_report(
 
 
 def write_report(path: str | Path, text: str) -> Path:
-    """Write atomically: an earlier report survives a failed write."""
+    """Write atomically: an earlier report survives a failed write.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The file to write (replaced if it exists); its folder must exist.
+    text : str
+        The report, from :func:`build_report`.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``, as a Path.
+
+    Raises
+    ------
+    BayescaleError
+        If the folder of ``path`` does not exist.
+    """
     path = Path(path)
     if not path.parent.is_dir():
         raise BayescaleError(f"cannot write the report to {str(path)!r}: folder {str(path.parent)!r} does not exist")
