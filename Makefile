@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test test-fast lint bench notebooks clean
+.PHONY: setup demo test test-fast lint docs bench notebooks clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else "bayescale needs Python >= 3.12, but $(PYTHON) is " + sys.version.split()[0] + ": run make PYTHON=/path/to/python3.12")'
@@ -34,6 +34,9 @@ test: lint  # two pytest workers, whole files each (module fixtures are fitted o
 test-fast: lint
 	$(VENV)/bin/python -m pytest -q -ra -n 2 --dist loadfile -m "not slow"
 
+docs: setup  # the user guide and the API and CLI reference, warnings as errors
+	$(VENV)/bin/python -m sphinx -W --keep-going -q -b html docs docs/_build/html
+
 notebooks: setup  # re-execute the notebooks in place so they are committed with outputs
 	for nb in notebooks/*.ipynb; do BAYESCALE_NB_DRAWS=500 $(VENV)/bin/python -c "import sys, nbformat; from nbclient import NotebookClient; nb = nbformat.read(sys.argv[1], 4); NotebookClient(nb, timeout=1200, kernel_name='python3', resources={'metadata': {'path': 'notebooks'}}).execute(); nbformat.write(nb, sys.argv[1])" $$nb || exit 1; done
 
@@ -41,4 +44,4 @@ bench: setup
 	$(VENV)/bin/python benchmarks/fit_speed.py
 
 clean:
-	rm -rf $(VENV) out build dist .pytest_cache
+	rm -rf $(VENV) out build dist .pytest_cache docs/_build

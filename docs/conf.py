@@ -7,7 +7,7 @@ author = "the bayescale developers"
 release = version = bayescale.__version__
 
 extensions = ["myst_parser", "sphinx.ext.autodoc", "numpydoc", "sphinx_click", "sphinx.ext.intersphinx"]
-source_suffix = {".md": "markdown"}
+source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
 master_doc = "index"
 exclude_patterns = ["_build"]
 myst_heading_anchors = 3
@@ -25,3 +25,13 @@ intersphinx_mapping = {}  # no network at build time: references outside bayesca
 html_theme = "pydata_sphinx_theme"
 html_title = "bayescale"
 html_theme_options = {"navigation_depth": 2, "show_toc_level": 2}
+
+
+def _escape_asterisks(app, ctx, lines):
+    """Click help is plain text: ``6*N*D`` and ``fits/*.nc`` are not RST emphasis."""
+    lines[:] = [line.replace("*", r"\*") for line in lines]
+
+
+def setup(app):
+    for event in ("options", "description", "arguments", "epilog"):
+        app.connect(f"sphinx-click-process-{event}", _escape_asterisks)
