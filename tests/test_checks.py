@@ -32,7 +32,9 @@ def test_a_good_fit_passes_every_check_and_gains_arviz_groups(sampled):
     assert {"prior", "prior_predictive", "posterior_predictive", "observed_data"} <= set(sampled.idata.children)
     assert result["prior_predictive"]["outside"] == 0
     assert 0.8 <= result["posterior_predictive"]["coverage_0.9"] <= 1.0
-    assert len(result["loo_pit"]["values"]) == result["n_runs"] and result["loo_pit"]["p_value"] > 0.01
+    assert len(result["loo_pit"]["values"]) == result["n_runs"] and result["loo_pit"]["inside_envelope"]
+    band = result["loo_pit"]["ecdf"]  # the simultaneous band is wider than the pointwise one, and holds the ECDF
+    assert all(lo <= e <= hi for lo, e, hi in zip(band["lower"], band["ecdf"], band["upper"]))
     assert result["findings"][0].startswith("prior predictive: every run")
     assert result["findings"][2].startswith("LOO-PIT: consistent with calibrated")
 
@@ -50,7 +52,8 @@ def test_a_noise_scale_ten_times_too_small_is_caught(demo_runs):
         warnings.simplefilter("ignore")
         result = check(narrow, seed=0)
     assert result["posterior_predictive"]["coverage_0.9"] < 0.8
-    assert result["loo_pit"]["p_value"] < 0.01 and result["loo_pit"]["share_outside_central_90"] > 0.3
+    assert not result["loo_pit"]["inside_envelope"] and result["loo_pit"]["share_outside_central_90"] > 0.3
+    assert result["loo_pit"]["ecdf_points_outside"] > 0.1
     assert "bands too narrow" in result["findings"][2]
     assert "misses something" in result["findings"][1]
 
@@ -68,7 +71,7 @@ def test_losses_in_the_wrong_units_are_ruled_out_by_the_priors():
             "observed_range": [2300.0, 4000.0],
         },
         "posterior_predictive": {"coverage_0.5": 0.5, "coverage_0.9": 0.9},
-        "loo_pit": {"p_value": 0.5, "mean": 0.5, "share_outside_central_90": 0.1},
+        "loo_pit": {"envelope_prob": 0.99, "inside_envelope": True, "mean": 0.5, "share_outside_central_90": 0.1},
     }
     assert "check the units of the table" in findings(result)[0] and "rows 1, 2, 3" in findings(result)[0]
 

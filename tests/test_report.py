@@ -39,8 +39,16 @@ def test_every_plot_returns_a_figure(demo_runs):
         plots.prior_posterior(fit),
         plots.correlated_pairs(fit, 0.0),
         plots.frontier_bands(fit, [1e21, 1e23]),
+        plots.loo_comparison(
+            pd.DataFrame(
+                {"elpd": [10.0, 4.0], "se": [2.0, 2.5], "elpd_diff": [0.0, 6.0], "dse": [0.0, 1.5]},
+                index=["chinchilla", "kaplan_nd"],
+            )
+        ),
+        plots.loo_pit(fit),
     ]
     assert all(isinstance(f, matplotlib.figure.Figure) for f in figures)
+    assert "prior" in fit.idata.children and "posterior_predictive" in fit.idata.children  # ArviZ's groups, drawn
     fan = figures[0].axes[0]
     assert fan.get_xscale() == "log" and "held-out runs (1/1" in " ".join(t.get_text() for t in fan.get_legend().texts)
 

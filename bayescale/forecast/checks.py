@@ -10,9 +10,11 @@
   smallest and the largest third. Scatter that grows with size leaves the largest runs too often
   outside their bands, and forecasts beyond them too narrow: fit with a noise trend (``--noise-trend``).
 - **LOO-PIT**: for each run, where its loss falls in the predictive distribution of a fit without
-  it (PSIS-LOO, ``arviz_stats.loo_pit``). Calibrated forecasts give uniform values; a
-  Kolmogorov-Smirnov test says how far from uniform, and the shape says how (bias, too narrow,
-  too wide).
+  it (PSIS-LOO, ``arviz_stats.loo_pit``). Calibrated forecasts give uniform values. The values
+  are not independent draws (every fit shares the other runs), so no test of independent draws
+  applies; the criterion is the one ArviZ draws (``arviz_plots.plot_loo_pit``): the ECDF of the
+  values must stay inside the simultaneous 99% band of a uniform ECDF (Säilynoja, Bürkner and
+  Vehtari 2022). Where it leaves the band, the shape says how (bias, too narrow, too wide).
 
 All draws come from ``fit.model`` (the generative PyMC model), so the checks are those a PyMC user
 would run by hand, with ArviZ's group names.
@@ -30,8 +32,10 @@ if TYPE_CHECKING:
 
 #: a run outside this central share of the prior predictive is "ruled out by the priors"
 PRIOR_BAND = 0.99
-#: LOO-PIT values further from uniform than this KS p-value are reported as miscalibrated
-PIT_P_VALUE = 0.01
+#: the LOO-PIT ECDF must stay inside the simultaneous band of this probability (ArviZ's ``stats.envelope_prob``)
+PIT_ENVELOPE_PROB = 0.99
+#: simulations that set the simultaneous band (arviz_stats.ecdf_utils.ecdf_pit)
+PIT_SIMULATIONS = 1000
 #: a rank correlation of |residual| with log N below this p-value is reported (noise along N)
 SCATTER_P_VALUE = 0.01
 
@@ -69,9 +73,11 @@ def check(fit: Fit, *, prior_draws: int = 500, seed: int | None = None) -> dict:
         1, ``loss_range``, ``observed_range``); ``posterior_predictive`` (``coverage_0.5``, ``coverage_0.9``);
         ``noise_along_size`` (``input``, ``noise_trend``, ``rank_correlation``, ``p_value`` and the 50%
         coverage of the smallest and largest thirds); ``loo_pit`` (``values``, ``mean``,
-        ``share_outside_central_90``, ``ks_statistic``, ``p_value``); and ``findings``, a list of str.
+        ``share_outside_central_90``, ``envelope_prob``, ``inside_envelope``, ``ecdf_points_outside`` and
+        ``ecdf``: the ECDF and its simultaneous band at ``points``); and ``findings``, a list of str.
     """
     from arviz_stats import loo_pit
+    from arviz_stats.ecdf_utils import ecdf_pit
 
     observed = np.log(fit.runs["loss"])
     idata = fit.prior_predictive(prior_draws, seed=seed)
@@ -86,7 +92,8 @@ def check(fit: Fit, *, prior_draws: int = 500, seed: int | None = None) -> dict:
     low, high = np.quantile(size, [1 / 3, 2 / 3])
     scatter = stats.spearmanr(np.abs(observed - np.median(replicated, axis=0)), np.log(size))
     pit = np.asarray(loo_pit(idata, var_names=["log_loss"])["log_loss"]).ravel()
-    ks = stats.kstest(pit, "uniform")
+    points, ecdf, lower, upper = ecdf_pit(pit, PIT_ENVELOPE_PROB, PIT_SIMULATIONS, rng=np.random.default_rng(0))
+    outside = (ecdf < lower) | (ecdf > upper)
     result = {
         "n_runs": int(len(observed)),
         "likelihood": fit.likelihood.name,
@@ -110,8 +117,15 @@ def check(fit: Fit, *, prior_draws: int = 500, seed: int | None = None) -> dict:
             "values": [float(v) for v in pit],
             "mean": float(pit.mean()),
             "share_outside_central_90": float(np.mean((pit < 0.05) | (pit > 0.95))),
-            "ks_statistic": float(ks.statistic),
-            "p_value": float(ks.pvalue),
+            "envelope_prob": PIT_ENVELOPE_PROB,
+            "inside_envelope": bool(not outside.any()),
+            "ecdf_points_outside": float(outside.mean()),
+            "ecdf": {
+                "points": points.tolist(),
+                "ecdf": ecdf.tolist(),
+                "lower": lower.tolist(),
+                "upper": upper.tolist(),
+            },
         },
     }
     result["findings"] = findings(result)
@@ -158,8 +172,9 @@ def findings(result: dict) -> list[str]:
             "noise_trend=True) and compare the two by LOO."
         )
     pit = result["loo_pit"]
-    if pit["p_value"] >= PIT_P_VALUE:
-        out.append(f"LOO-PIT: consistent with calibrated forecasts of left-out runs (KS p = {pit['p_value']:.2f}).")
+    band = f"the {pit['envelope_prob']:.0%} simultaneous band of calibrated forecasts"
+    if pit["inside_envelope"]:
+        out.append(f"LOO-PIT: consistent with calibrated forecasts of left-out runs (the ECDF stays inside {band}).")
     else:
         if abs(pit["mean"] - 0.5) > 0.1:
             how = "runs come out lower than forecast" if pit["mean"] < 0.5 else "runs come out higher than forecast"
@@ -167,5 +182,8 @@ def findings(result: dict) -> list[str]:
             how = "bands too narrow: too many runs outside the central 90%"
         else:
             how = "bands too wide: runs crowd the middle of their predictive distributions"
-        out.append(f"LOO-PIT: left-out runs are not forecast calibrated (KS p = {pit['p_value']:.3g}): {how}.")
+        out.append(
+            f"LOO-PIT: left-out runs are not forecast calibrated (the ECDF leaves {band} at "
+            f"{pit['ecdf_points_outside']:.0%} of its points): {how}."
+        )
     return out

@@ -1,10 +1,14 @@
 """Figures: each function takes fits or results and returns a matplotlib Figure.
 
+The generic Bayesian figures are ArviZ's own (arviz-plots, matplotlib backend); the domain figures
+(fan charts, frontier, learning curves, downstream) are drawn here.
+
 - :func:`forecast_fan` - the runs, the fitted law with credible and predictive bands over the
   observed and the extrapolated range (log axes), held-out runs marked with their forecasts;
-- :func:`prior_posterior` - each parameter's prior against its posterior;
-- :func:`correlated_pairs` - scatter plots of strongly correlated parameter pairs;
-- :func:`loo_comparison` - elpd with standard errors from :func:`bayescale.compare`;
+- :func:`prior_posterior` - each parameter's prior against its posterior (arviz-plots);
+- :func:`correlated_pairs` - the most correlated parameter against its partners (arviz-plots);
+- :func:`loo_comparison` - elpd differences with standard errors from :func:`bayescale.compare` (arviz-plots);
+- :func:`loo_pit` - the LOO-PIT ECDF with its simultaneous band (arviz-plots);
 - :func:`calibration` - backtest coverage, nominal against observed;
 - :func:`frontier_bands` - the compute-optimal N*, D* and L* against compute, with bands;
 - :func:`learning_curves` - runs' checkpoints, the part a fit saw and the forecast of the rest;
@@ -162,80 +166,86 @@ def forecast_fan(
     return fig
 
 
-def prior_posterior(fit: Fit):
-    """One panel per law parameter: posterior histogram and prior density (log scale for positive ones)."""
-    names = [n for n in fit.law.param_names if n not in fit.spec.pooled]
-    cols = min(3, len(names))
-    rows = int(np.ceil(len(names) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 2.6 * rows), squeeze=False)
-    for ax, name in zip(axes.flat, names):
-        draws = fit.posterior[name].to_numpy().reshape(-1)
-        prior = fit.spec.priors[name]
-        positive = prior.support.kind == "positive" and np.all(draws > 0)
-        lo, hi = np.quantile(draws, [0.001, 0.999])
-        span = (np.log(hi / lo) if positive else hi - lo) or 1.0
-        if positive:
-            xs = np.geomspace(lo / np.exp(span), hi * np.exp(span), 400)
-            bins = np.geomspace(lo, hi, 40)
-        else:
-            xs = np.linspace(lo - span, hi + span, 400)
-            bins = np.linspace(lo, hi, 40)
-        ax.hist(draws, bins=bins, density=True, color=_LAW, alpha=0.6, label="posterior")
-        with np.errstate(all="ignore"):
-            ax.plot(xs, np.exp(prior.logpdf(xs)), color="0.3", lw=1, ls="--", label="prior")
-        if positive:
-            ax.set_xscale("log")
-        ax.set_title(name, fontsize=10)
-        ax.set_yticks([])
-    for ax in list(axes.flat)[len(names) :]:
-        ax.axis("off")
-    axes.flat[0].legend(fontsize=7)
-    fig.suptitle("prior (dashed) against posterior", fontsize=10)
-    fig.tight_layout()
-    return fig
+def _log_scale_tree(fit: Fit, names: list[str], groups=("posterior", "prior")):
+    """``fit.idata``'s groups with the named parameters only, positive ones as ``log <name>``."""
+    import xarray as xr
+
+    tree = {}
+    for group in groups:
+        data = fit.idata[group].to_dataset()
+        variables = {}
+        for name in names:
+            values = data[name]
+            positive = fit.spec.priors[name].support.kind == "positive" and bool((fit.posterior[name] > 0).all())
+            variables[f"log {name}" if positive else name] = np.log(values) if positive else values
+        tree[group] = xr.Dataset(variables)
+    return xr.DataTree.from_dict(tree)
 
 
-def correlated_pairs(fit: Fit, threshold: float = 0.5, max_pairs: int = 6):
-    """Scatter plots of the parameter pairs whose posterior correlation (of logs, if positive) exceeds ``threshold``."""
+def _figure(plot_collection):
+    """The matplotlib Figure of an arviz-plots PlotCollection, laid out so that every label shows."""
+    figure = plot_collection.viz["figure"].item()
+    figure.tight_layout()
+    return figure
+
+
+def prior_posterior(fit: Fit, prior_draws: int = 500):
+    """One panel per law parameter: prior against posterior (``arviz_plots.plot_prior_posterior``).
+
+    Positive parameters are shown as their logs, where their priors are spread. The prior draws come
+    from ``fit.prior_predictive`` (the ``prior`` group is added to ``fit.idata`` if missing).
+    """
+    import arviz_plots as azp
+
     names = [n for n in fit.law.param_names if n not in fit.spec.pooled]
-    draws = {}
-    for n in names:
-        values = fit.posterior[n].to_numpy().reshape(-1)
-        draws[n] = np.log(values) if np.all(values > 0) else values
-    corr = np.corrcoef(np.array([draws[n] for n in names]))
-    pairs = sorted(
-        (
-            (abs(corr[i, j]), i, j)
-            for i in range(len(names))
-            for j in range(i + 1, len(names))
-            if abs(corr[i, j]) >= threshold
-        ),
-        reverse=True,
-    )[:max_pairs]
-    if not pairs:
+    if "prior" not in fit.idata.children:
+        fit.prior_predictive(prior_draws)
+    tree = _log_scale_tree(fit, names)
+    return _figure(azp.plot_prior_posterior(tree, backend="matplotlib"))
+
+
+def correlated_pairs(fit: Fit, threshold: float = 0.5):
+    """The parameter most correlated with others against each of them (``arviz_plots.plot_pair_focus``).
+
+    Correlations are of logs for positive parameters; only partners beyond ``threshold`` (absolute)
+    are drawn, and a note says so when no pair is.
+    """
+    import arviz_plots as azp
+
+    names = [n for n in fit.law.param_names if n not in fit.spec.pooled]
+    tree = _log_scale_tree(fit, names, groups=("posterior",))
+    labels = list(tree["posterior"].data_vars)
+    flat = np.array([tree["posterior"][n].to_numpy().reshape(-1) for n in labels])
+    corr = np.corrcoef(flat)
+    np.fill_diagonal(corr, 0.0)
+    focus = int(np.argmax(np.abs(corr).max(axis=1)))
+    partners = [labels[j] for j in np.argsort(-np.abs(corr[focus])) if abs(corr[focus, j]) >= threshold]
+    if not partners:
         fig, ax = plt.subplots(figsize=(4, 1.2))
         ax.axis("off")
         ax.text(0.5, 0.5, f"no parameter pair correlated beyond |r| = {threshold}", ha="center", va="center")
         return fig
-    fig, axes = plt.subplots(1, len(pairs), figsize=(3.2 * len(pairs), 3), squeeze=False)
-    for ax, (_, i, j) in zip(axes.flat, pairs):
-        ax.scatter(draws[names[i]], draws[names[j]], s=2, alpha=0.25, color=_LAW)
-        ax.set_xlabel(f"log {names[i]}" if np.all(fit.posterior[names[i]] > 0) else names[i])
-        ax.set_ylabel(f"log {names[j]}" if np.all(fit.posterior[names[j]] > 0) else names[j])
-        ax.set_title(f"r = {corr[i, j]:.2f}", fontsize=9)
-    fig.tight_layout()
-    return fig
+    tree["sample_stats"] = fit.idata["sample_stats"].to_dataset()[["diverging"]]
+    return _figure(azp.plot_pair_focus(tree, labels[focus], var_names=partners, backend="matplotlib"))
 
 
 def loo_comparison(table: pd.DataFrame):
-    """elpd (PSIS-LOO) of each fit with its standard error, best on top."""
-    table = table.sort_values("elpd")
-    fig, ax = plt.subplots(figsize=(6, 0.6 + 0.45 * len(table)))
-    ax.errorbar(table["elpd"], range(len(table)), xerr=table["se"], fmt="o", color=_LAW, capsize=3)
-    ax.set_yticks(range(len(table)), table.index)
-    ax.set_xlabel("elpd (PSIS-LOO), higher is better")
-    fig.tight_layout()
-    return fig
+    """elpd differences from the best fit with their standard errors (``arviz_plots.plot_compare``)."""
+    import arviz_plots as azp
+
+    return _figure(azp.plot_compare(table.sort_values("elpd", ascending=False), backend="matplotlib"))
+
+
+def loo_pit(fit: Fit):
+    """The LOO-PIT ECDF of the observed runs with its simultaneous band (``arviz_plots.plot_loo_pit``).
+
+    Needs the ``posterior_predictive`` group (``fit.posterior_predictive()`` adds it).
+    """
+    import arviz_plots as azp
+
+    if "posterior_predictive" not in fit.idata.children:
+        fit.posterior_predictive()
+    return _figure(azp.plot_loo_pit(fit.idata, var_names=["log_loss"], backend="matplotlib"))
 
 
 def calibration(result: BacktestResult):
@@ -375,20 +385,23 @@ def model_checks(fit: Fit, result: dict):
         ylabel="log loss",
     )
     ax.legend(fontsize=8)
-    pit = np.sort(result["loo_pit"]["values"])
-    ecdf = np.arange(1, len(pit) + 1) / len(pit)
-    band = 1.36 / np.sqrt(len(pit))  # 95% Kolmogorov-Smirnov band around the uniform
+    pit = result["loo_pit"]
+    band = pit["ecdf"]
+    points = np.asarray(band["points"])
     ax = axes[2]
-    ax.fill_between([0, 1], [-band, -band], [band, band], color="0.85", label="95% band of a calibrated fit")
-    ax.step(pit, ecdf - pit, where="post", color="tab:blue", label="LOO-PIT")
-    ax.axhline(0, color="0.5", lw=0.8)
-    ax.set(
-        title=f"LOO-PIT (KS p = {result['loo_pit']['p_value']:.2f})",
-        xlabel="PIT value",
-        ylabel="ECDF - uniform",
-        xlim=(0, 1),
+    ax.fill_between(
+        points,
+        np.asarray(band["lower"]) - points,
+        np.asarray(band["upper"]) - points,
+        color="0.85",
+        step="post",
+        label=f"{pit['envelope_prob']:.0%} simultaneous band of a calibrated fit",
     )
-    ax.legend(fontsize=8)
+    ax.step(points, np.asarray(band["ecdf"]) - points, where="post", color="tab:blue", label="LOO-PIT")
+    ax.axhline(0, color="0.5", lw=0.8)
+    verdict = "inside the band" if pit["inside_envelope"] else f"{pit['ecdf_points_outside']:.0%} outside the band"
+    ax.set(title=f"LOO-PIT ECDF ({verdict})", xlabel="PIT value", ylabel="ECDF - uniform", xlim=(0, 1))
+    ax.legend(fontsize=8, loc="lower center")
     fig.tight_layout()
     return fig
 

@@ -221,7 +221,9 @@ def _fit_section(doc: _Doc, fit: Fit, name: str, points, ci_prob: float, heldout
         )
     progress("prior and posterior")
     doc.figure(plots.prior_posterior(fit), "Prior against posterior for each parameter")
-    doc.figure(plots.correlated_pairs(fit), "Strongly correlated parameter pairs")
+    doc.figure(
+        plots.correlated_pairs(fit), "The parameter most correlated with others, against its partners (|r| >= 0.5)"
+    )
     if {"N", "D"} <= set(fit.law.inputs) and not fit.spec.pooled:
         progress("compute-optimal frontier")
         try:
@@ -306,7 +308,7 @@ def build_report(
         try:
             table = compare(fits)
             doc.table(table)
-            doc.figure(plots.loo_comparison(table), "elpd with standard errors; higher is better")
+            doc.figure(plots.loo_comparison(table), "elpd difference from the best fit, with standard errors")
         except BayescaleError as exc:
             doc.para(f"Not compared: {exc}")
     if backtest is not None:
@@ -424,7 +426,8 @@ def build_sweep_report(
         rows = comparison[(comparison["group"] == group) & (comparison["error"] == "")]
         if len(rows) > 1:
             doc.figure(
-                plots.loo_comparison(rows.set_index("law")), f"{group}: elpd with standard errors; higher is better"
+                plots.loo_comparison(rows.set_index("law")),
+                f"{group}: elpd difference from the best law, with standard errors",
             )
         for label, fit in fits.items():
             progress(f"section for {label} on {group}")
