@@ -37,8 +37,8 @@ test-fast: lint
 docs: setup  # the user guide and the API and CLI reference, warnings as errors
 	$(VENV)/bin/python -m sphinx -W --keep-going -q -b html docs docs/_build/html
 
-notebooks: setup  # re-execute the notebooks in place so they are committed with outputs
-	for nb in notebooks/*.ipynb; do BAYESCALE_NB_DRAWS=500 $(VENV)/bin/python -c "import sys, nbformat; from nbclient import NotebookClient; nb = nbformat.read(sys.argv[1], 4); NotebookClient(nb, timeout=1200, kernel_name='python3', resources={'metadata': {'path': 'notebooks'}}).execute(); nbformat.write(nb, sys.argv[1])" $$nb || exit 1; done
+notebooks: setup  # re-execute the notebooks in place at the default settings, so they are committed with outputs
+	for nb in notebooks/*.ipynb; do $(VENV)/bin/python -c "import sys, nbformat; from nbclient import NotebookClient; nb = nbformat.read(sys.argv[1], 4); NotebookClient(nb, timeout=1200, kernel_name='python3', resources={'metadata': {'path': 'notebooks'}}).execute(); nbformat.write(nb, sys.argv[1])" $$nb || exit 1; done
 
 bench: setup
 	$(VENV)/bin/python benchmarks/fit_speed.py

@@ -30,3 +30,14 @@ def test_notebook_runs(path, monkeypatch):
     figures = [o for o in outputs if "image/png" in o.get("data", {})]
     assert figures, f"{path.name} drew no figure"  # plots show inline, not only in files
     assert not any("draws/s" in str(o) for o in outputs)  # no frozen progress tables off a terminal
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_committed_notebook_shows_no_sampler_warning_or_traceback(path):
+    """What a reader sees on the repository page: outputs of a run at the default settings (make notebooks)."""
+    notebook = nbformat.read(path, as_version=4)
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
+    assert outputs, f"{path.name} is committed without outputs: run make notebooks"
+    shown = " ".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", "")) for o in outputs)
+    assert not [o for o in outputs if o.get("output_type") == "error"] and "Traceback" not in shown
+    assert "SamplerWarning" not in shown, f"{path.name} shows a SamplerWarning: run make notebooks at the defaults"
