@@ -47,11 +47,12 @@ _EXPORTS = {
     **dict.fromkeys(
         ["load_checkpoints", "fit_curves", "forecast_curves", "compare_schedules"], "curves.learning_curves"
     ),
-    **dict.fromkeys(["fit_metric", "chained"], "downstream.metric"),
+    "fit_metric": "downstream.metric",
+    "chained": "downstream.chain",
     **dict.fromkeys(["build_report", "write_report"], "viz.report"),
 }
 #: public modules: ``bs.datasets.synthetic_sweep()``, ``bs.plots.forecast_fan(fit)``
-_MODULES = {"datasets": "data.datasets", "plots": "viz.plots", "downstream": "downstream.metric"}
+_MODULES = {"datasets": "data.datasets", "plots": "viz.plots", "downstream": "downstream"}
 
 __all__ = sorted([*_EXPORTS, *_MODULES, "load", "__version__"])
 

@@ -26,7 +26,7 @@ import pandas as pd
 from scipy.optimize import curve_fit
 
 import bayescale as bs
-from bayescale.downstream import metric as downstream
+from bayescale import downstream
 from bayescale.errors import DataError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -9,8 +9,8 @@ import xarray as xr
 from conftest import fake_fit, shared_file
 
 import bayescale as bs
+from bayescale import downstream
 from bayescale.cli.main import main
-from bayescale.downstream import metric as downstream
 from bayescale.errors import BayescaleError, DataError
 from bayescale.inference.diagnostics import diagnose
 

@@ -165,8 +165,8 @@ def downstream_command(
     """
     import pandas as pd
 
+    from bayescale import downstream
     from bayescale.data.runs import read_table
-    from bayescale.downstream import metric as downstream
     from bayescale.evaluation.backtesting import holdout_mask
     from bayescale.fitting.pipeline import fit
 

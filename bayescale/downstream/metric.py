@@ -34,15 +34,13 @@ import pandas as pd
 import xarray as xr
 
 from bayescale import defaults
-from bayescale.data.runs import column_list, prepare_points, row_numbers
-from bayescale.defaults import check_ci_prob
+from bayescale.data.runs import column_list, row_numbers
 from bayescale.errors import BayescaleError, DataError
-from bayescale.forecast.predict import band, loss_draws
 from bayescale.inference.diagnostics import Diagnostics, diagnose, report
 from bayescale.laws.card import Law, get_law
 
 if TYPE_CHECKING:
-    from bayescale.fitting.result import Fit
+    pass
 
 #: the observed variable of the metric model
 OBSERVED = "metric"
@@ -54,7 +52,7 @@ ABOVE_CHANCE_SE = 2.0
 PHI_PRIOR = "LogNormal(mu=log(500.0), sigma=1.5)"
 #: prior of the spread of the groups' loss shifts (nats)
 SHIFT_SD_PRIOR = "HalfNormal(sigma=0.2)"
-_EPS = 1e-6
+EPS = 1e-6
 #: the metric law's discrepancy beyond the fitted models: logit(accuracy) gains kappa * d * z, where d
 #: is the e-folds of loss below the lowest loss the metric law saw and z ~ Normal(0, 1) is shared by
 #: every point of a draw. kappa's prior (logit units per e-fold): a guess, broad, updated by each
@@ -197,7 +195,7 @@ def build_metric_model(law: Law, data: Mapping[str, Any], levels: list[str] | No
             offset = pm.Normal("shift_offset", 0.0, 1.0, dims=group)
             shift = pm.Deterministic("shift", spread * offset, dims=group)
             env["loss"] = env["loss"] - shift[index]
-        mean = pt.clip(law.formula.pytensor({**env, **values}), _EPS, 1 - _EPS)
+        mean = pt.clip(law.formula.pytensor({**env, **values}), EPS, 1 - EPS)
         pm.Deterministic("accuracy", mean)
         phi = _prior_variable(pm, "phi", Prior.parse(PHI_PRIOR))
         if data["n"] is not None:
@@ -205,7 +203,7 @@ def build_metric_model(law: Law, data: Mapping[str, Any], levels: list[str] | No
             correct = pm.Data("correct", np.round(data["accuracy"] * data["n"]).astype(int))
             pm.BetaBinomial(OBSERVED, n=n, alpha=mean * phi, beta=(1 - mean) * phi, observed=correct)
         else:
-            observed = pm.Data("observed_accuracy", np.clip(data["accuracy"], _EPS, 1 - _EPS))
+            observed = pm.Data("observed_accuracy", np.clip(data["accuracy"], EPS, 1 - EPS))
             pm.Beta(OBSERVED, alpha=mean * phi, beta=(1 - mean) * phi, observed=observed)
     return model
 
@@ -369,11 +367,13 @@ def fit_metric(
     return MetricFit(law, idata, table, metric, group, diagnostics, settings, kappa, float(loss.min()))
 
 
-def _logit(p):
+def logit(p):
+    """log(p / (1 - p)), elementwise."""
     return np.log(p) - np.log1p(-p)
 
 
-def _expit(x):
+def expit(x):
+    """The inverse of :func:`logit`."""
     return 1.0 / (1.0 + np.exp(-x))
 
 
@@ -414,7 +414,7 @@ def _map_fit(law: Law, data: Mapping[str, Any], levels: list[str] | None, group:
     def mean(part):
         loss = part["loss"] - (shifts[part["codes"]] if shifts is not None else 0.0)
         with np.errstate(all="ignore"):
-            return np.clip(law.formula.numpy({**values, "loss": loss, "chance": part["chance"]}), _EPS, 1 - _EPS)
+            return np.clip(law.formula.numpy({**values, "loss": loss, "chance": part["chance"]}), EPS, 1 - EPS)
 
     return mean, float(mode["phi"])
 
@@ -456,227 +456,12 @@ def calibrate_kappa(
             forecast, phi = _map_fit(law, train, levels, group)
             part = _subset(data, held)
             m = forecast(part)
-            acc = np.clip(part["accuracy"], _EPS, 1 - _EPS)
+            acc = np.clip(part["accuracy"], EPS, 1 - EPS)
             var = 1.0 / ((phi + 1) * m * (1 - m))
             if part["n"] is not None:
                 var = var + 1.0 / (part["n"] * m * (1 - m))
             distance = np.maximum(0.0, np.log(train["loss"].min()) - np.log(part["loss"]))
             log_post = log_post + kappa_log_likelihood(
-                _logit(acc) - _logit(m), np.sqrt(var), distance, np.full(len(m), split), grid=METRIC_KAPPA_GRID
+                logit(acc) - logit(m), np.sqrt(var), distance, np.full(len(m), split), grid=METRIC_KAPPA_GRID
             )
     return draw_kappa(log_post, n_draws, np.random.default_rng([seed, 4]), grid=METRIC_KAPPA_GRID)
-
-
-def _through_metric(
-    metric_fit: MetricFit, losses: list[np.ndarray], table: pd.DataFrame, pick: np.ndarray, rng: np.random.Generator
-) -> list[np.ndarray]:
-    """The metric law (with its discrepancy below ``loss_min``) at each array of loss draws (rows: draws ``pick``).
-
-    One z per draw is shared by every point and every array, as the loss discrepancy does.
-    """
-    shift = _shifts(metric_fit, table, pick, rng)
-    chances = chance_levels(metric_fit.law, table, metric_fit.settings.get("chance"))[None, :]
-    params = {name: metric_fit.flat(name)[pick][:, None] for name in metric_fit.law.param_names}
-    kappa_z = (metric_fit.kappa[pick] * rng.standard_normal(len(pick)))[:, None]
-    out = []
-    for loss in losses:
-        with np.errstate(all="ignore"):
-            mean = metric_fit.law.formula.numpy({**params, "loss": loss - shift, "chance": chances})
-            beyond = np.maximum(0.0, np.log(metric_fit.loss_min) - np.log(loss))
-        out.append(np.clip(_expit(_logit(np.clip(mean, _EPS, 1 - _EPS)) + kappa_z * beyond), _EPS, 1 - _EPS))
-    return out
-
-
-def metric_at_loss(
-    metric_fit: MetricFit, loss, *, group: str | None = None, ci_prob: float = defaults.CI_PROB, seed: int | None = None
-) -> pd.DataFrame:
-    """The metric law's band (median, lower, upper) at given losses, for ``group`` (a new one if unseen)."""
-    loss = np.asarray(loss, dtype=float)
-    table = pd.DataFrame({"loss": loss})
-    if metric_fit.group:
-        table[metric_fit.group] = group if group is not None else (metric_fit.levels or ["new"])[0]
-    seed = metric_fit.settings.get("seed", defaults.SEED) if seed is None else seed
-    rng = np.random.default_rng([seed, 5])
-    pick = rng.permutation(len(metric_fit.flat("phi")))
-    (metric,) = _through_metric(metric_fit, [np.broadcast_to(loss, (len(pick), len(loss)))], table, pick, rng)
-    return table.assign(**band(metric, check_ci_prob(ci_prob)))
-
-
-def chained(
-    loss_fit: Fit, metric_fit: MetricFit, points, *, ci_prob: float = defaults.CI_PROB, seed: int | None = None
-) -> pd.DataFrame:
-    """Loss and metric forecasts at ``points`` (the loss law's inputs, the group column, optionally chance).
-
-    Columns: the points, ``loss_median/lower/upper``, ``loss_pred_lower/upper`` (as ``predict``
-    gives them), ``median/lower/upper`` (the metric law at the loss law's value, both posteriors
-    paired draw by draw, widened below the lowest fitted loss by the metric discrepancy),
-    ``pred_lower/pred_upper`` (a run: the loss with its noise and discrepancy, then the metric's
-    discrepancy and noise), ``p_above_chance`` and ``metric_extrapolation`` (median e-folds of loss
-    below the lowest loss the metric law saw).
-
-    Parameters
-    ----------
-    loss_fit : Fit
-        The fit of the loss law (:func:`bayescale.fit`).
-    metric_fit : MetricFit
-        The fit of the metric law (:func:`fit_metric`).
-    points : pandas.DataFrame or Mapping
-        Where to forecast: the loss law's inputs (D may be given as C with N), the metric fit's group
-        column when it has one (an unseen name is a new group), and optionally ``chance``.
-    ci_prob : float, default 0.9
-        Probability of the credible and predictive intervals (equal-tailed).
-    seed : int, optional
-        Seed of the forecast draws. None (default): the loss fit's seed.
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per point (index ``point``) with the columns above; accuracies are fractions, losses
-        nats, and ``p_above_chance`` is P(the metric law beats chance by more than :data:`ABOVE_CHANCE`).
-        ``attrs["ci_prob"]`` holds ``ci_prob``.
-    """
-    return chained_levels(loss_fit, metric_fit, points, (check_ci_prob(ci_prob),), seed=seed)[ci_prob]
-
-
-def chained_levels(
-    loss_fit: Fit, metric_fit: MetricFit, points, levels, *, seed: int | None = None
-) -> dict[float, pd.DataFrame]:
-    """:func:`chained` at several interval probabilities, from one set of draws."""
-    table = prepare_points(points, loss_fit.law.inputs)
-    seed = loss_fit.settings["seed"] if seed is None else seed
-    rng = np.random.default_rng([seed, 3])
-    mu, y = (np.concatenate(parts, axis=1) for parts in zip(*loss_draws(loss_fit, table, seed)))
-    phi = metric_fit.flat("phi")
-    draws = min(len(mu), len(phi))
-    pick_loss, pick_metric = rng.permutation(len(mu))[:draws], rng.permutation(len(phi))[:draws]
-    loss_law, loss_run = np.exp(mu[pick_loss]), np.exp(y[pick_loss])
-    metric_law, metric_mean = _through_metric(metric_fit, [loss_law, loss_run], table, pick_metric, rng)
-    precision = phi[pick_metric][:, None]
-    metric_run = rng.beta(metric_mean * precision, (1 - metric_mean) * precision)
-    chances = chance_levels(metric_fit.law, table, metric_fit.settings.get("chance"))[None, :]
-    with np.errstate(all="ignore"):
-        beyond = np.median(np.maximum(0.0, np.log(metric_fit.loss_min) - np.log(loss_law)), axis=0)
-    out = {}
-    for ci_prob in map(check_ci_prob, levels):
-        table_at = table.copy()
-        for key, value in band(loss_law, ci_prob).items():
-            table_at[f"loss_{key}"] = value
-        run = band(loss_run, ci_prob)
-        table_at["loss_pred_lower"], table_at["loss_pred_upper"] = run["lower"], run["upper"]
-        for key, value in band(metric_law, ci_prob).items():
-            table_at[key] = value
-        run = band(metric_run, ci_prob)
-        table_at["pred_lower"], table_at["pred_upper"] = run["lower"], run["upper"]
-        table_at["p_above_chance"] = np.mean(metric_law > chances + ABOVE_CHANCE, axis=0)
-        table_at["metric_extrapolation"] = beyond
-        table_at.attrs["ci_prob"] = ci_prob
-        out[ci_prob] = table_at
-    return out
-
-
-def _shifts(metric_fit: MetricFit, table: pd.DataFrame, pick: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Each point's loss shift per draw: its group's, or a fresh draw from the population for a new group."""
-    if not metric_fit.group:
-        return np.zeros((len(pick), 1))
-    if metric_fit.group not in table.columns:
-        raise BayescaleError(
-            f"the metric law is pooled by {metric_fit.group!r}: give a {metric_fit.group!r} for every "
-            f"point (seen: {', '.join(metric_fit.levels)}; any other name is a new group)"
-        )
-    shifts = metric_fit.flat("shift")[pick]
-    spread = metric_fit.flat("shift_sd")[pick]
-    labels = table[metric_fit.group].astype(str).to_numpy()
-    levels = {level: i for i, level in enumerate(metric_fit.levels)}
-    out = np.empty((len(pick), len(labels)))
-    for j, label in enumerate(labels):
-        out[:, j] = shifts[:, levels[label]] if label in levels else spread * rng.standard_normal(len(pick))
-    return out
-
-
-LEVELS = (0.5, 0.8, 0.9)
-
-
-def backtest(
-    runs,
-    metric: str,
-    holdout: str,
-    *,
-    loss_law: Law | str = "chinchilla",
-    metric_law: Law | str = "metric_sigmoid",
-    group: str | None = None,
-    pool: Mapping[str, str] | None = None,
-    chance: float | None = None,
-    seed: int = defaults.SEED,
-    **fit_options,
-) -> dict:
-    """Both steps fitted on the runs the holdout rule leaves; the held-out runs' metric forecast and scored.
-
-    The loss law is fitted to (N, D, loss) and pooled as ``pool`` says; the metric law to (loss,
-    metric). Returns the held-out runs with their forecasts, the coverage of the 50/80/90%
-    predictive bands, the median absolute error (accuracy as a fraction) and both fits' diagnostics.
-    """
-    from bayescale.data.runs import read_table
-    from bayescale.evaluation.backtesting import holdout_mask
-    from bayescale.fitting.pipeline import fit
-
-    table = runs.copy() if isinstance(runs, pd.DataFrame) else read_table(runs)[0]
-    check_metric(table, metric)
-    mask = holdout_mask(table, holdout)
-    train, heldout = table[~mask].reset_index(drop=True), table[mask].reset_index(drop=True)
-    keep = [c for c in (group, "chance", "n") if c and c in table.columns]
-    loss_fit = fit(train, loss_law, pool=pool, seed=seed, **fit_options)
-    metric_fit = fit_metric(
-        train,
-        metric,
-        metric_law,
-        group=group,
-        chance=chance,
-        seed=seed,
-        **{
-            k: v
-            for k, v in fit_options.items()
-            if k in ("draws", "tune", "chains", "cores", "sampler", "target_accept")
-        },
-    )
-    points = heldout[[*loss_fit.law.inputs, *keep]]
-    forecasts = chained_levels(loss_fit, metric_fit, points, LEVELS, seed=seed)
-    observed = heldout[metric].to_numpy(dtype=float)
-    coverage = {
-        str(level): float(np.mean((f["pred_lower"] <= observed) & (observed <= f["pred_upper"])))
-        for level, f in forecasts.items()
-    }
-    main = forecasts[0.9]
-    rows = pd.DataFrame(
-        {
-            **{c: heldout[c] for c in (*loss_fit.law.inputs, *keep)},
-            "metric": observed,
-            "median": main["median"].to_numpy(),
-            "lower": main["lower"].to_numpy(),
-            "upper": main["upper"].to_numpy(),
-            "pred_lower": main["pred_lower"].to_numpy(),
-            "pred_upper": main["pred_upper"].to_numpy(),
-            "loss": heldout["loss"].to_numpy(),
-            "loss_median": main["loss_median"].to_numpy(),
-            "p_above_chance": main["p_above_chance"].to_numpy(),
-        }
-    )
-    rows["inside_90"] = (rows["pred_lower"] <= rows["metric"]) & (rows["metric"] <= rows["pred_upper"])
-    return {
-        "holdout": holdout,
-        "metric": metric,
-        "loss_law": loss_fit.law.name,
-        "metric_law": metric_fit.law.name,
-        "n_train": int(len(train)),
-        "n_heldout": int(len(heldout)),
-        "runs": [
-            {
-                k: (v if isinstance(v, str) else bool(v) if isinstance(v, (bool, np.bool_)) else float(v))
-                for k, v in row.items()
-            }
-            for row in rows.to_dict("records")
-        ],
-        "coverage": coverage,
-        "median_abs_error": float(np.median(np.abs(rows["median"] - rows["metric"]))),
-        "diagnostics": {"loss": loss_fit.diagnostics.to_dict(), "metric": metric_fit.diagnostics.to_dict()},
-        "fits": (loss_fit, metric_fit),
-    }

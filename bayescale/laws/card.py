@@ -128,7 +128,7 @@ class Law:
     #: for learning curves: the parameters that vary by run in a joint fit of many runs (bayescale.curves.learning_curves)
     run_effect: tuple[str, ...] = ()
     #: what the formula gives: "loss" (a scaling law), or "metric" (a downstream accuracy from the loss,
-    #: bayescale.downstream.metric)
+    #: bayescale.downstream)
     kind: str = "loss"
 
     def __post_init__(self):

@@ -420,7 +420,7 @@ def downstream_fan(
     median tokens per parameter out to ``extend`` times the largest N. ``heldout`` runs (N, D, loss,
     the metric and the group) are drawn as diamonds with their forecasts.
     """
-    from bayescale.downstream.metric import chained, metric_at_loss
+    from bayescale.downstream.chain import chained, metric_at_loss
 
     table, metric, group = metric_fit.table, metric_fit.metric, metric_fit.group
     levels = metric_fit.levels or [None]
