@@ -74,6 +74,7 @@ def test_interval_score_rewards_narrow_bands_only_while_they_hold():
     assert interval_score([2.6], [2.4], [2.55], 0.5)[0] == pytest.approx((0.15 + 4 * 0.05) / 2.6)
 
 
+@pytest.mark.slow
 def test_backtest_cli_end_to_end(tmp_path, capsys):
     out = tmp_path / "bt.json"
     code = main(
@@ -151,6 +152,7 @@ def _numbers(result) -> dict:
     }
 
 
+@pytest.mark.slow
 def test_same_numbers_serial_local_pool_and_dask(demo_runs, dask_client):
     laws = ["chinchilla", bs.Candidate("chinchilla", {"likelihood": "normal"})]
     args = (demo_runs, laws, "C >= 1e21")
@@ -161,6 +163,7 @@ def test_same_numbers_serial_local_pool_and_dask(demo_runs, dask_client):
     assert len(serial.results) == 2 and not serial.errors
 
 
+@pytest.mark.slow
 def test_a_failing_law_is_reported_and_the_others_finish(tmp_path, capsys):
     out = tmp_path / "bt.json"
     code = main(
@@ -195,6 +198,7 @@ def test_a_failing_law_is_reported_and_the_others_finish(tmp_path, capsys):
     assert list(loaded.table.index) == ["chinchilla (likelihood=normal)"] and set(loaded.errors) == {bad["law"]}
 
 
+@pytest.mark.slow
 def test_several_holdouts_fan_out_together(demo_runs):
     results = bs.backtest(
         demo_runs, [bs.Candidate("chinchilla", {"likelihood": "normal"})], ["C >= 1e21", "top 20% N"], **TINY

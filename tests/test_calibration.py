@@ -16,6 +16,7 @@ def _split(name: str):
     return next(s for s in calibration.splits() if s.name == name)
 
 
+@pytest.mark.slow
 def test_epoch_beyond_the_compute_frontier_is_not_overconfident():
     """Top 10% by compute: inside the N and D ranges, beyond the largest C. Measured in the N-D box
     alone the distance was 0 and the 90% band held 0.75 (benchmarks/README.md); along C it holds."""

@@ -54,6 +54,7 @@ def logp_and_grad(compiled, point):
     return float(logp), grad
 
 
+@pytest.mark.slow
 def test_callbacks_are_written_once_and_loaded_from_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("BAYESCALE_CACHE", str(tmp_path))
     first = compile_line(*data(30, 0))
@@ -66,6 +67,7 @@ def test_callbacks_are_written_once_and_loaded_from_the_cache(tmp_path, monkeypa
     assert sorted((tmp_path / "nutpie-callbacks").glob("callback_*.py")) == written
 
 
+@pytest.mark.slow
 def test_the_cached_callbacks_compute_the_models_log_density_and_gradient(tmp_path, monkeypatch):
     monkeypatch.setenv("BAYESCALE_CACHE", str(tmp_path))
     x, y = data(40, 2)
@@ -82,6 +84,7 @@ def test_the_cached_callbacks_compute_the_models_log_density_and_gradient(tmp_pa
     assert logp_and_grad(bigger, point)[0] == pytest.approx(float(model_bigger.compile_logp()(value)), rel=1e-12)
 
 
+@pytest.mark.slow
 def test_sampling_with_cached_callbacks_draws_what_nutpie_draws(tmp_path, monkeypatch):
     import nutpie
 
@@ -95,6 +98,7 @@ def test_sampling_with_cached_callbacks_draws_what_nutpie_draws(tmp_path, monkey
     np.testing.assert_array_equal(ours, theirs)
 
 
+@pytest.mark.slow
 def test_a_nutpie_with_another_data_record_falls_back_to_its_own_compile_with_a_warning(tmp_path, monkeypatch):
     """A nutpie release that lays out ``user_data`` differently must not be read with the old layout."""
     import nutpie.compile_pymc
@@ -117,6 +121,7 @@ def test_a_nutpie_with_another_data_record_falls_back_to_its_own_compile_with_a_
         assert np.isfinite(logp_and_grad(compiled, np.array([0.1, 0.0]))[0])
 
 
+@pytest.mark.slow
 def test_a_cache_folder_that_cannot_be_written_falls_back_with_a_warning(tmp_path, monkeypatch):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
@@ -127,6 +132,7 @@ def test_a_cache_folder_that_cannot_be_written_falls_back_with_a_warning(tmp_pat
     assert np.isfinite(logp_and_grad(compiled, np.array([0.1, 0.0]))[0])
 
 
+@pytest.mark.slow
 def test_a_known_structure_loads_its_callbacks_without_building_the_graphs(tmp_path, monkeypatch):
     """A new process with a structure compiled before skips PyTensor's graph rewrites (1.3 s of a fit)."""
     import nutpie.compile_pymc
@@ -161,6 +167,7 @@ def test_a_known_structure_loads_its_callbacks_without_building_the_graphs(tmp_p
     )
 
 
+@pytest.mark.slow
 def test_an_edited_package_or_a_lost_callback_builds_the_graphs_again(tmp_path, monkeypatch):
     import nutpie.compile_pymc
 
@@ -189,6 +196,7 @@ def test_an_edited_package_or_a_lost_callback_builds_the_graphs_again(tmp_path, 
     assert np.isfinite(logp_and_grad(again, np.array([0.1, 0.0]))[0])
 
 
+@pytest.mark.slow
 def test_an_unreadable_manifest_builds_the_graphs_without_a_fallback(tmp_path, monkeypatch):
     monkeypatch.setenv("BAYESCALE_CACHE", str(tmp_path))
     with reproducible_compilation():

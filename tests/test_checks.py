@@ -27,6 +27,7 @@ def sampled():
         )
 
 
+@pytest.mark.slow
 def test_a_good_fit_passes_every_check_and_gains_arviz_groups(sampled):
     result = sampled.check(seed=1)
     assert {"prior", "prior_predictive", "posterior_predictive", "observed_data"} <= set(sampled.idata.children)
@@ -76,6 +77,7 @@ def test_losses_in_the_wrong_units_are_ruled_out_by_the_priors():
     assert "check the units of the table" in findings(result)[0] and "rows 1, 2, 3" in findings(result)[0]
 
 
+@pytest.mark.slow
 def test_cli_check_prints_findings_json_and_a_figure(sampled, tmp_path, capsys):
     path = sampled.save(tmp_path / "fit.nc")
     assert main(["check", str(path), "--plot", str(tmp_path / "checks.png")]) == 0
@@ -95,6 +97,7 @@ def test_cli_check_prints_findings_json_and_a_figure(sampled, tmp_path, capsys):
     assert "folder" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_scatter_that_grows_with_n_is_reported_with_the_noise_trend_as_the_remedy():
     """Noise sd 0.01 at the centre growing by exp(0.4) per e-fold of N, checked against one noise scale of 0.01."""
     import pandas as pd

@@ -59,6 +59,7 @@ def small_fit(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_summary_json_has_the_documented_shape(small_fit, capsys):
     code, out, _ = run(capsys, "summary", str(small_fit), "--ci-prob", "0.8", "--json")
     data = json.loads(out)
@@ -92,6 +93,7 @@ def test_summary_json_has_the_documented_shape(small_fit, capsys):
     assert 0 < timings["sampling"] < sum(timings.values())
 
 
+@pytest.mark.slow
 def test_predict_json_and_text(small_fit, capsys):
     code, out, _ = run(capsys, "predict", str(small_fit), "--at", "N=7e10,D=1.4e12", "--at", "N=1e9,C=1.2e20", "--json")
     data = json.loads(out)
@@ -129,6 +131,7 @@ def test_errors_are_one_line_on_stderr_with_exit_2(capsys, argv, fragment):
     assert "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_predict_errors(small_fit, capsys):
     for argv, fragment in [
         (["--at", "N=7e10"], "needs input(s) D"),
@@ -139,6 +142,7 @@ def test_predict_errors(small_fit, capsys):
         assert code == 2 and fragment in err
 
 
+@pytest.mark.slow
 def test_a_failed_fit_never_overwrites_a_good_one(small_fit, tmp_path, capsys):
     before = small_fit.read_bytes()
     bad = tmp_path / "bad.csv"
@@ -147,6 +151,7 @@ def test_a_failed_fit_never_overwrites_a_good_one(small_fit, tmp_path, capsys):
     assert code == 2 and "column 'loss'" in err and small_fit.read_bytes() == before
 
 
+@pytest.mark.slow
 def test_predict_with_several_fits_stacks_them(small_fit, tmp_path, capsys):
     other = tmp_path / "kaplan.nc"
     assert (
@@ -186,6 +191,7 @@ def test_predict_with_several_fits_stacks_them(small_fit, tmp_path, capsys):
     assert code == 0 and out.startswith("stacked (fit ")
 
 
+@pytest.mark.slow
 def test_fit_prints_each_sampler_warning_once_with_advice_for_api_and_cli(tmp_path):
     exe = shutil.which("bayescale") or str(__import__("pathlib").Path(sys.executable).parent / "bayescale")
     done = subprocess.run(
@@ -213,6 +219,7 @@ def test_fit_prints_each_sampler_warning_once_with_advice_for_api_and_cli(tmp_pa
     assert "warning" not in done.stdout
 
 
+@pytest.mark.slow
 def test_demo_fits_forecasts_and_draws_the_fan_chart(tmp_path, capsys):
     """The README's first command: the main job on the embedded demo sweep."""
     assert main(["demo", "--out", str(tmp_path), "--draws", "150", "--quiet"]) == 0
@@ -221,6 +228,7 @@ def test_demo_fits_forecasts_and_draws_the_fan_chart(tmp_path, capsys):
     assert (tmp_path / "demo_fit.nc").exists() and (tmp_path / "demo_forecast.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow
 def test_same_seed_gives_the_same_posterior_with_a_cold_and_a_warm_compile_cache(tmp_path):
     """Issue "Every number agrees", point 5: two fresh processes, the first on an empty compile cache.
 

@@ -130,6 +130,7 @@ def second_fit(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_laws_fit_summary_and_predict(renderings, saved_fit, second_fit, tmp_path, capsys):
     assert main(["laws"]) == 0
     assert main(["fit", str(bs.datasets.demo_runs_path()), *SAMPLING, "--out", str(tmp_path / "f.nc"), "--quiet"]) == 0
@@ -139,6 +140,7 @@ def test_laws_fit_summary_and_predict(renderings, saved_fit, second_fit, tmp_pat
     _check(renderings, 5)
 
 
+@pytest.mark.slow
 def test_plan_check_compare_and_report(renderings, saved_fit, second_fit, tmp_path):
     assert (
         main(

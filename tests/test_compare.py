@@ -25,6 +25,7 @@ def test_the_law_that_generated_the_data_wins(demo_runs):
     assert "leave-future-out" in words[-1]
 
 
+@pytest.mark.slow
 def test_the_verdict_says_when_loo_cannot_separate_two_laws(demo_runs):
     a = fake_fit(demo_runs, values=CHINCHILLA_TRUTH, spread=0.002, seed=1)
     b = fake_fit(demo_runs, values=CHINCHILLA_TRUTH, spread=0.002, seed=2)
@@ -34,6 +35,7 @@ def test_the_verdict_says_when_loo_cannot_separate_two_laws(demo_runs):
     assert "a small difference: LOO does not separate them" in verdict(table)[0]
 
 
+@pytest.mark.slow
 def test_high_pareto_k_runs_are_named(demo_runs):
     frame = demo_runs.frame.copy()
     frame.loc[5, "loss"] *= 1.6  # a gross outlier under a thin-tailed likelihood
@@ -84,6 +86,7 @@ def test_stacking_weights_come_from_loo_by_default(demo_runs):
     assert stacked.attrs["weights"]["right"] > 0.99
 
 
+@pytest.mark.slow
 def test_cli_compare_prints_a_legend_and_a_verdict(demo_runs, tmp_path, capsys):
     import json
 

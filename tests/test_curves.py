@@ -93,6 +93,7 @@ def test_forecast_of_the_rest_of_each_run(curve_fit, curves):
     assert (longer["final_median"] < out["final_median"]).all() and (longer["horizon_step"] == 1e6).all()
 
 
+@pytest.mark.slow
 def test_curve_cli_json(tmp_path, curves, capsys, monkeypatch):
     from conftest import fake_fit
 

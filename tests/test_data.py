@@ -146,6 +146,7 @@ def test_parameter_counts():
         count_parameters(runs, "embedding")
 
 
+@pytest.mark.slow
 def test_held_out_runs_are_scored_in_the_fit_s_parameter_count(demo_runs):
     from conftest import fake_fit
 

@@ -30,6 +30,7 @@ def test_epoch_loader_reads_the_shared_copy(epoch_path):
     assert runs["N"].max() == pytest.approx(1.6e10, rel=0.05)
 
 
+@pytest.mark.slow
 def test_epoch_loader_downloads_once_into_its_cache(epoch_path, tmp_path):
     url = epoch_path.resolve().as_uri()  # a file:// URL stands in for the public one
     runs = bs.datasets.load_epoch_chinchilla(url=url, cache_dir=tmp_path)

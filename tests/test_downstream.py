@@ -95,6 +95,7 @@ def test_downstream_cli_needs_points_or_a_holdout(tmp_path, capsys):
     assert "no metric column 'acc'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_gadre_protocol_average_accuracy_of_the_held_out_models(tmp_path, capsys):
     """Both steps fitted below 1e9 parameters; the 9 models of 1.44B and 6.89B forecast (real sampling)."""
     folder = shared_file("gadre-overtrain/DERIVED_flat_losses.csv").parent
@@ -131,6 +132,7 @@ def test_gadre_protocol_average_accuracy_of_the_held_out_models(tmp_path, capsys
     assert result["median_abs_error"] <= 0.02
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("grouped", [False, True])
 def test_metric_mode_is_the_mode_of_the_model_that_is_sampled(grouped):
     """The internal splits' mode maximises build_metric_model's own log density (with its Jacobian), per coordinate."""

@@ -151,6 +151,7 @@ def test_workers_exit_when_their_parent_is_killed(tmp_path):
     assert _wait_until(lambda: not any(map(_alive, pids)), 15), f"workers {pids} outlived a killed parent"
 
 
+@pytest.mark.slow
 def test_dask_runs_tasks_and_reports_failures(dask_client):
     outcomes = fan_out({"a": (tasks.add, (2, 3), {}), "bad": (tasks.fail, ("on dask",), {})}, executor=dask_client)
     assert outcomes["a"].result == 5
@@ -158,6 +159,7 @@ def test_dask_runs_tasks_and_reports_failures(dask_client):
     assert dask_client.status == "running"  # a client the caller gave is not closed
 
 
+@pytest.mark.slow
 def test_scheduler_address_connects_and_an_unreachable_one_is_a_clear_error(dask_client, monkeypatch):
     address = dask_client.scheduler.address
     assert fan_out({"a": (tasks.add, (1, 2), {})}, scheduler=address)["a"].result == 3

@@ -83,6 +83,7 @@ def test_forecasts_far_beyond_the_calibration_warn(demo_runs):
         fit.predict(N=1e9, D=2e10)
 
 
+@pytest.mark.slow
 def test_calibration_learns_a_small_discrepancy_when_the_law_is_right_and_a_large_one_when_wrong(demo_runs):
     law, lik = bs.get_law("chinchilla"), get_likelihood("studentt")
 
@@ -100,6 +101,7 @@ def test_calibration_learns_a_small_discrepancy_when_the_law_is_right_and_a_larg
     assert right < 0.01 and wrong > 1.5 * right
 
 
+@pytest.mark.slow
 def test_a_calibrated_fit_saves_and_reports_kappa(tmp_path):
     sweep = bs.datasets.synthetic_sweep(3)
     fit = bs.fit(sweep, "chinchilla", draws=200, tune=300, chains=2, progressbar=False)
@@ -189,6 +191,7 @@ def test_the_curve_likelihood_is_a_mixture_of_joint_normals_with_the_bias_taken_
         assert ll[i, j, k] == pytest.approx(dense, rel=1e-9)
 
 
+@pytest.mark.slow
 def test_a_bias_all_runs_share_is_learned_and_moves_every_run():
     """Runs that all end lower than the law says: the internal errors share a sign, so the bias is negative."""
     from bayescale.inference.discrepancy import BIAS_GRID, curve_log_likelihood, curve_log_prior
@@ -259,6 +262,7 @@ def test_learning_curves_bend_away_each_in_its_own_way():
     assert np.corrcoef(first[:, 0], second[:, 0])[0, 1] > 0.999  # a sweep's points share one bend across blocks
 
 
+@pytest.mark.slow
 def test_sharp_learning_curves_get_internal_forecasts_as_sharp_as_their_noise(tmp_path):
     """Runs pinned down by their checkpoints are fitted centred in the internal splits too (as in the fit);
     the fit keeps the curve discrepancy's draws (kappa, bias, outliers) through a save and a load."""

@@ -64,6 +64,7 @@ def _specs():
     yield "pooled, all centred", replace(pooled, pooled={n: replace(p, centred=True) for n, p in pooled.pooled.items()})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("label, spec", list(_specs()), ids=[label for label, _ in _specs()])
 def test_the_sampled_density_is_the_generative_density_in_the_samplers_coordinates(label, spec):
     """The whitened model's log-density is the generative model's, plus the log-Jacobian of the coordinates.
@@ -115,6 +116,7 @@ def tiny_fit(demo_runs):
     return bs.fit(demo_runs, "chinchilla", draws=200, tune=200, chains=2, extrapolation="none", progressbar=False)
 
 
+@pytest.mark.slow
 def test_fit_adds_prior_and_posterior_predictive_groups_and_saves_them(tiny_fit, tmp_path):
     n = tiny_fit.n_obs
     tree = tiny_fit.prior_predictive(draws=40)
@@ -160,6 +162,7 @@ def test_set_data_and_posterior_predictive_reproduce_predict(tiny_fit):
         np.testing.assert_allclose(loss.quantile(q, ("chain", "draw")), ours[column], rtol=0.01)
 
 
+@pytest.mark.slow
 def test_a_user_term_is_added_to_build_model_and_sampled_with_the_package_settings():
     """The README's recipe: a per-family shift of the log-loss, estimated next to the law."""
     table = two_families(shift=0.0)

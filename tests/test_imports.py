@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 
 def _modules_after(code: str) -> set[str]:
     done = subprocess.run(
@@ -20,6 +22,7 @@ def test_listing_laws_and_help_do_not_import_the_sampler_stack():
     assert not {"pymc", "arviz", "matplotlib", "pytensor", "nutpie", "scipy", "pandas"} & loaded
 
 
+@pytest.mark.slow
 def test_public_names_load_on_first_use():
     loaded = _modules_after(
         "import bayescale as bs; assert callable(bs.fit) and bs.fit.__module__ == 'bayescale.fitting.pipeline'"

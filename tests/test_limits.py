@@ -63,6 +63,7 @@ def test_bnsl_formula_is_the_papers_equation():
     assert np.diff(np.log(reducible))[0] / np.log(10) == pytest.approx(-(p["c0"] + p["c1"]), rel=1e-3)
 
 
+@pytest.mark.slow
 def test_derived_quantities_and_break_probability_from_draws():
     runs = pd.DataFrame({"X": BNSL_X[:14], "loss": BNSL_Y[:14]})
     values = {"a": 0.4, "b": 2.3, "c0": 0.05, "c1": 5.0, "d1": 610.0, "f1": 0.06, "sigma": 0.001, "nu": 10.0}

@@ -49,6 +49,7 @@ def spec(demo_runs, request):
     return ModelSpec.from_runs(bs.get_law("chinchilla"), get_likelihood("studentt"), demo_runs, trend)
 
 
+@pytest.mark.slow
 def test_small_whitenings_compile_without_blas_and_large_ones_keep_it(spec):
     """Numba's dot costs 4.5 s of an empty cache's compile; few coordinates use a product and a sum."""
     import pytensor.tensor as pt
@@ -71,6 +72,7 @@ def test_small_whitenings_compile_without_blas_and_large_ones_keep_it(spec):
         np.testing.assert_allclose(u.eval(), center + scale @ z, rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_mode_search_finds_the_truth_of_the_synthetic_sweep(spec):
     laplace = laplace_approximation(spec, np.random.default_rng(0))
     mode = laplace.mode(spec)
@@ -94,6 +96,7 @@ def _counted_searches(monkeypatch) -> list:
     return results
 
 
+@pytest.mark.slow
 def test_mode_search_stops_once_two_starts_agree_on_the_best_mode(spec, monkeypatch):
     """Issue "Answers in seconds": later starts rarely beat a mode two starts found; each costs a search."""
     results = _counted_searches(monkeypatch)
@@ -106,6 +109,7 @@ def test_mode_search_stops_once_two_starts_agree_on_the_best_mode(spec, monkeypa
     assert agreed.log_density == pytest.approx(found.log_density, abs=0.01)
 
 
+@pytest.mark.slow
 def test_every_start_reaches_the_mode_past_points_where_the_density_is_not_finite(spec, monkeypatch):
     """A random start's first L-BFGS step lands where the anchored floor E is negative (density -inf).
 
@@ -126,6 +130,7 @@ def test_every_start_reaches_the_mode_past_points_where_the_density_is_not_finit
     assert [-r.fun for r in results] == pytest.approx([best.log_density] * 4, abs=0.01)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("terminal", [False, True])
 def test_the_progress_bar_never_writes_to_stdout(capsys, monkeypatch, terminal):
     """stdout stays clean for pipes and --json; the bar is drawn on stderr, and only on a terminal."""
@@ -140,6 +145,7 @@ def test_the_progress_bar_never_writes_to_stdout(capsys, monkeypatch, terminal):
     assert ("draws/s" in err) == terminal
 
 
+@pytest.mark.slow
 def test_short_r_hat_or_ess_at_defaults_samples_again_and_says_so(monkeypatch):
     """The fit samples again itself (twice the draws, whitened by the first run's) before warning; extend=False does not."""
     from bayescale import defaults
@@ -165,6 +171,7 @@ def test_short_r_hat_or_ess_at_defaults_samples_again_and_says_so(monkeypatch):
     assert {w.filename for w in caught if w.category is SamplerWarning} == {__file__}  # the user's line
 
 
+@pytest.mark.slow
 def test_noise_that_grows_with_n_is_recovered_and_widens_forecasts_at_large_n(tmp_path):
     """A sweep whose noise sd grows by exp(0.3) per e-fold of N: sigma_slope holds the truth, bands follow it."""
     import pandas as pd
@@ -199,6 +206,7 @@ def test_noise_that_grows_with_n_is_recovered_and_widens_forecasts_at_large_n(tm
     assert noise_priors == {"sigma_slope": "Normal(mu=0, sigma=0.1)"}  # a prior on it asks for the trend too
 
 
+@pytest.mark.slow
 def test_numpyro_samples_the_same_model_as_nutpie(demo_runs):
     """The JAX path (``sampler="numpyro"``, GPU-capable) runs the same whitened model: same posterior, same checks."""
     pytest.importorskip("numpyro")
@@ -236,6 +244,7 @@ def test_rewhiten_maps_the_draws_of_a_poor_whitening_to_round_ones():
     assert abs(np.corrcoef(few, rowvar=False)[0, 1]) > 0.1  # correlations only partly removed
 
 
+@pytest.mark.slow
 def test_a_rewhitened_run_that_diverges_gives_way_to_longer_chains(monkeypatch):
     """If the run whitened by the first one's draws diverges, the fit samples longer in the first coordinates and says so."""
     from dataclasses import replace

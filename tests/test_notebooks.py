@@ -15,6 +15,7 @@ NEEDS_DATA = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_runs(path, monkeypatch):
     if path.name in NEEDS_DATA:

@@ -15,6 +15,7 @@ def spread_fit(demo_runs):
     return fake_fit(demo_runs, spread=0.05, draws=300)
 
 
+@pytest.mark.slow
 def test_numeric_optimum_matches_the_closed_form_on_every_draw(spread_fit):
     for flops in (1e21, 5.88e23, 1e26):
         numeric = optimal_allocation(spread_fit, flops)
@@ -24,6 +25,7 @@ def test_numeric_optimum_matches_the_closed_form_on_every_draw(spread_fit):
         assert not numeric["at_edge"].any()
 
 
+@pytest.mark.slow
 def test_plan_intervals_and_frontier_exponent(spread_fit):
     result = spread_fit.plan(5.88e23, ci_prob=0.8)
     for key in ("N_opt", "D_opt", "tokens_per_param", "loss_opt"):

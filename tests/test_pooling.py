@@ -27,6 +27,7 @@ def two_families(shift=0.25, seed=0, budgets_b=(1e19, 1e20)):
     return pd.concat([a, b], ignore_index=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "param, centred, coords",
     [
@@ -80,6 +81,7 @@ def test_named_values_round_trip_through_unconstrain(centred):
     assert start["alpha"] == pytest.approx([values["alpha"]["a"], values["alpha_pop"]])
 
 
+@pytest.mark.slow
 def test_a_pooled_floor_is_anchored_through_its_population_value():
     """Same posterior as plain coordinates: the densities differ by exactly the log-Jacobian of the change."""
     runs = bs.load_runs(two_families(), keep=["family"])
@@ -139,6 +141,7 @@ def pooled_fit():
     )
 
 
+@pytest.mark.slow
 def test_pooled_fit_separates_the_groups_and_predicts_new_ones(pooled_fit, tmp_path):
     table = pooled_fit.summary(0.9)
     assert {"E[a]", "E[b]", "E_pop", "E_sd"} <= set(table.index)
@@ -160,6 +163,7 @@ def test_pooled_fit_separates_the_groups_and_predicts_new_ones(pooled_fit, tmp_p
     pd.testing.assert_frame_equal(loaded.predict(point), forecast)
 
 
+@pytest.mark.slow
 def test_centring_is_chosen_per_group_from_the_curvature_at_the_mode():
     """E differs between the families and each has many runs (centred); alpha is shared (non-centred)."""
     from bayescale.inference.laplace import choose_centring, laplace_approximation
@@ -174,6 +178,7 @@ def test_centring_is_chosen_per_group_from_the_curvature_at_the_mode():
     assert not chosen.pooled["alpha"].centred
 
 
+@pytest.mark.slow
 def test_a_centred_mode_search_that_ends_in_the_funnels_neck_leaves_the_groups_non_centred(monkeypatch):
     """Centred coordinates' density is unbounded where a spread reaches 0 with every group at the population
     value; a search that ends there (as on misfitting cut at 25%) must not set the sampler's coordinates."""
@@ -201,6 +206,7 @@ def test_a_centred_mode_search_that_ends_in_the_funnels_neck_leaves_the_groups_n
     assert kept is spec and laplace is found
 
 
+@pytest.mark.slow
 def test_when_one_parameters_centring_ends_in_the_neck_the_others_stay_centred(monkeypatch):
     """A rejected centring is retried with one pooled parameter at a time left non-centred. On misfitting cut
     at 25% the run effect's centring ended in the neck; leaving every group non-centred there gave an internal
@@ -231,6 +237,7 @@ def test_when_one_parameters_centring_ends_in_the_neck_the_others_stay_centred(m
     assert back["E"] == pytest.approx(spec.named_values(found.center)["E"], rel=0.01)
 
 
+@pytest.mark.slow
 def test_a_second_fit_of_the_same_structure_reuses_the_compiled_sampler_and_draws_the_same(
     pooled_fit, tmp_path, monkeypatch
 ):
@@ -260,6 +267,7 @@ def test_a_second_fit_of_the_same_structure_reuses_the_compiled_sampler_and_draw
     xr.testing.assert_equal(reused.posterior, fresh.posterior)
 
 
+@pytest.mark.slow
 def test_a_centred_fit_that_diverges_is_sampled_again_non_centred(monkeypatch):
     """Divergences with centred groups (a funnel's neck, as on misfitting cut at 25%): the fit samples the same
     posterior again with every group non-centred, and says so."""

@@ -76,6 +76,7 @@ def test_grid_table_and_compute_inputs(demo_runs):
     np.testing.assert_allclose(by_grid["median"], by_compute["median"], rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_large_grids_are_processed_in_blocks_with_the_same_answer(demo_runs):
     fit = fake_fit(demo_runs, spread=0.02, draws=50)
     g = bs.grid(N=np.logspace(8, 11, 90), D=np.logspace(10, 13, 50))  # 4500 points: 3 blocks

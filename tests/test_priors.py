@@ -22,6 +22,7 @@ def test_every_family_has_an_example():
     assert {p.dist for p in EXAMPLES} == set(FAMILIES)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("prior", EXAMPLES, ids=str)
 def test_scipy_form_is_the_pymc_distribution_of_that_name(prior):
     """Draws, medians and grids use SciPy's form; it must be the distribution PyMC's model samples."""

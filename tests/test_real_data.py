@@ -23,6 +23,7 @@ def epoch_fit(epoch_path):
     return bs.fit(runs, "chinchilla", progressbar=False)
 
 
+@pytest.mark.slow
 def test_epoch_fit_contains_the_replication_estimates(epoch_fit):
     table = epoch_fit.summary(ci_prob=0.95)
     for name, (estimate, low, high) in EPOCH.items():
@@ -42,6 +43,7 @@ def test_epoch_fit_stores_pointwise_log_likelihood_for_loo(epoch_fit):
     assert loo.n_data_points == 240 and np.isfinite(loo.elpd)
 
 
+@pytest.mark.slow
 def test_a_term_added_in_the_epoch_model_is_sampled_with_the_packages_sampler(epoch_fit, epoch_path):
     """Issue "One model": a pm.Potential added in ``with model:`` (a tighter prior on alpha) is sampled by bs.fit."""
     import pymc as pm
@@ -61,6 +63,7 @@ def test_a_term_added_in_the_epoch_model_is_sampled_with_the_packages_sampler(ep
     assert fit.idata["log_likelihood"]["log_loss"].shape[-1] == 240
 
 
+@pytest.mark.slow
 def test_parameters_of_the_synthetic_sweep_are_recovered(demo_runs):
     fit = bs.fit(demo_runs, "chinchilla", progressbar=False, seed=11)
     table = fit.summary(ci_prob=0.95)
@@ -70,6 +73,7 @@ def test_parameters_of_the_synthetic_sweep_are_recovered(demo_runs):
     assert fit.diagnostics.divergences == 0
 
 
+@pytest.mark.slow
 def test_held_out_larger_models_get_honest_intervals(epoch_split):
     """Fit N < 2.9e9, forecast the 32 larger runs: the default's 90% interval holds >= 80% (a plain posterior ~50%)."""
     small, large, fit = epoch_split
@@ -103,6 +107,7 @@ BNSL_Y = [
 ]
 
 
+@pytest.mark.slow
 def test_bnsl_forecasts_the_four_digit_addition_curve_past_its_break():
     """Caballero et al. 2023: fit the first 14 points, forecast the last 3 (their point fit: RMSLE ~0.011)."""
     import pandas as pd
@@ -129,6 +134,7 @@ def test_bnsl_forecasts_the_four_digit_addition_curve_past_its_break():
     assert 550 < breaks.loc["d1", "median"] < 700 and breaks.loc["d1", "p_beyond_data"] < 0.05
 
 
+@pytest.mark.slow
 def test_gadre_pooled_exponents_beat_one_law_for_all_corpora_by_loo():
     """Gadre et al. 2024 grid, C4 validation loss, fit <= 411M: E, alpha, beta partially pooled by corpus."""
     from conftest import shared_file
@@ -148,6 +154,7 @@ def test_gadre_pooled_exponents_beat_one_law_for_all_corpora_by_loo():
     assert np.median(rel) < 0.03
 
 
+@pytest.mark.slow
 def test_revisiting_nmt_curves_are_forecast_past_the_fitted_part():
     """The Revisiting benchmark's own split: fit on Training = 1, forecast the Training = 0 points (2x further)."""
     from conftest import shared_file

@@ -29,6 +29,7 @@ def test_laws_are_written_as_mathematics():
     assert human(7e10) == "70B" and human(1.4e12) == "1.4T"
 
 
+@pytest.mark.slow
 def test_every_plot_returns_a_figure(demo_runs):
     import matplotlib.figure
 
@@ -53,6 +54,7 @@ def test_every_plot_returns_a_figure(demo_runs):
     assert fan.get_xscale() == "log" and "held-out runs (1/1" in " ".join(t.get_text() for t in fan.get_legend().texts)
 
 
+@pytest.mark.slow
 def test_learning_curve_plot_marks_what_the_fit_saw():
     from bayescale.curves.learning_curves import load_checkpoints
     from bayescale.data.schedules import add_schedule_inputs
@@ -80,6 +82,7 @@ def report_inputs(demo_runs):
     return fit, BacktestResult("C >= 1e21", len(train), len(held), {"chinchilla": scored})
 
 
+@pytest.mark.slow
 def test_html_report_is_self_contained_and_says_it_in_words(report_inputs):
     fit, backtest = report_inputs
     text = build_report({"demo": fit}, backtest=backtest, points=[{"N": 7e10, "D": 1.4e12}])
@@ -95,6 +98,7 @@ def test_html_report_is_self_contained_and_says_it_in_words(report_inputs):
     assert "Model checks" in text and "LOO-PIT" in text and "prior predictive:" in text  # bayescale check's plots
 
 
+@pytest.mark.slow
 def test_markdown_report(report_inputs, tmp_path, capsys):
     fit, backtest = report_inputs
     text = build_report({"demo": fit}, fmt="markdown")
@@ -127,6 +131,7 @@ def _browser_check(html_path: Path, screenshot: Path) -> dict:
     return {"errors": errors, "sizes": sizes}
 
 
+@pytest.mark.slow
 def test_report_cli_passes_the_browser_check(report_inputs, tmp_path, capsys):
     fit, backtest = report_inputs
     fit_path, bt_path = fit.save(tmp_path / "demo.nc"), backtest.save(tmp_path / "bt.json")
@@ -167,6 +172,7 @@ def test_epoch_report_shows_held_out_runs_in_a_real_browser(epoch_split, tmp_pat
     assert result["errors"] == [] and all(ok and w > 0 and h > 0 for ok, w, h in result["sizes"])
 
 
+@pytest.mark.slow
 def test_a_report_on_several_fits_compares_them_or_says_why_not(demo_runs):
     import warnings
 
@@ -181,6 +187,7 @@ def test_a_report_on_several_fits_compares_them_or_says_why_not(demo_runs):
     assert "Not compared: fits 'all' and 'fewer' are not on the same observations" in text
 
 
+@pytest.mark.slow
 def test_the_fan_chart_scores_held_out_runs_as_the_backtest_did(demo_runs):
     """Held-out runs carry the backtest's forecasts (a fit without them), not this fit's: chart and table agree."""
     from bayescale.viz.report import backtest_runs

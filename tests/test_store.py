@@ -22,6 +22,7 @@ def test_save_and_load_give_identical_summaries_and_predictions(demo_runs, tmp_p
     raw.close()
 
 
+@pytest.mark.slow
 def test_interrupted_save_keeps_the_earlier_good_file(demo_runs, tmp_path, monkeypatch):
     good = fake_fit(demo_runs)
     path = good.save(tmp_path / "fit.nc")

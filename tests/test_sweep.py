@@ -48,6 +48,7 @@ def cli_sweep(two_corpora, tmp_path_factory):
     return code, out
 
 
+@pytest.mark.slow
 def test_sweep_cli_writes_fits_a_comparison_and_a_report(cli_sweep, capsys):
     code, out = cli_sweep
     assert code == 0
@@ -67,6 +68,7 @@ def test_sweep_cli_writes_fits_a_comparison_and_a_report(cli_sweep, capsys):
     assert "bayescale sweep report" in report and report.count("<img") >= 8 and "dataset = books" in report
 
 
+@pytest.mark.slow
 def test_sweep_same_numbers_locally_and_on_dask(two_corpora, cli_sweep, dask_client):
     """The CLI sweep ran on local worker processes; the same sweep on a Dask cluster gives the same numbers."""
     laws = [bs.Candidate("chinchilla", {"likelihood": "normal"}), bs.Candidate("kaplan_nd", {"likelihood": "normal"})]
@@ -77,6 +79,7 @@ def test_sweep_same_numbers_locally_and_on_dask(two_corpora, cli_sweep, dask_cli
         assert np.array_equal(table[column].to_numpy(float), saved[column].to_numpy(float)), column
 
 
+@pytest.mark.slow
 def test_sweep_reports_a_failed_fit_and_keeps_the_others(two_corpora, tmp_path, capsys):
     code = main(
         [

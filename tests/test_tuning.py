@@ -49,6 +49,7 @@ def test_tune_finds_the_best_rate_and_prices_both_sides_of_an_asymmetric_basin(a
     np.testing.assert_allclose(table["loss_median"], forecast["median"])
 
 
+@pytest.mark.slow
 def test_plan_assumes_a_tuned_rate_and_reports_it(asym_fit):
     """With the rate at its best the penalty vanishes, so N* and D* are Chinchilla's closed form."""
     draws = plan.optimal_allocation(asym_fit, 1e22)
@@ -118,6 +119,7 @@ def test_tune_errors(asym_fit, demo_runs, capsys):
     assert "--at N=...,D=..." in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_synthetic_sweep_recovers_the_known_optima():
     """Real sampling on a sweep with known lr* and batch* exponents: the 95% intervals hold the truth."""
     fit = bs.fit(synthetic_tuning_sweep(), "chinchilla_lr_batch", draws=500, tune=500, progressbar=False)
@@ -132,6 +134,7 @@ def test_a_synthetic_sweep_recovers_the_known_optima():
     assert table["batch_opt_lower"] <= truth_batch <= table["batch_opt_upper"]
 
 
+@pytest.mark.slow
 def test_misfitting_backtest_ranks_the_best_rate_of_the_held_out_sizes(capsys):
     """The issue's protocol, default settings: fit below 5e8 parameters, forecast the 17 runs of 400M and 1.2B."""
     path = shared_file("misfitting/scaling_results_last_ckpt_only.csv")
@@ -144,6 +147,7 @@ def test_misfitting_backtest_ranks_the_best_rate_of_the_held_out_sizes(capsys):
     assert result["cells_ranked_first"] >= 5
 
 
+@pytest.mark.slow
 def test_a_law_with_inputs_other_than_n_and_d_cannot_be_planned_and_says_why():
     runs = synthetic_tuning_sweep().assign(N_no_embed=lambda t: 0.8 * t["N"])
     fit = fake_fit(runs, "chinchilla_lr_ne", values=ASYM)
