@@ -34,7 +34,7 @@ import pandas as pd
 import xarray as xr
 
 from bayescale import defaults
-from bayescale.data.runs import column_list, prepare_points, row_numbers
+from bayescale.data.runs import Points, TableSource, column_list, prepare_points, row_numbers
 from bayescale.defaults import check_ci_prob
 from bayescale.errors import BayescaleError, DataError
 from bayescale.forecast.predict import band, loss_draws
@@ -234,7 +234,7 @@ def _traced_names(model) -> list[str]:
 
 
 def fit_metric(
-    runs,
+    runs: TableSource,
     metric: str,
     law: Law | str = "metric_sigmoid",
     *,
@@ -336,10 +336,10 @@ def fit_metric(
             f"(by {ABOVE_CHANCE:g} and 2 binomial sd where n is known); at least {needed} are needed to "
             "locate the rise: the metric is not forecastable from these models yet"
         )
-    levels, codes = (
+    unique, codes = (
         np.unique(table[group].astype(str), return_inverse=True) if group else (None, np.zeros(len(table), int))
     )
-    levels = None if levels is None else [str(level) for level in levels]
+    levels = None if unique is None else [str(level) for level in unique]
     data = {"loss": loss, "chance": chances, "accuracy": accuracy, "n": n, "codes": codes}
     model = build_metric_model(law, data, levels, group)
     idata = draw_posterior(
@@ -446,7 +446,9 @@ def calibrate_kappa(
     from bayescale.inference.discrepancy import draw_kappa, kappa_log_likelihood
     from bayescale.laws.priors import Prior
 
-    log_post = Prior.parse(METRIC_KAPPA_PRIOR).logpdf(METRIC_KAPPA_GRID) + np.log(METRIC_KAPPA_GRID)
+    kappa_prior = Prior.parse(METRIC_KAPPA_PRIOR)
+    assert isinstance(kappa_prior, Prior)  # fixed text, not relative to the data
+    log_post = kappa_prior.logpdf(METRIC_KAPPA_GRID) + np.log(METRIC_KAPPA_GRID)
     order = np.argsort(data["loss"])
     if len(order) >= MIN_MODELS_FOR_SPLITS:
         for split, share in enumerate(METRIC_SPLITS):
@@ -477,6 +479,7 @@ def _through_metric(
     shift = _shifts(metric_fit, table, pick, rng)
     chances = chance_levels(metric_fit.law, table, metric_fit.settings.get("chance"))[None, :]
     params = {name: metric_fit.flat(name)[pick][:, None] for name in metric_fit.law.param_names}
+    assert metric_fit.kappa is not None  # fit_metric draws it
     kappa_z = (metric_fit.kappa[pick] * rng.standard_normal(len(pick)))[:, None]
     out = []
     for loss in losses:
@@ -503,7 +506,7 @@ def metric_at_loss(
 
 
 def chained(
-    loss_fit: Fit, metric_fit: MetricFit, points, *, ci_prob: float = defaults.CI_PROB, seed: int | None = None
+    loss_fit: Fit, metric_fit: MetricFit, points: Points, *, ci_prob: float = defaults.CI_PROB, seed: int | None = None
 ) -> pd.DataFrame:
     """Loss and metric forecasts at ``points`` (the loss law's inputs, the group column, optionally chance).
 
