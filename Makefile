@@ -24,9 +24,10 @@ setup: $(STAMP)
 demo: setup
 	$(VENV)/bin/bayescale demo --out out
 
-lint: setup  # ruff's lint rules and formatting (pyproject.toml)
+lint: setup  # ruff's lint rules and formatting, and mypy's type check (pyproject.toml)
 	$(VENV)/bin/ruff check bayescale tests benchmarks
 	$(VENV)/bin/ruff format --check bayescale tests benchmarks
+	$(VENV)/bin/mypy
 
 test: lint  # two pytest workers, whole files each (module fixtures are fitted once): compiles overlap sampling
 	$(VENV)/bin/python -m pytest -q -ra -n 2 --dist loadfile --durations=20

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bayescale.errors import BayescaleError
 
@@ -41,7 +41,7 @@ def candidate(text: str) -> Candidate:
     from bayescale.evaluation.backtesting import Candidate
 
     law, *options = shlex.split(text)
-    parsed = {}
+    parsed: dict[str, Any] = {}
     for option in options:
         key, _, value = option.partition("=")
         if key in ("pool", "input"):

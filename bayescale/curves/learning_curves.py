@@ -26,15 +26,15 @@ residuals left are white is not checked.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from bayescale import defaults
-from bayescale.data.runs import Runs, column_list, load_runs, read_table, row_numbers
+from bayescale.data.runs import Runs, RunsSource, column_list, load_runs, read_table, row_numbers
 from bayescale.data.schedules import (
     SCHEDULE_COLUMNS,
     Schedule,
@@ -69,7 +69,12 @@ def default_warmup(frame: pd.DataFrame, upto: float = 1.0) -> pd.Series:
 
 
 def load_checkpoints(
-    source, columns: Mapping[str, str] | None = None, *, warmup: float | None = None, keep=(), upto: float = 1.0
+    source: RunsSource,
+    columns: Mapping[str, str] | None = None,
+    *,
+    warmup: float | None = None,
+    keep: Iterable[str] = (),
+    upto: float = 1.0,
 ) -> Runs:
     """Read and validate a checkpoint table (``run``, ``step``, ``loss``, ...) and drop the early phase.
 
@@ -183,7 +188,12 @@ def default_pool(law: Law) -> dict[str, str]:
 
 
 def fit_curves(
-    runs: Runs, law: str | Law = "curve_power", *, upto: float = 1.0, pool: Mapping[str, str] | None = None, **options
+    runs: Runs,
+    law: str | Law = "curve_power",
+    *,
+    upto: float = 1.0,
+    pool: Mapping[str, str] | None = None,
+    **options: Any,
 ) -> Fit:
     """Fit ``law`` jointly to every run's checkpoints up to ``upto``, with a run effect.
 
@@ -396,12 +406,13 @@ def forecast_curves(
     draws, labels = zip(*invalid) if invalid else ((), ())
     if draws:
         warn_invalid_draws(np.column_stack(draws), labels)
-    beyond = [(d, label) for d, label in far if d > 2 * fit.discrepancy.supported_distance + 1e-12]
+    supported = fit.discrepancy.supported_distance if fit.discrepancy is not None else np.inf  # else far is empty
+    beyond = [(d, label) for d, label in far if d > 2 * supported + 1e-12]
     if beyond:
         d, label = max(beyond)
         warn_user(
             f"the forecast of {label} lies {d:.2f} e-folds beyond the checkpoints the fit saw, more than "
-            f"twice what the internal backtests checked ({fit.discrepancy.supported_distance:.2f})"
+            f"twice what the internal backtests checked ({supported:.2f})"
             + (f", as do {len(beyond) - 1} other runs' forecasts" if len(beyond) > 1 else "")
             + "; its interval rests on the prior for the extrapolation discrepancy",
             ExtrapolationWarning,
@@ -491,13 +502,13 @@ def compare_schedules(
     part = _run_rows(runs, run)
     parsed = {name: s if isinstance(s, Schedule) else Schedule.parse(s) for name, s in schedules.items()}
     seed = fit.settings["seed"] if seed is None else seed
-    finals, noisy = [], []
+    final_draws, noisy = [], []
     for schedule in parsed.values():
         points = _points(fit, part, str(run), np.array([float(schedule.total_steps)]), schedule)
         mu, y = next(loss_draws(fit, points, seed))
-        finals.append(np.exp(mu[:, 0]))
+        final_draws.append(np.exp(mu[:, 0]))
         noisy.append(np.exp(y[:, 0]))
-    finals = np.array(finals)
+    finals = np.array(final_draws)
     best = np.argmin(finals, axis=0)
     lo, hi = (1 - ci_prob) / 2, (1 + ci_prob) / 2
     peaks = fit.runs.frame["peak_lr"] if "peak_lr" in fit.runs.frame.columns else None
@@ -519,6 +530,7 @@ def compare_schedules(
         )
     out = pd.DataFrame(rows)
     if out["peak_outside_fitted"].any():
+        assert peaks is not None  # a peak is outside the fitted ones only where there are fitted ones
         warn_user(
             f"schedule(s) {', '.join(out.loc[out['peak_outside_fitted'], 'schedule'])} have a peak learning "
             f"rate outside the fitted runs' {peaks.min():g} .. {peaks.max():g}: the law cannot see the loss "

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import difflib
 import logging
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -91,6 +93,14 @@ class Runs:
             )
 
 
+#: a table as the readers take it: the path of a ``.csv``, ``.tsv`` or ``.parquet`` file, or a DataFrame
+type TableSource = str | os.PathLike[str] | pd.DataFrame
+#: a runs table as the public functions take it: a :data:`TableSource` or validated :class:`Runs`
+type RunsSource = Runs | TableSource
+#: points to forecast at: a table, or a mapping of input names to scalars or arrays
+type Points = pd.DataFrame | Mapping[str, Any]
+
+
 def column_list(columns, near: Iterable[str] = (), limit: int = 8) -> str:
     """At most ``limit`` column names, those closest to the ``near`` names first, and how many more there are."""
     names = [str(c) for c in columns]
@@ -159,7 +169,11 @@ def _split_top_level(text: str) -> list[str]:
 
 
 def load_runs(
-    source, columns: Mapping[str, str] | None = None, *, extra_inputs: Iterable[str] = (), keep: Iterable[str] = ()
+    source: RunsSource,
+    columns: Mapping[str, str] | None = None,
+    *,
+    extra_inputs: Iterable[str] = (),
+    keep: Iterable[str] = (),
 ) -> Runs:
     """Read and validate a runs table.
 

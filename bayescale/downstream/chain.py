@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from bayescale import defaults
-from bayescale.data.runs import prepare_points
+from bayescale.data.runs import Points, prepare_points
 from bayescale.defaults import check_ci_prob
 from bayescale.downstream.metric import (
     ABOVE_CHANCE,
@@ -45,6 +45,7 @@ def _through_metric(
     shift = _shifts(metric_fit, table, pick, rng)
     chances = chance_levels(metric_fit.law, table, metric_fit.settings.get("chance"))[None, :]
     params = {name: metric_fit.flat(name)[pick][:, None] for name in metric_fit.law.param_names}
+    assert metric_fit.kappa is not None  # fit_metric draws it
     kappa_z = (metric_fit.kappa[pick] * rng.standard_normal(len(pick)))[:, None]
     out = []
     for loss in losses:
@@ -71,7 +72,7 @@ def metric_at_loss(
 
 
 def chained(
-    loss_fit: Fit, metric_fit: MetricFit, points, *, ci_prob: float = defaults.CI_PROB, seed: int | None = None
+    loss_fit: Fit, metric_fit: MetricFit, points: Points, *, ci_prob: float = defaults.CI_PROB, seed: int | None = None
 ) -> pd.DataFrame:
     """Loss and metric forecasts at ``points`` (the loss law's inputs, the group column, optionally chance).
 

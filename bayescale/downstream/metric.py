@@ -34,7 +34,7 @@ import pandas as pd
 import xarray as xr
 
 from bayescale import defaults
-from bayescale.data.runs import column_list, row_numbers
+from bayescale.data.runs import TableSource, column_list, row_numbers
 from bayescale.errors import BayescaleError, DataError
 from bayescale.inference.diagnostics import Diagnostics, diagnose, report
 from bayescale.laws.card import Law, get_law
@@ -232,7 +232,7 @@ def _traced_names(model) -> list[str]:
 
 
 def fit_metric(
-    runs,
+    runs: TableSource,
     metric: str,
     law: Law | str = "metric_sigmoid",
     *,
@@ -334,10 +334,10 @@ def fit_metric(
             f"(by {ABOVE_CHANCE:g} and 2 binomial sd where n is known); at least {needed} are needed to "
             "locate the rise: the metric is not forecastable from these models yet"
         )
-    levels, codes = (
+    unique, codes = (
         np.unique(table[group].astype(str), return_inverse=True) if group else (None, np.zeros(len(table), int))
     )
-    levels = None if levels is None else [str(level) for level in levels]
+    levels = None if unique is None else [str(level) for level in unique]
     data = {"loss": loss, "chance": chances, "accuracy": accuracy, "n": n, "codes": codes}
     model = build_metric_model(law, data, levels, group)
     idata = draw_posterior(
@@ -446,7 +446,9 @@ def calibrate_kappa(
     from bayescale.inference.discrepancy import draw_kappa, kappa_log_likelihood
     from bayescale.laws.priors import Prior
 
-    log_post = Prior.parse(METRIC_KAPPA_PRIOR).logpdf(METRIC_KAPPA_GRID) + np.log(METRIC_KAPPA_GRID)
+    kappa_prior = Prior.parse(METRIC_KAPPA_PRIOR)
+    assert isinstance(kappa_prior, Prior)  # fixed text, not relative to the data
+    log_post = kappa_prior.logpdf(METRIC_KAPPA_GRID) + np.log(METRIC_KAPPA_GRID)
     order = np.argsort(data["loss"])
     if len(order) >= MIN_MODELS_FOR_SPLITS:
         for split, share in enumerate(METRIC_SPLITS):

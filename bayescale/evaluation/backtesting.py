@@ -24,7 +24,7 @@ import pandas as pd
 from scipy.special import logsumexp
 
 from bayescale import defaults
-from bayescale.data.runs import Runs, column_list, count_parameters, load_runs, prepare_points
+from bayescale.data.runs import Runs, RunsSource, column_list, count_parameters, load_runs, prepare_points
 from bayescale.errors import BayescaleError, DataError
 
 LEVELS = (0.5, 0.8, 0.9)
@@ -185,7 +185,7 @@ def replicate_coverage(fit, points: pd.DataFrame, seed: int, levels=LEVELS) -> d
     from bayescale.forecast.predict import loss_draws
 
     table = prepare_points(points, fit.law.inputs)
-    inside = {level: 0 for level in levels}
+    inside: dict[float, Any] = {level: 0 for level in levels}  # then per-draw counts (arrays)
     counted = 0
     for _, y in loss_draws(fit, table, seed):
         for level in levels:
@@ -218,11 +218,11 @@ def fit_candidate(candidate: dict, settings: dict, frame: pd.DataFrame):
     from bayescale.errors import SamplerWarning
     from bayescale.fitting.pipeline import fit
 
-    candidate = Candidate(**candidate)
-    keep = sorted(set((candidate.options.get("pool") or {}).values()))
+    chosen = Candidate(**candidate)
+    keep = sorted(set((chosen.options.get("pool") or {}).values()))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SamplerWarning)
-        result = fit(load_runs(frame, keep=keep), candidate.law, **{**settings, **candidate.options})  # its own win
+        result = fit(load_runs(frame, keep=keep), chosen.law, **{**settings, **chosen.options})  # its own win
     return result, [str(w.message) for w in caught if issubclass(w.category, SamplerWarning)]
 
 
@@ -316,7 +316,7 @@ class BacktestResult:
 
 
 def backtest(
-    runs,
+    runs: RunsSource,
     candidates: Sequence[Candidate | str],
     holdout: str | Sequence[str],
     *,
@@ -397,7 +397,7 @@ def backtest(
     DataError
         If the runs table cannot be read or lacks a column a rule, mapping or pooling names.
     """
-    from bayescale.parallel.executor import describe, fan_out, plan_workers
+    from bayescale.parallel.executor import Task, describe, fan_out, plan_workers
 
     rules = [holdout] if isinstance(holdout, str) else list(holdout)
     if not rules:
@@ -419,7 +419,7 @@ def backtest(
         "sampler": sampler,
         "target_accept": target_accept,
     }
-    tasks = {
+    tasks: dict[tuple[str, str], Task] = {
         (rule, c.label): (fit_and_score, (asdict(c), settings, *splits[rule]), {}) for rule in rules for c in candidates
     }
 
@@ -447,7 +447,7 @@ def backtest(
             outcome = outcomes[(rule, c.label)]
             scored[c.label] = (
                 {**outcome.result, "runs": pd.DataFrame(outcome.result["runs"])}
-                if outcome.ok
+                if outcome.error is None
                 else {"error": describe(outcome.error)}
             )
         if all("error" in r for r in scored.values()):

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import arviz_stats as azs
 import numpy as np
 import pandas as pd
 
 from bayescale import defaults
-from bayescale.data.runs import point_label, row_numbers
+from bayescale.data.runs import Points, point_label, row_numbers
 from bayescale.errors import BayescaleError, SamplerWarning, warn_user
 
 if TYPE_CHECKING:
@@ -182,12 +182,12 @@ def verdict(table: pd.DataFrame) -> list[str]:
 
 def predict_stacked(
     fits: Mapping[str, Fit] | Sequence[Fit],
-    points=None,
+    points: Points | None = None,
     *,
     weights: Mapping[str, float] | None = None,
     ci_prob: float = defaults.CI_PROB,
     seed: int | None = None,
-    **inputs,
+    **inputs: Any,
 ) -> pd.DataFrame:
     """Forecasts from several laws' posteriors mixed by weight: credible and predictive intervals of the mixture.
 
@@ -252,6 +252,7 @@ def predict_stacked(
         keep = rng.choice(mu.shape[0], size=count, replace=count > mu.shape[0])
         mus.append(mu[keep])
         ys.append(y[keep])
+    assert table is not None  # _named gave at least two fits
     mu, y = np.concatenate(mus), np.concatenate(ys)
     lo, hi = (1 - ci_prob) / 2, (1 + ci_prob) / 2
     law_q = np.exp(np.nanquantile(mu, [lo, 0.5, hi], axis=0))

@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from bayescale import defaults
-from bayescale.data.runs import load_runs
+from bayescale.data.runs import RunsSource, load_runs
 from bayescale.errors import BayescaleError, SamplerWarning
 from bayescale.evaluation.backtesting import Candidate, as_candidates, fit_candidate
 from bayescale.files import atomic_write
@@ -127,7 +127,7 @@ def _file_name(text: str) -> str:
 
 
 def fit_many(
-    runs,
+    runs: RunsSource,
     laws: Sequence[Candidate | str],
     *,
     by: str | None = None,
@@ -202,7 +202,7 @@ def fit_many(
     DataError
         If the runs table cannot be read or lacks the column ``by`` or a column a mapping or pooling names.
     """
-    from bayescale.parallel.executor import describe, fan_out, plan_workers
+    from bayescale.parallel.executor import Task, describe, fan_out, plan_workers
 
     candidates, keep = as_candidates(laws, "sweep")
     table = load_runs(runs, columns, keep=sorted({*keep, *([by] if by else [])})).frame
@@ -221,7 +221,7 @@ def fit_many(
         "sampler": sampler,
         "target_accept": target_accept,
     }
-    tasks = {
+    tasks: dict[tuple[str, str], Task] = {
         (group, c.label): (fit_to_netcdf, (asdict(c), settings, frame), {})
         for group, frame in groups.items()
         for c in candidates
@@ -238,7 +238,7 @@ def fit_many(
     )
     sweep = Sweep(by)
     for key, outcome in outcomes.items():
-        if outcome.ok:
+        if outcome.error is None:
             sweep.fits[key] = _fit_from_netcdf(outcome.result["netcdf"])
             sweep.warnings[key] = outcome.result["warnings"]
         else:

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
 from threadpoolctl import threadpool_limits
 
 from bayescale import defaults
-from bayescale.data.runs import count_parameters, load_runs
+from bayescale.data.runs import Runs, RunsSource, count_parameters, load_runs
 from bayescale.data.tunable import check_columns as check_tunable_columns
 from bayescale.data.tunable import check_runs as check_tunable_runs
 from bayescale.errors import BayescaleError, SamplingExtended, warn_user
@@ -33,6 +33,9 @@ from bayescale.model.generative import adopt_model, mean_terms, pointwise_log_li
 from bayescale.model.spec import OBS_DIM, SIGMA_SLOPE, ModelSpec
 from bayescale.model.whitened import build_whitened
 
+if TYPE_CHECKING:
+    import pymc as pm
+
 #: A fit's dense linear algebra is small (L-BFGS updates, the whitening's products): OpenBLAS threads
 #: cost far more than they save there, several times over when another process or the sampler's own
 #: chains share the cores (benchmarks/README.md, "One BLAS thread"). Fits run with one BLAS thread;
@@ -43,7 +46,7 @@ one_blas_thread = threadpool_limits.wrap(limits=1, user_api="blas")
 class StageTimer:
     """Wall seconds per stage of a fit (stored as ``fit.settings["timings"]``; ``benchmarks/stages.py`` reads them)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
 
     @contextlib.contextmanager
@@ -82,7 +85,9 @@ def _split_priors(priors: Mapping[str, Any] | None, law: Law, likelihood: Likeli
     return law_priors, noise_priors, sd_priors
 
 
-def _prepare(runs, law, columns, inputs, priors, pool, likelihood, params, keep=(), noise_trend=False):
+def _prepare(
+    runs, law, columns, inputs, priors, pool, likelihood, params, keep=(), noise_trend=False
+) -> tuple[Law, Likelihood, Runs, dict[str, str], dict[str, Any], dict[str, dict[str, Any]]]:
     """Read and check everything a model needs: the law with its priors bound to the data, the runs, the pooling.
 
     ``noise_trend``: let the noise scale move along the law's first input (``sigma_slope``; a prior
@@ -113,7 +118,7 @@ def _prepare(runs, law, columns, inputs, priors, pool, likelihood, params, keep=
 
 
 def build_model(
-    runs,
+    runs: RunsSource,
     law: Law | str = "chinchilla",
     *,
     columns: Mapping[str, str] | None = None,
@@ -122,10 +127,10 @@ def build_model(
     pool: Mapping[str, str] | None = None,
     likelihood: str = defaults.LIKELIHOOD,
     params: str = "total",
-    groups=(),
-    terms=(),
+    groups: Iterable[str] = (),
+    terms: Iterable[Callable[[pm.Model], Any]] = (),
     noise_trend: bool = False,
-):
+) -> pm.Model:
     """The generative PyMC model :func:`fit` would sample, with terms of your own added to the mean log-loss.
 
     Same arguments as :func:`fit`, plus ``groups`` (columns to index: coords and a ``<column>_idx``
@@ -182,7 +187,7 @@ def build_model(
 
 
 def sample_model(
-    model,
+    model: pm.Model,
     *,
     draws: int = defaults.DRAWS,
     tune: int = defaults.TUNE,
@@ -249,7 +254,7 @@ def sample_model(
 
 @one_blas_thread
 def fit(
-    runs,
+    runs: RunsSource,
     law: Law | str = "chinchilla",
     *,
     columns: Mapping[str, str] | None = None,
@@ -269,7 +274,7 @@ def fit(
     extend: bool = True,
     noise_trend: bool = False,
     progressbar: bool = True,
-    model=None,
+    model: pm.Model | None = None,
 ) -> Fit:
     """Fit ``law`` to ``runs`` (a path, DataFrame or :class:`Runs`) and return the :class:`Fit`.
 
@@ -378,7 +383,7 @@ def fit(
         laplace = laplace_approximation(spec, rng)
         non_centred = spec, laplace
         spec, laplace = centred_where_pinned(spec, laplace, rng)
-    sampling = dict(
+    sampling: dict[str, Any] = dict(
         sampler=sampler,
         chains=chains,
         cores=cores,

@@ -10,14 +10,14 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
 from bayescale import __version__, defaults
-from bayescale.data.runs import Runs
+from bayescale.data.runs import Points, Runs
 from bayescale.errors import BayescaleError
 from bayescale.fitting.store import read_fit_file, write_fit_file
 from bayescale.forecast.checks import check
@@ -29,9 +29,12 @@ from bayescale.inference.diagnostics import from_dict as diagnostics_from_dict
 from bayescale.inference.discrepancy import DRAW_NAMES, Discrepancy
 from bayescale.laws.card import Law
 from bayescale.laws.likelihood import Likelihood, get_likelihood
-from bayescale.laws.priors import Prior
+from bayescale.laws.priors import Prior, PriorSpec
 from bayescale.model.generative import OBSERVED, adopt_model, build_generative, posterior_offsets
 from bayescale.model.spec import ModelSpec
+
+if TYPE_CHECKING:
+    import pymc as pm
 
 #: the version of the DataTree layout that :meth:`Fit.to_datatree` writes
 FORMAT_VERSION = 1
@@ -73,9 +76,9 @@ class Fit:
         idata: xr.DataTree,
         settings: Mapping[str, Any],
         diagnostics: Diagnostics,
-        noise_priors: Mapping[str, Prior] | None = None,
-        model=None,
-    ):
+        noise_priors: Mapping[str, PriorSpec] | None = None,
+        model: pm.Model | None = None,
+    ) -> None:
         """``settings["pool"]`` and ``settings["sd_priors"]`` (if any) rebuild the pooling; ``model``: a user's own
         generative model that was sampled (:func:`fit`'s ``model``)."""
         self.law = law
@@ -149,7 +152,7 @@ class Fit:
         return summary(self, ci_prob)
 
     def predict(
-        self, points=None, *, ci_prob: float = defaults.CI_PROB, seed: int | None = None, **inputs
+        self, points: Points | None = None, *, ci_prob: float = defaults.CI_PROB, seed: int | None = None, **inputs: Any
     ) -> pd.DataFrame:
         """Credible and predictive intervals of the loss at new scales; see :func:`bayescale.forecast.predict.predict`.
 
@@ -212,7 +215,7 @@ class Fit:
         return plan(self, flops, ci_prob, cost=cost, unique_tokens=unique_tokens)
 
     @property
-    def model(self):
+    def model(self) -> pm.Model:
         """The generative PyMC model of this fit: named variables, ``pm.Data`` inputs, observed ``log_loss``.
 
         See :mod:`bayescale.model.generative`; the sampler explored the same posterior in whitened coordinates.

@@ -11,9 +11,9 @@ candidate configurations (probability of being best, regret) and the marginal va
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -286,7 +286,11 @@ def _loss_at(fit: Fit, n, d, budget: Budget) -> np.ndarray:
 
 
 def candidates(
-    fit: Fit, configs, ci_prob: float = defaults.CI_PROB, budget: Budget | None = None, flops: float | None = None
+    fit: Fit,
+    configs: pd.DataFrame | Sequence[Mapping[str, Any]] | Mapping[str, Any],
+    ci_prob: float = defaults.CI_PROB,
+    budget: Budget | None = None,
+    flops: float | None = None,
 ) -> pd.DataFrame:
     """Score (N, D) options: expected loss and interval, P(best of the list), and regret.
 
@@ -362,8 +366,10 @@ def candidates(
         out["over_budget"] = out["C"] > flops * (1 + 1e-9)
     out["p_best"] = [float(np.mean(best == i)) for i in range(len(out))]
     out["regret_vs_best"] = (losses - losses.min(axis=1, keepdims=True)).mean(axis=0)
-    capped = budget.unique_tokens is not None and "U" not in fit.law.inputs
-    out["feasible"] = out["D"] <= budget.unique_tokens * (1 + 1e-9) if capped else True
+    if budget.unique_tokens is not None and "U" not in fit.law.inputs:  # the cap is a hard constraint
+        out["feasible"] = out["D"] <= budget.unique_tokens * (1 + 1e-9)
+    else:
+        out["feasible"] = True
     out["regret_vs_optimum"] = [
         float(np.mean(losses[:, i] - optimal_allocation(fit, c, budget)["loss_opt"].to_numpy())) if feasible else np.nan
         for i, (c, feasible) in enumerate(zip(out["C"], out["feasible"]))
@@ -482,7 +488,7 @@ def plan(
     ci_prob = check_ci_prob(ci_prob)
     budget = Budget.make(cost, unique_tokens)
     draws = optimal_allocation(fit, flops, budget)
-    out = {
+    out: dict[str, Any] = {
         "flops": float(flops),
         "ci_prob": ci_prob,
         "flops_vs_largest_run": float(flops / np.max(budget.cost_of(fit.runs["N"], fit.runs["D"]))),

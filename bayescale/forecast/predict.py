@@ -11,13 +11,13 @@ from __future__ import annotations
 import itertools
 import warnings
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from bayescale import defaults
-from bayescale.data.runs import point_label, prepare_points
+from bayescale.data.runs import Points, point_label, prepare_points
 from bayescale.defaults import check_ci_prob
 from bayescale.errors import BayescaleError, ExtrapolationWarning, warn_user
 
@@ -37,7 +37,7 @@ def band(values, ci_prob: float) -> dict[str, np.ndarray]:
     return {"median": median, "lower": lower, "upper": upper}
 
 
-def grid(**axes) -> pd.DataFrame:
+def grid(**axes: Any) -> pd.DataFrame:
     """All combinations of the given input values: ``grid(N=[1e9, 1e10], D=[2e10, 2e11])``.
 
     Parameters
@@ -203,7 +203,7 @@ def warn_invalid_draws(mu: np.ndarray, labels) -> None:
 
 
 def predict(
-    fit: Fit, points=None, *, ci_prob: float = defaults.CI_PROB, seed: int | None = None, **inputs
+    fit: Fit, points: Points | None = None, *, ci_prob: float = defaults.CI_PROB, seed: int | None = None, **inputs: Any
 ) -> pd.DataFrame:
     """Credible and predictive intervals of the loss at ``points`` (a DataFrame, mapping or keywords).
 

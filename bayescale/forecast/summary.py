@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import arviz_stats as azs
 import numpy as np
@@ -60,7 +60,8 @@ def summary(fit: Fit, ci_prob: float = defaults.CI_PROB) -> pd.DataFrame:
         labels = [name] if not group_dims else [f"{name}[{level}]" for level in var[group_dims[0]].to_numpy()]
         for label, value in zip(labels, np.atleast_1d(stacked.to_numpy())):
             medians[label] = float(value)
-            references[label] = fit.law.params[name].reference if name in fit.law.params else np.nan
+            # xarray types variable names as Hashable; these are the posterior's str names
+            references[label] = fit.law.params[cast(str, name)].reference if name in fit.law.params else np.nan
     table = pd.DataFrame(
         {
             "mean": stats["mean"].astype(float),

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from bayescale import defaults
-from bayescale.data.runs import Runs, prepare_points
+from bayescale.data.runs import Points, Runs, prepare_points
 from bayescale.data.tunable import PLAUSIBLE, TUNABLE, other_inputs, tunable_inputs
 from bayescale.defaults import check_ci_prob
 from bayescale.errors import BayescaleError
@@ -132,7 +132,7 @@ def _put(out: pd.DataFrame, prefix: str, values: np.ndarray, ci_prob: float) -> 
 
 def tune(
     fit: Fit,
-    points,
+    points: Points,
     *,
     given: Mapping[str, float] | None = None,
     ci_prob: float = defaults.CI_PROB,

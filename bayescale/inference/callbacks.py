@@ -369,6 +369,7 @@ def _import_written(path: Path):
         if not path.exists():
             return None
         spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None  # a .py file that exists has a source loader
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         sys.modules[name] = module

@@ -210,6 +210,7 @@ class Discrepancy:
             f"{self.supported_distance:.2f} e-folds."
         )
         if self.bias is not None:
+            assert self.outliers is not None  # drawn together with the bias (draw_curve_discrepancy)
             low, mid, high = 100 * np.quantile(self.bias, [0.05, 0.5, 0.95])
             text += (
                 f" Every run shares a bias of {mid:+.2f}% per e-fold (discrepancy_bias, 90% {low:+.2f}% to "

@@ -177,6 +177,7 @@ class Law:
 
     def _check_anchor(self, context: str) -> None:
         """The anchor must be a parameter that enters the formula additively (loss = anchor + rest)."""
+        assert self.anchor is not None  # called only for a law with an anchor
         if self.anchor not in self.params:
             raise FormulaError(f"{context}: anchor {self.anchor!r} is not a parameter ({', '.join(self.params)})")
         rng = np.random.default_rng(0)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ast
 import functools
 import operator
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -36,14 +36,14 @@ def scipy_stats():
     return stats
 
 
-_BINARY = {
+_BINARY: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
     ast.Add: operator.add,
     ast.Sub: operator.sub,
     ast.Mult: operator.mul,
     ast.Div: operator.truediv,
     ast.Pow: operator.pow,
 }
-_UNARY = {ast.USub: operator.neg, ast.UAdd: operator.pos}
+_UNARY: dict[type[ast.unaryop], Callable[[Any], Any]] = {ast.USub: operator.neg, ast.UAdd: operator.pos}
 
 #: function name -> number of arguments
 FUNCTIONS = {
@@ -149,6 +149,7 @@ def _parse(text: str) -> ast.AST:
 
 def _evaluate(node: ast.AST, env: Mapping[str, Any], functions: Mapping[str, Any]):
     if isinstance(node, ast.Constant):
+        assert isinstance(node.value, (int, float))  # guaranteed by _check
         return float(node.value)
     if isinstance(node, ast.Name):
         return env[node.id]
@@ -156,7 +157,7 @@ def _evaluate(node: ast.AST, env: Mapping[str, Any], functions: Mapping[str, Any
         return _BINARY[type(node.op)](_evaluate(node.left, env, functions), _evaluate(node.right, env, functions))
     if isinstance(node, ast.UnaryOp):
         return _UNARY[type(node.op)](_evaluate(node.operand, env, functions))
-    assert isinstance(node, ast.Call)  # guaranteed by _check
+    assert isinstance(node, ast.Call) and isinstance(node.func, ast.Name)  # guaranteed by _check
     return functions[node.func.id](*(_evaluate(a, env, functions) for a in node.args))
 
 

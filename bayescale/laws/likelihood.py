@@ -53,7 +53,9 @@ class Likelihood:
     def standard_noise(self, rng: np.random.Generator, p: Mapping, shape: tuple[int, ...]) -> np.ndarray:
         """Unit-scale noise draws of ``shape`` = (draw, point); nu and the like broadcast per draw."""
         shape_args = {k: np.broadcast_to(np.asarray(p[k])[..., None], shape) for k in self.noise_params if k != "sigma"}
-        return FAMILIES[self.family].standard(rng, shape, **shape_args)
+        standard = FAMILIES[self.family].standard
+        assert standard is not None  # a likelihood's family is a location-scale family, which has one
+        return standard(rng, shape, **shape_args)
 
 
 _SIGMA = Prior("HalfNormal", sigma=0.1)

@@ -13,9 +13,10 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
+import numpy.typing as npt
 
 from bayescale.errors import FormulaError
 from bayescale.laws.formula import scipy_stats
@@ -160,7 +161,7 @@ class Prior:
     dist: str
     params: Mapping[str, float] = field(default_factory=dict)
 
-    def __init__(self, dist: str, **params: float):
+    def __init__(self, dist: str, **params: float) -> None:
         family = FAMILIES.get(dist)
         if family is None:
             raise FormulaError(f"unknown prior distribution {dist!r}; allowed: {', '.join(FAMILIES)}")
@@ -187,7 +188,7 @@ class Prior:
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
-    def parse(cls, spec: Prior | ScaledPrior | str | Mapping[str, Any]) -> Prior | ScaledPrior:
+    def parse(cls, spec: PriorSpec) -> Prior | ScaledPrior:
         """Accept a Prior, text like ``"Normal(0.3, 0.1)"``, or a card table ``{dist=..., ...}``.
 
         Text that refers to the data's range (``X_max``, ``N_min``) gives a :class:`ScaledPrior`.
@@ -228,6 +229,12 @@ class Prior:
             return cls._parse_text(spec)
         raise FormulaError(f"a prior must be a Prior, a string or a table, got {type(spec).__name__}")
 
+    @overload
+    @classmethod
+    def _parse_text(cls, text: str, scales: None = None) -> Prior | ScaledPrior: ...
+    @overload
+    @classmethod
+    def _parse_text(cls, text: str, scales: Mapping[str, float]) -> Prior: ...
     @classmethod
     def _parse_text(cls, text: str, scales: Mapping[str, float] | None = None) -> Prior | ScaledPrior:
         from bayescale.laws.formula import (
@@ -266,14 +273,14 @@ class Prior:
     def support(self) -> _Support:
         return self.family.support(**self.params)
 
-    def frozen(self):
+    def frozen(self) -> Any:  # a frozen scipy.stats distribution
         return self.family.scipy(**self.params)
 
-    def logpdf(self, x):
+    def logpdf(self, x: npt.ArrayLike) -> np.ndarray | float:
         """The log-density at ``x`` (SciPy's), for grids and figures; a model's density is PyMC's (:mod:`bayescale.model.generative`)."""
         return self.frozen().logpdf(x)
 
-    def sample(self, rng: np.random.Generator, size) -> np.ndarray:
+    def sample(self, rng: np.random.Generator, size: int | tuple[int, ...] | None) -> np.ndarray:
         return self.frozen().rvs(size=size, random_state=rng)
 
     def median(self) -> float:
@@ -314,12 +321,12 @@ class ScaledPrior:
     def renamed(self, renames: Mapping[str, str]) -> ScaledPrior:
         """The same prior after inputs are bound to columns (``{"X": "D"}``: ``X_max`` -> ``D_max``)."""
 
-        def swap(match: re.Match) -> str:
+        def swap(found: re.Match[str]) -> str:
+            match = _SCALE_NAME.match(found.group(0))
+            assert match is not None  # the pattern below finds only names of that form
             return f"{renames.get(match.group('column'), match.group('column'))}_{match.group('stat')}"
 
-        return ScaledPrior(
-            re.sub(r"\b([A-Za-z]\w*?)_(min|max)\b", lambda m: swap(_SCALE_NAME.match(m.group(0))), self.text)
-        )
+        return ScaledPrior(re.sub(r"\b([A-Za-z]\w*?)_(min|max)\b", swap, self.text))
 
     def to_dict(self) -> dict[str, Any]:
         return {"text": self.text}
@@ -328,3 +335,7 @@ class ScaledPrior:
         return self.text
 
     __repr__ = __str__
+
+
+#: what :meth:`Prior.parse` reads: a prior, its text, or a card table
+PriorSpec = Prior | ScaledPrior | str | Mapping[str, Any]

@@ -61,11 +61,11 @@ def build_generative(spec: ModelSpec, groups: dict[str, np.ndarray] | None = Non
     import pymc as pm
     import pytensor.tensor as pt
 
-    coords = {OBS_DIM: np.arange(len(spec.log_loss))}
+    coords: dict[str, np.ndarray | list[str]] = {OBS_DIM: np.arange(len(spec.log_loss))}
     group_codes = {}
-    for pooled in spec.pooled.values():
-        coords[pooled.column] = list(pooled.levels)
-        group_codes[pooled.column] = pooled.codes
+    for pooled_param in spec.pooled.values():
+        coords[pooled_param.column] = list(pooled_param.levels)
+        group_codes[pooled_param.column] = pooled_param.codes
     for column, labels in (groups or {}).items():
         if column not in coords:
             levels, codes = np.unique(np.asarray(labels).astype(str), return_inverse=True)

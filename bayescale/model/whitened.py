@@ -48,9 +48,11 @@ def build_whitened(spec: ModelSpec, center: np.ndarray, scale: np.ndarray):
         packed = pm.Data("fixed", np.asarray(fixed, float)) if fixed else None
         reference, centring, i = None, {}, 0
         if spec.reference is not None:
+            assert packed is not None  # fixed starts with the reference's values (a law has inputs)
             reference = {k: packed[i + j] for j, k in enumerate(spec.reference)}
             i += len(spec.reference)
         for name, p in partly_centred.items():
+            assert packed is not None  # fixed holds which of the groups are centred
             centring[name] = packed[i : i + len(p.levels)] > 0.5
             i += len(p.levels)
         unconstrained, log_jacobian = spec.value_variables(u, pt, reference, centring)

@@ -91,6 +91,7 @@ class _Worker:
         self.task, self.started = task, False
         task.sends += 1
         self.stderr_offset = self.stderr_path.stat().st_size
+        assert task.message is not None  # pickled by LocalExecutor._assign before it is sent
         self.connection.send_bytes(task.message)
 
     def stderr_tail(self) -> str:
@@ -190,6 +191,7 @@ class LocalExecutor(cf.Executor):
                     if item is self._wake_read:
                         self._wake_read.recv(4096)
                     else:
+                        assert isinstance(item, Connection)  # the others are the busy workers' connections
                         self._collect(busy[item])
         except BaseException as exc:  # noqa: BLE001 - never leave a caller waiting on a future nobody will set
             self._fail_all(exc)
@@ -278,6 +280,7 @@ class LocalExecutor(cf.Executor):
                 )
             worker.kill()
             return
+        assert task is not None  # only busy workers are collected
         worker.task = None
         if task.future.done():  # terminated meanwhile
             return
@@ -365,15 +368,19 @@ class Outcome:
         return self.error is None
 
 
-def fan_out(
-    tasks: Mapping[Hashable, tuple[Callable, tuple, dict]],
+#: one task for :func:`fan_out`: ``(fn, args, kwargs)``
+Task = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]
+
+
+def fan_out[K: Hashable](
+    tasks: Mapping[K, Task],
     *,
     executor: Any = None,
     scheduler: str | None = None,
     max_workers: int | None = None,
     fail_fast: bool = False,
     progress: Callable[[Outcome, int, int], None] | None = None,
-) -> dict[Hashable, Outcome]:
+) -> dict[K, Outcome]:
     """Run ``{key: (fn, args, kwargs)}`` on an executor; return ``{key: Outcome}`` in the tasks' order.
 
     A failing task is recorded with its error and the others finish, unless ``fail_fast``: then the
@@ -381,8 +388,8 @@ def fan_out(
     re-raises. ``progress(outcome, done, total)`` is called as each task ends.
     """
     executor, owned = executor_for(executor, scheduler=scheduler, max_workers=max_workers)
-    outcomes: dict[Hashable, Outcome] = {}
-    futures: dict[cf.Future, Hashable] = {}
+    outcomes: dict[K, Outcome] = {}
+    futures: dict[cf.Future, K] = {}
     interrupted, stopped_by = False, ""
     try:
         for key, (fn, args, kwargs) in tasks.items():
@@ -436,8 +443,9 @@ def run_task(fn: Callable, args: Iterable, kwargs: Mapping) -> tuple[bool, Any]:
         return True, fn(*args, **kwargs)
     except BaseException as exc:  # noqa: BLE001 - a worker reports every failure to its parent
         text = traceback.format_exc()
+        error: BaseException | None = exc
         try:
             pickle.dumps(exc)
         except Exception:  # noqa: BLE001 - unpicklable exceptions travel as text
-            exc = None
-        return False, (exc, text)
+            error = None
+        return False, (error, text)

@@ -48,6 +48,7 @@ def _number(value: float) -> str:
 
 def _latex(node: ast.AST, parent: int = 0) -> str:
     if isinstance(node, ast.Constant):
+        assert isinstance(node.value, (int, float))  # guaranteed by the formula check: numbers only
         return _number(node.value)
     if isinstance(node, ast.Name):
         return name_latex(node.id)
@@ -55,12 +56,14 @@ def _latex(node: ast.AST, parent: int = 0) -> str:
         inner = _latex(node.operand, 3)
         return rf"\left(-{inner}\right)" if parent > 1 else f"-{inner}"
     if isinstance(node, ast.Call):
+        assert isinstance(node.func, ast.Name)  # guaranteed by the formula check: named functions only
         args = ", ".join(_latex(a) for a in node.args)
         if node.func.id == "sqrt":
             return rf"\sqrt{{{args}}}"
         if node.func.id == "abs":
             return rf"\left|{args}\right|"
         return rf"{_FUNCTIONS[node.func.id]}\left({args}\right)"
+    assert isinstance(node, ast.BinOp)  # guaranteed by the formula check: nothing else is left
     precedence = _PRECEDENCE[type(node.op)]
     if isinstance(node.op, ast.Div):
         return rf"\frac{{{_latex(node.left)}}}{{{_latex(node.right)}}}"

@@ -67,7 +67,8 @@ class _Doc:
     """Accumulates a report as HTML or Markdown with the same calls."""
 
     def __init__(self, fmt: str):
-        self.fmt, self.parts = fmt, []
+        self.fmt = fmt
+        self.parts: list[str] = []
 
     def heading(self, text: str, level: int = 2):
         self.parts.append(
@@ -120,6 +121,7 @@ def default_points(fit: Fit) -> list[dict]:
     largest = {n: float(np.max(fit.runs[n])) for n in fit.law.inputs}
     points = []
     for k in (10, 100):
+        point: dict[str, float | str]
         if {"N", "D"} <= set(fit.law.inputs):
             n = largest["N"] * k
             point = {"N": n, "D": 20 * n}
