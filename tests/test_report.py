@@ -181,7 +181,11 @@ def test_a_report_on_several_fits_compares_them_or_says_why_not(demo_runs):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", bs.SamplerWarning)
         text = build_report({"truth": good, "wrong": bad}, points=[{"N": 7e10, "D": 1.4e12}], fmt="markdown")
-    assert "## Law comparison (PSIS-LOO)" in text and "| truth" in text and "elpd difference from the best fit, with standard errors" in text
+    assert (
+        "## Law comparison (PSIS-LOO)" in text
+        and "| truth" in text
+        and "elpd difference from the best fit, with standard errors" in text
+    )
     fewer = fake_fit(demo_runs.frame.iloc[:-1], spread=0.002)
     text = build_report({"all": good, "fewer": fewer}, points=[{"N": 7e10, "D": 1.4e12}], fmt="markdown")
     assert "Not compared: fits 'all' and 'fewer' are not on the same observations" in text
