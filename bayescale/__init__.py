@@ -32,24 +32,26 @@ _EXPORTS = {
     ),
     **dict.fromkeys(["Law", "catalog", "get_law"], "laws.card"),
     "Prior": "laws.priors",
-    **dict.fromkeys(["Runs", "load_runs"], "data.runs"),
+    **dict.fromkeys(["Runs", "load_runs", "read_table"], "data.runs"),
     **dict.fromkeys(["Fit"], "fitting.result"),
     **dict.fromkeys(["fit", "build_model", "sample_model"], "fitting.pipeline"),
     **dict.fromkeys(["predict", "grid"], "forecast.predict"),
-    **dict.fromkeys(["plan", "frontier", "candidates", "marginal_value"], "forecast.plan"),
+    **dict.fromkeys(["plan", "frontier", "candidates", "marginal_value", "Budget"], "forecast.plan"),
     "summary": "forecast.summary",
     "check": "forecast.checks",
     "tune": "forecast.tuning",
     "break_table": "forecast.derived",
-    **dict.fromkeys(["Candidate", "backtest"], "evaluation.backtesting"),
-    **dict.fromkeys(["compare", "predict_stacked"], "evaluation.comparison"),
+    **dict.fromkeys(["Candidate", "backtest", "BacktestResult", "holdout_mask"], "evaluation.backtesting"),
+    **dict.fromkeys(["compare", "predict_stacked", "verdict", "against_backtest"], "evaluation.comparison"),
+    "backtest_tuning": "evaluation.tuning_backtest",
     "fit_many": "evaluation.sweep",
     **dict.fromkeys(
-        ["load_checkpoints", "fit_curves", "forecast_curves", "compare_schedules"], "curves.learning_curves"
+        ["load_checkpoints", "fit_curves", "forecast_curves", "compare_schedules", "peak_rate_variants"],
+        "curves.learning_curves",
     ),
     "fit_metric": "downstream.metric",
     "chained": "downstream.chain",
-    **dict.fromkeys(["build_report", "write_report"], "viz.report"),
+    **dict.fromkeys(["build_report", "build_downstream_report", "build_sweep_report", "write_report"], "viz.report"),
 }
 #: public modules: ``bs.datasets.synthetic_sweep()``, ``bs.plots.forecast_fan(fit)``
 _MODULES = {"datasets": "data.datasets", "plots": "viz.plots", "downstream": "downstream"}

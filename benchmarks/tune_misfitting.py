@@ -70,7 +70,7 @@ def main():
     warnings.simplefilter("ignore", bs.errors.DataWarning)  # the file repeats 8 rows; kept as given
     for card in CARDS:
         start = time.perf_counter()
-        result = tuning.backtest(raw, card, HOLDOUT, columns=COLUMNS, progressbar=False)
+        result = bs.backtest_tuning(raw, card, HOLDOUT, columns=COLUMNS, progressbar=False)
         result.pop("fit")
         result["seconds"] = round(time.perf_counter() - start, 1)
         results["backtests"][card] = result

@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 
 import bayescale as bs
-from bayescale.data.runs import parse_column_mapping, prepare_points
+from bayescale.cli.parsing import parse_column_mapping
+from bayescale.data.runs import prepare_points
 from bayescale.errors import DataError, UnitsWarning
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 import cloup
 
+import bayescale as bs
 from bayescale.cli.evaluation_commands import heldout_text
 from bayescale.cli.options import (
     file_argument,
@@ -79,17 +80,17 @@ def _downstream_backtest_text(result: dict):
 def _downstream_files(plot_path, report_path, loss_fit, metric_fit, forecast, backtest, heldout, ci_prob) -> list:
     saved = []
     if plot_path:
-        from bayescale.viz.plots import downstream_fan, save_figure
-
-        saved.append(save_figure(downstream_fan(loss_fit, metric_fit, heldout=heldout, ci_prob=ci_prob), plot_path))
+        saved.append(
+            bs.plots.save_figure(
+                bs.plots.downstream_fan(loss_fit, metric_fit, heldout=heldout, ci_prob=ci_prob), plot_path
+            )
+        )
     if report_path:
-        from bayescale.viz.report import build_downstream_report, write_report
-
         fmt = "markdown" if str(report_path).endswith(".md") else "html"
-        text = build_downstream_report(
+        text = bs.build_downstream_report(
             loss_fit, metric_fit, forecast, backtest=backtest, heldout=heldout, ci_prob=ci_prob, fmt=fmt
         )
-        saved.append(write_report(report_path, text))
+        saved.append(bs.write_report(report_path, text))
     return saved
 
 
@@ -165,23 +166,18 @@ def downstream_command(
     """
     import pandas as pd
 
-    from bayescale import downstream
-    from bayescale.data.runs import read_table
-    from bayescale.evaluation.backtesting import holdout_mask
-    from bayescale.fitting.pipeline import fit
-
-    table, _ = read_table(runs)
+    table, _ = bs.read_table(runs)
     mapping = pairs(columns, "--columns")
     missing = [theirs for theirs in mapping.values() if theirs not in table.columns]
     if missing:
         raise BayescaleError(f"--columns: no column(s) {', '.join(missing)} in {runs}")
     table = table.rename(columns={theirs: ours for ours, theirs in mapping.items()})
-    downstream.check_metric(table, metric)
+    bs.downstream.check_metric(table, metric)
     pool = {"E": group} if group else None
     settings = sampling_settings(sampling)
     seed = settings.pop("seed")
     if holdout:
-        result = downstream.backtest(
+        result = bs.downstream.backtest(
             table,
             metric,
             holdout,
@@ -195,9 +191,9 @@ def downstream_command(
             **settings,
         )
         loss_fit, metric_fit = result.pop("fits")
-        heldout = table[holdout_mask(table, holdout)]
+        heldout = table[bs.holdout_mask(table, holdout)]
         forecast = (
-            downstream.chained(loss_fit, metric_fit, heldout, ci_prob=ci_prob, seed=seed) if report_path else None
+            bs.downstream.chained(loss_fit, metric_fit, heldout, ci_prob=ci_prob, seed=seed) if report_path else None
         )
         result.update(
             metric=metric,
@@ -209,9 +205,9 @@ def downstream_command(
     if not at:
         raise BayescaleError("give the points with --at N=...,D=...[,group=...] (repeatable), or --holdout RULE")
     points = at_points(at, labels=[group] if group else ())
-    loss_fit = fit(table, law_spec, pool=pool, seed=seed, progressbar=False, **settings)
-    metric_fit = downstream.fit_metric(table, metric, metric_law, group=group, chance=chance, seed=seed, **settings)
-    forecast = downstream.chained(loss_fit, metric_fit, pd.DataFrame(points), ci_prob=ci_prob, seed=seed)
+    loss_fit = bs.fit(table, law_spec, pool=pool, seed=seed, progressbar=False, **settings)
+    metric_fit = bs.downstream.fit_metric(table, metric, metric_law, group=group, chance=chance, seed=seed, **settings)
+    forecast = bs.downstream.chained(loss_fit, metric_fit, pd.DataFrame(points), ci_prob=ci_prob, seed=seed)
     forecast.attrs["group"] = group
     result = {
         "ci_prob": ci_prob,
@@ -338,41 +334,33 @@ def curve_command(
     **sampling,
 ):
     """Forecast the rest of training runs from their checkpoints so far (joint fit with a run effect)."""
-    from bayescale.curves.learning_curves import (
-        compare_schedules,
-        fit_curves,
-        forecast_curves,
-        load_checkpoints,
-        peak_rate_variants,
-    )
-    from bayescale.model.pooling import parse_pool
 
     if (schedules or peaks) and run_id is None:
         raise click.UsageError(
             f"{'--schedule' if schedules else '--peak-lr'} needs --run: the run whose schedule is changed"
         )
-    pool = parse_pool(pool_items) or None
-    table = load_checkpoints(
+    pool = pairs(pool_items, "--pool") or None
+    table = bs.load_checkpoints(
         runs,
         pairs(columns, "--columns"),
         warmup=warmup,
         upto=upto,
         keep=sorted(set(pool.values()) - {"run"}) if pool else (),
     )
-    fit = fit_curves(
+    fit = bs.fit_curves(
         table, law_spec, upto=upto, pool=pool, progressbar=not (as_json or quiet), **sampling_settings(sampling)
     )
     if schedules or peaks:
-        named = peak_rate_variants(table, run_id, peaks) if peaks else {}
+        named = bs.peak_rate_variants(table, run_id, peaks) if peaks else {}
         for item in schedules:
             name, eq, text = item.partition("=")
             if not eq or not name.strip():
                 raise BayescaleError(f"--schedule {item!r} should look like NAME='cosine(peak=1e-3, total=16000)'")
             named[name.strip()] = text
-        result = compare_schedules(fit, table, named, run=run_id, ci_prob=ci_prob)
+        result = bs.compare_schedules(fit, table, named, run=run_id, ci_prob=ci_prob)
         emit({"ci_prob": ci_prob, "run": run_id, "schedules": result}, as_json, _schedules_text)
         return
-    forecast = forecast_curves(fit, table, upto=upto, horizon=horizon, delta=delta, ci_prob=ci_prob, run=run_id)
+    forecast = bs.forecast_curves(fit, table, upto=upto, horizon=horizon, delta=delta, ci_prob=ci_prob, run=run_id)
     runs_out = [
         {
             "run": r["run"],

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 import cloup
 
+import bayescale as bs
 from bayescale.cli.options import (
     fan_out_group,
     file_argument,
@@ -104,10 +105,9 @@ def backtest_command(runs, columns, laws, holdouts, quiet, processes, scheduler,
     cluster with --scheduler. A law whose fit fails is reported and the others finish (exit
     status 1), unless --fail-fast.
     """
-    from bayescale.evaluation.backtesting import backtest
 
     check_fan_out(processes, scheduler)
-    results = backtest(
+    results = bs.backtest(
         runs,
         [candidate(text) for text in laws],
         list(holdouts),
@@ -189,10 +189,9 @@ def sweep_command(
     Writes one fit file per group and law, one comparison table and one report. A fit that fails
     is reported and the others finish (exit status 1), unless --fail-fast.
     """
-    from bayescale.evaluation.sweep import fit_many
 
     check_fan_out(processes, scheduler)
-    sweep = fit_many(
+    sweep = bs.fit_many(
         runs,
         [candidate(text) for text in laws],
         by=by,
@@ -205,10 +204,8 @@ def sweep_command(
     )
     written = sweep.save(out_dir)
     if not no_report:
-        from bayescale.viz.report import build_sweep_report, write_report
-
-        text = build_sweep_report(sweep, progress=lambda step: click.echo(f"report: {step}", err=True))
-        written["report"] = write_report(Path(out_dir) / "report.html", text)
+        text = bs.build_sweep_report(sweep, progress=lambda step: click.echo(f"report: {step}", err=True))
+        written["report"] = bs.write_report(Path(out_dir) / "report.html", text)
     for (group, label), messages in sweep.warnings.items():
         for message in messages:
             click.echo(f"warning: {label} on {group}: {message}", err=True)
@@ -368,11 +365,6 @@ def tune_command(runs, columns, law_spec, at, lr, batch, holdout, quiet, out, ci
     """
     import pandas as pd
 
-    from bayescale.evaluation.tuning_backtest import backtest
-    from bayescale.fitting.pipeline import fit
-    from bayescale.fitting.result import Fit
-    from bayescale.forecast.tuning import tune
-
     given = {k: v for k, v in (("lr", lr), ("batch", batch)) if v is not None}
     options = dict(
         columns=pairs(columns, "--columns"), progressbar=not (quiet or as_json), **sampling_settings(sampling)
@@ -380,7 +372,7 @@ def tune_command(runs, columns, law_spec, at, lr, batch, holdout, quiet, out, ci
     if holdout:
         if str(runs).endswith(".nc"):
             raise BayescaleError("--holdout refits on part of the runs: give the runs table, not a saved fit")
-        result = backtest(runs, law_spec, holdout, **options)
+        result = bs.backtest_tuning(runs, law_spec, holdout, **options)
         fitted = result.pop("fit")
         if out:
             result["saved"] = fitted.save(out)
@@ -388,8 +380,8 @@ def tune_command(runs, columns, law_spec, at, lr, batch, holdout, quiet, out, ci
         return
     if not at:
         raise BayescaleError("give the points to tune at with --at N=...,D=... (repeatable), or --holdout RULE")
-    fitted = Fit.load(runs) if str(runs).endswith(".nc") else fit(runs, law_spec, **options)
-    table = tune(fitted, pd.DataFrame(at_points(at)), given=given, ci_prob=ci_prob)
+    fitted = bs.Fit.load(runs) if str(runs).endswith(".nc") else bs.fit(runs, law_spec, **options)
+    table = bs.tune(fitted, pd.DataFrame(at_points(at)), given=given, ci_prob=ci_prob)
     names = table.attrs["tunable"]
     result = {
         "law": fitted.law.name,

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 import cloup
 
+import bayescale as bs
 from bayescale import defaults
 from bayescale.cli.options import (
     file_argument,
@@ -23,6 +24,14 @@ from bayescale.cli.parsing import at_points, fit_names, pairs
 from bayescale.cli.render import band, emit, fmt, records, wrap
 from bayescale.errors import BayescaleError
 
+#: what each column of the comparison table means
+LOO_LEGEND = (
+    "elpd: expected log predictive density of a left-out run (PSIS-LOO; higher is better), se its standard "
+    "error; elpd_diff: how far below the best, dse the standard error of that difference; p_loo: effective "
+    "number of parameters; weight: stacking weight (the mix of laws that predicts left-out runs best, not "
+    "the probability that a law is right); k>thr: runs whose LOO value is unreliable (Pareto k)"
+)
+
 
 # -- laws -------------------------------------------------------------------------------------------
 def _laws_text(result: dict):
@@ -36,7 +45,6 @@ def _laws_text(result: dict):
 @output_group(ci=False)
 def laws_command(as_json):
     """List the law catalog."""
-    from bayescale.laws.card import catalog
 
     laws = [
         {
@@ -47,7 +55,7 @@ def laws_command(as_json):
             "formula": f"{'L' if law.kind == 'loss' else 'accuracy'}({', '.join(law.inputs)}) = {law.formula.text}",
             "title": law.title,
         }
-        for law in catalog().values()
+        for law in bs.catalog().values()
     ]
     emit({"laws": laws}, as_json, _laws_text)
 
@@ -55,10 +63,8 @@ def laws_command(as_json):
 # -- fit, summary -----------------------------------------------------------------------------------
 def summary_result(fit, ci_prob: float) -> dict:
     """The parameter table, pooling, discrepancy, breaks and diagnostics of a fit, JSON-ready."""
-    from bayescale.forecast.derived import break_table
-    from bayescale.forecast.summary import summary
 
-    table = summary(fit, ci_prob)
+    table = bs.summary(fit, ci_prob)
     d = fit.diagnostics
     return {
         "law": fit.law.name,
@@ -78,7 +84,7 @@ def summary_result(fit, ci_prob: float) -> dict:
         ],
         "params": {name: dict(row) for name, row in table.iterrows()},
         "discrepancy": None if fit.discrepancy is None else fit.discrepancy.describe(),
-        "breaks": {name: dict(row) for name, row in break_table(fit, ci_prob).iterrows()} if fit.law.breaks else {},
+        "breaks": {name: dict(row) for name, row in bs.break_table(fit, ci_prob).iterrows()} if fit.law.breaks else {},
         "diagnostics": {
             "divergences": d.divergences,
             "rhat_max": d.rhat_max,
@@ -161,11 +167,10 @@ def fit_command(
     **sampling,
 ):
     """Fit a law to a table of runs (CSV or Parquet) and save the posterior."""
-    from bayescale.fitting.pipeline import fit
 
     if not str(out).endswith(".nc"):
         raise BayescaleError(f"--out: fit files are netCDF, give a path ending in .nc (got {out!r})")
-    fitted = fit(
+    fitted = bs.fit(
         runs,
         law_spec,
         columns=pairs(columns, "--columns"),
@@ -189,9 +194,8 @@ def fit_command(
 @output_group()
 def summary_command(fit_path, ci_prob, as_json):
     """Parameter table of a saved fit, with credible intervals and diagnostics."""
-    from bayescale.fitting.result import Fit
 
-    result = summary_result(Fit.load(fit_path), ci_prob)
+    result = summary_result(bs.Fit.load(fit_path), ci_prob)
     _warn_problems(result)
     emit(result, as_json, summary_text)
 
@@ -235,13 +239,9 @@ def predict_command(fit_paths, at, points, ci_prob, as_json):
     """
     import pandas as pd
 
-    from bayescale.evaluation.comparison import predict_stacked
-    from bayescale.fitting.result import Fit
-    from bayescale.forecast.predict import predict
-
     if bool(at) == bool(points):
         raise BayescaleError("give the points with --at N=...,D=... (repeatable) or with --points FILE.csv")
-    fits = {name: Fit.load(path) for name, path in fit_names(fit_paths).items()}
+    fits = {name: bs.Fit.load(path) for name, path in fit_names(fit_paths).items()}
     if points:
         if not Path(points).exists():
             raise BayescaleError(f"--points: file {points!r} does not exist")
@@ -252,11 +252,11 @@ def predict_command(fit_paths, at, points, ci_prob, as_json):
     inputs = list(dict.fromkeys(i for f in fits.values() for i in f.law.inputs))
     result = {"ci_prob": ci_prob, "inputs": inputs}
     if len(fits) > 1:
-        forecast = predict_stacked(fits, table, ci_prob=ci_prob)
+        forecast = bs.predict_stacked(fits, table, ci_prob=ci_prob)
         columns = [*inputs, "median", "lower", "upper", "pred_lower", "pred_upper"]
         result["weights"] = forecast.attrs["weights"]
     else:
-        forecast = predict(fit, table, ci_prob=ci_prob)
+        forecast = bs.predict(fit, table, ci_prob=ci_prob)
         reach = [c for c in forecast.columns if c.endswith("_vs_max")]  # N, D and, in N and D, C and D/N
         columns = [*inputs, "median", "lower", "upper", "pred_lower", "pred_upper", *reach, "extrapolation"]
         result["law"] = fit.law.name
@@ -354,25 +354,23 @@ def _plan_text(result: dict):
 @output_group()
 def plan_command(fit_path, flops, cost, unique_tokens, candidate_points, marginal, frontier, ci_prob, as_json):
     """Compute-optimal model size and tokens for a FLOP budget, with intervals."""
-    from bayescale.fitting.result import Fit
-    from bayescale.forecast import plan as planning
 
-    fit = Fit.load(fit_path)
-    result = planning.plan(fit, flops, ci_prob, cost=cost, unique_tokens=unique_tokens)
-    budget = planning.Budget.make(cost, unique_tokens)
+    fit = bs.Fit.load(fit_path)
+    result = bs.plan(fit, flops, ci_prob, cost=cost, unique_tokens=unique_tokens)
+    budget = bs.Budget.make(cost, unique_tokens)
     if candidate_points:
-        result["candidates"] = planning.candidates(fit, at_points(candidate_points), ci_prob, budget, flops)
+        result["candidates"] = bs.candidates(fit, at_points(candidate_points), ci_prob, budget, flops)
     if marginal:
         point = at_points([marginal])[0]
         if set(point) != {"N", "D"}:
             raise BayescaleError(f"--marginal {marginal!r}: give exactly N=...,D=...")
-        result["marginal"] = planning.marginal_value(fit, point["N"], point["D"], ci_prob, budget)
+        result["marginal"] = bs.marginal_value(fit, point["N"], point["D"], ci_prob, budget)
     if frontier:
         try:
             budgets = [float(x) for x in frontier.split(",")]
         except ValueError:
             raise BayescaleError(f"--frontier {frontier!r}: give budgets in FLOPs separated by commas") from None
-        result["frontier"] = planning.frontier(fit, budgets, ci_prob, budget)
+        result["frontier"] = bs.frontier(fit, budgets, ci_prob, budget)
     emit(result, as_json, _plan_text)
 
 
@@ -403,15 +401,11 @@ def _check_text(result: dict):
 )
 def check_command(fit_path, prior_draws, seed, plot_path, as_json):
     """Check a fit: do the priors allow the data, does the posterior reproduce it, are left-out runs forecast calibrated."""
-    from bayescale.fitting.result import Fit
-    from bayescale.forecast.checks import check
 
-    fit = Fit.load(fit_path)
-    result = check(fit, prior_draws=prior_draws, seed=seed)
+    fit = bs.Fit.load(fit_path)
+    result = bs.check(fit, prior_draws=prior_draws, seed=seed)
     if plot_path:
-        from bayescale.viz.plots import model_checks, save_figure
-
-        result["figure"] = save_figure(model_checks(fit, result), plot_path)
+        result["figure"] = bs.plots.save_figure(bs.plots.model_checks(fit, result), plot_path)
     emit(result, as_json, _check_text)
 
 
@@ -447,12 +441,9 @@ def _compare_text(result: dict):
 )
 def compare_command(fit_paths, backtest_path, as_json):
     """Rank fits of different laws on the same runs by PSIS-LOO (elpd, differences, stacking weights)."""
-    from bayescale.evaluation.backtesting import BacktestResult
-    from bayescale.evaluation.comparison import LEGEND, against_backtest, compare, verdict
-    from bayescale.fitting.result import Fit
 
-    fits = {name: Fit.load(path) for name, path in fit_names(fit_paths).items()}
-    table = compare(fits)
+    fits = {name: bs.Fit.load(path) for name, path in fit_names(fit_paths).items()}
+    table = bs.compare(fits)
     result = {
         "fits": [
             {
@@ -464,11 +455,11 @@ def compare_command(fit_paths, backtest_path, as_json):
             }
             for name, row in table.iterrows()
         ],
-        "verdict": verdict(table),
-        "legend": LEGEND,
+        "verdict": bs.verdict(table),
+        "legend": LOO_LEGEND,
     }
     if backtest_path:
-        result["against_backtest"] = against_backtest(table, fits, BacktestResult.load(backtest_path))
+        result["against_backtest"] = bs.against_backtest(table, fits, bs.BacktestResult.load(backtest_path))
     emit(result, as_json, _compare_text)
 
 
@@ -491,15 +482,12 @@ def _saved_text(result: dict):
 )
 def report_command(fit_paths, backtest_path, at, fmt, out, ci_prob, as_json):
     """One self-contained report (HTML or Markdown, images inline) for one or more fits."""
-    from bayescale.evaluation.backtesting import BacktestResult
-    from bayescale.fitting.result import Fit
-    from bayescale.viz.report import build_report, write_report
 
-    fits = {Path(p).stem: Fit.load(p) for p in fit_paths}
+    fits = {Path(p).stem: bs.Fit.load(p) for p in fit_paths}
     if len(fits) != len(fit_paths):
         raise BayescaleError("report: give each fit file once (names come from the file names)")
-    backtest = BacktestResult.load(backtest_path) if backtest_path else None
-    text = build_report(
+    backtest = bs.BacktestResult.load(backtest_path) if backtest_path else None
+    text = bs.build_report(
         fits,
         backtest=backtest,
         points=at_points(at) or None,
@@ -507,7 +495,7 @@ def report_command(fit_paths, backtest_path, at, fmt, out, ci_prob, as_json):
         fmt=fmt,
         progress=lambda step: click.echo(f"report: {step}", err=True),
     )
-    emit({"saved": write_report(out, text)}, as_json, _saved_text)
+    emit({"saved": bs.write_report(out, text)}, as_json, _saved_text)
 
 
 def _demo_text(result: dict):
@@ -540,26 +528,22 @@ def _demo_text(result: dict):
 )
 def demo_command(quiet, out_dir, as_json, **sampling):
     """The main job on the embedded demo sweep: fit Chinchilla, summarise, forecast larger models."""
-    from bayescale.data.datasets import CHINCHILLA_TRUTH, demo_runs_path
-    from bayescale.fitting.pipeline import fit
-    from bayescale.forecast.predict import predict
-    from bayescale.viz.plots import forecast_fan, save_figure
 
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     if not as_json:
-        click.echo(f"fitting the demo runs {demo_runs_path()} ...", err=True)
-    fitted = fit(
-        demo_runs_path(),
+        click.echo(f"fitting the demo runs {bs.datasets.demo_runs_path()} ...", err=True)
+    fitted = bs.fit(
+        bs.datasets.demo_runs_path(),
         "chinchilla",
         progressbar=not (quiet or as_json),
         **sampling_settings(sampling, with_chains=False),
     )
     path = fitted.save(Path(out_dir) / "demo_fit.nc")
-    forecast = predict(fitted, N=[7e10, 1.75e11], D=[1.4e12, 3.5e12])
-    figure = save_figure(forecast_fan(fitted), Path(out_dir) / "demo_forecast.png")
+    forecast = bs.predict(fitted, N=[7e10, 1.75e11], D=[1.4e12, 3.5e12])
+    figure = bs.plots.save_figure(bs.plots.forecast_fan(fitted), Path(out_dir) / "demo_forecast.png")
     result = {
-        "runs": demo_runs_path(),
-        "truth": CHINCHILLA_TRUTH,
+        "runs": bs.datasets.demo_runs_path(),
+        "truth": bs.datasets.CHINCHILLA_TRUTH,
         "summary": summary_result(fitted, defaults.CI_PROB),
         "forecasts": records(forecast, ["N", "D", "median", "lower", "upper", "pred_lower", "pred_upper"]),
         "fit": path,

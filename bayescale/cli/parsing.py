@@ -3,19 +3,47 @@
 from __future__ import annotations
 
 import shlex
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bayescale.errors import BayescaleError
 
 if TYPE_CHECKING:
-    from bayescale.evaluation.backtesting import Candidate
+    from bayescale import Candidate
+
+
+def parse_column_mapping(items: Iterable[str]) -> dict[str, str]:
+    """Turn CLI items like ``N='Model Size'`` or ``C=Training FLOP`` into a mapping."""
+    mapping = {}
+    for item in items:
+        for part in _split_top_level(item):
+            if "=" not in part:
+                raise BayescaleError(f"{part!r} should look like name=value (N='Model Size')")
+            key, value = part.split("=", 1)
+            mapping[key.strip()] = value.strip().strip("'\"")
+    return mapping
+
+
+def _split_top_level(text: str) -> list[str]:
+    """Split on commas outside quotes: ``N='a, b',C=c`` -> ["N='a, b'", "C=c"]."""
+    parts, current, quote = [], "", None
+    for char in text:
+        if quote:
+            quote = None if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char == ",":
+            parts.append(current)
+            current = ""
+            continue
+        current += char
+    parts.append(current)
+    return [p for p in (p.strip() for p in parts) if p]
 
 
 def pairs(items, what: str) -> dict[str, str]:
     """Parse repeated ``name=value`` options (commas separate several in one option)."""
-    from bayescale.data.runs import parse_column_mapping
-
     try:
         return parse_column_mapping(items)
     except BayescaleError as exc:
@@ -38,7 +66,7 @@ def at_points(items, labels=()) -> list[dict[str, float | str]]:
 
 def candidate(text: str) -> Candidate:
     """``chinchilla`` or ``"chinchilla likelihood=normal pool=E:dataset,alpha:dataset"`` -> Candidate."""
-    from bayescale.evaluation.backtesting import Candidate
+    import bayescale as bs
 
     law, *options = shlex.split(text)
     parsed: dict[str, Any] = {}
@@ -60,7 +88,7 @@ def candidate(text: str) -> Candidate:
                 f"--law {text!r}: unknown option {key!r}; use likelihood=..., pool=E:group,..., "
                 "input=X:C, params=non_embedding, noise_trend=on|off or prior=alpha:'LogNormal(...)'"
             )
-    return Candidate(law, parsed)
+    return bs.Candidate(law, parsed)
 
 
 def check_fan_out(processes, scheduler) -> None:

@@ -139,35 +139,6 @@ def read_table(source) -> tuple[pd.DataFrame, str]:
     raise DataError(f"runs file {str(path)!r}: unknown format {suffix!r}; use .csv, .tsv or .parquet")
 
 
-def parse_column_mapping(items: Iterable[str]) -> dict[str, str]:
-    """Turn CLI items like ``N='Model Size'`` or ``C=Training FLOP`` into a mapping."""
-    mapping = {}
-    for item in items:
-        for part in _split_top_level(item):
-            if "=" not in part:
-                raise DataError(f"column mapping {part!r} should look like N='Model Size'")
-            key, value = part.split("=", 1)
-            mapping[key.strip()] = value.strip().strip("'\"")
-    return mapping
-
-
-def _split_top_level(text: str) -> list[str]:
-    """Split on commas outside quotes: ``N='a, b',C=c`` -> ["N='a, b'", "C=c"]."""
-    parts, current, quote = [], "", None
-    for char in text:
-        if quote:
-            quote = None if char == quote else quote
-        elif char in "'\"":
-            quote = char
-        elif char == ",":
-            parts.append(current)
-            current = ""
-            continue
-        current += char
-    parts.append(current)
-    return [p for p in (p.strip() for p in parts) if p]
-
-
 def load_runs(
     source: RunsSource,
     columns: Mapping[str, str] | None = None,

@@ -139,14 +139,6 @@ def compare(fits: Mapping[str, Fit] | Sequence[Fit], *, method: str = "stacking"
     return table
 
 
-#: what each column of the comparison table means (printed under it by the CLI)
-LEGEND = (
-    "elpd: expected log predictive density of a left-out run (PSIS-LOO; higher is better), se its standard "
-    "error; elpd_diff: how far below the best, dse the standard error of that difference; p_loo: effective "
-    "number of parameters; weight: stacking weight (the mix of laws that predicts left-out runs best, not "
-    "the probability that a law is right); k>thr: runs whose LOO value is unreliable (Pareto k)"
-)
-
 #: below this elpd difference two laws predict left-out runs about equally well (Sivula et al. 2022)
 SMALL_ELPD_DIFF = 4.0
 

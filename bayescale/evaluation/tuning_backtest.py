@@ -73,7 +73,7 @@ def rank_cells(fit: Fit, heldout: pd.DataFrame, seed: int) -> list[dict]:
     return cells
 
 
-def backtest(
+def backtest_tuning(
     runs,
     law: Law | str,
     holdout: str,
