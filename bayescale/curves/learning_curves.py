@@ -427,6 +427,31 @@ def peak_rate_variants(runs: Runs, run: str, peaks) -> dict[str, Schedule]:
 
     For a run in progress: what would its final loss be with another peak rate, everything else
     as planned? Feed the result to :func:`compare_schedules`.
+
+    Parameters
+    ----------
+    runs : Runs
+        The checkpoint table (:func:`load_checkpoints`) that holds ``run``, with the schedule columns
+        ``peak_lr`` and ``total_steps`` (and optionally ``warmup_steps``, ``decay``,
+        ``final_lr_ratio``, ``decay_fraction``), each the same on every row of a run.
+    run : str
+        The run's name in the ``run`` column (compared as text).
+    peaks : iterable of float
+        The other peak learning rates, each in (0, 1].
+
+    Returns
+    -------
+    dict of str to Schedule
+        ``"as run"`` -> the run's own :class:`~bayescale.data.schedules.Schedule`, then, in the order
+        of ``peaks``, ``"peak {value:g}"`` (such as ``"peak 0.003"``) -> the same schedule with that
+        peak learning rate.
+
+    Raises
+    ------
+    BayescaleError
+        If ``run`` is not in ``runs``, the run has no schedule columns, or a peak is not in (0, 1].
+    DataError
+        If a schedule column of the run is empty or differs between its rows.
     """
     schedule = run_schedule(_run_rows(runs, run), str(run))
     if schedule is None:

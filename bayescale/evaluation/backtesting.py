@@ -35,7 +35,32 @@ _TOP = re.compile(r"^\s*top\s+(?P<pct>[0-9.]+)\s*%\s*(?:of\s+)?(?P<col>\w+)\s*$"
 
 
 def holdout_mask(frame: pd.DataFrame, rule: str) -> np.ndarray:
-    """Which rows a holdout rule selects; errors when it selects nothing or everything."""
+    """Which rows a holdout rule selects; errors when it selects nothing or everything.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The runs table, with the columns the rule names (canonical names, such as ``N``, ``D``, ``C``).
+    rule : str
+        Comparisons of a column with a number, joined by ``and`` (``"N >= 2.9e9"``,
+        ``"C > 1e21 and D > 1e10"``; the operators ``>=``, ``>``, ``<=``, ``<``), or a top share of a
+        column (``"top 10% C"``, also ``"top 10% of C"``): the rows at or above that column's
+        ``1 - share`` quantile.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean, one entry per row of ``frame`` in order: True for a held-out run (the "future"),
+        False for one to fit on. At least one of each.
+
+    Raises
+    ------
+    BayescaleError
+        If the rule cannot be read, a top share is not strictly between 0 and 100%, or the rule
+        selects none or all of the runs.
+    DataError
+        If the rule names a column that ``frame`` does not have.
+    """
     match = _TOP.match(rule)
     if match:
         column, pct = match.group("col"), float(match.group("pct"))
@@ -241,7 +266,29 @@ def fit_and_score(candidate: dict, settings: dict, train: pd.DataFrame, heldout:
 
 @dataclass
 class BacktestResult:
-    """Scores of every candidate on the held-out runs; ``table`` ranks them."""
+    """Scores of every candidate on the held-out runs; ``table`` ranks them.
+
+    Parameters
+    ----------
+    holdout : str
+        The holdout rule that picked the held-out runs (:func:`holdout_mask`), such as ``"N >= 2.9e9"``.
+    n_train : int
+        Number of runs every candidate was fitted on (those the rule leaves).
+    n_heldout : int
+        Number of held-out runs forecast and scored.
+    results : dict of str to dict
+        Candidate label -> its scores. A candidate whose fit failed has only ``"error"`` (the error
+        as text). A scored one has ``"coverage"`` (interval level as text, ``"0.5"``, ``"0.8"``,
+        ``"0.9"``, -> share of held-out runs inside that predictive interval), ``"coverage_if_right"``
+        (level -> the [low, high] range of coverage a right forecast shows on these runs, the 5% and
+        95% quantiles), ``"median_abs_rel_error"`` (median over held-out runs of
+        ``|median forecast / loss - 1|``), ``"interval_score_90"`` (mean interval score of the 90%
+        predictive interval relative to the loss; lower is better), ``"heldout_lpd"`` (held-out log
+        predictive density, in nats; higher is better), ``"runs"`` (a DataFrame of the held-out runs:
+        the law's inputs, ``loss``, ``median``, ``pred_lower``, ``pred_upper`` and ``inside_90``),
+        ``"warnings"`` (the sampler warnings of the fit, as text) and, from :func:`backtest`,
+        ``"diagnostics"`` (the fit's sampler diagnostics as a dict).
+    """
 
     holdout: str
     n_train: int

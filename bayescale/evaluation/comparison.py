@@ -144,7 +144,23 @@ SMALL_ELPD_DIFF = 4.0
 
 
 def verdict(table: pd.DataFrame) -> list[str]:
-    """The comparison in words: which differences matter, what the weights say, and what LOO cannot."""
+    """The comparison in words: which differences matter, what the weights say, and what LOO cannot.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        The table of :func:`compare`: one row per fit, indexed by name, best first, with the columns
+        ``elpd_diff``, ``dse`` and ``weight``.
+
+    Returns
+    -------
+    list of str
+        One sentence per fit after the best: its elpd below the best's, with the standard error,
+        judged a small difference (under :data:`SMALL_ELPD_DIFF`, 4), large but within two standard
+        errors, or clearly worse. Then, when more than one fit has a stacking weight above 0.05, a
+        sentence on how the weights share the forecast; last, a reminder that for forecasts of
+        larger runs a leave-future-out backtest is the comparison to trust.
+    """
     best = table.index[0]
     lines = []
     for name, row in table.iloc[1:].iterrows():
@@ -287,6 +303,28 @@ def against_backtest(table: pd.DataFrame, fits: Mapping[str, Fit], backtest: Bac
 
     A fit is matched to the backtest candidate of the same law (the first word of its label); fits
     whose law the backtest did not score, or scored in several variants, are named as unmatched.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        The table of :func:`compare`: one row per fit, indexed by name, best first, with the column
+        ``rank``.
+    fits : dict of str to Fit
+        The fits compared, keyed by the names in ``table``'s index; each fit's law name is matched to
+        the backtest's candidates.
+    backtest : BacktestResult
+        A backtest of the same laws (:func:`bayescale.backtest`); its ``table`` gives each candidate's
+        rank, 90% coverage and median error.
+
+    Returns
+    -------
+    list of str
+        First, if some fits have no single match in the backtest, a line naming them. With fewer than
+        two matched fits, then a line saying there is nothing to set against LOO. Otherwise one line
+        per matched fit (its LOO rank, and on the held-out runs its backtest rank, the share inside
+        the 90% predictive band and the median absolute relative error), and a last line saying
+        whether LOO and the backtest prefer the same fit, or which to trust for forecasts when they
+        do not.
     """
     scored = backtest.table
     by_law: dict[str, list[str]] = {}

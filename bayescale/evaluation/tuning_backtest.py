@@ -87,6 +87,49 @@ def backtest_tuning(
     Returns the held-out runs with their forecasts, the coverage of the 50/80/90% predictive bands,
     the median absolute relative error, and per held-out cell whether the forecast ranks the
     observed best value first (:func:`rank_cells`), plus the fit's diagnostics.
+
+    Parameters
+    ----------
+    runs : str, pathlib.Path, pandas.DataFrame or Runs
+        The runs table: a ``.csv``, ``.tsv`` or ``.parquet`` file, a DataFrame, or
+        :class:`~bayescale.data.runs.Runs`, with the law's inputs (its tunable ``lr`` or ``batch``
+        among them) and ``loss``.
+    law : Law or str
+        A law with a tunable input (such as ``chinchilla_lr_asym``): a catalog name, a law card path,
+        or a :class:`~bayescale.laws.card.Law`.
+    holdout : str
+        The rule that picks the held-out runs (:func:`~bayescale.evaluation.backtesting.holdout_mask`),
+        such as ``"N >= 1e9"`` or ``"top 20% C"``.
+    columns : dict of str to str, optional
+        Maps canonical names to the table's column names, such as ``{"lr": "learning_rate"}``.
+    seed : int, default 20240417
+        Seed of the fit, the forecasts and the draws that rank the values.
+    **fit_options
+        Further keyword arguments of :func:`bayescale.fit` (``draws``, ``tune``, ``chains``,
+        ``sampler``, ``likelihood``, ``pool``...).
+
+    Returns
+    -------
+    dict
+        ``law`` (its name), ``holdout`` (the rule), ``n_train`` and ``n_heldout`` (numbers of runs);
+        ``runs``, one dict per held-out run with the law's inputs, ``loss``, ``median``,
+        ``pred_lower``, ``pred_upper`` (the 90% predictive interval) and ``inside_90`` (bool);
+        ``coverage`` (level ``"0.5"``, ``"0.8"``, ``"0.9"`` -> share of held-out runs inside that
+        predictive interval), ``median_abs_rel_error`` and ``interval_score_90`` (relative to the
+        loss; lower is better); ``cells``, the list of :func:`rank_cells` (per held-out cell and
+        tunable: the values tried, observed and forecast losses, ``observed_best``,
+        ``forecast_best``, ``ranked_first``, ``p_observed_best``, ``opt_forecast`` and
+        ``observed_best_bracket``); ``cells_ranked_first`` (how many cells the forecast ranks right)
+        and ``n_cells``; ``diagnostics`` (the fit's sampler diagnostics as a dict); and ``fit``, the
+        :class:`~bayescale.fitting.result.Fit` on the training runs.
+
+    Raises
+    ------
+    BayescaleError
+        If the law is unknown, or the holdout rule cannot be read or selects none or all of the runs.
+    DataError
+        If the runs table cannot be read, or lacks a column the law or the rule needs (a missing
+        tunable column is named with the user's likely candidates).
     """
     from bayescale.data.runs import count_parameters, load_runs
     from bayescale.evaluation.backtesting import holdout_mask, score

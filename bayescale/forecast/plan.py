@@ -37,7 +37,20 @@ _GOLDEN = (np.sqrt(5) - 1) / 2
 
 @dataclass(frozen=True)
 class Budget:
-    """How a compute budget constrains (N, D): a cost formula (default 6ND) and an optional unique-token cap."""
+    """How a compute budget constrains (N, D): a cost formula (default 6ND) and an optional unique-token cap.
+
+    Build it from text with :meth:`Budget.make`, which checks both fields.
+
+    Parameters
+    ----------
+    cost : Formula, optional
+        The training cost in FLOPs as a :class:`~bayescale.laws.formula.Formula` in ``N`` (parameters)
+        and ``D`` (tokens), positive and growing with D. None (default): C = 6 N D.
+    unique_tokens : float, optional
+        The number of unique tokens available. For a law with a ``U`` input it enters the law as
+        U = min(unique_tokens, D); for any other law it is the hard constraint D <= unique_tokens.
+        None (default): no cap.
+    """
 
     cost: Formula | None = None
     unique_tokens: float | None = None

@@ -337,7 +337,41 @@ def build_downstream_report(
     ci_prob: float = defaults.CI_PROB,
     fmt: str = "html",
 ) -> str:
-    """A downstream forecast as a report: both laws, their parameters, the chained forecast and the fan chart."""
+    """A downstream forecast as a report: both laws, their parameters, the chained forecast and the fan chart.
+
+    Parameters
+    ----------
+    loss_fit : Fit
+        The fit of the loss law in N and D (:func:`bayescale.fit`): step 1.
+    metric_fit : MetricFit
+        The fit of the law from loss to the metric (:func:`bayescale.downstream.fit_metric`): step 2.
+    forecast : pandas.DataFrame
+        The chained forecast (:func:`bayescale.chained`); the report's table shows those of its columns
+        ``N``, ``D``, the metric fit's group column, ``loss_median``, ``median``, ``lower``, ``upper``,
+        ``pred_lower``, ``pred_upper`` and ``p_above_chance`` that it has.
+    backtest : dict, optional
+        A backtest of both steps (:func:`bayescale.downstream.backtest`), summarised in one paragraph; it
+        needs the keys ``holdout``, ``n_train``, ``n_heldout``, ``coverage`` (``"0.5"``, ``"0.8"``,
+        ``"0.9"`` -> share of held-out runs inside that predictive band) and ``median_abs_error``
+        (accuracy as a fraction). None (default): no backtest paragraph.
+    heldout : pandas.DataFrame, optional
+        Held-out runs (N, D, loss, the metric and the group column) drawn as diamonds in the fan chart.
+    ci_prob : float, default 0.9
+        Probability of the credible and predictive intervals (equal-tailed) in the parameter tables and
+        the fan chart.
+    fmt : str, default "html"
+        ``"html"`` (one self-contained file) or ``"markdown"``; figures are inline PNG images in both.
+
+    Returns
+    -------
+    str
+        The whole document; :func:`write_report` saves it.
+
+    Raises
+    ------
+    BayescaleError
+        If ``fmt`` is neither ``"html"`` nor ``"markdown"``.
+    """
     if fmt not in ("html", "markdown"):
         raise BayescaleError(f"report format must be 'html' or 'markdown', got {fmt!r}")
     metric, law = metric_fit.metric, metric_fit.law
@@ -401,7 +435,32 @@ def build_sweep_report(
     fmt: str = "html",
     progress: Callable[[str], None] | None = None,
 ) -> str:
-    """One report for a sweep: the comparison table of every group and law, then each group's fits."""
+    """One report for a sweep: the comparison table of every group and law, then each group's fits.
+
+    Parameters
+    ----------
+    sweep : Sweep
+        The fits of a sweep (:func:`bayescale.fit_many`), keyed by ``(group, law label)``: its
+        :meth:`~bayescale.evaluation.sweep.Sweep.comparison` table, the errors of failed fits, then per
+        group a LOO figure (with two or more fits) and one section per fit with its sampler warnings.
+    ci_prob : float, default 0.9
+        Probability of the credible and predictive intervals (equal-tailed).
+    fmt : str, default "html"
+        ``"html"`` (one self-contained file) or ``"markdown"``; figures are inline PNG images in both.
+    progress : callable, optional
+        Called with a short description of each stage (``"section for chinchilla on rpj"``, ...) as the
+        report is built.
+
+    Returns
+    -------
+    str
+        The whole document; :func:`write_report` saves it.
+
+    Raises
+    ------
+    BayescaleError
+        If ``fmt`` is neither ``"html"`` nor ``"markdown"``.
+    """
     if fmt not in ("html", "markdown"):
         raise BayescaleError(f"report format must be 'html' or 'markdown', got {fmt!r}")
     progress = progress or (lambda _: None)
