@@ -2,6 +2,7 @@ import numpy as np
 import pymc as pm
 import pytest
 
+import bayescale as bs
 from bayescale.errors import FormulaError
 from bayescale.laws.priors import FAMILIES, Prior
 
@@ -80,3 +81,10 @@ def test_bad_prior_text_gets_a_clear_error(text, fragment):
     with pytest.raises(FormulaError) as info:
         Prior.parse(text)
     assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize("priors", [{"sigma": "HalfNormal(sigma=N_max)"}, {"E_sd": "HalfNormal(sigma=N_max)"}])
+def test_a_noise_or_spread_prior_in_terms_of_the_data_range_is_refused_by_name(demo_runs, priors):
+    table = demo_runs.frame.assign(dataset=lambda t: np.where(t.index % 2, "a", "b"))
+    with pytest.raises(bs.BayescaleError, match=f"the prior of '{next(iter(priors))}'.*only a law parameter's prior"):
+        bs.build_model(table, "chinchilla", priors=priors, pool={"E": "dataset"})

@@ -25,6 +25,7 @@ def test_schedule_text_is_parsed_not_evaluated():
     assert Schedule.parse(str(s)) == s
     for bad, message in [
         ("__import__('os').system('x')", "cannot read schedule"),
+        ("cosine(peak=1e-3, **{'total': 100})", "cannot read schedule"),
         ("cosine(peak=1e-3)", "needs peak= and total="),
         ("cosine(peak=1e-3, total=100, speed=2)", "not speed"),
         ("triangle(peak=1e-3, total=100)", "decay 'triangle' is not known"),

@@ -88,8 +88,9 @@ class Schedule:
             call = ast.parse(text.strip(), mode="eval").body
             if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and not call.args):
                 raise ValueError
-            # kw.arg is None for a "**mapping" argument, which then fails below with a TypeError: a known bug
-            kwargs: dict[str, Any] = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}  # type: ignore[misc]
+            if any(kw.arg is None for kw in call.keywords):  # "**mapping": only name=value is allowed
+                raise ValueError
+            kwargs: dict[str, Any] = {str(kw.arg): ast.literal_eval(kw.value) for kw in call.keywords}
         except (SyntaxError, ValueError):
             raise BayescaleError(
                 f"cannot read schedule {text!r}; write it like 'cosine(peak=1e-3, total=16000, warmup=50, final=0.1)'"

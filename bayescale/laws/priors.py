@@ -18,7 +18,7 @@ from typing import Any, overload
 import numpy as np
 import numpy.typing as npt
 
-from bayescale.errors import FormulaError
+from bayescale.errors import BayescaleError, FormulaError
 from bayescale.laws.formula import scipy_stats
 
 
@@ -339,3 +339,35 @@ class ScaledPrior:
 
 #: what :meth:`Prior.parse` reads: a prior, its text, or a card table
 PriorSpec = Prior | ScaledPrior | str | Mapping[str, Any]
+
+
+def fixed_prior(spec: PriorSpec, name: str) -> Prior:
+    """``spec`` parsed as a prior in numbers; an error naming ``name`` if it refers to the data's range.
+
+    Only a law parameter's prior may say ``X_max`` or ``X_min`` (it is bound when the law meets the
+    data); a noise or group-spread prior must be numbers.
+
+    Parameters
+    ----------
+    spec : Prior, str or Mapping
+        The prior, as :meth:`Prior.parse` takes it.
+    name : str
+        The parameter the prior is for (``sigma``, ``alpha_sd``), for the error message.
+
+    Returns
+    -------
+    Prior
+        The parsed prior.
+
+    Raises
+    ------
+    BayescaleError
+        When the prior refers to the observed range of an input.
+    """
+    prior = Prior.parse(spec)
+    if isinstance(prior, ScaledPrior):
+        raise BayescaleError(
+            f"the prior of {name!r} ({prior.text}) refers to the data's range ({', '.join(sorted(prior.columns))}); "
+            "only a law parameter's prior may (it is bound when the law meets the data): give numbers"
+        )
+    return prior

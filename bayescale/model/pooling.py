@@ -31,7 +31,7 @@ import pandas as pd
 
 from bayescale.data.runs import column_list, row_numbers
 from bayescale.errors import BayescaleError, DataError
-from bayescale.laws.priors import Prior, PriorSpec
+from bayescale.laws.priors import Prior, PriorSpec, fixed_prior
 
 #: spread between groups on the unconstrained scale: 0.3 on a log scale is about +-30% between groups
 DEFAULT_SD_PRIOR = Prior("HalfNormal", sigma=0.3)
@@ -127,6 +127,5 @@ def pooled_params(
             )
         sd_prior = (sd_priors or {}).get(f"{param}_sd", DEFAULT_SD_PRIOR)
         codes = np.array([levels.index(v) for v in labels], dtype=int)
-        # a spread prior relative to the data (sigma=N_max) stays an unbound ScaledPrior here: a known bug
-        out[param] = PooledParam(param, column, levels, codes, Prior.parse(sd_prior))  # type: ignore[arg-type]
+        out[param] = PooledParam(param, column, levels, codes, fixed_prior(sd_prior, f"{param}_sd"))
     return out

@@ -26,7 +26,7 @@ import xarray as xr
 from bayescale.data.runs import Runs
 from bayescale.laws.card import Law
 from bayescale.laws.likelihood import Likelihood
-from bayescale.laws.priors import Prior, PriorSpec, ScaledPrior
+from bayescale.laws.priors import Prior, PriorSpec, ScaledPrior, fixed_prior
 from bayescale.model.pooling import PooledParam, pooled_params
 
 if TYPE_CHECKING:
@@ -84,8 +84,7 @@ class ModelSpec:
         priors = {name: _bound(p.prior) for name, p in law.params.items()}
         noise = dict(likelihood.noise_priors)
         for name, spec in (noise_priors or {}).items():
-            # a noise prior relative to the data (sigma=N_max) stays an unbound ScaledPrior here: a known bug
-            noise[name] = Prior.parse(spec)  # type: ignore[assignment]
+            noise[name] = fixed_prior(spec, name)
         priors.update(noise)
         pooled = pooled_params(pool or {}, law.params, runs.frame, sd_priors)
         n_free = len(priors) + sum(len(p.free_names) - 1 for p in pooled.values())
