@@ -22,6 +22,7 @@ ARTIFACTS = ROOT / "test-artifacts"
 
 def test_laws_are_written_as_mathematics():
     assert formula_latex("E + A / N**alpha + B / D**beta") == r"E + \frac{A}{N^{\alpha}} + \frac{B}{D^{\beta}}"
+    assert formula_latex("E + +A / N**alpha") == r"E + \frac{A}{N^{\alpha}}"  # a unary plus is no minus
     assert formula_latex("((Nc / N)**(alphaN / alphaD) + Dc / D)**alphaD").startswith(
         r"\left(\left(\frac{N_{c}}{N}\right)^{\frac{\alpha_{N}}{\alpha_{D}}}"
     )

@@ -53,6 +53,8 @@ def _latex(node: ast.AST, parent: int = 0) -> str:
     if isinstance(node, ast.Name):
         return name_latex(node.id)
     if isinstance(node, ast.UnaryOp):
+        if isinstance(node.op, ast.UAdd):  # +x is x
+            return _latex(node.operand, parent)
         inner = _latex(node.operand, 3)
         return rf"\left(-{inner}\right)" if parent > 1 else f"-{inner}"
     if isinstance(node, ast.Call):
