@@ -97,8 +97,6 @@ def test_forecast_of_the_rest_of_each_run(curve_fit, curves):
 def test_curve_cli_json(tmp_path, curves, capsys, monkeypatch):
     from conftest import fake_fit
 
-    import bayescale.curves.learning_curves
-
     fit = fake_fit(
         load_checkpoints(curves.query("run == 'run1'")),
         "curve_power",
@@ -106,9 +104,8 @@ def test_curve_cli_json(tmp_path, curves, capsys, monkeypatch):
         spread=0.01,
     )
     asked = {}
-    monkeypatch.setattr(
-        bayescale.curves.learning_curves, "fit_curves", lambda *args, **kwargs: asked.update(kwargs) or fit
-    )  # plumbing
+    # plumbing: the command takes fit_curves from bs.__all__
+    monkeypatch.setattr(bs, "fit_curves", lambda *args, **kwargs: asked.update(kwargs) or fit)
     path = tmp_path / "curves.csv"
     curves.to_csv(path, index=False)
     code = main(["curve", str(path), "--upto", "0.5", "--run", "run1", "--draws", "150", "--tune", "200", "--json"])

@@ -167,11 +167,10 @@ def test_schedule_aware_fit_recovers_the_truth_and_forecasts_the_end():
 def test_curve_cli_compares_schedules(truth_fit, tmp_path, capsys, monkeypatch):
     import json
 
-    import bayescale.curves.learning_curves
     from bayescale.cli.main import main
 
     runs, fit = truth_fit
-    monkeypatch.setattr(bayescale.curves.learning_curves, "fit_curves", lambda *args, **kwargs: fit)  # plumbing only
+    monkeypatch.setattr(bs, "fit_curves", lambda *args, **kwargs: fit)  # plumbing only: the command takes bs's
     path = tmp_path / "checkpoints.csv"
     bs.datasets.synthetic_schedule_curves(0).to_csv(path, index=False)
     args = [
