@@ -67,6 +67,8 @@ class _Doc:
     """Accumulates a report as HTML or Markdown with the same calls."""
 
     def __init__(self, fmt: str):
+        if fmt not in ("html", "markdown"):
+            raise BayescaleError(f"report format must be 'html' or 'markdown', got {fmt!r}")
         self.fmt = fmt
         self.parts: list[str] = []
 
@@ -288,12 +290,10 @@ def build_report(
     BayescaleError
         If ``fmt`` is neither ``"html"`` nor ``"markdown"``, or ``fits`` is empty.
     """
-    if fmt not in ("html", "markdown"):
-        raise BayescaleError(f"report format must be 'html' or 'markdown', got {fmt!r}")
+    doc = _Doc(fmt)
     if not fits:
         raise BayescaleError("a report needs at least one fit")
     progress = progress or (lambda _: None)
-    doc = _Doc(fmt)
     doc.heading("bayescale report", 1)
     doc.para(
         f"Generated {datetime.date.today().isoformat()} by bayescale {__version__}. Intervals are "
@@ -372,8 +372,6 @@ def build_downstream_report(
     BayescaleError
         If ``fmt`` is neither ``"html"`` nor ``"markdown"``.
     """
-    if fmt not in ("html", "markdown"):
-        raise BayescaleError(f"report format must be 'html' or 'markdown', got {fmt!r}")
     metric, law = metric_fit.metric, metric_fit.law
     doc = _Doc(fmt)
     doc.heading(f"bayescale downstream report: {metric}", 1)
@@ -461,8 +459,6 @@ def build_sweep_report(
     BayescaleError
         If ``fmt`` is neither ``"html"`` nor ``"markdown"``.
     """
-    if fmt not in ("html", "markdown"):
-        raise BayescaleError(f"report format must be 'html' or 'markdown', got {fmt!r}")
     progress = progress or (lambda _: None)
     doc = _Doc(fmt)
     doc.heading("bayescale sweep report", 1)
