@@ -3,11 +3,14 @@
 A forecast pairs posterior draws: each draw of the loss at (N, D) (the law's value, and a run's loss
 with noise and the extrapolation discrepancy, from :func:`bayescale.forecast.predict.loss_draws`) goes
 through one draw of the metric law (:mod:`bayescale.downstream.metric`), widened below the lowest
-loss that law saw by its own discrepancy, so the bands carry both steps' uncertainty.
+loss that law saw by its own discrepancy, so the bands carry both steps' uncertainty. The loss may
+come from one fit or one per group (a sweep's fits per corpus); its band at a point is
+:func:`bayescale.predict`'s on that fit at that point, whichever fit made it.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -17,18 +20,19 @@ import pandas as pd
 from bayescale import defaults
 from bayescale.data.runs import Points, prepare_points
 from bayescale.defaults import check_ci_prob
+from bayescale.downstream.loss import fits_for_points, loss_points
 from bayescale.downstream.metric import (
     ABOVE_CHANCE,
     EPS,
     MetricFit,
-    chance_levels,
     check_metric,
     expit,
     fit_metric,
+    forecast_chances,
     logit,
 )
-from bayescale.errors import BayescaleError
-from bayescale.forecast.predict import band, loss_draws
+from bayescale.errors import BayescaleError, ExtrapolationWarning
+from bayescale.forecast.predict import band, loss_draws, predict
 from bayescale.laws.card import Law
 
 if TYPE_CHECKING:
@@ -36,21 +40,25 @@ if TYPE_CHECKING:
 
 
 def _through_metric(
-    metric_fit: MetricFit, losses: list[np.ndarray], table: pd.DataFrame, pick: np.ndarray, rng: np.random.Generator
+    metric_fit: MetricFit,
+    losses: list[np.ndarray],
+    table: pd.DataFrame,
+    pick: np.ndarray,
+    rng: np.random.Generator,
+    chances: np.ndarray,
 ) -> list[np.ndarray]:
     """The metric law (with its discrepancy below ``loss_min``) at each array of loss draws (rows: draws ``pick``).
 
     One z per draw is shared by every point and every array, as the loss discrepancy does.
     """
     shift = _shifts(metric_fit, table, pick, rng)
-    chances = chance_levels(metric_fit.law, table, metric_fit.settings.get("chance"))[None, :]
     params = {name: metric_fit.flat(name)[pick][:, None] for name in metric_fit.law.param_names}
     assert metric_fit.kappa is not None  # fit_metric draws it
     kappa_z = (metric_fit.kappa[pick] * rng.standard_normal(len(pick)))[:, None]
     out = []
     for loss in losses:
         with np.errstate(all="ignore"):
-            mean = metric_fit.law.formula.numpy({**params, "loss": loss - shift, "chance": chances})
+            mean = metric_fit.law.formula.numpy({**params, "loss": loss - shift, "chance": chances[None, :]})
             beyond = np.maximum(0.0, np.log(metric_fit.loss_min) - np.log(loss))
         out.append(np.clip(expit(logit(np.clip(mean, EPS, 1 - EPS)) + kappa_z * beyond), EPS, 1 - EPS))
     return out
@@ -67,80 +75,129 @@ def metric_at_loss(
     seed = metric_fit.settings.get("seed", defaults.SEED) if seed is None else seed
     rng = np.random.default_rng([seed, 5])
     pick = rng.permutation(len(metric_fit.flat("phi")))
-    (metric,) = _through_metric(metric_fit, [np.broadcast_to(loss, (len(pick), len(loss)))], table, pick, rng)
+    chances, _ = forecast_chances(metric_fit, table)
+    (metric,) = _through_metric(metric_fit, [np.broadcast_to(loss, (len(pick), len(loss)))], table, pick, rng, chances)
     return table.assign(**band(metric, check_ci_prob(ci_prob)))
 
 
 def chained(
-    loss_fit: Fit, metric_fit: MetricFit, points: Points, *, ci_prob: float = defaults.CI_PROB, seed: int | None = None
+    loss_fit: Fit | Mapping[str, Fit],
+    metric_fit: MetricFit,
+    points: Points,
+    *,
+    ci_prob: float = defaults.CI_PROB,
+    seed: int | None = None,
+    by: str | None = None,
 ) -> pd.DataFrame:
     """Loss and metric forecasts at ``points`` (the loss law's inputs, the group column, optionally chance).
 
-    Columns: the points, ``loss_median/lower/upper``, ``loss_pred_lower/upper`` (as ``predict``
-    gives them), ``median/lower/upper`` (the metric law at the loss law's value, both posteriors
-    paired draw by draw, widened below the lowest fitted loss by the metric discrepancy),
-    ``pred_lower/pred_upper`` (a run: the loss with its noise and discrepancy, then the metric's
-    discrepancy and noise), ``p_above_chance`` and ``metric_extrapolation`` (median e-folds of loss
-    below the lowest loss the metric law saw).
+    The loss columns are :func:`bayescale.predict`'s on the loss fit at the same point (the same
+    draws, extrapolation discrepancy and seed); the metric law takes each of those draws.
 
     Parameters
     ----------
-    loss_fit : Fit
-        The fit of the loss law (:func:`bayescale.fit`).
+    loss_fit : Fit or mapping of str to Fit
+        The fit of the loss law (:func:`bayescale.fit`, or :meth:`Fit.load` of a saved one) for every
+        point, or one fit per group: keyed by the values of column ``by`` (e.g. a sweep's fits per corpus).
     metric_fit : MetricFit
         The fit of the metric law (:func:`fit_metric`).
     points : pandas.DataFrame or Mapping
-        Where to forecast: the loss law's inputs (D may be given as C with N), the metric fit's group
-        column when it has one (an unseen name is a new group), and optionally ``chance``.
+        Where to forecast: the loss law's inputs (D may be given as C with N), the group column when the
+        metric fit or the loss fits have one (an unseen name is a new group of the metric law), and
+        optionally ``chance``.
     ci_prob : float, default 0.9
         Probability of the credible and predictive intervals (equal-tailed).
     seed : int, optional
-        Seed of the forecast draws. None (default): the loss fit's seed.
+        Seed of the loss forecast (as :func:`bayescale.predict`'s) and of the pairing with the metric
+        draws. None (default): each loss fit's own seed, and the metric fit's for the pairing.
+    by : str, optional
+        The column whose values key a mapping of loss fits; default the metric fit's group column.
 
     Returns
     -------
     pandas.DataFrame
-        One row per point (index ``point``) with the columns above; accuracies are fractions, losses
-        nats, and ``p_above_chance`` is P(the metric law beats chance by more than :data:`ABOVE_CHANCE`).
-        ``attrs["ci_prob"]`` holds ``ci_prob``.
+        One row per point (index ``point``): the points, ``loss_median/lower/upper``,
+        ``loss_pred_lower/upper`` and ``loss_extrapolation`` (:func:`bayescale.predict`'s ``median``,
+        ..., ``extrapolation``), ``loss_fit`` (the mapping's key serving the point; empty for one fit),
+        ``median/lower/upper`` (the metric law at each draw of the loss law, both posteriors paired draw
+        by draw, widened below the lowest fitted loss by the metric discrepancy), ``pred_lower/pred_upper``
+        (a run: the loss with its noise and discrepancy, then the metric's discrepancy and noise),
+        ``chance`` and ``chance_source`` (the level and where it came from, :func:`forecast_chances`),
+        ``p_above_chance`` (P(the law beats chance by more than :data:`ABOVE_CHANCE`)),
+        ``metric_extrapolation`` (median e-folds of loss below the lowest loss the metric law saw) and
+        ``observed_min``, ``observed_max``, ``observed_runs`` (the metric over the runs of the point's group,
+        or all runs). Accuracies are fractions, losses nats. ``attrs["ci_prob"]`` holds ``ci_prob``.
     """
-    return chained_levels(loss_fit, metric_fit, points, (check_ci_prob(ci_prob),), seed=seed)[ci_prob]
+    return chained_levels(loss_fit, metric_fit, points, (check_ci_prob(ci_prob),), seed=seed, by=by)[ci_prob]
 
 
 def chained_levels(
-    loss_fit: Fit, metric_fit: MetricFit, points, levels, *, seed: int | None = None
+    loss_fit: Fit | Mapping[str, Fit], metric_fit: MetricFit, points, levels, *, seed: int | None = None, by=None
 ) -> dict[float, pd.DataFrame]:
     """:func:`chained` at several interval probabilities, from one set of draws."""
-    table = prepare_points(points, loss_fit.law.inputs)
-    seed = loss_fit.settings["seed"] if seed is None else seed
-    rng = np.random.default_rng([seed, 3])
-    mu, y = (np.concatenate(parts, axis=1) for parts in zip(*loss_draws(loss_fit, table, seed)))
+    levels = [check_ci_prob(level) for level in levels]
+    table = prepare_points(points, ())
+    parts = fits_for_points(loss_fit, table, by or metric_fit.group)
     phi = metric_fit.flat("phi")
-    draws = min(len(mu), len(phi))
-    pick_loss, pick_metric = rng.permutation(len(mu))[:draws], rng.permutation(len(phi))[:draws]
-    loss_law, loss_run = np.exp(mu[pick_loss]), np.exp(y[pick_loss])
-    metric_law, metric_mean = _through_metric(metric_fit, [loss_law, loss_run], table, pick_metric, rng)
+    draws = min(len(phi), *(fit.posterior.sizes["chain"] * fit.posterior.sizes["draw"] for _, fit, _ in parts))
+    rng = np.random.default_rng([metric_fit.settings.get("seed", defaults.SEED) if seed is None else seed, 3])
+    pick_metric = rng.permutation(len(phi))[:draws]
+    loss_law, loss_run = np.empty((draws, len(table))), np.empty((draws, len(table)))
+    losses: dict[float, list[pd.DataFrame]] = {level: [] for level in levels}
+    for key, fit, where in parts:
+        at = loss_points(
+            fit, table.iloc[where], f"the loss fit for {by or metric_fit.group} {key}" if key else "the loss fit"
+        )
+        fit_seed = fit.settings["seed"] if seed is None else seed
+        for i, level in enumerate(levels):
+            with warnings.catch_warnings():
+                if i:  # the first level's forecast has warned
+                    warnings.simplefilter("ignore", ExtrapolationWarning)
+                forecast = predict(fit, at, ci_prob=level, seed=fit_seed)
+            losses[level].append(forecast.set_index(table.index[where]).assign(loss_fit=key or ""))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExtrapolationWarning)  # predict has warned
+            mu, y = (np.concatenate(blocks, axis=1) for blocks in zip(*loss_draws(fit, at, fit_seed)))
+        pick = rng.permutation(len(mu))[:draws]
+        loss_law[:, where], loss_run[:, where] = np.exp(mu[pick]), np.exp(y[pick])
+    chances, sources = forecast_chances(metric_fit, table)
+    metric_law, metric_mean = _through_metric(metric_fit, [loss_law, loss_run], table, pick_metric, rng, chances)
     precision = phi[pick_metric][:, None]
     metric_run = rng.beta(metric_mean * precision, (1 - metric_mean) * precision)
-    chances = chance_levels(metric_fit.law, table, metric_fit.settings.get("chance"))[None, :]
     with np.errstate(all="ignore"):
         beyond = np.median(np.maximum(0.0, np.log(metric_fit.loss_min) - np.log(loss_law)), axis=0)
+    observed = _observed(metric_fit, table)
     out = {}
-    for ci_prob in map(check_ci_prob, levels):
+    for ci_prob in levels:
+        loss = pd.concat(losses[ci_prob]).sort_index()
         table_at = table.copy()
-        for key, value in band(loss_law, ci_prob).items():
-            table_at[f"loss_{key}"] = value
-        run = band(loss_run, ci_prob)
-        table_at["loss_pred_lower"], table_at["loss_pred_upper"] = run["lower"], run["upper"]
+        for key in ("median", "lower", "upper", "pred_lower", "pred_upper", "extrapolation"):
+            table_at[f"loss_{key}"] = loss[key]
+        table_at["loss_fit"] = loss["loss_fit"]
         for key, value in band(metric_law, ci_prob).items():
             table_at[key] = value
         run = band(metric_run, ci_prob)
         table_at["pred_lower"], table_at["pred_upper"] = run["lower"], run["upper"]
-        table_at["p_above_chance"] = np.mean(metric_law > chances + ABOVE_CHANCE, axis=0)
+        table_at["chance"], table_at["chance_source"] = chances, sources
+        table_at["p_above_chance"] = np.mean(metric_law > chances[None, :] + ABOVE_CHANCE, axis=0)
         table_at["metric_extrapolation"] = beyond
+        table_at = pd.concat([table_at, observed], axis=1)
         table_at.attrs["ci_prob"] = ci_prob
         out[ci_prob] = table_at
     return out
+
+
+def _observed(metric_fit: MetricFit, table: pd.DataFrame) -> pd.DataFrame:
+    """The metric's observed range over the runs of each point's group (all runs for a new group, or no group)."""
+    runs, group = metric_fit.table, metric_fit.group
+    values = runs[metric_fit.metric].to_numpy(dtype=float)
+    labels = table[group].astype(str).to_numpy() if group and group in table.columns else np.full(len(table), None)
+    seen = runs[group].astype(str).to_numpy() if group else None
+    rows = []
+    for label in labels:
+        mine = values[seen == label] if seen is not None and label in metric_fit.levels else values
+        rows.append({"observed_min": mine.min(), "observed_max": mine.max(), "observed_runs": len(mine)})
+    return pd.DataFrame(rows, index=table.index)
 
 
 def _shifts(metric_fit: MetricFit, table: pd.DataFrame, pick: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -234,6 +291,7 @@ def backtest(
         "holdout": holdout,
         "metric": metric,
         "loss_law": loss_fit.law.name,
+        "loss_pooled": {name: pooled.column for name, pooled in loss_fit.spec.pooled.items()},
         "metric_law": metric_fit.law.name,
         "n_train": int(len(train)),
         "n_heldout": int(len(heldout)),

@@ -92,6 +92,38 @@ def chance_levels(law: Law, table: pd.DataFrame, chance: float | None) -> np.nda
     return np.zeros(len(table))
 
 
+def forecast_chances(metric_fit: MetricFit, table: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+    """Each point's chance level for a forecast, and where it came from (in words).
+
+    The points' ``chance`` column first; else the ``chance`` column of the runs the metric law was
+    fitted on (those of the point's group, or all runs for a group it never saw), which must hold one
+    value there; else the fit's ``chance`` (``--chance``); else 0.
+    """
+    if "chance" in table.columns:
+        return chance_levels(metric_fit.law, table, None), ["the point's chance"] * len(table)
+    runs, group = metric_fit.table, metric_fit.group
+    given = metric_fit.settings.get("chance")
+    if "chance" not in runs.columns:
+        values = chance_levels(metric_fit.law, table, given)
+        source = "given as --chance (chance=)" if given is not None else "none given, so 0 (give --chance)"
+        return values, [source] * len(table)
+    seen = set(metric_fit.levels)
+    labels = table[group].astype(str) if group and group in table.columns else pd.Series([None] * len(table))
+    values, sources = np.empty(len(table)), []
+    for i, label in enumerate(labels):
+        rows = runs[runs[group].astype(str) == label] if label in seen else runs
+        where = f" of {group} {label}" if label in seen else ""
+        distinct = np.unique(np.round(pd.to_numeric(rows["chance"], errors="coerce").to_numpy(dtype=float), 12))
+        if len(distinct) > 1:
+            raise DataError(
+                f"the runs{where} hold {len(distinct)} chance levels ({', '.join(f'{v:g}' for v in distinct[:5])}): "
+                f"give the point's own, e.g. --at ...,chance={distinct[0]:g} (a 'chance' column of the points)"
+            )
+        values[i] = distinct[0]
+        sources.append(f"column 'chance' of the runs{where}")
+    return values, sources
+
+
 def check_metric(table: pd.DataFrame, metric: str) -> np.ndarray:
     """The metric column as fractions in [0, 1], or an error naming the column and rows at fault."""
     if metric not in table.columns:
