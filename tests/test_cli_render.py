@@ -227,3 +227,23 @@ def test_tune_downstream_and_curve(renderings, tmp_path):
     bs.datasets.synthetic_curves(seed=0, points=40).to_csv(curves, index=False)
     assert main(["curve", str(curves), "--upto", "0.5", *SAMPLING, "--quiet"]) == 0
     _check(renderings, 3)
+
+
+def test_downstream_with_loss_fits_per_group(renderings, tmp_path, monkeypatch):
+    """Per-group loss fits (with a discrepancy), chance per group, observed ranges: the text's numbers are in the JSON."""
+    from conftest import fake_fit
+    from test_downstream import corpus_runs, fake_metric_fit, with_discrepancy
+
+    runs = corpus_runs()
+    runs.to_csv(tmp_path / "runs.csv", index=False)
+    args = ["downstream", str(tmp_path / "runs.csv"), "--metric", "accuracy", "--group", "dataset"]
+    for name in ("a", "b"):
+        fit = with_discrepancy(fake_fit(runs[runs["dataset"] == name][["N", "D", "loss"]], spread=0.02))
+        args += ["--loss-fit", f"{name}={fit.save(tmp_path / f'{name}.nc')}", "--at", f"N=3e10,D=6e11,dataset={name}"]
+    monkeypatch.setattr(
+        bs.downstream,
+        "fit_metric",
+        lambda table, metric, law, *, group=None, **_: fake_metric_fit(table=table, group=group),
+    )
+    assert main(args) == 0
+    _check(renderings, 1)

@@ -22,51 +22,97 @@ from bayescale.errors import BayescaleError
 
 
 # -- downstream -------------------------------------------------------------------------------------
-def _downstream_records(table) -> list[dict]:
-    group = table.attrs.get("group")
+def _downstream_records(table, described: dict, group: str | None) -> list[dict]:
+    """One JSON record per point: where, the loss (as predict gives it), the metric, chance, the observed range."""
     records = []
     for _, row in table.iterrows():
-        record = {k: row[k] for k in table.columns if k in ("N", "D", "C", "chance") or k == group}
-        record["loss"] = {k: row[f"loss_{k}"] for k in ("median", "lower", "upper", "pred_lower", "pred_upper")}
-        record["metric"] = {k: row[k] for k in ("median", "lower", "upper", "pred_lower", "pred_upper")}
+        source = described[row["loss_fit"] or None]
+        record = {k: row[k] for k in table.columns if k in ("N", "D", "C") or (group and k == group)}
+        record["loss"] = {
+            **{k: row[f"loss_{k}"] for k in ("median", "lower", "upper", "pred_lower", "pred_upper", "extrapolation")},
+            "band_includes": source["band_includes"],
+            "run_band_includes": source["run_band_includes"],
+        }
+        record["metric"] = {
+            **{k: row[k] for k in ("median", "lower", "upper", "pred_lower", "pred_upper")},
+            "band_includes": source["metric_band_includes"],
+            "run_band_includes": source["metric_run_band_includes"],
+        }
+        record["chance"], record["chance_source"] = row["chance"], row["chance_source"]
         record["p_above_chance"] = row["p_above_chance"]
         record["metric_extrapolation"] = row["metric_extrapolation"]
+        spread, width = row["observed_max"] - row["observed_min"], row["upper"] - row["lower"]
+        record["observed"] = {
+            "min": row["observed_min"],
+            "max": row["observed_max"],
+            "n_runs": int(row["observed_runs"]),
+            "spread": spread,
+            "band_width": width,
+            "band_wider_than_spread": bool(width > spread),
+        }
         records.append(record)
     return records
 
 
+def _includes(items: list[str]) -> str:
+    return ", ".join(items) if items else "nothing"
+
+
 def _downstream_text(result: dict):
     pct = f"{result['ci_prob']:.0%}"
-    metric = result["metric"]
-    yield (
-        f"loss ({result['loss_law']}), then {metric} ({result['metric_law']}) (median, {pct} band of the laws, "
-        f"{pct} band of a run; both steps' uncertainty chained)"
-    )
+    metric, group = result["metric"], result["group"]
+    for source in result["loss_fits"]:
+        yield bs.downstream.describe_text(source, group, source["for"])
+    m = result["metric_fit"]
+    shifted = f"; each {group} reaches it at its own loss shift (partially pooled)" if group else ""
+    yield f"{metric}: {m['law']} fitted here on {m['n_runs']} runs{shifted}"
+    yield f"median, {pct} band of the laws, {pct} band of a run; every loss draw goes through a draw of the metric law"
     for row in result["predictions"]:
         where = ", ".join(
             f"{k}={row[k]}" if isinstance(row[k], str) else f"{k}={row[k]:.3g}"
-            for k in ("N", "D", result["group"])
+            for k in ("N", "D", group)
             if k and k in row
         )
-        loss, m = row["loss"], row["metric"]
+        loss, value, seen = row["loss"], row["metric"], row["observed"]
+        beyond = f" ({loss['extrapolation']:.2f} e-folds beyond its runs)" if (loss["extrapolation"] or 0) > 0 else ""
         yield (
-            f"{where}: loss {band(loss)} run [{loss['pred_lower']:.4f}, {loss['pred_upper']:.4f}]; {metric} "
-            f"{band(m)} run [{m['pred_lower']:.4f}, {m['pred_upper']:.4f}]; "
-            f"P(above chance) {row['p_above_chance']:.2f}"
+            f"{where}: loss {band(loss)} run [{loss['pred_lower']:.4f}, {loss['pred_upper']:.4f}]{beyond}; {metric} "
+            f"{band(value)} run [{value['pred_lower']:.4f}, {value['pred_upper']:.4f}]; "
+            f"P(above chance {row['chance']:.3g}) {row['p_above_chance']:.2f}"
         )
+        of = f" of {group} {row[group]}" if group and row.get(group) is not None else ""
+        wider = (
+            f"; the band of the law (width {seen['band_width']:.3f}) is wider than that whole spread "
+            f"({seen['spread']:.3f}): the forecast says little more than the runs' range"
+            if seen["band_wider_than_spread"]
+            else ""
+        )
+        yield f"  observed {metric} of the {seen['n_runs']} runs{of}: {seen['min']:.4f} to {seen['max']:.4f}{wider}"
         if row["p_above_chance"] < 0.9:
             yield (
                 f"  not predictable yet: in {1 - row['p_above_chance']:.0%} of draws the law stays within "
-                "2 points of chance there"
+                f"2 points of chance ({row['chance']:.3g}) there"
             )
+    includes = dict.fromkeys(
+        (
+            f"bands include: loss: {_includes(row['loss']['band_includes'])}; {metric}: "
+            f"{_includes(row['metric']['band_includes'])}; a run's band adds noise (of both steps for {metric})"
+        )
+        for row in result["predictions"]
+    )
+    yield from includes
+    margin = result["above_chance_margin"]
+    for text in dict.fromkeys(f"{row['chance']:.3g} ({row['chance_source']})" for row in result["predictions"]):
+        yield f"chance level {text}; P(above chance): the law's {metric} beats it by more than {margin:g}"
     yield from (f"saved {path}" for path in result.get("saved", []))
 
 
 def _downstream_backtest_text(result: dict):
     metric = result["metric"]
+    pooled = ", ".join(f"{p} pooled by {c}" for p, c in result["loss_pooled"].items()) or "nothing pooled"
     yield (
-        f"holdout {result['holdout']!r}: both steps fitted on {result['n_train']} runs ({result['loss_law']}, then "
-        f"{result['metric_law']}); {metric} of the {result['n_heldout']} held-out runs:"
+        f"holdout {result['holdout']!r}: both steps fitted on {result['n_train']} runs ({result['loss_law']}, "
+        f"{pooled}; then {result['metric_law']}); {metric} of the {result['n_heldout']} held-out runs:"
     )
     yield from heldout_text(result["runs"], [k for k in ("N", "D", result["group"]) if k], "metric", metric)
     cov = result["coverage"]
@@ -94,6 +140,25 @@ def _downstream_files(plot_path, report_path, loss_fit, metric_fit, forecast, ba
     return saved
 
 
+def _loss_pool(items, group: str | None) -> tuple[dict[str, str] | None, str]:
+    """The loss law's pooling (``--loss-pool``, default E by ``--group``) and, for the output, where it came from."""
+    if list(items) == ["none"]:
+        return None, "--loss-pool none"
+    if items:
+        return pairs(items, "--loss-pool"), "--loss-pool"
+    if group:
+        return {"E": group}, "E pooled by --group is downstream's default; --loss-pool changes it"
+    return None, "nothing pooled without --group"
+
+
+def _fit_command(runs, law: str, columns: dict, pool: dict | None) -> str:
+    """The ``bayescale fit`` command that makes the same loss fit (same options as downstream's sampling ones)."""
+    parts = [f"bayescale fit {runs} --law {law}"]
+    parts += [f"--columns {k}={v!r}" for k, v in columns.items()]
+    parts += [f"--pool {k}={v}" for k, v in (pool or {}).items()]
+    return " ".join(parts)
+
+
 @cloup.command("downstream")
 @file_argument()
 @input_group(
@@ -103,14 +168,39 @@ def _downstream_files(plot_path, report_path, loss_fit, metric_fit, forecast, ba
         "--group",
         default=None,
         help="Training-corpus column: the loss each group needs for an accuracy differs "
-        "(partially pooled shift); the loss law's E is pooled by it too.",
+        "(partially pooled shift); a loss fitted here pools E by it unless --loss-pool says otherwise, and "
+        "--loss-fit GROUP=FILE names its values.",
     ),
     cloup.option(
-        "--chance", type=float, default=None, help="The random baseline (fraction) when there is no chance column."
+        "--chance",
+        type=float,
+        default=None,
+        help="The random baseline (fraction) when the runs have no chance column; the points may give chance=.",
     ),
 )
 @law_group(
-    law_option(help="The loss law in N and D."),
+    law_option(
+        None,
+        help="The loss law in N and D when fitted here (default chinchilla); with a sweep folder as --loss-fit, "
+        "the law to take from it (default: each group's best by LOO).",
+    ),
+    cloup.option(
+        "--loss-fit",
+        "loss_fits",
+        multiple=True,
+        metavar="FIT.nc|GROUP=FIT.nc|SWEEP_DIR",
+        help="Take the loss from your fit instead of fitting one here: one fit for every point, GROUP=FIT.nc per "
+        "value of --group (repeatable), or the folder `bayescale sweep --by COL --out DIR` wrote. Its loss at a "
+        "point is `bayescale predict FIT.nc`'s there (same draws and seed).",
+    ),
+    cloup.option(
+        "--loss-pool",
+        "loss_pool",
+        multiple=True,
+        metavar="PARAM=COLUMN",
+        help="Pooling of the loss law fitted here, as fit --pool (repeatable); default E=GROUP with --group, "
+        "'none' for no pooling.",
+    ),
     cloup.option(
         "--metric-law",
         default="metric_exp",
@@ -120,7 +210,7 @@ def _downstream_files(plot_path, report_path, loss_fit, metric_fit, forecast, ba
 )
 @cloup.option_group(
     "Questions",
-    cloup.option("--at", "at", multiple=True, help="A point: N=7e9,D=1.4e11[,dataset=rpj] (repeatable)."),
+    cloup.option("--at", "at", multiple=True, help="A point: N=7e9,D=1.4e11[,dataset=rpj][,chance=0.25] (repeatable)."),
     cloup.option(
         "--holdout", default=None, help="Backtest both steps: fit without these runs ('N >= 1e9'), forecast them."
     ),
@@ -132,7 +222,7 @@ def _downstream_files(plot_path, report_path, loss_fit, metric_fit, forecast, ba
         "plot_path",
         type=click.Path(dir_okay=False),
         default=None,
-        help="Save the two-step fan chart (accuracy against loss, then against compute) as a PNG.",
+        help="Save the fan chart (accuracy against each group's loss, then all against compute) as a PNG.",
     ),
     cloup.option(
         "--report",
@@ -149,6 +239,8 @@ def downstream_command(
     group,
     chance,
     law_spec,
+    loss_fits,
+    loss_pool,
     metric_law,
     at,
     holdout,
@@ -162,7 +254,9 @@ def downstream_command(
     """Forecast a downstream accuracy at unseen N and D: the loss law, then a law from loss to accuracy.
 
     RUNS has N, D, loss, the metric column (and the group column; optionally chance and n, the
-    number of questions). Both laws are fitted here; the forecast carries both uncertainties.
+    number of questions). The metric law is fitted here; the loss law too, unless --loss-fit gives
+    your fits. The forecast carries both uncertainties. --seed seeds the fits made here; a loss
+    forecast uses its fit's seed, as predict does.
     """
     import pandas as pd
 
@@ -173,15 +267,21 @@ def downstream_command(
         raise BayescaleError(f"--columns: no column(s) {', '.join(missing)} in {runs}")
     table = table.rename(columns={theirs: ours for ours, theirs in mapping.items()})
     bs.downstream.check_metric(table, metric)
-    pool = {"E": group} if group else None
+    if loss_fits and loss_pool:
+        raise BayescaleError("--loss-pool shapes a loss fit made here; a --loss-fit brings its own pooling (drop one)")
+    pool, pool_origin = _loss_pool(loss_pool, group)
     settings = sampling_settings(sampling)
     seed = settings.pop("seed")
     if holdout:
+        if loss_fits:
+            raise BayescaleError(
+                "--holdout backtests both steps fitted here on the runs the rule leaves; it takes no --loss-fit"
+            )
         result = bs.downstream.backtest(
             table,
             metric,
             holdout,
-            loss_law=law_spec,
+            loss_law=law_spec or "chinchilla",
             metric_law=metric_law,
             group=group,
             pool=pool,
@@ -204,19 +304,35 @@ def downstream_command(
         return
     if not at:
         raise BayescaleError("give the points with --at N=...,D=...[,group=...] (repeatable), or --holdout RULE")
-    points = at_points(at, labels=[group] if group else ())
-    loss_fit = bs.fit(table, law_spec, pool=pool, seed=seed, progressbar=False, **settings)
+    if loss_fits:
+        loss, described = bs.downstream.load_loss_fits(loss_fits, group=group, law=law_spec)
+        for key, source in described.items():
+            rows = table if key is None else table[table[group].astype(str) == key]
+            fit = loss if key is None else loss[key]
+            problem = bs.downstream.loss_mismatch(fit, rows, f"the loss fit {source['source']}")
+            if problem:
+                click.echo(f"warning: {problem}", err=True)
+    else:
+        law = law_spec or "chinchilla"
+        loss = bs.fit(runs, law, columns=mapping, pool=pool, seed=seed, progressbar=False, **settings)
+        note = f"as `{_fit_command(runs, law, mapping, pool)}`" + (f"; {pool_origin}" if pool or group else "")
+        described = {None: bs.downstream.describe_loss(loss, None, note)}
+    pooled_by = {c for source in described.values() for c in source["pooled"].values()}
+    points = at_points(at, labels=sorted({*pooled_by, *([group] if group else [])}))
     metric_fit = bs.downstream.fit_metric(table, metric, metric_law, group=group, chance=chance, seed=seed, **settings)
-    forecast = bs.downstream.chained(loss_fit, metric_fit, pd.DataFrame(points), ci_prob=ci_prob, seed=seed)
-    forecast.attrs["group"] = group
+    forecast = bs.downstream.chained(loss, metric_fit, pd.DataFrame(points), ci_prob=ci_prob, by=group)
+    loss_laws = list(dict.fromkeys(source["law"] for source in described.values()))
     result = {
         "ci_prob": ci_prob,
         "metric": metric,
         "group": group,
-        "loss_law": loss_fit.law.name,
+        "loss_law": ", ".join(loss_laws),
+        "loss_fits": [{"for": key, **source} for key, source in described.items()],
         "metric_law": metric_fit.law.name,
-        "predictions": _downstream_records(forecast),
-        "saved": _downstream_files(plot_path, report_path, loss_fit, metric_fit, forecast, None, None, ci_prob),
+        "metric_fit": {"law": metric_fit.law.name, "n_runs": len(metric_fit.table), "group": group},
+        "above_chance_margin": bs.downstream.ABOVE_CHANCE,
+        "predictions": _downstream_records(forecast, described, group),
+        "saved": _downstream_files(plot_path, report_path, loss, metric_fit, forecast, None, None, ci_prob),
     }
     emit(result, as_json, _downstream_text)
 
