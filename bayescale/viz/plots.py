@@ -13,8 +13,8 @@ The generic Bayesian figures are ArviZ's own (arviz-plots, matplotlib backend); 
 - :func:`frontier_bands` - the compute-optimal N*, D* and L* against compute, with bands;
 - :func:`learning_curves` - runs' checkpoints, the part a fit saw and the forecast of the rest;
 - :func:`model_checks` - prior predictive, posterior predictive and LOO-PIT (:mod:`bayescale.forecast.checks`);
-- :func:`downstream_fan` - the two steps of a downstream forecast: accuracy against loss, then
-  accuracy against compute with both laws' uncertainty chained.
+- :func:`downstream_fan` - the two steps of a downstream forecast: accuracy against each group's
+  own loss axis, then accuracy against compute with both laws' uncertainty chained.
 """
 
 from __future__ import annotations
@@ -406,84 +406,130 @@ def model_checks(fit: Fit, result: dict):
     return fig
 
 
+def _group_runs(loss_fit, metric_fit, level) -> pd.DataFrame:
+    """The runs (N, D) of one group: the metric fit's table when it has N and D, else the loss fit's runs."""
+    from collections.abc import Mapping
+
+    group, table = metric_fit.group, metric_fit.table
+    if {"N", "D"} <= set(table.columns):
+        return table if level is None else table[table[group].astype(str) == level]
+    fit = loss_fit[level] if isinstance(loss_fit, Mapping) else loss_fit
+    frame = fit.runs.frame
+    return frame[frame[group].astype(str) == level] if level is not None and group in frame.columns else frame
+
+
 def downstream_fan(
-    loss_fit: Fit,
+    loss_fit,
     metric_fit,
     *,
     heldout: pd.DataFrame | None = None,
     extend: float = 30.0,
     ci_prob: float = defaults.CI_PROB,
 ):
-    """Two panels: the metric law against the loss (step 2), and the chained forecast against compute.
+    """One panel per group of the metric law against that group's loss, then the chained forecast against compute.
 
-    Each group (training corpus) gets its colour; the right panel follows each group's runs at their
-    median tokens per parameter out to ``extend`` times the largest N. ``heldout`` runs (N, D, loss,
-    the metric and the group) are drawn as diamonds with their forecasts.
+    Losses of different groups (training corpora) may be measured on different validation sets, so
+    each group has its own loss axis; accuracy against compute is comparable and shares one panel,
+    where each group follows its runs at their median tokens per parameter out to ``extend`` times
+    the largest N. ``loss_fit`` is one fit or one per group (as :func:`bayescale.chained` takes it);
+    ``heldout`` runs (N, D, loss, the metric and the group) are drawn as diamonds with their forecasts.
     """
+    from collections.abc import Mapping
+
     from bayescale.downstream.chain import chained, metric_at_loss
 
     table, metric, group = metric_fit.table, metric_fit.metric, metric_fit.group
     levels = metric_fit.levels or [None]
-    colours = dict(zip(levels, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
+    colours = dict(zip(levels, plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4))
+    width = min(3, len(levels))
+    rows_of_panels = -(-len(levels) // width)
+    fig = plt.figure(figsize=(4.4 * max(width, 2), 3.8 * (rows_of_panels + 1)))
+    panels = fig.add_gridspec(rows_of_panels + 1, width)
+    right = fig.add_subplot(panels[rows_of_panels, :])
     pct = f"{ci_prob:.0%}"
-    low = min(table["loss"].min(), heldout["loss"].min() if heldout is not None else np.inf) * 0.9
-    grid = np.linspace(low, table["loss"].max(), 100)
-    frame = loss_fit.runs.frame
-    for level in levels:
+    laws = sorted({f.law.name for f in (loss_fit.values() if isinstance(loss_fit, Mapping) else [loss_fit])})
+    for i, level in enumerate(levels):
         colour = colours[level]
+        left = fig.add_subplot(panels[i // width, i % width])
         rows = table if level is None else table[table[group].astype(str) == level]
+        held = None
+        if heldout is not None and len(heldout):
+            held = heldout if level is None else heldout[heldout[group].astype(str) == level]
+        losses = pd.concat([rows["loss"], held["loss"] if held is not None else rows["loss"]]).astype(float)
+        grid = np.linspace(losses.min() * 0.97, losses.max(), 100)
         band = metric_at_loss(metric_fit, grid, group=level, ci_prob=ci_prob)
         left.fill_between(grid, band["lower"], band["upper"], color=colour, alpha=0.25)
-        left.plot(grid, band["median"], color=colour, lw=1.2, label=f"{level or 'law'} ({pct} credible)")
-        left.scatter(rows["loss"], rows[metric], s=12, color=colour, alpha=0.7)
-        runs = frame if level is None else frame[frame[group].astype(str) == level]
-        ratio = float(np.median(runs["D"] / runs["N"]))
-        n = np.geomspace(runs["N"].min(), runs["N"].max() * extend, 60)
+        left.plot(grid, band["median"], color=colour, lw=1.2, label=f"law ({pct} credible)")
+        left.scatter(rows["loss"], rows[metric], s=12, color=colour, alpha=0.7, label="runs")
+        if grid[0] < metric_fit.loss_min:
+            left.axvline(metric_fit.loss_min, color="0.5", lw=0.8, ls=":")
+            left.text(
+                metric_fit.loss_min,
+                band["upper"].max(),
+                "lowest fitted loss ",
+                ha="right",
+                va="top",
+                fontsize=7,
+                color="0.4",
+            )
+        left.invert_xaxis()
+        left.set_xlabel(f"loss{f' of {group} {level}' if level is not None else ''} (nats; lower is better)")
+        left.set_ylabel(metric)
+        left.set_title(f"{level if level is not None else 'all runs'}: {metric} from the loss", fontsize=10)
+        runs = _group_runs(loss_fit, metric_fit, level)
+        ratio = float(np.median(runs["D"].astype(float) / runs["N"].astype(float)))
+        n = np.geomspace(float(runs["N"].min()), float(runs["N"].max()) * extend, 60)
         path = pd.DataFrame({"N": n, "D": ratio * n, **({group: level} if group else {})})
+        right.scatter(
+            6.0 * rows["N"].astype(float) * rows["D"].astype(float), rows[metric], s=12, color=colour, alpha=0.7
+        )
+        if isinstance(loss_fit, Mapping) and level not in {str(k) for k in loss_fit}:
+            left.legend(fontsize=7)
+            continue  # no loss fit for this group: no forecast
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ExtrapolationWarning)
-            forecast = chained(loss_fit, metric_fit, path, ci_prob=ci_prob)
+            forecast = chained(loss_fit, metric_fit, path, ci_prob=ci_prob, by=group)
         compute = 6.0 * path["N"] * path["D"]
         right.fill_between(compute, forecast["pred_lower"], forecast["pred_upper"], color=colour, alpha=0.15)
         right.fill_between(compute, forecast["lower"], forecast["upper"], color=colour, alpha=0.3)
         right.plot(
             compute, forecast["median"], color=colour, lw=1.2, label=f"{level or 'forecast'} (D = {ratio:.0f} N)"
         )
-        right.scatter(6.0 * rows["N"].astype(float) * rows["D"], rows[metric], s=12, color=colour, alpha=0.7)
-        if heldout is not None and len(heldout):
-            held = heldout if level is None else heldout[heldout[group].astype(str) == level]
-            if len(held):
-                left.scatter(held["loss"], held[metric], s=30, marker="D", color=colour, edgecolor="black", zorder=5)
-                asked = chained(
-                    loss_fit,
-                    metric_fit,
-                    held[[c for c in held.columns if c in ("N", "D", group, "chance") and c]],
-                    ci_prob=ci_prob,
-                )
-                c = 6.0 * held["N"].astype(float) * held["D"]
-                right.errorbar(
-                    c,
-                    asked["median"],
-                    yerr=[asked["median"] - asked["pred_lower"], asked["pred_upper"] - asked["median"]],
-                    fmt="none",
-                    ecolor=colour,
-                    lw=1,
-                    capsize=3,
-                    zorder=4,
-                )
-                right.scatter(c, held[metric], s=30, marker="D", color=colour, edgecolor="black", zorder=5)
-    left.axvline(metric_fit.loss_min, color="0.5", lw=0.8, ls=":")
-    left.text(metric_fit.loss_min, left.get_ylim()[1], " lowest fitted loss", va="top", fontsize=8, color="0.4")
-    left.invert_xaxis()
-    left.set_xlabel("loss (nats; lower is better)")
-    left.set_ylabel(metric)
-    left.set_title(f"step 2: {metric_fit.law.name}, {metric} from the loss")
-    left.legend(fontsize=8)
+        if held is not None and len(held):
+            left.scatter(
+                held["loss"],
+                held[metric],
+                s=30,
+                marker="D",
+                color=colour,
+                edgecolor="black",
+                zorder=5,
+                label="held out",
+            )
+            asked = chained(
+                loss_fit,
+                metric_fit,
+                held[[c for c in held.columns if c in ("N", "D", group, "chance") and c]],
+                ci_prob=ci_prob,
+                by=group,
+            )
+            c = 6.0 * held["N"].astype(float) * held["D"]
+            right.errorbar(
+                c,
+                asked["median"],
+                yerr=[asked["median"] - asked["pred_lower"], asked["pred_upper"] - asked["median"]],
+                fmt="none",
+                ecolor=colour,
+                lw=1,
+                capsize=3,
+                zorder=4,
+            )
+            right.scatter(c, held[metric], s=30, marker="D", color=colour, edgecolor="black", zorder=5)
+        left.legend(fontsize=7)
     right.set_xscale("log")
     right.set_xlabel("compute C = 6ND (FLOPs)")
     right.set_ylabel(metric)
-    right.set_title(f"both steps: {loss_fit.law.name} then {metric_fit.law.name} ({pct} law and run bands)")
+    right.set_title(f"both steps: {', '.join(laws)} then {metric_fit.law.name} ({pct} law and run bands)")
     right.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     return fig

@@ -11,7 +11,7 @@ import base64
 import datetime
 import html
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -328,7 +328,7 @@ def build_report(
 
 
 def build_downstream_report(
-    loss_fit: Fit,
+    loss_fit: Fit | Mapping[str, Fit],
     metric_fit,
     forecast: pd.DataFrame,
     *,
@@ -341,14 +341,15 @@ def build_downstream_report(
 
     Parameters
     ----------
-    loss_fit : Fit
-        The fit of the loss law in N and D (:func:`bayescale.fit`): step 1.
+    loss_fit : Fit or mapping of str to Fit
+        The fit of the loss law in N and D (:func:`bayescale.fit`), or one per group of the metric fit's
+        group column (as :func:`bayescale.chained` takes them): step 1.
     metric_fit : MetricFit
         The fit of the law from loss to the metric (:func:`bayescale.downstream.fit_metric`): step 2.
     forecast : pandas.DataFrame
         The chained forecast (:func:`bayescale.chained`); the report's table shows those of its columns
         ``N``, ``D``, the metric fit's group column, ``loss_median``, ``median``, ``lower``, ``upper``,
-        ``pred_lower``, ``pred_upper`` and ``p_above_chance`` that it has.
+        ``pred_lower``, ``pred_upper``, ``chance`` and ``p_above_chance`` that it has.
     backtest : dict, optional
         A backtest of both steps (:func:`bayescale.downstream.backtest`), summarised in one paragraph; it
         needs the keys ``holdout``, ``n_train``, ``n_heldout``, ``coverage`` (``"0.5"``, ``"0.8"``,
@@ -373,21 +374,26 @@ def build_downstream_report(
         If ``fmt`` is neither ``"html"`` nor ``"markdown"``.
     """
     metric, law = metric_fit.metric, metric_fit.law
+    loss_fits = dict(loss_fit) if isinstance(loss_fit, Mapping) else {None: loss_fit}
+    names = ", ".join(sorted({fit.law.name for fit in loss_fits.values()}))
     doc = _Doc(fmt)
     doc.heading(f"bayescale downstream report: {metric}", 1)
     doc.para(
         f"Generated {datetime.date.today().isoformat()} by bayescale {__version__}. Two steps, both posteriors: "
-        f"the loss at (N, D) from {loss_fit.law.name}, then {metric} from the loss by {law.name}; every draw of "
+        f"the loss at (N, D) from {names}, then {metric} from the loss by {law.name}; every draw of "
         f"the loss goes through a draw of the metric law. Intervals are equal-tailed at {ci_prob:.0%}."
     )
-    doc.heading(f"Step 1: {loss_fit.law.title or loss_fit.law.name}")
-    doc.math("L = " + formula_latex(loss_fit.law.formula.text))
-    doc.table(loss_fit.summary(ci_prob)[["mean", "median", "lower", "upper", "ess_bulk", "r_hat"]])
+    for key, fit in loss_fits.items():
+        where = f" ({metric_fit.group} {key})" if key is not None else ""
+        doc.heading(f"Step 1{where}: {fit.law.title or fit.law.name}")
+        doc.math("L = " + formula_latex(fit.law.formula.text))
+        doc.para(f"{fit.n_obs} runs from {fit.runs.source}.")
+        doc.table(fit.summary(ci_prob)[["mean", "median", "lower", "upper", "ess_bulk", "r_hat"]])
     doc.heading(f"Step 2: {law.title or law.name}")
     doc.math(f"\\mathrm{{{metric.replace('_', ' ')}}} = " + formula_latex(law.formula.text))
     doc.para(f"{law.description} Source: {law.source}".strip())
     doc.table(metric_fit.summary(ci_prob))
-    for fit_diagnostics in (loss_fit.diagnostics, metric_fit.diagnostics):
+    for fit_diagnostics in (*(fit.diagnostics for fit in loss_fits.values()), metric_fit.diagnostics):
         for problem in fit_diagnostics.problems:
             doc.para("Warning: " + problem, "warn")
     doc.heading("Forecast")
@@ -405,6 +411,7 @@ def build_downstream_report(
             "upper",
             "pred_lower",
             "pred_upper",
+            "chance",
             "p_above_chance",
         )
         and c
@@ -420,8 +427,8 @@ def build_downstream_report(
         )
     doc.figure(
         plots.downstream_fan(loss_fit, metric_fit, heldout=heldout, ci_prob=ci_prob),
-        f"Left: {metric} against the loss, the metric law per group with its credible band (diamonds: held-out "
-        f"runs). Right: {metric} against compute, both steps chained, law and run bands.",
+        f"Top: {metric} against each group's own loss (its own axis), the metric law with its credible band "
+        f"(diamonds: held-out runs). Bottom: {metric} against compute, both steps chained, law and run bands.",
     )
     return doc.render(f"bayescale downstream report: {metric}")
 
