@@ -300,6 +300,12 @@ def test_downstream_takes_a_loss_fit_per_group_and_names_each_groups_chance(corp
     assert f"loss for dataset a: from {fits['a']} (chinchilla on 63 runs)" in text
     assert "observed accuracy of the 63 runs of dataset b:" in text
     assert "bands include: loss: parameters, extrapolation discrepancy;" in text
+    # fits swapped: each was fitted to the other corpus's losses, which the metric law does not map
+    swapped = [*args[:6], "--loss-fit", f"a={fits['b']}", "--loss-fit", f"b={fits['a']}", *args[10:]]
+    assert main(swapped) == 0
+    assert f"warning: the loss fit {fits['b']} was fitted to another loss than the runs' loss column" in (
+        capsys.readouterr().err
+    )
     # a group without a loss fit, and per-group fits without --group
     assert main([*args[:-4], "--at", f"{POINTS[0]},dataset=c"]) == 2
     assert "no loss fit for dataset 'c': loss fits are given for a, b" in capsys.readouterr().err
@@ -348,6 +354,10 @@ def test_downstream_takes_a_sweeps_fits_the_best_by_loo_or_the_law_named(corpora
     result = _json_run(capsys, [*args, "--law", "chinchilla", "--json"])
     assert result["predictions"][0]["loss"]["median"] == _predicted(capsys, fits["b"], POINTS[:1])[0]["median"]
     assert {s["note"] for s in result["loss_fits"]} == {"--law chinchilla"}
+    # a sweep of all runs (no --by) serves every group
+    _sweep_folder(tmp_path / "all", {("all", "chinchilla"): (fits["a"], 1)})
+    result = _json_run(capsys, [*args[:6], "--loss-fit", str(tmp_path / "all"), *args[8:], "--json"])
+    assert [r["loss"]["median"] for r in result["predictions"]] == [a[0], a[0]]
     # errors: a folder without fits; a sweep per group without --group
     (tmp_path / "empty").mkdir()
     assert main([*args[:-6], "--loss-fit", str(tmp_path / "empty"), "--at", POINTS[0]]) == 2
