@@ -145,6 +145,7 @@ def _downstream_files(plot_path, report_path, loss_fit, metric_fit, forecast, ba
 def downstream_command(
     runs,
     columns,
+    where,
     metric,
     group,
     chance,
@@ -166,12 +167,14 @@ def downstream_command(
     """
     import pandas as pd
 
-    table, _ = bs.read_table(runs)
+    table, origin = bs.read_table(runs)
     mapping = pairs(columns, "--columns")
     missing = [theirs for theirs in mapping.values() if theirs not in table.columns]
     if missing:
         raise BayescaleError(f"--columns: no column(s) {', '.join(missing)} in {runs}")
     table = table.rename(columns={theirs: ours for ours, theirs in mapping.items()})
+    if where:
+        table, _ = bs.filter_table(table, where, origin, {theirs: ours for ours, theirs in mapping.items()})
     bs.downstream.check_metric(table, metric)
     pool = {"E": group} if group else None
     settings = sampling_settings(sampling)
@@ -319,6 +322,7 @@ def _curves_text(result: dict):
 def curve_command(
     runs,
     columns,
+    where,
     warmup,
     upto,
     law_spec,
@@ -346,6 +350,7 @@ def curve_command(
         warmup=warmup,
         upto=upto,
         keep=sorted(set(pool.values()) - {"run"}) if pool else (),
+        where=where,
     )
     fit = bs.fit_curves(
         table, law_spec, upto=upto, pool=pool, progressbar=not (as_json or quiet), **sampling_settings(sampling)
