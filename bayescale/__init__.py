@@ -32,7 +32,7 @@ _EXPORTS = {
     ),
     **dict.fromkeys(["Law", "catalog", "get_law"], "laws.card"),
     "Prior": "laws.priors",
-    **dict.fromkeys(["Runs", "load_runs", "read_table"], "data.runs"),
+    **dict.fromkeys(["Runs", "load_runs", "read_table", "filter_table"], "data.runs"),
     **dict.fromkeys(["Fit"], "fitting.result"),
     **dict.fromkeys(["fit", "build_model", "sample_model"], "fitting.pipeline"),
     **dict.fromkeys(["predict", "grid"], "forecast.predict"),
@@ -41,7 +41,9 @@ _EXPORTS = {
     "check": "forecast.checks",
     "tune": "forecast.tuning",
     "break_table": "forecast.derived",
-    **dict.fromkeys(["Candidate", "backtest", "BacktestResult", "holdout_mask"], "evaluation.backtesting"),
+    **dict.fromkeys(
+        ["Candidate", "backtest", "BacktestResult", "GroupedBacktest", "holdout_mask"], "evaluation.backtesting"
+    ),
     **dict.fromkeys(["compare", "predict_stacked", "verdict", "against_backtest"], "evaluation.comparison"),
     "backtest_tuning": "evaluation.tuning_backtest",
     "fit_many": "evaluation.sweep",

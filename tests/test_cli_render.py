@@ -247,3 +247,26 @@ def test_downstream_with_loss_fits_per_group(renderings, tmp_path, monkeypatch):
     )
     assert main(args) == 0
     _check(renderings, 1)
+
+
+@pytest.mark.slow
+def test_backtest_by_group_with_where_names_every_group(renderings, tmp_path):
+    frames = [bs.datasets.synthetic_sweep(seed=seed).assign(dataset=name) for seed, name in ((0, "web"), (1, "books"))]
+    tiny = bs.datasets.synthetic_sweep(seed=2).assign(dataset="tiny").query("N < 1e8")  # no run >= 1e9
+    path = tmp_path / "three.csv"
+    pd.concat([*frames, tiny], ignore_index=True).to_csv(path, index=False)
+    code = main(
+        ["backtest", str(path), "--by", "dataset", "--where", "dataset != 'web'", "--law", "chinchilla"]
+        + ["--holdout", "N >= 1e9", *SAMPLING, "--processes", "1", "--quiet"]
+    )
+    assert code == 1  # a group with nothing to forecast is named; the other groups' backtests finish
+    _check(renderings, 1)
+    text, data = renderings[-1]
+    assert data["by"] == "dataset" and [g["group"] for g in data["groups"]] == ["books", "tiny"]
+    books, small = data["groups"]
+    assert (
+        books["holdout"] == "N >= 1e9" and books["laws"][0]["rank"] == 1 and books["n_train"] + books["n_heldout"] == 63
+    )
+    assert all(64 <= run["row"] <= 126 for run in books["laws"][0]["runs"])  # books are file rows 64-126
+    assert small["error"] == "holdout 'N >= 1e9' selects none of the 15 runs: nothing to forecast"
+    assert "dataset = books:" in text and "dataset = tiny:\n  no backtest: holdout 'N >= 1e9' selects none" in text

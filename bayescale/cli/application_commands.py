@@ -151,10 +151,11 @@ def _loss_pool(items, group: str | None) -> tuple[dict[str, str] | None, str]:
     return None, "nothing pooled without --group"
 
 
-def _fit_command(runs, law: str, columns: dict, pool: dict | None) -> str:
+def _fit_command(runs, law: str, columns: dict, pool: dict | None, where: str | None = None) -> str:
     """The ``bayescale fit`` command that makes the same loss fit (same options as downstream's sampling ones)."""
     parts = [f"bayescale fit {runs} --law {law}"]
     parts += [f"--columns {k}={v!r}" for k, v in columns.items()]
+    parts += [f'--where "{where}"'] if where else []
     parts += [f"--pool {k}={v}" for k, v in (pool or {}).items()]
     return " ".join(parts)
 
@@ -235,6 +236,7 @@ def _fit_command(runs, law: str, columns: dict, pool: dict | None) -> str:
 def downstream_command(
     runs,
     columns,
+    where,
     metric,
     group,
     chance,
@@ -260,12 +262,14 @@ def downstream_command(
     """
     import pandas as pd
 
-    table, _ = bs.read_table(runs)
+    table, origin = bs.read_table(runs)
     mapping = pairs(columns, "--columns")
     missing = [theirs for theirs in mapping.values() if theirs not in table.columns]
     if missing:
         raise BayescaleError(f"--columns: no column(s) {', '.join(missing)} in {runs}")
     table = table.rename(columns={theirs: ours for ours, theirs in mapping.items()})
+    if where:
+        table, _ = bs.filter_table(table, where, origin, {theirs: ours for ours, theirs in mapping.items()})
     bs.downstream.check_metric(table, metric)
     if loss_fits and loss_pool:
         raise BayescaleError("--loss-pool shapes a loss fit made here; a --loss-fit brings its own pooling (drop one)")
@@ -314,8 +318,8 @@ def downstream_command(
                 click.echo(f"warning: {problem}", err=True)
     else:
         law = law_spec or "chinchilla"
-        loss = bs.fit(runs, law, columns=mapping, pool=pool, seed=seed, progressbar=False, **settings)
-        note = f"as `{_fit_command(runs, law, mapping, pool)}`" + (f"; {pool_origin}" if pool or group else "")
+        loss = bs.fit(runs, law, columns=mapping, where=where, pool=pool, seed=seed, progressbar=False, **settings)
+        note = f"as `{_fit_command(runs, law, mapping, pool, where)}`" + (f"; {pool_origin}" if pool or group else "")
         described = {None: bs.downstream.describe_loss(loss, None, note)}
     pooled_by = {c for source in described.values() for c in source["pooled"].values()}
     points = at_points(at, labels=sorted({*pooled_by, *([group] if group else [])}))
@@ -435,6 +439,7 @@ def _curves_text(result: dict):
 def curve_command(
     runs,
     columns,
+    where,
     warmup,
     upto,
     law_spec,
@@ -462,6 +467,7 @@ def curve_command(
         warmup=warmup,
         upto=upto,
         keep=sorted(set(pool.values()) - {"run"}) if pool else (),
+        where=where,
     )
     fit = bs.fit_curves(
         table, law_spec, upto=upto, pool=pool, progressbar=not (as_json or quiet), **sampling_settings(sampling)

@@ -26,15 +26,6 @@ _CANDIDATE_HELP = ', optionally with fit options: "chinchilla likelihood=normal 
 
 
 # -- backtest ---------------------------------------------------------------------------------------
-def backtest_record(result) -> dict:
-    """A :class:`~bayescale.evaluation.backtesting.BacktestResult` as saved, with each law's rank."""
-    record = result.to_dict()
-    ranks = result.table["rank"].to_dict() if len(result.results) > len(result.errors) else {}
-    for law in record["laws"]:
-        law["rank"] = ranks.get(law["law"])
-    return record
-
-
 def coverage_ranges_text(record: dict):
     """Per law: the coverage its bands would show if it were right, and where the actual one falls outside."""
     laws = [law for law in record["laws"] if law.get("coverage_if_right")]
@@ -54,34 +45,50 @@ def coverage_ranges_text(record: dict):
 
 
 def _backtest_text(result: dict):
-    for record in result.get("backtests", [result]):
-        yield f"holdout {record['holdout']!r}: fitted on {record['n_train']} runs, forecast {record['n_heldout']}"
-        yield (
-            f"{'rank':>4} {'law':<40} {'cov50':>6} {'cov80':>6} {'cov90':>6} {'med|rel err|':>12} "
-            f"{'IS90':>7} {'heldout lpd':>11}"
-        )
-        for law in sorted((law for law in record["laws"] if "error" not in law), key=lambda law: law["rank"]):
-            cov = law["coverage"]
-            yield (
-                f"{law['rank']:>4.0f} {law['law']:<40} {cov['0.5']:>6.2f} {cov['0.8']:>6.2f} {cov['0.9']:>6.2f} "
-                f"{law['median_abs_rel_error']:>12.2%} {fmt(law['interval_score_90'], '.2%'):>7} "
-                f"{law['heldout_lpd']:>11.1f}"
-            )
-        yield (
-            "IS90: interval score of the 90% band relative to the loss (Gneiting and Raftery 2007; width plus "
-            "20x any miss; lower is better)"
-        )
-        yield from coverage_ranges_text(record)
-        for law in record["laws"]:
-            if "error" in law:
-                yield f"failed: {law['law']}: {law['error']}"
+    for record in result.get("groups") or result.get("backtests") or [result]:
+        if "group" in record:
+            yield f"{result['by']} = {record['group']}:"
+            if "error" in record:
+                yield f"  no backtest: {record['error']}"
+                continue
+        yield from _backtest_record_text(record)
     for path in result.get("saved", []):
         yield f"saved {path}"
 
 
+def _backtest_record_text(record: dict):
+    yield f"holdout {record['holdout']!r}: fitted on {record['n_train']} runs, forecast {record['n_heldout']}"
+    yield (
+        f"{'rank':>4} {'law':<40} {'cov50':>6} {'cov80':>6} {'cov90':>6} {'med|rel err|':>12} "
+        f"{'IS90':>7} {'heldout lpd':>11}"
+    )
+    for law in sorted((law for law in record["laws"] if "error" not in law), key=lambda law: law["rank"]):
+        cov = law["coverage"]
+        yield (
+            f"{law['rank']:>4.0f} {law['law']:<40} {cov['0.5']:>6.2f} {cov['0.8']:>6.2f} {cov['0.9']:>6.2f} "
+            f"{law['median_abs_rel_error']:>12.2%} {fmt(law['interval_score_90'], '.2%'):>7} "
+            f"{law['heldout_lpd']:>11.1f}"
+        )
+    yield (
+        "IS90: interval score of the 90% band relative to the loss (Gneiting and Raftery 2007; width plus "
+        "20x any miss; lower is better)"
+    )
+    yield from coverage_ranges_text(record)
+    for law in record["laws"]:
+        if "error" in law:
+            yield f"failed: {law['law']}: {law['error']}"
+
+
 @cloup.command("backtest")
 @file_argument()
-@input_group("N='Model Size'")
+@input_group(
+    "N='Model Size'",
+    cloup.option(
+        "--by",
+        default=None,
+        help="Backtest each group of this column on its own (e.g. dataset): its runs, the holdout applied within it.",
+    ),
+)
 @law_group(
     law_option(multiple=True, help="A law to backtest" + _CANDIDATE_HELP),
     cloup.option(
@@ -89,7 +96,8 @@ def _backtest_text(result: dict):
         "holdouts",
         multiple=True,
         required=True,
-        help="Runs to forecast: 'N >= 2.9e9', 'C > 1e21 and D > 1e10' or 'top 10% C' (repeatable).",
+        help="Runs to forecast: 'N >= 2.9e9', 'C > 1e21 and D > 1e10', \"data == 'rpj' and N >= 1e9\" (a filter, "
+        "as --where) or 'top 10% C' (repeatable).",
     ),
 )
 @sampling_group(fan_out=True)
@@ -98,42 +106,57 @@ def _backtest_text(result: dict):
     cloup.option("--out", type=click.Path(dir_okay=False), help="Save the result as JSON (for bayescale report)."),
     ci=False,
 )
-def backtest_command(runs, columns, laws, holdouts, quiet, processes, scheduler, fail_fast, out, as_json, **sampling):
+def backtest_command(
+    runs, columns, where, by, laws, holdouts, quiet, processes, scheduler, fail_fast, out, as_json, **sampling
+):
     """Leave-future-out: fit each law on the runs outside --holdout, forecast the held-out runs, score them.
 
-    Every (law, holdout) fit is an independent task: on local worker processes, or on a Dask
-    cluster with --scheduler. A law whose fit fails is reported and the others finish (exit
-    status 1), unless --fail-fast.
+    Every (law, holdout) fit, per group with --by, is an independent task: on local worker processes,
+    or on a Dask cluster with --scheduler. A law whose fit fails, or a group the holdout selects none
+    or all of, is reported and the others finish (exit status 1), unless --fail-fast.
     """
 
+    from bayescale.evaluation.sweep import file_name
+
     check_fan_out(processes, scheduler)
-    results = bs.backtest(
+    outcome = bs.backtest(
         runs,
         [candidate(text) for text in laws],
         list(holdouts),
         columns=pairs(columns, "--columns"),
+        where=where,
+        by=by,
         processes=processes,
         scheduler=scheduler,
         fail_fast=fail_fast,
         progress=None if quiet else (lambda msg: click.echo(msg, err=True)),
         **sampling_settings(sampling),
     )
+    if by is None:
+        results = {(None, r.holdout): r for r in outcome}
+        output = outcome[0].to_dict() if len(outcome) == 1 else {"backtests": [r.to_dict() for r in outcome]}
+    else:
+        results, output = outcome.results, outcome.to_dict()
     saved = []
-    if out:
-        for result in results:
-            saved.append(result.save(numbered(out, result.holdout, holdouts) if len(results) > 1 else out))
-    records = [backtest_record(r) for r in results]
-    output = records[0] if len(records) == 1 else {"backtests": records}
+    for (group, rule), result in results.items() if out else ():
+        path = numbered(out, rule, holdouts) if len(holdouts) > 1 else Path(out)
+        saved.append(
+            result.save(path if group is None else path.with_name(f"{path.stem}.{file_name(group)}{path.suffix}"))
+        )
     if saved:
         output["saved"] = saved
-    for result in results:
+    for (group, rule), result in results.items():
+        context = f" on {rule!r}" + ("" if group is None else f" in {by} = {group}")
         for label, r in result.results.items():
             for message in r.get("warnings", []):
-                click.echo(f"warning: {label}: {message}", err=True)
+                click.echo(f"warning: {label}{context}: {message}", err=True)
         for label, message in result.errors.items():
-            click.echo(f"error: {label} on {result.holdout!r} failed: {message}", err=True)
+            click.echo(f"error: {label}{context} failed: {message}", err=True)
+    failed = {} if by is None else outcome.errors
+    for (group, _), message in failed.items():
+        click.echo(f"error: {by} = {group}: {message}", err=True)
     emit(output, as_json, _backtest_text)
-    if any(r.errors for r in results):
+    if failed or any(r.errors for r in results.values()):
         raise click.exceptions.Exit(1)
 
 
@@ -182,7 +205,7 @@ def _sweep_text(result: dict):
     ci=False,
 )
 def sweep_command(
-    runs, columns, by, laws, quiet, processes, scheduler, fail_fast, out_dir, no_report, as_json, **sampling
+    runs, columns, where, by, laws, quiet, processes, scheduler, fail_fast, out_dir, no_report, as_json, **sampling
 ):
     """Fit every law to every group of a table at once, and compare the laws within each group by PSIS-LOO.
 
@@ -196,6 +219,7 @@ def sweep_command(
         [candidate(text) for text in laws],
         by=by,
         columns=pairs(columns, "--columns"),
+        where=where,
         processes=processes,
         scheduler=scheduler,
         fail_fast=fail_fast,
@@ -358,7 +382,7 @@ def _tune_backtest_text(result: dict):
 )
 @sampling_group()
 @output_group(cloup.option("--out", type=click.Path(dir_okay=False), default=None, help="Also save the fit (.nc)."))
-def tune_command(runs, columns, law_spec, at, lr, batch, holdout, quiet, out, ci_prob, as_json, **sampling):
+def tune_command(runs, columns, where, law_spec, at, lr, batch, holdout, quiet, out, ci_prob, as_json, **sampling):
     """The best peak learning rate (and batch size) at unseen N and D, with intervals and the cost of missing it.
 
     RUNS is a runs table (fitted here) or a saved fit (.nc) of a law with an lr or batch input.
@@ -367,7 +391,10 @@ def tune_command(runs, columns, law_spec, at, lr, batch, holdout, quiet, out, ci
 
     given = {k: v for k, v in (("lr", lr), ("batch", batch)) if v is not None}
     options = dict(
-        columns=pairs(columns, "--columns"), progressbar=not (quiet or as_json), **sampling_settings(sampling)
+        columns=pairs(columns, "--columns"),
+        where=where,
+        progressbar=not (quiet or as_json),
+        **sampling_settings(sampling),
     )
     if holdout:
         if str(runs).endswith(".nc"):
@@ -380,6 +407,8 @@ def tune_command(runs, columns, law_spec, at, lr, batch, holdout, quiet, out, ci
         return
     if not at:
         raise BayescaleError("give the points to tune at with --at N=...,D=... (repeatable), or --holdout RULE")
+    if where and str(runs).endswith(".nc"):
+        raise BayescaleError("--where picks rows of a runs table: give the table, not a saved fit")
     fitted = bs.Fit.load(runs) if str(runs).endswith(".nc") else bs.fit(runs, law_spec, **options)
     table = bs.tune(fitted, pd.DataFrame(at_points(at)), given=given, ci_prob=ci_prob)
     names = table.attrs["tunable"]

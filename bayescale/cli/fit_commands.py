@@ -71,6 +71,7 @@ def summary_result(fit, ci_prob: float) -> dict:
         "formula": str(fit.law),
         "likelihood": fit.likelihood.name,
         "n_obs": fit.n_obs,
+        "source": fit.runs.source,
         "ci_prob": ci_prob,
         "params_convention": fit.settings.get("params", "total"),
         "pooled": [
@@ -101,6 +102,7 @@ def summary_text(result: dict):
     params = result["params"]
     width = max(8, *(len(name) for name in params))
     yield f"{result['formula']}  ({result['likelihood']} likelihood on log-loss, {result['n_obs']} runs)"
+    yield f"runs from {result['source']}"
     if result["params_convention"] == "non_embedding":
         yield "N counts non-embedding parameters: give forecasts N in the same convention"
     for p in result["pooled"]:
@@ -151,6 +153,7 @@ def _warn_problems(result: dict) -> None:
 def fit_command(
     runs,
     columns,
+    where,
     law_spec,
     inputs,
     priors,
@@ -174,6 +177,7 @@ def fit_command(
         runs,
         law_spec,
         columns=pairs(columns, "--columns"),
+        where=where,
         inputs=pairs(inputs, "--input"),
         priors=pairs(priors, "--prior"),
         pool=pairs(pool, "--pool"),

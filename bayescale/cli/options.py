@@ -34,9 +34,20 @@ def columns_option(example: str = "N='Model Size',C='Training FLOP'"):
     )
 
 
+def where_option():
+    return cloup.option(
+        "--where",
+        default=None,
+        metavar="FILTER",
+        help="Use only the rows this filter keeps: \"data == 'rpj'\", \"N >= 1e9 and data != 'c4'\", "
+        '"data in [\'rpj\', \'c4\']", "not (N < 1e8)", "`Model Size` > 1e8" (your column names, or the '
+        "canonical names you mapped).",
+    )
+
+
 def input_group(example: str = "N='Model Size',C='Training FLOP'", *more):
-    """Input: how the runs table's columns map to the law's names."""
-    return cloup.option_group("Input", columns_option(example), *more)
+    """Input: how the runs table's columns map to the law's names, and which rows to use."""
+    return cloup.option_group("Input", columns_option(example), where_option(), *more)
 
 
 def law_option(default: str | None = "chinchilla", *, multiple: bool = False, help: str | None = None):

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from bayescale import defaults
+from bayescale.data.filters import narrowed
 from bayescale.data.runs import Runs, RunsSource, column_list, load_runs, read_table, row_numbers
 from bayescale.data.schedules import (
     SCHEDULE_COLUMNS,
@@ -75,6 +76,7 @@ def load_checkpoints(
     warmup: float | None = None,
     keep: Iterable[str] = (),
     upto: float = 1.0,
+    where: str | None = None,
 ) -> Runs:
     """Read and validate a checkpoint table (``run``, ``step``, ``loss``, ...) and drop the early phase.
 
@@ -100,12 +102,16 @@ def load_checkpoints(
     upto : float, default 1.0
         How much of each run the fit will see (a fraction in (0, 1] of its planned length, or a step > 1);
         only the default cut uses it, to drop at most half of that part.
+    where : str, optional
+        Only the checkpoints this row filter keeps, such as ``"run in ['a', 'b']"`` or ``"model == '1b'"``
+        (:func:`~bayescale.data.runs.load_runs`), before the early-phase cut.
 
     Returns
     -------
     Runs
         The checkpoints left after the cut, in table order, with ``run`` as strings and index ``row``
-        (0, 1, ...); ``notes`` say how many early-phase checkpoints were excluded and by which rule.
+        (the table's row numbers, from 0); ``notes`` say how many early-phase checkpoints were excluded
+        and by which rule.
 
     Raises
     ------
@@ -115,10 +121,10 @@ def load_checkpoints(
     BayescaleError
         If ``warmup`` is negative or not a number.
     """
-    raw, where = (source.frame.copy(), source.source) if isinstance(source, Runs) else read_table(source)
+    raw, origin = (source.frame.copy(), source.source) if isinstance(source, Runs) else read_table(source)
     keep = [*(c for c in (*SCHEDULE_COLUMNS, "S1", "S2") if c in raw.columns), *keep]
-    runs = load_runs(raw, columns, extra_inputs=("step",), keep=keep)
-    runs.source = where
+    runs = load_runs(raw, columns, extra_inputs=("step",), keep=keep, where=where)
+    runs.source = origin if where is None else narrowed(origin, where)
     frame = runs.frame
     for col in ("run", "step"):
         if col not in frame.columns:
@@ -160,8 +166,7 @@ def load_checkpoints(
         if len(dropped):
             frame = frame.drop(dropped)
             runs.notes.append(f"{len(dropped)} early-phase checkpoints at or before {rule} were excluded")
-    runs.frame = frame.reset_index(drop=True)
-    runs.frame.index.name = "row"
+    runs.frame = frame
     return runs
 
 
@@ -244,7 +249,7 @@ def fit_curves(
     frame = runs.frame
     if _needs_schedule(law) and not {"S1", "S2"} <= set(frame.columns):
         frame = add_schedule_inputs(frame)
-    seen = frame[frame["step"] <= upto_steps(frame, upto)].reset_index(drop=True)
+    seen = frame[frame["step"] <= upto_steps(frame, upto)]
     if len(seen) == 0:
         raise BayescaleError(f"no checkpoints at or before upto={upto}: nothing to fit")
     pool = default_pool(law) if pool is None else dict(pool)

@@ -8,7 +8,6 @@ rows at fault.
 
 from __future__ import annotations
 
-import difflib
 import logging
 import os
 from collections.abc import Iterable, Mapping
@@ -19,7 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bayescale.errors import DataError, DataWarning, UnitsWarning, warn_user
+from bayescale.data.filters import narrowed, parse_filter, text_literal, written
+from bayescale.errors import DataError, DataWarning, UnitsWarning, column_list, row_numbers, warn_user
 
 logger = logging.getLogger("bayescale")
 
@@ -76,6 +76,18 @@ class Runs:
     def columns(self) -> list[str]:
         return list(self.frame.columns)
 
+    def subset(self, mask, rule: str) -> Runs:
+        """The rows where ``mask`` is True (their row numbers kept); ``rule``, how they were picked, joins the source."""
+        frame = self.frame[np.asarray(mask, dtype=bool)].copy()
+        return Runs(frame, list(self.notes), narrowed(self.source, rule), list(self.original_columns))
+
+    def split(self, by: str) -> dict[str, Runs]:
+        """The runs of each value of column ``by``, named ``str(value)``, sorted: :meth:`subset` for each."""
+        return {
+            str(level): self.subset(self.frame[by] == level, f"{written(by)} == {text_literal(level)}")
+            for level in sorted(self.frame[by].dropna().unique())
+        }
+
     def require(self, inputs: Iterable[str], n_params: int, law_name: str) -> None:
         """Check that the table has the law's inputs and more rows than it has parameters."""
         missing = [c for c in (*inputs, "loss") if c not in self.frame.columns]
@@ -101,28 +113,12 @@ type RunsSource = Runs | TableSource
 type Points = pd.DataFrame | Mapping[str, Any]
 
 
-def column_list(columns, near: Iterable[str] = (), limit: int = 8) -> str:
-    """At most ``limit`` column names, those closest to the ``near`` names first, and how many more there are."""
-    names = [str(c) for c in columns]
-    close = [m for n in near for m in difflib.get_close_matches(str(n), names, n=3, cutoff=0.5)]
-    shown = list(dict.fromkeys([*close, *names]))[:limit]
-    return ", ".join(shown) + (f" and {len(names) - len(shown)} more" if len(names) > len(shown) else "")
-
-
 def point_label(row: pd.Series, names: Iterable[str]) -> str:
     """A point in the user's terms: ``N=7e+10, D=1.4e+12`` (numbers to 3 significant digits)."""
     return ", ".join(
         f"{name}={row[name]:.3g}" if isinstance(row[name], (int, float, np.number)) else f"{name}={row[name]}"
         for name in names
     )
-
-
-def row_numbers(index, noun: str = "rows", limit: int = 8) -> str:
-    """'rows 3, 8 and 2 more (1 = the first data row)': counted from 1, as a spreadsheet counts a table's rows."""
-    numbers = [int(i) + 1 if isinstance(i, (int, np.integer)) else i for i in list(index)]
-    shown = ", ".join(map(str, numbers[:limit])) + (f" and {len(numbers) - limit} more" if len(numbers) > limit else "")
-    first = "the first point" if noun == "points" else "the first data row"
-    return f"{noun} {shown} (1 = {first})"
 
 
 def read_table(source) -> tuple[pd.DataFrame, str]:
@@ -145,18 +141,24 @@ def load_runs(
     *,
     extra_inputs: Iterable[str] = (),
     keep: Iterable[str] = (),
+    where: str | None = None,
 ) -> Runs:
-    """Read and validate a runs table.
+    """Read and validate a runs table, or the rows of it that a filter keeps.
 
     ``columns`` maps canonical names to the table's names (``{"N": "Model Size"}``). ``extra_inputs``
     are a law's own input names (also allowed as mapping targets). ``keep`` are further columns to
-    carry along unchanged (for example group columns).
+    carry along unchanged (for example group columns). ``where`` keeps the rows a filter selects
+    (:mod:`bayescale.data.filters`), before any value is checked, so a bad value in a row it drops
+    is no error. The index is the file's row numbers (from 0), kept through the filter, so every
+    message names the user's row.
 
     Parameters
     ----------
     source : str, pathlib.Path, pandas.DataFrame or Runs
         A ``.csv`` (or ``.txt``, comma-separated), ``.tsv`` or ``.parquet`` (``.pq``) file, or a DataFrame
-        (copied). A :class:`Runs` is returned as it is, unchecked.
+        (copied; its index is kept as the row numbers when it is an integer index named ``row``, as a
+        :class:`Runs` frame's is, else the rows are numbered from 0). A :class:`Runs` is returned as it
+        is, unchecked (only filtered by ``where``).
     columns : Mapping[str, str], optional
         Canonical name -> the table's name, e.g. ``{"N": "Model Size"}``. Targets must be canonical names
         (:data:`CANONICAL`) or in ``extra_inputs``.
@@ -164,20 +166,28 @@ def load_runs(
         A law's own input names: kept, checked as numbers, and allowed as mapping targets.
     keep : iterable of str, default ()
         Further columns to carry along unchanged (for example group columns); each must exist.
+    where : str, optional
+        A row filter such as ``"data == 'rpj'"``, ``"N >= 1e9 and data != 'c4'"`` or
+        ``"data in ['rpj', 'c4']"`` (:mod:`bayescale.data.filters`); it may name any column of the table,
+        by the table's name or by the canonical name it is mapped to (and ``D`` or ``C`` where they are
+        derived). ``Runs.source`` then says so: ``"runs.csv where data == 'rpj'"``.
 
     Returns
     -------
     Runs
         The table with only the canonical columns, ``extra_inputs`` and ``keep`` (in the table's order),
-        numeric columns as floats, ``D`` derived as C/(6N) or ``C`` as 6ND where missing, index ``row``;
-        ``notes`` record what was derived.
+        numeric columns as floats, ``D`` derived as C/(6N) or ``C`` as 6ND where missing, index ``row``
+        (the file's row numbers, from 0); ``notes`` record what was derived.
 
     Raises
     ------
+    BayescaleError
+        If ``where`` cannot be read (:func:`~bayescale.data.filters.parse_filter`).
     DataError
         If the file is missing or of an unknown format, the mapping names an unknown or absent column,
-        there is no ``loss`` column, or a value is not a number, empty, infinite or not positive (the
-        error names the column and rows).
+        ``where`` names an unknown column, compares text with a number (or a number with text) or keeps
+        no row, there is no ``loss`` column, or a value is not a number, empty, infinite or not positive
+        (the error names the column and the rows of the file).
 
     Warns
     -----
@@ -187,8 +197,13 @@ def load_runs(
         When rows repeat earlier rows exactly.
     """
     if isinstance(source, Runs):
-        return source
-    frame, where = read_table(source)
+        if where is None:
+            return source
+        frame, origin = filter_table(source.frame, where, source.source)
+        return Runs(frame.copy(), list(source.notes), origin, list(source.original_columns))
+    frame, origin = read_table(source)
+    if not _numbered(frame):
+        frame.index = pd.RangeIndex(len(frame), name="row")
     columns = dict(columns or {})
     allowed = set(CANONICAL) | set(extra_inputs)
     unknown = sorted(set(columns) - allowed)
@@ -200,22 +215,25 @@ def load_runs(
     for canonical, theirs in columns.items():
         if theirs not in frame.columns:
             raise DataError(
-                f"column {theirs!r} (mapped to {canonical}) is not in the runs table ({where}); "
+                f"column {theirs!r} (mapped to {canonical}) is not in the runs table ({origin}); "
                 f"it has {column_list(frame.columns, [theirs])}"
             )
     renamed = frame.rename(columns={theirs: canonical for canonical, theirs in columns.items()})
+    if where is not None:
+        renamed, origin = filter_table(
+            renamed, where, origin, {theirs: canonical for canonical, theirs in columns.items()}
+        )
     wanted = [c for c in renamed.columns if c in allowed or c in set(keep)]
     missing_keep = [c for c in keep if c not in renamed.columns]
     if missing_keep:
         raise DataError(
-            f"column(s) {', '.join(missing_keep)} are not in the runs table ({where}); "
+            f"column(s) {', '.join(missing_keep)} are not in the runs table ({origin}); "
             f"it has {column_list(renamed.columns, missing_keep)}"
         )
     table = renamed[wanted].copy()
-    table.index = pd.RangeIndex(len(table), name="row")
     if "loss" not in table.columns:
         raise DataError(
-            f"the runs table ({where}) has no 'loss' column; it has {column_list(frame.columns, ['loss'])}. "
+            f"the runs table ({origin}) has no 'loss' column; it has {column_list(frame.columns, ['loss'])}. "
             "Map it with columns={'loss': 'your name'} or --columns loss='your name'"
         )
     numeric = [c for c in table.columns if c in CANONICAL and c != "run"] + list(extra_inputs)
@@ -224,7 +242,54 @@ def load_runs(
     _warn_duplicates(table)
     for note in notes:
         logger.info(note)
-    return Runs(table, notes, where, [str(c) for c in frame.columns])
+    return Runs(table, notes, origin, [str(c) for c in frame.columns])
+
+
+def _numbered(frame: pd.DataFrame) -> bool:
+    """Whether a DataFrame's index already holds a table's row numbers (bayescale's own frames: integers, ``row``)."""
+    return frame.index.name == "row" and pd.api.types.is_integer_dtype(frame.index) and frame.index.is_unique
+
+
+def filter_table(
+    frame: pd.DataFrame, where: str, origin: str = "DataFrame", aliases: Mapping[str, str] | None = None
+) -> tuple[pd.DataFrame, str]:
+    """The rows of a table that a row filter keeps, and the table's description with the filter.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The table; its index (the row numbers) is kept.
+    where : str
+        The filter (:mod:`bayescale.data.filters`): ``"data == 'rpj'"``, ``"N >= 1e9 and data != 'c4'"``,
+        ``"data in ['rpj', 'c4']"``, ``"not (N < 1e8)"``, ```Model Size` > 1e8``. ``D`` or ``C`` may be
+        named where the table has the other two of N, D, C (derived as :func:`load_runs` derives them).
+    origin : str, default "DataFrame"
+        What the table is, for messages and the description (a file's path).
+    aliases : dict of str to str, optional
+        Other names the filter may use for columns of ``frame`` (the user's name -> the name in ``frame``).
+
+    Returns
+    -------
+    tuple of (pandas.DataFrame, str)
+        The rows kept, and ``origin`` with the filter: ``"runs.csv where data == 'rpj'"``.
+
+    Raises
+    ------
+    BayescaleError
+        If the filter cannot be read.
+    DataError
+        If it names no column of the table, compares a text column with a number (or a column of
+        numbers with text), or keeps no row.
+    """
+    rule = parse_filter(where)
+    view = frame
+    if {"D", "C"} & set(rule.columns) - set(frame.columns):  # a derived D or C, as the fit will see it
+        view = frame.assign(**{c: pd.to_numeric(frame[c], errors="coerce") for c in ("N", "D", "C") if c in frame})
+        _derive(view, [])
+    mask = rule.mask(view, aliases)
+    if not mask.any():
+        raise DataError(f"where {where!r} keeps none of the {len(frame)} rows of {origin}")
+    return frame[mask], narrowed(origin, where)
 
 
 def _clean(table: pd.DataFrame, numeric: Iterable[str]) -> list[str]:

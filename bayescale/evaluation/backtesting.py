@@ -10,7 +10,6 @@ its median forecast, and the held-out log predictive density (a proper score: hi
 
 from __future__ import annotations
 
-import ast
 import json
 import re
 import warnings
@@ -24,17 +23,22 @@ import pandas as pd
 from scipy.special import logsumexp
 
 from bayescale import defaults
-from bayescale.data.runs import Runs, RunsSource, column_list, count_parameters, load_runs, prepare_points
+from bayescale.data.filters import parse_filter
+from bayescale.data.runs import CANONICAL, Runs, RunsSource, column_list, count_parameters, load_runs, prepare_points
 from bayescale.errors import BayescaleError, DataError
 
 LEVELS = (0.5, 0.8, 0.9)
+#: the group of a backtest that is not split by a column
+ALL = "all"
 #: quantiles of the coverage a right forecast shows (:func:`coverage_if_right`)
 COVERAGE_RANGE = (0.05, 0.95)
-_OPS = {ast.GtE: np.greater_equal, ast.Gt: np.greater, ast.LtE: np.less_equal, ast.Lt: np.less}
+HOLDOUT_USAGE = (
+    "a holdout looks like 'N >= 2.9e9', 'C > 1e21 and D > 1e10', \"data == 'rpj' and N >= 1e9\" or 'top 10% C'"
+)
 _TOP = re.compile(r"^\s*top\s+(?P<pct>[0-9.]+)\s*%\s*(?:of\s+)?(?P<col>\w+)\s*$", re.IGNORECASE)
 
 
-def holdout_mask(frame: pd.DataFrame, rule: str) -> np.ndarray:
+def holdout_mask(frame: pd.DataFrame, rule: str, aliases: Mapping[str, str] | None = None) -> np.ndarray:
     """Which rows a holdout rule selects; errors when it selects nothing or everything.
 
     Parameters
@@ -42,10 +46,13 @@ def holdout_mask(frame: pd.DataFrame, rule: str) -> np.ndarray:
     frame : pandas.DataFrame
         The runs table, with the columns the rule names (canonical names, such as ``N``, ``D``, ``C``).
     rule : str
-        Comparisons of a column with a number, joined by ``and`` (``"N >= 2.9e9"``,
-        ``"C > 1e21 and D > 1e10"``; the operators ``>=``, ``>``, ``<=``, ``<``), or a top share of a
-        column (``"top 10% C"``, also ``"top 10% of C"``): the rows at or above that column's
-        ``1 - share`` quantile.
+        A row filter (:mod:`bayescale.data.filters`, the language of ``where``): comparisons of a
+        column with a number or quoted text joined by ``and``, ``or``, ``not`` (``"N >= 2.9e9"``,
+        ``"C > 1e21 and D > 1e10"``, ``"data == 'rpj' and N >= 1e9"``), or a top share of a column
+        (``"top 10% C"``, also ``"top 10% of C"``): the rows at or above that column's ``1 - share``
+        quantile.
+    aliases : dict of str to str, optional
+        Other names for columns of ``frame`` (the user's name -> the canonical one), which the rule may use.
 
     Returns
     -------
@@ -61,16 +68,7 @@ def holdout_mask(frame: pd.DataFrame, rule: str) -> np.ndarray:
     DataError
         If the rule names a column that ``frame`` does not have.
     """
-    match = _TOP.match(rule)
-    if match:
-        column, pct = match.group("col"), float(match.group("pct"))
-        _require_column(frame, column, rule)
-        if not 0 < pct < 100:
-            raise BayescaleError(f"holdout {rule!r}: the share must be between 0 and 100%")
-        values = frame[column].to_numpy(dtype=float)
-        mask = values >= np.quantile(values, 1 - pct / 100)
-    else:
-        mask = _comparison(frame, rule)
+    mask = _rule_mask(frame, rule, aliases)
     if not mask.any():
         raise BayescaleError(f"holdout {rule!r} selects none of the {len(frame)} runs: nothing to forecast")
     if mask.all():
@@ -78,32 +76,25 @@ def holdout_mask(frame: pd.DataFrame, rule: str) -> np.ndarray:
     return mask
 
 
-def _require_column(frame: pd.DataFrame, column: str, rule: str) -> None:
+def _rule_mask(frame: pd.DataFrame, rule: str, aliases: Mapping[str, str] | None = None) -> np.ndarray:
+    """The rows a holdout rule selects (any number of them); errors for a rule that cannot be read or applied."""
+    match = _TOP.match(rule)
+    if not match:
+        return parse_filter(rule, "holdout", HOLDOUT_USAGE).mask(frame, aliases, "holdout")
+    column, pct = match.group("col"), float(match.group("pct"))
+    column = column if column in frame.columns else (aliases or {}).get(column, column)
     if column not in frame.columns:
         raise DataError(f"holdout {rule!r}: no column {column!r}; the runs have {column_list(frame.columns, [column])}")
+    if not 0 < pct < 100:
+        raise BayescaleError(f"holdout {rule!r}: the share must be between 0 and 100%")
+    values = frame[column].to_numpy(dtype=float)
+    return values >= np.quantile(values, 1 - pct / 100)
 
 
-def _comparison(frame: pd.DataFrame, rule: str) -> np.ndarray:
-    usage = "a holdout looks like 'N >= 2.9e9', 'C > 1e21 and D > 1e10' or 'top 10% C'"
-    try:
-        node = ast.parse(rule.strip(), mode="eval").body
-    except SyntaxError:
-        raise BayescaleError(f"cannot parse holdout {rule!r}: {usage}") from None
-    parts = node.values if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.And) else [node]
-    mask = np.ones(len(frame), dtype=bool)
-    for part in parts:
-        if not (
-            isinstance(part, ast.Compare)
-            and len(part.ops) == 1
-            and type(part.ops[0]) in _OPS
-            and isinstance(part.left, ast.Name)
-            and isinstance(part.comparators[0], ast.Constant)
-            and isinstance(part.comparators[0].value, (int, float))
-        ):
-            raise BayescaleError(f"cannot read holdout {rule!r}: {usage}")
-        _require_column(frame, part.left.id, rule)
-        mask &= _OPS[type(part.ops[0])](frame[part.left.id].to_numpy(dtype=float), float(part.comparators[0].value))
-    return mask
+def rule_columns(rule: str) -> list[str]:
+    """The columns a holdout rule names."""
+    match = _TOP.match(rule)
+    return [match.group("col")] if match else parse_filter(rule, "holdout", HOLDOUT_USAGE).columns
 
 
 @dataclass
@@ -172,6 +163,7 @@ def score(fit, heldout: Runs, seed: int) -> dict[str, Any]:
     lpd = heldout_lpd(fit, heldout, seed)
     expected = coverage_if_right(fit, points, seed)
     runs = heldout.frame[inputs].copy()
+    runs.insert(0, "row", np.asarray(heldout.frame.index) + 1)  # the user's file row, counted from 1
     runs["loss"] = loss
     runs["median"] = forecast["median"].to_numpy()
     runs["pred_lower"] = forecast["pred_lower"].to_numpy()
@@ -238,7 +230,7 @@ def heldout_lpd(fit, heldout: Runs, seed: int) -> float:
     return float(np.sum(logsumexp(pointwise, axis=0) - np.log(pointwise.shape[0])))
 
 
-def fit_candidate(candidate: dict, settings: dict, frame: pd.DataFrame):
+def fit_candidate(candidate: dict, settings: dict, frame: RunsSource):
     """Fit a candidate (as ``asdict(Candidate)``) to a runs table in a worker; the fit and its sampler warnings."""
     from bayescale.errors import SamplerWarning
     from bayescale.fitting.pipeline import fit
@@ -251,7 +243,7 @@ def fit_candidate(candidate: dict, settings: dict, frame: pd.DataFrame):
     return result, [str(w.message) for w in caught if issubclass(w.category, SamplerWarning)]
 
 
-def fit_and_score(candidate: dict, settings: dict, train: pd.DataFrame, heldout: pd.DataFrame) -> dict:
+def fit_and_score(candidate: dict, settings: dict, train: RunsSource, heldout: RunsSource) -> dict:
     """One backtest task (runs in a worker): fit ``candidate`` on ``train``, score it on ``heldout``.
 
     Returns plain data (JSON-ready), with the sampler warnings the fit raised.
@@ -321,6 +313,8 @@ class BacktestResult:
         return table
 
     def to_dict(self) -> dict[str, Any]:
+        """The result as saved: the rule, the numbers of runs, and per law its scores and ``rank`` (or its error)."""
+        ranks = self.table["rank"].to_dict() if len(self.results) > len(self.errors) else {}
         return {
             "holdout": self.holdout,
             "n_train": self.n_train,
@@ -330,6 +324,7 @@ class BacktestResult:
                 if "error" in r
                 else {
                     "law": label,
+                    "rank": ranks.get(label),
                     "coverage": r["coverage"],
                     "coverage_if_right": r.get("coverage_if_right"),
                     "median_abs_rel_error": r["median_abs_rel_error"],
@@ -362,12 +357,57 @@ class BacktestResult:
             raise BayescaleError(f"cannot read backtest result {str(path)!r}: {exc}") from None
 
 
+@dataclass
+class GroupedBacktest:
+    """Backtests of each group of a column: the same holdout rules and candidates within every group.
+
+    Parameters
+    ----------
+    by : str
+        The column whose values split the runs into groups.
+    backtests : dict of (str, str) to BacktestResult or str
+        ``(group, holdout rule)`` -> its backtest, or why that group has none (the rule selects none or
+        all of its runs, or every fit failed); groups in sorted order, rules in the order given.
+    """
+
+    by: str
+    backtests: dict[tuple[str, str], BacktestResult | str]
+
+    @property
+    def results(self) -> dict[tuple[str, str], BacktestResult]:
+        """The backtests that ran, by ``(group, holdout rule)``."""
+        return {key: r for key, r in self.backtests.items() if isinstance(r, BacktestResult)}
+
+    @property
+    def errors(self) -> dict[tuple[str, str], str]:
+        """Why a ``(group, holdout rule)`` has no backtest."""
+        return {key: r for key, r in self.backtests.items() if isinstance(r, str)}
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """Every group's :attr:`BacktestResult.table`, indexed by group, holdout rule and candidate."""
+        parts = [r.table.reset_index().assign(group=g, holdout=rule) for (g, rule), r in self.results.items()]
+        return pd.concat(parts).set_index(["group", "holdout", "candidate"])
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"by": column, "groups": [{"group": name, **BacktestResult.to_dict()}, or with "error"]}``."""
+        return {
+            "by": self.by,
+            "groups": [
+                {"group": g, "holdout": rule, "error": r} if isinstance(r, str) else {"group": g, **r.to_dict()}
+                for (g, rule), r in self.backtests.items()
+            ],
+        }
+
+
 def backtest(
     runs: RunsSource,
     candidates: Sequence[Candidate | str],
     holdout: str | Sequence[str],
     *,
     columns: Mapping[str, str] | None = None,
+    where: str | None = None,
+    by: str | None = None,
     draws: int = defaults.DRAWS,
     tune: int = defaults.TUNE,
     chains: int = defaults.CHAINS,
@@ -380,7 +420,7 @@ def backtest(
     processes: int | None = None,
     fail_fast: bool = False,
     progress: Callable[[str], None] | None = None,
-) -> BacktestResult | list[BacktestResult]:
+) -> BacktestResult | list[BacktestResult] | GroupedBacktest:
     """Fit every candidate on the runs outside ``holdout`` and score its forecasts of the held-out runs.
 
     Each (candidate, holdout) fit is one task on an executor (:func:`bayescale.parallel.executor.fan_out`):
@@ -399,11 +439,16 @@ def backtest(
         The ways to forecast, at least one, with distinct labels; a string is a catalog law name or
         a law card path, fitted with default options.
     holdout : str or sequence of str
-        The rule that picks the held-out runs: comparisons on columns joined by ``and``
-        (``"N >= 2.9e9"``, ``"C > 1e21 and D > 1e10"``) or a top share (``"top 10% C"``). Several
+        The rule that picks the held-out runs (:func:`holdout_mask`): a row filter such as
+        ``"N >= 2.9e9"`` or ``"C > 1e21 and D > 1e10"``, or a top share (``"top 10% C"``). Several
         rules give one backtest each.
     columns : dict of str to str, optional
         Maps canonical names to the table's column names, such as ``{"N": "Model Size"}``.
+    where : str, optional
+        Backtest only the runs this row filter keeps (``"data == 'rpj'"``; see :func:`bayescale.load_runs`).
+    by : str, optional
+        Backtest each group of this column on its own (every group's runs, the holdout rules applied
+        within the group); all groups' fits are fanned out together.
     draws : int, default 1000
         Posterior draws per chain in each fit.
     tune : int, default 1000
@@ -432,15 +477,17 @@ def backtest(
 
     Returns
     -------
-    BacktestResult or list of BacktestResult
+    BacktestResult or list of BacktestResult or GroupedBacktest
         For a single rule given as a string, its :class:`BacktestResult` (``table`` ranks the
         candidates by held-out log predictive density); for a sequence, one result per rule, in order.
+        With ``by``, a :class:`GroupedBacktest`: a result per group and rule, and for a group where a rule
+        selects none or all of its runs, or every fit failed, that error instead.
 
     Raises
     ------
     BayescaleError
-        If no holdout rule or candidate is given, labels repeat, a rule cannot be read or selects none
-        or all of the runs, or every fit of a rule fails.
+        If no holdout rule or candidate is given, labels repeat, a rule cannot be read or (without
+        ``by``) selects none or all of the runs, or every fit of a rule fails.
     DataError
         If the runs table cannot be read or lacks a column a rule, mapping or pooling names.
     """
@@ -450,12 +497,28 @@ def backtest(
     if not rules:
         raise BayescaleError("a backtest needs at least one holdout rule")
     candidates, keep = as_candidates(candidates, "backtest")
-    table = load_runs(runs, columns, keep=keep).frame
-    splits = {}
+    aliases = {theirs: canonical for canonical, theirs in (columns or {}).items()}
+    named = {aliases.get(c, c) for rule in rules for c in rule_columns(rule)} - set(CANONICAL)  # text columns too
+    loaded = load_runs(runs, columns, keep=sorted({*keep, *named, *([by] if by else [])}), where=where)
+    groups = {ALL: loaded} if by is None else loaded.split(by)
     for rule in rules:
-        mask = holdout_mask(table, rule)
-        splits[rule] = (table[~mask].reset_index(drop=True), table[mask].reset_index(drop=True))
-    workers, planned_cores = plan_workers(len(rules) * len(candidates), processes)
+        _rule_mask(loaded.frame, rule, aliases)  # a rule that cannot be read fails for every group: raise it once
+    splits, failed = {}, {}
+    for group, part in groups.items():
+        for rule in rules:
+            try:
+                mask = holdout_mask(part.frame, rule, aliases)
+            except BayescaleError as exc:
+                if by is None:
+                    raise
+                failed[(group, rule)] = str(exc)
+                continue
+            splits[(group, rule)] = (part.subset(~mask, f"not ({rule})"), part.subset(mask, rule))
+    if not splits:
+        raise BayescaleError(
+            f"no group of {by!r} can be backtested: " + "; ".join(f"{g}: {e}" for (g, _), e in failed.items())
+        )
+    workers, planned_cores = plan_workers(max(len(splits), 1) * len(candidates), processes)
     settings = {
         "draws": draws,
         "tune": tune,
@@ -466,15 +529,17 @@ def backtest(
         "sampler": sampler,
         "target_accept": target_accept,
     }
-    tasks: dict[tuple[str, str], Task] = {
-        (rule, c.label): (fit_and_score, (asdict(c), settings, *splits[rule]), {}) for rule in rules for c in candidates
+    tasks: dict[tuple[str, str, str], Task] = {
+        (*key, c.label): (fit_and_score, (asdict(c), settings, *split), {})
+        for key, split in splits.items()
+        for c in candidates
     }
 
     def report(outcome, done: int, total: int) -> None:
         if progress is None:
             return
-        rule, label = outcome.key
-        where = f"{label}" + (f" on {rule!r}" if len(rules) > 1 else "")
+        group, rule, label = outcome.key
+        where = f"{label}" + (f" on {rule!r}" if len(rules) > 1 else "") + (f" in {by} = {group}" if by else "")
         if outcome.ok:
             r = outcome.result
             progress(
@@ -487,21 +552,31 @@ def backtest(
     outcomes = fan_out(
         tasks, executor=executor, scheduler=scheduler, max_workers=workers, fail_fast=fail_fast, progress=report
     )
-    results = []
-    for rule in rules:
-        scored = {}
-        for c in candidates:
-            outcome = outcomes[(rule, c.label)]
-            scored[c.label] = (
-                {**outcome.result, "runs": pd.DataFrame(outcome.result["runs"])}
-                if outcome.error is None
-                else {"error": describe(outcome.error)}
-            )
-        if all("error" in r for r in scored.values()):
-            raise BayescaleError(
-                f"backtest on {rule!r}: every fit failed: "
-                + "; ".join(f"{label}: {r['error']}" for label, r in scored.items())
-            )
-        train, heldout = splits[rule]
-        results.append(BacktestResult(rule, len(train), len(heldout), scored))
-    return results[0] if isinstance(holdout, str) else results
+    results: dict[tuple[str, str], BacktestResult | str] = {}
+    for group in groups:
+        for rule in rules:
+            if (group, rule) not in splits:
+                results[(group, rule)] = failed[(group, rule)]
+                continue
+            scored = {}
+            for c in candidates:
+                outcome = outcomes[(group, rule, c.label)]
+                scored[c.label] = (
+                    {**outcome.result, "runs": pd.DataFrame(outcome.result["runs"])}
+                    if outcome.error is None
+                    else {"error": describe(outcome.error)}
+                )
+            if all("error" in r for r in scored.values()):
+                message = f"backtest on {rule!r}: every fit failed: " + "; ".join(
+                    f"{label}: {r['error']}" for label, r in scored.items()
+                )
+                if by is None:
+                    raise BayescaleError(message)
+                results[(group, rule)] = message
+                continue
+            train, heldout = splits[(group, rule)]
+            results[(group, rule)] = BacktestResult(rule, len(train), len(heldout), scored)
+    if by is not None:
+        return GroupedBacktest(by, results)
+    listed = [results[(ALL, rule)] for rule in rules]
+    return listed[0] if isinstance(holdout, str) else listed  # type: ignore[return-value]

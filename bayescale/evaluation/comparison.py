@@ -56,7 +56,7 @@ def check_same_observations(named: Mapping[str, Fit]) -> None:
         if len(differ):
             raise BayescaleError(
                 f"fits {first_name!r} and {name!r} are not on the same observations: the losses "
-                f"differ in {row_numbers(differ)}"
+                f"differ in {row_numbers(first.runs.frame.index[differ])}"
             )
 
 

@@ -30,7 +30,7 @@ from bayescale.fitting.result import Fit
 ALL = "all"
 
 
-def fit_to_netcdf(candidate: dict, settings: dict, frame: pd.DataFrame) -> dict:
+def fit_to_netcdf(candidate: dict, settings: dict, frame: RunsSource) -> dict:
     """One sweep task (runs in a worker): fit the candidate, return the fit file's bytes and its sampler warnings."""
     result, caught = fit_candidate(candidate, settings, frame)
     with tempfile.TemporaryDirectory(prefix="bayescale-sweep-") as folder:
@@ -116,13 +116,14 @@ class Sweep:
         (folder / "fits").mkdir(parents=True, exist_ok=True)
         written = {}
         for (group, label), fit in self.fits.items():
-            written[f"{group}--{label}"] = fit.save(folder / "fits" / f"{_file_name(group)}--{_file_name(label)}.nc")
+            written[f"{group}--{label}"] = fit.save(folder / "fits" / f"{file_name(group)}--{file_name(label)}.nc")
         comparison = self.comparison()
         written["comparison"] = atomic_write(folder / "comparison.csv", lambda tmp: comparison.to_csv(tmp, index=False))
         return written
 
 
-def _file_name(text: str) -> str:
+def file_name(text: str) -> str:
+    """``text`` as part of a file name: letters, digits, ``-``, ``_`` and ``.``, anything else as ``_``."""
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(text)).strip("_") or "_"
 
 
@@ -132,6 +133,7 @@ def fit_many(
     *,
     by: str | None = None,
     columns: Mapping[str, str] | None = None,
+    where: str | None = None,
     draws: int = defaults.DRAWS,
     tune: int = defaults.TUNE,
     chains: int = defaults.CHAINS,
@@ -163,6 +165,8 @@ def fit_many(
         group of all runs, named ``"all"``.
     columns : dict of str to str, optional
         Maps canonical names to the table's column names, such as ``{"N": "Model Size"}``.
+    where : str, optional
+        Fit only the runs this row filter keeps (``"data != 'c4'"``; see :func:`bayescale.load_runs`).
     draws : int, default 1000
         Posterior draws per chain in each fit.
     tune : int, default 1000
@@ -205,11 +209,8 @@ def fit_many(
     from bayescale.parallel.executor import Task, describe, fan_out, plan_workers
 
     candidates, keep = as_candidates(laws, "sweep")
-    table = load_runs(runs, columns, keep=sorted({*keep, *([by] if by else [])})).frame
-    if by is None:
-        groups = {ALL: table}
-    else:
-        groups = {str(level): part.reset_index(drop=True) for level, part in table.groupby(by, sort=True)}
+    loaded = load_runs(runs, columns, keep=sorted({*keep, *([by] if by else [])}), where=where)
+    groups = {ALL: loaded} if by is None else loaded.split(by)  # each keeps the file's row numbers
     workers, planned_cores = plan_workers(len(groups) * len(candidates), processes)
     settings = {
         "draws": draws,

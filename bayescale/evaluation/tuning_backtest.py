@@ -79,6 +79,7 @@ def backtest_tuning(
     holdout: str,
     *,
     columns: Mapping[str, str] | None = None,
+    where: str | None = None,
     seed: int = defaults.SEED,
     **fit_options,
 ) -> dict:
@@ -102,6 +103,8 @@ def backtest_tuning(
         such as ``"N >= 1e9"`` or ``"top 20% C"``.
     columns : dict of str to str, optional
         Maps canonical names to the table's column names, such as ``{"lr": "learning_rate"}``.
+    where : str, optional
+        Backtest only the runs this row filter keeps (``"data == 'rpj'"``; see :func:`bayescale.load_runs`).
     seed : int, default 20240417
         Seed of the fit, the forecasts and the draws that rank the values.
     **fit_options
@@ -137,11 +140,10 @@ def backtest_tuning(
     from bayescale.laws.card import get_law
 
     law = get_law(law)
-    loaded = load_runs(runs, columns, extra_inputs=law.inputs)
+    loaded = load_runs(runs, columns, extra_inputs=law.inputs, where=where)
     check_columns(loaded, law)
-    table = loaded.frame
-    mask = holdout_mask(table, holdout)
-    train, heldout = table[~mask].reset_index(drop=True), table[mask].reset_index(drop=True)
+    mask = holdout_mask(loaded.frame, holdout, {theirs: ours for ours, theirs in (columns or {}).items()})
+    train, heldout = loaded.subset(~mask, f"not ({holdout})"), loaded.subset(mask, holdout)
     fitted = fit_law(train, law, seed=seed, **fit_options)
     held = count_parameters(load_runs(heldout, extra_inputs=law.inputs), fitted.settings.get("params", "total"))
     scored = score(fitted, held, seed)
@@ -152,7 +154,10 @@ def backtest_tuning(
         "n_train": int(len(train)),
         "n_heldout": int(len(heldout)),
         "runs": [
-            {k: (bool(v) if isinstance(v, (bool, np.bool_)) else float(v)) for k, v in row.items()}
+            {
+                k: (bool(v) if isinstance(v, (bool, np.bool_)) else int(v) if k == "row" else float(v))
+                for k, v in row.items()
+            }
             for row in scored["runs"].to_dict("records")
         ],
         "coverage": scored["coverage"],

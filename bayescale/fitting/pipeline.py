@@ -22,7 +22,7 @@ from bayescale.data.runs import Runs, RunsSource, count_parameters, load_runs
 from bayescale.data.tunable import check_columns as check_tunable_columns
 from bayescale.data.tunable import check_runs as check_tunable_runs
 from bayescale.errors import BayescaleError, SamplingExtended, warn_user
-from bayescale.fitting.result import Fit
+from bayescale.fitting.result import Fit, runs_dataset
 from bayescale.inference.diagnostics import diagnose, report
 from bayescale.inference.laplace import centred_where_pinned, laplace_approximation, rewhiten
 from bayescale.inference.sampling import check_settings, draw_posterior
@@ -30,7 +30,7 @@ from bayescale.laws.card import Law, get_law
 from bayescale.laws.likelihood import Likelihood, get_likelihood
 from bayescale.laws.priors import Prior
 from bayescale.model.generative import adopt_model, mean_terms, pointwise_log_likelihood, subset_model
-from bayescale.model.spec import OBS_DIM, SIGMA_SLOPE, ModelSpec
+from bayescale.model.spec import SIGMA_SLOPE, ModelSpec
 from bayescale.model.whitened import build_whitened
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ def _split_priors(priors: Mapping[str, Any] | None, law: Law, likelihood: Likeli
 
 
 def _prepare(
-    runs, law, columns, inputs, priors, pool, likelihood, params, keep=(), noise_trend=False
+    runs, law, columns, inputs, priors, pool, likelihood, params, keep=(), noise_trend=False, where=None
 ) -> tuple[Law, Likelihood, Runs, dict[str, str], dict[str, Any], dict[str, dict[str, Any]]]:
     """Read and check everything a model needs: the law with its priors bound to the data, the runs, the pooling.
 
@@ -106,7 +106,7 @@ def _prepare(
     law_priors, noise_priors, sd_priors = _split_priors(priors, law, lik, pool)
     law = law.with_priors(law_priors)
     runs = count_parameters(
-        load_runs(runs, columns, extra_inputs=law.inputs, keep=sorted({*pool.values(), *keep})), params
+        load_runs(runs, columns, extra_inputs=law.inputs, keep=sorted({*pool.values(), *keep}), where=where), params
     )
     check_tunable_columns(runs, law)
     runs.require(law.inputs, len(law.params) + len(lik.noise_params), law.name)
@@ -122,6 +122,7 @@ def build_model(
     law: Law | str = "chinchilla",
     *,
     columns: Mapping[str, str] | None = None,
+    where: str | None = None,
     inputs: Mapping[str, str] | None = None,
     priors: Mapping[str, Any] | None = None,
     pool: Mapping[str, str] | None = None,
@@ -146,6 +147,9 @@ def build_model(
         A :class:`Law`, a catalog name or the path of a ``.toml`` law card; it must be a law of the loss.
     columns : mapping of str to str, optional
         Canonical column names to the table's (``{"N": "Model Size"}``).
+    where : str, optional
+        Only the runs this row filter keeps, such as ``"data == 'rpj'"`` or ``"N >= 1e8 and data != 'c4'"``
+        (:func:`bayescale.load_runs`); the fit's ``runs.source`` records it.
     inputs : mapping of str to str, optional
         Binds the law's generic inputs to columns (``{"X": "D"}``).
     priors : mapping of str to Prior, str or dict, optional
@@ -180,7 +184,7 @@ def build_model(
     from bayescale.model.generative import build_generative
 
     law, lik, runs, pool, noise_priors, sd_priors = _prepare(
-        runs, law, columns, inputs, priors, pool, likelihood, params, keep=groups, noise_trend=noise_trend
+        runs, law, columns, inputs, priors, pool, likelihood, params, groups, noise_trend, where
     )
     spec = ModelSpec.from_runs(law, lik, runs, noise_priors, pool, sd_priors)
     return build_generative(spec, {c: runs.frame[c].to_numpy() for c in groups}, terms)
@@ -258,6 +262,7 @@ def fit(
     law: Law | str = "chinchilla",
     *,
     columns: Mapping[str, str] | None = None,
+    where: str | None = None,
     inputs: Mapping[str, str] | None = None,
     priors: Mapping[str, Any] | None = None,
     pool: Mapping[str, str] | None = None,
@@ -314,6 +319,9 @@ def fit(
         A :class:`Law`, a catalog name or the path of a ``.toml`` law card; it must be a law of the loss.
     columns : mapping of str to str, optional
         Canonical column names to the table's (``{"N": "Model Size"}``).
+    where : str, optional
+        Only the runs this row filter keeps, such as ``"data == 'rpj'"`` or ``"N >= 1e8 and data != 'c4'"``
+        (:func:`bayescale.load_runs`); the fit's ``runs.source`` records it.
     inputs : mapping of str to str, optional
         Binds the law's generic inputs to columns (``{"X": "D"}``).
     priors : mapping of str to Prior, str or dict, optional
@@ -373,7 +381,7 @@ def fit(
     timer = StageTimer()
     with timer("read and validate"):
         law, lik, runs, pool, noise_priors, sd_priors = _prepare(
-            runs, law, columns, inputs, priors, pool, likelihood, params, noise_trend=noise_trend
+            runs, law, columns, inputs, priors, pool, likelihood, params, noise_trend=noise_trend, where=where
         )
     with timer("mode search"):
         spec = ModelSpec.from_runs(law, lik, runs, noise_priors, pool, sd_priors)
@@ -460,7 +468,7 @@ def fit(
     report(diagnostics)
     with timer("log-likelihood"):  # PyMC's, on the generative model (LOO works on every fit)
         idata["log_likelihood"] = xr.Dataset({"log_loss": pointwise_log_likelihood(spec, posterior)})
-        idata["constant_data"] = xr.Dataset({c: (OBS_DIM, runs.frame[c].to_numpy()) for c in runs.columns})
+        idata["constant_data"] = runs_dataset(runs)
     extrapolation_settings = {"method": "none"}
     terms = mean_terms(spec)
     if extrapolation == "calibrated" and not terms:  # forecasts of a model with terms are refused (predict)

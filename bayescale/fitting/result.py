@@ -31,7 +31,7 @@ from bayescale.laws.card import Law
 from bayescale.laws.likelihood import Likelihood, get_likelihood
 from bayescale.laws.priors import Prior, PriorSpec
 from bayescale.model.generative import OBSERVED, adopt_model, build_generative, posterior_offsets
-from bayescale.model.spec import ModelSpec
+from bayescale.model.spec import OBS_DIM, ModelSpec
 
 if TYPE_CHECKING:
     import pymc as pm
@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 FORMAT_VERSION = 1
 #: the root attribute holding bayescale's metadata (JSON)
 META_ATTRIBUTE = "bayescale"
+#: the coordinate of ``constant_data`` that keeps each run's row number in the user's table (from 0)
+ROW_COORDINATE = "table_row"
 
 
 class Fit:
@@ -370,7 +372,8 @@ class Fit:
             )
         constant = tree["constant_data"].to_dataset()
         frame = pd.DataFrame({name: np.asarray(var.values) for name, var in constant.data_vars.items()})
-        frame.index = pd.RangeIndex(len(frame), name="row")
+        rows = constant.coords.get(ROW_COORDINATE)
+        frame.index = pd.RangeIndex(len(frame), name="row") if rows is None else pd.Index(rows.values, name="row")
         runs = Runs(frame, list(meta.get("notes", [])), meta.get("source", source))
         noise = {k: Prior.parse(v) for k, v in meta.get("noise_priors", {}).items()}
         return cls(
@@ -429,3 +432,11 @@ class Fit:
             f"<Fit {self.law.name} ({self.likelihood.name} likelihood), {self.n_obs} runs, "
             f"{self.diagnostics.n_draws} draws, {'ok' if self.diagnostics.ok else 'WITH SAMPLER WARNINGS'}>"
         )
+
+
+def runs_dataset(runs: Runs) -> xr.Dataset:
+    """The runs as a fit stores them (``constant_data``): a variable per column along ``obs``, and the
+    rows' numbers in the user's table as coordinate :data:`ROW_COORDINATE` (read back as the index)."""
+    index = runs.frame.index
+    rows = {ROW_COORDINATE: (OBS_DIM, index.to_numpy(dtype=np.int64))} if pd.api.types.is_integer_dtype(index) else {}
+    return xr.Dataset({c: (OBS_DIM, runs.frame[c].to_numpy()) for c in runs.columns}, coords=rows)
