@@ -317,12 +317,12 @@ def test_downstream_takes_a_loss_fit_per_group_and_names_each_groups_chance(corp
 
 def _sweep_folder(folder, fits: dict) -> None:
     """A folder as `bayescale sweep --out` writes it: fits/<group>--<law>.nc and comparison.csv (ranks given)."""
-    from bayescale.evaluation.sweep import _file_name
+    from bayescale.evaluation.sweep import file_name
 
     (folder / "fits").mkdir(parents=True)
     rows = []
     for (group, label), (path, rank) in fits.items():
-        (folder / "fits" / f"{_file_name(group)}--{_file_name(label)}.nc").write_bytes(path.read_bytes())
+        (folder / "fits" / f"{file_name(group)}--{file_name(label)}.nc").write_bytes(path.read_bytes())
         rows.append({"group": group, "law": label, "rank": rank, "elpd": -rank, "error": ""})
     pd.DataFrame(rows).to_csv(folder / "comparison.csv", index=False)
 

@@ -185,7 +185,7 @@ def sweep_loss_fits(
     Per group: the law ``law`` names (a label of the sweep or a law's name), else the sweep's best by
     PSIS-LOO (rank 1 in ``comparison.csv``). Returns the fits, their files and why each was picked.
     """
-    from bayescale.evaluation.sweep import _file_name
+    from bayescale.evaluation.sweep import file_name
 
     folder = Path(folder)
     table_path, fits_folder = folder / "comparison.csv", folder / "fits"
@@ -220,7 +220,7 @@ def sweep_loss_fits(
                 if len(labels) > 1
                 else "the sweep's only law"
             )
-        path = fits_folder / f"{_file_name(group)}--{_file_name(label)}.nc"
+        path = fits_folder / f"{file_name(group)}--{file_name(label)}.nc"
         fits[str(group)], files[str(group)], notes[str(group)] = _fit_load(path), str(path), note
     if not fits:
         raise BayescaleError(f"--loss-fit {str(folder)!r}: every fit of that sweep failed (see its comparison.csv)")
