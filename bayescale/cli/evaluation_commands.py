@@ -19,7 +19,7 @@ from bayescale.cli.options import (
     sampling_settings,
 )
 from bayescale.cli.parsing import at_points, candidate, check_fan_out, numbered, pairs
-from bayescale.cli.render import band, emit, fmt
+from bayescale.cli.render import band, bands_line, emit, fmt, wrap
 from bayescale.errors import BayescaleError
 
 _CANDIDATE_HELP = ', optionally with fit options: "chinchilla likelihood=normal pool=E:dataset" (repeatable).'
@@ -266,6 +266,17 @@ def _tune_text(result: dict):
         f"{result['law']}: best {', '.join(names)} (median, {pct} interval), the loss of a run there "
         f"(law and run bands), and the loss given up away from it"
     )
+    includes = result["band_includes"]
+    yield wrap(
+        bands_line(
+            result["ci_prob"],
+            [
+                (f"best {', '.join(names)}", includes["best"]),
+                ("loss and the loss given up", includes["credible"]),
+                ("run", includes["predictive"]),
+            ],
+        )
+    )
     for row in result["predictions"]:
         where = ", ".join(f"{k}={row[k]:.3g}" for k in ("N", "D") if k in row)
         best = "; ".join(f"{n}* {band(row[f'{n}_opt'], '.3g')}" for n in names)
@@ -289,8 +300,6 @@ def _tune_text(result: dict):
                 f"({within}); a run there: {g['loss']['median']:.4f} [{g['loss']['pred_lower']:.4f}, "
                 f"{g['loss']['pred_upper']:.4f}]"
             )
-    if any(row["loss"]["extrapolation"] > 0 for row in result["predictions"]):
-        yield "note: the run bands include the extrapolation discrepancy beyond the fitted runs"
     if result.get("saved"):
         yield f"saved {result['saved']}"
 
@@ -389,6 +398,7 @@ def tune_command(runs, columns, law_spec, at, lr, batch, holdout, quiet, out, ci
         "tunable": names,
         "predictions": tune_records(table),
         "tried": {n: [fitted.runs[n].min(), fitted.runs[n].max()] for n in names},
+        "band_includes": table.attrs["band_includes"],
     }
     if out:
         result["saved"] = fitted.save(out)
