@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import click
@@ -21,6 +22,7 @@ from bayescale.cli.options import (
 from bayescale.cli.parsing import at_points, candidate, check_fan_out, numbered, pairs
 from bayescale.cli.render import band, bands_line, emit, fmt, wrap
 from bayescale.errors import BayescaleError
+from bayescale.files import staged_folder
 
 _CANDIDATE_HELP = ', optionally with fit options: "chinchilla likelihood=normal pool=E:dataset" (repeatable).'
 
@@ -202,20 +204,29 @@ def sweep_command(
         progress=None if quiet else (lambda msg: click.echo(msg, err=True)),
         **sampling_settings(sampling),
     )
-    written = sweep.save(out_dir)
-    if not no_report:
-        text = bs.build_sweep_report(sweep, progress=lambda step: click.echo(f"report: {step}", err=True))
-        written["report"] = bs.write_report(Path(out_dir) / "report.html", text)
-    for (group, label), messages in sweep.warnings.items():
-        for message in messages:
-            click.echo(f"warning: {label} on {group}: {message}", err=True)
+    with warnings.catch_warnings(record=True) as caught, staged_folder(out_dir) as staging:
+        written = sweep.save(staging)  # Ctrl-C or an error before the end leaves no file in out_dir
+        if not no_report:
+            text = bs.build_sweep_report(sweep, progress=lambda step: click.echo(f"report: {step}", err=True))
+            written["report"] = bs.write_report(staging / "report.html", text)
+        comparison = sweep.comparison()
+    summary = sweep.warning_summary(str(w.message) for w in caught)
+    for item in summary:
+        sources = ", ".join(item["from"])
+        if item["count"] == 1:
+            click.echo(f"warning: {sources + ': ' if sources else ''}{item['message']}", err=True)
+        else:
+            click.echo(
+                f"warning: {item['message']} ({item['count']} times{': ' + sources if sources else ''})", err=True
+            )
     for (group, label), message in sweep.errors.items():
         click.echo(f"error: {label} on {group} failed: {message}", err=True)
     result = {
         "by": by,
-        "comparison": sweep.comparison(),
-        "files": {k: str(v) for k, v in written.items()},
+        "comparison": comparison,
+        "files": {k: str(Path(out_dir) / Path(v).relative_to(staging)) for k, v in written.items()},
         "fits_folder": Path(out_dir) / "fits",
+        "warnings": summary,
     }
     emit(result, as_json, _sweep_text)
     if sweep.errors:
