@@ -219,7 +219,7 @@ def findings(result: dict) -> list[str]:
     scale = result.get("loss_scale")
     if scale and scale["looks_like_perplexity"]:
         out.append(
-            f"loss scale: the fitted loss floor {scale['floor']:.3g} is above the floors fits of language-model "
+            f"loss scale: the loss floor that fits the runs best ({scale['floor']:.3g}) is above the floors fits of language-model "
             f"sweeps find ({scale['plausible_floors'][0]:g} to {scale['plausible_floors'][1]:g} nats), but its log, "
             f"{scale['log_floor']:.3g}, is one: the loss column looks like perplexity (exp of the loss). If it is, "
             "fit ln(perplexity): the laws and their priors are for losses in nats."
