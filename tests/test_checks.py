@@ -119,3 +119,42 @@ def test_scatter_that_grows_with_n_is_reported_with_the_noise_trend_as_the_remed
     assert thirds["coverage_0.5_largest_third"] < 0.35 < 0.65 < thirds["coverage_0.5_smallest_third"], thirds
     finding = next(f for f in result["findings"] if f.startswith("noise along N"))
     assert "grows with N" in finding and "too narrow" in finding and "--noise-trend" in finding
+
+
+@pytest.mark.slow
+def test_perplexities_given_as_the_loss_are_flagged_and_real_losses_are_not(epoch_path):
+    """Known answers: Epoch's losses exponentiated are flagged; Epoch, Gadre et al. and the demo as they are, not.
+
+    Before, perplexities went through fit and check unflagged (load_runs warns only when every value is above 10).
+    """
+    from conftest import shared_file
+
+    from bayescale.forecast.checks import loss_scale
+
+    epoch = bs.datasets.load_epoch_chinchilla(epoch_path).frame
+    gadre = bs.datasets.load_gadre(shared_file("gadre-overtrain/DERIVED_flat_losses.csv")).frame
+    demo = bs.datasets.synthetic_sweep(0)
+    tables = {
+        "epoch": epoch,
+        "gadre": gadre[["N", "D", "loss"]],
+        "demo": demo,
+        "demo exponentiated": demo.assign(loss=np.exp(demo["loss"])),  # the prior holds the posterior floor at 2.4
+        "epoch exponentiated": epoch.assign(loss=np.exp(epoch["loss"])),
+    }
+    scales = {}
+    for name, table in tables.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fitted = bs.fit(table, "chinchilla", draws=150, tune=200, chains=2, progressbar=False, extrapolation="none")
+        scales[name] = loss_scale(fitted)
+    flagged = {name for name, scale in scales.items() if scale["looks_like_perplexity"]}
+    assert flagged == {"epoch exponentiated", "demo exponentiated"}, scales
+    assert 1.4 < scales["epoch"]["floor"] < 2.2 and 1.7 < scales["epoch exponentiated"]["log_floor"] < 2.2
+    result = fitted.check(prior_draws=100)  # the last fit: perplexities; the finding says so and what to do
+    assert result["loss_scale"]["looks_like_perplexity"]
+    (finding,) = [f for f in result["findings"] if f.startswith("loss scale:")]
+    assert "looks like perplexity (exp of the loss)" in finding and "fit ln(perplexity)" in finding
+    assert loss_scale(fake_fit(bs.datasets.synthetic_sweep(0), law="kaplan_nd", values=KAPLAN)) is None  # no floor
+
+
+KAPLAN = {"Nc": 8.8e13, "alphaN": 0.076, "Dc": 5.4e13, "alphaD": 0.095}

@@ -113,6 +113,7 @@ def test_curve_cli_json(tmp_path, curves, capsys, monkeypatch):
     assert code == 0, captured.err
     data = json.loads(captured.out)
     assert data["ci_prob"] == 0.9 and len(data["runs"]) == 1
+    assert data["band_includes"] == {"credible": ["parameters"], "predictive": ["parameters", "noise"]}
     record = data["runs"][0]
     assert record["run"] == "run1" and set(record["final"]) == {"median", "pred_lower", "pred_upper"}
     assert {"upto_step", "horizon_step", "p_improve", "saturation_step"} <= set(record)
@@ -121,6 +122,7 @@ def test_curve_cli_json(tmp_path, curves, capsys, monkeypatch):
     text = capsys.readouterr().out  # the total drop and the per-1,000-step gain are told apart
     assert f"P(loss falls by more than 0.01 between steps {record['upto_step']:.0f} and " in text
     assert "each further 1,000 steps gains less than 0.01" in text
+    assert "bands: 90% intervals; law: parameters only, no extrapolation discrepancy; run: parameters + noise" in text
     assert main(["curve", str(path), "--upto", "0.5", "--run", "nope", "--draws", "20", "--tune", "20"]) == 2
     assert "no run 'nope'" in capsys.readouterr().err
 

@@ -1,3 +1,4 @@
+import re
 import warnings
 
 import numpy as np
@@ -159,6 +160,18 @@ def test_held_out_runs_are_scored_in_the_fit_s_parameter_count(demo_runs):
     fit.settings["params"] = "non_embedding"
     scored = score(fit, bs.load_runs(heldout), seed=0)
     assert np.allclose(scored["runs"]["N"], heldout["N_no_embed"])
+
+
+@pytest.mark.parametrize("name", ["val_ppl", "Perplexity", "PPL", "c4 ppl (eval)"])
+def test_a_loss_column_named_like_a_perplexity_is_noted(name):
+    """Perplexities of 3 to 8 pass the check on the values (all below 10); the column's name still says so."""
+    frame = pd.DataFrame({"N": [1e8, 1e9, 1e10], "D": [2e9, 2e10, 2e11], name: [8.1, 5.2, 3.4]})
+    with pytest.warns(UnitsWarning, match=rf"the loss column {re.escape(repr(name))} is named like a perplexity"):
+        bs.load_runs(frame, {"loss": name})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # names that only contain the letters are not perplexities
+        for other in ("loss", "apple_loss", "upplied"):
+            bs.load_runs(frame.rename(columns={name: other}), {"loss": other} if other != "loss" else None)
 
 
 def test_implausible_tables_warn_and_say_how_to_silence_it():

@@ -1,11 +1,13 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import fake_fit
 
 import bayescale as bs
 from bayescale.cli.main import main
+from bayescale.fitting.result import Fit
 from bayescale.forecast.plan import chinchilla_closed_form, frontier_exponents, optimal_allocation
 from bayescale.forecast.predict import flat_draws
 
@@ -77,6 +79,12 @@ def test_cli_plan_json(spread_fit, tmp_path, capsys):
         "loss_opt",
         "flops_vs_largest_run",
         "run_at_plan",
+        "band_includes",
+    }
+    assert data["band_includes"] == {  # a fit without the extrapolation discrepancy says so
+        "allocation": ["parameters"],
+        "credible": ["parameters"],
+        "predictive": ["parameters", "noise"],
     }
     assert main(["plan", str(path), "--flops", "-1"]) == 2
     assert "positive, finite" in capsys.readouterr().err
@@ -225,7 +233,12 @@ def test_plan_and_candidates_give_the_bands_predict_gives(demo_runs):
     assert run["N"] == pytest.approx(result["N_opt"]["median"])
     for key in ("median", "pred_lower", "pred_upper", "extrapolation"):
         assert run[key] == pytest.approx(direct[key])
-    assert run["pred_upper"] - run["pred_lower"] > 1.5 * (result["loss_opt"]["upper"] - result["loss_opt"]["lower"])
+    for stat in ("median", "lower", "upper"):  # the loss at the optimum is predict's credible band there
+        assert result["loss_opt"][stat] == direct[stat]
+    law_only = np.quantile(optimal_allocation(fit, flops)["loss_opt"], [0.05, 0.95])
+    assert result["loss_opt"]["upper"] - result["loss_opt"]["lower"] > 2 * (law_only[1] - law_only[0])
+    assert result["band_includes"]["credible"] == ["parameters", "extrapolation discrepancy"]
+    assert result["band_includes"]["allocation"] == ["parameters"]
     assert result["flops_vs_largest_run"] == pytest.approx(flops / (6 * demo_runs["N"] * demo_runs["D"]).max())
     table = candidates(
         fit, [{"N": run["N"], "D": run["D"]}, {"N": 2 * run["N"], "D": flops / (6 * run["N"])}], flops=flops
@@ -235,3 +248,50 @@ def test_plan_and_candidates_give_the_bands_predict_gives(demo_runs):
     assert table.loc[0, "pred_upper"] == pytest.approx(direct["pred_upper"])
     for stat in ("median", "lower", "upper"):  # the law's band too, discrepancy included, as predict prints it
         assert table.loc[0, f"loss_{stat}"] == pytest.approx(direct[stat])
+
+
+def test_plan_frontier_marginal_and_predict_print_one_band_at_one_point(demo_runs, tmp_path, capsys):
+    """plan's loss at the optimum, the frontier's L* and marginal's loss are predict's band, discrepancy included.
+
+    Before, plan printed the law's band without the discrepancy (2.17 [2.125, 2.204] on Gadre's rpj at
+    20x the largest run) where predict printed 2.174 [2.090, 2.239] at the same point.
+    """
+    from bayescale.inference.discrepancy import Discrepancy, observed_ranges
+
+    fit = fake_fit(demo_runs, spread=0.05, draws=300)
+    kappa = np.full((2, 300), 0.02)  # saved as a calibrated fit saves it: settings and posterior draws
+    settings = {
+        **fit.settings,
+        "extrapolation": Discrepancy(
+            observed_ranges(fit.runs, fit.law.inputs), kappa, pd.DataFrame(), 5.0
+        ).to_settings(),
+    }
+    fit.idata["posterior"] = fit.posterior.assign(kappa=(("chain", "draw"), kappa))
+    fit = Fit(fit.law, fit.likelihood, fit.runs, fit.idata, settings, fit.diagnostics)
+    assert fit.discrepancy is not None
+    path = fit.save(tmp_path / "fit.nc")
+    flops = 2e22
+    assert main(["plan", str(path), "--flops", str(flops), "--frontier", f"1e21,{flops}", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    n, d = plan["N_opt"]["median"], plan["D_opt"]["median"]
+    assert main(["predict", str(path), "--at", f"N={n!r},D={d!r}", "--json"]) == 0
+    predicted = json.loads(capsys.readouterr().out)
+    row = predicted["predictions"][0]
+    assert predicted["band_includes"] == {k: v for k, v in plan["band_includes"].items() if k != "allocation"}
+    assert "extrapolation discrepancy" in plan["band_includes"]["credible"] and row["extrapolation"] > 1
+    frontier_row = plan["frontier"][1]
+    for stat in ("median", "lower", "upper"):
+        assert plan["loss_opt"][stat] == pytest.approx(row[stat], rel=1e-12)
+        assert frontier_row[f"loss_opt_{stat}"] == pytest.approx(row[stat], rel=1e-12)
+    assert plan["run_at_plan"]["pred_lower"] == pytest.approx(row["pred_lower"], rel=1e-12)
+    margin = marginal_value(fit, n, d)
+    assert margin["loss"] == pytest.approx({k: row[k] for k in ("median", "lower", "upper")}, rel=1e-12)
+    assert margin["band_includes"] == {"credible": ["parameters", "extrapolation discrepancy"]}
+    # the text says what each band includes, and shows the same numbers as predict's text
+    assert main(["plan", str(path), "--flops", str(flops)]) == 0
+    text = capsys.readouterr().out
+    assert (
+        "bands: 90% intervals; N*, D*, tokens per parameter: parameters only, no extrapolation discrepancy; "
+        "loss: parameters + extrapolation discrepancy; a run: parameters + extrapolation discrepancy + noise"
+    ) in text.replace("\n  ", " ")
+    assert f"{row['median']:.4g} [{row['lower']:.4g}, {row['upper']:.4g}]" in text

@@ -6,6 +6,7 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from conftest import ROOT, fake_fit
@@ -214,3 +215,27 @@ def test_the_fan_chart_scores_held_out_runs_as_the_backtest_did(demo_runs):
     assert "asked points" in legend and fan.get_xlim()[1] > 3e11
     other_law = fake_fit(frame, law="kaplan_nd", values={"Nc": 8.8e13, "alphaN": 0.076, "Dc": 5.4e13, "alphaD": 0.095})
     assert backtest_runs(backtest, other_law) is None  # its backtest entry failed: no held-out markers
+
+
+@pytest.mark.slow
+def test_a_report_warns_only_about_the_points_asked_for_and_says_what_its_bands_include(demo_runs):
+    """Its own points (10x, 100x the largest run) and frontier grid go into the document as notes, not to stderr."""
+    import warnings
+
+    from bayescale.inference.discrepancy import Discrepancy, observed_ranges
+
+    fit = fake_fit(demo_runs, spread=0.01)
+    fit.discrepancy = Discrepancy(
+        observed_ranges(fit.runs, fit.law.inputs), np.full(fit.diagnostics.n_draws, 0.02), pd.DataFrame(), 0.5
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", bs.ExtrapolationWarning)
+        text = build_report({"demo": fit}, fmt="markdown")
+    assert "Note: the forecast at N=" in text and "rests on the prior for the extrapolation discrepancy" in text
+    assert (
+        "credible (the law) includes parameters + extrapolation discrepancy; predictive (a new run) includes "
+        "parameters + extrapolation discrepancy + noise"
+    ) in text
+    with pytest.warns(bs.ExtrapolationWarning, match=r"the forecast at N=1e\+13, D=2e\+14, C=1.2e\+28 lies"):
+        asked = build_report({"demo": fit}, fmt="markdown", points=[{"N": 1e13, "D": 2e14}])
+    assert "Note: the forecast at" not in asked

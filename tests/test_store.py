@@ -54,3 +54,30 @@ def test_bad_paths_and_foreign_files_are_explained(demo_runs, tmp_path):
     xr.Dataset({"x": ("a", np.arange(3))}).to_netcdf(tmp_path / "other.nc")
     with pytest.raises(bs.BayescaleError, match="not a bayescale fit"):
         bs.load(tmp_path / "other.nc")
+
+
+def test_a_staged_folder_fills_its_target_only_when_the_block_ends(tmp_path):
+    """Many files at once: Ctrl-C inside the block leaves no file and no folder; on success they all move in."""
+    from bayescale.files import staged_folder
+
+    target = tmp_path / "new" / "out"
+    with pytest.raises(KeyboardInterrupt), staged_folder(target) as staging:
+        (staging / "fits").mkdir()
+        (staging / "fits" / "a.nc").write_text("a")
+        raise KeyboardInterrupt
+    assert not (tmp_path / "new").exists() and list(tmp_path.iterdir()) == []
+    target.mkdir(parents=True)
+    (target / "kept.txt").write_text("earlier")
+    with staged_folder(target) as staging:
+        (staging / "fits").mkdir()
+        (staging / "fits" / "a.nc").write_text("a")
+        (staging / "comparison.csv").write_text("c")
+        assert not (target / "comparison.csv").exists()  # nothing moves before the end
+    assert sorted(str(p.relative_to(target)) for p in target.rglob("*")) == [
+        "comparison.csv",
+        "fits",
+        "fits/a.nc",
+        "kept.txt",
+    ]
+    with pytest.raises(bs.BayescaleError, match="is a file; give a folder"), staged_folder(target / "kept.txt"):
+        pass

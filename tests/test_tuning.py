@@ -160,3 +160,30 @@ def test_a_law_with_inputs_other_than_n_and_d_cannot_be_planned_and_says_why():
             call()
     table = tuning.tune(fit, {"N": [3e9], "D": [6e10], "N_no_embed": [2.4e9]})
     assert table["lr_opt_median"].iloc[0] == pytest.approx(best_rate(ASYM, 2.4e9, 6e10), rel=1e-4)
+
+
+def test_tune_bands_carry_the_extrapolation_discrepancy_and_say_so(demo_runs):
+    """Far beyond the runs the loss given up widens with the discrepancy, as predict's bands do; the best rate does not."""
+    from bayescale.inference.discrepancy import Discrepancy, observed_ranges
+
+    fit = fake_fit(synthetic_tuning_sweep(), "chinchilla_lr_asym", values=ASYM, spread=0.02)
+    far = pd.DataFrame({"N": [1e11], "D": [2e12]})
+    plain = tuning.tune(fit, far)
+    assert plain.attrs["band_includes"] == {
+        "best": ["parameters"],
+        "credible": ["parameters"],
+        "predictive": ["parameters", "noise"],
+    }
+    fit.discrepancy = Discrepancy(
+        observed_ranges(fit.runs, fit.law.inputs), np.full(fit.diagnostics.n_draws, 0.02), pd.DataFrame(), 10.0
+    )
+    wide = tuning.tune(fit, far)
+    assert wide.attrs["band_includes"]["credible"] == ["parameters", "extrapolation discrepancy"]
+    pd.testing.assert_series_equal(wide["lr_opt_median"], plain["lr_opt_median"])  # the best rate: parameters only
+    width = {
+        name: t["lr_penalty_high_upper"] - t["lr_penalty_high_lower"] for name, t in (("plain", plain), ("wide", wide))
+    }
+    assert (width["wide"] > 1.2 * width["plain"]).all()
+    forecast = fit.predict(far.assign(lr=wide["lr_opt_median"]))
+    for stat in ("median", "lower", "upper"):
+        np.testing.assert_allclose(wide[f"loss_{stat}"], forecast[stat])

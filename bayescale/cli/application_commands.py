@@ -17,7 +17,7 @@ from bayescale.cli.options import (
     sampling_settings,
 )
 from bayescale.cli.parsing import at_points, pairs
-from bayescale.cli.render import band, emit
+from bayescale.cli.render import band, bands_line, emit, wrap
 from bayescale.errors import BayescaleError
 
 
@@ -345,6 +345,7 @@ def downstream_command(
 def _schedules_text(result: dict):
     pct = f"{result['ci_prob']:.0%}"
     yield f"run {result['run']}: final loss under each schedule ({pct} intervals: the law, then new runs)"
+    yield wrap(_curve_bands(result))
     for r in result["schedules"]:
         flag = "  [peak outside the fitted runs]" if r["peak_outside_fitted"] else ""
         yield (
@@ -354,9 +355,15 @@ def _schedules_text(result: dict):
         )
 
 
+def _curve_bands(result: dict) -> str:
+    includes = result["band_includes"]
+    return bands_line(result["ci_prob"], [("law", includes["credible"]), ("run", includes["predictive"])])
+
+
 def _curves_text(result: dict):
     pct = f"{result['ci_prob']:.0%}"
     delta = result["delta"]
+    yield wrap(_curve_bands(result))
     for r in result["runs"]:
         saturated = (
             "not within the forecast range (100x the horizon, or the schedule's end)"
@@ -480,7 +487,11 @@ def curve_command(
                 raise BayescaleError(f"--schedule {item!r} should look like NAME='cosine(peak=1e-3, total=16000)'")
             named[name.strip()] = text
         result = bs.compare_schedules(fit, table, named, run=run_id, ci_prob=ci_prob)
-        emit({"ci_prob": ci_prob, "run": run_id, "schedules": result}, as_json, _schedules_text)
+        emit(
+            {"ci_prob": ci_prob, "run": run_id, "schedules": result, "band_includes": result.attrs["band_includes"]},
+            as_json,
+            _schedules_text,
+        )
         return
     forecast = bs.forecast_curves(fit, table, upto=upto, horizon=horizon, delta=delta, ci_prob=ci_prob, run=run_id)
     runs_out = [
@@ -498,4 +509,5 @@ def curve_command(
         }
         for r in forecast.to_dict("records")
     ]
-    emit({"ci_prob": ci_prob, "delta": delta, "runs": runs_out}, as_json, _curves_text)
+    result = {"ci_prob": ci_prob, "delta": delta, "runs": runs_out, "band_includes": forecast.attrs["band_includes"]}
+    emit(result, as_json, _curves_text)

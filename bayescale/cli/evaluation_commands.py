@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import click
@@ -19,8 +20,9 @@ from bayescale.cli.options import (
     sampling_settings,
 )
 from bayescale.cli.parsing import at_points, candidate, check_fan_out, numbered, pairs
-from bayescale.cli.render import band, emit, fmt
+from bayescale.cli.render import band, bands_line, emit, fmt, wrap
 from bayescale.errors import BayescaleError
+from bayescale.files import staged_folder
 
 _CANDIDATE_HELP = ', optionally with fit options: "chinchilla likelihood=normal pool=E:dataset" (repeatable).'
 
@@ -226,20 +228,29 @@ def sweep_command(
         progress=None if quiet else (lambda msg: click.echo(msg, err=True)),
         **sampling_settings(sampling),
     )
-    written = sweep.save(out_dir)
-    if not no_report:
-        text = bs.build_sweep_report(sweep, progress=lambda step: click.echo(f"report: {step}", err=True))
-        written["report"] = bs.write_report(Path(out_dir) / "report.html", text)
-    for (group, label), messages in sweep.warnings.items():
-        for message in messages:
-            click.echo(f"warning: {label} on {group}: {message}", err=True)
+    with warnings.catch_warnings(record=True) as caught, staged_folder(out_dir) as staging:
+        written = sweep.save(staging)  # Ctrl-C or an error before the end leaves no file in out_dir
+        if not no_report:
+            text = bs.build_sweep_report(sweep, progress=lambda step: click.echo(f"report: {step}", err=True))
+            written["report"] = bs.write_report(staging / "report.html", text)
+        comparison = sweep.comparison()
+    summary = sweep.warning_summary(str(w.message) for w in caught)
+    for item in summary:
+        sources = ", ".join(item["from"])
+        if item["count"] == 1:
+            click.echo(f"warning: {sources + ': ' if sources else ''}{item['message']}", err=True)
+        else:
+            click.echo(
+                f"warning: {item['message']} ({item['count']} times{': ' + sources if sources else ''})", err=True
+            )
     for (group, label), message in sweep.errors.items():
         click.echo(f"error: {label} on {group} failed: {message}", err=True)
     result = {
         "by": by,
-        "comparison": sweep.comparison(),
-        "files": {k: str(v) for k, v in written.items()},
+        "comparison": comparison,
+        "files": {k: str(Path(out_dir) / Path(v).relative_to(staging)) for k, v in written.items()},
         "fits_folder": Path(out_dir) / "fits",
+        "warnings": summary,
     }
     emit(result, as_json, _sweep_text)
     if sweep.errors:
@@ -290,6 +301,17 @@ def _tune_text(result: dict):
         f"{result['law']}: best {', '.join(names)} (median, {pct} interval), the loss of a run there "
         f"(law and run bands), and the loss given up away from it"
     )
+    includes = result["band_includes"]
+    yield wrap(
+        bands_line(
+            result["ci_prob"],
+            [
+                (f"best {', '.join(names)}", includes["best"]),
+                ("loss and the loss given up", includes["credible"]),
+                ("run", includes["predictive"]),
+            ],
+        )
+    )
     for row in result["predictions"]:
         where = ", ".join(f"{k}={row[k]:.3g}" for k in ("N", "D") if k in row)
         best = "; ".join(f"{n}* {band(row[f'{n}_opt'], '.3g')}" for n in names)
@@ -313,8 +335,6 @@ def _tune_text(result: dict):
                 f"({within}); a run there: {g['loss']['median']:.4f} [{g['loss']['pred_lower']:.4f}, "
                 f"{g['loss']['pred_upper']:.4f}]"
             )
-    if any(row["loss"]["extrapolation"] > 0 for row in result["predictions"]):
-        yield "note: the run bands include the extrapolation discrepancy beyond the fitted runs"
     if result.get("saved"):
         yield f"saved {result['saved']}"
 
@@ -418,6 +438,7 @@ def tune_command(runs, columns, where, law_spec, at, lr, batch, holdout, quiet, 
         "tunable": names,
         "predictions": tune_records(table),
         "tried": {n: [fitted.runs[n].min(), fitted.runs[n].max()] for n in names},
+        "band_includes": table.attrs["band_includes"],
     }
     if out:
         result["saved"] = fitted.save(out)

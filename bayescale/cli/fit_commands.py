@@ -21,7 +21,7 @@ from bayescale.cli.options import (
     sampling_settings,
 )
 from bayescale.cli.parsing import at_points, fit_names, pairs
-from bayescale.cli.render import band, emit, fmt, records, wrap
+from bayescale.cli.render import band, bands_line, emit, fmt, records, wrap
 from bayescale.errors import BayescaleError
 
 #: what each column of the comparison table means
@@ -212,6 +212,9 @@ def _predict_text(result: dict):
     else:
         title = result["law"]
     yield f"{title}: median loss, {pct} credible interval of the law, {pct} predictive interval of a run"
+    if "band_includes" in result:
+        includes = result["band_includes"]
+        yield wrap(bands_line(result["ci_prob"], [("law", includes["credible"]), ("run", includes["predictive"])]))
     for row in result["predictions"]:
         where = ", ".join(f"{k}={row[k]:.3g}" for k in result["inputs"])
         reach = [k for k in row if k.endswith("_vs_max")]
@@ -259,11 +262,13 @@ def predict_command(fit_paths, at, points, ci_prob, as_json):
         forecast = bs.predict_stacked(fits, table, ci_prob=ci_prob)
         columns = [*inputs, "median", "lower", "upper", "pred_lower", "pred_upper"]
         result["weights"] = forecast.attrs["weights"]
+        result["band_includes"] = forecast.attrs["band_includes"]
     else:
         forecast = bs.predict(fit, table, ci_prob=ci_prob)
         reach = [c for c in forecast.columns if c.endswith("_vs_max")]  # N, D and, in N and D, C and D/N
         columns = [*inputs, "median", "lower", "upper", "pred_lower", "pred_upper", *reach, "extrapolation"]
         result["law"] = fit.law.name
+        result["band_includes"] = forecast.attrs["band_includes"]
     extra = [c for c in table.columns if c not in columns]
     result["predictions"] = records(forecast, [*extra, *columns])
     emit(result, as_json, _predict_text)
@@ -300,11 +305,19 @@ def _plan_text(result: dict):
         f"  a run at N* {run['N']:.3g}, D* {run['D']:.3g}{at_tuned}: loss {run['median']:.4f}, {pct} predictive "
         f"[{run['pred_lower']:.4f}, {run['pred_upper']:.4f}] (as predict gives it)"
     )
+    includes = result["band_includes"]
+    allocation = ", ".join(["N*, D*, tokens per parameter", *(f"best {name}" for name in tuned)])
+    yield wrap(
+        "  "
+        + bands_line(
+            result["ci_prob"],
+            [(allocation, includes["allocation"]), ("loss", includes["credible"]), ("a run", includes["predictive"])],
+        )
+    )
     if result["flops_vs_largest_run"] > 1:
         yield (
             f"  note: the budget is {result['flops_vs_largest_run']:.3g}x the compute of the largest run fitted "
-            f"({run['extrapolation']:.2f} e-folds beyond the data): the predictive band includes the "
-            "extrapolation discrepancy"
+            f"({run['extrapolation']:.2f} e-folds beyond the data)"
         )
     if "p_data_limited" in result:
         yield f"  data-limited ({result['data_constraint']}) in {result['p_data_limited']:.0%} of draws"

@@ -69,7 +69,9 @@ def main(argv=None) -> int:
         return 2
     except click.exceptions.Abort as exc:
         interrupted = isinstance(exc.__context__, KeyboardInterrupt)
-        click.echo("interrupted: every running fit was cancelled" if interrupted else "aborted", err=True)
+        click.echo(
+            "interrupted: every running fit was cancelled and nothing was saved" if interrupted else "aborted", err=True
+        )
         return 130 if interrupted else 1
     except click.ClickException as exc:
         exc.show()

@@ -71,3 +71,17 @@ def band(record: dict, spec: str = ".4f", prefix: str = "") -> str:
         f"{fmt(record[prefix + 'median'], spec)} [{fmt(record[prefix + 'lower'], spec)}, "
         f"{fmt(record[prefix + 'upper'], spec)}]"
     )
+
+
+def bands_line(ci_prob: float, bands: Iterable[tuple[str, list[str]]]) -> str:
+    """What each band includes, in one line: ``bands: 90% intervals; law: parameters + extrapolation discrepancy; ...``.
+
+    ``bands`` are (label, words of a result's ``band_includes``); a band of the parameters alone says
+    that it leaves out the extrapolation discrepancy.
+    """
+    parts = [
+        f"{label}: "
+        + ("parameters only, no extrapolation discrepancy" if words == ["parameters"] else " + ".join(words))
+        for label, words in bands
+    ]
+    return f"bands: {ci_prob:.0%} intervals; " + "; ".join(parts)

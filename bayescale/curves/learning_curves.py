@@ -46,7 +46,7 @@ from bayescale.data.schedules import (
 )
 from bayescale.defaults import check_ci_prob
 from bayescale.errors import BayescaleError, DataError, ExtrapolationWarning, warn_user
-from bayescale.forecast.predict import loss_draws, warn_invalid_draws
+from bayescale.forecast.predict import band_includes, loss_draws, warn_invalid_draws
 from bayescale.laws.card import RUN_OFFSET, Law, get_law
 
 if TYPE_CHECKING:
@@ -348,7 +348,9 @@ def forecast_curves(
         ``horizon_step``; ``final_median`` (the law's loss at the horizon); ``final_pred_lower``,
         ``final_pred_upper`` (the predictive interval of the loss a run would record there); ``p_improve``
         (P(the law's loss falls by more than ``delta`` from ``upto_step`` to the horizon)); ``saturation_step``;
-        ``n_seen`` (checkpoints seen); ``distance``. ``attrs["ci_prob"]`` holds ``ci_prob``.
+        ``n_seen`` (checkpoints seen); ``distance``. ``attrs["ci_prob"]`` holds ``ci_prob`` and
+        ``attrs["band_includes"]`` what the bands include (the law's and ``p_improve``: ``credible``; a
+        run's: ``predictive``), the extrapolation discrepancy along each run among them.
 
     Raises
     ------
@@ -424,6 +426,7 @@ def forecast_curves(
         )
     out = pd.DataFrame(rows)
     out.attrs["ci_prob"] = ci_prob
+    out.attrs["band_includes"] = band_includes(fit)
     return out
 
 
@@ -513,7 +516,8 @@ def compare_schedules(
         schedule as text), ``final_median``, ``final_lower``, ``final_upper`` (the law's loss at the
         schedule's last step and its credible interval), ``final_pred_lower``, ``final_pred_upper`` (the
         predictive interval of a run's loss there), ``p_best`` (P(this schedule's final loss is the lowest))
-        and ``peak_outside_fitted`` (bool). ``attrs["ci_prob"]`` holds ``ci_prob``.
+        and ``peak_outside_fitted`` (bool). ``attrs["ci_prob"]`` holds ``ci_prob`` and ``attrs["band_includes"]``
+        what the bands include (``credible``, ``predictive``).
 
     Raises
     ------
@@ -568,4 +572,5 @@ def compare_schedules(
             ExtrapolationWarning,
         )
     out.attrs["ci_prob"] = ci_prob
+    out.attrs["band_includes"] = band_includes(fit)
     return out

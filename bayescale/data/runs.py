@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -239,6 +240,7 @@ def load_runs(
     numeric = [c for c in table.columns if c in CANONICAL and c != "run"] + list(extra_inputs)
     notes = _clean(table, numeric)
     _warn_units(table)
+    _warn_perplexity_name(columns.get("loss", "loss"))
     _warn_duplicates(table)
     for note in notes:
         logger.info(note)
@@ -422,6 +424,17 @@ def _warn_units(table: pd.DataFrame) -> None:
         warn_user(
             f"column 'loss': every value is above {PERPLEXITY_FLOOR:g} (smallest {table['loss'].min():.3g}); "
             "cross-entropy losses in nats rarely are. If these are perplexities, give loss = ln(perplexity). "
+            + _SILENCE.format("UnitsWarning"),
+            UnitsWarning,
+        )
+
+
+def _warn_perplexity_name(name: str) -> None:
+    """A loss column named like a perplexity (``val_ppl``, ``Perplexity``) probably holds e^loss, not a loss in nats."""
+    if re.search(r"perplex|(?<![a-z])ppl(?![a-z])", name, re.IGNORECASE):
+        warn_user(
+            f"the loss column {name!r} is named like a perplexity: bayescale fits losses in nats (the laws and "
+            "their priors are for them). If it holds perplexities, give loss = ln(perplexity). "
             + _SILENCE.format("UnitsWarning"),
             UnitsWarning,
         )

@@ -18,20 +18,16 @@ import numpy as np
 import pandas as pd
 
 from bayescale.errors import BayescaleError, DataError
+from bayescale.forecast.predict import DISCREPANCY, NOISE, PARAMETERS
+from bayescale.forecast.predict import band_includes as loss_bands
 
 if TYPE_CHECKING:
     from bayescale.fitting.result import Fit
 
-#: what a band can include, in the words every command uses
-PARAMETERS, DISCREPANCY, NOISE = "parameters", "extrapolation discrepancy", "noise"
-
 
 def band_includes(fit: Fit) -> list[str]:
-    """What a loss fit's credible band (the law's value) includes: parameters, and its extrapolation discrepancy if it has one.
-
-    The band of a run adds ``"noise"``.
-    """
-    return [PARAMETERS, *([DISCREPANCY] if fit.discrepancy is not None else [])]
+    """What a loss fit's credible band (the law's value) includes; the band of a run adds ``"noise"``."""
+    return loss_bands(fit)["credible"]
 
 
 def pooled_columns(fit: Fit) -> dict[str, str]:

@@ -226,7 +226,8 @@ def predict_stacked(
         The points, one row each, then ``mean`` and ``median`` of the mixed laws' loss, its credible
         interval ``lower`` and ``upper``, and the predictive interval of a new run, ``pred_lower`` and
         ``pred_upper``. ``attrs["ci_prob"]`` holds the interval mass, ``attrs["weights"]`` the
-        normalised weights by fit name.
+        normalised weights by fit name and ``attrs["band_includes"]`` what the bands include (as
+        :func:`bayescale.forecast.predict.predict`'s).
 
     Raises
     ------
@@ -236,7 +237,7 @@ def predict_stacked(
     """
     from bayescale.data.runs import prepare_points
     from bayescale.defaults import check_ci_prob
-    from bayescale.forecast.predict import loss_draws
+    from bayescale.forecast.predict import band_includes, loss_draws
 
     named = _named(fits)
     ci_prob = check_ci_prob(ci_prob)
@@ -282,7 +283,12 @@ def predict_stacked(
         ],
         axis=1,
     )
-    out.attrs.update(ci_prob=ci_prob, weights=weights)
+    includes = [band_includes(fit) for fit in named.values()]  # each fit's draws keep their discrepancy
+    out.attrs.update(
+        ci_prob=ci_prob,
+        weights=weights,
+        band_includes={k: list(dict.fromkeys(w for one in includes for w in one[k])) for k in includes[0]},
+    )
     return out
 
 

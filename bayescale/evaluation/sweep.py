@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import tempfile
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,21 @@ def fit_to_netcdf(candidate: dict, settings: dict, frame: RunsSource) -> dict:
     return {"netcdf": data, "warnings": caught}
 
 
+def collapse_warnings(pairs: Iterable[tuple[str, str]]) -> list[dict[str, Any]]:
+    """Each distinct warning once, from ``(source, message)`` pairs: ``{"message", "count", "from"}``.
+
+    ``count`` is how often the message came, ``from`` its distinct sources in order (a fit as
+    ``"chinchilla on rpj"``; an empty source, a warning of the sweep itself, is left out of it).
+    """
+    seen: dict[str, list[str]] = {}
+    for source, message in pairs:
+        seen.setdefault(message, []).append(source)
+    return [
+        {"message": message, "count": len(sources), "from": [s for s in dict.fromkeys(sources) if s]}
+        for message, sources in seen.items()
+    ]
+
+
 def _fit_from_netcdf(data: bytes) -> Fit:
     with tempfile.TemporaryDirectory(prefix="bayescale-sweep-") as folder:
         path = Path(folder) / "fit.nc"
@@ -54,6 +69,15 @@ class Sweep:
     fits: dict[tuple[str, str], Fit] = field(default_factory=dict)
     warnings: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     errors: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def warning_summary(self, more: Iterable[str] = ()) -> list[dict[str, Any]]:
+        """The fits' sampler warnings and ``more`` (warnings of the sweep itself), each distinct message once.
+
+        Each with the fits it came from (:func:`collapse_warnings`): identical warnings of many fits
+        make one line, not one per fit.
+        """
+        pairs = [(f"{label} on {group}", m) for (group, label), messages in self.warnings.items() for m in messages]
+        return collapse_warnings([*pairs, *(("", m) for m in more)])
 
     @property
     def groups(self) -> list[str]:

@@ -15,6 +15,7 @@
   applies; the criterion is the one ArviZ draws (``arviz_plots.plot_loo_pit``): the ECDF of the
   values must stay inside the simultaneous 99% band of a uniform ECDF (Säilynoja, Bürkner and
   Vehtari 2022). Where it leaves the band, the shape says how (bias, too narrow, too wide).
+- **Loss scale**: does the loss column look like a perplexity, exp of a loss (:func:`loss_scale`)?
 
 All draws come from ``fit.model`` (the generative PyMC model), so the checks are those a PyMC user
 would run by hand, with ArviZ's group names.
@@ -38,6 +39,70 @@ PIT_ENVELOPE_PROB = 0.99
 PIT_SIMULATIONS = 1000
 #: a rank correlation of |residual| with log N below this p-value is reported (noise along N)
 SCATTER_P_VALUE = 0.01
+#: the loss floors (nats per token) that fits of language-model sweeps find lie well inside this range:
+#: 1.69 (Hoffmann et al. 2022), 1.82 (Besiroglu et al. 2024, Epoch), 1.87 (Muennighoff et al. 2023);
+#: bayescale's chinchilla fits: Epoch 1.86, Gadre et al. 2024's three corpora 1.53-1.63, the demo 1.55
+PLAUSIBLE_FLOORS = (1.0, 2.5)
+
+
+def loss_scale(fit: Fit) -> dict | None:
+    """Does the loss column look like exp(loss), a perplexity? Judged by the floor the law finds in the runs.
+
+    A perplexity is e^loss, so a law with an additive floor fitted to perplexities finds the floor e^E
+    of the real loss: above every published floor, yet its log is one. The floor is the law's best fit
+    to the runs on the log scale (least squares from the posterior median), not the posterior's: the
+    floor's prior, centred on text's 1.69 nats, holds the posterior near text floors on a short sweep
+    of perplexities (the demo's exponentiated: posterior median 2.37, the runs alone 4.52). Known
+    answers (chinchilla): Epoch 1.86, Gadre et al.'s corpora 1.53 to 1.63, the demo 1.55 and Epoch's
+    23 runs below 1.5e8 parameters 2.02 are losses; the same runs exponentiated give 7.05, 9.7 to
+    10.3, 4.52 and 3.80, whose logs (1.95, 2.27 to 2.34, 1.51, 1.34) are plausible floors. The values
+    alone cannot tell (losses of 3 to 8 nats are common for small models), nor could the law's fit to
+    the loss against its fit to ln(loss): on Gadre's over-trained runs, where the law misfits, ln(loss)
+    fitted the real losses better. Other data (image or audio tokens) can have floors above text's,
+    so this is a flag, not an error.
+
+    Returns
+    -------
+    dict or None
+        ``floor`` (the law's floor, the card's ``anchor``, as the runs alone set it; a pooled fit's
+        posterior median), ``log_floor``, ``plausible_floors`` and ``looks_like_perplexity`` (the floor
+        lies above the plausible range and its log inside it); None for a law without an additive floor.
+    """
+    anchor = fit.law.anchor
+    if anchor is None or anchor not in fit.posterior:
+        return None
+    floor = float(np.median(fit.posterior[anchor].to_numpy()))
+    if not fit.spec.pooled:
+        floor = _floor_from_runs(fit)
+    low, high = PLAUSIBLE_FLOORS
+    log_floor = float(np.log(floor)) if floor > 0 else float("nan")
+    return {
+        "floor": floor,
+        "log_floor": log_floor,
+        "plausible_floors": list(PLAUSIBLE_FLOORS),
+        "looks_like_perplexity": bool(floor > high and low <= log_floor <= high),
+    }
+
+
+def _floor_from_runs(fit: Fit) -> float:
+    """The law's floor that fits the runs best on the log scale, whatever its prior says (least squares)."""
+    from scipy.optimize import least_squares
+
+    names = fit.law.param_names
+    supports = [fit.spec.priors[n].support for n in names]
+    start = [s.to_unconstrained(np.median(fit.posterior[n].to_numpy())) for n, s in zip(names, supports)]
+    env = {n: np.asarray(fit.runs[n], float) for n in fit.law.inputs}
+    observed = np.log(np.asarray(fit.runs["loss"], float))
+
+    def residuals(u: np.ndarray) -> np.ndarray:
+        values = {n: s.from_unconstrained(x, np)[0] for n, s, x in zip(names, supports, u)}
+        with np.errstate(all="ignore"):
+            r = observed - np.log(fit.law.formula.numpy({**env, **values}))
+        return np.where(np.isfinite(r), r, 10.0)  # an invalid loss is a large misfit
+
+    best = least_squares(residuals, np.asarray(start, float)).x
+    i = names.index(fit.law.anchor)
+    return float(supports[i].from_unconstrained(best[i], np)[0])
 
 
 def _inside(draws: np.ndarray, observed: np.ndarray, level: float) -> np.ndarray:
@@ -74,7 +139,8 @@ def check(fit: Fit, *, prior_draws: int = 500, seed: int | None = None) -> dict:
         ``noise_along_size`` (``input``, ``noise_trend``, ``rank_correlation``, ``p_value`` and the 50%
         coverage of the smallest and largest thirds); ``loo_pit`` (``values``, ``mean``,
         ``share_outside_central_90``, ``envelope_prob``, ``inside_envelope``, ``ecdf_points_outside`` and
-        ``ecdf``: the ECDF and its simultaneous band at ``points``); and ``findings``, a list of str.
+        ``ecdf``: the ECDF and its simultaneous band at ``points``); ``loss_scale`` (:func:`loss_scale`); and
+        ``findings``, a list of str.
     """
     from arviz_stats import loo_pit
     from arviz_stats.ecdf_utils import ecdf_pit
@@ -127,6 +193,7 @@ def check(fit: Fit, *, prior_draws: int = 500, seed: int | None = None) -> dict:
                 "upper": upper.tolist(),
             },
         },
+        "loss_scale": loss_scale(fit),
     }
     result["findings"] = findings(result)
     return result
@@ -148,6 +215,14 @@ def findings(result: dict) -> list[str]:
         out.append(
             f"prior predictive: every run lies within what the priors allow (losses {prior['loss_range'][0]:.3g} "
             f"to {prior['loss_range'][1]:.3g})."
+        )
+    scale = result.get("loss_scale")
+    if scale and scale["looks_like_perplexity"]:
+        out.append(
+            f"loss scale: the loss floor that fits the runs best ({scale['floor']:.3g}) is above the floors fits of language-model "
+            f"sweeps find ({scale['plausible_floors'][0]:g} to {scale['plausible_floors'][1]:g} nats), but its log, "
+            f"{scale['log_floor']:.3g}, is one: the loss column looks like perplexity (exp of the loss). If it is, "
+            "fit ln(perplexity): the laws and their priors are for losses in nats."
         )
     post = result["posterior_predictive"]
     robust = "" if result.get("likelihood") == "studentt" else ", or likelihood=studentt for outlying runs"

@@ -7,6 +7,15 @@ law with a ``U`` input, such as ``data_constrained``, is evaluated with U = min(
 other laws, becomes the constraint D <= cap. For the Chinchilla law the closed form (Hoffmann et
 al. 2022, eq. 4) is available to check the solver. On top of it: the frontier over budgets,
 candidate configurations (probability of being best, regret) and the marginal value of scale.
+
+Every loss band here is ``predict``'s: the parameters' uncertainty and the extrapolation discrepancy
+(one default everywhere; ``band_includes`` in each result says so). The loss at the optimum is
+``predict``'s credible band at the median N*, D*, so ``plan`` and ``predict`` agree there to the digit.
+Comparisons (drops, regrets, P(best)) use the same draws: the law per posterior draw, widened by
+the discrepancy draw that ``predict`` uses (:func:`~bayescale.forecast.predict.with_discrepancy`). The
+intervals of N*, D*, D*/N* and a best learning rate carry the parameters' uncertainty only: the
+discrepancy says how far the law's value may be off beyond the runs, not where along the budget
+its minimum moves.
 """
 
 from __future__ import annotations
@@ -23,7 +32,7 @@ from bayescale.data.runs import column_list, row_numbers
 from bayescale.data.tunable import tunable_inputs
 from bayescale.defaults import check_ci_prob
 from bayescale.errors import BayescaleError
-from bayescale.forecast.predict import band, flat_draws
+from bayescale.forecast.predict import PARAMETERS, band, band_includes, flat_draws, with_discrepancy
 from bayescale.forecast.tuning import profile_loss, search_range, tuned_points
 from bayescale.laws.formula import Formula
 
@@ -33,6 +42,7 @@ if TYPE_CHECKING:
 _GRID = 241  # log-N grid points over the search range
 _LOG_N_RANGE = (3.0, 16.0)  # search N between 1e3 and 1e16 parameters
 _GOLDEN = (np.sqrt(5) - 1) / 2
+_STATS = ("median", "lower", "upper")
 
 
 @dataclass(frozen=True)
@@ -145,6 +155,25 @@ def _unique_tokens(d, budget: Budget):
     return d if budget.unique_tokens is None else np.minimum(budget.unique_tokens, d)
 
 
+def _points(fit: Fit, n, d, budget: Budget) -> pd.DataFrame:
+    """Points (N, D), with U where the law takes it and each tunable input at its median best value: tuned runs."""
+    n, d = np.atleast_1d(np.asarray(n, float)), np.atleast_1d(np.asarray(d, float))
+    table = pd.DataFrame({"N": n, "D": d, **({"U": _unique_tokens(d, budget)} if "U" in fit.law.inputs else {})})
+    return tuned_points(fit, table)
+
+
+def includes(fit: Fit) -> dict[str, list[str]]:
+    """What the plan's bands include: ``allocation`` (N*, D*, D*/N*, best tunables), then ``predict``'s ``credible`` and ``predictive``."""
+    return {"allocation": [PARAMETERS], **band_includes(fit)}
+
+
+def _optimum_losses(fit: Fit, flops: float, budget: Budget) -> np.ndarray:
+    """Per draw, the law's loss at that draw's optimum for ``flops``, with the discrepancy at the median optimum."""
+    draws = optimal_allocation(fit, flops, budget)
+    at = _points(fit, np.median(draws["N_opt"]), np.median(draws["D_opt"]), budget)
+    return with_discrepancy(fit, draws["loss_opt"].to_numpy()[:, None], at, fit.settings["seed"])[:, 0]
+
+
 def _law_loss(fit: Fit, params: dict, n, d, budget: Budget, with_best: bool = False):
     """The law's loss at (N, D); a law with a tunable input (learning rate) at its best value, per draw.
 
@@ -171,7 +200,7 @@ def _loss(fit: Fit, params: dict, log_n: np.ndarray, flops: float, budget: Budge
 
 
 def optimal_allocation(fit: Fit, flops: float, budget: Budget | None = None) -> pd.DataFrame:
-    """Per posterior draw: N*, D*, D*/N* and the loss at the optimum for budget ``flops``."""
+    """Per posterior draw: N*, D*, D*/N* and the law's loss at that draw's optimum for budget ``flops`` (no discrepancy)."""
     flops = _check(fit, flops)
     budget = budget or Budget()
     params = flat_draws(fit)
@@ -269,8 +298,10 @@ def frontier(
     -------
     pandas.DataFrame
         Column ``flops``, then ``<q>_median``, ``<q>_lower`` and ``<q>_upper`` for each ``<q>`` of
-        ``N_opt``, ``D_opt``, ``tokens_per_param`` and ``loss_opt`` (the law's loss at the optimum), over
-        the posterior draws. ``attrs["ci_prob"]`` holds the interval mass.
+        ``N_opt``, ``D_opt``, ``tokens_per_param`` (over the posterior draws: the parameters' uncertainty)
+        and ``loss_opt`` (``predict``'s credible band at the median N*, D*: the parameters and the
+        extrapolation discrepancy). ``attrs["ci_prob"]`` holds the interval mass, ``attrs["band_includes"]``
+        what each band includes (``allocation``, ``credible``).
 
     Raises
     ------
@@ -279,16 +310,22 @@ def frontier(
         compute-optimal size exists in the search range (N from 1e3 to 1e16).
     """
     ci_prob = check_ci_prob(ci_prob)
+    budget = budget or Budget()
     rows = []
     for flops in budgets:
         draws = optimal_allocation(fit, flops, budget)
         row = {"flops": float(flops)}
-        for key in ("N_opt", "D_opt", "tokens_per_param", "loss_opt"):
+        for key in ("N_opt", "D_opt", "tokens_per_param"):
             for stat, value in _interval(draws[key], ci_prob).items():
                 row[f"{key}_{stat}"] = value
         rows.append(row)
     table = pd.DataFrame(rows)
+    if rows:
+        forecast = fit.predict(_points(fit, table["N_opt_median"], table["D_opt_median"], budget), ci_prob=ci_prob)
+        for stat in ("median", "lower", "upper"):
+            table[f"loss_opt_{stat}"] = forecast[stat].to_numpy()
     table.attrs["ci_prob"] = ci_prob
+    table.attrs["band_includes"] = includes(fit)
     return table
 
 
@@ -310,8 +347,8 @@ def candidates(
     ``loss_median``/``loss_lower``/``loss_upper`` (the law) and ``pred_lower``/``pred_upper`` (a
     run) are exactly what :func:`bayescale.forecast.predict.predict` gives there, extrapolation discrepancy
     included, with ``extrapolation`` and ``C_vs_max`` saying how far it lies beyond the runs.
-    ``expected_loss``, ``p_best`` and the regrets compare the options draw by draw under the fitted
-    law. ``regret_vs_best`` is the expected excess loss over the best option of the list
+    ``expected_loss``, ``p_best`` and the regrets compare the options draw by draw: the law per
+    draw with the discrepancy draw ``predict`` uses. ``regret_vs_best`` is the expected excess loss over the best option of the list
     in the same draw; ``regret_vs_optimum`` the expected excess over the compute-optimal allocation
     at the option's own cost (NaN for an option that needs more than the unique-token cap, which
     ``feasible`` marks). With ``flops`` (the budget), ``over_budget`` marks options that cost more.
@@ -337,7 +374,8 @@ def candidates(
         mean of the law's loss), ``<t>_opt`` per tunable input (median best value), ``loss_median``,
         ``loss_lower``, ``loss_upper``, ``pred_lower``, ``pred_upper``, ``extrapolation``, ``C_vs_max``,
         ``over_budget`` (only with ``flops``), ``p_best``, ``regret_vs_best``, ``feasible`` and
-        ``regret_vs_optimum``, as described above. ``attrs["ci_prob"]`` holds the interval mass.
+        ``regret_vs_optimum``, as described above. ``attrs["ci_prob"]`` holds the interval mass and
+        ``attrs["band_includes"]`` what each band includes (``credible``, ``predictive``).
 
     Raises
     ------
@@ -359,14 +397,12 @@ def candidates(
             raise BayescaleError(f"candidate {col} must be positive numbers; {row_numbers(bad)} are not")
     if len(table) < 1:
         raise BayescaleError("give at least one candidate configuration")
-    losses = _loss_at(fit, table["N"], table["D"], budget)
-    best = np.argmin(losses, axis=1)
     out = table[["N", "D"]].astype(float).copy()
+    points = _points(fit, out["N"], out["D"], budget)
+    losses = with_discrepancy(fit, _loss_at(fit, out["N"], out["D"], budget), points, fit.settings["seed"])
+    best = np.argmin(losses, axis=1)
     out["C"] = budget.cost_of(out["N"].to_numpy(), out["D"].to_numpy())
     out["expected_loss"] = losses.mean(axis=0)
-    points = tuned_points(
-        fit, out[["N", "D"]].assign(**({"U": _unique_tokens(out["D"], budget)} if "U" in fit.law.inputs else {}))
-    )
     forecast = fit.predict(points, ci_prob=ci_prob)
     for name in tunable_inputs(fit.law):
         out[f"{name}_opt"] = points[name].to_numpy()
@@ -384,10 +420,11 @@ def candidates(
     else:
         out["feasible"] = True
     out["regret_vs_optimum"] = [
-        float(np.mean(losses[:, i] - optimal_allocation(fit, c, budget)["loss_opt"].to_numpy())) if feasible else np.nan
+        float(np.mean(losses[:, i] - _optimum_losses(fit, c, budget))) if feasible else np.nan
         for i, (c, feasible) in enumerate(zip(out["C"], out["feasible"]))
     ]
     out.attrs["ci_prob"] = ci_prob
+    out.attrs["band_includes"] = band_includes(fit)
     return out
 
 
@@ -413,11 +450,13 @@ def marginal_value(
     -------
     dict
         ``N``, ``D``, ``flops`` (the cost of (N, D)) and ``ci_prob`` as floats; then intervals over the
-        draws, each a dict with keys ``median``, ``lower`` and ``upper``: ``loss`` (the law's loss at
-        (N, D)), ``drop_double_N`` and ``drop_double_D`` (loss at (N, D) minus at (2N, D) or (N, 2D)),
+        draws, each a dict with keys ``median``, ``lower`` and ``upper``: ``loss`` (``predict``'s credible
+        band at (N, D)), ``drop_double_N`` and ``drop_double_D`` (loss at (N, D) minus at (2N, D) or (N, 2D)),
         ``drop_10x_compute`` (optimal loss at ``flops`` minus at 10x ``flops``),
         ``drop_next_10x_compute`` (10x to 100x) and ``diminishing_ratio`` (the second drop over the
-        first, draw by draw); and ``p_double_N_better``, the share of draws where doubling N gains more.
+        first, draw by draw); ``p_double_N_better``, the share of draws where doubling N gains more; and
+        ``band_includes`` (``credible``: what every band here includes). The drops compare the law's losses
+        draw by draw with the discrepancy draw ``predict`` uses (at the median optimum on the frontier).
 
     Raises
     ------
@@ -431,10 +470,11 @@ def marginal_value(
     for name, value in (("N", n), ("D", d)):
         if not (np.isfinite(value) and value > 0):
             raise BayescaleError(f"{name} must be a positive, finite number, got {value!r}")
-    losses = _loss_at(fit, [n, 2 * n, n], [d, d, 2 * d], budget)
+    here = _points(fit, [n, 2 * n, n], [d, d, 2 * d], budget)
+    losses = with_discrepancy(fit, _loss_at(fit, here["N"], here["D"], budget), here, fit.settings["seed"])
     drop_n, drop_d = losses[:, 0] - losses[:, 1], losses[:, 0] - losses[:, 2]
     flops = float(budget.cost_of(n, d))
-    frontier_losses = [optimal_allocation(fit, flops * k, budget)["loss_opt"].to_numpy() for k in (1, 10, 100)]
+    frontier_losses = [_optimum_losses(fit, flops * k, budget) for k in (1, 10, 100)]
     drop_10 = frontier_losses[0] - frontier_losses[1]
     drop_100 = frontier_losses[1] - frontier_losses[2]
     return {
@@ -442,13 +482,14 @@ def marginal_value(
         "D": float(d),
         "flops": flops,
         "ci_prob": ci_prob,
-        "loss": _interval(losses[:, 0], ci_prob),
+        "loss": {k: float(v) for k, v in fit.predict(here.iloc[:1], ci_prob=ci_prob).iloc[0][list(_STATS)].items()},
         "drop_double_N": _interval(drop_n, ci_prob),
         "drop_double_D": _interval(drop_d, ci_prob),
         "p_double_N_better": float(np.mean(drop_n > drop_d)),
         "drop_10x_compute": _interval(drop_10, ci_prob),
         "drop_next_10x_compute": _interval(drop_100, ci_prob),
         "diminishing_ratio": _interval(drop_100 / drop_10, ci_prob),
+        "band_includes": {"credible": band_includes(fit)["credible"]},
     }
 
 
@@ -460,11 +501,13 @@ def plan(
     cost: str | None = None,
     unique_tokens: float | None = None,
 ) -> dict:
-    """Median and equal-tailed interval of N*, D*, D*/N* and the optimal loss (of the law).
+    """Median and equal-tailed interval of N*, D*, D*/N* and the loss at the optimum.
 
-    ``run_at_plan`` is the forecast of a run at the median N*, D*, exactly as ``predict`` gives it
-    (predictive band with noise and the extrapolation discrepancy); ``flops_vs_largest_run`` says
-    how far the budget lies beyond the runs the fit saw.
+    N*, D*, D*/N* (and a best learning rate or batch size) are over the posterior draws: the parameters'
+    uncertainty only. ``loss_opt`` is ``predict``'s credible band at the median N*, D* (tuned), the
+    parameters and the extrapolation discrepancy, and ``run_at_plan`` a run's predictive band there,
+    also as ``predict`` gives it; ``band_includes`` says so. ``flops_vs_largest_run`` says how far the
+    budget lies beyond the runs the fit saw.
 
     Parameters
     ----------
@@ -487,7 +530,10 @@ def plan(
         ``flops``, ``ci_prob`` and ``flops_vs_largest_run`` (the budget over the largest run's cost) as
         floats; ``N_opt``, ``D_opt``, ``tokens_per_param``, ``loss_opt`` and ``<t>_opt`` per tunable
         input, each a dict with keys ``median``, ``lower`` and ``upper``; ``run_at_plan``, a dict of
-        ``N``, ``D``, the tuned inputs, ``median``, ``pred_lower``, ``pred_upper`` and ``extrapolation``.
+        ``N``, ``D``, the tuned inputs, ``median``, ``pred_lower``, ``pred_upper`` and ``extrapolation``;
+        ``band_includes``, what the bands of ``allocation`` (N*, D*, D*/N*, ``<t>_opt``), ``credible``
+        (``loss_opt``) and ``predictive`` (``run_at_plan``) include, in the words ``"parameters"``,
+        ``"extrapolation discrepancy"`` and ``"noise"``.
         With ``cost``: ``cost`` (the formula). With ``unique_tokens``: ``unique_tokens``,
         ``p_data_limited`` (share of draws whose D* reaches the cap, within 1%) and
         ``data_constraint`` (how the cap entered).
@@ -506,13 +552,13 @@ def plan(
         "ci_prob": ci_prob,
         "flops_vs_largest_run": float(flops / np.max(budget.cost_of(fit.runs["N"], fit.runs["D"]))),
     }
-    for key in ("N_opt", "D_opt", "tokens_per_param", "loss_opt"):
+    for key in ("N_opt", "D_opt", "tokens_per_param"):
         out[key] = _interval(draws[key], ci_prob)
-    n, d = out["N_opt"]["median"], out["D_opt"]["median"]
+    forecast = fit.predict(_points(fit, out["N_opt"]["median"], out["D_opt"]["median"], budget), ci_prob=ci_prob)
+    forecast = forecast.iloc[0]
+    out["loss_opt"] = {stat: float(forecast[stat]) for stat in _STATS}
     for name in tunable_inputs(fit.law):  # the best value per draw at that draw's optimum
         out[f"{name}_opt"] = _interval(draws[f"{name}_opt"], ci_prob)
-    point = pd.DataFrame({"N": [n], "D": [d], **({"U": [_unique_tokens(d, budget)]} if "U" in fit.law.inputs else {})})
-    forecast = fit.predict(tuned_points(fit, point), ci_prob=ci_prob).iloc[0]
     out["run_at_plan"] = {
         k: float(forecast[k])
         for k in ("N", "D", *tunable_inputs(fit.law), "median", "pred_lower", "pred_upper", "extrapolation")
@@ -523,4 +569,5 @@ def plan(
         out["unique_tokens"] = float(unique_tokens)
         out["p_data_limited"] = float(draws["capped"].mean())
         out["data_constraint"] = "law (repetition-aware)" if "U" in fit.law.inputs else "D <= unique tokens"
+    out["band_includes"] = includes(fit)
     return out

@@ -26,6 +26,37 @@ if TYPE_CHECKING:
 
 _BLOCK = 2000  # points per block: 4000 draws x 2000 points x 8 bytes = 64 MB per array
 
+#: what a band includes, in the words every command, report and JSON ``band_includes`` uses: the
+#: uncertainty of the law's parameters, the extrapolation discrepancy (zero inside the runs, growing
+#: with the distance beyond them; :mod:`bayescale.inference.discrepancy`) and a new run's noise
+PARAMETERS, DISCREPANCY, NOISE = "parameters", "extrapolation discrepancy", "noise"
+
+
+def band_includes(fit: Fit) -> dict[str, list[str]]:
+    """What ``fit``'s loss bands include: ``{"credible": [...], "predictive": [...]}`` in the words above.
+
+    Every loss band bayescale prints (``predict``, ``plan``, ``tune``, ``curve``, reports) is one of
+    these two, so each includes the extrapolation discrepancy wherever the fit has one (a fit with too
+    few runs for its internal splits has none, and then says so by leaving it out).
+    """
+    credible = [PARAMETERS, *([DISCREPANCY] if fit.discrepancy is not None else [])]
+    return {"credible": credible, "predictive": [*credible, NOISE]}
+
+
+def with_discrepancy(fit: Fit, loss: np.ndarray, table: pd.DataFrame, seed: int) -> np.ndarray:
+    """Loss draws (rows) at the points of ``table`` (columns) with the fit's extrapolation discrepancy added.
+
+    The discrepancy's draws are those :func:`predict` uses with the same ``seed`` (one bend per posterior
+    draw, shared by every point), so a difference of two such losses, or a loss at a per-draw optimum
+    near a point, carries the same discrepancy as ``predict``'s band there. Unchanged without one. It
+    does not warn about points far beyond the runs: the ``predict`` of the point asked for does.
+    """
+    if fit.discrepancy is None:
+        return loss
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExtrapolationWarning)
+        return np.exp(fit.discrepancy.widen(np.log(loss), table, seed))
+
 
 def band(values, ci_prob: float) -> dict[str, np.ndarray]:
     """Median and equal-tailed interval of draws along axis 0 (rows), ignoring NaN draws."""
@@ -164,8 +195,8 @@ def loss_draws(fit: Fit, table: pd.DataFrame, seed: int, new_runs: np.ndarray | 
             },
             part,
         )
-        if fit.discrepancy is not None:
-            mu = fit.discrepancy.widen(mu, part, seed)  # its own streams: points inside the data are unaffected
+        if fit.discrepancy is not None:  # its own streams (with_discrepancy): points inside the data are unaffected
+            mu = fit.discrepancy.widen(mu, part, seed)
         if new_runs is None:
             yield mu, _new_runs(fit, params, mu, part, seed)
             continue
@@ -230,7 +261,9 @@ def predict(
         draws, ``median`` and the credible interval ``lower``, ``upper``), the predictive interval of a new
         run's loss (``pred_lower``, ``pred_upper``), the ratio of each input to its largest observed value
         (``<input>_vs_max``; also ``C`` and ``D_per_N`` for a law in N and D) and ``extrapolation``, the
-        distance beyond the observed runs in e-folds (0 inside them). ``attrs["ci_prob"]`` holds ``ci_prob``.
+        distance beyond the observed runs in e-folds (0 inside them). ``attrs["ci_prob"]`` holds ``ci_prob``
+        and ``attrs["band_includes"]`` what each band includes (:func:`band_includes`): the credible band
+        the parameters and the extrapolation discrepancy, the predictive band also the noise.
 
     Raises
     ------
@@ -275,4 +308,5 @@ def predict(
         )
     out = pd.concat([table, pd.concat(blocks), extrapolation_columns(fit, table)], axis=1)
     out.attrs["ci_prob"] = ci_prob
+    out.attrs["band_includes"] = band_includes(fit)
     return out

@@ -7,7 +7,8 @@ draw and point the bottom is found numerically in log space (a coarse grid, then
 search, vectorised over draws and points; coordinate-wise for two tunables), so an asymmetric
 basin or a user's own card works the same way. From those draws come the best value with its
 interval, the loss of a run there (as ``predict`` gives it), and the loss given up by a value the
-user names or by being 2x off.
+user names or by being 2x off. The loss bands, the loss given up included, carry the extrapolation
+discrepancy as ``predict``'s do (the same draws); the best value's band the parameters only.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from bayescale.data.runs import Points, Runs, prepare_points
 from bayescale.data.tunable import PLAUSIBLE, TUNABLE, other_inputs, tunable_inputs
 from bayescale.defaults import check_ci_prob
 from bayescale.errors import BayescaleError
-from bayescale.forecast.predict import band, flat_draws, params_at
+from bayescale.forecast.predict import PARAMETERS, band, band_includes, flat_draws, params_at, with_discrepancy
 
 if TYPE_CHECKING:
     from bayescale.fitting.result import Fit
@@ -142,8 +143,9 @@ def tune(
 
     Columns per tunable ``t`` (``lr``, ``batch``): ``t_opt_median/lower/upper``, ``t_opt_beyond_data``
     (the median lies outside the values the runs tried), and the loss given up by being
-    :data:`OFF_FACTOR` x too high or too low (``t_penalty_high_*``, ``t_penalty_low_*``: the law's loss
-    there minus at the best value, draw by draw). ``loss_median/lower/upper``, ``pred_lower/upper``
+    :data:`OFF_FACTOR` x too high or too low (``t_penalty_high_*``, ``t_penalty_low_*``: the loss there
+    minus at the best value, draw by draw, each with the extrapolation discrepancy ``predict`` draws at
+    the median best value or at the value off it). ``loss_median/lower/upper``, ``pred_lower/upper``
     and ``extrapolation`` are ``predict``'s forecast of a run at the median best values. With
     ``given`` (``{"lr": 3e-4}``): ``t_given`` (the value), the loss given up by the given values
     (``given_penalty_mean`` - the expected loss given up - and ``_median/lower/upper``), the
@@ -169,8 +171,10 @@ def tune(
     Returns
     -------
     pandas.DataFrame
-        The points, one row each, with the columns above. ``attrs["ci_prob"]`` holds the interval mass
-        and ``attrs["tunable"]`` the names of the tunable inputs.
+        The points, one row each, with the columns above. ``attrs["ci_prob"]`` holds the interval mass,
+        ``attrs["tunable"]`` the names of the tunable inputs and ``attrs["band_includes"]`` what the bands
+        include: ``best`` (``t_opt``: the parameters), ``credible`` (the loss and the loss given up) and
+        ``predictive`` (a run).
 
     Raises
     ------
@@ -198,35 +202,41 @@ def tune(
     seed = fit.settings["seed"] if seed is None else seed
     law_params, env, best = optimum_draws(fit, table, seed)
     shape = best[names[0]].shape
-    at_best = _evaluate(fit.law, law_params, env, best)
     out = table.copy()
     for name in names:
         _put(out, f"{name}_opt", np.exp(best[name]), ci_prob)
+    tuned = table.assign(**{n: out[f"{n}_opt_median"] for n in names})
+
+    def loss_at(values: Mapping[str, np.ndarray], point: Mapping[str, object]) -> np.ndarray:
+        """The law's loss at the log tunable ``values`` per draw, with the discrepancy at ``point``'s values."""
+        return with_discrepancy(fit, _evaluate(fit.law, law_params, env, values), tuned.assign(**point), seed)
+
+    at_best = loss_at(best, {})
+    for name in names:
         tried = fit.runs[name]
         out[f"{name}_opt_beyond_data"] = (out[f"{name}_opt_median"] < tried.min()) | (
             out[f"{name}_opt_median"] > tried.max()
         )
-        for side, shift in (("high", np.log(OFF_FACTOR)), ("low", -np.log(OFF_FACTOR))):
-            off = _evaluate(fit.law, law_params, env, {**best, name: best[name] + shift})
+        for side, factor in (("high", OFF_FACTOR), ("low", 1 / OFF_FACTOR)):
+            off = loss_at({**best, name: best[name] + np.log(factor)}, {name: tuned[name] * factor})
             _put(out, f"{name}_penalty_{side}", off - at_best, ci_prob)
-    forecast = fit.predict(table.assign(**{n: out[f"{n}_opt_median"] for n in names}), ci_prob=ci_prob, seed=seed)
+    forecast = fit.predict(tuned, ci_prob=ci_prob, seed=seed)
     for column in ("median", "lower", "upper"):
         out[f"loss_{column}"] = forecast[column].to_numpy()
     for column in ("pred_lower", "pred_upper", "extrapolation"):
         out[column] = forecast[column].to_numpy()
     if given:
         chosen = {**best, **{n: np.full(shape, np.log(v)) for n, v in given.items()}}
-        penalty = _evaluate(fit.law, law_params, env, chosen) - at_best
+        penalty = loss_at(chosen, given) - at_best
         for name, value in given.items():
             out[f"{name}_given"] = value
             out[f"{name}_p_within_2x"] = np.mean(np.abs(np.log(value) - best[name]) < np.log(2.0), axis=0)
         _put(out, "given_penalty", penalty, ci_prob)
         out["given_penalty_mean"] = np.nanmean(penalty, axis=0)  # the expected loss given up
-        run = fit.predict(
-            table.assign(**{**{n: out[f"{n}_opt_median"] for n in names}, **given}), ci_prob=ci_prob, seed=seed
-        )
+        run = fit.predict(tuned.assign(**given), ci_prob=ci_prob, seed=seed)
         out["given_loss_median"] = run["median"].to_numpy()
         out["given_pred_lower"], out["given_pred_upper"] = run["pred_lower"].to_numpy(), run["pred_upper"].to_numpy()
     out.attrs["ci_prob"] = ci_prob
     out.attrs["tunable"] = names
+    out.attrs["band_includes"] = {"best": [PARAMETERS], **band_includes(fit)}
     return out

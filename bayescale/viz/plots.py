@@ -275,11 +275,17 @@ def calibration(result: BacktestResult):
 
 
 def frontier_bands(fit: Fit, budgets=None, ci_prob: float = defaults.CI_PROB):
-    """N*, D* and the optimal loss against compute, with their posterior bands."""
+    """N*, D* and the optimal loss against compute, with their bands (``frontier``'s: the loss's as ``predict``'s).
+
+    Without ``budgets`` the chart's own grid (1e20 to 1e26 FLOPs) raises no extrapolation warning: it is
+    not the user's question.
+    """
     from bayescale.forecast.plan import frontier
 
-    budgets = np.geomspace(1e20, 1e26, 13) if budgets is None else budgets
-    table = frontier(fit, budgets, ci_prob)
+    with warnings.catch_warnings():
+        if budgets is None:
+            warnings.simplefilter("ignore", ExtrapolationWarning)
+        table = frontier(fit, np.geomspace(1e20, 1e26, 13) if budgets is None else budgets, ci_prob)
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.3))
     for ax, key, label in zip(axes, ("N_opt", "D_opt", "loss_opt"), ("parameters N*", "tokens D*", "loss at optimum")):
         ax.fill_between(table["flops"], table[f"{key}_lower"], table[f"{key}_upper"], color=_PRED, alpha=0.6)

@@ -11,7 +11,9 @@ import base64
 import datetime
 import html
 import io
-from collections.abc import Callable, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,8 +21,9 @@ import numpy as np
 import pandas as pd
 
 from bayescale import __version__, defaults
-from bayescale.errors import BayescaleError
+from bayescale.errors import BayescaleError, ExtrapolationWarning
 from bayescale.files import atomic_write
+from bayescale.forecast.predict import band_includes
 from bayescale.viz import plots
 from bayescale.viz.latex import formula_latex
 
@@ -135,6 +138,36 @@ def default_points(fit: Fit) -> list[dict]:
     return points
 
 
+def bands_sentence(fit: Fit, ci_prob: float) -> str:
+    """What the report's bands include, in words (the JSON's ``band_includes`` of the commands)."""
+    includes = band_includes(fit)
+    return (
+        f"Bands are equal-tailed at {ci_prob:.0%}: credible (the law) includes {' + '.join(includes['credible'])}; "
+        f"predictive (a new run) includes {' + '.join(includes['predictive'])}."
+    )
+
+
+@contextmanager
+def _notes_in(doc: _Doc, asked: bool) -> Iterator[None]:
+    """Extrapolation warnings about points the user did not ask for go into the document, once each, not to stderr.
+
+    The report's own points (:func:`default_points`, the frontier's budgets) are not the user's
+    question: a warning about them on stderr would be noise (a sweep of 3 groups x 2 laws printed
+    each one 2-4 times). What they say stays in the report.
+    """
+    if asked:
+        yield
+        return
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ExtrapolationWarning)
+        yield
+    for message in dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, ExtrapolationWarning)):
+        doc.para("Note: " + message, "warn")
+    for w in caught:
+        if not issubclass(w.category, ExtrapolationWarning):
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+
+
 def _plain_words(row: pd.Series, inputs, ci_prob: float) -> str:
     where = " and ".join(f"{name} = {human(row[name])}" for name in inputs)
     beyond = (
@@ -149,7 +182,9 @@ def _plain_words(row: pd.Series, inputs, ci_prob: float) -> str:
     )
 
 
-def _fit_section(doc: _Doc, fit: Fit, name: str, points, ci_prob: float, heldout, progress, checks: bool = True):
+def _fit_section(
+    doc: _Doc, fit: Fit, name: str, points, ci_prob: float, heldout, progress, checks: bool = True, asked: bool = True
+):
     doc.heading(f"{name}: {fit.law.title or fit.law.name}")
     doc.math("L = " + formula_latex(fit.law.formula.text))
     doc.para(f"{fit.law.description} Source: {fit.law.source}".strip())
@@ -182,8 +217,10 @@ def _fit_section(doc: _Doc, fit: Fit, name: str, points, ci_prob: float, heldout
         doc.heading("Breaks", 3)
         doc.table(break_table(fit, ci_prob))
     doc.heading("Forecasts", 3)
+    doc.para(bands_sentence(fit, ci_prob))
     if points:
-        forecast = fit.predict(pd.DataFrame(points), ci_prob=ci_prob)
+        with _notes_in(doc, asked):
+            forecast = fit.predict(pd.DataFrame(points), ci_prob=ci_prob)
         shown = [*fit.law.inputs, "median", "lower", "upper", "pred_lower", "pred_upper", "extrapolation"]
         doc.table(forecast[[c for c in shown if c in forecast.columns]])
         for _, row in forecast.iterrows():
@@ -202,8 +239,13 @@ def _fit_section(doc: _Doc, fit: Fit, name: str, points, ci_prob: float, heldout
         )
     else:
         progress("fan chart")
+        with warnings.catch_warnings():  # said once, above, with the forecast table
+            warnings.simplefilter("ignore", ExtrapolationWarning)
+            fan = plots.forecast_fan(
+                fit, heldout=heldout, ci_prob=ci_prob, points=pd.DataFrame(points) if points else None
+            )
         doc.figure(
-            plots.forecast_fan(fit, heldout=heldout, ci_prob=ci_prob, points=pd.DataFrame(points) if points else None),
+            fan,
             "The runs and the fitted law with credible (dark) and predictive (light) bands"
             + (
                 "; diamonds are the held-out runs with the backtest's forecasts (a fit without them)"
@@ -231,7 +273,11 @@ def _fit_section(doc: _Doc, fit: Fit, name: str, points, ci_prob: float, heldout
     if {"N", "D"} <= set(fit.law.inputs) and not fit.spec.pooled:
         progress("compute-optimal frontier")
         try:
-            doc.figure(plots.frontier_bands(fit, ci_prob=ci_prob), "Compute-optimal frontier")
+            doc.figure(
+                plots.frontier_bands(fit, ci_prob=ci_prob),
+                "Compute-optimal frontier: N* and D* with the parameters' uncertainty only, the loss at the "
+                "optimum with predict's credible band (" + " + ".join(band_includes(fit)["credible"]) + ")",
+            )
         except BayescaleError as exc:
             doc.para(f"No compute-optimal frontier: {exc}")
 
@@ -302,7 +348,7 @@ def build_report(
     for name, fit in fits.items():
         progress(f"section for {name}")
         fit_points = points or ([] if {"run", "step"} <= set(fit.runs.columns) else default_points(fit))
-        _fit_section(doc, fit, name, fit_points, ci_prob, backtest_runs(backtest, fit), progress)
+        _fit_section(doc, fit, name, fit_points, ci_prob, backtest_runs(backtest, fit), progress, asked=bool(points))
     if len(fits) > 1:
         from bayescale.evaluation.comparison import compare
 
@@ -496,7 +542,7 @@ def build_sweep_report(
         for label, fit in fits.items():
             progress(f"section for {label} on {group}")
             points = [] if {"run", "step"} <= set(fit.runs.columns) else default_points(fit)
-            _fit_section(doc, fit, f"{label} on {group}", points, ci_prob, None, progress, checks=False)
+            _fit_section(doc, fit, f"{label} on {group}", points, ci_prob, None, progress, checks=False, asked=False)
             for message in sweep.warnings.get((group, label), []):
                 doc.para("Warning: " + message, "warn")
     return doc.render("bayescale sweep report")
