@@ -41,6 +41,7 @@ _EXPORTS = {
     "check": "forecast.checks",
     "tune": "forecast.tuning",
     "break_table": "forecast.derived",
+    **dict.fromkeys(["design", "Design"], "forecast.design"),
     **dict.fromkeys(["Candidate", "backtest", "BacktestResult", "holdout_mask"], "evaluation.backtesting"),
     **dict.fromkeys(["compare", "predict_stacked", "verdict", "against_backtest"], "evaluation.comparison"),
     "backtest_tuning": "evaluation.tuning_backtest",

@@ -1,0 +1,168 @@
+"""The ``design`` command: which runs to train next, within a budget, to sharpen the forecasts that matter."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import cloup
+
+import bayescale as bs
+from bayescale.cli.options import (
+    file_argument,
+    input_group,
+    law_group,
+    law_option,
+    output_group,
+    sampling_group,
+    sampling_settings,
+)
+from bayescale.cli.parsing import at_points, pairs
+from bayescale.cli.render import emit, fmt, wrap
+from bayescale.errors import BayescaleError
+
+
+def grid_axes(text: str) -> dict:
+    """``N=1e8:1e10:5,D=2e9:2e11:5`` -> log-spaced values per input (``lo:hi:count``; one number is one value)."""
+    import numpy as np
+
+    axes = {}
+    for name, spec in pairs([text], "--grid").items():
+        parts = spec.split(":")
+        try:
+            numbers = [float(p) for p in parts]
+        except ValueError:
+            numbers = []
+        count = numbers[2] if len(numbers) == 3 else 1.0
+        if len(numbers) not in (1, 3) or not all(x > 0 for x in numbers) or count != int(count):
+            raise BayescaleError(
+                f"--grid {name}={spec!r}: give one positive value or low:high:count (log-spaced), e.g. {name}=1e8:1e10:5"
+            )
+        axes[name] = [numbers[0]] if len(numbers) == 1 else np.geomspace(numbers[0], numbers[1], int(count))
+    return axes
+
+
+def _candidates(path: str | None, grid: str | None, columns: dict):
+    """The candidate table from ``--candidates`` (columns mapped as the runs' are) or ``--grid``."""
+    if bool(path) == bool(grid):
+        raise BayescaleError("give the candidate runs with --candidates POOL.csv or --grid N=lo:hi:count,D=lo:hi:count")
+    if grid:
+        return bs.grid(**grid_axes(grid))
+    assert path is not None
+    if not Path(path).exists():
+        raise BayescaleError(f"--candidates: file {path!r} does not exist")
+    table, _ = bs.read_table(path)
+    return table.rename(columns={theirs: ours for ours, theirs in columns.items() if theirs in table.columns})
+
+
+def _design_text(result: dict):
+    pct = f"{result['ci_prob']:.0%}"
+    yield (
+        f"{result['law']} fit to {result['n_runs']} runs: chose {result['n_chosen']} of {result['n_candidates']} "
+        f"candidates; budget {result['budget']:.3g}, spent {result['spent']:.3g} (cost {result['cost_formula']})"
+    )
+    yield wrap(f"value: {result['measure']}")
+    inputs = result["inputs"]
+    yield (
+        f"{'rank':>4} {'row':>6} " + " ".join(f"{name:>10}" for name in inputs) + f" {'cost':>10} {'gain':>10} "
+        f"{'value':>10} {'share':>6} {'ESS':>6}"
+    )
+    for run in result["chosen"]:
+        yield (
+            f"{run['rank']:>4} {run['row']:>6} "
+            + " ".join(f"{fmt(run[name], '.3g'):>10}" for name in inputs)
+            + f" {run['cost']:>10.3g} {run['gain']:>10.3g} {run['value']:>10.3g} {run['share']:>6.1%} "
+            f"{run['ess']:>6.0f}"
+        )
+    yield (
+        "gain: expected drop of the targets' variance of log-loss given the runs ranked above; share: of the variance "
+        "now; ESS: median effective draws behind it"
+    )
+    for target in result["target"]:
+        where = ", ".join(f"{name}={target[name]:.3g}" for name in inputs)
+        low, high = target["band_now"]
+        new_low, new_high = target["band_expected"]
+        yield (
+            f"target {where}: loss {target['median']:.4f}, {pct} band now [{low:.4f}, {high:.4f}], expected after "
+            f"these runs [{new_low:.4f}, {new_high:.4f}]; sd of the law's log-loss {target['sd_now']:.3g} -> "
+            f"{target['sd_expected']:.3g}{_beyond(target)}"
+        )
+
+
+def _beyond(target: dict) -> str:
+    """How far the target lies beyond the runs, now and with the chosen ones (the discrepancy's part of the band)."""
+    now, after = target.get("extrapolation_now") or 0.0, target.get("extrapolation_expected") or 0.0
+    if now <= 0:
+        return ""
+    return (
+        f"; {now:.2f} -> {after:.2f} e-folds beyond the runs (the band's extrapolation discrepancy shrinks only "
+        "with that distance)"
+    )
+
+
+@cloup.command("design")
+@file_argument()
+@input_group()
+@cloup.option_group(
+    "Design",
+    cloup.option(
+        "--candidates", "candidates_path", type=click.Path(dir_okay=False), help="The runs one could train: a table."
+    ),
+    cloup.option("--grid", default=None, help="Or a log-spaced grid of candidates: N=1e8:1e10:5,D=2e9:2e11:5."),
+    cloup.option(
+        "--target", "targets", multiple=True, required=True, help="A target point: N=7e10,D=1.4e12 (repeatable)."
+    ),
+    cloup.option("--budget", type=float, required=True, help="The most the chosen runs may cost together."),
+    cloup.option(
+        "--cost", default="6*N*D", show_default=True, help="Cost of a run: a formula in the candidates' columns."
+    ),
+    cloup.option("--batch", type=int, default=4, show_default=True, help="The most runs to choose."),
+    cloup.option(
+        "--outcomes", type=int, default=32, show_default=True, help="Simulated outcomes per candidate (more: steadier)."
+    ),
+)
+@law_group(law_option())
+@sampling_group()
+@output_group()
+def design_command(
+    runs,
+    columns,
+    candidates_path,
+    grid,
+    targets,
+    budget,
+    cost,
+    batch,
+    outcomes,
+    law_spec,
+    quiet,
+    ci_prob,
+    as_json,
+    **sampling,
+):
+    """Which runs to train next: the most expected reduction of the targets' uncertainty per unit cost.
+
+    RUNS is a runs table (fitted here) or a saved fit (.nc). The chosen runs are ranked; each target's
+    band is shown now and as expected once the chosen runs' losses are known.
+    """
+    mapping = pairs(columns, "--columns")
+    pool = _candidates(candidates_path, grid, mapping)
+    if str(runs).endswith(".nc"):
+        fitted = bs.Fit.load(runs)
+    else:
+        fitted = bs.fit(
+            runs, law_spec, columns=mapping, progressbar=not (quiet or as_json), **sampling_settings(sampling)
+        )
+    chosen = bs.design(
+        fitted,
+        pool,
+        at_points(targets, option="--target"),
+        budget,
+        cost,
+        batch,
+        ci_prob=ci_prob,
+        outcomes=outcomes,
+        seed=sampling.get("seed"),
+    )
+    result = {"law": fitted.law.name, "n_runs": fitted.n_obs, "inputs": list(fitted.law.inputs), **chosen.to_dict()}
+    emit(result, as_json, _design_text)
