@@ -46,6 +46,7 @@ _EXPORTS = {
     **dict.fromkeys(["compare", "predict_stacked", "verdict", "against_backtest"], "evaluation.comparison"),
     "backtest_tuning": "evaluation.tuning_backtest",
     "fit_many": "evaluation.sweep",
+    "design_replay": "evaluation.design_replay",
     **dict.fromkeys(
         ["load_checkpoints", "fit_curves", "forecast_curves", "compare_schedules", "peak_rate_variants"],
         "curves.learning_curves",

@@ -240,4 +240,9 @@ def test_design(renderings, saved_fit, tmp_path):
     assert (
         main(["design", runs, "--grid", "N=1e8:1e10:3,D=2e10", *target, "--budget", "1e22", *SAMPLING, "--quiet"]) == 0
     )
-    _check(renderings, 2)
+    table = pd.read_csv(runs)
+    table[table["N"] < 3e9].to_csv(tmp_path / "runs_pool.csv", index=False)
+    table[table["N"] >= 3e9].to_csv(tmp_path / "targets.csv", index=False)
+    replay = ["--replay", str(tmp_path / "runs_pool.csv"), "--target-runs", str(tmp_path / "targets.csv")]
+    assert main(["design", *replay, "--budget-share", "0.02", "--batch", "8", *SAMPLING, "--quiet"]) == 0
+    _check(renderings, 3)

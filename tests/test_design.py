@@ -186,3 +186,43 @@ def test_the_command_takes_a_grid_and_refuses_a_bad_one(saved_quick_fit, capsys)
     assert "give one positive value or low:high:count" in capsys.readouterr().err
     assert main([*args]) == 2
     assert "--candidates POOL.csv or --grid" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def demo_split(tmp_path_factory):
+    """The demo sweep's runs below N = 3e9 (54, the pool) and above (9, the targets), as files."""
+    folder = tmp_path_factory.mktemp("replay")
+    runs = pd.read_csv(bs.datasets.demo_runs_path())
+    runs[runs["N"] < 3e9].to_csv(folder / "pool.csv", index=False)
+    runs[runs["N"] >= 3e9].to_csv(folder / "targets.csv", index=False)
+    return folder / "pool.csv", folder / "targets.csv"
+
+
+REPLAY = ["--budget-share", "0.02", "--batch", "8", "--draws", "100", "--tune", "150", "--chains", "2"]
+
+
+@pytest.mark.slow
+def test_the_replay_spends_each_share_and_scores_the_targets(demo_split, capsys):
+    pool, targets = demo_split
+    assert main(["design", "--replay", str(pool), "--target-runs", str(targets), *REPLAY, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert [s["strategy"] for s in result["strategies"]] == ["bayes", "random"]
+    for strategy in result["strategies"]:
+        (budget,) = strategy["budgets"]
+        assert budget["share"] == 0.02 and 0.01 < budget["spent"] <= 0.02
+        assert budget["runs"] > result["start_runs"] == 8
+        assert {"r2", "median_abs_rel_error", "mean_halfwidth"} <= set(budget) and set(budget["coverage"]) == {"0.9"}
+        assert -1 <= budget["r2"] <= 1
+    assert result["all_of_pool"]["runs"] == result["pool_runs"] == 54 and result["target_runs"] == 9
+
+
+def test_the_replay_refuses_what_it_does_not_use(demo_split, saved_quick_fit, capsys):
+    pool, targets = demo_split
+    assert main(["design", str(saved_quick_fit), "--replay", str(pool), "--target-runs", str(targets)]) == 2
+    assert "give no RUNS" in capsys.readouterr().err
+    assert main(["design", "--replay", str(pool), "--target-runs", str(targets), "--budget", "1e20"]) == 2
+    assert "drop --budget" in capsys.readouterr().err
+    assert main(["design", "--replay", str(pool)]) == 2
+    assert "needs the target runs" in capsys.readouterr().err
+    assert main(["design", "--replay", str(pool), "--target-runs", str(targets), "--budget-share", "0"]) == 2
+    assert "budget shares must lie in (0, 1]" in capsys.readouterr().err

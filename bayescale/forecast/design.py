@@ -278,6 +278,54 @@ def _truths(rng: np.random.Generator, n_draws: int, outcomes: int) -> tuple[np.n
     return truth, log_w
 
 
+def _choose(fit: Fit, y, mu_c, noise_c, log_w, targets_law, costs, budget: float, batch: int) -> list[dict]:
+    """The greedy search: each step takes the affordable candidate of most gain per cost, given the runs taken.
+
+    ``y`` (outcomes x candidates) are the simulated log-losses, ``mu_c`` (candidates x draws) the
+    log-law, ``log_w`` (outcomes x draws) the starting log-weights and ``targets_law`` (draws x
+    targets) the centred log-law at the targets. Stops early when nothing affordable is left or no
+    candidate is expected to reduce the measure.
+    """
+    now = weighted_variance(log_w, targets_law)[0].mean(axis=0)
+    total_now = float(now.sum())
+    current, remaining, available, rows = now, budget, np.ones(len(costs), bool), []
+    block = max(1, _BLOCK // (y.shape[0] * mu_c.shape[1]))
+    for rank in range(1, batch + 1):
+        affordable = np.flatnonzero(available & (costs <= remaining * (1 + 1e-12)))
+        if not len(affordable):
+            break
+        gains, ess = np.empty(len(affordable)), np.empty(len(affordable))
+        for start in range(0, len(affordable), block):
+            idx = affordable[start : start + block]
+            ll = _log_likelihood(fit, y[:, idx], mu_c[idx], _columns(noise_c, idx))
+            ll += log_w[:, None, :]
+            var, eff = weighted_variance(ll, targets_law, overwrite=True)
+            gains[start : start + block] = (current - var.mean(axis=0)).sum(axis=-1)
+            ess[start : start + block] = np.median(eff, axis=0)
+        values = np.maximum(gains, 0.0) / costs[affordable]
+        pick = int(np.argmax(values))
+        if values[pick] <= 0:
+            break
+        best = int(affordable[pick])
+        log_w = log_w + _log_likelihood(fit, y[:, [best]], mu_c[[best]], _columns(noise_c, [best]))[:, 0, :]
+        current = weighted_variance(log_w, targets_law)[0].mean(axis=0)
+        remaining -= costs[best]
+        available[best] = False
+        rows.append(
+            {
+                "rank": rank,
+                "row": best + 1,
+                "cost": float(costs[best]),
+                "gain": float(gains[pick]),
+                "value": float(values[pick]),
+                "share": float(gains[pick] / total_now) if total_now > 0 else 0.0,
+                "spent": float(budget - remaining),
+                "ess": float(ess[pick]),
+            }
+        )
+    return rows
+
+
 def design(
     fit: Fit,
     candidates: pd.DataFrame | Sequence[Mapping[str, Any]] | Mapping[str, Any],
@@ -336,8 +384,8 @@ def design(
     BayescaleError
         For a candidate table without a needed column, a cost formula that is not positive at some
         candidate (naming the rows), a budget below the cheapest candidate, a target that is not
-        positive or lies more than :data:`FAR` times beyond the runs, or ``batch``, ``draws`` or
-        ``outcomes`` below 1.
+        positive or lies more than :data:`FAR` times beyond the runs, ``batch`` below 1, or ``draws``
+        or ``outcomes`` below 2.
     """
     ci_prob = check_ci_prob(ci_prob)
     for name, value, low in (("batch", batch, 1), ("outcomes", outcomes, 2), ("draws", draws or 2, 2)):
@@ -369,43 +417,10 @@ def design(
     mu_c, noise_c = np.ascontiguousarray(mu_c.T, f32), {n: v.astype(f32) for n, v in noise_c.items()}
     targets_law = (mu[:, k:] - mu[:, k:].mean(axis=0)).astype(f32)
     log_w = log_w.astype(f32)
-    now = weighted_variance(log_w, targets_law)[0].mean(axis=0)
-    total_now = float(now.sum())
-    current, remaining, available, rows = now, budget, np.ones(k, bool), []
-    block = max(1, _BLOCK // (len(truth) * len(keep)))
-    for rank in range(1, batch + 1):
-        affordable = np.flatnonzero(available & (costs <= remaining * (1 + 1e-12)))
-        if not len(affordable):
-            break
-        gains, ess = np.empty(len(affordable)), np.empty(len(affordable))
-        for start in range(0, len(affordable), block):
-            idx = affordable[start : start + block]
-            ll = _log_likelihood(fit, y[:, idx], mu_c[idx], _columns(noise_c, idx))
-            ll += log_w[:, None, :]
-            var, eff = weighted_variance(ll, targets_law, overwrite=True)
-            gains[start : start + block] = (current - var.mean(axis=0)).sum(axis=-1)
-            ess[start : start + block] = np.median(eff, axis=0)
-        values = np.maximum(gains, 0.0) / costs[affordable]
-        pick = int(np.argmax(values))
-        best = int(affordable[pick])
-        log_w = log_w + _log_likelihood(fit, y[:, [best]], mu_c[[best]], _columns(noise_c, [best]))[:, 0, :]
-        current = weighted_variance(log_w, targets_law)[0].mean(axis=0)
-        remaining -= costs[best]
-        available[best] = False
-        rows.append(
-            {
-                **pool.iloc[best].to_dict(),
-                "rank": rank,
-                "row": best + 1,
-                "cost": float(costs[best]),
-                "gain": float(gains[pick]),
-                "value": float(values[pick]),
-                "share": float(gains[pick] / total_now) if total_now > 0 else 0.0,
-                "spent": float(budget - remaining),
-                "ess": float(ess[pick]),
-            }
-        )
+    steps = _choose(fit, y, mu_c, noise_c, log_w, targets_law, costs, budget, batch)
+    rows = [{**pool.iloc[step["row"] - 1].to_dict(), **step} for step in steps]  # the candidate's columns first
     chosen = pd.DataFrame(rows)
+    spent = rows[-1]["spent"] if rows else 0.0
     few = [r for r in rows if r["ess"] < _FEW_DRAWS]
     if few:
         warn_user(
@@ -432,7 +447,7 @@ def design(
         chosen=chosen,
         targets=targets_out,
         budget=budget,
-        spent=float(budget - remaining),
+        spent=float(spent),
         cost=Formula(cost).text,
         measure=MEASURE,
         ci_prob=ci_prob,
