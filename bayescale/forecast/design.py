@@ -176,7 +176,7 @@ def _check_budget(budget, costs: np.ndarray, table: pd.DataFrame, inputs) -> flo
     if budget < costs[cheapest]:
         raise BayescaleError(
             f"the budget {float(budget):.3g} is smaller than the cheapest candidate's cost {costs[cheapest]:.3g} "
-            f"({row_numbers([cheapest])}: {point_label(table.iloc[cheapest], inputs)}); give a budget of at least "
+            f"({row_numbers([cheapest], 'row')}: {point_label(table.iloc[cheapest], inputs)}); give a budget of at least "
             f"{costs[cheapest]:.3g}"
         )
     return float(budget)
