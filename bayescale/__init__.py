@@ -41,12 +41,14 @@ _EXPORTS = {
     "check": "forecast.checks",
     "tune": "forecast.tuning",
     "break_table": "forecast.derived",
+    **dict.fromkeys(["design", "Design"], "forecast.design"),
     **dict.fromkeys(
         ["Candidate", "backtest", "BacktestResult", "GroupedBacktest", "holdout_mask"], "evaluation.backtesting"
     ),
     **dict.fromkeys(["compare", "predict_stacked", "verdict", "against_backtest"], "evaluation.comparison"),
     "backtest_tuning": "evaluation.tuning_backtest",
     "fit_many": "evaluation.sweep",
+    "design_replay": "evaluation.design_replay",
     **dict.fromkeys(
         ["load_checkpoints", "fit_curves", "forecast_curves", "compare_schedules", "peak_rate_variants"],
         "curves.learning_curves",

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 import bayescale as bs
-from bayescale.cli import application_commands, evaluation_commands, fit_commands, render
+from bayescale.cli import application_commands, design_commands, evaluation_commands, fit_commands, render
 from bayescale.cli.main import main
 
 SAMPLING = ["--draws", "100", "--tune", "150", "--chains", "2", "--seed", "1"]
@@ -36,7 +36,7 @@ def renderings(monkeypatch):
         seen.append(("\n".join(text(ready)), json.loads(json.dumps(ready))))
         render.emit(result, as_json, text)
 
-    for module in (fit_commands, evaluation_commands, application_commands):
+    for module in (fit_commands, evaluation_commands, application_commands, design_commands):
         monkeypatch.setattr(module, "emit", both)
     return seen
 
@@ -270,3 +270,22 @@ def test_backtest_by_group_with_where_names_every_group(renderings, tmp_path):
     assert all(64 <= run["row"] <= 126 for run in books["laws"][0]["runs"])  # books are file rows 64-126
     assert small["error"] == "holdout 'N >= 1e9' selects none of the 15 runs: nothing to forecast"
     assert "dataset = books:" in text and "dataset = tiny:\n  no backtest: holdout 'N >= 1e9' selects none" in text
+
+
+@pytest.mark.slow
+def test_design(renderings, saved_fit, tmp_path):
+    pd.DataFrame({"N": [1e8, 1e9, 1e10], "D": [2e9, 2e10, 2e11]}).to_csv(tmp_path / "pool.csv", index=False)
+    target = ["--target", "N=7e10,D=1.4e12", "--target", "N=1e10,D=2e11"]
+    assert (
+        main(["design", str(saved_fit), "--candidates", str(tmp_path / "pool.csv"), *target, "--budget", "1e23"]) == 0
+    )
+    runs = str(bs.datasets.demo_runs_path())
+    assert (
+        main(["design", runs, "--grid", "N=1e8:1e10:3,D=2e10", *target, "--budget", "1e22", *SAMPLING, "--quiet"]) == 0
+    )
+    table = pd.read_csv(runs)
+    table[table["N"] < 3e9].to_csv(tmp_path / "runs_pool.csv", index=False)
+    table[table["N"] >= 3e9].to_csv(tmp_path / "targets.csv", index=False)
+    replay = ["--replay", str(tmp_path / "runs_pool.csv"), "--target-runs", str(tmp_path / "targets.csv")]
+    assert main(["design", *replay, "--budget-share", "0.02", "--batch", "8", *SAMPLING, "--quiet"]) == 0
+    _check(renderings, 3)

@@ -199,3 +199,15 @@ def test_a_loo_warning_names_the_file_row_of_a_filtered_fit():
         table = bs.compare([sharp, other])
     assert not any("row 1 (" in str(w.message) for w in caught)
     assert 5 in table.attrs["high_k"]["chinchilla"].index
+
+
+def test_every_command_that_offers_where_reads_it():
+    """--where comes with the shared Input group; a command that took it into **sampling would ignore it silently."""
+    import inspect
+
+    from bayescale.cli.main import cli
+
+    offering = [name for name, command in cli.commands.items() if any(p.name == "where" for p in command.params)]
+    assert {"fit", "backtest", "sweep", "tune", "downstream", "curve", "design"} <= set(offering)
+    for name in offering:
+        assert "where" in inspect.signature(cli.commands[name].callback).parameters, name

@@ -15,6 +15,7 @@ import click
 import cloup
 
 from bayescale.cli.application_commands import curve_command, downstream_command
+from bayescale.cli.design_commands import design_command
 from bayescale.cli.evaluation_commands import backtest_command, sweep_command, tune_command
 from bayescale.cli.fit_commands import (
     check_command,
@@ -58,6 +59,7 @@ cli.section(
 )
 cli.section("Many fits", backtest_command, sweep_command, tune_command)
 cli.section("Beyond the final loss", downstream_command, curve_command)
+cli.section("Which run next", design_command)
 
 
 def main(argv=None) -> int:

@@ -50,16 +50,16 @@ def pairs(items, what: str) -> dict[str, str]:
         raise BayescaleError(f"{what}: {exc}") from None
 
 
-def at_points(items, labels=()) -> list[dict[str, float | str]]:
-    """Parse ``--at N=...,D=...`` points; keys in ``labels`` (group columns) keep their text."""
+def at_points(items, labels=(), option: str = "--at") -> list[dict[str, float | str]]:
+    """Parse ``--at N=...,D=...`` points (or another ``option``'s); keys in ``labels`` (group columns) keep their text."""
     points = []
     for item in items:
         point = {}
-        for key, value in pairs([item], "--at").items():
+        for key, value in pairs([item], option).items():
             try:
                 point[key] = value if key in labels else float(value)
             except ValueError:
-                raise BayescaleError(f"--at {item!r}: {key}={value!r} is not a number") from None
+                raise BayescaleError(f"{option} {item!r}: {key}={value!r} is not a number") from None
         points.append(point)
     return points
 
