@@ -253,8 +253,9 @@ def predict_command(fit_paths, at, points, ci_prob, as_json):
         if not Path(points).exists():
             raise BayescaleError(f"--points: file {points!r} does not exist")
         table = pd.read_csv(points)
-    else:
-        table = pd.DataFrame(at_points(at))
+    else:  # a pooled fit's group columns (dataset=rpj) keep their text
+        groups = {pooled.column for f in fits.values() for pooled in f.spec.pooled.values()}
+        table = pd.DataFrame(at_points(at, labels=groups))
     fit = next(iter(fits.values()))
     inputs = list(dict.fromkeys(i for f in fits.values() for i in f.law.inputs))
     result = {"ci_prob": ci_prob, "inputs": inputs}
