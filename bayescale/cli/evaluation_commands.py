@@ -19,7 +19,7 @@ from bayescale.cli.options import (
     sampling_settings,
 )
 from bayescale.cli.parsing import at_points, candidate, check_fan_out, numbered, pairs
-from bayescale.cli.render import band, emit, fmt
+from bayescale.cli.render import band, emit, fmt, prior_driven_lines
 from bayescale.errors import BayescaleError
 
 _CANDIDATE_HELP = ', optionally with fit options: "chinchilla likelihood=normal pool=E:dataset" (repeatable).'
@@ -291,6 +291,7 @@ def _tune_text(result: dict):
             )
     if any(row["loss"]["extrapolation"] > 0 for row in result["predictions"]):
         yield "note: the run bands include the extrapolation discrepancy beyond the fitted runs"
+    yield from prior_driven_lines(result.get("sensitivity", {}))
     if result.get("saved"):
         yield f"saved {result['saved']}"
 
@@ -389,6 +390,7 @@ def tune_command(runs, columns, law_spec, at, lr, batch, holdout, quiet, out, ci
         "tunable": names,
         "predictions": tune_records(table),
         "tried": {n: [fitted.runs[n].min(), fitted.runs[n].max()] for n in names},
+        "sensitivity": bs.tune_sensitivity(fitted, pd.DataFrame(at_points(at))),
     }
     if out:
         result["saved"] = fitted.save(out)

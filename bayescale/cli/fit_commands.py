@@ -21,7 +21,7 @@ from bayescale.cli.options import (
     sampling_settings,
 )
 from bayescale.cli.parsing import at_points, fit_names, pairs
-from bayescale.cli.render import band, emit, fmt, records, wrap
+from bayescale.cli.render import band, emit, fmt, prior_driven_lines, records, wrap
 from bayescale.errors import BayescaleError
 
 #: what each column of the comparison table means
@@ -61,10 +61,31 @@ def laws_command(as_json):
 
 
 # -- fit, summary -----------------------------------------------------------------------------------
-def summary_result(fit, ci_prob: float) -> dict:
-    """The parameter table, pooling, discrepancy, breaks and diagnostics of a fit, JSON-ready."""
+def summary_result(fit, ci_prob: float, sensitivity: bool = False) -> dict:
+    """The parameter table, pooling, discrepancy, breaks and diagnostics of a fit, JSON-ready.
+
+    ``sensitivity`` adds each parameter's power-scaling sensitivities and contraction (``bs.sensitivity``),
+    which ``summary`` asks for and ``fit`` does not (a few seconds: the log prior and the prior draws).
+    """
 
     table = bs.summary(fit, ci_prob)
+    legend = None
+    if sensitivity:
+        sens = bs.sensitivity(fit).rename(
+            columns={"prior": "prior_sensitivity", "likelihood": "likelihood_sensitivity"}
+        )
+        table = table.join(sens)
+        driven = list(sens.index[sens["prior_driven"]])
+        legend = (
+            "prior_sens: power-scaling prior sensitivity (Kallioinen et al. 2024); contract: 1 - posterior / prior "
+            "variance, unconstrained. "
+            + (
+                f"Prior-driven (prior sensitivity >= 0.05 and >= the likelihood's): {', '.join(driven)}; "
+                "bayescale check says what the runs do determine."
+                if driven
+                else "No parameter is prior-driven."
+            )
+        )
     d = fit.diagnostics
     return {
         "law": fit.law.name,
@@ -85,6 +106,7 @@ def summary_result(fit, ci_prob: float) -> dict:
         "params": {name: dict(row) for name, row in table.iterrows()},
         "discrepancy": None if fit.discrepancy is None else fit.discrepancy.describe(),
         "breaks": {name: dict(row) for name, row in bs.break_table(fit, ci_prob).iterrows()} if fit.law.breaks else {},
+        **({"sensitivity_legend": legend} if legend else {}),
         "diagnostics": {
             "divergences": d.divergences,
             "rhat_max": d.rhat_max,
@@ -108,16 +130,20 @@ def summary_text(result: dict):
             f"{p['param']} varies by {p['column']} ({', '.join(p['levels'])}): population value {p['param']}_pop, "
             f"spread {p['param']}_sd on the {'log ' if p['log_scale'] else ''}scale"
         )
+    sens = "prior_sensitivity" in next(iter(params.values()))
     yield (
         f"{'param':<{width}} {'mean':>10} {'median':>10} {'sd':>10} {pct + ' lower':>11} {pct + ' upper':>11} "
-        f"{'ess_bulk':>9} {'r_hat':>6} {'reference':>10}"
+        f"{'ess_bulk':>9} {'r_hat':>6} {'reference':>10}" + (f" {'prior_sens':>10} {'contract':>8}" if sens else "")
     )
     for name, p in params.items():
         yield (
             f"{name:<{width}} {fmt(p['mean']):>10} {fmt(p['median']):>10} {fmt(p['sd']):>10} "
             f"{fmt(p['lower']):>11} {fmt(p['upper']):>11} {fmt(p['ess_bulk'], '.0f'):>9} "
             f"{fmt(p['r_hat'], '.3f'):>6} {fmt(p['reference']):>10}"
+            + (f" {fmt(p['prior_sensitivity'], '.3f'):>10} {fmt(p['contraction'], '.3f'):>8}" if sens else "")
         )
+    if result.get("sensitivity_legend"):
+        yield wrap(result["sensitivity_legend"])
     if result["discrepancy"]:
         yield result["discrepancy"]
     for name, b in result["breaks"].items():
@@ -193,9 +219,9 @@ def fit_command(
 @file_argument("fit_path")
 @output_group()
 def summary_command(fit_path, ci_prob, as_json):
-    """Parameter table of a saved fit, with credible intervals and diagnostics."""
+    """Parameter table of a saved fit: credible intervals, diagnostics, and how much the priors carry each parameter."""
 
-    result = summary_result(bs.Fit.load(fit_path), ci_prob)
+    result = summary_result(bs.Fit.load(fit_path), ci_prob, sensitivity=True)
     _warn_problems(result)
     emit(result, as_json, summary_text)
 
@@ -221,6 +247,8 @@ def _predict_text(result: dict):
             f"{where}: {row['median']:.4f}  law [{row['lower']:.4f}, {row['upper']:.4f}]  "
             f"run [{row['pred_lower']:.4f}, {row['pred_upper']:.4f}]{beyond}"
         )
+        if row.get("prior_note"):
+            yield wrap("  warning: " + row["prior_note"])
 
 
 @cloup.command("predict")
@@ -234,6 +262,8 @@ def _predict_text(result: dict):
 def predict_command(fit_paths, at, points, ci_prob, as_json):
     """Forecast the loss at unseen scales: credible and predictive intervals.
 
+    With one fit, each forecast also gives its power-scaling prior sensitivity and, where it is
+    prior-driven, a warning naming the priors that carry it and the runs that would determine them.
     With several fits (of different laws to the same runs) the forecast mixes their posteriors by
     LOO stacking weights, so the intervals also carry the uncertainty about the law's form.
     """
@@ -257,8 +287,13 @@ def predict_command(fit_paths, at, points, ci_prob, as_json):
         result["weights"] = forecast.attrs["weights"]
     else:
         forecast = bs.predict(fit, table, ci_prob=ci_prob)
+        sens = bs.forecast_sensitivity(fit, table)
+        forecast = forecast.assign(
+            prior_sensitivity=sens["prior_sensitivity"], prior_driven=sens["prior_driven"], prior_note=sens["note"]
+        )
         reach = [c for c in forecast.columns if c.endswith("_vs_max")]  # N, D and, in N and D, C and D/N
         columns = [*inputs, "median", "lower", "upper", "pred_lower", "pred_upper", *reach, "extrapolation"]
+        columns += ["prior_sensitivity", "prior_driven", "prior_note"]
         result["law"] = fit.law.name
     extra = [c for c in table.columns if c not in columns]
     result["predictions"] = records(forecast, [*extra, *columns])
@@ -266,6 +301,7 @@ def predict_command(fit_paths, at, points, ci_prob, as_json):
 
 
 # -- plan -------------------------------------------------------------------------------------------
+
 _PLAN_ROWS = (
     ("N_opt", "parameters N*"),
     ("D_opt", "tokens D*"),
@@ -304,6 +340,7 @@ def _plan_text(result: dict):
         )
     if "p_data_limited" in result:
         yield f"  data-limited ({result['data_constraint']}) in {result['p_data_limited']:.0%} of draws"
+    yield from prior_driven_lines(result.get("sensitivity", {}))
     if "candidates" in result:
         yield (
             f"candidates (loss median, {pct} band of the law / of a run, P(best), expected regret vs best / "
@@ -358,6 +395,7 @@ def plan_command(fit_path, flops, cost, unique_tokens, candidate_points, margina
     fit = bs.Fit.load(fit_path)
     result = bs.plan(fit, flops, ci_prob, cost=cost, unique_tokens=unique_tokens)
     budget = bs.Budget.make(cost, unique_tokens)
+    result["sensitivity"] = bs.plan_sensitivity(fit, flops, budget)
     if candidate_points:
         result["candidates"] = bs.candidates(fit, at_points(candidate_points), ci_prob, budget, flops)
     if marginal:

@@ -71,3 +71,14 @@ def band(record: dict, spec: str = ".4f", prefix: str = "") -> str:
         f"{fmt(record[prefix + 'median'], spec)} [{fmt(record[prefix + 'lower'], spec)}, "
         f"{fmt(record[prefix + 'upper'], spec)}]"
     )
+
+
+def prior_driven_lines(sensitivity: dict) -> Iterable[str]:
+    """The warning of the most prior-driven quantity (``bs.plan_sensitivity``, ``bs.tune_sensitivity``), naming the others."""
+    driven = {name: entry for name, entry in sensitivity.items() if entry["note"]}
+    if driven:
+        largest = {name: max(e["prior"]) if isinstance(e["prior"], list) else e["prior"] for name, e in driven.items()}
+        first = max(largest, key=lambda name: largest[name])
+        others = [name for name in driven if name != first]
+        also = f" Also prior-driven: {', '.join(others)}." if others else ""
+        yield wrap("  warning: " + driven[first]["note"] + also)
