@@ -80,7 +80,7 @@ def summary_result(fit, ci_prob: float, sensitivity: bool = False) -> dict:
             "prior_sens: power-scaling prior sensitivity (Kallioinen et al. 2024); contract: 1 - posterior / prior "
             "variance, unconstrained. "
             + (
-                f"Prior-driven (prior sensitivity >= 0.05 and >= the likelihood's): {', '.join(driven)}; "
+                f"Prior-driven (prior sensitivity at least half the likelihood's): {', '.join(driven)}; "
                 "bayescale check says what the runs do determine."
                 if driven
                 else "No parameter is prior-driven."

@@ -4,13 +4,22 @@
   raise the prior, or the likelihood, to a power near 1 (0.99 and 1.01) by Pareto-smoothed importance
   weights on the posterior draws, and measure how far a quantity's posterior moves (the cumulative
   Jensen-Shannon distance per log2 of the power). The log prior is PyMC's own (``compute_log_prior``
-  on ``fit.model``, on each parameter's own scale, as priorsense takes it); only the top-level priors are
-  scaled: the card's and the noise priors, and a pooled parameter's population value and spread, not the
-  population distribution of its groups. The likelihood is the stored pointwise log-likelihood.
-  priorsense's diagnoses at its threshold 0.05: both above, "prior-data conflict"; the prior above and
-  the likelihood below, "strong prior / weak likelihood". bayescale calls a quantity **prior-driven** when
-  its prior sensitivity reaches the threshold and is at least its likelihood sensitivity: the priors move
-  it at least as much as the runs do.
+  on ``fit.model``) plus the log-Jacobian of each parameter's unconstrained map (PyMC's default
+  transform), so the density scaled is that of the unconstrained coordinate (log A for a LogNormal prior
+  on A): scaling it sharpens or widens the prior about its own centre. On the parameter's own scale (as
+  priorsense takes Stan's ``lprior``) scaling a LogNormal also shifts its centre, by sigma^2 per unit of
+  the power: A's LogNormal(log 406.4, 2) then read as informative where the runs pin A down (A 0.22
+  against a likelihood sensitivity of 0.16 on a synthetic sweep over three decades of N; 0.05 this way).
+  Only the top-level priors are scaled: the card's and the noise priors, and a pooled parameter's
+  population value and spread, not the population distribution of its groups. The likelihood is the
+  stored pointwise log-likelihood. priorsense's diagnoses at its threshold 0.05: both above,
+  "prior-data conflict"; the prior above and the likelihood below, "strong prior / weak likelihood".
+- **Prior-driven** (bayescale's rule): the prior sensitivity is at least half the likelihood's (and above
+  the Monte Carlo floor, 0.01). For a Gaussian posterior without prior-data conflict the ratio of the two
+  is the prior's precision over the runs' (checked by simulation: 1, 1/3, 1/9, 1/30 came back as
+  1.00, 0.333, 0.111, 0.033), so the priors then hold at least a third of what is known about the
+  quantity; a conflict only raises the ratio. The threshold alone would miss that: without conflict
+  the prior's sensitivity stays below 0.05 even where it holds half the information (0.043).
 - **Contraction**: 1 - posterior variance / prior variance, on the unconstrained scale (log for positive
   parameters); the prior draws are the generative model's (``fit.prior_predictive``).
 - **Forecasts**: the same power-scaling applied to the law's value at a point (the posterior draws of
@@ -44,6 +53,10 @@ if TYPE_CHECKING:
 
 #: priorsense's threshold of both sensitivities (``arviz_stats.psense_summary``)
 THRESHOLD = 0.05
+#: prior-driven: prior sensitivity at least this share of the likelihood's (the priors hold >= 1/3 of the information)
+DRIVEN_RATIO = 0.5
+#: below this prior sensitivity nothing is prior-driven: the Monte Carlo floor (an unrelated variable gives 0.003-0.007)
+FLOOR = 0.01
 #: |correlation| on the unconstrained scale above which two parameters of different terms trade off
 CORRELATED = 0.9
 #: runs spanning fewer decades than this in an input do not separate the terms in it from the floor
@@ -65,8 +78,8 @@ def diagnosis(prior: float, likelihood: float) -> str:
 
 
 def prior_driven(prior: float, likelihood: float) -> bool:
-    """The priors move the quantity at least as much as the runs: prior sensitivity >= threshold and >= likelihood's."""
-    return bool(prior >= THRESHOLD and prior >= likelihood)
+    """bayescale's rule (module docstring): prior sensitivity >= :data:`DRIVEN_RATIO` x the likelihood's, above :data:`FLOOR`."""
+    return bool(prior >= FLOOR and prior >= DRIVEN_RATIO * likelihood)
 
 
 def _offsets(fit: Fit) -> set[str]:
@@ -95,6 +108,12 @@ def log_densities(fit: Fit) -> tuple[xr.Dataset, xr.Dataset]:
                 extend_inferencedata=False,
                 progressbar=False,
             )
+        for name in log_prior.data_vars:  # the density of the unconstrained coordinate: + log |d value / d u|
+            support = _support(fit, str(name))
+            if support is not None and support.kind != "real":
+                with np.errstate(all="ignore"):
+                    u = support.to_unconstrained(posterior[name].to_numpy())
+                log_prior[name] = log_prior[name] + support.from_unconstrained(u, np)[1]
         fit.idata["log_prior"] = log_prior
     return fit.idata["log_prior"].to_dataset(), fit.idata["log_likelihood"].to_dataset()
 
@@ -247,8 +266,8 @@ def _note(fit: Fit, what: str, prior: float, likelihood: float, carriers, point=
     named = ", ".join(f"{name} ({value:.2f})" for name, value in carriers)
     advice = "; ".join(dict.fromkeys(runs_that_determine(fit, name, point) for name, _ in carriers))
     return (
-        f"{what} is prior-driven: scaling the priors moves it at least as much as scaling the runs' likelihood "
-        f"(power-scaling sensitivity {prior:.2f} against {likelihood:.2f}), mostly through the prior"
+        f"{what} is prior-driven: scaling the priors moves it at least half as much as scaling the runs' "
+        f"likelihood (power-scaling sensitivity {prior:.2f} against {likelihood:.2f}), mostly through the prior"
         f"{'s' if len(carriers) > 1 else ''} on {named}. {advice[0].upper() + advice[1:]} would determine "
         f"{'them' if len(carriers) > 1 else 'it'}; until then the forecast says what the priors say."
     )
@@ -338,9 +357,22 @@ def forecast_sensitivity(fit: Fit, points: Points, *, seed: int | None = None) -
 
 
 def plan_sensitivity(fit: Fit, flops: float, budget=None) -> dict[str, dict]:
-    """:func:`draws_sensitivity` of the compute-optimal N*, D* and loss at ``flops`` (logs of the plan's draws).
+    """Power-scaling sensitivity of the compute-optimal N*, D* and loss at ``flops`` (logs of the plan's draws).
 
-    ``budget`` is :func:`bayescale.plan`'s :class:`~bayescale.forecast.plan.Budget` (6ND, no cap, by default).
+    Parameters
+    ----------
+    fit : Fit
+        A fit that :func:`bayescale.plan` can plan with.
+    flops : float
+        The compute budget in FLOPs.
+    budget : Budget, optional
+        The cost and the cap on unique tokens (:class:`bayescale.Budget`); 6ND and no cap by default.
+
+    Returns
+    -------
+    dict
+        Per ``N_opt``, ``D_opt`` and ``loss_opt``: ``prior`` and ``likelihood`` (the sensitivities),
+        ``prior_driven`` and ``note`` (the warning a user reads where it is prior-driven, else None).
     """
     from bayescale.forecast.plan import optimal_allocation
 
@@ -354,7 +386,23 @@ def plan_sensitivity(fit: Fit, flops: float, budget=None) -> dict[str, dict]:
 
 
 def tune_sensitivity(fit: Fit, points: Points, *, seed: int | None = None) -> dict[str, dict]:
-    """:func:`draws_sensitivity` of the best value of each tunable input (its log, per draw) at ``points``."""
+    """Power-scaling sensitivity of the best value of each tunable input (its log, per draw) at ``points``.
+
+    Parameters
+    ----------
+    fit : Fit
+        A fit of a law with a tunable input (``lr``, ``batch``).
+    points : pandas.DataFrame or mapping
+        Where to tune, as :func:`bayescale.tune` takes them.
+    seed : int, optional
+        Seed of a new group's draws; the fit's seed by default.
+
+    Returns
+    -------
+    dict
+        Per ``<input>_opt``: lists (one per point) ``prior``, ``likelihood`` and ``prior_driven``, and
+        ``note`` (the warning of its most prior-driven point, else None).
+    """
     from bayescale.data.tunable import other_inputs
     from bayescale.forecast.tuning import optimum_draws
 
@@ -422,34 +470,30 @@ def identifiability(fit: Fit) -> dict:
     terms = fit.law.formula.terms()
     uses = [set(t.names) & set(inputs) for t in terms]
     floors = {i for i, used in enumerate(uses) if not used}
-    wanted: dict[frozenset, list[str]] = {}
+    wanted: dict[frozenset[int], list[str]] = {}  # sets of terms -> why their sum is what the runs determine
     for name in narrow:
-        lo, hi = frame[name].min(), frame[name].max()
+        span = f"{frame[name].min():.3g} to {frame[name].max():.3g}"
         chosen = floors | {i for i, used in enumerate(uses) if name in used}
-        wanted.setdefault(frozenset(chosen), []).append(
-            f"the runs span {spans[name]:.2g} decades of {name} ({lo:.3g} to {hi:.3g})"
-        )
+        wanted.setdefault(frozenset(chosen), []).append(f"the runs span {spans[name]:.2g} decades of {name} ({span})")
     if ratio is not None and ratio["decades"] < RATIO_DECADES:
         chosen = {i for i, used in enumerate(uses) if used & {"N", "D"}}
-        wanted.setdefault(frozenset(chosen), []).append(
-            f"every run has about {ratio['median']:.3g} tokens per parameter, so N and D move together"
-        )
+        reason = f"every run has about {ratio['median']:.3g} tokens per parameter, so N and D move together"
+        wanted.setdefault(frozenset(chosen), []).append(reason)
     for pair in correlated:
         chosen = {i for i, t in enumerate(terms) if set(pair["pair"]) & set(t.names)}
-        wanted.setdefault(frozenset(chosen), []).append(
-            f"{pair['pair'][0]} and {pair['pair'][1]} trade off in the posterior (r = {pair['r']:+.2f})"
-        )
+        reason = f"{pair['pair'][0]} and {pair['pair'][1]} trade off in the posterior (r = {pair['r']:+.2f})"
+        wanted.setdefault(frozenset(chosen), []).append(reason)
     env = {**{n: centre.get(n, float(frame[n].median())) for n in inputs}, **params}
     combinations, findings = [], []
-    for chosen, reasons in wanted.items():
-        if len(chosen) < 2:
+    for together, reasons in wanted.items():
+        if len(together) < 2:
             continue
         with np.errstate(all="ignore"):
-            values = {terms[i].text: np.asarray(terms[i].numpy(env), float) for i in sorted(chosen)}
-        total = _relative_sd(sum(values.values()))
+            values = {terms[i].text: np.asarray(terms[i].numpy(env), float) for i in sorted(together)}
+        total = _relative_sd(np.sum(list(values.values()), axis=0))
         parts = {text: _relative_sd(v) for text, v in values.items()}
         loose = [text for text, sd in parts.items() if sd >= UNDETERMINED_FACTOR * total]
-        used = [n for n in inputs if any(n in terms[i].names for i in chosen)]
+        used = [n for n in inputs if any(n in terms[i].names for i in together)]
         at = {n: env[n] for n in used}
         combinations.append(
             {"sum": " + ".join(values), "at": at, "relative_sd": total, "parts": parts, "reasons": reasons}
@@ -503,8 +547,8 @@ def sensitivity_findings(result: dict) -> list[str]:
     out = []
     if driven:
         out.append(
-            f"prior sensitivity: {len(driven)} parameter(s) are prior-driven, the priors moving them at least as much "
-            f"as the runs (power-scaling prior vs likelihood sensitivity, Kallioinen et al. 2024): "
+            f"prior sensitivity: {len(driven)} parameter(s) are prior-driven, the priors moving them at least half as "
+            f"much as the runs (power-scaling prior vs likelihood sensitivity, Kallioinen et al. 2024): "
             f"{', '.join(map(figures, driven))}. Their values, and forecasts that lean on them, say what the "
             "priors say; the identifiability notes say what the runs do determine."
         )

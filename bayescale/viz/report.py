@@ -230,7 +230,7 @@ def _fit_section(doc: _Doc, fit: Fit, name: str, points, ci_prob: float, heldout
         doc.figure(
             plots.sensitivity_bars(checked),
             "What the data determine: each parameter's power-scaling prior and likelihood sensitivity "
-            "(prior-driven where the prior's reaches 0.05 and the likelihood's) and its contraction",
+            "(prior-driven where the prior's is at least half the likelihood's) and its contraction",
         )
     progress("prior and posterior")
     doc.figure(plots.prior_posterior(fit), "Prior against posterior for each parameter")
