@@ -77,15 +77,26 @@ def test_without_conflict_the_ratio_of_the_sensitivities_is_the_ratio_of_precisi
 
 def test_a_fake_fit_gets_a_row_per_parameter_and_keeps_its_log_prior(demo_runs):
     fit = fake_fit(demo_runs, spread=0.02, draws=300)
+    fit.idata["log_prior"] = xr.Dataset({"E": fit.posterior["E"] * 0})  # someone else's: computed anew
     table = sens.sensitivity(fit, prior_draws=200, seed=1)
     assert list(table.index) == list(fit.spec.names)
     assert {"prior", "likelihood", "diagnosis", "prior_driven", "contraction"} <= set(table.columns)
     assert (table["contraction"] > 0.9).all()  # 2% spread against priors tens of percent wide
-    assert "log_prior" in fit.idata.children
+    assert fit.idata["log_prior"].attrs["bayescale"] == sens.LOG_PRIOR_KIND
+    assert set(fit.idata["log_prior"].data_vars) == set(fit.spec.names)
     # the unconstrained density: PyMC's log prior of E plus log E (the log map's Jacobian)
     e = fit.posterior["E"].to_numpy()
     lognormal = -np.log(e) - 0.5 * ((np.log(e) - np.log(1.69)) / 0.5) ** 2 - np.log(0.5 * np.sqrt(2 * np.pi))
     np.testing.assert_allclose(fit.idata["log_prior"]["E"].to_numpy(), lognormal + np.log(e), rtol=1e-6)
+
+
+def test_fit_and_its_summary_compute_none_of_it(demo_runs, monkeypatch):
+    from bayescale.cli import fit_commands
+
+    fit = fake_fit(demo_runs, spread=0.02)
+    monkeypatch.setattr(bs, "sensitivity", lambda *a, **k: pytest.fail("fit must not compute the sensitivity"))
+    result = fit_commands.summary_result(fit, 0.9)  # what `bayescale fit` prints
+    assert "log_prior" not in fit.idata.children and "prior_sensitivity" not in result["params"]["alpha"]
 
 
 @pytest.mark.slow
@@ -164,3 +175,26 @@ def test_a_pooled_fit_reports_the_population_value_the_spread_and_each_group():
     assert {"E[a]", "E[b]", "E[c]", "E_pop", "E_sd"} <= set(table.index)
     assert set(sens.log_densities(fit)[0].data_vars) == set(fit.spec.names) - {"E"}  # E_offset is not scaled
     assert table.loc["E_sd", "contraction"] < table.loc["E[a]", "contraction"]  # three groups say little of a spread
+
+
+@pytest.mark.slow
+def test_epoch_determines_alpha_beta_and_chinchillas_forecast_and_its_smallest_runs_do_not(epoch_path):
+    """Epoch's 240 runs (default fit): alpha, beta and the forecast at N=7e10, D=1.4e12 come from the runs. Its
+    37 runs with N <= 2e8 (half a decade of N): the floor and the data term are prior-driven, and so is that forecast.
+    """
+    frame = bs.datasets.load_epoch_chinchilla(epoch_path).frame
+    for runs, carried in ((frame, False), (frame[frame["N"] <= 2e8].reset_index(drop=True), True)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fit = bs.fit(runs, "chinchilla", progressbar=False)
+        table = sens.sensitivity(fit)
+        forecast = sens.forecast_sensitivity(fit, CHINCHILLA).iloc[0]
+        assert forecast["prior_driven"] == carried, forecast
+        if not carried:
+            assert not table.loc[["alpha", "beta"], "prior_driven"].any(), table
+            assert (table.loc[list(fit.law.param_names), "prior"] < 0.05).all()
+            assert sens.identifiability(fit)["findings"] == []
+        else:
+            assert table.loc["E", "prior_driven"] and table.loc["B", "prior_driven"], table
+            assert "alpha" in forecast["driven_by"] and "at larger N (the runs reach N = 1.96e+08" in forecast["note"]
+            assert "E + A / N**alpha at N around 1.3e+08" in sens.identifiability(fit)["findings"][0]

@@ -57,6 +57,8 @@ THRESHOLD = 0.05
 DRIVEN_RATIO = 0.5
 #: below this prior sensitivity nothing is prior-driven: the Monte Carlo floor (an unrelated variable gives 0.003-0.007)
 FLOOR = 0.01
+#: what ``fit.idata["log_prior"]`` holds when this module wrote it
+LOG_PRIOR_KIND = "top-level priors, density of the unconstrained coordinates"
 #: |correlation| on the unconstrained scale above which two parameters of different terms trade off
 CORRELATED = 0.9
 #: runs spanning fewer decades than this in an input do not separate the terms in it from the floor
@@ -89,10 +91,12 @@ def _offsets(fit: Fit) -> set[str]:
 def log_densities(fit: Fit) -> tuple[xr.Dataset, xr.Dataset]:
     """The top-level log prior and the pointwise log-likelihood of every posterior draw.
 
-    The log prior is PyMC's ``compute_log_prior`` on ``fit.model``, computed once and kept in
-    ``fit.idata["log_prior"]``.
+    The log prior is PyMC's ``compute_log_prior`` on ``fit.model`` plus each unconstrained map's
+    log-Jacobian, computed once and kept in ``fit.idata["log_prior"]`` (marked in its attributes, so a
+    ``log_prior`` group of another making is computed anew).
     """
-    if "log_prior" not in fit.idata.children:
+    group = fit.idata.children.get("log_prior")
+    if group is None or group.attrs.get("bayescale") != LOG_PRIOR_KIND:
         import pymc as pm
 
         model = fit.model
@@ -114,7 +118,7 @@ def log_densities(fit: Fit) -> tuple[xr.Dataset, xr.Dataset]:
                 with np.errstate(all="ignore"):
                     u = support.to_unconstrained(posterior[name].to_numpy())
                 log_prior[name] = log_prior[name] + support.from_unconstrained(u, np)[1]
-        fit.idata["log_prior"] = log_prior
+        fit.idata["log_prior"] = log_prior.assign_attrs(bayescale=LOG_PRIOR_KIND)
     return fit.idata["log_prior"].to_dataset(), fit.idata["log_likelihood"].to_dataset()
 
 
@@ -182,7 +186,8 @@ def sensitivity(fit: Fit, *, prior_draws: int = 500, seed: int | None = None) ->
         Indexed by ``param`` as :func:`bayescale.summary` labels them (law parameters, a pooled one per
         group, the noise parameters, each pooled parameter's population value and spread): ``prior`` and
         ``likelihood`` (the sensitivities), ``diagnosis`` (priorsense's words, or ``"ok"``), ``prior_driven``
-        and ``contraction`` (1 - posterior / prior variance on the unconstrained scale).
+        and ``contraction`` (1 - posterior / prior variance on the unconstrained scale). Adds the groups
+        ``log_prior`` and (where missing) ``prior`` to ``fit.idata``.
     """
     names = [n for n in fit.spec.names if n in fit.posterior]
     draws = fit.posterior[names]
