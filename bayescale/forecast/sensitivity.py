@@ -268,7 +268,8 @@ def _carriers(alone: Mapping[str, xr.Dataset], var: str, index: int | None = Non
 
 def _note(fit: Fit, what: str, prior: float, likelihood: float, carriers, point=None) -> str:
     """The sentence a user reads where ``what`` is prior-driven."""
-    named = ", ".join(f"{name} ({value:.2f})" for name, value in carriers)
+    items = [f"{name} ({value:.2f})" for name, value in carriers]
+    named = " and ".join([", ".join(items[:-1]), items[-1]] if len(items) > 1 else items)
     advice = "; ".join(dict.fromkeys(runs_that_determine(fit, name, point) for name, _ in carriers))
     return (
         f"{what} is prior-driven: scaling the priors moves it at least half as much as scaling the runs' "
