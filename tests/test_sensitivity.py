@@ -138,6 +138,8 @@ def test_predict_check_and_summary_carry_it_as_text_and_json(narrow, tmp_path, c
     assert inside["prior_driven"] is False and inside["prior_note"] is None
     assert main(["predict", str(path), "--at", "N=7e10,D=1.4e12"]) == 0
     assert "warning: the forecast at N=7e+10, D=1.4e+12 is prior-driven" in capsys.readouterr().out
+    assert main(["predict", str(path), "--at", "N=7e10,D=1.4e12", "--no-sensitivity", "--json"]) == 0
+    assert "prior_sensitivity" not in json.loads(capsys.readouterr().out)["predictions"][0]
     assert main(["check", str(path), "--prior-draws", "200", "--json"]) == 0
     checked = json.loads(capsys.readouterr().out)
     assert set(checked["sensitivity"]) == set(checked["contraction"]) == set(narrow.spec.names)

@@ -215,13 +215,22 @@ def fit_command(
     emit(result, as_json, summary_text)  # the fit already warned of any sampler trouble
 
 
+#: skips the prior sensitivity (PyMC compiles the log prior: a few seconds on a fresh process)
+SENSITIVITY_OPTION = cloup.option(
+    "--sensitivity/--no-sensitivity",
+    default=True,
+    show_default=True,
+    help="Power-scaling prior sensitivity (a few seconds more: PyMC compiles the log prior).",
+)
+
+
 @cloup.command("summary")
 @file_argument("fit_path")
-@output_group()
-def summary_command(fit_path, ci_prob, as_json):
+@output_group(SENSITIVITY_OPTION)
+def summary_command(fit_path, sensitivity, ci_prob, as_json):
     """Parameter table of a saved fit: credible intervals, diagnostics, and how much the priors carry each parameter."""
 
-    result = summary_result(bs.Fit.load(fit_path), ci_prob, sensitivity=True)
+    result = summary_result(bs.Fit.load(fit_path), ci_prob, sensitivity=sensitivity)
     _warn_problems(result)
     emit(result, as_json, summary_text)
 
@@ -258,8 +267,8 @@ def _predict_text(result: dict):
     cloup.option("--at", "at", multiple=True, help="A point: N=7e10,D=1.4e12 (repeat for more points)."),
     cloup.option("--points", type=click.Path(dir_okay=False), help="A CSV of points (one column per input)."),
 )
-@output_group()
-def predict_command(fit_paths, at, points, ci_prob, as_json):
+@output_group(SENSITIVITY_OPTION)
+def predict_command(fit_paths, at, points, sensitivity, ci_prob, as_json):
     """Forecast the loss at unseen scales: credible and predictive intervals.
 
     With one fit, each forecast also gives its power-scaling prior sensitivity and, where it is
@@ -287,13 +296,14 @@ def predict_command(fit_paths, at, points, ci_prob, as_json):
         result["weights"] = forecast.attrs["weights"]
     else:
         forecast = bs.predict(fit, table, ci_prob=ci_prob)
-        sens = bs.forecast_sensitivity(fit, table)
-        forecast = forecast.assign(
-            prior_sensitivity=sens["prior_sensitivity"], prior_driven=sens["prior_driven"], prior_note=sens["note"]
-        )
         reach = [c for c in forecast.columns if c.endswith("_vs_max")]  # N, D and, in N and D, C and D/N
         columns = [*inputs, "median", "lower", "upper", "pred_lower", "pred_upper", *reach, "extrapolation"]
-        columns += ["prior_sensitivity", "prior_driven", "prior_note"]
+        if sensitivity:
+            sens = bs.forecast_sensitivity(fit, table)
+            forecast = forecast.assign(
+                prior_sensitivity=sens["prior_sensitivity"], prior_driven=sens["prior_driven"], prior_note=sens["note"]
+            )
+            columns += ["prior_sensitivity", "prior_driven", "prior_note"]
         result["law"] = fit.law.name
     extra = [c for c in table.columns if c not in columns]
     result["predictions"] = records(forecast, [*extra, *columns])
