@@ -19,6 +19,7 @@ from bayescale.cli.options import (
     output_group,
     sampling_group,
     sampling_settings,
+    sensitivity_option,
 )
 from bayescale.cli.parsing import at_points, fit_names, pairs
 from bayescale.cli.render import band, emit, fmt, prior_driven_lines, records, wrap
@@ -30,6 +31,12 @@ LOO_LEGEND = (
     "error; elpd_diff: how far below the best, dse the standard error of that difference; p_loo: effective "
     "number of parameters; weight: stacking weight (the mix of laws that predicts left-out runs best, not "
     "the probability that a law is right); k>thr: runs whose LOO value is unreliable (Pareto k)"
+)
+#: what summary's two sensitivity columns mean (``bayescale check`` says what the runs determine)
+SENSITIVITY_LEGEND = (
+    "prior_sens: power-scaling prior sensitivity (Kallioinen et al. 2024); contract: 1 - posterior / prior "
+    "variance, unconstrained. Prior-driven (prior sensitivity at least half the likelihood's; bayescale check "
+    "says what the runs determine)"
 )
 
 
@@ -71,21 +78,9 @@ def summary_result(fit, ci_prob: float, sensitivity: bool = False) -> dict:
     table = bs.summary(fit, ci_prob)
     legend = None
     if sensitivity:
-        sens = bs.sensitivity(fit).rename(
-            columns={"prior": "prior_sensitivity", "likelihood": "likelihood_sensitivity"}
-        )
-        table = table.join(sens)
-        driven = list(sens.index[sens["prior_driven"]])
-        legend = (
-            "prior_sens: power-scaling prior sensitivity (Kallioinen et al. 2024); contract: 1 - posterior / prior "
-            "variance, unconstrained. "
-            + (
-                f"Prior-driven (prior sensitivity at least half the likelihood's): {', '.join(driven)}; "
-                "bayescale check says what the runs do determine."
-                if driven
-                else "No parameter is prior-driven."
-            )
-        )
+        sens = bs.sensitivity(fit)
+        table = table.join(sens.rename(columns={"prior": "prior_sensitivity", "likelihood": "likelihood_sensitivity"}))
+        legend = f"{SENSITIVITY_LEGEND}: {', '.join(sens.index[sens['prior_driven']]) or 'none'}."
     d = fit.diagnostics
     return {
         "law": fit.law.name,
@@ -215,18 +210,9 @@ def fit_command(
     emit(result, as_json, summary_text)  # the fit already warned of any sampler trouble
 
 
-#: skips the prior sensitivity (PyMC compiles the log prior: a few seconds on a fresh process)
-SENSITIVITY_OPTION = cloup.option(
-    "--sensitivity/--no-sensitivity",
-    default=True,
-    show_default=True,
-    help="Power-scaling prior sensitivity (a few seconds more: PyMC compiles the log prior).",
-)
-
-
 @cloup.command("summary")
 @file_argument("fit_path")
-@output_group(SENSITIVITY_OPTION)
+@output_group(sensitivity_option())
 def summary_command(fit_path, sensitivity, ci_prob, as_json):
     """Parameter table of a saved fit: credible intervals, diagnostics, and how much the priors carry each parameter."""
 
@@ -267,7 +253,7 @@ def _predict_text(result: dict):
     cloup.option("--at", "at", multiple=True, help="A point: N=7e10,D=1.4e12 (repeat for more points)."),
     cloup.option("--points", type=click.Path(dir_okay=False), help="A CSV of points (one column per input)."),
 )
-@output_group(SENSITIVITY_OPTION)
+@output_group(sensitivity_option())
 def predict_command(fit_paths, at, points, sensitivity, ci_prob, as_json):
     """Forecast the loss at unseen scales: credible and predictive intervals.
 
@@ -311,7 +297,6 @@ def predict_command(fit_paths, at, points, sensitivity, ci_prob, as_json):
 
 
 # -- plan -------------------------------------------------------------------------------------------
-
 _PLAN_ROWS = (
     ("N_opt", "parameters N*"),
     ("D_opt", "tokens D*"),
