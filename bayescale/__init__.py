@@ -39,6 +39,10 @@ _EXPORTS = {
     **dict.fromkeys(["plan", "frontier", "candidates", "marginal_value", "Budget"], "forecast.plan"),
     "summary": "forecast.summary",
     "check": "forecast.checks",
+    **dict.fromkeys(
+        ["sensitivity", "forecast_sensitivity", "identifiability", "plan_sensitivity", "tune_sensitivity"],
+        "forecast.sensitivity",
+    ),
     "tune": "forecast.tuning",
     "break_table": "forecast.derived",
     **dict.fromkeys(["design", "Design"], "forecast.design"),

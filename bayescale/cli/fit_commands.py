@@ -19,17 +19,17 @@ from bayescale.cli.options import (
     output_group,
     sampling_group,
     sampling_settings,
+    sensitivity_option,
 )
 from bayescale.cli.parsing import at_points, fit_names, pairs
-from bayescale.cli.render import band, bands_line, emit, fmt, records, wrap
+from bayescale.cli.render import band, bands_line, emit, fmt, prior_driven_lines, records, wrap
 from bayescale.errors import BayescaleError
 
-#: what each column of the comparison table means
-LOO_LEGEND = (
-    "elpd: expected log predictive density of a left-out run (PSIS-LOO; higher is better), se its standard "
-    "error; elpd_diff: how far below the best, dse the standard error of that difference; p_loo: effective "
-    "number of parameters; weight: stacking weight (the mix of laws that predicts left-out runs best, not "
-    "the probability that a law is right); k>thr: runs whose LOO value is unreliable (Pareto k)"
+#: what summary's two sensitivity columns mean (``bayescale check`` says what the runs determine)
+SENSITIVITY_LEGEND = (
+    "prior_sens: power-scaling prior sensitivity (Kallioinen et al. 2024); contract: 1 - posterior / prior "
+    "variance, unconstrained. Prior-driven (prior sensitivity at least half the likelihood's; bayescale check "
+    "says what the runs determine)"
 )
 
 
@@ -61,10 +61,19 @@ def laws_command(as_json):
 
 
 # -- fit, summary -----------------------------------------------------------------------------------
-def summary_result(fit, ci_prob: float) -> dict:
-    """The parameter table, pooling, discrepancy, breaks and diagnostics of a fit, JSON-ready."""
+def summary_result(fit, ci_prob: float, sensitivity: bool = False) -> dict:
+    """The parameter table, pooling, discrepancy, breaks and diagnostics of a fit, JSON-ready.
+
+    ``sensitivity`` adds each parameter's power-scaling sensitivities and contraction (``bs.sensitivity``),
+    which ``summary`` asks for and ``fit`` does not (a few seconds: the log prior and the prior draws).
+    """
 
     table = bs.summary(fit, ci_prob)
+    legend = None
+    if sensitivity:
+        sens = bs.sensitivity(fit)
+        table = table.join(sens.rename(columns={"prior": "prior_sensitivity", "likelihood": "likelihood_sensitivity"}))
+        legend = f"{SENSITIVITY_LEGEND}: {', '.join(sens.index[sens['prior_driven']]) or 'none'}."
     d = fit.diagnostics
     return {
         "law": fit.law.name,
@@ -86,6 +95,7 @@ def summary_result(fit, ci_prob: float) -> dict:
         "params": {name: dict(row) for name, row in table.iterrows()},
         "discrepancy": None if fit.discrepancy is None else fit.discrepancy.describe(),
         "breaks": {name: dict(row) for name, row in bs.break_table(fit, ci_prob).iterrows()} if fit.law.breaks else {},
+        **({"sensitivity_legend": legend} if legend else {}),
         "diagnostics": {
             "divergences": d.divergences,
             "rhat_max": d.rhat_max,
@@ -110,16 +120,20 @@ def summary_text(result: dict):
             f"{p['param']} varies by {p['column']} ({', '.join(p['levels'])}): population value {p['param']}_pop, "
             f"spread {p['param']}_sd on the {'log ' if p['log_scale'] else ''}scale"
         )
+    sens = "prior_sensitivity" in next(iter(params.values()))
     yield (
         f"{'param':<{width}} {'mean':>10} {'median':>10} {'sd':>10} {pct + ' lower':>11} {pct + ' upper':>11} "
-        f"{'ess_bulk':>9} {'r_hat':>6} {'reference':>10}"
+        f"{'ess_bulk':>9} {'r_hat':>6} {'reference':>10}" + (f" {'prior_sens':>10} {'contract':>8}" if sens else "")
     )
     for name, p in params.items():
         yield (
             f"{name:<{width}} {fmt(p['mean']):>10} {fmt(p['median']):>10} {fmt(p['sd']):>10} "
             f"{fmt(p['lower']):>11} {fmt(p['upper']):>11} {fmt(p['ess_bulk'], '.0f'):>9} "
             f"{fmt(p['r_hat'], '.3f'):>6} {fmt(p['reference']):>10}"
+            + (f" {fmt(p['prior_sensitivity'], '.3f'):>10} {fmt(p['contraction'], '.3f'):>8}" if sens else "")
         )
+    if result.get("sensitivity_legend"):
+        yield wrap(result["sensitivity_legend"])
     if result["discrepancy"]:
         yield result["discrepancy"]
     for name, b in result["breaks"].items():
@@ -195,11 +209,11 @@ def fit_command(
 
 @cloup.command("summary")
 @file_argument("fit_path")
-@output_group()
-def summary_command(fit_path, ci_prob, as_json):
-    """Parameter table of a saved fit, with credible intervals and diagnostics."""
+@output_group(sensitivity_option())
+def summary_command(fit_path, sensitivity, ci_prob, as_json):
+    """Parameter table of a saved fit: credible intervals, diagnostics, and how much the priors carry each parameter."""
 
-    result = summary_result(bs.Fit.load(fit_path), ci_prob)
+    result = summary_result(bs.Fit.load(fit_path), ci_prob, sensitivity=sensitivity)
     _warn_problems(result)
     emit(result, as_json, summary_text)
 
@@ -228,6 +242,8 @@ def _predict_text(result: dict):
             f"{where}: {row['median']:.4f}  law [{row['lower']:.4f}, {row['upper']:.4f}]  "
             f"run [{row['pred_lower']:.4f}, {row['pred_upper']:.4f}]{beyond}"
         )
+        if row.get("prior_note"):
+            yield wrap("  warning: " + row["prior_note"])
 
 
 @cloup.command("predict")
@@ -237,10 +253,12 @@ def _predict_text(result: dict):
     cloup.option("--at", "at", multiple=True, help="A point: N=7e10,D=1.4e12 (repeat for more points)."),
     cloup.option("--points", type=click.Path(dir_okay=False), help="A CSV of points (one column per input)."),
 )
-@output_group()
-def predict_command(fit_paths, at, points, ci_prob, as_json):
+@output_group(sensitivity_option())
+def predict_command(fit_paths, at, points, sensitivity, ci_prob, as_json):
     """Forecast the loss at unseen scales: credible and predictive intervals.
 
+    With one fit, each forecast also gives its power-scaling prior sensitivity and, where it is
+    prior-driven, a warning naming the priors that carry it and the runs that would determine them.
     With several fits (of different laws to the same runs) the forecast mixes their posteriors by
     LOO stacking weights, so the intervals also carry the uncertainty about the law's form.
     """
@@ -268,6 +286,12 @@ def predict_command(fit_paths, at, points, ci_prob, as_json):
         forecast = bs.predict(fit, table, ci_prob=ci_prob)
         reach = [c for c in forecast.columns if c.endswith("_vs_max")]  # N, D and, in N and D, C and D/N
         columns = [*inputs, "median", "lower", "upper", "pred_lower", "pred_upper", *reach, "extrapolation"]
+        if sensitivity:
+            sens = bs.forecast_sensitivity(fit, table)
+            forecast = forecast.assign(
+                prior_sensitivity=sens["prior_sensitivity"], prior_driven=sens["prior_driven"], prior_note=sens["note"]
+            )
+            columns += ["prior_sensitivity", "prior_driven", "prior_note"]
         result["law"] = fit.law.name
         result["band_includes"] = forecast.attrs["band_includes"]
     extra = [c for c in table.columns if c not in columns]
@@ -322,6 +346,7 @@ def _plan_text(result: dict):
         )
     if "p_data_limited" in result:
         yield f"  data-limited ({result['data_constraint']}) in {result['p_data_limited']:.0%} of draws"
+    yield from prior_driven_lines(result.get("sensitivity", {}))
     if "candidates" in result:
         yield (
             f"candidates (loss median, {pct} band of the law / of a run, P(best), expected regret vs best / "
@@ -376,6 +401,7 @@ def plan_command(fit_path, flops, cost, unique_tokens, candidate_points, margina
     fit = bs.Fit.load(fit_path)
     result = bs.plan(fit, flops, ci_prob, cost=cost, unique_tokens=unique_tokens)
     budget = bs.Budget.make(cost, unique_tokens)
+    result["sensitivity"] = bs.plan_sensitivity(fit, flops, budget)
     if candidate_points:
         result["candidates"] = bs.candidates(fit, at_points(candidate_points), ci_prob, budget, flops)
     if marginal:
@@ -425,60 +451,6 @@ def check_command(fit_path, prior_draws, seed, plot_path, as_json):
     if plot_path:
         result["figure"] = bs.plots.save_figure(bs.plots.model_checks(fit, result), plot_path)
     emit(result, as_json, _check_text)
-
-
-def _compare_text(result: dict):
-    yield (
-        f"{'fit':<24} {'rank':>4} {'elpd':>9} {'se':>7} {'elpd_diff':>9} {'dse':>7} {'p_loo':>6} {'weight':>6} "
-        f"{'k>thr':>5}"
-    )
-    for row in result["fits"]:
-        yield (
-            f"{row['fit']:<24} {row['rank']:>4.0f} {row['elpd']:>9.1f} {row['se']:>7.1f} {row['elpd_diff']:>9.1f} "
-            f"{row['dse']:>7.1f} {row['p']:>6.1f} {row['weight']:>6.2f} {len(row['high_pareto_k_rows']):>5.0f}"
-        )
-    yield wrap(result["legend"])
-    yield ""
-    yield from map(wrap, result["verdict"])
-    if result.get("against_backtest"):
-        yield ""
-        yield from map(wrap, result["against_backtest"])
-
-
-@cloup.command("compare")
-@fits_argument()
-@output_group(
-    cloup.option(
-        "--backtest",
-        "backtest_path",
-        type=click.Path(dir_okay=False),
-        default=None,
-        help="A backtest of the same laws (from backtest --out): say where it and LOO disagree.",
-    ),
-    ci=False,
-)
-def compare_command(fit_paths, backtest_path, as_json):
-    """Rank fits of different laws on the same runs by PSIS-LOO (elpd, differences, stacking weights)."""
-
-    fits = {name: bs.Fit.load(path) for name, path in fit_names(fit_paths).items()}
-    table = bs.compare(fits)
-    result = {
-        "fits": [
-            {
-                "fit": name,
-                "law": fits[name].law.name,
-                **{k: row[k] for k in ("elpd", "se", "elpd_diff", "dse", "p", "weight")},
-                "rank": int(row["rank"]),
-                "high_pareto_k_rows": list(table.attrs["high_k"][name].index),
-            }
-            for name, row in table.iterrows()
-        ],
-        "verdict": bs.verdict(table),
-        "legend": LOO_LEGEND,
-    }
-    if backtest_path:
-        result["against_backtest"] = bs.against_backtest(table, fits, bs.BacktestResult.load(backtest_path))
-    emit(result, as_json, _compare_text)
 
 
 # -- report, demo -----------------------------------------------------------------------------------

@@ -16,10 +16,9 @@ import cloup
 
 from bayescale.cli.application_commands import curve_command, downstream_command
 from bayescale.cli.design_commands import design_command
-from bayescale.cli.evaluation_commands import backtest_command, sweep_command, tune_command
+from bayescale.cli.evaluation_commands import backtest_command, compare_command, sweep_command, tune_command
 from bayescale.cli.fit_commands import (
     check_command,
-    compare_command,
     demo_command,
     fit_command,
     laws_command,

@@ -220,6 +220,16 @@ def output_group(*options, ci: bool = True, json: bool = True):
     return cloup.option_group("Output", *options, *shared)
 
 
+def sensitivity_option():
+    """``--sensitivity/--no-sensitivity``: the prior sensitivity costs a few seconds (PyMC compiles the log prior)."""
+    return cloup.option(
+        "--sensitivity/--no-sensitivity",
+        default=True,
+        show_default=True,
+        help="Power-scaling prior sensitivity (a few seconds more: PyMC compiles the log prior).",
+    )
+
+
 def sampling_settings(params: dict, *, with_chains: bool = True) -> dict:
     """The sampling options of a command, as keyword arguments of ``bs.fit``."""
     keys = (

@@ -85,3 +85,14 @@ def bands_line(ci_prob: float, bands: Iterable[tuple[str, list[str]]]) -> str:
         for label, words in bands
     ]
     return f"bands: {ci_prob:.0%} intervals; " + "; ".join(parts)
+
+
+def prior_driven_lines(sensitivity: dict) -> Iterable[str]:
+    """The warning of the most prior-driven quantity (``bs.plan_sensitivity``, ``bs.tune_sensitivity``), naming the others."""
+    driven = {name: entry for name, entry in sensitivity.items() if entry["note"]}
+    if driven:
+        largest = {name: max(e["prior"]) if isinstance(e["prior"], list) else e["prior"] for name, e in driven.items()}
+        first = max(largest, key=lambda name: largest[name])
+        others = [name for name in driven if name != first]
+        also = f" Also prior-driven: {', '.join(others)}." if others else ""
+        yield wrap("  warning: " + driven[first]["note"] + also)

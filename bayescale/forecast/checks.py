@@ -16,6 +16,8 @@
   values must stay inside the simultaneous 99% band of a uniform ECDF (Säilynoja, Bürkner and
   Vehtari 2022). Where it leaves the band, the shape says how (bias, too narrow, too wide).
 - **Loss scale**: does the loss column look like a perplexity, exp of a loss (:func:`loss_scale`)?
+- **What the data determine**: power-scaling prior and likelihood sensitivity, contraction and
+  identifiability in words (:mod:`bayescale.forecast.sensitivity`).
 
 All draws come from ``fit.model`` (the generative PyMC model), so the checks are those a PyMC user
 would run by hand, with ArviZ's group names.
@@ -139,11 +141,16 @@ def check(fit: Fit, *, prior_draws: int = 500, seed: int | None = None) -> dict:
         ``noise_along_size`` (``input``, ``noise_trend``, ``rank_correlation``, ``p_value`` and the 50%
         coverage of the smallest and largest thirds); ``loo_pit`` (``values``, ``mean``,
         ``share_outside_central_90``, ``envelope_prob``, ``inside_envelope``, ``ecdf_points_outside`` and
-        ``ecdf``: the ECDF and its simultaneous band at ``points``); ``loss_scale`` (:func:`loss_scale`); and
-        ``findings``, a list of str.
+        ``ecdf``: the ECDF and its simultaneous band at ``points``); ``loss_scale`` (:func:`loss_scale`);
+        ``sensitivity`` (per parameter ``prior``, ``likelihood``, ``diagnosis``), ``contraction`` (per
+        parameter), ``prior_driven`` (names) and ``identifiability`` (:mod:`bayescale.forecast.sensitivity`);
+        and ``findings``, a list of str.
+
     """
     from arviz_stats import loo_pit
     from arviz_stats.ecdf_utils import ecdf_pit
+
+    from bayescale.forecast.sensitivity import check_sensitivity
 
     observed = np.log(fit.runs["loss"])
     idata = fit.prior_predictive(prior_draws, seed=seed)
@@ -195,6 +202,7 @@ def check(fit: Fit, *, prior_draws: int = 500, seed: int | None = None) -> dict:
         },
         "loss_scale": loss_scale(fit),
     }
+    result.update(check_sensitivity(fit, prior_draws=prior_draws, seed=seed))
     result["findings"] = findings(result)
     return result
 
@@ -261,4 +269,8 @@ def findings(result: dict) -> list[str]:
             f"LOO-PIT: left-out runs are not forecast calibrated (the ECDF leaves {band} at "
             f"{pit['ecdf_points_outside']:.0%} of its points): {how}."
         )
+    if "sensitivity" in result:
+        from bayescale.forecast.sensitivity import sensitivity_findings
+
+        out += sensitivity_findings(result)
     return out

@@ -203,5 +203,22 @@ class Formula:
         """Build the PyTensor graph of the formula from tensors in ``env``."""
         return _evaluate(self._tree, env, _pytensor_functions())
 
+    def terms(self) -> list[Formula]:
+        """The top-level additive terms (``E``, ``A / N**alpha``, ``B / D**beta``); a subtracted term is negated.
+
+        A formula that is not a sum is its own single term.
+        """
+        terms: list[ast.expr] = []
+
+        def split(node: ast.expr, negate: bool) -> None:
+            if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub)):
+                split(node.left, negate)
+                split(node.right, negate != isinstance(node.op, ast.Sub))
+            else:
+                terms.append(ast.UnaryOp(ast.USub(), node) if negate else node)
+
+        split(self._tree, False)  # type: ignore[arg-type]  # _parse returns an expression
+        return [Formula(ast.unparse(term).replace(" ** ", "**")) for term in terms]
+
     def __repr__(self) -> str:
         return f"Formula({self.text!r})"

@@ -13,6 +13,8 @@ The generic Bayesian figures are ArviZ's own (arviz-plots, matplotlib backend); 
 - :func:`frontier_bands` - the compute-optimal N*, D* and L* against compute, with bands;
 - :func:`learning_curves` - runs' checkpoints, the part a fit saw and the forecast of the rest;
 - :func:`model_checks` - prior predictive, posterior predictive and LOO-PIT (:mod:`bayescale.forecast.checks`);
+- :func:`sensitivity_bars` - each parameter's power-scaling prior and likelihood sensitivity and its contraction
+  (:mod:`bayescale.forecast.sensitivity`);
 - :func:`downstream_fan` - the two steps of a downstream forecast: accuracy against each group's
   own loss axis, then accuracy against compute with both laws' uncertainty chained.
 """
@@ -422,6 +424,33 @@ def _group_runs(loss_fit, metric_fit, level) -> pd.DataFrame:
     fit = loss_fit[level] if isinstance(loss_fit, Mapping) else loss_fit
     frame = fit.runs.frame
     return frame[frame[group].astype(str) == level] if level is not None and group in frame.columns else frame
+
+
+def sensitivity_bars(result: dict):
+    """Per parameter: power-scaling prior and likelihood sensitivity (priorsense's 0.05 marked), and contraction.
+
+    ``result`` is :func:`bayescale.check`'s (its ``sensitivity``, ``contraction`` and ``prior_driven``).
+    """
+    from bayescale.forecast.sensitivity import THRESHOLD
+
+    names = list(result["sensitivity"])[::-1]
+    y = np.arange(len(names))
+    prior = [result["sensitivity"][n]["prior"] for n in names]
+    likelihood = [result["sensitivity"][n]["likelihood"] for n in names]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 0.9 + 0.32 * len(names)), sharey=True)
+    ax = axes[0]
+    ax.barh(y + 0.2, prior, height=0.4, color="tab:orange", label="prior")
+    ax.barh(y - 0.2, likelihood, height=0.4, color="tab:blue", label="likelihood")
+    ax.axvline(THRESHOLD, color="0.3", ls="--", lw=0.8, label=f"{THRESHOLD} (priorsense)")
+    ax.set(yticks=y, title="power-scaling sensitivity", xlabel="sensitivity (CJS distance per log2 power)")
+    ax.set_yticklabels([f"{n} (prior-driven)" if n in result["prior_driven"] else n for n in names])
+    ax.legend(fontsize=8)
+    ax = axes[1]
+    contraction = [result["contraction"][n] for n in names]
+    ax.barh(y, np.clip(np.nan_to_num(contraction), 0, 1), color="0.5")
+    ax.set(title="contraction (1 - posterior / prior variance)", xlim=(0, 1), xlabel="unconstrained scale")
+    fig.tight_layout()
+    return fig
 
 
 def downstream_fan(

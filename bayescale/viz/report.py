@@ -225,6 +225,10 @@ def _fit_section(
         doc.table(forecast[[c for c in shown if c in forecast.columns]])
         for _, row in forecast.iterrows():
             doc.para(_plain_words(row, fit.law.inputs, ci_prob), "plain")
+        from bayescale.forecast.sensitivity import forecast_sensitivity
+
+        for note in forecast_sensitivity(fit, pd.DataFrame(points))["note"].dropna():
+            doc.para("Warning: " + note, "warn")
     else:
         doc.para(
             "Each run's forecast is in the learning-curve figure below; `bayescale curve` gives the final "
@@ -264,6 +268,11 @@ def _fit_section(
             plots.model_checks(fit, checked),
             "Prior predictive against the observed losses, posterior "
             "predictive bands of each run, and the LOO-PIT ECDF (bayescale check)",
+        )
+        doc.figure(
+            plots.sensitivity_bars(checked),
+            "What the data determine: each parameter's power-scaling prior and likelihood sensitivity "
+            "(prior-driven where the prior's is at least half the likelihood's) and its contraction",
         )
     progress("prior and posterior")
     doc.figure(plots.prior_posterior(fit), "Prior against posterior for each parameter")
