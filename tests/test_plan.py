@@ -80,6 +80,7 @@ def test_cli_plan_json(spread_fit, tmp_path, capsys):
         "flops_vs_largest_run",
         "run_at_plan",
         "band_includes",
+        "sensitivity",
     }
     assert data["band_includes"] == {  # a fit without the extrapolation discrepancy says so
         "allocation": ["parameters"],

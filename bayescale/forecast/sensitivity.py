@@ -128,8 +128,17 @@ def _psense(fit: Fit, draws: xr.Dataset, priors: list[str] | None = None) -> tup
 
     log_prior, log_likelihood = log_densities(fit)
     tree = xr.DataTree.from_dict({"posterior": draws, "log_prior": log_prior, "log_likelihood": log_likelihood})
-    prior = psense(tree, group="prior", group_var_names=priors or list(log_prior.data_vars))
-    return prior, (None if priors else psense(tree, group="likelihood"))
+
+    def scaled(**group) -> xr.Dataset:
+        try:
+            return psense(tree, **group)
+        except ValueError as error:  # a log density equal at every draw: power-scaling it moves nothing
+            if "All tail values are the same" not in str(error):
+                raise
+            return xr.zeros_like(draws.isel(chain=0, draw=0, drop=True))
+
+    prior = scaled(group="prior", group_var_names=priors or list(log_prior.data_vars))
+    return prior, (None if priors else scaled(group="likelihood"))
 
 
 def _as_draws(fit: Fit, values: Mapping[str, np.ndarray]) -> xr.Dataset:
