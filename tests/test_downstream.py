@@ -288,6 +288,10 @@ def test_downstream_takes_a_loss_fit_per_group_and_names_each_groups_chance(corp
     for row in result["predictions"]:
         (want,) = _predicted(capsys, fits[row["dataset"]], POINTS[:1])
         assert [row["loss"][k] for k in BAND] == pytest.approx([want[k] for k in BAND], rel=1e-12)
+        assert (row["loss"]["prior_sensitivity"], row["loss"]["prior_driven"]) == (
+            pytest.approx(want["prior_sensitivity"], rel=1e-9),
+            want["prior_driven"],
+        )  # what predict says of the same forecast
     a, b = result["predictions"]
     assert b["loss"]["median"] > a["loss"]["median"] + 0.1  # b's own fit, not a's
     assert (a["chance"], b["chance"]) == (0.25, 0.2)

@@ -58,6 +58,8 @@ def test_a_multi_corpus_sweep_from_start_to_finish(tmp_path, capsys):
     loss = chained["predictions"][0]["loss"]
     median = by_sweep["predictions"][0]["median"]
     assert loss["median"] == pytest.approx(median, rel=1e-12)  # the very forecast predict gives
+    assert loss["prior_sensitivity"] == pytest.approx(by_sweep["predictions"][0]["prior_sensitivity"], rel=1e-9)
+    assert not loss["prior_driven"] and not by_pooled["predictions"][0]["prior_driven"]
     assert by_where["predictions"][0]["median"] == pytest.approx(median, rel=0.01)  # the same model, other draws
     assert by_pooled["predictions"][0]["median"] == pytest.approx(median, rel=0.03)  # pooled: shrunk a little
     assert chained["predictions"][0]["chance"] == 0.25  # "P(above chance 0.25)"

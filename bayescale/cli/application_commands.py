@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import click
 import cloup
 
@@ -15,6 +17,7 @@ from bayescale.cli.options import (
     output_group,
     sampling_group,
     sampling_settings,
+    sensitivity_option,
 )
 from bayescale.cli.parsing import at_points, pairs
 from bayescale.cli.render import band, bands_line, emit, wrap
@@ -30,6 +33,7 @@ def _downstream_records(table, described: dict, group: str | None) -> list[dict]
         record = {k: row[k] for k in table.columns if k in ("N", "D", "C") or (group and k == group)}
         record["loss"] = {
             **{k: row[f"loss_{k}"] for k in ("median", "lower", "upper", "pred_lower", "pred_upper", "extrapolation")},
+            **{k: row[f"loss_{k}"] for k in ("prior_sensitivity", "prior_driven", "prior_note") if f"loss_{k}" in row},
             "band_includes": source["band_includes"],
             "run_band_includes": source["run_band_includes"],
         }
@@ -52,6 +56,16 @@ def _downstream_records(table, described: dict, group: str | None) -> list[dict]
         }
         records.append(record)
     return records
+
+
+def _add_loss_sensitivity(forecast, loss) -> None:
+    """Each point's loss forecast: its power-scaling prior sensitivity, as ``predict`` gives it on that fit."""
+    for key, rows in forecast.groupby(forecast["loss_fit"].fillna(""), sort=False):
+        fit = loss[key] if isinstance(loss, Mapping) else loss
+        columns = [*fit.law.inputs, *(p.column for p in fit.spec.pooled.values())]
+        found = bs.forecast_sensitivity(fit, rows[columns].reset_index(drop=True))
+        for name in ("prior_sensitivity", "prior_driven", "note"):
+            forecast.loc[rows.index, f"loss_{name.replace('note', 'prior_note')}"] = found[name].to_numpy()
 
 
 def _includes(items: list[str]) -> str:
@@ -88,6 +102,8 @@ def _downstream_text(result: dict):
             else ""
         )
         yield f"  observed {metric} of the {seen['n_runs']} runs{of}: {seen['min']:.4f} to {seen['max']:.4f}{wider}"
+        if loss.get("prior_note"):
+            yield wrap("  warning: " + loss["prior_note"])
         if row["p_above_chance"] < 0.9:
             yield (
                 f"  not predictable yet: in {1 - row['p_above_chance']:.0%} of draws the law stays within "
@@ -232,6 +248,7 @@ def _fit_command(runs, law: str, columns: dict, pool: dict | None, where: str | 
         default=None,
         help="Write an HTML report (.html) or Markdown (.md): both laws, the forecast, the fan chart.",
     ),
+    sensitivity_option(),
 )
 def downstream_command(
     runs,
@@ -249,6 +266,7 @@ def downstream_command(
     quiet,
     plot_path,
     report_path,
+    sensitivity,
     ci_prob,
     as_json,
     **sampling,
@@ -325,6 +343,8 @@ def downstream_command(
     points = at_points(at, labels=sorted({*pooled_by, *([group] if group else [])}))
     metric_fit = bs.downstream.fit_metric(table, metric, metric_law, group=group, chance=chance, seed=seed, **settings)
     forecast = bs.downstream.chained(loss, metric_fit, pd.DataFrame(points), ci_prob=ci_prob, by=group)
+    if sensitivity:
+        _add_loss_sensitivity(forecast, loss)
     loss_laws = list(dict.fromkeys(source["law"] for source in described.values()))
     result = {
         "ci_prob": ci_prob,
