@@ -115,7 +115,14 @@ def test_curve_cli_json(tmp_path, curves, capsys, monkeypatch):
     assert data["ci_prob"] == 0.9 and len(data["runs"]) == 1
     assert data["band_includes"] == {"credible": ["parameters"], "predictive": ["parameters", "noise"]}
     record = data["runs"][0]
-    assert record["run"] == "run1" and set(record["final"]) == {"median", "pred_lower", "pred_upper"}
+    assert record["run"] == "run1" and set(record["final"]) == {
+        *("median", "pred_lower", "pred_upper"),
+        *("prior_sensitivity", "prior_driven", "prior_note"),  # of the law's final loss, as predict gives it
+    }
+    final = bs.forecast_curves(fit, load_checkpoints(curves), upto=0.5, run="run1").attrs["final_points"]
+    assert record["final"]["prior_sensitivity"] == pytest.approx(
+        bs.forecast_sensitivity(fit, final)["prior_sensitivity"].iloc[0], rel=1e-9
+    )
     assert {"upto_step", "horizon_step", "p_improve", "saturation_step"} <= set(record)
     assert main(["curve", str(path), "--upto", "0.5", "--run", "run1", "--quiet"]) == 0
     assert asked["progressbar"] is False

@@ -398,6 +398,8 @@ def _curves_text(result: dict):
             f"{r['horizon_step']:.0f}) = {r['p_improve']:.2f}; each further 1,000 steps gains less than "
             f"{delta:g} {saturated}"
         )
+        if final.get("prior_note"):
+            yield wrap("  warning: " + final["prior_note"])
 
 
 @cloup.command("curve")
@@ -462,7 +464,7 @@ def _curves_text(result: dict):
     ),
 )
 @sampling_group()
-@output_group()
+@output_group(sensitivity_option())
 def curve_command(
     runs,
     columns,
@@ -477,6 +479,7 @@ def curve_command(
     schedules,
     peaks,
     quiet,
+    sensitivity,
     ci_prob,
     as_json,
     **sampling,
@@ -529,5 +532,11 @@ def curve_command(
         }
         for r in forecast.to_dict("records")
     ]
+    if sensitivity:  # of the law's final loss, as predict's of a forecast
+        found = bs.forecast_sensitivity(fit, forecast.attrs["final_points"])
+        for record, (_, row) in zip(runs_out, found.iterrows()):
+            record["final"].update(
+                prior_sensitivity=row["prior_sensitivity"], prior_driven=row["prior_driven"], prior_note=row["note"]
+            )
     result = {"ci_prob": ci_prob, "delta": delta, "runs": runs_out, "band_includes": forecast.attrs["band_includes"]}
     emit(result, as_json, _curves_text)

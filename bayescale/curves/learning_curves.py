@@ -362,7 +362,7 @@ def forecast_curves(
     ends = frame.assign(upto_step=upto_steps(frame, upto)).groupby("run", sort=False)
     seed = fit.settings["seed"] if seed is None else seed
     lo, hi = (1 - ci_prob) / 2, (1 + ci_prob) / 2
-    rows, invalid, far = [], [], []
+    rows, invalid, far, finals = [], [], [], []
     for name, part in ends:
         seen = part[part["step"] <= part["upto_step"].iloc[0]]
         upto_step = float(seen["step"].max()) if len(seen) else float(part["upto_step"].iloc[0])
@@ -378,6 +378,7 @@ def forecast_curves(
             warnings.simplefilter("ignore", ExtrapolationWarning)
             mu, y = next(loss_draws(fit, points, seed, new_runs=np.arange(len(points)) == horizon_at))
         at = {s: i for i, s in enumerate(grid)}
+        finals.append(points.iloc[[at[horizon_step]]])
         beyond_seen = (
             float(fit.discrepancy.distance(points.iloc[[at[horizon_step]]])[0])
             if fit.discrepancy is not None
@@ -427,6 +428,7 @@ def forecast_curves(
     out = pd.DataFrame(rows)
     out.attrs["ci_prob"] = ci_prob
     out.attrs["band_includes"] = band_includes(fit)
+    out.attrs["final_points"] = pd.concat(finals, ignore_index=True) if finals else None  # the law's inputs there
     return out
 
 
