@@ -284,7 +284,8 @@ def _note(fit: Fit, what: str, prior: float, likelihood: float, carriers, point=
         f"{what} is prior-driven: scaling the priors moves it at least half as much as scaling the runs' "
         f"likelihood (power-scaling sensitivity {prior:.2f} against {likelihood:.2f}), mostly through the prior"
         f"{'s' if len(carriers) > 1 else ''} on {named}. {advice[0].upper() + advice[1:]} would determine "
-        f"{'them' if len(carriers) > 1 else 'it'}; until then the forecast says what the priors say."
+        f"{'them' if len(carriers) > 1 else 'it'}; until then the forecast says what the priors say "
+        "(`bayescale design` ranks candidate runs by how much they would narrow it)."
     )
 
 
