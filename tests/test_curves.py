@@ -108,7 +108,22 @@ def test_curve_cli_json(tmp_path, curves, capsys, monkeypatch):
     monkeypatch.setattr(bs, "fit_curves", lambda *args, **kwargs: asked.update(kwargs) or fit)
     path = tmp_path / "curves.csv"
     curves.to_csv(path, index=False)
-    code = main(["curve", str(path), "--upto", "0.5", "--run", "run1", "--draws", "150", "--tune", "200", "--json"])
+    code = main(
+        [
+            "curve",
+            str(path),
+            "--upto",
+            "0.5",
+            "--run",
+            "run1",
+            "--draws",
+            "150",
+            "--tune",
+            "200",
+            "--sensitivity",
+            "--json",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     data = json.loads(captured.out)

@@ -284,7 +284,7 @@ def test_downstream_takes_a_loss_fit_per_group_and_names_each_groups_chance(corp
     args = ["downstream", str(runs), "--metric", "accuracy", "--group", "dataset"]
     args += ["--loss-fit", f"a={fits['a']}", "--loss-fit", f"b={fits['b']}"]
     args += ["--at", f"{POINTS[0]},dataset=a", "--at", f"{POINTS[0]},dataset=b"]
-    result = _json_run(capsys, [*args, "--json"])
+    result = _json_run(capsys, [*args, "--sensitivity", "--json"])
     for row in result["predictions"]:
         (want,) = _predicted(capsys, fits[row["dataset"]], POINTS[:1])
         assert [row["loss"][k] for k in BAND] == pytest.approx([want[k] for k in BAND], rel=1e-12)

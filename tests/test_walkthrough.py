@@ -53,7 +53,7 @@ def test_a_multi_corpus_sweep_from_start_to_finish(tmp_path, capsys):
     by_pooled = run("predict", pooled, "--at", f"{POINT},dataset=rpj")
     chained = run(
         "downstream", runs, "--metric", "accuracy", "--group", "dataset", "--loss-fit", sweep,
-        "--at", f"{POINT},dataset=rpj", *SAMPLING,
+        "--at", f"{POINT},dataset=rpj", "--sensitivity", *SAMPLING,
     )  # fmt: skip
     loss = chained["predictions"][0]["loss"]
     median = by_sweep["predictions"][0]["median"]

@@ -248,7 +248,7 @@ def _fit_command(runs, law: str, columns: dict, pool: dict | None, where: str | 
         default=None,
         help="Write an HTML report (.html) or Markdown (.md): both laws, the forecast, the fan chart.",
     ),
-    sensitivity_option(),
+    sensitivity_option(default=False),
 )
 def downstream_command(
     runs,
@@ -464,7 +464,7 @@ def _curves_text(result: dict):
     ),
 )
 @sampling_group()
-@output_group(sensitivity_option())
+@output_group(sensitivity_option(default=False))
 def curve_command(
     runs,
     columns,

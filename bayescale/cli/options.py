@@ -220,13 +220,17 @@ def output_group(*options, ci: bool = True, json: bool = True):
     return cloup.option_group("Output", *options, *shared)
 
 
-def sensitivity_option():
-    """``--sensitivity/--no-sensitivity``: the prior sensitivity costs a few seconds (PyMC compiles the log prior)."""
+def sensitivity_option(default: bool = True):
+    """``--sensitivity/--no-sensitivity``: the prior sensitivity costs a few seconds (PyMC compiles the log prior).
+
+    Commands that fit (``curve``, ``downstream``) leave it off by default, so that it never slows a fit.
+    """
     return cloup.option(
         "--sensitivity/--no-sensitivity",
-        default=True,
+        default=default,
         show_default=True,
-        help="Power-scaling prior sensitivity (a few seconds more: PyMC compiles the log prior).",
+        help="Power-scaling prior sensitivity of each forecast (PyMC compiles the log prior: seconds more"
+        + (")." if default else "; tens of seconds for many runs' curves)."),
     )
 
 
