@@ -101,8 +101,10 @@ def test_the_replay_runs_every_strategy_within_its_share(tmp_path, capsys):
     args = ["design", "--replay", str(tmp_path / "pool.csv"), "--target-runs", str(tmp_path / "targets.csv")]
     sampling = ["--budget-share", "0.02", "--batch", "8", "--draws", "100", "--tune", "150", "--chains", "2"]
     strategies = ["--strategy", "cheapest", "--strategy", "inverse-cost", "--strategy", "d-optimal"]
-    assert main([*args, *sampling, *strategies, "--json"]) == 0
+    figure = tmp_path / "replay.png"
+    assert main([*args, *sampling, *strategies, "--plot", str(figure), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
+    assert result["figure"] == str(figure) and figure.stat().st_size > 10_000
     assert [s["strategy"] for s in result["strategies"]] == ["cheapest", "inverse-cost", "d-optimal"]
     costs = candidate_costs(runs[runs["N"] < 3e9].reset_index(drop=True), "6*N*D")
     for strategy in result["strategies"]:
@@ -112,3 +114,38 @@ def test_the_replay_runs_every_strategy_within_its_share(tmp_path, capsys):
         assert np.isclose(costs[chosen].sum() / costs.sum(), budget["spent"])
     cheapest = result["strategies"][0]["chosen"][0]
     assert list(np.sort(costs[cheapest])) == list(np.sort(costs)[: len(cheapest)])  # the cheapest, every one
+
+
+def _replay_result() -> dict:
+    """A replay's result as bs.design_replay returns it, written by hand: 2 starting runs, then 3 chosen."""
+    budgets = [
+        {"share": 0.01, "spent": 0.009, "runs": 3, "mean_rel_halfwidth": 0.05},
+        {"share": 0.1, "spent": 0.09, "runs": 5, "mean_rel_halfwidth": 0.02},
+    ]
+    return {
+        "strategies": [
+            {"strategy": "bayes", "budgets": budgets, "chosen": [[0, 1, 7, 3, 5]]},
+            {"strategy": "cheapest", "budgets": budgets, "chosen": [[0, 1, 2, 4, 6]]},
+        ],
+        "all_of_pool": {"mean_rel_halfwidth": 0.015},
+        "start_runs": 2,
+    }
+
+
+def test_the_replays_figure_numbers_the_choices_and_draws_each_strategy():
+    pool, targets = grid(3, 3), pd.DataFrame({"N": [7e10], "D": [1.4e12]})
+    fig = bs.plots.design_replay(_replay_result(), pool, targets)
+    plane, bands = fig.axes
+    assert [t.get_text() for t in plane.texts] == ["1", "2", "3"]  # bayes's choices after the 2 starting runs
+    assert [t.xy for t in plane.texts][0] == (pool["N"].iloc[7], pool["D"].iloc[7])
+    assert [line.get_label() for line in bands.get_lines()] == ["bayes", "cheapest", "all of the pool"]
+    assert list(bands.get_lines()[0].get_xdata()) == [0.009, 0.09]
+    with pytest.raises(bs.BayescaleError, match="'d-optimal' was not replayed; replayed: bayes, cheapest"):
+        bs.plots.design_replay(_replay_result(), pool, targets, strategy="d-optimal")
+
+
+def test_plot_is_only_for_a_replay(tmp_path, capsys):
+    runs = str(bs.datasets.demo_runs_path())
+    args = ["design", runs, "--grid", "N=1e8:1e9:3,D=2e10", "--target", "N=7e10,D=1.4e12", "--budget", "1e21"]
+    assert main([*args, "--plot", str(tmp_path / "f.png")]) == 2
+    assert "--plot draws a replay" in capsys.readouterr().err

@@ -126,6 +126,8 @@ def _replay_text(result: dict):
         f"R2 of the median as ScaleBench computes it; cover: share of target runs inside the {pct} predictive band; "
         "half-width of that band, in loss"
     )
+    if result.get("figure"):
+        yield f"figure: {result['figure']}"
 
 
 def _replay(runs, columns, where, options: dict, law_spec, batch, cost, ci_prob, quiet, as_json, sampling) -> None:
@@ -143,9 +145,11 @@ def _replay(runs, columns, where, options: dict, law_spec, batch, cost, ci_prob,
         raise BayescaleError(f"--budget-share {options['budget_share']!r}: give shares separated by commas") from None
     mapping = pairs(columns, "--columns")
     seed = sampling.pop("seed", None)
+    pool = bs.load_runs(options["replay"], mapping, where=where)
+    targets = bs.load_runs(options["target_runs"], mapping, where=where)
     result = bs.design_replay(
-        bs.load_runs(options["replay"], mapping, where=where),
-        bs.load_runs(options["target_runs"], mapping, where=where),
+        pool,
+        targets,
         law_spec,
         shares=shares,
         strategies=options["strategies"] or REPLAY_STRATEGIES,
@@ -159,6 +163,12 @@ def _replay(runs, columns, where, options: dict, law_spec, batch, cost, ci_prob,
         progress=None if (quiet or as_json) else (lambda line: click.echo(f"replay: {line}", err=True)),
     )
     result = {"law": law_spec, "ci_prob": ci_prob, "repeats": options["repeats"], **result}
+    if options["plot"]:
+        inputs = bs.get_law(law_spec).inputs
+        x, y = inputs[0], inputs[1 if len(inputs) > 1 else 0]
+        result["figure"] = str(
+            bs.plots.save_figure(bs.plots.design_replay(result, pool, targets, x, y), options["plot"])
+        )
     emit(result, as_json, _replay_text)
 
 
@@ -209,7 +219,15 @@ def _replay(runs, columns, where, options: dict, law_spec, batch, cost, ci_prob,
 )
 @law_group(law_option())
 @sampling_group()
-@output_group()
+@output_group(
+    cloup.option(
+        "--plot",
+        "plot_path",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="With --replay: save the runs chosen in order and the band against money spent as a PNG.",
+    )
+)
 def design_command(
     runs,
     columns,
@@ -231,6 +249,7 @@ def design_command(
     quiet,
     ci_prob,
     as_json,
+    plot_path,
     **sampling,
 ):
     """Which runs to train next: the most expected reduction of the targets' uncertainty per unit cost.
@@ -248,10 +267,13 @@ def design_command(
             "start": start,
             "repeats": repeats,
             "strategies": strategies,
+            "plot": plot_path,
             "design": {"--candidates": candidates_path, "--grid": grid, "--target": targets, "--budget": budget},
         }
         _replay(runs, columns, where, options, law_spec, batch, cost, ci_prob, quiet, as_json, sampling)
         return
+    if plot_path:
+        raise BayescaleError("--plot draws a replay: give it with --replay POOL.csv --target-runs TARGET.csv")
     if runs is None or not targets or budget is None:
         raise BayescaleError(
             "give RUNS (a runs table or a saved fit), --target N=...,D=... and --budget (or --replay POOL.csv)"
