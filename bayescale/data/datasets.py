@@ -11,6 +11,7 @@ import shutil
 import tempfile
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -392,7 +393,7 @@ def load_opt_trajectories(path: str | Path) -> pd.DataFrame:
 #: names them, the loss column, the cost proxy of the benchmark's registry (as a formula in the columns) and the
 #: budget shares of the paper's protocol. The vocab task's target (unigram-normalised loss) is negative: a
 #: log-loss likelihood cannot take it, so it is not offered.
-SCALEBENCH_TASKS = {
+SCALEBENCH_TASKS: dict[str, dict[str, Any]] = {
     "parallel": {
         "folder": "parallel_scaling_law",
         "inputs": ("num_params", "parallel_size"),
