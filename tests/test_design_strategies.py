@@ -149,3 +149,19 @@ def test_plot_is_only_for_a_replay(tmp_path, capsys):
     args = ["design", runs, "--grid", "N=1e8:1e9:3,D=2e10", "--target", "N=7e10,D=1.4e12", "--budget", "1e21"]
     assert main([*args, "--plot", str(tmp_path / "f.png")]) == 2
     assert "--plot draws a replay" in capsys.readouterr().err
+
+
+def test_the_replay_stops_spending_when_bayes_takes_nothing(demo_runs, monkeypatch):
+    """bs.design chooses nothing when no affordable run is expected to narrow the band: the share is left unspent."""
+    from types import SimpleNamespace
+
+    import bayescale.evaluation.design_replay as replay
+
+    monkeypatch.setattr(replay, "fit_law", lambda runs, law, seed, **options: fake_fit(runs, spread=0.01))
+    monkeypatch.setattr(replay, "design", lambda *args, **kwargs: SimpleNamespace(chosen=pd.DataFrame()))
+    frame = demo_runs.frame.reset_index(drop=True)
+    pool, targets = frame[frame["N"] < 3e9], frame[frame["N"] >= 3e9]
+    result = replay.design_replay(pool, targets, shares=[0.05], strategies=["bayes", "cheapest"])
+    bayes, cheapest = result["strategies"]
+    assert bayes["budgets"][0]["runs"] == result["start_runs"] == len(bayes["chosen"][0])
+    assert cheapest["budgets"][0]["runs"] > result["start_runs"]  # the same share buys more runs by another strategy

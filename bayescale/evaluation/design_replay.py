@@ -161,7 +161,7 @@ def design_replay(
                             batch,
                             seed=repeat_seed,
                         ).chosen
-                        new = [int(candidates["index"].iloc[int(r) - 1]) for r in picked["row"]]
+                        new = [int(candidates["index"].iloc[int(r) - 1]) for r in picked["row"]] if len(picked) else []
                     elif strategy == "d-optimal":
                         new = d_optimal_batch(current, pool_frame, costs, chosen, available, money, batch)
                     elif strategy == "cheapest":
@@ -170,6 +170,8 @@ def design_replay(
                         new = inverse_cost_batch(rng, costs, available, money, batch)
                     else:
                         new = random_batch(rng, costs, available, money, batch)
+                    if not new:  # bayes: no affordable run is expected to narrow the targets' band; spend no more here
+                        break
                     chosen += new
                     available[new] = False
                     current = None
