@@ -287,5 +287,6 @@ def test_design(renderings, saved_fit, tmp_path):
     table[table["N"] < 3e9].to_csv(tmp_path / "runs_pool.csv", index=False)
     table[table["N"] >= 3e9].to_csv(tmp_path / "targets.csv", index=False)
     replay = ["--replay", str(tmp_path / "runs_pool.csv"), "--target-runs", str(tmp_path / "targets.csv")]
+    replay += ["--strategy", "bayes", "--strategy", "d-optimal", "--plot", str(tmp_path / "replay.png")]
     assert main(["design", *replay, "--budget-share", "0.02", "--batch", "8", *SAMPLING, "--quiet"]) == 0
     _check(renderings, 3)

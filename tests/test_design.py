@@ -204,7 +204,8 @@ REPLAY = ["--budget-share", "0.02", "--batch", "8", "--draws", "100", "--tune", 
 @pytest.mark.slow
 def test_the_replay_spends_each_share_and_scores_the_targets(demo_split, capsys):
     pool, targets = demo_split
-    assert main(["design", "--replay", str(pool), "--target-runs", str(targets), *REPLAY, "--json"]) == 0
+    two = ["--strategy", "bayes", "--strategy", "random"]
+    assert main(["design", "--replay", str(pool), "--target-runs", str(targets), *REPLAY, *two, "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert [s["strategy"] for s in result["strategies"]] == ["bayes", "random"]
     for strategy in result["strategies"]:

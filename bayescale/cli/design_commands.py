@@ -20,6 +20,10 @@ from bayescale.cli.parsing import at_points, pairs
 from bayescale.cli.render import emit, fmt, wrap
 from bayescale.errors import BayescaleError
 
+#: bayescale.evaluation.design_replay.STRATEGIES, named here so that --help does not import the fitting stack
+#: (tests/test_design_strategies.py holds the two equal)
+REPLAY_STRATEGIES = ("bayes", "random", "cheapest", "inverse-cost", "d-optimal")
+
 
 def grid_axes(text: str) -> dict:
     """``N=1e8:1e10:5,D=2e9:2e11:5`` -> log-spaced values per input (``lo:hi:count``; one number is one value)."""
@@ -110,11 +114,11 @@ def _replay_text(result: dict):
         f"all of the pool: R2 {whole['r2']:.3f}, {pct} coverage {whole['coverage'][str(result['ci_prob'])]:.2f}, "
         f"median |rel err| {whole['median_abs_rel_error']:.2%}, mean half-width {whole['mean_halfwidth']:.4f}"
     )
-    yield f"{'strategy':<8} {'share':>6} {'spent':>7} {'runs':>5} {'R2':>7} {'cover':>6} {'|rel err|':>9} {'half-width':>10}"
+    yield f"{'strategy':<12} {'share':>6} {'spent':>7} {'runs':>5} {'R2':>7} {'cover':>6} {'|rel err|':>9} {'half-width':>10}"
     for strategy in result["strategies"]:
         for b in strategy["budgets"]:
             yield (
-                f"{strategy['strategy']:<8} {b['share']:>6.1%} {b['spent']:>7.2%} {b['runs']:>5.0f} {b['r2']:>7.3f} "
+                f"{strategy['strategy']:<12} {b['share']:>6.1%} {b['spent']:>7.2%} {b['runs']:>5.0f} {b['r2']:>7.3f} "
                 f"{b['coverage'][str(result['ci_prob'])]:>6.2f} {b['median_abs_rel_error']:>9.2%} "
                 f"{b['mean_halfwidth']:>10.4f}"
             )
@@ -122,6 +126,8 @@ def _replay_text(result: dict):
         f"R2 of the median as ScaleBench computes it; cover: share of target runs inside the {pct} predictive band; "
         "half-width of that band, in loss"
     )
+    if result.get("figure"):
+        yield f"figure: {result['figure']}"
 
 
 def _replay(runs, columns, where, options: dict, law_spec, batch, cost, ci_prob, quiet, as_json, sampling) -> None:
@@ -139,12 +145,14 @@ def _replay(runs, columns, where, options: dict, law_spec, batch, cost, ci_prob,
         raise BayescaleError(f"--budget-share {options['budget_share']!r}: give shares separated by commas") from None
     mapping = pairs(columns, "--columns")
     seed = sampling.pop("seed", None)
+    pool = bs.load_runs(options["replay"], mapping, where=where)
+    targets = bs.load_runs(options["target_runs"], mapping, where=where)
     result = bs.design_replay(
-        bs.load_runs(options["replay"], mapping, where=where),
-        bs.load_runs(options["target_runs"], mapping, where=where),
+        pool,
+        targets,
         law_spec,
         shares=shares,
-        strategies=options["strategies"] or ("bayes", "random"),
+        strategies=options["strategies"] or REPLAY_STRATEGIES,
         start=options["start"],
         repeats=options["repeats"],
         batch=batch,
@@ -155,6 +163,12 @@ def _replay(runs, columns, where, options: dict, law_spec, batch, cost, ci_prob,
         progress=None if (quiet or as_json) else (lambda line: click.echo(f"replay: {line}", err=True)),
     )
     result = {"law": law_spec, "ci_prob": ci_prob, "repeats": options["repeats"], **result}
+    if options["plot"]:
+        inputs = bs.get_law(law_spec).inputs
+        x, y = inputs[0], inputs[1 if len(inputs) > 1 else 0]
+        result["figure"] = str(
+            bs.plots.save_figure(bs.plots.design_replay(result, pool, targets, x, y), options["plot"])
+        )
     emit(result, as_json, _replay_text)
 
 
@@ -199,13 +213,21 @@ def _replay(runs, columns, where, options: dict, law_spec, batch, cost, ci_prob,
         "--strategy",
         "strategies",
         multiple=True,
-        type=click.Choice(["bayes", "random"]),
+        type=click.Choice(REPLAY_STRATEGIES),
         help="Which ways of choosing to replay (repeatable; default: all, bayes first).",
     ),
 )
 @law_group(law_option())
 @sampling_group()
-@output_group()
+@output_group(
+    cloup.option(
+        "--plot",
+        "plot_path",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="With --replay: save the runs chosen in order and the band against money spent as a PNG.",
+    )
+)
 def design_command(
     runs,
     columns,
@@ -227,6 +249,7 @@ def design_command(
     quiet,
     ci_prob,
     as_json,
+    plot_path,
     **sampling,
 ):
     """Which runs to train next: the most expected reduction of the targets' uncertainty per unit cost.
@@ -244,10 +267,13 @@ def design_command(
             "start": start,
             "repeats": repeats,
             "strategies": strategies,
+            "plot": plot_path,
             "design": {"--candidates": candidates_path, "--grid": grid, "--target": targets, "--budget": budget},
         }
         _replay(runs, columns, where, options, law_spec, batch, cost, ci_prob, quiet, as_json, sampling)
         return
+    if plot_path:
+        raise BayescaleError("--plot draws a replay: give it with --replay POOL.csv --target-runs TARGET.csv")
     if runs is None or not targets or budget is None:
         raise BayescaleError(
             "give RUNS (a runs table or a saved fit), --target N=...,D=... and --budget (or --replay POOL.csv)"

@@ -11,6 +11,7 @@ import shutil
 import tempfile
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -386,3 +387,80 @@ def load_opt_trajectories(path: str | Path) -> pd.DataFrame:
     )
     table = table.drop_duplicates(["run", "step"]).sort_values(["run", "step"], kind="stable")
     return table.reset_index(drop=True)
+
+
+#: ScaleBench (Li et al. 2026, arXiv 2604.22753; github.com/PlanarG/active-sl): per task, the inputs as the data
+#: names them, the loss column, the cost proxy of the benchmark's registry (as a formula in the columns) and the
+#: budget shares of the paper's protocol. The vocab task's target (unigram-normalised loss) is negative: a
+#: log-loss likelihood cannot take it, so it is not offered.
+SCALEBENCH_TASKS: dict[str, dict[str, Any]] = {
+    "parallel": {
+        "folder": "parallel_scaling_law",
+        "inputs": ("num_params", "parallel_size"),
+        "loss": "loss",
+        "cost": "num_params",
+        "shares": (0.01, 0.05, 0.1),
+    },
+    "moe": {
+        "folder": "moe_scaling_law",
+        "inputs": ("dense_parameter_count", "num_experts"),
+        "loss": "loss_validation",
+        "cost": "dense_parameter_count * num_experts",
+        "shares": (0.01, 0.05, 0.1),
+    },
+    "sparsity": {
+        "folder": "sparsity_scaling_law",
+        "inputs": ("P", "N_active", "N_dense", "D1", "D2"),
+        "loss": "loss",
+        "cost": "6 * N_dense * D1 + 6 * N_active * D2",
+        "shares": (0.2, 0.35, 0.5),
+    },
+}
+
+
+def load_scalebench(folder: str | Path, task: str, group: str | None = None) -> tuple[Runs, Runs]:
+    """A ScaleBench task as (pool, targets): its train split (the runs one could pay for) and test split.
+
+    Parameters
+    ----------
+    folder : str or pathlib.Path
+        The benchmark's data folder, holding ``<task>_scaling_law/{train,test}-00000-of-00001.parquet``.
+    task : str
+        One of :data:`SCALEBENCH_TASKS`: ``parallel``, ``moe`` or ``sparsity``.
+    group : str, optional
+        Keep only this value of the ``group`` column (the benchmark fits each group on its own: parallel has
+        ``stack`` and ``pile``, sparsity one group per D2).
+
+    Returns
+    -------
+    tuple of Runs
+        Pool and targets with the task's inputs (named as in the data), ``loss`` and ``group``; the cost
+        formula is ``SCALEBENCH_TASKS[task]["cost"]``.
+
+    Raises
+    ------
+    DataError
+        If the task is unknown, a split is missing, or the group is not in the data.
+    """
+    if task not in SCALEBENCH_TASKS:
+        raise DataError(f"unknown ScaleBench task {task!r}; choose from {', '.join(SCALEBENCH_TASKS)}")
+    info = SCALEBENCH_TASKS[task]
+    splits = []
+    for split in ("train", "test"):
+        path = Path(folder) / str(info["folder"]) / f"{split}-00000-of-00001.parquet"
+        if not path.exists():
+            raise DataError(f"ScaleBench task {task!r}: no {split} split at {path}")
+        frame = pd.read_parquet(path)
+        if group is not None:
+            if group not in set(frame["group"]):
+                raise DataError(
+                    f"ScaleBench task {task!r}: column 'group' has no {group!r}; "
+                    f"groups are {', '.join(sorted(set(frame['group'])))}"
+                )
+            frame = frame[frame["group"] == group]
+        runs = load_runs(
+            frame.reset_index(drop=True), {"loss": str(info["loss"])}, extra_inputs=info["inputs"], keep=["group"]
+        )
+        runs.source = f"ScaleBench {task} ({split}{', ' + group if group else ''}) from {path}"
+        splits.append(runs)
+    return splits[0], splits[1]

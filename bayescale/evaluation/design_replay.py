@@ -1,8 +1,8 @@
 """Judge a way of choosing runs on a finished sweep: replay it, revealing each chosen run's real loss.
 
 Start from the cheapest runs of a pool, choose runs a batch at a time (by :func:`bayescale.design`,
-``bayes``, or at random), reveal their losses from the table, refit, and at each share of the pool's
-cost score the forecast of held-out target runs: R2 of the median (as ScaleBench computes it:
+``bayes``, or another strategy of :mod:`bayescale.evaluation.design_strategies`), reveal their losses
+from the table, refit, and at each share of the pool's cost score the forecast of held-out target runs: R2 of the median (as ScaleBench computes it:
 1 - SS_res / SS_tot on the loss, clipped to [-1, 1]), the share of targets inside the 90%
 predictive band, the median |relative error| and the band's mean half-width.
 """
@@ -18,11 +18,13 @@ import pandas as pd
 from bayescale import defaults
 from bayescale.data.runs import load_runs
 from bayescale.errors import BayescaleError
+from bayescale.evaluation.design_strategies import cheapest_batch, d_optimal_batch, inverse_cost_batch, random_batch
 from bayescale.fitting.pipeline import fit as fit_law
 from bayescale.forecast.design import candidate_costs, design
 from bayescale.forecast.predict import predict
 
-STRATEGIES = ("bayes", "random")
+#: every way of choosing runs the replay knows, ``bayes`` first (the default order)
+STRATEGIES = ("bayes", "random", "cheapest", "inverse-cost", "d-optimal")
 
 
 def r_squared(actual: np.ndarray, predicted: np.ndarray) -> float:
@@ -46,17 +48,6 @@ def score(fit, targets: pd.DataFrame, ci_prob: float = defaults.CI_PROB) -> dict
         "mean_halfwidth": float(np.mean((upper - lower) / 2)),
         "mean_rel_halfwidth": float(np.mean((upper - lower) / 2 / median)),
     }
-
-
-def _random_batch(rng, costs: np.ndarray, available: np.ndarray, money: float, batch: int) -> list[int]:
-    picked: list[int] = []
-    for i in rng.permutation(np.flatnonzero(available)):
-        if len(picked) == batch:
-            break
-        if costs[i] <= money * (1 + 1e-12):
-            picked.append(int(i))
-            money -= costs[i]
-    return picked
 
 
 def design_replay(
@@ -87,9 +78,12 @@ def design_replay(
         The law fitted at every step.
     shares : iterable of float, default (0.01, 0.05, 0.1)
         Shares of the whole pool's cost at which to score, each in (0, 1].
-    strategies : iterable of str, default ("bayes", "random")
-        ``bayes`` (:func:`bayescale.design` on the fit so far, the targets' points as its targets) and
-        ``random`` (a random order, each run taken if affordable).
+    strategies : iterable of str, default all of them
+        ``bayes`` (:func:`bayescale.design` on the fit so far, the targets' points as its targets),
+        ``random`` (a random order, each run taken if affordable), ``cheapest`` (cheapest first),
+        ``inverse-cost`` (random with probability proportional to 1/cost) and ``d-optimal`` (greedy, the most
+        log det of the Fisher information of the law's parameters at the posterior median per unit cost);
+        see :mod:`bayescale.evaluation.design_strategies`.
     start : int, optional
         Begin with this many of the cheapest runs; default: the fewest a fit takes (one more than the
         model's parameters).
@@ -114,7 +108,8 @@ def design_replay(
         ``strategies``: one record per strategy with ``strategy`` and ``budgets`` (per share: ``share``,
         ``spent`` (as a share of the pool's cost), ``runs``, ``r2``, ``coverage`` ({"0.9": ...}),
         ``median_abs_rel_error``, ``mean_halfwidth``, ``mean_rel_halfwidth``, each averaged over repeats,
-        and ``repeats``, the per-repeat records); ``all_of_pool``: the same scores for a fit on the whole pool;
+        and ``repeats``, the per-repeat records; ``chosen``: per repeat, the pool's rows (from 0) in the order
+        taken, the starting runs first); ``all_of_pool``: the same scores for a fit on the whole pool;
         ``pool_runs``, ``target_runs``, ``pool_cost``, ``cost_formula``.
     """
     shares = sorted(float(s) for s in shares)
@@ -140,7 +135,7 @@ def design_replay(
     cheapest = [int(i) for i in np.argsort(costs, kind="stable")[:n_start]]
     out = []
     for strategy in strategies:
-        runs = []
+        runs, picks = [], []
         for repeat in range(repeats):
             repeat_seed = seed + 1000 * repeat
             rng = np.random.default_rng([repeat_seed, 43])
@@ -166,9 +161,17 @@ def design_replay(
                             batch,
                             seed=repeat_seed,
                         ).chosen
-                        new = [int(candidates["index"].iloc[int(r) - 1]) for r in picked["row"]]
+                        new = [int(candidates["index"].iloc[int(r) - 1]) for r in picked["row"]] if len(picked) else []
+                    elif strategy == "d-optimal":
+                        new = d_optimal_batch(current, pool_frame, costs, chosen, available, money, batch)
+                    elif strategy == "cheapest":
+                        new = cheapest_batch(costs, available, money, batch)
+                    elif strategy == "inverse-cost":
+                        new = inverse_cost_batch(rng, costs, available, money, batch)
                     else:
-                        new = _random_batch(rng, costs, available, money, batch)
+                        new = random_batch(rng, costs, available, money, batch)
+                    if not new:  # bayes: no affordable run is expected to narrow the targets' band; spend no more here
+                        break
                     chosen += new
                     available[new] = False
                     current = None
@@ -182,7 +185,8 @@ def design_replay(
                     }
                 )
             runs.append(records)
-        out.append({"strategy": strategy, "budgets": _averaged(runs, ci_prob), "repeats": runs})
+            picks.append(chosen)
+        out.append({"strategy": strategy, "budgets": _averaged(runs, ci_prob), "repeats": runs, "chosen": picks})
     return {
         "strategies": out,
         "all_of_pool": {"runs": len(pool_frame), **score(whole, target_frame, ci_prob)},

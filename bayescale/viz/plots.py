@@ -37,6 +37,7 @@ import pandas as pd  # noqa: E402
 
 from bayescale import defaults  # noqa: E402
 from bayescale.errors import ExtrapolationWarning  # noqa: E402
+from bayescale.viz.design_plots import design_replay  # noqa: E402, F401  (bs.plots.design_replay)
 
 if TYPE_CHECKING:
     from bayescale.evaluation.backtesting import BacktestResult
