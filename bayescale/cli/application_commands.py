@@ -15,6 +15,7 @@ from bayescale.cli.options import (
     law_group,
     law_option,
     output_group,
+    plot_option,
     sampling_group,
     sampling_settings,
     sensitivity_option,
@@ -234,13 +235,7 @@ def _fit_command(runs, law: str, columns: dict, pool: dict | None, where: str | 
 )
 @sampling_group()
 @output_group(
-    cloup.option(
-        "--plot",
-        "plot_path",
-        type=click.Path(dir_okay=False),
-        default=None,
-        help="Save the fan chart (accuracy against each group's loss, then all against compute) as a PNG.",
-    ),
+    plot_option("the fan chart (accuracy against each group's loss, then all against compute)"),
     cloup.option(
         "--report",
         "report_path",

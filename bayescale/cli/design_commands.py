@@ -13,6 +13,7 @@ from bayescale.cli.options import (
     law_group,
     law_option,
     output_group,
+    plot_option,
     sampling_group,
     sampling_settings,
 )
@@ -219,15 +220,7 @@ def _replay(runs, columns, where, options: dict, law_spec, batch, cost, ci_prob,
 )
 @law_group(law_option())
 @sampling_group()
-@output_group(
-    cloup.option(
-        "--plot",
-        "plot_path",
-        type=click.Path(dir_okay=False),
-        default=None,
-        help="With --replay: save the runs chosen in order and the band against money spent as a PNG.",
-    )
-)
+@output_group(plot_option("the runs chosen in order and the band against money spent (with --replay)"))
 def design_command(
     runs,
     columns,

@@ -17,6 +17,7 @@ from bayescale.cli.options import (
     law_group,
     law_option,
     output_group,
+    plot_option,
     sampling_group,
     sampling_settings,
     sensitivity_option,
@@ -434,13 +435,7 @@ def _check_text(result: dict):
     cloup.option("--seed", type=int, default=None, help="Seed of the predictive draws (default: the fit's)."),
 )
 @output_group(
-    cloup.option(
-        "--plot",
-        "plot_path",
-        type=click.Path(dir_okay=False),
-        default=None,
-        help="Save the three checks as a PNG figure.",
-    ),
+    plot_option("the three checks"),
     ci=False,
 )
 def check_command(fit_path, prior_draws, seed, plot_path, as_json):

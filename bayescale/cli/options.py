@@ -220,6 +220,13 @@ def output_group(*options, ci: bool = True, json: bool = True):
     return cloup.option_group("Output", *options, *shared)
 
 
+def plot_option(what: str):
+    """``--plot FILE.png``: save ``what`` (a phrase completing "Save ...") as a PNG figure."""
+    return cloup.option(
+        "--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help=f"Save {what} as a PNG."
+    )
+
+
 def sensitivity_option(default: bool = True):
     """``--sensitivity/--no-sensitivity``: the prior sensitivity costs a few seconds (PyMC compiles the log prior).
 
