@@ -1,6 +1,6 @@
 """A multi-corpus sweep from start to finish, as a new user runs it: Gadre et al.'s three corpora.
 
-One scripted session of the CLI on real data (``sweep --by``, ``backtest --by``, ``--where``, a fit with
+One scripted run of the CLI on real data (``sweep --by``, ``backtest --by``, ``--where``, a fit with
 every Chinchilla parameter pooled by corpus, ``downstream --loss-fit`` on the sweep's fits, ``plan`` and
 ``predict``), asserting that the commands agree on the loss at the same point and that every band says
 what it includes. Sampling is small: the point is that the commands fit together.
