@@ -43,6 +43,7 @@ _EXPORTS = {
         ["sensitivity", "forecast_sensitivity", "identifiability", "plan_sensitivity", "tune_sensitivity"],
         "forecast.sensitivity",
     ),
+    "stacked_sensitivity": "forecast.joint_sensitivity",
     "tune": "forecast.tuning",
     "break_table": "forecast.derived",
     **dict.fromkeys(["design", "Design"], "forecast.design"),

@@ -230,13 +230,14 @@ def test_tune_downstream_and_curve(renderings, tmp_path):
 
 
 def test_downstream_with_loss_fits_per_group(renderings, tmp_path, monkeypatch):
-    """Per-group loss fits (with a discrepancy), chance per group, observed ranges: the text's numbers are in the JSON."""
+    """Per-group loss fits (with a discrepancy), chance per group, observed ranges, both steps' prior sensitivity:
+    the text's numbers are in the JSON."""
     from conftest import fake_fit
     from test_downstream import corpus_runs, fake_metric_fit, with_discrepancy
 
     runs = corpus_runs()
     runs.to_csv(tmp_path / "runs.csv", index=False)
-    args = ["downstream", str(tmp_path / "runs.csv"), "--metric", "accuracy", "--group", "dataset"]
+    args = ["downstream", str(tmp_path / "runs.csv"), "--metric", "accuracy", "--group", "dataset", "--sensitivity"]
     for name in ("a", "b"):
         fit = with_discrepancy(fake_fit(runs[runs["dataset"] == name][["N", "D", "loss"]], spread=0.02))
         args += ["--loss-fit", f"{name}={fit.save(tmp_path / f'{name}.nc')}", "--at", f"N=3e10,D=6e11,dataset={name}"]
@@ -247,6 +248,9 @@ def test_downstream_with_loss_fits_per_group(renderings, tmp_path, monkeypatch):
     )
     assert main(args) == 0
     _check(renderings, 1)
+    text, data = renderings[-1]
+    assert "prior sensitivity of accuracy: " in text and "each step's priors alone: loss fit " in text
+    assert set(data["predictions"][0]["accuracy_step_sensitivity"]) == {"loss fit", "metric law"}
 
 
 @pytest.mark.slow

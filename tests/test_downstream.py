@@ -292,6 +292,11 @@ def test_downstream_takes_a_loss_fit_per_group_and_names_each_groups_chance(corp
             pytest.approx(want["prior_sensitivity"], rel=1e-9),
             want["prior_driven"],
         )  # what predict says of the same forecast
+        # the accuracy's: the stand-in metric fit's draws are all equal, so only the loss fit's priors move it
+        steps = row["accuracy_step_sensitivity"]
+        assert steps["metric law"] == 0.0 and steps["loss fit"] > 0
+        assert row["accuracy_prior_sensitivity"] == pytest.approx(steps["loss fit"], rel=1e-6)
+        assert row["accuracy_prior_driven"] is False and row["accuracy_prior_note"] is None
     a, b = result["predictions"]
     assert b["loss"]["median"] > a["loss"]["median"] + 0.1  # b's own fit, not a's
     assert (a["chance"], b["chance"]) == (0.25, 0.2)
@@ -479,3 +484,34 @@ def test_downstream_loss_fitted_here_is_fits_with_the_same_pooling(tmp_path, cap
     assert [row["loss"][k] for k in BAND] == pytest.approx([want[k] for k in BAND], rel=1e-9)
     (source,) = result["loss_fits"]
     assert source["pooled"] == {"E": "dataset"} and source["n_runs"] == 104 and source["source"] == "fitted here"
+
+
+@pytest.mark.slow
+def test_a_metric_law_fitted_on_few_narrow_losses_carries_the_accuracy_and_a_determined_one_does_not(demo_runs):
+    """The loss fit's draws are all equal, so only the metric law's priors can move the accuracy. Fitted on 30
+    models over losses 2.0-5.0 (noise sd 0.003) it is determined at both points (losses 2.97 and 1.94); on 6 models
+    between 3.4 and 3.8 (sd 0.01) the forecast at 1.94, far below them, rests on its priors (prior against likelihood
+    sensitivity 0.06-0.11 against 0.06-0.09 for seeds 1-3; the wide fit's 0.015-0.024 against 0.13-0.17), and the
+    note says so and why."""
+    loss_fit = fake_fit(demo_runs, spread=0.0, draws=500)
+    points = pd.DataFrame({"N": [3e8, 7e10], "D": [6e9, 1.4e12]})
+
+    def runs(low, high, n, sd):
+        loss = np.linspace(low, high, n)
+        accuracy = 1 - GADRE_LIKE["E"] + GADRE_LIKE["k"] * np.exp(-GADRE_LIKE["gamma"] * loss)
+        noise = np.random.default_rng(0).normal(0, sd, n)
+        return pd.DataFrame({"loss": loss, "accuracy": accuracy + noise, "chance": 0.25})
+
+    settings = dict(draws=500, tune=500, chains=2, seed=1)
+    wide = downstream.fit_metric(runs(2.0, 5.0, 30, 0.003), "accuracy", "metric_exp", **settings)
+    found = downstream.accuracy_sensitivity(loss_fit, wide, points)
+    assert not found["prior_driven"].any() and found["note"].isna().all(), found
+    assert (found["prior_sensitivity"] < 0.25 * found["likelihood_sensitivity"]).all()
+    narrow = downstream.fit_metric(runs(3.4, 3.8, 6, 0.01), "accuracy", "metric_exp", **settings)
+    far = downstream.accuracy_sensitivity(loss_fit, narrow, points).iloc[1]
+    assert far["prior_driven"], far
+    assert far["step_sensitivity"]["metric law"] > 100 * far["step_sensitivity"]["loss fit"]
+    assert far["driven_by"] and all(name.startswith("the metric law's ") for name in far["driven_by"])
+    assert far["note"].startswith("the accuracy forecast at N=7e+10, D=1.4e+12 is prior-driven")
+    assert "Models at lower loss (the metric law saw losses down to 3.4, the forecast is at 1.94)" in far["note"]
+    assert "bayescale design" not in far["note"]  # it chooses loss runs, not the metric law's models

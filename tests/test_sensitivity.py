@@ -200,3 +200,85 @@ def test_epoch_determines_alpha_beta_and_chinchillas_forecast_and_its_smallest_r
             assert table.loc["E", "prior_driven"] and table.loc["B", "prior_driven"], table
             assert "alpha" in forecast["driven_by"] and "at larger N (the runs reach N = 1.96e+08" in forecast["note"]
             assert "E + A / N**alpha at N around 1.3e+08" in sens.identifiability(fit)["findings"][0]
+
+
+# -- forecasts drawn from several posteriors: a stack's mixture --------------------------------------
+def _gaussian(name: str, ratio: float, n: int, start: int, seed: int):
+    """Draws of a Gaussian posterior whose prior holds ``ratio`` of the likelihood's precision, as a Source."""
+    from bayescale.forecast.joint_sensitivity import Source
+
+    u = np.random.default_rng(seed).standard_normal(n) / np.sqrt(1 + 1 / ratio)
+    rows = np.arange(start, start + n)
+    return u, Source(
+        name, f"{name}'s", {"u": -0.5 * u**2}, -0.5 / ratio * u**2, np.arange(n), lambda *_: "more runs", rows
+    )
+
+
+@pytest.mark.parametrize("loose_share", [0.0, 0.5, 1.0])
+def test_a_mixture_is_prior_driven_through_the_component_whose_prior_carries_it(loose_share):
+    """A stack of a prior-driven posterior (the prior holds half of what is known) and a determined one (1/31)."""
+    from bayescale.forecast.joint_sensitivity import joint_sensitivity
+
+    n, parts = 8000, []
+    loose = int(n * loose_share)
+    for k, (name, ratio, size, start) in enumerate((("loose", 1.0, loose, 0), ("tight", 1 / 30, n - loose, loose))):
+        if size:
+            parts.append((*_gaussian(name, ratio, size, start, seed=k), np.full(size, k)))
+    values, sources, blocks = (list(x) for x in zip(*parts))
+    (row,) = joint_sensitivity(np.concatenate(values)[:, None], sources, ["it"], np.concatenate(blocks)).to_dict(
+        "records"
+    )
+    if loose_share in (0.0, 1.0):  # one component: the ratio of precisions, as for one fit
+        assert row["prior_sensitivity"] / row["likelihood_sensitivity"] == pytest.approx(
+            loose_share or 1 / 30, rel=0.15
+        )
+    assert row["prior_driven"] == (loose_share > 0)
+    if loose_share == 0.5:
+        spread = row["source_sensitivity"]
+        assert spread["loose"] > 10 * spread["tight"] and row["driven_by"] == ["loose's u"]
+        assert row["note"].startswith("it is prior-driven") and "mostly through the prior on loose's u" in row["note"]
+
+
+def test_a_stack_given_all_the_weight_of_one_fit_has_that_fits_sensitivity(demo_runs):
+    from bayescale.forecast.joint_sensitivity import stacked_sensitivity
+
+    one, other = fake_fit(demo_runs, spread=0.05, draws=500, seed=1), fake_fit(demo_runs, spread=0.01, seed=2)
+    points = pd.DataFrame({"N": [7e10, 1e9], "D": [1.4e12, 2e10]})
+    alone = sens.forecast_sensitivity(one, points)
+    stacked = stacked_sensitivity({"one": one, "other": other}, points, {"one": 1.0, "other": 0.0})
+    for key in ("prior_sensitivity", "likelihood_sensitivity"):
+        np.testing.assert_allclose(stacked[key], alone[key], rtol=0.01)
+    assert [set(s) for s in stacked["source_sensitivity"]] == [{"one"}, {"one"}]
+
+
+def test_predict_with_several_fits_gives_the_stacks_sensitivity(demo_runs, tmp_path, capsys):
+    from bayescale.forecast.joint_sensitivity import stacked_sensitivity
+
+    paths = [
+        fake_fit(demo_runs, spread=0.02, seed=seed).save(tmp_path / f"{name}.nc")
+        for seed, name in ((1, "first"), (2, "second"))
+    ]
+    assert main(["predict", *map(str, paths), "--at", "N=7e10,D=1.4e12", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    (row,) = result["predictions"]
+    fits = {path.stem: bs.Fit.load(path) for path in paths}
+    want = stacked_sensitivity(fits, pd.DataFrame(CHINCHILLA), result["weights"]).iloc[0]
+    assert row["prior_sensitivity"] == pytest.approx(want["prior_sensitivity"], rel=1e-9)
+    assert row["prior_driven"] is bool(want["prior_driven"]) and "prior_note" in row
+    assert main(["predict", *map(str, paths), "--at", "N=7e10,D=1.4e12", "--no-sensitivity", "--json"]) == 0
+    assert "prior_sensitivity" not in json.loads(capsys.readouterr().out)["predictions"][0]
+
+
+@pytest.mark.slow
+def test_a_stack_of_a_determined_and_a_prior_driven_fit_names_the_second(wide, narrow):
+    """At Chinchilla's scale the narrow sweep's forecast rests on its priors, the wide one's does not (above)."""
+    from bayescale.forecast.joint_sensitivity import stacked_sensitivity
+
+    both = stacked_sensitivity({"wide": wide, "narrow": narrow}, CHINCHILLA, {"wide": 0.5, "narrow": 0.5}).iloc[0]
+    assert both["prior_driven"], both
+    assert both["source_sensitivity"]["narrow"] > 3 * both["source_sensitivity"]["wide"]
+    assert all(name.startswith("narrow's ") for name in both["driven_by"])
+    assert both["note"].startswith("the stacked forecast at N=7e+10, D=1.4e+12 is prior-driven")
+    assert "at larger N (the runs reach N = 2e+08, the forecast is at 7e+10)" in both["note"]
+    alone = stacked_sensitivity({"wide": wide, "narrow": narrow}, CHINCHILLA, {"wide": 1.0, "narrow": 0.0}).iloc[0]
+    assert not alone["prior_driven"] and alone["note"] is None

@@ -21,7 +21,7 @@ from bayescale.cli.options import (
     sensitivity_option,
 )
 from bayescale.cli.parsing import at_points, pairs
-from bayescale.cli.render import band, bands_line, emit, wrap
+from bayescale.cli.render import band, bands_line, emit, fmt, wrap
 from bayescale.errors import BayescaleError
 
 
@@ -43,6 +43,9 @@ def _downstream_records(table, described: dict, group: str | None) -> list[dict]
             "band_includes": source["metric_band_includes"],
             "run_band_includes": source["metric_run_band_includes"],
         }
+        for key in ACCURACY_SENSITIVITY:
+            if f"accuracy_{key}" in row:
+                record[f"accuracy_{key}"] = row[f"accuracy_{key}"]
         record["chance"], record["chance_source"] = row["chance"], row["chance_source"]
         record["p_above_chance"] = row["p_above_chance"]
         record["metric_extrapolation"] = row["metric_extrapolation"]
@@ -67,6 +70,17 @@ def _add_loss_sensitivity(forecast, loss) -> None:
         found = bs.forecast_sensitivity(fit, rows[columns].reset_index(drop=True))
         for name in ("prior_sensitivity", "prior_driven", "note"):
             forecast.loc[rows.index, f"loss_{name.replace('note', 'prior_note')}"] = found[name].to_numpy()
+
+
+#: the accuracy forecast's power-scaling sensitivity, per prediction as ``accuracy_<key>`` (bs.downstream.accuracy_sensitivity)
+ACCURACY_SENSITIVITY = ("prior_sensitivity", "likelihood_sensitivity", "prior_driven", "step_sensitivity", "prior_note")
+
+
+def _add_accuracy_sensitivity(forecast, loss, metric_fit, points, group) -> None:
+    """Each point's accuracy forecast: the power-scaling sensitivity to both steps' priors, and which step carries it."""
+    found = bs.downstream.accuracy_sensitivity(loss, metric_fit, points, by=group)
+    for key in ACCURACY_SENSITIVITY:
+        forecast[f"accuracy_{key}"] = found[key.replace("prior_note", "note")].to_numpy()
 
 
 def _includes(items: list[str]) -> str:
@@ -105,6 +119,15 @@ def _downstream_text(result: dict):
         yield f"  observed {metric} of the {seen['n_runs']} runs{of}: {seen['min']:.4f} to {seen['max']:.4f}{wider}"
         if loss.get("prior_note"):
             yield wrap("  warning: " + loss["prior_note"])
+        if "accuracy_prior_sensitivity" in row:
+            steps = row["accuracy_step_sensitivity"]
+            yield (
+                f"  prior sensitivity of {metric}: {fmt(row['accuracy_prior_sensitivity'], '.3f')} against the "
+                f"likelihood's {fmt(row['accuracy_likelihood_sensitivity'], '.3f')}; each step's priors alone: "
+                + ", ".join(f"{step} {fmt(value, '.3f')}" for step, value in steps.items())
+            )
+        if row.get("accuracy_prior_note"):
+            yield wrap("  warning: " + row["accuracy_prior_note"])
         if row["p_above_chance"] < 0.9:
             yield (
                 f"  not predictable yet: in {1 - row['p_above_chance']:.0%} of draws the law stays within "
@@ -340,6 +363,7 @@ def downstream_command(
     forecast = bs.downstream.chained(loss, metric_fit, pd.DataFrame(points), ci_prob=ci_prob, by=group)
     if sensitivity:
         _add_loss_sensitivity(forecast, loss)
+        _add_accuracy_sensitivity(forecast, loss, metric_fit, pd.DataFrame(points), group)
     loss_laws = list(dict.fromkeys(source["law"] for source in described.values()))
     result = {
         "ci_prob": ci_prob,

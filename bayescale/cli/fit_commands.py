@@ -258,10 +258,11 @@ def _predict_text(result: dict):
 def predict_command(fit_paths, at, points, sensitivity, ci_prob, as_json):
     """Forecast the loss at unseen scales: credible and predictive intervals.
 
-    With one fit, each forecast also gives its power-scaling prior sensitivity and, where it is
-    prior-driven, a warning naming the priors that carry it and the runs that would determine them.
-    With several fits (of different laws to the same runs) the forecast mixes their posteriors by
-    LOO stacking weights, so the intervals also carry the uncertainty about the law's form.
+    Each forecast also gives its power-scaling prior sensitivity and, where it is prior-driven, a
+    warning naming the priors that carry it and the runs that would determine them. With several
+    fits (of different laws to the same runs) the forecast mixes their posteriors by LOO stacking
+    weights, so the intervals also carry the uncertainty about the law's form; its sensitivity is
+    the mixture's, and the warning names the fits whose priors carry it.
     """
     import pandas as pd
 
@@ -281,6 +282,12 @@ def predict_command(fit_paths, at, points, sensitivity, ci_prob, as_json):
     if len(fits) > 1:
         forecast = bs.predict_stacked(fits, table, ci_prob=ci_prob)
         columns = [*inputs, "median", "lower", "upper", "pred_lower", "pred_upper"]
+        if sensitivity:  # of the mixture, each fit's prior scaled on its share of the draws
+            sens = bs.stacked_sensitivity(fits, table, forecast.attrs["weights"])
+            forecast = forecast.assign(
+                prior_sensitivity=sens["prior_sensitivity"], prior_driven=sens["prior_driven"], prior_note=sens["note"]
+            )
+            columns += ["prior_sensitivity", "prior_driven", "prior_note"]
         result["weights"] = forecast.attrs["weights"]
         result["band_includes"] = forecast.attrs["band_includes"]
     else:

@@ -2,7 +2,8 @@
 
 :mod:`~bayescale.downstream.metric` fits the law from loss to accuracy; :mod:`~bayescale.downstream.loss`
 says which loss fit serves each point (one, one per group, a sweep's); :mod:`~bayescale.downstream.chain`
-passes every posterior draw of the loss through the metric law, and backtests both steps.
+passes every posterior draw of the loss through the metric law, and backtests both steps;
+:mod:`~bayescale.downstream.sensitivity` says whether the priors of either step carry an accuracy forecast.
 """
 
 from bayescale.downstream.chain import backtest, chained, chained_levels, metric_at_loss
@@ -27,11 +28,13 @@ from bayescale.downstream.metric import (
     metric_mode,
     question_counts,
 )
+from bayescale.downstream.sensitivity import accuracy_sensitivity
 
 __all__ = [
     "ABOVE_CHANCE",
     "MetricFit",
     "above_chance",
+    "accuracy_sensitivity",
     "backtest",
     "band_includes",
     "build_metric_model",

@@ -46,15 +46,17 @@ def _through_metric(
     pick: np.ndarray,
     rng: np.random.Generator,
     chances: np.ndarray,
+    discrepancy: bool = True,
 ) -> list[np.ndarray]:
-    """The metric law (with its discrepancy below ``loss_min``) at each array of loss draws (rows: draws ``pick``).
+    """The metric law (with its discrepancy below ``loss_min`` unless ``discrepancy`` is False) at each array of
+    loss draws (rows: draws ``pick``).
 
     One z per draw is shared by every point and every array, as the loss discrepancy does.
     """
     shift = _shifts(metric_fit, table, pick, rng)
     params = {name: metric_fit.flat(name)[pick][:, None] for name in metric_fit.law.param_names}
     assert metric_fit.kappa is not None  # fit_metric draws it
-    kappa_z = (metric_fit.kappa[pick] * rng.standard_normal(len(pick)))[:, None]
+    kappa_z = (metric_fit.kappa[pick] * rng.standard_normal(len(pick)))[:, None] if discrepancy else 0.0
     out = []
     for loss in losses:
         with np.errstate(all="ignore"):

@@ -343,22 +343,8 @@ def fit_metric(
     table = runs.copy() if isinstance(runs, pd.DataFrame) else read_table(runs)[0]
     table = table.reset_index(drop=True)
     table.index.name = "row"
-    if "loss" not in table.columns:
-        raise DataError(
-            f"the runs need a 'loss' column (the loss the metric law maps from); they have "
-            f"{column_list(table.columns, ['loss'])}"
-        )
-    accuracy = check_metric(table, metric)
-    loss = pd.to_numeric(table["loss"], errors="coerce").to_numpy(dtype=float)
-    if not np.all(np.isfinite(loss) & (loss > 0)):
-        raise DataError(
-            f"column 'loss': {row_numbers(table.index[~(np.isfinite(loss) & (loss > 0))])} are not positive numbers"
-        )
-    chances = chance_levels(law, table, chance)
-    n = question_counts(table)
-    if group is not None and group not in table.columns:
-        raise DataError(f"no group column {group!r} in the runs; they have {column_list(table.columns, [group])}")
-    clear = above_chance(accuracy, chances, n)
+    data, levels = metric_data(law, table, metric, group, chance)
+    clear = above_chance(data["accuracy"], data["chance"], data["n"])
     needed = len(law.params) + 1
     if clear.sum() < needed:
         raise DataError(
@@ -366,11 +352,6 @@ def fit_metric(
             f"(by {ABOVE_CHANCE:g} and 2 binomial sd where n is known); at least {needed} are needed to "
             "locate the rise: the metric is not forecastable from these models yet"
         )
-    unique, codes = (
-        np.unique(table[group].astype(str), return_inverse=True) if group else (None, np.zeros(len(table), int))
-    )
-    levels = None if unique is None else [str(level) for level in unique]
-    data = {"loss": loss, "chance": chances, "accuracy": accuracy, "n": n, "codes": codes}
     model = build_metric_model(law, data, levels, group)
     idata = draw_posterior(
         model,
@@ -396,7 +377,34 @@ def fit_metric(
         "chance": None if chance is None else float(chance),
     }
     kappa = calibrate_kappa(law, data, levels, group, draws * chains, int(seed))
-    return MetricFit(law, idata, table, metric, group, diagnostics, settings, kappa, float(loss.min()))
+    return MetricFit(law, idata, table, metric, group, diagnostics, settings, kappa, float(data["loss"].min()))
+
+
+def metric_data(
+    law: Law, table: pd.DataFrame, metric: str, group: str | None, chance: float | None
+) -> tuple[dict[str, Any], list[str] | None]:
+    """The metric model's data from the runs (``loss``, ``chance``, ``accuracy``, ``n``, ``codes``, checked) and the
+    group column's levels (None without a group): what :func:`build_metric_model` takes."""
+    if "loss" not in table.columns:
+        raise DataError(
+            f"the runs need a 'loss' column (the loss the metric law maps from); they have "
+            f"{column_list(table.columns, ['loss'])}"
+        )
+    accuracy = check_metric(table, metric)
+    loss = pd.to_numeric(table["loss"], errors="coerce").to_numpy(dtype=float)
+    if not np.all(np.isfinite(loss) & (loss > 0)):
+        raise DataError(
+            f"column 'loss': {row_numbers(table.index[~(np.isfinite(loss) & (loss > 0))])} are not positive numbers"
+        )
+    chances = chance_levels(law, table, chance)
+    n = question_counts(table)
+    if group is not None and group not in table.columns:
+        raise DataError(f"no group column {group!r} in the runs; they have {column_list(table.columns, [group])}")
+    unique, codes = (
+        np.unique(table[group].astype(str), return_inverse=True) if group else (None, np.zeros(len(table), int))
+    )
+    levels = None if unique is None else [str(level) for level in unique]
+    return {"loss": loss, "chance": chances, "accuracy": accuracy, "n": n, "codes": codes}, levels
 
 
 def logit(p):

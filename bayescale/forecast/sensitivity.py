@@ -84,10 +84,6 @@ def prior_driven(prior: float, likelihood: float) -> bool:
     return bool(prior >= FLOOR and prior >= DRIVEN_RATIO * likelihood)
 
 
-def _offsets(fit: Fit) -> set[str]:
-    return {f"{name}_offset" for name in fit.spec.pooled}
-
-
 def log_densities(fit: Fit) -> tuple[xr.Dataset, xr.Dataset]:
     """The top-level log prior and the pointwise log-likelihood of every posterior draw.
 
@@ -97,29 +93,36 @@ def log_densities(fit: Fit) -> tuple[xr.Dataset, xr.Dataset]:
     """
     group = fit.idata.children.get("log_prior")
     if group is None or group.attrs.get("bayescale") != LOG_PRIOR_KIND:
-        import pymc as pm
-
         model = fit.model
         free = [rv.name for rv in model.free_RVs]
-        posterior = fit.posterior
-        trace = posterior.merge(posterior_offsets(fit.spec, posterior))[free]
-        top = [name for name in free if name not in _offsets(fit)]
-        with reproducible_compilation():
-            log_prior = pm.stats.compute_log_prior(
-                xr.DataTree.from_dict({"posterior": trace}),
-                var_names=top,
-                model=model,
-                extend_inferencedata=False,
-                progressbar=False,
-            )
-        for name in log_prior.data_vars:  # the density of the unconstrained coordinate: + log |d value / d u|
-            support = _support(fit, str(name))
-            if support is not None and support.kind != "real":
-                with np.errstate(all="ignore"):
-                    u = support.to_unconstrained(posterior[name].to_numpy())
-                log_prior[name] = log_prior[name] + support.from_unconstrained(u, np)[1]
+        trace = fit.posterior.merge(posterior_offsets(fit.spec, fit.posterior))[free]
+        top = [name for name in free if name not in {f"{n}_offset" for n in fit.spec.pooled}]
+        log_prior = unconstrained_log_prior(model, trace, top, lambda name: _support(fit, name))
         fit.idata["log_prior"] = log_prior.assign_attrs(bayescale=LOG_PRIOR_KIND)
     return fit.idata["log_prior"].to_dataset(), fit.idata["log_likelihood"].to_dataset()
+
+
+def unconstrained_log_prior(model, trace: xr.Dataset, names: list[str], support) -> xr.Dataset:
+    """PyMC's log prior of ``names`` at the draws of ``trace``, plus the log-Jacobian of each one's unconstrained
+    map (``support(name)``: its :class:`~bayescale.laws.priors.Support`, or None), so the density scaled is the
+    unconstrained coordinate's."""
+    import pymc as pm
+
+    with reproducible_compilation():
+        log_prior = pm.stats.compute_log_prior(
+            xr.DataTree.from_dict({"posterior": trace}),
+            var_names=names,
+            model=model,
+            extend_inferencedata=False,
+            progressbar=False,
+        )
+    for name in log_prior.data_vars:
+        found = support(str(name))
+        if found is not None and found.kind != "real":
+            with np.errstate(all="ignore"):
+                u = found.to_unconstrained(trace[name].to_numpy())
+            log_prior[name] = log_prior[name] + found.from_unconstrained(u, np)[1]
+    return log_prior
 
 
 def _psense(fit: Fit, draws: xr.Dataset, priors: list[str] | None = None) -> tuple[xr.Dataset, xr.Dataset | None]:
@@ -275,17 +278,17 @@ def _carriers(alone: Mapping[str, xr.Dataset], var: str, index: int | None = Non
     return sorted(((n, v) for n, v in values.items() if v >= top / 2), key=lambda item: -item[1])[:3]
 
 
-def _note(fit: Fit, what: str, prior: float, likelihood: float, carriers, point=None) -> str:
-    """The sentence a user reads where ``what`` is prior-driven."""
+def _note(what: str, prior: float, likelihood: float, carriers, advise, design: bool = True) -> str:
+    """The sentence a user reads where ``what`` is prior-driven; ``advise(name)`` says which runs would determine a carrier."""
     items = [f"{name} ({value:.2f})" for name, value in carriers]
     named = " and ".join([", ".join(items[:-1]), items[-1]] if len(items) > 1 else items)
-    advice = "; ".join(dict.fromkeys(runs_that_determine(fit, name, point) for name, _ in carriers))
+    advice = "; ".join(dict.fromkeys(advise(name) for name, _ in carriers))
     return (
         f"{what} is prior-driven: scaling the priors moves it at least half as much as scaling the runs' "
         f"likelihood (power-scaling sensitivity {prior:.2f} against {likelihood:.2f}), mostly through the prior"
         f"{'s' if len(carriers) > 1 else ''} on {named}. {advice[0].upper() + advice[1:]} would determine "
-        f"{'them' if len(carriers) > 1 else 'it'}; until then the forecast says what the priors say "
-        "(`bayescale design` ranks candidate runs by how much they would narrow it)."
+        f"{'them' if len(carriers) > 1 else 'it'}; until then the forecast says what the priors say"
+        + (" (`bayescale design` ranks candidate runs by how much they would narrow it)." if design else ".")
     )
 
 
@@ -315,7 +318,8 @@ def draws_sensitivity(
         i = int(np.argmax(prior[name].to_numpy()))
         entry = out[name]
         what = (labels or {}).get(name, name)
-        entry["note"] = _note(fit, what, entry["prior"][i], entry["likelihood"][i], _carriers(alone, name), point)
+        advise = lambda param: runs_that_determine(fit, param, point)  # noqa: E731
+        entry["note"] = _note(what, entry["prior"][i], entry["likelihood"][i], _carriers(alone, name), advise)
     for name, entry in out.items():
         if np.ndim(quantities[name]) == 1:
             entry.update({k: entry[k][0] for k in ("prior", "likelihood", "prior_driven")})
@@ -358,8 +362,8 @@ def forecast_sensitivity(fit: Fit, points: Points, *, seed: int | None = None) -
         row = table.iloc[i]
         carriers = _carriers(alone, "forecast", k)
         driven_by[i] = [name for name, _ in carriers]
-        what = f"the forecast at {point_label(row, fit.law.inputs)}"
-        notes[i] = _note(fit, what, p[i], lik[i], carriers, row.to_dict())
+        what, at = f"the forecast at {point_label(row, fit.law.inputs)}", row.to_dict()
+        notes[i] = _note(what, p[i], lik[i], carriers, lambda name, at=at: runs_that_determine(fit, name, at))
     return pd.DataFrame(
         {
             "prior_sensitivity": p,
