@@ -5,13 +5,14 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import fake_fit
+from conftest import fake_fit, shared_file
 
 import bayescale as bs
 from bayescale.cli.main import main
 from bayescale.errors import BayescaleError, DataError, FormulaError
 from bayescale.forecast.design import posterior_after, weighted_variance
 from bayescale.laws.likelihood import LIKELIHOODS
+from bayescale.viz.design_plots import report_parts
 
 TARGET = {"N": 7e10, "D": 1.4e12}
 #: near the target, beyond the runs' compute: a refit with it removes about 21% of the target's variance
@@ -286,6 +287,37 @@ def test_the_command_takes_a_budget_target_and_says_what_it_measured(saved_quick
     assert "law 'chinchilla' has no tunable input 'lr'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
+def test_the_report_embeds_a_saved_design(saved_quick_fit, tmp_path, capsys):
+    args = ["design", str(saved_quick_fit), "--grid", "N=1e8:1e10:3,D=2e10", "--budget", "1e22", "--batch", "2"]
+    assert main([*args, "--target", "C=1e23", "--target", "N=7e10,D=1.4e12", "--json"]) == 0
+    saved = tmp_path / "design.json"
+    saved.write_text(capsys.readouterr().out)
+    result = json.loads(saved.read_text())
+    out = tmp_path / "report.html"
+    assert (
+        main(["report", str(saved_quick_fit), "--design", str(saved), "--out", str(out), "--at", "N=7e10,D=1.4e12"])
+        == 0
+    )
+    page = out.read_text()
+    section = page[page.index("<h2>Which runs next (design)</h2>") :]
+    assert section.count("<figure><img") == 1 and "the runs chosen, by rank, and each target" in section
+    assert "log N* and log D*" in section and "C=1e+23: N*" in section and "C=1e+23: D*" in section
+    numbers = [run[key] for run in result["chosen"] for key in ("N", "cost", "gain", "value", "share")]
+    numbers += [t[key] for t in result["target"] for key in ("median", "sd_now", "sd_expected")]
+    numbers += [v for t in result["target"] for v in (*t["band_now"], *t["band_expected"])]
+    for value in numbers:  # the report's tables show 4 significant digits
+        assert f"<td>{value:.4g}</td>" in section, value
+    capsys.readouterr()
+    (tmp_path / "other.json").write_text(json.dumps({"saved": "x"}))
+    for path, message in (
+        (tmp_path / "missing.json", "does not exist"),
+        (tmp_path / "other.json", "is not what 'bayescale design --json' or 'design --replay --json' writes"),
+    ):
+        assert main(["report", str(saved_quick_fit), "--design", str(path), "--out", str(out)]) == 2
+        assert message in capsys.readouterr().err
+
+
 @pytest.fixture(scope="module")
 def demo_split(tmp_path_factory):
     """The demo sweep's runs below N = 3e9 (54, the pool) and above (9, the targets), as files."""
@@ -313,6 +345,35 @@ def test_the_replay_spends_each_share_and_scores_the_targets(demo_split, capsys)
         assert {"r2", "median_abs_rel_error", "mean_halfwidth"} <= set(budget) and set(budget["coverage"]) == {"0.9"}
         assert -1 <= budget["r2"] <= 1
     assert result["all_of_pool"]["runs"] == result["pool_runs"] == 54 and result["target_runs"] == 9
+    # a saved replay draws again and becomes a report section: its table's numbers and the figure
+    parts = report_parts(result)
+    assert [kind for kind, _ in parts] == ["para", "table", "figure"]
+    table = parts[1][1]
+    assert table["strategy"].tolist() == ["bayes", "random", "all of the pool"]
+    assert table["R2"].tolist()[:2] == [s["budgets"][0]["r2"] for s in result["strategies"]]
+    assert table["mean half-width"].iloc[-1] == result["all_of_pool"]["mean_halfwidth"]
+    figure, caption = parts[2][1]
+    plane = figure.axes[0]
+    assert len(plane.collections[0].get_offsets()) == 54 and "money spent" in caption  # the pool, from the JSON alone
+
+
+@pytest.mark.slow
+def test_the_replay_keeps_a_cards_own_inputs_and_the_costs_columns(tmp_path, capsys):
+    """ScaleBench's sparsity task from CSV files: inputs P and N_active, cost in N_dense, D1 and D2."""
+    pool, targets = bs.datasets.load_scalebench(shared_file("scalebench/SOURCE.txt").parent, "sparsity")
+    pool.frame.to_csv(tmp_path / "pool.csv", index=False)
+    targets.frame.to_csv(tmp_path / "targets.csv", index=False)
+    args = ["design", "--replay", str(tmp_path / "pool.csv"), "--target-runs", str(tmp_path / "targets.csv")]
+    args += ["--law", "scalebench_sparsity", "--where", "group == 'D1=2.31_D2=2.31'", "--budget-share", "0.35"]
+    args += ["--cost", bs.datasets.SCALEBENCH_TASKS["sparsity"]["cost"], "--strategy", "bayes", "--batch", "4"]
+    args += ["--draws", "100", "--tune", "150", "--chains", "2", "--seed", "1", "--plot", str(tmp_path / "r.png")]
+    assert main([*args, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["inputs"] == ["P", "N_active"] and (result["pool_runs"], result["target_runs"]) == (27, 7)
+    assert len(result["points"]["pool"]["P"]) == 27 and result["start_runs"] == 7  # 6 parameters with the noise
+    (budget,) = result["strategies"][0]["budgets"]
+    assert budget["runs"] > 7 and 0.2 < budget["spent"] <= 0.35 and -1 <= budget["r2"] <= 1
+    assert (tmp_path / "r.png").stat().st_size > 10_000
 
 
 def test_the_replay_refuses_what_it_does_not_use(demo_split, saved_quick_fit, capsys):

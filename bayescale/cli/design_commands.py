@@ -59,6 +59,23 @@ def _candidates(path: str | None, grid: str | None, columns: dict):
     return table.rename(columns={theirs: ours for ours, theirs in columns.items() if theirs in table.columns})
 
 
+def read_design(path: str) -> dict:
+    """A saved design or replay (what ``design --json`` or ``design --replay --json`` printed), for ``report --design``."""
+    import json
+
+    try:
+        result = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise BayescaleError(f"--design: file {path!r} does not exist") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BayescaleError(f"--design: {path!r} is not JSON ({exc}); save it with design --json > FILE") from None
+    if not isinstance(result, dict) or not ({"chosen", "target"} <= set(result) or "strategies" in result):
+        raise BayescaleError(
+            f"--design: {path!r} is not what 'bayescale design --json' or 'design --replay --json' writes"
+        )
+    return result
+
+
 def _design_text(result: dict):
     pct = f"{result['ci_prob']:.0%}"
     yield (
@@ -179,13 +196,10 @@ def _replay(runs, columns, where, options: dict, law_spec, batch, cost, ci_prob,
         shares = [float(s) for s in options["budget_share"].split(",")]
     except ValueError:
         raise BayescaleError(f"--budget-share {options['budget_share']!r}: give shares separated by commas") from None
-    mapping = pairs(columns, "--columns")
     seed = sampling.pop("seed", None)
-    pool = bs.load_runs(options["replay"], mapping, where=where)
-    targets = bs.load_runs(options["target_runs"], mapping, where=where)
     result = bs.design_replay(
-        pool,
-        targets,
+        options["replay"],
+        options["target_runs"],
         law_spec,
         shares=shares,
         strategies=options["strategies"] or REPLAY_STRATEGIES,
@@ -197,14 +211,12 @@ def _replay(runs, columns, where, options: dict, law_spec, batch, cost, ci_prob,
         seed=0 if seed is None else seed,
         fit_options=sampling_settings(sampling),
         progress=None if (quiet or as_json) else (lambda line: click.echo(f"replay: {line}", err=True)),
+        columns=pairs(columns, "--columns"),
+        where=where,
     )
     result = {"law": law_spec, "ci_prob": ci_prob, "repeats": options["repeats"], **result}
-    if options["plot"]:
-        inputs = bs.get_law(law_spec).inputs
-        x, y = inputs[0], inputs[1 if len(inputs) > 1 else 0]
-        result["figure"] = str(
-            bs.plots.save_figure(bs.plots.design_replay(result, pool, targets, x, y), options["plot"])
-        )
+    if options["plot"]:  # the law's first two inputs on the plane
+        result["figure"] = str(bs.plots.save_figure(bs.plots.design_replay(result), options["plot"]))
     emit(result, as_json, _replay_text)
 
 
