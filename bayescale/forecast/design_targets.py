@@ -59,10 +59,6 @@ class Target:
     names: tuple[str, ...] = ()
     column: int = -1
 
-    @property
-    def label(self) -> str:
-        return point_label(pd.Series(self.given), list(self.given))
-
 
 def measure_text(targets: list[Target]) -> str:
     """What ``gain`` and ``value`` measure for these targets, in words."""
