@@ -280,9 +280,8 @@ def test_backtest_by_group_with_where_names_every_group(renderings, tmp_path):
 def test_design(renderings, saved_fit, tmp_path):
     pd.DataFrame({"N": [1e8, 1e9, 1e10], "D": [2e9, 2e10, 2e11]}).to_csv(tmp_path / "pool.csv", index=False)
     target = ["--target", "N=7e10,D=1.4e12", "--target", "N=1e10,D=2e11"]
-    assert (
-        main(["design", str(saved_fit), "--candidates", str(tmp_path / "pool.csv"), *target, "--budget", "1e23"]) == 0
-    )
+    pool = ["--candidates", str(tmp_path / "pool.csv")]
+    assert main(["design", str(saved_fit), *pool, *target, "--target", "C=1e23", "--budget", "1e23"]) == 0
     runs = str(bs.datasets.demo_runs_path())
     assert (
         main(["design", runs, "--grid", "N=1e8:1e10:3,D=2e10", *target, "--budget", "1e22", *SAMPLING, "--quiet"]) == 0

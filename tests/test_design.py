@@ -5,13 +5,14 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import fake_fit
+from conftest import fake_fit, shared_file
 
 import bayescale as bs
 from bayescale.cli.main import main
 from bayescale.errors import BayescaleError, DataError, FormulaError
 from bayescale.forecast.design import posterior_after, weighted_variance
 from bayescale.laws.likelihood import LIKELIHOODS
+from bayescale.viz.design_plots import report_parts
 
 TARGET = {"N": 7e10, "D": 1.4e12}
 #: near the target, beyond the runs' compute: a refit with it removes about 21% of the target's variance
@@ -91,6 +92,81 @@ def test_weighted_variance_is_the_sample_variance_under_equal_weights():
     var, ess = weighted_variance(np.zeros((1, 50)), values)
     np.testing.assert_allclose(var[0], values.var(axis=0, ddof=1))
     assert ess[0] == pytest.approx(50)
+
+
+# -- targets beyond points: a budget's optimum, a best learning rate --------------------------------
+def _share(fit, candidate: dict, target: dict) -> float:
+    """The share of the target's measure one candidate alone is expected to remove (0 when it removes none)."""
+    chosen = bs.design(fit, [candidate], [target], budget=1.0, cost="1", batch=1).chosen
+    return float(chosen["share"].iloc[0]) if len(chosen) else 0.0
+
+
+def test_a_budget_target_wants_the_isoflop_slope_a_point_target_the_optimum_itself(demo_fit):
+    at22, at23 = bs.plan(demo_fit, 1e22), bs.plan(demo_fit, 1e23)
+    n22, d22 = at22["N_opt"]["median"], at22["D_opt"]["median"]
+    frontier, slope, tiny = {"N": n22, "D": d22}, {"N": n22 / 8, "D": d22 * 8}, {"N": 1e7, "D": 2e8}
+    budget, optimum = {"C": 1e23}, {"N": at23["N_opt"]["median"], "D": at23["D_opt"]["median"]}
+    result = bs.design(demo_fit, [frontier, slope, tiny], [budget], budget=1.0, cost="1", batch=1)
+    assert result.chosen["row"].tolist() == [2]  # off the optimum along the IsoFLOP curve: where N* shows
+    # a run at the 1e22 optimum tells the loss there, hardly where the optimum lies: the kind decides
+    assert _share(demo_fit, frontier, budget) < 0.03 < 0.1 < _share(demo_fit, frontier, optimum)
+    assert _share(demo_fit, tiny, budget) < 0.03 < 0.08 < result.chosen["share"].iloc[0]
+    n_opt, d_opt = result.targets.to_dict("records")
+    assert (n_opt["kind"], n_opt["quantity"], d_opt["quantity"]) == ("optimum", "N_opt", "D_opt")
+    for row, key in ((n_opt, "N_opt"), (d_opt, "D_opt")):  # in N* and D* units, as plan gives them
+        assert row["median"] == pytest.approx(at23[key]["median"], rel=1e-6)
+        assert [row["lower_now"], row["upper_now"]] == pytest.approx([at23[key]["lower"], at23[key]["upper"]], rel=2e-3)
+        assert (
+            row["sd_expected"]
+            < row["sd_now"]
+            == pytest.approx(np.log(at23[key]["upper"] / at23[key]["lower"]) / 3.29, rel=0.2)
+        )
+    assert "log N* and log D*" in result.measure and "log-loss" not in result.measure
+
+
+@pytest.fixture(scope="module")
+def lr_fit():
+    """chinchilla_lr with hand-written draws around the tuning sweep's truth (no sampling)."""
+    truth = {k: bs.datasets.TUNING_TRUTH[k] for k in bs.get_law("chinchilla_lr").param_names}
+    return fake_fit(bs.datasets.synthetic_tuning_sweep(), "chinchilla_lr", values=truth, spread=0.03)
+
+
+def test_a_best_lr_target_wants_a_run_on_the_basins_slope_a_loss_target_one_at_its_bottom(lr_fit):
+    point = {"N": 1e9, "D": 2e10}
+    tuned = bs.tune(lr_fit, point)
+    best = float(tuned["lr_opt_median"].iloc[0])
+    bottom, slope = {**point, "lr": best}, {**point, "lr": 4 * best}
+    target = {**point, "lr": "best"}
+    assert _share(lr_fit, bottom, target) < 0.01 < 0.05 < _share(lr_fit, slope, target)
+    assert bs.design(lr_fit, [bottom, slope], [target], budget=1.0, cost="1", batch=1).chosen["row"].tolist() == [2]
+    assert bs.design(lr_fit, [bottom, slope], [bottom], budget=1.0, cost="1", batch=1).chosen["row"].tolist() == [1]
+    (row,) = bs.design(lr_fit, [slope], [target], budget=1.0, cost="1", batch=1).targets.to_dict("records")
+    assert (row["kind"], row["quantity"], row["N"]) == ("best", "lr_opt", 1e9) and "lr" not in row
+    assert row["median"] == pytest.approx(best, rel=1e-6)  # lr*, per draw as tune computes it
+    assert [row["lower_now"], row["upper_now"]] == pytest.approx(
+        [tuned["lr_opt_lower"].iloc[0], tuned["lr_opt_upper"].iloc[0]], rel=2e-3
+    )
+    assert row["upper_expected"] / row["lower_expected"] < row["upper_now"] / row["lower_now"]
+
+
+def test_targets_of_other_kinds_refuse_a_law_that_cannot_answer_them(quick_fit, demo_runs):
+    with pytest.raises(
+        BayescaleError,
+        match=r"^target N=1e\+09, D=2e\+10, lr=best: lr=best asks for the best value .*law "
+        r"'chinchilla' has no tunable input 'lr' \(it has none; fit a law with one, such as chinchilla_lr\)$",
+    ):
+        bs.design(quick_fit, POOL, [{"N": 1e9, "D": 2e10, "lr": "best"}], 1e22)
+    kaplan = fake_fit(demo_runs, "kaplan_n", values={"Nc": 8.8e13, "alphaN": 0.076})
+    with pytest.raises(
+        BayescaleError,
+        match=r"^target C=1e\+23 \(the compute-optimal N\*, D\* at that budget\): planning needs a law in N and D; "
+        r"law 'kaplan_n' has inputs N$",
+    ):
+        bs.design(kaplan, [{"N": 1e8}], [{"C": 1e23}], 1e22, cost="N")
+    with pytest.raises(DataError, match=r"^target C=1e\+40 .*C must be a number of FLOPs from 1e\+10 to 1e\+29"):
+        bs.design(quick_fit, POOL, [{"C": 1e40}], 1e22)
+    with pytest.raises(DataError, match=r"give the budget alone, C=\.\.\., or a point with every input"):
+        bs.design(quick_fit, POOL, [{"C": 1e23, "lr": 3e-4}], 1e22)
 
 
 @pytest.mark.parametrize("name", list(LIKELIHOODS))
@@ -188,6 +264,60 @@ def test_the_command_takes_a_grid_and_refuses_a_bad_one(saved_quick_fit, capsys)
     assert "--candidates POOL.csv or --grid" in capsys.readouterr().err
 
 
+def test_the_command_takes_a_budget_target_and_says_what_it_measured(saved_quick_fit, capsys):
+    args = ["design", str(saved_quick_fit), "--grid", "N=1e8:1e10:3,D=2e10", "--budget", "1e22"]
+    assert main([*args, "--target", "C=1e23", "--target", "N=7e10,D=1.4e12", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    kinds = [(t["target"], t["kind"], t["quantity"]) for t in result["target"]]
+    assert kinds == [(1, "optimum", "N_opt"), (1, "optimum", "D_opt"), (2, "loss", "loss")]
+    n_opt = result["target"][0]
+    assert n_opt["C"] == 1e23 and "N" not in n_opt and "extrapolation_now" not in n_opt
+    assert n_opt["band_now"][0] < n_opt["median"] < n_opt["band_now"][1] and 1e9 < n_opt["median"] < 1e12
+    assert "log N* and log D*" in result["measure"] and "log-loss" in result["measure"]
+    assert main([*args, "--target", "C=1e23"]) == 0
+    text = capsys.readouterr().out
+    assert "target C=1e+23 (its compute-optimal N*): N* " in text and "sd of log D* " in text
+    assert main([*args, "--target", "N=1e9,D=2e10,lr=fast"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert (
+        error
+        == "error: --target 'N=1e9,D=2e10,lr=fast': lr='fast' is not a number (or best, for a tunable input such as lr)"
+    )
+    assert main([*args, "--target", "N=1e9,D=2e10,lr=best"]) == 2
+    assert "law 'chinchilla' has no tunable input 'lr'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_report_embeds_a_saved_design(saved_quick_fit, tmp_path, capsys):
+    args = ["design", str(saved_quick_fit), "--grid", "N=1e8:1e10:3,D=2e10", "--budget", "1e22", "--batch", "2"]
+    assert main([*args, "--target", "C=1e23", "--target", "N=7e10,D=1.4e12", "--json"]) == 0
+    saved = tmp_path / "design.json"
+    saved.write_text(capsys.readouterr().out)
+    result = json.loads(saved.read_text())
+    out = tmp_path / "report.html"
+    assert (
+        main(["report", str(saved_quick_fit), "--design", str(saved), "--out", str(out), "--at", "N=7e10,D=1.4e12"])
+        == 0
+    )
+    page = out.read_text()
+    section = page[page.index("<h2>Which runs next (design)</h2>") :]
+    assert section.count("<figure><img") == 1 and "the runs chosen, by rank, and each target" in section
+    assert "log N* and log D*" in section and "C=1e+23: N*" in section and "C=1e+23: D*" in section
+    numbers = [run[key] for run in result["chosen"] for key in ("N", "cost", "gain", "value", "share")]
+    numbers += [t[key] for t in result["target"] for key in ("median", "sd_now", "sd_expected")]
+    numbers += [v for t in result["target"] for v in (*t["band_now"], *t["band_expected"])]
+    for value in numbers:  # the report's tables show 4 significant digits
+        assert f"<td>{value:.4g}</td>" in section, value
+    capsys.readouterr()
+    (tmp_path / "other.json").write_text(json.dumps({"saved": "x"}))
+    for path, message in (
+        (tmp_path / "missing.json", "does not exist"),
+        (tmp_path / "other.json", "is not what 'bayescale design --json' or 'design --replay --json' writes"),
+    ):
+        assert main(["report", str(saved_quick_fit), "--design", str(path), "--out", str(out)]) == 2
+        assert message in capsys.readouterr().err
+
+
 @pytest.fixture(scope="module")
 def demo_split(tmp_path_factory):
     """The demo sweep's runs below N = 3e9 (54, the pool) and above (9, the targets), as files."""
@@ -215,6 +345,35 @@ def test_the_replay_spends_each_share_and_scores_the_targets(demo_split, capsys)
         assert {"r2", "median_abs_rel_error", "mean_halfwidth"} <= set(budget) and set(budget["coverage"]) == {"0.9"}
         assert -1 <= budget["r2"] <= 1
     assert result["all_of_pool"]["runs"] == result["pool_runs"] == 54 and result["target_runs"] == 9
+    # a saved replay draws again and becomes a report section: its table's numbers and the figure
+    parts = report_parts(result)
+    assert [kind for kind, _ in parts] == ["para", "table", "figure"]
+    table = parts[1][1]
+    assert table["strategy"].tolist() == ["bayes", "random", "all of the pool"]
+    assert table["R2"].tolist()[:2] == [s["budgets"][0]["r2"] for s in result["strategies"]]
+    assert table["mean half-width"].iloc[-1] == result["all_of_pool"]["mean_halfwidth"]
+    figure, caption = parts[2][1]
+    plane = figure.axes[0]
+    assert len(plane.collections[0].get_offsets()) == 54 and "money spent" in caption  # the pool, from the JSON alone
+
+
+@pytest.mark.slow
+def test_the_replay_keeps_a_cards_own_inputs_and_the_costs_columns(tmp_path, capsys):
+    """ScaleBench's sparsity task from CSV files: inputs P and N_active, cost in N_dense, D1 and D2."""
+    pool, targets = bs.datasets.load_scalebench(shared_file("scalebench/SOURCE.txt").parent, "sparsity")
+    pool.frame.to_csv(tmp_path / "pool.csv", index=False)
+    targets.frame.to_csv(tmp_path / "targets.csv", index=False)
+    args = ["design", "--replay", str(tmp_path / "pool.csv"), "--target-runs", str(tmp_path / "targets.csv")]
+    args += ["--law", "scalebench_sparsity", "--where", "group == 'D1=2.31_D2=2.31'", "--budget-share", "0.35"]
+    args += ["--cost", bs.datasets.SCALEBENCH_TASKS["sparsity"]["cost"], "--strategy", "bayes", "--batch", "4"]
+    args += ["--draws", "100", "--tune", "150", "--chains", "2", "--seed", "1", "--plot", str(tmp_path / "r.png")]
+    assert main([*args, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["inputs"] == ["P", "N_active"] and (result["pool_runs"], result["target_runs"]) == (27, 7)
+    assert len(result["points"]["pool"]["P"]) == 27 and result["start_runs"] == 7  # 6 parameters with the noise
+    (budget,) = result["strategies"][0]["budgets"]
+    assert budget["runs"] > 7 and 0.2 < budget["spent"] <= 0.35 and -1 <= budget["r2"] <= 1
+    assert (tmp_path / "r.png").stat().st_size > 10_000
 
 
 def test_the_replay_refuses_what_it_does_not_use(demo_split, saved_quick_fit, capsys):

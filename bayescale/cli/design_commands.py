@@ -17,7 +17,7 @@ from bayescale.cli.options import (
     sampling_group,
     sampling_settings,
 )
-from bayescale.cli.parsing import at_points, pairs
+from bayescale.cli.parsing import pairs
 from bayescale.cli.render import emit, fmt, wrap
 from bayescale.errors import BayescaleError
 
@@ -59,6 +59,23 @@ def _candidates(path: str | None, grid: str | None, columns: dict):
     return table.rename(columns={theirs: ours for ours, theirs in columns.items() if theirs in table.columns})
 
 
+def read_design(path: str) -> dict:
+    """A saved design or replay (what ``design --json`` or ``design --replay --json`` printed), for ``report --design``."""
+    import json
+
+    try:
+        result = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise BayescaleError(f"--design: file {path!r} does not exist") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BayescaleError(f"--design: {path!r} is not JSON ({exc}); save it with design --json > FILE") from None
+    if not isinstance(result, dict) or not ({"chosen", "target"} <= set(result) or "strategies" in result):
+        raise BayescaleError(
+            f"--design: {path!r} is not what 'bayescale design --json' or 'design --replay --json' writes"
+        )
+    return result
+
+
 def _design_text(result: dict):
     pct = f"{result['ci_prob']:.0%}"
     yield (
@@ -79,18 +96,53 @@ def _design_text(result: dict):
             f"{run['ess']:>6.0f}"
         )
     yield (
-        "gain: expected drop of the targets' variance of log-loss given the runs ranked above; share: of the variance "
-        "now; ESS: median effective draws behind it"
+        "gain: expected drop of that variance given the runs ranked above; share: of the variance now; ESS: median "
+        "effective draws behind it"
     )
     for target in result["target"]:
+        yield _target_line(target, inputs, pct)
+
+
+def _target_line(target: dict, inputs: list[str], pct: str) -> str:
+    """One target quantity: its value, its band now and as expected after the chosen runs, the sd of its log."""
+    low, high = target["band_now"]
+    new_low, new_high = target["band_expected"]
+    if target["kind"] == "loss":
         where = ", ".join(f"{name}={target[name]:.3g}" for name in inputs)
-        low, high = target["band_now"]
-        new_low, new_high = target["band_expected"]
-        yield (
+        return (
             f"target {where}: loss {target['median']:.4f}, {pct} band now [{low:.4f}, {high:.4f}], expected after "
             f"these runs [{new_low:.4f}, {new_high:.4f}]; sd of the law's log-loss {target['sd_now']:.3g} -> "
             f"{target['sd_expected']:.3g}{_beyond(target)}"
         )
+    name = target["quantity"].removesuffix("_opt")
+    if target["kind"] == "optimum":
+        where = f"C={target['C']:.3g} (its compute-optimal {name}*)"
+    else:
+        where = ", ".join(f"{n}={target[n]:.3g}" for n in inputs if target.get(n) is not None) + f", {name}=best"
+    return (
+        f"target {where}: {name}* {target['median']:.3g}, {pct} band now [{low:.3g}, {high:.3g}], expected after "
+        f"these runs [{new_low:.3g}, {new_high:.3g}]; sd of log {name}* {target['sd_now']:.3g} -> "
+        f"{target['sd_expected']:.3g}"
+    )
+
+
+def design_targets(items) -> list[dict]:
+    """``--target`` values: ``N=7e10,D=1.4e12`` (a point), ``C=1e23`` (a budget), ``N=1e9,D=2e10,lr=best``."""
+    targets = []
+    for item in items:
+        target: dict = {}
+        for key, value in pairs([item], "--target").items():
+            if value.strip().lower() == "best":
+                target[key] = "best"
+                continue
+            try:
+                target[key] = float(value)
+            except ValueError:
+                raise BayescaleError(
+                    f"--target {item!r}: {key}={value!r} is not a number (or best, for a tunable input such as lr)"
+                ) from None
+        targets.append(target)
+    return targets
 
 
 def _beyond(target: dict) -> str:
@@ -144,13 +196,10 @@ def _replay(runs, columns, where, options: dict, law_spec, batch, cost, ci_prob,
         shares = [float(s) for s in options["budget_share"].split(",")]
     except ValueError:
         raise BayescaleError(f"--budget-share {options['budget_share']!r}: give shares separated by commas") from None
-    mapping = pairs(columns, "--columns")
     seed = sampling.pop("seed", None)
-    pool = bs.load_runs(options["replay"], mapping, where=where)
-    targets = bs.load_runs(options["target_runs"], mapping, where=where)
     result = bs.design_replay(
-        pool,
-        targets,
+        options["replay"],
+        options["target_runs"],
         law_spec,
         shares=shares,
         strategies=options["strategies"] or REPLAY_STRATEGIES,
@@ -162,14 +211,12 @@ def _replay(runs, columns, where, options: dict, law_spec, batch, cost, ci_prob,
         seed=0 if seed is None else seed,
         fit_options=sampling_settings(sampling),
         progress=None if (quiet or as_json) else (lambda line: click.echo(f"replay: {line}", err=True)),
+        columns=pairs(columns, "--columns"),
+        where=where,
     )
     result = {"law": law_spec, "ci_prob": ci_prob, "repeats": options["repeats"], **result}
-    if options["plot"]:
-        inputs = bs.get_law(law_spec).inputs
-        x, y = inputs[0], inputs[1 if len(inputs) > 1 else 0]
-        result["figure"] = str(
-            bs.plots.save_figure(bs.plots.design_replay(result, pool, targets, x, y), options["plot"])
-        )
+    if options["plot"]:  # the law's first two inputs on the plane
+        result["figure"] = str(bs.plots.save_figure(bs.plots.design_replay(result), options["plot"]))
     emit(result, as_json, _replay_text)
 
 
@@ -182,7 +229,13 @@ def _replay(runs, columns, where, options: dict, law_spec, batch, cost, ci_prob,
         "--candidates", "candidates_path", type=click.Path(dir_okay=False), help="The runs one could train: a table."
     ),
     cloup.option("--grid", default=None, help="Or a log-spaced grid of candidates: N=1e8:1e10:5,D=2e9:2e11:5."),
-    cloup.option("--target", "targets", multiple=True, help="A target point: N=7e10,D=1.4e12 (repeatable)."),
+    cloup.option(
+        "--target",
+        "targets",
+        multiple=True,
+        help="What to know better (repeatable): a point's loss N=7e10,D=1.4e12; a budget's N*, D* C=1e23; "
+        "a best learning rate N=1e9,D=2e10,lr=best.",
+    ),
     cloup.option("--budget", type=float, default=None, help="The most the chosen runs may cost together."),
     cloup.option(
         "--cost", default="6*N*D", show_default=True, help="Cost of a run: a formula in the candidates' columns."
@@ -269,7 +322,8 @@ def design_command(
         raise BayescaleError("--plot draws a replay: give it with --replay POOL.csv --target-runs TARGET.csv")
     if runs is None or not targets or budget is None:
         raise BayescaleError(
-            "give RUNS (a runs table or a saved fit), --target N=...,D=... and --budget (or --replay POOL.csv)"
+            "give RUNS (a runs table or a saved fit), --target N=...,D=... (or C=..., or lr=best) and --budget "
+            "(or --replay POOL.csv)"
         )
     mapping = pairs(columns, "--columns")
     pool = _candidates(candidates_path, grid, mapping)
@@ -289,7 +343,7 @@ def design_command(
     chosen = bs.design(
         fitted,
         pool,
-        at_points(targets, option="--target"),
+        design_targets(targets),
         budget,
         cost,
         batch,

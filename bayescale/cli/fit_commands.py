@@ -9,6 +9,7 @@ import cloup
 
 import bayescale as bs
 from bayescale import defaults
+from bayescale.cli.design_commands import read_design
 from bayescale.cli.options import (
     file_argument,
     fit_model_options,
@@ -468,17 +469,21 @@ def _saved_text(result: dict):
 @cloup.option(
     "--at", "at", multiple=True, help="Forecast at N=7e10,D=1.4e12 (repeatable; default 10x and 100x the largest run)."
 )
+@cloup.option(
+    "--design", "design_path", type=click.Path(dir_okay=False), help="A design (what design --json or --replay writes)."
+)
 @output_group(
     cloup.option("--format", "fmt", type=click.Choice(["html", "markdown"]), default="html", show_default=True),
     cloup.option("--out", required=True, type=click.Path(dir_okay=False), help="The report file to write."),
 )
-def report_command(fit_paths, backtest_path, at, fmt, out, ci_prob, as_json):
+def report_command(fit_paths, backtest_path, at, design_path, fmt, out, ci_prob, as_json):
     """One self-contained report (HTML or Markdown, images inline) for one or more fits."""
 
     fits = {Path(p).stem: bs.Fit.load(p) for p in fit_paths}
     if len(fits) != len(fit_paths):
         raise BayescaleError("report: give each fit file once (names come from the file names)")
     backtest = bs.BacktestResult.load(backtest_path) if backtest_path else None
+    design = read_design(design_path) if design_path else None
     text = bs.build_report(
         fits,
         backtest=backtest,
@@ -486,6 +491,7 @@ def report_command(fit_paths, backtest_path, at, fmt, out, ci_prob, as_json):
         ci_prob=ci_prob,
         fmt=fmt,
         progress=lambda step: click.echo(f"report: {step}", err=True),
+        design=design,
     )
     emit({"saved": bs.write_report(out, text)}, as_json, _saved_text)
 

@@ -16,12 +16,14 @@ import numpy as np
 import pandas as pd
 
 from bayescale import defaults
-from bayescale.data.runs import load_runs
+from bayescale.data.runs import CANONICAL, load_runs
 from bayescale.errors import BayescaleError
 from bayescale.evaluation.design_strategies import cheapest_batch, d_optimal_batch, inverse_cost_batch, random_batch
 from bayescale.fitting.pipeline import fit as fit_law
 from bayescale.forecast.design import candidate_costs, design
 from bayescale.forecast.predict import predict
+from bayescale.laws.card import get_law
+from bayescale.laws.formula import Formula
 
 #: every way of choosing runs the replay knows, ``bayes`` first (the default order)
 STRATEGIES = ("bayes", "random", "cheapest", "inverse-cost", "d-optimal")
@@ -65,13 +67,16 @@ def design_replay(
     seed: int = 0,
     fit_options: Mapping[str, Any] | None = None,
     progress: Callable[[str], None] | None = None,
+    columns: Mapping[str, str] | None = None,
+    where: str | None = None,
 ) -> dict[str, Any]:
     """Replay choosing runs from ``pool`` and score the forecast of ``targets`` at shares of the pool's cost.
 
     Parameters
     ----------
     pool : str, pathlib.Path, pandas.DataFrame or Runs
-        The runs one could have trained, with their real losses.
+        The runs one could have trained, with their real losses: the law's inputs (its own, such as
+        ``parallel_size``, too) and the columns the cost formula names are kept.
     targets : str, pathlib.Path, pandas.DataFrame or Runs
         The target runs to forecast, with their real losses.
     law : str, default "chinchilla"
@@ -101,6 +106,10 @@ def design_replay(
         Further :func:`bayescale.fit` options.
     progress : callable, optional
         Called with a line of text after each fit.
+    columns : mapping, optional
+        Canonical or law input name -> the tables' name (as :func:`bayescale.load_runs` takes it).
+    where : str, optional
+        A row filter applied to the pool and the targets (:func:`bayescale.load_runs`).
 
     Returns
     -------
@@ -110,7 +119,8 @@ def design_replay(
         ``median_abs_rel_error``, ``mean_halfwidth``, ``mean_rel_halfwidth``, each averaged over repeats,
         and ``repeats``, the per-repeat records; ``chosen``: per repeat, the pool's rows (from 0) in the order
         taken, the starting runs first); ``all_of_pool``: the same scores for a fit on the whole pool;
-        ``pool_runs``, ``target_runs``, ``pool_cost``, ``cost_formula``.
+        ``pool_runs``, ``target_runs``, ``pool_cost``, ``cost_formula``, ``start_runs``, ``inputs`` (the law's)
+        and ``points`` (``pool`` and ``targets``: each input's values, what the replay's figure draws).
     """
     shares = sorted(float(s) for s in shares)
     if not shares or not all(0 < s <= 1 for s in shares):
@@ -118,8 +128,10 @@ def design_replay(
     unknown = [s for s in strategies if s not in STRATEGIES]
     if unknown:
         raise BayescaleError(f"unknown strategy {unknown[0]!r}; choose from {', '.join(STRATEGIES)}")
-    pool_frame = load_runs(pool).frame.reset_index(drop=True)
-    target_frame = load_runs(targets).frame.reset_index(drop=True)
+    inputs = get_law(law).inputs
+    priced = [name for name in Formula(cost).names if name not in (*CANONICAL, *inputs)]  # the cost's own columns
+    pool_frame = load_runs(pool, columns, extra_inputs=inputs, keep=priced, where=where).frame.reset_index(drop=True)
+    target_frame = load_runs(targets, columns, extra_inputs=inputs, where=where).frame.reset_index(drop=True)
     options = {"progressbar": False, **(fit_options or {})}
     costs = candidate_costs(pool_frame, cost)
     total = float(costs.sum())
@@ -195,6 +207,11 @@ def design_replay(
         "pool_cost": total,
         "cost_formula": cost,
         "start_runs": n_start,
+        "inputs": list(whole.law.inputs),
+        "points": {  # what the figure draws (bayescale.viz.design_plots), so a saved result can be drawn again
+            "pool": pool_frame[list(whole.law.inputs)].to_dict("list"),
+            "targets": target_frame[list(whole.law.inputs)].to_dict("list"),
+        },
     }
 
 

@@ -1,8 +1,9 @@
 """Which runs to train next: the candidates whose outcome would shrink the targets' uncertainty most per unit cost.
 
-The measure is the variance of the targets' log-loss under the law's parameter uncertainty (the
-posterior draws of the law's value there, before noise and extrapolation discrepancy), summed over
-the targets. A candidate's value is the expected drop of that variance once its loss is known,
+The measure is the variance of the targets' log quantities under the law's parameter uncertainty
+(per posterior draw: the law's log-loss at a point, before noise and extrapolation discrepancy; log N*
+and log D* at a compute budget; log lr* at a point; :mod:`bayescale.forecast.design_targets`), summed
+over the targets. A candidate's value is the expected drop of that variance once its loss is known,
 divided by its cost.
 
 The expected posterior after an unseen outcome comes from the draws themselves: pick a draw s_m,
@@ -17,7 +18,6 @@ approximation's).
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -29,19 +29,23 @@ from bayescale import defaults
 from bayescale.data.runs import column_list, point_label, prepare_points, row_numbers
 from bayescale.defaults import check_ci_prob
 from bayescale.errors import BayescaleError, DataError, FormulaError, SamplerWarning, warn_user
+from bayescale.forecast.design_targets import (
+    as_table,
+    bands,
+    joint_rows,
+    measure_text,
+    parse_targets,
+    quantity_draws,
+    target_table,
+    weighted_variance,
+    weights,
+)
 from bayescale.forecast.predict import flat_draws, log_law, params_at, warn_invalid_draws
 from bayescale.laws.formula import Formula
 
 if TYPE_CHECKING:
     from bayescale.fitting.result import Fit
 
-#: what a candidate's value measures
-MEASURE = (
-    "expected reduction of the variance of the targets' log-loss under the law's parameter uncertainty "
-    "(summed over the targets) per unit cost; expected posterior by importance reweighting of the draws"
-)
-#: a target may lie at most this factor beyond the runs' range of each input
-FAR = 1e4
 #: log-density evaluations per block while valuing candidates (outcomes x candidates x draws): 32 MB of float64
 _BLOCK = 4_000_000
 #: below this median effective number of draws a chosen run's value rests on too few draws
@@ -60,12 +64,14 @@ class Design:
         the measure given the runs ranked before it), ``value`` (gain / cost), ``share`` (gain over the
         measure now), ``spent`` (cost so far) and ``ess`` (median effective number of draws behind it).
     targets : pandas.DataFrame
-        One row per target: its inputs, ``median`` (the law's loss now), ``lower_now``/``upper_now`` (the
-        law's credible band now, as :func:`~bayescale.forecast.predict.predict` gives it),
+        One row per target quantity: ``target`` (1 = the first target given), ``kind`` (``loss``, ``optimum``
+        or ``best``), ``quantity`` (``loss``, ``N_opt`` and ``D_opt``, or ``lr_opt``), the target's inputs,
+        ``median`` (the quantity now), ``lower_now``/``upper_now`` (its band now: for a loss the law's
+        credible band as :func:`~bayescale.forecast.predict.predict` gives it),
         ``lower_expected``/``upper_expected`` (the band expected after the chosen runs: its ends averaged
-        over simulated outcomes), ``sd_now``/``sd_expected`` (sd of the law's log-loss, the measure's
-        part) and ``extrapolation_now``/``extrapolation_expected`` (e-folds beyond the runs, before and
-        with the chosen ones).
+        over simulated outcomes), ``sd_now``/``sd_expected`` (sd of the quantity's log, the measure's
+        part) and, for a loss, ``extrapolation_now``/``extrapolation_expected`` (e-folds beyond the runs,
+        before and with the chosen ones).
     budget, spent : float
         The budget and the chosen runs' total cost, in the cost formula's units.
     cost : str
@@ -94,12 +100,18 @@ class Design:
         -------
         dict
             ``chosen``: the chosen runs as records (``N``, ``D``, ..., ``cost``, ``value``, ...); ``target``: one
-            record per target with ``band_now`` and ``band_expected`` as ``[lower, upper]``; then ``budget``,
-            ``spent``, ``n_chosen``, ``cost_formula``, ``measure``, ``ci_prob`` and the settings.
+            record per target quantity with its ``kind``, ``quantity``, inputs, ``median``, and ``band_now`` and
+            ``band_expected`` as ``[lower, upper]`` in the quantity's units (loss, parameters, tokens, learning
+            rate); then ``budget``, ``spent``, ``n_chosen``, ``cost_formula``, ``measure``, ``ci_prob`` and the
+            settings.
         """
         targets = []
         for _, row in self.targets.iterrows():
-            record = {k: row[k] for k in self.targets.columns if not k.startswith(("lower_", "upper_"))}
+            record = {
+                k: row[k]
+                for k in self.targets.columns
+                if not k.startswith(("lower_", "upper_")) and not (isinstance(row[k], float) and np.isnan(row[k]))
+            }
             record["band_now"] = [row["lower_now"], row["upper_now"]]
             record["band_expected"] = [row["lower_expected"], row["upper_expected"]]
             targets.append(record)
@@ -120,16 +132,9 @@ def _inputs_needed(fit: Fit) -> list[str]:
     return [*fit.law.inputs, *(p.column for p in fit.spec.pooled.values())]
 
 
-def _as_table(points) -> pd.DataFrame:
-    """A DataFrame, a list of dicts or a dict of values (scalars or sequences) as a table indexed from 0."""
-    if isinstance(points, Mapping):
-        return pd.DataFrame({k: np.atleast_1d(np.asarray(v, dtype=object)) for k, v in points.items()})
-    return pd.DataFrame(points if isinstance(points, pd.DataFrame) else list(points)).reset_index(drop=True)
-
-
 def candidate_table(fit: Fit, candidates) -> pd.DataFrame:
     """The candidate runs as a checked table (index from 0, in the order given): the law's inputs and any other columns."""
-    table = _as_table(candidates)
+    table = as_table(candidates)
     given = set(table.columns) | ({"D"} if {"N", "C"} <= set(table.columns) else set())
     missing = [c for c in _inputs_needed(fit) if c not in given]
     if missing:
@@ -182,31 +187,6 @@ def _check_budget(budget, costs: np.ndarray, table: pd.DataFrame, inputs) -> flo
     return float(budget)
 
 
-def target_table(fit: Fit, targets) -> pd.DataFrame:
-    """The target points, checked: positive inputs within :data:`FAR` times the runs' range of each input."""
-    raw = _as_table(targets)
-    scales = {}
-    for name in fit.law.inputs:
-        low, high = float(np.min(fit.runs[name])), float(np.max(fit.runs[name]))
-        if low > 0:  # an input that may be zero (S2) has no scale to compare with
-            scales[name] = (low, high, f"{name} from {low / FAR:.3g} to {high * FAR:.3g}")
-    for name, (low, high, allowed) in scales.items():
-        values = pd.to_numeric(raw[name], errors="coerce") if name in raw else pd.Series([], dtype=float)
-        bad = np.flatnonzero(~(values > 0))
-        far = np.flatnonzero((values > high * FAR) | (values < low / FAR))
-        if len(bad) or len(far):
-            where = point_label(raw.iloc[(bad if len(bad) else far)[0]], [c for c in fit.law.inputs if c in raw])
-            problem = f"{name} must be a positive number" if len(bad) else f"it lies too far from the runs along {name}"
-            raise DataError(
-                f"target {where}: {problem}; a target may lie at most {FAR:.0e}x beyond the runs' range "
-                f"({low:.3g} to {high:.3g}): {allowed}"
-            )
-    try:
-        return prepare_points(raw, fit.law.inputs)
-    except DataError as exc:
-        raise DataError(f"target: {exc}") from None
-
-
 def _thin(n: int, draws: int | None) -> np.ndarray:
     if draws is None or draws >= n:
         return np.arange(n)
@@ -214,9 +194,10 @@ def _thin(n: int, draws: int | None) -> np.ndarray:
 
 
 def _law_and_noise(fit: Fit, params: dict, table: pd.DataFrame, seed: int):
-    """log-law draws (rows) at the points (columns) and the noise parameters there, draws on the last axis.
+    """log-law draws (rows) at the points (columns), the noise parameters there (draws on the last axis) and the law's.
 
-    Noise values come back shaped (1, points or 1, draws), ready to broadcast against (outcomes, points, draws).
+    Noise values come back shaped (1, points or 1, draws), ready to broadcast against (outcomes, points, draws);
+    the law's parameters as :func:`~bayescale.forecast.predict.params_at` gives them.
     """
     at = params_at(fit, params, table, np.random.default_rng([seed, 37]))
     n = len(next(iter(params.values())))
@@ -225,7 +206,7 @@ def _law_and_noise(fit: Fit, params: dict, table: pd.DataFrame, seed: int):
         k: np.moveaxis(np.broadcast_to(v, (n, np.shape(v)[1])), 0, -1)[None]
         for k, v in fit.spec.noise_at(params, table).items()
     }
-    return np.ascontiguousarray(mu), noise
+    return np.ascontiguousarray(mu), noise, at
 
 
 def _columns(noise: dict, index) -> dict:
@@ -251,23 +232,6 @@ def _log_likelihood(fit: Fit, y: np.ndarray, mu_t: np.ndarray, noise: dict) -> n
         out = fit.likelihood.logpdf_numpy(y[:, :, None], mu_t[None], noise)
     out[~np.isfinite(out)] = -np.inf
     return out
-
-
-def weighted_variance(log_w: np.ndarray, values: np.ndarray, overwrite: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Variance of ``values`` (draws x targets) under normalised weights ``exp(log_w)`` (..., draws), and the ESS.
-
-    Unbiased for weights independent of the values (divided by 1 - sum w^2), so equal weights give
-    the sample variance and a candidate that tells nothing gains nothing. ``overwrite``: work in
-    ``log_w``'s memory (the hot loop of :func:`design`).
-    """
-    w = log_w if overwrite else log_w.copy()
-    w -= np.max(w, axis=-1, keepdims=True)
-    np.exp(w, out=w)
-    w *= 1.0 / np.sum(w, axis=-1, keepdims=True)
-    sum_sq = np.einsum("...s,...s->...", w, w)
-    mean, second = w @ values, w @ (values * values)
-    var = np.maximum(second - mean * mean, 0.0) / np.maximum(1.0 - sum_sq, 1e-6)[..., None]
-    return var, 1.0 / sum_sq
 
 
 def _truths(rng: np.random.Generator, n_draws: int, outcomes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -341,8 +305,9 @@ def design(
 ) -> Design:
     """The runs to train next, ranked: the most expected reduction of the targets' uncertainty per unit cost.
 
-    The measure is the variance of the targets' log-loss under the law's parameter uncertainty, summed
-    over the targets (:data:`MEASURE`). The posterior expected after a run is the fit's draws reweighted
+    The measure is the variance of each target's log quantity under the law's parameter uncertainty
+    (its log-loss, log N* and log D*, or log lr*), summed over the targets
+    (:mod:`bayescale.forecast.design_targets`). The posterior expected after a run is the fit's draws reweighted
     by the likelihood of simulated outcomes of that run (the fit's own noise model). The batch is
     chosen greedily within the budget, each run valued given the runs chosen before it.
 
@@ -355,7 +320,11 @@ def design(
         group column too) and any columns the cost formula uses; other columns are carried along. For a
         grid use :func:`bayescale.grid`.
     targets : pandas.DataFrame, list of dict or dict of lists
-        The points whose loss matters, each input positive and within :data:`FAR` times the runs' range.
+        What should be known better, one record each (in a table, empty cells are not given): a point
+        (``{"N": 7e10, "D": 1.4e12}``: its loss), each input positive and within :data:`~bayescale.forecast.design_targets.FAR` times the
+        runs' range; a compute budget alone (``{"C": 1e23}``: N* and D* there under 6ND, as :func:`~bayescale.plan`
+        computes them; a law in N and D, not pooled); or a point with a tunable input set to ``"best"``
+        (``{"N": 1e9, "D": 2e10, "lr": "best"}``: its best value there, as :func:`~bayescale.tune` computes it).
     budget : float
         The most the batch may cost, in the cost formula's units; at least the cheapest candidate's cost.
     cost : str, default "6*N*D"
@@ -384,8 +353,9 @@ def design(
     BayescaleError
         For a candidate table without a needed column, a cost formula that is not positive at some
         candidate (naming the rows), a budget below the cheapest candidate, a target that is not
-        positive or lies more than :data:`FAR` times beyond the runs, ``batch`` below 1, or ``draws``
-        or ``outcomes`` below 2.
+        positive or lies more than :data:`~bayescale.forecast.design_targets.FAR` times beyond the runs, a budget target for a law that
+        cannot be planned with (not in N and D, or pooled), ``best`` for an input that is not one of the
+        law's tunable inputs, ``batch`` below 1, or ``draws`` or ``outcomes`` below 2.
     """
     ci_prob = check_ci_prob(ci_prob)
     for name, value, low in (("batch", batch, 1), ("outcomes", outcomes, 2), ("draws", draws or 2, 2)):
@@ -395,17 +365,19 @@ def design(
     pool = candidate_table(fit, candidates)
     costs = candidate_costs(pool, cost)
     budget = _check_budget(budget, costs, pool, fit.law.inputs)
-    points = target_table(fit, targets)
+    wanted = parse_targets(fit, targets)
     needed = _inputs_needed(fit)
     every = flat_draws(fit)
-    both = pd.concat([pool[needed], points[needed]], ignore_index=True)  # new groups share their fresh draws
-    mu_all, noise_all = _law_and_noise(fit, every, both, seed)
+    k = len(pool)
+    # one table, so that new groups share their fresh draws between candidates and targets
+    both = pd.concat([pool[needed], joint_rows(fit, wanted, needed, k)], ignore_index=True)
+    mu_all, noise_all, at = _law_and_noise(fit, every, both, seed)
+    values = quantity_draws(fit, wanted, at, mu_all)
     if not np.isfinite(mu_all).all():
         warn_invalid_draws(mu_all, [point_label(row, fit.law.inputs) for _, row in both.iterrows()])
-    valid = np.flatnonzero(np.isfinite(mu_all).all(axis=1))
+    valid = np.flatnonzero(np.isfinite(mu_all).all(axis=1) & np.isfinite(values).all(axis=1))
     if len(valid) < 2:
         raise BayescaleError("the law gives no valid loss at every candidate and target for any posterior draw")
-    k = len(pool)
     keep = valid[_thin(len(valid), draws)]
     mu, noise = mu_all[keep], {n: v[..., keep] for n, v in noise_all.items()}
     mu_c, noise_c = mu[:, :k], _columns(noise, slice(0, k))
@@ -415,7 +387,7 @@ def design(
     f32 = np.float32
     y = _simulate(fit, mu_c, noise_c, truth, rng).astype(f32)
     mu_c, noise_c = np.ascontiguousarray(mu_c.T, f32), {n: v.astype(f32) for n, v in noise_c.items()}
-    targets_law = (mu[:, k:] - mu[:, k:].mean(axis=0)).astype(f32)
+    targets_law = ((values[keep] - values[keep].mean(axis=0)) * weights(wanted)).astype(f32)
     log_w = log_w.astype(f32)
     steps = _choose(fit, y, mu_c, noise_c, log_w, targets_law, costs, budget, batch)
     rows = [{**pool.iloc[step["row"] - 1].to_dict(), **step} for step in steps]  # the candidate's columns first
@@ -430,89 +402,32 @@ def design(
             SamplerWarning,
         )
     picked = [int(r["row"]) - 1 for r in rows]
-    columns = [*picked, *range(k, k + len(points))]
-    targets_out = _expected_targets(
-        fit,
-        len(mu_all),
-        valid,
-        mu_all[:, columns],
-        _columns(noise_all, columns),
-        pool.iloc[picked],
-        points,
-        ci_prob,
-        outcomes,
-        seed,
-    )
+    log_w_after = _worlds_after(fit, mu_all[valid][:, picked], _columns(noise_all, picked), valid, outcomes, seed)
     return Design(
         chosen=chosen,
-        targets=targets_out,
+        targets=bands(fit, wanted, values, valid, len(mu_all), log_w_after, pool.iloc[picked], ci_prob, seed),
         budget=budget,
         spent=float(spent),
         cost=Formula(cost).text,
-        measure=MEASURE,
+        measure=measure_text(wanted),
         ci_prob=ci_prob,
         settings={"draws": len(keep), "outcomes": len(truth), "n_candidates": k, "batch": batch, "seed": seed},
     )
 
 
-def _weighted_quantiles(values: np.ndarray, log_w: np.ndarray, probs) -> np.ndarray:
-    """Quantiles of ``values`` (draws) under each row of weights (outcomes x draws): (outcomes, len(probs))."""
-    order = np.argsort(values)
-    w = np.exp(log_w[:, order] - np.max(log_w, axis=1, keepdims=True))
-    cumulative = np.cumsum(w, axis=1) / np.sum(w, axis=1, keepdims=True)
-    idx = np.stack([np.minimum((cumulative < p).sum(axis=1), len(values) - 1) for p in probs], axis=1)
-    return values[order][idx]
+def _worlds_after(fit: Fit, mu_chosen: np.ndarray, noise_chosen: dict, valid, outcomes: int, seed: int):
+    """Log-weights (simulated outcomes x valid draws) of the worlds where the chosen runs' losses are known.
 
-
-def _expected_targets(
-    fit: Fit, n_draws: int, valid, mu_all, noise_all, chosen: pd.DataFrame, points, ci_prob, outcomes, seed
-):
-    """Each target's band and sd now and expected after the ``chosen`` runs, from every valid draw.
-
-    ``mu_all`` holds the log-law at the chosen runs (first columns) and the targets (last columns).
-    The bands add the extrapolation discrepancy exactly as :func:`~bayescale.forecast.predict.predict`
-    does; after the chosen runs the targets lie nearer the runs (their box grows by the chosen
-    points), while the discrepancy's calibration stays as it is.
+    ``mu_chosen`` is the log-law at the chosen runs for the valid draws; 4x ``outcomes`` worlds, each
+    leaving out the draw that generated it. No chosen run: equal weights.
     """
-    from bayescale.inference.discrepancy import axis_values
-
-    b = len(chosen)
-    mu, noise = mu_all[valid], {n: v[..., valid] for n, v in noise_all.items()}
-    law = mu[:, b:]
     rng = np.random.default_rng([seed, 39])
     truth, log_w = _truths(rng, len(valid), 4 * outcomes)
-    if b:
-        runs_noise = _columns(noise, slice(0, b))
-        y = _simulate(fit, mu[:, :b], runs_noise, truth, rng)
-        log_w = log_w + _log_likelihood(fit, y, mu[:, :b].T, runs_noise).sum(axis=1)
-    centred = law - law.mean(axis=0)
-    var_now = weighted_variance(np.zeros((1, len(valid))), centred)[0][0]
-    var_after = weighted_variance(log_w, centred)[0].mean(axis=0)
-    widened_now = widened_after = law
-    distance_now = distance_after = np.zeros(len(points))
-    disc = fit.discrepancy
-    if disc is not None:
-        ranges = {
-            name: (min(low, *axis_values(chosen, name)), max(high, *axis_values(chosen, name))) if b else (low, high)
-            for name, (low, high) in disc.ranges.items()
-        }
-        after = dataclasses.replace(disc, ranges=ranges)
-        full = np.full((n_draws, law.shape[1]), np.nan)  # the discrepancy's streams follow the draw count
-        full[valid] = law
-        widened_now = disc.widen(full.copy(), points, seed)[valid]
-        widened_after = after.widen(full, points, seed)[valid]
-        distance_now, distance_after = disc.distance(points), after.distance(points)
-    lo, hi = (1 - ci_prob) / 2, (1 + ci_prob) / 2
-    out = points.copy()
-    out["median"] = np.exp(np.median(widened_now, axis=0))
-    out["lower_now"], out["upper_now"] = np.exp(np.quantile(widened_now, [lo, hi], axis=0))
-    expected = np.stack(
-        [_weighted_quantiles(widened_after[:, t], log_w, [lo, hi]).mean(axis=0) for t in range(law.shape[1])]
-    )
-    out["lower_expected"], out["upper_expected"] = np.exp(expected[:, 0]), np.exp(expected[:, 1])
-    out["sd_now"], out["sd_expected"] = np.sqrt(var_now), np.sqrt(var_after)
-    out["extrapolation_now"], out["extrapolation_expected"] = distance_now, distance_after
-    return out.reset_index(drop=True)
+    if mu_chosen.shape[1]:
+        noise = {n: v[..., valid] for n, v in noise_chosen.items()}
+        y = _simulate(fit, mu_chosen, noise, truth, rng)
+        log_w = log_w + _log_likelihood(fit, y, mu_chosen.T, noise).sum(axis=1)
+    return log_w
 
 
 def posterior_after(
@@ -547,7 +462,7 @@ def posterior_after(
     points = target_table(fit, targets)
     needed = _inputs_needed(fit)
     every = flat_draws(fit)
-    mu, noise = _law_and_noise(fit, every, pd.concat([runs[needed], points[needed]], ignore_index=True), seed)
+    mu, noise, _ = _law_and_noise(fit, every, pd.concat([runs[needed], points[needed]], ignore_index=True), seed)
     b = len(runs)
     log_w = _log_likelihood(
         fit, np.log(runs["loss"].to_numpy(dtype=float))[None, :], mu[:, :b].T, _columns(noise, slice(0, b))

@@ -82,9 +82,10 @@ def best_values(
     env: Mapping[str, np.ndarray],
     ranges: Mapping[str, tuple[float, float]],
     shape: tuple[int, int],
+    names: tuple[str, ...] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Log of the best value of each tunable input for every draw (rows) and point (columns)."""
-    names = tunable_inputs(law)
+    """Log of the best value of each tunable input (or of ``names``; others fixed in ``env``) per draw (rows) and point (columns)."""
+    names = tunable_inputs(law) if names is None else names
     current = {n: np.full(shape, np.mean(ranges[n])) for n in names}
     for _ in range(1 if len(names) == 1 else _ROUNDS):
         for name in names:

@@ -37,7 +37,7 @@ import pandas as pd  # noqa: E402
 
 from bayescale import defaults  # noqa: E402
 from bayescale.errors import ExtrapolationWarning  # noqa: E402
-from bayescale.viz.design_plots import design_replay  # noqa: E402, F401  (bs.plots.design_replay)
+from bayescale.viz.design_plots import design_choice, design_replay  # noqa: E402, F401  (bs.plots.design_*)
 
 if TYPE_CHECKING:
     from bayescale.evaluation.backtesting import BacktestResult

@@ -312,6 +312,7 @@ def build_report(
     ci_prob: float = defaults.CI_PROB,
     fmt: str = "html",
     progress: Callable[[str], None] | None = None,
+    design: Mapping | None = None,
 ) -> str:
     """The report as a string (``fmt`` is ``"html"`` or ``"markdown"``).
 
@@ -334,6 +335,9 @@ def build_report(
     progress : callable, optional
         Called with a short description of each stage (``"section for chinchilla"``, ``"model checks"``, ...)
         as the report is built.
+    design : dict, optional
+        A design or a replay as ``bayescale design --json`` or ``design --replay --json`` writes it: its tables
+        and figure (:func:`bayescale.viz.design_plots.report_parts`).
 
     Returns
     -------
@@ -343,7 +347,7 @@ def build_report(
     Raises
     ------
     BayescaleError
-        If ``fmt`` is neither ``"html"`` nor ``"markdown"``, or ``fits`` is empty.
+        If ``fmt`` is neither ``"html"`` nor ``"markdown"``, ``fits`` is empty, or ``design`` is neither a design nor a replay.
     """
     doc = _Doc(fmt)
     if not fits:
@@ -379,6 +383,17 @@ def build_report(
             "the range a right forecast would show on these runs (held-out runs share their extrapolation "
             "error, so they fall inside or outside together)",
         )
+    if design is not None:
+        from bayescale.viz.design_plots import report_parts
+
+        progress("design")
+        doc.heading("Which runs next (design)" if "chosen" in design else "Which runs next: a replay of the choice")
+        fitted = [f.runs.frame for f in fits.values() if f.law.name == design.get("law")]
+        for kind, payload in report_parts(dict(design), fitted[0] if fitted else None):
+            if kind == "figure":
+                doc.figure(*payload)
+            else:
+                getattr(doc, kind)(payload)
     return doc.render("bayescale report")
 
 
