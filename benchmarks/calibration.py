@@ -141,7 +141,7 @@ def discrepancy_record(fit, distance, runs=None) -> dict:
         else {
             "bias_median": float(np.median(bias)),
             "bias_sd": float(np.std(bias)),
-            "outliers_mean": float(np.mean(outliers)),
+            **({} if outliers is None else {"outliers_mean": float(np.mean(outliers))}),  # a sweep's drift: none
         }
     )
     return {
@@ -150,6 +150,7 @@ def discrepancy_record(fit, distance, runs=None) -> dict:
         "shares_with": ["all"] * len(distance) if runs is None else [str(r) for r in runs],
         "kappa": {"median": float(np.median(kappa)), "mean_square": float(np.mean(kappa**2)), **curve},
         "internal": fit.discrepancy.calibration.to_dict("list"),
+        "checks": fit.discrepancy.checks,  # internal splits found outlying, checked against a sampled fit
     }
 
 

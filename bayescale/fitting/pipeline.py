@@ -480,7 +480,7 @@ def fit(
 
         with timer("calibration"):
             discrepancy = calibrate(
-                runs, law, lik, spec_factory, chains * draws, int(seed), spec.named_values(laplace.center)
+                runs, law, lik, spec_factory, chains * draws, int(seed), spec.named_values(laplace.center), sampler
             )
         if discrepancy is not None:
             idata["posterior"] = posterior.assign(

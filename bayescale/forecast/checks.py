@@ -144,7 +144,8 @@ def check(fit: Fit, *, prior_draws: int = 500, seed: int | None = None) -> dict:
         ``ecdf``: the ECDF and its simultaneous band at ``points``); ``loss_scale`` (:func:`loss_scale`);
         ``sensitivity`` (per parameter ``prior``, ``likelihood``, ``diagnosis``), ``contraction`` (per
         parameter), ``prior_driven`` (names) and ``identifiability`` (:mod:`bayescale.forecast.sensitivity`);
-        and ``findings``, a list of str.
+        ``discrepancy``, the extrapolation discrepancy in words (kappa, a sweep's drift, internal splits checked;
+        None without one); and ``findings``, a list of str.
 
     """
     from arviz_stats import loo_pit
@@ -201,6 +202,7 @@ def check(fit: Fit, *, prior_draws: int = 500, seed: int | None = None) -> dict:
             },
         },
         "loss_scale": loss_scale(fit),
+        "discrepancy": None if fit.discrepancy is None else fit.discrepancy.describe(),
     }
     result.update(check_sensitivity(fit, prior_draws=prior_draws, seed=seed))
     result["findings"] = findings(result)
@@ -273,4 +275,6 @@ def findings(result: dict) -> list[str]:
         from bayescale.forecast.sensitivity import sensitivity_findings
 
         out += sensitivity_findings(result)
+    if result.get("discrepancy"):
+        out.append(f"extrapolation: {result['discrepancy']}")
     return out

@@ -28,7 +28,8 @@ _BLOCK = 2000  # points per block: 4000 draws x 2000 points x 8 bytes = 64 MB pe
 
 #: what a band includes, in the words every command, report and JSON ``band_includes`` uses: the
 #: uncertainty of the law's parameters, the extrapolation discrepancy (zero inside the runs, growing
-#: with the distance beyond them; :mod:`bayescale.inference.discrepancy`) and a new run's noise
+#: with the distance beyond them, a sweep's drift and a curve's bias with it, which move the median;
+#: :mod:`bayescale.inference.discrepancy`) and a new run's noise
 PARAMETERS, DISCREPANCY, NOISE = "parameters", "extrapolation discrepancy", "noise"
 
 

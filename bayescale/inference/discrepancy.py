@@ -4,14 +4,18 @@ A posterior fitted to the runs is certain of the law's form, so its bands stay n
 largest run, where the form itself is the main doubt. bayescale adds a model-discrepancy term to
 the log-loss of a forecast,
 
-    log L(x) = log f(x; theta) + kappa * d(x) * z,   z ~ Normal(0, 1),
+    log L(x) = log f(x; theta) + d(x) * (delta + kappa * z),   z ~ Normal(0, 1),
 
 where d(x) is the log-distance of the point outside the box of observed inputs (0 inside it, so
 in-sample intervals are untouched; for a law in N and D the box also bounds compute C = 6ND and
 tokens per parameter D/N, so a run beyond the compute frontier, or more over-trained than any seen,
 counts as extrapolation even inside the ranges of N and D) and
-kappa the discrepancy per e-fold of extrapolation. One z per posterior draw is shared by every
-point of a sweep (the law bends away from the truth the same way for all larger runs).
+kappa the discrepancy per e-fold of extrapolation, delta the drift per e-fold (``discrepancy_bias``:
+where the internal splits err the same way, the forecasts' medians move that way; where they do
+not, kappa grows instead). One z per posterior draw is shared by every point of a sweep (the law
+bends away from the truth the same way for all larger runs). The drift's prior
+(:data:`SWEEP_DRIFT_PRIOR`) is fitted across the benchmark's sweeps: narrow, since on some of them
+the internal splits drift one way and the runs beyond the data the other.
 
 For learning curves (a table with ``run`` and ``step``) the distance is along each run instead, the
 log of the step over the last step the fit saw of that run (a run the fit never saw is measured
@@ -30,20 +34,22 @@ Each fit learns these from its own internal leave-future-out splits: the largest
 mode, give forecast errors at known distances. Errors that share a z are jointly Normal
 (:func:`kappa_log_likelihood`, :func:`curve_log_likelihood`), so forty runs of a sweep that err
 together count as about one observation of kappa, not forty. kappa's prior per kind of
-extrapolation (sweep or curve) is fitted across ten public datasets (:data:`KAPPA_PRIORS`).
+extrapolation (sweep or curve) is fitted across ten public datasets (:data:`KAPPA_PRIORS`). An
+internal split whose forecasts are an outlier among the splits' (a failed approximation) is checked
+against a short sampled fit and mended or dropped (:mod:`bayescale.inference.internal_splits`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from bayescale.data.runs import NONNEGATIVE, Runs, is_curves, point_label
 from bayescale.errors import BayescaleError, ExtrapolationWarning, warn_user
-from bayescale.inference.laplace import centred_where_pinned, laplace_approximation
+from bayescale.inference.internal_splits import check_outliers, internal_forecast, short_sample, split_words
 from bayescale.laws.priors import Prior
 
 #: prior of kappa (sd of the log-loss discrepancy per e-fold of extrapolation) per kind of
@@ -79,9 +85,20 @@ OUTLIER_SHARES = np.array([0.0, 0.01, 0.03, 0.1, 0.2, 0.3, 0.5])
 #: e-fold) and kappa (as KAPPA_GRID, coarser: the posterior has two more axes)
 BIAS_GRID = 0.001 * np.sinh(np.linspace(-5.3, 5.3, 213))
 CURVE_KAPPA_GRID = np.geomspace(1e-5, 1.0, 161)
-#: the posterior variables a calibrated fit stores (the last two for learning curves only)
+#: kappa's grid per kind of extrapolation in the joint (bias or drift, kappa) posteriors
+KAPPA_GRIDS = {"sweep": KAPPA_GRID, "curve": CURVE_KAPPA_GRID}
+#: sweeps: prior of the drift per e-fold beyond the runs (log-loss; stored as ``discrepancy_bias``), the bias
+#: every run beyond the data shares. Fitted across datasets (benchmarks/discrepancy_prior.py on the sweep
+#: splits of calibration_prior_input.json, 2026-12-08): the drift's mean across datasets is not told from 0
+#: (90% -0.006 to 0.006), and its sd is the one the held-out errors favour (type-II maximum likelihood; they
+#: say little about it: within a nat from 1e-4 to 0.003, and drifts of 0.01 per e-fold and more fare worse,
+#: since on Epoch's N splits and Gadre the internal splits drift one way and the held-out runs the other)
+SWEEP_DRIFT_PRIOR = Prior("Normal", mu=0.0, sigma=0.0018)
+#: a sweep's grid of shares of outlying runs: none (one discrepancy is shared by all its runs)
+NO_OUTLIERS = np.zeros(1)
+#: the posterior variables a calibrated fit stores (bias: the drift of a sweep, the shared bias of learning
+#: curves; outliers for learning curves only)
 DRAW_NAMES = ("kappa", "discrepancy_bias", "discrepancy_outliers")
-_INTERNAL_DRAWS = 1000
 
 
 #: the axis of tokens per parameter, D / N, for a law in N and D
@@ -159,8 +176,9 @@ class Discrepancy:
     )  # internal forecast errors: split, shares_with (run or "all"), distance, error, predictive scale
     supported_distance: float  # the largest distance the internal splits reached
     last_seen: dict[str, float] | None = None  # learning curves: each run's last step seen by the fit
-    bias: np.ndarray | None = None  # learning curves: draws of the bias every run shares (per e-fold)
+    bias: np.ndarray | None = None  # draws of the bias every run shares (per e-fold): a sweep's drift, or the curves'
     outliers: np.ndarray | None = None  # learning curves: draws of the share of runs that bend OUTLIER_SCALE times more
+    checks: list[dict] = field(default_factory=list)  # internal splits found outlying, checked and mended or dropped
 
     @property
     def kind(self) -> str:
@@ -170,6 +188,8 @@ class Discrepancy:
         curve = (
             {"last_seen": self.last_seen, "bias_prior": CURVE_BIAS_PRIOR.to_dict(), "outlier_scale": OUTLIER_SCALE}
             if self.kind == "curve"
+            else {"bias_prior": SWEEP_DRIFT_PRIOR.to_dict()}
+            if self.bias is not None
             else {}
         )
         return {
@@ -179,6 +199,7 @@ class Discrepancy:
             "kind": self.kind,
             "prior": KAPPA_PRIORS[self.kind].to_dict(),
             "calibration": self.calibration.to_dict(orient="list"),
+            "checks": self.checks,
             **curve,
         }
 
@@ -189,7 +210,8 @@ class Discrepancy:
 
     @classmethod
     def from_settings(cls, settings: Mapping, draws: Mapping[str, np.ndarray]) -> Discrepancy:
-        """Rebuild from a fit's settings and its stored draws (a fit saved before bias and outliers existed has none)."""
+        """Rebuild from a fit's settings and its stored draws (a fit saved before the bias (or a sweep's drift), the
+        outliers or the checks existed has none)."""
         return cls(
             {k: tuple(v) for k, v in settings["ranges"].items()},
             draws["kappa"],
@@ -198,6 +220,7 @@ class Discrepancy:
             settings.get("last_seen"),
             draws.get("discrepancy_bias"),
             draws.get("discrepancy_outliers"),
+            list(settings.get("checks", [])),
         )
 
     def describe(self) -> str:
@@ -209,13 +232,28 @@ class Discrepancy:
             f"e-fold {beyond}, calibrated on {n} internal leave-future-out forecasts reaching "
             f"{self.supported_distance:.2f} e-folds."
         )
-        if self.bias is not None:
+        if self.bias is not None and self.kind == "sweep":
+            low, mid, high = 100 * np.quantile(self.bias, [0.05, 0.5, 0.95])
+            text += (
+                f" Beyond the runs the law drifts by {mid:+.2f}% per e-fold (discrepancy_bias, 90% {low:+.2f}% to "
+                f"{high:+.2f}%): the forecasts' medians move by it, their bands carry its spread and kappa's."
+            )
+        elif self.bias is not None:
             assert self.outliers is not None  # drawn together with the bias (draw_curve_discrepancy)
             low, mid, high = 100 * np.quantile(self.bias, [0.05, 0.5, 0.95])
             text += (
                 f" Every run shares a bias of {mid:+.2f}% per e-fold (discrepancy_bias, 90% {low:+.2f}% to "
                 f"{high:+.2f}%), which the forecasts include; a share of about {np.mean(self.outliers):.0%} of the "
                 f"runs bend {OUTLIER_SCALE:g} times more (discrepancy_outliers)."
+            )
+        for check in self.checks:
+            text += (
+                f" The internal split holding out {split_words(check['split'])} was an outlier ({check['why']}): "
+                + {
+                    "mended": "a short sampled fit of it replaced its Laplace forecasts.",
+                    "kept": "a short sampled fit of it agreed, and gave its forecasts.",
+                    "dropped": "its sampled check failed, so it was left out.",
+                }[check["action"]]
             )
         return text + " Forecasts inside the data are unaffected; beyond it the intervals widen with distance."
 
@@ -228,8 +266,8 @@ class Discrepancy:
     def bends(self, table: pd.DataFrame, n_draws: int, seed: int) -> np.ndarray:
         """The log-loss discrepancy per e-fold for each draw (rows) and point (columns, or one column that broadcasts), which :meth:`widen` scales by distance.
 
-        A sweep: ``kappa * z`` with one z per draw, shared by all its runs (the law bends away from
-        the truth the same way for all larger runs). Learning curves bend away each in their own
+        A sweep: ``drift + kappa * z`` with one z per draw, shared by all its runs (the law bends away
+        from the truth the same way for all larger runs). Learning curves bend away each in their own
         way: ``bias + m * kappa * z`` with one z (and one outlier pick m) per draw and run, from a
         stream keyed by the run's name, so a run's band is the same whichever other runs are
         forecast with it, and a forecast split into blocks keeps each run's bend.
@@ -246,7 +284,8 @@ class Discrepancy:
             if self.bias is not None:
                 bend = self.bias[:, None] + bend
             return bend if len(runs) == 1 else bend[:, codes]  # one run: a column that broadcasts
-        return self.kappa[:, None] * np.random.default_rng([seed, 1]).standard_normal((n_draws, 1))
+        bend = self.kappa[:, None] * np.random.default_rng([seed, 1]).standard_normal((n_draws, 1))
+        return bend if self.bias is None else self.bias[:, None] + bend  # a sweep's drift, shared by every point
 
     def widen(self, log_law: np.ndarray, table: pd.DataFrame, seed: int) -> np.ndarray:
         """Add the discrepancy to log-law draws (rows) at the points (columns); ``seed`` keys its streams (:meth:`bends`)."""
@@ -272,39 +311,6 @@ def _scale_order(frame: pd.DataFrame, inputs) -> np.ndarray:
     if "C" in frame.columns:
         return frame["C"].to_numpy(dtype=float)
     return np.sum([_log_scale(n, frame[n].to_numpy(dtype=float)) for n in inputs], axis=0)
-
-
-def _internal_forecast(
-    spec_factory, train: Runs, rows: np.ndarray, heldout: Runs, law, likelihood, rng, start_values=None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Median error and predictive scale of a Laplace-approximation forecast of ``heldout`` from ``train``.
-
-    ``start_values`` (the full fit's mode, as :meth:`ModelSpec.named_values`) is the first start of
-    the mode search: the fit on fewer runs has its mode nearby.
-    """
-    spec = spec_factory(train, rows)
-    starts = () if start_values is None else (spec.unconstrain(start_values),)
-    laplace = laplace_approximation(spec, rng, n_random_starts=4, starts=starts)
-    spec, laplace = centred_where_pinned(spec, laplace, rng)  # as the fit does: groups the data pin down, centred
-    u = laplace.center + rng.standard_normal((_INTERNAL_DRAWS, len(laplace.center))) @ laplace.scale.T
-    draws = [spec.constrain(row) for row in u]
-    params = {}
-    for name in law.param_names:
-        values = np.array([np.broadcast_to(d[name], np.shape(d[name])) for d in draws])
-        if name in spec.pooled:
-            codes = spec.pooled[name].codes_for(heldout.frame[spec.pooled[name].column].astype(str))
-            pop = np.array([d[spec.pooled[name].pop_name] for d in draws])[:, None]
-            values = np.where(codes[None, :] >= 0, values[:, np.maximum(codes, 0)], pop)
-        else:
-            values = values[:, None]
-        params[name] = values
-    env = {**{n: heldout[n][None, :] for n in law.inputs}, **params}
-    with np.errstate(all="ignore"):
-        mu = np.log(law.formula.numpy(env))
-    noise = {n: np.array([d[n] for d in draws]) for n in spec.noise_names}
-    y = mu + spec.noise_at(noise, heldout)["sigma"] * likelihood.standard_noise(rng, noise, mu.shape)
-    lo, med, hi = np.nanquantile(y, [0.1587, 0.5, 0.8413], axis=0)
-    return np.log(heldout["loss"]) - med, (hi - lo) / 2
 
 
 def _splits(frame: pd.DataFrame, inputs):
@@ -398,14 +404,18 @@ def curve_log_likelihood(
     return total
 
 
-def curve_log_prior(bias_prior: Prior | None = CURVE_BIAS_PRIOR, n_shares: int = len(OUTLIER_SHARES)) -> np.ndarray:
-    """log prior mass of each cell of the learning-curve grids (bias, kappa, share; shares equally likely).
+def curve_log_prior(
+    bias_prior: Prior | None = CURVE_BIAS_PRIOR, n_shares: int = len(OUTLIER_SHARES), kind: str = "curve"
+) -> np.ndarray:
+    """log prior mass of each cell of the grids (bias, kappa, share; shares equally likely).
 
     ``bias_prior=None``: no bias term, a bias axis of one cell at 0 (as ``bias=np.zeros(1)`` in
-    :func:`curve_log_likelihood`).
+    :func:`curve_log_likelihood`). ``kind="sweep"``: kappa's sweep prior on :data:`KAPPA_GRID` (the
+    drift of a sweep is the bias, on :data:`BIAS_GRID`, with ``n_shares=1``: no outlying runs).
     """
     bias = np.zeros(1) if bias_prior is None else bias_prior.logpdf(BIAS_GRID) + np.log(np.diff(_cell_edges(BIAS_GRID)))
-    kappa = KAPPA_PRIORS["curve"].logpdf(CURVE_KAPPA_GRID) + np.log(CURVE_KAPPA_GRID)  # even in log kappa
+    grid = KAPPA_GRIDS[kind]
+    kappa = KAPPA_PRIORS[kind].logpdf(grid) + np.log(grid)  # the grid is even in log kappa
     return bias[:, None, None] + kappa[None, :, None] - np.log(n_shares)
 
 
@@ -436,42 +446,66 @@ def draw_kappa(
     return _spread(grid, cells, rng, log=True)
 
 
-def draw_curve_discrepancy(log_posterior: np.ndarray, n_draws: int, rng: np.random.Generator):
-    """Draws (bias, kappa, share of outlying runs) from a posterior on the learning-curve grids."""
+def draw_curve_discrepancy(log_posterior: np.ndarray, n_draws: int, rng: np.random.Generator, kind: str = "curve"):
+    """Draws (bias, kappa, share of outlying runs) from a posterior on the grids of :func:`curve_log_prior`."""
     bias, kappa, share = _draw_cells(log_posterior, n_draws, rng)
-    return _spread(BIAS_GRID, bias, rng), _spread(CURVE_KAPPA_GRID, kappa, rng, log=True), OUTLIER_SHARES[share]
+    return _spread(BIAS_GRID, bias, rng), _spread(KAPPA_GRIDS[kind], kappa, rng, log=True), OUTLIER_SHARES[share]
 
 
 def calibrate(
-    runs: Runs, law, likelihood, spec_factory, n_draws: int, seed: int, start_values=None
+    runs: Runs,
+    law,
+    likelihood,
+    spec_factory,
+    n_draws: int,
+    seed: int,
+    start_values=None,
+    sampler: str | None = "nutpie",
 ) -> Discrepancy | None:
     """The discrepancy's posterior from internal leave-future-out splits of ``runs`` (None if too few runs).
 
-    A sweep: draws of kappa. Learning curves: draws of the bias, kappa and the share of outlying runs.
+    A sweep: draws of kappa and the drift. Learning curves: draws of the bias, kappa and the share of
+    outlying runs.
 
     ``spec_factory(train, rows)`` gives the model of a split's training runs (``rows`` of ``runs``);
     ``start_values``: the fit's mode (:meth:`ModelSpec.named_values`), where each internal mode search starts.
+    An internal split whose forecasts are an outlier among the splits' is checked against a short fit
+    with ``sampler`` and mended or dropped (:func:`~bayescale.inference.internal_splits.check_outliers`; ``sampler=None``: dropped).
     """
     rng = np.random.default_rng(seed)
     frame = runs.frame.reset_index(drop=True)
-    rows = []
+    fitted: dict = {}
     for share, held, distance_of in _splits(frame, law.inputs):
         if held.all() or not held.any():
             continue
         train = Runs(frame[~held].reset_index(drop=True), source=runs.source)
         heldout = Runs(frame[held].reset_index(drop=True), source=runs.source)
+        forecast = (spec_factory, train, np.flatnonzero(~held), heldout, law, likelihood)
         try:
-            error, scale = _internal_forecast(
-                spec_factory, train, np.flatnonzero(~held), heldout, law, likelihood, rng, start_values
-            )
+            error, scale = internal_forecast(*forecast, rng, start_values)
         except BayescaleError:
             continue  # too few runs left to fit: this split says nothing
-        d = distance_of(heldout, train)
-        shared = heldout.frame["run"].astype(str) if is_curves(frame) else np.full(len(d), "all")
-        rows += [
-            {"split": share, "shares_with": gi, "distance": di, "error": ei, "scale": si}
-            for gi, di, ei, si in zip(shared, d, error, scale)
-        ]
+        shared = heldout.frame["run"].astype(str) if is_curves(frame) else np.full(len(heldout.frame), "all")
+        fitted[share] = {
+            "forecast": forecast,
+            "distance": distance_of(heldout, train),
+            "shared": shared,
+            "error": error,
+            "scale": scale,
+        }
+
+    def refit(share):
+        if sampler is None:
+            raise BayescaleError("no sampler to check it with")
+        sample = short_sample(sampler, seed)
+        return internal_forecast(*fitted[share]["forecast"], np.random.default_rng([seed, 5]), start_values, sample)
+
+    checks = check_outliers(fitted, refit)
+    rows = [
+        {"split": share, "shares_with": gi, "distance": di, "error": ei, "scale": si}
+        for share, f in fitted.items()
+        for gi, di, ei, si in zip(f["shared"], f["distance"], f["error"], f["scale"])
+    ]
     if not rows:
         return None  # no internal split could be fitted: nothing to calibrate on
     table = pd.DataFrame(rows, columns=["split", "shares_with", "distance", "error", "scale"])
@@ -479,34 +513,27 @@ def calibrate(
     outside = table[table["distance"] > 0]
     if len(outside) < 2:
         return None
-    if not is_curves(frame):
-        # the grid is even in log kappa: the prior's density per unit of log kappa is p(kappa) * kappa
-        log_posterior = (
-            KAPPA_PRIORS["sweep"].logpdf(KAPPA_GRID)
-            + np.log(KAPPA_GRID)
-            + kappa_log_likelihood(
-                outside["error"], outside["scale"], outside["distance"], outside["split"].astype(str)
-            )
-        )
-        return Discrepancy(
-            observed_ranges(runs, law.inputs),
-            draw_kappa(log_posterior, n_draws, rng),
-            table.reset_index(drop=True),
-            float(outside["distance"].max()),
-        )
-    log_posterior = curve_log_prior() + curve_log_likelihood(
+    kind = "curve" if is_curves(frame) else "sweep"
+    curve = kind == "curve"
+    # one discrepancy per split (a sweep) or per run and split (learning curves); a sweep's drift is the bias
+    # axis of the curves' posterior, with no outlying runs
+    log_posterior = curve_log_prior() if curve else curve_log_prior(SWEEP_DRIFT_PRIOR, len(NO_OUTLIERS), kind="sweep")
+    log_posterior = log_posterior + curve_log_likelihood(
         outside["error"],
         outside["scale"],
         outside["distance"],
-        outside["split"].astype(str) + "/" + outside["shares_with"].astype(str),
+        outside["split"].astype(str) + ("/" + outside["shares_with"].astype(str) if curve else ""),
+        kappa=KAPPA_GRIDS[kind],
+        shares=OUTLIER_SHARES if curve else NO_OUTLIERS,
     )
-    bias, kappa, outliers = draw_curve_discrepancy(log_posterior, n_draws, rng)
+    bias, kappa, outliers = draw_curve_discrepancy(log_posterior, n_draws, rng, kind=kind)
     return Discrepancy(
         observed_ranges(runs, law.inputs),
         kappa,
         table.reset_index(drop=True),
         float(outside["distance"].max()),
-        last_seen_steps(frame),
+        last_seen_steps(frame) if curve else None,
         bias,
-        outliers,
+        outliers if curve else None,
+        checks,
     )
