@@ -30,6 +30,8 @@ ESS_MIN = 400  # below this (bulk or tail) a parameter is reported as poorly sam
 EXTEND_FACTOR = 2  # R-hat or ESS short (no divergences): sample again with this many times the draws (and re-whitened)
 #: forecasts beyond the observed runs carry a discrepancy calibrated by internal backtests ("none" to turn off)
 EXTRAPOLATION = "calibrated"
+#: what ``extrapolation`` may be: a sweep also learns a drift per e-fold only with "calibrated-drift"
+EXTRAPOLATIONS = ("calibrated", "calibrated-drift", "none")
 
 
 def cache_dir() -> Path:

@@ -87,14 +87,17 @@ def test_forecasts_far_beyond_the_calibration_warn(demo_runs):
 def test_calibration_learns_a_small_discrepancy_when_the_law_is_right_and_a_large_one_when_wrong(demo_runs):
     law, lik = bs.get_law("chinchilla"), get_likelihood("studentt")
 
-    def kappa_for(frame):
+    def kappa_for(frame, drift=False):
         runs = bs.load_runs(frame)
-        result = calibrate(runs, law, lik, lambda r, _rows: ModelSpec.from_runs(law, lik, r), 2000, seed=0)
+        result = calibrate(runs, law, lik, lambda r, _rows: ModelSpec.from_runs(law, lik, r), 2000, seed=0, drift=drift)
         assert set(result.calibration.columns) == {"split", "shares_with", "distance", "error", "scale"}
         assert result.supported_distance > 0 and (result.kappa >= 0).all()
+        # a sweep learns a drift only on request (extrapolation="calibrated-drift")
+        assert (result.bias is not None) == drift and ("drifts by" in result.describe()) == drift
         return np.median(result.kappa)
 
     right = kappa_for(demo_runs.frame)
+    assert abs(np.log(kappa_for(demo_runs.frame, drift=True) / right)) < 1.0
     frame = demo_runs.frame.copy()
     frame["loss"] = frame["loss"] * (frame["C"] / 1e18) ** -0.02  # the law misses a drift that grows with scale
     wrong = kappa_for(frame)

@@ -97,8 +97,9 @@ def fit_model_options():
             "--extrapolation",
             default=defaults.EXTRAPOLATION,
             show_default=True,
-            type=click.Choice(["calibrated", "none"]),
-            help="Widen forecasts beyond the observed runs by a discrepancy calibrated on internal backtests.",
+            type=click.Choice(defaults.EXTRAPOLATIONS),
+            help="Widen forecasts beyond the observed runs by a discrepancy calibrated on internal backtests "
+            "(calibrated-drift: a sweep's medians also move by a drift learned from them).",
         ),
         cloup.option(
             "--params",

@@ -334,7 +334,9 @@ def fit(
     params : str, default "total"
         What N counts: ``"total"`` or ``"non_embedding"``.
     extrapolation : str, default "calibrated"
-        ``"calibrated"`` widens forecasts beyond the runs by a backtested discrepancy; ``"none"`` does not.
+        ``"calibrated"`` widens forecasts beyond the runs by a backtested discrepancy; ``"calibrated-drift"``
+        also moves a sweep's forecasts by a drift per e-fold learned from the same internal splits (not the
+        default: benchmarks/README.md, "discrepancy_prior.py"); ``"none"`` does neither.
     draws : int, default 1000
         Posterior draws per chain, after tuning (``defaults.DRAWS``).
     tune : int, default 1000
@@ -373,8 +375,10 @@ def fit(
         (:class:`~bayescale.errors.DataError`).
     """
     check_settings(sampler=sampler, draws=draws, tune=tune, chains=chains, cores=cores, target_accept=target_accept)
-    if extrapolation not in ("calibrated", "none"):
-        raise BayescaleError(f"extrapolation must be 'calibrated' or 'none', got {extrapolation!r}")
+    if extrapolation not in defaults.EXTRAPOLATIONS:
+        raise BayescaleError(
+            f"extrapolation must be one of {', '.join(map(repr, defaults.EXTRAPOLATIONS))}, got {extrapolation!r}"
+        )
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise BayescaleError(f"seed must be a whole number >= 0, got {seed!r}")
     user_model, model = model, None  # below, ``model`` is the sampler's
@@ -471,7 +475,7 @@ def fit(
         idata["constant_data"] = runs_dataset(runs)
     extrapolation_settings = {"method": "none"}
     terms = mean_terms(spec)
-    if extrapolation == "calibrated" and not terms:  # forecasts of a model with terms are refused (predict)
+    if extrapolation.startswith("calibrated") and not terms:  # forecasts of a model with terms are refused (predict)
         from bayescale.inference.discrepancy import calibrate
 
         def spec_factory(train, rows):
@@ -480,7 +484,15 @@ def fit(
 
         with timer("calibration"):
             discrepancy = calibrate(
-                runs, law, lik, spec_factory, chains * draws, int(seed), spec.named_values(laplace.center), sampler
+                runs,
+                law,
+                lik,
+                spec_factory,
+                chains * draws,
+                int(seed),
+                spec.named_values(laplace.center),
+                sampler,
+                drift=extrapolation == "calibrated-drift",
             )
         if discrepancy is not None:
             idata["posterior"] = posterior.assign(
