@@ -214,3 +214,17 @@ def test_a_raw_fit_recovers_its_parameters_and_says_it_skips_the_discrepancy(car
     out = bs.predict(fit, N=1e11, D=1e12)
     truth = TRUTH["E"] + TRUTH["A"] / 1e11 ** TRUTH["alpha"] + TRUTH["B"] / 1e12 ** TRUTH["beta"]
     assert out["pred_lower"].iloc[0] <= truth <= out["pred_upper"].iloc[0] < 0
+
+
+def test_tune_finds_the_best_rate_of_a_raw_law():
+    """tune minimises the law's value per draw, which is the same on either scale: the known optimum."""
+    from test_tuning import ASYM, best_rate
+
+    from bayescale.data.datasets import synthetic_tuning_sweep
+
+    law = replace(bs.get_law("chinchilla_lr_asym"), scale="raw")
+    fit = fake_fit(synthetic_tuning_sweep(), law, values=ASYM)
+    points = pd.DataFrame({"N": [1e8, 3e9], "D": [2e9, 6e10]})
+    table = bs.tune(fit, points)
+    np.testing.assert_allclose(table["lr_opt_median"], best_rate(ASYM, points["N"], points["D"]), rtol=1e-4)
+    np.testing.assert_allclose(table["loss_median"], fit.predict(points.assign(lr=table["lr_opt_median"]))["median"])

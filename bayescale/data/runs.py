@@ -356,8 +356,11 @@ def count_parameters(runs: Runs, count: str) -> Runs:
     return Runs(frame, [*runs.notes, note], runs.source, runs.original_columns)
 
 
-def prepare_points(points, inputs: Iterable[str]) -> pd.DataFrame:
-    """Validate the inputs of points to predict at (a DataFrame or a mapping of scalars/arrays)."""
+def prepare_points(points, inputs: Iterable[str], scale: str = "log") -> pd.DataFrame:
+    """Validate the inputs of points to predict at (a DataFrame or a mapping of scalars/arrays).
+
+    A ``loss`` column they carry (candidate runs with outcomes) must be > 0 unless ``scale`` is ``"raw"``.
+    """
     inputs = list(inputs)
     if isinstance(points, Mapping):
         values = {k: np.atleast_1d(np.asarray(v, dtype=object)) for k, v in points.items()}
@@ -374,7 +377,7 @@ def prepare_points(points, inputs: Iterable[str]) -> pd.DataFrame:
         n, c, d = (pd.to_numeric(table[k], errors="coerce") for k in ("N", "C", "D"))
         table["D"] = table["D"].where(table["D"].notna(), c / (6.0 * n))
         table["C"] = table["C"].where(table["C"].notna(), 6.0 * n * d)
-    _clean(table, [c for c in table.columns if c in (*POSITIVE, *inputs) and c != "loss"])
+    _clean(table, [c for c in table.columns if c in (*POSITIVE, *inputs) and c != "loss"], ("loss",) * (scale == "raw"))
     missing = [c for c in inputs if c not in table.columns]
     if missing:
         raise DataError(

@@ -144,7 +144,7 @@ def candidate_table(fit: Fit, candidates) -> pd.DataFrame:
             f"(it has {column_list(table.columns, missing)}); D can also be given as C with N"
         )
     try:
-        table = prepare_points(table, fit.law.inputs)
+        table = prepare_points(table, fit.law.inputs, fit.law.scale)
     except DataError as exc:
         raise DataError(
             f"candidates: {exc}".replace("points", "rows").replace("first point", "first data row")
