@@ -214,6 +214,7 @@ def test_a_raw_fit_recovers_its_parameters_and_says_it_skips_the_discrepancy(car
     out = bs.predict(fit, N=1e11, D=1e12)
     truth = TRUTH["E"] + TRUTH["A"] / 1e11 ** TRUTH["alpha"] + TRUTH["B"] / 1e12 ** TRUTH["beta"]
     assert out["pred_lower"].iloc[0] <= truth <= out["pred_upper"].iloc[0] < 0
+    assert np.isfinite(bs.plan_sensitivity(fit, 1e21)["loss_opt"]["prior"])  # of the (negative) loss, not its log
 
 
 def test_tune_finds_the_best_rate_of_a_raw_law():
