@@ -163,6 +163,15 @@ def test_forecasts_of_a_raw_law_are_on_the_targets_scale(raw_fake):
     assert out.attrs["band_includes"]["credible"] == ["parameters"]
 
 
+def test_the_figures_of_a_raw_fit_draw_its_negative_losses_on_a_linear_axis(raw_fake):
+    from bayescale.viz import plots
+
+    fan = plots.forecast_fan(raw_fake)
+    assert fan.axes[0].get_yscale() == "linear" and fan.axes[0].get_ylim()[0] < 0
+    frontier = plots.frontier_bands(raw_fake, budgets=[1e20, 1e21])
+    assert [ax.get_yscale() for ax in frontier.axes] == ["log", "log", "linear"]
+
+
 def test_plan_and_design_work_on_the_raw_scale(raw_fake):
     planned = bs.plan(raw_fake, 1e21)
     assert planned["loss_opt"]["median"] < 0 and planned["N_opt"]["median"] > 0
