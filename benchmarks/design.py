@@ -1,4 +1,4 @@
-"""Which run next on ScaleBench (Li et al. 2026): replay every strategy on the parallel, moe and sparsity tasks.
+"""Which run next on ScaleBench (Li et al. 2026): replay every strategy on the parallel, moe, sparsity and vocab tasks.
 
 Per task (and per group, which ScaleBench fits on its own: parallel's stack and pile, sparsity's three token
 budgets), `bs.design_replay` starts from the cheapest runs of the pool (train split), chooses runs a batch at a
@@ -9,6 +9,8 @@ runs a fit takes (one more than the parameters, noise included): on parallel tho
 of its pool, more than every share, so there every strategy is the same fit and the record's `spent` says so. A task's score is the mean over its
 groups. The paper's rows (Table 2, R2 averaged over ~10 law families; from ../shared/data/scalebench/SOURCE.txt)
 are written alongside; ours use one law per task (models/scalebench_*.toml), so the comparison is indicative.
+The vocab task's target (unigram-normalised loss) is negative: its card is fitted on the raw scale, without the
+extrapolation discrepancy (calibrated in log-loss), and its 1% share already buys about 520 of the 1080 runs.
 Usage: .venv/bin/python benchmarks/design.py [--repeats 5] [--task NAME ...] [--strategy NAME ...]
        [--draws 300] [--tune 300] [--batch 4] [--out F]
 """
@@ -28,11 +30,17 @@ from bayescale.evaluation.design_replay import STRATEGIES, design_replay
 
 ROOT = Path(__file__).resolve().parents[1]
 SCALEBENCH = ROOT.parent / "shared" / "data" / "scalebench"
-LAWS = {"parallel": "scalebench_parallel", "moe": "scalebench_moe", "sparsity": "scalebench_sparsity"}
+LAWS = {
+    "parallel": "scalebench_parallel",
+    "moe": "scalebench_moe",
+    "sparsity": "scalebench_sparsity",
+    "vocab": "scalebench_vocab",
+}
 GROUPS = {
     "parallel": ["stack", "pile"],
     "moe": [None],
     "sparsity": ["D1=2.31_D2=1.15", "D1=2.31_D2=2.31", "D1=2.31_D2=4.61"],
+    "vocab": [None],
 }
 #: Li et al. 2026, Table 2 (target R2, mean over law families), as copied in SOURCE.txt: per method, the
 #: three budget shares of the task, then the whole pool's point fit
@@ -50,6 +58,7 @@ PAPER = {
         "MSPE": [0.31, 0.44, 0.53],
         "all": 0.37,
     },
+    "vocab": {"Random": [0.54, 0.53, 0.59], "V-optimal": [0.96, 0.97, 0.98], "MSPE": [0.96, 0.98, 0.98], "all": 0.93},
 }
 SCORES = ("r2", "median_abs_rel_error", "mean_rel_halfwidth")
 

@@ -11,7 +11,7 @@ import bayescale as bs
 from bayescale.fitting.result import Fit
 from bayescale.inference.diagnostics import diagnose
 from bayescale.laws.likelihood import get_likelihood
-from bayescale.model.generative import pointwise_log_likelihood
+from bayescale.model.generative import observed_name, pointwise_log_likelihood
 from bayescale.model.spec import ModelSpec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,7 +86,7 @@ def fake_fit(
     """A Fit whose 'posterior' is hand-written draws around ``values`` (no sampling at all)."""
     law = bs.get_law(law)
     lik = get_likelihood(likelihood)
-    runs = bs.load_runs(runs, extra_inputs=law.inputs)
+    runs = bs.load_runs(runs, extra_inputs=law.inputs, scale=law.scale)
     law = law.bind_data({n: runs[n] for n in law.inputs})
     spec = ModelSpec.from_runs(law, lik, runs)
     values = dict(values or bs.datasets.CHINCHILLA_TRUTH)
@@ -99,7 +99,7 @@ def fake_fit(
     posterior = posterior.assign_coords(chain=np.arange(chains), draw=np.arange(draws))
     stats = xr.Dataset({"diverging": (("chain", "draw"), np.zeros((chains, draws), bool))}, coords=posterior.coords)
     tree = xr.DataTree.from_dict({"posterior": posterior, "sample_stats": stats})
-    tree["log_likelihood"] = xr.Dataset({"log_loss": pointwise_log_likelihood(spec, posterior)})
+    tree["log_likelihood"] = xr.Dataset({observed_name(spec): pointwise_log_likelihood(spec, posterior)})
     tree["constant_data"] = xr.Dataset({c: ("obs", runs.frame[c].to_numpy()) for c in runs.columns})
     settings = {
         "draws": draws,

@@ -293,3 +293,22 @@ def test_design(renderings, saved_fit, tmp_path):
     replay += ["--strategy", "bayes", "--strategy", "d-optimal", "--plot", str(tmp_path / "replay.png")]
     assert main(["design", *replay, "--budget-share", "0.02", "--batch", "8", *SAMPLING, "--quiet"]) == 0
     _check(renderings, 3)
+
+
+@pytest.mark.slow
+def test_a_raw_scale_fit_its_summary_forecast_and_design(renderings, tmp_path):
+    from test_raw_scale import CARD, negative_runs
+
+    (tmp_path / "raw.toml").write_text(CARD)
+    negative_runs(40).to_csv(tmp_path / "runs.csv", index=False)
+    pd.DataFrame({"N": [1e8, 1e9, 1e10], "D": [2e9, 2e10, 2e11]}).to_csv(tmp_path / "pool.csv", index=False)
+    fit = str(tmp_path / "raw.nc")
+    law = ["--law", str(tmp_path / "raw.toml")]
+    assert main(["fit", str(tmp_path / "runs.csv"), *law, *SAMPLING, "--out", fit, "--quiet"]) == 0
+    assert main(["summary", fit]) == 0
+    assert main(["predict", fit, "--at", "N=1e11,D=1e12"]) == 0
+    target = ["--target", "N=1e11,D=1e12", "--budget", "1e21"]
+    assert main(["design", fit, "--candidates", str(tmp_path / "pool.csv"), *target]) == 0
+    _check(renderings, 4)
+    assert 'likelihood on the raw target scale (the card\'s scale = "raw")' in renderings[0][0]
+    assert "no extrapolation discrepancy" in renderings[1][0] and "sd of the law's loss" in renderings[3][0]

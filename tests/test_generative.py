@@ -56,6 +56,7 @@ def _specs():
     law = bs.get_law("chinchilla")
     yield "anchored floor", ModelSpec.from_runs(law, get_likelihood("studentt"), demo)
     yield "kaplan, normal", ModelSpec.from_runs(bs.get_law("kaplan_n"), get_likelihood("normal"), demo)
+    yield "raw scale, anchored floor", ModelSpec.from_runs(replace(law, scale="raw"), get_likelihood("normal"), demo)
     families = bs.load_runs(two_families(), keep=["family"])
     pooled = ModelSpec.from_runs(law, get_likelihood("laplace"), families, pool={"E": "family", "alpha": "family"})
     yield "pooled, non-centred", pooled

@@ -100,10 +100,10 @@ def _design_text(result: dict):
         "effective draws behind it"
     )
     for target in result["target"]:
-        yield _target_line(target, inputs, pct)
+        yield _target_line(target, inputs, pct, "log-loss" if result.get("scale", "log") == "log" else "loss")
 
 
-def _target_line(target: dict, inputs: list[str], pct: str) -> str:
+def _target_line(target: dict, inputs: list[str], pct: str, observed: str = "log-loss") -> str:
     """One target quantity: its value, its band now and as expected after the chosen runs, the sd of its log."""
     low, high = target["band_now"]
     new_low, new_high = target["band_expected"]
@@ -111,7 +111,7 @@ def _target_line(target: dict, inputs: list[str], pct: str) -> str:
         where = ", ".join(f"{name}={target[name]:.3g}" for name in inputs)
         return (
             f"target {where}: loss {target['median']:.4f}, {pct} band now [{low:.4f}, {high:.4f}], expected after "
-            f"these runs [{new_low:.4f}, {new_high:.4f}]; sd of the law's log-loss {target['sd_now']:.3g} -> "
+            f"these runs [{new_low:.4f}, {new_high:.4f}]; sd of the law's {observed} {target['sd_now']:.3g} -> "
             f"{target['sd_expected']:.3g}{_beyond(target)}"
         )
     name = target["quantity"].removesuffix("_opt")
@@ -351,5 +351,11 @@ def design_command(
         outcomes=outcomes,
         seed=sampling.get("seed"),
     )
-    result = {"law": fitted.law.name, "n_runs": fitted.n_obs, "inputs": list(fitted.law.inputs), **chosen.to_dict()}
+    result = {
+        "law": fitted.law.name,
+        "scale": fitted.law.scale,
+        "n_runs": fitted.n_obs,
+        "inputs": list(fitted.law.inputs),
+        **chosen.to_dict(),
+    }
     emit(result, as_json, _design_text)

@@ -81,6 +81,8 @@ def summary_result(fit, ci_prob: float, sensitivity: bool = False) -> dict:
         "law": fit.law.name,
         "formula": str(fit.law),
         "likelihood": fit.likelihood.name,
+        "scale": fit.law.scale,
+        "observed": fit.law.observation.description,
         "n_obs": fit.n_obs,
         "source": fit.runs.source,
         "ci_prob": ci_prob,
@@ -96,6 +98,7 @@ def summary_result(fit, ci_prob: float, sensitivity: bool = False) -> dict:
         ],
         "params": {name: dict(row) for name, row in table.iterrows()},
         "discrepancy": None if fit.discrepancy is None else fit.discrepancy.describe(),
+        "discrepancy_skipped": (fit.settings.get("extrapolation") or {}).get("skipped"),
         "breaks": {name: dict(row) for name, row in bs.break_table(fit, ci_prob).iterrows()} if fit.law.breaks else {},
         **({"sensitivity_legend": legend} if legend else {}),
         "diagnostics": {
@@ -113,7 +116,8 @@ def summary_text(result: dict):
     pct = f"{result['ci_prob']:.0%}"
     params = result["params"]
     width = max(8, *(len(name) for name in params))
-    yield f"{result['formula']}  ({result['likelihood']} likelihood on log-loss, {result['n_obs']} runs)"
+    observed = result.get("observed", "log-loss")
+    yield f"{result['formula']}  ({result['likelihood']} likelihood on {observed}, {result['n_obs']} runs)"
     yield f"runs from {result['source']}"
     if result["params_convention"] == "non_embedding":
         yield "N counts non-embedding parameters: give forecasts N in the same convention"
@@ -138,6 +142,8 @@ def summary_text(result: dict):
         yield wrap(result["sensitivity_legend"])
     if result["discrepancy"]:
         yield result["discrepancy"]
+    if result.get("discrepancy_skipped"):
+        yield wrap(result["discrepancy_skipped"])
     for name, b in result["breaks"].items():
         yield (
             f"break {name} along {b['input']}: median {fmt(b['median'])} ({pct} {fmt(b['lower'])}"

@@ -91,7 +91,7 @@ def fit_model_options():
             default=defaults.LIKELIHOOD,
             show_default=True,
             type=click.Choice(LIKELIHOODS),
-            help="Noise model on log-loss.",
+            help='Noise model of the observation: log-loss, or the loss itself for a card with scale = "raw".',
         ),
         cloup.option(
             "--extrapolation",

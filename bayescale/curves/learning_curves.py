@@ -240,12 +240,14 @@ def fit_curves(
     Raises
     ------
     BayescaleError
-        If no checkpoint lies at or before ``upto``.
+        If no checkpoint lies at or before ``upto``, or the law is on the raw target scale (a card's
+        ``scale = "raw"``).
     """
     from bayescale.fitting.pipeline import fit
 
     options.setdefault("likelihood", "normal")
     law = get_law(law)
+    law.require_log_scale("learning-curve forecasts", "their discrepancy along a run is in log-loss")
     frame = runs.frame
     if _needs_schedule(law) and not {"S1", "S2"} <= set(frame.columns):
         frame = add_schedule_inputs(frame)
@@ -355,9 +357,11 @@ def forecast_curves(
     Raises
     ------
     BayescaleError
-        If ``run`` is not in ``runs``, or the horizon lies past a schedule-aware run's last scheduled step.
+        If ``run`` is not in ``runs``, the horizon lies past a schedule-aware run's last scheduled step, or the
+        fit's law is on the raw target scale (a card's ``scale = "raw"``).
     """
     ci_prob = check_ci_prob(ci_prob)
+    fit.law.require_log_scale("learning-curve forecasts", "their discrepancy along a run is in log-loss")
     frame = runs.frame if run is None else _run_rows(runs, run)
     ends = frame.assign(upto_step=upto_steps(frame, upto)).groupby("run", sort=False)
     seed = fit.settings["seed"] if seed is None else seed

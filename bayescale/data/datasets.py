@@ -391,8 +391,8 @@ def load_opt_trajectories(path: str | Path) -> pd.DataFrame:
 
 #: ScaleBench (Li et al. 2026, arXiv 2604.22753; github.com/PlanarG/active-sl): per task, the inputs as the data
 #: names them, the loss column, the cost proxy of the benchmark's registry (as a formula in the columns) and the
-#: budget shares of the paper's protocol. The vocab task's target (unigram-normalised loss) is negative: a
-#: log-loss likelihood cannot take it, so it is not offered.
+#: budget shares of the paper's protocol. The vocab task's target (unigram-normalised loss) is negative, so its
+#: card (``scalebench_vocab``) is fitted on the raw scale (``scale = "raw"``) and the runs are read for it.
 SCALEBENCH_TASKS: dict[str, dict[str, Any]] = {
     "parallel": {
         "folder": "parallel_scaling_law",
@@ -415,6 +415,14 @@ SCALEBENCH_TASKS: dict[str, dict[str, Any]] = {
         "cost": "6 * N_dense * D1 + 6 * N_active * D2",
         "shares": (0.2, 0.35, 0.5),
     },
+    "vocab": {
+        "folder": "vocab_scaling_law",
+        "inputs": ("non_vocab_parameters", "vocab_size", "num_characters"),
+        "loss": "unigram_normalized_loss",
+        "cost": "non_vocab_parameters * num_characters",
+        "shares": (0.01, 0.05, 0.1),
+        "scale": "raw",
+    },
 }
 
 
@@ -426,7 +434,8 @@ def load_scalebench(folder: str | Path, task: str, group: str | None = None) -> 
     folder : str or pathlib.Path
         The benchmark's data folder, holding ``<task>_scaling_law/{train,test}-00000-of-00001.parquet``.
     task : str
-        One of :data:`SCALEBENCH_TASKS`: ``parallel``, ``moe`` or ``sparsity``.
+        One of :data:`SCALEBENCH_TASKS`: ``parallel``, ``moe``, ``sparsity`` or ``vocab`` (whose ``loss``, the
+        unigram-normalised loss, is negative: its card is on the raw scale).
     group : str, optional
         Keep only this value of the ``group`` column (the benchmark fits each group on its own: parallel has
         ``stack`` and ``pile``, sparsity one group per D2).
@@ -459,7 +468,11 @@ def load_scalebench(folder: str | Path, task: str, group: str | None = None) -> 
                 )
             frame = frame[frame["group"] == group]
         runs = load_runs(
-            frame.reset_index(drop=True), {"loss": str(info["loss"])}, extra_inputs=info["inputs"], keep=["group"]
+            frame.reset_index(drop=True),
+            {"loss": str(info["loss"])},
+            extra_inputs=info["inputs"],
+            keep=["group"],
+            scale=info.get("scale", "log"),
         )
         runs.source = f"ScaleBench {task} ({split}{', ' + group if group else ''}) from {path}"
         splits.append(runs)

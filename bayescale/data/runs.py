@@ -143,6 +143,7 @@ def load_runs(
     extra_inputs: Iterable[str] = (),
     keep: Iterable[str] = (),
     where: str | None = None,
+    scale: str = "log",
 ) -> Runs:
     """Read and validate a runs table, or the rows of it that a filter keeps.
 
@@ -172,6 +173,9 @@ def load_runs(
         ``"data in ['rpj', 'c4']"`` (:mod:`bayescale.data.filters`); it may name any column of the table,
         by the table's name or by the canonical name it is mapped to (and ``D`` or ``C`` where they are
         derived). ``Runs.source`` then says so: ``"runs.csv where data == 'rpj'"``.
+    scale : {"log", "raw"}, default "log"
+        The observation scale of the law the runs are for (a card's ``scale``): on ``"log"`` every loss must
+        be > 0 and a loss column that looks like perplexities warns; on ``"raw"`` the loss may be any number.
 
     Returns
     -------
@@ -238,9 +242,10 @@ def load_runs(
             "Map it with columns={'loss': 'your name'} or --columns loss='your name'"
         )
     numeric = [c for c in table.columns if c in CANONICAL and c != "run"] + list(extra_inputs)
-    notes = _clean(table, numeric)
-    _warn_units(table)
-    _warn_perplexity_name(columns.get("loss", "loss"))
+    notes = _clean(table, numeric, signed=("loss",) if scale == "raw" else ())
+    _warn_units(table if scale != "raw" else table.drop(columns="loss"))
+    if scale != "raw":
+        _warn_perplexity_name(columns.get("loss", "loss"))
     _warn_duplicates(table)
     for note in notes:
         logger.info(note)
@@ -294,11 +299,13 @@ def filter_table(
     return frame[mask], narrowed(origin, where)
 
 
-def _clean(table: pd.DataFrame, numeric: Iterable[str]) -> list[str]:
-    """Coerce numeric columns, derive D or C, check positivity; return notes on what was derived."""
+def _clean(table: pd.DataFrame, numeric: Iterable[str], signed: Iterable[str] = ()) -> list[str]:
+    """Coerce numeric columns, derive D or C, check positivity (not of ``signed``); return notes on what was derived."""
     for col in dict.fromkeys(c for c in numeric if c in table.columns):
         table[col] = _numeric_column(table[col], col)
-    for col in (c for c in POSITIVE if c in table.columns):  # before deriving, so the user's column is named
+    for col in (
+        c for c in POSITIVE if c in table.columns and c not in signed
+    ):  # before deriving, so the user's column is named
         bad = table.index[table[col] <= 0]
         if len(bad):
             values = table.loc[bad, col].tolist()
@@ -349,8 +356,11 @@ def count_parameters(runs: Runs, count: str) -> Runs:
     return Runs(frame, [*runs.notes, note], runs.source, runs.original_columns)
 
 
-def prepare_points(points, inputs: Iterable[str]) -> pd.DataFrame:
-    """Validate the inputs of points to predict at (a DataFrame or a mapping of scalars/arrays)."""
+def prepare_points(points, inputs: Iterable[str], scale: str = "log") -> pd.DataFrame:
+    """Validate the inputs of points to predict at (a DataFrame or a mapping of scalars/arrays).
+
+    A ``loss`` column they carry (candidate runs with outcomes) must be > 0 unless ``scale`` is ``"raw"``.
+    """
     inputs = list(inputs)
     if isinstance(points, Mapping):
         values = {k: np.atleast_1d(np.asarray(v, dtype=object)) for k, v in points.items()}
@@ -367,7 +377,7 @@ def prepare_points(points, inputs: Iterable[str]) -> pd.DataFrame:
         n, c, d = (pd.to_numeric(table[k], errors="coerce") for k in ("N", "C", "D"))
         table["D"] = table["D"].where(table["D"].notna(), c / (6.0 * n))
         table["C"] = table["C"].where(table["C"].notna(), 6.0 * n * d)
-    _clean(table, [c for c in table.columns if c in (*POSITIVE, *inputs) and c != "loss"])
+    _clean(table, [c for c in table.columns if c in (*POSITIVE, *inputs) and c != "loss"], ("loss",) * (scale == "raw"))
     missing = [c for c in inputs if c not in table.columns]
     if missing:
         raise DataError(

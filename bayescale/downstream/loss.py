@@ -122,6 +122,7 @@ def loss_points(fit: Fit, table: pd.DataFrame, name: str = "the loss fit") -> pd
     """
     if fit.law.kind != "loss":
         raise BayescaleError(f"{name} is of {fit.law.name!r}, a {fit.law.kind} law; the loss needs a law in N and D")
+    fit.law.require_log_scale(f"a downstream forecast through {name}", "metric laws take the loss in nats")
     keep = {*fit.law.inputs, *pooled_columns(fit).values(), "N", "D", "C"}
     missing = [
         i for i in fit.law.inputs if i not in table.columns and not (i == "D" and {"N", "C"} <= set(table.columns))

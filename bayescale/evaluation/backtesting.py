@@ -134,8 +134,23 @@ def as_candidates(laws: Sequence[Candidate | str], what: str) -> tuple[list[Cand
     return candidates, sorted({col for c in candidates for col in (c.options.get("pool") or {}).values()})
 
 
+def candidates_scale(candidates: Sequence[Candidate], what: str) -> str:
+    """The one observation scale (a card's ``scale``, ``"log"`` or ``"raw"``) of the candidates' laws, which reads
+    the runs; laws on different scales are refused (their log densities are of different quantities)."""
+    from bayescale.laws.card import get_law
+
+    scales = {c.label: get_law(c.law).scale for c in candidates}
+    if len(set(scales.values())) > 1:
+        listed = ", ".join(f"{label}: {scale}" for label, scale in scales.items())
+        raise BayescaleError(
+            f"{what} laws observe the loss on different scales ({listed}; a card's scale): their log densities "
+            f"are not comparable; run one {what} per scale"
+        )
+    return next(iter(scales.values()))
+
+
 def interval_score(actual, lower, upper, prob: float) -> np.ndarray:
-    """Interval score of central ``prob`` intervals (Gneiting and Raftery 2007), relative to the actual loss.
+    """Interval score of central ``prob`` intervals (Gneiting and Raftery 2007), relative to the actual loss (its size).
 
     The width, plus 2/(1 - prob) times the distance by which the actual value falls outside: a
     proper score (lower is better) that rewards narrow bands only while they hold.
@@ -143,7 +158,7 @@ def interval_score(actual, lower, upper, prob: float) -> np.ndarray:
     actual, lower, upper = (np.asarray(a, dtype=float) for a in (actual, lower, upper))
     alpha = 1.0 - prob
     score = (upper - lower) + 2 / alpha * np.maximum(lower - actual, 0) + 2 / alpha * np.maximum(actual - upper, 0)
-    return score / actual
+    return score / np.abs(actual)
 
 
 def score(fit, heldout: Runs, seed: int) -> dict[str, Any]:
@@ -221,12 +236,12 @@ def heldout_lpd(fit, heldout: Runs, seed: int) -> float:
     rng = np.random.default_rng(seed)
     params = flat_draws(fit)
     params = {**params, **params_at(fit, params, heldout.frame, rng)}
-    mu = log_law(fit, {n: params[n] for n in fit.law.param_names}, heldout.frame)
+    mu = log_law(fit, {n: params[n] for n in fit.law.param_names}, heldout.frame)  # on the fit's observation scale
     if fit.discrepancy is not None:
         mu = fit.discrepancy.widen(mu, heldout.frame, seed)
     noise = fit.spec.noise_at(params, heldout)
     with np.errstate(all="ignore"):
-        pointwise = fit.likelihood.logpdf(np.log(heldout["loss"])[None, :], mu, noise)
+        pointwise = fit.likelihood.logpdf(fit.law.observation.observe(heldout["loss"])[None, :], mu, noise)
     return float(np.sum(logsumexp(pointwise, axis=0) - np.log(pointwise.shape[0])))
 
 
@@ -499,7 +514,8 @@ def backtest(
     candidates, keep = as_candidates(candidates, "backtest")
     aliases = {theirs: canonical for canonical, theirs in (columns or {}).items()}
     named = {aliases.get(c, c) for rule in rules for c in rule_columns(rule)} - set(CANONICAL)  # text columns too
-    loaded = load_runs(runs, columns, keep=sorted({*keep, *named, *([by] if by else [])}), where=where)
+    scale = candidates_scale(candidates, "backtest")
+    loaded = load_runs(runs, columns, keep=sorted({*keep, *named, *([by] if by else [])}), where=where, scale=scale)
     groups = {ALL: loaded} if by is None else loaded.split(by)
     for rule in rules:
         _rule_mask(loaded.frame, rule, aliases)  # a rule that cannot be read fails for every group: raise it once

@@ -41,12 +41,25 @@ def _named(fits: Mapping[str, Fit] | Sequence[Fit]) -> dict[str, Fit]:
     return named
 
 
-def check_same_observations(named: Mapping[str, Fit]) -> None:
-    """Raise a clear error unless every fit saw the same losses, in the same order."""
+def check_one_scale(named: Mapping[str, Fit], what: str):
+    """The fits' one observation scale (log-loss or the raw target); an error naming two fits that differ."""
     (first_name, first), *rest = named.items()
-    y0 = np.log(first.runs["loss"])
     for name, fit in rest:
-        y = np.log(fit.runs["loss"])
+        if fit.law.scale != first.law.scale:
+            raise BayescaleError(
+                f"fits {first_name!r} and {name!r} observe the loss on different scales ({first.law.scale} and "
+                f"{fit.law.scale}; a card's scale): {what}"
+            )
+    return first.law.observation
+
+
+def check_same_observations(named: Mapping[str, Fit]) -> None:
+    """Raise a clear error unless every fit saw the same losses, in the same order, on the same scale."""
+    scale = check_one_scale(named, "their log-likelihoods are not comparable, so LOO cannot rank them")
+    (first_name, first), *rest = named.items()
+    y0 = scale.observe(first.runs["loss"])
+    for name, fit in rest:
+        y = scale.observe(fit.runs["loss"])
         if len(y) != len(y0):
             raise BayescaleError(
                 f"fits {first_name!r} and {name!r} are not on the same observations: "
@@ -103,7 +116,8 @@ def compare(fits: Mapping[str, Fit] | Sequence[Fit], *, method: str = "stacking"
     Raises
     ------
     BayescaleError
-        If fewer than two fits are given, or they were not fitted to the same observations.
+        If fewer than two fits are given, or they were not fitted to the same observations on the same scale
+        (log-loss, or the raw target of a card with ``scale = "raw"``: their log-likelihoods differ in kind).
 
     Warns
     -----
@@ -233,7 +247,8 @@ def predict_stacked(
     ------
     BayescaleError
         If fewer than two fits are given, the weights are invalid, the points are given both as a
-        table and as keywords, or (without ``weights``) the fits do not share their observations.
+        table and as keywords, the fits observe the loss on different scales (a card's ``scale``), or (without
+        ``weights``) the fits do not share their observations.
     """
     from bayescale.data.runs import prepare_points
     from bayescale.defaults import check_ci_prob
@@ -241,6 +256,7 @@ def predict_stacked(
 
     named = _named(fits)
     ci_prob = check_ci_prob(ci_prob)
+    scale = check_one_scale(named, "their draws cannot be mixed")
     if weights is None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", SamplerWarning)
@@ -264,14 +280,14 @@ def predict_stacked(
     assert table is not None  # _named gave at least two fits
     mu, y = np.concatenate(mus), np.concatenate(ys)
     lo, hi = (1 - ci_prob) / 2, (1 + ci_prob) / 2
-    law_q = np.exp(np.nanquantile(mu, [lo, 0.5, hi], axis=0))
-    pred_q = np.exp(np.nanquantile(y, [lo, hi], axis=0))
+    law_q = scale.to_loss(np.nanquantile(mu, [lo, 0.5, hi], axis=0))
+    pred_q = scale.to_loss(np.nanquantile(y, [lo, hi], axis=0))
     out = pd.concat(
         [
             table,
             pd.DataFrame(
                 {
-                    "mean": np.nanmean(np.exp(mu), axis=0),
+                    "mean": np.nanmean(scale.to_loss(mu), axis=0),
                     "median": law_q[1],
                     "lower": law_q[0],
                     "upper": law_q[2],

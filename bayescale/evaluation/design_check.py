@@ -134,7 +134,7 @@ def check_design(
         lap_now, lap_after = laplace_variance(base, run, points)
         for outcome in range(outcomes):
             draw = int(rng.integers(n_draws))
-            observed = run[inputs].assign(loss=float(np.exp(y[draw, 0])))
+            observed = run[inputs].assign(loss=float(base.law.observation.to_loss(y[draw, 0])))
             predicted = posterior_after(base, observed, points, leave_out=draw)
             added = observed.assign(**({"C": 6.0 * observed["N"] * observed["D"]} if "C" in base.runs.columns else {}))
             frame = pd.concat([base.runs.frame.reset_index(drop=True), added], ignore_index=True)

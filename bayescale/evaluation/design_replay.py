@@ -46,9 +46,9 @@ def score(fit, targets: pd.DataFrame, ci_prob: float = defaults.CI_PROB) -> dict
     return {
         "r2": r_squared(actual, median),
         "coverage": {str(ci_prob): float(np.mean((actual >= lower) & (actual <= upper)))},
-        "median_abs_rel_error": float(np.median(np.abs(median - actual) / actual)),
+        "median_abs_rel_error": float(np.median(np.abs(median - actual) / np.abs(actual))),
         "mean_halfwidth": float(np.mean((upper - lower) / 2)),
-        "mean_rel_halfwidth": float(np.mean((upper - lower) / 2 / median)),
+        "mean_rel_halfwidth": float(np.mean((upper - lower) / 2 / np.abs(median))),
     }
 
 
@@ -128,10 +128,11 @@ def design_replay(
     unknown = [s for s in strategies if s not in STRATEGIES]
     if unknown:
         raise BayescaleError(f"unknown strategy {unknown[0]!r}; choose from {', '.join(STRATEGIES)}")
-    inputs = get_law(law).inputs
+    inputs, scale = get_law(law).inputs, get_law(law).scale
     priced = [name for name in Formula(cost).names if name not in (*CANONICAL, *inputs)]  # the cost's own columns
-    pool_frame = load_runs(pool, columns, extra_inputs=inputs, keep=priced, where=where).frame.reset_index(drop=True)
-    target_frame = load_runs(targets, columns, extra_inputs=inputs, where=where).frame.reset_index(drop=True)
+    pool_frame = load_runs(pool, columns, extra_inputs=inputs, keep=priced, where=where, scale=scale).frame
+    target_frame = load_runs(targets, columns, extra_inputs=inputs, where=where, scale=scale).frame
+    pool_frame, target_frame = pool_frame.reset_index(drop=True), target_frame.reset_index(drop=True)
     options = {"progressbar": False, **(fit_options or {})}
     costs = candidate_costs(pool_frame, cost)
     total = float(costs.sum())

@@ -57,7 +57,7 @@ def _in_order(order, costs: np.ndarray, money: float, batch: int) -> list[int]:
 
 
 def law_jacobian(fit: Fit, table: pd.DataFrame, step: float = 1e-5) -> np.ndarray:
-    """d log L / d log|theta| at the posterior median, one row per point of ``table``, one column per parameter.
+    """d y / d log|theta| at the posterior median (y: log L, or L on a raw-scale law), one row per point, one column per parameter.
 
     Central finite differences on the law as the forecasts evaluate it (:func:`bayescale.forecast.predict.log_law`);
     pooled parameters (which differ by group) are held at their groups' medians and left out. Scaling each
@@ -91,7 +91,7 @@ def d_optimal_batch(
     """Greedy D-optimal batch: each pick maximises the gain in log det of the information per unit cost.
 
     The information of the runs ``chosen`` so far (rows of ``table``) is J'J with J from :func:`law_jacobian`
-    (a Gaussian likelihood on log-loss with one noise scale, which divides out); adding run j raises its log det
+    (a Gaussian likelihood on the fit's observation scale, log-loss or the raw loss, with one noise scale, which divides out); adding run j raises its log det
     by log(1 + j' I^-1 j). A tiny ridge keeps I invertible when the runs so far cannot pin every parameter.
     """
     jac = law_jacobian(fit, table)

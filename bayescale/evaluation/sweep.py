@@ -22,7 +22,7 @@ import pandas as pd
 from bayescale import defaults
 from bayescale.data.runs import RunsSource, load_runs
 from bayescale.errors import BayescaleError, SamplerWarning
-from bayescale.evaluation.backtesting import Candidate, as_candidates, fit_candidate
+from bayescale.evaluation.backtesting import Candidate, as_candidates, candidates_scale, fit_candidate
 from bayescale.files import atomic_write
 from bayescale.fitting.result import Fit
 
@@ -233,7 +233,13 @@ def fit_many(
     from bayescale.parallel.executor import Task, describe, fan_out, plan_workers
 
     candidates, keep = as_candidates(laws, "sweep")
-    loaded = load_runs(runs, columns, keep=sorted({*keep, *([by] if by else [])}), where=where)
+    loaded = load_runs(
+        runs,
+        columns,
+        keep=sorted({*keep, *([by] if by else [])}),
+        where=where,
+        scale=candidates_scale(candidates, "sweep"),
+    )
     groups = {ALL: loaded} if by is None else loaded.split(by)  # each keeps the file's row numbers
     workers, planned_cores = plan_workers(len(groups) * len(candidates), processes)
     settings = {

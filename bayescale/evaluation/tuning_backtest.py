@@ -140,12 +140,14 @@ def backtest_tuning(
     from bayescale.laws.card import get_law
 
     law = get_law(law)
-    loaded = load_runs(runs, columns, extra_inputs=law.inputs, where=where)
+    loaded = load_runs(runs, columns, extra_inputs=law.inputs, where=where, scale=law.scale)
     check_columns(loaded, law)
     mask = holdout_mask(loaded.frame, holdout, {theirs: ours for ours, theirs in (columns or {}).items()})
     train, heldout = loaded.subset(~mask, f"not ({holdout})"), loaded.subset(mask, holdout)
     fitted = fit_law(train, law, seed=seed, **fit_options)
-    held = count_parameters(load_runs(heldout, extra_inputs=law.inputs), fitted.settings.get("params", "total"))
+    held = count_parameters(
+        load_runs(heldout, extra_inputs=law.inputs, scale=law.scale), fitted.settings.get("params", "total")
+    )
     scored = score(fitted, held, seed)
     cells = rank_cells(fitted, held.frame, seed)
     return {

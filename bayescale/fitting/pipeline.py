@@ -29,12 +29,18 @@ from bayescale.inference.sampling import check_settings, draw_posterior
 from bayescale.laws.card import Law, get_law
 from bayescale.laws.likelihood import Likelihood, get_likelihood
 from bayescale.laws.priors import Prior
-from bayescale.model.generative import adopt_model, mean_terms, pointwise_log_likelihood, subset_model
+from bayescale.model.generative import adopt_model, mean_terms, observed_name, pointwise_log_likelihood, subset_model
 from bayescale.model.spec import SIGMA_SLOPE, ModelSpec
 from bayescale.model.whitened import build_whitened
 
 if TYPE_CHECKING:
     import pymc as pm
+
+#: why a law on the raw target scale has no calibrated extrapolation discrepancy (``settings["extrapolation"]``)
+RAW_SCALE_NO_DISCREPANCY = (
+    'no extrapolation discrepancy: the law is fitted on the raw target scale (the card\'s scale = "raw"), and '
+    "the discrepancy is calibrated in log-loss per e-fold beyond the data; bands carry the parameters and noise only"
+)
 
 #: A fit's dense linear algebra is small (L-BFGS updates, the whitening's products): OpenBLAS threads
 #: cost far more than they save there, several times over when another process or the sampler's own
@@ -106,7 +112,10 @@ def _prepare(
     law_priors, noise_priors, sd_priors = _split_priors(priors, law, lik, pool)
     law = law.with_priors(law_priors)
     runs = count_parameters(
-        load_runs(runs, columns, extra_inputs=law.inputs, keep=sorted({*pool.values(), *keep}), where=where), params
+        load_runs(
+            runs, columns, extra_inputs=law.inputs, keep=sorted({*pool.values(), *keep}), where=where, scale=law.scale
+        ),
+        params,
     )
     check_tunable_columns(runs, law)
     runs.require(law.inputs, len(law.params) + len(lik.noise_params), law.name)
@@ -471,11 +480,13 @@ def fit(
         )
     report(diagnostics)
     with timer("log-likelihood"):  # PyMC's, on the generative model (LOO works on every fit)
-        idata["log_likelihood"] = xr.Dataset({"log_loss": pointwise_log_likelihood(spec, posterior)})
+        idata["log_likelihood"] = xr.Dataset({observed_name(spec): pointwise_log_likelihood(spec, posterior)})
         idata["constant_data"] = runs_dataset(runs)
-    extrapolation_settings = {"method": "none"}
+    extrapolation_settings: dict[str, Any] = {"method": "none"}
     terms = mean_terms(spec)
-    if extrapolation.startswith("calibrated") and not terms:  # forecasts of a model with terms are refused (predict)
+    if extrapolation.startswith("calibrated") and not law.observation.is_log:  # kappa is per e-fold of log-loss
+        extrapolation_settings["skipped"] = RAW_SCALE_NO_DISCREPANCY
+    elif extrapolation.startswith("calibrated") and not terms:  # forecasts of a model with terms are refused (predict)
         from bayescale.inference.discrepancy import calibrate
 
         def spec_factory(train, rows):

@@ -30,7 +30,7 @@ from bayescale.inference.discrepancy import DRAW_NAMES, Discrepancy
 from bayescale.laws.card import Law
 from bayescale.laws.likelihood import Likelihood, get_likelihood
 from bayescale.laws.priors import Prior, PriorSpec
-from bayescale.model.generative import OBSERVED, adopt_model, build_generative, posterior_offsets
+from bayescale.model.generative import adopt_model, build_generative, observed_name, posterior_offsets
 from bayescale.model.spec import OBS_DIM, ModelSpec
 
 if TYPE_CHECKING:
@@ -256,7 +256,7 @@ class Fit:
         return self._add_groups(drawn, ("prior", "prior_predictive", "observed_data"))
 
     def posterior_predictive(self, *, seed: int | None = None) -> xr.DataTree:
-        """Replicate the observed log-loss from every posterior draw: adds ``posterior_predictive``.
+        """Replicate the observations (log-loss, or the loss for a raw-scale law) from every posterior draw.
 
         Parameters
         ----------
@@ -266,7 +266,8 @@ class Fit:
         Returns
         -------
         xarray.DataTree
-            ``fit.idata`` itself, with groups ``posterior_predictive`` (``log_loss`` per draw and run) and
+            ``fit.idata`` itself, with groups ``posterior_predictive`` (``log_loss``, or ``loss`` for a law on the
+            raw scale, per draw and run) and
             ``observed_data`` added (or replaced).
         """
 
@@ -278,7 +279,7 @@ class Fit:
         trace = posterior.merge(posterior_offsets(self.spec, posterior))[free]
         with defaults.reproducible_compilation():
             drawn = pm.sample_posterior_predictive(
-                trace, model=self.model, var_names=[OBSERVED], random_seed=seed, progressbar=False
+                trace, model=self.model, var_names=[observed_name(self.spec)], random_seed=seed, progressbar=False
             )
         return self._add_groups(drawn, ("posterior_predictive", "observed_data"))
 

@@ -68,10 +68,11 @@ def loss_scale(fit: Fit) -> dict | None:
     dict or None
         ``floor`` (the law's floor, the card's ``anchor``, as the runs alone set it; a pooled fit's
         posterior median), ``log_floor``, ``plausible_floors`` and ``looks_like_perplexity`` (the floor
-        lies above the plausible range and its log inside it); None for a law without an additive floor.
+        lies above the plausible range and its log inside it); None for a law without an additive floor, or a
+        law on the raw target scale (a card's ``scale = "raw"``: its target is no loss in nats).
     """
     anchor = fit.law.anchor
-    if anchor is None or anchor not in fit.posterior:
+    if anchor is None or anchor not in fit.posterior or not fit.law.observation.is_log:
         return None
     floor = float(np.median(fit.posterior[anchor].to_numpy()))
     if not fit.spec.pooled:
@@ -113,9 +114,9 @@ def _inside(draws: np.ndarray, observed: np.ndarray, level: float) -> np.ndarray
     return (observed >= lo) & (observed <= hi)
 
 
-def _flat(group) -> np.ndarray:
-    """(chain, draw, obs) -> (draws, obs)."""
-    values = group["log_loss"].to_numpy()
+def _flat(group, name: str) -> np.ndarray:
+    """Observed variable ``name``'s (chain, draw, obs) -> (draws, obs)."""
+    values = group[name].to_numpy()
     return values.reshape(-1, values.shape[-1])
 
 
@@ -153,19 +154,20 @@ def check(fit: Fit, *, prior_draws: int = 500, seed: int | None = None) -> dict:
 
     from bayescale.forecast.sensitivity import check_sensitivity
 
-    observed = np.log(fit.runs["loss"])
+    scale = fit.law.observation
+    observed = scale.observe(fit.runs["loss"])
     idata = fit.prior_predictive(prior_draws, seed=seed)
-    prior = _flat(idata["prior_predictive"])
+    prior = _flat(idata["prior_predictive"], scale.variable)
     ruled_out = ~_inside(prior, observed, PRIOR_BAND)
     idata = fit.posterior_predictive(seed=seed)
-    replicated = _flat(idata["posterior_predictive"])
+    replicated = _flat(idata["posterior_predictive"], scale.variable)
     coverage = {level: float(np.mean(_inside(replicated, observed, level))) for level in (0.5, 0.9)}
     size_name = fit.law.inputs[0]
     size = np.asarray(fit.runs[size_name], float)
     inside_half = _inside(replicated, observed, 0.5)
     low, high = np.quantile(size, [1 / 3, 2 / 3])
     scatter = stats.spearmanr(np.abs(observed - np.median(replicated, axis=0)), np.log(size))
-    pit = np.asarray(loo_pit(idata, var_names=["log_loss"])["log_loss"]).ravel()
+    pit = np.asarray(loo_pit(idata, var_names=[scale.variable])[scale.variable]).ravel()
     points, ecdf, lower, upper = ecdf_pit(pit, PIT_ENVELOPE_PROB, PIT_SIMULATIONS, rng=np.random.default_rng(0))
     outside = (ecdf < lower) | (ecdf > upper)
     result = {
@@ -175,8 +177,8 @@ def check(fit: Fit, *, prior_draws: int = 500, seed: int | None = None) -> dict:
             "band": PRIOR_BAND,
             "outside": int(ruled_out.sum()),
             "outside_rows": [int(i) + 1 for i in np.flatnonzero(ruled_out)],
-            "loss_range": [float(np.exp(np.quantile(prior, 0.005))), float(np.exp(np.quantile(prior, 0.995)))],
-            "observed_range": [float(np.exp(observed.min())), float(np.exp(observed.max()))],
+            "loss_range": [float(scale.to_loss(np.quantile(prior, q))) for q in (0.005, 0.995)],
+            "observed_range": [float(scale.to_loss(observed.min())), float(scale.to_loss(observed.max()))],
         },
         "posterior_predictive": {"coverage_0.5": coverage[0.5], "coverage_0.9": coverage[0.9]},
         "noise_along_size": {

@@ -1,13 +1,14 @@
 """Which runs to train next: the candidates whose outcome would shrink the targets' uncertainty most per unit cost.
 
 The measure is the variance of the targets' log quantities under the law's parameter uncertainty
-(per posterior draw: the law's log-loss at a point, before noise and extrapolation discrepancy; log N*
+(per posterior draw: the law's log-loss at a point, before noise and extrapolation discrepancy, or the
+loss itself for a law on the raw target scale, a card's ``scale = "raw"``; log N*
 and log D* at a compute budget; log lr* at a point; :mod:`bayescale.forecast.design_targets`), summed
 over the targets. A candidate's value is the expected drop of that variance once its loss is known,
 divided by its cost.
 
 The expected posterior after an unseen outcome comes from the draws themselves: pick a draw s_m,
-simulate the run's log-loss y_m from the fit's noise model around the law there, weight every
+simulate the run's observation y_m (log-loss, or the raw loss) from the fit's noise model around the law there, weight every
 other draw by p(y_m | theta_s) (importance reweighting of the posterior by the new run's
 likelihood), and average the weighted variance over the simulated outcomes. A batch is chosen
 greedily: each next run is valued in the same simulated worlds as the runs chosen before it, its
@@ -143,7 +144,7 @@ def candidate_table(fit: Fit, candidates) -> pd.DataFrame:
             f"(it has {column_list(table.columns, missing)}); D can also be given as C with N"
         )
     try:
-        table = prepare_points(table, fit.law.inputs)
+        table = prepare_points(table, fit.law.inputs, fit.law.scale)
     except DataError as exc:
         raise DataError(
             f"candidates: {exc}".replace("points", "rows").replace("first point", "first data row")
@@ -194,7 +195,8 @@ def _thin(n: int, draws: int | None) -> np.ndarray:
 
 
 def _law_and_noise(fit: Fit, params: dict, table: pd.DataFrame, seed: int):
-    """log-law draws (rows) at the points (columns), the noise parameters there (draws on the last axis) and the law's.
+    """The law's draws (rows; on the observation scale, :func:`~bayescale.forecast.predict.law_mean`) at the points
+    (columns), the noise parameters there (draws on the last axis) and the law's.
 
     Noise values come back shaped (1, points or 1, draws), ready to broadcast against (outcomes, points, draws);
     the law's parameters as :func:`~bayescale.forecast.predict.params_at` gives them.
@@ -409,7 +411,7 @@ def design(
         budget=budget,
         spent=float(spent),
         cost=Formula(cost).text,
-        measure=measure_text(wanted),
+        measure=measure_text(wanted, fit.law.observation.is_log),
         ci_prob=ci_prob,
         settings={"draws": len(keep), "outcomes": len(truth), "n_candidates": k, "batch": batch, "seed": seed},
     )
@@ -451,7 +453,7 @@ def posterior_after(
     Returns
     -------
     pandas.DataFrame
-        Per target: its inputs, ``var_now`` and ``var_after`` (variance of the law's log-loss over the
+        Per target: its inputs, ``var_now`` and ``var_after`` (variance of the law's log-loss, or raw loss, over the
         draws, equally weighted and reweighted by the new runs' likelihood) and ``ess`` (the effective
         number of draws after reweighting).
     """
@@ -465,7 +467,10 @@ def posterior_after(
     mu, noise, _ = _law_and_noise(fit, every, pd.concat([runs[needed], points[needed]], ignore_index=True), seed)
     b = len(runs)
     log_w = _log_likelihood(
-        fit, np.log(runs["loss"].to_numpy(dtype=float))[None, :], mu[:, :b].T, _columns(noise, slice(0, b))
+        fit,
+        fit.law.observation.observe(runs["loss"].to_numpy(dtype=float))[None, :],
+        mu[:, :b].T,
+        _columns(noise, slice(0, b)),
     ).sum(axis=1)
     if leave_out is not None:
         log_w[0, leave_out] = -np.inf

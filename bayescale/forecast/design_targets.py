@@ -2,7 +2,8 @@
 
 Three kinds of target, told apart by what the user gives:
 
-- ``loss``, a point (``N=7e10,D=1.4e12``): the log of the law's loss there, per draw; its band is
+- ``loss``, a point (``N=7e10,D=1.4e12``): the log of the law's loss there, per draw (the loss itself for a
+  law on the raw target scale, a card's ``scale = "raw"``); its band is
   :func:`~bayescale.forecast.predict.predict`'s credible band (the extrapolation discrepancy included).
 - ``optimum``, a compute budget alone (``C=1e23``, for a law in N and D without a C input): log N* and
   log D* per draw, as :func:`~bayescale.forecast.plan.plan` computes them (6ND, no token cap); bands of N*
@@ -39,6 +40,7 @@ BEST = "best"
 #: per kind, the quantity whose variance of log is its part of the measure
 MEASURES = {
     "loss": "variance of log-loss (the law's, at a point)",
+    "raw loss": "variance of the loss on the raw target scale (the law's, at a point; the card's scale = \"raw\")",
     "optimum": "mean variance of log N* and log D* (a budget's optimum, per draw as plan computes it)",
     "best": "variance of log lr* (the best value of a tunable input, per draw as tune computes it)",
 }
@@ -60,9 +62,9 @@ class Target:
     column: int = -1
 
 
-def measure_text(targets: list[Target]) -> str:
-    """What ``gain`` and ``value`` measure for these targets, in words."""
-    kinds = dict.fromkeys(t.kind for t in targets)
+def measure_text(targets: list[Target], log_scale: bool = True) -> str:
+    """What ``gain`` and ``value`` measure for these targets (a loss on log-loss or on the raw scale), in words."""
+    kinds = dict.fromkeys("raw loss" if t.kind == "loss" and not log_scale else t.kind for t in targets)
     parts = "; or ".join(MEASURES[k] for k in kinds)
     return (
         f"expected reduction, per unit cost, of the sum over the targets of the {parts}, under the law's parameter "
@@ -303,9 +305,14 @@ def bands(
         for quantity in t.quantities
     ]
     out = pd.DataFrame(rows)
-    out["median"] = np.exp(np.median(widened_now, axis=0))
-    out["lower_now"], out["upper_now"] = np.exp(np.quantile(widened_now, [lo, hi], axis=0))
-    out["lower_expected"], out["upper_expected"] = np.exp(expected[:, 0]), np.exp(expected[:, 1])
+
+    def unlog(x: np.ndarray) -> np.ndarray:  # per quantity (last axis): a loss by the fit's scale, the others exp
+        return np.where(np.isin(np.arange(len(kinds)), loss), fit.law.observation.to_loss(x), np.exp(x))
+
+    with np.errstate(over="ignore"):
+        out["median"] = unlog(np.median(widened_now, axis=0))
+        out["lower_now"], out["upper_now"] = unlog(np.quantile(widened_now, [lo, hi], axis=0))
+        out["lower_expected"], out["upper_expected"] = unlog(expected[:, 0]), unlog(expected[:, 1])
     out["sd_now"], out["sd_expected"] = np.sqrt(var_now), np.sqrt(var_after)
     out["extrapolation_now"], out["extrapolation_expected"] = distance_now, distance_after
     return out

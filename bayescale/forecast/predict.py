@@ -141,12 +141,22 @@ def params_at(
     return out
 
 
-def log_law(fit: Fit, params: Mapping[str, np.ndarray], table: pd.DataFrame) -> np.ndarray:
-    """log of the law's value for every draw (rows) and point (columns); ``params`` from :func:`params_at`."""
+def law_mean(fit: Fit, params: Mapping[str, np.ndarray], table: pd.DataFrame) -> np.ndarray:
+    """The law's mean of the observation for every draw (rows) and point (columns); ``params`` from :func:`params_at`.
+
+    On the fit's observation scale (``fit.law.observation``): the log of the law's value for a law on log-loss
+    (every catalog law but the raw-scale ones), the value itself for a card with ``scale = "raw"``. Observations,
+    noise draws and held-out scores are on the same scale; ``fit.law.observation.to_loss`` converts back.
+    """
     env = {name: table[name].to_numpy(dtype=float)[None, :] for name in fit.law.inputs}
     env.update({n: params[n] for n in fit.law.param_names})
     with np.errstate(all="ignore"):
-        return np.log(fit.law.formula.numpy(env))
+        return fit.law.observation.observe(fit.law.formula.numpy(env))
+
+
+#: the name the callers know :func:`law_mean` by: the log of the law for every law on log-loss (the default
+#: scale), the law's value itself on the raw scale
+log_law = law_mean
 
 
 def extrapolation_columns(fit: Fit, table: pd.DataFrame) -> pd.DataFrame:
@@ -176,7 +186,9 @@ def _noise(fit: Fit, params: Mapping[str, np.ndarray], part: pd.DataFrame, seed:
 
 
 def loss_draws(fit: Fit, table: pd.DataFrame, seed: int, new_runs: np.ndarray | None = None):
-    """Per block of points: log-law draws (with the extrapolation discrepancy) and log-loss draws of new runs.
+    """Per block of points: the law's draws (with the extrapolation discrepancy) and draws of new runs.
+
+    Both on the fit's observation scale (:func:`law_mean`): log-loss, or the loss itself for a raw-scale law.
 
     Rows are posterior draws, columns points. Yields (mu, y) for blocks of :data:`_BLOCK` points.
     ``new_runs`` (a boolean mask over the points) limits the new-run draws to the points that need
@@ -187,7 +199,7 @@ def loss_draws(fit: Fit, table: pd.DataFrame, seed: int, new_runs: np.ndarray | 
     params = {**params, **params_at(fit, params, table, rng)}
     for start in range(0, len(table), _BLOCK):
         part = table.iloc[start : start + _BLOCK]
-        mu = log_law(
+        mu = law_mean(
             fit,
             {
                 n: v[:, start : start + _BLOCK] if v.shape[1] > 1 else v
@@ -209,14 +221,14 @@ def loss_draws(fit: Fit, table: pd.DataFrame, seed: int, new_runs: np.ndarray | 
 
 
 def _new_runs(fit: Fit, params: Mapping[str, np.ndarray], mu: np.ndarray, part: pd.DataFrame, seed: int) -> np.ndarray:
-    """Log-loss draws of new runs at ``part``: the law's draws ``mu`` plus the noise, from each point's own stream."""
+    """Draws of new runs' observations at ``part``: the law's draws ``mu`` plus the noise, from each point's own stream."""
     return mu + fit.spec.noise_at(params, part)["sigma"] * _noise(fit, params, part, seed, mu.shape[0])
 
 
 def warn_invalid_draws(mu: np.ndarray, labels) -> None:
     """Warn, naming the points, where some posterior draws of the law give no valid loss (non-positive or undefined).
 
-    ``mu`` holds log-law draws (rows) at the points (columns). Forecasts there rest on the valid
+    ``mu`` holds the law's draws on the observation scale (rows; :func:`law_mean`) at the points (columns). Forecasts there rest on the valid
     draws only (and are NaN where none is valid); the law itself breaks down at such points.
     """
     share = np.mean(~np.isfinite(mu), axis=0)
@@ -258,7 +270,8 @@ def predict(
     Returns
     -------
     pandas.DataFrame
-        One row per point (index ``point``): the points' columns, then the law's value (``mean`` over the
+        One row per point (index ``point``), in the loss column's units (the raw target for a card with
+        ``scale = "raw"``): the points' columns, then the law's value (``mean`` over the
         draws, ``median`` and the credible interval ``lower``, ``upper``), the predictive interval of a new
         run's loss (``pred_lower``, ``pred_upper``), the ratio of each input to its largest observed value
         (``<input>_vs_max``; also ``C`` and ``D_per_N`` for a law in N and D) and ``extrapolation``, the
@@ -284,6 +297,7 @@ def predict(
     table = prepare_points(points, fit.law.inputs)
     seed = fit.settings["seed"] if seed is None else seed
     lo, hi = (1 - ci_prob) / 2, (1 + ci_prob) / 2
+    scale = fit.law.observation
     blocks = []
     for start, (mu, y) in zip(range(0, len(table), _BLOCK), loss_draws(fit, table, seed)):
         if not np.isfinite(mu).all():
@@ -291,9 +305,9 @@ def predict(
             warn_invalid_draws(mu, [point_label(row, fit.law.inputs) for _, row in part.iterrows()])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # points with no valid draw: NaN, named just above
-            law_q = np.exp(np.nanquantile(mu, [lo, 0.5, hi], axis=0))
-            pred_q = np.exp(np.nanquantile(y, [lo, hi], axis=0))
-            mean = np.nanmean(np.exp(mu), axis=0)
+            law_q = scale.to_loss(np.nanquantile(mu, [lo, 0.5, hi], axis=0))
+            pred_q = scale.to_loss(np.nanquantile(y, [lo, hi], axis=0))
+            mean = np.nanmean(scale.to_loss(mu), axis=0)
         blocks.append(
             pd.DataFrame(
                 {

@@ -399,7 +399,10 @@ def plan_sensitivity(fit: Fit, flops: float, budget=None) -> dict[str, dict]:
     draws = optimal_allocation(fit, flops, budget)
     keys = {"N_opt": "the compute-optimal N*", "D_opt": "the compute-optimal D*", "loss_opt": "the loss at the optimum"}
     with np.errstate(all="ignore"):
-        quantities = {k: np.log(draws[k].to_numpy(dtype=float)) for k in keys}
+        quantities = {k: np.log(draws[k].to_numpy(dtype=float)) for k in keys if k != "loss_opt"}
+        quantities["loss_opt"] = fit.law.observation.observe(
+            draws["loss_opt"].to_numpy(dtype=float)
+        )  # a raw target has no log
     point = {"N": float(draws["N_opt"].median()), "D": float(draws["D_opt"].median())}
     labels = {k: f"{label} at {flops:.3g} FLOPs" for k, label in keys.items()}
     return draws_sensitivity(fit, quantities, point, labels)

@@ -27,7 +27,8 @@ import numpy as np
 
 from bayescale.errors import BayescaleError, FormulaError
 from bayescale.laws.formula import Formula
-from bayescale.laws.priors import Prior, ScaledPrior
+from bayescale.laws.likelihood import LIKELIHOODS, ObservationScale, get_scale
+from bayescale.laws.priors import Prior, ScaledPrior, fixed_prior
 
 #: the parameter :meth:`Law.with_run_offset` adds
 RUN_OFFSET = "run_offset"
@@ -104,6 +105,13 @@ class Law:
     kind : str, default "loss"
         What the formula gives: ``"loss"`` (a scaling law) or ``"metric"`` (a downstream accuracy from the
         loss, which must then be an input).
+    scale : str, default "log"
+        What a fit observes: ``"log"``, the log of the loss with the law's log as its mean (noise relative to
+        the loss), or ``"raw"``, the loss column's value itself with the law's value as its mean (a target
+        that may be zero or negative; noise in its units). See :class:`~bayescale.laws.likelihood.ObservationScale`.
+    noise : Mapping[str, Prior], default {}
+        Priors of noise parameters (``sigma``, ``nu``) that replace the likelihood's and the scale's defaults;
+        a fit's own ``priors=`` replace these in turn.
 
     Raises
     ------
@@ -130,9 +138,21 @@ class Law:
     #: what the formula gives: "loss" (a scaling law), or "metric" (a downstream accuracy from the loss,
     #: bayescale.downstream)
     kind: str = "loss"
+    #: what a fit observes: "log" (log-loss) or "raw" (the loss column's value itself); see ObservationScale
+    scale: str = "log"
+    #: priors of noise parameters (sigma, nu) in place of the likelihood's and the scale's defaults
+    noise: Mapping[str, Prior] = field(default_factory=dict)
 
     def __post_init__(self):
         context = f"law {self.name!r}"
+        get_scale(self.scale, context)
+        known_noise = {n for lik in LIKELIHOODS.values() for n in lik.noise_params}
+        stray_noise = sorted(set(self.noise) - known_noise)
+        if stray_noise:
+            raise FormulaError(
+                f"{context}: noise prior(s) for {', '.join(stray_noise)}; the likelihoods' noise parameters are "
+                f"{', '.join(sorted(known_noise))}"
+            )
         if not self.inputs:
             raise FormulaError(f"{context}: a law needs at least one input (for example N, D or C)")
         clash = sorted(set(self.inputs) & set(self.params))
@@ -190,10 +210,31 @@ class Law:
                 f"(loss = {self.anchor} + ...), as a loss floor does"
             )
 
+    @property
+    def observation(self) -> ObservationScale:
+        """What a fit of this law observes of each run (log-loss or the loss itself) and how it converts back."""
+        return get_scale(self.scale)
+
+    def require_log_scale(self, what: str, why: str) -> None:
+        """Refuse ``what`` (a step that works on log-loss, because ``why``) for a law fitted on the raw target."""
+        if not self.observation.is_log:
+            raise BayescaleError(
+                f'{what} cannot use law {self.name!r}, fitted on the raw target scale (the card\'s scale = "raw"): '
+                f"{why}"
+            )
+
     # -- construction -------------------------------------------------------------------------
     @classmethod
     def from_dict(cls, card: Mapping[str, Any], card_path: str | None = None) -> Law:
         where = card_path or "law card"
+        noise = {}
+        for nname, table in (card.get("noise") or {}).items():
+            if not isinstance(table, Mapping) or "prior" not in table:
+                raise FormulaError(f'{where}: noise parameter {nname!r} needs a prior, e.g. prior = "HalfNormal(0.1)"')
+            try:
+                noise[nname] = fixed_prior(table["prior"], nname)
+            except BayescaleError as exc:
+                raise FormulaError(f"{where}: noise prior of {nname!r}: {exc}") from None
         for key in ("name", "inputs", "formula", "params"):
             if key not in card:
                 raise FormulaError(f"{where}: missing key {key!r} (a card needs name, inputs, formula, params)")
@@ -226,6 +267,8 @@ class Law:
             anchor=card.get("anchor"),
             run_effect=tuple(card.get("run_effect") or ()),
             kind=str(card.get("kind", "loss")),
+            scale=str(card.get("scale", "log")),
+            noise=noise,
         )
 
     @classmethod
@@ -248,6 +291,7 @@ class Law:
         inputs: tuple[str, ...] | None = None,
         name: str = "custom",
         title: str = "",
+        scale: str = "log",
     ) -> Law:
         """A law from a formula string; names in ``inputs`` (default: N, D, C, ... found in it) are data.
 
@@ -266,6 +310,8 @@ class Law:
             The law's name.
         title : str, default ""
             A title for reports; empty: the formula text.
+        scale : {"log", "raw"}, default "log"
+            What a fit observes: log-loss, or the loss column's value itself (see :class:`Law`).
 
         Returns
         -------
@@ -300,7 +346,7 @@ class Law:
                 params[pname] = Param(pname, Prior.parse(spec))
             except FormulaError as exc:
                 raise FormulaError(f"law {name!r}: prior of {pname!r}: {exc}") from None
-        return cls(name=name, inputs=tuple(inputs), formula=parsed, params=params, title=title or formula)
+        return cls(name=name, inputs=tuple(inputs), formula=parsed, params=params, title=title or formula, scale=scale)
 
     # -- variants ------------------------------------------------------------------------------
     def with_priors(self, overrides: Mapping[str, Any] | None) -> Law:
@@ -401,6 +447,8 @@ class Law:
             "breaks": dict(self.breaks),
             **({"anchor": self.anchor} if self.anchor else {}),
             **({"run_effect": list(self.run_effect)} if self.run_effect else {}),
+            **({"scale": self.scale} if self.scale != "log" else {}),
+            **({"noise": {n: {"prior": p.to_dict()} for n, p in self.noise.items()}} if self.noise else {}),
         }
 
     def __str__(self) -> str:

@@ -5,7 +5,8 @@
 distribution of that name, pooled parameters as hierarchical variables (population value
 ``<p>_pop``, spread ``<p>_sd`` and standard-normal ``<p>_offset`` with the group column as its
 ``dims``, the group values ``<p>`` a Deterministic), the noise parameters named, every input and
-each pooling column's group index as ``pm.Data``, and the observed log-loss ``log_loss``.
+each pooling column's group index as ``pm.Data``, and the observed log-loss ``log_loss`` (for a card with
+``scale = "raw"``: the observed loss itself, ``loss``, with the law's value as its mean).
 
 It is the model the sampler explores: :mod:`bayescale.model.whitened` takes this model's log-density
 and replaces its value variables by functions of the sampler's whitened coordinates (the map of
@@ -23,10 +24,18 @@ import xarray as xr
 
 from bayescale.model.spec import OBS_DIM, ModelSpec
 
-#: the observed variable's name in the generative model and in ArviZ groups
+#: the observed variable's name in the generative model and in ArviZ groups, for a law on log-loss (the
+#: default); a law on the raw scale names it ``loss`` (:func:`observed_name`)
 OBSERVED = "log_loss"
-#: the ``pm.Data`` holding the observed log-loss (data, so a compiled model takes new runs without a recompile)
+#: the ``pm.Data`` holding the observations (data, so a compiled model takes new runs without a recompile)
 OBSERVED_DATA = "observed_log_loss"
+
+
+def observed_name(spec: ModelSpec) -> str:
+    """The observed variable's name: ``log_loss``, or ``loss`` for a law on the raw scale (``law.observation``)."""
+    return spec.law.observation.variable
+
+
 #: the ``pm.Data`` holding the runs' mean log N, where the noise scale has a trend along N
 TREND_CENTRE = "noise_trend_centre"
 
@@ -61,7 +70,7 @@ def build_generative(spec: ModelSpec, groups: dict[str, np.ndarray] | None = Non
     import pymc as pm
     import pytensor.tensor as pt
 
-    coords: dict[str, np.ndarray | list[str]] = {OBS_DIM: np.arange(len(spec.log_loss))}
+    coords: dict[str, np.ndarray | list[str]] = {OBS_DIM: np.arange(len(spec.observed))}
     group_codes = {}
     for pooled_param in spec.pooled.values():
         coords[pooled_param.column] = list(pooled_param.levels)
@@ -92,14 +101,16 @@ def build_generative(spec: ModelSpec, groups: dict[str, np.ndarray] | None = Non
         per_obs = {
             n: values[n][index[spec.pooled[n].column]] if n in spec.pooled else values[n] for n in spec.law.param_names
         }
-        mu = pt.log(spec.law.formula.pytensor({**inputs, **per_obs}))
+        mu = spec.law.observation.observe(spec.law.formula.pytensor({**inputs, **per_obs}), pt)
         for term in terms:
             mu = mu + term(model)
         trend = 0.0
         if spec.trend_centre is not None:
             trend = pt.log(inputs[spec.law.inputs[0]]) - pm.Data(TREND_CENTRE, spec.trend_centre)
-        observed = pm.Data(OBSERVED_DATA, np.asarray(spec.log_loss, dtype=float), dims=OBS_DIM)
-        spec.likelihood.pymc_observed(OBSERVED, mu, spec.noise_values(values, trend, pt), observed, dims=OBS_DIM)
+        observed = pm.Data(OBSERVED_DATA, np.asarray(spec.observed, dtype=float), dims=OBS_DIM)
+        spec.likelihood.pymc_observed(
+            observed_name(spec), mu, spec.noise_values(values, trend, pt), observed, dims=OBS_DIM
+        )
     return model
 
 
@@ -164,7 +175,7 @@ def mean_terms(spec: ModelSpec) -> list[str]:
     if spec.model is None or not spec.extra:
         return []
     model = spec.model
-    observed = model[OBSERVED]
+    observed = model[observed_name(spec)]
     inputs = set(ancestors(observed.owner.inputs[2:]))  # the observed variable's inputs: rng, size, then its parameters
     return [name for name, _ in spec.extra if model[name] in inputs]
 
@@ -184,12 +195,12 @@ def pointwise_log_likelihood(spec: ModelSpec, posterior: xr.Dataset) -> xr.DataA
     with reproducible_compilation():
         computed = pm.compute_log_likelihood(
             xr.DataTree.from_dict({"posterior": trace}),
-            var_names=[OBSERVED],
+            var_names=[observed_name(spec)],
             model=model,
             extend_inferencedata=False,
             progressbar=False,
         )
-    return computed[OBSERVED].transpose("chain", "draw", OBS_DIM)
+    return computed[observed_name(spec)].transpose("chain", "draw", OBS_DIM)
 
 
 def free_variable_values(spec: ModelSpec, values) -> dict[str, np.ndarray]:

@@ -24,6 +24,7 @@ import numpy as np
 import xarray as xr
 
 from bayescale.data.runs import Runs
+from bayescale.errors import DataError, row_numbers
 from bayescale.laws.card import Law
 from bayescale.laws.likelihood import Likelihood
 from bayescale.laws.priors import Prior, PriorSpec, ScaledPrior, fixed_prior
@@ -56,7 +57,8 @@ class ModelSpec:
     likelihood: Likelihood
     priors: Mapping[str, Prior]  # law parameters first, then noise parameters, in order
     inputs: Mapping[str, np.ndarray]  # one array per law input
-    log_loss: np.ndarray
+    #: each run's loss on the law's observation scale (``law.observation``): its log, or the value itself
+    observed: np.ndarray
     pooled: Mapping[str, PooledParam] = field(default_factory=dict)
     #: the data's centre (geometric mean of each input) where an anchored floor is reached; None: no anchor
     reference: Mapping[str, float] | None = None
@@ -82,7 +84,17 @@ class ModelSpec:
         sd_priors: Mapping[str, PriorSpec] | None = None,
     ) -> ModelSpec:
         priors = {name: _bound(p.prior) for name, p in law.params.items()}
-        noise = dict(likelihood.noise_priors)
+        scale = law.observation
+        loss = runs["loss"] if "loss" in runs.columns else np.array([])
+        if scale.is_log and np.any(loss <= 0):
+            bad = runs.frame.index[loss <= 0]
+            raise DataError(
+                f"column 'loss': law {law.name!r} fits log-loss, so every loss must be > 0, but {row_numbers(bad)} "
+                'are not (a card with scale = "raw" fits the loss itself, which may be zero or negative)'
+            )
+        observed = scale.observe(loss)
+        noise = {**likelihood.noise_priors, **scale.default_noise(observed)}
+        noise.update({name: prior for name, prior in law.noise.items() if name in likelihood.noise_priors})
         for name, spec in (noise_priors or {}).items():
             noise[name] = fixed_prior(spec, name)
         priors.update(noise)
@@ -96,7 +108,7 @@ class ModelSpec:
         trend_centre = None
         if SIGMA_SLOPE in priors:
             trend_centre = float(np.mean(np.log(np.asarray(inputs[law.inputs[0]], float))))
-        return cls(law, likelihood, priors, inputs, np.log(runs["loss"]), pooled, reference, trend_centre=trend_centre)
+        return cls(law, likelihood, priors, inputs, observed, pooled, reference, trend_centre=trend_centre)
 
     @property
     def anchor(self) -> str | None:
@@ -125,7 +137,9 @@ class ModelSpec:
         out = []
         for name in self.priors:
             if name == self.anchor:
-                centre = f"log_loss_at_centre (sets {name}{'_pop' if name in self.pooled else ''})"
+                centre = (
+                    f"{self.law.observation.variable}_at_centre (sets {name}{'_pop' if name in self.pooled else ''})"
+                )
                 out += [centre, *self.pooled[name].free_names[1:]] if name in self.pooled else [centre]
             else:
                 out += self.pooled[name].free_names if name in self.pooled else [name]
@@ -156,7 +170,7 @@ class ModelSpec:
         for a pooled one ``<p>_pop``, ``<p>_sd`` and ``<p>_offset`` instead; their unconstrained
         values are PyMC's value variables (log for positive parameters, log-odds for bounded ones).
         The coordinates differ from them in three places, each with its Jacobian: an anchored floor
-        is reached through the log-loss at the data's centre; a group sampled centred has its own
+        is reached through the law's mean (log-loss, or the loss on the raw scale) at the data's centre; a group sampled centred has its own
         unconstrained value as coordinate, not its standard-normal offset; and when every group of
         a parameter is centred, the population value is written relative to the groups' mean.
         ``xp`` is NumPy or PyTensor; ``reference`` (the data's centre) and ``centring`` (masks per
@@ -185,9 +199,10 @@ class ModelSpec:
             }
             env = {**reference, **plain, **population, self.anchor: 0.0}
             rest = self.law.formula.numpy(env) if xp is np else self.law.formula.pytensor(env)
-            floor = xp.exp(u_centre) - rest
+            at_centre, log_jac_centre = self.law.observation.to_loss_jacobian(u_centre, xp)
+            floor = at_centre - rest
             u_floor = prior.support.to_unconstrained(floor, xp)
-            log_jac = log_jac + u_centre - prior.support.from_unconstrained(u_floor, xp)[1]
+            log_jac = log_jac + log_jac_centre - prior.support.from_unconstrained(u_floor, xp)[1]
             if pooled is None:
                 out[self.anchor] = u_floor
             else:
@@ -296,7 +311,8 @@ class ModelSpec:
                     p.param: values.get(p.pop_name, values[p.param]) for p in self.pooled.values() if p.param != name
                 }
                 with np.errstate(all="ignore"):
-                    first = float(np.log(self.law.formula.numpy({**self.reference, **values, **population, name: pop})))
+                    at_centre = self.law.formula.numpy({**self.reference, **values, **population, name: pop})
+                    first = float(self.law.observation.observe(at_centre))
             else:
                 first = x
             if pooled is None:
@@ -340,6 +356,7 @@ class ModelSpec:
             "formula": self.law.formula.text,
             "inputs": list(self.inputs),
             "likelihood": self.likelihood.name,
+            "scale": self.law.scale,
             "priors": [(name, prior.to_dict()) for name, prior in self.priors.items()],
             "pooled": [
                 (name, p.column, len(p.levels), p.sd_prior.to_dict(), p.all_centred) for name, p in self.pooled.items()

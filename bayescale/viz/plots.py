@@ -157,12 +157,13 @@ def forecast_fan(
     ax.axvspan(high, far, color="0.93", zorder=0)
     ax.text(high * 1.1, ax.get_ylim()[1], "extrapolation", va="top", fontsize=8, color="0.4")
     ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
-    ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%.1f"))
+    if fit.law.observation.is_log:  # a raw target (a card's scale = "raw") may be negative: a linear axis
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%.1f"))
     others = ", ".join(f"{n} = {np.median(frame[n] / frame[x]):.3g}·{x}" for n in fit.law.inputs if n != x)
     ax.set_xlabel(x + (f"   (bands along {others})" if others else ""))
-    ax.set_ylabel("loss (nats)")
+    ax.set_ylabel("loss (nats)" if fit.law.observation.is_log else "loss (the raw target)")
     ax.set_title(f"{fit.law.name}: forecast with credible and predictive bands")
     ax.legend(fontsize=8, loc="lower left")
     fig.tight_layout()
@@ -248,7 +249,7 @@ def loo_pit(fit: Fit):
 
     if "posterior_predictive" not in fit.idata.children:
         fit.posterior_predictive()
-    return _figure(azp.plot_loo_pit(fit.idata, var_names=["log_loss"], backend="matplotlib"))
+    return _figure(azp.plot_loo_pit(fit.idata, var_names=[fit.law.observation.variable], backend="matplotlib"))
 
 
 def calibration(result: BacktestResult):
@@ -294,7 +295,7 @@ def frontier_bands(fit: Fit, budgets=None, ci_prob: float = defaults.CI_PROB):
         ax.fill_between(table["flops"], table[f"{key}_lower"], table[f"{key}_upper"], color=_PRED, alpha=0.6)
         ax.plot(table["flops"], table[f"{key}_median"], color=_LAW)
         ax.set_xscale("log")
-        ax.set_yscale("log")
+        ax.set_yscale("log" if key != "loss_opt" or fit.law.observation.is_log else "linear")
         ax.set_xlabel("compute C (FLOPs)")
         ax.set_title(label, fontsize=10)
     fig.suptitle(f"compute-optimal frontier, median and {ci_prob:.0%} band", fontsize=10)
@@ -367,8 +368,10 @@ def learning_curves(
 def model_checks(fit: Fit, result: dict):
     """Three panels: prior predictive vs observed losses, in-sample posterior predictive bands, LOO-PIT ECDF."""
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-    observed = np.log(fit.runs["loss"])
-    prior = fit.idata["prior_predictive"]["log_loss"].to_numpy().ravel()
+    scale = fit.law.observation
+    observed = scale.observe(fit.runs["loss"])
+    label = "log loss" if scale.is_log else "loss (raw scale)"
+    prior = fit.idata["prior_predictive"][scale.variable].to_numpy().ravel()
     ax = axes[0]
     prior = prior[np.isfinite(prior)]
     # the central 98% of the prior draws and every run: broad priors reach log-losses of +-1000, where
@@ -377,9 +380,9 @@ def model_checks(fit: Fit, result: dict):
     low, high = min(low, float(observed.min())), max(high, float(observed.max()))
     ax.hist(prior, bins=80, range=(low, high), density=True, color="0.75", label="prior predictive")
     ax.hist(observed, bins=30, density=True, color="tab:blue", alpha=0.7, label="observed runs")
-    ax.set(title="prior predictive (central 98%)", xlabel="log loss", yticks=[], xlim=(low, high))
+    ax.set(title="prior predictive (central 98%)", xlabel=label, yticks=[], xlim=(low, high))
     ax.legend(fontsize=8)
-    replicated = fit.idata["posterior_predictive"]["log_loss"].to_numpy()
+    replicated = fit.idata["posterior_predictive"][scale.variable].to_numpy()
     replicated = replicated.reshape(-1, replicated.shape[-1])
     order = np.argsort(observed)
     lo, mid, hi = np.quantile(replicated[:, order], [0.05, 0.5, 0.95], axis=0)
@@ -391,7 +394,7 @@ def model_checks(fit: Fit, result: dict):
     ax.set(
         title=f"posterior predictive ({result['posterior_predictive']['coverage_0.9']:.0%} inside 90%)",
         xlabel="runs, sorted by loss",
-        ylabel="log loss",
+        ylabel=label,
     )
     ax.legend(fontsize=8)
     pit = result["loo_pit"]

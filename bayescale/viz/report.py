@@ -192,7 +192,8 @@ def _fit_section(
     ranges = ", ".join(f"{n} from {human(frame[n].min())} to {human(frame[n].max())}" for n in fit.law.inputs)
     doc.para(
         f"Data: {len(frame)} runs from {fit.runs.source}; {ranges}; loss from {frame['loss'].min():.3f} to "
-        f"{frame['loss'].max():.3f}. Likelihood: {fit.likelihood.name} on log-loss. " + " ".join(fit.runs.notes)
+        f"{frame['loss'].max():.3f}. Likelihood: {fit.likelihood.name} on {fit.law.observation.description}. "
+        + " ".join(fit.runs.notes)
     )
     for param, pooled in fit.spec.pooled.items():
         doc.para(
