@@ -183,6 +183,7 @@ def compare_command(
     if out_dir and laws:
         from bayescale.evaluation.sweep import file_name
 
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
         result["saved"] = [fit.save(Path(out_dir) / f"{file_name(name)}.nc") for name, fit in fits.items()]
     emit(result, as_json, _compare_text)
     if laws and len(fits) < len(laws):
