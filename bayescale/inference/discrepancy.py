@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 
 from bayescale.data.runs import NONNEGATIVE, Runs, is_curves, point_label
+from bayescale.data.schedules import MPL_INPUTS
 from bayescale.errors import BayescaleError, ExtrapolationWarning, warn_user
 from bayescale.inference.laplace import centred_where_pinned, laplace_approximation
 from bayescale.laws.priors import Prior
@@ -97,7 +98,7 @@ def distance_axes(inputs) -> list[str]:
     can a run trained on more tokens per parameter than any seen (a small model on the most tokens):
     over-training is its own direction of extrapolation.
     """
-    axes = list(inputs)
+    axes = [name for name in inputs if name not in MPL_INPUTS]  # the Multi-Power Law's quadrature nodes are no axis
     if {"N", "D"} <= set(axes):
         axes += [name for name in ("C", TOKENS_PER_PARAMETER) if name not in axes]
     return axes
