@@ -13,7 +13,14 @@ import pandas as pd
 import pytest
 
 import bayescale as bs
-from bayescale.cli import application_commands, design_commands, evaluation_commands, fit_commands, render
+from bayescale.cli import (
+    application_commands,
+    comparison_commands,
+    design_commands,
+    evaluation_commands,
+    fit_commands,
+    render,
+)
 from bayescale.cli.main import main
 
 SAMPLING = ["--draws", "100", "--tune", "150", "--chains", "2", "--seed", "1"]
@@ -36,7 +43,7 @@ def renderings(monkeypatch):
         seen.append(("\n".join(text(ready)), json.loads(json.dumps(ready))))
         render.emit(result, as_json, text)
 
-    for module in (fit_commands, evaluation_commands, application_commands, design_commands):
+    for module in (fit_commands, comparison_commands, evaluation_commands, application_commands, design_commands):
         monkeypatch.setattr(module, "emit", both)
     return seen
 
@@ -161,8 +168,9 @@ def test_plan_check_compare_and_report(renderings, saved_fit, second_fit, tmp_pa
     )
     assert main(["check", str(saved_fit), "--prior-draws", "100"]) == 0
     assert main(["compare", str(saved_fit), str(second_fit)]) == 0
+    assert main(["compare", str(saved_fit), str(second_fit), "--at", "N=7e10,D=1.4e12", "--at", "N=1e9,D=2e10"]) == 0
     assert main(["report", str(saved_fit), "--out", str(tmp_path / "r.md"), "--format", "markdown"]) == 0
-    _check(renderings, 4)
+    _check(renderings, 5)
 
 
 @pytest.mark.slow
@@ -312,3 +320,14 @@ def test_a_raw_scale_fit_its_summary_forecast_and_design(renderings, tmp_path):
     _check(renderings, 4)
     assert 'likelihood on the raw target scale (the card\'s scale = "raw")' in renderings[0][0]
     assert "no extrapolation discrepancy" in renderings[1][0] and "sd of the law's loss" in renderings[3][0]
+
+
+def test_compare_fits_the_laws_and_forecasts_them_stacked(renderings, tmp_path):
+    runs = str(bs.datasets.demo_runs_path())
+    args = ["compare", runs, "--law", "chinchilla", "--law", "kaplan_nd", "--at", "N=7e10,D=1.4e12", *SAMPLING]
+    assert main([*args, "--processes", "1", "--quiet", "--out", str(tmp_path / "fits")]) == 0
+    _check(renderings, 1)
+    text, data = renderings[0]
+    assert "stacked (" in text and "bands: 90% intervals" in text and "sampler: " in text
+    assert {row["fit"] for row in data["fits"]} == {"chinchilla", "kaplan_nd"}
+    assert sorted(p.name for p in (tmp_path / "fits").iterdir()) == ["chinchilla.nc", "kaplan_nd.nc"]

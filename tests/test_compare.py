@@ -2,6 +2,7 @@
 
 import warnings
 
+import numpy as np
 import pytest
 from conftest import fake_fit
 
@@ -139,3 +140,45 @@ def test_compare_says_where_loo_and_a_backtest_disagree(demo_runs, tmp_path, cap
     text = " ".join(capsys.readouterr().out.split())
     assert "They disagree: LOO prefers chin" in text and "the backtest prefers kap" in text
     assert "kap: LOO rank 2; backtest on 'N >= 5e10' (13 runs): rank 1, 90% band holds 1.00" in text
+
+
+def test_cli_compare_forecasts_with_the_laws_stacked_by_their_loo_weights(demo_runs, tmp_path, capsys):
+    """``compare --at``: the stacked forecast is bs.predict_stacked on the same fits with the LOO stacking weights."""
+    import json
+
+    import pandas as pd
+
+    from bayescale.cli.main import main
+
+    low = fake_fit(demo_runs, values={**CHINCHILLA_TRUTH, "E": 1.66}, spread=0.004, seed=1).save(tmp_path / "low.nc")
+    high = fake_fit(demo_runs, values={**CHINCHILLA_TRUTH, "E": 1.72}, spread=0.004, seed=2).save(tmp_path / "high.nc")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bs.SamplerWarning)
+        assert main(["compare", str(low), str(high), "--at", "N=7e10,D=1.4e12", "--at", "N=1e9,D=2e10", "--json"]) == 0
+        data = json.loads(capsys.readouterr().out)
+        fits = {"low": bs.load(low), "high": bs.load(high)}
+        weights = bs.compare(fits)["weight"].to_dict()
+        points = pd.DataFrame({"N": [7e10, 1e9], "D": [1.4e12, 2e10]})
+        expected = bs.predict_stacked(fits, points, weights=weights)
+        ranked = list(bs.compare(fits).index)
+    forecast = data["forecast"]
+    assert forecast["weights"] == pytest.approx(weights) and 0.05 < weights["low"] < 0.95  # both laws carry the mix
+    assert forecast["band_includes"] == expected.attrs["band_includes"]
+    got = pd.DataFrame(forecast["predictions"])
+    for column in ("N", "D", "median", "lower", "upper", "pred_lower", "pred_upper"):
+        np.testing.assert_allclose(got[column], expected[column], rtol=1e-12)
+    assert [row["fit"] for row in data["fits"]] == ranked
+    assert data["fits"][0]["sampler"]["divergences"] == fits[data["fits"][0]["fit"]].diagnostics.divergences
+
+
+def test_cli_compare_refuses_mixed_inputs(demo_runs, tmp_path, capsys):
+    from bayescale.cli.main import main
+
+    one = fake_fit(demo_runs, spread=0.002, seed=1).save(tmp_path / "one.nc")
+    two = fake_fit(demo_runs, spread=0.002, seed=2).save(tmp_path / "two.nc")
+    assert main(["compare", str(one), str(two), "--law", "chinchilla", "--law", "kaplan_nd"]) == 2
+    assert "with --law give one runs table, got 2 files" in capsys.readouterr().err
+    assert main(["compare", str(one), str(two), "--where", "N > 1e9"]) == 2
+    assert "--columns, --where and --out apply to a runs table with --law" in capsys.readouterr().err
+    assert main(["compare", str(one), str(two), "--at", "N=1e9,D=2e10", "--points", "p.csv"]) == 2
+    assert "--points FILE.csv, not both" in capsys.readouterr().err

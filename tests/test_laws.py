@@ -92,3 +92,42 @@ def test_anchored_floor_round_trips_through_the_loss_at_the_centre(demo_runs):
     from bayescale.inference.laplace import _compiled_objective
 
     assert _compiled_objective(spec)(below_the_rest)[0] == np.inf  # the sampler's density there is zero
+
+
+def test_a_formula_may_be_centred_at_the_data_and_is_bound_to_numbers_when_fitted():
+    law = Law.from_formula(
+        "E + A * (X / X_mid)**(-alpha)", {"E": "HalfNormal(2)", "A": "HalfNormal(2)", "alpha": "HalfNormal(1)"}
+    )
+    assert law.inputs == ("X",)  # X_mid is no parameter and needs no prior
+    bound = law.with_inputs({"X": "D"})
+    assert bound.formula.names == {"E", "A", "alpha", "D", "D_mid"}
+    fixed = bound.bind_data({"D": np.array([1e9, 4e9, 1.6e10])})
+    assert "D_mid" not in fixed.formula.names and "D / 4000000000.0" in fixed.formula.text
+    values = {"E": 1.0, "A": 2.0, "alpha": 0.5, "D": 1.6e10}
+    assert fixed.formula.numpy(values) == pytest.approx(1.0 + 2.0 * 4.0**-0.5)
+    assert Law.from_dict(fixed.to_dict()).formula.text == fixed.formula.text  # a fit stores the numbers
+    with pytest.raises(BayescaleError, match=r"centres its formula at D_mid.*every value > 0; found 0"):
+        bound.bind_data({"D": np.array([0.0, 1e9])})
+    with pytest.raises(FormulaError, match=r"no prior given for parameter\(s\) N_mid"):  # X's centre, not N's
+        Law.from_formula(
+            "E + A * (X / N_mid)**(-alpha)", {"E": "HalfNormal(2)", "A": "HalfNormal(2)", "alpha": "HalfNormal(1)"}
+        )
+
+
+def test_the_farseer_card_is_the_papers_law_in_centred_coordinates():
+    """Li et al. 2025: L = exp(s N^q + S) + exp(B N^b + Q) D^(-exp(A N^a + E)); floor and exponent exactly the paper's."""
+    runs = {"N": np.geomspace(5e7, 2e10, 9), "D": np.geomspace(1e9, 4e11, 9)}
+    law = bs.get_law("farseer").bind_data(runs)
+    n_mid, d_mid = float(f"{np.sqrt(5e7 * 2e10):.4g}"), float(f"{np.sqrt(1e9 * 4e11):.4g}")
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        typical = [1.0, -0.1, -0.15, -0.7, 0.0, 0.05, -1.2, 0.0, 0.05]
+        centred = {n: float(v) for n, v in zip(law.params, rng.normal(0, 0.15, 9) + typical)}
+        paper = {n: float(d.formula.numpy(centred)) for n, d in law.derived.items()}
+        n, d = rng.uniform(1e8, 3e10), rng.uniform(1e9, 1e12)
+        coefficient = np.exp(centred["Q0"] + centred["B0"] * ((n / n_mid) ** centred["b"] - 1) / centred["b"])
+        expected = np.exp(paper["s"] * n ** centred["q"] + paper["S"]) + coefficient * (d / d_mid) ** -np.exp(
+            paper["A"] * n ** centred["a"] + paper["E"]
+        )
+        assert law.formula.numpy({**centred, "N": n, "D": d}) == pytest.approx(expected, rel=1e-9)
+        assert paper["beta_mid"] == pytest.approx(np.exp(paper["A"] * n_mid ** centred["a"] + paper["E"]))

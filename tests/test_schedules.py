@@ -217,3 +217,45 @@ def test_runs_grouped_by_size_get_a_pooled_run_offset(monkeypatch):
     assert seen["priors"] == {"run_offset_sd": "HalfNormal(sigma=0.05)"} and seen["likelihood"] == "normal"
     fit_curves(runs, "schedule_aware", upto=0.5)  # the card's run effect: floor and scale by run
     assert seen["pool"] == {"L0": "run", "A": "run"} and "run_offset" not in seen["law"].params
+
+
+def _exact_loss_drop(lr, warmup, t, B, C, beta, gamma):
+    """LD(t) of the Multi-Power Law (Luo et al. 2025) as the paper writes it: a sum over every step's drop."""
+    drop = np.zeros_like(lr)
+    drop[1:] = lr[:-1] - lr[1:]
+    drop[: warmup + 1] = 0.0
+    total = np.concatenate([[0.0], np.cumsum(lr)])
+    k = np.arange(t)
+    return B * np.sum(drop[:t] * (1 - (C * lr[k] ** -gamma * (total[t] - total[k]) + 1) ** -beta))
+
+
+def test_the_multi_power_card_takes_the_papers_sum_over_past_drops():
+    from bayescale.data.schedules import MPL_INPUTS, drop_inputs, mpl_formula
+
+    law = bs.get_law("multi_power")
+    assert law.formula.text == mpl_formula() and law.inputs == ("S1", *MPL_INPUTS)
+    params = {"L0": 0.0, "A": 0.0, "alpha": 0.5, "K": 400.0 * 0.5 * 2.0, "C": 2.0, "beta": 0.5, "gamma": 0.6}
+    for text in ("cosine(peak=3e-3, total=16000, warmup=50, final=0.1)", "wsd(peak=1e-3, total=8000, warmup=50)"):
+        schedule = Schedule.parse(text)
+        rates, steps = schedule.learning_rates(), np.array([100, 4000, 7000, 7999])
+        inputs = drop_inputs(rates, schedule.warmup_steps, steps)
+        got = -law.formula.numpy({**params, **{n: inputs[n].to_numpy() for n in MPL_INPUTS}, "S1": 1.0})
+        exact = [_exact_loss_drop(rates, schedule.warmup_steps, t, 400.0, 2.0, 0.5, 0.6) for t in steps]
+        np.testing.assert_allclose(got, exact, rtol=3e-3, atol=1e-5)  # nats
+        assert got[-1] > 0.1
+    assert got[0] == 0  # WSD: nothing dropped before its decay
+    with pytest.raises(DataError, match="run 'r1': its learning rate rises after warm-up"):
+        drop_inputs(np.r_[np.full(10, 1e-3), np.full(10, 2e-3)], 0, [15], run="r1")
+
+
+def test_schedule_inputs_carry_the_multi_power_columns_when_asked():
+    from bayescale.data.schedules import MPL_INPUTS
+
+    table = pd.DataFrame(
+        {"run": ["a"] * 3, "step": [100, 500, 1000], "loss": [3.0, 2.8, 2.7], "peak_lr": 1e-3, "total_steps": 1000}
+    )
+    plain = add_schedule_inputs(table)
+    assert not set(MPL_INPUTS) & set(plain.columns)
+    full = add_schedule_inputs(table, mpl=True)
+    np.testing.assert_allclose(full[["S1", "S2"]], plain[["S1", "S2"]])
+    assert (full["mpl_drop"].diff().dropna() > 0).all() and (full[list(MPL_INPUTS)] >= 0).all().all()

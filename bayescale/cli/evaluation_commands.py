@@ -12,7 +12,6 @@ import bayescale as bs
 from bayescale.cli.options import (
     fan_out_group,
     file_argument,
-    fits_argument,
     input_group,
     law_group,
     law_option,
@@ -20,7 +19,7 @@ from bayescale.cli.options import (
     sampling_group,
     sampling_settings,
 )
-from bayescale.cli.parsing import at_points, candidate, check_fan_out, fit_names, numbered, pairs
+from bayescale.cli.parsing import at_points, candidate, check_fan_out, numbered, pairs
 from bayescale.cli.render import band, bands_line, emit, fmt, prior_driven_lines, wrap
 from bayescale.errors import BayescaleError
 from bayescale.files import staged_folder
@@ -446,67 +445,3 @@ def tune_command(runs, columns, where, law_spec, at, lr, batch, holdout, quiet, 
     if out:
         result["saved"] = fitted.save(out)
     emit(result, as_json, _tune_text)
-
-
-# -- compare ----------------------------------------------------------------------------------------
-#: what each column of the comparison table means
-LOO_LEGEND = (
-    "elpd: expected log predictive density of a left-out run (PSIS-LOO; higher is better), se its standard "
-    "error; elpd_diff: how far below the best, dse the standard error of that difference; p_loo: effective "
-    "number of parameters; weight: stacking weight (the mix of laws that predicts left-out runs best, not "
-    "the probability that a law is right); k>thr: runs whose LOO value is unreliable (Pareto k)"
-)
-
-
-def _compare_text(result: dict):
-    yield (
-        f"{'fit':<24} {'rank':>4} {'elpd':>9} {'se':>7} {'elpd_diff':>9} {'dse':>7} {'p_loo':>6} {'weight':>6} "
-        f"{'k>thr':>5}"
-    )
-    for row in result["fits"]:
-        yield (
-            f"{row['fit']:<24} {row['rank']:>4.0f} {row['elpd']:>9.1f} {row['se']:>7.1f} {row['elpd_diff']:>9.1f} "
-            f"{row['dse']:>7.1f} {row['p']:>6.1f} {row['weight']:>6.2f} {len(row['high_pareto_k_rows']):>5.0f}"
-        )
-    yield wrap(result["legend"])
-    yield ""
-    yield from map(wrap, result["verdict"])
-    if result.get("against_backtest"):
-        yield ""
-        yield from map(wrap, result["against_backtest"])
-
-
-@cloup.command("compare")
-@fits_argument()
-@output_group(
-    cloup.option(
-        "--backtest",
-        "backtest_path",
-        type=click.Path(dir_okay=False),
-        default=None,
-        help="A backtest of the same laws (from backtest --out): say where it and LOO disagree.",
-    ),
-    ci=False,
-)
-def compare_command(fit_paths, backtest_path, as_json):
-    """Rank fits of different laws on the same runs by PSIS-LOO (elpd, differences, stacking weights)."""
-
-    fits = {name: bs.Fit.load(path) for name, path in fit_names(fit_paths).items()}
-    table = bs.compare(fits)
-    result = {
-        "fits": [
-            {
-                "fit": name,
-                "law": fits[name].law.name,
-                **{k: row[k] for k in ("elpd", "se", "elpd_diff", "dse", "p", "weight")},
-                "rank": int(row["rank"]),
-                "high_pareto_k_rows": list(table.attrs["high_k"][name].index),
-            }
-            for name, row in table.iterrows()
-        ],
-        "verdict": bs.verdict(table),
-        "legend": LOO_LEGEND,
-    }
-    if backtest_path:
-        result["against_backtest"] = bs.against_backtest(table, fits, bs.BacktestResult.load(backtest_path))
-    emit(result, as_json, _compare_text)

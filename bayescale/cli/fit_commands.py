@@ -23,7 +23,7 @@ from bayescale.cli.options import (
     sampling_settings,
     sensitivity_option,
 )
-from bayescale.cli.parsing import at_points, fit_names, pairs
+from bayescale.cli.parsing import at_points, fit_names, forecast_points, pairs
 from bayescale.cli.render import band, bands_line, emit, fmt, prior_driven_lines, records, wrap
 from bayescale.errors import BayescaleError
 
@@ -271,18 +271,8 @@ def predict_command(fit_paths, at, points, sensitivity, ci_prob, as_json):
     weights, so the intervals also carry the uncertainty about the law's form; its sensitivity is
     the mixture's, and the warning names the fits whose priors carry it.
     """
-    import pandas as pd
-
-    if bool(at) == bool(points):
-        raise BayescaleError("give the points with --at N=...,D=... (repeatable) or with --points FILE.csv")
     fits = {name: bs.Fit.load(path) for name, path in fit_names(fit_paths).items()}
-    if points:
-        if not Path(points).exists():
-            raise BayescaleError(f"--points: file {points!r} does not exist")
-        table = pd.read_csv(points)
-    else:  # a pooled fit's group columns (dataset=rpj) keep their text
-        groups = {pooled.column for f in fits.values() for pooled in f.spec.pooled.values()}
-        table = pd.DataFrame(at_points(at, labels=groups))
+    table = forecast_points(at, points, fits.values())
     fit = next(iter(fits.values()))
     inputs = list(dict.fromkeys(i for f in fits.values() for i in f.law.inputs))
     result = {"ci_prob": ci_prob, "inputs": inputs}

@@ -15,8 +15,9 @@ import click
 import cloup
 
 from bayescale.cli.application_commands import curve_command, downstream_command
+from bayescale.cli.comparison_commands import compare_command
 from bayescale.cli.design_commands import design_command
-from bayescale.cli.evaluation_commands import backtest_command, compare_command, sweep_command, tune_command
+from bayescale.cli.evaluation_commands import backtest_command, sweep_command, tune_command
 from bayescale.cli.fit_commands import (
     check_command,
     demo_command,

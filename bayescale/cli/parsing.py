@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 from bayescale.errors import BayescaleError
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from bayescale import Candidate
 
 
@@ -108,3 +110,17 @@ def fit_names(fit_paths) -> dict[str, str]:
     """A name per fit file: its stem, or its whole path where stems repeat."""
     stems = {Path(p).stem: str(p) for p in fit_paths}
     return stems if len(stems) == len(fit_paths) else {str(p): str(p) for p in fit_paths}
+
+
+def forecast_points(at, points, fits) -> pd.DataFrame:
+    """The points of ``--at`` (repeated) or ``--points FILE.csv``, exactly one of them; a pooled fit's group columns keep their text."""
+    import pandas as pd
+
+    if bool(at) == bool(points):
+        raise BayescaleError("give the points with --at N=...,D=... (repeatable) or with --points FILE.csv")
+    if points:
+        if not Path(points).exists():
+            raise BayescaleError(f"--points: file {points!r} does not exist")
+        return pd.read_csv(points)
+    groups = {pooled.column for f in fits for pooled in f.spec.pooled.values()}
+    return pd.DataFrame(at_points(at, labels=groups))

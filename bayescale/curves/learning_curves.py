@@ -37,6 +37,7 @@ from bayescale import defaults
 from bayescale.data.filters import narrowed
 from bayescale.data.runs import Runs, RunsSource, column_list, load_runs, read_table, row_numbers
 from bayescale.data.schedules import (
+    MPL_INPUTS,
     SCHEDULE_COLUMNS,
     Schedule,
     add_schedule_inputs,
@@ -122,7 +123,7 @@ def load_checkpoints(
         If ``warmup`` is negative or not a number.
     """
     raw, origin = (source.frame.copy(), source.source) if isinstance(source, Runs) else read_table(source)
-    keep = [*(c for c in (*SCHEDULE_COLUMNS, "S1", "S2") if c in raw.columns), *keep]
+    keep = [*(c for c in (*SCHEDULE_COLUMNS, "S1", "S2", *MPL_INPUTS) if c in raw.columns), *keep]
     runs = load_runs(raw, columns, extra_inputs=("step",), keep=keep, where=where)
     runs.source = origin if where is None else narrowed(origin, where)
     frame = runs.frame
@@ -183,7 +184,11 @@ def upto_steps(frame: pd.DataFrame, upto: float) -> pd.Series:
 
 
 def _needs_schedule(law: Law) -> bool:
-    return bool({"S1", "S2"} & set(law.inputs))
+    return bool({"S1", "S2", *MPL_INPUTS} & set(law.inputs))
+
+
+def _needs_mpl(law: Law) -> bool:
+    return bool(set(MPL_INPUTS) & set(law.inputs))
 
 
 def default_pool(law: Law) -> dict[str, str]:
@@ -249,8 +254,8 @@ def fit_curves(
     law = get_law(law)
     law.require_log_scale("learning-curve forecasts", "their discrepancy along a run is in log-loss")
     frame = runs.frame
-    if _needs_schedule(law) and not {"S1", "S2"} <= set(frame.columns):
-        frame = add_schedule_inputs(frame)
+    if _needs_schedule(law) and not set(law.inputs) & {"S1", "S2", *MPL_INPUTS} <= set(frame.columns):
+        frame = add_schedule_inputs(frame, mpl=_needs_mpl(law))
     seen = frame[frame["step"] <= upto_steps(frame, upto)]
     if len(seen) == 0:
         raise BayescaleError(f"no checkpoints at or before upto={upto}: nothing to fit")
@@ -270,8 +275,12 @@ def _points(
     """The law's inputs for one run at ``steps``: step, S1/S2 from its schedule, its other inputs and groups."""
     points = pd.DataFrame({"step": steps, "run": run})
     if _needs_schedule(fit.law):
-        areas = schedule_areas(schedule, steps) if schedule is not None else run_areas(part, run, steps)
-        points[["S1", "S2"]] = areas[["S1", "S2"]].to_numpy()
+        mpl = _needs_mpl(fit.law)
+        areas = (
+            schedule_areas(schedule, steps, mpl=mpl) if schedule is not None else run_areas(part, run, steps, mpl=mpl)
+        )
+        names = ["S1", "S2", *(MPL_INPUTS if mpl else ())]
+        points[names] = areas[names].to_numpy()
     for col in (*fit.law.inputs, *(p.column for p in fit.spec.pooled.values())):
         if col not in points.columns:
             if col not in part.columns:
@@ -534,7 +543,7 @@ def compare_schedules(
     if not _needs_schedule(fit.law):
         raise BayescaleError(
             f"law {fit.law.name!r} has no schedule inputs (S1, S2); fit a schedule-aware law "
-            "(schedule_aware, schedule_aware_n) to compare schedules"
+            "(schedule_aware, schedule_aware_n, multi_power) to compare schedules"
         )
     if not schedules:
         raise BayescaleError("give at least one schedule to compare")

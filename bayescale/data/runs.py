@@ -31,8 +31,9 @@ POSITIVE = ("N", "D", "C", "loss", "U", "N_no_embed", "n_layers", "d_model")
 PERPLEXITY_FLOOR = 10.0
 #: what the law's N counts: ``total`` (N as the table gives it) or ``non_embedding`` parameters
 PARAMETER_COUNTS = ("total", "non_embedding")
-#: law inputs that may be zero (the annealing area S2 is zero until the learning rate first drops)
-NONNEGATIVE = ("S2",)
+#: law inputs that may be zero (the annealing area S2, and the Multi-Power Law's drop so far, are zero until the
+#: learning rate first drops)
+NONNEGATIVE = ("S2", "mpl_drop")
 #: below these maxima the units look wrong (a raw count is expected)
 _UNIT_FLOORS = {
     "N": (1e4, "millions or billions of parameters"),

@@ -49,6 +49,7 @@ import numpy as np
 import pandas as pd
 
 from bayescale.data.runs import NONNEGATIVE, Runs, is_curves, point_label
+from bayescale.data.schedules import MPL_INPUTS
 from bayescale.errors import BayescaleError, ExtrapolationWarning, warn_user
 from bayescale.inference.internal_splits import check_outliers, internal_forecast, short_sample, split_words
 from bayescale.laws.priors import Prior
@@ -118,7 +119,7 @@ def distance_axes(inputs) -> list[str]:
     can a run trained on more tokens per parameter than any seen (a small model on the most tokens):
     over-training is its own direction of extrapolation.
     """
-    axes = list(inputs)
+    axes = [name for name in inputs if name not in MPL_INPUTS]  # the Multi-Power Law's quadrature nodes are no axis
     if {"N", "D"} <= set(axes):
         axes += [name for name in ("C", TOKENS_PER_PARAMETER) if name not in axes]
     return axes

@@ -36,6 +36,25 @@ RUN_OFFSET = "run_offset"
 KNOWN_INPUTS = ("N", "D", "C", "U", "X", "step", "tokens")
 #: what a law's formula gives (see Law.kind)
 KINDS = ("loss", "metric")
+#: a formula's name for the centre of an input's data (``N_mid``: the geometric mean of the fitted runs' N),
+#: bound to a number when the law meets its runs (:meth:`Law.bind_data`)
+MID = "_mid"
+
+
+def _substitute(formula: Formula, names: Mapping[str, str | float]) -> Formula:
+    """``formula`` with names renamed (a str value) or replaced by numbers (a float value)."""
+    if not set(names) & formula.names:
+        return formula
+    tree = ast.parse(formula.text, mode="eval")
+
+    class Swap(ast.NodeTransformer):
+        def visit_Name(self, node: ast.Name) -> ast.expr:
+            new = names.get(node.id)
+            if new is None:
+                return node
+            return ast.Name(new, node.ctx) if isinstance(new, str) else ast.Constant(float(new))
+
+    return Formula(ast.unparse(Swap().visit(tree)))
 
 
 @dataclass(frozen=True)
@@ -158,7 +177,8 @@ class Law:
         clash = sorted(set(self.inputs) & set(self.params))
         if clash:
             raise FormulaError(f"{context}: {', '.join(clash)} cannot be both an input and a parameter")
-        self.formula.check_names(set(self.inputs) | set(self.params), context)
+        mids = {i + MID for i in self.inputs}
+        self.formula.check_names(set(self.inputs) | set(self.params) | mids, context)
         for pname, param in self.params.items():
             if isinstance(param.prior, ScaledPrior) and not param.prior.columns <= set(self.inputs):
                 raise FormulaError(
@@ -169,7 +189,7 @@ class Law:
         for dname, quantity in self.derived.items():
             if dname in self.params or dname in self.inputs:
                 raise FormulaError(f"{context}: derived quantity {dname!r} clashes with a parameter or input")
-            quantity.formula.check_names(set(self.params), f"{context}, derived quantity {dname!r}")
+            quantity.formula.check_names(set(self.params) | mids, f"{context}, derived quantity {dname!r}")
         for where, along in self.breaks.items():
             if where not in self.params and where not in self.derived:
                 raise FormulaError(f"{context}: break location {where!r} is neither a parameter nor a derived quantity")
@@ -201,7 +221,7 @@ class Law:
         if self.anchor not in self.params:
             raise FormulaError(f"{context}: anchor {self.anchor!r} is not a parameter ({', '.join(self.params)})")
         rng = np.random.default_rng(0)
-        env = {n: rng.uniform(0.5, 2.0, 3) for n in (*self.inputs, *self.params)}
+        env = {n: rng.uniform(0.5, 2.0, 3) for n in (*self.inputs, *self.params, *(i + MID for i in self.inputs))}
         with np.errstate(all="ignore"):
             shifted = self.formula.numpy({**env, self.anchor: env[self.anchor] + 1.0}) - self.formula.numpy(env)
         if not np.allclose(shifted, 1.0):
@@ -334,7 +354,7 @@ class Law:
         parsed = Formula(formula)
         if inputs is None:
             inputs = tuple(n for n in KNOWN_INPUTS if n in parsed.names)
-        missing = sorted(parsed.names - set(inputs) - set(priors))
+        missing = sorted(parsed.names - set(inputs) - {i + MID for i in inputs} - set(priors))
         if missing:
             raise FormulaError(
                 f"law {name!r}: no prior given for parameter(s) {', '.join(missing)}; "
@@ -377,10 +397,7 @@ class Law:
                 f"law {self.name!r} has no input(s) {', '.join(unknown)}; its inputs are {', '.join(self.inputs)}"
             )
         inputs = tuple(renames.get(i, i) for i in self.inputs)
-        tree = ast.parse(self.formula.text, mode="eval")
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Name) and node.id in renames:
-                node.id = renames[node.id]
+        names = {**renames, **{k + MID: v + MID for k, v in renames.items()}}
         params = {
             n: replace(p, prior=p.prior.renamed(renames)) if isinstance(p.prior, ScaledPrior) else p
             for n, p in self.params.items()
@@ -390,8 +407,9 @@ class Law:
             self,
             name=f"{self.name}[{bound}]",
             inputs=inputs,
-            formula=Formula(ast.unparse(tree)),
+            formula=_substitute(self.formula, names),
             params=params,
+            derived={n: replace(d, formula=_substitute(d.formula, names)) for n, d in self.derived.items()},
             breaks={k: renames.get(v, v) for k, v in self.breaks.items()},
         )
 
@@ -416,18 +434,43 @@ class Law:
         )
 
     def bind_data(self, columns: Mapping[str, np.ndarray]) -> Law:
-        """Turn priors stated relative to the data (``X_max``) into numbers for these runs."""
-        if not any(isinstance(p.prior, ScaledPrior) for p in self.params.values()):
-            return self
+        """Turn priors stated relative to the data (``X_max``) and centres in formulas (``N_mid``) into numbers for these runs."""
+        law = self._bind_mids(columns)
+        if not any(isinstance(p.prior, ScaledPrior) for p in law.params.values()):
+            return law
         scales = {}
         for name in self.inputs:
             values = np.asarray(columns[name], dtype=float)
             scales[f"{name}_min"], scales[f"{name}_max"] = float(values.min()), float(values.max())
         params = {
             n: replace(p, prior=p.prior.bind(scales)) if isinstance(p.prior, ScaledPrior) else p
-            for n, p in self.params.items()
+            for n, p in law.params.items()
         }
-        return replace(self, params=params)
+        return replace(law, params=params)
+
+    def _bind_mids(self, columns: Mapping[str, np.ndarray]) -> Law:
+        """Replace ``X_mid`` in the formula and derived quantities by the geometric mean of input X over the runs."""
+        used = (self.formula.names | {n for d in self.derived.values() for n in d.formula.names}) & {
+            i + MID for i in self.inputs
+        }
+        if not used:
+            return self
+        mids = {}
+        for name in sorted(used):
+            values = np.asarray(columns[name.removesuffix(MID)], dtype=float)
+            if not np.all(values > 0):
+                raise BayescaleError(
+                    f"law {self.name!r} centres its formula at {name} (the geometric mean of "
+                    f"{name.removesuffix(MID)}), which needs every value > 0; found {values[~(values > 0)][0]:g}"
+                )
+            mids[name] = float(
+                f"{np.exp(np.mean(np.log(values))):.4g}"
+            )  # a round reference: the formula stays readable
+        return replace(
+            self,
+            formula=_substitute(self.formula, mids),
+            derived={n: replace(d, formula=_substitute(d.formula, mids)) for n, d in self.derived.items()},
+        )
 
     # -- use -----------------------------------------------------------------------------------
     @property
