@@ -201,11 +201,11 @@ def test_curve_cli_compares_schedules(truth_fit, tmp_path, capsys, monkeypatch):
 
 
 def test_runs_grouped_by_size_get_a_pooled_run_offset(monkeypatch):
-    import sys
+    import bayescale.fitting.pipeline as pipeline  # imported here, not only by earlier tests
 
     seen = {}
     monkeypatch.setattr(
-        sys.modules["bayescale.fitting.pipeline"],
+        pipeline,
         "fit",
         lambda runs, law, pool, **options: seen.update(law=law, pool=pool, **options),
     )
