@@ -115,7 +115,9 @@ def test_a_calibrated_fit_saves_and_reports_kappa(tmp_path):
     pd.testing.assert_frame_equal(loaded.predict(far), fit.predict(far))
     plain = bs.fit(sweep, "chinchilla", draws=200, tune=300, chains=2, progressbar=False, extrapolation="none")
     assert plain.discrepancy is None and "kappa" not in plain.summary().index
-    with pytest.raises(bs.BayescaleError, match="extrapolation must be 'calibrated' or 'none'"):
+    with pytest.raises(
+        bs.BayescaleError, match="extrapolation must be one of 'calibrated', 'calibrated-drift', 'none', got 'inflate'"
+    ):
         bs.fit(sweep, "chinchilla", extrapolation="inflate")
 
 
