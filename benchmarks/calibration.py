@@ -233,17 +233,17 @@ def bootstrap_baseline(train: pd.DataFrame, test: pd.DataFrame, seed: int, resam
     optimum = reference_fit.point_fit(n, d, loss)
     draws = reference_fit.bootstrap(n, d, loss, optimum, resamples=resamples, seed=seed)
 
-    def log_law(p, nn, dd):
+    def law_mean(p, nn, dd):
         a, b, e, alpha, beta = p
         return np.logaddexp(np.logaddexp(a - alpha * np.log(nn), b - beta * np.log(dd)), e)
 
-    resid_sd = float(np.std(np.log(loss) - log_law(optimum, n, d)))
-    mu = np.stack([log_law(p, test["N"].to_numpy(float), test["D"].to_numpy(float)) for p in draws])
+    resid_sd = float(np.std(np.log(loss) - law_mean(optimum, n, d)))
+    mu = np.stack([law_mean(p, test["N"].to_numpy(float), test["D"].to_numpy(float)) for p in draws])
     rng = np.random.default_rng(seed)
     y = mu + resid_sd * rng.standard_normal(mu.shape)
     lower = {lv: np.exp(np.quantile(y, (1 - lv) / 2, axis=0)) for lv in LEVELS}
     upper = {lv: np.exp(np.quantile(y, (1 + lv) / 2, axis=0)) for lv in LEVELS}
-    return bands(test, test["loss"], np.exp(log_law(optimum, test["N"], test["D"])), lower, upper)
+    return bands(test, test["loss"], np.exp(law_mean(optimum, test["N"], test["D"])), lower, upper)
 
 
 def curve_task(split: Split, seed: int) -> dict:

@@ -56,19 +56,19 @@ def scores(actual, median, lower, upper) -> dict:
 def point_fit(law, x, y, p0, bounds):
     """curve_fit in log-loss, then a 90% predictive interval from pcov and the residual spread."""
 
-    def log_law(xs, *theta):
+    def law_mean(xs, *theta):
         with np.errstate(all="ignore"):
             return np.log(np.maximum(law(xs, *theta), 1e-12))
 
-    popt, pcov = curve_fit(log_law, x, np.log(y), p0=p0, bounds=bounds, maxfev=20000)
-    resid_sd = float(np.std(np.log(y) - log_law(x, *popt), ddof=len(popt)))
+    popt, pcov = curve_fit(law_mean, x, np.log(y), p0=p0, bounds=bounds, maxfev=20000)
+    resid_sd = float(np.std(np.log(y) - law_mean(x, *popt), ddof=len(popt)))
 
     def forecast(xs, rng):
         theta = rng.multivariate_normal(popt, np.nan_to_num(pcov), size=DRAWS, check_valid="ignore")
-        mu = np.array([log_law(xs, *t) for t in theta])
+        mu = np.array([law_mean(xs, *t) for t in theta])
         y_new = mu + resid_sd * rng.standard_normal(mu.shape)
         lo, hi = np.nanquantile(y_new, [0.05, 0.95], axis=0)
-        return np.exp(log_law(xs, *popt)), np.exp(lo), np.exp(hi)
+        return np.exp(law_mean(xs, *popt)), np.exp(lo), np.exp(hi)
 
     return forecast
 

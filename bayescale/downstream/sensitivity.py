@@ -38,7 +38,7 @@ from bayescale.downstream.metric import (
     metric_data,
 )
 from bayescale.forecast.joint_sensitivity import Source, fit_source, joint_sensitivity
-from bayescale.forecast.predict import flat_draws, log_law, params_at
+from bayescale.forecast.predict import flat_draws, law_mean, params_at
 from bayescale.forecast.sensitivity import unconstrained_log_prior
 
 if TYPE_CHECKING:
@@ -141,7 +141,7 @@ def accuracy_sensitivity(
     for key, fit, where in parts:
         at = loss_points(fit, table.iloc[where], f"the loss fit for {key}" if key else "the loss fit")
         fit_seed = fit.settings["seed"] if seed is None else seed
-        mu = log_law(fit, params_at(fit, flat_draws(fit), at, np.random.default_rng(fit_seed)), at)
+        mu = law_mean(fit, params_at(fit, flat_draws(fit), at, np.random.default_rng(fit_seed)), at)
         n = min(len(mu), len(metric_likelihood))
         pick_loss, pick_metric = rng.permutation(len(mu))[:n], rng.permutation(len(metric_likelihood))[:n]
         rows = table.iloc[where]

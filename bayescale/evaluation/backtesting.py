@@ -231,12 +231,12 @@ def replicate_coverage(fit, points: pd.DataFrame, seed: int, levels=LEVELS) -> d
 
 def heldout_lpd(fit, heldout: Runs, seed: int) -> float:
     """Sum over held-out runs of log mean_draws p(loss | draw); a group the fit never saw is drawn from its population."""
-    from bayescale.forecast.predict import flat_draws, log_law, params_at
+    from bayescale.forecast.predict import flat_draws, law_mean, params_at
 
     rng = np.random.default_rng(seed)
     params = flat_draws(fit)
     params = {**params, **params_at(fit, params, heldout.frame, rng)}
-    mu = log_law(fit, {n: params[n] for n in fit.law.param_names}, heldout.frame)  # on the fit's observation scale
+    mu = law_mean(fit, {n: params[n] for n in fit.law.param_names}, heldout.frame)  # on the fit's observation scale
     if fit.discrepancy is not None:
         mu = fit.discrepancy.widen(mu, heldout.frame, seed)
     noise = fit.spec.noise_at(params, heldout)

@@ -21,7 +21,7 @@ from bayescale.errors import BayescaleError
 from bayescale.fitting.pipeline import fit as fit_law
 from bayescale.fitting.result import Fit
 from bayescale.forecast.design import candidate_table, posterior_after, target_table
-from bayescale.forecast.predict import flat_draws, log_law, loss_draws, params_at
+from bayescale.forecast.predict import flat_draws, law_mean, loss_draws, params_at
 
 #: Fisher information of the location of each noise family at unit scale (Student-t: (nu + 1) / (nu + 3))
 _LOCATION_INFORMATION = {
@@ -35,7 +35,7 @@ def law_variance(fit: Fit, points: pd.DataFrame) -> np.ndarray:
     """Variance over the posterior draws of the law's log-loss at each point (no noise, no discrepancy)."""
     draws = flat_draws(fit)
     at = params_at(fit, draws, points, np.random.default_rng(fit.settings["seed"]))
-    mu = log_law(fit, {k: at[k] for k in fit.law.param_names}, points)
+    mu = law_mean(fit, {k: at[k] for k in fit.law.param_names}, points)
     return np.nanvar(mu, axis=0, ddof=1)
 
 
@@ -65,7 +65,7 @@ def laplace_variance(fit: Fit, run: pd.DataFrame, points: pd.DataFrame, step: fl
                 params = {
                     n: np.atleast_2d(s.from_unconstrained(v[j], np)[0]) for j, (s, n) in enumerate(zip(supports, names))
                 }
-                values.append(log_law(fit, params, table)[0])
+                values.append(law_mean(fit, params, table)[0])
             rows.append((values[0] - values[1]) / (2 * step))
         return np.array(rows)  # parameters x points
 

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from bayescale.fitting.result import Fit
-from bayescale.forecast.predict import flat_draws, log_law, params_at
+from bayescale.forecast.predict import flat_draws, law_mean, params_at
 
 #: slack so that a run costing exactly the money left is affordable despite rounding
 _SLACK = 1 + 1e-12
@@ -59,7 +59,7 @@ def _in_order(order, costs: np.ndarray, money: float, batch: int) -> list[int]:
 def law_jacobian(fit: Fit, table: pd.DataFrame, step: float = 1e-5) -> np.ndarray:
     """d y / d log|theta| at the posterior median (y: log L, or L on a raw-scale law), one row per point, one column per parameter.
 
-    Central finite differences on the law as the forecasts evaluate it (:func:`bayescale.forecast.predict.log_law`);
+    Central finite differences on the law as the forecasts evaluate it (:func:`bayescale.forecast.predict.law_mean`);
     pooled parameters (which differ by group) are held at their groups' medians and left out. Scaling each
     column by |theta| makes the step relative; it shifts log det of the information by a constant only.
     """
@@ -67,7 +67,7 @@ def law_jacobian(fit: Fit, table: pd.DataFrame, step: float = 1e-5) -> np.ndarra
     names = [n for n in fit.law.param_names if n not in fit.spec.pooled]
 
     def log_l(params: dict) -> np.ndarray:
-        return log_law(fit, params_at(fit, params, table, np.random.default_rng(0)), table)[0]
+        return law_mean(fit, params_at(fit, params, table, np.random.default_rng(0)), table)[0]
 
     columns = []
     for name in names:

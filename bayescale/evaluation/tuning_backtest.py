@@ -27,7 +27,7 @@ def rank_cells(fit: Fit, heldout: pd.DataFrame, seed: int) -> list[dict]:
     is the 90% interval of the best value there, ``observed_best_bracket`` where the observed best
     lies between its neighbours (geometric midpoints: the bracket a symmetric basin implies).
     """
-    from bayescale.forecast.predict import log_law
+    from bayescale.forecast.predict import law_mean
 
     cells = []
     posterior = flat_draws(fit)
@@ -39,7 +39,7 @@ def rank_cells(fit: Fit, heldout: pd.DataFrame, seed: int) -> list[dict]:
                 continue
             points = cell.iloc[[0] * len(observed)].assign(**{name: observed.index.to_numpy()}).reset_index(drop=True)
             params = {**posterior, **params_at(fit, posterior, points, np.random.default_rng(seed))}
-            draws = log_law(fit, {n: params[n] for n in fit.law.param_names}, points)
+            draws = law_mean(fit, {n: params[n] for n in fit.law.param_names}, points)
             median = fit.predict(points, seed=seed)["median"].to_numpy()
             best_observed = float(observed.idxmin())
             _, _, best = optimum_draws(fit, cell.iloc[:1], seed)

@@ -41,7 +41,7 @@ from bayescale.forecast.design_targets import (
     weighted_variance,
     weights,
 )
-from bayescale.forecast.predict import flat_draws, log_law, params_at, warn_invalid_draws
+from bayescale.forecast.predict import flat_draws, law_mean, params_at, warn_invalid_draws
 from bayescale.laws.formula import Formula
 
 if TYPE_CHECKING:
@@ -203,7 +203,7 @@ def _law_and_noise(fit: Fit, params: dict, table: pd.DataFrame, seed: int):
     """
     at = params_at(fit, params, table, np.random.default_rng([seed, 37]))
     n = len(next(iter(params.values())))
-    mu = np.broadcast_to(log_law(fit, {k: at[k] for k in fit.law.param_names}, table), (n, len(table)))
+    mu = np.broadcast_to(law_mean(fit, {k: at[k] for k in fit.law.param_names}, table), (n, len(table)))
     noise = {
         k: np.moveaxis(np.broadcast_to(v, (n, np.shape(v)[1])), 0, -1)[None]
         for k, v in fit.spec.noise_at(params, table).items()

@@ -30,7 +30,7 @@ import pandas as pd
 import xarray as xr
 
 from bayescale.data.runs import Points, point_label, prepare_points
-from bayescale.forecast.predict import flat_draws, log_law, params_at
+from bayescale.forecast.predict import flat_draws, law_mean, params_at
 from bayescale.forecast.sensitivity import _carriers, _note, log_densities, prior_driven, runs_that_determine
 
 if TYPE_CHECKING:
@@ -215,7 +215,7 @@ def stacked_sensitivity(
     table = prepare_points(points, ())
     for k, (name, fit) in enumerate(named.items()):
         at = prepare_points(points, fit.law.inputs)
-        mu = log_law(fit, params_at(fit, flat_draws(fit), at, np.random.default_rng(seed)), at)
+        mu = law_mean(fit, params_at(fit, flat_draws(fit), at, np.random.default_rng(seed)), at)
         keep = rng.choice(sizes[name], size=max(1, int(scale * weights[name] / total)), replace=False)
         parts.append(mu[keep])
         blocks.append(np.full(len(keep), k))

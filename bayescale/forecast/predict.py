@@ -154,11 +154,6 @@ def law_mean(fit: Fit, params: Mapping[str, np.ndarray], table: pd.DataFrame) ->
         return fit.law.observation.observe(fit.law.formula.numpy(env))
 
 
-#: the name the callers know :func:`law_mean` by: the log of the law for every law on log-loss (the default
-#: scale), the law's value itself on the raw scale
-log_law = law_mean
-
-
 def extrapolation_columns(fit: Fit, table: pd.DataFrame) -> pd.DataFrame:
     """How far each point lies beyond the runs: ratio to the largest observed input, log-distance outside them."""
     from bayescale.inference.discrepancy import axis_values, distance, observed_ranges

@@ -45,7 +45,7 @@ import xarray as xr
 
 from bayescale.data.runs import Points, point_label, prepare_points
 from bayescale.defaults import reproducible_compilation
-from bayescale.forecast.predict import flat_draws, log_law, params_at
+from bayescale.forecast.predict import flat_draws, law_mean, params_at
 from bayescale.model.generative import posterior_offsets
 
 if TYPE_CHECKING:
@@ -348,7 +348,7 @@ def forecast_sensitivity(fit: Fit, points: Points, *, seed: int | None = None) -
     table = prepare_points(points, fit.law.inputs)
     seed = fit.settings["seed"] if seed is None else seed
     params = flat_draws(fit)
-    mu = log_law(fit, params_at(fit, params, table, np.random.default_rng(seed)), table)
+    mu = law_mean(fit, params_at(fit, params, table, np.random.default_rng(seed)), table)
     draws = _as_draws(fit, {"forecast": mu})
     prior, likelihood = _psense(fit, draws)
     assert likelihood is not None
