@@ -163,7 +163,11 @@ def test_a_law_with_inputs_other_than_n_and_d_cannot_be_planned_and_says_why():
 
 
 def test_tune_bands_carry_the_extrapolation_discrepancy_and_say_so(demo_runs):
-    """Far beyond the runs the loss given up widens with the discrepancy, as predict's bands do; the best rate does not."""
+    """Far beyond the runs the loss given up widens with the discrepancy, as predict's bands do, and so does the best rate.
+
+    This discrepancy has no decision draws (as a fit calibrated before 2026-12-07): the best rate's
+    band takes tau from its prior (tests/test_decision_discrepancy.py tests the calibrated one).
+    """
     from bayescale.inference.discrepancy import Discrepancy, observed_ranges
 
     fit = fake_fit(synthetic_tuning_sweep(), "chinchilla_lr_asym", values=ASYM, spread=0.02)
@@ -179,7 +183,9 @@ def test_tune_bands_carry_the_extrapolation_discrepancy_and_say_so(demo_runs):
     )
     wide = tuning.tune(fit, far)
     assert wide.attrs["band_includes"]["credible"] == ["parameters", "extrapolation discrepancy"]
-    pd.testing.assert_series_equal(wide["lr_opt_median"], plain["lr_opt_median"])  # the best rate: parameters only
+    assert wide.attrs["band_includes"]["best"] == ["parameters", "extrapolation discrepancy"]
+    assert wide.attrs["best_calibration"]["source"] == "prior only"
+    assert (wide["lr_opt_upper"] / wide["lr_opt_lower"] > 2 * plain["lr_opt_upper"] / plain["lr_opt_lower"]).all()
     width = {
         name: t["lr_penalty_high_upper"] - t["lr_penalty_high_lower"] for name, t in (("plain", plain), ("wide", wide))
     }

@@ -312,6 +312,7 @@ def _tune_text(result: dict):
             ],
         )
     )
+    yield from _best_calibration_lines(result["best_calibration"], names)
     for row in result["predictions"]:
         where = ", ".join(f"{k}={row[k]:.3g}" for k in ("N", "D") if k in row)
         best = "; ".join(f"{n}* {band(row[f'{n}_opt'], '.3g')}" for n in names)
@@ -338,6 +339,21 @@ def _tune_text(result: dict):
     yield from prior_driven_lines(result.get("sensitivity", {}))
     if result.get("saved"):
         yield f"saved {result['saved']}"
+
+
+def _best_calibration_lines(calibration: dict, names):
+    """What widens the best values' band beyond the runs: tau and where it was learned."""
+    if calibration["source"] == "none":
+        return
+    where = (
+        f"calibrated on {calibration['cells']} internal cells"
+        if calibration["cells"]
+        else f"from its prior alone (no internal cell tried {calibration['min_values']} or more values)"
+    )
+    yield wrap(
+        f"beyond the runs the best {', '.join(names)} errs by tau {calibration['tau_median']:.3g} in log per e-fold "
+        f"(90% {calibration['tau_lower']:.3g} to {calibration['tau_upper']:.3g}), {where}"
+    )
 
 
 def heldout_text(runs: list[dict], keys, observed: str, label: str | None = None):
@@ -375,8 +391,11 @@ def _tune_backtest_text(result: dict):
         )
     yield (
         f"the forecast ranks the observed best value first in {result['cells_ranked_first']} of "
-        f"{result['n_cells']} held-out cells"
+        f"{result['n_cells']} held-out cells; the 90% band of the best value holds it in "
+        f"{result['cells_best_inside']}"
     )
+    names = sorted({cell["tunable"] for cell in result["cells"]})
+    yield from _best_calibration_lines(result["best_calibration"], names)
     if result.get("saved"):
         yield f"saved {result['saved']}"
 
@@ -440,6 +459,7 @@ def tune_command(runs, columns, where, law_spec, at, lr, batch, holdout, quiet, 
         "predictions": tune_records(table),
         "tried": {n: [fitted.runs[n].min(), fitted.runs[n].max()] for n in names},
         "band_includes": table.attrs["band_includes"],
+        "best_calibration": table.attrs["best_calibration"],
         "sensitivity": bs.tune_sensitivity(fitted, pd.DataFrame(at_points(at))),
     }
     if out:

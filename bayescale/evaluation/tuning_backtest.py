@@ -11,7 +11,7 @@ import pandas as pd
 from bayescale import defaults
 from bayescale.data.tunable import check_columns, tunable_inputs
 from bayescale.forecast.predict import flat_draws, params_at
-from bayescale.forecast.tuning import optimum_draws
+from bayescale.forecast.tuning import best_calibration, optimum_draws, widened_best
 
 if TYPE_CHECKING:
     from bayescale.fitting.result import Fit
@@ -24,8 +24,9 @@ def rank_cells(fit: Fit, heldout: pd.DataFrame, seed: int) -> list[dict]:
 
     The forecast ranks a cell's values by the median forecast loss; ``p_observed_best`` is the
     share of posterior draws in which the law puts the observed best value first. ``opt_forecast``
-    is the 90% interval of the best value there, ``observed_best_bracket`` where the observed best
-    lies between its neighbours (geometric midpoints: the bracket a symmetric basin implies).
+    is the 90% interval of the best value there (with the decision discrepancy, as ``tune`` gives it),
+    ``observed_best_inside`` whether the observed best value lies in it, ``observed_best_bracket`` where
+    the observed best lies between its neighbours (geometric midpoints: the bracket a symmetric basin implies).
     """
     from bayescale.forecast.predict import law_mean
 
@@ -43,6 +44,7 @@ def rank_cells(fit: Fit, heldout: pd.DataFrame, seed: int) -> list[dict]:
             median = fit.predict(points, seed=seed)["median"].to_numpy()
             best_observed = float(observed.idxmin())
             _, _, best = optimum_draws(fit, cell.iloc[:1], seed)
+            best, _ = widened_best(fit, cell.iloc[:1], best, seed)
             optimum = np.exp(np.quantile(best[name][:, 0], [0.05, 0.5, 0.95]))
             tried = observed.index.to_numpy(dtype=float)
             i = int(np.argmin(observed.to_numpy()))
@@ -67,6 +69,7 @@ def rank_cells(fit: Fit, heldout: pd.DataFrame, seed: int) -> list[dict]:
                         "lower": float(optimum[0]),
                         "upper": float(optimum[2]),
                     },
+                    "observed_best_inside": bool(optimum[0] <= best_observed <= optimum[2]),
                     "observed_best_bracket": bracket,
                 }
             )
@@ -121,10 +124,12 @@ def backtest_tuning(
         predictive interval), ``median_abs_rel_error`` and ``interval_score_90`` (relative to the
         loss; lower is better); ``cells``, the list of :func:`rank_cells` (per held-out cell and
         tunable: the values tried, observed and forecast losses, ``observed_best``,
-        ``forecast_best``, ``ranked_first``, ``p_observed_best``, ``opt_forecast`` and
-        ``observed_best_bracket``); ``cells_ranked_first`` (how many cells the forecast ranks right)
-        and ``n_cells``; ``diagnostics`` (the fit's sampler diagnostics as a dict); and ``fit``, the
-        :class:`~bayescale.fitting.result.Fit` on the training runs.
+        ``forecast_best``, ``ranked_first``, ``p_observed_best``, ``opt_forecast``,
+        ``observed_best_inside`` and ``observed_best_bracket``); ``cells_ranked_first`` (how many cells
+        the forecast ranks right), ``cells_best_inside`` (in how many the 90% band of the best value
+        holds the observed best) and ``n_cells``; ``best_calibration`` (what carries that band's
+        extrapolation discrepancy, as ``tune``'s ``attrs``); ``diagnostics`` (the fit's sampler
+        diagnostics as a dict); and ``fit``, the :class:`~bayescale.fitting.result.Fit` on the training runs.
 
     Raises
     ------
@@ -167,6 +172,8 @@ def backtest_tuning(
         "interval_score_90": scored["interval_score_90"],
         "cells": cells,
         "cells_ranked_first": int(sum(c["ranked_first"] for c in cells)),
+        "cells_best_inside": int(sum(c["observed_best_inside"] for c in cells)),
+        "best_calibration": best_calibration(fitted, fitted.diagnostics.n_draws, seed)[1],
         "n_cells": len(cells),
         "diagnostics": scored["diagnostics"],
         "fit": fitted,

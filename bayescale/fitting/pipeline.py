@@ -487,6 +487,7 @@ def fit(
     if extrapolation.startswith("calibrated") and not law.observation.is_log:  # kappa is per e-fold of log-loss
         extrapolation_settings["skipped"] = RAW_SCALE_NO_DISCREPANCY
     elif extrapolation.startswith("calibrated") and not terms:  # forecasts of a model with terms are refused (predict)
+        from bayescale.inference.decision_discrepancy import calibrate_tau
         from bayescale.inference.discrepancy import calibrate
 
         def spec_factory(train, rows):
@@ -504,6 +505,7 @@ def fit(
                 spec.named_values(laplace.center),
                 sampler,
                 drift=extrapolation == "calibrated-drift",
+                decide=calibrate_tau,
             )
         if discrepancy is not None:
             idata["posterior"] = posterior.assign(

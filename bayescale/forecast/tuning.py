@@ -3,12 +3,16 @@
 A law card with a tunable input (:data:`TUNABLE`: ``lr``, the peak learning rate of a run, and
 ``batch``, its batch size in tokens) describes a basin in that input whose bottom moves with N and
 D (``chinchilla_lr``: c (log lr - log lr*)^2 with lr* a power law in N and D). For every posterior
-draw and point the bottom is found numerically in log space (a coarse grid, then golden-section
-search, vectorised over draws and points; coordinate-wise for two tunables), so an asymmetric
-basin or a user's own card works the same way. From those draws come the best value with its
-interval, the loss of a run there (as ``predict`` gives it), and the loss given up by a value the
-user names or by being 2x off. The loss bands, the loss given up included, carry the extrapolation
-discrepancy as ``predict``'s do (the same draws); the best value's band the parameters only.
+draw and point the bottom is found numerically in log space (:mod:`bayescale.inference.optimum`),
+so an asymmetric basin or a user's own card works the same way. From those draws come the best
+value with its interval, the loss of a run there (as ``predict`` gives it), and the loss given up
+by a value the user names or by being 2x off. The loss bands, the loss given up included, carry
+the extrapolation discrepancy as ``predict``'s do (the same draws). The loss discrepancy is one
+shift per draw and cannot move an argmin, so beyond the runs the best value's band carries its own
+decision discrepancy (``d * tau * z`` on the log best value; tau calibrated on the fit's internal
+splits, :mod:`bayescale.inference.decision_discrepancy`). It moves each draw's basin, not its
+shape: the loss given up by 2x off is unchanged, while a given value is scored against the moved
+bottom (its loss given up and P(within 2x) widen beyond the runs).
 """
 
 from __future__ import annotations
@@ -20,81 +24,30 @@ import numpy as np
 import pandas as pd
 
 from bayescale import defaults
-from bayescale.data.runs import Points, Runs, prepare_points
+from bayescale.data.runs import Points, prepare_points
 from bayescale.data.tunable import PLAUSIBLE, TUNABLE, other_inputs, tunable_inputs
 from bayescale.defaults import check_ci_prob
 from bayescale.errors import BayescaleError
-from bayescale.forecast.predict import PARAMETERS, band, band_includes, flat_draws, params_at, with_discrepancy
+from bayescale.forecast.predict import (
+    DISCREPANCY,
+    PARAMETERS,
+    band,
+    band_includes,
+    flat_draws,
+    params_at,
+    with_discrepancy,
+)
+from bayescale.inference.optimum import best_values, evaluate, search_range
 
 if TYPE_CHECKING:
     from bayescale.fitting.result import Fit
     from bayescale.laws.card import Law
 
-#: the search for the best value reaches this factor beyond the observed values on each side
-SEARCH_FACTOR = 100.0
-_GRID = 13
-_ITERATIONS = 20
-_ROUNDS = 3  # coordinate-wise rounds when a law has two tunable inputs
-_GOLDEN = (np.sqrt(5) - 1) / 2
 #: "2x off": the factor the penalty table reports
 OFF_FACTOR = 2.0
 
 
 # -- the optimum per draw -------------------------------------------------------------------------
-def search_range(runs: Runs, name: str) -> tuple[float, float]:
-    """The log-space interval searched for the best value: the observed values, widened by :data:`SEARCH_FACTOR`."""
-    values = runs[name]
-    return float(np.log(values.min() / SEARCH_FACTOR)), float(np.log(values.max() * SEARCH_FACTOR))
-
-
-def _evaluate(
-    law: Law, params: Mapping[str, np.ndarray], env: Mapping[str, np.ndarray], log_values: Mapping[str, np.ndarray]
-) -> np.ndarray:
-    with np.errstate(all="ignore"):
-        loss = law.formula.numpy({**env, **{n: np.exp(v) for n, v in log_values.items()}, **params})
-    return np.where(np.isfinite(loss), loss, np.inf)
-
-
-def _minimise(objective, low: float, high: float, shape: tuple[int, ...]) -> np.ndarray:
-    """argmin of ``objective(log_value)`` in [low, high], element-wise: a grid, then golden section.
-
-    ``objective`` takes an array with extra leading axes (the candidates) before ``shape``, so each
-    stage is one vectorised call: all grid values at once, then both golden points per iteration.
-    """
-    grid = np.linspace(low, high, _GRID)
-    losses = objective(np.broadcast_to(grid.reshape(-1, *[1] * len(shape)), (_GRID, *shape)))
-    best = np.argmin(losses, axis=0)
-    a = grid[np.clip(best - 1, 0, _GRID - 1)]
-    b = grid[np.clip(best + 1, 0, _GRID - 1)]
-    for _ in range(_ITERATIONS):
-        c = b - _GOLDEN * (b - a)
-        d = a + _GOLDEN * (b - a)
-        at_c, at_d = objective(np.stack([c, d]))
-        left = at_c < at_d
-        b = np.where(left, d, b)
-        a = np.where(left, a, c)
-    return (a + b) / 2
-
-
-def best_values(
-    law: Law,
-    params: Mapping[str, np.ndarray],
-    env: Mapping[str, np.ndarray],
-    ranges: Mapping[str, tuple[float, float]],
-    shape: tuple[int, int],
-    names: tuple[str, ...] | None = None,
-) -> dict[str, np.ndarray]:
-    """Log of the best value of each tunable input (or of ``names``; others fixed in ``env``) per draw (rows) and point (columns)."""
-    names = tunable_inputs(law) if names is None else names
-    current = {n: np.full(shape, np.mean(ranges[n])) for n in names}
-    for _ in range(1 if len(names) == 1 else _ROUNDS):
-        for name in names:
-            current[name] = _minimise(
-                lambda v, name=name: _evaluate(law, params, env, {**current, name: v}), *ranges[name], shape
-            )
-    return current
-
-
 def profile_loss(
     law: Law,
     params: Mapping[str, np.ndarray],
@@ -104,7 +57,7 @@ def profile_loss(
     """The law's loss at the best tunable values, and those values (log), broadcast over params and env."""
     shape = np.broadcast_shapes(*(np.shape(v) for v in (*params.values(), *env.values())))
     best = best_values(law, params, env, ranges, shape)
-    return _evaluate(law, params, env, best), best
+    return evaluate(law, params, env, best), best
 
 
 def optimum_draws(fit: Fit, table: pd.DataFrame, seed: int):
@@ -115,6 +68,51 @@ def optimum_draws(fit: Fit, table: pd.DataFrame, seed: int):
     env = {n: table[n].to_numpy(dtype=float)[None, :] for n in other_inputs(fit.law)}
     ranges = {n: search_range(fit.runs, n) for n in tunable_inputs(fit.law)}
     return law_params, env, best_values(fit.law, law_params, env, ranges, (len(params["sigma"]), len(table)))
+
+
+def best_calibration(fit: Fit, n_draws: int, seed: int) -> tuple[np.ndarray | None, dict]:
+    """Draws of tau (the best values' discrepancy per e-fold; None without a sweep discrepancy) and what carries it.
+
+    The fit's ``decision_tau`` draws, or its prior's for a fit calibrated before they existed. The dict:
+    ``source`` ("internal splits", "prior only" or "none"), ``cells`` (internal cells calibrated on: those that
+    tried ``min_values`` values or more) and ``tau_median/lower/upper`` (90%).
+    """
+    from bayescale.inference.decision_discrepancy import MIN_VALUES, prior_tau
+
+    disc = fit.discrepancy
+    if disc is None or disc.kind != "sweep":
+        return None, {"source": "none"}
+    tau = disc.tau if disc.tau is not None else prior_tau(n_draws, seed)
+    low, mid, high = (float(q) for q in np.quantile(tau, [0.05, 0.5, 0.95]))
+    decision = disc.decision or {"cells": {"split": []}, "source": "prior only"}
+    cells = len(decision["cells"]["split"])
+    return tau, {
+        "source": decision["source"],
+        "cells": cells,
+        "min_values": MIN_VALUES,
+        "tau_median": mid,
+        "tau_lower": low,
+        "tau_upper": high,
+    }
+
+
+def widened_best(fit: Fit, table: pd.DataFrame, best: dict[str, np.ndarray], seed: int):
+    """The log best values with the decision discrepancy beyond the data, and :func:`best_calibration`'s dict.
+
+    Each draw's log best value gets ``d * tau * z`` (d: :meth:`Discrepancy.decision_distance`, 0
+    inside the runs; one z per draw and tunable); unchanged without a sweep discrepancy.
+    """
+    n = next(iter(best.values())).shape[0]
+    tau, calibration = best_calibration(fit, n, seed)
+    if tau is None:
+        return best, calibration
+    assert fit.discrepancy is not None  # best_calibration gave tau
+    d = fit.discrepancy.decision_distance(table)[None, :]
+    widened = {
+        name: values + d * tau[:, None] * np.random.default_rng([seed, 7, i]).standard_normal((n, 1))
+        for i, (name, values) in enumerate(best.items())
+    }
+    return widened, calibration
 
 
 def tuned_points(fit: Fit, points: pd.DataFrame, seed: int | None = None) -> pd.DataFrame:
@@ -202,15 +200,15 @@ def tune(
     table = prepare_points(points, other_inputs(fit.law))
     seed = fit.settings["seed"] if seed is None else seed
     law_params, env, best = optimum_draws(fit, table, seed)
-    shape = best[names[0]].shape
+    decided, calibration = widened_best(fit, table, best, seed)
     out = table.copy()
     for name in names:
-        _put(out, f"{name}_opt", np.exp(best[name]), ci_prob)
+        _put(out, f"{name}_opt", np.exp(decided[name]), ci_prob)
     tuned = table.assign(**{n: out[f"{n}_opt_median"] for n in names})
 
     def loss_at(values: Mapping[str, np.ndarray], point: Mapping[str, object]) -> np.ndarray:
         """The law's loss at the log tunable ``values`` per draw, with the discrepancy at ``point``'s values."""
-        return with_discrepancy(fit, _evaluate(fit.law, law_params, env, values), tuned.assign(**point), seed)
+        return with_discrepancy(fit, evaluate(fit.law, law_params, env, values), tuned.assign(**point), seed)
 
     at_best = loss_at(best, {})
     for name in names:
@@ -227,11 +225,12 @@ def tune(
     for column in ("pred_lower", "pred_upper", "extrapolation"):
         out[column] = forecast[column].to_numpy()
     if given:
-        chosen = {**best, **{n: np.full(shape, np.log(v)) for n, v in given.items()}}
+        # each draw's basin moved to its widened best: the given value is scored that far from its bottom
+        chosen = {**best, **{n: np.log(v) - (decided[n] - best[n]) for n, v in given.items()}}
         penalty = loss_at(chosen, given) - at_best
         for name, value in given.items():
             out[f"{name}_given"] = value
-            out[f"{name}_p_within_2x"] = np.mean(np.abs(np.log(value) - best[name]) < np.log(2.0), axis=0)
+            out[f"{name}_p_within_2x"] = np.mean(np.abs(np.log(value) - decided[name]) < np.log(2.0), axis=0)
         _put(out, "given_penalty", penalty, ci_prob)
         out["given_penalty_mean"] = np.nanmean(penalty, axis=0)  # the expected loss given up
         run = fit.predict(tuned.assign(**given), ci_prob=ci_prob, seed=seed)
@@ -239,5 +238,7 @@ def tune(
         out["given_pred_lower"], out["given_pred_upper"] = run["pred_lower"].to_numpy(), run["pred_upper"].to_numpy()
     out.attrs["ci_prob"] = ci_prob
     out.attrs["tunable"] = names
-    out.attrs["band_includes"] = {"best": [PARAMETERS], **band_includes(fit)}
+    widened = calibration["source"] != "none"
+    out.attrs["band_includes"] = {"best": [PARAMETERS, *([DISCREPANCY] if widened else [])], **band_includes(fit)}
+    out.attrs["best_calibration"] = calibration
     return out

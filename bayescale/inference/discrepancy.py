@@ -50,6 +50,7 @@ import pandas as pd
 
 from bayescale.data.runs import NONNEGATIVE, Runs, is_curves, point_label
 from bayescale.data.schedules import MPL_INPUTS
+from bayescale.data.tunable import TUNABLE, tunable_inputs
 from bayescale.errors import BayescaleError, ExtrapolationWarning, warn_user
 from bayescale.inference.internal_splits import check_outliers, internal_forecast, short_sample, split_words
 from bayescale.laws.priors import Prior
@@ -102,8 +103,9 @@ SWEEP_DRIFT_PRIOR = Prior("Normal", mu=0.0, sigma=0.0018)
 #: a sweep's grid of shares of outlying runs: none (one discrepancy is shared by all its runs)
 NO_OUTLIERS = np.zeros(1)
 #: the posterior variables a calibrated fit stores (bias: the drift of a sweep, the shared bias of learning
-#: curves; outliers for learning curves only)
-DRAW_NAMES = ("kappa", "discrepancy_bias", "discrepancy_outliers")
+#: curves; outliers for learning curves only; decision_tau, the best values' discrepancy, for sweeps:
+#: :mod:`bayescale.inference.decision_discrepancy`)
+DRAW_NAMES = ("kappa", "discrepancy_bias", "discrepancy_outliers", "decision_tau")
 
 
 #: the axis of tokens per parameter, D / N, for a law in N and D
@@ -140,6 +142,11 @@ def observed_ranges(runs: Runs, inputs) -> dict[str, tuple[float, float]]:
         for name in distance_axes(inputs)
         for values in [axis_values(frame, name)]
     }
+
+
+def decision_ranges(ranges: Mapping[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+    """The box without the tunable inputs' axes: the distance of a best value (it must not move its own distance)."""
+    return {k: v for k, v in ranges.items() if k not in TUNABLE}
 
 
 def _log_scale(name: str, x):
@@ -184,6 +191,8 @@ class Discrepancy:
     bias: np.ndarray | None = None  # draws of the bias every run shares (per e-fold): a sweep's drift, or the curves'
     outliers: np.ndarray | None = None  # learning curves: draws of the share of runs that bend OUTLIER_SCALE times more
     checks: list[dict] = field(default_factory=list)  # internal splits found outlying, checked and mended or dropped
+    tau: np.ndarray | None = None  # draws of the best values' discrepancy per e-fold (a sweep; decision_discrepancy)
+    decision: dict | None = None  # its calibration: the internal cells' forecast and observed optima, its prior
 
     @property
     def kind(self) -> str:
@@ -205,18 +214,19 @@ class Discrepancy:
             "prior": KAPPA_PRIORS[self.kind].to_dict(),
             "calibration": self.calibration.to_dict(orient="list"),
             "checks": self.checks,
+            **({"decision": self.decision} if self.decision is not None else {}),
             **curve,
         }
 
     def posterior_draws(self) -> dict[str, np.ndarray]:
         """The draws a fit stores in its posterior group, by name (:data:`DRAW_NAMES`)."""
-        values = (self.kappa, self.bias, self.outliers)
+        values = (self.kappa, self.bias, self.outliers, self.tau)
         return {name: v for name, v in zip(DRAW_NAMES, values) if v is not None}
 
     @classmethod
     def from_settings(cls, settings: Mapping, draws: Mapping[str, np.ndarray]) -> Discrepancy:
         """Rebuild from a fit's settings and its stored draws (a fit saved before the bias (or a sweep's drift), the
-        outliers or the checks existed has none)."""
+        outliers, the checks or the decision discrepancy existed has none)."""
         return cls(
             {k: tuple(v) for k, v in settings["ranges"].items()},
             draws["kappa"],
@@ -226,6 +236,8 @@ class Discrepancy:
             draws.get("discrepancy_bias"),
             draws.get("discrepancy_outliers"),
             list(settings.get("checks", [])),
+            draws.get("decision_tau"),
+            settings.get("decision"),
         )
 
     def describe(self) -> str:
@@ -260,6 +272,18 @@ class Discrepancy:
                     "dropped": "its sampled check failed, so it was left out.",
                 }[check["action"]]
             )
+        if self.tau is not None and self.decision is not None:
+            low, mid, high = np.quantile(self.tau, [0.05, 0.5, 0.95])
+            n_cells = len(self.decision["cells"]["split"])
+            text += (
+                f" The best value of a tunable input errs by tau (median {mid:.3g}, 90% {low:.3g} to {high:.3g}) in log "
+                f"per e-fold beyond the runs (decision_tau), "
+                + (
+                    f"calibrated on {n_cells} internal cells."
+                    if n_cells
+                    else "from its prior alone (no internal cell tried 3 values)."
+                )
+            )
         return text + " Forecasts inside the data are unaffected; beyond it the intervals widen with distance."
 
     def distance(self, table: pd.DataFrame) -> np.ndarray:
@@ -267,6 +291,10 @@ class Discrepancy:
         if self.last_seen is not None and is_curves(table):
             return run_distance(table, self.last_seen, self.ranges)
         return distance(table, self.ranges)
+
+    def decision_distance(self, table: pd.DataFrame) -> np.ndarray:
+        """How far each point lies beyond the runs, the tunable inputs left out: the best values' distance."""
+        return distance(table, decision_ranges(self.ranges))
 
     def bends(self, table: pd.DataFrame, n_draws: int, seed: int) -> np.ndarray:
         """The log-loss discrepancy per e-fold for each draw (rows) and point (columns, or one column that broadcasts), which :meth:`widen` scales by distance.
@@ -467,6 +495,7 @@ def calibrate(
     start_values=None,
     sampler: str | None = "nutpie",
     drift: bool = False,
+    decide=None,
 ) -> Discrepancy | None:
     """The discrepancy's posterior from internal leave-future-out splits of ``runs`` (None if too few runs).
 
@@ -477,6 +506,9 @@ def calibrate(
     ``start_values``: the fit's mode (:meth:`ModelSpec.named_values`), where each internal mode search starts.
     An internal split whose forecasts are an outlier among the splits' is checked against a short fit
     with ``sampler`` and mended or dropped (:func:`~bayescale.inference.internal_splits.check_outliers`; ``sampler=None``: dropped).
+    ``decide(splits, law, n_draws, seed)``: for a sweep of a law with a tunable input, the draws of the best
+    values' discrepancy and its calibration from the same splits
+    (:func:`~bayescale.inference.decision_discrepancy.calibrate_tau`; None: none).
     """
     rng = np.random.default_rng(seed)
     frame = runs.frame.reset_index(drop=True)
@@ -487,8 +519,9 @@ def calibrate(
         train = Runs(frame[~held].reset_index(drop=True), source=runs.source)
         heldout = Runs(frame[held].reset_index(drop=True), source=runs.source)
         forecast = (spec_factory, train, np.flatnonzero(~held), heldout, law, likelihood)
+        keep: dict = {}
         try:
-            error, scale = internal_forecast(*forecast, rng, start_values)
+            error, scale = internal_forecast(*forecast, rng, start_values, keep=keep)
         except BayescaleError:
             continue  # too few runs left to fit: this split says nothing
         shared = heldout.frame["run"].astype(str) if is_curves(frame) else np.full(len(heldout.frame), "all")
@@ -498,13 +531,15 @@ def calibrate(
             "shared": shared,
             "error": error,
             "scale": scale,
+            "params": keep.get("params"),
         }
 
     def refit(share):
         if sampler is None:
             raise BayescaleError("no sampler to check it with")
         sample = short_sample(sampler, seed)
-        return internal_forecast(*fitted[share]["forecast"], np.random.default_rng([seed, 5]), start_values, sample)
+        rng = np.random.default_rng([seed, 5])
+        return internal_forecast(*fitted[share]["forecast"], rng, start_values, sample, keep=fitted[share])
 
     checks = check_outliers(fitted, refit)
     rows = [
@@ -521,6 +556,9 @@ def calibrate(
         return None
     kind = "curve" if is_curves(frame) else "sweep"
     curve = kind == "curve"
+    tau, decision = None, None
+    if decide is not None and not curve and tunable_inputs(law):  # the best values' own discrepancy, same splits
+        tau, decision = decide(fitted, law, n_draws, seed)
     if not curve and not drift:
         # the grid is even in log kappa: the prior's density per unit of log kappa is p(kappa) * kappa
         log_posterior = (
@@ -532,7 +570,8 @@ def calibrate(
         )
         ranges, calibration = observed_ranges(runs, law.inputs), table.reset_index(drop=True)
         kappa = draw_kappa(log_posterior, n_draws, rng)
-        return Discrepancy(ranges, kappa, calibration, float(outside["distance"].max()), checks=checks)
+        supported = float(outside["distance"].max())
+        return Discrepancy(ranges, kappa, calibration, supported, checks=checks, tau=tau, decision=decision)
     # one discrepancy per split (a sweep) or per run and split (learning curves); a sweep's drift is the bias
     # axis of the curves' posterior, with no outlying runs
     log_posterior = curve_log_prior() if curve else curve_log_prior(SWEEP_DRIFT_PRIOR, len(NO_OUTLIERS), kind="sweep")
@@ -554,4 +593,6 @@ def calibrate(
         bias,
         outliers if curve else None,
         checks,
+        tau,
+        decision,
     )

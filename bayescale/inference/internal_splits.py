@@ -27,14 +27,25 @@ CHECK_DRAWS = 300
 
 
 def internal_forecast(
-    spec_factory, train: Runs, rows: np.ndarray, heldout: Runs, law, likelihood, rng, start_values=None, sample=None
+    spec_factory,
+    train: Runs,
+    rows: np.ndarray,
+    heldout: Runs,
+    law,
+    likelihood,
+    rng,
+    start_values=None,
+    sample=None,
+    keep: dict | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Median error and predictive scale of a forecast of ``heldout`` from ``train``.
 
     The posterior is the Laplace approximation from the fit's mode, or with ``sample`` (a function of
     the model and that approximation giving draws of its unconstrained coordinates: :func:`short_sample`)
     a sampled one. ``start_values`` (the full fit's mode, as :meth:`ModelSpec.named_values`) is the
-    first start of the mode search: the fit on fewer runs has its mode nearby.
+    first start of the mode search: the fit on fewer runs has its mode nearby. ``keep``, a dict, receives
+    the draws of the law's parameters at the held-out runs as ``keep["params"]`` (the decision discrepancy's
+    forecasts of the best values there: :mod:`bayescale.inference.decision_discrepancy`).
     """
     spec = spec_factory(train, rows)
     starts = () if start_values is None else (spec.unconstrain(start_values),)
@@ -55,6 +66,8 @@ def internal_forecast(
         else:
             values = values[:, None]
         params[name] = values
+    if keep is not None:
+        keep["params"] = params
     env = {**{n: heldout[n][None, :] for n in law.inputs}, **params}
     with np.errstate(all="ignore"):
         mu = np.log(law.formula.numpy(env))

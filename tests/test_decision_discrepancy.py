@@ -1,0 +1,156 @@
+"""The decision discrepancy: tau (the best value's error per e-fold) learned from internal cells, and tune's widened band."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import fake_fit
+
+from bayescale.data.datasets import CHINCHILLA_TRUTH, synthetic_tuning_sweep
+from bayescale.forecast import tuning
+from bayescale.inference.decision_discrepancy import (
+    COLUMNS,
+    TAU_PRIOR,
+    draw_tau,
+    observed_optimum,
+    tau_log_likelihood,
+)
+from bayescale.inference.discrepancy import Discrepancy, kappa_log_likelihood, observed_ranges
+
+#: as test_tuning's: an asymmetric basin whose bottom moves with N and D
+ASYM = {**CHINCHILLA_TRUTH, "l0": float(np.log(1e-3)), "a": -0.5, "b": 0.2, "c": 0.05, "s": -1.0}
+
+
+def _cells(errors, distances, censored=None, bound=None):
+    """Two internal splits of cells whose observed log optimum lies ``errors`` from a forecast of 0."""
+    n = len(errors)
+    return {
+        "split": ["0.15"] * (n // 2) + ["0.3"] * (n - n // 2),
+        "tunable": ["lr"] * n,
+        "distance": list(distances),
+        "forecast": [0.0] * n,
+        "forecast_sd": [0.05] * n,
+        "observed": list(errors),
+        "censored": censored or ["none"] * n,
+        "bound": bound or list(errors),
+        "observed_sd": [0.1] * n,
+    }
+
+
+def test_observed_optimum_is_the_parabolas_vertex_inside_and_censored_at_an_edge():
+    values = np.array([1e-3, 2e-3, 4e-3])
+    x0 = np.log(2.5e-3)
+    interior = observed_optimum(values, 3.0 + 0.05 * (np.log(values) - x0) ** 2)
+    assert interior["censored"] == "none" and interior["observed"] == pytest.approx(x0)
+    edge = observed_optimum(values, [3.0, 2.9, 2.85])  # still falling at the largest rate tried
+    assert edge["censored"] == "above" and edge["bound"] == pytest.approx(np.log(np.sqrt(2e-3 * 4e-3)))
+    assert observed_optimum(values, [2.8, 2.9, 3.0])["censored"] == "below"
+
+
+def test_tau_grows_when_the_internal_optima_are_off_and_stays_small_when_they_are_right():
+    d = np.array([0.8, 1.2, 1.6, 0.8, 1.2, 1.6])
+    right = draw_tau(_cells(np.zeros(6), d), 4000, seed=0)
+    off = draw_tau(
+        _cells(0.5 * d * np.array([1, 1, 1, -1, -1, -1]), d), 4000, seed=0
+    )  # 0.5 per e-fold, each split its way
+    prior = TAU_PRIOR.sample(np.random.default_rng(0), 4000)
+    assert np.median(right) < 0.6 * np.median(prior)
+    assert np.median(off) > 0.3 > 3 * np.median(right)
+    # a censored cell (the best rate tried at the edge, the optimum beyond it) also says the forecast is off
+    censored = _cells(np.zeros(6), d, ["above"] * 6, list(0.5 * d))
+    assert np.median(draw_tau(censored, 4000, seed=0)) > 0.2
+    # no cell: the prior alone
+    empty = {k: [] for k in COLUMNS}
+    assert np.median(draw_tau(empty, 4000, seed=0)) == pytest.approx(np.median(prior), rel=0.1)
+
+
+def test_tau_likelihood_is_the_joint_normal_of_the_loss_discrepancy_without_censoring():
+    rng = np.random.default_rng(1)
+    d, errors = rng.uniform(0.5, 2.0, 6), rng.normal(0.0, 0.3, 6)
+    cells = _cells(errors, d)
+    scale = np.hypot(0.05, 0.1) * np.ones(6)
+    exact = kappa_log_likelihood(errors, scale, d, cells["split"], grid=np.geomspace(1e-3, 3.0, 401))
+    np.testing.assert_allclose(tau_log_likelihood(cells), exact)
+    # one cell censored far below its bound's side: it says nothing, as if it were left out
+    far = {**cells, "censored": ["none"] * 5 + ["above"], "bound": [*errors[:5], -20.0]}
+    kept = {k: list(v)[:5] for k, v in cells.items()}
+    np.testing.assert_allclose(tau_log_likelihood(far), tau_log_likelihood(kept), atol=1e-6)
+
+
+def _with_discrepancy(fit, tau, cells=None):
+    n = fit.diagnostics.n_draws
+    decision = {"cells": cells or {k: [] for k in COLUMNS}, "prior": TAU_PRIOR.to_dict(), "source": "internal splits"}
+    fit.discrepancy = Discrepancy(
+        observed_ranges(fit.runs, fit.law.inputs), np.full(n, 1e-4), pd.DataFrame(), 10.0, tau=tau, decision=decision
+    )
+    return fit
+
+
+def test_the_best_rates_band_is_unchanged_inside_the_data_and_wider_beyond_it():
+    runs = synthetic_tuning_sweep()
+    plain = fake_fit(runs, "chinchilla_lr_asym", values=ASYM, spread=0.02)
+    wide = _with_discrepancy(fake_fit(runs, "chinchilla_lr_asym", values=ASYM, spread=0.02), np.full(400, 0.2))
+    points = pd.DataFrame({"N": [1e8, 1e9, 1e10], "D": [2e9, 2e10, 2e11]})  # inside, past the runs, far past
+    before, after = tuning.tune(plain, points), tuning.tune(wide, points)
+    for stat in ("median", "lower", "upper"):
+        assert after[f"lr_opt_{stat}"].iloc[0] == before[f"lr_opt_{stat}"].iloc[0]
+    log_width = {k: np.log(t["lr_opt_upper"] / t["lr_opt_lower"]).to_numpy() for k, t in (("b", before), ("a", after))}
+    distance = wide.discrepancy.decision_distance(points)
+    assert distance[0] == 0 and 0 < distance[1] < distance[2]
+    expected = 2 * 1.645 * np.hypot(0.2 * distance, log_width["b"] / (2 * 1.645))
+    np.testing.assert_allclose(log_width["a"][1:], expected[1:], rtol=0.15)  # parameters and discrepancy add
+    assert after.attrs["band_includes"]["best"] == ["parameters", "extrapolation discrepancy"]
+    assert (
+        before.attrs["band_includes"]["best"] == ["parameters"] and before.attrs["best_calibration"]["source"] == "none"
+    )
+    assert after.attrs["best_calibration"]["tau_median"] == pytest.approx(0.2)
+    # the loss given up by 2x off is the basin's shape, which the discrepancy moves but does not change
+    np.testing.assert_allclose(after["lr_penalty_high_median"], before["lr_penalty_high_median"], rtol=2e-3)
+    # a given rate is scored against the widened best: far beyond, being right is less sure
+    given_before, given_after = (tuning.tune(f, points, given={"lr": 3e-4}) for f in (plain, wide))
+    assert given_after["lr_p_within_2x"].iloc[0] == given_before["lr_p_within_2x"].iloc[0]
+    assert given_after["given_penalty_upper"].iloc[2] > given_before["given_penalty_upper"].iloc[2]
+
+
+def test_a_fit_without_decision_draws_takes_tau_from_its_prior_and_says_so():
+    fit = _with_discrepancy(fake_fit(synthetic_tuning_sweep(), "chinchilla_lr_asym", values=ASYM), None)
+    fit.discrepancy.decision = None  # calibrated before the decision discrepancy existed
+    table = tuning.tune(fit, {"N": [1e10], "D": [2e11]})
+    assert table.attrs["best_calibration"]["source"] == "prior only"
+    assert table.attrs["best_calibration"]["tau_median"] == pytest.approx(np.exp(TAU_PRIOR.params["mu"]), rel=0.2)
+    assert table["lr_opt_upper"].iloc[0] / table["lr_opt_lower"].iloc[0] > 2
+
+
+def test_the_calibration_survives_settings_and_draws_round_trip():
+    cells = _cells([0.1, -0.2, 0.3, 0.0], [1.0, 1.5, 1.0, 2.0], ["none", "none", "above", "none"])
+    fit = _with_discrepancy(
+        fake_fit(synthetic_tuning_sweep(), "chinchilla_lr_asym", values=ASYM), np.full(400, 0.15), cells
+    )
+    disc = fit.discrepancy
+    settings = json.loads(json.dumps(disc.to_settings()))  # as a saved fit stores them
+    back = Discrepancy.from_settings(settings, disc.posterior_draws())
+    np.testing.assert_array_equal(back.tau, disc.tau)
+    assert back.decision == disc.decision
+    assert "decision_tau" in disc.posterior_draws()
+    assert "calibrated on 4 internal cells" in back.describe()
+
+
+@pytest.mark.slow
+def test_a_fit_calibrates_tau_on_its_internal_splits_and_a_saved_fit_keeps_it(tmp_path):
+    """End to end, tiny sampling: the internal splits' held-out cells (4 rates each) calibrate tau; save/load keeps it."""
+    import bayescale as bs
+
+    fit = bs.fit(synthetic_tuning_sweep(), "chinchilla_lr_asym", draws=100, tune=100, chains=2, progressbar=False)
+    disc = fit.discrepancy
+    cells = pd.DataFrame(disc.decision["cells"])
+    assert disc.decision["source"] == "internal splits" and len(cells) >= 3 and (cells["distance"] > 0).any()
+    assert len(disc.tau) == fit.diagnostics.n_draws
+    # the sweep follows the card's own form: the internal forecasts of the best rate are near the observed ones
+    interior = cells[cells["censored"] == "none"]
+    assert (np.abs(interior["observed"] - interior["forecast"]) < 0.5).all()
+    back = bs.Fit.load(fit.save(tmp_path / "lr.nc"))
+    np.testing.assert_allclose(back.discrepancy.tau, disc.tau)
+    assert back.discrepancy.decision == json.loads(json.dumps(disc.decision))
+    far = {"N": [1e10], "D": [2e11]}
+    pd.testing.assert_frame_equal(tuning.tune(back, far), tuning.tune(fit, far))
