@@ -237,6 +237,19 @@ def test_tune_downstream_and_curve(renderings, tmp_path):
     _check(renderings, 3)
 
 
+@pytest.mark.slow
+def test_tune_backtest(renderings, tmp_path):
+    """``tune --holdout``: per cell, lr*'s band (with the decision discrepancy) and what carries it."""
+    tuning = tmp_path / "lr.csv"
+    bs.datasets.synthetic_tuning_sweep(seed=0).to_csv(tuning, index=False)
+    assert (
+        main(["tune", str(tuning), "--law", "chinchilla_lr_asym", "--holdout", "N >= 5e8", *SAMPLING, "--quiet"]) == 0
+    )
+    _check(renderings, 1)
+    text, data = renderings[0]
+    assert data["best_calibration"]["source"] == "internal splits" and "errs by tau" in text
+
+
 def test_downstream_with_loss_fits_per_group(renderings, tmp_path, monkeypatch):
     """Per-group loss fits (with a discrepancy), chance per group, observed ranges, both steps' prior sensitivity:
     the text's numbers are in the JSON."""

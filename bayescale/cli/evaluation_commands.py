@@ -376,7 +376,7 @@ def _tune_backtest_text(result: dict):
     yield from heldout_text(result["runs"], ("N", "D", *names), "loss")
     cov = result["coverage"]
     yield (
-        f"coverage of the predictive bands: 50% {cov['0.5']:.2f}, 80% {cov['0.8']:.2f}, 90% {cov['0.9']:.2f}; "
+        f"coverage of the predictive bands: 50%: {cov['0.5']:.2f}, 80%: {cov['0.8']:.2f}, 90%: {cov['0.9']:.2f}; "
         f"median |relative error| {result['median_abs_rel_error']:.2%}"
     )
     for cell in result["cells"]:

@@ -348,7 +348,7 @@ def _plan_text(result: dict):
         yield (
             f"  note: the budget is {result['flops_vs_largest_run']:.3g}x the compute of the largest run fitted "
             f"({run['extrapolation']:.2f} e-folds beyond the data); the band of N*, D* there carries the "
-            "parameters only, not the extrapolation discrepancy (issue #36), so it is narrower than the truth's doubt"
+            "parameters only, not the extrapolation discrepancy, so beyond the runs it is narrower than the doubt"
         )
     if "p_data_limited" in result:
         yield f"  data-limited ({result['data_constraint']}) in {result['p_data_limited']:.0%} of draws"
