@@ -94,6 +94,21 @@ def test_weighted_variance_is_the_sample_variance_under_equal_weights():
     assert ess[0] == pytest.approx(50)
 
 
+def test_weighted_variance_of_stacked_weights_is_each_rows():
+    rng = np.random.default_rng(1)
+    log_w, values = rng.normal(size=(3, 4, 50)), rng.normal(size=(50, 2))
+    var, ess = weighted_variance(log_w, values)
+    assert var.shape == (3, 4, 2) and ess.shape == (3, 4)
+    for i in range(3):
+        row_var, row_ess = weighted_variance(log_w[i], values)
+        np.testing.assert_allclose(var[i], row_var)
+        np.testing.assert_allclose(ess[i], row_ess)
+    w = np.exp(log_w[1, 2]) / np.exp(log_w[1, 2]).sum()
+    mean = w @ values
+    expected = (w @ (values - mean) ** 2) / (1 - np.sum(w * w))
+    np.testing.assert_allclose(var[1, 2], expected)
+
+
 # -- targets beyond points: a budget's optimum, a best learning rate --------------------------------
 def _share(fit, candidate: dict, target: dict) -> float:
     """The share of the target's measure one candidate alone is expected to remove (0 when it removes none)."""

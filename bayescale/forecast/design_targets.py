@@ -243,7 +243,11 @@ def weighted_variance(log_w: np.ndarray, values: np.ndarray, overwrite: bool = F
     np.exp(w, out=w)
     w *= 1.0 / np.sum(w, axis=-1, keepdims=True)
     sum_sq = np.einsum("...s,...s->...", w, w)
-    mean, second = w @ values, w @ (values * values)
+    # one 2-D product for both moments: numpy's stacked (outcomes, candidates, draws) @ (draws, targets) loops
+    # over the outcomes, 10x slower (0.96 s against 0.10 s for 32 x 625 x 200 @ 200 x 120, 2026-12-07)
+    both = w.reshape(-1, w.shape[-1]) @ np.concatenate([values, values * values], axis=-1)
+    both = both.reshape(*w.shape[:-1], 2 * values.shape[-1])
+    mean, second = both[..., : values.shape[-1]], both[..., values.shape[-1] :]
     var = np.maximum(second - mean * mean, 0.0) / np.maximum(1.0 - sum_sq, 1e-6)[..., None]
     return var, 1.0 / sum_sq
 
