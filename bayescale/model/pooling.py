@@ -20,10 +20,7 @@ v_g the mean and sd of u_g given u_pop and sd under a Gaussian likelihood,
     m_g = (u_hat_g sd^2 + u_pop s_g^2) / (sd^2 + s_g^2),   v_g = sd s_g / sqrt(sd^2 + s_g^2),
 
 non-centred where sd << s_g and centred at the data where sd >> s_g, so a spread whose posterior spans
-two orders of magnitude (three corpora) keeps every group's coordinate near unit scale. The population
-value is written the same way one level up: around the precision-weighted mean of the u_hat_g given sd
-(each with variance sd^2 + s_g^2), in units of that mean's sd, which removes the funnel between u_pop
-and sd that groups pinned by their data leave
+two orders of magnitude (three corpora) keeps every group's coordinate near unit scale
 (:func:`bayescale.inference.laplace.adaptive_coordinates`; benchmarks/README.md, "hierarchical.py").
 All are the same model; only the sampler's coordinates differ.
 
@@ -88,7 +85,7 @@ class PooledParam:
     @cached_property
     def free_names(self) -> tuple[str, ...]:
         if self.adaptive is not None:
-            return (f"{self.param}_loc", self.sd_name, *(f"{self.param}_w[{lvl}]" for lvl in self.levels))
+            return (self.pop_name, self.sd_name, *(f"{self.param}_w[{lvl}]" for lvl in self.levels))
         if self.all_centred:
             return (f"{self.param}_loc", self.sd_name, *(f"{self.param}_u[{lvl}]" for lvl in self.levels))
         return (

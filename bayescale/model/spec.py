@@ -242,15 +242,12 @@ class ModelSpec:
         sd = pooled.sd_prior.support.from_unconstrained(u_sd, xp)[0]
         coords = part[2:]
         n_groups = len(pooled.levels)
-        if adaptive is not None:  # coordinates: loc (or the anchor's), log sd, per group w_g
+        if adaptive is not None:  # coordinates: u_pop (or the anchor's), log sd, per group w_g
+            u_pop = part[0] if u_pop is None else u_pop
             u_hat, s = (xp.as_tensor_variable(v) if xp is not np else np.asarray(v, float) for v in adaptive)
             variance = sd**2 + s**2
-            log_jac = xp.sum(xp.log(s)) - 0.5 * xp.sum(xp.log(variance))
-            if u_pop is None:  # u_pop around what the groups' data say of it given sd, scaled by its sd there
-                mean, precision = _population_given_spread(u_hat, variance, xp)
-                u_pop = mean + part[0] / xp.sqrt(precision)
-                log_jac = log_jac - 0.5 * xp.log(precision)
             offsets = (u_hat - u_pop) * sd / variance + s / xp.sqrt(variance) * coords
+            log_jac = xp.sum(xp.log(s)) - 0.5 * xp.sum(xp.log(variance))
         elif pooled.all_centred and u_pop is None:  # coordinates: loc, log sd, u_g
             u_pop = xp.mean(coords) + sd / np.sqrt(n_groups) * part[0]
             log_jac = (1 - n_groups) * xp.log(sd) - 0.5 * np.log(n_groups)
@@ -356,9 +353,6 @@ class ModelSpec:
                 u_hat, s = (np.asarray(v, float) for v in pooled.adaptive)
                 variance = sd**2 + s**2
                 w = ((u_groups - x) / sd - (u_hat - x) * sd / variance) / (s / np.sqrt(variance))
-                if name != self.anchor:
-                    mean, precision = _population_given_spread(u_hat, variance, np)
-                    first = (x - mean) * np.sqrt(precision)
                 u += [first, u_sd, *w]
                 continue
             if pooled.all_centred and name != self.anchor:
@@ -405,9 +399,3 @@ class ModelSpec:
             tag = self.model.__dict__.setdefault("_bayescale_tag", hashlib.sha256(os.urandom(16)).hexdigest())
             parts["model"] = [tag, sorted(self.model.named_vars)]
         return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _population_given_spread(u_hat, variance, xp):
-    """Mean and precision of u_pop given the spread, from the groups' data estimates alone (u_hat_g ~ N(u_pop, sd^2 + s_g^2))."""
-    precision = xp.sum(1 / variance)
-    return xp.sum(u_hat / variance) / precision, precision
