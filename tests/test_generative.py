@@ -63,6 +63,8 @@ def _specs():
     partly = replace(pooled, pooled={**pooled.pooled, "alpha": replace(pooled.pooled["alpha"], centred=(True, False))})
     yield "pooled, partly centred", partly
     yield "pooled, all centred", replace(pooled, pooled={n: replace(p, centred=True) for n, p in pooled.pooled.items()})
+    adaptive = {n: replace(p, adaptive=((0.2, -0.1), (0.05, 3.0))) for n, p in pooled.pooled.items()}
+    yield "pooled, adaptive", replace(pooled, pooled=adaptive)  # one group pinned by its data, one not
 
 
 @pytest.mark.slow

@@ -268,9 +268,9 @@ def test_a_second_fit_of_the_same_structure_reuses_the_compiled_sampler_and_draw
 
 
 @pytest.mark.slow
-def test_a_centred_fit_that_diverges_is_sampled_again_non_centred(monkeypatch):
-    """Divergences with centred groups (a funnel's neck, as on misfitting cut at 25%): the fit samples the same
-    posterior again with every group non-centred, and says so."""
+def test_a_fit_that_diverges_in_adaptive_coordinates_is_sampled_again_non_centred(monkeypatch):
+    """Divergences in adaptive coordinates (a funnel's neck, as on misfitting cut at 25% with centred groups): the
+    fit samples the same posterior again with every group non-centred, and says so."""
     import warnings
 
     from bayescale import defaults
@@ -295,7 +295,7 @@ def test_a_centred_fit_that_diverges_is_sampled_again_non_centred(monkeypatch):
     monkeypatch.setattr(defaults, "TUNE", 200)
     with pytest.warns(
         SamplingExtended,
-        match="7 divergences.*with some groups sampled centred: sampled again with "
+        match="7 divergences.*with groups written around their data: sampled again with "
         "every group non-centred; now 0 divergences",
     ):
         fit = bs.fit(
@@ -353,3 +353,54 @@ def test_a_centred_mode_whose_spreads_collapse_is_the_neck_even_when_its_density
     monkeypatch.setattr(laplace_module, "NECK_SHRINKAGE", 0.0)
     unguarded, _ = laplace_module.centred_where_pinned(spec, found, np.random.default_rng(1))
     assert unguarded.pooled["E"].centring.all()
+
+
+def _flat_values(spec, u):
+    """The generative model's value variables at coordinates ``u``, flattened in name order, and the log-Jacobian."""
+    values, log_jacobian = spec.value_variables(u)
+    return np.concatenate([np.atleast_1d(np.asarray(values[n], float)) for n in sorted(values)]), log_jacobian
+
+
+@pytest.mark.parametrize("param", ["E", "alpha"])  # E: the anchored floor's population value is not a coordinate
+def test_adaptive_coordinates_give_the_same_values_with_the_jacobian_they_claim(param):
+    """u_g = m_g + v_g w_g (bayescale.model.pooling): a change of coordinates whose log-Jacobian is exact, limits
+    non-centred (no data) and centred at the data's estimate (data far sharper than the spread)."""
+    runs = bs.load_runs(two_families(), keep=["family"])
+    spec = ModelSpec.from_runs(bs.get_law("chinchilla"), get_likelihood("studentt"), runs, pool={param: "family"})
+    group = spec.pooled[param]
+    u_hat, s = (0.3, -0.2), (0.05, 2.0)
+    adaptive = replace(spec, pooled={param: replace(group, adaptive=(u_hat, s))})
+    assert [n for n in adaptive.free_names if n.startswith(f"{param}_w")] == [f"{param}_w[a]", f"{param}_w[b]"]
+    rng = np.random.default_rng(4)
+    u = spec.unconstrain({**CHINCHILLA_TRUTH, "sigma": 0.01, "nu": 5.0}) + 0.05 * rng.standard_normal(
+        len(spec.free_names)
+    )
+    w = adaptive.unconstrain(spec.named_values(u))
+    same, log_jacobian = _flat_values(adaptive, w)
+    np.testing.assert_allclose(same, _flat_values(spec, u)[0], atol=1e-12)  # the same point of the model
+    step = 1e-6
+    jacobian = np.array(
+        [
+            (_flat_values(adaptive, w + e)[0] - _flat_values(adaptive, w - e)[0]) / (2 * step)
+            for e in np.eye(len(w)) * step
+        ]
+    ).T
+    plain = np.array(
+        [(_flat_values(spec, u + e)[0] - _flat_values(spec, u - e)[0]) / (2 * step) for e in np.eye(len(u)) * step]
+    ).T
+    # log|det| of the map to the model's variables, relative to the non-centred map's
+    assert np.linalg.slogdet(jacobian)[1] - np.linalg.slogdet(plain)[1] == pytest.approx(
+        log_jacobian - _flat_values(spec, u)[1], abs=1e-5
+    )
+    no_data = replace(spec, pooled={param: replace(group, adaptive=((0.0, 0.0), (1e6, 1e6)))})
+    np.testing.assert_allclose(  # no data of its own: w_g is the non-centred offset
+        no_data.value_variables(u)[0][group.offset_name], spec.value_variables(u)[0][group.offset_name], atol=1e-9
+    )
+    sd = spec.named_values(u)[group.sd_name]
+    sharp = replace(spec, pooled={param: replace(group, adaptive=(u_hat, (1e-9 * sd, 1e-9 * sd)))})
+    expected = spec.priors[param].support.from_unconstrained(np.array(u_hat), np)[0]
+    slots = [i for i, n in enumerate(sharp.free_names) if n.startswith(f"{param}_w[")]
+    for w_g in (0.0, 1.0):  # data far sharper than the spread: the group sits at the data's estimate whatever w_g
+        np.testing.assert_allclose(
+            sharp.constrain(np.where(np.isin(np.arange(len(u)), slots), w_g, u))[param], expected
+        )

@@ -24,7 +24,7 @@ from bayescale.data.tunable import check_runs as check_tunable_runs
 from bayescale.errors import BayescaleError, SamplingExtended, warn_user
 from bayescale.fitting.result import Fit, runs_dataset
 from bayescale.inference.diagnostics import diagnose, report
-from bayescale.inference.laplace import centred_where_pinned, laplace_approximation, rewhiten
+from bayescale.inference.laplace import adaptive_coordinates, laplace_approximation, rewhiten
 from bayescale.inference.sampling import check_settings, draw_posterior
 from bayescale.laws.card import Law, get_law
 from bayescale.laws.likelihood import Likelihood, get_likelihood
@@ -310,7 +310,8 @@ def fit(
     sampler keeps only the named parameters, with that many times the tuning and draws in the first run's
     coordinates instead; and say so (:class:`~bayescale.errors.SamplingExtended`);
     problems left after that are reported as usual. Pooled
-    groups are sampled centred where their data pin them down (:func:`~bayescale.inference.laplace.centred_where_pinned`);
+    groups are sampled in adaptive coordinates (:func:`~bayescale.inference.laplace.adaptive_coordinates`:
+    centred where their data pin them down, non-centred where the spread does, in between elsewhere);
     if that run diverges (at the default draws and tuning, with ``extend``), the fit samples again with
     every group non-centred (a funnel's neck, where a group spread nears zero, is what centred groups
     diverge on) and says so the same way.
@@ -362,7 +363,7 @@ def fit(
     target_accept : float, default 0.95
         Target acceptance rate of NUTS, in [0.5, 1).
     extend : bool, default True
-        Sample again when R-hat or ESS fall short, or centred groups diverge (see above).
+        Sample again when R-hat or ESS fall short, or adaptive coordinates diverge (see above).
     noise_trend : bool, default False
         Let the noise scale move along the law's first input (``sigma_slope``).
     progressbar : bool, default True
@@ -403,7 +404,7 @@ def fit(
         rng = np.random.default_rng(seed)
         laplace = laplace_approximation(spec, rng)
         non_centred = spec, laplace
-        spec, laplace = centred_where_pinned(spec, laplace, rng)
+        spec, laplace = adaptive_coordinates(spec, laplace, rng)
     sampling: dict[str, Any] = dict(
         sampler=sampler,
         chains=chains,
@@ -434,15 +435,15 @@ def fit(
 
     at_defaults = draws >= defaults.DRAWS and tune >= defaults.TUNE  # fewer draws asked for: speed was chosen
     if extend and at_defaults and diagnostics.divergences and spec is not non_centred[0]:
-        # divergences with centred groups: a funnel's neck (a group spread near zero), which the
-        # non-centred coordinates do not have; the same posterior, sampled in those
+        # divergences in adaptive coordinates: a funnel's neck (a group spread near zero) where a group
+        # was written around its data; non-centred coordinates have none: the same posterior, sampled in those
         first = f"{diagnostics.divergences} divergences, R-hat {diagnostics.rhat_max:.3f}"
         spec, laplace = non_centred
         with timer("sampling non-centred"):
             model = build_whitened(spec, laplace.center, laplace.scale)
             idata, posterior, diagnostics = sample_again(model, spec, draws, tune)
         warn_user(
-            f"{first} with some groups sampled centred: sampled again with every group non-centred; now "
+            f"{first} with groups written around their data: sampled again with every group non-centred; now "
             f"{diagnostics.divergences} divergences, R-hat {diagnostics.rhat_max:.3f}"
             + ("" if diagnostics.ok else " (see below)"),
             SamplingExtended,

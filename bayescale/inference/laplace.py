@@ -248,3 +248,54 @@ def _centred_mode(spec: ModelSpec, laplace: LaplaceApproximation, chosen: ModelS
         if group.centring.any() and not after[group.sd_name] >= before[group.sd_name] * NECK_SHRINKAGE:
             return None
     return chosen, centred, judged
+
+
+#: a group whose offset's curvature is within this of the prior's alone has no data of its own
+_NO_DATA = 1e-6
+#: the data standard error given to such a group: its coordinate is then its non-centred offset
+_NO_DATA_SD = 1e3
+
+
+def adaptive_coordinates(spec: ModelSpec, laplace: LaplaceApproximation, rng: np.random.Generator):
+    """Adaptive coordinates: each group written around what its data alone say, scaled by the conditional spread.
+
+    At the non-centred mode, group g's data estimate and marginal standard error on the unconstrained
+    scale (u_hat, s) are read off the curvature of its offsets (the block of every pooled parameter of
+    that group: sd_p sd_q P_pq + I, with P the data's precision). The coordinate w then gives
+    u_g = m + v w, with m and v the mean and sd of u_g given the population value and spread under a
+    Gaussian likelihood: non-centred when sd << s, centred at the data's estimate when sd >> s.
+    """
+    if not spec.pooled or laplace.hessian is None:
+        return spec, laplace
+    names = list(spec.free_names)
+    values = spec.constrain(laplace.center)
+    unconstrained = spec.value_variables(laplace.center)[0]
+    sds = {param: float(values[group.sd_name]) for param, group in spec.pooled.items()}
+    # the data's precision of each group's parameters jointly: the offsets' curvature less the prior's
+    data_sd: dict[str, np.ndarray] = {param: np.full(len(g.levels), _NO_DATA_SD) for param, g in spec.pooled.items()}
+    cells: dict[tuple[str, str], list[tuple[str, int, int]]] = {}
+    for param, group in spec.pooled.items():
+        for j, level in enumerate(group.levels):
+            index = names.index(f"{param}_offset[{level}]") if f"{param}_offset[{level}]" in names else None
+            if index is not None:
+                cells.setdefault((group.column, level), []).append((param, j, index))
+    for members in cells.values():
+        idx = [i for _, _, i in members]
+        scale = np.array([sds[param] for param, _, _ in members])
+        precision = (laplace.hessian[np.ix_(idx, idx)] - np.eye(len(idx))) / np.outer(scale, scale)
+        eigenvalues, eigenvectors = np.linalg.eigh((precision + precision.T) / 2)
+        inverse = eigenvectors @ np.diag(1 / np.maximum(eigenvalues, _NO_DATA_SD**-2)) @ eigenvectors.T
+        for (param, j, _), variance in zip(members, np.diag(inverse)):
+            data_sd[param][j] = min(np.sqrt(variance), _NO_DATA_SD)
+    pooled = dict(spec.pooled)
+    for param, group in spec.pooled.items():
+        if group.centring.any() or group.adaptive is not None:
+            continue
+        sd, s = sds[param], data_sd[param]
+        u_pop = float(unconstrained[group.pop_name])
+        offsets = np.asarray(unconstrained[group.offset_name], float)
+        u_hat = u_pop + offsets * (sd**2 + s**2) / sd
+        pooled[param] = replace(group, adaptive=(tuple(u_hat.tolist()), tuple(s.tolist())))
+    chosen = replace(spec, pooled=pooled)
+    start = chosen.unconstrain(spec.named_values(laplace.center))
+    return chosen, laplace_approximation(chosen, rng, n_random_starts=0, starts=(start,))

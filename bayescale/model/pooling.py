@@ -11,8 +11,18 @@ the groups differ are sampled centred (u_g itself). When every group is centred,
 value is written relative to the groups' mean, u_pop = mean(u_g) + sd / sqrt(G) * loc, which
 removes the funnel between u_pop and sd that few groups would otherwise leave; when only some are
 (runs with many checkpoints next to runs with none), u_pop is a coordinate of its own.
-:func:`bayescale.inference.laplace.choose_centring` decides per group at the posterior mode. All are the same
-model; only the sampler's coordinates differ.
+:func:`bayescale.inference.laplace.choose_centring` decides per group at the posterior mode.
+
+A fit samples neither: it writes each group around what its data alone say (an estimate u_hat_g with
+standard error s_g, read off the curvature at the non-centred mode), u_g = m_g + v_g * w_g with m_g and
+v_g the mean and sd of u_g given u_pop and sd under a Gaussian likelihood,
+
+    m_g = (u_hat_g sd^2 + u_pop s_g^2) / (sd^2 + s_g^2),   v_g = sd s_g / sqrt(sd^2 + s_g^2),
+
+non-centred where sd << s_g and centred at the data where sd >> s_g, so a spread whose posterior spans
+two orders of magnitude (three corpora) keeps every group's coordinate near unit scale
+(:func:`bayescale.inference.laplace.adaptive_coordinates`; benchmarks/README.md, "hierarchical.py").
+All are the same model; only the sampler's coordinates differ.
 
 The card's prior for ``alpha`` becomes the prior of the population value ``alpha_pop`` (the
 median of the population on the parameter's own scale), and ``alpha_sd`` (the spread between
@@ -48,6 +58,8 @@ class PooledParam:
     sd_prior: Prior = DEFAULT_SD_PRIOR
     #: sampler coordinates: centred (u_g) or non-centred (offsets, the default), for all groups or per group
     centred: bool | tuple[bool, ...] = False
+    #: adaptive coordinates: per group the data's own estimate of u_g and its standard error (None: not adaptive)
+    adaptive: tuple[tuple[float, ...], tuple[float, ...]] | None = None
 
     @cached_property  # fields are frozen; the NumPy log density asks for it at every evaluation
     def centring(self) -> np.ndarray:
@@ -72,6 +84,8 @@ class PooledParam:
 
     @cached_property
     def free_names(self) -> tuple[str, ...]:
+        if self.adaptive is not None:
+            return (self.pop_name, self.sd_name, *(f"{self.param}_w[{lvl}]" for lvl in self.levels))
         if self.all_centred:
             return (f"{self.param}_loc", self.sd_name, *(f"{self.param}_u[{lvl}]" for lvl in self.levels))
         return (

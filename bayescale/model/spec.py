@@ -162,7 +162,7 @@ class ModelSpec:
             yield name, None, None, u[i] if not shape else u[i : i + width].reshape(shape)
             i += width
 
-    def value_variables(self, u, xp=np, reference=None, centring=None):
+    def value_variables(self, u, xp=np, reference=None, centring=None, adaptive=None):
         """The generative model's value variables at sampler coordinates ``u``, and the log-Jacobian of that map.
 
         Returns ({variable name: its unconstrained value}, log |det d values / d u|). The names are
@@ -172,12 +172,15 @@ class ModelSpec:
         The coordinates differ from them in three places, each with its Jacobian: an anchored floor
         is reached through the law's mean (log-loss, or the loss on the raw scale) at the data's centre; a group sampled centred has its own
         unconstrained value as coordinate, not its standard-normal offset; and when every group of
-        a parameter is centred, the population value is written relative to the groups' mean.
-        ``xp`` is NumPy or PyTensor; ``reference`` (the data's centre) and ``centring`` (masks per
-        pooled parameter) default to the spec's numbers, and the whitened model passes its inputs.
+        a parameter is centred, the population value is written relative to the groups' mean; a group in
+        adaptive coordinates (:mod:`bayescale.model.pooling`) has w_g. ``xp`` is NumPy or PyTensor;
+        ``reference`` (the data's centre), ``centring`` (masks per pooled parameter) and ``adaptive``
+        (per pooled parameter, the groups' data estimates and standard errors) default to the spec's
+        numbers, and the whitened model passes its inputs.
         """
         reference = self.reference if reference is None else reference
         centring = centring or {}
+        adaptive = adaptive or {}
         out, log_jac, anchored = {}, 0.0, None
         for name, prior, pooled, part in self._split(u):
             if prior is not None and name == self.anchor:
@@ -185,7 +188,15 @@ class ModelSpec:
             elif pooled is None:
                 out[name] = part
             else:
-                log_jac = log_jac + self._pooled(name, pooled, part, xp, out, centring.get(name, pooled.centring))
+                log_jac = log_jac + self._pooled(
+                    name,
+                    pooled,
+                    part,
+                    xp,
+                    out,
+                    centring.get(name, pooled.centring),
+                    adaptive=adaptive.get(name, pooled.adaptive),
+                )
         if anchored is not None:
             prior, pooled, part = anchored
             u_centre = part if pooled is None else part[0]
@@ -207,7 +218,14 @@ class ModelSpec:
                 out[self.anchor] = u_floor
             else:
                 log_jac = log_jac + self._pooled(
-                    self.anchor, pooled, part, xp, out, centring.get(self.anchor, pooled.centring), u_pop=u_floor
+                    self.anchor,
+                    pooled,
+                    part,
+                    xp,
+                    out,
+                    centring.get(self.anchor, pooled.centring),
+                    u_pop=u_floor,
+                    adaptive=adaptive.get(self.anchor, pooled.adaptive),
                 )
         return out, log_jac
 
@@ -215,7 +233,7 @@ class ModelSpec:
         return self.priors[name].support.from_unconstrained(out[self.pooled[name].pop_name], xp)[0]
 
     @staticmethod
-    def _pooled(name, pooled, part, xp, out, centred, u_pop=None):
+    def _pooled(name, pooled, part, xp, out, centred, u_pop=None, adaptive=None):
         """A pooled parameter's value variables (``_pop``, ``_sd``, ``_offset``) into ``out``; returns the log-Jacobian.
 
         ``u_pop`` given (an anchored floor): the population value is not a coordinate of its own.
@@ -224,7 +242,13 @@ class ModelSpec:
         sd = pooled.sd_prior.support.from_unconstrained(u_sd, xp)[0]
         coords = part[2:]
         n_groups = len(pooled.levels)
-        if pooled.all_centred and u_pop is None:  # coordinates: loc, log sd, u_g
+        if adaptive is not None:  # coordinates: u_pop (or the anchor's), log sd, per group w_g
+            u_pop = part[0] if u_pop is None else u_pop
+            u_hat, s = (xp.as_tensor_variable(v) if xp is not np else np.asarray(v, float) for v in adaptive)
+            variance = sd**2 + s**2
+            offsets = (u_hat - u_pop) * sd / variance + s / xp.sqrt(variance) * coords
+            log_jac = xp.sum(xp.log(s)) - 0.5 * xp.sum(xp.log(variance))
+        elif pooled.all_centred and u_pop is None:  # coordinates: loc, log sd, u_g
             u_pop = xp.mean(coords) + sd / np.sqrt(n_groups) * part[0]
             log_jac = (1 - n_groups) * xp.log(sd) - 0.5 * np.log(n_groups)
             offsets = (coords - u_pop) / sd
@@ -325,6 +349,12 @@ class ModelSpec:
                 if groups is None
                 else np.asarray(prior.support.to_unconstrained(np.asarray(groups, float)), float)
             )
+            if pooled.adaptive is not None:
+                u_hat, s = (np.asarray(v, float) for v in pooled.adaptive)
+                variance = sd**2 + s**2
+                w = ((u_groups - x) / sd - (u_hat - x) * sd / variance) / (s / np.sqrt(variance))
+                u += [first, u_sd, *w]
+                continue
             if pooled.all_centred and name != self.anchor:
                 first = (x - u_groups.mean()) * np.sqrt(len(u_groups)) / sd
             u += [first, u_sd, *np.where(pooled.centring, u_groups, (u_groups - x) / sd)]
@@ -359,7 +389,8 @@ class ModelSpec:
             "scale": self.law.scale,
             "priors": [(name, prior.to_dict()) for name, prior in self.priors.items()],
             "pooled": [
-                (name, p.column, len(p.levels), p.sd_prior.to_dict(), p.all_centred) for name, p in self.pooled.items()
+                (name, p.column, len(p.levels), p.sd_prior.to_dict(), p.all_centred, p.adaptive is not None)
+                for name, p in self.pooled.items()
             ],
             "anchor": self.anchor,
             "free": len(self.free_names),

@@ -40,8 +40,13 @@ def build_whitened(spec: ModelSpec, center: np.ndarray, scale: np.ndarray):
     for dim, values in generative.coords.items():
         if dim != OBS_DIM and values is not None:
             coords[dim] = list(values)
-    partly_centred = {name: p for name, p in spec.pooled.items() if not p.all_centred}
-    fixed = [*(spec.reference or {}).values(), *(c for p in partly_centred.values() for c in p.centring)]
+    partly_centred = {name: p for name, p in spec.pooled.items() if not p.all_centred and p.adaptive is None}
+    adaptive_groups = {name: p for name, p in spec.pooled.items() if p.adaptive is not None}
+    fixed = [
+        *(spec.reference or {}).values(),
+        *(c for p in partly_centred.values() for c in p.centring),
+        *(v for p in adaptive_groups.values() for part in (p.adaptive or ()) for v in part),
+    ]
     with pm.Model(coords=coords) as model:
         z = pm.Flat("z", dims="free")
         u = _whitened(center, scale, z)
@@ -55,7 +60,13 @@ def build_whitened(spec: ModelSpec, center: np.ndarray, scale: np.ndarray):
             assert packed is not None  # fixed holds which of the groups are centred
             centring[name] = packed[i : i + len(p.levels)] > 0.5
             i += len(p.levels)
-        unconstrained, log_jacobian = spec.value_variables(u, pt, reference, centring)
+        adaptive = {}
+        for name, p in adaptive_groups.items():
+            assert packed is not None
+            n = len(p.levels)
+            adaptive[name] = (packed[i : i + n], packed[i + n : i + 2 * n])
+            i += 2 * n
+        unconstrained, log_jacobian = spec.value_variables(u, pt, reference, centring, adaptive)
         replacements = {generative.rvs_to_values[generative[name]]: value for name, value in unconstrained.items()}
         # dimension lengths: the number of runs from the data (not part of the compiled graph), groups fixed
         for dim, length in generative.dim_lengths.items():
