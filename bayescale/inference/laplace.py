@@ -250,9 +250,8 @@ def _centred_mode(spec: ModelSpec, laplace: LaplaceApproximation, chosen: ModelS
     return chosen, centred, judged
 
 
-#: a group whose offset's curvature is within this of the prior's alone has no data of its own
-_NO_DATA = 1e-6
-#: the data standard error given to such a group: its coordinate is then its non-centred offset
+#: the largest data standard error (unconstrained scale) a group gets, its data's precision floored at
+#: 1 / this squared: a group with no data of its own keeps w_g as its non-centred offset
 _NO_DATA_SD = 1e3
 
 
