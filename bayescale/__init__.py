@@ -36,7 +36,8 @@ _EXPORTS = {
     **dict.fromkeys(["Fit"], "fitting.result"),
     **dict.fromkeys(["fit", "build_model", "sample_model"], "fitting.pipeline"),
     **dict.fromkeys(["predict", "grid"], "forecast.predict"),
-    **dict.fromkeys(["plan", "frontier", "candidates", "marginal_value", "Budget"], "forecast.plan"),
+    **dict.fromkeys(["plan", "frontier", "candidates", "marginal_value"], "forecast.plan"),
+    "Budget": "forecast.budget",
     "summary": "forecast.summary",
     "check": "forecast.checks",
     **dict.fromkeys(

@@ -212,7 +212,8 @@ def test_several_holdouts_fan_out_together(demo_runs):
 def test_coverage_if_right_is_wide_where_held_out_runs_err_together(demo_runs):
     """Independent errors: the binomial range around the nominal level. One shared bend: nearly all in or all out."""
     from bayescale.evaluation.backtesting import coverage_if_right
-    from bayescale.inference.discrepancy import Discrepancy, observed_ranges
+    from bayescale.inference.discrepancy import Discrepancy
+    from bayescale.inference.distance import observed_ranges
 
     frame = demo_runs.frame
     train, heldout = frame[frame.C < 1e21], frame[frame.C >= 1e21].reset_index(drop=True)

@@ -179,7 +179,8 @@ def test_far_forecast_warnings_name_the_run_asked_about_not_internal_grid_points
     import warnings
 
     from bayescale.errors import ExtrapolationWarning
-    from bayescale.inference.discrepancy import Discrepancy, last_seen_steps, observed_ranges
+    from bayescale.inference.discrepancy import Discrepancy
+    from bayescale.inference.distance import last_seen_steps, observed_ranges
 
     runs, fit = curve_fit
     seen = runs.frame[runs.frame["step"] <= 0.5 * runs.frame.groupby("run")["step"].transform("max")]

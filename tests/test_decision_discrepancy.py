@@ -7,16 +7,23 @@ import pandas as pd
 import pytest
 from conftest import fake_fit
 
-from bayescale.data.datasets import CHINCHILLA_TRUTH, synthetic_tuning_sweep
+from bayescale.data.datasets import CHINCHILLA_TRUTH, synthetic_sweep, synthetic_tuning_sweep
+from bayescale.data.runs import Runs
 from bayescale.forecast import tuning
+from bayescale.forecast.plan import chinchilla_closed_form, plan
 from bayescale.inference.decision_discrepancy import (
+    BUDGET_TOLERANCE,
     COLUMNS,
     TAU_PRIOR,
+    allocation_cells,
+    budget_cells,
     draw_tau,
     observed_optimum,
     tau_log_likelihood,
 )
-from bayescale.inference.discrepancy import Discrepancy, kappa_log_likelihood, observed_ranges
+from bayescale.inference.discrepancy import Discrepancy, kappa_log_likelihood
+from bayescale.inference.distance import observed_ranges
+from bayescale.laws.card import get_law
 
 #: as test_tuning's: an asymmetric basin whose bottom moves with N and D
 ASYM = {**CHINCHILLA_TRUTH, "l0": float(np.log(1e-3)), "a": -0.5, "b": 0.2, "c": 0.05, "s": -1.0}
@@ -154,3 +161,90 @@ def test_a_fit_calibrates_tau_on_its_internal_splits_and_a_saved_fit_keeps_it(tm
     assert back.discrepancy.decision == json.loads(json.dumps(disc.decision))
     far = {"N": [1e10], "D": [2e11]}
     pd.testing.assert_frame_equal(tuning.tune(back, far), tuning.tune(fit, far))
+
+
+# -- the compute-optimal allocation's discrepancy (plan's N*, D*) ---------------------------------
+def _allocation_fit(tau):
+    """A Chinchilla fit of an IsoFLOP sweep up to 1e21 FLOPs with an allocation discrepancy of ``tau`` per e-fold."""
+    fit = fake_fit(synthetic_sweep(), "chinchilla", spread=0.02)
+    n = fit.diagnostics.n_draws
+    decision = {"cells": {k: [] for k in COLUMNS}, "prior": TAU_PRIOR.to_dict(), "allocation_source": "internal splits"}
+    fit.discrepancy = Discrepancy(
+        observed_ranges(fit.runs, fit.law.inputs),
+        np.full(n, 1e-4),
+        pd.DataFrame(),
+        10.0,
+        decision=decision,
+        allocation_tau=None if tau is None else np.full(n, tau),
+    )
+    return fit
+
+
+def test_isoflop_cells_are_the_runs_of_one_budget_and_a_continuous_spread_forms_none():
+    sweep = synthetic_sweep(outlier_fraction=0.0)
+    cells = budget_cells(sweep)
+    assert len(cells) == 7 and all(len(rows) == 9 and sweep["C"].iloc[rows].nunique() == 1 for rows in cells)
+    rng = np.random.default_rng(0)
+    n = np.exp(rng.uniform(np.log(1e7), np.log(1e9), 60))
+    spread = pd.DataFrame({"N": n, "D": 20 * n * np.exp(rng.uniform(-1, 1, 60)), "loss": 3.0})
+    for rows in budget_cells(spread):  # a continuous spread forms cells only where 3 sizes share a budget
+        assert np.ptp(np.log(6 * spread["N"] * spread["D"]).iloc[rows]) <= 2 * BUDGET_TOLERANCE and len(rows) >= 3
+
+
+def test_an_internal_cell_forecasts_the_laws_optimum_along_its_budget_and_observes_the_vertex():
+    sweep = synthetic_sweep(noise=0.0, outlier_fraction=0.0)
+    law = get_law("chinchilla")
+    train, heldout = (
+        Runs(part.reset_index(drop=True)) for part in (sweep[sweep["C"] < 1e20], sweep[sweep["C"] >= 1e20])
+    )
+    params = {k: np.full((50, 1), CHINCHILLA_TRUTH[k]) for k in law.param_names}
+    rows = allocation_cells(law, params, train, heldout, "0.3")
+    assert len(rows) == 3 and {row["tunable"] for row in rows} == {"N"}
+    for row, flops in zip(rows, (1e20, 3e20, 1e21)):
+        n_opt, _ = chinchilla_closed_form(CHINCHILLA_TRUTH, flops)
+        assert row["forecast"] == pytest.approx(np.log(n_opt), abs=0.01)  # the law's own minimum along 6ND
+        assert row["censored"] == "none" and abs(row["observed"] - row["forecast"]) < 2 * row["observed_sd"]
+        assert row["distance"] > 0
+    # a pooled split (parameters that differ between runs) says nothing about one allocation
+    pooled = {**params, "E": np.tile(np.linspace(1.6, 1.8, len(heldout.frame)), (50, 1))}
+    assert allocation_cells(law, pooled, train, heldout, "0.3") == []
+
+
+def test_plans_allocation_band_is_unchanged_inside_the_runs_and_wider_beyond():
+    plain, wide = _allocation_fit(None), _allocation_fit(0.2)
+    plain.discrepancy = None
+    inside, beyond = 1e20, 1e24
+    for flops, same in ((inside, True), (beyond, False)):
+        before, after = plan(plain, flops), plan(wide, flops)
+        width = {k: np.log(p["N_opt"]["upper"] / p["N_opt"]["lower"]) for k, p in (("b", before), ("a", after))}
+        distance = after["allocation_calibration"]["distance"]
+        if same:
+            assert distance == 0 and after["N_opt"] == before["N_opt"] and after["D_opt"] == before["D_opt"]
+            continue
+        assert distance > 2
+        expected = 2 * 1.645 * np.hypot(0.2 * distance, width["b"] / (2 * 1.645))
+        assert width["a"] == pytest.approx(expected, rel=0.15)  # parameters and discrepancy add
+        # D* follows from the budget: the widened band of D* mirrors N*'s under 6ND
+        assert after["D_opt"]["lower"] == pytest.approx(flops / 6 / after["N_opt"]["upper"], rel=0.02)
+    assert before["band_includes"]["allocation"] == ["parameters"]
+    assert after["band_includes"]["allocation"] == ["parameters", "extrapolation discrepancy"]
+    assert after["allocation_calibration"]["source"] == "internal splits"
+    assert after["allocation_calibration"]["tau_median"] == pytest.approx(0.2)
+    # a fit calibrated before the allocation's discrepancy existed takes tau from its prior and says so
+    assert plan(_allocation_fit(None), beyond)["allocation_calibration"]["source"] == "prior only"
+
+
+@pytest.mark.slow
+def test_a_sweep_fit_calibrates_the_allocation_on_its_held_out_isoflop_cells(tmp_path):
+    """End to end, tiny sampling: the internal splits' held-out budgets calibrate allocation_tau; save/load keeps it."""
+    import bayescale as bs
+
+    fit = bs.fit(synthetic_sweep(), "chinchilla", draws=100, tune=100, chains=2, progressbar=False)
+    disc = fit.discrepancy
+    cells = pd.DataFrame(disc.decision["cells"])
+    assert disc.decision["allocation_source"] == "internal splits" and (cells["tunable"] == "N").sum() >= 2
+    assert disc.tau is None and len(disc.allocation_tau) == fit.diagnostics.n_draws  # chinchilla tunes nothing
+    assert "allocation_tau" in disc.describe() and "internal cells" in disc.describe()
+    back = bs.Fit.load(fit.save(tmp_path / "sweep.nc"))
+    np.testing.assert_allclose(back.discrepancy.allocation_tau, disc.allocation_tau)
+    assert plan(back, 1e23)["N_opt"] == plan(fit, 1e23)["N_opt"]

@@ -180,7 +180,7 @@ POINTS = ["N=3e10,D=6e11", "N=2e9,D=4e10"]
 def with_discrepancy(fit, kappa: float = 0.02):
     """``fit`` with a calibrated extrapolation discrepancy (kappa's draws around ``kappa``, no internal splits)."""
     from bayescale.fitting.result import Fit
-    from bayescale.inference.discrepancy import observed_ranges
+    from bayescale.inference.distance import observed_ranges
 
     shape = (fit.posterior.sizes["chain"], fit.posterior.sizes["draw"])
     tree = fit.idata.copy()

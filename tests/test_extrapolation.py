@@ -9,7 +9,8 @@ from conftest import fake_fit
 
 import bayescale as bs
 from bayescale.errors import ExtrapolationWarning
-from bayescale.inference.discrepancy import Discrepancy, calibrate, distance
+from bayescale.inference.discrepancy import Discrepancy, calibrate
+from bayescale.inference.distance import distance
 from bayescale.laws.likelihood import get_likelihood
 from bayescale.model.spec import ModelSpec
 
@@ -27,7 +28,7 @@ def with_discrepancy(fit, kappa=0.02, supported=1.0):
 
 
 def test_beyond_the_compute_frontier_is_extrapolation_even_inside_the_n_and_d_ranges():
-    from bayescale.inference.discrepancy import observed_ranges
+    from bayescale.inference.distance import observed_ranges
 
     # an IsoFLOP-like grid: the largest N was trained on few tokens, the most tokens on a small model
     runs = pd.DataFrame({"N": [1e8, 1e8, 1e10, 1e9], "D": [1e9, 1e11, 1e9, 1e10], "loss": [3.0, 2.6, 2.6, 2.5]})
@@ -42,7 +43,7 @@ def test_beyond_the_compute_frontier_is_extrapolation_even_inside_the_n_and_d_ra
 def test_more_tokens_per_parameter_than_any_run_is_extrapolation_even_inside_n_d_and_c():
     """Issue "Honest on every dataset", point 3: over-training is its own direction. A small model on the most
     tokens lies inside the ranges of N, D and C of these runs, but at 10x their largest D/N."""
-    from bayescale.inference.discrepancy import observed_ranges
+    from bayescale.inference.distance import observed_ranges
 
     runs = pd.DataFrame({"N": [1e8, 1e10, 1e9], "D": [1e10, 1e11, 1e9], "loss": [2.9, 2.4, 2.8]})
     ranges = observed_ranges(runs, ["N", "D"])
@@ -122,7 +123,8 @@ def test_a_calibrated_fit_saves_and_reports_kappa(tmp_path):
 
 
 def test_learning_curves_are_measured_along_each_run():
-    from bayescale.inference.discrepancy import _splits, run_distance
+    from bayescale.inference.discrepancy import _splits
+    from bayescale.inference.distance import run_distance
 
     ranges = {"step": (100.0, 1000.0)}
     table = pd.DataFrame({"run": ["a", "a", "b", "new"], "step": [500.0, 2000.0, 4000.0, 3000.0]})

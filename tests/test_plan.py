@@ -80,6 +80,7 @@ def test_cli_plan_json(spread_fit, tmp_path, capsys):
         "flops_vs_largest_run",
         "run_at_plan",
         "band_includes",
+        "allocation_calibration",
         "sensitivity",
     }
     assert data["band_includes"] == {  # a fit without the extrapolation discrepancy says so
@@ -218,7 +219,8 @@ def test_cli_plan_with_candidates_marginal_and_frontier(spread_fit, tmp_path, ca
 
 def test_plan_and_candidates_give_the_bands_predict_gives(demo_runs):
     """The same point has the same predictive band in plan, candidates and predict; costs and reach are flagged."""
-    from bayescale.inference.discrepancy import Discrepancy, observed_ranges
+    from bayescale.inference.discrepancy import Discrepancy
+    from bayescale.inference.distance import observed_ranges
 
     fit = fake_fit(demo_runs, spread=0.05, draws=300)
     fit.discrepancy = Discrepancy(
@@ -239,7 +241,7 @@ def test_plan_and_candidates_give_the_bands_predict_gives(demo_runs):
     law_only = np.quantile(optimal_allocation(fit, flops)["loss_opt"], [0.05, 0.95])
     assert result["loss_opt"]["upper"] - result["loss_opt"]["lower"] > 2 * (law_only[1] - law_only[0])
     assert result["band_includes"]["credible"] == ["parameters", "extrapolation discrepancy"]
-    assert result["band_includes"]["allocation"] == ["parameters"]
+    assert result["band_includes"]["allocation"] == ["parameters", "extrapolation discrepancy"]
     assert result["flops_vs_largest_run"] == pytest.approx(flops / (6 * demo_runs["N"] * demo_runs["D"]).max())
     table = candidates(
         fit, [{"N": run["N"], "D": run["D"]}, {"N": 2 * run["N"], "D": flops / (6 * run["N"])}], flops=flops
@@ -257,7 +259,8 @@ def test_plan_frontier_marginal_and_predict_print_one_band_at_one_point(demo_run
     Before, plan printed the law's band without the discrepancy (2.17 [2.125, 2.204] on Gadre's rpj at
     20x the largest run) where predict printed 2.174 [2.090, 2.239] at the same point.
     """
-    from bayescale.inference.discrepancy import Discrepancy, observed_ranges
+    from bayescale.inference.discrepancy import Discrepancy
+    from bayescale.inference.distance import observed_ranges
 
     fit = fake_fit(demo_runs, spread=0.05, draws=300)
     kappa = np.full((2, 300), 0.02)  # saved as a calibrated fit saves it: settings and posterior draws
@@ -292,7 +295,11 @@ def test_plan_frontier_marginal_and_predict_print_one_band_at_one_point(demo_run
     assert main(["plan", str(path), "--flops", str(flops)]) == 0
     text = capsys.readouterr().out
     assert (
-        "bands: 90% intervals; N*, D*, tokens per parameter: parameters only, no extrapolation discrepancy; "
+        "bands: 90% intervals; N*, D*, tokens per parameter: parameters + extrapolation discrepancy; "
         "loss: parameters + extrapolation discrepancy; a run: parameters + extrapolation discrepancy + noise"
     ) in text.replace("\n  ", " ")
+    # saved before the allocation's discrepancy existed: its tau comes from the prior, and the text says so
+    assert plan["allocation_calibration"]["source"] == "prior only"
+    joined = text.replace("\n  ", " ")
+    assert "N* (and D* with it) errs by tau" in joined and "from its prior alone" in joined
     assert f"{row['median']:.4g} [{row['lower']:.4g}, {row['upper']:.4g}]" in text

@@ -222,7 +222,8 @@ def test_a_report_warns_only_about_the_points_asked_for_and_says_what_its_bands_
     """Its own points (10x, 100x the largest run) and frontier grid go into the document as notes, not to stderr."""
     import warnings
 
-    from bayescale.inference.discrepancy import Discrepancy, observed_ranges
+    from bayescale.inference.discrepancy import Discrepancy
+    from bayescale.inference.distance import observed_ranges
 
     fit = fake_fit(demo_runs, spread=0.01)
     fit.discrepancy = Discrepancy(

@@ -168,7 +168,8 @@ def test_tune_bands_carry_the_extrapolation_discrepancy_and_say_so(demo_runs):
     This discrepancy has no decision draws (as a fit calibrated before 2026-12-07): the best rate's
     band takes tau from its prior (tests/test_decision_discrepancy.py tests the calibrated one).
     """
-    from bayescale.inference.discrepancy import Discrepancy, observed_ranges
+    from bayescale.inference.discrepancy import Discrepancy
+    from bayescale.inference.distance import observed_ranges
 
     fit = fake_fit(synthetic_tuning_sweep(), "chinchilla_lr_asym", values=ASYM, spread=0.02)
     far = pd.DataFrame({"N": [1e11], "D": [2e12]})

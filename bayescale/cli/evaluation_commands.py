@@ -20,7 +20,7 @@ from bayescale.cli.options import (
     sampling_settings,
 )
 from bayescale.cli.parsing import at_points, candidate, check_fan_out, numbered, pairs
-from bayescale.cli.render import band, bands_line, emit, fmt, prior_driven_lines, wrap
+from bayescale.cli.render import band, bands_line, decision_calibration_lines, emit, fmt, prior_driven_lines, wrap
 from bayescale.errors import BayescaleError
 from bayescale.files import staged_folder
 
@@ -312,7 +312,7 @@ def _tune_text(result: dict):
             ],
         )
     )
-    yield from _best_calibration_lines(result["best_calibration"], names)
+    yield from decision_calibration_lines(result["best_calibration"], f"the best {', '.join(names)}")
     for row in result["predictions"]:
         where = ", ".join(f"{k}={row[k]:.3g}" for k in ("N", "D") if k in row)
         best = "; ".join(f"{n}* {band(row[f'{n}_opt'], '.3g')}" for n in names)
@@ -339,21 +339,6 @@ def _tune_text(result: dict):
     yield from prior_driven_lines(result.get("sensitivity", {}))
     if result.get("saved"):
         yield f"saved {result['saved']}"
-
-
-def _best_calibration_lines(calibration: dict, names):
-    """What widens the best values' band beyond the runs: tau and where it was learned."""
-    if calibration["source"] == "none":
-        return
-    where = (
-        f"calibrated on {calibration['cells']} internal cells"
-        if calibration["cells"]
-        else f"from its prior alone (no internal cell tried {calibration['min_values']} or more values)"
-    )
-    yield wrap(
-        f"beyond the runs the best {', '.join(names)} errs by tau {calibration['tau_median']:.3g} in log per e-fold "
-        f"(90% {calibration['tau_lower']:.3g} to {calibration['tau_upper']:.3g}), {where}"
-    )
 
 
 def heldout_text(runs: list[dict], keys, observed: str, label: str | None = None):
@@ -395,7 +380,7 @@ def _tune_backtest_text(result: dict):
         f"{result['cells_best_inside']}"
     )
     names = sorted({cell["tunable"] for cell in result["cells"]})
-    yield from _best_calibration_lines(result["best_calibration"], names)
+    yield from decision_calibration_lines(result["best_calibration"], f"the best {', '.join(names)}")
     if result.get("saved"):
         yield f"saved {result['saved']}"
 

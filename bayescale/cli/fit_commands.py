@@ -24,7 +24,16 @@ from bayescale.cli.options import (
     sensitivity_option,
 )
 from bayescale.cli.parsing import at_points, fit_names, forecast_points, pairs
-from bayescale.cli.render import band, bands_line, emit, fmt, prior_driven_lines, records, wrap
+from bayescale.cli.render import (
+    band,
+    bands_line,
+    decision_calibration_lines,
+    emit,
+    fmt,
+    prior_driven_lines,
+    records,
+    wrap,
+)
 from bayescale.errors import BayescaleError
 
 #: what summary's two sensitivity columns mean (``bayescale check`` says what the runs determine)
@@ -344,12 +353,18 @@ def _plan_text(result: dict):
             [(allocation, includes["allocation"]), ("loss", includes["credible"]), ("a run", includes["predictive"])],
         )
     )
+    calibration = result["allocation_calibration"]
     if result["flops_vs_largest_run"] > 1:
-        yield (
-            f"  note: the budget is {result['flops_vs_largest_run']:.3g}x the compute of the largest run fitted "
-            f"({run['extrapolation']:.2f} e-folds beyond the data); the band of N*, D* there carries the "
-            "parameters only, not the extrapolation discrepancy, so beyond the runs it is narrower than the doubt"
+        widened = (
+            "widens with the allocation's own discrepancy"
+            if calibration["source"] != "none"
+            else "carries the parameters only (this fit has no sweep discrepancy), so it is narrower than the doubt"
         )
+        yield wrap(
+            f"  note: the budget is {result['flops_vs_largest_run']:.3g}x the compute of the largest run fitted "
+            f"({run['extrapolation']:.2f} e-folds beyond the data); the band of N*, D* there {widened}"
+        )
+    yield from ("  " + line for line in decision_calibration_lines(calibration, "N* (and D* with it)"))
     if "p_data_limited" in result:
         yield f"  data-limited ({result['data_constraint']}) in {result['p_data_limited']:.0%} of draws"
     yield from prior_driven_lines(result.get("sensitivity", {}))

@@ -96,3 +96,18 @@ def prior_driven_lines(sensitivity: dict) -> Iterable[str]:
         others = [name for name in driven if name != first]
         also = f" Also prior-driven: {', '.join(others)}." if others else ""
         yield wrap("  warning: " + driven[first]["note"] + also)
+
+
+def decision_calibration_lines(calibration: dict, what: str):
+    """What widens a decision's band beyond the runs (``what``: "the best lr", "N*"): tau and where it was learned."""
+    if calibration["source"] == "none":
+        return
+    where = (
+        f"calibrated on {calibration['cells']} internal cells"
+        if calibration["cells"]
+        else f"from its prior alone (no internal cell tried {calibration['min_values']} or more values)"
+    )
+    yield wrap(
+        f"beyond the runs {what} errs by tau {calibration['tau_median']:.3g} in log per e-fold "
+        f"(90% {calibration['tau_lower']:.3g} to {calibration['tau_upper']:.3g}), {where}"
+    )

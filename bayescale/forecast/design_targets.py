@@ -272,7 +272,7 @@ def bands(
     chosen runs the targets lie nearer the runs (their box grows by the chosen points), while the
     discrepancy's calibration stays as it is. The others carry the parameters' uncertainty only.
     """
-    from bayescale.inference.discrepancy import axis_values
+    from bayescale.inference.distance import axis_values
 
     law = values[valid]
     centred = law - law.mean(axis=0)

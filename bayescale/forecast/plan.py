@@ -13,15 +13,15 @@ Every loss band here is ``predict``'s: the parameters' uncertainty and the extra
 ``predict``'s credible band at the median N*, D*, so ``plan`` and ``predict`` agree there to the digit.
 Comparisons (drops, regrets, P(best)) use the same draws: the law per posterior draw, widened by
 the discrepancy draw that ``predict`` uses (:func:`~bayescale.forecast.predict.with_discrepancy`). The
-intervals of N*, D*, D*/N* and a best learning rate carry the parameters' uncertainty only: the
-discrepancy says how far the law's value may be off beyond the runs, not where along the budget
-its minimum moves.
+loss discrepancy is one shift per draw and cannot move the minimum along the budget, so beyond the
+runs the intervals of N*, D* and D*/N* carry their own decision discrepancy (log N* gets d tau z,
+tau learned from the fit's internal IsoFLOP cells: :mod:`bayescale.inference.decision_discrepancy`)
+and a best learning rate ``tune``'s; the draws that compare options (regrets, drops) do not.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -32,9 +32,9 @@ from bayescale.data.runs import column_list, row_numbers
 from bayescale.data.tunable import tunable_inputs
 from bayescale.defaults import check_ci_prob
 from bayescale.errors import BayescaleError
-from bayescale.forecast.predict import PARAMETERS, band, band_includes, flat_draws, with_discrepancy
-from bayescale.forecast.tuning import profile_loss, search_range, tuned_points
-from bayescale.laws.formula import Formula
+from bayescale.forecast.budget import Budget
+from bayescale.forecast.predict import DISCREPANCY, PARAMETERS, band, band_includes, flat_draws, with_discrepancy
+from bayescale.forecast.tuning import best_calibration, profile_loss, search_range, tuned_points, widened_best
 
 if TYPE_CHECKING:
     from bayescale.fitting.result import Fit
@@ -43,79 +43,6 @@ _GRID = 241  # log-N grid points over the search range
 _LOG_N_RANGE = (3.0, 16.0)  # search N between 1e3 and 1e16 parameters
 _GOLDEN = (np.sqrt(5) - 1) / 2
 _STATS = ("median", "lower", "upper")
-
-
-@dataclass(frozen=True)
-class Budget:
-    """How a compute budget constrains (N, D): a cost formula (default 6ND) and an optional unique-token cap.
-
-    Build it from text with :meth:`Budget.make`, which checks both fields.
-
-    Parameters
-    ----------
-    cost : Formula, optional
-        The training cost in FLOPs as a :class:`~bayescale.laws.formula.Formula` in ``N`` (parameters)
-        and ``D`` (tokens), positive and growing with D. None (default): C = 6 N D.
-    unique_tokens : float, optional
-        The number of unique tokens available. For a law with a ``U`` input it enters the law as
-        U = min(unique_tokens, D); for any other law it is the hard constraint D <= unique_tokens.
-        None (default): no cap.
-    """
-
-    cost: Formula | None = None
-    unique_tokens: float | None = None
-
-    @classmethod
-    def make(cls, cost: str | None = None, unique_tokens: float | None = None) -> Budget:
-        formula = None
-        if cost is not None and cost.replace(" ", "") not in ("6*N*D", "6*D*N"):
-            formula = Formula(cost)
-            formula.check_names({"N", "D"}, "cost function")
-            n, d = np.array([1e9, 1e9]), np.array([1e10, 2e10])
-            with np.errstate(all="ignore"):
-                values = np.broadcast_to(formula.numpy({"N": n, "D": d}), (2,))
-            if not (np.all(np.isfinite(values)) and values[1] > values[0] > 0):
-                raise BayescaleError(
-                    f"cost function {cost!r} must be positive and grow with D (tokens); "
-                    f"at N=1e9 it gives {values[0]:g} for D=1e10 and {values[1]:g} for D=2e10"
-                )
-        if unique_tokens is not None and not (np.isfinite(unique_tokens) and unique_tokens > 0):
-            raise BayescaleError(f"unique_tokens must be a positive, finite number of tokens, got {unique_tokens!r}")
-        return cls(formula, None if unique_tokens is None else float(unique_tokens))
-
-    @property
-    def cost_text(self) -> str:
-        return self.cost.text if self.cost is not None else "6*N*D"
-
-    def cost_of(self, n, d):
-        if self.cost is None:
-            return 6.0 * n * d
-        with np.errstate(all="ignore"):
-            return self.cost.numpy({"N": n, "D": d})
-
-    def tokens_for(self, n: np.ndarray, flops: float) -> np.ndarray:
-        """D with cost(N, D) = flops for each N (NaN where no D in [1e3, 1e17] does it)."""
-        if self.cost is None:
-            return flops / (6.0 * n)
-        lo, hi = np.full(np.shape(n), 3.0), np.full(np.shape(n), 17.0)
-        reachable = (self.cost_of(n, 10.0**lo) <= flops) & (self.cost_of(n, 10.0**hi) >= flops)
-        for _ in range(60):  # bisection on log10 D, all N at once (cost grows with D)
-            mid = (lo + hi) / 2
-            below = self.cost_of(n, 10.0**mid) < flops
-            lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
-        return np.where(reachable, 10.0 ** ((lo + hi) / 2), np.nan)
-
-    def size_for_tokens(self, d: float, flops: float) -> float:
-        """log10 N with cost(N, d) = flops (cost grows with N); NaN when no N in [1e3, 1e16] does it."""
-        if self.cost is None:
-            return float(np.log10(flops / (6.0 * d)))
-        lo, hi = 3.0, 16.0
-        if not self.cost_of(10.0**lo, d) <= flops <= self.cost_of(10.0**hi, d):
-            return float("nan")
-        for _ in range(60):
-            mid = (lo + hi) / 2
-            lo, hi = (mid, hi) if self.cost_of(10.0**mid, d) < flops else (lo, mid)
-        return (lo + hi) / 2
 
 
 def _check_law(fit: Fit) -> None:
@@ -164,7 +91,46 @@ def _points(fit: Fit, n, d, budget: Budget) -> pd.DataFrame:
 
 def includes(fit: Fit) -> dict[str, list[str]]:
     """What the plan's bands include: ``allocation`` (N*, D*, D*/N*, best tunables), then ``predict``'s ``credible`` and ``predictive``."""
-    return {"allocation": [PARAMETERS], **band_includes(fit)}
+    sweep = fit.discrepancy is not None and fit.discrepancy.kind == "sweep"
+    return {"allocation": [PARAMETERS, *([DISCREPANCY] if sweep else [])], **band_includes(fit)}
+
+
+def widened_allocation(fit: Fit, draws: pd.DataFrame, flops: float, budget: Budget) -> tuple[pd.DataFrame, dict]:
+    """:func:`optimal_allocation`'s draws with the decision discrepancy beyond the runs, and what carries it.
+
+    Each draw's log N* gets ``d * tau * z`` (d: the median optimum's distance beyond the runs,
+    :meth:`Discrepancy.decision_distance`; tau: the fit's ``allocation_tau``,
+    :func:`~bayescale.forecast.tuning.best_calibration`); D* follows from the budget (a token cap
+    still binds), and a best learning rate or batch size gets ``tune``'s own discrepancy there.
+    Unchanged without a sweep discrepancy. The dict adds ``distance`` to ``best_calibration``'s.
+    """
+    seed = fit.settings["seed"]
+    tau, calibration = best_calibration(fit, len(draws), seed, "allocation_tau")
+    if tau is None:
+        return draws, calibration
+    assert fit.discrepancy is not None  # best_calibration gave tau
+    n, d = float(np.median(draws["N_opt"])), float(np.median(draws["D_opt"]))
+    at = pd.DataFrame({"N": [n], "D": [d], **({"U": _unique_tokens(d, budget)} if "U" in fit.law.inputs else {})})
+    distance = float(fit.discrepancy.decision_distance(at)[0])
+    if distance == 0:  # inside the runs: the parameters alone
+        return draws, {**calibration, "distance": distance}
+    log_n = np.log(draws["N_opt"].to_numpy()) + distance * tau * np.random.default_rng([seed, 8]).standard_normal(
+        len(tau)
+    )
+    if budget.unique_tokens is not None and "U" not in fit.law.inputs:  # the cap stays a hard constraint
+        log_n = np.maximum(
+            log_n, np.log(10.0) * np.nan_to_num(budget.size_for_tokens(budget.unique_tokens, flops), nan=-np.inf)
+        )
+    n_opt = np.exp(log_n)
+    d_opt = budget.tokens_for(n_opt, flops)
+    out = draws.assign(N_opt=n_opt, D_opt=d_opt, tokens_per_param=d_opt / n_opt)
+    if budget.unique_tokens is not None:
+        out["capped"] = d_opt >= budget.unique_tokens * 0.99
+    names = tunable_inputs(fit.law)
+    if names:
+        best, _ = widened_best(fit, at, {k: np.log(draws[f"{k}_opt"].to_numpy())[:, None] for k in names}, seed)
+        out = out.assign(**{f"{k}_opt": np.exp(best[k][:, 0]) for k in names})
+    return out, {**calibration, "distance": distance}
 
 
 def _optimum_losses(fit: Fit, flops: float, budget: Budget) -> np.ndarray:
@@ -298,7 +264,7 @@ def frontier(
     -------
     pandas.DataFrame
         Column ``flops``, then ``<q>_median``, ``<q>_lower`` and ``<q>_upper`` for each ``<q>`` of
-        ``N_opt``, ``D_opt``, ``tokens_per_param`` (over the posterior draws: the parameters' uncertainty)
+        ``N_opt``, ``D_opt``, ``tokens_per_param`` (over the posterior draws, with the decision discrepancy beyond the runs)
         and ``loss_opt`` (``predict``'s credible band at the median N*, D*: the parameters and the
         extrapolation discrepancy). ``attrs["ci_prob"]`` holds the interval mass, ``attrs["band_includes"]``
         what each band includes (``allocation``, ``credible``).
@@ -313,7 +279,7 @@ def frontier(
     budget = budget or Budget()
     rows = []
     for flops in budgets:
-        draws = optimal_allocation(fit, flops, budget)
+        draws, _ = widened_allocation(fit, optimal_allocation(fit, flops, budget), flops, budget)
         row = {"flops": float(flops)}
         for key in ("N_opt", "D_opt", "tokens_per_param"):
             for stat, value in _interval(draws[key], ci_prob).items():
@@ -503,8 +469,8 @@ def plan(
 ) -> dict:
     """Median and equal-tailed interval of N*, D*, D*/N* and the loss at the optimum.
 
-    N*, D*, D*/N* (and a best learning rate or batch size) are over the posterior draws: the parameters'
-    uncertainty only. ``loss_opt`` is ``predict``'s credible band at the median N*, D* (tuned), the
+    N*, D*, D*/N* (and a best learning rate or batch size) are over the posterior draws, with the
+    decision discrepancy beyond the runs (:func:`widened_allocation`). ``loss_opt`` is ``predict``'s credible band at the median N*, D* (tuned), the
     parameters and the extrapolation discrepancy, and ``run_at_plan`` a run's predictive band there,
     also as ``predict`` gives it; ``band_includes`` says so. ``flops_vs_largest_run`` says how far the
     budget lies beyond the runs the fit saw.
@@ -533,7 +499,9 @@ def plan(
         ``N``, ``D``, the tuned inputs, ``median``, ``pred_lower``, ``pred_upper`` and ``extrapolation``;
         ``band_includes``, what the bands of ``allocation`` (N*, D*, D*/N*, ``<t>_opt``), ``credible``
         (``loss_opt``) and ``predictive`` (``run_at_plan``) include, in the words ``"parameters"``,
-        ``"extrapolation discrepancy"`` and ``"noise"``.
+        ``"extrapolation discrepancy"`` and ``"noise"``; ``allocation_calibration``, what carries the
+        allocation's discrepancy (``source``: "internal splits", "prior only" or "none"; ``cells``;
+        ``tau_median``, ``tau_lower``, ``tau_upper``; ``distance``, the optimum's e-folds beyond the runs).
         With ``cost``: ``cost`` (the formula). With ``unique_tokens``: ``unique_tokens``,
         ``p_data_limited`` (share of draws whose D* reaches the cap, within 1%) and
         ``data_constraint`` (how the cap entered).
@@ -546,7 +514,7 @@ def plan(
     """
     ci_prob = check_ci_prob(ci_prob)
     budget = Budget.make(cost, unique_tokens)
-    draws = optimal_allocation(fit, flops, budget)
+    draws, calibration = widened_allocation(fit, optimal_allocation(fit, flops, budget), flops, budget)
     out: dict[str, Any] = {
         "flops": float(flops),
         "ci_prob": ci_prob,
@@ -570,4 +538,5 @@ def plan(
         out["p_data_limited"] = float(draws["capped"].mean())
         out["data_constraint"] = "law (repetition-aware)" if "U" in fit.law.inputs else "D <= unique tokens"
     out["band_includes"] = includes(fit)
+    out["allocation_calibration"] = calibration
     return out

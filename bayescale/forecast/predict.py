@@ -156,7 +156,7 @@ def law_mean(fit: Fit, params: Mapping[str, np.ndarray], table: pd.DataFrame) ->
 
 def extrapolation_columns(fit: Fit, table: pd.DataFrame) -> pd.DataFrame:
     """How far each point lies beyond the runs: ratio to the largest observed input, log-distance outside them."""
-    from bayescale.inference.discrepancy import axis_values, distance, observed_ranges
+    from bayescale.inference.distance import axis_values, distance, observed_ranges
 
     ranges = observed_ranges(fit.runs, fit.law.inputs)
     out = pd.DataFrame(

@@ -70,24 +70,34 @@ def optimum_draws(fit: Fit, table: pd.DataFrame, seed: int):
     return law_params, env, best_values(fit.law, law_params, env, ranges, (len(params["sigma"]), len(table)))
 
 
-def best_calibration(fit: Fit, n_draws: int, seed: int) -> tuple[np.ndarray | None, dict]:
-    """Draws of tau (the best values' discrepancy per e-fold; None without a sweep discrepancy) and what carries it.
+def best_calibration(fit: Fit, n_draws: int, seed: int, name: str = "decision_tau") -> tuple[np.ndarray | None, dict]:
+    """Draws of a decision's tau per e-fold (None without a sweep discrepancy) and what carries it.
 
-    The fit's ``decision_tau`` draws, or its prior's for a fit calibrated before they existed. The dict:
-    ``source`` ("internal splits", "prior only" or "none"), ``cells`` (internal cells calibrated on: those that
-    tried ``min_values`` values or more) and ``tau_median/lower/upper`` (90%).
+    ``name``: ``decision_tau`` (the best values of tunable inputs) or ``allocation_tau`` (the
+    compute-optimal size). The fit's draws, or the prior's for a fit calibrated before they existed.
+    The dict: ``source`` ("internal splits", "prior only" or "none"), ``cells`` (internal cells
+    calibrated on: those that tried ``min_values`` values or more) and ``tau_median/lower/upper`` (90%).
     """
     from bayescale.inference.decision_discrepancy import MIN_VALUES, prior_tau
+    from bayescale.inference.discrepancy import ALLOCATION
 
     disc = fit.discrepancy
     if disc is None or disc.kind != "sweep":
         return None, {"source": "none"}
-    tau = disc.tau if disc.tau is not None else prior_tau(n_draws, seed)
+    allocation = name == "allocation_tau"
+    stored = disc.allocation_tau if allocation else disc.tau
+    tau = stored if stored is not None else prior_tau(n_draws, seed, name)
     low, mid, high = (float(q) for q in np.quantile(tau, [0.05, 0.5, 0.95]))
-    decision = disc.decision or {"cells": {"split": []}, "source": "prior only"}
-    cells = len(decision["cells"]["split"])
+    decision = disc.decision or {"cells": {"tunable": []}}
+    kinds = np.asarray(decision["cells"]["tunable"], dtype=str)
+    cells = int(np.sum(kinds == ALLOCATION if allocation else kinds != ALLOCATION))
+    source = (
+        decision.get("allocation_source" if allocation else "source", "prior only")
+        if stored is not None
+        else "prior only"
+    )
     return tau, {
-        "source": decision["source"],
+        "source": source,
         "cells": cells,
         "min_values": MIN_VALUES,
         "tau_median": mid,

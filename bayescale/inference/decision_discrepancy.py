@@ -18,6 +18,12 @@ observed optimum (:func:`observed_optimum`). Cells of one split share z, as the 
 share the loss discrepancy's, so their errors are jointly distributed given tau; a cell whose best
 tried value is at an edge of its values says only that the optimum lies beyond (censored), and
 the likelihood integrates the shared z on a grid (:func:`tau_log_likelihood`).
+
+The compute-optimal size N* of a budget (``plan``) gets the same treatment with its own tau
+(``allocation_tau``): a held-out IsoFLOP cell (runs of one budget, :func:`budget_cells`) that
+tried at least :data:`MIN_VALUES` sizes gives the split's forecast of its log N*, the minimum of the
+law along the cell's own line in (log N, log D), and the cell's observed optimum. D* follows from
+N* and the budget, so one tau carries both.
 """
 
 from __future__ import annotations
@@ -30,19 +36,20 @@ from scipy.stats import norm
 
 from bayescale.data.runs import Runs, is_curves
 from bayescale.data.tunable import tunable_inputs
-from bayescale.inference.discrepancy import (
-    decision_ranges,
-    distance,
-    draw_kappa,
-    kappa_log_likelihood,
-    observed_ranges,
-)
-from bayescale.inference.optimum import best_values, search_range
+from bayescale.inference.discrepancy import ALLOCATION, draw_kappa, kappa_log_likelihood
+from bayescale.inference.distance import axis_values, decision_ranges, distance, observed_ranges
+from bayescale.inference.optimum import best_values, evaluate, minimise, search_range
 from bayescale.laws.priors import Prior
 
 if TYPE_CHECKING:
     from bayescale.laws.card import Law
 
+#: runs within this much (natural log) of one budget's compute share an IsoFLOP cell: Epoch's digitised
+#: Chinchilla budgets scatter by about 0.08 around each budget (1e19: 10^18.94 to 10^19.01), whose steps
+#: are 0.5 and more
+BUDGET_TOLERANCE = 0.1
+#: a cell's optimum is sought this far (natural log of N) beyond its smallest and largest sizes
+SEARCH_MARGIN = 2.0
 #: prior of tau, the sd of the log best value's error per e-fold of extrapolation. Not fitted across
 #: datasets (of the benchmark's datasets only the misfitting runs tried several learning rates per cell,
 #: and they are the test), so a judgement: centred on 0.1, a rate off by a factor 2 (one step of the usual
@@ -50,6 +57,14 @@ if TYPE_CHECKING:
 #: internal cells move it (on the misfitting runs below 5e8 parameters, 36 cells: median 0.19,
 #: benchmarks/README.md, "tune_misfitting.py")
 TAU_PRIOR = Prior("LogNormal", mu=float(np.log(0.1)), sigma=1.0)
+#: prior of the allocation's tau (log N* per e-fold), also a judgement, from the field's disagreements:
+#: Hoffmann et al. (2022)'s three approaches, fitted on the same runs up to about 3e21 FLOPs, put N* at
+#: Gopher's budget (5.76e23, some 5 e-folds beyond) between about 40B and 67B parameters (log 0.5 apart:
+#: about 0.1 per e-fold, the median); Kaplan et al. (2020)'s allocation gave Gopher 280B, log 1.4 from
+#: Chinchilla's 70B (0.2-0.3 per e-fold, a different method: the 95% point, 0.27). Without IsoFLOP cells
+#: the prior alone sets the band, so it is narrower than the tunables' (at sigma 1.0 the 90% band of N*
+#: at 200x the runs spanned a factor 450 on the synthetic sweep; at 0.6, 59 where the parameters alone give 16)
+ALLOCATION_TAU_PRIOR = Prior("LogNormal", mu=float(np.log(0.1)), sigma=0.6)
 #: where tau's posterior is evaluated (log-spaced)
 TAU_GRID = np.geomspace(1e-3, 3.0, 401)
 #: a held-out cell calibrates tau only if it tried at least this many distinct values of the tunable
@@ -57,6 +72,8 @@ MIN_VALUES = 3
 #: the shared z of a split's cells, integrated on an even grid (exact enough where tau * d dwarfs the scales)
 _Z = np.linspace(-6.0, 6.0, 1201)
 _LOG_WEIGHT = norm.logpdf(_Z) + np.log(_Z[1] - _Z[0])
+#: each tau's prior and the random stream of its draws (and of its prior's, for a fit saved before it existed)
+TAUS = {"decision_tau": (TAU_PRIOR, 7), "allocation_tau": (ALLOCATION_TAU_PRIOR, 8)}
 #: the columns of the stored calibration (``settings["extrapolation"]["decision"]["cells"]``)
 COLUMNS = ("split", "tunable", "distance", "forecast", "forecast_sd", "observed", "censored", "bound", "observed_sd")
 
@@ -121,6 +138,81 @@ def split_cells(law: Law, params: dict, train: Runs, heldout: Runs, split) -> li
     return rows
 
 
+def allocatable(law: Law) -> bool:
+    """Whether the compute-optimal allocation of ``law`` can be calibrated: a law in N and D (and tunables) alone."""
+    return {"N", "D"} <= set(law.inputs) <= {"N", "D", *tunable_inputs(law)}
+
+
+def budget_cells(frame) -> list[np.ndarray]:
+    """Row positions of the IsoFLOP cells of a sweep: runs within :data:`BUDGET_TOLERANCE` of one budget in compute.
+
+    Greedy, densest budget first (a run's budget: its own compute): the runs within the tolerance
+    of the run with the most such neighbours form a cell and leave the pool, until no budget holds
+    :data:`MIN_VALUES` sizes. Digitised or rounded budgets gather; a continuous spread forms few cells.
+    """
+    log_c = np.log(axis_values(frame, "C"))
+    sizes = frame["N"].to_numpy(dtype=float)
+    free = np.ones(len(log_c), bool)
+    cells: list[np.ndarray] = []
+    while True:
+        near = (np.abs(log_c[:, None] - log_c[None, :]) <= BUDGET_TOLERANCE) & free[None, :] & free[:, None]
+        counts = [len(np.unique(sizes[row])) for row in near]
+        best = int(np.argmax(counts))
+        if counts[best] < MIN_VALUES:
+            return cells
+        rows = np.flatnonzero(near[best])
+        cells.append(rows)
+        free[rows] = False
+
+
+def best_size(law: Law, params: dict, cell, train: Runs) -> np.ndarray:
+    """Log N* per draw along a cell's line in (log N, log D) (least squares through its runs), tunables at their best.
+
+    ``params``: one value per draw (a column). The search reaches :data:`SEARCH_MARGIN` beyond the
+    cell's sizes; a law still falling at an end gives that end.
+    """
+    log_n, log_d = np.log(cell["N"].to_numpy(dtype=float)), np.log(cell["D"].to_numpy(dtype=float))
+    slope, intercept = np.polyfit(log_n, log_d, 1)
+    ranges = {name: search_range(train, name) for name in tunable_inputs(law)}
+
+    def loss(v: np.ndarray) -> np.ndarray:
+        env = {"N": np.exp(v), "D": np.exp(intercept + slope * v)}
+        best = best_values(law, params, env, ranges, v.shape) if ranges else {}
+        return evaluate(law, params, env, best)
+
+    n_draws = len(next(iter(params.values())))
+    return minimise(loss, log_n.min() - SEARCH_MARGIN, log_n.max() + SEARCH_MARGIN, (n_draws, 1))[:, 0]
+
+
+def allocation_cells(law: Law, params: dict, train: Runs, heldout: Runs, split) -> list[dict]:
+    """The allocation's calibration rows of one internal split: per held-out IsoFLOP cell (:func:`budget_cells`).
+
+    A cell's observed loss per size is its mean over repeats, the best over tunable values tried
+    (a tuned run). A pooled split (parameters that differ between runs) gives none.
+    """
+    frame = heldout.frame.reset_index(drop=True)
+    if is_curves(frame) or not allocatable(law) or any(np.shape(v)[1] > 1 for v in params.values()):
+        return []
+    ranges = decision_ranges(observed_ranges(train, law.inputs))
+    rows = []
+    for positions in budget_cells(frame):
+        cell = frame.iloc[positions]
+        by_size = cell.groupby(["N", *tunable_inputs(law)])["loss"].mean().groupby(level="N").min()
+        log_best = best_size(law, {n: np.asarray(v) for n, v in params.items()}, cell, train)
+        low, mid, high = np.nanquantile(log_best, [0.1587, 0.5, 0.8413])
+        rows.append(
+            {
+                "split": str(split),
+                "tunable": ALLOCATION,
+                "distance": float(distance(cell.loc[[cell["loss"].idxmin()]], ranges)[0]),
+                "forecast": float(mid),
+                "forecast_sd": float(max((high - low) / 2, 1e-6)),
+                **observed_optimum(by_size.index.to_numpy(dtype=float), by_size.to_numpy()),
+            }
+        )
+    return rows
+
+
 def tau_log_likelihood(cells: dict, grid: np.ndarray = TAU_GRID) -> np.ndarray:
     """log p(cells | tau) on ``grid``; ``cells`` holds lists by :data:`COLUMNS`.
 
@@ -150,32 +242,55 @@ def tau_log_likelihood(cells: dict, grid: np.ndarray = TAU_GRID) -> np.ndarray:
     return total
 
 
-def calibrate_tau(fitted: dict, law: Law, n_draws: int, seed: int) -> tuple[np.ndarray, dict]:
-    """Draws of tau and the stored calibration, from the internal splits ``discrepancy.calibrate`` made.
+def calibrate_tau(fitted: dict, law: Law, n_draws: int, seed: int) -> tuple[dict[str, np.ndarray], dict]:
+    """Draws of tau (the tunables', ``decision_tau``; the allocation's, ``allocation_tau``) and the stored calibration.
 
     ``fitted`` maps each split to its ``forecast`` arguments (spec factory, training runs, rows,
-    held-out runs, ...) and ``params`` (its draws at the held-out runs). No cell with
-    :data:`MIN_VALUES` values: the prior alone carries tau (``source`` says so).
+    held-out runs, ...) and ``params`` (its draws at the held-out runs), as ``discrepancy.calibrate``
+    made them. A law without a tunable input draws no ``decision_tau``; one that cannot be planned
+    (:func:`allocatable`) no ``allocation_tau``. Without a cell the prior alone carries a tau: the
+    calibration's ``source`` (tunables) and ``allocation_source`` say so.
     """
-    rows = [
-        row
-        for split, f in fitted.items()
-        if f.get("params") is not None
-        for row in split_cells(law, f["params"], f["forecast"][1], f["forecast"][3], split)
-    ]
+    rows = []
+    for split, f in fitted.items():
+        if f.get("params") is not None:
+            train, heldout = f["forecast"][1], f["forecast"][3]
+            rows += split_cells(law, f["params"], train, heldout, split)
+            rows += allocation_cells(law, f["params"], train, heldout, split)
     cells = {k: [row[k] for row in rows] for k in COLUMNS}
-    source = "internal splits" if rows else "prior only"
-    return draw_tau(cells, n_draws, seed), {"cells": cells, "prior": TAU_PRIOR.to_dict(), "source": source}
+    draws: dict[str, np.ndarray] = {}
+    calibration: dict = {
+        "cells": cells,
+        "prior": TAU_PRIOR.to_dict(),
+        "allocation_prior": ALLOCATION_TAU_PRIOR.to_dict(),
+    }
+    for name, key, names in (
+        ("decision_tau", "source", tunable_inputs(law)),
+        ("allocation_tau", "allocation_source", (ALLOCATION,) if allocatable(law) else ()),
+    ):
+        if names:
+            chosen = select_cells(cells, names)
+            draws[name] = draw_tau(chosen, n_draws, seed, name)
+            calibration[key] = "internal splits" if len(chosen["split"]) else "prior only"
+    return draws, calibration
 
 
-def draw_tau(cells: dict, n_draws: int, seed: int) -> np.ndarray:
-    """Draws of tau's posterior on :data:`TAU_GRID`: :data:`TAU_PRIOR` updated by ``cells`` (the prior alone if none)."""
-    log_posterior = TAU_PRIOR.logpdf(TAU_GRID) + np.log(TAU_GRID)  # the grid is even in log tau
+def select_cells(cells: dict, names) -> dict:
+    """The calibration cells of the decision variables ``names`` (``tunable`` column: lr, batch or N)."""
+    keep = np.isin(np.asarray(cells["tunable"], dtype=str), list(names))
+    return {k: [v for v, kept in zip(cells[k], keep) if kept] for k in COLUMNS}
+
+
+def draw_tau(cells: dict, n_draws: int, seed: int, name: str = "decision_tau") -> np.ndarray:
+    """Draws of tau's posterior on :data:`TAU_GRID`: its prior (:data:`TAUS`) updated by ``cells`` (the prior alone if none)."""
+    prior, stream = TAUS[name]
+    log_posterior = prior.logpdf(TAU_GRID) + np.log(TAU_GRID)  # the grid is even in log tau
     if len(cells["split"]):
         log_posterior = log_posterior + tau_log_likelihood(cells)
-    return draw_kappa(log_posterior, n_draws, np.random.default_rng([seed, 7]), grid=TAU_GRID)
+    return draw_kappa(log_posterior, n_draws, np.random.default_rng([seed, stream]), grid=TAU_GRID)
 
 
-def prior_tau(n_draws: int, seed: int) -> np.ndarray:
-    """Draws of tau from its prior: a fit calibrated before the decision discrepancy existed."""
-    return TAU_PRIOR.sample(np.random.default_rng([seed, 7]), n_draws)
+def prior_tau(n_draws: int, seed: int, name: str = "decision_tau") -> np.ndarray:
+    """Draws of tau from its prior: a fit calibrated before this decision's discrepancy existed."""
+    prior, stream = TAUS[name]
+    return prior.sample(np.random.default_rng([seed, stream]), n_draws)

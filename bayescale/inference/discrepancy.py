@@ -48,10 +48,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from bayescale.data.runs import NONNEGATIVE, Runs, is_curves, point_label
-from bayescale.data.schedules import MPL_INPUTS
-from bayescale.data.tunable import TUNABLE, tunable_inputs
+from bayescale.data.runs import Runs, is_curves, point_label
 from bayescale.errors import BayescaleError, ExtrapolationWarning, warn_user
+from bayescale.inference.distance import (
+    decision_ranges,
+    distance,
+    last_seen_steps,
+    log_scale,
+    observed_ranges,
+    run_distance,
+)
 from bayescale.inference.internal_splits import check_outliers, internal_forecast, short_sample, split_words
 from bayescale.laws.priors import Prior
 
@@ -102,79 +108,12 @@ KAPPA_GRIDS = {"sweep": KAPPA_GRID, "curve": CURVE_KAPPA_GRID}
 SWEEP_DRIFT_PRIOR = Prior("Normal", mu=0.0, sigma=0.0018)
 #: a sweep's grid of shares of outlying runs: none (one discrepancy is shared by all its runs)
 NO_OUTLIERS = np.zeros(1)
+#: the decision variable of the compute-optimal allocation's calibration cells (log N*; D* follows from the budget)
+ALLOCATION = "N"
 #: the posterior variables a calibrated fit stores (bias: the drift of a sweep, the shared bias of learning
-#: curves; outliers for learning curves only; decision_tau, the best values' discrepancy, for sweeps:
-#: :mod:`bayescale.inference.decision_discrepancy`)
-DRAW_NAMES = ("kappa", "discrepancy_bias", "discrepancy_outliers", "decision_tau")
-
-
-#: the axis of tokens per parameter, D / N, for a law in N and D
-TOKENS_PER_PARAMETER = "D_per_N"
-
-
-def distance_axes(inputs) -> list[str]:
-    """The axes extrapolation is measured along: the law's inputs, plus compute C = 6ND and tokens per parameter D/N
-    for a law in N and D.
-
-    A run at more compute than any seen can lie inside the observed ranges of N and of D (an
-    IsoFLOP grid covers both at lower compute), yet it is beyond the data where it matters most. So
-    can a run trained on more tokens per parameter than any seen (a small model on the most tokens):
-    over-training is its own direction of extrapolation.
-    """
-    axes = [name for name in inputs if name not in MPL_INPUTS]  # the Multi-Power Law's quadrature nodes are no axis
-    if {"N", "D"} <= set(axes):
-        axes += [name for name in ("C", TOKENS_PER_PARAMETER) if name not in axes]
-    return axes
-
-
-def axis_values(table: pd.DataFrame, name: str) -> np.ndarray:
-    if name == "C" and "C" not in table.columns:
-        return 6.0 * table["N"].to_numpy(dtype=float) * table["D"].to_numpy(dtype=float)
-    if name == TOKENS_PER_PARAMETER:
-        return table["D"].to_numpy(dtype=float) / table["N"].to_numpy(dtype=float)
-    return table[name].to_numpy(dtype=float)
-
-
-def observed_ranges(runs: Runs, inputs) -> dict[str, tuple[float, float]]:
-    frame = runs.frame if isinstance(runs, Runs) else runs
-    return {
-        name: (float(np.min(values)), float(np.max(values)))
-        for name in distance_axes(inputs)
-        for values in [axis_values(frame, name)]
-    }
-
-
-def decision_ranges(ranges: Mapping[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
-    """The box without the tunable inputs' axes: the distance of a best value (it must not move its own distance)."""
-    return {k: v for k, v in ranges.items() if k not in TUNABLE}
-
-
-def _log_scale(name: str, x):
-    """Natural log; log(1 + x) for an input that may be zero (S2)."""
-    return np.log1p(x) if name in NONNEGATIVE else np.log(x)
-
-
-def distance(table: pd.DataFrame, ranges: Mapping[str, tuple[float, float]]) -> np.ndarray:
-    """Euclidean distance in natural-log units outside the box of observed inputs (0 inside it).
-
-    ``ranges`` come from :func:`observed_ranges`: for a law in N and D they include compute C = 6ND and D/N.
-    """
-    total = np.zeros(len(table))
-    for name, (low, high) in ranges.items():
-        x = _log_scale(name, axis_values(table, name))
-        total += np.maximum(0.0, x - _log_scale(name, high)) ** 2 + np.maximum(0.0, _log_scale(name, low) - x) ** 2
-    return np.sqrt(total)
-
-
-def last_seen_steps(frame: pd.DataFrame) -> dict[str, float]:
-    return {str(k): float(v) for k, v in frame.groupby("run")["step"].max().items()}
-
-
-def run_distance(table: pd.DataFrame, last_seen: Mapping[str, float], ranges) -> np.ndarray:
-    """log(step / the run's last seen step), 0 before it; the box distance for a run never seen."""
-    last = table["run"].astype(str).map(last_seen).to_numpy(dtype=float)
-    along = np.maximum(0.0, np.log(table["step"].to_numpy(dtype=float) / last))
-    return np.where(np.isnan(last), distance(table, ranges), along)
+#: curves; outliers for learning curves only; decision_tau and allocation_tau, the discrepancies of the best
+#: values and of the compute-optimal size, for sweeps: :mod:`bayescale.inference.decision_discrepancy`)
+DRAW_NAMES = ("kappa", "discrepancy_bias", "discrepancy_outliers", "decision_tau", "allocation_tau")
 
 
 @dataclass
@@ -193,6 +132,7 @@ class Discrepancy:
     checks: list[dict] = field(default_factory=list)  # internal splits found outlying, checked and mended or dropped
     tau: np.ndarray | None = None  # draws of the best values' discrepancy per e-fold (a sweep; decision_discrepancy)
     decision: dict | None = None  # its calibration: the internal cells' forecast and observed optima, its prior
+    allocation_tau: np.ndarray | None = None  # draws of the compute-optimal size's discrepancy per e-fold (plan)
 
     @property
     def kind(self) -> str:
@@ -220,7 +160,7 @@ class Discrepancy:
 
     def posterior_draws(self) -> dict[str, np.ndarray]:
         """The draws a fit stores in its posterior group, by name (:data:`DRAW_NAMES`)."""
-        values = (self.kappa, self.bias, self.outliers, self.tau)
+        values = (self.kappa, self.bias, self.outliers, self.tau, self.allocation_tau)
         return {name: v for name, v in zip(DRAW_NAMES, values) if v is not None}
 
     @classmethod
@@ -238,6 +178,7 @@ class Discrepancy:
             list(settings.get("checks", [])),
             draws.get("decision_tau"),
             settings.get("decision"),
+            draws.get("allocation_tau"),
         )
 
     def describe(self) -> str:
@@ -272,12 +213,18 @@ class Discrepancy:
                     "dropped": "its sampled check failed, so it was left out.",
                 }[check["action"]]
             )
-        if self.tau is not None and self.decision is not None:
-            low, mid, high = np.quantile(self.tau, [0.05, 0.5, 0.95])
-            n_cells = len(self.decision["cells"]["split"])
+        for draws, label, what, tunable in (
+            (self.tau, "decision_tau", "The best value of a tunable input", None),
+            (self.allocation_tau, "allocation_tau", "The compute-optimal size N* of a budget", ALLOCATION),
+        ):
+            if draws is None or self.decision is None:
+                continue
+            low, mid, high = np.quantile(draws, [0.05, 0.5, 0.95])
+            kinds = np.asarray(self.decision["cells"]["tunable"], dtype=str)
+            n_cells = int(np.sum(kinds == tunable if tunable else kinds != ALLOCATION))
             text += (
-                f" The best value of a tunable input errs by tau (median {mid:.3g}, 90% {low:.3g} to {high:.3g}) in log "
-                f"per e-fold beyond the runs (decision_tau), "
+                f" {what} errs by tau (median {mid:.3g}, 90% {low:.3g} to {high:.3g}) in log per e-fold beyond the "
+                f"runs ({label}), "
                 + (
                     f"calibrated on {n_cells} internal cells."
                     if n_cells
@@ -343,7 +290,7 @@ def _scale_order(frame: pd.DataFrame, inputs) -> np.ndarray:
     """Runs from small to large: by compute when known, else by the sum of log inputs."""
     if "C" in frame.columns:
         return frame["C"].to_numpy(dtype=float)
-    return np.sum([_log_scale(n, frame[n].to_numpy(dtype=float)) for n in inputs], axis=0)
+    return np.sum([log_scale(n, frame[n].to_numpy(dtype=float)) for n in inputs], axis=0)
 
 
 def _splits(frame: pd.DataFrame, inputs):
@@ -556,9 +503,11 @@ def calibrate(
         return None
     kind = "curve" if is_curves(frame) else "sweep"
     curve = kind == "curve"
-    tau, decision = None, None
-    if decide is not None and not curve and tunable_inputs(law):  # the best values' own discrepancy, same splits
-        tau, decision = decide(fitted, law, n_draws, seed)
+    taus: dict[str, np.ndarray] = {}
+    decision = None
+    if decide is not None and not curve:  # the decisions' own discrepancies (best values, N*), same splits
+        taus, decision = decide(fitted, law, n_draws, seed)
+    tau, allocation_tau = taus.get("decision_tau"), taus.get("allocation_tau")
     if not curve and not drift:
         # the grid is even in log kappa: the prior's density per unit of log kappa is p(kappa) * kappa
         log_posterior = (
@@ -571,7 +520,16 @@ def calibrate(
         ranges, calibration = observed_ranges(runs, law.inputs), table.reset_index(drop=True)
         kappa = draw_kappa(log_posterior, n_draws, rng)
         supported = float(outside["distance"].max())
-        return Discrepancy(ranges, kappa, calibration, supported, checks=checks, tau=tau, decision=decision)
+        return Discrepancy(
+            ranges,
+            kappa,
+            calibration,
+            supported,
+            checks=checks,
+            tau=tau,
+            decision=decision,
+            allocation_tau=allocation_tau,
+        )
     # one discrepancy per split (a sweep) or per run and split (learning curves); a sweep's drift is the bias
     # axis of the curves' posterior, with no outlying runs
     log_posterior = curve_log_prior() if curve else curve_log_prior(SWEEP_DRIFT_PRIOR, len(NO_OUTLIERS), kind="sweep")
@@ -595,4 +553,5 @@ def calibrate(
         checks,
         tau,
         decision,
+        allocation_tau,
     )

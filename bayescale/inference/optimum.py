@@ -43,7 +43,7 @@ def evaluate(
     return np.where(np.isfinite(loss), loss, np.inf)
 
 
-def _minimise(objective, low: float, high: float, shape: tuple[int, ...]) -> np.ndarray:
+def minimise(objective, low: float, high: float, shape: tuple[int, ...]) -> np.ndarray:
     """argmin of ``objective(log_value)`` in [low, high], element-wise: a grid, then golden section.
 
     ``objective`` takes an array with extra leading axes (the candidates) before ``shape``, so each
@@ -77,7 +77,7 @@ def best_values(
     current = {n: np.full(shape, np.mean(ranges[n])) for n in names}
     for _ in range(1 if len(names) == 1 else _ROUNDS):
         for name in names:
-            current[name] = _minimise(
+            current[name] = minimise(
                 lambda v, name=name: evaluate(law, params, env, {**current, name: v}), *ranges[name], shape
             )
     return current
