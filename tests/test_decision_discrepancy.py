@@ -17,6 +17,7 @@ from bayescale.inference.decision_discrepancy import (
     TAU_PRIOR,
     allocation_cells,
     budget_cells,
+    isoflop_optimum,
     draw_tau,
     observed_optimum,
     tau_log_likelihood,
@@ -189,6 +190,22 @@ def test_isoflop_cells_are_the_runs_of_one_budget_and_a_continuous_spread_forms_
     spread = pd.DataFrame({"N": n, "D": 20 * n * np.exp(rng.uniform(-1, 1, 60)), "loss": 3.0})
     for rows in budget_cells(spread):  # a continuous spread forms cells only where 3 sizes share a budget
         assert np.ptp(np.log(6 * spread["N"] * spread["D"]).iloc[rows]) <= 2 * BUDGET_TOLERANCE and len(rows) >= 3
+
+
+def test_an_isoflop_cells_optimum_is_approach_2s_parabola_with_its_noise_in_the_sd():
+    sizes = np.geomspace(1e8, 1e10, 15)
+    x0, rng = np.log(1e9), np.random.default_rng(0)
+    clean = 2.5 + 0.02 * (np.log(sizes) - x0) ** 2
+    exact = isoflop_optimum(sizes, clean)
+    assert exact["censored"] == "none" and exact["observed"] == pytest.approx(x0)
+    noisy = [isoflop_optimum(sizes, clean + rng.normal(0, 0.02, 15)) for _ in range(200)]
+    vertices, sds = np.array([o["observed"] for o in noisy]), np.array([o["observed_sd"] for o in noisy])
+    # the delta method's sd is the vertex's real scatter under noise, not the grid's bracket (0.095 here)
+    assert np.std(vertices) == pytest.approx(np.median(sds), rel=0.3)
+    louder = [isoflop_optimum(sizes, clean + rng.normal(0, 0.06, 15))["observed_sd"] for _ in range(50)]
+    assert np.median(louder) == pytest.approx(3 * np.median(sds), rel=0.3)
+    # still falling at the largest size: censored, as the bracket says
+    assert isoflop_optimum(sizes, 3.0 - 0.01 * np.log(sizes))["censored"] == "above"
 
 
 def test_an_internal_cell_forecasts_the_laws_optimum_along_its_budget_and_observes_the_vertex():

@@ -48,6 +48,10 @@ if TYPE_CHECKING:
 #: Chinchilla budgets scatter by about 0.08 around each budget (1e19: 10^18.94 to 10^19.01), whose steps
 #: are 0.5 and more
 BUDGET_TOLERANCE = 0.1
+#: the least standard error of a cell's observed log N*: Approach 2's parabola is biased on an asymmetric
+#: profile, by 0.033 at the Chinchilla truth with sizes 1/8-8x the optimum (synthetic sweep, no noise),
+#: where its residuals leave almost no scatter
+MIN_OPTIMUM_SD = 0.04
 #: a cell's optimum is sought this far (natural log of N) beyond its smallest and largest sizes
 SEARCH_MARGIN = 2.0
 #: prior of tau, the sd of the log best value's error per e-fold of extrapolation. Not fitted across
@@ -101,6 +105,33 @@ def observed_optimum(values, losses) -> dict:
         "bound": float((x[i] + x[j]) / 2),
         "observed_sd": float(abs(x[i] - x[j]) / np.sqrt(12)),
     }
+
+
+def isoflop_optimum(sizes, losses) -> dict:
+    """The observed log N* of an IsoFLOP cell from its sizes (ascending) and losses: Chinchilla's Approach 2.
+
+    A parabola in log N fitted to all of the cell's runs by least squares (Hoffmann et al. 2022,
+    Approach 2); its vertex, with the delta method's standard error from the residual scatter (at
+    least :data:`MIN_OPTIMUM_SD`; with 3 sizes, no scatter is left: the bracket's sd, as
+    :func:`observed_optimum` gives it).
+    A parabola that opens downward or a vertex beyond the sizes tried: :func:`observed_optimum`'s
+    answer (censored where the best run is at an edge).
+    """
+    x, y = np.log(np.asarray(sizes, float)), np.asarray(losses, float)
+    bracket = observed_optimum(sizes, losses)
+    design = np.column_stack([np.ones_like(x), x, x**2])
+    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    c0, c1, c2 = coef
+    vertex = -c1 / (2 * c2) if c2 > 0 else np.nan
+    if not (np.isfinite(vertex) and x[0] < vertex < x[-1]):
+        return bracket
+    residual = y - design @ coef
+    sd = bracket["observed_sd"]
+    if len(x) > 3:
+        covariance = residual @ residual / (len(x) - 3) * np.linalg.inv(design.T @ design)
+        gradient = np.array([0.0, -1 / (2 * c2), c1 / (2 * c2**2)])
+        sd = max(MIN_OPTIMUM_SD, float(np.sqrt(gradient @ covariance @ gradient)))
+    return {"observed": float(vertex), "censored": "none", "bound": float(vertex), "observed_sd": sd}
 
 
 def split_cells(law: Law, params: dict, train: Runs, heldout: Runs, split) -> list[dict]:
@@ -207,7 +238,7 @@ def allocation_cells(law: Law, params: dict, train: Runs, heldout: Runs, split) 
                 "distance": float(distance(cell.loc[[cell["loss"].idxmin()]], ranges)[0]),
                 "forecast": float(mid),
                 "forecast_sd": float(max((high - low) / 2, 1e-6)),
-                **observed_optimum(by_size.index.to_numpy(dtype=float), by_size.to_numpy()),
+                **isoflop_optimum(by_size.index.to_numpy(dtype=float), by_size.to_numpy()),
             }
         )
     return rows
