@@ -123,7 +123,8 @@ def design_choice(result: dict, runs=None, x: str | None = None, y: str | None =
     -------
     matplotlib.figure.Figure
         Left: the fit's runs (grey), the chosen runs numbered by rank, point targets (stars) and a budget
-        target's IsoFLOP line C = 6ND with its median N*, D* (diamond). Right: per target quantity, its band
+        target's iso-cost line (under the cost its optimum was taken under, ``cost_formula``; 6ND in a design
+        saved without one) with its median N*, D* (diamond). Right: per target quantity, its band
         around its median in per cent, now (grey) and as expected after the chosen runs (red).
     """
     x, y = _axes(result, x, y)
@@ -144,10 +145,13 @@ def design_choice(result: dict, runs=None, x: str | None = None, y: str | None =
     if points:
         plane.scatter([t[x] for t in points], [t[y] for t in points], marker="*", s=90, color="k", label="targets")
     if (x, y) == ("N", "D"):
+        from bayescale.forecast.plan import Budget
+
         for budget in {t["C"] for t in targets if t["kind"] == "optimum"}:
             both = {t["quantity"]: t["median"] for t in targets if t["kind"] == "optimum" and t["C"] == budget}
+            cost = next(t.get("cost_formula") for t in targets if t["kind"] == "optimum" and t["C"] == budget)
             n = np.geomspace(both["N_opt"] / 30, both["N_opt"] * 30, 50)
-            plane.plot(n, budget / (6 * n), color="k", lw=1, ls=":")
+            plane.plot(n, Budget.make(cost).tokens_for(n, budget), color="k", lw=1, ls=":")
             plane.scatter([both["N_opt"]], [both["D_opt"]], marker="D", s=40, color="k")
             plane.annotate(
                 f"C={budget:.3g}",
