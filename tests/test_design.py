@@ -361,7 +361,14 @@ def test_the_command_takes_a_budget_target_and_says_what_it_measured(saved_quick
     assert "log N* and log D*" in result["measure"] and "log-loss" in result["measure"]
     assert main([*args, "--target", "C=1e23"]) == 0
     text = capsys.readouterr().out
-    assert "target C=1e+23 (its compute-optimal N*): N* " in text and "sd of log D* " in text
+    assert "target C=1e+23 (its compute-optimal N* under cost 6*N*D): N* " in text and "sd of log D* " in text
+    assert main([*args, "--target", "C=1e23", "--cost", HEAVY, "--budget", "1e24", "--json"]) == 0
+    heavy = json.loads(capsys.readouterr().out)["target"][0]
+    assert heavy["cost_formula"] == HEAVY and heavy["median"] < 0.8 * n_opt["median"]
+    assert main([*args, "--target", "C=1e23", "--cost", HEAVY, "--budget", "1e24"]) == 0
+    assert f"target C=1e+23 (its compute-optimal N* under cost {HEAVY}): N* " in capsys.readouterr().out
+    assert main([*args, "--target", "C=1e23", "--cost", "1", "--budget", "4"]) == 0
+    assert "N* under cost 6*N*D, the design's cost not being one in N and D" in capsys.readouterr().out
     assert main([*args, "--target", "N=1e9,D=2e10,lr=fast"]) == 2
     error = capsys.readouterr().err.strip()
     assert (
@@ -370,6 +377,28 @@ def test_the_command_takes_a_budget_target_and_says_what_it_measured(saved_quick
     )
     assert main([*args, "--target", "N=1e9,D=2e10,lr=best"]) == 2
     assert "law 'chinchilla' has no tunable input 'lr'" in capsys.readouterr().err
+
+
+def test_the_command_takes_a_pooled_fits_group(pooled_fit, tmp_path, capsys):
+    saved = pooled_fit.save(tmp_path / "pooled.nc")
+    pd.DataFrame({"N": [1e9, 3e9], "D": [2e10, 6e10], "family": ["b", "a"]}).to_csv(tmp_path / "pool.csv", index=False)
+    args = ["design", str(saved), "--candidates", str(tmp_path / "pool.csv"), "--budget", "1e30", "--batch", "1"]
+    assert main([*args, "--target", "N=7e10,D=1.4e12,family=b", "--target", "N=7e10,D=1.4e12,family=a", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    api = bs.design(pooled_fit, pd.read_csv(tmp_path / "pool.csv"), [{**TARGET, "family": "b"}], 1e30, batch=1)
+    assert result["groups"] == ["family"] and [t["family"] for t in result["target"]] == ["b", "a"]
+    assert result["target"][0]["median"] == pytest.approx(api.targets["median"].iloc[0], rel=1e-9)
+    assert main([*args, "--target", "N=7e10,D=1.4e12,family=b"]) == 0
+    text = capsys.readouterr().out
+    assert "target N=7e+10, D=1.4e+12, family=b: loss " in text and f"{'family':>10}" in text
+    for target, error in (
+        ("N=7e10,D=1.4e12", "error: target N=7e+10, D=1.4e+12: 'E' is pooled by 'family': give a 'family' for"),
+        ("N=7e10,D=1.4e12,famly=b", "error: --target 'N=7e10,D=1.4e12,famly=b': famly='b' is not a number (or best,"),
+    ):
+        assert main([*args, "--target", target]) == 2
+        message = capsys.readouterr().err.strip()
+        assert message.startswith(error) and "\n" not in message
+    assert message.endswith("; the fit's group column is family")
 
 
 @pytest.mark.slow

@@ -96,13 +96,16 @@ def design_replay(
     return fig
 
 
-def _where(target: dict, inputs) -> str:
-    """A target quantity in words: ``N=7e+10, D=1.4e+12``, ``C=1e+23: N*`` or ``N=1e+09, D=2e+10: lr*``."""
+def _where(target: dict, inputs, groups=()) -> str:
+    """A target quantity in words: ``N=7e+10, D=1.4e+12``, ``C=1e+23: N*`` or ``N=1e+09, D=2e+10: lr*``.
+
+    A pooled fit's target adds its group (``groups``, the group columns): ``N=7e+10, D=1.4e+12, dataset=c4``.
+    """
     if target["kind"] == "optimum":
         names = ["C"]
     else:
         names = [n for n in inputs if target.get(n) is not None]
-    where = ", ".join(f"{n}={target[n]:.3g}" for n in names)
+    where = ", ".join([*(f"{n}={target[n]:.3g}" for n in names), *(f"{g}={target[g]}" for g in groups if g in target)])
     return where if target["kind"] == "loss" else f"{where}: {target['quantity'].removesuffix('_opt')}*"
 
 
@@ -231,11 +234,12 @@ def report_parts(result: dict, runs=None) -> list[tuple[str, Any]]:
         )
     inputs = list(result.get("inputs") or [k for k in ("N", "D") if any(k in r for r in result["chosen"])])
     chosen = pd.DataFrame(result["chosen"])
-    columns = ["rank", *inputs, "cost", "gain", "value", "share"]
+    groups = list(result.get("groups") or [])
+    columns = ["rank", *inputs, *groups, "cost", "gain", "value", "share"]
     targets = pd.DataFrame(
         [
             {
-                "target": _where(t, inputs),
+                "target": _where(t, inputs, groups),
                 "median": t["median"],
                 "now lower": t["band_now"][0],
                 "now upper": t["band_now"][1],
