@@ -81,21 +81,37 @@ def demo_runs():
 
 
 def fake_fit(
-    runs, law="chinchilla", values=None, likelihood="studentt", draws=200, chains=2, spread=0.0, seed=0
+    runs, law="chinchilla", values=None, likelihood="studentt", draws=200, chains=2, spread=0.0, seed=0, pool=None
 ) -> Fit:
-    """A Fit whose 'posterior' is hand-written draws around ``values`` (no sampling at all)."""
+    """A Fit whose 'posterior' is hand-written draws around ``values`` (no sampling at all).
+
+    ``pool`` (parameter -> group column) pools parameters: a pooled one's value may be a dict, group -> value;
+    its ``<param>_pop`` defaults to the groups' mean and ``<param>_sd`` to 0.1.
+    """
     law = bs.get_law(law)
     lik = get_likelihood(likelihood)
-    runs = bs.load_runs(runs, extra_inputs=law.inputs, scale=law.scale)
+    runs = bs.load_runs(runs, extra_inputs=law.inputs, scale=law.scale, keep=sorted(set((pool or {}).values())))
     law = law.bind_data({n: runs[n] for n in law.inputs})
-    spec = ModelSpec.from_runs(law, lik, runs)
+    spec = ModelSpec.from_runs(law, lik, runs, pool=pool)
     values = dict(values or bs.datasets.CHINCHILLA_TRUTH)
     values.setdefault("sigma", 0.01)
     values.setdefault("nu", 5.0)
+    for name, pooled in spec.pooled.items():
+        given = values[name] if isinstance(values[name], dict) else dict.fromkeys(pooled.levels, values[name])
+        values[name] = np.array([given[level] for level in pooled.levels])
+        values.setdefault(pooled.pop_name, float(np.mean(values[name])))
+        values.setdefault(pooled.sd_name, 0.1)
     rng = np.random.default_rng(seed)
-    posterior = xr.Dataset(
-        {n: (("chain", "draw"), values[n] * np.exp(spread * rng.standard_normal((chains, draws)))) for n in spec.names}
-    )
+
+    def draws_of(name):
+        if name not in spec.pooled:
+            return ("chain", "draw"), values[name] * np.exp(spread * rng.standard_normal((chains, draws)))
+        level = values[name] * np.exp(spread * rng.standard_normal((chains, draws, len(values[name]))))
+        return ("chain", "draw", spec.pooled[name].column), level
+
+    posterior = xr.Dataset({n: draws_of(n) for n in spec.names})
+    for pooled in spec.pooled.values():
+        posterior = posterior.assign_coords({pooled.column: list(pooled.levels)})
     posterior = posterior.assign_coords(chain=np.arange(chains), draw=np.arange(draws))
     stats = xr.Dataset({"diverging": (("chain", "draw"), np.zeros((chains, draws), bool))}, coords=posterior.coords)
     tree = xr.DataTree.from_dict({"posterior": posterior, "sample_stats": stats})
@@ -109,6 +125,7 @@ def fake_fit(
         "seed": seed,
         "sampler": "none",
         "target_accept": 0.9,
+        **({"pool": dict(pool)} if pool else {}),
     }
     with np.errstate(all="ignore"):
         diag = diagnose(posterior, stats, list(spec.names))

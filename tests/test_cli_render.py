@@ -11,6 +11,8 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import fake_fit
+from test_pooling import two_families
 
 import bayescale as bs
 from bayescale.cli import (
@@ -303,6 +305,16 @@ def test_design(renderings, saved_fit, tmp_path):
     target = ["--target", "N=7e10,D=1.4e12", "--target", "N=1e10,D=2e11"]
     pool = ["--candidates", str(tmp_path / "pool.csv")]
     assert main(["design", str(saved_fit), *pool, *target, "--target", "C=1e23", "--budget", "1e23"]) == 0
+    heavy = ["--cost", "6*N*D + 2*N*1e12", "--budget", "1e24"]  # the budget target under the user's cost
+    assert main(["design", str(saved_fit), *pool, "--target", "C=1e23", *heavy]) == 0
+    truth = bs.datasets.CHINCHILLA_TRUTH
+    pooled = fake_fit(two_families(), pool={"E": "family"}, values={**truth, "E": {"a": 1.7, "b": 1.95}}, spread=0.03)
+    pooled.save(tmp_path / "pooled.nc")
+    pd.DataFrame({"N": [1e9, 3e9], "D": [2e10, 6e10], "family": ["b", "a"]}).to_csv(
+        tmp_path / "groups.csv", index=False
+    )
+    groups = ["--candidates", str(tmp_path / "groups.csv"), "--target", "N=7e10,D=1.4e12,family=b"]
+    assert main(["design", str(tmp_path / "pooled.nc"), *groups, "--budget", "1e30"]) == 0
     runs = str(bs.datasets.demo_runs_path())
     assert (
         main(["design", runs, "--grid", "N=1e8:1e10:3,D=2e10", *target, "--budget", "1e22", *SAMPLING, "--quiet"]) == 0
@@ -313,7 +325,7 @@ def test_design(renderings, saved_fit, tmp_path):
     replay = ["--replay", str(tmp_path / "runs_pool.csv"), "--target-runs", str(tmp_path / "targets.csv")]
     replay += ["--strategy", "bayes", "--strategy", "d-optimal", "--plot", str(tmp_path / "replay.png")]
     assert main(["design", *replay, "--budget-share", "0.02", "--batch", "8", *SAMPLING, "--quiet"]) == 0
-    _check(renderings, 3)
+    _check(renderings, 5)
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import fake_fit, shared_file
+from test_pooling import two_families
 
 import bayescale as bs
 from bayescale.cli.main import main
@@ -184,6 +185,75 @@ def test_targets_of_other_kinds_refuse_a_law_that_cannot_answer_them(quick_fit, 
         bs.design(quick_fit, POOL, [{"C": 1e23, "lr": 3e-4}], 1e22)
 
 
+HEAVY = "6*N*D + 2*N*1e12"  # training plus inference on 1e12 tokens: favours a smaller model
+
+
+@pytest.mark.filterwarnings("ignore::bayescale.errors.SamplerWarning")  # few effective draws: not the point here
+def test_a_budget_targets_optimum_is_taken_under_the_designs_cost(quick_fit):
+    grid = bs.grid(N=[1e8, 1e9, 1e10], D=[2e10])
+    flops = bs.design(quick_fit, grid, [{"C": 1e23}], 1e24).targets
+    result = bs.design(quick_fit, grid, [{"C": 1e23}], 1e24, cost=HEAVY)
+    heavy = result.targets
+    n, d = bs.plots.design_choice(result.to_dict()).axes[0].lines[0].get_data()  # the budget's iso-cost line
+    reached = np.isfinite(d)  # beyond N = 5e10 inference alone costs more than the budget
+    assert reached.sum() > 30 and np.all(n[~reached] > 5e10)
+    np.testing.assert_allclose((6 * n * d + 2 * n * 1e12)[reached], 1e23, rtol=1e-9)
+    planned = bs.plan(quick_fit, 1e23, cost=HEAVY)
+    for key, row in zip(("N_opt", "D_opt"), heavy.to_dict("records")):  # plan's optimum under that cost
+        # (the median of 400 draws' logs against plan's of the values: the middle two averaged differently)
+        assert row["median"] == pytest.approx(planned[key]["median"], rel=1e-5) and row["cost_formula"] == HEAVY
+    assert heavy["median"].iloc[0] < 0.8 * flops["median"].iloc[0]  # N*: 9.3e9 against 1.42e10 under 6ND
+    assert flops["cost_formula"].tolist() == ["6*N*D"] * 2
+    # a cost in other columns, or a constant, is no cost in N and D: 6ND, and the target says so
+    for cost, pool in (("price", grid.assign(price=2.0)), ("1", grid)):
+        other = bs.design(quick_fit, pool, [{"C": 1e23}], 4.0, cost=cost, batch=1).targets
+        assert other["cost_formula"].tolist() == ["6*N*D"] * 2
+        np.testing.assert_allclose(other["median"], flops["median"], rtol=1e-9)
+    with pytest.raises(  # the runs' own cost under the formula bounds the budget: 6ND allows from 1e10
+        DataError,
+        match=r"C must be a number of FLOPs from 2\.\d+e\+11 to .* beyond the runs' cost under 6\*N\*D \+ 2\*N",
+    ):
+        bs.design(quick_fit, grid, [{"C": 5e10}], 1e24, cost=HEAVY)
+
+
+@pytest.fixture(scope="module")
+def pooled_fit():
+    """chinchilla with E pooled by family (group b's 0.25 above a's), hand-written draws (no sampling)."""
+    truth = bs.datasets.CHINCHILLA_TRUTH
+    e = {"a": truth["E"], "b": truth["E"] + 0.25}
+    return fake_fit(two_families(), pool={"E": "family"}, values={**truth, "E": e}, spread=0.03)
+
+
+GROUP_NEEDED = (
+    r"'E' is pooled by 'family': give a 'family' for every target \(seen groups: a, b; any other name is a new group\)$"
+)
+
+
+def test_a_pooled_fits_target_names_its_group_as_predict_asks_of_a_point(pooled_fit):
+    pool = [{"N": 1e9, "D": 2e10, "family": "b"}, {"N": 3e9, "D": 6e10, "family": "a"}]
+    targets = [{**TARGET, "family": group} for group in ("a", "b", "new")]
+    result = bs.design(pooled_fit, pool, targets, 1e30, batch=1).targets
+    assert result["family"].tolist() == ["a", "b", "new"]
+    forecast = bs.predict(pooled_fit, pd.DataFrame(targets[:2]))  # a seen group: predict's band, to the digit
+    for column in ("median", "lower", "upper"):
+        np.testing.assert_allclose(result[f"{column}_now" if column != "median" else column][:2], forecast[column])
+    assert result["median"][1] > result["median"][0] + 0.2  # b's E is 0.25 above a's
+    width = result["upper_now"] - result["lower_now"]
+    assert width[2] > 2 * max(width[0], width[1])  # a new group: drawn from the population
+    # no group: refused, as predict refuses a point without one (it took group a's draws unsaid before)
+    for given in ([TARGET], [targets[0], TARGET], pd.DataFrame([targets[0], TARGET])):
+        with pytest.raises(DataError, match=r"^target N=7e\+10, D=1\.4e\+12: " + GROUP_NEEDED):
+            bs.design(pooled_fit, pool, given, 1e30)
+    with pytest.raises(BayescaleError, match=r"give a 'family' for every point \(seen groups: a, b;"):
+        bs.predict(pooled_fit, pd.DataFrame([targets[0], TARGET]))
+    with pytest.raises(DataError, match=r"^candidates: column 'family' \(the pooled fit's group\): rows 2 \("):
+        bs.design(pooled_fit, pd.DataFrame([pool[0], {"N": 3e9, "D": 6e10}]), targets, 1e30)
+    with pytest.raises(
+        BayescaleError, match=r"^target C=1e\+23, family=a \(.*\): planning a pooled fit is not supported yet"
+    ):
+        bs.design(pooled_fit, pool, [{"C": 1e23, "family": "a"}], 1e30)
+
+
 @pytest.mark.parametrize("name", list(LIKELIHOODS))
 def test_the_numpy_log_density_is_scipys(name):
     rng = np.random.default_rng(1)
@@ -291,7 +361,14 @@ def test_the_command_takes_a_budget_target_and_says_what_it_measured(saved_quick
     assert "log N* and log D*" in result["measure"] and "log-loss" in result["measure"]
     assert main([*args, "--target", "C=1e23"]) == 0
     text = capsys.readouterr().out
-    assert "target C=1e+23 (its compute-optimal N*): N* " in text and "sd of log D* " in text
+    assert "target C=1e+23 (its compute-optimal N* under cost 6*N*D): N* " in text and "sd of log D* " in text
+    assert main([*args, "--target", "C=1e23", "--cost", HEAVY, "--budget", "1e24", "--json"]) == 0
+    heavy = json.loads(capsys.readouterr().out)["target"][0]
+    assert heavy["cost_formula"] == HEAVY and heavy["median"] < 0.8 * n_opt["median"]
+    assert main([*args, "--target", "C=1e23", "--cost", HEAVY, "--budget", "1e24"]) == 0
+    assert f"target C=1e+23 (its compute-optimal N* under cost {HEAVY}): N* " in capsys.readouterr().out
+    assert main([*args, "--target", "C=1e23", "--cost", "1", "--budget", "4"]) == 0
+    assert "N* under cost 6*N*D, the design's cost not being one in N and D" in capsys.readouterr().out
     assert main([*args, "--target", "N=1e9,D=2e10,lr=fast"]) == 2
     error = capsys.readouterr().err.strip()
     assert (
@@ -300,6 +377,28 @@ def test_the_command_takes_a_budget_target_and_says_what_it_measured(saved_quick
     )
     assert main([*args, "--target", "N=1e9,D=2e10,lr=best"]) == 2
     assert "law 'chinchilla' has no tunable input 'lr'" in capsys.readouterr().err
+
+
+def test_the_command_takes_a_pooled_fits_group(pooled_fit, tmp_path, capsys):
+    saved = pooled_fit.save(tmp_path / "pooled.nc")
+    pd.DataFrame({"N": [1e9, 3e9], "D": [2e10, 6e10], "family": ["b", "a"]}).to_csv(tmp_path / "pool.csv", index=False)
+    args = ["design", str(saved), "--candidates", str(tmp_path / "pool.csv"), "--budget", "1e30", "--batch", "1"]
+    assert main([*args, "--target", "N=7e10,D=1.4e12,family=b", "--target", "N=7e10,D=1.4e12,family=a", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    api = bs.design(pooled_fit, pd.read_csv(tmp_path / "pool.csv"), [{**TARGET, "family": "b"}], 1e30, batch=1)
+    assert result["groups"] == ["family"] and [t["family"] for t in result["target"]] == ["b", "a"]
+    assert result["target"][0]["median"] == pytest.approx(api.targets["median"].iloc[0], rel=1e-9)
+    assert main([*args, "--target", "N=7e10,D=1.4e12,family=b"]) == 0
+    text = capsys.readouterr().out
+    assert "target N=7e+10, D=1.4e+12, family=b: loss " in text and f"{'family':>10}" in text
+    for target, error in (
+        ("N=7e10,D=1.4e12", "error: target N=7e+10, D=1.4e+12: 'E' is pooled by 'family': give a 'family' for"),
+        ("N=7e10,D=1.4e12,famly=b", "error: --target 'N=7e10,D=1.4e12,famly=b': famly='b' is not a number (or best,"),
+    ):
+        assert main([*args, "--target", target]) == 2
+        message = capsys.readouterr().err.strip()
+        assert message.startswith(error) and "\n" not in message
+    assert message.endswith("; the fit's group column is family")
 
 
 @pytest.mark.slow

@@ -83,15 +83,16 @@ def _design_text(result: dict):
         f"candidates; budget {result['budget']:.3g}, spent {result['spent']:.3g} (cost {result['cost_formula']})"
     )
     yield wrap(f"value: {result['measure']}")
-    inputs = result["inputs"]
+    inputs, groups = result["inputs"], result.get("groups", [])
     yield (
-        f"{'rank':>4} {'row':>6} " + " ".join(f"{name:>10}" for name in inputs) + f" {'cost':>10} {'gain':>10} "
-        f"{'value':>10} {'share':>6} {'ESS':>6}"
+        f"{'rank':>4} {'row':>6} "
+        + " ".join(f"{name:>10}" for name in [*inputs, *groups])
+        + f" {'cost':>10} {'gain':>10} {'value':>10} {'share':>6} {'ESS':>6}"
     )
     for run in result["chosen"]:
         yield (
             f"{run['rank']:>4} {run['row']:>6} "
-            + " ".join(f"{fmt(run[name], '.3g'):>10}" for name in inputs)
+            + " ".join([*(f"{fmt(run[name], '.3g'):>10}" for name in inputs), *(f"{run[g]!s:>10}" for g in groups)])
             + f" {run['cost']:>10.3g} {run['gain']:>10.3g} {run['value']:>10.3g} {run['share']:>6.1%} "
             f"{run['ess']:>6.0f}"
         )
@@ -99,16 +100,23 @@ def _design_text(result: dict):
         "gain: expected drop of that variance given the runs ranked above; share: of the variance now; ESS: median "
         "effective draws behind it"
     )
+    observed = "log-loss" if result.get("scale", "log") == "log" else "loss"
     for target in result["target"]:
-        yield _target_line(target, inputs, pct, "log-loss" if result.get("scale", "log") == "log" else "loss")
+        yield _target_line(target, inputs, pct, observed, groups, result["cost_formula"])
 
 
-def _target_line(target: dict, inputs: list[str], pct: str, observed: str = "log-loss") -> str:
-    """One target quantity: its value, its band now and as expected after the chosen runs, the sd of its log."""
+def _target_line(
+    target: dict, inputs: list[str], pct: str, observed: str = "log-loss", groups=(), cost: str = "6*N*D"
+) -> str:
+    """One target quantity: its value, its band now and as expected after the chosen runs, the sd of its log.
+
+    ``groups`` are a pooled fit's group columns, ``cost`` the design's cost formula (an optimum says its own).
+    """
     low, high = target["band_now"]
     new_low, new_high = target["band_expected"]
+    group = "".join(f", {g}={target[g]}" for g in groups if g in target)
     if target["kind"] == "loss":
-        where = ", ".join(f"{name}={target[name]:.3g}" for name in inputs)
+        where = ", ".join(f"{name}={target[name]:.3g}" for name in inputs) + group
         return (
             f"target {where}: loss {target['median']:.4f}, {pct} band now [{low:.4f}, {high:.4f}], expected after "
             f"these runs [{new_low:.4f}, {new_high:.4f}]; sd of the law's {observed} {target['sd_now']:.3g} -> "
@@ -116,9 +124,12 @@ def _target_line(target: dict, inputs: list[str], pct: str, observed: str = "log
         )
     name = target["quantity"].removesuffix("_opt")
     if target["kind"] == "optimum":
-        where = f"C={target['C']:.3g} (its compute-optimal {name}*)"
+        used = target.get("cost_formula", "6*N*D")
+        why = "" if used == cost else ", the design's cost not being one in N and D that grows with D"
+        where = f"C={target['C']:.3g} (its compute-optimal {name}* under cost {used}{why})"
     else:
-        where = ", ".join(f"{n}={target[n]:.3g}" for n in inputs if target.get(n) is not None) + f", {name}=best"
+        given = ", ".join(f"{n}={target[n]:.3g}" for n in inputs if target.get(n) is not None)
+        where = given + group + f", {name}=best"
     return (
         f"target {where}: {name}* {target['median']:.3g}, {pct} band now [{low:.3g}, {high:.3g}], expected after "
         f"these runs [{new_low:.3g}, {new_high:.3g}]; sd of log {name}* {target['sd_now']:.3g} -> "
@@ -126,21 +137,28 @@ def _target_line(target: dict, inputs: list[str], pct: str, observed: str = "log
     )
 
 
-def design_targets(items) -> list[dict]:
-    """``--target`` values: ``N=7e10,D=1.4e12`` (a point), ``C=1e23`` (a budget), ``N=1e9,D=2e10,lr=best``."""
+def design_targets(items, groups=()) -> list[dict]:
+    """``--target`` values: ``N=7e10,D=1.4e12`` (a point), ``C=1e23`` (a budget), ``N=1e9,D=2e10,lr=best``.
+
+    Keys in ``groups`` (a pooled fit's group columns: ``dataset=c4``) keep their text.
+    """
     targets = []
     for item in items:
         target: dict = {}
         for key, value in pairs([item], "--target").items():
-            if value.strip().lower() == "best":
+            if key in groups:
+                target[key] = value.strip()
+            elif value.strip().lower() == "best":
                 target[key] = "best"
-                continue
-            try:
-                target[key] = float(value)
-            except ValueError:
-                raise BayescaleError(
-                    f"--target {item!r}: {key}={value!r} is not a number (or best, for a tunable input such as lr)"
-                ) from None
+            else:
+                try:
+                    target[key] = float(value)
+                except ValueError:
+                    named = f"; the fit's group column is {', '.join(groups)}" if groups else ""
+                    raise BayescaleError(
+                        f"--target {item!r}: {key}={value!r} is not a number (or best, for a tunable input such as "
+                        f"lr){named}"
+                    ) from None
         targets.append(target)
     return targets
 
@@ -233,8 +251,9 @@ def _replay(runs, columns, where, options: dict, law_spec, batch, cost, ci_prob,
         "--target",
         "targets",
         multiple=True,
-        help="What to know better (repeatable): a point's loss N=7e10,D=1.4e12; a budget's N*, D* C=1e23; "
-        "a best learning rate N=1e9,D=2e10,lr=best.",
+        help="What to know better (repeatable): a point's loss N=7e10,D=1.4e12; a budget's N*, D* C=1e23 "
+        "(under --cost when it is in N and D, else 6*N*D); a best learning rate N=1e9,D=2e10,lr=best. A pooled "
+        "fit's target names its group: N=7e10,D=1.4e12,dataset=c4.",
     ),
     cloup.option("--budget", type=float, default=None, help="The most the chosen runs may cost together."),
     cloup.option(
@@ -340,10 +359,11 @@ def design_command(
             progressbar=not (quiet or as_json),
             **sampling_settings(sampling),
         )
+    groups = list(dict.fromkeys(p.column for p in fitted.spec.pooled.values()))
     chosen = bs.design(
         fitted,
         pool,
-        design_targets(targets),
+        design_targets(targets, groups),
         budget,
         cost,
         batch,
@@ -356,6 +376,7 @@ def design_command(
         "scale": fitted.law.scale,
         "n_runs": fitted.n_obs,
         "inputs": list(fitted.law.inputs),
+        "groups": groups,
         **chosen.to_dict(),
     }
     emit(result, as_json, _design_text)

@@ -72,7 +72,7 @@ class Design:
         ``lower_expected``/``upper_expected`` (the band expected after the chosen runs: its ends averaged
         over simulated outcomes), ``sd_now``/``sd_expected`` (sd of the quantity's log, the measure's
         part) and, for a loss, ``extrapolation_now``/``extrapolation_expected`` (e-folds beyond the runs,
-        before and with the chosen ones).
+        before and with the chosen ones); for an optimum, ``cost_formula``, the cost its N*, D* are taken under.
     budget, spent : float
         The budget and the chosen runs' total cost, in the cost formula's units.
     cost : str
@@ -143,6 +143,13 @@ def candidate_table(fit: Fit, candidates) -> pd.DataFrame:
             f"the candidate table needs column(s) {', '.join(missing)} for law {fit.law.name!r} "
             f"(it has {column_list(table.columns, missing)}); D can also be given as C with N"
         )
+    for column in dict.fromkeys(p.column for p in fit.spec.pooled.values()):
+        empty = table.index[table[column].isna()]
+        if len(empty):
+            raise DataError(
+                f"candidates: column {column!r} (the pooled fit's group): {row_numbers(empty)} have no group "
+                "(a name the fit never saw is a new group)"
+            )
     try:
         table = prepare_points(table, fit.law.inputs, fit.law.scale)
     except DataError as exc:
@@ -324,14 +331,18 @@ def design(
     targets : pandas.DataFrame, list of dict or dict of lists
         What should be known better, one record each (in a table, empty cells are not given): a point
         (``{"N": 7e10, "D": 1.4e12}``: its loss), each input positive and within :data:`~bayescale.forecast.design_targets.FAR` times the
-        runs' range; a compute budget alone (``{"C": 1e23}``: N* and D* there under 6ND, as :func:`~bayescale.plan`
-        computes them; a law in N and D, not pooled); or a point with a tunable input set to ``"best"``
+        runs' range; a compute budget alone (``{"C": 1e23}``: N* and D* there, as :func:`~bayescale.plan`
+        computes them, under ``cost`` when it is a formula in N and D that grows with D, else under 6ND; a law
+        in N and D, not pooled); or a point with a tunable input set to ``"best"``
         (``{"N": 1e9, "D": 2e10, "lr": "best"}``: its best value there, as :func:`~bayescale.tune` computes it).
+        On a pooled fit a point names its group too (``{"N": 7e10, "D": 1.4e12, "dataset": "c4"}``; a name the
+        fit never saw is a new group, drawn from the population).
     budget : float
         The most the batch may cost, in the cost formula's units; at least the cheapest candidate's cost.
     cost : str, default "6*N*D"
         A formula in the candidate table's numeric columns (the safe formula compiler; never ``eval``),
-        positive at every candidate.
+        positive at every candidate; a budget target's optimum is taken under it too when it is in N and D
+        alone and grows with D (``"6*N*D + 2*N*1e12"``, training plus inference).
     batch : int, default 4
         The most runs to choose; fewer when the budget runs out.
     ci_prob : float, default 0.9
@@ -355,7 +366,8 @@ def design(
     BayescaleError
         For a candidate table without a needed column, a cost formula that is not positive at some
         candidate (naming the rows), a budget below the cheapest candidate, a target that is not
-        positive or lies more than :data:`~bayescale.forecast.design_targets.FAR` times beyond the runs, a budget target for a law that
+        positive or lies more than :data:`~bayescale.forecast.design_targets.FAR` times beyond the runs (a budget: its
+        square beyond their cost), a point of a pooled fit without its group, a budget target for a law that
         cannot be planned with (not in N and D, or pooled), ``best`` for an input that is not one of the
         law's tunable inputs, ``batch`` below 1, or ``draws`` or ``outcomes`` below 2.
     """
@@ -367,7 +379,7 @@ def design(
     pool = candidate_table(fit, candidates)
     costs = candidate_costs(pool, cost)
     budget = _check_budget(budget, costs, pool, fit.law.inputs)
-    wanted = parse_targets(fit, targets)
+    wanted = parse_targets(fit, targets, cost)
     needed = _inputs_needed(fit)
     every = flat_draws(fit)
     k = len(pool)

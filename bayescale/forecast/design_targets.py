@@ -5,12 +5,17 @@ Three kinds of target, told apart by what the user gives:
 - ``loss``, a point (``N=7e10,D=1.4e12``): the log of the law's loss there, per draw (the loss itself for a
   law on the raw target scale, a card's ``scale = "raw"``); its band is
   :func:`~bayescale.forecast.predict.predict`'s credible band (the extrapolation discrepancy included).
-- ``optimum``, a compute budget alone (``C=1e23``, for a law in N and D without a C input): log N* and
-  log D* per draw, as :func:`~bayescale.forecast.plan.plan` computes them (6ND, no token cap); bands of N*
-  and D*, the parameters' uncertainty only (as ``plan``'s).
+- ``optimum``, a compute budget alone (``C=1e23``, for a law in N and D without a C input, not pooled): log N*
+  and log D* per draw, as :func:`~bayescale.forecast.plan.plan` computes them (no token cap) under the
+  design's cost formula when it is one in N and D that grows with D (``6*N*D + 2*N*1e12``: C is then in its
+  units), else under 6ND (a cost in other columns, or a constant); bands of N* and D*, the parameters'
+  uncertainty only (as ``plan``'s).
 - ``best``, a point with a tunable input set to ``best`` (``N=1e9,D=2e10,lr=best``): the log of its best
   value per draw, as :func:`~bayescale.forecast.tuning.tune` computes it (other tunables not given are
   tuned too; given ones stay fixed); the band of lr*, the parameters' uncertainty only.
+
+On a pooled fit a point or best target names its group (``dataset=c4``; a name the fit never saw is a new
+group, drawn from the population), as :func:`~bayescale.forecast.predict.predict` asks of every point.
 
 A target's part of the design's measure is the variance of its log quantity (the mean over N* and D*
 for an optimum, equal under 6ND), so targets of every kind sum in one unit-free measure.
@@ -29,9 +34,12 @@ import pandas as pd
 from bayescale.data.runs import point_label, prepare_points
 from bayescale.data.tunable import TUNABLE, other_inputs, tunable_inputs
 from bayescale.errors import BayescaleError, DataError
+from bayescale.forecast.predict import group_needed
+from bayescale.laws.formula import Formula
 
 if TYPE_CHECKING:
     from bayescale.fitting.result import Fit
+    from bayescale.forecast.plan import Budget
 
 #: a target may lie at most this factor beyond the runs' range of each input (a budget: its square beyond their cost)
 FAR = 1e4
@@ -51,7 +59,8 @@ class Target:
     """One target as the user gave it: ``kind``, the inputs ``given`` and the ``quantities`` it contributes.
 
     ``column`` is its row in the joint table of candidates and targets (loss and best targets), ``names``
-    the best target's tunable inputs searched (those given as ``best`` and those not given).
+    the best target's tunable inputs searched (those given as ``best`` and those not given); an optimum's
+    ``budget`` is the cost it is taken under, ``cost`` that formula's text.
     """
 
     number: int
@@ -60,6 +69,8 @@ class Target:
     quantities: tuple[str, ...]
     names: tuple[str, ...] = ()
     column: int = -1
+    budget: Budget | None = None
+    cost: str | None = None
 
 
 def measure_text(targets: list[Target], log_scale: bool = True) -> str:
@@ -117,26 +128,40 @@ def _is_best(value) -> bool:
     return isinstance(value, str) and value.strip().lower() == BEST
 
 
-def _optimum_target(fit: Fit, number: int, record: dict) -> Target:
+def _optimum_cost(cost: str) -> tuple[Budget, str]:
+    """The cost an optimum target is taken under, and its text: the design's ``cost`` when it is a formula in N
+    and D that grows with D (:meth:`~bayescale.forecast.plan.Budget.make`), else 6ND.
+    """
+    from bayescale.forecast.plan import Budget
+
+    try:
+        budget = Budget.make(cost)
+    except BayescaleError:  # a cost in other columns, or one that does not grow with D: no budget in N and D
+        return Budget(), "6*N*D"
+    return budget, budget.cost.text if budget.cost is not None else Formula(cost).text
+
+
+def _optimum_target(fit: Fit, number: int, record: dict, cost: str) -> Target:
     from bayescale.forecast.plan import _check_law
 
     label = point_label(pd.Series(record), list(record))
     what = f"target {label} (the compute-optimal N*, D* at that budget)"
-    if set(record) != {"C"}:
-        raise DataError(f"{what}: give the budget alone, C=..., or a point with every input of the law")
     try:
         _check_law(fit)
     except BayescaleError as exc:
         raise BayescaleError(f"{what}: {exc}") from None
+    if set(record) != {"C"}:
+        raise DataError(f"{what}: give the budget alone, C=..., or a point with every input of the law")
+    budget, text = _optimum_cost(cost)
     flops = pd.to_numeric(pd.Series([record["C"]]), errors="coerce").iloc[0]
-    costs = 6.0 * fit.runs["N"] * fit.runs["D"]
+    costs = budget.cost_of(np.asarray(fit.runs["N"], float), np.asarray(fit.runs["D"], float))
     low, high = float(np.min(costs)) / FAR**2, float(np.max(costs)) * FAR**2
     if not (np.isfinite(flops) and low <= flops <= high):
         raise DataError(
             f"{what}: C must be a number of FLOPs from {low:.3g} to {high:.3g} (at most {FAR**2:.0e}x beyond the "
-            "runs' compute 6ND)"
+            f"runs' cost under {text})"
         )
-    return Target(number, "optimum", {"C": float(flops)}, ("N_opt", "D_opt"))
+    return Target(number, "optimum", {"C": float(flops)}, ("N_opt", "D_opt"), budget=budget, cost=text)
 
 
 def _best_target(fit: Fit, number: int, record: dict) -> Target:
@@ -163,18 +188,33 @@ def _best_target(fit: Fit, number: int, record: dict) -> Target:
     return Target(number, "best", {**values, **extra}, tuple(f"{k}_opt" for k in best), names)
 
 
-def parse_targets(fit: Fit, targets) -> list[Target]:
-    """Each target's kind, checked; loss targets are checked together (:func:`target_table`)."""
+def _check_group(fit: Fit, record: dict) -> None:
+    """A pooled fit's point or best target names its group (a name the fit never saw: a new group)."""
+    for name, pooled in fit.spec.pooled.items():
+        value = record.get(pooled.column)
+        if value is None or not str(value).strip():
+            label = point_label(pd.Series(record), list(record))
+            raise DataError(f"target {label}: {group_needed(name, pooled, 'target')}")
+
+
+def parse_targets(fit: Fit, targets, cost: str = "6*N*D") -> list[Target]:
+    """Each target's kind, checked; loss targets are checked together (:func:`target_table`).
+
+    ``cost`` is the design's cost formula: an optimum target's budget is taken under it (:func:`_optimum_cost`).
+    """
     records = _records(targets)
     if not records:
         raise DataError("give at least one target: a point N=...,D=..., a budget C=... or a point with lr=best")
     out: list[Target] = []
     points = []
     for number, record in enumerate(records, 1):
-        if any(_is_best(v) for v in record.values()):
+        best = any(_is_best(v) for v in record.values())
+        if not best and "C" in record and not {"N", "D"} & set(record) and "C" not in fit.law.inputs:
+            out.append(_optimum_target(fit, number, record, cost))
+            continue
+        _check_group(fit, record)
+        if best:
             out.append(_best_target(fit, number, record))
-        elif "C" in record and not {"N", "D"} & set(record) and "C" not in fit.law.inputs:
-            out.append(_optimum_target(fit, number, record))
         else:
             points.append(record)
             out.append(Target(number, "loss", record, ("loss",)))
@@ -214,7 +254,7 @@ def quantity_draws(fit: Fit, targets: list[Target], at: dict, mu: np.ndarray) ->
         if target.kind == "loss":
             columns.append(mu[:, target.column])
         elif target.kind == "optimum":
-            draws = optimal_allocation(fit, target.given["C"])
+            draws = optimal_allocation(fit, target.given["C"], target.budget)
             columns += [np.log(draws["N_opt"].to_numpy()), np.log(draws["D_opt"].to_numpy())]
         else:
             col = target.column
@@ -304,7 +344,13 @@ def bands(
         [_weighted_quantiles(widened_after[:, q], log_w, [lo, hi]).mean(axis=0) for q in range(len(kinds))]
     )
     rows = [
-        {"target": t.number, "kind": t.kind, "quantity": quantity, **t.given}
+        {
+            "target": t.number,
+            "kind": t.kind,
+            "quantity": quantity,
+            **t.given,
+            **({"cost_formula": t.cost} if t.cost else {}),
+        }
         for t in targets
         for quantity in t.quantities
     ]

@@ -23,6 +23,7 @@ from bayescale.errors import BayescaleError, ExtrapolationWarning, warn_user
 
 if TYPE_CHECKING:
     from bayescale.fitting.result import Fit
+    from bayescale.model.pooling import PooledParam
 
 _BLOCK = 2000  # points per block: 4000 draws x 2000 points x 8 bytes = 64 MB per array
 
@@ -111,6 +112,14 @@ def flat_draws(fit: Fit) -> dict[str, np.ndarray]:
     }
 
 
+def group_needed(name: str, pooled: PooledParam, what: str) -> str:
+    """What a pooled parameter asks of every ``what`` (a point, a target): its group, in words naming the known ones."""
+    return (
+        f"{name!r} is pooled by {pooled.column!r}: give a {pooled.column!r} for every {what} "
+        f"(seen groups: {', '.join(pooled.levels)}; any other name is a new group)"
+    )
+
+
 def params_at(
     fit: Fit, params: Mapping[str, np.ndarray], table: pd.DataFrame, rng: np.random.Generator
 ) -> dict[str, np.ndarray]:
@@ -121,11 +130,9 @@ def params_at(
     """
     out = {n: params[n][:, None] for n in fit.law.param_names if n not in fit.spec.pooled}
     for name, pooled in fit.spec.pooled.items():
-        if pooled.column not in table.columns:
-            raise BayescaleError(
-                f"{name!r} is pooled by {pooled.column!r}: give a {pooled.column!r} for every point "
-                f"(seen groups: {', '.join(pooled.levels)}; any other name is a new group)"
-            )
+        # an empty cell is no group: it would otherwise take the first group's draws unsaid
+        if pooled.column not in table.columns or table[pooled.column].isna().any():
+            raise BayescaleError(group_needed(name, pooled, "point"))
         labels = table[pooled.column].astype(str).to_numpy()
         codes = pooled.codes_for(labels)
         if len(codes) and codes[0] >= 0 and (codes == codes[0]).all():

@@ -96,13 +96,16 @@ def design_replay(
     return fig
 
 
-def _where(target: dict, inputs) -> str:
-    """A target quantity in words: ``N=7e+10, D=1.4e+12``, ``C=1e+23: N*`` or ``N=1e+09, D=2e+10: lr*``."""
+def _where(target: dict, inputs, groups=()) -> str:
+    """A target quantity in words: ``N=7e+10, D=1.4e+12``, ``C=1e+23: N*`` or ``N=1e+09, D=2e+10: lr*``.
+
+    A pooled fit's target adds its group (``groups``, the group columns): ``N=7e+10, D=1.4e+12, dataset=c4``.
+    """
     if target["kind"] == "optimum":
         names = ["C"]
     else:
         names = [n for n in inputs if target.get(n) is not None]
-    where = ", ".join(f"{n}={target[n]:.3g}" for n in names)
+    where = ", ".join([*(f"{n}={target[n]:.3g}" for n in names), *(f"{g}={target[g]}" for g in groups if g in target)])
     return where if target["kind"] == "loss" else f"{where}: {target['quantity'].removesuffix('_opt')}*"
 
 
@@ -123,7 +126,8 @@ def design_choice(result: dict, runs=None, x: str | None = None, y: str | None =
     -------
     matplotlib.figure.Figure
         Left: the fit's runs (grey), the chosen runs numbered by rank, point targets (stars) and a budget
-        target's IsoFLOP line C = 6ND with its median N*, D* (diamond). Right: per target quantity, its band
+        target's iso-cost line (under the cost its optimum was taken under, ``cost_formula``; 6ND in a design
+        saved without one) with its median N*, D* (diamond). Right: per target quantity, its band
         around its median in per cent, now (grey) and as expected after the chosen runs (red).
     """
     x, y = _axes(result, x, y)
@@ -144,10 +148,13 @@ def design_choice(result: dict, runs=None, x: str | None = None, y: str | None =
     if points:
         plane.scatter([t[x] for t in points], [t[y] for t in points], marker="*", s=90, color="k", label="targets")
     if (x, y) == ("N", "D"):
+        from bayescale.forecast.plan import Budget
+
         for budget in {t["C"] for t in targets if t["kind"] == "optimum"}:
             both = {t["quantity"]: t["median"] for t in targets if t["kind"] == "optimum" and t["C"] == budget}
+            cost = next(t.get("cost_formula") for t in targets if t["kind"] == "optimum" and t["C"] == budget)
             n = np.geomspace(both["N_opt"] / 30, both["N_opt"] * 30, 50)
-            plane.plot(n, budget / (6 * n), color="k", lw=1, ls=":")
+            plane.plot(n, Budget.make(cost).tokens_for(n, budget), color="k", lw=1, ls=":")
             plane.scatter([both["N_opt"]], [both["D_opt"]], marker="D", s=40, color="k")
             plane.annotate(
                 f"C={budget:.3g}",
@@ -227,11 +234,12 @@ def report_parts(result: dict, runs=None) -> list[tuple[str, Any]]:
         )
     inputs = list(result.get("inputs") or [k for k in ("N", "D") if any(k in r for r in result["chosen"])])
     chosen = pd.DataFrame(result["chosen"])
-    columns = ["rank", *inputs, "cost", "gain", "value", "share"]
+    groups = list(result.get("groups") or [])
+    columns = ["rank", *inputs, *groups, "cost", "gain", "value", "share"]
     targets = pd.DataFrame(
         [
             {
-                "target": _where(t, inputs),
+                "target": _where(t, inputs, groups),
                 "median": t["median"],
                 "now lower": t["band_now"][0],
                 "now upper": t["band_now"][1],
