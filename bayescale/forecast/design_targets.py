@@ -9,10 +9,11 @@ Three kinds of target, told apart by what the user gives:
   and log D* per draw, as :func:`~bayescale.forecast.plan.plan` computes them (no token cap) under the
   design's cost formula when it is one in N and D that grows with D (``6*N*D + 2*N*1e12``: C is then in its
   units), else under 6ND (a cost in other columns, or a constant); bands of N* and D*, the parameters'
-  uncertainty only (as ``plan``'s).
+  uncertainty only (``plan``'s add the allocation's extrapolation discrepancy beyond the runs; not here).
 - ``best``, a point with a tunable input set to ``best`` (``N=1e9,D=2e10,lr=best``): the log of its best
   value per draw, as :func:`~bayescale.forecast.tuning.tune` computes it (other tunables not given are
-  tuned too; given ones stay fixed); the band of lr*, the parameters' uncertainty only.
+  tuned too; given ones stay fixed); the band of lr*, the parameters' uncertainty only (``tune``'s adds the
+  best value's extrapolation discrepancy beyond the runs; not here).
 
 On a pooled fit a point or best target names its group (``dataset=c4``; a name the fit never saw is a new
 group, drawn from the population), as :func:`~bayescale.forecast.predict.predict` asks of every point.
