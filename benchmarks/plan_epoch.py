@@ -5,8 +5,9 @@ then asks ``plan`` for N* at each held-out IsoFLOP budget (``budget_cells``: the
 3 or more sizes) and scores its 90% band of N* against that budget's observed optimum, the vertex
 of a parabola in log N through the budget's runs (Approach 2; ``isoflop_optimum``, with its standard
 error). Two bands per budget: the parameters only (the fit without its discrepancy: what ``plan``
-gave before 2026-12-07) and with the allocation's extrapolation discrepancy (allocation_tau, learned
-from the fit's own internal splits' held-out cells). Reports per budget the distance beyond the runs
+gave before 2026-12-07) and with the allocation's discrepancy (allocation_omega, learned from the
+fit's IsoFLOP cells inside its runs, and allocation_tau per e-fold beyond them, from its internal
+splits' held-out cells). Reports per budget the distance beyond the runs
 (e-folds), the observed log N* and the two bands, and pooled coverage and mean log width.
 Usage: .venv/bin/python benchmarks/plan_epoch.py  (about 2 minutes on 2 shared cores)
 """
@@ -62,7 +63,7 @@ def main() -> None:
             row["internal_cells"] = int((cells["tunable"] == "N").sum())
             rows.append(row)
             print(
-                f"cut {cut:.0e}: C {flops:.2e} ({len(cell)} runs) {row['distance']:.2f} e-folds beyond; observed log N* "
+                f"cut {cut:.2g}: C {flops:.2e} ({len(cell)} runs) {row['distance']:.2f} e-folds beyond; observed log N* "
                 f"{observed['observed']:.2f} (sd {observed['observed_sd']:.2f}); parameters {row['parameters_median']:.2f} "
                 f"[{row['parameters_band'][0]:.2f}, {row['parameters_band'][1]:.2f}] {row['parameters_covers']}; "
                 f"+ discrepancy (tau {row['tau_median']:.3f}) [{row['with_discrepancy_band'][0]:.2f}, "

@@ -17,8 +17,9 @@ from bayescale.inference.decision_discrepancy import (
     TAU_PRIOR,
     allocation_cells,
     budget_cells,
-    isoflop_optimum,
+    draw_omega,
     draw_tau,
+    isoflop_optimum,
     observed_optimum,
     tau_log_likelihood,
 )
@@ -251,6 +252,29 @@ def test_plans_allocation_band_is_unchanged_inside_the_runs_and_wider_beyond():
     assert plan(_allocation_fit(None), beyond)["allocation_calibration"]["source"] == "prior only"
 
 
+def test_omega_is_the_spread_of_the_laws_optimum_against_the_observed_ones_inside_the_runs():
+    def inside(errors):
+        n = len(errors)
+        return {
+            **_cells(errors, np.zeros(n)),
+            "tunable": ["N"] * n,
+            "forecast_sd": [0.02] * n,
+            "observed_sd": [0.04] * n,
+        }
+
+    rng = np.random.default_rng(2)
+    off, right = draw_omega(inside(rng.normal(0, 0.3, 20)), 4000, 0), draw_omega(inside(np.zeros(20)), 4000, 0)
+    assert np.median(off) == pytest.approx(0.3, rel=0.3) and np.median(right) < 0.05
+    # omega widens plan's band of N* inside the runs too, where tau (per e-fold beyond them) adds nothing
+    fit = _allocation_fit(0.2)
+    narrow = plan(fit, 1e20)
+    fit.discrepancy.allocation_omega = np.full(len(fit.discrepancy.allocation_tau), 0.3)
+    wide = plan(fit, 1e20)
+    assert narrow["allocation_calibration"]["distance"] == 0 and wide["allocation_calibration"]["omega_median"] == 0.3
+    width = {k: np.log(p["N_opt"]["upper"] / p["N_opt"]["lower"]) for k, p in (("n", narrow), ("w", wide))}
+    assert width["w"] == pytest.approx(2 * 1.645 * np.hypot(0.3, width["n"] / (2 * 1.645)), rel=0.15)
+
+
 @pytest.mark.slow
 def test_a_sweep_fit_calibrates_the_allocation_on_its_held_out_isoflop_cells(tmp_path):
     """End to end, tiny sampling: the internal splits' held-out budgets calibrate allocation_tau; save/load keeps it."""
@@ -261,7 +285,10 @@ def test_a_sweep_fit_calibrates_the_allocation_on_its_held_out_isoflop_cells(tmp
     cells = pd.DataFrame(disc.decision["cells"])
     assert disc.decision["allocation_source"] == "internal splits" and (cells["tunable"] == "N").sum() >= 2
     assert disc.tau is None and len(disc.allocation_tau) == fit.diagnostics.n_draws  # chinchilla tunes nothing
+    inside = pd.DataFrame(disc.decision["allocation_inside"])  # the fit's own cells calibrate omega
+    assert len(inside) >= 3 and (inside["distance"] == 0).all() and len(disc.allocation_omega) == len(disc.kappa)
     assert "allocation_tau" in disc.describe() and "internal cells" in disc.describe()
     back = bs.Fit.load(fit.save(tmp_path / "sweep.nc"))
     np.testing.assert_allclose(back.discrepancy.allocation_tau, disc.allocation_tau)
+    np.testing.assert_allclose(back.discrepancy.allocation_omega, disc.allocation_omega)
     assert plan(back, 1e23)["N_opt"] == plan(fit, 1e23)["N_opt"]

@@ -98,11 +98,13 @@ def includes(fit: Fit) -> dict[str, list[str]]:
 def widened_allocation(fit: Fit, draws: pd.DataFrame, flops: float, budget: Budget) -> tuple[pd.DataFrame, dict]:
     """:func:`optimal_allocation`'s draws with the decision discrepancy beyond the runs, and what carries it.
 
-    Each draw's log N* gets ``d * tau * z`` (d: the median optimum's distance beyond the runs,
-    :meth:`Discrepancy.decision_distance`; tau: the fit's ``allocation_tau``,
-    :func:`~bayescale.forecast.tuning.best_calibration`); D* follows from the budget (a token cap
-    still binds), and a best learning rate or batch size gets ``tune``'s own discrepancy there.
-    Unchanged without a sweep discrepancy. The dict adds ``distance`` to ``best_calibration``'s.
+    Each draw's log N* gets ``omega * z0 + d * tau * z`` (omega: the fit's ``allocation_omega``, how far
+    the law's N* misses the observed IsoFLOP optima inside the runs, 0 for a fit saved without it; d:
+    the median optimum's distance beyond the runs, :meth:`Discrepancy.decision_distance`; tau: the fit's
+    ``allocation_tau``, :func:`~bayescale.forecast.tuning.best_calibration`); D* follows from the budget
+    (a token cap still binds), and a best learning rate or batch size gets ``tune``'s own discrepancy
+    there. Unchanged without a sweep discrepancy. The dict adds ``distance`` and ``omega_median`` to
+    ``best_calibration``'s.
     """
     seed = fit.settings["seed"]
     tau, calibration = best_calibration(fit, len(draws), seed, "allocation_tau")
@@ -112,11 +114,19 @@ def widened_allocation(fit: Fit, draws: pd.DataFrame, flops: float, budget: Budg
     n, d = float(np.median(draws["N_opt"])), float(np.median(draws["D_opt"]))
     at = pd.DataFrame({"N": [n], "D": [d], **({"U": _unique_tokens(d, budget)} if "U" in fit.law.inputs else {})})
     distance = float(fit.discrepancy.decision_distance(at)[0])
-    if distance == 0:  # inside the runs: the parameters alone
-        return draws, {**calibration, "distance": distance}
-    log_n = np.log(draws["N_opt"].to_numpy()) + distance * tau * np.random.default_rng([seed, 8]).standard_normal(
-        len(tau)
-    )
+    omega = fit.discrepancy.allocation_omega
+    calibration = {
+        **calibration,
+        "distance": distance,
+        "omega_median": float(np.median(omega)) if omega is not None else 0.0,
+    }
+    if distance == 0 and omega is None:  # inside the runs: the parameters alone
+        return draws, calibration
+    rng = np.random.default_rng([seed, 8])
+    shift = distance * tau * rng.standard_normal(len(tau))
+    if omega is not None:
+        shift = shift + omega * rng.standard_normal(len(omega))
+    log_n = np.log(draws["N_opt"].to_numpy()) + shift
     if budget.unique_tokens is not None and "U" not in fit.law.inputs:  # the cap stays a hard constraint
         log_n = np.maximum(
             log_n, np.log(10.0) * np.nan_to_num(budget.size_for_tokens(budget.unique_tokens, flops), nan=-np.inf)
@@ -130,7 +140,7 @@ def widened_allocation(fit: Fit, draws: pd.DataFrame, flops: float, budget: Budg
     if names:
         best, _ = widened_best(fit, at, {k: np.log(draws[f"{k}_opt"].to_numpy())[:, None] for k in names}, seed)
         out = out.assign(**{f"{k}_opt": np.exp(best[k][:, 0]) for k in names})
-    return out, {**calibration, "distance": distance}
+    return out, calibration
 
 
 def _optimum_losses(fit: Fit, flops: float, budget: Budget) -> np.ndarray:

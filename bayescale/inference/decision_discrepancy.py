@@ -76,6 +76,10 @@ MIN_VALUES = 3
 #: the shared z of a split's cells, integrated on an even grid (exact enough where tau * d dwarfs the scales)
 _Z = np.linspace(-6.0, 6.0, 1201)
 _LOG_WEIGHT = norm.logpdf(_Z) + np.log(_Z[1] - _Z[0])
+#: prior of omega, the sd of the law's log N* against the observed IsoFLOP optima inside the runs (a judgement:
+#: a law whose form fits the profiles puts N* within 10% of their vertices; on Epoch's Chinchilla runs the
+#: fitted law's N* lies 0.1-0.3 above them, benchmarks/README.md "plan_epoch.py")
+OMEGA_PRIOR = Prior("LogNormal", mu=float(np.log(0.05)), sigma=1.0)
 #: each tau's prior and the random stream of its draws (and of its prior's, for a fit saved before it existed)
 TAUS = {"decision_tau": (TAU_PRIOR, 7), "allocation_tau": (ALLOCATION_TAU_PRIOR, 8)}
 #: the columns of the stored calibration (``settings["extrapolation"]["decision"]["cells"]``)
@@ -244,10 +248,10 @@ def allocation_cells(law: Law, params: dict, train: Runs, heldout: Runs, split) 
     return rows
 
 
-def tau_log_likelihood(cells: dict, grid: np.ndarray = TAU_GRID) -> np.ndarray:
+def tau_log_likelihood(cells: dict, grid: np.ndarray = TAU_GRID, omega: float = 0.0) -> np.ndarray:
     """log p(cells | tau) on ``grid``; ``cells`` holds lists by :data:`COLUMNS`.
 
-    A cell's truth is Normal(forecast + tau * distance * z, s), s^2 = forecast_sd^2 + observed_sd^2,
+    A cell's truth is Normal(forecast + tau * distance * z, s), s^2 = forecast_sd^2 + observed_sd^2 + omega^2,
     one z per split and tunable: an interior cell's density at ``observed``, a censored one's
     probability beyond ``bound``. A split without censored cells is jointly Normal: there
     :func:`~bayescale.inference.discrepancy.kappa_log_likelihood` gives it exactly.
@@ -258,7 +262,9 @@ def tau_log_likelihood(cells: dict, grid: np.ndarray = TAU_GRID) -> np.ndarray:
     for label in np.unique(labels):
         at = labels == label
         d, f = columns["distance"][at].astype(float), columns["forecast"][at].astype(float)
-        s = np.hypot(columns["forecast_sd"][at].astype(float), columns["observed_sd"][at].astype(float))
+        s = np.sqrt(
+            columns["forecast_sd"][at].astype(float) ** 2 + columns["observed_sd"][at].astype(float) ** 2 + omega**2
+        )
         kind, bound = columns["censored"][at], columns["bound"][at].astype(float)
         if np.all(kind == "none"):
             total += kappa_log_likelihood(columns["observed"][at].astype(float) - f, s, d, np.zeros(len(d)), grid)
@@ -274,20 +280,30 @@ def tau_log_likelihood(cells: dict, grid: np.ndarray = TAU_GRID) -> np.ndarray:
 
 
 def calibrate_tau(fitted: dict, law: Law, n_draws: int, seed: int) -> tuple[dict[str, np.ndarray], dict]:
-    """Draws of tau (the tunables', ``decision_tau``; the allocation's, ``allocation_tau``) and the stored calibration.
+    """Draws of tau (the tunables', ``decision_tau``; the allocation's, ``allocation_tau``, with its ``allocation_omega``) and the stored calibration.
 
     ``fitted`` maps each split to its ``forecast`` arguments (spec factory, training runs, rows,
     held-out runs, ...) and ``params`` (its draws at the held-out runs), as ``discrepancy.calibrate``
     made them. A law without a tunable input draws no ``decision_tau``; one that cannot be planned
-    (:func:`allocatable`) no ``allocation_tau``. Without a cell the prior alone carries a tau: the
-    calibration's ``source`` (tunables) and ``allocation_source`` say so.
+    (:func:`allocatable`) no allocation's. Without a cell the prior alone carries a tau: the
+    calibration's ``source`` (tunables) and ``allocation_source`` say so. omega
+    (:func:`draw_omega`) comes from the IsoFLOP cells inside the largest split's training runs
+    (``allocation_inside``); tau's likelihood takes its median.
     """
-    rows = []
+    rows, inside = [], []
     for split, f in fitted.items():
         if f.get("params") is not None:
             train, heldout = f["forecast"][1], f["forecast"][3]
             rows += split_cells(law, f["params"], train, heldout, split)
             rows += allocation_cells(law, f["params"], train, heldout, split)
+    largest = max(
+        (f for f in fitted.values() if f.get("params") is not None),
+        key=lambda f: len(f["forecast"][1].frame),
+        default=None,
+    )
+    if largest is not None:
+        train = largest["forecast"][1]
+        inside = allocation_cells(law, largest["params"], train, train, "inside")
     cells = {k: [row[k] for row in rows] for k in COLUMNS}
     draws: dict[str, np.ndarray] = {}
     calibration: dict = {
@@ -295,15 +311,36 @@ def calibrate_tau(fitted: dict, law: Law, n_draws: int, seed: int) -> tuple[dict
         "prior": TAU_PRIOR.to_dict(),
         "allocation_prior": ALLOCATION_TAU_PRIOR.to_dict(),
     }
-    for name, key, names in (
-        ("decision_tau", "source", tunable_inputs(law)),
-        ("allocation_tau", "allocation_source", (ALLOCATION,) if allocatable(law) else ()),
-    ):
-        if names:
-            chosen = select_cells(cells, names)
-            draws[name] = draw_tau(chosen, n_draws, seed, name)
-            calibration[key] = "internal splits" if len(chosen["split"]) else "prior only"
+    if tunable_inputs(law):
+        chosen = select_cells(cells, tunable_inputs(law))
+        draws["decision_tau"] = draw_tau(chosen, n_draws, seed)
+        calibration["source"] = "internal splits" if len(chosen["split"]) else "prior only"
+    if allocatable(law):
+        inside_cells = {k: [row[k] for row in inside] for k in COLUMNS}
+        draws["allocation_omega"] = draw_omega(inside_cells, n_draws, seed)
+        chosen = select_cells(cells, (ALLOCATION,))
+        omega = float(np.median(draws["allocation_omega"]))
+        draws["allocation_tau"] = draw_tau(chosen, n_draws, seed, "allocation_tau", omega)
+        calibration["allocation_source"] = "internal splits" if len(chosen["split"]) else "prior only"
+        calibration["allocation_inside"] = inside_cells
+        calibration["omega_prior"] = OMEGA_PRIOR.to_dict()
     return draws, calibration
+
+
+def draw_omega(cells: dict, n_draws: int, seed: int) -> np.ndarray:
+    """Draws of omega, the sd of the law's log N* against the observed optima inside the runs (:data:`OMEGA_PRIOR`).
+
+    Each interior cell (``cells``: the fit's own IsoFLOP cells, distance 0) errs independently by
+    Normal(0, s^2 + omega^2), s^2 = forecast_sd^2 + observed_sd^2: the law's form misses each budget's
+    optimum its own way where both are seen. Censored cells are left out; none: the prior alone.
+    """
+    log_posterior = OMEGA_PRIOR.logpdf(TAU_GRID) + np.log(TAU_GRID)  # the grid is even in log omega
+    interior = np.asarray(cells["censored"], dtype=str) == "none"
+    if interior.any():
+        error = (np.asarray(cells["observed"], float) - np.asarray(cells["forecast"], float))[interior]
+        s2 = (np.asarray(cells["forecast_sd"], float) ** 2 + np.asarray(cells["observed_sd"], float) ** 2)[interior]
+        log_posterior = log_posterior + norm.logpdf(error, 0.0, np.sqrt(s2 + TAU_GRID[:, None] ** 2)).sum(axis=1)
+    return draw_kappa(log_posterior, n_draws, np.random.default_rng([seed, 9]), grid=TAU_GRID)
 
 
 def select_cells(cells: dict, names) -> dict:
@@ -312,12 +349,12 @@ def select_cells(cells: dict, names) -> dict:
     return {k: [v for v, kept in zip(cells[k], keep) if kept] for k in COLUMNS}
 
 
-def draw_tau(cells: dict, n_draws: int, seed: int, name: str = "decision_tau") -> np.ndarray:
+def draw_tau(cells: dict, n_draws: int, seed: int, name: str = "decision_tau", omega: float = 0.0) -> np.ndarray:
     """Draws of tau's posterior on :data:`TAU_GRID`: its prior (:data:`TAUS`) updated by ``cells`` (the prior alone if none)."""
     prior, stream = TAUS[name]
     log_posterior = prior.logpdf(TAU_GRID) + np.log(TAU_GRID)  # the grid is even in log tau
     if len(cells["split"]):
-        log_posterior = log_posterior + tau_log_likelihood(cells)
+        log_posterior = log_posterior + tau_log_likelihood(cells, omega=omega)
     return draw_kappa(log_posterior, n_draws, np.random.default_rng([seed, stream]), grid=TAU_GRID)
 
 

@@ -113,7 +113,7 @@ ALLOCATION = "N"
 #: the posterior variables a calibrated fit stores (bias: the drift of a sweep, the shared bias of learning
 #: curves; outliers for learning curves only; decision_tau and allocation_tau, the discrepancies of the best
 #: values and of the compute-optimal size, for sweeps: :mod:`bayescale.inference.decision_discrepancy`)
-DRAW_NAMES = ("kappa", "discrepancy_bias", "discrepancy_outliers", "decision_tau", "allocation_tau")
+DRAW_NAMES = ("kappa", "discrepancy_bias", "discrepancy_outliers", "decision_tau", "allocation_tau", "allocation_omega")
 
 
 @dataclass
@@ -133,6 +133,7 @@ class Discrepancy:
     tau: np.ndarray | None = None  # draws of the best values' discrepancy per e-fold (a sweep; decision_discrepancy)
     decision: dict | None = None  # its calibration: the internal cells' forecast and observed optima, its prior
     allocation_tau: np.ndarray | None = None  # draws of the compute-optimal size's discrepancy per e-fold (plan)
+    allocation_omega: np.ndarray | None = None  # draws of its sd inside the runs: the law's N* against observed optima
 
     @property
     def kind(self) -> str:
@@ -160,7 +161,7 @@ class Discrepancy:
 
     def posterior_draws(self) -> dict[str, np.ndarray]:
         """The draws a fit stores in its posterior group, by name (:data:`DRAW_NAMES`)."""
-        values = (self.kappa, self.bias, self.outliers, self.tau, self.allocation_tau)
+        values = (self.kappa, self.bias, self.outliers, self.tau, self.allocation_tau, self.allocation_omega)
         return {name: v for name, v in zip(DRAW_NAMES, values) if v is not None}
 
     @classmethod
@@ -179,6 +180,7 @@ class Discrepancy:
             draws.get("decision_tau"),
             settings.get("decision"),
             draws.get("allocation_tau"),
+            draws.get("allocation_omega"),
         )
 
     def describe(self) -> str:
@@ -230,6 +232,12 @@ class Discrepancy:
                     if n_cells
                     else "from its prior alone (no internal cell tried 3 values)."
                 )
+            )
+        if self.allocation_omega is not None:
+            low, mid, high = np.quantile(self.allocation_omega, [0.05, 0.5, 0.95])
+            text += (
+                f" Inside the runs the law's N* misses the observed IsoFLOP optima by omega (median {mid:.3g}, 90% "
+                f"{low:.3g} to {high:.3g}) in log (allocation_omega), which every N* band carries."
             )
         return text + " Forecasts inside the data are unaffected; beyond it the intervals widen with distance."
 
@@ -507,7 +515,7 @@ def calibrate(
     decision = None
     if decide is not None and not curve:  # the decisions' own discrepancies (best values, N*), same splits
         taus, decision = decide(fitted, law, n_draws, seed)
-    tau, allocation_tau = taus.get("decision_tau"), taus.get("allocation_tau")
+    tau, allocation_tau, omega = (taus.get(k) for k in ("decision_tau", "allocation_tau", "allocation_omega"))
     if not curve and not drift:
         # the grid is even in log kappa: the prior's density per unit of log kappa is p(kappa) * kappa
         log_posterior = (
@@ -529,6 +537,7 @@ def calibrate(
             tau=tau,
             decision=decision,
             allocation_tau=allocation_tau,
+            allocation_omega=omega,
         )
     # one discrepancy per split (a sweep) or per run and split (learning curves); a sweep's drift is the bias
     # axis of the curves' posterior, with no outlying runs
@@ -554,4 +563,5 @@ def calibrate(
         tau,
         decision,
         allocation_tau,
+        omega,
     )
