@@ -51,7 +51,9 @@ _EXPORTS = {
     **dict.fromkeys(
         ["Candidate", "backtest", "BacktestResult", "GroupedBacktest", "holdout_mask"], "evaluation.backtesting"
     ),
-    **dict.fromkeys(["compare", "predict_stacked", "verdict", "against_backtest"], "evaluation.comparison"),
+    **dict.fromkeys(
+        ["compare", "predict_stacked", "plan_stacked", "verdict", "against_backtest"], "evaluation.comparison"
+    ),
     "backtest_tuning": "evaluation.tuning_backtest",
     "fit_many": "evaluation.sweep",
     "design_replay": "evaluation.design_replay",

@@ -171,8 +171,9 @@ def test_plan_check_compare_and_report(renderings, saved_fit, second_fit, tmp_pa
     assert main(["check", str(saved_fit), "--prior-draws", "100"]) == 0
     assert main(["compare", str(saved_fit), str(second_fit)]) == 0
     assert main(["compare", str(saved_fit), str(second_fit), "--at", "N=7e10,D=1.4e12", "--at", "N=1e9,D=2e10"]) == 0
+    assert main(["compare", str(saved_fit), str(second_fit), "--plan", "1e22"]) == 0
     assert main(["report", str(saved_fit), "--out", str(tmp_path / "r.md"), "--format", "markdown"]) == 0
-    _check(renderings, 5)
+    _check(renderings, 6)
 
 
 @pytest.mark.slow

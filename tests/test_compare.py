@@ -78,6 +78,34 @@ def test_stacked_forecast_spans_the_laws_it_mixes(demo_runs):
         bs.predict_stacked({"low": low, "high": high}, weights={"low": 1}, **point)
 
 
+def test_a_stacked_plan_spans_the_laws_optima_and_says_it_carries_the_law_form(demo_runs, tmp_path, capsys):
+    import json
+
+    from conftest import fake_fit
+
+    from bayescale.cli.main import main
+
+    small = fake_fit(demo_runs, values={**bs.datasets.CHINCHILLA_TRUTH, "alpha": 0.40}, spread=0.002, seed=1)
+    large = fake_fit(demo_runs, values={**bs.datasets.CHINCHILLA_TRUTH, "alpha": 0.30}, spread=0.002, seed=2)
+    flops, fits = 1e23, {"small": small, "large": large}
+    alone = {name: bs.plan(fit, flops)["N_opt"] for name, fit in fits.items()}
+    assert alone["small"]["upper"] < alone["large"]["lower"]  # the two laws put N* apart
+    half = bs.plan_stacked(fits, flops, weights={"small": 1, "large": 1})
+    assert half["N_opt"]["lower"] <= alone["small"]["median"] and alone["large"]["median"] <= half["N_opt"]["upper"]
+    assert half["laws"]["small"]["N_opt"] == alone["small"] and half["weights"] == {"small": 0.5, "large": 0.5}
+    assert half["band_includes"]["allocation"] == ["parameters", "law form"]
+    only = bs.plan_stacked(fits, flops, weights={"small": 1, "large": 0})
+    assert only["N_opt"]["median"] == pytest.approx(alone["small"]["median"], rel=0.02)
+    assert half["D_opt"]["median"] * half["N_opt"]["median"] == pytest.approx(flops / 6, rel=0.1)
+    # the CLI: compare --plan gives the same mixture, by the LOO weights unless told
+    paths = [fit.save(tmp_path / f"{name}.nc") for name, fit in fits.items()]
+    assert main(["compare", *map(str, paths), "--plan", str(flops), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)["plan"]
+    assert printed["laws"]["small"]["N_opt"] == pytest.approx(alone["small"])
+    assert main(["compare", *map(str, paths), "--plan", str(flops)]) == 0
+    assert "the laws stacked" in capsys.readouterr().out
+
+
 def test_stacking_weights_come_from_loo_by_default(demo_runs):
     from conftest import fake_fit
 

@@ -12,7 +12,7 @@ import bayescale as bs
 from bayescale.cli.fit_commands import _predict_text
 from bayescale.cli.options import fan_out_group, input_group, law_group, output_group, sampling_group, sampling_settings
 from bayescale.cli.parsing import candidate, check_fan_out, fit_names, forecast_points, pairs
-from bayescale.cli.render import emit, records, wrap
+from bayescale.cli.render import band, bands_line, emit, records, wrap
 from bayescale.errors import BayescaleError
 
 #: what each column of the comparison table means
@@ -51,8 +51,28 @@ def _compare_text(result: dict):
     if result.get("forecast"):
         yield ""
         yield from _predict_text(result["forecast"])
+    if result.get("plan"):
+        yield ""
+        yield from _plan_stacked_text(result["plan"])
     for path in result.get("saved", []):
         yield f"saved {path}"
+
+
+def _plan_stacked_text(plan: dict):
+    """The stacked allocation: the mixture's N*, D*, D/N, each law's own N*, and what the band includes."""
+    pct = f"{plan['ci_prob']:.0%}"
+    yield f"compute-optimal allocation at C = {plan['flops']:.3g} FLOPs, the laws stacked (median, {pct} interval):"
+    for key, label in (
+        ("N_opt", "parameters N*"),
+        ("D_opt", "tokens D*"),
+        ("tokens_per_param", "tokens per parameter"),
+    ):
+        yield f"  {label:<22} {band(plan[key], '.4g')}"
+    for name, law in plan["laws"].items():
+        yield f"  {name} alone: N* {band(law['N_opt'], '.4g')} (weight {plan['weights'][name]:.2f})"
+    yield wrap(
+        "  " + bands_line(plan["ci_prob"], [("N*, D*, tokens per parameter", plan["band_includes"]["allocation"])])
+    )
 
 
 def _fit_laws(runs: str, laws, columns, where, quiet: bool, fan_out: dict, sampling: dict) -> dict:
@@ -93,6 +113,13 @@ def _fit_laws(runs: str, laws, columns, where, quiet: bool, fan_out: dict, sampl
     cloup.option(
         "--points", type=click.Path(dir_okay=False), help="A CSV of points to forecast (one column per input)."
     ),
+    cloup.option(
+        "--plan",
+        "plan_flops",
+        type=float,
+        default=None,
+        help="Compute-optimal N*, D* for this FLOP budget with the laws stacked (laws in N and D).",
+    ),
 )
 @sampling_group(fan_out=True)
 @fan_out_group()
@@ -115,6 +142,7 @@ def compare_command(
     laws,
     at,
     points,
+    plan_flops,
     quiet,
     processes,
     scheduler,
@@ -180,6 +208,10 @@ def compare_command(
             "band_includes": forecast.attrs["band_includes"],
             "predictions": records(forecast, [*extra, *columns_out]),
         }
+    if plan_flops is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", bs.SamplerWarning)  # compare has said it
+            result["plan"] = bs.plan_stacked(fits, plan_flops, weights=table["weight"].to_dict(), ci_prob=ci_prob)
     if out_dir and laws:
         from bayescale.evaluation.sweep import file_name
 

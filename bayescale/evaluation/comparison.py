@@ -26,6 +26,10 @@ if TYPE_CHECKING:
     from bayescale.fitting.result import Fit
 
 
+#: what a stacked band adds to each law's: the spread between the laws
+LAW_FORM = "law form"
+
+
 def _named(fits: Mapping[str, Fit] | Sequence[Fit]) -> dict[str, Fit]:
     if isinstance(fits, Mapping):
         named = dict(fits)
@@ -257,19 +261,13 @@ def predict_stacked(
     named = _named(fits)
     ci_prob = check_ci_prob(ci_prob)
     scale = check_one_scale(named, "their draws cannot be mixed")
-    if weights is None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", SamplerWarning)
-            weights = compare(named)["weight"].to_dict()
-    weights = _check_weights(weights, named)
+    weights = _stacking_weights(named, weights)
     if points is None:
         points = inputs
     elif inputs:
         raise BayescaleError("give the points either as a table or as keywords, not both")
     seed = next(iter(named.values())).settings["seed"] if seed is None else seed
-    rng = np.random.default_rng([seed, 2])
-    n_draws = min(fit.posterior.sizes["chain"] * fit.posterior.sizes["draw"] for fit in named.values())
-    counts = rng.multinomial(n_draws, [weights[name] for name in named])
+    rng, counts = _mixture(named, weights, seed)
     mus, ys, table = [], [], None
     for fit, count in zip(named.values(), counts):
         table = prepare_points(points, fit.law.inputs)
@@ -306,6 +304,87 @@ def predict_stacked(
         band_includes={k: list(dict.fromkeys(w for one in includes for w in one[k])) for k in includes[0]},
     )
     return out
+
+
+def _stacking_weights(named: Mapping[str, Fit], weights: Mapping[str, float] | None) -> dict[str, float]:
+    """``weights`` checked and normalised; None: the LOO stacking weights of :func:`compare`."""
+    if weights is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SamplerWarning)
+            weights = compare(named)["weight"].to_dict()
+    return _check_weights(weights, named)
+
+
+def _mixture(named: Mapping[str, Fit], weights: Mapping[str, float], seed: int):
+    """The mixture's random stream and how many of its draws each fit gives (the fewest draws of any fit in all)."""
+    rng = np.random.default_rng([seed, 2])
+    n_draws = min(fit.posterior.sizes["chain"] * fit.posterior.sizes["draw"] for fit in named.values())
+    return rng, rng.multinomial(n_draws, [weights[name] for name in named])
+
+
+def plan_stacked(
+    fits: Mapping[str, Fit] | Sequence[Fit],
+    flops: float,
+    *,
+    weights: Mapping[str, float] | None = None,
+    ci_prob: float = defaults.CI_PROB,
+    cost: str | None = None,
+) -> dict:
+    """The compute-optimal N*, D* of several laws mixed by weight: the allocation's band with the laws' spread.
+
+    Each law's draws of N* (with its own discrepancy, :func:`~bayescale.forecast.plan.widened_allocation`)
+    contribute their weight's share, so where the laws put the optimum apart the band spans them.
+
+    Parameters
+    ----------
+    fits : dict of str to Fit, or sequence of Fit
+        At least two fits of laws that can be planned with (in N and D), named as in :func:`compare`.
+    flops : float
+        The compute budget in FLOPs, positive and finite.
+    weights : dict of str to float, optional
+        Weight of each fit by name; default the LOO stacking weights of :func:`compare`.
+    ci_prob : float, default 0.9
+        Probability mass of the equal-tailed intervals (:data:`bayescale.defaults.CI_PROB`).
+    cost : str, optional
+        The training cost as a formula in N and D; default ``"6*N*D"``.
+
+    Returns
+    -------
+    dict
+        ``flops``, ``ci_prob``, ``weights`` (normalised, by fit); ``N_opt``, ``D_opt`` and
+        ``tokens_per_param`` of the mixture, each with ``median``, ``lower`` and ``upper``;
+        ``laws``, per fit its own ``N_opt`` band (as ``plan`` gives it); ``band_includes``
+        (``allocation``: parameters, extrapolation discrepancy where the fits carry one, law form).
+
+    Raises
+    ------
+    BayescaleError
+        If fewer than two fits are given, the weights are invalid, or a law cannot be planned with.
+    """
+    from bayescale.defaults import check_ci_prob
+    from bayescale.forecast.budget import Budget
+    from bayescale.forecast.plan import includes, interval, optimal_allocation, widened_allocation
+
+    named = _named(fits)
+    ci_prob = check_ci_prob(ci_prob)
+    weights = _stacking_weights(named, weights)
+    budget = Budget.make(cost)
+    rng, counts = _mixture(named, weights, next(iter(named.values())).settings["seed"])
+    parts, laws = [], {}
+    for (name, fit), count in zip(named.items(), counts):
+        draws, _ = widened_allocation(fit, optimal_allocation(fit, flops, budget), flops, budget)
+        laws[name] = {"law": fit.law.name, "N_opt": interval(draws["N_opt"], ci_prob)}
+        parts.append(draws.iloc[rng.choice(len(draws), size=count, replace=count > len(draws))])
+    mixed = pd.concat(parts, ignore_index=True)
+    allocation = [word for fit in named.values() for word in includes(fit)["allocation"]]
+    return {
+        "flops": float(flops),
+        "ci_prob": ci_prob,
+        "weights": weights,
+        **{key: interval(mixed[key], ci_prob) for key in ("N_opt", "D_opt", "tokens_per_param")},
+        "laws": laws,
+        "band_includes": {"allocation": [*dict.fromkeys(allocation), LAW_FORM]},
+    }
 
 
 def _check_weights(weights: Mapping[str, float], named: Mapping[str, Fit]) -> dict[str, float]:

@@ -243,7 +243,7 @@ def chinchilla_closed_form(params: dict, flops: float) -> tuple[np.ndarray, np.n
     return g * (flops / 6.0) ** (b / (a + b)), (flops / 6.0) ** (a / (a + b)) / g
 
 
-def _interval(values, ci_prob: float) -> dict[str, float]:
+def interval(values, ci_prob: float) -> dict[str, float]:
     return {stat: float(value) for stat, value in band(values, ci_prob).items()}
 
 
@@ -292,7 +292,7 @@ def frontier(
         draws, _ = widened_allocation(fit, optimal_allocation(fit, flops, budget), flops, budget)
         row = {"flops": float(flops)}
         for key in ("N_opt", "D_opt", "tokens_per_param"):
-            for stat, value in _interval(draws[key], ci_prob).items():
+            for stat, value in interval(draws[key], ci_prob).items():
                 row[f"{key}_{stat}"] = value
         rows.append(row)
     table = pd.DataFrame(rows)
@@ -459,12 +459,12 @@ def marginal_value(
         "flops": flops,
         "ci_prob": ci_prob,
         "loss": {k: float(v) for k, v in fit.predict(here.iloc[:1], ci_prob=ci_prob).iloc[0][list(_STATS)].items()},
-        "drop_double_N": _interval(drop_n, ci_prob),
-        "drop_double_D": _interval(drop_d, ci_prob),
+        "drop_double_N": interval(drop_n, ci_prob),
+        "drop_double_D": interval(drop_d, ci_prob),
         "p_double_N_better": float(np.mean(drop_n > drop_d)),
-        "drop_10x_compute": _interval(drop_10, ci_prob),
-        "drop_next_10x_compute": _interval(drop_100, ci_prob),
-        "diminishing_ratio": _interval(drop_100 / drop_10, ci_prob),
+        "drop_10x_compute": interval(drop_10, ci_prob),
+        "drop_next_10x_compute": interval(drop_100, ci_prob),
+        "diminishing_ratio": interval(drop_100 / drop_10, ci_prob),
         "band_includes": {"credible": band_includes(fit)["credible"]},
     }
 
@@ -531,12 +531,12 @@ def plan(
         "flops_vs_largest_run": float(flops / np.max(budget.cost_of(fit.runs["N"], fit.runs["D"]))),
     }
     for key in ("N_opt", "D_opt", "tokens_per_param"):
-        out[key] = _interval(draws[key], ci_prob)
+        out[key] = interval(draws[key], ci_prob)
     forecast = fit.predict(_points(fit, out["N_opt"]["median"], out["D_opt"]["median"], budget), ci_prob=ci_prob)
     forecast = forecast.iloc[0]
     out["loss_opt"] = {stat: float(forecast[stat]) for stat in _STATS}
     for name in tunable_inputs(fit.law):  # the best value per draw at that draw's optimum
-        out[f"{name}_opt"] = _interval(draws[f"{name}_opt"], ci_prob)
+        out[f"{name}_opt"] = interval(draws[f"{name}_opt"], ci_prob)
     out["run_at_plan"] = {
         k: float(forecast[k])
         for k in ("N", "D", *tunable_inputs(fit.law), "median", "pred_lower", "pred_upper", "extrapolation")
