@@ -292,3 +292,26 @@ def test_a_sweep_fit_calibrates_the_allocation_on_its_held_out_isoflop_cells(tmp
     np.testing.assert_allclose(back.discrepancy.allocation_tau, disc.allocation_tau)
     np.testing.assert_allclose(back.discrepancy.allocation_omega, disc.allocation_omega)
     assert plan(back, 1e23)["N_opt"] == plan(fit, 1e23)["N_opt"]
+
+
+@pytest.mark.slow
+def test_on_epochs_runs_plans_band_holds_a_held_out_budgets_optimum_where_the_parameters_alone_miss(epoch_path):
+    """Real data: fitted below 1.5e20 FLOPs, the budget of 9.8e20 (16 runs, 1.9 e-folds beyond) has its optimum at
+    log N* 21.78 (Approach 2); the law's own band (parameters only) misses it, the allocation's discrepancy holds it."""
+    import copy
+
+    import bayescale as bs
+    from bayescale.data.datasets import load_epoch_chinchilla
+
+    frame = load_epoch_chinchilla(epoch_path).frame
+    fit = bs.fit(frame[frame["C"] < 1.5e20].reset_index(drop=True), "chinchilla", progressbar=False)
+    held = frame[frame["C"] >= 1.5e20].reset_index(drop=True)
+    cell = next(held.iloc[rows] for rows in budget_cells(held) if held["C"].iloc[rows].median() > 9e20)
+    by_size = cell.groupby("N")["loss"].mean()
+    observed = isoflop_optimum(by_size.index.to_numpy(), by_size.to_numpy())["observed"]
+    plain = copy.copy(fit)
+    plain.discrepancy = None
+    flops = float(cell["C"].median())
+    alone, widened = ({k: np.log(v) for k, v in plan(f, flops)["N_opt"].items()} for f in (plain, fit))
+    assert not alone["lower"] <= observed <= alone["upper"] and widened["lower"] <= observed <= widened["upper"]
+    assert fit.discrepancy.decision["allocation_source"] == "internal splits"
