@@ -22,8 +22,11 @@ the likelihood integrates the shared z on a grid (:func:`tau_log_likelihood`).
 The compute-optimal size N* of a budget (``plan``) gets the same treatment with its own tau
 (``allocation_tau``): a held-out IsoFLOP cell (runs of one budget, :func:`budget_cells`) that
 tried at least :data:`MIN_VALUES` sizes gives the split's forecast of its log N*, the minimum of the
-law along the cell's own line in (log N, log D), and the cell's observed optimum. D* follows from
-N* and the budget, so one tau carries both.
+law along the cell's own line in (log N, log D), and the cell's observed optimum (the vertex of a
+parabola through its runs, Hoffmann et al. 2022's Approach 2: :func:`isoflop_optimum`). The law's
+form can miss the optima inside the runs too, so log N* also errs by omega (``allocation_omega``,
+one z per draw, :func:`draw_omega`), learned from the fit's own budgets. D* follows from N* and the
+budget, so both carry it.
 """
 
 from __future__ import annotations
