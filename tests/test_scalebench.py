@@ -1,15 +1,17 @@
 """ScaleBench (Li et al. 2026): the loader of four tasks and their law cards."""
 
 import json
+import warnings
 
 import numpy as np
 import pytest
-from conftest import shared_file
+from conftest import fake_fit, shared_file
 
 import bayescale as bs
 from bayescale.cli.main import main
 from bayescale.errors import DataError
-from bayescale.evaluation.design_replay import score
+from bayescale.evaluation.design_replay import score, score_forecast
+from bayescale.forecast.checks import check
 from bayescale.forecast.design import candidate_costs
 
 CARDS = {
@@ -49,6 +51,71 @@ def test_each_task_loads_as_pool_and_targets_with_its_cost_and_law(folder, task)
     else:  # ... within the targets' range widened by their spread
         spread = observed.std()
         assert np.all((loss > observed.min() - spread) & (loss < observed.max() + spread))
+
+
+#: ScaleBench's sparsity laws (sparsity_scaling_law/laws.py, commit e0a58ff), written out from that file in its own
+#: parameters theta, and each one's card with the map from theta to the card's parameters
+SPARSITY_LAWS = {
+    "scalebench_sparsity_sl1": (
+        lambda t, P, N: np.exp(t[0]) * P ** -t[1] * N ** -t[2] * np.exp(t[3] * np.log(P) * np.log(N)) + np.exp(t[4]),
+        lambda t: {"A": np.exp(t[0]), "a": t[1], "b": t[2], "c": t[3], "E": np.exp(t[4])},
+    ),
+    "scalebench_sparsity": (
+        lambda t, P, N: np.exp(t[0]) * P ** -t[1] * N ** -t[2] + np.exp(t[3]),
+        lambda t: {"A": np.exp(t[0]), "a": t[1], "b": t[2], "E": np.exp(t[3])},
+    ),
+    "scalebench_sparsity_sl3": (
+        lambda t, P, N: (
+            np.exp(t[0]) * P ** -t[1] + np.exp(t[2]) * N ** -t[3] * np.exp(t[4] * np.log(P) * np.log(N)) + np.exp(t[5])
+        ),
+        lambda t: {"A": np.exp(t[0]), "a": t[1], "B": np.exp(t[2]), "b": t[3], "c": t[4], "E": np.exp(t[5])},
+    ),
+    "scalebench_sparsity_sl4": (
+        lambda t, P, N: np.exp(t[0]) * P ** -t[1] + np.exp(t[2]) * N ** -t[3] + np.exp(t[4]),
+        lambda t: {"A": np.exp(t[0]), "a": t[1], "B": np.exp(t[2]), "b": t[3], "E": np.exp(t[4])},
+    ),
+}
+
+
+@pytest.mark.parametrize("card", sorted(SPARSITY_LAWS))
+def test_each_sparsity_card_is_its_scalebench_law_and_its_priors_allow_the_pool(folder, card):
+    """Every law of the task is a card in its inputs; at random ScaleBench parameters (inside laws.py's PARAM_BOUNDS)
+    it is laws.py's formula; at the priors' medians (no fitted values are published) the loss is finite, positive and
+    of the pool's size, and the prior predictive rules out none of the pool's runs."""
+    pool, targets = bs.datasets.load_scalebench(folder, "sparsity")
+    law = bs.get_law(card)
+    assert law.inputs == ("P", "N_active") and set(law.inputs) <= set(
+        bs.datasets.SCALEBENCH_TASKS["sparsity"]["inputs"]
+    )
+    assert "2604.22753" in law.source and "sparsity_scaling_law/laws.py" in law.source and law.anchor == "E"
+    reference, to_card = SPARSITY_LAWS[card]
+    P, N = pool.frame["P"].to_numpy(), pool.frame["N_active"].to_numpy()
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        theta = rng.uniform(0.01, 1.0, len(law.params))  # inside every one of laws.py's PARAM_BOUNDS
+        values = to_card(theta)
+        assert set(values) == set(law.params)
+        assert np.allclose(law.formula.numpy({"P": P, "N_active": N, **values}), reference(theta, P, N), rtol=1e-12)
+    medians = {name: p.prior.median() for name, p in law.params.items()}
+    for frame in (pool.frame, targets.frame):
+        loss = law.formula.numpy({"P": frame["P"].to_numpy(), "N_active": frame["N_active"].to_numpy(), **medians})
+        assert np.all(np.isfinite(loss)) and np.all(loss > 0)
+        assert np.all((loss > 0.8 * frame["loss"]) & (loss < 1.25 * frame["loss"]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        checked = check(fake_fit(pool, card, values=medians, spread=0.02), prior_draws=300, seed=1)
+    assert checked["prior_predictive"]["outside"] == 0, checked["findings"][0]
+
+
+def test_a_task_is_scored_as_scalebench_scores_it_one_r2_over_every_groups_targets():
+    """ScaleBench's runner concatenates the groups' forecasts (runner._evaluate_global): a shift between groups that
+    each forecast follows counts for the pooled R2, not for each group's."""
+    groups = [np.array([2.7, 2.75, 2.8]), np.array([2.5, 2.55, 2.6])]
+    forecasts = [{"actual": g, "median": g[::-1], "lower": g - 0.1, "upper": g + 0.1} for g in groups]
+    each = [score_forecast(f)["r2"] for f in forecasts]
+    pooled = score_forecast({k: np.concatenate([f[k] for f in forecasts]) for k in forecasts[0]})
+    assert each == [-1.0, -1.0] and pooled["r2"] == pytest.approx(1 - 0.04 / 0.07)
+    assert pooled["coverage"]["0.9"] == 1.0 and pooled["mean_halfwidth"] == pytest.approx(0.1)
 
 
 def test_costs_are_the_benchmarks(folder):

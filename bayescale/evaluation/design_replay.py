@@ -37,12 +37,25 @@ def r_squared(actual: np.ndarray, predicted: np.ndarray) -> float:
     return float(np.clip(r2, -1.0, 1.0))
 
 
-def score(fit, targets: pd.DataFrame, ci_prob: float = defaults.CI_PROB) -> dict[str, Any]:
-    """R2, coverage of the predictive band, median |relative error| and mean half-width at the target runs."""
+def target_forecast(fit, targets: pd.DataFrame, ci_prob: float = defaults.CI_PROB) -> dict[str, np.ndarray]:
+    """The targets' losses (``actual``) and the fit's forecast at them: ``median``, ``lower``, ``upper`` (the band)."""
     forecast = predict(fit, targets[list(fit.law.inputs)], ci_prob=ci_prob)
-    actual = targets["loss"].to_numpy(dtype=float)
-    lower, upper = forecast["pred_lower"].to_numpy(), forecast["pred_upper"].to_numpy()
-    median = forecast["median"].to_numpy()
+    return {
+        "actual": targets["loss"].to_numpy(dtype=float),
+        "median": forecast["median"].to_numpy(),
+        "lower": forecast["pred_lower"].to_numpy(),
+        "upper": forecast["pred_upper"].to_numpy(),
+    }
+
+
+def score_forecast(forecast: Mapping[str, np.ndarray], ci_prob: float = defaults.CI_PROB) -> dict[str, Any]:
+    """R2, coverage of the band, median |relative error| and mean half-width of a :func:`target_forecast`.
+
+    Forecasts of several fits (ScaleBench's groups, each fitted alone) may be concatenated first: ScaleBench's
+    runner scores a task by one R2 over all its groups' targets (``runner._evaluate_global``).
+    """
+    actual, median = np.asarray(forecast["actual"], float), np.asarray(forecast["median"], float)
+    lower, upper = np.asarray(forecast["lower"], float), np.asarray(forecast["upper"], float)
     return {
         "r2": r_squared(actual, median),
         "coverage": {str(ci_prob): float(np.mean((actual >= lower) & (actual <= upper)))},
@@ -50,6 +63,11 @@ def score(fit, targets: pd.DataFrame, ci_prob: float = defaults.CI_PROB) -> dict
         "mean_halfwidth": float(np.mean((upper - lower) / 2)),
         "mean_rel_halfwidth": float(np.mean((upper - lower) / 2 / np.abs(median))),
     }
+
+
+def score(fit, targets: pd.DataFrame, ci_prob: float = defaults.CI_PROB) -> dict[str, Any]:
+    """R2, coverage of the predictive band, median |relative error| and mean half-width at the target runs."""
+    return score_forecast(target_forecast(fit, targets, ci_prob), ci_prob)
 
 
 def design_replay(
