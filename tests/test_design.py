@@ -459,6 +459,12 @@ def test_the_replay_spends_each_share_and_scores_the_targets(demo_split, capsys)
         assert {"r2", "median_abs_rel_error", "mean_halfwidth"} <= set(budget) and set(budget["coverage"]) == {"0.9"}
         assert -1 <= budget["r2"] <= 1
     assert result["all_of_pool"]["runs"] == result["pool_runs"] == 54 and result["target_runs"] == 9
+    # each repeat keeps its targets' forecast, which scores as the record does (groups are scored together so)
+    from bayescale.evaluation.design_replay import score_forecast
+
+    (record,) = result["strategies"][0]["repeats"][0]
+    assert len(record["forecast"]["median"]) == 9
+    assert score_forecast({k: np.asarray(v) for k, v in record["forecast"].items()})["r2"] == record["r2"]
     # a saved replay draws again and becomes a report section: its table's numbers and the figure
     parts = report_parts(result)
     assert [kind for kind, _ in parts] == ["para", "table", "figure"]

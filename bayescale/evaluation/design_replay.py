@@ -135,8 +135,10 @@ def design_replay(
         ``strategies``: one record per strategy with ``strategy`` and ``budgets`` (per share: ``share``,
         ``spent`` (as a share of the pool's cost), ``runs``, ``r2``, ``coverage`` ({"0.9": ...}),
         ``median_abs_rel_error``, ``mean_halfwidth``, ``mean_rel_halfwidth``, each averaged over repeats,
-        and ``repeats``, the per-repeat records; ``chosen``: per repeat, the pool's rows (from 0) in the order
-        taken, the starting runs first); ``all_of_pool``: the same scores for a fit on the whole pool;
+        and ``repeats``, the per-repeat records, each with its ``forecast`` (the targets' ``actual``,
+        ``median``, ``lower``, ``upper``: several groups' concatenated score together by :func:`score_forecast`);
+        ``chosen``: per repeat, the pool's rows (from 0) in the order taken, the starting runs first);
+        ``all_of_pool``: the same scores (and ``forecast``) for a fit on the whole pool;
         ``pool_runs``, ``target_runs``, ``pool_cost``, ``cost_formula``, ``start_runs``, ``inputs`` (the law's)
         and ``points`` (``pool`` and ``targets``: each input's values, what the replay's figure draws).
     """
@@ -207,20 +209,27 @@ def design_replay(
                     available[new] = False
                     current = None
                 current = current or fitted(chosen, f"{strategy} #{repeat + 1}", repeat_seed)
+                forecast = target_forecast(current, target_frame, ci_prob)
                 records.append(
                     {
                         "share": share,
                         "spent": float(costs[chosen].sum() / total),
                         "runs": len(chosen),
-                        **score(current, target_frame, ci_prob),
+                        **score_forecast(forecast, ci_prob),
+                        "forecast": {k: v.tolist() for k, v in forecast.items()},
                     }
                 )
             runs.append(records)
             picks.append(chosen)
         out.append({"strategy": strategy, "budgets": _averaged(runs, ci_prob), "repeats": runs, "chosen": picks})
+    whole_forecast = target_forecast(whole, target_frame, ci_prob)
     return {
         "strategies": out,
-        "all_of_pool": {"runs": len(pool_frame), **score(whole, target_frame, ci_prob)},
+        "all_of_pool": {
+            "runs": len(pool_frame),
+            **score_forecast(whole_forecast, ci_prob),
+            "forecast": {k: v.tolist() for k, v in whole_forecast.items()},
+        },
         "pool_runs": len(pool_frame),
         "target_runs": len(target_frame),
         "pool_cost": total,
@@ -238,7 +247,9 @@ def _averaged(runs: list[list[dict]], ci_prob: float) -> list[dict]:
     """Per share, every score averaged over the repeats (coverage inside its dict)."""
     out = []
     for records in zip(*runs):
-        mean: dict[str, Any] = {k: float(np.mean([r[k] for r in records])) for k in records[0] if k != "coverage"}
+        mean: dict[str, Any] = {
+            k: float(np.mean([r[k] for r in records])) for k in records[0] if k not in ("coverage", "forecast")
+        }
         mean["coverage"] = {str(ci_prob): float(np.mean([r["coverage"][str(ci_prob)] for r in records]))}
         out.append(mean)
     return out
