@@ -64,7 +64,19 @@ def test_summary_json_has_the_documented_shape(small_fit, capsys):
     code, out, _ = run(capsys, "summary", str(small_fit), "--ci-prob", "0.8", "--json")
     data = json.loads(out)
     assert code == 0 and data["law"] == "chinchilla" and data["ci_prob"] == 0.8 and data["n_obs"] == 63
-    assert set(data["params"]) == {"E", "A", "alpha", "B", "beta", "sigma", "nu", "kappa"}  # kappa: extrapolation
+    # kappa: the extrapolation discrepancy; allocation_omega and _tau: plan's N* discrepancy inside and beyond
+    assert set(data["params"]) == {
+        "E",
+        "A",
+        "alpha",
+        "B",
+        "beta",
+        "sigma",
+        "nu",
+        "kappa",
+        "allocation_omega",
+        "allocation_tau",
+    }
     for stats in data["params"].values():
         assert stats["lower"] < stats["median"] < stats["upper"]
     assert 0.2 < data["params"]["alpha"]["median"] < 0.5

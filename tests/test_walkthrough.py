@@ -78,7 +78,8 @@ def test_a_multi_corpus_sweep_from_start_to_finish(tmp_path, capsys):
         assert result["band_includes"]["credible"] == ["parameters", DISCREPANCY]
         assert result["band_includes"]["predictive"] == ["parameters", DISCREPANCY, "noise"]
     assert plan["band_includes"]["credible"] == ["parameters", DISCREPANCY]
-    assert plan["band_includes"]["allocation"] == ["parameters"]  # N*, D*: stated as the law's uncertainty only
+    assert plan["band_includes"]["allocation"] == ["parameters", DISCREPANCY]  # N*, D*: their own discrepancy
+    assert plan["allocation_calibration"]["source"] in ("internal splits", "prior only")
     described = chained["loss_fits"][0]
     assert described["band_includes"] == ["parameters", DISCREPANCY]
     assert described["metric_band_includes"][:2] == ["loss parameters", f"loss {DISCREPANCY}"]
