@@ -22,14 +22,13 @@ Usage: .venv/bin/python benchmarks/design.py [--repeats 5] [--task NAME ...] [--
 """
 
 import argparse
-import datetime
 import json
-import subprocess
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
+from provenance import stamp
 
 import bayescale as bs
 from bayescale.evaluation.design_replay import STRATEGIES, design_replay, score_forecast
@@ -82,11 +81,7 @@ def main() -> None:
     )
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-    ).stdout.strip()
-    today = datetime.date.today().isoformat()
-    out = Path(args.out or ROOT / "benchmarks" / "results" / f"design_scalebench_{today}_{commit}.json")
+    today, commit, out = stamp("design_scalebench", args.out)
     record = {
         "date": today,
         "commit": commit,

@@ -12,21 +12,18 @@ Usage: .venv/bin/python benchmarks/sparsity_laws.py [--card NAME ...] [--draws 1
 """
 
 import argparse
-import datetime
 import json
-import subprocess
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 from design import GROUPS, SCALEBENCH
+from provenance import stamp
 
 import bayescale as bs
 from bayescale import defaults
 from bayescale.evaluation.design_replay import score, score_forecast, target_forecast
 
-ROOT = Path(__file__).resolve().parents[1]
 #: ScaleBench's sparsity laws (laws.py, commit e0a58ff) -> their cards
 CARDS = {
     "sl_1": "scalebench_sparsity_sl1",
@@ -47,11 +44,7 @@ def main() -> None:
     )
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-    ).stdout.strip()
-    today = datetime.date.today().isoformat()
-    out = Path(args.out or ROOT / "benchmarks" / "results" / f"sparsity_laws_{today}_{commit}.json")
+    today, commit, out = stamp("sparsity_laws", args.out)
     cards = args.card or list(CARDS.values())
     options = {"draws": args.draws, "tune": args.tune, "chains": args.chains, "seed": args.seed, "progressbar": False}
     record: dict = {"date": today, "commit": commit, "settings": options, "groups": {}, "task": {}}
